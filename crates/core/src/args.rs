@@ -1,0 +1,446 @@
+//! Queue arguments (`x-message-ttl`, `x-dead-letter-exchange`, `x-max-length`, `x-overflow`,
+//! `x-delivery-limit`, `x-delayed-retry-*`, …): parsing, type validation with RabbitMQ's
+//! error texts, and the equivalence check used when a queue is redeclared.
+
+use warren_codec::{FieldTable, FieldValue, ShortStr};
+
+use crate::error::{AmqpError, AmqpResult};
+
+/// What happens when a queue is full (`x-overflow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Drop (dead-letter) the oldest ready message.
+    #[default]
+    DropHead,
+    /// Refuse the new message (basic.nack to confirm-mode publishers).
+    RejectPublish,
+    /// Refuse and dead-letter the new message.
+    RejectPublishDlx,
+}
+
+/// Which returns count towards `x-delivery-limit` (`x-delivery-limit-counts`, our extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LimitCounts {
+    /// Failed deliveries only (RabbitMQ 4.3: reject with requeue, consumer lost).
+    #[default]
+    Failed,
+    /// Every return to the queue, nack included (RabbitMQ 4.0–4.2).
+    All,
+}
+
+/// Which returns are delayed (`x-delayed-retry-type`, RabbitMQ 4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetryType {
+    /// No delay.
+    #[default]
+    Disabled,
+    /// Every return.
+    All,
+    /// Failed deliveries only.
+    Failed,
+    /// Returns that were not failures (nack with requeue).
+    Returned,
+}
+
+/// Delayed-retry settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DelayedRetry {
+    /// Which returns are delayed.
+    pub kind: RetryType,
+    /// `x-delayed-retry-min` (ms).
+    pub min_ms: u64,
+    /// `x-delayed-retry-max` (ms).
+    pub max_ms: u64,
+    /// `x-delayed-retry-multiplier` (our extension): exponential instead of linear.
+    pub multiplier: Option<f64>,
+}
+
+impl DelayedRetry {
+    /// The delay before the `count`-th redelivery (count ≥ 1).
+    pub fn delay_ms(&self, count: u32) -> u64 {
+        let count = count.max(1);
+        let d = match self.multiplier {
+            Some(m) => (self.min_ms as f64) * m.powi(count as i32 - 1),
+            None => (self.min_ms as f64) * count as f64,
+        };
+        if d.is_finite() {
+            (d as u64).min(self.max_ms)
+        } else {
+            self.max_ms
+        }
+    }
+}
+
+/// Parsed queue arguments.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueueArgs {
+    /// `x-message-ttl` (ms).
+    pub message_ttl: Option<u64>,
+    /// `x-expires` (ms).
+    pub expires: Option<u64>,
+    /// `x-max-length`.
+    pub max_length: Option<u64>,
+    /// `x-max-length-bytes`.
+    pub max_length_bytes: Option<u64>,
+    /// `x-overflow`.
+    pub overflow: Overflow,
+    /// `x-dead-letter-exchange`.
+    pub dead_letter_exchange: Option<ShortStr>,
+    /// `x-dead-letter-routing-key`.
+    pub dead_letter_routing_key: Option<ShortStr>,
+    /// `x-delivery-limit` (None = unlimited).
+    pub delivery_limit: Option<u32>,
+    /// `x-delivery-limit-counts`.
+    pub limit_counts: LimitCounts,
+    /// `x-delayed-retry-*`.
+    pub delayed_retry: Option<DelayedRetry>,
+    /// `x-single-active-consumer`.
+    pub single_active_consumer: bool,
+    /// `x-max-priority`.
+    pub max_priority: Option<u8>,
+    /// `x-queue-type` is `quorum`.
+    pub quorum: bool,
+}
+
+/// RabbitMQ's name for a field value's type, used in error texts.
+pub fn type_name(v: &FieldValue) -> &'static str {
+    match v {
+        FieldValue::Bool(_) => "bool",
+        FieldValue::I8(_) => "byte",
+        FieldValue::U8(_) => "unsignedbyte",
+        FieldValue::I16(_) => "short",
+        FieldValue::U16(_) => "unsignedshort",
+        FieldValue::I32(_) => "signedint",
+        FieldValue::U32(_) => "unsignedint",
+        FieldValue::I64(_) => "long",
+        FieldValue::F32(_) => "float",
+        FieldValue::F64(_) => "double",
+        FieldValue::Decimal { .. } => "decimal",
+        FieldValue::LongStr(_) => "longstr",
+        FieldValue::Array(_) => "array",
+        FieldValue::Timestamp(_) => "timestamp",
+        FieldValue::Table(_) => "table",
+        FieldValue::Void => "void",
+        FieldValue::ByteArray(_) => "binary",
+    }
+}
+
+/// A value rendered for error texts.
+pub fn render(v: &FieldValue) -> String {
+    match v {
+        FieldValue::LongStr(b) | FieldValue::ByteArray(b) => String::from_utf8_lossy(b).into_owned(),
+        FieldValue::Bool(b) => b.to_string(),
+        FieldValue::F32(f) => f.to_string(),
+        FieldValue::F64(f) => f.to_string(),
+        other => other
+            .as_i64()
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| format!("{other:?}")),
+    }
+}
+
+/// Arguments whose values must match on redeclare (RabbitMQ's consistent-args list).
+pub const EQUIVALENCE_ARGS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-type",
+    "x-single-active-consumer",
+    "x-delivery-limit",
+    "x-delivery-limit-counts",
+    "x-delayed-retry-type",
+    "x-delayed-retry-min",
+    "x-delayed-retry-max",
+    "x-delayed-retry-multiplier",
+];
+
+fn invalid(arg: &str, queue: &str, vhost: &str, why: String) -> AmqpError {
+    AmqpError::precondition(format!(
+        "invalid arg '{arg}' for queue '{queue}' in vhost '{vhost}': {why}"
+    ))
+}
+
+impl QueueArgs {
+    /// Parses and validates `x-…` queue arguments. Unknown arguments are ignored, as RabbitMQ.
+    pub fn parse(args: &FieldTable, queue: &str, vhost: &str) -> AmqpResult<QueueArgs> {
+        let mut q = QueueArgs::default();
+        let int = |name: &str, min: i64| -> AmqpResult<Option<u64>> {
+            match args.get(name) {
+                None => Ok(None),
+                Some(v) => match v.as_i64() {
+                    Some(i) if i >= min => Ok(Some(i as u64)),
+                    Some(i) => Err(invalid(name, queue, vhost, format!("{{value_negative,{i}}}"))),
+                    None => Err(invalid(
+                        name,
+                        queue,
+                        vhost,
+                        format!("{{unacceptable_type,{}}}", type_name(v)),
+                    )),
+                },
+            }
+        };
+        let string = |name: &str| -> AmqpResult<Option<ShortStr>> {
+            match args.get(name) {
+                None => Ok(None),
+                Some(v) => match v.as_str() {
+                    Some(s) if s.len() <= 255 => Ok(Some(ShortStr::from(s))),
+                    _ => Err(invalid(
+                        name,
+                        queue,
+                        vhost,
+                        format!("{{unacceptable_type,{}}}", type_name(v)),
+                    )),
+                },
+            }
+        };
+        q.message_ttl = int("x-message-ttl", 0)?;
+        q.expires = int("x-expires", 1)?;
+        if let Some(FieldValue::I64(0) | FieldValue::I32(0)) = args.get("x-expires") {
+            return Err(invalid("x-expires", queue, vhost, "{value_zero,0}".into()));
+        }
+        q.max_length = int("x-max-length", 0)?;
+        q.max_length_bytes = int("x-max-length-bytes", 0)?;
+        q.overflow = match string("x-overflow")?.as_deref() {
+            None | Some("drop-head") => Overflow::DropHead,
+            Some("reject-publish") => Overflow::RejectPublish,
+            Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
+            Some(other) => {
+                return Err(invalid(
+                    "x-overflow",
+                    queue,
+                    vhost,
+                    format!("{{invalid_value,{other}}}"),
+                ));
+            }
+        };
+        q.dead_letter_exchange = string("x-dead-letter-exchange")?;
+        q.dead_letter_routing_key = string("x-dead-letter-routing-key")?;
+        if q.dead_letter_routing_key.is_some() && q.dead_letter_exchange.is_none() {
+            return Err(AmqpError::precondition(format!(
+                "invalid arg 'x-dead-letter-routing-key' for queue '{queue}' in vhost '{vhost}': \
+                 Key x-dead-letter-exchange should be specified"
+            )));
+        }
+        q.quorum = match string("x-queue-type")?.as_deref() {
+            None | Some("classic") => false,
+            Some("quorum") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "x-queue-type",
+                    queue,
+                    vhost,
+                    format!("{{unsupported_queue_type,{other}}}"),
+                ));
+            }
+        };
+        q.delivery_limit = match args.get("x-delivery-limit") {
+            None => q.quorum.then_some(20),
+            Some(v) => match v.as_i64() {
+                Some(i) if i < 0 => None,
+                Some(i) => Some(i.min(u32::MAX as i64) as u32),
+                None => {
+                    return Err(invalid(
+                        "x-delivery-limit",
+                        queue,
+                        vhost,
+                        format!("{{unacceptable_type,{}}}", type_name(v)),
+                    ));
+                }
+            },
+        };
+        q.limit_counts = match string("x-delivery-limit-counts")?.as_deref() {
+            None | Some("failed") => LimitCounts::Failed,
+            Some("all") => LimitCounts::All,
+            Some(other) => {
+                return Err(invalid(
+                    "x-delivery-limit-counts",
+                    queue,
+                    vhost,
+                    format!("{{invalid_value,{other}}}"),
+                ));
+            }
+        };
+        let kind = match string("x-delayed-retry-type")?.as_deref() {
+            None | Some("disabled") => RetryType::Disabled,
+            Some("all") => RetryType::All,
+            Some("failed") => RetryType::Failed,
+            Some("returned") => RetryType::Returned,
+            Some(other) => {
+                return Err(invalid(
+                    "x-delayed-retry-type",
+                    queue,
+                    vhost,
+                    format!("{{invalid_value,{other}}}"),
+                ));
+            }
+        };
+        let min = int("x-delayed-retry-min", 0)?;
+        let max = int("x-delayed-retry-max", 0)?;
+        let multiplier = match args.get("x-delayed-retry-multiplier") {
+            None => None,
+            Some(FieldValue::F64(f)) if *f >= 1.0 => Some(*f),
+            Some(FieldValue::F32(f)) if *f >= 1.0 => Some(*f as f64),
+            Some(v) => match v.as_i64() {
+                Some(i) if i >= 1 => Some(i as f64),
+                _ => {
+                    return Err(invalid(
+                        "x-delayed-retry-multiplier",
+                        queue,
+                        vhost,
+                        format!("{{invalid_value,{}}}", render(v)),
+                    ));
+                }
+            },
+        };
+        if kind != RetryType::Disabled {
+            let min_ms = min.unwrap_or(1000);
+            q.delayed_retry = Some(DelayedRetry {
+                kind,
+                min_ms,
+                max_ms: max.unwrap_or(min_ms.saturating_mul(60)).max(min_ms),
+                multiplier,
+            });
+        }
+        q.single_active_consumer = match args.get("x-single-active-consumer") {
+            None => false,
+            Some(FieldValue::Bool(b)) => *b,
+            Some(v) => {
+                return Err(invalid(
+                    "x-single-active-consumer",
+                    queue,
+                    vhost,
+                    format!("{{unacceptable_type,{}}}", type_name(v)),
+                ));
+            }
+        };
+        q.max_priority = match int("x-max-priority", 0)? {
+            None => None,
+            Some(p) if p <= 255 => Some(p as u8),
+            Some(p) => {
+                return Err(invalid(
+                    "x-max-priority",
+                    queue,
+                    vhost,
+                    format!("{{value_too_large,{p}}}"),
+                ));
+            }
+        };
+        Ok(q)
+    }
+}
+
+/// Checks a redeclare's arguments against the existing queue's (RabbitMQ's consistent-args rule,
+/// with `x-queue-type` `classic` equal to absent).
+pub fn check_equivalent(
+    current: &FieldTable,
+    received: &FieldTable,
+    queue: &str,
+    vhost: &str,
+) -> AmqpResult<()> {
+    for name in EQUIVALENCE_ARGS {
+        let norm = |t: &FieldTable| -> Option<FieldValue> {
+            match t.get(name) {
+                Some(v) if *name == "x-queue-type" && v.as_str() == Some("classic") => None,
+                other => other.cloned(),
+            }
+        };
+        let (c, r) = (norm(current), norm(received));
+        let same = match (&c, &r) {
+            (Some(a), Some(b)) => a == b || (a.as_i64().is_some() && a.as_i64() == b.as_i64()),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            let desc = |v: &Option<FieldValue>| match v {
+                None => "none".to_string(),
+                Some(v) => format!("the value '{}' of type '{}'", render(v), type_name(v)),
+            };
+            return Err(AmqpError::precondition(format!(
+                "inequivalent arg '{name}' for queue '{queue}' in vhost '{vhost}': received {} but current is {}",
+                desc(&r),
+                desc(&c)
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(entries: &[(&str, FieldValue)]) -> FieldTable {
+        let mut t = FieldTable::new();
+        for (k, v) in entries {
+            t.insert(*k, v.clone());
+        }
+        t
+    }
+
+    #[test]
+    fn string_max_length_is_406() {
+        let e = QueueArgs::parse(&table(&[("x-max-length", FieldValue::str("10"))]), "q", "/").unwrap_err();
+        assert_eq!(e.code.code(), 406);
+        assert!(e.text.contains("x-max-length"), "{}", e.text);
+    }
+
+    #[test]
+    fn quorum_defaults_to_limit_20_and_minus_one_disables() {
+        let q = QueueArgs::parse(&table(&[("x-queue-type", FieldValue::str("quorum"))]), "q", "/").unwrap();
+        assert_eq!(q.delivery_limit, Some(20));
+        let q = QueueArgs::parse(
+            &table(&[
+                ("x-queue-type", FieldValue::str("quorum")),
+                ("x-delivery-limit", FieldValue::I64(-1)),
+            ]),
+            "q",
+            "/",
+        )
+        .unwrap();
+        assert_eq!(q.delivery_limit, None);
+    }
+
+    #[test]
+    fn retry_delays_linear_and_exponential() {
+        let lin = DelayedRetry {
+            kind: RetryType::All,
+            min_ms: 100,
+            max_ms: 350,
+            multiplier: None,
+        };
+        assert_eq!([1, 2, 3, 4].map(|n| lin.delay_ms(n)), [100, 200, 300, 350]);
+        let exp = DelayedRetry {
+            multiplier: Some(2.0),
+            max_ms: 1000,
+            ..lin
+        };
+        assert_eq!(
+            [1, 2, 3, 4, 5].map(|n| exp.delay_ms(n)),
+            [100, 200, 400, 800, 1000]
+        );
+    }
+
+    #[test]
+    fn equivalence_ignores_classic_type_and_int_width() {
+        let a = table(&[("x-message-ttl", FieldValue::I32(1000))]);
+        let b = table(&[
+            ("x-message-ttl", FieldValue::I64(1000)),
+            ("x-queue-type", FieldValue::str("classic")),
+        ]);
+        check_equivalent(&a, &b, "q", "/").unwrap();
+        let c = table(&[("x-message-ttl", FieldValue::I64(2000))]);
+        let e = check_equivalent(&a, &c, "q", "/").unwrap_err();
+        assert_eq!(e.code.code(), 406);
+        assert!(
+            e.text
+                .starts_with("inequivalent arg 'x-message-ttl' for queue 'q'"),
+            "{}",
+            e.text
+        );
+    }
+}

@@ -1,0 +1,624 @@
+//! `QueueState`: one queue's messages and consumers as a pure state machine.
+//!
+//! Inputs are `publish`, `add_consumer` / `remove_consumer`, `dispatch`, `get`, `ack`,
+//! `reject` (requeue or discard), `release_channel`, `purge` and `tick` (timers); the caller
+//! passes `now` in milliseconds. Outputs go into [`Effects`]: deliveries to send and messages
+//! to dead-letter (with their reason). Every message is in exactly one place: ready (in
+//! publish order, per priority level), delayed (waiting for its retry delay), or unacked by
+//! exactly one channel.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use warren_codec::ShortStr;
+
+use crate::args::{LimitCounts, Overflow, QueueArgs, RetryType};
+use crate::deadletter::DeadReason;
+use crate::error::{AmqpError, AmqpResult};
+use crate::message::MessageRef;
+
+/// Identifies a channel across the broker (the server packs connection and channel ids).
+pub type ChannelKey = u64;
+/// Identifies a consumer across the broker.
+pub type ConsumerKey = u64;
+
+/// A message in the queue with its delivery history.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Position in publish order.
+    pub seq: u64,
+    /// The message.
+    pub msg: MessageRef,
+    /// Has been delivered before.
+    pub redelivered: bool,
+    /// Failed deliveries (`x-delivery-count`).
+    pub delivery_count: u32,
+    /// Returns of any kind (`x-acquired-count`).
+    pub acquired_count: u32,
+    /// Absolute expiry time (ms), from queue or message TTL.
+    pub expires_at: Option<u64>,
+}
+
+/// A consumer's registration.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// Unique key.
+    pub key: ConsumerKey,
+    /// Channel it belongs to.
+    pub channel: ChannelKey,
+    /// Consumer tag.
+    pub tag: ShortStr,
+    /// Auto-ack.
+    pub no_ack: bool,
+    /// Per-consumer prefetch (0 = unlimited).
+    pub prefetch: u32,
+    /// Exclusive consumer.
+    pub exclusive: bool,
+    /// `x-priority`.
+    pub priority: i32,
+}
+
+#[derive(Debug, Clone)]
+struct Consumer {
+    spec: ConsumerSpec,
+    unacked: u32,
+}
+
+/// A message handed to a consumer (or to basic.get).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The consumer, or `None` for basic.get.
+    pub consumer: Option<ConsumerKey>,
+    /// The channel.
+    pub channel: ChannelKey,
+    /// Queue-local sequence number, to ack by.
+    pub seq: u64,
+    /// The message.
+    pub msg: MessageRef,
+    /// The redelivered flag.
+    pub redelivered: bool,
+    /// `x-delivery-count` to add (with `x-acquired-count`) when the message was returned.
+    pub delivery_count: u32,
+    /// `x-acquired-count`.
+    pub acquired_count: u32,
+    /// Whether the message is settled already (no-ack).
+    pub no_ack: bool,
+}
+
+/// Effects of an input, for the caller to carry out.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Deliveries to send, in order.
+    pub deliveries: Vec<Delivery>,
+    /// Messages to dead-letter (the queue has a DLX) with their reason.
+    pub dead_letters: Vec<(MessageRef, DeadReason)>,
+    /// Messages dropped by the delivery limit with no DLX configured.
+    pub dropped_by_limit: u64,
+}
+
+/// How a message comes back to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Return {
+    /// A failed delivery: basic.reject with requeue, channel or connection lost.
+    Failed,
+    /// Not a failure: basic.nack with requeue, basic.recover.
+    Returned,
+}
+
+/// Result of a publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// Enqueued.
+    Enqueued,
+    /// Refused by `x-overflow: reject-publish(-dlx)`.
+    Rejected,
+}
+
+#[derive(Debug)]
+struct Unacked {
+    entry: Entry,
+    consumer: Option<ConsumerKey>,
+    channel: ChannelKey,
+}
+
+/// Ready messages, one FIFO per priority level, each ordered by seq.
+#[derive(Debug, Default)]
+struct Ready {
+    levels: Vec<VecDeque<Entry>>,
+    len: usize,
+    bytes: u64,
+}
+
+impl Ready {
+    fn new(max_priority: Option<u8>) -> Ready {
+        let n = max_priority.map(|p| p as usize + 1).unwrap_or(1);
+        Ready {
+            levels: (0..n).map(|_| VecDeque::new()).collect(),
+            len: 0,
+            bytes: 0,
+        }
+    }
+
+    fn level(&self, e: &Entry) -> usize {
+        (e.msg.properties.priority.unwrap_or(0) as usize).min(self.levels.len() - 1)
+    }
+
+    fn push_back(&mut self, e: Entry) {
+        let l = self.level(&e);
+        self.len += 1;
+        self.bytes += e.msg.size();
+        self.levels[l].push_back(e);
+    }
+
+    /// Puts a returned message back at its publish-order position.
+    fn insert_sorted(&mut self, e: Entry) {
+        let l = self.level(&e);
+        self.len += 1;
+        self.bytes += e.msg.size();
+        let q = &mut self.levels[l];
+        let pos = q.partition_point(|x| x.seq < e.seq);
+        q.insert(pos, e);
+    }
+
+    fn pop_front(&mut self) -> Option<Entry> {
+        let q = self.levels.iter_mut().rev().find(|q| !q.is_empty())?;
+        let e = q.pop_front()?;
+        self.len -= 1;
+        self.bytes -= e.msg.size();
+        Some(e)
+    }
+
+    /// Removes the oldest message (for drop-head), lowest priority first as RabbitMQ.
+    fn pop_oldest(&mut self) -> Option<Entry> {
+        let q = self.levels.iter_mut().find(|q| !q.is_empty())?;
+        let e = q.pop_front()?;
+        self.len -= 1;
+        self.bytes -= e.msg.size();
+        Some(e)
+    }
+
+    fn front_expiry(&self) -> Option<u64> {
+        self.levels
+            .iter()
+            .filter_map(|q| q.front())
+            .filter_map(|e| e.expires_at)
+            .min()
+    }
+
+    fn clear(&mut self) -> usize {
+        let n = self.len;
+        for q in &mut self.levels {
+            q.clear();
+        }
+        self.len = 0;
+        self.bytes = 0;
+        n
+    }
+}
+
+/// One queue's state.
+#[derive(Debug)]
+pub struct QueueState {
+    name: ShortStr,
+    args: QueueArgs,
+    ready: Ready,
+    delayed: BTreeMap<(u64, u64), Entry>,
+    unacked: HashMap<u64, Unacked>,
+    consumers: Vec<Consumer>,
+    cursor: usize,
+    next_seq: u64,
+    has_dlx: bool,
+}
+
+/// The 403 text RabbitMQ sends for exclusive-consumer conflicts.
+fn exclusive_use(queue: &str, vhost: &str) -> AmqpError {
+    AmqpError::access_refused(format!("queue '{queue}' in vhost '{vhost}' in exclusive use"))
+}
+
+impl QueueState {
+    /// A new, empty queue.
+    pub fn new(name: &str, args: QueueArgs) -> QueueState {
+        QueueState {
+            name: name.into(),
+            ready: Ready::new(args.max_priority),
+            has_dlx: args.dead_letter_exchange.is_some(),
+            args,
+            delayed: BTreeMap::new(),
+            unacked: HashMap::new(),
+            consumers: Vec::new(),
+            cursor: 0,
+            next_seq: 1,
+        }
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The queue's parsed arguments.
+    pub fn args(&self) -> &QueueArgs {
+        &self.args
+    }
+
+    /// Ready messages (including those waiting for a retry delay), as declare-ok reports.
+    pub fn message_count(&self) -> u32 {
+        (self.ready.len + self.delayed.len()) as u32
+    }
+
+    /// Messages delivered and not yet settled.
+    pub fn unacked_count(&self) -> u32 {
+        self.unacked.len() as u32
+    }
+
+    /// Body bytes of ready messages.
+    pub fn ready_bytes(&self) -> u64 {
+        self.ready.bytes
+    }
+
+    /// Number of consumers.
+    pub fn consumer_count(&self) -> u32 {
+        self.consumers.len() as u32
+    }
+
+    /// Whether the queue holds nothing at all (ready, delayed or unacked).
+    pub fn is_empty(&self) -> bool {
+        self.ready.len == 0 && self.delayed.is_empty() && self.unacked.is_empty()
+    }
+
+    /// Enqueues a published message (or a dead-lettered one arriving here).
+    pub fn publish(
+        &mut self,
+        msg: MessageRef,
+        now: u64,
+        msg_ttl: Option<u64>,
+        fx: &mut Effects,
+    ) -> Published {
+        let ttl = match (self.args.message_ttl, msg_ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if self.would_overflow(msg.size()) {
+            match self.args.overflow {
+                Overflow::DropHead => {}
+                Overflow::RejectPublish => return Published::Rejected,
+                Overflow::RejectPublishDlx => {
+                    if self.has_dlx {
+                        fx.dead_letters.push((msg, DeadReason::Maxlen));
+                    }
+                    return Published::Rejected;
+                }
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.ready.push_back(Entry {
+            seq,
+            msg,
+            redelivered: false,
+            delivery_count: 0,
+            acquired_count: 0,
+            expires_at: ttl.map(|t| now.saturating_add(t)),
+        });
+        self.enforce_limits(fx);
+        Published::Enqueued
+    }
+
+    fn would_overflow(&self, size: u64) -> bool {
+        self.args.max_length.is_some_and(|m| self.ready.len as u64 >= m)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|m| self.ready.bytes + size > m)
+    }
+
+    fn enforce_limits(&mut self, fx: &mut Effects) {
+        loop {
+            let over_len = self.args.max_length.is_some_and(|m| self.ready.len as u64 > m);
+            let over_bytes = self.args.max_length_bytes.is_some_and(|m| self.ready.bytes > m);
+            if !(over_len || over_bytes) {
+                break;
+            }
+            match self.ready.pop_oldest() {
+                Some(e) => self.dead(e.msg, DeadReason::Maxlen, fx),
+                None => break,
+            }
+        }
+    }
+
+    fn dead(&mut self, msg: MessageRef, reason: DeadReason, fx: &mut Effects) {
+        if self.has_dlx {
+            fx.dead_letters.push((msg, reason));
+        } else if reason == DeadReason::DeliveryLimit {
+            fx.dropped_by_limit += 1;
+        }
+    }
+
+    /// Registers a consumer. Exclusive-consumer conflicts are 403 as in RabbitMQ.
+    pub fn add_consumer(&mut self, spec: ConsumerSpec, vhost: &str) -> AmqpResult<()> {
+        if self.consumers.iter().any(|c| c.spec.exclusive) || (spec.exclusive && !self.consumers.is_empty()) {
+            return Err(exclusive_use(&self.name, vhost));
+        }
+        // Keep consumers ordered by priority (highest first), stable by registration.
+        let pos = self
+            .consumers
+            .partition_point(|c| c.spec.priority >= spec.priority);
+        self.consumers.insert(pos, Consumer { spec, unacked: 0 });
+        Ok(())
+    }
+
+    /// Removes a consumer. Its unacked messages stay with its channel, as in RabbitMQ.
+    pub fn remove_consumer(&mut self, key: ConsumerKey) -> Option<ConsumerSpec> {
+        let pos = self.consumers.iter().position(|c| c.spec.key == key)?;
+        if pos < self.cursor {
+            self.cursor -= 1;
+        }
+        Some(self.consumers.remove(pos).spec)
+    }
+
+    /// Consumers' specs, in priority order.
+    pub fn consumers(&self) -> impl Iterator<Item = &ConsumerSpec> {
+        self.consumers.iter().map(|c| &c.spec)
+    }
+
+    /// The single active consumer, if the queue has `x-single-active-consumer`.
+    pub fn active_consumer(&self) -> Option<ConsumerKey> {
+        if self.args.single_active_consumer {
+            self.consumers.first().map(|c| c.spec.key)
+        } else {
+            None
+        }
+    }
+
+    /// Picks the next consumer with room: the highest priority group that has one, round-robin
+    /// within the group.
+    fn pick(&mut self, reserve: &mut impl FnMut(&ConsumerSpec) -> bool) -> Option<usize> {
+        let n = self.consumers.len();
+        let has_room = |c: &Consumer| c.spec.prefetch == 0 || c.unacked < c.spec.prefetch;
+        if self.args.single_active_consumer {
+            let c = self.consumers.first()?;
+            return (has_room(c) && reserve(&c.spec)).then_some(0);
+        }
+        let mut i = 0;
+        while i < n {
+            let prio = self.consumers[i].spec.priority;
+            let len = self.consumers[i..]
+                .iter()
+                .take_while(|c| c.spec.priority == prio)
+                .count();
+            let start = if (i..i + len).contains(&self.cursor) {
+                self.cursor - i
+            } else {
+                0
+            };
+            for k in 0..len {
+                let idx = i + (start + k) % len;
+                let c = &self.consumers[idx];
+                if has_room(c) && reserve(&c.spec) {
+                    self.cursor = idx + 1;
+                    return Some(idx);
+                }
+            }
+            i += len;
+        }
+        None
+    }
+
+    /// Hands ready messages to consumers with room. `reserve` is asked before each delivery
+    /// to a consumer (channel-wide prefetch, connection buffer) and must reserve the slot if it
+    /// says yes.
+    pub fn dispatch(&mut self, now: u64, mut reserve: impl FnMut(&ConsumerSpec) -> bool, fx: &mut Effects) {
+        if self.consumers.is_empty() {
+            return;
+        }
+        while self.ready.len > 0 {
+            // Drop expired messages at the head before choosing a consumer. A message is still
+            // deliverable in the millisecond it expires, so TTL 0 reaches a waiting consumer
+            // (RabbitMQ: "expired upon reaching a queue unless delivered immediately").
+            let Some(e) = self.ready.pop_front() else { break };
+            if e.expires_at.is_some_and(|t| t < now) {
+                self.dead(e.msg, DeadReason::Expired, fx);
+                continue;
+            }
+            let Some(idx) = self.pick(&mut reserve) else {
+                self.ready.insert_sorted(e);
+                break;
+            };
+            let c = &mut self.consumers[idx];
+            let d = Delivery {
+                consumer: Some(c.spec.key),
+                channel: c.spec.channel,
+                seq: e.seq,
+                msg: e.msg.clone(),
+                redelivered: e.redelivered,
+                delivery_count: e.delivery_count,
+                acquired_count: e.acquired_count,
+                no_ack: c.spec.no_ack,
+            };
+            if !c.spec.no_ack {
+                c.unacked += 1;
+                self.unacked.insert(
+                    e.seq,
+                    Unacked {
+                        entry: e,
+                        consumer: Some(c.spec.key),
+                        channel: c.spec.channel,
+                    },
+                );
+            }
+            fx.deliveries.push(d);
+        }
+    }
+
+    /// basic.get: the next ready message, if any, with the count of messages left.
+    pub fn get(
+        &mut self,
+        channel: ChannelKey,
+        no_ack: bool,
+        now: u64,
+        fx: &mut Effects,
+    ) -> Option<(Delivery, u32)> {
+        loop {
+            let e = self.ready.pop_front()?;
+            if e.expires_at.is_some_and(|t| t <= now) {
+                self.dead(e.msg, DeadReason::Expired, fx);
+                continue;
+            }
+            let d = Delivery {
+                consumer: None,
+                channel,
+                seq: e.seq,
+                msg: e.msg.clone(),
+                redelivered: e.redelivered,
+                delivery_count: e.delivery_count,
+                acquired_count: e.acquired_count,
+                no_ack,
+            };
+            if !no_ack {
+                self.unacked.insert(
+                    e.seq,
+                    Unacked {
+                        entry: e,
+                        consumer: None,
+                        channel,
+                    },
+                );
+            }
+            return Some((d, self.message_count()));
+        }
+    }
+
+    fn settle(&mut self, seq: u64) -> Option<Unacked> {
+        let u = self.unacked.remove(&seq)?;
+        if let Some(k) = u.consumer
+            && let Some(c) = self.consumers.iter_mut().find(|c| c.spec.key == k)
+        {
+            c.unacked = c.unacked.saturating_sub(1);
+        }
+        Some(u)
+    }
+
+    /// basic.ack of one message. `false` if it was not unacked here.
+    pub fn ack(&mut self, seq: u64) -> bool {
+        self.settle(seq).is_some()
+    }
+
+    /// basic.reject / basic.nack: requeue (counting the return) or discard (dead-letter
+    /// `rejected`). `false` if the message was not unacked here.
+    pub fn reject(&mut self, seq: u64, requeue: Option<Return>, now: u64, fx: &mut Effects) -> bool {
+        let Some(u) = self.settle(seq) else { return false };
+        match requeue {
+            None => self.dead(u.entry.msg, DeadReason::Rejected, fx),
+            Some(how) => self.requeue(u.entry, how, now, fx),
+        }
+        true
+    }
+
+    fn requeue(&mut self, mut e: Entry, how: Return, now: u64, fx: &mut Effects) {
+        e.redelivered = true;
+        e.acquired_count += 1;
+        if how == Return::Failed {
+            e.delivery_count += 1;
+        }
+        if let Some(limit) = self.args.delivery_limit {
+            let counted = match self.args.limit_counts {
+                LimitCounts::Failed => e.delivery_count,
+                LimitCounts::All => e.acquired_count,
+            };
+            if counted > limit {
+                self.dead(e.msg, DeadReason::DeliveryLimit, fx);
+                return;
+            }
+        }
+        if let Some(r) = self.args.delayed_retry {
+            let count = match (r.kind, how) {
+                (RetryType::All, Return::Failed) | (RetryType::Failed, Return::Failed) => {
+                    Some(e.delivery_count)
+                }
+                (RetryType::All, Return::Returned) | (RetryType::Returned, Return::Returned) => {
+                    Some(e.acquired_count)
+                }
+                _ => None,
+            };
+            if let Some(n) = count {
+                let at = now.saturating_add(r.delay_ms(n));
+                self.delayed.insert((at, e.seq), e);
+                return;
+            }
+        }
+        self.ready.insert_sorted(e);
+    }
+
+    /// Returns every message unacked on `channel` (channel or connection closed: a failed
+    /// delivery), in publish order.
+    pub fn release_channel(&mut self, channel: ChannelKey, how: Return, now: u64, fx: &mut Effects) {
+        let mut seqs: Vec<u64> = self
+            .unacked
+            .iter()
+            .filter(|(_, u)| u.channel == channel)
+            .map(|(s, _)| *s)
+            .collect();
+        seqs.sort_unstable();
+        for s in seqs {
+            if let Some(u) = self.settle(s) {
+                self.requeue(u.entry, how, now, fx);
+            }
+        }
+    }
+
+    /// Puts back deliveries that were never sent (the consumer went away before its channel
+    /// wrote them): not a redelivery, no count.
+    pub fn unsend(&mut self, seq: u64) -> bool {
+        let Some(u) = self.settle(seq) else { return false };
+        self.ready.insert_sorted(u.entry);
+        true
+    }
+
+    /// queue.purge: drops every ready message; returns how many.
+    pub fn purge(&mut self) -> u32 {
+        let n = self.ready.clear() + self.delayed.len();
+        self.delayed.clear();
+        n as u32
+    }
+
+    /// Moves due delayed retries back to ready and expires TTL'd messages at the heads.
+    pub fn tick(&mut self, now: u64, fx: &mut Effects) {
+        while let Some((&(at, _), _)) = self.delayed.first_key_value() {
+            if at > now {
+                break;
+            }
+            if let Some((_, e)) = self.delayed.pop_first() {
+                self.ready.insert_sorted(e);
+            }
+        }
+        loop {
+            let due = self
+                .ready
+                .levels
+                .iter()
+                .position(|q| q.front().is_some_and(|e| e.expires_at.is_some_and(|t| t <= now)));
+            let Some(l) = due else { break };
+            if let Some(e) = self.ready.levels[l].pop_front() {
+                self.ready.len -= 1;
+                self.ready.bytes -= e.msg.size();
+                self.dead(e.msg, DeadReason::Expired, fx);
+            }
+        }
+    }
+
+    /// When `tick` next has work: the earliest delayed retry or head expiry.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let d = self.delayed.first_key_value().map(|(&(at, _), _)| at);
+        match (d, self.ready.front_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Every message still held (ready, delayed and unacked), for shutdown or deletion counts.
+    pub fn total_count(&self) -> u32 {
+        self.message_count() + self.unacked_count()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,11 @@
+//! Routing algorithms for the exchange types that need more than a hash lookup.
+//!
+//! - [`topic`]: a word trie over binding patterns (`*` = exactly one word, `#` = zero or more
+//!   words) with a bounded cache of routing results, matching RabbitMQ's topic exchange.
+//! - [`headers`]: RabbitMQ's headers-exchange predicate (`x-match` = `all` / `any` /
+//!   `all-with-x` / `any-with-x`) and its binding-argument validation.
+//!
+//! Both are pure data structures with no IO and no locking; the caller owns synchronisation.
+
+pub mod headers;
+pub mod topic;

@@ -1,0 +1,1076 @@
+//! One vhost's topology: exchanges, queues' metadata and bindings, with AMQP's and RabbitMQ's
+//! declare / bind / delete rules (reply codes and texts as RabbitMQ sends them), and routing of
+//! a message to the set of queues it reaches (exchange-to-exchange bindings, alternate
+//! exchanges, CC/BCC, each queue at most once).
+
+use std::collections::HashMap;
+
+use warren_codec::{FieldTable, FieldValue, ShortStr};
+
+use crate::args::{QueueArgs, check_equivalent, render, type_name};
+use crate::error::{AmqpError, AmqpResult};
+use crate::routing::headers::{headers_match, validate_binding_args};
+use crate::routing::topic::TopicIndex;
+
+/// Identifies a connection (for exclusive queues).
+pub type ConnId = u64;
+
+/// A queue's id within its vhost (stable for the queue's life, never reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueId(pub u64);
+
+/// An exchange's id within its vhost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExchangeId(pub u32);
+
+/// A binding's destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dest {
+    /// A queue.
+    Queue(QueueId),
+    /// An exchange (exchange-to-exchange binding).
+    Exchange(ExchangeId),
+}
+
+/// Exchange types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeKind {
+    /// Exact routing-key match.
+    Direct,
+    /// Every bound destination.
+    Fanout,
+    /// Dotted-word patterns with `*` and `#`.
+    Topic,
+    /// Header matching with `x-match`.
+    Headers,
+}
+
+impl ExchangeKind {
+    /// Parses RabbitMQ's type name.
+    pub fn parse(s: &str) -> Option<ExchangeKind> {
+        Some(match s {
+            "direct" => ExchangeKind::Direct,
+            "fanout" => ExchangeKind::Fanout,
+            "topic" => ExchangeKind::Topic,
+            "headers" => ExchangeKind::Headers,
+            _ => return None,
+        })
+    }
+
+    /// The type name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExchangeKind::Direct => "direct",
+            ExchangeKind::Fanout => "fanout",
+            ExchangeKind::Topic => "topic",
+            ExchangeKind::Headers => "headers",
+        }
+    }
+}
+
+/// An exchange's declared properties.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangeMeta {
+    /// Name.
+    pub name: ShortStr,
+    /// Type.
+    pub kind: ExchangeKind,
+    /// Survives restarts.
+    pub durable: bool,
+    /// Deleted when its last binding goes.
+    pub auto_delete: bool,
+    /// Cannot be published to directly.
+    pub internal: bool,
+    /// Declared arguments.
+    pub arguments: FieldTable,
+}
+
+/// A queue's declared properties.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueMeta {
+    /// Id.
+    pub id: QueueId,
+    /// Name.
+    pub name: ShortStr,
+    /// Survives restarts.
+    pub durable: bool,
+    /// Owning connection of an exclusive queue.
+    pub exclusive_owner: Option<ConnId>,
+    /// Deleted when its last consumer goes.
+    pub auto_delete: bool,
+    /// Declared arguments as received.
+    pub arguments: FieldTable,
+    /// Parsed arguments.
+    pub args: QueueArgs,
+}
+
+/// A binding, for listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindingInfo {
+    /// Source exchange.
+    pub source: ShortStr,
+    /// Destination queue or exchange name.
+    pub destination: ShortStr,
+    /// Whether the destination is a queue.
+    pub destination_is_queue: bool,
+    /// Binding key.
+    pub routing_key: ShortStr,
+    /// Binding arguments.
+    pub arguments: FieldTable,
+}
+
+#[derive(Debug)]
+enum Index {
+    Direct(HashMap<ShortStr, Vec<Dest>>),
+    Fanout,
+    Topic(TopicIndex<Dest>),
+    Headers,
+}
+
+#[derive(Debug)]
+struct Exchange {
+    id: ExchangeId,
+    meta: ExchangeMeta,
+    alternate: Option<ShortStr>,
+    /// Every binding from this exchange: (destination, key, arguments).
+    bindings: Vec<(Dest, ShortStr, FieldTable)>,
+    index: Index,
+}
+
+impl Exchange {
+    fn new(id: ExchangeId, meta: ExchangeMeta) -> Exchange {
+        let index = match meta.kind {
+            ExchangeKind::Direct => Index::Direct(HashMap::new()),
+            ExchangeKind::Fanout => Index::Fanout,
+            ExchangeKind::Topic => Index::Topic(TopicIndex::new()),
+            ExchangeKind::Headers => Index::Headers,
+        };
+        let alternate = meta
+            .arguments
+            .get("alternate-exchange")
+            .and_then(|v| v.as_str())
+            .map(ShortStr::from);
+        Exchange {
+            id,
+            meta,
+            alternate,
+            bindings: Vec::new(),
+            index,
+        }
+    }
+
+    fn add(&mut self, dest: Dest, key: &ShortStr, args: &FieldTable) -> bool {
+        if self
+            .bindings
+            .iter()
+            .any(|(d, k, a)| *d == dest && k == key && a == args)
+        {
+            return false;
+        }
+        self.bindings.push((dest, key.clone(), args.clone()));
+        match &mut self.index {
+            Index::Direct(m) => m.entry(key.clone()).or_default().push(dest),
+            Index::Topic(t) => {
+                t.bind(key, dest);
+            }
+            Index::Fanout | Index::Headers => {}
+        }
+        true
+    }
+
+    fn remove(&mut self, dest: Dest, key: &str, args: &FieldTable) -> bool {
+        let Some(pos) = self
+            .bindings
+            .iter()
+            .position(|(d, k, a)| *d == dest && &**k == key && a == args)
+        else {
+            return false;
+        };
+        self.bindings.remove(pos);
+        let still_bound_same_key = self.bindings.iter().any(|(d, k, _)| *d == dest && &**k == key);
+        match &mut self.index {
+            Index::Direct(m) => {
+                if !still_bound_same_key && let Some(v) = m.get_mut(key) {
+                    v.retain(|d| *d != dest);
+                    if v.is_empty() {
+                        m.remove(key);
+                    }
+                }
+            }
+            Index::Topic(t) => {
+                if !still_bound_same_key {
+                    t.unbind(key, dest);
+                }
+            }
+            Index::Fanout | Index::Headers => {}
+        }
+        true
+    }
+
+    fn remove_dest(&mut self, dest: Dest) -> usize {
+        let doomed: Vec<(ShortStr, FieldTable)> = self
+            .bindings
+            .iter()
+            .filter(|(d, _, _)| *d == dest)
+            .map(|(_, k, a)| (k.clone(), a.clone()))
+            .collect();
+        for (k, a) in &doomed {
+            self.remove(dest, k, a);
+        }
+        doomed.len()
+    }
+
+    fn route_into(&mut self, keys: &[&str], headers: Option<&FieldTable>, out: &mut Vec<Dest>) {
+        match &mut self.index {
+            Index::Direct(m) => {
+                for k in keys {
+                    if let Some(d) = m.get(*k) {
+                        out.extend_from_slice(d);
+                    }
+                }
+            }
+            Index::Fanout => out.extend(self.bindings.iter().map(|(d, _, _)| *d)),
+            Index::Topic(t) => {
+                for k in keys {
+                    t.route(k, out);
+                }
+            }
+            Index::Headers => {
+                for (d, _, a) in &self.bindings {
+                    if headers_match(a, headers) {
+                        out.push(*d);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Parameters of a queue.declare.
+#[derive(Debug, Clone)]
+pub struct QueueDeclare<'a> {
+    /// Name (never empty here: the caller generates `amq.gen-…` names).
+    pub name: &'a str,
+    /// Only check existence.
+    pub passive: bool,
+    /// Durable.
+    pub durable: bool,
+    /// Exclusive to `owner`.
+    pub exclusive: bool,
+    /// Auto-delete.
+    pub auto_delete: bool,
+    /// Arguments.
+    pub arguments: &'a FieldTable,
+    /// The declaring connection.
+    pub owner: ConnId,
+}
+
+/// Parameters of an exchange.declare.
+#[derive(Debug, Clone)]
+pub struct ExchangeDeclare<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Type name.
+    pub kind: &'a str,
+    /// Only check existence.
+    pub passive: bool,
+    /// Durable.
+    pub durable: bool,
+    /// Auto-delete.
+    pub auto_delete: bool,
+    /// Internal.
+    pub internal: bool,
+    /// Arguments.
+    pub arguments: &'a FieldTable,
+}
+
+/// What deleting a queue removed.
+#[derive(Debug, Clone, Default)]
+pub struct Deleted {
+    /// Exchanges auto-deleted because their last binding went.
+    pub exchanges: Vec<ShortStr>,
+}
+
+/// The result of routing one message.
+#[derive(Debug, Default)]
+pub struct Routed {
+    /// Queues reached, each once, sorted.
+    pub queues: Vec<QueueId>,
+}
+
+/// One vhost's exchanges, queues and bindings.
+#[derive(Debug)]
+pub struct Topology {
+    vhost: String,
+    exchanges: HashMap<ShortStr, Exchange>,
+    exchange_names: HashMap<ExchangeId, ShortStr>,
+    queues: HashMap<ShortStr, QueueMeta>,
+    queue_names: HashMap<QueueId, ShortStr>,
+    /// Exchanges with bindings to each destination.
+    sources: HashMap<Dest, Vec<ExchangeId>>,
+    next_exchange: u32,
+    next_queue: u64,
+    scratch: Vec<Dest>,
+}
+
+fn bool_str(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
+/// The standard exchanges every vhost has.
+pub const STANDARD_EXCHANGES: [(&str, ExchangeKind); 6] = [
+    ("", ExchangeKind::Direct),
+    ("amq.direct", ExchangeKind::Direct),
+    ("amq.fanout", ExchangeKind::Fanout),
+    ("amq.topic", ExchangeKind::Topic),
+    ("amq.headers", ExchangeKind::Headers),
+    ("amq.match", ExchangeKind::Headers),
+];
+
+impl Topology {
+    /// A vhost with the standard exchanges.
+    pub fn new(vhost: &str) -> Topology {
+        let mut t = Topology {
+            vhost: vhost.to_string(),
+            exchanges: HashMap::new(),
+            exchange_names: HashMap::new(),
+            queues: HashMap::new(),
+            queue_names: HashMap::new(),
+            sources: HashMap::new(),
+            next_exchange: 0,
+            next_queue: 1,
+            scratch: Vec::new(),
+        };
+        for (name, kind) in STANDARD_EXCHANGES {
+            t.insert_exchange(ExchangeMeta {
+                name: name.into(),
+                kind,
+                durable: true,
+                auto_delete: false,
+                internal: false,
+                arguments: FieldTable::new(),
+            });
+        }
+        t
+    }
+
+    /// The vhost's name.
+    pub fn vhost(&self) -> &str {
+        &self.vhost
+    }
+
+    fn insert_exchange(&mut self, meta: ExchangeMeta) -> ExchangeId {
+        let id = ExchangeId(self.next_exchange);
+        self.next_exchange += 1;
+        self.exchange_names.insert(id, meta.name.clone());
+        self.exchanges.insert(meta.name.clone(), Exchange::new(id, meta));
+        id
+    }
+
+    fn no_exchange(&self, name: &str) -> AmqpError {
+        AmqpError::not_found(format!("no exchange '{name}' in vhost '{}'", self.vhost))
+    }
+
+    fn no_queue(&self, name: &str) -> AmqpError {
+        AmqpError::not_found(format!("no queue '{name}' in vhost '{}'", self.vhost))
+    }
+
+    fn default_exchange_refused() -> AmqpError {
+        AmqpError::access_refused("operation not permitted on the default exchange")
+    }
+
+    /// An exchange's properties.
+    pub fn exchange(&self, name: &str) -> Option<&ExchangeMeta> {
+        self.exchanges.get(name).map(|e| &e.meta)
+    }
+
+    /// Every exchange.
+    pub fn exchanges(&self) -> impl Iterator<Item = &ExchangeMeta> {
+        self.exchanges.values().map(|e| &e.meta)
+    }
+
+    /// A queue's properties by name.
+    pub fn queue(&self, name: &str) -> Option<&QueueMeta> {
+        self.queues.get(name)
+    }
+
+    /// A queue's properties by id.
+    pub fn queue_by_id(&self, id: QueueId) -> Option<&QueueMeta> {
+        self.queues.get(self.queue_names.get(&id)?)
+    }
+
+    /// Every queue.
+    pub fn queues(&self) -> impl Iterator<Item = &QueueMeta> {
+        self.queues.values()
+    }
+
+    /// Every binding, including the implicit default-exchange ones.
+    pub fn bindings(&self) -> Vec<BindingInfo> {
+        let mut out = Vec::new();
+        for q in self.queues.values() {
+            out.push(BindingInfo {
+                source: "".into(),
+                destination: q.name.clone(),
+                destination_is_queue: true,
+                routing_key: q.name.clone(),
+                arguments: FieldTable::new(),
+            });
+        }
+        for x in self.exchanges.values() {
+            for (d, k, a) in &x.bindings {
+                let (destination, destination_is_queue) = match d {
+                    Dest::Queue(q) => (self.queue_names[q].clone(), true),
+                    Dest::Exchange(e) => (self.exchange_names[e].clone(), false),
+                };
+                out.push(BindingInfo {
+                    source: x.meta.name.clone(),
+                    destination,
+                    destination_is_queue,
+                    routing_key: k.clone(),
+                    arguments: a.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// exchange.declare.
+    pub fn declare_exchange(&mut self, d: &ExchangeDeclare<'_>) -> AmqpResult<()> {
+        if let Some(x) = self.exchanges.get(d.name) {
+            if d.passive {
+                return Ok(());
+            }
+            if d.name.is_empty() {
+                return Err(Self::default_exchange_refused());
+            }
+            let m = &x.meta;
+            let ineq = |arg: &str, received: &str, current: &str| {
+                AmqpError::precondition(format!(
+                    "inequivalent arg '{arg}' for exchange '{}' in vhost '{}': received '{received}' but current is '{current}'",
+                    d.name, self.vhost
+                ))
+            };
+            if m.kind.name() != d.kind {
+                return Err(ineq("type", d.kind, m.kind.name()));
+            }
+            if m.durable != d.durable {
+                return Err(ineq("durable", bool_str(d.durable), bool_str(m.durable)));
+            }
+            if m.auto_delete != d.auto_delete {
+                return Err(ineq(
+                    "auto_delete",
+                    bool_str(d.auto_delete),
+                    bool_str(m.auto_delete),
+                ));
+            }
+            if m.internal != d.internal {
+                return Err(ineq("internal", bool_str(d.internal), bool_str(m.internal)));
+            }
+            let cur = m.arguments.get("alternate-exchange");
+            let new = d.arguments.get("alternate-exchange");
+            if cur != new {
+                let show = |v: Option<&FieldValue>| v.map(render).unwrap_or_else(|| "none".into());
+                return Err(ineq("alternate-exchange", &show(new), &show(cur)));
+            }
+            return Ok(());
+        }
+        if d.passive {
+            return Err(self.no_exchange(d.name));
+        }
+        let Some(kind) = ExchangeKind::parse(d.kind) else {
+            return Err(AmqpError::command_invalid(format!(
+                "unknown exchange type '{}'",
+                d.kind
+            )));
+        };
+        if d.name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "exchange name '{}' contains reserved prefix 'amq.*'",
+                d.name
+            )));
+        }
+        if let Some(v) = d.arguments.get("alternate-exchange")
+            && v.as_str().is_none()
+        {
+            return Err(AmqpError::precondition(format!(
+                "invalid arg 'alternate-exchange' for exchange '{}' in vhost '{}': {{unacceptable_type,{}}}",
+                d.name,
+                self.vhost,
+                type_name(v)
+            )));
+        }
+        self.insert_exchange(ExchangeMeta {
+            name: d.name.into(),
+            kind,
+            durable: d.durable,
+            auto_delete: d.auto_delete,
+            internal: d.internal,
+            arguments: d.arguments.clone(),
+        });
+        Ok(())
+    }
+
+    /// exchange.delete. Deleting a missing exchange succeeds, as in RabbitMQ.
+    pub fn delete_exchange(&mut self, name: &str, if_unused: bool) -> AmqpResult<Deleted> {
+        if name.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
+        if name.starts_with("amq.") && self.exchanges.contains_key(name) {
+            return Err(AmqpError::access_refused(format!(
+                "exchange name '{name}' contains reserved prefix 'amq.*'"
+            )));
+        }
+        let Some(x) = self.exchanges.get(name) else {
+            return Ok(Deleted::default());
+        };
+        if if_unused && !x.bindings.is_empty() {
+            return Err(AmqpError::precondition(format!(
+                "exchange '{name}' in vhost '{}' in use",
+                self.vhost
+            )));
+        }
+        let mut deleted = Deleted::default();
+        self.remove_exchange(name, &mut deleted);
+        Ok(deleted)
+    }
+
+    fn remove_exchange(&mut self, name: &str, deleted: &mut Deleted) {
+        let Some(x) = self.exchanges.remove(name) else {
+            return;
+        };
+        self.exchange_names.remove(&x.id);
+        for (d, _, _) in &x.bindings {
+            if let Some(srcs) = self.sources.get_mut(d) {
+                srcs.retain(|s| *s != x.id);
+            }
+        }
+        deleted.exchanges.push(x.meta.name.clone());
+        // Bindings in which this exchange is the destination.
+        self.remove_dest(Dest::Exchange(x.id), deleted);
+    }
+
+    /// Removes every binding to `dest`, auto-deleting source exchanges left with none.
+    fn remove_dest(&mut self, dest: Dest, deleted: &mut Deleted) {
+        let Some(srcs) = self.sources.remove(&dest) else {
+            return;
+        };
+        let mut emptied = Vec::new();
+        for sid in srcs {
+            let Some(sname) = self.exchange_names.get(&sid).cloned() else {
+                continue;
+            };
+            if let Some(x) = self.exchanges.get_mut(&sname)
+                && x.remove_dest(dest) > 0
+                && x.bindings.is_empty()
+                && x.meta.auto_delete
+            {
+                emptied.push(sname);
+            }
+        }
+        for name in emptied {
+            self.remove_exchange(&name, deleted);
+        }
+    }
+
+    /// queue.declare. Returns the queue and whether it was created.
+    pub fn declare_queue(&mut self, d: &QueueDeclare<'_>) -> AmqpResult<(QueueMeta, bool)> {
+        if let Some(q) = self.queues.get(d.name) {
+            if let Some(owner) = q.exclusive_owner
+                && owner != d.owner
+            {
+                return Err(AmqpError::resource_locked(format!(
+                    "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally \
+                     declared on another connection or the exclusive property value does not match that of the \
+                     original declaration.",
+                    d.name, self.vhost
+                )));
+            }
+            if d.passive {
+                return Ok((q.clone(), false));
+            }
+            let ineq = |arg: &str, received: bool, current: bool| {
+                AmqpError::precondition(format!(
+                    "inequivalent arg '{arg}' for queue '{}' in vhost '{}': received '{}' but current is '{}'",
+                    d.name,
+                    self.vhost,
+                    bool_str(received),
+                    bool_str(current)
+                ))
+            };
+            if q.durable != d.durable {
+                return Err(ineq("durable", d.durable, q.durable));
+            }
+            if q.exclusive_owner.is_some() != d.exclusive {
+                return Err(AmqpError::resource_locked(format!(
+                    "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally \
+                     declared on another connection or the exclusive property value does not match that of the \
+                     original declaration.",
+                    d.name, self.vhost
+                )));
+            }
+            if q.auto_delete != d.auto_delete {
+                return Err(ineq("auto_delete", d.auto_delete, q.auto_delete));
+            }
+            check_equivalent(&q.arguments, d.arguments, d.name, &self.vhost)?;
+            return Ok((q.clone(), false));
+        }
+        if d.passive {
+            return Err(self.no_queue(d.name));
+        }
+        if d.name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "queue name '{}' contains reserved prefix 'amq.*'",
+                d.name
+            )));
+        }
+        let args = QueueArgs::parse(d.arguments, d.name, &self.vhost)?;
+        Ok((self.insert_queue(d, args), true))
+    }
+
+    /// Inserts a queue without checks (declare after validation, or recovery).
+    fn insert_queue(&mut self, d: &QueueDeclare<'_>, args: QueueArgs) -> QueueMeta {
+        let id = QueueId(self.next_queue);
+        self.next_queue += 1;
+        let meta = QueueMeta {
+            id,
+            name: d.name.into(),
+            durable: d.durable,
+            exclusive_owner: d.exclusive.then_some(d.owner),
+            auto_delete: d.auto_delete,
+            arguments: d.arguments.clone(),
+            args,
+        };
+        self.queue_names.insert(id, meta.name.clone());
+        self.queues.insert(meta.name.clone(), meta.clone());
+        meta
+    }
+
+    /// Checks that `owner` may use queue `name` (exists, not another connection's exclusive
+    /// queue).
+    pub fn check_queue_access(&self, name: &str, owner: ConnId) -> AmqpResult<&QueueMeta> {
+        let q = self.queues.get(name).ok_or_else(|| self.no_queue(name))?;
+        if let Some(o) = q.exclusive_owner
+            && o != owner
+        {
+            return Err(AmqpError::resource_locked(format!(
+                "cannot obtain exclusive access to locked queue '{name}' in vhost '{}'. It could be originally \
+                 declared on another connection or the exclusive property value does not match that of the \
+                 original declaration.",
+                self.vhost
+            )));
+        }
+        Ok(q)
+    }
+
+    /// Removes a queue and its bindings (the caller checked if-unused / if-empty and access).
+    pub fn delete_queue(&mut self, name: &str) -> Option<(QueueMeta, Deleted)> {
+        let q = self.queues.remove(name)?;
+        self.queue_names.remove(&q.id);
+        let mut deleted = Deleted::default();
+        self.remove_dest(Dest::Queue(q.id), &mut deleted);
+        Some((q, deleted))
+    }
+
+    /// Queues owned exclusively by `owner`.
+    pub fn exclusive_queues(&self, owner: ConnId) -> Vec<ShortStr> {
+        self.queues
+            .values()
+            .filter(|q| q.exclusive_owner == Some(owner))
+            .map(|q| q.name.clone())
+            .collect()
+    }
+
+    fn resolve_dest_queue(&self, name: &str) -> AmqpResult<Dest> {
+        self.queues
+            .get(name)
+            .map(|q| Dest::Queue(q.id))
+            .ok_or_else(|| self.no_queue(name))
+    }
+
+    fn resolve_dest_exchange(&self, name: &str) -> AmqpResult<Dest> {
+        if name.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
+        self.exchanges
+            .get(name)
+            .map(|x| Dest::Exchange(x.id))
+            .ok_or_else(|| self.no_exchange(name))
+    }
+
+    fn check_source(&self, name: &str) -> AmqpResult<()> {
+        if name.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
+        if !self.exchanges.contains_key(name) {
+            return Err(self.no_exchange(name));
+        }
+        Ok(())
+    }
+
+    fn bind(&mut self, source: &str, dest: Dest, key: &str, args: &FieldTable) -> AmqpResult<()> {
+        let x = self.exchanges.get_mut(source).expect("checked");
+        if x.meta.kind == ExchangeKind::Headers {
+            validate_binding_args(args).map_err(AmqpError::precondition)?;
+        }
+        let sid = x.id;
+        if x.add(dest, &key.into(), args) {
+            let srcs = self.sources.entry(dest).or_default();
+            if !srcs.contains(&sid) {
+                srcs.push(sid);
+            }
+        }
+        Ok(())
+    }
+
+    fn unbind(&mut self, source: &str, dest: Dest, key: &str, args: &FieldTable) -> Deleted {
+        let mut deleted = Deleted::default();
+        let Some(x) = self.exchanges.get_mut(source) else {
+            return deleted;
+        };
+        if !x.remove(dest, key, args) {
+            return deleted;
+        }
+        let sid = x.id;
+        let still = x.bindings.iter().any(|(d, _, _)| *d == dest);
+        let auto_delete_now = x.bindings.is_empty() && x.meta.auto_delete;
+        if !still && let Some(srcs) = self.sources.get_mut(&dest) {
+            srcs.retain(|s| *s != sid);
+        }
+        if auto_delete_now {
+            self.remove_exchange(source, &mut deleted);
+        }
+        deleted
+    }
+
+    /// queue.bind.
+    pub fn bind_queue(
+        &mut self,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        args: &FieldTable,
+    ) -> AmqpResult<()> {
+        let dest = self.resolve_dest_queue(queue)?;
+        self.check_source(exchange)?;
+        self.bind(exchange, dest, key, args)
+    }
+
+    /// queue.unbind (a missing binding is fine).
+    pub fn unbind_queue(
+        &mut self,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        args: &FieldTable,
+    ) -> AmqpResult<Deleted> {
+        let dest = self.resolve_dest_queue(queue)?;
+        self.check_source(exchange)?;
+        Ok(self.unbind(exchange, dest, key, args))
+    }
+
+    /// exchange.bind (destination ← source).
+    pub fn bind_exchange(
+        &mut self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        args: &FieldTable,
+    ) -> AmqpResult<()> {
+        let dest = self.resolve_dest_exchange(destination)?;
+        self.check_source(source)?;
+        self.bind(source, dest, key, args)
+    }
+
+    /// exchange.unbind.
+    pub fn unbind_exchange(
+        &mut self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        args: &FieldTable,
+    ) -> AmqpResult<Deleted> {
+        let dest = self.resolve_dest_exchange(destination)?;
+        self.check_source(source)?;
+        Ok(self.unbind(source, dest, key, args))
+    }
+
+    /// Routes a message published to `exchange` with `keys` (routing key, then CC/BCC) and
+    /// `headers`. Each queue appears at most once. A missing exchange is 404.
+    pub fn route(
+        &mut self,
+        exchange: &str,
+        keys: &[&str],
+        headers: Option<&FieldTable>,
+    ) -> AmqpResult<Routed> {
+        let mut routed = Routed::default();
+        if exchange.is_empty() {
+            for k in keys {
+                if let Some(q) = self.queues.get(*k) {
+                    routed.queues.push(q.id);
+                }
+            }
+            routed.queues.sort_unstable();
+            routed.queues.dedup();
+            return Ok(routed);
+        }
+        if !self.exchanges.contains_key(exchange) {
+            return Err(self.no_exchange(exchange));
+        }
+        let mut visited: Vec<ExchangeId> = Vec::new();
+        let mut pending: Vec<ShortStr> = vec![exchange.into()];
+        let mut dests = std::mem::take(&mut self.scratch);
+        while let Some(name) = pending.pop() {
+            let Some(x) = self.exchanges.get_mut(&*name) else {
+                continue;
+            };
+            if visited.contains(&x.id) {
+                continue;
+            }
+            visited.push(x.id);
+            dests.clear();
+            x.route_into(keys, headers, &mut dests);
+            if dests.is_empty() {
+                if let Some(ae) = x.alternate.clone() {
+                    pending.push(ae);
+                }
+                continue;
+            }
+            for d in dests.iter() {
+                match d {
+                    Dest::Queue(q) => routed.queues.push(*q),
+                    Dest::Exchange(e) => {
+                        if let Some(n) = self.exchange_names.get(e) {
+                            pending.push(n.clone());
+                        }
+                    }
+                }
+            }
+        }
+        self.scratch = dests;
+        routed.queues.sort_unstable();
+        routed.queues.dedup();
+        Ok(routed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t() -> Topology {
+        Topology::new("/")
+    }
+    fn none() -> FieldTable {
+        FieldTable::new()
+    }
+    fn xdecl<'a>(name: &'a str, kind: &'a str, args: &'a FieldTable) -> ExchangeDeclare<'a> {
+        ExchangeDeclare {
+            name,
+            kind,
+            passive: false,
+            durable: false,
+            auto_delete: false,
+            internal: false,
+            arguments: args,
+        }
+    }
+    fn qdecl<'a>(name: &'a str, args: &'a FieldTable) -> QueueDeclare<'a> {
+        QueueDeclare {
+            name,
+            passive: false,
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            arguments: args,
+            owner: 1,
+        }
+    }
+    fn code(e: AmqpError) -> u16 {
+        e.code.code()
+    }
+
+    #[test]
+    fn standard_exchanges_exist() {
+        let t = t();
+        for (n, k) in STANDARD_EXCHANGES {
+            assert_eq!(t.exchange(n).unwrap().kind, k);
+        }
+    }
+
+    #[test]
+    fn default_exchange_routes_by_queue_name() {
+        let mut t = t();
+        let a = none();
+        let (q, created) = t.declare_queue(&qdecl("q1", &a)).unwrap();
+        assert!(created);
+        assert_eq!(t.route("", &["q1"], None).unwrap().queues, vec![q.id]);
+        assert!(t.route("", &["nope"], None).unwrap().queues.is_empty());
+    }
+
+    #[test]
+    fn default_exchange_cannot_be_bound_deleted_or_declared() {
+        let mut t = t();
+        let a = none();
+        t.declare_queue(&qdecl("q", &a)).unwrap();
+        assert_eq!(code(t.bind_queue("q", "", "q", &a).unwrap_err()), 403);
+        assert_eq!(code(t.delete_exchange("", false).unwrap_err()), 403);
+        assert_eq!(
+            code(t.declare_exchange(&xdecl("", "direct", &a)).unwrap_err()),
+            403
+        );
+    }
+
+    #[test]
+    fn redeclare_rules() {
+        let mut t = t();
+        let a = none();
+        t.declare_exchange(&xdecl("x", "direct", &a)).unwrap();
+        t.declare_exchange(&xdecl("x", "direct", &a)).unwrap();
+        let e = t.declare_exchange(&xdecl("x", "fanout", &a)).unwrap_err();
+        assert_eq!(code(e.clone()), 406);
+        assert_eq!(
+            e.text,
+            "inequivalent arg 'type' for exchange 'x' in vhost '/': received 'fanout' but current is 'direct'"
+        );
+        let mut d = xdecl("x", "direct", &a);
+        d.durable = true;
+        assert_eq!(code(t.declare_exchange(&d).unwrap_err()), 406);
+        let mut p = xdecl("missing", "direct", &a);
+        p.passive = true;
+        let e = t.declare_exchange(&p).unwrap_err();
+        assert_eq!(
+            (code(e.clone()), e.text.as_str()),
+            (404, "no exchange 'missing' in vhost '/'")
+        );
+        assert_eq!(
+            code(t.declare_exchange(&xdecl("amq.foo", "direct", &a)).unwrap_err()),
+            403
+        );
+        assert_eq!(
+            code(t.declare_exchange(&xdecl("y", "nonsense", &a)).unwrap_err()),
+            503
+        );
+        // Redeclaring a standard exchange with its own properties is fine.
+        let mut s = xdecl("amq.direct", "direct", &a);
+        s.durable = true;
+        t.declare_exchange(&s).unwrap();
+    }
+
+    #[test]
+    fn queue_declare_rules() {
+        let mut t = t();
+        let a = none();
+        let mut p = qdecl("nope", &a);
+        p.passive = true;
+        let e = t.declare_queue(&p).unwrap_err();
+        assert_eq!(
+            (code(e.clone()), e.text.as_str()),
+            (404, "no queue 'nope' in vhost '/'")
+        );
+        assert_eq!(code(t.declare_queue(&qdecl("amq.q", &a)).unwrap_err()), 403);
+        let mut ex = qdecl("ex", &a);
+        ex.exclusive = true;
+        t.declare_queue(&ex).unwrap();
+        let mut other = ex.clone();
+        other.owner = 2;
+        assert_eq!(code(t.declare_queue(&other).unwrap_err()), 405);
+        other.passive = true;
+        assert_eq!(code(t.declare_queue(&other).unwrap_err()), 405);
+        t.declare_queue(&qdecl("d", &a)).unwrap();
+        let mut d2 = qdecl("d", &a);
+        d2.durable = true;
+        let e = t.declare_queue(&d2).unwrap_err();
+        assert_eq!(
+            e.text,
+            "inequivalent arg 'durable' for queue 'd' in vhost '/': received 'true' but current is 'false'"
+        );
+        let mut ttl = FieldTable::new();
+        ttl.insert("x-message-ttl", FieldValue::I32(5));
+        assert_eq!(code(t.declare_queue(&qdecl("d", &ttl)).unwrap_err()), 406);
+        assert_eq!(t.exclusive_queues(1), vec![ShortStr::from("ex")]);
+    }
+
+    #[test]
+    fn bind_and_unbind_rules() {
+        let mut t = t();
+        let a = none();
+        t.declare_queue(&qdecl("q", &a)).unwrap();
+        assert_eq!(code(t.bind_queue("q", "nox", "k", &a).unwrap_err()), 404);
+        assert_eq!(code(t.bind_queue("noq", "amq.direct", "k", &a).unwrap_err()), 404);
+        t.bind_queue("q", "amq.direct", "k", &a).unwrap();
+        t.bind_queue("q", "amq.direct", "k", &a).unwrap(); // idempotent
+        assert_eq!(t.route("amq.direct", &["k"], None).unwrap().queues.len(), 1);
+        t.unbind_queue("q", "amq.direct", "k", &a).unwrap();
+        t.unbind_queue("q", "amq.direct", "k", &a).unwrap(); // missing binding is fine
+        assert!(t.route("amq.direct", &["k"], None).unwrap().queues.is_empty());
+        assert_eq!(code(t.route("nox", &["k"], None).unwrap_err()), 404);
+    }
+
+    #[test]
+    fn exchange_to_exchange_with_cycle_reaches_each_queue_once() {
+        let mut t = t();
+        let a = none();
+        t.declare_exchange(&xdecl("x1", "fanout", &a)).unwrap();
+        t.declare_exchange(&xdecl("x2", "fanout", &a)).unwrap();
+        let (q, _) = t.declare_queue(&qdecl("q", &a)).unwrap();
+        t.bind_exchange("x2", "x1", "", &a).unwrap();
+        t.bind_exchange("x1", "x2", "", &a).unwrap();
+        t.bind_queue("q", "x1", "", &a).unwrap();
+        t.bind_queue("q", "x2", "", &a).unwrap();
+        assert_eq!(t.route("x1", &[""], None).unwrap().queues, vec![q.id]);
+    }
+
+    #[test]
+    fn alternate_exchange_gets_unroutable() {
+        let mut t = t();
+        let a = none();
+        let mut args = FieldTable::new();
+        args.insert("alternate-exchange", FieldValue::str("ae"));
+        t.declare_exchange(&xdecl("ae", "fanout", &a)).unwrap();
+        t.declare_exchange(&xdecl("main", "direct", &args)).unwrap();
+        let (q, _) = t.declare_queue(&qdecl("unrouted", &a)).unwrap();
+        t.bind_queue("unrouted", "ae", "", &a).unwrap();
+        assert_eq!(t.route("main", &["whatever"], None).unwrap().queues, vec![q.id]);
+    }
+
+    #[test]
+    fn auto_delete_exchange_goes_with_last_binding() {
+        let mut t = t();
+        let a = none();
+        let mut d = xdecl("ad", "direct", &a);
+        d.auto_delete = true;
+        t.declare_exchange(&d).unwrap();
+        t.declare_queue(&qdecl("q", &a)).unwrap();
+        t.bind_queue("q", "ad", "k", &a).unwrap();
+        let (_, deleted) = t.delete_queue("q").unwrap();
+        assert_eq!(deleted.exchanges, vec![ShortStr::from("ad")]);
+        assert!(t.exchange("ad").is_none());
+    }
+
+    #[test]
+    fn delete_exchange_if_unused_and_missing() {
+        let mut t = t();
+        let a = none();
+        t.declare_exchange(&xdecl("x", "direct", &a)).unwrap();
+        t.declare_queue(&qdecl("q", &a)).unwrap();
+        t.bind_queue("q", "x", "k", &a).unwrap();
+        assert_eq!(code(t.delete_exchange("x", true).unwrap_err()), 406);
+        t.delete_exchange("x", false).unwrap();
+        t.delete_exchange("x", false).unwrap();
+        assert_eq!(code(t.delete_exchange("amq.direct", false).unwrap_err()), 403);
+    }
+
+    #[test]
+    fn cc_keys_route() {
+        let mut t = t();
+        let a = none();
+        let (q1, _) = t.declare_queue(&qdecl("a", &a)).unwrap();
+        let (q2, _) = t.declare_queue(&qdecl("b", &a)).unwrap();
+        t.bind_queue("a", "amq.direct", "ka", &a).unwrap();
+        t.bind_queue("b", "amq.direct", "kb", &a).unwrap();
+        assert_eq!(
+            t.route("amq.direct", &["ka", "kb"], None).unwrap().queues,
+            vec![q1.id, q2.id]
+        );
+    }
+}

@@ -1,0 +1,274 @@
+//! The broker's shared state: configuration, users, vhosts (each a topology plus its queue
+//! handles), live connections, counters, and the publish path (route, enqueue, dead-letter).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+use warren_codec::ShortStr;
+use warren_core::deadletter::{DeadLetterTarget, DeadReason, dead_letter, is_cycle};
+use warren_core::queue::Published;
+use warren_core::topology::{QueueId, QueueMeta, Topology};
+use warren_core::{AmqpError, AmqpResult, MessageRef};
+
+use crate::auth::Users;
+use crate::config::Config;
+use crate::connection::ConnShared;
+use crate::queue::Queue;
+
+/// Milliseconds since the epoch (the `now` passed to core).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Broker-wide message counters (RabbitMQ's global counters).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Messages received from publishers.
+    pub published: AtomicU64,
+    /// Messages that reached no queue.
+    pub unroutable: AtomicU64,
+    /// Deliveries to consumers and basic.get.
+    pub delivered: AtomicU64,
+    /// Acknowledgements.
+    pub acked: AtomicU64,
+    /// Redeliveries.
+    pub redelivered: AtomicU64,
+    /// Dead-lettered messages by reason (rejected, expired, maxlen, delivery_limit).
+    pub dead_lettered: [AtomicU64; 4],
+    /// Messages dropped because their dead-letter exchange does not exist.
+    pub dead_letter_dropped: AtomicU64,
+    /// Messages dropped by a delivery limit with no dead-letter exchange.
+    pub delivery_limit_dropped: AtomicU64,
+}
+
+/// One vhost: its topology and the handles of its queues.
+#[derive(Debug)]
+pub struct VHost {
+    /// Name.
+    pub name: String,
+    /// Exchanges, queues' metadata, bindings.
+    pub topology: Mutex<Topology>,
+    /// Live queue handles by id.
+    pub queues: RwLock<HashMap<QueueId, Arc<Queue>>>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Result of publishing one message.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PublishOutcome {
+    /// Queues that accepted it.
+    pub enqueued: usize,
+    /// Queues that refused it (x-overflow reject-publish).
+    pub rejected: usize,
+}
+
+impl VHost {
+    fn new(name: &str, metrics: Arc<Metrics>) -> VHost {
+        VHost {
+            name: name.to_string(),
+            topology: Mutex::new(Topology::new(name)),
+            queues: RwLock::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// A queue handle by name.
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        let id = self.topology.lock().queue(name)?.id;
+        self.queues.read().get(&id).cloned()
+    }
+
+    /// Registers the handle of a newly declared queue.
+    pub fn add_queue(self: &Arc<Self>, meta: QueueMeta) -> Arc<Queue> {
+        let q = Queue::new(meta, Arc::downgrade(self));
+        self.queues.write().insert(q.meta.id, q.clone());
+        q
+    }
+
+    /// Deletes a queue: topology entry, bindings, consumers (cancelled), handle.
+    pub fn delete_queue(&self, name: &str) -> Option<u32> {
+        let (meta, _) = self.topology.lock().delete_queue(name)?;
+        let q = self.queues.write().remove(&meta.id)?;
+        Some(q.mark_deleted())
+    }
+
+    /// Routes and enqueues a message published to its exchange.
+    pub fn publish(&self, msg: MessageRef, ttl: Option<u64>, now: u64) -> AmqpResult<PublishOutcome> {
+        let keys = msg.routing_keys();
+        let key_refs: Vec<&str> = keys.iter().map(|k| &**k).collect();
+        let routed = self
+            .topology
+            .lock()
+            .route(&msg.exchange, &key_refs, msg.properties.headers.as_ref())?;
+        let mut out = PublishOutcome::default();
+        if routed.queues.is_empty() {
+            return Ok(out);
+        }
+        let queues: Vec<Arc<Queue>> = {
+            let map = self.queues.read();
+            routed
+                .queues
+                .iter()
+                .filter_map(|id| map.get(id).cloned())
+                .collect()
+        };
+        for q in queues {
+            match q.publish(msg.clone(), ttl, now) {
+                Published::Enqueued => out.enqueued += 1,
+                Published::Rejected => out.rejected += 1,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Routes messages dead-lettered by `from` to its dead-letter exchange. Works through a
+    /// worklist so that dead-letters caused by dead-letters (a full DLQ) are handled too.
+    pub fn dead_letter(&self, from: &Queue, letters: Vec<(MessageRef, DeadReason)>, now: u64) {
+        let mut work: Vec<(Arc<Queue>, MessageRef, DeadReason)> = Vec::new();
+        let Some(me) = self.queues.read().get(&from.meta.id).cloned() else {
+            self.metrics
+                .dead_letter_dropped
+                .fetch_add(letters.len() as u64, Ordering::Relaxed);
+            return;
+        };
+        work.extend(letters.into_iter().map(|(m, r)| (me.clone(), m, r)));
+        while let Some((q, msg, reason)) = work.pop() {
+            let args = &q.meta.args;
+            let Some(dlx) = args.dead_letter_exchange.as_deref() else {
+                continue;
+            };
+            let target = DeadLetterTarget {
+                exchange: dlx,
+                routing_key: args.dead_letter_routing_key.as_deref(),
+            };
+            let (dl, keys) = dead_letter(&msg, reason, &q.meta.name, now / 1000, &target);
+            let key_refs: Vec<&str> = keys.iter().map(|k| &**k).collect();
+            let routed = self
+                .topology
+                .lock()
+                .route(dlx, &key_refs, dl.properties.headers.as_ref());
+            let routed = match routed {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(queue = %q.meta.name, dlx, "dead-letter exchange does not exist; message dropped");
+                    self.metrics.dead_letter_dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            self.metrics.dead_lettered[reason_index(reason)].fetch_add(1, Ordering::Relaxed);
+            let targets: Vec<Arc<Queue>> = {
+                let map = self.queues.read();
+                routed
+                    .queues
+                    .iter()
+                    .filter_map(|id| map.get(id).cloned())
+                    .collect()
+            };
+            for t in targets {
+                if is_cycle(&dl, &t.meta.name) {
+                    continue;
+                }
+                let (_, more) = t.publish_collect(dl.clone(), None, now);
+                work.extend(more.into_iter().map(|(m, r)| (t.clone(), m, r)));
+            }
+        }
+    }
+}
+
+fn reason_index(r: DeadReason) -> usize {
+    DeadReason::ALL.iter().position(|x| *x == r).unwrap_or(0)
+}
+
+/// The broker.
+#[derive(Debug)]
+pub struct Broker {
+    /// Effective configuration.
+    pub config: Config,
+    /// Users and their credentials.
+    pub users: Users,
+    vhosts: RwLock<HashMap<String, Arc<VHost>>>,
+    connections: Mutex<HashMap<u64, Arc<ConnShared>>>,
+    next_id: AtomicU64,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Broker {
+    /// A broker with the default vhost `/` and the default user.
+    pub fn new(config: Config) -> Arc<Broker> {
+        let metrics = Arc::new(Metrics::default());
+        let users = Users::new(&config.default_user, &config.default_pass);
+        let b = Broker {
+            config,
+            users,
+            vhosts: RwLock::new(HashMap::new()),
+            connections: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            metrics,
+        };
+        b.add_vhost("/");
+        Arc::new(b)
+    }
+
+    /// Creates a vhost if missing.
+    pub fn add_vhost(&self, name: &str) -> Arc<VHost> {
+        self.vhosts
+            .write()
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(VHost::new(name, self.metrics.clone())))
+            .clone()
+    }
+
+    /// A vhost by name.
+    pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        self.vhosts.read().get(name).cloned()
+    }
+
+    /// Every vhost.
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        self.vhosts.read().values().cloned().collect()
+    }
+
+    /// A fresh id for connections and consumers.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a live connection.
+    pub fn register(&self, c: Arc<ConnShared>) {
+        self.connections.lock().insert(c.id, c);
+    }
+
+    /// Forgets a closed connection.
+    pub fn unregister(&self, id: u64) {
+        self.connections.lock().remove(&id);
+    }
+
+    /// Live connections.
+    pub fn connections(&self) -> Vec<Arc<ConnShared>> {
+        self.connections.lock().values().cloned().collect()
+    }
+}
+
+/// Random suffix in RabbitMQ's style for `amq.gen-…` and `amq.ctag-…` names.
+pub fn random_name(prefix: &str) -> ShortStr {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut rng = rand::rng();
+    let suffix: String = (0..22)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    ShortStr::from(format!("{prefix}{suffix}"))
+}
+
+/// The error for an operation on a queue that was deleted meanwhile.
+pub fn queue_gone(name: &str, vhost: &str) -> AmqpError {
+    AmqpError::not_found(format!("no queue '{name}' in vhost '{vhost}'"))
+}

@@ -1,0 +1,885 @@
+//! Channels: the per-channel state a connection task owns (content assembly, delivery tags,
+//! the unacked deque sorted by tag, consumers, prefetch, publisher confirms, transactions) and
+//! every channel-level method: exchange.*, queue.*, basic.*, confirm.select, tx.*.
+//!
+//! Soft errors close the channel with `channel.close`; the channel then ignores everything but
+//! `channel.close` / `channel.close-ok`, as the spec says.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use warren_codec::methods::*;
+use warren_codec::{
+    Assembled, BasicProperties, Command, ContentAssembler, FieldValue, Frame, Method, ShortStr,
+    encode_basic_header, encode_body,
+};
+use warren_core::queue::{ChannelKey, ConsumerKey, ConsumerSpec, Delivery, Return};
+use warren_core::topology::{ExchangeDeclare as ExchangeDecl, QueueDeclare as QueueDecl};
+use warren_core::{AmqpError, AmqpResult, Message, MessageRef};
+
+use crate::broker::{VHost, now_ms, queue_gone, random_name};
+use crate::connection::{ChannelShared, Connection};
+use crate::queue::{Queue, Sink};
+
+#[derive(Debug)]
+struct Unacked {
+    tag: u64,
+    queue: Arc<Queue>,
+    seq: u64,
+}
+
+#[derive(Debug)]
+struct ConsumerRec {
+    key: ConsumerKey,
+    queue: Arc<Queue>,
+}
+
+#[derive(Debug, Default)]
+struct Confirms {
+    next: u64,
+    /// Highest seq acked but not yet sent (coalesced into one multiple ack).
+    pending_ack: Option<u64>,
+    /// Highest seq whose confirm was sent.
+    sent: u64,
+}
+
+#[derive(Debug)]
+enum TxOp {
+    Publish {
+        msg: MessageRef,
+        ttl: Option<u64>,
+        mandatory: bool,
+    },
+    Ack {
+        tag: u64,
+        multiple: bool,
+    },
+    Reject {
+        tag: u64,
+        multiple: bool,
+        requeue: Option<Return>,
+    },
+}
+
+/// One channel's state.
+#[derive(Debug)]
+pub struct Channel {
+    id: u16,
+    key: ChannelKey,
+    closing: bool,
+    assembler: ContentAssembler,
+    next_tag: u64,
+    unacked: VecDeque<Unacked>,
+    consumers: HashMap<ShortStr, ConsumerRec>,
+    prefetch: u32,
+    shared: Arc<ChannelShared>,
+    confirms: Option<Confirms>,
+    tx: Option<Vec<TxOp>>,
+}
+
+impl Channel {
+    /// A newly opened channel.
+    pub fn new(id: u16, key: ChannelKey) -> Channel {
+        Channel {
+            id,
+            key,
+            closing: false,
+            assembler: ContentAssembler::new(),
+            next_tag: 1,
+            unacked: VecDeque::new(),
+            consumers: HashMap::new(),
+            prefetch: 0,
+            shared: Arc::new(ChannelShared::default()),
+            confirms: None,
+            tx: None,
+        }
+    }
+
+    /// Open (not closing).
+    pub fn is_open(&self) -> bool {
+        !self.closing
+    }
+
+    /// Drops a consumer the broker cancelled. True if it was registered.
+    pub fn forget_consumer(&mut self, tag: &ShortStr, key: ConsumerKey) -> bool {
+        if self.consumers.get(tag).is_some_and(|c| c.key == key) {
+            self.consumers.remove(tag);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn tag_for(&self, key: ConsumerKey) -> Option<&ShortStr> {
+        self.consumers.iter().find(|(_, c)| c.key == key).map(|(t, _)| t)
+    }
+
+    /// Removes the unacked entries an ack/nack/reject names; 406 for an unknown tag.
+    fn take_unacked(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
+        if multiple && tag == 0 {
+            return Ok(self.unacked.drain(..).collect());
+        }
+        let pos = self.unacked.binary_search_by_key(&tag, |u| u.tag);
+        match (pos, multiple) {
+            (Ok(i), false) => Ok(self.unacked.remove(i).into_iter().collect()),
+            (Ok(i), true) => Ok(self.unacked.drain(..=i).collect()),
+            (Err(_), _) => Err(AmqpError::precondition(format!("unknown delivery tag {tag}"))),
+        }
+    }
+}
+
+/// Groups unacked entries by queue, keeping order within each queue.
+fn by_queue(entries: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<u64>)> {
+    let mut groups: Vec<(Arc<Queue>, Vec<u64>)> = Vec::new();
+    for u in entries {
+        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+            Some((_, seqs)) => seqs.push(u.seq),
+            None => groups.push((u.queue, vec![u.seq])),
+        }
+    }
+    groups
+}
+
+impl Connection {
+    fn vhost(&self) -> AmqpResult<Arc<VHost>> {
+        self.vhost
+            .clone()
+            .ok_or_else(|| AmqpError::channel_error("connection not open"))
+    }
+
+    /// One frame for an open channel.
+    pub(crate) fn channel_input(&mut self, ch: u16, frame: Frame) -> AmqpResult<()> {
+        let max = self.broker.config.max_message_size;
+        let c = self.channels.get_mut(&ch).expect("caller checked");
+        if c.closing {
+            if let Frame::Method { method, .. } = frame {
+                match method {
+                    Method::ChannelCloseOk(_) => {
+                        self.channels.remove(&ch);
+                    }
+                    Method::ChannelClose(_) => {
+                        self.channels.remove(&ch);
+                        self.send_method(ch, ChannelCloseOk {});
+                    }
+                    _ => {}
+                }
+                self.shared.info.lock().channels = self.channels.len();
+            }
+            return Ok(());
+        }
+        if let Frame::Header { header, .. } = &frame
+            && header.body_size > max
+        {
+            let e = AmqpError::precondition(format!(
+                "message size {} is larger than configured max size {max}",
+                header.body_size
+            ))
+            .with_method(60, 40);
+            self.channel_error(ch, e);
+            return Ok(());
+        }
+        let cmd = match c.assembler.handle(frame)? {
+            Assembled::Pending => return Ok(()),
+            Assembled::Command(cmd) => cmd,
+        };
+        let (cid, mid) = (cmd.method.class_id(), cmd.method.method_id());
+        match self.channel_command(ch, cmd) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_hard() => Err(e.with_method(cid, mid)),
+            Err(e) => {
+                self.channel_error(ch, e.with_method(cid, mid));
+                Ok(())
+            }
+        }
+    }
+
+    /// Closes a channel with a soft error.
+    fn channel_error(&mut self, ch: u16, e: AmqpError) {
+        tracing::debug!(channel = ch, "channel error: {}", e.reply_text());
+        let Some(mut c) = self.channels.remove(&ch) else {
+            return;
+        };
+        self.release_channel(&mut c);
+        c.closing = true;
+        self.channels.insert(ch, c);
+        self.send_method(
+            ch,
+            ChannelClose {
+                reply_code: e.code.code(),
+                reply_text: ShortStr::from(e.reply_text()),
+                class_id: e.class_id,
+                method_id: e.method_id,
+            },
+        );
+    }
+
+    /// Cancels a channel's consumers and requeues its unacked messages.
+    pub(crate) fn release_channel(&mut self, c: &mut Channel) {
+        let vhost = self.vhost.clone();
+        for (_, rec) in c.consumers.drain() {
+            if rec.queue.remove_consumer(rec.key)
+                && let Some(v) = &vhost
+            {
+                v.delete_queue(&rec.queue.meta.name);
+            }
+        }
+        let n = c.unacked.len() as u32;
+        let mut queues: Vec<Arc<Queue>> = Vec::new();
+        for u in c.unacked.drain(..) {
+            if !queues.iter().any(|q| Arc::ptr_eq(q, &u.queue)) {
+                queues.push(u.queue);
+            }
+        }
+        for q in queues {
+            q.release_channel(c.key, Return::Failed);
+        }
+        c.shared.release(n);
+        c.tx = None;
+    }
+
+    /// Encodes a delivery from a queue, or puts it back if its consumer is gone.
+    pub(crate) fn deliver(&mut self, queue: Arc<Queue>, d: Delivery) {
+        let ch = (d.channel & 0xffff) as u16;
+        let frame_max = self.frame_max;
+        let Some(c) = self.channels.get_mut(&ch) else {
+            queue.unsend(&[d.seq]);
+            return;
+        };
+        let tag = match d.consumer.and_then(|k| c.tag_for(k)) {
+            Some(t) if !c.closing => t.clone(),
+            _ => {
+                if !d.no_ack {
+                    c.shared.release(1);
+                    queue.unsend(&[d.seq]);
+                }
+                return;
+            }
+        };
+        let delivery_tag = c.next_tag;
+        c.next_tag += 1;
+        if !d.no_ack {
+            c.unacked.push_back(Unacked {
+                tag: delivery_tag,
+                queue,
+                seq: d.seq,
+            });
+        }
+        self.broker.metrics.delivered.fetch_add(1, Ordering::Relaxed);
+        if d.redelivered {
+            self.broker.metrics.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+        let method: Method = BasicDeliver {
+            consumer_tag: tag,
+            delivery_tag,
+            redelivered: d.redelivered,
+            exchange: d.msg.exchange.clone(),
+            routing_key: d.msg.routing_key.clone(),
+        }
+        .into();
+        warren_codec::encode_method(&mut self.out, ch, &method);
+        write_content(&mut self.out, ch, &d, frame_max);
+    }
+
+    fn channel_command(&mut self, ch: u16, cmd: Command) -> AmqpResult<()> {
+        let Command { method, content } = cmd;
+        match method {
+            Method::ChannelOpen(_) => Err(AmqpError::channel_error("second 'channel.open' seen")),
+            Method::ChannelClose(_) => {
+                if let Some(mut c) = self.channels.remove(&ch) {
+                    self.release_channel(&mut c);
+                }
+                self.shared.info.lock().channels = self.channels.len();
+                self.send_method(ch, ChannelCloseOk {});
+                Ok(())
+            }
+            Method::ChannelCloseOk(_) | Method::ChannelFlowOk(_) => Ok(()),
+            Method::ChannelFlow(m) => {
+                if !m.active {
+                    return Err(AmqpError::not_implemented("active=false"));
+                }
+                self.send_method(ch, ChannelFlowOk { active: true });
+                Ok(())
+            }
+            Method::AccessRequest(_) => {
+                self.send_method(ch, AccessRequestOk { ticket: 1 });
+                Ok(())
+            }
+            Method::ExchangeDeclare(m) => self.exchange_declare(ch, m),
+            Method::ExchangeDelete(m) => {
+                let v = self.vhost()?;
+                v.topology.lock().delete_exchange(&m.exchange, m.if_unused)?;
+                if !m.nowait {
+                    self.send_method(ch, ExchangeDeleteOk {});
+                }
+                Ok(())
+            }
+            Method::ExchangeBind(m) => {
+                let v = self.vhost()?;
+                v.topology
+                    .lock()
+                    .bind_exchange(&m.destination, &m.source, &m.routing_key, &m.arguments)?;
+                if !m.nowait {
+                    self.send_method(ch, ExchangeBindOk {});
+                }
+                Ok(())
+            }
+            Method::ExchangeUnbind(m) => {
+                let v = self.vhost()?;
+                v.topology
+                    .lock()
+                    .unbind_exchange(&m.destination, &m.source, &m.routing_key, &m.arguments)?;
+                if !m.nowait {
+                    self.send_method(ch, ExchangeUnbindOk {});
+                }
+                Ok(())
+            }
+            Method::QueueDeclare(m) => self.queue_declare(ch, m),
+            Method::QueueBind(m) => {
+                let v = self.vhost()?;
+                let mut t = v.topology.lock();
+                t.check_queue_access(&m.queue, self.shared.id)?;
+                t.bind_queue(&m.queue, &m.exchange, &m.routing_key, &m.arguments)?;
+                drop(t);
+                if !m.nowait {
+                    self.send_method(ch, QueueBindOk {});
+                }
+                Ok(())
+            }
+            Method::QueueUnbind(m) => {
+                let v = self.vhost()?;
+                let mut t = v.topology.lock();
+                t.check_queue_access(&m.queue, self.shared.id)?;
+                t.unbind_queue(&m.queue, &m.exchange, &m.routing_key, &m.arguments)?;
+                drop(t);
+                self.send_method(ch, QueueUnbindOk {});
+                Ok(())
+            }
+            Method::QueuePurge(m) => {
+                let q = self.queue_for_use(&m.queue)?;
+                let n = q.purge();
+                if !m.nowait {
+                    self.send_method(ch, QueuePurgeOk { message_count: n });
+                }
+                Ok(())
+            }
+            Method::QueueDelete(m) => self.queue_delete(ch, m),
+            Method::BasicQos(m) => {
+                if m.prefetch_size != 0 {
+                    return Err(AmqpError::not_implemented(format!(
+                        "prefetch_size!=0 ({})",
+                        m.prefetch_size
+                    )));
+                }
+                let c = self.channels.get_mut(&ch).expect("open");
+                if m.global {
+                    c.shared.limit.store(m.prefetch_count as u32, Ordering::Release);
+                    c.shared.release(0);
+                } else {
+                    c.prefetch = m.prefetch_count as u32;
+                }
+                self.send_method(ch, BasicQosOk {});
+                Ok(())
+            }
+            Method::BasicConsume(m) => self.basic_consume(ch, m),
+            Method::BasicCancel(m) => {
+                let c = self.channels.get_mut(&ch).expect("open");
+                if let Some(rec) = c.consumers.remove(&m.consumer_tag)
+                    && rec.queue.remove_consumer(rec.key)
+                {
+                    self.vhost()?.delete_queue(&rec.queue.meta.name);
+                }
+                if !m.nowait {
+                    self.send_method(
+                        ch,
+                        BasicCancelOk {
+                            consumer_tag: m.consumer_tag,
+                        },
+                    );
+                }
+                Ok(())
+            }
+            Method::BasicPublish(m) => {
+                let (header, body) = content.ok_or_else(|| AmqpError::internal("publish without content"))?;
+                self.basic_publish(ch, m, header.properties, body)
+            }
+            Method::BasicGet(m) => self.basic_get(ch, m),
+            Method::BasicAck(m) => {
+                if let Some(tx) = self.channels.get_mut(&ch).and_then(|c| c.tx.as_mut()) {
+                    tx.push(TxOp::Ack {
+                        tag: m.delivery_tag,
+                        multiple: m.multiple,
+                    });
+                    return Ok(());
+                }
+                self.ack(ch, m.delivery_tag, m.multiple)
+            }
+            Method::BasicReject(m) => {
+                let requeue = m.requeue.then_some(Return::Failed);
+                self.reject_or_buffer(ch, m.delivery_tag, false, requeue)
+            }
+            Method::BasicNack(m) => {
+                let requeue = m.requeue.then_some(Return::Returned);
+                self.reject_or_buffer(ch, m.delivery_tag, m.multiple, requeue)
+            }
+            Method::BasicRecover(_) | Method::BasicRecoverAsync(_) => {
+                let sync = matches!(method, Method::BasicRecover(_));
+                let c = self.channels.get_mut(&ch).expect("open");
+                let all: Vec<Unacked> = c.unacked.drain(..).collect();
+                let n = all.len() as u32;
+                let shared = c.shared.clone();
+                for (q, seqs) in by_queue(all) {
+                    q.reject(&seqs, Some(Return::Returned));
+                }
+                shared.release(n);
+                if sync {
+                    self.send_method(ch, BasicRecoverOk {});
+                }
+                Ok(())
+            }
+            Method::ConfirmSelect(m) => {
+                let c = self.channels.get_mut(&ch).expect("open");
+                if c.tx.is_some() {
+                    return Err(AmqpError::precondition("cannot switch from tx to confirm mode"));
+                }
+                if c.confirms.is_none() {
+                    c.confirms = Some(Confirms {
+                        next: 1,
+                        ..Default::default()
+                    });
+                }
+                if !m.nowait {
+                    self.send_method(ch, ConfirmSelectOk {});
+                }
+                Ok(())
+            }
+            Method::TxSelect(_) => {
+                let c = self.channels.get_mut(&ch).expect("open");
+                if c.confirms.is_some() {
+                    return Err(AmqpError::precondition("cannot switch from confirm to tx mode"));
+                }
+                if c.tx.is_none() {
+                    c.tx = Some(Vec::new());
+                }
+                self.send_method(ch, TxSelectOk {});
+                Ok(())
+            }
+            Method::TxCommit(_) => {
+                let c = self.channels.get_mut(&ch).expect("open");
+                let Some(tx) = c.tx.as_mut() else {
+                    return Err(AmqpError::precondition("channel is not transactional"));
+                };
+                let ops = std::mem::take(tx);
+                for op in ops {
+                    match op {
+                        TxOp::Publish { msg, ttl, mandatory } => {
+                            self.route_publish(ch, msg, ttl, mandatory)?
+                        }
+                        TxOp::Ack { tag, multiple } => self.ack(ch, tag, multiple)?,
+                        TxOp::Reject {
+                            tag,
+                            multiple,
+                            requeue,
+                        } => self.reject(ch, tag, multiple, requeue)?,
+                    }
+                }
+                self.send_method(ch, TxCommitOk {});
+                Ok(())
+            }
+            Method::TxRollback(_) => {
+                let c = self.channels.get_mut(&ch).expect("open");
+                let Some(tx) = c.tx.as_mut() else {
+                    return Err(AmqpError::precondition("channel is not transactional"));
+                };
+                tx.clear();
+                self.send_method(ch, TxRollbackOk {});
+                Ok(())
+            }
+            other => Err(AmqpError::command_invalid(format!(
+                "unexpected method from client: {}",
+                other.name()
+            ))),
+        }
+    }
+
+    fn exchange_declare(&mut self, ch: u16, m: ExchangeDeclare) -> AmqpResult<()> {
+        let v = self.vhost()?;
+        v.topology.lock().declare_exchange(&ExchangeDecl {
+            name: &m.exchange,
+            kind: &m.kind,
+            passive: m.passive,
+            durable: m.durable,
+            auto_delete: m.auto_delete,
+            internal: m.internal,
+            arguments: &m.arguments,
+        })?;
+        if !m.nowait {
+            self.send_method(ch, ExchangeDeclareOk {});
+        }
+        Ok(())
+    }
+
+    fn queue_declare(&mut self, ch: u16, m: QueueDeclare) -> AmqpResult<()> {
+        let v = self.vhost()?;
+        let name = if m.queue.is_empty() {
+            random_name("amq.gen-")
+        } else {
+            m.queue.clone()
+        };
+        let (meta, created) = v.topology.lock().declare_queue(&QueueDecl {
+            name: &name,
+            passive: m.passive,
+            durable: m.durable,
+            exclusive: m.exclusive,
+            auto_delete: m.auto_delete,
+            arguments: &m.arguments,
+            owner: self.shared.id,
+        })?;
+        let q = if created {
+            v.add_queue(meta)
+        } else {
+            v.queues
+                .read()
+                .get(&meta.id)
+                .cloned()
+                .ok_or_else(|| queue_gone(&name, &v.name))?
+        };
+        if !m.nowait {
+            let counts = q.counts();
+            self.send_method(
+                ch,
+                QueueDeclareOk {
+                    queue: name,
+                    message_count: counts.ready,
+                    consumer_count: counts.consumers,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// A queue the connection may use (exists, not another connection's exclusive queue).
+    fn queue_for_use(&self, name: &str) -> AmqpResult<Arc<Queue>> {
+        let v = self.vhost()?;
+        let id = v.topology.lock().check_queue_access(name, self.shared.id)?.id;
+        v.queues
+            .read()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| queue_gone(name, &v.name))
+    }
+
+    fn queue_delete(&mut self, ch: u16, m: QueueDelete) -> AmqpResult<()> {
+        let v = self.vhost()?;
+        let count = match self.queue_for_use(&m.queue) {
+            Ok(q) => {
+                let counts = q.counts();
+                if m.if_unused && counts.consumers > 0 {
+                    return Err(AmqpError::precondition(format!(
+                        "queue '{}' in vhost '{}' in use",
+                        m.queue, v.name
+                    )));
+                }
+                if m.if_empty && counts.ready > 0 {
+                    return Err(AmqpError::precondition(format!(
+                        "queue '{}' in vhost '{}' is not empty",
+                        m.queue, v.name
+                    )));
+                }
+                v.delete_queue(&m.queue).unwrap_or(0)
+            }
+            Err(e) if e.code == warren_codec::ReplyCode::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        if !m.nowait {
+            self.send_method(ch, QueueDeleteOk { message_count: count });
+        }
+        Ok(())
+    }
+
+    fn basic_consume(&mut self, ch: u16, m: BasicConsume) -> AmqpResult<()> {
+        let v = self.vhost()?;
+        let q = self.queue_for_use(&m.queue)?;
+        let c = self.channels.get_mut(&ch).expect("open");
+        let tag = if m.consumer_tag.is_empty() {
+            random_name("amq.ctag-")
+        } else {
+            m.consumer_tag.clone()
+        };
+        if c.consumers.contains_key(&tag) {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        let priority = match m.arguments.get("x-priority") {
+            None => 0,
+            Some(p) => p.as_i64().ok_or_else(|| {
+                AmqpError::precondition(format!(
+                    "invalid arg 'x-priority' for consumer '{tag}': {{unacceptable_type,{}}}",
+                    warren_core::args::type_name(p)
+                ))
+            })? as i32,
+        };
+        let key = self.broker.next_id();
+        let spec = ConsumerSpec {
+            key,
+            channel: c.key,
+            tag: tag.clone(),
+            no_ack: m.no_ack,
+            prefetch: c.prefetch,
+            exclusive: m.exclusive,
+            priority,
+        };
+        let sink = Sink {
+            conn: self.shared.clone(),
+            channel: c.shared.clone(),
+        };
+        c.consumers.insert(
+            tag.clone(),
+            ConsumerRec {
+                key,
+                queue: q.clone(),
+            },
+        );
+        if let Err(e) = q.add_consumer(spec, sink, &v.name) {
+            if let Some(c) = self.channels.get_mut(&ch) {
+                c.consumers.remove(&tag);
+            }
+            return Err(e);
+        }
+        // Deliveries reach this task through its mailbox, so consume-ok still goes out first.
+        if !m.nowait {
+            self.send_method(ch, BasicConsumeOk { consumer_tag: tag });
+        }
+        Ok(())
+    }
+
+    fn basic_get(&mut self, ch: u16, m: BasicGet) -> AmqpResult<()> {
+        let q = self.queue_for_use(&m.queue)?;
+        let frame_max = self.frame_max;
+        let c = self.channels.get_mut(&ch).expect("open");
+        if !m.no_ack {
+            // basic.get ignores prefetch, but its delivery counts in the channel's window.
+            c.shared.unacked.fetch_add(1, Ordering::AcqRel);
+        }
+        match q.get(c.key, m.no_ack) {
+            None => {
+                if !m.no_ack {
+                    c.shared.release(1);
+                }
+                self.send_method(
+                    ch,
+                    BasicGetEmpty {
+                        cluster_id: ShortStr::from(""),
+                    },
+                );
+            }
+            Some((d, left)) => {
+                let tag = c.next_tag;
+                c.next_tag += 1;
+                if !m.no_ack {
+                    c.unacked.push_back(Unacked {
+                        tag,
+                        queue: q.clone(),
+                        seq: d.seq,
+                    });
+                }
+                self.broker.metrics.delivered.fetch_add(1, Ordering::Relaxed);
+                let method: Method = BasicGetOk {
+                    delivery_tag: tag,
+                    redelivered: d.redelivered,
+                    exchange: d.msg.exchange.clone(),
+                    routing_key: d.msg.routing_key.clone(),
+                    message_count: left,
+                }
+                .into();
+                warren_codec::encode_method(&mut self.out, ch, &method);
+                write_content(&mut self.out, ch, &d, frame_max);
+            }
+        }
+        Ok(())
+    }
+
+    fn ack(&mut self, ch: u16, tag: u64, multiple: bool) -> AmqpResult<()> {
+        let c = self.channels.get_mut(&ch).expect("open");
+        let taken = c.take_unacked(tag, multiple)?;
+        let n = taken.len() as u32;
+        let shared = c.shared.clone();
+        for (q, seqs) in by_queue(taken) {
+            q.ack(&seqs);
+        }
+        self.broker.metrics.acked.fetch_add(n as u64, Ordering::Relaxed);
+        shared.release(n);
+        Ok(())
+    }
+
+    fn reject_or_buffer(
+        &mut self,
+        ch: u16,
+        tag: u64,
+        multiple: bool,
+        requeue: Option<Return>,
+    ) -> AmqpResult<()> {
+        if let Some(tx) = self.channels.get_mut(&ch).and_then(|c| c.tx.as_mut()) {
+            tx.push(TxOp::Reject {
+                tag,
+                multiple,
+                requeue,
+            });
+            return Ok(());
+        }
+        self.reject(ch, tag, multiple, requeue)
+    }
+
+    fn reject(&mut self, ch: u16, tag: u64, multiple: bool, requeue: Option<Return>) -> AmqpResult<()> {
+        let c = self.channels.get_mut(&ch).expect("open");
+        let taken = c.take_unacked(tag, multiple)?;
+        let n = taken.len() as u32;
+        let shared = c.shared.clone();
+        for (q, seqs) in by_queue(taken) {
+            q.reject(&seqs, requeue);
+        }
+        shared.release(n);
+        Ok(())
+    }
+
+    fn basic_publish(
+        &mut self,
+        ch: u16,
+        m: BasicPublish,
+        properties: BasicProperties,
+        body: Bytes,
+    ) -> AmqpResult<()> {
+        if m.immediate {
+            return Err(AmqpError::not_implemented("immediate=true"));
+        }
+        self.broker.metrics.published.fetch_add(1, Ordering::Relaxed);
+        let msg = Arc::new(Message {
+            exchange: m.exchange,
+            routing_key: m.routing_key,
+            properties,
+            body,
+        });
+        let ttl = msg.expiration_ms().map_err(AmqpError::precondition)?;
+        if let Some(tx) = self.channels.get_mut(&ch).and_then(|c| c.tx.as_mut()) {
+            // Check the exchange now, as RabbitMQ does, and apply at commit.
+            let v = self
+                .vhost
+                .clone()
+                .ok_or_else(|| AmqpError::channel_error("connection not open"))?;
+            if !msg.exchange.is_empty() && v.topology.lock().exchange(&msg.exchange).is_none() {
+                return Err(AmqpError::not_found(format!(
+                    "no exchange '{}' in vhost '{}'",
+                    &*msg.exchange, v.name
+                )));
+            }
+            tx.push(TxOp::Publish {
+                msg,
+                ttl,
+                mandatory: m.mandatory,
+            });
+            return Ok(());
+        }
+        self.route_publish(ch, msg, ttl, m.mandatory)
+    }
+
+    fn route_publish(
+        &mut self,
+        ch: u16,
+        msg: MessageRef,
+        ttl: Option<u64>,
+        mandatory: bool,
+    ) -> AmqpResult<()> {
+        let v = self.vhost()?;
+        let seq = self
+            .channels
+            .get_mut(&ch)
+            .and_then(|c| c.confirms.as_mut())
+            .map(|cf| {
+                let s = cf.next;
+                cf.next += 1;
+                s
+            });
+        let outcome = v.publish(msg.clone(), ttl, now_ms())?;
+        if outcome.enqueued + outcome.rejected == 0 {
+            self.broker.metrics.unroutable.fetch_add(1, Ordering::Relaxed);
+            if mandatory {
+                let method: Method = BasicReturn {
+                    reply_code: 312,
+                    reply_text: ShortStr::from("NO_ROUTE"),
+                    exchange: msg.exchange.clone(),
+                    routing_key: msg.routing_key.clone(),
+                }
+                .into();
+                warren_codec::encode_method(&mut self.out, ch, &method);
+                encode_basic_header(&mut self.out, ch, msg.body.len() as u64, &msg.properties);
+                encode_body(&mut self.out, ch, &msg.body, self.frame_max);
+            }
+        }
+        if let Some(seq) = seq {
+            if outcome.rejected > 0 {
+                self.flush_confirms(ch);
+                self.send_method(
+                    ch,
+                    BasicNack {
+                        delivery_tag: seq,
+                        multiple: false,
+                        requeue: false,
+                    },
+                );
+                if let Some(cf) = self.channels.get_mut(&ch).and_then(|c| c.confirms.as_mut()) {
+                    cf.sent = seq;
+                }
+            } else if let Some(cf) = self.channels.get_mut(&ch).and_then(|c| c.confirms.as_mut()) {
+                cf.pending_ack = Some(seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the coalesced publisher-confirm ack of a channel, if any.
+    pub(crate) fn flush_confirms(&mut self, ch: u16) {
+        let Some(cf) = self.channels.get_mut(&ch).and_then(|c| c.confirms.as_mut()) else {
+            return;
+        };
+        let Some(upto) = cf.pending_ack.take() else { return };
+        let multiple = upto > cf.sent + 1;
+        cf.sent = upto;
+        self.send_method(
+            ch,
+            BasicAck {
+                delivery_tag: upto,
+                multiple,
+            },
+        );
+    }
+
+    /// Sends every channel's pending confirms (end of a read batch).
+    pub(crate) fn flush_all_confirms(&mut self) {
+        let chans: Vec<u16> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.confirms.as_ref().is_some_and(|cf| cf.pending_ack.is_some()))
+            .map(|(id, _)| *id)
+            .collect();
+        for ch in chans {
+            self.flush_confirms(ch);
+        }
+    }
+}
+
+/// Encodes a delivery's content header (adding the delivery counters on redeliveries) and body.
+fn write_content(out: &mut bytes::BytesMut, ch: u16, d: &Delivery, frame_max: u32) {
+    let body = &d.msg.body;
+    if d.acquired_count > 0 {
+        let mut props = d.msg.properties.clone();
+        let headers = props.headers.get_or_insert_with(Default::default);
+        headers.insert("x-delivery-count", FieldValue::I64(d.delivery_count as i64));
+        headers.insert("x-acquired-count", FieldValue::I64(d.acquired_count as i64));
+        encode_basic_header(out, ch, body.len() as u64, &props);
+    } else {
+        encode_basic_header(out, ch, body.len() as u64, &d.msg.properties);
+    }
+    encode_body(out, ch, body, frame_max);
+}

@@ -1,0 +1,822 @@
+//! One AMQP connection: the protocol header, the start/tune/open handshake with SASL, the
+//! read loop (every complete frame in the buffer is decoded per read), heartbeats both ways,
+//! connection-level errors and close, and the writer task that writes each batch of encoded
+//! frames with one `write_all`.
+//!
+//! The connection task owns all of its channels ([`crate::channel`]). Queues reach it through
+//! its mailbox ([`ConnEvent`]); [`ConnShared`] is the part other tasks may touch: the mailbox
+//! sender and the counters that bound how much is buffered for this client.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, watch};
+use warren_codec::frame::{HEARTBEAT_FRAME, PROTOCOL_HEADER};
+use warren_codec::methods::*;
+use warren_codec::{
+    FieldTable, FieldValue, Frame, Method, ProtocolHeader, ReplyCode, ShortStr, classify_protocol_header,
+    decode_frame, encode_method,
+};
+use warren_core::queue::{ChannelKey, ConsumerKey, Delivery};
+use warren_core::{AmqpError, AmqpResult};
+
+use crate::broker::{Broker, VHost};
+use crate::channel::Channel;
+use crate::queue::Queue;
+
+/// Deliveries a connection may have queued but not yet encoded before queues skip it.
+const MAX_PENDING_DELIVERIES: usize = 2048;
+/// Bytes handed to the writer but not yet written before queues skip this connection.
+const MAX_WRITE_BACKLOG: usize = 4 << 20;
+
+/// Messages to a connection task.
+#[derive(Debug)]
+pub enum ConnEvent {
+    /// A delivery from a queue.
+    Deliver {
+        /// The queue.
+        queue: Arc<Queue>,
+        /// The delivery.
+        delivery: Delivery,
+    },
+    /// The broker cancelled a consumer (its queue was deleted).
+    ConsumerCancelled {
+        /// Channel.
+        channel: ChannelKey,
+        /// Consumer tag.
+        tag: ShortStr,
+        /// Consumer key.
+        key: ConsumerKey,
+    },
+    /// Close the connection (admin or shutdown).
+    Close {
+        /// Reply code.
+        code: ReplyCode,
+        /// Reply text.
+        text: String,
+    },
+}
+
+/// Channel-wide prefetch (`basic.qos` global=true), the one counter shared by queues.
+#[derive(Debug, Default)]
+pub struct ChannelShared {
+    /// Limit (0 = none).
+    pub limit: AtomicU32,
+    /// Unacked deliveries on the channel.
+    pub unacked: AtomicU32,
+    waiting: Mutex<Vec<Weak<Queue>>>,
+}
+
+impl ChannelShared {
+    /// Reserves one unacked slot if the channel-wide limit allows it.
+    pub fn try_reserve(&self) -> bool {
+        let limit = self.limit.load(Ordering::Acquire);
+        if limit == 0 {
+            self.unacked.fetch_add(1, Ordering::AcqRel);
+            return true;
+        }
+        self.unacked
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Registers a queue to dispatch again when slots free up.
+    pub fn wait_for_room(&self, q: Weak<Queue>) {
+        let mut w = self.waiting.lock();
+        if !w.iter().any(|x| x.ptr_eq(&q)) {
+            w.push(q);
+        }
+    }
+
+    /// Frees `n` slots and wakes waiting queues.
+    pub fn release(&self, n: u32) {
+        if n == 0 {
+            return;
+        }
+        let _ = self
+            .unacked
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |x| Some(x.saturating_sub(n)));
+        let waiting = std::mem::take(&mut *self.waiting.lock());
+        for q in waiting.into_iter().filter_map(|w| w.upgrade()) {
+            q.dispatch();
+        }
+    }
+}
+
+/// Connection facts for listings.
+#[derive(Debug, Clone, Default)]
+pub struct ConnInfo {
+    /// Peer address.
+    pub peer: Option<SocketAddr>,
+    /// Authenticated user.
+    pub user: String,
+    /// Open vhost.
+    pub vhost: String,
+    /// Client properties' `product`, if sent.
+    pub client_product: String,
+    /// Number of open channels.
+    pub channels: usize,
+}
+
+/// The part of a connection other tasks may touch.
+#[derive(Debug)]
+pub struct ConnShared {
+    /// Connection id.
+    pub id: u64,
+    tx: mpsc::UnboundedSender<ConnEvent>,
+    pending: AtomicUsize,
+    backlog: AtomicUsize,
+    waiting: Mutex<Vec<Weak<Queue>>>,
+    /// Listing facts.
+    pub info: Mutex<ConnInfo>,
+    /// The client asked for `basic.cancel` notifications.
+    pub cancel_notify: AtomicBool,
+}
+
+impl ConnShared {
+    /// Whether queues may deliver more to this connection now.
+    pub fn has_room(&self) -> bool {
+        self.pending.load(Ordering::Acquire) < MAX_PENDING_DELIVERIES
+            && self.backlog.load(Ordering::Acquire) < MAX_WRITE_BACKLOG
+    }
+
+    /// Counts one delivery about to be sent.
+    pub fn reserve(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Registers a queue to dispatch again once this connection drains.
+    pub fn wait_for_room(&self, q: Weak<Queue>) {
+        let mut w = self.waiting.lock();
+        if !w.iter().any(|x| x.ptr_eq(&q)) {
+            w.push(q);
+        }
+    }
+
+    /// Hands a delivery to the connection task.
+    pub fn deliver(&self, queue: Arc<Queue>, delivery: Delivery) {
+        if let Err(mpsc::error::SendError(ConnEvent::Deliver { queue, delivery })) =
+            self.tx.send(ConnEvent::Deliver { queue, delivery })
+        {
+            // The connection is gone: put the message back untouched.
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            queue.unsend(&[delivery.seq]);
+        }
+    }
+
+    /// Tells the connection its consumer was cancelled by the broker.
+    pub fn consumer_cancelled(&self, channel: ChannelKey, tag: ShortStr, key: ConsumerKey) {
+        let _ = self.tx.send(ConnEvent::ConsumerCancelled { channel, tag, key });
+    }
+
+    /// Asks the connection to close.
+    pub fn close(&self, code: ReplyCode, text: impl Into<String>) {
+        let _ = self.tx.send(ConnEvent::Close {
+            code,
+            text: text.into(),
+        });
+    }
+
+    fn wake(&self) {
+        if !self.has_room() {
+            return;
+        }
+        let waiting = std::mem::take(&mut *self.waiting.lock());
+        for q in waiting.into_iter().filter_map(|w| w.upgrade()) {
+            q.dispatch();
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitStartOk,
+    AwaitTuneOk,
+    AwaitOpen,
+    Open,
+    /// We sent connection.close and wait for close-ok.
+    Closing,
+    Done,
+}
+
+/// Capabilities the client announced in start-ok.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientCaps {
+    /// `basic.cancel` on queue deletion.
+    pub consumer_cancel_notify: bool,
+    /// `connection.blocked`.
+    pub connection_blocked: bool,
+    /// 403 close on auth failure.
+    pub authentication_failure_close: bool,
+}
+
+/// A connection task's state.
+#[derive(Debug)]
+pub struct Connection {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) shared: Arc<ConnShared>,
+    peer: SocketAddr,
+    phase: Phase,
+    pub(crate) out: BytesMut,
+    writer: Option<mpsc::UnboundedSender<Bytes>>,
+    pub(crate) frame_max: u32,
+    channel_max: u16,
+    heartbeat: u16,
+    pub(crate) vhost: Option<Arc<VHost>>,
+    pub(crate) user: String,
+    pub(crate) channels: HashMap<u16, Channel>,
+    pub(crate) caps: ClientCaps,
+    last_recv: Instant,
+    last_send: Instant,
+    started: Instant,
+    closing_since: Option<Instant>,
+}
+
+/// Accepts connections until `shutdown` turns true; then waits for connections to close.
+pub async fn serve(broker: Arc<Broker>, listener: tokio::net::TcpListener, shutdown: watch::Receiver<bool>) {
+    let mut stop = shutdown.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    let b = broker.clone();
+                    let s = shutdown.clone();
+                    tasks.spawn(async move { handle(b, stream, peer, s).await });
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+/// Serves one client socket.
+pub async fn handle(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let mut header = [0u8; 8];
+    match tokio::time::timeout(broker.config.handshake_timeout, rd.read_exact(&mut header)).await {
+        Ok(Ok(_)) => {}
+        _ => return,
+    }
+    if classify_protocol_header(&header) != ProtocolHeader::Amqp091 {
+        tracing::debug!(%peer, "unsupported protocol header {:?}", header);
+        let _ = wr.write_all(&PROTOCOL_HEADER).await;
+        let _ = wr.shutdown().await;
+        return;
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(ConnShared {
+        id: broker.next_id(),
+        tx,
+        pending: AtomicUsize::new(0),
+        backlog: AtomicUsize::new(0),
+        waiting: Mutex::new(Vec::new()),
+        info: Mutex::new(ConnInfo {
+            peer: Some(peer),
+            ..Default::default()
+        }),
+        cancel_notify: AtomicBool::new(false),
+    });
+    let (wtx, wrx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_loop(wr, wrx, shared.clone()));
+    let now = Instant::now();
+    let mut conn = Connection {
+        frame_max: broker.config.frame_max,
+        broker,
+        shared,
+        peer,
+        phase: Phase::AwaitStartOk,
+        out: BytesMut::with_capacity(64 * 1024),
+        writer: Some(wtx),
+        channel_max: 0,
+        heartbeat: 0,
+        vhost: None,
+        user: String::new(),
+        channels: HashMap::new(),
+        caps: ClientCaps::default(),
+        last_recv: now,
+        last_send: now,
+        started: now,
+        closing_since: None,
+    };
+    conn.broker.register(conn.shared.clone());
+    conn.send_start();
+    conn.flush();
+    conn.run(&mut rd, &mut rx, &mut shutdown).await;
+    conn.cleanup(&mut rx);
+    conn.broker.unregister(conn.shared.id);
+    drop(conn.writer.take());
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+}
+
+async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Bytes>, shared: Arc<ConnShared>) {
+    let mut batch = Vec::with_capacity(64);
+    while rx.recv_many(&mut batch, 64).await > 0 {
+        for b in batch.drain(..) {
+            if wr.write_all(&b).await.is_err() {
+                return;
+            }
+            shared.backlog.fetch_sub(b.len(), Ordering::AcqRel);
+        }
+        shared.wake();
+    }
+    let _ = wr.shutdown().await;
+}
+
+fn table(entries: Vec<(&str, FieldValue)>) -> FieldTable {
+    let mut t = FieldTable::new();
+    for (k, v) in entries {
+        t.insert(k, v);
+    }
+    t
+}
+
+impl Connection {
+    async fn run(
+        &mut self,
+        rd: &mut tokio::net::tcp::OwnedReadHalf,
+        rx: &mut mpsc::UnboundedReceiver<ConnEvent>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let mut rbuf = BytesMut::with_capacity(64 * 1024);
+        let mut events = Vec::with_capacity(256);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutting_down = *shutdown.borrow();
+        if shutting_down {
+            self.close_forced();
+        }
+        while self.phase != Phase::Done {
+            if rbuf.capacity() - rbuf.len() < 16 * 1024 {
+                rbuf.reserve(64 * 1024);
+            }
+            tokio::select! {
+                r = rd.read_buf(&mut rbuf) => match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        self.last_recv = Instant::now();
+                        self.process_input(&mut rbuf);
+                    }
+                },
+                n = rx.recv_many(&mut events, 256) => {
+                    if n == 0 { break; }
+                    for e in events.drain(..) {
+                        self.handle_event(e);
+                    }
+                }
+                _ = tick.tick() => self.on_tick(),
+                r = shutdown.changed(), if !shutting_down => {
+                    shutting_down = true;
+                    if r.is_ok() { self.close_forced(); }
+                }
+            }
+            self.flush();
+        }
+        self.flush();
+    }
+
+    fn close_forced(&mut self) {
+        self.close_connection(AmqpError::new(
+            ReplyCode::ConnectionForced,
+            "broker forced connection closure with reason 'shutdown'",
+        ));
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        if self.phase != Phase::Open && self.phase != Phase::Closing && self.phase != Phase::Done {
+            if now.duration_since(self.started) > self.broker.config.handshake_timeout {
+                tracing::info!(peer = %self.peer, "handshake timeout; closing");
+                self.phase = Phase::Done;
+            }
+            return;
+        }
+        if let Some(t) = self.closing_since
+            && now.duration_since(t) > Duration::from_secs(3)
+        {
+            self.phase = Phase::Done;
+            return;
+        }
+        if self.heartbeat > 0 {
+            let hb = Duration::from_secs(self.heartbeat as u64);
+            if now.duration_since(self.last_recv) > hb * 2 {
+                tracing::info!(peer = %self.peer, "missed heartbeats from client, closing connection");
+                self.phase = Phase::Done;
+                return;
+            }
+            if now.duration_since(self.last_send) >= hb / 2 && self.out.is_empty() {
+                self.out.extend_from_slice(&HEARTBEAT_FRAME);
+            }
+        }
+    }
+
+    /// Sends everything encoded so far to the writer.
+    pub(crate) fn flush(&mut self) {
+        self.flush_all_confirms();
+        if self.out.is_empty() {
+            return;
+        }
+        let chunk = self.out.split().freeze();
+        self.last_send = Instant::now();
+        if let Some(w) = &self.writer {
+            self.shared.backlog.fetch_add(chunk.len(), Ordering::AcqRel);
+            if w.send(chunk).is_err() {
+                self.phase = Phase::Done;
+            }
+        }
+        if self.out.capacity() < 16 * 1024 {
+            self.out.reserve(64 * 1024);
+        }
+    }
+
+    fn process_input(&mut self, rbuf: &mut BytesMut) {
+        loop {
+            if self.phase == Phase::Done {
+                return;
+            }
+            match decode_frame(rbuf, self.frame_max) {
+                Ok(Some(frame)) => {
+                    if let Err(e) = self.handle_frame(frame) {
+                        self.close_connection(e);
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    rbuf.clear();
+                    if self.phase == Phase::Closing {
+                        self.phase = Phase::Done;
+                    } else {
+                        self.close_connection(e.into());
+                    }
+                    return;
+                }
+            }
+            // Keep the write buffer from growing without bound on a long read batch.
+            if self.out.len() > 256 * 1024 {
+                self.flush();
+            }
+        }
+    }
+
+    /// Sends connection.close for a hard error and waits for close-ok.
+    pub(crate) fn close_connection(&mut self, e: AmqpError) {
+        if matches!(self.phase, Phase::Closing | Phase::Done) {
+            return;
+        }
+        tracing::info!(peer = %self.peer, "closing connection: {}", e.reply_text());
+        if matches!(self.phase, Phase::AwaitStartOk) && e.code == ReplyCode::AccessRefused {
+            // handled by the caller
+        }
+        self.send_method(
+            0,
+            ConnectionClose {
+                reply_code: e.code.code(),
+                reply_text: ShortStr::from(e.reply_text()),
+                class_id: e.class_id,
+                method_id: e.method_id,
+            },
+        );
+        self.phase = Phase::Closing;
+        self.closing_since = Some(Instant::now());
+    }
+
+    /// Encodes a method frame into the write buffer.
+    pub(crate) fn send_method(&mut self, channel: u16, m: impl Into<Method>) {
+        encode_method(&mut self.out, channel, &m.into());
+    }
+
+    fn send_start(&mut self) {
+        let caps = table(
+            [
+                "publisher_confirms",
+                "exchange_exchange_bindings",
+                "basic.nack",
+                "consumer_cancel_notify",
+                "connection.blocked",
+                "consumer_priorities",
+                "authentication_failure_close",
+                "per_consumer_qos",
+                "direct_reply_to",
+            ]
+            .into_iter()
+            .map(|c| (c, FieldValue::Bool(true)))
+            .collect(),
+        );
+        let props = table(vec![
+            ("capabilities", FieldValue::Table(caps)),
+            ("cluster_name", FieldValue::str("warren")),
+            ("copyright", FieldValue::str("Copyright (c) the Warren authors")),
+            (
+                "information",
+                FieldValue::str("Warren, an AMQP 0-9-1 broker. Licensed under Apache-2.0"),
+            ),
+            ("platform", FieldValue::str("Rust")),
+            ("product", FieldValue::str("Warren")),
+            ("version", FieldValue::str(env!("CARGO_PKG_VERSION"))),
+        ]);
+        self.send_method(
+            0,
+            ConnectionStart {
+                version_major: 0,
+                version_minor: 9,
+                server_properties: props,
+                mechanisms: Bytes::from_static(b"PLAIN AMQPLAIN"),
+                locales: Bytes::from_static(b"en_US"),
+            },
+        );
+    }
+
+    fn handle_event(&mut self, e: ConnEvent) {
+        match e {
+            ConnEvent::Deliver { queue, delivery } => {
+                self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+                self.deliver(queue, delivery);
+            }
+            ConnEvent::ConsumerCancelled { channel, tag, key } => {
+                let ch = (channel & 0xffff) as u16;
+                let notify = self.caps.consumer_cancel_notify;
+                if let Some(c) = self.channels.get_mut(&ch)
+                    && c.forget_consumer(&tag, key)
+                    && notify
+                    && c.is_open()
+                {
+                    self.send_method(
+                        ch,
+                        BasicCancel {
+                            consumer_tag: tag,
+                            nowait: true,
+                        },
+                    );
+                }
+            }
+            ConnEvent::Close { code, text } => self.close_connection(AmqpError::new(code, text)),
+        }
+    }
+
+    fn handle_frame(&mut self, frame: Frame) -> AmqpResult<()> {
+        if self.phase == Phase::Closing {
+            // Only close / close-ok matter now.
+            if let Frame::Method { channel: 0, method } = frame {
+                match method {
+                    Method::ConnectionCloseOk(_) => self.phase = Phase::Done,
+                    Method::ConnectionClose(_) => {
+                        self.send_method(0, ConnectionCloseOk {});
+                        self.phase = Phase::Done;
+                    }
+                    _ => {}
+                }
+            }
+            return Ok(());
+        }
+        match frame {
+            Frame::Heartbeat { channel } => {
+                if channel != 0 {
+                    return Err(AmqpError::new(
+                        ReplyCode::UnexpectedFrame,
+                        "heartbeat frame on non-zero channel",
+                    ));
+                }
+                Ok(())
+            }
+            Frame::Method { channel: 0, method } => self.connection_method(method),
+            Frame::Header { channel: 0, .. } | Frame::Body { channel: 0, .. } => Err(AmqpError::new(
+                ReplyCode::UnexpectedFrame,
+                "content frame on channel 0",
+            )),
+            frame => {
+                if self.phase != Phase::Open {
+                    return Err(AmqpError::channel_error(format!(
+                        "unexpected frame on channel {} before the connection is open",
+                        frame.channel()
+                    )));
+                }
+                self.channel_frame(frame)
+            }
+        }
+    }
+
+    fn connection_method(&mut self, method: Method) -> AmqpResult<()> {
+        let (class_id, method_id) = (method.class_id(), method.method_id());
+        let r = match (self.phase, method) {
+            (Phase::AwaitStartOk, Method::ConnectionStartOk(m)) => self.start_ok(m),
+            (Phase::AwaitTuneOk, Method::ConnectionTuneOk(m)) => self.tune_ok(m),
+            (Phase::AwaitOpen, Method::ConnectionOpen(m)) => self.open(m),
+            (_, Method::ConnectionClose(_)) => {
+                self.send_method(0, ConnectionCloseOk {});
+                self.phase = Phase::Done;
+                Ok(())
+            }
+            (_, Method::ConnectionCloseOk(_)) => {
+                self.phase = Phase::Done;
+                Ok(())
+            }
+            (Phase::Open, Method::ConnectionUpdateSecret(_)) => {
+                self.send_method(0, ConnectionUpdateSecretOk {});
+                Ok(())
+            }
+            (_, m) if m.class_id() == 10 => Err(AmqpError::channel_error(format!(
+                "unexpected method in connection state {:?}: {}",
+                self.phase,
+                m.name()
+            ))),
+            (_, m) => Err(AmqpError::command_invalid(format!(
+                "unexpected method on channel 0: {}",
+                m.name()
+            ))),
+        };
+        r.map_err(|e| e.with_method(class_id, method_id))
+    }
+
+    fn start_ok(&mut self, m: ConnectionStartOk) -> AmqpResult<()> {
+        if let Some(FieldValue::Table(caps)) = m.client_properties.get("capabilities") {
+            let cap = |k: &str| matches!(caps.get(k), Some(FieldValue::Bool(true)));
+            self.caps = ClientCaps {
+                consumer_cancel_notify: cap("consumer_cancel_notify"),
+                connection_blocked: cap("connection.blocked"),
+                authentication_failure_close: cap("authentication_failure_close"),
+            };
+            self.shared
+                .cancel_notify
+                .store(self.caps.consumer_cancel_notify, Ordering::Release);
+        }
+        if let Some(p) = m.client_properties.get("product").and_then(|v| v.as_str()) {
+            self.shared.info.lock().client_product = p.to_string();
+        }
+        let mech = m.mechanism.to_string();
+        if mech != "PLAIN" && mech != "AMQPLAIN" {
+            return Err(AmqpError::command_invalid(format!(
+                "unknown authentication mechanism '{mech}'"
+            )));
+        }
+        let creds = crate::auth::parse_response(&mech, &m.response);
+        let ok = match &creds {
+            Some((user, pass)) => {
+                let loopback_only =
+                    *user == "guest" && !self.broker.config.guest_anywhere && !self.peer.ip().is_loopback();
+                !loopback_only && self.broker.users.authenticate(user, pass)
+            }
+            None => false,
+        };
+        if !ok {
+            tracing::warn!(peer = %self.peer, user = ?creds.as_ref().map(|c| &c.0), "login refused");
+            if self.caps.authentication_failure_close {
+                return Err(AmqpError::access_refused(format!(
+                    "Login was refused using authentication mechanism {mech}. For details see the broker logfile."
+                )));
+            }
+            self.phase = Phase::Done;
+            return Ok(());
+        }
+        let (user, _) = creds.unwrap_or_default();
+        self.shared.info.lock().user = user.clone();
+        self.user = user;
+        self.send_method(
+            0,
+            ConnectionTune {
+                channel_max: self.broker.config.channel_max,
+                frame_max: self.broker.config.frame_max,
+                heartbeat: self.broker.config.heartbeat,
+            },
+        );
+        self.phase = Phase::AwaitTuneOk;
+        Ok(())
+    }
+
+    fn tune_ok(&mut self, m: ConnectionTuneOk) -> AmqpResult<()> {
+        let server_max = self.broker.config.frame_max;
+        if m.frame_max != 0 && m.frame_max < warren_codec::frame::FRAME_MIN_SIZE {
+            return Err(AmqpError::not_allowed(format!(
+                "frame_max={} < {} min size",
+                m.frame_max,
+                warren_codec::frame::FRAME_MIN_SIZE
+            )));
+        }
+        if m.frame_max > server_max {
+            return Err(AmqpError::not_allowed(format!(
+                "frame_max={} > {} max size",
+                m.frame_max, server_max
+            )));
+        }
+        self.frame_max = if m.frame_max == 0 { server_max } else { m.frame_max };
+        let server_ch = self.broker.config.channel_max;
+        self.channel_max = if m.channel_max == 0 {
+            server_ch
+        } else {
+            m.channel_max.min(server_ch)
+        };
+        self.heartbeat = m.heartbeat;
+        self.phase = Phase::AwaitOpen;
+        Ok(())
+    }
+
+    fn open(&mut self, m: ConnectionOpen) -> AmqpResult<()> {
+        let name = m.virtual_host.to_string();
+        let Some(v) = self.broker.vhost(&name) else {
+            return Err(AmqpError::not_allowed(format!("vhost {name} not found")));
+        };
+        self.shared.info.lock().vhost = name;
+        self.vhost = Some(v);
+        self.send_method(
+            0,
+            ConnectionOpenOk {
+                known_hosts: ShortStr::from(""),
+            },
+        );
+        self.phase = Phase::Open;
+        Ok(())
+    }
+
+    fn channel_frame(&mut self, frame: Frame) -> AmqpResult<()> {
+        let ch = frame.channel();
+        if !self.channels.contains_key(&ch) {
+            return match frame {
+                Frame::Method {
+                    method: Method::ChannelOpen(_),
+                    ..
+                } => {
+                    if ch > self.channel_max {
+                        return Err(AmqpError::not_allowed(format!(
+                            "channel number {ch} exceeds channel_max {}",
+                            self.channel_max
+                        ))
+                        .with_method(20, 10));
+                    }
+                    let key = (self.shared.id << 16) | ch as u64;
+                    self.channels.insert(ch, Channel::new(ch, key));
+                    self.shared.info.lock().channels = self.channels.len();
+                    self.send_method(
+                        ch,
+                        ChannelOpenOk {
+                            channel_id: Bytes::new(),
+                        },
+                    );
+                    Ok(())
+                }
+                Frame::Method { method, .. } => Err(AmqpError::channel_error(format!(
+                    "expected 'channel.open' on channel {ch}, got '{}'",
+                    method.name()
+                ))
+                .with_method(method.class_id(), method.method_id())),
+                _ => Err(AmqpError::channel_error(format!(
+                    "content frame on unopened channel {ch}"
+                ))),
+            };
+        }
+        self.channel_input(ch, frame)
+    }
+
+    /// Releases everything the connection holds: deliveries in flight go back untouched,
+    /// consumers are removed, unacked messages are requeued, exclusive queues deleted.
+    fn cleanup(&mut self, rx: &mut mpsc::UnboundedReceiver<ConnEvent>) {
+        let drain = |rx: &mut mpsc::UnboundedReceiver<ConnEvent>, shared: &ConnShared| {
+            while let Ok(e) = rx.try_recv() {
+                if let ConnEvent::Deliver { queue, delivery } = e {
+                    shared.pending.fetch_sub(1, Ordering::AcqRel);
+                    queue.unsend(&[delivery.seq]);
+                }
+            }
+        };
+        drain(rx, &self.shared);
+        let ids: Vec<u16> = self.channels.keys().copied().collect();
+        for id in ids {
+            if let Some(mut c) = self.channels.remove(&id) {
+                self.release_channel(&mut c);
+            }
+        }
+        drain(rx, &self.shared);
+        if let Some(v) = self.vhost.clone() {
+            let exclusive = v.topology.lock().exclusive_queues(self.shared.id);
+            for q in exclusive {
+                v.delete_queue(&q);
+            }
+        }
+        rx.close();
+        drain(rx, &self.shared);
+    }
+}
