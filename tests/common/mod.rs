@@ -87,6 +87,410 @@ pub async fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The live queue `name` in vhost `/` of the test broker, if it exists.
+pub fn queue(b: &TestBroker, name: &str) -> Option<std::sync::Arc<warren_server::queue::Queue>> {
+    b.running.broker.vhost("/").expect("vhost /").queue(name)
+}
+
+/// (ready, unacked, consumers) of queue `name` as the broker sees it.
+pub fn counts(b: &TestBroker, name: &str) -> (u32, u32, u32) {
+    let c = queue(b, name)
+        .unwrap_or_else(|| panic!("queue {name} exists"))
+        .counts();
+    (c.ready, c.unacked, c.consumers)
+}
+
+/// A field table from pairs.
+pub fn table(entries: Vec<(&str, lapin::types::AMQPValue)>) -> lapin::types::FieldTable {
+    let mut t = lapin::types::FieldTable::default();
+    for (k, v) in entries {
+        t.insert(k.into(), v);
+    }
+    t
+}
+
+/// A long-string field value.
+pub fn lstr(s: &str) -> lapin::types::AMQPValue {
+    lapin::types::AMQPValue::LongString(s.into())
+}
+
+/// Publishes without waiting for a confirm (panics if lapin refuses to send).
+pub async fn publish(ch: &lapin::Channel, exchange: &str, key: &str, body: &[u8]) {
+    publish_props(ch, exchange, key, body, lapin::BasicProperties::default()).await
+}
+
+/// Publishes with properties without waiting for a confirm.
+pub async fn publish_props(
+    ch: &lapin::Channel,
+    exchange: &str,
+    key: &str,
+    body: &[u8],
+    props: lapin::BasicProperties,
+) {
+    let _ = ch
+        .basic_publish(
+            exchange.into(),
+            key.into(),
+            lapin::options::BasicPublishOptions::default(),
+            body,
+            props,
+        )
+        .await
+        .expect("publish sent");
+}
+
+/// Declares a plain (non-durable) queue.
+pub async fn declare(ch: &lapin::Channel, name: &str) -> lapin::Queue {
+    ch.queue_declare(
+        name.into(),
+        lapin::options::QueueDeclareOptions::default(),
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("declare {name}: {e}"))
+}
+
+/// Starts a consumer with manual acks.
+pub async fn consume(ch: &lapin::Channel, queue: &str, tag: &str) -> lapin::Consumer {
+    ch.basic_consume(
+        queue.into(),
+        tag.into(),
+        lapin::options::BasicConsumeOptions::default(),
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("consume {queue}: {e}"))
+}
+
+/// The next delivery of a consumer (fails after 5 s, on an error or on cancellation).
+pub async fn next(consumer: &mut lapin::Consumer) -> lapin::message::Delivery {
+    use futures_lite::StreamExt;
+    within(5, "a delivery", consumer.next())
+        .await
+        .expect("consumer not cancelled")
+        .expect("delivery without error")
+}
+
+/// A consumer on a fresh exclusive server-named queue of `ch`: its stream reports the
+/// channel's (or connection's) closing error, which lapin otherwise only hands to the next
+/// operation on the channel.
+pub async fn watch(ch: &lapin::Channel) -> lapin::Consumer {
+    let q = ch
+        .queue_declare(
+            "".into(),
+            lapin::options::QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("declare watch queue");
+    ch.basic_consume(
+        q.name().clone(),
+        "watch".into(),
+        lapin::options::BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        },
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .expect("watch consumer")
+}
+
+/// Waits until the watched channel closes with an error; returns (reply code, reply text).
+pub async fn closed_with(watch: &mut lapin::Consumer) -> (u16, String) {
+    use futures_lite::StreamExt;
+    loop {
+        match within(5, "the channel to close with an error", watch.next()).await {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                return (
+                    reply_code(&e).unwrap_or_else(|| panic!("not a protocol error: {e:?}")),
+                    reply_text(&e),
+                );
+            }
+            None => panic!("consumer ended without an error"),
+        }
+    }
+}
+
+/// Asserts that `r` failed with a protocol error `code` whose text contains `text`.
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug>(r: Result<T, lapin::Error>, code: u16, text: &str) {
+    match r {
+        Ok(v) => panic!("expected error {code}, got Ok({v:?})"),
+        Err(e) => {
+            assert_eq!(reply_code(&e), Some(code), "wrong error: {e:?}");
+            let t = reply_text(&e);
+            assert!(t.contains(text), "reply text {t:?} does not contain {text:?}");
+        }
+    }
+}
+
+/// A well-behaved client opened before something misbehaves, to show the broker still serves
+/// everyone else afterwards.
+pub struct Bystander {
+    pub conn: Connection,
+    pub ch: lapin::Channel,
+    pub queue: String,
+    pub consumer: lapin::Consumer,
+    n: u32,
+}
+
+impl Bystander {
+    /// Connects, declares a private queue and consumes from it.
+    pub async fn new(b: &TestBroker) -> Bystander {
+        let conn = b.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        let q = ch
+            .queue_declare(
+                "".into(),
+                lapin::options::QueueDeclareOptions {
+                    exclusive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("declare");
+        let queue = q.name().to_string();
+        ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .expect("confirm.select");
+        let consumer = consume(&ch, &queue, "bystander").await;
+        let mut by = Bystander {
+            conn,
+            ch,
+            queue,
+            consumer,
+            n: 0,
+        };
+        by.check().await;
+        by
+    }
+
+    /// Publishes (confirmed) and consumes (acked) a few messages.
+    pub async fn check(&mut self) {
+        for _ in 0..3 {
+            self.n += 1;
+            let body = format!("ping-{}", self.n);
+            let confirm = within(
+                5,
+                "bystander publish",
+                self.ch.basic_publish(
+                    "".into(),
+                    self.queue.as_str().into(),
+                    lapin::options::BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    lapin::BasicProperties::default(),
+                ),
+            )
+            .await
+            .expect("bystander publish")
+            .await
+            .expect("bystander confirm");
+            assert!(confirm.is_ack());
+            let d = next(&mut self.consumer).await;
+            assert_eq!(d.data, body.as_bytes());
+            d.ack(lapin::options::BasicAckOptions::default())
+                .await
+                .expect("bystander ack");
+        }
+        assert!(self.conn.status().connected());
+    }
+}
+
+pub mod raw {
+    //! A hand-driven AMQP client over a raw socket, built on warren_codec's encoders.
+
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use bytes::{Bytes, BytesMut};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use warren_codec::frame::PROTOCOL_HEADER;
+    use warren_codec::methods::*;
+    use warren_codec::{FieldTable, Frame, Method, ShortStr, decode_frame, encode_method};
+
+    /// A raw client connection.
+    pub struct Raw {
+        pub stream: TcpStream,
+        buf: BytesMut,
+        /// frame_max the server proposed in connection.tune.
+        pub frame_max: u32,
+    }
+
+    impl Raw {
+        /// Opens the TCP connection (nothing sent yet).
+        pub async fn connect(addr: SocketAddr) -> Raw {
+            let stream = super::within(5, "tcp connect", TcpStream::connect(addr))
+                .await
+                .expect("tcp connect");
+            Raw {
+                stream,
+                buf: BytesMut::with_capacity(64 * 1024),
+                frame_max: 0,
+            }
+        }
+
+        /// Connects and runs the whole handshake (PLAIN guest/guest, vhost `/`), negotiating
+        /// `heartbeat` seconds.
+        pub async fn handshake(addr: SocketAddr, heartbeat: u16) -> Raw {
+            let mut r = Raw::connect(addr).await;
+            r.send(&PROTOCOL_HEADER).await;
+            match r.next_method().await {
+                Some((0, Method::ConnectionStart(_))) => {}
+                other => panic!("expected connection.start, got {other:?}"),
+            }
+            r.send_method(
+                0,
+                ConnectionStartOk {
+                    client_properties: FieldTable::new(),
+                    mechanism: ShortStr::from("PLAIN"),
+                    response: Bytes::from_static(b"\0guest\0guest"),
+                    locale: ShortStr::from("en_US"),
+                },
+            )
+            .await;
+            let tune = match r.next_method().await {
+                Some((0, Method::ConnectionTune(t))) => t,
+                other => panic!("expected connection.tune, got {other:?}"),
+            };
+            r.frame_max = tune.frame_max;
+            r.send_method(
+                0,
+                ConnectionTuneOk {
+                    channel_max: tune.channel_max,
+                    frame_max: tune.frame_max,
+                    heartbeat,
+                },
+            )
+            .await;
+            r.send_method(
+                0,
+                ConnectionOpen {
+                    virtual_host: ShortStr::from("/"),
+                    ..Default::default()
+                },
+            )
+            .await;
+            match r.next_method().await {
+                Some((0, Method::ConnectionOpenOk(_))) => {}
+                other => panic!("expected connection.open-ok, got {other:?}"),
+            }
+            r
+        }
+
+        /// Opens channel `ch`.
+        pub async fn open_channel(&mut self, ch: u16) {
+            self.send_method(ch, ChannelOpen::default()).await;
+            match self.next_method().await {
+                Some((c, Method::ChannelOpenOk(_))) if c == ch => {}
+                other => panic!("expected channel.open-ok, got {other:?}"),
+            }
+        }
+
+        /// Writes raw bytes.
+        pub async fn send(&mut self, bytes: &[u8]) {
+            self.stream.write_all(bytes).await.expect("write");
+        }
+
+        /// Writes one method frame.
+        pub async fn send_method(&mut self, ch: u16, m: impl Into<Method>) {
+            let mut out = BytesMut::new();
+            encode_method(&mut out, ch, &m.into());
+            self.send(&out).await;
+        }
+
+        /// Reads raw bytes until `n` are buffered or EOF; returns what was buffered.
+        pub async fn read_raw(&mut self, n: usize) -> Vec<u8> {
+            while self.buf.len() < n {
+                let r = super::within(5, "bytes from the broker", self.stream.read_buf(&mut self.buf)).await;
+                match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            self.buf.split().to_vec()
+        }
+
+        /// The next frame, or `None` at EOF (fails after 5 s).
+        pub async fn next_frame(&mut self) -> Option<Frame> {
+            loop {
+                if let Some(f) = decode_frame(&mut self.buf, 0).expect("broker sent a valid frame") {
+                    return Some(f);
+                }
+                let r =
+                    super::within(5, "a frame from the broker", self.stream.read_buf(&mut self.buf)).await;
+                match r {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        }
+
+        /// The next method frame, skipping heartbeats; `None` at EOF.
+        pub async fn next_method(&mut self) -> Option<(u16, Method)> {
+            loop {
+                match self.next_frame().await? {
+                    Frame::Method { channel, method } => return Some((channel, method)),
+                    Frame::Heartbeat { .. } => continue,
+                    other => panic!("unexpected frame from broker: {other:?}"),
+                }
+            }
+        }
+
+        /// Expects connection.close; answers close-ok and expects the broker to close the
+        /// socket. Returns (reply code, reply text).
+        pub async fn expect_connection_close(&mut self) -> (u16, String) {
+            loop {
+                match self.next_method().await {
+                    Some((0, Method::ConnectionClose(c))) => {
+                        self.send_method(0, ConnectionCloseOk {}).await;
+                        self.expect_eof(5).await;
+                        return (c.reply_code, c.reply_text.to_string());
+                    }
+                    Some(_) => continue,
+                    None => panic!("socket closed without connection.close"),
+                }
+            }
+        }
+
+        /// Expects channel.close on `ch`; answers close-ok. Returns (reply code, reply text).
+        pub async fn expect_channel_close(&mut self, ch: u16) -> (u16, String) {
+            loop {
+                match self.next_method().await {
+                    Some((c, Method::ChannelClose(m))) if c == ch => {
+                        self.send_method(ch, ChannelCloseOk {}).await;
+                        return (m.reply_code, m.reply_text.to_string());
+                    }
+                    Some((0, Method::ConnectionClose(c))) => {
+                        panic!("connection closed instead: {} {}", c.reply_code, c.reply_text)
+                    }
+                    Some(_) => continue,
+                    None => panic!("socket closed without channel.close"),
+                }
+            }
+        }
+
+        /// Expects the broker to close the socket within `secs`, ignoring whatever it sends.
+        pub async fn expect_eof(&mut self, secs: u64) {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+            loop {
+                self.buf.clear();
+                match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                    Err(_) => panic!("broker did not close the socket within {secs}s"),
+                    Ok(Ok(0)) | Ok(Err(_)) => return,
+                    Ok(Ok(_)) => {}
+                }
+            }
+        }
+    }
+}
+
 pub mod tempdir {
     //! A temporary directory removed on drop.
     use std::path::PathBuf;

@@ -71,8 +71,21 @@ pub fn dead_letter(
     if let Some(FieldValue::Array(cc)) = headers.get("CC") {
         original_keys.extend(cc.iter().cloned());
     }
+    if !msg.dead_lettered {
+        // A client-supplied history is not ours: start afresh (RabbitMQ 4.x).
+        for h in [
+            "x-first-death-exchange",
+            "x-first-death-queue",
+            "x-first-death-reason",
+            "x-last-death-exchange",
+            "x-last-death-queue",
+            "x-last-death-reason",
+        ] {
+            headers.remove(h);
+        }
+    }
     let mut deaths: Vec<FieldValue> = match headers.remove("x-death") {
-        Some(FieldValue::Array(items)) => items,
+        Some(FieldValue::Array(items)) if msg.dead_lettered => items,
         _ => Vec::new(),
     };
     let same = deaths.iter().position(|d| match d {
@@ -138,6 +151,7 @@ pub fn dead_letter(
         routing_key: keys[0].clone(),
         properties: props,
         body: msg.body.clone(),
+        dead_lettered: true,
     };
     (Arc::new(out), keys)
 }
@@ -145,6 +159,9 @@ pub fn dead_letter(
 /// RabbitMQ's cycle rule: a dead-lettered message must not re-enter `queue` if `queue` is
 /// already in its death history and no death in the history was a rejection.
 pub fn is_cycle(msg: &Message, queue: &str) -> bool {
+    if !msg.dead_lettered {
+        return false;
+    }
     let Some(FieldValue::Array(deaths)) = msg.header("x-death") else {
         return false;
     };
@@ -248,6 +265,24 @@ mod tests {
             m3.header("x-last-death-reason").unwrap().as_str(),
             Some("rejected")
         );
+    }
+
+    #[test]
+    fn client_supplied_x_death_is_replaced_not_incremented() {
+        let t = DeadLetterTarget {
+            exchange: "dlx",
+            routing_key: None,
+        };
+        let (dead, _) = dead_letter(&msg(), DeadReason::Rejected, "q", 1, &t);
+        // A client republishes the dead letter as a new message.
+        let mut republished = (*dead).clone();
+        republished.dead_lettered = false;
+        assert!(!is_cycle(&republished, "q"));
+        let (again, _) = dead_letter(&republished, DeadReason::Rejected, "q", 2, &t);
+        let d = deaths(&again);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].get("count"), Some(&FieldValue::I64(1)));
+        assert_eq!(d[0].get("time"), Some(&FieldValue::Timestamp(2)));
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub struct Message {
     pub properties: BasicProperties,
     /// Body, shared.
     pub body: Bytes,
+    /// Whether the broker dead-lettered this message, so its `x-death` header is the broker's
+    /// own history. A client-supplied `x-death` is never interpreted (RabbitMQ 4.x): it passes
+    /// through untouched until the broker dead-letters the message and starts its own history.
+    pub dead_lettered: bool,
 }
 
 /// Shared message handle.
@@ -31,6 +35,7 @@ impl Message {
             routing_key: ShortStr::from(routing_key),
             properties,
             body,
+            dead_lettered: false,
         }
     }
 

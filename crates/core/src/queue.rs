@@ -36,6 +36,8 @@ pub struct Entry {
     pub acquired_count: u32,
     /// Absolute expiry time (ms), from queue or message TTL.
     pub expires_at: Option<u64>,
+    /// Where the message is stored on disk (an opaque store position), if persisted.
+    pub pos: Option<u64>,
 }
 
 /// A consumer's registration.
@@ -207,6 +209,8 @@ pub struct QueueState {
     cursor: usize,
     next_seq: u64,
     has_dlx: bool,
+    removed: Vec<u64>,
+    count_updates: Vec<(u64, u32, u32)>,
 }
 
 /// The 403 text RabbitMQ sends for exclusive-consumer conflicts.
@@ -227,6 +231,8 @@ impl QueueState {
             consumers: Vec::new(),
             cursor: 0,
             next_seq: 1,
+            removed: Vec::new(),
+            count_updates: Vec::new(),
         }
     }
 
@@ -273,6 +279,24 @@ impl QueueState {
         msg_ttl: Option<u64>,
         fx: &mut Effects,
     ) -> Published {
+        self.publish_at(msg, now, msg_ttl, None, fx)
+    }
+
+    /// The seq the next published message will get (to persist it under that seq first).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Enqueues a message already persisted at store position `pos`. If the result is
+    /// `Rejected` the queue did not take it: the caller removes it from the store.
+    pub fn publish_at(
+        &mut self,
+        msg: MessageRef,
+        now: u64,
+        msg_ttl: Option<u64>,
+        pos: Option<u64>,
+        fx: &mut Effects,
+    ) -> Published {
         let ttl = match (self.args.message_ttl, msg_ttl) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -298,6 +322,7 @@ impl QueueState {
             delivery_count: 0,
             acquired_count: 0,
             expires_at: ttl.map(|t| now.saturating_add(t)),
+            pos,
         });
         self.enforce_limits(fx);
         Published::Enqueued
@@ -319,9 +344,43 @@ impl QueueState {
                 break;
             }
             match self.ready.pop_oldest() {
-                Some(e) => self.dead(e.msg, DeadReason::Maxlen, fx),
+                Some(e) => self.dead_entry(e, DeadReason::Maxlen, fx),
                 None => break,
             }
+        }
+    }
+
+    /// An entry leaves the queue for good: its stored copy is removed.
+    fn gone(&mut self, e: &Entry) {
+        if let Some(p) = e.pos {
+            self.removed.push(p);
+        }
+    }
+
+    fn dead_entry(&mut self, e: Entry, reason: DeadReason, fx: &mut Effects) {
+        self.gone(&e);
+        self.dead(e.msg, reason, fx);
+    }
+
+    /// Store work the caller must carry out: positions of persisted messages that left the
+    /// queue, and (position, delivery count, acquired count) of persisted messages returned.
+    pub fn take_store_effects(&mut self) -> (Vec<u64>, Vec<(u64, u32, u32)>) {
+        (
+            std::mem::take(&mut self.removed),
+            std::mem::take(&mut self.count_updates),
+        )
+    }
+
+    /// Whether there is store work pending.
+    pub fn has_store_effects(&self) -> bool {
+        !self.removed.is_empty() || !self.count_updates.is_empty()
+    }
+
+    /// Puts recovered messages back (at start-up), in seq order.
+    pub fn restore(&mut self, entries: impl IntoIterator<Item = Entry>) {
+        for e in entries {
+            self.next_seq = self.next_seq.max(e.seq + 1);
+            self.ready.insert_sorted(e);
         }
     }
 
@@ -416,7 +475,7 @@ impl QueueState {
             // (RabbitMQ: "expired upon reaching a queue unless delivered immediately").
             let Some(e) = self.ready.pop_front() else { break };
             if e.expires_at.is_some_and(|t| t < now) {
-                self.dead(e.msg, DeadReason::Expired, fx);
+                self.dead_entry(e, DeadReason::Expired, fx);
                 continue;
             }
             let Some(idx) = self.pick(&mut reserve) else {
@@ -434,7 +493,11 @@ impl QueueState {
                 acquired_count: e.acquired_count,
                 no_ack: c.spec.no_ack,
             };
-            if !c.spec.no_ack {
+            if c.spec.no_ack {
+                if let Some(p) = e.pos {
+                    self.removed.push(p);
+                }
+            } else {
                 c.unacked += 1;
                 self.unacked.insert(
                     e.seq,
@@ -460,7 +523,7 @@ impl QueueState {
         loop {
             let e = self.ready.pop_front()?;
             if e.expires_at.is_some_and(|t| t <= now) {
-                self.dead(e.msg, DeadReason::Expired, fx);
+                self.dead_entry(e, DeadReason::Expired, fx);
                 continue;
             }
             let d = Delivery {
@@ -473,7 +536,9 @@ impl QueueState {
                 acquired_count: e.acquired_count,
                 no_ack,
             };
-            if !no_ack {
+            if no_ack {
+                self.gone(&e);
+            } else {
                 self.unacked.insert(
                     e.seq,
                     Unacked {
@@ -499,7 +564,13 @@ impl QueueState {
 
     /// basic.ack of one message. `false` if it was not unacked here.
     pub fn ack(&mut self, seq: u64) -> bool {
-        self.settle(seq).is_some()
+        match self.settle(seq) {
+            Some(u) => {
+                self.gone(&u.entry);
+                true
+            }
+            None => false,
+        }
     }
 
     /// basic.reject / basic.nack: requeue (counting the return) or discard (dead-letter
@@ -507,7 +578,7 @@ impl QueueState {
     pub fn reject(&mut self, seq: u64, requeue: Option<Return>, now: u64, fx: &mut Effects) -> bool {
         let Some(u) = self.settle(seq) else { return false };
         match requeue {
-            None => self.dead(u.entry.msg, DeadReason::Rejected, fx),
+            None => self.dead_entry(u.entry, DeadReason::Rejected, fx),
             Some(how) => self.requeue(u.entry, how, now, fx),
         }
         true
@@ -519,13 +590,16 @@ impl QueueState {
         if how == Return::Failed {
             e.delivery_count += 1;
         }
+        if let Some(p) = e.pos {
+            self.count_updates.push((p, e.delivery_count, e.acquired_count));
+        }
         if let Some(limit) = self.args.delivery_limit {
             let counted = match self.args.limit_counts {
                 LimitCounts::Failed => e.delivery_count,
                 LimitCounts::All => e.acquired_count,
             };
             if counted > limit {
-                self.dead(e.msg, DeadReason::DeliveryLimit, fx);
+                self.dead_entry(e, DeadReason::DeliveryLimit, fx);
                 return;
             }
         }
@@ -575,6 +649,12 @@ impl QueueState {
 
     /// queue.purge: drops every ready message; returns how many.
     pub fn purge(&mut self) -> u32 {
+        let mut removed = std::mem::take(&mut self.removed);
+        for q in &self.ready.levels {
+            removed.extend(q.iter().filter_map(|e| e.pos));
+        }
+        removed.extend(self.delayed.values().filter_map(|e| e.pos));
+        self.removed = removed;
         let n = self.ready.clear() + self.delayed.len();
         self.delayed.clear();
         n as u32
@@ -600,7 +680,7 @@ impl QueueState {
             if let Some(e) = self.ready.levels[l].pop_front() {
                 self.ready.len -= 1;
                 self.ready.bytes -= e.msg.size();
-                self.dead(e.msg, DeadReason::Expired, fx);
+                self.dead_entry(e, DeadReason::Expired, fx);
             }
         }
     }

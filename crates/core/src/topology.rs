@@ -263,6 +263,9 @@ pub struct QueueDeclare<'a> {
     pub arguments: &'a FieldTable,
     /// The declaring connection.
     pub owner: ConnId,
+    /// The broker generated `name` (the client sent an empty name), so the reserved
+    /// `amq.` prefix is allowed, as in RabbitMQ.
+    pub server_named: bool,
 }
 
 /// Parameters of an exchange.declare.
@@ -402,6 +405,20 @@ impl Topology {
     /// Every queue.
     pub fn queues(&self) -> impl Iterator<Item = &QueueMeta> {
         self.queues.values()
+    }
+
+    /// Whether a binding between these two survives a restart: both ends durable (and a
+    /// queue destination not exclusive).
+    pub fn is_durable_binding(&self, source: &str, destination: &str, destination_is_queue: bool) -> bool {
+        let src = self.exchanges.get(source).is_some_and(|x| x.meta.durable);
+        let dst = if destination_is_queue {
+            self.queues
+                .get(destination)
+                .is_some_and(|q| q.durable && q.exclusive_owner.is_none())
+        } else {
+            self.exchanges.get(destination).is_some_and(|x| x.meta.durable)
+        };
+        src && dst
     }
 
     /// Every binding, including the implicit default-exchange ones.
@@ -617,7 +634,7 @@ impl Topology {
         if d.passive {
             return Err(self.no_queue(d.name));
         }
-        if d.name.starts_with("amq.") {
+        if !d.server_named && d.name.starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
                 "queue name '{}' contains reserved prefix 'amq.*'",
                 d.name
@@ -883,6 +900,7 @@ mod tests {
             auto_delete: false,
             arguments: args,
             owner: 1,
+            server_named: false,
         }
     }
     fn code(e: AmqpError) -> u16 {

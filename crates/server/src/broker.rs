@@ -16,6 +16,7 @@ use warren_core::{AmqpError, AmqpResult, MessageRef};
 use crate::auth::Users;
 use crate::config::Config;
 use crate::connection::ConnShared;
+use crate::persist::Persistence;
 use crate::queue::Queue;
 
 /// Milliseconds since the epoch (the `now` passed to core).
@@ -58,24 +59,36 @@ pub struct VHost {
     pub queues: RwLock<HashMap<QueueId, Arc<Queue>>>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// The durable store, when the broker runs with one.
+    pub persistence: Option<Arc<Persistence>>,
 }
 
 /// Result of publishing one message.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct PublishOutcome {
     /// Queues that accepted it.
     pub enqueued: usize,
     /// Queues that refused it (x-overflow reject-publish).
     pub rejected: usize,
+    /// Durable queues that wrote it to their log (its confirm waits for their fsync).
+    pub persisted: Vec<Arc<Queue>>,
 }
 
 impl VHost {
-    fn new(name: &str, metrics: Arc<Metrics>) -> VHost {
+    fn new(name: &str, metrics: Arc<Metrics>, persistence: Option<Arc<Persistence>>) -> VHost {
         VHost {
             name: name.to_string(),
             topology: Mutex::new(Topology::new(name)),
             queues: RwLock::new(HashMap::new()),
             metrics,
+            persistence,
+        }
+    }
+
+    /// Appends a definitions record if the broker is durable.
+    pub fn record(&self, m: impl Into<warren_codec::Method>) {
+        if let Some(p) = &self.persistence {
+            p.record(&self.name, &m.into());
         }
     }
 
@@ -87,26 +100,68 @@ impl VHost {
 
     /// Registers the handle of a newly declared queue.
     pub fn add_queue(self: &Arc<Self>, meta: QueueMeta) -> Arc<Queue> {
+        let durable = meta.durable && meta.exclusive_owner.is_none();
         let q = Queue::new(meta, Arc::downgrade(self));
+        if durable && let Some(p) = &self.persistence {
+            let dir = crate::persist::queue_dir(&self.name, &q.meta.name);
+            match p.store.open_queue(&dir) {
+                Ok((log, recovered)) => {
+                    for w in &log.recovery_report().warnings {
+                        tracing::warn!(queue = %q.meta.name, "store recovery: {w:?}");
+                    }
+                    let entries = crate::persist::recovered_entries(recovered, &q.meta.name);
+                    if !entries.is_empty() {
+                        tracing::info!(queue = %q.meta.name, messages = entries.len(), "recovered");
+                    }
+                    q.attach_log(log, entries);
+                }
+                Err(e) => tracing::error!(queue = %q.meta.name, "cannot open queue log: {e}"),
+            }
+        }
         self.queues.write().insert(q.meta.id, q.clone());
+        q.start_expiry();
         q
     }
 
     /// Deletes a queue: topology entry, bindings, consumers (cancelled), handle.
     pub fn delete_queue(&self, name: &str) -> Option<u32> {
-        let (meta, _) = self.topology.lock().delete_queue(name)?;
+        let (meta, deleted) = self.topology.lock().delete_queue(name)?;
         let q = self.queues.write().remove(&meta.id)?;
-        Some(q.mark_deleted())
+        let count = q.mark_deleted();
+        if meta.durable && meta.exclusive_owner.is_none() {
+            self.record(warren_codec::methods::QueueDelete {
+                queue: meta.name.clone(),
+                ..Default::default()
+            });
+            if let Some(p) = &self.persistence
+                && let Err(e) = p.store.delete_queue(&crate::persist::queue_dir(&self.name, name))
+            {
+                tracing::warn!(queue = name, "cannot delete queue log: {e}");
+            }
+        }
+        for x in deleted.exchanges {
+            self.record(warren_codec::methods::ExchangeDelete {
+                exchange: x,
+                ..Default::default()
+            });
+        }
+        Some(count)
     }
 
     /// Routes and enqueues a message published to its exchange.
     pub fn publish(&self, msg: MessageRef, ttl: Option<u64>, now: u64) -> AmqpResult<PublishOutcome> {
         let keys = msg.routing_keys();
         let key_refs: Vec<&str> = keys.iter().map(|k| &**k).collect();
-        let routed = self
-            .topology
-            .lock()
-            .route(&msg.exchange, &key_refs, msg.properties.headers.as_ref())?;
+        let routed = {
+            let mut t = self.topology.lock();
+            if t.exchange(&msg.exchange).is_some_and(|x| x.internal) {
+                return Err(AmqpError::access_refused(format!(
+                    "cannot publish to internal exchange '{}' in vhost '{}'",
+                    &*msg.exchange, self.name
+                )));
+            }
+            t.route(&msg.exchange, &key_refs, msg.properties.headers.as_ref())?
+        };
         let mut out = PublishOutcome::default();
         if routed.queues.is_empty() {
             return Ok(out);
@@ -119,10 +174,16 @@ impl VHost {
                 .filter_map(|id| map.get(id).cloned())
                 .collect()
         };
+        let payload = (msg.is_persistent() && queues.iter().any(|q| q.is_durable()))
+            .then(|| crate::persist::encode_message(&msg));
         for q in queues {
-            match q.publish(msg.clone(), ttl, now) {
+            let (p, persisted) = q.publish(msg.clone(), ttl, now, payload.as_deref());
+            match p {
                 Published::Enqueued => out.enqueued += 1,
                 Published::Rejected => out.rejected += 1,
+            }
+            if persisted {
+                out.persisted.push(q);
             }
         }
         Ok(out)
@@ -175,7 +236,12 @@ impl VHost {
                 if is_cycle(&dl, &t.meta.name) {
                     continue;
                 }
-                let (_, more) = t.publish_collect(dl.clone(), None, now);
+                let payload =
+                    (dl.is_persistent() && t.is_durable()).then(|| crate::persist::encode_message(&dl));
+                let (_, _, more) = t.publish_collect(dl.clone(), None, now, payload.as_deref());
+                if payload.is_some() {
+                    t.flush_log();
+                }
                 work.extend(more.into_iter().map(|(m, r)| (t.clone(), m, r)));
             }
         }
@@ -195,14 +261,71 @@ pub struct Broker {
     pub users: Users,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     connections: Mutex<HashMap<u64, Arc<ConnShared>>>,
+    reply_to: Mutex<HashMap<String, ReplyTarget>>,
     next_id: AtomicU64,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// The durable store (None for an in-memory broker).
+    pub persistence: Option<Arc<Persistence>>,
 }
 
 impl Broker {
+    /// Opens the durable store under `config.data_dir`, replays definitions, recovers every
+    /// durable queue's messages and compacts the definitions log.
+    pub fn open(config: Config) -> Result<Arc<Broker>, String> {
+        let (p, records) = Persistence::open(&config.data_dir)
+            .map_err(|e| format!("cannot open store in {}: {e}", config.data_dir.display()))?;
+        let broker = Broker::build(config, Some(Arc::new(p)));
+        let n = records.len();
+        for rec in records {
+            match crate::persist::decode_definition(&rec) {
+                Some((vhost, m)) => crate::persist::replay(&broker, &vhost, m),
+                None => tracing::warn!("undecodable definitions record skipped"),
+            }
+        }
+        let mut recovered = 0;
+        for v in broker.vhosts() {
+            let metas: Vec<QueueMeta> = v.topology.lock().queues().cloned().collect();
+            for meta in metas {
+                let q = v.add_queue(meta);
+                recovered += q.counts().ready as u64;
+            }
+        }
+        let snapshot = crate::persist::snapshot(&broker);
+        if let Some(p) = &broker.persistence {
+            p.rewrite(&snapshot);
+            let live: std::collections::HashSet<String> = broker
+                .vhosts()
+                .iter()
+                .flat_map(|v| {
+                    v.topology
+                        .lock()
+                        .queues()
+                        .map(|q| crate::persist::queue_dir(&v.name, &q.name))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            for dir in p.store.queue_names().unwrap_or_default() {
+                if !live.contains(&dir) {
+                    let _ = p.store.delete_queue(&dir);
+                }
+            }
+        }
+        tracing::info!(
+            definitions = n,
+            compacted = snapshot.len(),
+            messages = recovered,
+            "store opened"
+        );
+        Ok(broker)
+    }
+
     /// A broker with the default vhost `/` and the default user.
     pub fn new(config: Config) -> Arc<Broker> {
+        Broker::build(config, None)
+    }
+
+    fn build(config: Config, persistence: Option<Arc<Persistence>>) -> Arc<Broker> {
         let metrics = Arc::new(Metrics::default());
         let users = Users::new(&config.default_user, &config.default_pass);
         let b = Broker {
@@ -210,8 +333,10 @@ impl Broker {
             users,
             vhosts: RwLock::new(HashMap::new()),
             connections: Mutex::new(HashMap::new()),
+            reply_to: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             metrics,
+            persistence,
         };
         b.add_vhost("/");
         Arc::new(b)
@@ -222,8 +347,14 @@ impl Broker {
         self.vhosts
             .write()
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(VHost::new(name, self.metrics.clone())))
+            .or_insert_with(|| Arc::new(VHost::new(name, self.metrics.clone(), self.persistence.clone())))
             .clone()
+    }
+
+    /// Removes a vhost (the management API's DELETE /api/vhosts); the caller deletes its
+    /// queues and closes its connections.
+    pub fn remove_vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        self.vhosts.write().remove(name)
     }
 
     /// A vhost by name.
@@ -255,6 +386,39 @@ impl Broker {
     pub fn connections(&self) -> Vec<Arc<ConnShared>> {
         self.connections.lock().values().cloned().collect()
     }
+
+    /// Registers a direct reply-to consumer under its `amq.rabbitmq.reply-to.…` name.
+    pub fn add_reply_consumer(&self, name: String, target: ReplyTarget) {
+        self.reply_to.lock().insert(name, target);
+    }
+
+    /// Forgets a direct reply-to consumer.
+    pub fn remove_reply_consumer(&self, name: &str) {
+        self.reply_to.lock().remove(name);
+    }
+
+    /// Delivers a reply published to `amq.rabbitmq.reply-to.…`. False if nobody waits for it.
+    pub fn deliver_reply(&self, name: &str, msg: MessageRef) -> bool {
+        let target = self.reply_to.lock().get(name).cloned();
+        match target {
+            Some(t) => t.conn.direct_reply(t.channel, t.tag, msg),
+            None => false,
+        }
+    }
+}
+
+/// The pseudo-queue RPC clients consume replies from.
+pub const REPLY_TO_QUEUE: &str = "amq.rabbitmq.reply-to";
+
+/// Where replies to one direct reply-to consumer go.
+#[derive(Debug, Clone)]
+pub struct ReplyTarget {
+    /// The consumer's connection.
+    pub conn: Arc<ConnShared>,
+    /// Its channel number.
+    pub channel: u16,
+    /// Its consumer tag.
+    pub tag: ShortStr,
 }
 
 /// Random suffix in RabbitMQ's style for `amq.gen-…` and `amq.ctag-…` names.

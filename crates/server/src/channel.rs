@@ -19,7 +19,7 @@ use warren_core::queue::{ChannelKey, ConsumerKey, ConsumerSpec, Delivery, Return
 use warren_core::topology::{ExchangeDeclare as ExchangeDecl, QueueDeclare as QueueDecl};
 use warren_core::{AmqpError, AmqpResult, Message, MessageRef};
 
-use crate::broker::{VHost, now_ms, queue_gone, random_name};
+use crate::broker::{REPLY_TO_QUEUE, ReplyTarget, VHost, now_ms, queue_gone, random_name};
 use crate::connection::{ChannelShared, Connection};
 use crate::queue::{Queue, Sink};
 
@@ -36,13 +36,22 @@ struct ConsumerRec {
     queue: Arc<Queue>,
 }
 
+/// A publisher confirm not yet sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Confirm {
+    Ack,
+    Nack,
+    /// Waits for the group-commit sync with this batch id.
+    Sync(u64),
+}
+
+/// Publisher confirms of a channel in confirm mode. Confirms leave in publish order: a
+/// transient message's ack waits behind an earlier persistent one still being synced, so a
+/// `multiple` ack never covers an unsynced message.
 #[derive(Debug, Default)]
 struct Confirms {
     next: u64,
-    /// Highest seq acked but not yet sent (coalesced into one multiple ack).
-    pending_ack: Option<u64>,
-    /// Highest seq whose confirm was sent.
-    sent: u64,
+    pending: VecDeque<(u64, Confirm)>,
 }
 
 #[derive(Debug)]
@@ -77,6 +86,8 @@ pub struct Channel {
     shared: Arc<ChannelShared>,
     confirms: Option<Confirms>,
     tx: Option<Vec<TxOp>>,
+    /// Direct reply-to consumer: (consumer tag, `amq.rabbitmq.reply-to.…` name).
+    reply_consumer: Option<(ShortStr, String)>,
 }
 
 impl Channel {
@@ -94,6 +105,7 @@ impl Channel {
             shared: Arc::new(ChannelShared::default()),
             confirms: None,
             tx: None,
+            reply_consumer: None,
         }
     }
 
@@ -217,6 +229,9 @@ impl Connection {
 
     /// Cancels a channel's consumers and requeues its unacked messages.
     pub(crate) fn release_channel(&mut self, c: &mut Channel) {
+        if let Some((_, name)) = c.reply_consumer.take() {
+            self.broker.remove_reply_consumer(&name);
+        }
         let vhost = self.vhost.clone();
         for (_, rec) in c.consumers.drain() {
             if rec.queue.remove_consumer(rec.key)
@@ -309,7 +324,13 @@ impl Connection {
             Method::ExchangeDeclare(m) => self.exchange_declare(ch, m),
             Method::ExchangeDelete(m) => {
                 let v = self.vhost()?;
-                v.topology.lock().delete_exchange(&m.exchange, m.if_unused)?;
+                let deleted = v.topology.lock().delete_exchange(&m.exchange, m.if_unused)?;
+                for x in deleted.exchanges {
+                    v.record(ExchangeDelete {
+                        exchange: x,
+                        ..Default::default()
+                    });
+                }
                 if !m.nowait {
                     self.send_method(ch, ExchangeDeleteOk {});
                 }
@@ -317,9 +338,14 @@ impl Connection {
             }
             Method::ExchangeBind(m) => {
                 let v = self.vhost()?;
-                v.topology
-                    .lock()
-                    .bind_exchange(&m.destination, &m.source, &m.routing_key, &m.arguments)?;
+                let durable = {
+                    let mut t = v.topology.lock();
+                    t.bind_exchange(&m.destination, &m.source, &m.routing_key, &m.arguments)?;
+                    t.is_durable_binding(&m.source, &m.destination, false)
+                };
+                if durable {
+                    v.record(m.clone());
+                }
                 if !m.nowait {
                     self.send_method(ch, ExchangeBindOk {});
                 }
@@ -327,9 +353,19 @@ impl Connection {
             }
             Method::ExchangeUnbind(m) => {
                 let v = self.vhost()?;
-                v.topology
-                    .lock()
-                    .unbind_exchange(&m.destination, &m.source, &m.routing_key, &m.arguments)?;
+                let deleted = v.topology.lock().unbind_exchange(
+                    &m.destination,
+                    &m.source,
+                    &m.routing_key,
+                    &m.arguments,
+                )?;
+                v.record(m.clone());
+                for x in deleted.exchanges {
+                    v.record(ExchangeDelete {
+                        exchange: x,
+                        ..Default::default()
+                    });
+                }
                 if !m.nowait {
                     self.send_method(ch, ExchangeUnbindOk {});
                 }
@@ -341,7 +377,11 @@ impl Connection {
                 let mut t = v.topology.lock();
                 t.check_queue_access(&m.queue, self.shared.id)?;
                 t.bind_queue(&m.queue, &m.exchange, &m.routing_key, &m.arguments)?;
+                let durable = t.is_durable_binding(&m.exchange, &m.queue, true);
                 drop(t);
+                if durable {
+                    v.record(m.clone());
+                }
                 if !m.nowait {
                     self.send_method(ch, QueueBindOk {});
                 }
@@ -351,8 +391,18 @@ impl Connection {
                 let v = self.vhost()?;
                 let mut t = v.topology.lock();
                 t.check_queue_access(&m.queue, self.shared.id)?;
-                t.unbind_queue(&m.queue, &m.exchange, &m.routing_key, &m.arguments)?;
+                let deleted = t.unbind_queue(&m.queue, &m.exchange, &m.routing_key, &m.arguments)?;
+                let durable = t.queue(&m.queue).is_some_and(|q| q.durable);
                 drop(t);
+                if durable {
+                    v.record(m.clone());
+                }
+                for x in deleted.exchanges {
+                    v.record(ExchangeDelete {
+                        exchange: x,
+                        ..Default::default()
+                    });
+                }
                 self.send_method(ch, QueueUnbindOk {});
                 Ok(())
             }
@@ -385,6 +435,13 @@ impl Connection {
             Method::BasicConsume(m) => self.basic_consume(ch, m),
             Method::BasicCancel(m) => {
                 let c = self.channels.get_mut(&ch).expect("open");
+                if c.reply_consumer
+                    .as_ref()
+                    .is_some_and(|(t, _)| *t == m.consumer_tag)
+                    && let Some((_, name)) = c.reply_consumer.take()
+                {
+                    self.broker.remove_reply_consumer(&name);
+                }
                 if let Some(rec) = c.consumers.remove(&m.consumer_tag)
                     && rec.queue.remove_consumer(rec.key)
                 {
@@ -425,6 +482,15 @@ impl Connection {
             }
             Method::BasicRecover(_) | Method::BasicRecoverAsync(_) => {
                 let sync = matches!(method, Method::BasicRecover(_));
+                let requeue = match &method {
+                    Method::BasicRecover(m) => m.requeue,
+                    Method::BasicRecoverAsync(m) => m.requeue,
+                    _ => true,
+                };
+                if !requeue {
+                    // As RabbitMQ: only requeue=true is implemented (hard error 540).
+                    return Err(AmqpError::not_implemented("requeue=false"));
+                }
                 let c = self.channels.get_mut(&ch).expect("open");
                 let all: Vec<Unacked> = c.unacked.drain(..).collect();
                 let n = all.len() as u32;
@@ -446,7 +512,7 @@ impl Connection {
                 if c.confirms.is_none() {
                     c.confirms = Some(Confirms {
                         next: 1,
-                        ..Default::default()
+                        pending: VecDeque::new(),
                     });
                 }
                 if !m.nowait {
@@ -514,6 +580,9 @@ impl Connection {
             internal: m.internal,
             arguments: &m.arguments,
         })?;
+        if m.durable && !m.passive {
+            v.record(m.clone());
+        }
         if !m.nowait {
             self.send_method(ch, ExchangeDeclareOk {});
         }
@@ -522,6 +591,20 @@ impl Connection {
 
     fn queue_declare(&mut self, ch: u16, m: QueueDeclare) -> AmqpResult<()> {
         let v = self.vhost()?;
+        if &*m.queue == REPLY_TO_QUEUE {
+            // The direct reply-to pseudo-queue always exists, empty.
+            if !m.nowait {
+                self.send_method(
+                    ch,
+                    QueueDeclareOk {
+                        queue: m.queue,
+                        message_count: 0,
+                        consumer_count: 0,
+                    },
+                );
+            }
+            return Ok(());
+        }
         let name = if m.queue.is_empty() {
             random_name("amq.gen-")
         } else {
@@ -535,8 +618,15 @@ impl Connection {
             auto_delete: m.auto_delete,
             arguments: &m.arguments,
             owner: self.shared.id,
+            server_named: m.queue.is_empty(),
         })?;
         let q = if created {
+            if meta.durable && meta.exclusive_owner.is_none() {
+                v.record(QueueDeclare {
+                    queue: name.clone(),
+                    ..m.clone()
+                });
+            }
             v.add_queue(meta)
         } else {
             v.queues
@@ -545,6 +635,7 @@ impl Connection {
                 .cloned()
                 .ok_or_else(|| queue_gone(&name, &v.name))?
         };
+        q.touch();
         if !m.nowait {
             let counts = q.counts();
             self.send_method(
@@ -599,6 +690,9 @@ impl Connection {
     }
 
     fn basic_consume(&mut self, ch: u16, m: BasicConsume) -> AmqpResult<()> {
+        if &*m.queue == REPLY_TO_QUEUE {
+            return self.reply_consume(ch, m);
+        }
         let v = self.vhost()?;
         let q = self.queue_for_use(&m.queue)?;
         let c = self.channels.get_mut(&ch).expect("open");
@@ -653,6 +747,60 @@ impl Connection {
             self.send_method(ch, BasicConsumeOk { consumer_tag: tag });
         }
         Ok(())
+    }
+
+    /// basic.consume on `amq.rabbitmq.reply-to` (direct reply-to; no-ack only).
+    fn reply_consume(&mut self, ch: u16, m: BasicConsume) -> AmqpResult<()> {
+        if !m.no_ack {
+            return Err(AmqpError::precondition("reply consumer cannot acknowledge"));
+        }
+        let c = self.channels.get_mut(&ch).expect("open");
+        if c.reply_consumer.is_some() {
+            return Err(AmqpError::precondition("reply consumer already set"));
+        }
+        let tag = if m.consumer_tag.is_empty() {
+            random_name("amq.ctag-")
+        } else {
+            m.consumer_tag.clone()
+        };
+        let name = format!("{REPLY_TO_QUEUE}.{}", random_name(""));
+        c.reply_consumer = Some((tag.clone(), name.clone()));
+        self.broker.add_reply_consumer(
+            name,
+            ReplyTarget {
+                conn: self.shared.clone(),
+                channel: ch,
+                tag: tag.clone(),
+            },
+        );
+        if !m.nowait {
+            self.send_method(ch, BasicConsumeOk { consumer_tag: tag });
+        }
+        Ok(())
+    }
+
+    /// Sends a direct reply-to message to this connection's reply consumer.
+    pub(crate) fn deliver_reply(&mut self, ch: u16, tag: ShortStr, msg: MessageRef) {
+        let frame_max = self.frame_max;
+        let Some(c) = self.channels.get_mut(&ch) else {
+            return;
+        };
+        if c.closing || !c.reply_consumer.as_ref().is_some_and(|(t, _)| *t == tag) {
+            return;
+        }
+        let delivery_tag = c.next_tag;
+        c.next_tag += 1;
+        let method: Method = BasicDeliver {
+            consumer_tag: tag,
+            delivery_tag,
+            redelivered: false,
+            exchange: msg.exchange.clone(),
+            routing_key: msg.routing_key.clone(),
+        }
+        .into();
+        warren_codec::encode_method(&mut self.out, ch, &method);
+        encode_basic_header(&mut self.out, ch, msg.body.len() as u64, &msg.properties);
+        encode_body(&mut self.out, ch, &msg.body, frame_max);
     }
 
     fn basic_get(&mut self, ch: u16, m: BasicGet) -> AmqpResult<()> {
@@ -755,11 +903,20 @@ impl Connection {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
         self.broker.metrics.published.fetch_add(1, Ordering::Relaxed);
+        let mut properties = properties;
+        if properties.reply_to.as_deref() == Some(REPLY_TO_QUEUE) {
+            let c = self.channels.get(&ch).expect("open");
+            let Some((_, name)) = &c.reply_consumer else {
+                return Err(AmqpError::precondition("fast reply consumer does not exist"));
+            };
+            properties.reply_to = Some(ShortStr::from(name.as_str()));
+        }
         let msg = Arc::new(Message {
             exchange: m.exchange,
             routing_key: m.routing_key,
             properties,
             body,
+            dead_lettered: false,
         });
         let ttl = msg.expiration_ms().map_err(AmqpError::precondition)?;
         if let Some(tx) = self.channels.get_mut(&ch).and_then(|c| c.tx.as_mut()) {
@@ -801,7 +958,15 @@ impl Connection {
                 cf.next += 1;
                 s
             });
-        let outcome = v.publish(msg.clone(), ttl, now_ms())?;
+        let outcome = if msg.exchange.is_empty() && msg.routing_key.starts_with(REPLY_TO_QUEUE) {
+            let delivered = self.broker.deliver_reply(&msg.routing_key, msg.clone());
+            crate::broker::PublishOutcome {
+                enqueued: delivered as usize,
+                ..Default::default()
+            }
+        } else {
+            v.publish(msg.clone(), ttl, now_ms())?
+        };
         if outcome.enqueued + outcome.rejected == 0 {
             self.broker.metrics.unroutable.fetch_add(1, Ordering::Relaxed);
             if mandatory {
@@ -817,25 +982,39 @@ impl Connection {
                 encode_body(&mut self.out, ch, &msg.body, self.frame_max);
             }
         }
+        let needs_sync = !outcome.persisted.is_empty();
+        for q in outcome.persisted {
+            self.mark_dirty(q);
+        }
         if let Some(seq) = seq {
-            if outcome.rejected > 0 {
-                self.flush_confirms(ch);
-                self.send_method(
-                    ch,
-                    BasicNack {
-                        delivery_tag: seq,
-                        multiple: false,
-                        requeue: false,
-                    },
-                );
-                if let Some(cf) = self.channels.get_mut(&ch).and_then(|c| c.confirms.as_mut()) {
-                    cf.sent = seq;
-                }
-            } else if let Some(cf) = self.channels.get_mut(&ch).and_then(|c| c.confirms.as_mut()) {
-                cf.pending_ack = Some(seq);
+            let state = if outcome.rejected > 0 {
+                Confirm::Nack
+            } else if needs_sync && self.broker.persistence.is_some() {
+                self.sync_wanted = true;
+                Confirm::Sync(self.sync_batch)
+            } else {
+                Confirm::Ack
+            };
+            if let Some(cf) = self.channels.get_mut(&ch).and_then(|c| c.confirms.as_mut()) {
+                cf.pending.push_back((seq, state));
             }
         }
         Ok(())
+    }
+
+    /// A group-commit sync finished: confirms waiting for batches up to `batch` can go.
+    pub(crate) fn synced(&mut self, batch: u64, ok: bool) {
+        for c in self.channels.values_mut() {
+            if let Some(cf) = c.confirms.as_mut() {
+                for (_, st) in cf.pending.iter_mut() {
+                    if let Confirm::Sync(b) = *st
+                        && b <= batch
+                    {
+                        *st = if ok { Confirm::Ack } else { Confirm::Nack };
+                    }
+                }
+            }
+        }
     }
 
     /// Sends the coalesced publisher-confirm ack of a channel, if any.
@@ -843,16 +1022,53 @@ impl Connection {
         let Some(cf) = self.channels.get_mut(&ch).and_then(|c| c.confirms.as_mut()) else {
             return;
         };
-        let Some(upto) = cf.pending_ack.take() else { return };
-        let multiple = upto > cf.sent + 1;
-        cf.sent = upto;
-        self.send_method(
-            ch,
-            BasicAck {
-                delivery_tag: upto,
-                multiple,
-            },
-        );
+        // Every seq before the front was already confirmed, so a run of acks a..=b is one
+        // `basic.ack(b, multiple = b > a)`.
+        let mut frames: Vec<Method> = Vec::new();
+        let mut run: Option<(u64, u64)> = None;
+        while let Some(&(seq, st)) = cf.pending.front() {
+            match st {
+                Confirm::Sync(_) => break,
+                Confirm::Ack => {
+                    run = Some(match run {
+                        Some((a, _)) => (a, seq),
+                        None => (seq, seq),
+                    });
+                }
+                Confirm::Nack => {
+                    if let Some((a, b)) = run.take() {
+                        frames.push(
+                            BasicAck {
+                                delivery_tag: b,
+                                multiple: b > a,
+                            }
+                            .into(),
+                        );
+                    }
+                    frames.push(
+                        BasicNack {
+                            delivery_tag: seq,
+                            multiple: false,
+                            requeue: false,
+                        }
+                        .into(),
+                    );
+                }
+            }
+            cf.pending.pop_front();
+        }
+        if let Some((a, b)) = run {
+            frames.push(
+                BasicAck {
+                    delivery_tag: b,
+                    multiple: b > a,
+                }
+                .into(),
+            );
+        }
+        for f in frames {
+            self.send_method(ch, f);
+        }
     }
 
     /// Sends every channel's pending confirms (end of a read batch).
@@ -860,7 +1076,13 @@ impl Connection {
         let chans: Vec<u16> = self
             .channels
             .iter()
-            .filter(|(_, c)| c.confirms.as_ref().is_some_and(|cf| cf.pending_ack.is_some()))
+            .filter(|(_, c)| {
+                c.confirms.as_ref().is_some_and(|cf| {
+                    cf.pending
+                        .front()
+                        .is_some_and(|(_, st)| !matches!(st, Confirm::Sync(_)))
+                })
+            })
             .map(|(id, _)| *id)
             .collect();
         for ch in chans {

@@ -55,6 +55,9 @@ pub struct Cli {
     /// Seconds a client has to finish the AMQP handshake [default: 10]
     #[arg(long, env = "WARREN_HANDSHAKE_TIMEOUT")]
     pub handshake_timeout: Option<u64>,
+    /// URL (http://host:port/path) that queue alerts are POSTed to as JSON
+    #[arg(long, env = "WARREN_ALERT_WEBHOOK")]
+    pub alert_webhook: Option<String>,
 }
 
 /// The same settings as a TOML file (`amqp_listen = "0.0.0.0:5672"` …).
@@ -73,6 +76,7 @@ pub struct FileConfig {
     default_pass: Option<String>,
     guest_anywhere: Option<bool>,
     handshake_timeout: Option<u64>,
+    alert_webhook: Option<String>,
 }
 
 /// Effective configuration.
@@ -102,6 +106,8 @@ pub struct Config {
     pub guest_anywhere: bool,
     /// Handshake timeout.
     pub handshake_timeout: Duration,
+    /// Webhook URL for queue alerts (plain HTTP).
+    pub alert_webhook: Option<String>,
 }
 
 impl Default for Config {
@@ -119,6 +125,7 @@ impl Default for Config {
             default_pass: "guest".into(),
             guest_anywhere: false,
             handshake_timeout: Duration::from_secs(10),
+            alert_webhook: None,
         }
     }
 }
@@ -158,6 +165,7 @@ impl Config {
                 .or(file.handshake_timeout)
                 .map(Duration::from_secs)
                 .unwrap_or(d.handshake_timeout),
+            alert_webhook: cli.alert_webhook.or(file.alert_webhook),
         })
     }
 }

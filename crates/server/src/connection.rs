@@ -56,6 +56,22 @@ pub enum ConnEvent {
         /// Consumer key.
         key: ConsumerKey,
     },
+    /// A reply for this connection's direct reply-to consumer (auto-ack).
+    DirectReply {
+        /// Channel number.
+        channel: u16,
+        /// Consumer tag.
+        tag: ShortStr,
+        /// The reply.
+        msg: warren_core::MessageRef,
+    },
+    /// A group-commit sync requested by this connection finished.
+    Synced {
+        /// Batch id.
+        batch: u64,
+        /// Whether the data is durable (false: the store is poisoned).
+        ok: bool,
+    },
     /// Close the connection (admin or shutdown).
     Close {
         /// Reply code.
@@ -174,6 +190,11 @@ impl ConnShared {
         }
     }
 
+    /// Hands a direct reply-to message to the connection. False if the connection is gone.
+    pub fn direct_reply(&self, channel: u16, tag: ShortStr, msg: warren_core::MessageRef) -> bool {
+        self.tx.send(ConnEvent::DirectReply { channel, tag, msg }).is_ok()
+    }
+
     /// Tells the connection its consumer was cancelled by the broker.
     pub fn consumer_cancelled(&self, channel: ChannelKey, tag: ShortStr, key: ConsumerKey) {
         let _ = self.tx.send(ConnEvent::ConsumerCancelled { channel, tag, key });
@@ -240,6 +261,12 @@ pub struct Connection {
     last_send: Instant,
     started: Instant,
     closing_since: Option<Instant>,
+    /// Durable queues written since the last flush.
+    dirty: Vec<Arc<Queue>>,
+    /// A confirm waits for the current sync batch.
+    pub(crate) sync_wanted: bool,
+    /// Id of the sync batch being filled.
+    pub(crate) sync_batch: u64,
 }
 
 /// Accepts connections until `shutdown` turns true; then waits for connections to close.
@@ -324,6 +351,9 @@ pub async fn handle(
         last_send: now,
         started: now,
         closing_since: None,
+        dirty: Vec::new(),
+        sync_wanted: false,
+        sync_batch: 1,
     };
     conn.broker.register(conn.shared.clone());
     conn.send_start();
@@ -438,6 +468,7 @@ impl Connection {
 
     /// Sends everything encoded so far to the writer.
     pub(crate) fn flush(&mut self) {
+        self.sync_dirty();
         self.flush_all_confirms();
         if self.out.is_empty() {
             return;
@@ -452,6 +483,39 @@ impl Connection {
         }
         if self.out.capacity() < 16 * 1024 {
             self.out.reserve(64 * 1024);
+        }
+    }
+
+    /// Remembers a durable queue written in this batch.
+    pub(crate) fn mark_dirty(&mut self, q: Arc<Queue>) {
+        if !self.dirty.iter().any(|d| Arc::ptr_eq(d, &q)) {
+            self.dirty.push(q);
+        }
+    }
+
+    /// Pushes this batch's log writes to the OS and, if a confirm waits, asks for one group
+    /// commit; the confirms go out when the syncer reports back (`ConnEvent::Synced`).
+    fn sync_dirty(&mut self) {
+        for q in self.dirty.drain(..) {
+            q.flush_log();
+        }
+        if !self.sync_wanted {
+            return;
+        }
+        self.sync_wanted = false;
+        let batch = self.sync_batch;
+        self.sync_batch += 1;
+        match &self.broker.persistence {
+            Some(p) => {
+                let tx = self.shared.tx.clone();
+                p.syncer.request(Box::new(move |r| {
+                    if let Err(e) = &r {
+                        tracing::error!("group commit failed: {e}");
+                    }
+                    let _ = tx.send(ConnEvent::Synced { batch, ok: r.is_ok() });
+                }));
+            }
+            None => self.synced(batch, true),
         }
     }
 
@@ -575,6 +639,8 @@ impl Connection {
                     );
                 }
             }
+            ConnEvent::DirectReply { channel, tag, msg } => self.deliver_reply(channel, tag, msg),
+            ConnEvent::Synced { batch, ok } => self.synced(batch, ok),
             ConnEvent::Close { code, text } => self.close_connection(AmqpError::new(code, text)),
         }
     }

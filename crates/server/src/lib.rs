@@ -11,6 +11,7 @@
 //! - [`channel`]: per-channel state and every channel-level method.
 //! - [`queue`]: a live queue: `QueueState` behind one lock, consumer sinks, timers.
 //! - [`cli`]: `warren` binary entry point.
+//! - [`http`]: management HTTP API, Prometheus metrics, DLQ tooling, dashboard, `warrenctl`.
 
 pub mod auth;
 pub mod broker;
@@ -18,6 +19,8 @@ pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod http;
+pub mod persist;
 pub mod queue;
 
 use std::net::SocketAddr;
@@ -33,25 +36,39 @@ pub use config::Config;
 pub struct RunningBroker {
     /// Where the AMQP listener is bound.
     pub amqp_addr: SocketAddr,
+    /// Where the management HTTP listener is bound.
+    pub http_addr: SocketAddr,
     /// The broker's state.
     pub broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    http_task: tokio::task::JoinHandle<()>,
 }
 
 /// Binds the listeners and starts serving.
 pub async fn start(config: Config) -> std::io::Result<RunningBroker> {
+    // Recover the durable state before accepting anyone.
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(std::io::Error::other)?;
+    let config = &broker.config;
     let listener = tokio::net::TcpListener::bind(config.amqp_listen).await?;
     let amqp_addr = listener.local_addr()?;
     tracing::info!("listening on {amqp_addr}");
-    let broker = Broker::new(config);
+    let http_listener = tokio::net::TcpListener::bind(config.http_listen).await?;
+    let http_addr = http_listener.local_addr()?;
+    tracing::info!("listening on {http_addr}");
     let (tx, rx) = watch::channel(false);
+    let http_task = tokio::spawn(http::serve(broker.clone(), http_listener, amqp_addr, rx.clone()));
     let task = tokio::spawn(connection::serve(broker.clone(), listener, rx));
     Ok(RunningBroker {
         amqp_addr,
+        http_addr,
         broker,
         shutdown: tx,
         task,
+        http_task,
     })
 }
 
@@ -60,5 +77,6 @@ impl RunningBroker {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        let _ = self.http_task.await;
     }
 }

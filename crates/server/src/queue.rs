@@ -19,8 +19,11 @@ use warren_core::queue::{
 };
 use warren_core::topology::QueueMeta;
 
+use warren_store::QueueLog;
+
 use crate::broker::{VHost, now_ms};
 use crate::connection::{ChannelShared, ConnShared};
+use crate::persist::{pack, unpack};
 
 /// Where a consumer's deliveries go.
 #[derive(Debug, Clone)]
@@ -35,6 +38,30 @@ pub struct Sink {
 struct Inner {
     state: QueueState,
     sinks: HashMap<ConsumerKey, Sink>,
+    /// The durable log of a durable queue.
+    log: Option<QueueLog>,
+}
+
+impl Inner {
+    /// Carries out the store work the last state change left: ack records for messages that
+    /// left the queue, counter records for returned ones.
+    fn apply_store(&mut self) {
+        if !self.state.has_store_effects() {
+            return;
+        }
+        let (removed, counts) = self.state.take_store_effects();
+        let Some(log) = &mut self.log else { return };
+        for p in removed {
+            if let Err(e) = log.ack(unpack(p)) {
+                tracing::warn!(queue = self.state.name(), "store ack failed: {e}");
+            }
+        }
+        for (p, d, a) in counts {
+            if let Err(e) = log.set_counts(unpack(p), d, a) {
+                tracing::warn!(queue = self.state.name(), "store counter update failed: {e}");
+            }
+        }
+    }
 }
 
 /// A queue handle, shared by every connection that uses the queue.
@@ -48,6 +75,10 @@ pub struct Queue {
     had_consumer: AtomicBool,
     /// When the timer task is due (ms, 0 = none scheduled).
     timer_at: AtomicU64,
+    /// Last use (consume, get, redeclare, last consumer gone), for `x-expires`.
+    last_used: AtomicU64,
+    /// Has a durable log.
+    durable: AtomicBool,
     /// Counters for the management API.
     pub stats: QueueStats,
 }
@@ -86,12 +117,73 @@ impl Queue {
             inner: Mutex::new(Inner {
                 state,
                 sinks: HashMap::new(),
+                log: None,
             }),
             deleted: AtomicBool::new(false),
             had_consumer: AtomicBool::new(false),
             timer_at: AtomicU64::new(0),
+            last_used: AtomicU64::new(now_ms()),
+            durable: AtomicBool::new(false),
             stats: QueueStats::default(),
         })
+    }
+
+    /// Gives a durable queue its log and the messages recovered from it.
+    pub fn attach_log(&self, log: QueueLog, entries: Vec<warren_core::queue::Entry>) {
+        let mut i = self.inner.lock();
+        i.state.restore(entries);
+        i.log = Some(log);
+        self.durable.store(true, Ordering::Release);
+    }
+
+    /// Whether persistent messages sent here are written to disk.
+    pub fn is_durable(&self) -> bool {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Pushes buffered log writes to the OS (before a group-commit sync).
+    pub fn flush_log(&self) {
+        if let Some(log) = &mut self.inner.lock().log
+            && let Err(e) = log.flush()
+        {
+            tracing::error!(queue = %self.meta.name, "store flush failed: {e}");
+        }
+    }
+
+    /// Marks the queue used now (resets the `x-expires` clock).
+    pub fn touch(&self) {
+        self.last_used.store(now_ms(), Ordering::Release);
+    }
+
+    /// For queues with `x-expires`: deletes the queue once it has had no consumers and no
+    /// `basic.get` or redeclare for that long.
+    pub fn start_expiry(self: &Arc<Self>) {
+        let Some(ttl) = self.meta.args.expires else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let me = Arc::downgrade(self);
+        rt.spawn(async move {
+            loop {
+                let due = match me.upgrade() {
+                    Some(q) if !q.is_deleted() => q.last_used.load(Ordering::Acquire) + ttl,
+                    _ => return,
+                };
+                tokio::time::sleep(std::time::Duration::from_millis(due.saturating_sub(now_ms()))).await;
+                let Some(q) = me.upgrade() else { return };
+                if q.is_deleted() {
+                    return;
+                }
+                let idle = now_ms().saturating_sub(q.last_used.load(Ordering::Acquire)) >= ttl;
+                if idle && q.counts().consumers == 0 {
+                    if let Some(v) = q.vhost.upgrade() {
+                        tracing::debug!(queue = %q.meta.name, "queue expired (x-expires)");
+                        v.delete_queue(&q.meta.name);
+                    }
+                    return;
+                }
+            }
+        });
     }
 
     /// Whether the queue was deleted.
@@ -110,9 +202,14 @@ impl Queue {
         }
     }
 
+    /// The consumers' registrations (for the management API's listings).
+    pub fn consumer_specs(&self) -> Vec<ConsumerSpec> {
+        self.inner.lock().state.consumers().cloned().collect()
+    }
+
     /// Runs dispatch and sends the deliveries, under the lock.
     fn dispatch_locked(self: &Arc<Self>, inner: &mut Inner, now: u64, fx: &mut Effects) {
-        let Inner { state, sinks } = inner;
+        let Inner { state, sinks, .. } = inner;
         let me = Arc::downgrade(self);
         state.dispatch(
             now,
@@ -136,6 +233,7 @@ impl Queue {
         for d in fx.deliveries.drain(..) {
             self.send(sinks, d);
         }
+        inner.apply_store();
     }
 
     fn send(self: &Arc<Self>, sinks: &HashMap<ConsumerKey, Sink>, d: Delivery) {
@@ -212,15 +310,22 @@ impl Queue {
         self.finish(fx, deadline, now);
     }
 
-    /// Enqueues a message and dispatches.
-    pub fn publish(self: &Arc<Self>, msg: MessageRef, ttl: Option<u64>, now: u64) -> Published {
-        let (p, dead) = self.publish_collect(msg, ttl, now);
+    /// Enqueues a message and dispatches. `payload` is the encoded message when it is
+    /// persistent: a durable queue writes it to its log. Returns whether it was written.
+    pub fn publish(
+        self: &Arc<Self>,
+        msg: MessageRef,
+        ttl: Option<u64>,
+        now: u64,
+        payload: Option<&[u8]>,
+    ) -> (Published, bool) {
+        let (p, persisted, dead) = self.publish_collect(msg, ttl, now, payload);
         if !dead.is_empty()
             && let Some(v) = self.vhost.upgrade()
         {
             v.dead_letter(self, dead, now);
         }
-        p
+        (p, persisted)
     }
 
     /// Enqueues and dispatches, returning dead letters for the caller to route.
@@ -229,23 +334,44 @@ impl Queue {
         msg: MessageRef,
         ttl: Option<u64>,
         now: u64,
-    ) -> (Published, Vec<(MessageRef, DeadReason)>) {
+        payload: Option<&[u8]>,
+    ) -> (Published, bool, Vec<(MessageRef, DeadReason)>) {
         if self.is_deleted() {
-            return (Published::Enqueued, Vec::new());
+            return (Published::Enqueued, false, Vec::new());
         }
         let mut fx = Effects::default();
-        let (p, deadline) = {
+        let (p, persisted, deadline) = {
             let mut i = self.inner.lock();
-            let p = i.state.publish(msg, now, ttl, &mut fx);
+            let seq = i.state.next_seq();
+            let pos = match (&mut i.log, payload) {
+                (Some(log), Some(bytes)) => match log.append(seq, bytes) {
+                    Ok(pos) => Some(pack(pos)),
+                    Err(e) => {
+                        tracing::error!(queue = %self.meta.name, "store append failed: {e}");
+                        None
+                    }
+                },
+                _ => None,
+            };
+            let p = i.state.publish_at(msg, now, ttl, pos, &mut fx);
+            if p == Published::Rejected
+                && let (Some(log), Some(pos)) = (&mut i.log, pos)
+            {
+                let _ = log.ack(unpack(pos));
+            }
             self.dispatch_locked(&mut i, now, &mut fx);
-            (p, i.state.next_deadline())
+            (
+                p,
+                pos.is_some() && p == Published::Enqueued,
+                i.state.next_deadline(),
+            )
         };
         if p == Published::Enqueued {
             self.stats.published.fetch_add(1, Ordering::Relaxed);
         }
         let dead = std::mem::take(&mut fx.dead_letters);
         self.finish(fx, deadline, now);
-        (p, dead)
+        (p, persisted, dead)
     }
 
     /// Runs dispatch (after room appeared on a connection or channel).
@@ -269,6 +395,7 @@ impl Queue {
             let key = spec.key;
             i.state.add_consumer(spec, vhost)?;
             i.sinks.insert(key, sink);
+            self.touch();
             self.had_consumer.store(true, Ordering::Release);
             self.dispatch_locked(&mut i, now, &mut fx);
             i.state.next_deadline()
@@ -290,6 +417,7 @@ impl Queue {
             self.dispatch_locked(&mut i, now, &mut fx);
             (i.state.consumer_count(), i.state.next_deadline())
         };
+        self.touch();
         self.finish(fx, deadline, now);
         self.meta.auto_delete && left == 0 && self.had_consumer.load(Ordering::Acquire)
     }
@@ -297,10 +425,12 @@ impl Queue {
     /// basic.get.
     pub fn get(self: &Arc<Self>, channel: ChannelKey, no_ack: bool) -> Option<(Delivery, u32)> {
         let now = now_ms();
+        self.touch();
         let mut fx = Effects::default();
         let (r, deadline) = {
             let mut i = self.inner.lock();
             let r = i.state.get(channel, no_ack, now, &mut fx);
+            i.apply_store();
             (r, i.state.next_deadline())
         };
         if r.is_some() {
@@ -372,7 +502,10 @@ impl Queue {
 
     /// queue.purge.
     pub fn purge(&self) -> u32 {
-        self.inner.lock().state.purge()
+        let mut i = self.inner.lock();
+        let n = i.state.purge();
+        i.apply_store();
+        n
     }
 
     /// Marks the queue deleted and cancels its consumers. Returns the ready count.
@@ -391,6 +524,10 @@ impl Queue {
                 .filter_map(|(k, spec)| i.sinks.remove(&k).map(|s| (spec, s)))
                 .collect();
             i.state.purge();
+            let _ = i.state.take_store_effects();
+            if let Some(log) = i.log.take() {
+                let _ = log.close();
+            }
             (count, sinks)
         };
         for (spec, sink) in sinks {

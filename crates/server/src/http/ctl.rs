@@ -1,0 +1,587 @@
+//! `warrenctl`: a command line for the management HTTP API, in the spirit of `rabbitmqctl`
+//! and `rabbitmqadmin` — listings as aligned tables (or `--json`), purge, delete, DLQ peek /
+//! move / stats, definitions export and import, and status. The `warrenctl` binary calls
+//! [`main`]; tests call [`run_from`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+use super::client::{self, encode_segment};
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "warrenctl",
+    version,
+    about = "Warren's management command line (talks to the HTTP API)"
+)]
+pub struct Args {
+    /// Management API base URL
+    #[arg(long, env = "WARRENCTL_URL", default_value = "http://127.0.0.1:15672")]
+    pub url: String,
+    /// User
+    #[arg(long, env = "WARRENCTL_USER", default_value = "guest")]
+    pub user: String,
+    /// Password
+    #[arg(long, env = "WARRENCTL_PASSWORD", default_value = "guest")]
+    pub password: String,
+    /// Virtual host
+    #[arg(long, default_value = "/")]
+    pub vhost: String,
+    /// Print the API's JSON instead of a table
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Objects `list` can show.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Listing {
+    /// Queues with depth, consumers, rates, DLQ flag.
+    Queues,
+    /// Exchanges.
+    Exchanges,
+    /// Bindings.
+    Bindings,
+    /// Client connections.
+    Connections,
+    /// Consumers.
+    Consumers,
+}
+
+/// Objects `delete` can remove.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    /// A queue.
+    Queue,
+    /// An exchange.
+    Exchange,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// List objects
+    List {
+        /// queues, exchanges, bindings, connections or consumers
+        what: Listing,
+    },
+    /// Remove every ready message of a queue
+    Purge {
+        /// Queue name
+        queue: String,
+    },
+    /// Delete a queue or an exchange
+    Delete {
+        /// queue or exchange
+        what: Kind,
+        /// Name
+        name: String,
+    },
+    /// Dead-letter queue tools
+    Dlq {
+        /// peek, move or stats
+        #[command(subcommand)]
+        cmd: DlqCmd,
+    },
+    /// Export definitions (to FILE, or standard output)
+    ExportDefinitions {
+        /// Output file
+        file: Option<PathBuf>,
+    },
+    /// Import a definitions file (RabbitMQ's format)
+    ImportDefinitions {
+        /// Input file
+        file: PathBuf,
+    },
+    /// Broker overview: versions, listeners, totals, rates, alerts
+    Status,
+}
+
+/// `dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCmd {
+    /// Show messages (left in the queue) with their x-death history
+    Peek {
+        /// DLQ name
+        queue: String,
+        /// How many
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+    },
+    /// Move messages back to the queue they died in (or to --exchange/--routing-key)
+    Move {
+        /// DLQ name
+        queue: String,
+        /// Most messages to move (default: all)
+        #[arg(long)]
+        count: Option<usize>,
+        /// Only show what would move
+        #[arg(long)]
+        dry_run: bool,
+        /// Target exchange instead of x-first-death-queue
+        #[arg(long)]
+        exchange: Option<String>,
+        /// Target routing key (with --exchange; default: the message's own)
+        #[arg(long)]
+        routing_key: Option<String>,
+    },
+    /// Messages in a DLQ grouped by death reason and original queue
+    Stats {
+        /// DLQ name
+        queue: String,
+    },
+}
+
+struct Api<'a> {
+    a: &'a Args,
+}
+
+impl Api<'_> {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let url = format!("{}{}", self.a.url.trim_end_matches('/'), path);
+        let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
+        let r = client::request(method, &url, Some((&self.a.user, &self.a.password)), body)
+            .await
+            .map_err(|e| format!("{method} {url}: {e}"))?;
+        if r.status >= 400 {
+            let j = r.json();
+            let reason = j["reason"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| r.text());
+            return Err(format!("{method} {path}: HTTP {}: {reason}", r.status));
+        }
+        Ok(if r.body.is_empty() { Value::Null } else { r.json() })
+    }
+
+    fn vh(&self) -> String {
+        encode_segment(&self.a.vhost)
+    }
+}
+
+/// Formats rows as aligned columns under a header.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<width$}  ", width = w[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+}
+
+/// Runs a parsed command; returns what to print.
+pub async fn run(a: &Args) -> Result<String, String> {
+    let api = Api { a };
+    let vh = api.vh();
+    match &a.cmd {
+        Cmd::List { what } => {
+            let path = match what {
+                Listing::Queues => format!("/api/queues/{vh}"),
+                Listing::Exchanges => format!("/api/exchanges/{vh}"),
+                Listing::Bindings => format!("/api/bindings/{vh}"),
+                Listing::Connections => "/api/connections".into(),
+                Listing::Consumers => format!("/api/consumers/{vh}"),
+            };
+            let v = api.call("GET", &path, None).await?;
+            if a.json {
+                return Ok(pretty(&v));
+            }
+            let items = v.as_array().cloned().unwrap_or_default();
+            let (header, rows): (Vec<&str>, Vec<Vec<String>>) = match what {
+                Listing::Queues => (
+                    vec![
+                        "name",
+                        "messages_ready",
+                        "messages_unacknowledged",
+                        "consumers",
+                        "publish/s",
+                        "dlq",
+                    ],
+                    items
+                        .iter()
+                        .map(|q| {
+                            vec![
+                                s(&q["name"]),
+                                s(&q["messages_ready"]),
+                                s(&q["messages_unacknowledged"]),
+                                s(&q["consumers"]),
+                                s(&q["message_stats"]["publish_details"]["rate"]),
+                                if q["dead_letter_queue"] == true {
+                                    "yes".into()
+                                } else {
+                                    String::new()
+                                },
+                            ]
+                        })
+                        .collect(),
+                ),
+                Listing::Exchanges => (
+                    vec!["name", "type", "durable", "auto_delete", "internal"],
+                    items
+                        .iter()
+                        .map(|x| {
+                            vec![
+                                s(&x["name"]),
+                                s(&x["type"]),
+                                s(&x["durable"]),
+                                s(&x["auto_delete"]),
+                                s(&x["internal"]),
+                            ]
+                        })
+                        .collect(),
+                ),
+                Listing::Bindings => (
+                    vec![
+                        "source",
+                        "destination",
+                        "destination_type",
+                        "routing_key",
+                        "arguments",
+                    ],
+                    items
+                        .iter()
+                        .map(|b| {
+                            vec![
+                                s(&b["source"]),
+                                s(&b["destination"]),
+                                s(&b["destination_type"]),
+                                s(&b["routing_key"]),
+                                b["arguments"].to_string(),
+                            ]
+                        })
+                        .collect(),
+                ),
+                Listing::Connections => (
+                    vec!["name", "user", "vhost", "channels", "client"],
+                    items
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                s(&c["name"]),
+                                s(&c["user"]),
+                                s(&c["vhost"]),
+                                s(&c["channels"]),
+                                s(&c["client_properties"]["product"]),
+                            ]
+                        })
+                        .collect(),
+                ),
+                Listing::Consumers => (
+                    vec![
+                        "queue",
+                        "consumer_tag",
+                        "ack_required",
+                        "prefetch_count",
+                        "channel",
+                    ],
+                    items
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                s(&c["queue"]["name"]),
+                                s(&c["consumer_tag"]),
+                                s(&c["ack_required"]),
+                                s(&c["prefetch_count"]),
+                                s(&c["channel_details"]["name"]),
+                            ]
+                        })
+                        .collect(),
+                ),
+            };
+            Ok(table(&header, &rows))
+        }
+        Cmd::Purge { queue } => {
+            api.call(
+                "DELETE",
+                &format!("/api/queues/{vh}/{}/contents", encode_segment(queue)),
+                None,
+            )
+            .await?;
+            Ok(format!("purged queue '{queue}'\n"))
+        }
+        Cmd::Delete { what, name } => {
+            let (kind, seg) = match what {
+                Kind::Queue => ("queue", "queues"),
+                Kind::Exchange => ("exchange", "exchanges"),
+            };
+            api.call(
+                "DELETE",
+                &format!("/api/{seg}/{vh}/{}", encode_segment(name)),
+                None,
+            )
+            .await?;
+            Ok(format!("deleted {kind} '{name}'\n"))
+        }
+        Cmd::Dlq { cmd } => dlq(&api, &vh, cmd).await,
+        Cmd::ExportDefinitions { file } => {
+            let v = api.call("GET", "/api/definitions", None).await?;
+            match file {
+                Some(f) => {
+                    std::fs::write(f, pretty(&v))
+                        .map_err(|e| format!("cannot write {}: {e}", f.display()))?;
+                    Ok(format!("exported definitions to {}\n", f.display()))
+                }
+                None => Ok(pretty(&v)),
+            }
+        }
+        Cmd::ImportDefinitions { file } => {
+            let text =
+                std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let doc: Value =
+                serde_json::from_str(&text).map_err(|e| format!("{}: invalid JSON: {e}", file.display()))?;
+            api.call("POST", "/api/definitions", Some(doc)).await?;
+            Ok(format!("imported definitions from {}\n", file.display()))
+        }
+        Cmd::Status => {
+            let o = api.call("GET", "/api/overview", None).await?;
+            let alerts = api.call("GET", "/api/alerts", None).await?;
+            if a.json {
+                return Ok(pretty(&json!({"overview": o, "alerts": alerts})));
+            }
+            let ms = &o["message_stats"];
+            let qt = &o["queue_totals"];
+            let ot = &o["object_totals"];
+            let mut out = format!(
+                "{} {} (RabbitMQ management API {}), node {}, up {} s\n",
+                s(&o["product_name"]),
+                s(&o["product_version"]),
+                s(&o["management_version"]),
+                s(&o["node"]),
+                o["uptime"].as_u64().unwrap_or(0) / 1000
+            );
+            for l in o["listeners"].as_array().cloned().unwrap_or_default() {
+                out.push_str(&format!(
+                    "listener: {} on {}:{}\n",
+                    s(&l["protocol"]),
+                    s(&l["ip_address"]),
+                    s(&l["port"])
+                ));
+            }
+            out.push_str(&format!(
+                "objects: {} connections, {} channels, {} exchanges, {} queues, {} consumers\n",
+                ot["connections"], ot["channels"], ot["exchanges"], ot["queues"], ot["consumers"]
+            ));
+            out.push_str(&format!(
+                "messages: {} ({} ready, {} unacked)\n",
+                qt["messages"], qt["messages_ready"], qt["messages_unacknowledged"]
+            ));
+            out.push_str(&format!(
+                "rates/s: publish {} deliver {} ack {}\n",
+                ms["publish_details"]["rate"], ms["deliver_get_details"]["rate"], ms["ack_details"]["rate"]
+            ));
+            let alerts = alerts.as_array().cloned().unwrap_or_default();
+            out.push_str(&format!("alerts: {}\n", alerts.len()));
+            for al in alerts {
+                out.push_str(&format!(
+                    "  FIRING {} on {}/{}: {} > {}\n",
+                    s(&al["kind"]),
+                    s(&al["vhost"]),
+                    s(&al["queue"]),
+                    al["value"],
+                    al["threshold"]
+                ));
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn header<'a>(m: &'a Value, k: &str) -> &'a Value {
+    &m["properties"]["headers"][k]
+}
+
+async fn dlq(api: &Api<'_>, vh: &str, cmd: &DlqCmd) -> Result<String, String> {
+    let json_out = api.a.json;
+    match cmd {
+        DlqCmd::Peek { queue, count } => {
+            let v = api
+                .call(
+                    "POST",
+                    &format!("/api/queues/{vh}/{}/get", encode_segment(queue)),
+                    Some(json!({"count": count, "ackmode": "ack_requeue_true", "encoding": "auto", "truncate": 200})),
+                )
+                .await?;
+            if json_out {
+                return Ok(pretty(&v));
+            }
+            let mut out = String::new();
+            for (i, m) in v.as_array().cloned().unwrap_or_default().iter().enumerate() {
+                out.push_str(&format!(
+                    "#{} routing_key={} first death: {} in '{}' ({})\n",
+                    i + 1,
+                    s(&m["routing_key"]),
+                    s(header(m, "x-first-death-reason")),
+                    s(header(m, "x-first-death-queue")),
+                    s(header(m, "x-first-death-exchange")),
+                ));
+                for d in header(m, "x-death").as_array().cloned().unwrap_or_default() {
+                    out.push_str(&format!(
+                        "   x-death: {} from '{}' via '{}' count={} time={} routing_keys={}\n",
+                        s(&d["reason"]),
+                        s(&d["queue"]),
+                        s(&d["exchange"]),
+                        d["count"],
+                        d["time"],
+                        d["routing-keys"]
+                    ));
+                }
+                out.push_str(&format!(
+                    "   payload ({} bytes): {}\n",
+                    m["payload_bytes"],
+                    s(&m["payload"])
+                ));
+            }
+            if out.is_empty() {
+                out.push_str("(queue is empty)\n");
+            }
+            Ok(out)
+        }
+        DlqCmd::Move {
+            queue,
+            count,
+            dry_run,
+            exchange,
+            routing_key,
+        } => {
+            let mut body = json!({"dry_run": dry_run});
+            if let Some(c) = count {
+                body["count"] = json!(c);
+            }
+            if let Some(x) = exchange {
+                body["target"] = json!({"exchange": x, "routing_key": routing_key});
+            }
+            let r = api
+                .call(
+                    "POST",
+                    &format!("/api/queues/{vh}/{}/move", encode_segment(queue)),
+                    Some(body),
+                )
+                .await?;
+            if json_out {
+                return Ok(pretty(&r));
+            }
+            let mut out = if *dry_run {
+                format!("dry run: {} message(s) would move\n", r["would_move"])
+            } else {
+                format!(
+                    "moved {} message(s); {} left in '{queue}'\n",
+                    r["moved"], r["remaining"]
+                )
+            };
+            let rows: Vec<Vec<String>> = r["groups"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|g| vec![s(&g["reason"]), s(&g["queue"]), s(&g["count"])])
+                .collect();
+            out.push_str(&table(&["reason", "original_queue", "count"], &rows));
+            for f in r["failed"].as_array().cloned().unwrap_or_default() {
+                out.push_str(&format!("not moved: {}\n", s(&f["reason"])));
+            }
+            Ok(out)
+        }
+        DlqCmd::Stats { queue } => {
+            let q = api
+                .call(
+                    "GET",
+                    &format!("/api/queues/{vh}/{}", encode_segment(queue)),
+                    None,
+                )
+                .await?;
+            let r = api
+                .call(
+                    "POST",
+                    &format!("/api/queues/{vh}/{}/move", encode_segment(queue)),
+                    Some(json!({"dry_run": true})),
+                )
+                .await?;
+            if json_out {
+                return Ok(pretty(&json!({"queue": q, "groups": r["groups"]})));
+            }
+            let mut out = format!(
+                "{}: {} message(s), dead_letter_queue={}, growth {}/min, publish {}/s\n",
+                queue,
+                q["messages"],
+                q["dead_letter_queue"],
+                q["growth_per_minute"],
+                q["message_stats"]["publish_details"]["rate"]
+            );
+            let rows: Vec<Vec<String>> = r["groups"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|g| vec![s(&g["reason"]), s(&g["queue"]), s(&g["count"])])
+                .collect();
+            out.push_str(&table(&["reason", "original_queue", "count"], &rows));
+            Ok(out)
+        }
+    }
+}
+
+/// Parses `argv` (program name first) and runs.
+pub async fn run_from<I, T>(argv: I) -> Result<String, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let a = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
+    run(&a).await
+}
+
+/// Entry point of the `warrenctl` binary.
+pub fn main() -> ExitCode {
+    let a = Args::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("warrenctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(&a)) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("warrenctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

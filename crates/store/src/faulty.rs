@@ -1,0 +1,211 @@
+//! [`FaultyFs`], a test helper that wraps another [`FileSystem`] and injects failures: write
+//! errors, fsync errors and torn writes (only a prefix reaches the file) after a chosen number
+//! of operations; it also counts writes and fsyncs and can slow fsyncs down, which the
+//! group-commit tests use to observe batching.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::fs::{DirEntry, FileHandle, FileSystem};
+
+const NEVER: u64 = u64::MAX;
+
+#[derive(Debug, Default)]
+struct Faults {
+    /// Write operations attempted so far (appends; file creation is not counted).
+    writes: AtomicU64,
+    /// `sync_data`/`sync_dir` calls attempted so far.
+    syncs: AtomicU64,
+    /// Writes with an index `>=` this fail.
+    fail_write_at: AtomicU64,
+    /// The write with this index is torn: only `torn_keep` bytes reach the file, then it fails
+    /// and every later write fails too (the "machine" has crashed).
+    torn_write_at: AtomicU64,
+    torn_keep: AtomicU64,
+    /// Syncs with an index `>=` this fail.
+    fail_sync_at: AtomicU64,
+    /// Set once a torn write happened.
+    crashed: AtomicBool,
+    /// Microseconds every sync sleeps before doing its work.
+    sync_delay_us: AtomicU64,
+}
+
+/// A [`FileSystem`] wrapper that injects faults. All settings can be changed while the store
+/// runs; counts start at 0 when the wrapper is created.
+#[derive(Clone, Debug)]
+pub struct FaultyFs {
+    inner: Arc<dyn FileSystem>,
+    faults: Arc<Faults>,
+}
+
+impl FaultyFs {
+    /// Wraps `inner` with no faults armed.
+    pub fn new(inner: Arc<dyn FileSystem>) -> FaultyFs {
+        let faults = Faults::default();
+        faults.fail_write_at.store(NEVER, Ordering::SeqCst);
+        faults.torn_write_at.store(NEVER, Ordering::SeqCst);
+        faults.fail_sync_at.store(NEVER, Ordering::SeqCst);
+        FaultyFs {
+            inner,
+            faults: Arc::new(faults),
+        }
+    }
+
+    /// After `n` more successful writes, every write fails with an IO error.
+    pub fn fail_writes_after(&self, n: u64) {
+        let now = self.faults.writes.load(Ordering::SeqCst);
+        self.faults
+            .fail_write_at
+            .store(now.saturating_add(n), Ordering::SeqCst);
+    }
+
+    /// After `n` more successful writes, the next write is torn: only its first `keep` bytes
+    /// reach the file and it fails; every later write fails as well (a simulated crash).
+    pub fn tear_write_after(&self, n: u64, keep: usize) {
+        let now = self.faults.writes.load(Ordering::SeqCst);
+        self.faults.torn_keep.store(keep as u64, Ordering::SeqCst);
+        self.faults
+            .torn_write_at
+            .store(now.saturating_add(n), Ordering::SeqCst);
+    }
+
+    /// After `n` more successful syncs (file or directory), every sync fails.
+    pub fn fail_syncs_after(&self, n: u64) {
+        let now = self.faults.syncs.load(Ordering::SeqCst);
+        self.faults
+            .fail_sync_at
+            .store(now.saturating_add(n), Ordering::SeqCst);
+    }
+
+    /// Makes every sync sleep for `d` first (to widen the group-commit window in tests).
+    pub fn set_sync_delay(&self, d: Duration) {
+        self.faults
+            .sync_delay_us
+            .store(d.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// Disarms every fault (counts are kept).
+    pub fn heal(&self) {
+        self.faults.fail_write_at.store(NEVER, Ordering::SeqCst);
+        self.faults.torn_write_at.store(NEVER, Ordering::SeqCst);
+        self.faults.fail_sync_at.store(NEVER, Ordering::SeqCst);
+        self.faults.crashed.store(false, Ordering::SeqCst);
+    }
+
+    /// Write operations attempted so far.
+    pub fn write_count(&self) -> u64 {
+        self.faults.writes.load(Ordering::SeqCst)
+    }
+
+    /// File and directory syncs attempted so far.
+    pub fn sync_count(&self) -> u64 {
+        self.faults.syncs.load(Ordering::SeqCst)
+    }
+
+    fn wrap(&self, h: Arc<dyn FileHandle>) -> Arc<dyn FileHandle> {
+        Arc::new(FaultyHandle {
+            inner: h,
+            faults: self.faults.clone(),
+        })
+    }
+}
+
+impl Faults {
+    fn before_sync(&self) -> io::Result<()> {
+        let delay = self.sync_delay_us.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_micros(delay));
+        }
+        let i = self.syncs.fetch_add(1, Ordering::SeqCst);
+        if i >= self.fail_sync_at.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct FaultyHandle {
+    inner: Arc<dyn FileHandle>,
+    faults: Arc<Faults>,
+}
+
+impl FileHandle for FaultyHandle {
+    fn append(&self, buf: &[u8]) -> io::Result<()> {
+        let f = &self.faults;
+        let i = f.writes.fetch_add(1, Ordering::SeqCst);
+        if f.crashed.load(Ordering::SeqCst) || i >= f.fail_write_at.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected write failure"));
+        }
+        if i == f.torn_write_at.load(Ordering::SeqCst) {
+            let keep = (f.torn_keep.load(Ordering::SeqCst) as usize).min(buf.len());
+            f.crashed.store(true, Ordering::SeqCst);
+            self.inner.append(&buf[..keep])?;
+            return Err(io::Error::other("injected torn write"));
+        }
+        self.inner.append(buf)
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.faults.before_sync()?;
+        self.inner.sync_data()
+    }
+
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        self.inner.truncate(len)
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
+    }
+}
+
+impl FileSystem for FaultyFs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>> {
+        Ok(self.wrap(self.inner.open_read(path)?))
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>> {
+        Ok(self.wrap(self.inner.open_append(path)?))
+    }
+
+    fn create_truncate(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>> {
+        Ok(self.wrap(self.inner.create_truncate(path)?))
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        self.inner.list_dir(path)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_dir_all(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.faults.before_sync()?;
+        self.inner.sync_dir(path)
+    }
+}

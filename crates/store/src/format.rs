@@ -1,0 +1,363 @@
+//! The on-disk encoding: file headers, record framing, the three record kinds and the
+//! recovery scanner that tells a torn tail from corruption in the middle. This is the one place
+//! that writes or parses bytes; docs/storage.md repeats the layout.
+//!
+//! # Files
+//!
+//! Every file starts with a 16-byte header:
+//!
+//! ```text
+//! magic   [u8; 8]   b"WRNMSGS\0" (msgs.N), b"WRNACKS\0" (acks.N), b"WRNDEFS\0" (definitions)
+//! version u32 LE    FORMAT_VERSION (1); a newer version is refused, never guessed at
+//! flags   u32 LE    0 (reserved)
+//! ```
+//!
+//! # Records
+//!
+//! After the header the file is a sequence of records, each framed as
+//!
+//! ```text
+//! len  u32 LE   length of `body` in bytes
+//! crc  u32 LE   CRC32C over the 4 `len` bytes followed by `body`
+//! body [u8; len]
+//! ```
+//!
+//! so a flipped bit in the length is caught as well as one in the body. Bodies:
+//!
+//! - message (msgs.N): `seq u64 LE` then the payload (opaque; `len = 8 + payload`).
+//! - ack (acks.N): `kind u8 = 1`, `offset u32 LE` — the message at byte `offset` of msgs.N is
+//!   acked.
+//! - counts (acks.N): `kind u8 = 2`, `offset u32 LE`, `delivery_count u32 LE`,
+//!   `acquired_count u32 LE` — the latest counters of that message (last record wins).
+//! - definition (definitions file): the opaque record the server encoded.
+//!
+//! A message's position ([`MsgPos`](crate::MsgPos)) is its segment number and the byte offset
+//! of its record's `len` field.
+
+use bytes::BufMut;
+
+/// Length of every file header.
+pub(crate) const HEADER_LEN: usize = 16;
+/// Length of a record's frame (`len` + `crc`).
+pub(crate) const FRAME_LEN: usize = 8;
+/// The format version this code writes and reads.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Largest record body accepted (1 GiB); larger lengths are treated as corruption.
+pub(crate) const MAX_BODY: usize = 1 << 30;
+
+/// Magic of message segments.
+pub(crate) const MAGIC_MSGS: [u8; 8] = *b"WRNMSGS\0";
+/// Magic of ack files.
+pub(crate) const MAGIC_ACKS: [u8; 8] = *b"WRNACKS\0";
+/// Magic of the definitions log.
+pub(crate) const MAGIC_DEFS: [u8; 8] = *b"WRNDEFS\0";
+
+/// Ack-file record kind: ack.
+pub(crate) const KIND_ACK: u8 = 1;
+/// Ack-file record kind: delivery counters.
+pub(crate) const KIND_COUNTS: u8 = 2;
+/// Body length of an ack record.
+pub(crate) const ACK_BODY_LEN: usize = 5;
+/// Body length of a counts record.
+pub(crate) const COUNTS_BODY_LEN: usize = 13;
+
+/// Appends a file header with `magic`.
+pub(crate) fn put_header(buf: &mut Vec<u8>, magic: [u8; 8]) {
+    buf.extend_from_slice(&magic);
+    buf.put_u32_le(FORMAT_VERSION);
+    buf.put_u32_le(0);
+}
+
+/// How a header check went.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum HeaderCheck {
+    /// Valid header of the expected kind and version.
+    Ok,
+    /// Shorter than a header and a prefix of a valid one (or zeros): a crash while creating
+    /// the file; it holds no records.
+    Incomplete,
+    /// Wrong magic: not our file, or damaged.
+    BadMagic,
+    /// Our file, from an unknown format version.
+    Version(u32),
+}
+
+/// Checks the header of a file whose full contents are `data`.
+pub(crate) fn check_header(data: &[u8], magic: [u8; 8]) -> HeaderCheck {
+    if data.len() < HEADER_LEN {
+        let mut valid = Vec::with_capacity(HEADER_LEN);
+        put_header(&mut valid, magic);
+        if data == &valid[..data.len()] || data.iter().all(|&b| b == 0) {
+            return HeaderCheck::Incomplete;
+        }
+        return HeaderCheck::BadMagic;
+    }
+    if data[..8] != magic {
+        return HeaderCheck::BadMagic;
+    }
+    let version = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return HeaderCheck::Version(version);
+    }
+    HeaderCheck::Ok
+}
+
+fn crc_of(len_bytes: [u8; 4], body_parts: &[&[u8]]) -> u32 {
+    let mut crc = crc32c::crc32c(&len_bytes);
+    for part in body_parts {
+        crc = crc32c::crc32c_append(crc, part);
+    }
+    crc
+}
+
+/// Appends one framed record whose body is the concatenation of `parts`.
+pub(crate) fn put_record(buf: &mut Vec<u8>, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let len_bytes = (len as u32).to_le_bytes();
+    buf.reserve(FRAME_LEN + len);
+    buf.extend_from_slice(&len_bytes);
+    buf.put_u32_le(crc_of(len_bytes, parts));
+    for p in parts {
+        buf.extend_from_slice(p);
+    }
+}
+
+/// Appends a message record.
+pub(crate) fn put_message(buf: &mut Vec<u8>, seq: u64, payload: &[u8]) {
+    put_record(buf, &[&seq.to_le_bytes(), payload]);
+}
+
+/// Appends an ack record for the message at `offset`.
+pub(crate) fn put_ack(buf: &mut Vec<u8>, offset: u32) {
+    let mut body = [0u8; ACK_BODY_LEN];
+    body[0] = KIND_ACK;
+    body[1..5].copy_from_slice(&offset.to_le_bytes());
+    put_record(buf, &[&body]);
+}
+
+/// Appends a counts record for the message at `offset`.
+pub(crate) fn put_counts(buf: &mut Vec<u8>, offset: u32, delivery: u32, acquired: u32) {
+    let mut body = [0u8; COUNTS_BODY_LEN];
+    body[0] = KIND_COUNTS;
+    body[1..5].copy_from_slice(&offset.to_le_bytes());
+    body[5..9].copy_from_slice(&delivery.to_le_bytes());
+    body[9..13].copy_from_slice(&acquired.to_le_bytes());
+    put_record(buf, &[&body]);
+}
+
+/// A decoded ack-file record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckRecord {
+    /// The message at this offset is acked.
+    Ack(u32),
+    /// Latest counters of the message at this offset.
+    Counts {
+        offset: u32,
+        delivery: u32,
+        acquired: u32,
+    },
+}
+
+/// Decodes an ack-file record body.
+pub(crate) fn decode_ack(body: &[u8]) -> Option<AckRecord> {
+    let u32_at = |i: usize| u32::from_le_bytes(body[i..i + 4].try_into().expect("4 bytes"));
+    match (body.first(), body.len()) {
+        (Some(&KIND_ACK), ACK_BODY_LEN) => Some(AckRecord::Ack(u32_at(1))),
+        (Some(&KIND_COUNTS), COUNTS_BODY_LEN) => Some(AckRecord::Counts {
+            offset: u32_at(1),
+            delivery: u32_at(5),
+            acquired: u32_at(9),
+        }),
+        _ => None,
+    }
+}
+
+/// Splits a message body into `(seq, payload)`.
+pub(crate) fn decode_message(body: &[u8]) -> Option<(u64, &[u8])> {
+    let seq = u64::from_le_bytes(body.get(..8)?.try_into().ok()?);
+    Some((seq, &body[8..]))
+}
+
+/// Verifies one record at the start of `data` (which may hold more bytes after it). Returns the
+/// body's length if the frame is complete and its CRC matches.
+pub(crate) fn verify_record(data: &[u8]) -> Result<usize, String> {
+    if data.len() < FRAME_LEN {
+        return Err("record frame cut short".into());
+    }
+    let len_bytes: [u8; 4] = data[0..4].try_into().expect("4 bytes");
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    let crc = u32::from_le_bytes(data[4..8].try_into().expect("4 bytes"));
+    if len > MAX_BODY {
+        return Err(format!("record length {len} exceeds maximum"));
+    }
+    let Some(body) = data.get(FRAME_LEN..FRAME_LEN + len) else {
+        return Err("record body cut short".into());
+    };
+    if crc_of(len_bytes, &[body]) != crc {
+        return Err("CRC32C mismatch".into());
+    }
+    Ok(len)
+}
+
+/// A problem found while scanning a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScanProblem {
+    /// Byte offset of the bad record.
+    pub(crate) offset: u64,
+    /// What was wrong.
+    pub(crate) reason: String,
+}
+
+/// The outcome of scanning one file's records.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// `(offset, body range)` of every good record, in file order.
+    pub(crate) records: Vec<(u32, std::ops::Range<usize>)>,
+    /// Corruption before the tail: the bad record was skipped (if its length was sane) or the
+    /// rest of the file was abandoned.
+    pub(crate) problems: Vec<ScanProblem>,
+    /// A torn tail starts here: the file should be cut to this length.
+    pub(crate) torn_at: Option<u64>,
+}
+
+/// Scans the records of a file whose whole contents are `data` (header already checked).
+/// `valid_len` says which body lengths the file kind allows.
+///
+/// The tail rule: a bad record whose frame runs past the end of the file, whose CRC fails and
+/// which ends exactly at the end of the file, or which is followed only by zero bytes, is a
+/// torn write and sets `torn_at`. Any other bad record is a problem in the middle: if its
+/// length is sane and its CRC fails, scanning resumes after it; otherwise the rest of the file
+/// cannot be framed and is abandoned.
+pub(crate) fn scan(data: &[u8], valid_len: impl Fn(usize) -> bool) -> Scan {
+    let mut out = Scan::default();
+    let mut pos = HEADER_LEN;
+    let end = data.len();
+    let zeros_from = |p: usize| data[p..].iter().all(|&b| b == 0);
+    while pos < end {
+        if end - pos < FRAME_LEN {
+            out.torn_at = Some(pos as u64);
+            break;
+        }
+        let len_bytes: [u8; 4] = data[pos..pos + 4].try_into().expect("4 bytes");
+        let len = u32::from_le_bytes(len_bytes) as usize;
+        let crc = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().expect("4 bytes"));
+        let body_start = pos + FRAME_LEN;
+        if len > MAX_BODY || !valid_len(len) {
+            if zeros_from(pos) {
+                out.torn_at = Some(pos as u64);
+            } else {
+                out.problems.push(ScanProblem {
+                    offset: pos as u64,
+                    reason: format!(
+                        "invalid record length {len}; rest of file ({} bytes) skipped",
+                        end - pos
+                    ),
+                });
+            }
+            break;
+        }
+        let rec_end = body_start + len;
+        if rec_end > end {
+            out.torn_at = Some(pos as u64);
+            break;
+        }
+        let body = &data[body_start..rec_end];
+        if crc_of(len_bytes, &[body]) != crc {
+            if rec_end == end || zeros_from(pos) {
+                out.torn_at = Some(pos as u64);
+                break;
+            }
+            out.problems.push(ScanProblem {
+                offset: pos as u64,
+                reason: format!("CRC32C mismatch ({len}-byte record skipped)"),
+            });
+            pos = rec_end;
+            continue;
+        }
+        out.records.push((pos as u32, body_start..rec_end));
+        pos = rec_end;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(records: &[&[u8]]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        put_header(&mut buf, MAGIC_DEFS);
+        for r in records {
+            put_record(&mut buf, &[r]);
+        }
+        buf
+    }
+
+    #[test]
+    fn scan_clean_file() {
+        let data = file(&[b"a", b"bcd", b""]);
+        assert_eq!(check_header(&data, MAGIC_DEFS), HeaderCheck::Ok);
+        let s = scan(&data, |_| true);
+        assert_eq!(s.records.len(), 3);
+        assert_eq!(&data[s.records[1].1.clone()], b"bcd");
+        assert!(s.problems.is_empty() && s.torn_at.is_none());
+    }
+
+    #[test]
+    fn scan_torn_tails() {
+        let data = file(&[b"hello", b"world"]);
+        let second = HEADER_LEN + FRAME_LEN + 5;
+        for cut in second + 1..data.len() {
+            let s = scan(&data[..cut], |_| true);
+            assert_eq!(s.records.len(), 1);
+            assert_eq!(s.torn_at, Some(second as u64), "cut at {cut}");
+        }
+        let mut flipped = data.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(scan(&flipped, |_| true).torn_at, Some(second as u64));
+        let mut zeros = data.clone();
+        zeros.extend_from_slice(&[0; 100]);
+        let s = scan(&zeros, |n| n > 0);
+        assert_eq!((s.records.len(), s.torn_at), (2, Some(data.len() as u64)));
+    }
+
+    #[test]
+    fn scan_middle_corruption_skips_one_record() {
+        let mut data = file(&[b"one", b"two", b"three"]);
+        data[HEADER_LEN + FRAME_LEN + 3 + FRAME_LEN] ^= 0xff; // body of "two"
+        let s = scan(&data, |_| true);
+        assert_eq!(s.records.len(), 2);
+        assert_eq!(s.problems.len(), 1);
+        assert_eq!(s.problems[0].offset, (HEADER_LEN + FRAME_LEN + 3) as u64);
+        assert!(s.torn_at.is_none());
+    }
+
+    #[test]
+    fn header_checks() {
+        let mut h = Vec::new();
+        put_header(&mut h, MAGIC_MSGS);
+        assert_eq!(check_header(&h[..5], MAGIC_MSGS), HeaderCheck::Incomplete);
+        assert_eq!(check_header(&[], MAGIC_MSGS), HeaderCheck::Incomplete);
+        assert_eq!(check_header(&h, MAGIC_ACKS), HeaderCheck::BadMagic);
+        h[8] = 9;
+        assert_eq!(check_header(&h, MAGIC_MSGS), HeaderCheck::Version(9));
+    }
+
+    #[test]
+    fn ack_records_round_trip() {
+        let mut buf = Vec::new();
+        put_ack(&mut buf, 77);
+        put_counts(&mut buf, 5, 3, 4);
+        assert_eq!(verify_record(&buf), Ok(ACK_BODY_LEN));
+        assert_eq!(decode_ack(&buf[8..8 + ACK_BODY_LEN]), Some(AckRecord::Ack(77)));
+        let c = &buf[FRAME_LEN + ACK_BODY_LEN..];
+        assert_eq!(
+            decode_ack(&c[8..]),
+            Some(AckRecord::Counts {
+                offset: 5,
+                delivery: 3,
+                acquired: 4
+            })
+        );
+    }
+}

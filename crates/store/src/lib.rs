@@ -1,0 +1,48 @@
+//! # warren-store
+//!
+//! Warren's durable message store: blocking file IO, no async runtime. Each durable queue owns
+//! a [`QueueLog`] — a directory of numbered segment files plus one ack file per segment
+//! (lavinmq's layout) — and all logs share one [`SyncHandle`], a group-commit syncer thread
+//! that fdatasyncs every dirty file once per batch of requests. Topology lives in a separate
+//! [`DefinitionsLog`]. Every file carries a magic + version header and every record a length and
+//! a CRC32C; recovery truncates torn tails and reports (never panics on) corruption elsewhere.
+//! After a failed write or fsync the store is poisoned and refuses writes (fjall's rule).
+//!
+//! Typical use by a queue task: `append` a batch, `flush`, `syncer().request(confirm)`; `ack`
+//! and `set_counts` as consumers settle; `read` to page a body back in.
+//!
+//! ## Layout
+//! - [`store`]: [`Store`], [`StoreOptions`]: root directory, open/delete/list queue logs.
+//! - [`queue_log`]: [`QueueLog`], [`MsgPos`], [`Recovered`]: one queue's segments, index,
+//!   appends, acks, counters, reads, recovery.
+//! - [`sync`]: [`SyncHandle`]: the group-commit syncer and the poison flag.
+//! - [`definitions`]: [`DefinitionsLog`]: the definitions append log.
+//! - [`format`](mod@format): the on-disk encoding (headers, record framing, CRC, the tail scanner).
+//! - [`report`]: [`RecoveryReport`]: what recovery found and did.
+//! - [`fs`]: the [`FileSystem`] seam and [`StdFs`]; [`faulty`]: [`FaultyFs`] for fault
+//!   injection in tests.
+//! - [`error`]: the error type, [`StoreError`].
+//!
+//! The format is documented in `format.rs` and in `docs/storage.md`.
+
+#![deny(missing_docs, missing_debug_implementations)]
+#![warn(unreachable_pub)]
+
+pub mod definitions;
+pub mod error;
+pub mod faulty;
+pub mod format;
+pub mod fs;
+pub mod queue_log;
+pub mod report;
+pub mod store;
+pub mod sync;
+
+pub use definitions::DefinitionsLog;
+pub use error::StoreError;
+pub use faulty::FaultyFs;
+pub use fs::{DirEntry, FileHandle, FileSystem, StdFs};
+pub use queue_log::{MsgPos, QueueLog, Recovered};
+pub use report::{RecoveryReport, RecoveryWarning, Truncation};
+pub use store::{DEFAULT_SEGMENT_SIZE, Store, StoreOptions, is_valid_queue_name};
+pub use sync::{SyncCallback, SyncHandle, SyncStats};

@@ -1,0 +1,766 @@
+//! [`QueueLog`]: one queue's durable messages — the segment files of its directory, the
+//! in-memory index of which messages in each segment are still live, buffered appends, acks
+//! and delivery counters, reads for paging, and recovery on open.
+//!
+//! # Layout of `<root>/queues/<name>/`
+//!
+//! - `msgs.0000000001`, `msgs.0000000002`, …: message segments (10-digit numbers). A segment
+//!   is written until it would pass `segment_size`, then sealed; a message larger than that
+//!   gets a segment of its own. Each open of the log starts a *new* segment on the first
+//!   append, so a sealed segment is never written again (and a stale ack can never hit a
+//!   message written later at the same offset).
+//! - `acks.0000000001`, …: one per segment, created on the segment's first ack or counts
+//!   update, holding ack and counts records that name messages by byte offset (lavinmq's
+//!   layout).
+//! - A segment and its ack file are unlinked (segment first, so a crash in between never
+//!   resurrects acked messages) as soon as every message in it is acked — unless it is the
+//!   segment being written, which is checked again when it is sealed.
+//!
+//! Record encodings are in [`format`](mod@crate::format).
+//!
+//! # Recovery
+//!
+//! Segments are scanned in order; each file is read whole and every record CRC-checked. A torn
+//! record at the end of a file (frame past end of file, CRC failure on the last record, or a
+//! zero-filled tail) is cut off; corruption before the tail is reported in the
+//! [`RecoveryReport`] with file and offset, the bad record is skipped when its length is sane
+//! (otherwise the rest of that file), and recovery carries on. A damaged ack file is rewritten
+//! from what could be read, so later acks are not appended after garbage. Segments whose
+//! messages are all acked are removed; live messages are returned in seq order with their
+//! counters.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::{StoreError, io_at};
+use crate::format::{self, AckRecord, FRAME_LEN, HEADER_LEN, HeaderCheck, MAGIC_ACKS, MAGIC_MSGS};
+use crate::fs::{FileHandle, FileSystem};
+use crate::report::{RecoveryReport, Truncation};
+use crate::sync::{FileRef, Shared};
+
+/// Where a message lives: its segment number and the byte offset of its record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MsgPos {
+    /// Segment number (`msgs.NNNNNNNNNN`).
+    pub segment: u32,
+    /// Byte offset of the record in the segment.
+    pub offset: u32,
+}
+
+/// A live message found by recovery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovered {
+    /// Its position, for later [`QueueLog::ack`] / [`QueueLog::set_counts`] / [`QueueLog::read`].
+    pub pos: MsgPos,
+    /// The sequence number given to [`QueueLog::append`].
+    pub seq: u64,
+    /// The last durable delivery count (0 if never set).
+    pub delivery_count: u32,
+    /// The last durable acquired count (0 if never set).
+    pub acquired_count: u32,
+    /// The payload, as appended.
+    pub payload: Bytes,
+}
+
+/// Buffered bytes past this size are pushed to the OS without waiting for `flush`.
+const WRITE_BUF: usize = 256 * 1024;
+/// Same, for one ack file.
+const ACK_BUF: usize = 16 * 1024;
+/// Small reads fetch this much in one syscall.
+const READ_AHEAD: usize = 4096;
+
+pub(crate) fn msgs_path(dir: &Path, n: u32) -> PathBuf {
+    dir.join(format!("msgs.{n:010}"))
+}
+
+pub(crate) fn acks_path(dir: &Path, n: u32) -> PathBuf {
+    dir.join(format!("acks.{n:010}"))
+}
+
+fn parse_numbered(name: &str, prefix: &str) -> Option<u32> {
+    let digits = name.strip_prefix(prefix)?;
+    if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Reads a whole file into memory.
+pub(crate) fn read_all(fs: &dyn FileSystem, path: &Path) -> Result<Vec<u8>, StoreError> {
+    let h = fs.open_read(path).map_err(|e| io_at(path, "open", e))?;
+    let len = h.size().map_err(|e| io_at(path, "stat", e))? as usize;
+    let mut data = vec![0u8; len];
+    let n = read_upto(&*h, &mut data, 0).map_err(|e| io_at(path, "read", e))?;
+    data.truncate(n);
+    Ok(data)
+}
+
+/// Fills `buf` from `offset` unless end of file comes first; returns bytes read.
+fn read_upto(h: &dyn FileHandle, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match h.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Pushes `buf` to the OS and marks the file dirty. A failed write leaves the file in an
+/// unknown state, so it poisons the store like a failed fsync.
+fn write_out(shared: &Shared, file: &FileRef, buf: &mut Vec<u8>, path: &Path) -> Result<(), StoreError> {
+    if buf.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = file.handle.append(buf) {
+        shared.poison();
+        return Err(io_at(path, "write", e));
+    }
+    shared.mark_dirty(file);
+    buf.clear();
+    Ok(())
+}
+
+struct AckWriter {
+    file: FileRef,
+    buf: Vec<u8>,
+}
+
+/// The index of one segment: the offsets of its messages (ascending) and which are acked.
+#[derive(Default)]
+struct Segment {
+    offsets: Vec<u32>,
+    acked: Vec<bool>,
+    live: u32,
+    acks: Option<AckWriter>,
+    /// Recovery found corruption: never removed automatically (kept for inspection).
+    keep: bool,
+}
+
+struct Writer {
+    seg: u32,
+    file: FileRef,
+    /// Bytes already handed to the OS.
+    written: u64,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    fn size(&self) -> u64 {
+        self.written + self.buf.len() as u64
+    }
+}
+
+/// One queue's message log. Owned by one queue (it is `Send`); every method takes `&mut self`.
+/// Dropping it flushes buffered writes to the OS (not to disk: use the [`SyncHandle`]).
+///
+/// [`SyncHandle`]: crate::SyncHandle
+pub struct QueueLog {
+    name: String,
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    segments: BTreeMap<u32, Segment>,
+    writer: Option<Writer>,
+    next_segment: u32,
+    live: u64,
+    /// Segments with ack bytes waiting in their buffer.
+    dirty_acks: Vec<u32>,
+    read_cache: Option<(u32, Arc<dyn FileHandle>)>,
+    report: RecoveryReport,
+}
+
+impl fmt::Debug for QueueLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueLog")
+            .field("name", &self.name)
+            .field("segments", &self.segments.len())
+            .field("writing", &self.writer.as_ref().map(|w| w.seg))
+            .field("live", &self.live)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueueLog {
+    /// Opens (recovering) the log in `<root>/queues/<name>`; the caller has validated and
+    /// reserved `name`.
+    pub(crate) fn open(shared: Arc<Shared>, name: &str) -> Result<(QueueLog, Vec<Recovered>), StoreError> {
+        let fs = shared.fs.clone();
+        let queues = shared.root.join("queues");
+        let dir = queues.join(name);
+        if !fs.exists(&dir) {
+            fs.create_dir_all(&dir).map_err(|e| io_at(&dir, "create", e))?;
+            if shared.fsync {
+                fs.sync_dir(&queues).map_err(|e| io_at(&queues, "fsync", e))?;
+            }
+        }
+        let mut log = QueueLog {
+            name: name.to_owned(),
+            dir,
+            shared,
+            segments: BTreeMap::new(),
+            writer: None,
+            next_segment: 1,
+            live: 0,
+            dirty_acks: Vec::new(),
+            read_cache: None,
+            report: RecoveryReport::default(),
+        };
+        let recovered = log.recover()?;
+        Ok((log, recovered))
+    }
+
+    fn recover(&mut self) -> Result<Vec<Recovered>, StoreError> {
+        let fs = self.shared.fs.clone();
+        let fs = &*fs;
+        let dir = self.dir.clone();
+        let mut msgs = Vec::new();
+        let mut acks = std::collections::BTreeSet::new();
+        let mut dir_changed = false;
+        for e in fs.list_dir(&dir).map_err(|e| io_at(&dir, "list", e))? {
+            if let Some(n) = parse_numbered(&e.name, "msgs.") {
+                msgs.push(n);
+            } else if let Some(n) = parse_numbered(&e.name, "acks.") {
+                acks.insert(n);
+            } else if e.name.ends_with(".tmp") {
+                // An interrupted ack-file rewrite; the original is still in place.
+                let p = dir.join(&e.name);
+                fs.remove_file(&p).map_err(|e| io_at(&p, "remove", e))?;
+                dir_changed = true;
+            }
+        }
+        msgs.sort_unstable();
+        let mut out = Vec::new();
+        for &n in &msgs {
+            self.report.segments_scanned += 1;
+            let has_acks = acks.remove(&n);
+            dir_changed |= self.recover_segment(n, has_acks, &mut out)?;
+        }
+        // Ack files whose segment is gone (crash between the two unlinks).
+        for n in acks {
+            let p = acks_path(&dir, n);
+            fs.remove_file(&p).map_err(|e| io_at(&p, "remove", e))?;
+            dir_changed = true;
+        }
+        if dir_changed && self.shared.fsync {
+            fs.sync_dir(&dir).map_err(|e| io_at(&dir, "fsync", e))?;
+        }
+        self.next_segment = msgs.last().map_or(1, |&n| n.saturating_add(1));
+        if !out.is_sorted_by_key(|r: &Recovered| r.seq) {
+            out.sort_by_key(|r| r.seq);
+        }
+        self.report.messages = out.len() as u64;
+        Ok(out)
+    }
+
+    /// Recovers segment `n` into `out`; returns whether files were removed or renamed.
+    fn recover_segment(
+        &mut self,
+        n: u32,
+        has_acks: bool,
+        out: &mut Vec<Recovered>,
+    ) -> Result<bool, StoreError> {
+        let fs = self.shared.fs.clone();
+        let fs = &*fs;
+        let path = msgs_path(&self.dir, n);
+        let apath = acks_path(&self.dir, n);
+        let data = read_all(fs, &path)?;
+        match format::check_header(&data, MAGIC_MSGS) {
+            HeaderCheck::Ok => {}
+            HeaderCheck::Incomplete => {
+                // Crash while creating the segment: it never held a message.
+                fs.remove_file(&path).map_err(|e| io_at(&path, "remove", e))?;
+                if has_acks {
+                    fs.remove_file(&apath).map_err(|e| io_at(&apath, "remove", e))?;
+                }
+                self.report.segments_removed += 1;
+                return Ok(true);
+            }
+            HeaderCheck::BadMagic => {
+                self.report.warn(
+                    &path,
+                    0,
+                    "bad file header; segment skipped and kept for inspection",
+                );
+                self.segments.insert(
+                    n,
+                    Segment {
+                        keep: true,
+                        ..Segment::default()
+                    },
+                );
+                return Ok(false);
+            }
+            HeaderCheck::Version(version) => {
+                return Err(StoreError::UnsupportedVersion { file: path, version });
+            }
+        }
+        let scan = format::scan(&data, |len| len >= 8);
+        let mut seg = Segment {
+            keep: !scan.problems.is_empty(),
+            ..Segment::default()
+        };
+        for p in &scan.problems {
+            self.report.warn(&path, p.offset, p.reason.clone());
+        }
+        if let Some(at) = scan.torn_at {
+            self.truncate(&path, at, data.len() as u64)?;
+        }
+        seg.offsets = scan.records.iter().map(|(off, _)| *off).collect();
+        seg.acked = vec![false; seg.offsets.len()];
+        seg.live = seg.offsets.len() as u32;
+
+        let mut counts: HashMap<u32, (u32, u32)> = HashMap::new();
+        let mut changed = false;
+        if has_acks {
+            changed |= self.recover_acks(n, &mut seg, &mut counts)?;
+        }
+        if seg.live == 0 && !seg.keep {
+            fs.remove_file(&path).map_err(|e| io_at(&path, "remove", e))?;
+            if fs.exists(&apath) {
+                fs.remove_file(&apath).map_err(|e| io_at(&apath, "remove", e))?;
+            }
+            self.report.segments_removed += 1;
+            return Ok(true);
+        }
+        out.reserve(seg.live as usize);
+        for (i, (off, range)) in scan.records.iter().enumerate() {
+            if seg.acked[i] {
+                continue;
+            }
+            let (seq, payload) =
+                format::decode_message(&data[range.clone()]).expect("length checked by scan");
+            let (delivery_count, acquired_count) = counts.get(off).copied().unwrap_or((0, 0));
+            out.push(Recovered {
+                pos: MsgPos {
+                    segment: n,
+                    offset: *off,
+                },
+                seq,
+                delivery_count,
+                acquired_count,
+                payload: Bytes::copy_from_slice(payload),
+            });
+        }
+        self.live += seg.live as u64;
+        self.segments.insert(n, seg);
+        Ok(changed)
+    }
+
+    /// Applies `acks.n` to `seg`; returns whether the directory changed.
+    fn recover_acks(
+        &mut self,
+        n: u32,
+        seg: &mut Segment,
+        counts: &mut HashMap<u32, (u32, u32)>,
+    ) -> Result<bool, StoreError> {
+        let fs = self.shared.fs.clone();
+        let fs = &*fs;
+        let apath = acks_path(&self.dir, n);
+        let data = read_all(fs, &apath)?;
+        match format::check_header(&data, MAGIC_ACKS) {
+            HeaderCheck::Ok => {}
+            HeaderCheck::Incomplete => {
+                fs.remove_file(&apath).map_err(|e| io_at(&apath, "remove", e))?;
+                return Ok(true);
+            }
+            HeaderCheck::BadMagic => {
+                let aside = apath.with_extension(format!("{n:010}.corrupt"));
+                self.report.warn(
+                    &apath,
+                    0,
+                    format!("bad file header; acks ignored, file moved to {}", aside.display()),
+                );
+                fs.rename(&apath, &aside)
+                    .map_err(|e| io_at(&apath, "rename", e))?;
+                return Ok(true);
+            }
+            HeaderCheck::Version(version) => {
+                return Err(StoreError::UnsupportedVersion { file: apath, version });
+            }
+        }
+        let scan = format::scan(&data, |len| {
+            len == format::ACK_BODY_LEN || len == format::COUNTS_BODY_LEN
+        });
+        let mut rewrite = !scan.problems.is_empty();
+        for p in &scan.problems {
+            self.report.warn(&apath, p.offset, p.reason.clone());
+        }
+        for (off, range) in &scan.records {
+            let rec = match format::decode_ack(&data[range.clone()]) {
+                Some(r) => r,
+                None => {
+                    self.report
+                        .warn(&apath, *off as u64, "unknown ack record kind; skipped");
+                    rewrite = true;
+                    continue;
+                }
+            };
+            let target = match rec {
+                AckRecord::Ack(o) => o,
+                AckRecord::Counts { offset, .. } => offset,
+            };
+            let Ok(i) = seg.offsets.binary_search(&target) else {
+                self.report.stray_records += 1;
+                continue;
+            };
+            match rec {
+                AckRecord::Ack(_) if !seg.acked[i] => {
+                    seg.acked[i] = true;
+                    seg.live -= 1;
+                }
+                AckRecord::Ack(_) => {}
+                AckRecord::Counts {
+                    offset,
+                    delivery,
+                    acquired,
+                } => {
+                    counts.insert(offset, (delivery, acquired));
+                }
+            }
+        }
+        if rewrite && seg.live > 0 {
+            self.rewrite_acks(n, seg, counts)?;
+            return Ok(true);
+        }
+        if let Some(at) = scan.torn_at {
+            self.truncate(&apath, at, data.len() as u64)?;
+        }
+        Ok(false)
+    }
+
+    /// Replaces `acks.n` with a clean file holding `seg`'s acks and the live messages'
+    /// counters (temp file, fsync, rename, fsync directory).
+    fn rewrite_acks(
+        &mut self,
+        n: u32,
+        seg: &Segment,
+        counts: &HashMap<u32, (u32, u32)>,
+    ) -> Result<(), StoreError> {
+        let fs = &*self.shared.fs;
+        let apath = acks_path(&self.dir, n);
+        let tmp = self.dir.join(format!("acks.{n:010}.tmp"));
+        let mut buf = Vec::new();
+        format::put_header(&mut buf, MAGIC_ACKS);
+        for (i, &off) in seg.offsets.iter().enumerate() {
+            if seg.acked[i] {
+                format::put_ack(&mut buf, off);
+            } else if let Some(&(d, a)) = counts.get(&off) {
+                format::put_counts(&mut buf, off, d, a);
+            }
+        }
+        let h = fs.create_truncate(&tmp).map_err(|e| io_at(&tmp, "create", e))?;
+        h.append(&buf).map_err(|e| io_at(&tmp, "write", e))?;
+        if self.shared.fsync {
+            h.sync_data().map_err(|e| io_at(&tmp, "fsync", e))?;
+        }
+        drop(h);
+        fs.rename(&tmp, &apath).map_err(|e| io_at(&apath, "rename", e))?;
+        Ok(())
+    }
+
+    fn truncate(&mut self, path: &Path, at: u64, len: u64) -> Result<(), StoreError> {
+        let h = self
+            .shared
+            .fs
+            .open_append(path)
+            .map_err(|e| io_at(path, "open", e))?;
+        h.truncate(at).map_err(|e| io_at(path, "truncate", e))?;
+        if self.shared.fsync {
+            h.sync_data().map_err(|e| io_at(path, "fsync", e))?;
+        }
+        self.report.truncated.push(Truncation {
+            file: path.to_path_buf(),
+            offset: at,
+            dropped: len - at,
+        });
+        Ok(())
+    }
+
+    /// The log's name (its directory under `queues/`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What recovery found when this log was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Messages appended or recovered and not yet acked.
+    pub fn live_count(&self) -> u64 {
+        self.live
+    }
+
+    /// Segment files currently on disk (or being written).
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Appends a message (buffered: call [`flush`](Self::flush), then
+    /// [`SyncHandle::request`](crate::SyncHandle::request), before confirming it). Starts a
+    /// new segment when this record would take the current one past `segment_size`.
+    pub fn append(&mut self, seq: u64, payload: &[u8]) -> Result<MsgPos, StoreError> {
+        self.shared.check()?;
+        let max = (format::MAX_BODY - 8) as u64;
+        if payload.len() as u64 > max {
+            return Err(StoreError::TooLarge {
+                len: payload.len() as u64,
+                max,
+            });
+        }
+        let rec = (FRAME_LEN + 8 + payload.len()) as u64;
+        let roll = match &self.writer {
+            None => true,
+            Some(w) => w.size() > HEADER_LEN as u64 && w.size() + rec > self.shared.segment_size,
+        };
+        if roll {
+            self.roll()?;
+        }
+        let w = self.writer.as_mut().expect("roll opened a segment");
+        let offset = w.size() as u32;
+        format::put_message(&mut w.buf, seq, payload);
+        let seg = self
+            .segments
+            .get_mut(&w.seg)
+            .expect("writer's segment is indexed");
+        seg.offsets.push(offset);
+        seg.acked.push(false);
+        seg.live += 1;
+        self.live += 1;
+        let pos = MsgPos {
+            segment: w.seg,
+            offset,
+        };
+        if w.buf.len() >= WRITE_BUF {
+            self.flush_writer()?;
+        }
+        Ok(pos)
+    }
+
+    fn flush_writer(&mut self) -> Result<(), StoreError> {
+        if let Some(w) = &mut self.writer {
+            let len = w.buf.len() as u64;
+            write_out(&self.shared, &w.file, &mut w.buf, &msgs_path(&self.dir, w.seg))?;
+            w.written += len;
+        }
+        Ok(())
+    }
+
+    /// Seals the segment being written (removing it if already fully acked) and starts the
+    /// next one.
+    fn roll(&mut self) -> Result<(), StoreError> {
+        if self.writer.is_some() {
+            self.flush_writer()?;
+            let w = self.writer.take().expect("checked");
+            if self.segments.get(&w.seg).is_some_and(|s| s.live == 0 && !s.keep) {
+                self.remove_segment(w.seg)?;
+            }
+        }
+        let n = self.next_segment;
+        self.next_segment = n.checked_add(1).ok_or_else(|| StoreError::TooLarge {
+            len: u64::from(u32::MAX) + 1,
+            max: u64::from(u32::MAX),
+        })?;
+        let path = msgs_path(&self.dir, n);
+        let handle = self
+            .shared
+            .fs
+            .create_truncate(&path)
+            .map_err(|e| io_at(&path, "create", e))?;
+        let mut buf = Vec::with_capacity(64 * 1024);
+        format::put_header(&mut buf, MAGIC_MSGS);
+        self.writer = Some(Writer {
+            seg: n,
+            file: self.shared.file_ref(handle),
+            written: 0,
+            buf,
+        });
+        self.segments.insert(n, Segment::default());
+        self.shared.mark_dir_dirty(self.dir.clone());
+        Ok(())
+    }
+
+    /// Unlinks segment `n` and its ack file (segment first).
+    fn remove_segment(&mut self, n: u32) -> Result<(), StoreError> {
+        self.segments.remove(&n);
+        if self.read_cache.as_ref().is_some_and(|(s, _)| *s == n) {
+            self.read_cache = None;
+        }
+        let fs = &*self.shared.fs;
+        for path in [msgs_path(&self.dir, n), acks_path(&self.dir, n)] {
+            match fs.remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_at(&path, "remove", e)),
+            }
+        }
+        self.shared.mark_dir_dirty(self.dir.clone());
+        Ok(())
+    }
+
+    fn locate(&self, pos: MsgPos) -> Result<usize, StoreError> {
+        self.segments
+            .get(&pos.segment)
+            .and_then(|s| s.offsets.binary_search(&pos.offset).ok())
+            .ok_or(StoreError::UnknownPosition(pos))
+    }
+
+    /// Acks the message at `pos` (idempotent). Once every message of a sealed segment is
+    /// acked, the segment and its ack file are unlinked.
+    pub fn ack(&mut self, pos: MsgPos) -> Result<(), StoreError> {
+        self.shared.check()?;
+        let i = self.locate(pos)?;
+        let writing = self.writer.as_ref().is_some_and(|w| w.seg == pos.segment);
+        let seg = self.segments.get_mut(&pos.segment).expect("located");
+        if seg.acked[i] {
+            return Ok(());
+        }
+        seg.acked[i] = true;
+        seg.live -= 1;
+        self.live -= 1;
+        if seg.live == 0 && !writing && !seg.keep {
+            return self.remove_segment(pos.segment);
+        }
+        self.ack_record(pos.segment, |buf| format::put_ack(buf, pos.offset))
+    }
+
+    /// Records the message's delivery counters durably (the last call wins on recovery).
+    /// A no-op for an acked message.
+    pub fn set_counts(
+        &mut self,
+        pos: MsgPos,
+        delivery_count: u32,
+        acquired_count: u32,
+    ) -> Result<(), StoreError> {
+        self.shared.check()?;
+        let i = self.locate(pos)?;
+        if self.segments[&pos.segment].acked[i] {
+            return Ok(());
+        }
+        self.ack_record(pos.segment, |buf| {
+            format::put_counts(buf, pos.offset, delivery_count, acquired_count)
+        })
+    }
+
+    /// Buffers one record for `acks.n`, opening (or creating) the file on first use.
+    fn ack_record(&mut self, n: u32, put: impl FnOnce(&mut Vec<u8>)) -> Result<(), StoreError> {
+        let seg = self.segments.get_mut(&n).expect("caller located the segment");
+        if seg.acks.is_none() {
+            let path = acks_path(&self.dir, n);
+            let fs = &*self.shared.fs;
+            let existed = fs.exists(&path);
+            let handle = fs.open_append(&path).map_err(|e| io_at(&path, "open", e))?;
+            let mut buf = Vec::new();
+            if !existed {
+                format::put_header(&mut buf, MAGIC_ACKS);
+                self.shared.mark_dir_dirty(self.dir.clone());
+            }
+            seg.acks = Some(AckWriter {
+                file: self.shared.file_ref(handle),
+                buf,
+            });
+            self.dirty_acks.push(n);
+        }
+        let aw = seg.acks.as_mut().expect("opened above");
+        if aw.buf.is_empty() && self.dirty_acks.last() != Some(&n) {
+            self.dirty_acks.push(n);
+        }
+        put(&mut aw.buf);
+        if aw.buf.len() >= ACK_BUF {
+            write_out(&self.shared, &aw.file, &mut aw.buf, &acks_path(&self.dir, n))?;
+        }
+        Ok(())
+    }
+
+    /// Pushes every buffered write to the OS and marks the files dirty for the syncer. Call it,
+    /// then [`SyncHandle::request`](crate::SyncHandle::request), to make the writes durable.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.shared.check()?;
+        self.flush_writer()?;
+        for n in std::mem::take(&mut self.dirty_acks) {
+            if let Some(aw) = self.segments.get_mut(&n).and_then(|s| s.acks.as_mut()) {
+                write_out(&self.shared, &aw.file, &mut aw.buf, &acks_path(&self.dir, n))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads back the payload of the message at `pos` (for paging bodies out of memory);
+    /// the record's CRC is checked.
+    pub fn read(&mut self, pos: MsgPos) -> Result<Bytes, StoreError> {
+        self.locate(pos)?;
+        let path = msgs_path(&self.dir, pos.segment);
+        let corrupt = |offset: u32, reason: String| StoreError::Corruption {
+            file: path.clone(),
+            offset: offset.into(),
+            reason,
+        };
+        let handle = match &self.writer {
+            Some(w) if w.seg == pos.segment => {
+                if u64::from(pos.offset) >= w.written {
+                    let rec = &w.buf[(u64::from(pos.offset) - w.written) as usize..];
+                    let len = format::verify_record(rec).map_err(|r| corrupt(pos.offset, r))?;
+                    return Ok(Bytes::copy_from_slice(&rec[FRAME_LEN + 8..FRAME_LEN + len]));
+                }
+                w.file.handle.clone()
+            }
+            _ => match &self.read_cache {
+                Some((n, h)) if *n == pos.segment => h.clone(),
+                _ => {
+                    let h = self
+                        .shared
+                        .fs
+                        .open_read(&path)
+                        .map_err(|e| io_at(&path, "open", e))?;
+                    self.read_cache = Some((pos.segment, h.clone()));
+                    h
+                }
+            },
+        };
+        let mut buf = vec![0u8; READ_AHEAD];
+        let mut got =
+            read_upto(&*handle, &mut buf, pos.offset.into()).map_err(|e| io_at(&path, "read", e))?;
+        if got < FRAME_LEN {
+            return Err(corrupt(pos.offset, "record frame cut short".into()));
+        }
+        let len = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
+        if !(8..=format::MAX_BODY).contains(&len) {
+            return Err(corrupt(pos.offset, format!("invalid record length {len}")));
+        }
+        let total = FRAME_LEN + len;
+        if total > buf.len() {
+            buf.resize(total, 0);
+            got += read_upto(&*handle, &mut buf[got..], u64::from(pos.offset) + got as u64)
+                .map_err(|e| io_at(&path, "read", e))?;
+        }
+        buf.truncate(got.min(total));
+        format::verify_record(&buf).map_err(|r| corrupt(pos.offset, r))?;
+        if total <= READ_AHEAD {
+            Ok(Bytes::copy_from_slice(&buf[FRAME_LEN + 8..total]))
+        } else {
+            Ok(Bytes::from(buf).slice(FRAME_LEN + 8..total))
+        }
+    }
+
+    /// Flushes to the OS and closes the log, reporting a failed flush (dropping it flushes
+    /// too, but silently).
+    pub fn close(mut self) -> Result<(), StoreError> {
+        self.flush()
+    }
+}
+
+impl Drop for QueueLog {
+    fn drop(&mut self) {
+        if !self.shared.is_poisoned() {
+            let _ = self.flush();
+        }
+        self.shared.open_queues().remove(&self.name);
+    }
+}

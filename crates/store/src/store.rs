@@ -1,0 +1,188 @@
+//! [`Store`]: the root directory, the options, the set of open queue logs and the shared
+//! group-commit syncer. Opening a queue's log goes through here so that each log has exactly
+//! one owner.
+//!
+//! Layout: `<root>/queues/<name>/` per queue (see [`queue_log`](crate::queue_log)). Deleting a
+//! queue renames its directory to `queues/.trash-<name>-<n>` (atomic), fsyncs `queues/`, then
+//! removes the trash; leftover trash is removed on the next open.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{StoreError, io_at};
+use crate::format::{HEADER_LEN, MAX_BODY};
+use crate::fs::{FileSystem, StdFs};
+use crate::queue_log::{QueueLog, Recovered};
+use crate::sync::{Shared, SyncHandle, SyncStats, SyncerLink};
+
+/// Default segment size: 8 MiB (lavinmq's).
+pub const DEFAULT_SEGMENT_SIZE: u64 = 8 * 1024 * 1024;
+
+/// Options of [`Store::open`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// A segment is sealed once the next record would take it past this size (default 8 MiB;
+    /// clamped to 64 B ..= 1 GiB).
+    pub segment_size: u64,
+    /// The filesystem (default [`StdFs`]; tests use [`FaultyFs`](crate::FaultyFs)).
+    pub fs: Arc<dyn FileSystem>,
+    /// Whether sync passes really fdatasync (default `true`; `false` only for benchmarks and
+    /// tests — nothing is then durable across a machine crash).
+    pub fsync: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            fs: Arc::new(StdFs),
+            fsync: true,
+        }
+    }
+}
+
+/// The durable message store rooted at one directory.
+pub struct Store {
+    shared: Arc<Shared>,
+    link: Arc<SyncerLink>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `name` is a filesystem-safe queue-log id: 1..=200 bytes of `[A-Za-z0-9._-]`, not
+/// starting with `.`.
+pub fn is_valid_queue_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn check_name(name: &str) -> Result<(), StoreError> {
+    if is_valid_queue_name(name) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName(name.to_owned()))
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root` and starts its syncer thread.
+    pub fn open(root: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        let fs = opts.fs;
+        let queues = root.join("queues");
+        fs.create_dir_all(&queues)
+            .map_err(|e| io_at(&queues, "create", e))?;
+        for e in fs.list_dir(&queues).map_err(|e| io_at(&queues, "list", e))? {
+            if e.is_dir && e.name.starts_with(".trash-") {
+                let p = queues.join(&e.name);
+                fs.remove_dir_all(&p).map_err(|e| io_at(&p, "remove", e))?;
+            }
+        }
+        let segment_size = opts
+            .segment_size
+            .clamp(64.max(HEADER_LEN as u64), MAX_BODY as u64);
+        let shared = Arc::new(Shared::new(fs, root.to_path_buf(), segment_size, opts.fsync));
+        let link = SyncerLink::start(shared.clone())?;
+        Ok(Store { shared, link })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.shared.root
+    }
+
+    fn queue_dir(&self, name: &str) -> PathBuf {
+        self.shared.root.join("queues").join(name)
+    }
+
+    /// Opens (creating if needed) the log of one queue; `name` is a filesystem-safe id the
+    /// caller chooses (see [`is_valid_queue_name`]). Returns the log and the messages still
+    /// live in it, in seq order, with their counters; what recovery found is in
+    /// [`QueueLog::recovery_report`]. A log has one owner: opening it again while open fails
+    /// with [`StoreError::AlreadyOpen`].
+    pub fn open_queue(&self, name: &str) -> Result<(QueueLog, Vec<Recovered>), StoreError> {
+        check_name(name)?;
+        if !self.shared.open_queues().insert(name.to_owned()) {
+            return Err(StoreError::AlreadyOpen(name.to_owned()));
+        }
+        // On failure no QueueLog exists to release the name, so release it here.
+        QueueLog::open(self.shared.clone(), name).inspect_err(|_| {
+            self.shared.open_queues().remove(name);
+        })
+    }
+
+    /// Deletes a queue's log and all its files (idempotent). The log must not be open.
+    pub fn delete_queue(&self, name: &str) -> Result<(), StoreError> {
+        check_name(name)?;
+        let open = self.shared.open_queues();
+        if open.contains(name) {
+            return Err(StoreError::AlreadyOpen(name.to_owned()));
+        }
+        let fs = &*self.shared.fs;
+        let dir = self.queue_dir(name);
+        if !fs.exists(&dir) {
+            return Ok(());
+        }
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let queues = self.shared.root.join("queues");
+        let trash = queues.join(format!(".trash-{name}-{nanos}"));
+        fs.rename(&dir, &trash).map_err(|e| io_at(&dir, "rename", e))?;
+        drop(open);
+        if self.shared.fsync {
+            fs.sync_dir(&queues).map_err(|e| io_at(&queues, "fsync", e))?;
+        }
+        fs.remove_dir_all(&trash)
+            .map_err(|e| io_at(&trash, "remove", e))?;
+        Ok(())
+    }
+
+    /// Names of the queue logs on disk, sorted.
+    pub fn queue_names(&self) -> Result<Vec<String>, StoreError> {
+        let queues = self.shared.root.join("queues");
+        let mut names: Vec<String> = self
+            .shared
+            .fs
+            .list_dir(&queues)
+            .map_err(|e| io_at(&queues, "list", e))?
+            .into_iter()
+            .filter(|e| e.is_dir && is_valid_queue_name(&e.name))
+            .map(|e| e.name)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// A handle to the group-commit syncer (cheap to clone; keeps the syncer thread alive).
+    pub fn syncer(&self) -> SyncHandle {
+        SyncHandle::new(self.link.clone())
+    }
+
+    /// Counters of the syncer.
+    pub fn sync_stats(&self) -> SyncStats {
+        self.syncer().stats()
+    }
+
+    /// Whether a write or fsync failure has poisoned the store (it then refuses writes until
+    /// reopened; the broker should raise a disk alarm).
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.is_poisoned()
+    }
+
+    /// Bytes in files under the root.
+    pub fn disk_usage(&self) -> u64 {
+        crate::fs::disk_usage(&*self.shared.fs, &self.shared.root)
+    }
+}

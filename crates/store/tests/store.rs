@@ -1,0 +1,461 @@
+//! Behaviour tests of the message store: round trips, rollover and segment deletion, counters,
+//! recovery from corruption and torn tails, poisoning, group commit, the definitions log.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::TestDir;
+use warren_store::{DefinitionsLog, FaultyFs, FileSystem, MsgPos, StdFs, Store, StoreError, StoreOptions};
+
+fn opts(segment_size: u64) -> StoreOptions {
+    StoreOptions {
+        segment_size,
+        ..StoreOptions::default()
+    }
+}
+
+fn faulty_opts(segment_size: u64) -> (FaultyFs, StoreOptions) {
+    let fs = FaultyFs::new(Arc::new(StdFs));
+    let o = StoreOptions {
+        segment_size,
+        fs: Arc::new(fs.clone()),
+        fsync: true,
+    };
+    (fs, o)
+}
+
+fn payload(i: u64) -> Vec<u8> {
+    format!("message number {i}").into_bytes()
+}
+
+#[test]
+fn round_trip() {
+    let dir = TestDir::new("rt");
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let (mut log, rec) = store.open_queue("q1").unwrap();
+    assert!(rec.is_empty());
+    let mut pos = Vec::new();
+    for i in 0..100 {
+        pos.push(log.append(i, &payload(i)).unwrap());
+    }
+    // Readable while still buffered, and after flushing.
+    assert_eq!(log.read(pos[7]).unwrap(), Bytes::from(payload(7)));
+    log.flush().unwrap();
+    store.syncer().sync_blocking().unwrap();
+    assert_eq!(log.read(pos[99]).unwrap(), Bytes::from(payload(99)));
+    let big = vec![0xAB; 100_000];
+    let big_pos = log.append(100, &big).unwrap();
+    log.flush().unwrap();
+    assert_eq!(log.read(big_pos).unwrap(), Bytes::from(big.clone()));
+    assert_eq!(log.live_count(), 101);
+    drop(log);
+
+    let (mut log, rec) = store.open_queue("q1").unwrap();
+    assert!(log.recovery_report().is_clean(), "{:?}", log.recovery_report());
+    assert_eq!(rec.len(), 101);
+    for (i, r) in rec.iter().take(100).enumerate() {
+        assert_eq!(r.seq, i as u64);
+        assert_eq!(r.pos, pos[i]);
+        assert_eq!(r.payload, Bytes::from(payload(i as u64)));
+        assert_eq!((r.delivery_count, r.acquired_count), (0, 0));
+    }
+    assert_eq!(rec[100].payload.len(), 100_000);
+    assert_eq!(log.read(pos[3]).unwrap(), Bytes::from(payload(3)));
+    assert_eq!(log.live_count(), 101);
+    assert_eq!(store.queue_names().unwrap(), vec!["q1".to_string()]);
+}
+
+#[test]
+fn segment_rollover_and_deletion_of_acked_segments() {
+    let dir = TestDir::new("roll");
+    let store = Store::open(dir.path(), opts(1024)).unwrap();
+    let (mut log, _) = store.open_queue("q").unwrap();
+    let pos: Vec<MsgPos> = (0..2000).map(|i| log.append(i, &[7u8; 40]).unwrap()).collect();
+    log.flush().unwrap();
+    let segments = log.segment_count();
+    assert!(segments > 50, "{segments} segments");
+    assert!(pos.windows(2).all(|w| w[0] < w[1]));
+    let full = store.disk_usage();
+    assert!(full > 2000 * 40);
+    for p in &pos[..1000] {
+        log.ack(*p).unwrap();
+    }
+    log.flush().unwrap();
+    assert!(log.segment_count() <= segments / 2 + 2);
+    assert!(store.disk_usage() < full * 6 / 10);
+    for p in &pos[1000..] {
+        log.ack(*p).unwrap();
+    }
+    log.flush().unwrap();
+    assert_eq!(log.live_count(), 0);
+    // Only the segment still being written (and its ack file) remain.
+    assert_eq!(log.segment_count(), 1);
+    assert!(store.disk_usage() < 2 * 1024, "{}", store.disk_usage());
+    drop(log);
+    let (log, rec) = store.open_queue("q").unwrap();
+    assert!(rec.is_empty());
+    assert_eq!(log.segment_count(), 0);
+    assert_eq!(store.disk_usage(), 0);
+    // Acking an unknown position is an error, not a panic.
+    drop(log);
+    let (mut log, _) = store.open_queue("q").unwrap();
+    assert!(matches!(log.ack(pos[5]), Err(StoreError::UnknownPosition(_))));
+}
+
+#[test]
+fn counters_survive_reopen() {
+    let dir = TestDir::new("counts");
+    let store = Store::open(dir.path(), opts(512)).unwrap();
+    let (mut log, _) = store.open_queue("q").unwrap();
+    let pos: Vec<MsgPos> = (0..50).map(|i| log.append(i, &payload(i)).unwrap()).collect();
+    for (i, p) in pos.iter().enumerate() {
+        log.set_counts(*p, i as u32, 1).unwrap();
+        log.set_counts(*p, i as u32 * 2, i as u32 + 3).unwrap(); // last one wins
+    }
+    log.ack(pos[10]).unwrap();
+    log.flush().unwrap();
+    drop(log);
+    let (_log, rec) = store.open_queue("q").unwrap();
+    assert_eq!(rec.len(), 49);
+    for r in &rec {
+        assert_ne!(r.seq, 10);
+        assert_eq!(
+            (r.delivery_count, r.acquired_count),
+            (r.seq as u32 * 2, r.seq as u32 + 3)
+        );
+    }
+}
+
+#[test]
+fn crc_mismatch_in_the_middle_is_reported_and_the_rest_recovered() {
+    let dir = TestDir::new("crc");
+    let store = Store::open(dir.path(), opts(4096)).unwrap();
+    let (mut log, _) = store.open_queue("q").unwrap();
+    let pos: Vec<MsgPos> = (0..300).map(|i| log.append(i, &payload(i)).unwrap()).collect();
+    log.flush().unwrap();
+    drop(log);
+    drop(store);
+    // Flip a payload byte of the 5th message of segment 1.
+    let victim = pos.iter().filter(|p| p.segment == 1).nth(4).copied().unwrap();
+    let seg_path = dir.path().join("queues/q/msgs.0000000001");
+    let mut bytes = std::fs::read(&seg_path).unwrap();
+    bytes[victim.offset as usize + 8 + 8 + 2] ^= 0x55;
+    std::fs::write(&seg_path, &bytes).unwrap();
+
+    let store = Store::open(dir.path(), opts(4096)).unwrap();
+    let (mut log, rec) = store.open_queue("q").unwrap();
+    let report = log.recovery_report().clone();
+    assert_eq!(report.warnings.len(), 1, "{report:?}");
+    assert_eq!(report.warnings[0].file, seg_path);
+    assert_eq!(report.warnings[0].offset, u64::from(victim.offset));
+    assert!(report.truncated.is_empty());
+    assert_eq!(rec.len(), 299);
+    assert!(rec.iter().all(|r| r.pos != victim && r.payload == payload(r.seq)));
+    // The skipped record is not in the index; its neighbours read fine.
+    assert!(matches!(log.read(victim), Err(StoreError::UnknownPosition(_))));
+    assert_eq!(log.read(pos[0]).unwrap(), payload(0));
+    // Damage found by a read names file and offset.
+    let mut bytes = std::fs::read(&seg_path).unwrap();
+    bytes[pos[1].offset as usize + 8 + 8] ^= 0x01;
+    std::fs::write(&seg_path, &bytes).unwrap();
+    match log.read(pos[1]) {
+        Err(StoreError::Corruption { file, offset, .. }) => {
+            assert_eq!((file, offset), (seg_path.clone(), u64::from(pos[1].offset)));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn corrupt_length_in_a_sealed_segment_skips_only_that_segment() {
+    let dir = TestDir::new("len");
+    let store = Store::open(dir.path(), opts(2048)).unwrap();
+    let (mut log, _) = store.open_queue("q").unwrap();
+    let pos: Vec<MsgPos> = (0..200).map(|i| log.append(i, &payload(i)).unwrap()).collect();
+    drop(log);
+    let victim = pos.iter().filter(|p| p.segment == 2).nth(3).copied().unwrap();
+    let seg_path = dir.path().join("queues/q/msgs.0000000002");
+    let mut bytes = std::fs::read(&seg_path).unwrap();
+    bytes[victim.offset as usize + 3] = 0x7f; // absurd length
+    std::fs::write(&seg_path, &bytes).unwrap();
+    let (log, rec) = store.open_queue("q").unwrap();
+    let lost = pos
+        .iter()
+        .filter(|p| p.segment == 2 && p.offset >= victim.offset)
+        .count();
+    assert_eq!(rec.len(), 200 - lost);
+    assert_eq!(log.recovery_report().warnings.len(), 1);
+    assert!(rec.iter().any(|r| r.pos.segment == 3));
+}
+
+#[test]
+fn torn_tail_is_truncated_and_earlier_records_recovered() {
+    let dir = TestDir::new("torn");
+    let (fs, o) = faulty_opts(1 << 20);
+    let store = Store::open(dir.path(), o).unwrap();
+    let (mut log, _) = store.open_queue("q").unwrap();
+    for i in 0..10 {
+        log.append(i, &payload(i)).unwrap();
+    }
+    log.flush().unwrap();
+    store.syncer().sync_blocking().unwrap();
+    // The next write reaches the disk only in part; the "machine" crashes.
+    fs.tear_write_after(0, 30);
+    for i in 10..20 {
+        log.append(i, &payload(i)).unwrap();
+    }
+    assert!(matches!(log.flush(), Err(StoreError::Io(_))));
+    assert!(store.is_poisoned());
+    assert!(matches!(log.append(99, b"x"), Err(StoreError::Poisoned)));
+    drop(log);
+    drop(store);
+
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let (mut log, rec) = store.open_queue("q").unwrap();
+    let report = log.recovery_report().clone();
+    assert!(report.warnings.is_empty(), "{report:?}");
+    assert_eq!(report.truncated.len(), 1);
+    // 30 bytes of the torn batch made it: the first 29-byte record whole, then a fragment.
+    let whole = rec.len();
+    assert!((10..=11).contains(&whole), "{whole}");
+    for (i, r) in rec.iter().enumerate() {
+        assert_eq!(r.seq, i as u64);
+        assert_eq!(r.payload, Bytes::from(payload(i as u64)));
+    }
+    let p = log.append(100, b"after").unwrap();
+    assert!(p.segment > rec[0].pos.segment);
+    drop(log);
+    let (log, rec2) = store.open_queue("q").unwrap();
+    assert!(log.recovery_report().is_clean(), "{:?}", log.recovery_report());
+    assert_eq!(rec2.len(), whole + 1);
+}
+
+#[test]
+fn hand_cut_tail_of_last_segment() {
+    let dir = TestDir::new("cut");
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let (mut log, _) = store.open_queue("q").unwrap();
+    for i in 0..5 {
+        log.append(i, &payload(i)).unwrap();
+    }
+    drop(log);
+    let path = dir.path().join("queues/q/msgs.0000000001");
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len - 3).unwrap();
+    drop(f);
+    let (log, rec) = store.open_queue("q").unwrap();
+    assert_eq!(rec.len(), 4);
+    let t = &log.recovery_report().truncated;
+    assert_eq!(t.len(), 1);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), t[0].offset);
+}
+
+#[test]
+fn fsync_failure_poisons_and_fails_waiters() {
+    let dir = TestDir::new("poison");
+    let (fs, o) = faulty_opts(1 << 20);
+    let store = Store::open(dir.path(), o).unwrap();
+    let (mut log, _) = store.open_queue("q").unwrap();
+    let p = log.append(1, b"one").unwrap();
+    log.flush().unwrap();
+    store.syncer().sync_blocking().unwrap();
+    fs.fail_syncs_after(0);
+    log.append(2, b"two").unwrap();
+    log.flush().unwrap();
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..3 {
+        let tx = tx.clone();
+        store.syncer().request(Box::new(move |r| tx.send(r).unwrap()));
+    }
+    for _ in 0..3 {
+        assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap().is_err());
+    }
+    assert!(store.is_poisoned());
+    assert!(matches!(log.append(3, b"x"), Err(StoreError::Poisoned)));
+    assert!(matches!(log.ack(p), Err(StoreError::Poisoned)));
+    assert!(matches!(log.set_counts(p, 1, 1), Err(StoreError::Poisoned)));
+    assert!(matches!(log.flush(), Err(StoreError::Poisoned)));
+    fs.heal();
+    // Still poisoned: healing the disk does not make the lost pages come back.
+    assert!(matches!(
+        store.syncer().sync_blocking(),
+        Err(StoreError::Poisoned)
+    ));
+}
+
+#[test]
+fn write_failure_poisons() {
+    let dir = TestDir::new("wfail");
+    let (fs, o) = faulty_opts(1 << 20);
+    let store = Store::open(dir.path(), o).unwrap();
+    let (mut log, _) = store.open_queue("q").unwrap();
+    log.append(1, b"one").unwrap();
+    fs.fail_writes_after(0);
+    assert!(matches!(log.flush(), Err(StoreError::Io(_))));
+    assert!(store.is_poisoned());
+    assert!(store.syncer().sync_blocking().is_err());
+}
+
+#[test]
+fn group_commit_batches_requests_from_many_threads() {
+    let dir = TestDir::new("group");
+    let (fs, o) = faulty_opts(1 << 20);
+    fs.set_sync_delay(Duration::from_millis(2));
+    let store = Store::open(dir.path(), o).unwrap();
+    const THREADS: usize = 4;
+    const PER_THREAD: u64 = 100;
+    let mut joins = Vec::new();
+    for t in 0..THREADS {
+        let (mut log, _) = store.open_queue(&format!("q{t}")).unwrap();
+        let syncer = store.syncer();
+        joins.push(std::thread::spawn(move || {
+            let (tx, rx) = mpsc::channel();
+            // Pipelined: keep several requests in flight, like confirms for many publishers.
+            for i in 0..PER_THREAD {
+                log.append(i, &payload(i)).unwrap();
+                log.flush().unwrap();
+                let tx = tx.clone();
+                syncer.request(Box::new(move |r| tx.send(r).unwrap()));
+            }
+            let mut ok = 0;
+            for _ in 0..PER_THREAD {
+                rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
+                ok += 1;
+            }
+            ok
+        }));
+    }
+    let answered: u64 = joins.into_iter().map(|j| j.join().unwrap()).sum();
+    let requests = THREADS as u64 * PER_THREAD;
+    assert_eq!(answered, requests);
+    let stats = store.sync_stats();
+    assert_eq!(stats.requests, requests);
+    assert!(stats.passes < requests / 4, "{stats:?}");
+    assert!(fs.sync_count() > 0);
+    // Every message is on disk.
+    for t in 0..THREADS {
+        let (_log, rec) = store.open_queue(&format!("q{t}")).unwrap();
+        assert_eq!(rec.len() as u64, PER_THREAD);
+    }
+}
+
+#[test]
+fn queue_management() {
+    let dir = TestDir::new("mgmt");
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    for bad in ["", ".hidden", "a/b", "..", "x y"] {
+        assert!(
+            matches!(store.open_queue(bad), Err(StoreError::InvalidName(_))),
+            "{bad:?}"
+        );
+    }
+    let (mut a, _) = store.open_queue("a").unwrap();
+    assert!(matches!(store.open_queue("a"), Err(StoreError::AlreadyOpen(_))));
+    assert!(matches!(store.delete_queue("a"), Err(StoreError::AlreadyOpen(_))));
+    a.append(1, b"x").unwrap();
+    drop(a);
+    let (_b, _) = store.open_queue("b").unwrap();
+    assert_eq!(
+        store.queue_names().unwrap(),
+        vec!["a".to_string(), "b".to_string()]
+    );
+    store.delete_queue("a").unwrap();
+    store.delete_queue("a").unwrap();
+    assert_eq!(store.queue_names().unwrap(), vec!["b".to_string()]);
+    let (_a, rec) = store.open_queue("a").unwrap();
+    assert!(rec.is_empty());
+}
+
+#[test]
+fn corrupt_ack_file_is_reported_and_rewritten() {
+    let dir = TestDir::new("ackcrc");
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let (mut log, _) = store.open_queue("q").unwrap();
+    let pos: Vec<MsgPos> = (0..10).map(|i| log.append(i, &payload(i)).unwrap()).collect();
+    for p in &pos[..5] {
+        log.ack(*p).unwrap();
+    }
+    drop(log);
+    let ack_path = dir.path().join("queues/q/acks.0000000001");
+    let mut bytes = std::fs::read(&ack_path).unwrap();
+    bytes[16 + 13 + 9] ^= 1; // body of the second ack record
+    std::fs::write(&ack_path, &bytes).unwrap();
+    let (mut log, rec) = store.open_queue("q").unwrap();
+    assert_eq!(log.recovery_report().warnings.len(), 1);
+    // The second message's ack is lost (at-least-once: it comes back), the rest hold.
+    assert_eq!(
+        rec.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 5, 6, 7, 8, 9]
+    );
+    log.ack(rec[0].pos).unwrap();
+    drop(log);
+    let (log, rec) = store.open_queue("q").unwrap();
+    assert!(log.recovery_report().is_clean(), "{:?}", log.recovery_report());
+    assert_eq!(rec.len(), 5);
+}
+
+#[test]
+fn definitions_log_append_reopen_rewrite() {
+    let dir = TestDir::new("defs");
+    let path = dir.path().join("definitions.log");
+    let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
+    let (mut defs, recs) = DefinitionsLog::open(&path, fs.clone()).unwrap();
+    assert!(recs.is_empty());
+    defs.append(b"declare exchange x").unwrap();
+    defs.append(b"declare queue q").unwrap();
+    defs.append(b"").unwrap();
+    defs.append(b"bind q x").unwrap();
+    drop(defs);
+    let (mut defs, recs) = DefinitionsLog::open(&path, fs.clone()).unwrap();
+    assert_eq!(
+        recs,
+        vec![
+            Bytes::from_static(b"declare exchange x"),
+            Bytes::from_static(b"declare queue q"),
+            Bytes::new(),
+            Bytes::from_static(b"bind q x"),
+        ]
+    );
+    defs.rewrite(&[Bytes::from_static(b"declare queue q")]).unwrap();
+    defs.append(b"declare queue r").unwrap();
+    drop(defs);
+    let (_defs, recs) = DefinitionsLog::open(&path, fs.clone()).unwrap();
+    assert_eq!(
+        recs,
+        vec![
+            Bytes::from_static(b"declare queue q"),
+            Bytes::from_static(b"declare queue r")
+        ]
+    );
+    assert!(!dir.path().join("definitions.log.tmp").exists());
+
+    // A torn final append is cut off.
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len - 2).unwrap();
+    drop(f);
+    let (mut defs, recs) = DefinitionsLog::open(&path, fs.clone()).unwrap();
+    assert_eq!(recs, vec![Bytes::from_static(b"declare queue q")]);
+    assert_eq!(defs.recovery_report().truncated.len(), 1);
+    defs.append(b"z").unwrap();
+    drop(defs);
+    let (_defs, recs) = DefinitionsLog::open(&path, fs).unwrap();
+    assert_eq!(recs.len(), 2);
+}
+
+#[test]
+fn definitions_log_fsync_failure_poisons() {
+    let dir = TestDir::new("defspoison");
+    let faulty = FaultyFs::new(Arc::new(StdFs));
+    let (mut defs, _) = DefinitionsLog::open(&dir.path().join("d"), Arc::new(faulty.clone())).unwrap();
+    defs.append(b"a").unwrap();
+    faulty.fail_syncs_after(0);
+    assert!(defs.append(b"b").is_err());
+    assert!(defs.is_poisoned());
+    assert!(matches!(defs.append(b"c"), Err(StoreError::Poisoned)));
+}

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Runs off-the-shelf AMQP clients (pika, aio-pika, Celery/kombu, amqplib, rabbitmq-c's
+# amqp-tools) against a freshly built Warren on a free loopback port.
+#
+#   interop/run.sh            # from the repository root (or anywhere)
+#
+# Needs Rust, Python 3.11 + pip, Node 20 + npm; installs Debian's amqp-tools when missing and
+# running as root. Prints one line per suite and a final "N passed, M failed" (suites); exits
+# non-zero if any suite failed or the broker could not be started.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+INTEROP="$ROOT/interop"
+cd "$ROOT"
+
+SUITE_TIMEOUT=${INTEROP_SUITE_TIMEOUT:-600} # seconds per suite
+START_DEADLINE=${INTEROP_START_DEADLINE:-30} # seconds for the broker to accept connections
+PYTHON=${PYTHON:-python3}
+T0=$(date +%s)
+
+log() { echo "[interop] $*"; }
+die() {
+  echo "[interop] ERROR: $*" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+}
+
+# --- build --------------------------------------------------------------------------------
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+case "$CARGO_TARGET_DIR" in /*) ;; *) CARGO_TARGET_DIR="$ROOT/$CARGO_TARGET_DIR" ;; esac
+log "building warren (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+cargo build --release --bin warren || die "cargo build failed"
+WARREN="$CARGO_TARGET_DIR/release/warren"
+[[ -x "$WARREN" ]] || die "no binary at $WARREN"
+
+# --- start the broker ---------------------------------------------------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/warren-interop.XXXXXX")
+BROKER_PID=""
+cleanup() {
+  if [[ -n "$BROKER_PID" ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
+    kill "$BROKER_PID" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$BROKER_PID" 2>/dev/null
+    wait "$BROKER_PID" 2>/dev/null
+  fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+PORT=$(free_port) || die "cannot find a free port"
+HTTP_PORT=$(free_port) || die "cannot find a free port"
+mkdir -p "$TMP/data"
+"$WARREN" --amqp-listen "127.0.0.1:$PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
+  --data-dir "$TMP/data" >"$TMP/warren.log" 2>&1 &
+BROKER_PID=$!
+log "warren pid $BROKER_PID on 127.0.0.1:$PORT (data $TMP/data)"
+
+"$PYTHON" - "$PORT" "$START_DEADLINE" "$BROKER_PID" <<'EOF' || { tail -n 50 "$TMP/warren.log" >&2; die "broker did not accept connections"; }
+import os, socket, sys, time
+port, deadline, pid = int(sys.argv[1]), time.monotonic() + float(sys.argv[2]), int(sys.argv[3])
+while True:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        sys.exit("broker exited")
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        if time.monotonic() > deadline:
+            sys.exit("deadline passed")
+        time.sleep(0.1)
+EOF
+export AMQP_URL="amqp://guest:guest@127.0.0.1:$PORT/%2f"
+log "broker is up: AMQP_URL=$AMQP_URL"
+
+# --- client toolchains --------------------------------------------------------------------
+PY_OK=1
+VENV="$INTEROP/.venv"
+REQ_HASH=$(sha256sum "$INTEROP/requirements.txt" | cut -d' ' -f1)
+if [[ ! -x "$VENV/bin/python" ]]; then
+  log "creating venv $VENV"
+  "$PYTHON" -m venv "$VENV" || PY_OK=0
+fi
+if [[ $PY_OK -eq 1 && "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$REQ_HASH" ]]; then
+  log "installing interop/requirements.txt"
+  if "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$INTEROP/requirements.txt"; then
+    echo "$REQ_HASH" >"$VENV/.requirements.sha256"
+  else
+    PY_OK=0
+  fi
+fi
+[[ $PY_OK -eq 1 ]] || log "Python environment setup FAILED"
+
+NODE_OK=1
+log "npm ci (interop/node)"
+(cd "$INTEROP/node" && npm ci --no-audit --no-fund --loglevel=error) || { NODE_OK=0; log "npm ci FAILED"; }
+
+C_OK=1
+if ! command -v amqp-publish >/dev/null 2>&1; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing amqp-tools"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq amqp-tools >/dev/null; } ||
+      log "apt-get install amqp-tools FAILED"
+  fi
+  command -v amqp-publish >/dev/null 2>&1 || { C_OK=0; log "amqp-tools not available (install Debian's amqp-tools)"; }
+fi
+
+# --- suites -------------------------------------------------------------------------------
+PASSED=0
+FAILED=0
+RESULTS=()
+
+# run_suite NAME READY DIR CMD...: output goes to $TMP/NAME.log, shown in full on failure.
+run_suite() {
+  local name=$1 ready=$2 dir=$3
+  shift 3
+  local out="$TMP/$name.log" start rc
+  start=$(date +%s)
+  if [[ $ready -ne 1 ]]; then
+    rc=127
+    echo "toolchain setup failed" >"$out"
+  else
+    log "running $name"
+    (cd "$dir" && timeout --kill-after=10 "$SUITE_TIMEOUT" "$@") >"$out" 2>&1
+    rc=$?
+  fi
+  local secs=$(($(date +%s) - start))
+  if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+    echo "!!! broker process died during this suite" >>"$out"
+    [[ $rc -eq 0 ]] && rc=1
+  fi
+  local summary
+  # pytest's "27 passed, 1 xfailed in 9.1s", node's TAP "# pass 22" / "# fail 0", amqp-tools' tally
+  summary=$(grep -E '^(=+ )?[0-9]+ (passed|failed|errors?|xfailed|xpassed|skipped)\b.* in [0-9.]+s( \(.*\))?( =+)?$|^# (pass|fail) [0-9]+$|^amqp-tools: ' "$out" |
+    sed -E 's/^=+ //; s/ =+$//; s/^# (pass|fail) ([0-9]+)$/\1 \2/' | paste -sd' ' -)
+  [[ -n "$summary" ]] && summary="[$summary]"
+  if [[ $rc -eq 0 ]]; then
+    PASSED=$((PASSED + 1))
+    RESULTS+=("PASS  $name (${secs}s) $summary")
+    echo "PASS  $name (${secs}s) $summary"
+  else
+    FAILED=$((FAILED + 1))
+    [[ $rc -eq 124 ]] && summary="$summary [timed out after ${SUITE_TIMEOUT}s]"
+    RESULTS+=("FAIL  $name (${secs}s, exit $rc) $summary")
+    echo "----- $name output (exit $rc) -----"
+    tail -n 150 "$out"
+    echo "----- end of $name output -----"
+    echo "FAIL  $name (${secs}s, exit $rc) $summary"
+  fi
+}
+
+PYTEST=("$VENV/bin/python" -m pytest -p no:cacheprovider -q)
+run_suite python-pika "$PY_OK" "$INTEROP/python" "${PYTEST[@]}" test_pika.py
+run_suite python-aiopika "$PY_OK" "$INTEROP/python" "${PYTEST[@]}" test_aiopika.py
+run_suite python-celery "$PY_OK" "$INTEROP/python" "${PYTEST[@]}" test_celery.py
+run_suite node-amqplib "$NODE_OK" "$INTEROP/node" node --test --test-concurrency=1 --test-reporter=tap \
+  test/core.test.mjs test/features.test.mjs
+run_suite c-amqp-tools "$C_OK" "$INTEROP/c" bash ./test_amqp_tools.sh
+
+if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+  log "broker log (tail):"
+  tail -n 50 "$TMP/warren.log"
+fi
+
+echo
+echo "== interop summary ($(($(date +%s) - T0))s) =="
+for r in "${RESULTS[@]}"; do echo "$r"; done
+echo "$PASSED passed, $FAILED failed"
+[[ $FAILED -eq 0 ]]

@@ -1,0 +1,1120 @@
+//! End-to-end tests of the management HTTP API, Prometheus metrics, DLQ tooling, alerts and
+//! `warrenctl`, against an in-process broker (HTTP through Warren's own tiny client).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use lapin::options::{BasicAckOptions, BasicRejectOptions, QueueDeclareOptions};
+use serde_json::{Value, json};
+use warren_server::http::{client, ctl};
+
+fn url(b: &TestBroker, path: &str) -> String {
+    format!("http://{}{}", b.running.http_addr, path)
+}
+
+async fn call(b: &TestBroker, method: &str, path: &str, body: Option<Value>) -> client::Response {
+    let body = body.map(|v| ("application/json", v.to_string().into_bytes()));
+    client::request(method, &url(b, path), Some(("guest", "guest")), body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+async fn get(b: &TestBroker, path: &str) -> Value {
+    let r = call(b, "GET", path, None).await;
+    assert_eq!(r.status, 200, "GET {path}: {}", r.text());
+    r.json()
+}
+
+async fn expect(
+    b: &TestBroker,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    status: u16,
+) -> client::Response {
+    let r = call(b, method, path, body).await;
+    assert_eq!(r.status, status, "{method} {path}: {}", r.text());
+    r
+}
+
+async fn metrics(b: &TestBroker) -> String {
+    let r = client::request("GET", &url(b, "/metrics"), None, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    r.text()
+}
+
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn poll(secs: u64, what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_and_error_shapes() {
+    let b = start().await;
+    let r = client::request("GET", &url(&b, "/api/overview"), None, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").unwrap().starts_with("Basic"));
+    assert_eq!(r.json()["error"], "not_authorised");
+    let r = client::request("GET", &url(&b, "/api/overview"), Some(("guest", "nope")), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let r = expect(&b, "GET", "/api/queues/%2F/missing", None, 404).await;
+    assert_eq!(
+        r.json(),
+        json!({"error": "Object Not Found", "reason": "Not Found"})
+    );
+    let r = expect(&b, "GET", "/api/no/such/path", None, 404).await;
+    assert_eq!(r.json()["error"], "Object Not Found");
+    let r = client::request(
+        "PUT",
+        &url(&b, "/api/queues/%2F/q"),
+        Some(("guest", "guest")),
+        Some(("application/json", b"{not json".to_vec())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "bad_request");
+    assert!(r.json()["reason"].as_str().unwrap().contains("invalid JSON"));
+    // Inequivalent redeclare: 400 with RabbitMQ's text.
+    expect(
+        &b,
+        "PUT",
+        "/api/queues/%2F/q",
+        Some(json!({"durable": true})),
+        201,
+    )
+    .await;
+    let r = expect(
+        &b,
+        "PUT",
+        "/api/queues/%2F/q",
+        Some(json!({"durable": false})),
+        400,
+    )
+    .await;
+    assert!(
+        r.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("inequivalent arg 'durable'")
+    );
+    b.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_and_listings() {
+    let b = start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "work").await;
+    publish(&ch, "", "work", b"one").await;
+    publish(&ch, "", "work", b"two").await;
+    let mut c = consume(&ch, "work", "ctag-1").await;
+    let d = next(&mut c).await;
+    d.ack(BasicAckOptions::default()).await.unwrap();
+    let _held = next(&mut c).await; // one unacked
+    wait_until(5, "1 unacked", || counts(&b, "work") == (0, 1, 1)).await;
+
+    let o = get(&b, "/api/overview").await;
+    assert_eq!(o["product_name"], "Warren");
+    assert!(o["management_version"].is_string() && o["product_version"].is_string());
+    assert_eq!(o["message_stats"]["publish"], 2);
+    assert_eq!(o["message_stats"]["deliver_get"], 2);
+    assert_eq!(o["message_stats"]["ack"], 1);
+    assert!(o["message_stats"]["publish_details"]["rate"].is_number());
+    assert_eq!(
+        o["queue_totals"],
+        json!({"messages": 1, "messages_ready": 0, "messages_unacknowledged": 1})
+    );
+    assert_eq!(o["object_totals"]["connections"], 1);
+    assert_eq!(o["object_totals"]["channels"], 1);
+    assert_eq!(o["object_totals"]["queues"], 1);
+    assert_eq!(o["object_totals"]["consumers"], 1);
+    assert_eq!(o["object_totals"]["exchanges"], 6);
+    let ports: Vec<u64> = o["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["port"].as_u64().unwrap())
+        .collect();
+    assert!(ports.contains(&(b.running.amqp_addr.port() as u64)));
+
+    let v = get(&b, "/api/vhosts").await;
+    assert_eq!(v[0]["name"], "/");
+    assert_eq!(v[0]["messages"], 1);
+    assert_eq!(get(&b, "/api/vhosts/%2F").await["name"], "/");
+
+    let xs = get(&b, "/api/exchanges").await;
+    assert!(
+        xs.as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == "amq.topic" && x["type"] == "topic")
+    );
+    assert_eq!(get(&b, "/api/exchanges/%2F").await.as_array().unwrap().len(), 6);
+    let d = get(&b, "/api/exchanges/%2F/amq.default").await;
+    assert_eq!(
+        (d["name"].as_str(), d["type"].as_str(), d["durable"].as_bool()),
+        (Some(""), Some("direct"), Some(true))
+    );
+
+    let qs = get(&b, "/api/queues").await;
+    assert_eq!(qs.as_array().unwrap().len(), 1);
+    let q = get(&b, "/api/queues/%2F/work").await;
+    assert_eq!(q["name"], "work");
+    assert_eq!(q["vhost"], "/");
+    assert_eq!(q["durable"], false);
+    assert_eq!(q["auto_delete"], false);
+    assert_eq!(q["exclusive"], false);
+    assert_eq!(q["arguments"], json!({}));
+    assert_eq!(q["messages"], 1);
+    assert_eq!(q["messages_ready"], 0);
+    assert_eq!(q["messages_unacknowledged"], 1);
+    assert_eq!(q["consumers"], 1);
+    assert_eq!(q["message_stats"]["publish"], 2);
+    assert_eq!(q["message_stats"]["deliver_get"], 2);
+    assert_eq!(q["message_stats"]["ack"], 1);
+    assert!(q["message_stats"]["ack_details"]["rate"].is_number());
+    assert_eq!(q["dead_letter_queue"], false);
+    assert_eq!(get(&b, "/api/queues/%2F").await.as_array().unwrap().len(), 1);
+
+    let bs = get(&b, "/api/bindings").await;
+    assert_eq!(bs[0]["source"], "");
+    assert_eq!(bs[0]["destination"], "work");
+    assert_eq!(bs[0]["destination_type"], "queue");
+    assert_eq!(get(&b, "/api/bindings/%2F").await.as_array().unwrap().len(), 1);
+
+    let cs = get(&b, "/api/connections").await;
+    assert_eq!(cs[0]["user"], "guest");
+    assert_eq!(cs[0]["vhost"], "/");
+    assert_eq!(cs[0]["channels"], 1);
+    assert_eq!(cs[0]["protocol"], "AMQP 0-9-1");
+    let chs = get(&b, "/api/channels").await;
+    assert_eq!(chs.as_array().unwrap().len(), 1);
+    assert_eq!(chs[0]["connection_details"]["name"], cs[0]["name"]);
+    let cons = get(&b, "/api/consumers").await;
+    assert_eq!(cons[0]["consumer_tag"], "ctag-1");
+    assert_eq!(cons[0]["queue"], json!({"name": "work", "vhost": "/"}));
+    assert_eq!(cons[0]["ack_required"], true);
+    assert_eq!(cons[0]["channel_details"]["number"], 1);
+    assert_eq!(cons[0]["channel_details"]["connection_name"], cs[0]["name"]);
+    assert_eq!(get(&b, "/api/consumers/%2F").await.as_array().unwrap().len(), 1);
+
+    let us = get(&b, "/api/users").await;
+    assert_eq!(us[0]["name"], "guest");
+    assert_eq!(us[0]["hashing_algorithm"], "rabbit_password_hashing_sha256");
+    assert_eq!(us[0]["tags"], json!(["administrator"]));
+    let ps = get(&b, "/api/permissions").await;
+    assert_eq!(
+        ps,
+        json!([{"user": "guest", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}])
+    );
+    conn.close(200, "bye".into()).await.ok();
+    b.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declare_bind_publish_get_purge_delete() {
+    let b = start().await;
+    expect(&b, "PUT", "/api/vhosts/staging", Some(json!({})), 201).await;
+    expect(&b, "PUT", "/api/vhosts/staging", None, 204).await;
+    expect(
+        &b,
+        "PUT",
+        "/api/exchanges/staging/jobs",
+        Some(json!({"type": "topic", "durable": true})),
+        201,
+    )
+    .await;
+    expect(
+        &b,
+        "PUT",
+        "/api/exchanges/staging/jobs",
+        Some(json!({"type": "topic", "durable": true})),
+        204,
+    )
+    .await;
+    expect(
+        &b,
+        "PUT",
+        "/api/queues/staging/jobs.q",
+        Some(json!({"durable": true, "auto_delete": false, "arguments": {"x-max-length": 100, "x-message-ttl": 60000}})),
+        201,
+    )
+    .await;
+    let q = get(&b, "/api/queues/staging/jobs.q").await;
+    assert_eq!(
+        q["arguments"],
+        json!({"x-max-length": 100, "x-message-ttl": 60000})
+    );
+    assert_eq!(q["durable"], true);
+    let r = expect(
+        &b,
+        "POST",
+        "/api/bindings/staging/e/jobs/q/jobs.q",
+        Some(json!({"routing_key": "job.#", "arguments": {}})),
+        201,
+    )
+    .await;
+    let loc = r.header("location").unwrap().to_string();
+    assert!(loc.ends_with("/job.%23"), "{loc}");
+    let bs = get(&b, "/api/bindings/staging/e/jobs/q/jobs.q").await;
+    assert_eq!(bs.as_array().unwrap().len(), 1);
+    assert_eq!(bs[0]["routing_key"], "job.#");
+    let props = bs[0]["properties_key"].as_str().unwrap().to_string();
+    assert_eq!(
+        get(&b, "/api/exchanges/staging/jobs/bindings/source")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        get(&b, "/api/queues/staging/jobs.q/bindings")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Publish: routed and unroutable.
+    let pub_body = |rk: &str, payload: &str| {
+        json!({"properties": {"delivery_mode": 2, "headers": {"trace": "abc"}, "message_id": "m-1"},
+               "routing_key": rk, "payload": payload, "payload_encoding": "string"})
+    };
+    let r = expect(
+        &b,
+        "POST",
+        "/api/exchanges/staging/jobs/publish",
+        Some(pub_body("job.a", "hello")),
+        200,
+    )
+    .await;
+    assert_eq!(r.json(), json!({"routed": true}));
+    let r = expect(
+        &b,
+        "POST",
+        "/api/exchanges/staging/jobs/publish",
+        Some(pub_body("other", "x")),
+        200,
+    )
+    .await;
+    assert_eq!(r.json(), json!({"routed": false}));
+    let r = expect(
+        &b,
+        "POST",
+        "/api/exchanges/staging/amq.default/publish",
+        Some(json!({"properties": {}, "routing_key": "jobs.q", "payload": "/wAB", "payload_encoding": "base64"})),
+        200,
+    )
+    .await;
+    assert_eq!(r.json()["routed"], true);
+    expect(
+        &b,
+        "POST",
+        "/api/exchanges/staging/nope/publish",
+        Some(pub_body("k", "x")),
+        404,
+    )
+    .await;
+
+    // Get with requeue leaves messages; ack_requeue_false removes them.
+    let r = expect(
+        &b,
+        "POST",
+        "/api/queues/staging/jobs.q/get",
+        Some(json!({"count": 5, "ackmode": "ack_requeue_true", "encoding": "auto"})),
+        200,
+    )
+    .await;
+    let msgs = r.json();
+    assert_eq!(msgs.as_array().unwrap().len(), 2);
+    assert_eq!(msgs[0]["payload"], "hello");
+    assert_eq!(msgs[0]["payload_encoding"], "string");
+    assert_eq!(msgs[0]["payload_bytes"], 5);
+    assert_eq!(msgs[0]["exchange"], "jobs");
+    assert_eq!(msgs[0]["routing_key"], "job.a");
+    assert_eq!(msgs[0]["redelivered"], false);
+    assert_eq!(msgs[0]["message_count"], 1);
+    assert_eq!(msgs[0]["properties"]["headers"], json!({"trace": "abc"}));
+    assert_eq!(msgs[0]["properties"]["delivery_mode"], 2);
+    assert_eq!(msgs[1]["payload"], "/wAB");
+    assert_eq!(msgs[1]["payload_encoding"], "base64");
+    assert_eq!(get(&b, "/api/queues/staging/jobs.q").await["messages_ready"], 2);
+    let r = expect(
+        &b,
+        "POST",
+        "/api/queues/staging/jobs.q/get",
+        Some(json!({"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"})),
+        200,
+    )
+    .await;
+    assert_eq!(r.json()[0]["redelivered"], true);
+    assert_eq!(get(&b, "/api/queues/staging/jobs.q").await["messages_ready"], 1);
+    expect(
+        &b,
+        "POST",
+        "/api/queues/staging/jobs.q/get",
+        Some(json!({"count": 1, "ackmode": "bogus"})),
+        400,
+    )
+    .await;
+
+    // Purge, unbind, delete.
+    expect(&b, "DELETE", "/api/queues/staging/jobs.q/contents", None, 204).await;
+    assert_eq!(get(&b, "/api/queues/staging/jobs.q").await["messages"], 0);
+    expect(
+        &b,
+        "DELETE",
+        &format!("/api/bindings/staging/e/jobs/q/jobs.q/{props}"),
+        None,
+        204,
+    )
+    .await;
+    assert_eq!(get(&b, "/api/bindings/staging/e/jobs/q/jobs.q").await, json!([]));
+    expect(
+        &b,
+        "DELETE",
+        "/api/bindings/staging/e/jobs/q/jobs.q/nope",
+        None,
+        404,
+    )
+    .await;
+    expect(&b, "DELETE", "/api/queues/staging/jobs.q", None, 204).await;
+    expect(&b, "GET", "/api/queues/staging/jobs.q", None, 404).await;
+    expect(&b, "DELETE", "/api/exchanges/staging/jobs", None, 204).await;
+    expect(&b, "DELETE", "/api/exchanges/staging/jobs", None, 404).await;
+    expect(&b, "DELETE", "/api/vhosts/staging", None, 204).await;
+    expect(&b, "GET", "/api/vhosts/staging", None, 404).await;
+    expect(&b, "PUT", "/api/queues/staging/q", Some(json!({})), 404).await;
+    b.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks() {
+    let b = start().await;
+    for p in [
+        "/api/healthchecks/node",
+        "/api/healthchecks/alarms",
+        "/api/health/checks/alarms",
+        "/api/health/checks/local-alarms",
+        "/api/health/checks/virtual-hosts",
+        "/api/health/checks/protocol-listener/amqp",
+        "/api/aliveness-test/%2F",
+    ] {
+        assert_eq!(get(&b, p).await["status"], "ok", "{p}");
+    }
+    let port = b.running.amqp_addr.port();
+    for prefix in ["/api/healthchecks", "/api/health/checks"] {
+        let r = get(&b, &format!("{prefix}/port-listener/{port}")).await;
+        assert_eq!(r, json!({"status": "ok", "port": port}));
+        let r = expect(&b, "GET", &format!("{prefix}/port-listener/1"), None, 503).await;
+        assert_eq!(r.json()["status"], "failed");
+    }
+    expect(&b, "GET", "/api/health/checks/protocol-listener/stomp", None, 503).await;
+    b.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_round_trip() {
+    let b = start().await;
+    expect(&b, "PUT", "/api/vhosts/app", None, 201).await;
+    expect(
+        &b,
+        "PUT",
+        "/api/exchanges/app/in",
+        Some(json!({"type": "direct", "durable": true})),
+        201,
+    )
+    .await;
+    expect(
+        &b,
+        "PUT",
+        "/api/exchanges/app/fan",
+        Some(json!({"type": "fanout", "durable": true})),
+        201,
+    )
+    .await;
+    expect(
+        &b,
+        "PUT",
+        "/api/queues/app/work",
+        Some(json!({"durable": true, "arguments": {"x-dead-letter-exchange": "fan", "x-max-length": 7}})),
+        201,
+    )
+    .await;
+    expect(
+        &b,
+        "POST",
+        "/api/bindings/app/e/in/q/work",
+        Some(json!({"routing_key": "w"})),
+        201,
+    )
+    .await;
+    expect(
+        &b,
+        "POST",
+        "/api/bindings/app/e/in/e/fan",
+        Some(json!({"routing_key": "all"})),
+        201,
+    )
+    .await;
+    let defs = get(&b, "/api/definitions").await;
+    assert_eq!(defs["product_name"], "Warren");
+    assert!(defs["rabbit_version"].is_string());
+    assert_eq!(
+        defs["users"][0]["hashing_algorithm"],
+        "rabbit_password_hashing_sha256"
+    );
+    assert_eq!(defs["policies"], json!([]));
+    assert!(
+        defs["vhosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == "app")
+    );
+    assert_eq!(
+        defs["queues"],
+        json!([{"name": "work", "vhost": "app", "durable": true, "auto_delete": false,
+                "arguments": {"x-dead-letter-exchange": "fan", "x-max-length": 7}}])
+    );
+    assert_eq!(defs["exchanges"].as_array().unwrap().len(), 2);
+    assert_eq!(defs["bindings"].as_array().unwrap().len(), 2);
+    assert!(
+        defs["bindings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["destination_type"] == "exchange" && b["destination"] == "fan")
+    );
+
+    let b2 = start_with(|c| c.default_pass = "other".into()).await;
+    let r = client::request(
+        "POST",
+        &url(&b2, "/api/definitions"),
+        Some(("guest", "other")),
+        Some(("application/json", defs.to_string().into_bytes())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
+    // The imported user hash replaced guest's: the old password now works on b2.
+    let again = get(&b2, "/api/definitions").await;
+    for k in [
+        "vhosts",
+        "queues",
+        "exchanges",
+        "bindings",
+        "users",
+        "permissions",
+    ] {
+        assert_eq!(again[k], defs[k], "{k}");
+    }
+    b.running.shutdown().await;
+    b2.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_definitions_file_imports() {
+    let b = start().await;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/rabbitmq-definitions.json"
+    ))
+    .unwrap();
+    let r = client::request(
+        "POST",
+        &url(&b, "/api/definitions"),
+        Some(("guest", "guest")),
+        Some(("application/json", text.into_bytes())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
+    // Users with RabbitMQ hashes can log in (HTTP and AMQP).
+    let r = client::request("GET", &url(&b, "/api/whoami"), Some(("admin", "s3cret")), None)
+        .await
+        .unwrap();
+    assert_eq!(r.json()["name"], "admin");
+    assert!(b.running.broker.users.authenticate("orders-svc", "orders-pw"));
+    assert_eq!(
+        get(&b, "/api/users/legacy").await["tags"],
+        json!(["monitoring", "management"])
+    );
+    let q = get(&b, "/api/queues/shop/orders.created").await;
+    assert_eq!(q["arguments"]["x-dead-letter-exchange"], "orders.dlx");
+    assert_eq!(q["arguments"]["x-max-length"], 100000);
+    assert_eq!(get(&b, "/api/queues/shop/payments").await["type"], "quorum");
+    assert_eq!(
+        get(&b, "/api/queues/%2F/notifications").await["arguments"]["x-max-priority"],
+        10
+    );
+    // Unsupported queue and exchange types are skipped with a warning.
+    expect(&b, "GET", "/api/queues/shop/audit.stream", None, 404).await;
+    expect(&b, "GET", "/api/exchanges/shop/sharded", None, 404).await;
+    assert_eq!(
+        get(&b, "/api/exchanges/shop/events.internal").await["internal"],
+        true
+    );
+    let bs = get(&b, "/api/bindings/shop/e/events/e/events.internal").await;
+    assert_eq!(bs.as_array().unwrap().len(), 1);
+    let bs = get(&b, "/api/bindings/shop/e/events.internal/q/payments").await;
+    assert_eq!(bs[0]["arguments"], json!({"x-match": "all", "kind": "payment"}));
+    assert_eq!(
+        get(&b, "/api/bindings/%2F/e/amq.direct/q/notifications").await[0]["routing_key"],
+        "notify"
+    );
+    // The DLQ is recognised through the DLX binding.
+    assert_eq!(
+        get(&b, "/api/queues/shop/orders.dlq").await["dead_letter_queue"],
+        true
+    );
+    // Policies are stored and exported again.
+    let pol = get(&b, "/api/policies").await;
+    assert_eq!(pol.as_array().unwrap().len(), 2);
+    assert_eq!(get(&b, "/api/policies/shop").await[0]["name"], "orders-ttl");
+    assert_eq!(
+        get(&b, "/api/definitions").await["policies"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Routing works through the imported topology.
+    let r = expect(
+        &b,
+        "POST",
+        "/api/exchanges/shop/orders/publish",
+        Some(json!({"properties": {}, "routing_key": "order.eu.created", "payload": "o1", "payload_encoding": "string"})),
+        200,
+    )
+    .await;
+    assert_eq!(r.json()["routed"], true);
+    b.running.shutdown().await;
+}
+
+/// Sets up `orders` (DLX `dlx`, fanout) → `orders.dlq`, publishes `n` messages with a header
+/// and rejects them all into the DLQ.
+async fn reject_into_dlq(b: &TestBroker, ch: &lapin::Channel, n: usize) {
+    ch.exchange_declare(
+        "dlx".into(),
+        lapin::ExchangeKind::Fanout,
+        Default::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    declare(ch, "orders.dlq").await;
+    ch.queue_bind(
+        "orders.dlq".into(),
+        "dlx".into(),
+        "".into(),
+        Default::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    ch.queue_declare(
+        "orders".into(),
+        QueueDeclareOptions::default(),
+        table(vec![("x-dead-letter-exchange", lstr("dlx"))]),
+    )
+    .await
+    .unwrap();
+    for i in 0..n {
+        let props = lapin::BasicProperties::default()
+            .with_headers(table(vec![("tenant", lstr("acme"))]))
+            .with_message_id(format!("m{i}").into());
+        publish_props(ch, "", "orders", format!("order-{i}").as_bytes(), props).await;
+    }
+    let mut c = consume(ch, "orders", "worker").await;
+    for _ in 0..n {
+        let d = next(&mut c).await;
+        d.reject(BasicRejectOptions { requeue: false }).await.unwrap();
+    }
+    ch.basic_cancel("worker".into(), Default::default())
+        .await
+        .unwrap();
+    wait_until(5, "messages in the DLQ", || counts(b, "orders.dlq").0 == n as u32).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_is_marked_and_moved_back() {
+    let b = start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    reject_into_dlq(&b, &ch, 3).await;
+
+    let q = get(&b, "/api/queues/%2F/orders.dlq").await;
+    assert_eq!(q["dead_letter_queue"], true);
+    assert_eq!(
+        get(&b, "/api/queues/%2F/orders").await["dead_letter_queue"],
+        false
+    );
+    let m = metrics(&b).await;
+    assert_eq!(
+        metric(&m, "warren_queue_is_dlq{vhost=\"/\",queue=\"orders.dlq\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "warren_queue_is_dlq{vhost=\"/\",queue=\"orders\"}"),
+        Some(0.0)
+    );
+
+    // Peek: x-death as JSON.
+    let msgs = expect(
+        &b,
+        "POST",
+        "/api/queues/%2F/orders.dlq/get",
+        Some(json!({"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"})),
+        200,
+    )
+    .await
+    .json();
+    let h = &msgs[0]["properties"]["headers"];
+    assert_eq!(h["tenant"], "acme");
+    assert_eq!(h["x-first-death-reason"], "rejected");
+    assert_eq!(h["x-first-death-queue"], "orders");
+    assert_eq!(h["x-death"][0]["reason"], "rejected");
+    assert_eq!(h["x-death"][0]["queue"], "orders");
+    assert_eq!(h["x-death"][0]["count"], 1);
+    assert!(h["x-death"][0]["time"].is_number());
+
+    // Dry run: grouped, nothing moves.
+    let r = expect(
+        &b,
+        "POST",
+        "/api/queues/%2F/orders.dlq/move",
+        Some(json!({"dry_run": true})),
+        200,
+    )
+    .await
+    .json();
+    assert_eq!(r["would_move"], 3);
+    assert_eq!(r["moved"], 0);
+    assert_eq!(
+        r["groups"],
+        json!([{"reason": "rejected", "queue": "orders", "count": 3}])
+    );
+    assert_eq!(counts(&b, "orders.dlq"), (3, 0, 0));
+
+    // Missing target exchange: nothing lost, reported.
+    let r = expect(
+        &b,
+        "POST",
+        "/api/queues/%2F/orders.dlq/move",
+        Some(json!({"count": 1, "target": {"exchange": "gone", "routing_key": "x"}})),
+        200,
+    )
+    .await
+    .json();
+    assert_eq!(r["moved"], 0);
+    assert!(
+        r["failed"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist")
+    );
+    assert_eq!(counts(&b, "orders.dlq"), (3, 0, 0));
+
+    // Move two back to x-first-death-queue.
+    let r = expect(
+        &b,
+        "POST",
+        "/api/queues/%2F/orders.dlq/move",
+        Some(json!({"count": 2})),
+        200,
+    )
+    .await
+    .json();
+    assert_eq!(r["moved"], 2);
+    assert_eq!(r["remaining"], 1);
+    assert_eq!(counts(&b, "orders"), (2, 0, 0));
+    assert_eq!(counts(&b, "orders.dlq"), (1, 0, 0));
+    let mut c = consume(&ch, "orders", "again").await;
+    let d = next(&mut c).await;
+    let headers = d.properties.headers().clone().unwrap();
+    let inner = headers.inner();
+    assert_eq!(inner.get("tenant").unwrap(), &lstr("acme"));
+    assert!(inner.contains_key("x-death"));
+    assert_eq!(inner.get("x-first-death-queue").unwrap(), &lstr("orders"));
+    assert!(d.properties.message_id().is_some());
+    assert!(String::from_utf8_lossy(&d.data).starts_with("order-"));
+    d.ack(BasicAckOptions::default()).await.unwrap();
+
+    // Explicit target (default exchange, another queue).
+    declare(&ch, "replay").await;
+    let r = expect(
+        &b,
+        "POST",
+        "/api/queues/%2F/orders.dlq/move",
+        Some(json!({"target": {"exchange": "amq.default", "routing_key": "replay"}})),
+        200,
+    )
+    .await
+    .json();
+    assert_eq!(r["moved"], 1);
+    assert_eq!(counts(&b, "replay"), (1, 0, 0));
+    conn.close(200, "bye".into()).await.ok();
+    b.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_metrics_values() {
+    let b = start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    reject_into_dlq(&b, &ch, 2).await;
+    declare(&ch, "plain").await;
+    for _ in 0..4 {
+        publish(&ch, "", "plain", b"x").await;
+    }
+    let mut c = consume(&ch, "plain", "p").await;
+    let d = next(&mut c).await;
+    d.ack(BasicAckOptions::default()).await.unwrap();
+    let _unacked = next(&mut c).await;
+    // Unlimited prefetch: all four were delivered, one acked; cancelling keeps three unacked.
+    ch.basic_cancel("p".into(), Default::default()).await.unwrap();
+    wait_until(5, "plain settled", || counts(&b, "plain") == (0, 3, 0)).await;
+    wait_until(5, "acked counted", || {
+        b.running
+            .broker
+            .metrics
+            .acked
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    })
+    .await;
+    let m = metrics(&b).await;
+    let (r, u, cons) = counts(&b, "plain");
+    assert_eq!(
+        metric(&m, "rabbitmq_queue_messages_ready{vhost=\"/\",queue=\"plain\"}"),
+        Some(r as f64)
+    );
+    assert_eq!(
+        metric(&m, "rabbitmq_queue_messages_unacked{vhost=\"/\",queue=\"plain\"}"),
+        Some(u as f64)
+    );
+    assert_eq!(
+        metric(&m, "rabbitmq_queue_consumers{vhost=\"/\",queue=\"plain\"}"),
+        Some(cons as f64)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "rabbitmq_queue_messages_ready{vhost=\"/\",queue=\"orders.dlq\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "rabbitmq_global_messages_received_total{protocol=\"amqp091\"}"
+        ),
+        Some(6.0)
+    );
+    let delivered = b
+        .running
+        .broker
+        .metrics
+        .delivered
+        .load(std::sync::atomic::Ordering::Relaxed) as f64;
+    assert!(delivered >= 4.0);
+    assert_eq!(
+        metric(
+            &m,
+            "rabbitmq_global_messages_delivered_total{protocol=\"amqp091\"}"
+        ),
+        Some(delivered)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "rabbitmq_global_messages_acknowledged_total{protocol=\"amqp091\"}"
+        ),
+        Some(1.0)
+    );
+    let dl = "{queue_type=\"rabbit_classic_queue\",dead_letter_strategy=\"at_most_once\"}";
+    assert_eq!(
+        metric(
+            &m,
+            &format!("rabbitmq_global_messages_dead_lettered_rejected_total{dl}")
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            &format!("rabbitmq_global_messages_dead_lettered_expired_total{dl}")
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            &format!("rabbitmq_global_messages_dead_lettered_maxlen_total{dl}")
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            &format!("rabbitmq_global_messages_dead_lettered_delivery_limit_total{dl}")
+        ),
+        Some(0.0)
+    );
+    assert_eq!(metric(&m, "warren_dead_letter_dropped_total"), Some(0.0));
+    assert_eq!(metric(&m, "rabbitmq_connections"), Some(1.0));
+    assert_eq!(metric(&m, "rabbitmq_channels"), Some(1.0));
+    assert!(metric(&m, "rabbitmq_process_resident_memory_bytes").unwrap() > 0.0);
+    assert!(m.contains("# TYPE rabbitmq_queue_messages_ready gauge"));
+    // Families are contiguous: one TYPE line each.
+    assert_eq!(m.matches("# TYPE rabbitmq_queue_messages_ready ").count(), 1);
+    conn.close(200, "bye".into()).await.ok();
+    b.running.shutdown().await;
+}
+
+/// Accepts one HTTP request on a local listener and returns its body.
+async fn webhook_listener() -> (String, tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                loop {
+                    let n = s.read(&mut tmp).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&tmp[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            let body = buf[end + 4..end + 4 + len].to_vec();
+                            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                                .await
+                                .ok();
+                            let _ = tx.send((head, body));
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}/hooks/warren"), rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_fires_once_and_posts_webhook() {
+    let (hook, mut rx) = webhook_listener().await;
+    let b = start_with(|c| c.alert_webhook = Some(hook.clone())).await;
+    expect(
+        &b,
+        "PUT",
+        "/api/queues/%2F/dlq",
+        Some(json!({"durable": true, "arguments": {"x-alert-max-length": 2, "x-alert-max-growth-per-minute": 1000}})),
+        201,
+    )
+    .await;
+    let pub_one =
+        json!({"properties": {}, "routing_key": "dlq", "payload": "x", "payload_encoding": "string"});
+    for _ in 0..3 {
+        expect(
+            &b,
+            "POST",
+            "/api/exchanges/%2F/amq.default/publish",
+            Some(pub_one.clone()),
+            200,
+        )
+        .await;
+    }
+    let (head, body) = within(10, "webhook POST", rx.recv()).await.unwrap();
+    assert!(head.starts_with("POST /hooks/warren HTTP/1.1"), "{head}");
+    let ev: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(ev["event"], "alert_firing");
+    assert_eq!(ev["alert"]["queue"], "dlq");
+    assert_eq!(ev["alert"]["kind"], "max_length");
+    assert_eq!(ev["alert"]["threshold"], 2.0);
+    assert_eq!(ev["alert"]["value"], 3.0);
+    let alerts = get(&b, "/api/alerts").await;
+    assert_eq!(alerts.as_array().unwrap().len(), 1);
+    assert_eq!(alerts[0]["kind"], "max_length");
+    let m = metrics(&b).await;
+    assert_eq!(
+        metric(
+            &m,
+            "warren_queue_alert{vhost=\"/\",queue=\"dlq\",kind=\"max_length\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "warren_queue_alert{vhost=\"/\",queue=\"dlq\",kind=\"max_growth_per_minute\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        get(&b, "/api/queues/%2F/dlq").await["alerts"][0]["kind"],
+        "max_length"
+    );
+    // Once per episode: one more message does not post again; purging resolves it.
+    expect(
+        &b,
+        "POST",
+        "/api/exchanges/%2F/amq.default/publish",
+        Some(pub_one.clone()),
+        200,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(rx.try_recv().is_err(), "a second alert_firing was posted");
+    expect(&b, "DELETE", "/api/queues/%2F/dlq/contents", None, 204).await;
+    let (_, body) = within(10, "resolved POST", rx.recv()).await.unwrap();
+    let ev: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(ev["event"], "alert_resolved");
+    poll(5, "alerts cleared", async || {
+        get(&b, "/api/alerts").await == json!([])
+    })
+    .await;
+    b.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warrenctl_commands() {
+    let b = start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    reject_into_dlq(&b, &ch, 2).await;
+    let base = format!("http://{}", b.running.http_addr);
+    let ctl = |args: &[&str]| {
+        let mut v = vec![
+            "warrenctl",
+            "--url",
+            base.as_str(),
+            "--user",
+            "guest",
+            "--password",
+            "guest",
+        ];
+        v.extend_from_slice(args);
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let out = ctl::run_from(ctl(&["list", "queues"])).await.unwrap();
+    let line = out.lines().find(|l| l.starts_with("orders.dlq")).unwrap();
+    assert!(line.contains(" 2 ") && line.ends_with("yes"), "{out}");
+    assert!(out.lines().next().unwrap().starts_with("name"));
+    let out = ctl::run_from(ctl(&["list", "exchanges", "--json"]))
+        .await
+        .unwrap();
+    assert!(
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+            >= 7
+    );
+    let out = ctl::run_from(ctl(&["list", "bindings"])).await.unwrap();
+    assert!(out.contains("dlx") && out.contains("orders.dlq"));
+    let out = ctl::run_from(ctl(&["list", "connections"])).await.unwrap();
+    assert!(out.contains("guest"));
+    let out = ctl::run_from(ctl(&["list", "consumers"])).await.unwrap();
+    assert!(out.starts_with("queue"));
+    let out = ctl::run_from(ctl(&["dlq", "peek", "orders.dlq", "--count", "1"]))
+        .await
+        .unwrap();
+    assert!(
+        out.contains("first death: rejected in 'orders'") && out.contains("x-death: rejected"),
+        "{out}"
+    );
+    let out = ctl::run_from(ctl(&["dlq", "stats", "orders.dlq"])).await.unwrap();
+    assert!(
+        out.contains("rejected") && out.contains("orders") && out.contains("dead_letter_queue=true"),
+        "{out}"
+    );
+    let out = ctl::run_from(ctl(&["dlq", "move", "orders.dlq", "--dry-run"]))
+        .await
+        .unwrap();
+    assert!(out.contains("would move"), "{out}");
+    let out = ctl::run_from(ctl(&["dlq", "move", "orders.dlq", "--count", "1"]))
+        .await
+        .unwrap();
+    assert!(out.starts_with("moved 1 message(s); 1 left"), "{out}");
+    assert_eq!(counts(&b, "orders").0, 1);
+    let out = ctl::run_from(ctl(&["purge", "orders.dlq"])).await.unwrap();
+    assert!(out.contains("purged"));
+    assert_eq!(counts(&b, "orders.dlq").0, 0);
+    let out = ctl::run_from(ctl(&["status"])).await.unwrap();
+    assert!(out.starts_with("Warren ") && out.contains("alerts: 0"), "{out}");
+    let file = b.data_dir.path.join("defs.json");
+    ctl::run_from(ctl(&["export-definitions", file.to_str().unwrap()]))
+        .await
+        .unwrap();
+    ctl::run_from(ctl(&["delete", "queue", "orders.dlq"]))
+        .await
+        .unwrap();
+    ctl::run_from(ctl(&["delete", "exchange", "dlx"])).await.unwrap();
+    assert!(common::queue(&b, "orders.dlq").is_none());
+    ctl::run_from(ctl(&["import-definitions", file.to_str().unwrap()]))
+        .await
+        .unwrap();
+    assert!(common::queue(&b, "orders.dlq").is_some());
+    let err = ctl::run_from(ctl(&["delete", "queue", "nope"]))
+        .await
+        .unwrap_err();
+    assert!(err.contains("404"), "{err}");
+    conn.close(200, "bye".into()).await.ok();
+    b.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_is_served() {
+    let b = start().await;
+    let r = client::request("GET", &url(&b, "/"), None, None).await.unwrap();
+    assert_eq!(r.status, 401);
+    let r = expect(&b, "GET", "/", None, 200).await;
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    let html = r.text();
+    assert!(html.contains("/api/overview") && html.contains("/move") && html.contains("dead_letter_queue"));
+    b.running.shutdown().await;
+}
