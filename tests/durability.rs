@@ -205,7 +205,11 @@ async fn durable_definitions_and_persistent_messages_survive_restart() {
                 .and_then(|h| h.inner().get("x-delivery-count").cloned());
             // Two rejects, plus the delivery that was unacked when its connection went away at
             // shutdown (a lost consumer counts as a failed delivery, RabbitMQ 4.3).
-            assert_eq!(dc, Some(AMQPValue::LongLongInt(3)), "delivery count survived the restart");
+            assert_eq!(
+                dc,
+                Some(AMQPValue::LongLongInt(3)),
+                "delivery count survived the restart"
+            );
         }
         d.ack(BasicAckOptions::default()).await.unwrap();
     }

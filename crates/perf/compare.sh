@@ -152,7 +152,7 @@ row() { # scenario key label unit
   w=$(metric "$sc" warren "$key")
   if [ "$warren_only" = 0 ]; then r=$(metric "$sc" rabbitmq "$key"); else r=nan; fi
   ratio=$(awk -v w="$w" -v r="$r" 'BEGIN { if (r + 0 > 0 && w != "nan") printf "%.2f×", w / r; else print "–" }')
-  rows+=("$(awk -v l="$label" -v w="$w" -v r="$r" -v x="$ratio" 'function f(v) { if (v == "nan") return "–"; if (v + 0 >= 1000) return sprintf("%\047.0f", v); return sprintf("%.3g", v) } BEGIN { printf "| %s | %s | %s | %s |", l, f(w), f(r), x }')")
+  rows+=("$(awk -v l="$label" -v w="$w" -v r="$r" -v x="$ratio" 'function f(v) { if (v == "nan") return "–"; if (v + 0 >= 1000) return sprintf("%.0f", v); return sprintf("%.3g", v) } BEGIN { printf "| %s | %s | %s | %s |", l, f(w), f(r), x }')")
 }
 
 selected() { case ",$scenarios," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
@@ -178,7 +178,7 @@ for sc in "${list[@]}"; do
     2) row 2 consume_rate "2: manual ack, prefetch 1000, multi-ack 100 — consumed msg/s"
        row 2 broker:broker_cpu_util "2: broker CPU (cores)"
        row 2 tool_cpu_utilisation "2: warren-perf CPU (cores)" ;;
-    3) row 3 consume_rate "3: persistent 1 KiB, durable, confirms 1000, prefetch 200 — consumed msg/s (Warren: in memory, no fsync yet)"
+    3) row 3 consume_rate "3: persistent 1 KiB, durable, confirms 1000, prefetch 200 — consumed msg/s (Warren fsyncs before confirming; RabbitMQ classic queues do not)"
        row 3 confirm_rate "3: confirmed msg/s" ;;
     4a) row 4a p50_us "4: 10,000 msg/s, 16 B — p50 µs"
         row 4a p99_us "4: 10,000 msg/s — p99 µs"

@@ -384,6 +384,59 @@ pub mod raw {
             r
         }
 
+        /// Connects and logs in as `user`/`pass` (PLAIN) on `vhost`; `Err((code, text))` if the
+        /// broker closes the connection during the handshake.
+        pub async fn login(addr: SocketAddr, user: &str, pass: &str, vhost: &str) -> Result<Raw, (u16, String)> {
+            let mut r = Raw::connect(addr).await;
+            r.send(&PROTOCOL_HEADER).await;
+            match r.next_method().await {
+                Some((0, Method::ConnectionStart(_))) => {}
+                other => panic!("expected connection.start, got {other:?}"),
+            }
+            let mut caps = FieldTable::new();
+            caps.insert("authentication_failure_close", warren_codec::FieldValue::Bool(true));
+            let mut props = FieldTable::new();
+            props.insert("capabilities", warren_codec::FieldValue::Table(caps));
+            r.send_method(
+                0,
+                ConnectionStartOk {
+                    client_properties: props,
+                    mechanism: ShortStr::from("PLAIN"),
+                    response: Bytes::from(format!("\0{user}\0{pass}")),
+                    locale: ShortStr::from("en_US"),
+                },
+            )
+            .await;
+            let tune = match r.next_method().await {
+                Some((0, Method::ConnectionTune(t))) => t,
+                Some((0, Method::ConnectionClose(c))) => return Err((c.reply_code, c.reply_text.to_string())),
+                other => panic!("expected connection.tune, got {other:?}"),
+            };
+            r.frame_max = tune.frame_max;
+            r.send_method(
+                0,
+                ConnectionTuneOk {
+                    channel_max: tune.channel_max,
+                    frame_max: tune.frame_max,
+                    heartbeat: 0,
+                },
+            )
+            .await;
+            r.send_method(
+                0,
+                ConnectionOpen {
+                    virtual_host: ShortStr::from(vhost),
+                    ..Default::default()
+                },
+            )
+            .await;
+            match r.next_method().await {
+                Some((0, Method::ConnectionOpenOk(_))) => Ok(r),
+                Some((0, Method::ConnectionClose(c))) => Err((c.reply_code, c.reply_text.to_string())),
+                other => panic!("expected connection.open-ok, got {other:?}"),
+            }
+        }
+
         /// Opens channel `ch`.
         pub async fn open_channel(&mut self, ch: u16) {
             self.send_method(ch, ChannelOpen::default()).await;

@@ -2,14 +2,16 @@
 //! encoding of method, content-header, body and heartbeat frames.
 //!
 //! [`decode_frame`] peeks the header, rejects a size over `frame_max` *before* buffering the
-//! payload, waits until the whole frame is buffered, then splits it off the read buffer: body
-//! frames are zero-copy slices of the read buffer.
+//! payload, waits until the whole frame is buffered, then consumes it from the read buffer:
+//! body frames are split off as zero-copy slices of the read buffer; method and header frames
+//! are parsed in place, with only their strings split off (zero-copy too).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::CodecError;
 use crate::generated::Method;
 use crate::properties::{BasicProperties, ContentHeader};
+use crate::types::Reader;
 
 /// The protocol header a 0-9-1 client sends first.
 pub const PROTOCOL_HEADER: [u8; 8] = *b"AMQP\x00\x00\x09\x01";
@@ -120,13 +122,77 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     if buf[total - 1] != FRAME_END {
         return Err(CodecError::BadFrameEnd(buf[total - 1]));
     }
-    buf.advance(7);
-    let payload = buf.split_to(size).freeze();
-    buf.advance(1);
-    decode_payload(kind, channel, payload).map(Some)
+    match kind {
+        FRAME_HEARTBEAT => {
+            // Nothing to keep: skip it without splitting the buffer.
+            buf.advance(total);
+            Ok(Some(Frame::Heartbeat { channel }))
+        }
+        // Method and header frames are parsed in place in `buf` (see `Reader::in_place`): only
+        // their strings are split off as `Bytes`, the frame gets no handle of its own. Each
+        // arm builds its variant directly in the returned value: `Frame` is 392 bytes (the
+        // content header's properties), and returning it through `decode_payload(..).map(Some)`
+        // moved every frame, bodies included, through two `Result`s with a `memcpy` each.
+        FRAME_METHOD => {
+            let mut r = Reader::in_place(buf, 7, 7 + size);
+            let method = Method::decode_reader(&mut r);
+            let end = r.in_place_end();
+            // Past the frame-end octet (checked above), which `end` now points at.
+            buf.advance((end + 1).min(buf.len()));
+            match method {
+                Ok(method) => Ok(Some(Frame::Method { channel, method })),
+                Err(e) => Err(e),
+            }
+        }
+        FRAME_HEADER => decode_header_frame(channel, buf, size),
+        _ => {
+            // A body: one split (one refcount increment), zero-copy; the header and frame-end
+            // octet are trimmed off the split-off handle, which is pointer arithmetic.
+            let mut body = buf.split_to(total).freeze();
+            body.advance(7);
+            body.truncate(size);
+            Ok(Some(Frame::Body { channel, body }))
+        }
+    }
+}
+
+/// Decodes a content header frame (whole, at the front of `buf`) in place, straight into the
+/// returned frame (one return value, so it is written in place rather than moved out of
+/// nested `Result`s), and consumes it from `buf`.
+fn decode_header_frame(channel: u16, buf: &mut BytesMut, size: usize) -> Result<Option<Frame>, CodecError> {
+    // For the error only; `buf` holds the whole frame (`size + 8` bytes).
+    let class_id = if size >= 2 {
+        u16::from_be_bytes([buf[7], buf[8]])
+    } else {
+        0
+    };
+    let mut out = Ok(Some(Frame::Header {
+        channel,
+        header: ContentHeader::empty(),
+    }));
+    let mut r = Reader::in_place(buf, 7, 7 + size);
+    if let Ok(Some(Frame::Header { header, .. })) = &mut out
+        && let Err(reason) = header.decode_into(&mut r)
+    {
+        out = Err(header_error(class_id, reason));
+    }
+    let end = r.in_place_end();
+    buf.advance((end + 1).min(buf.len()));
+    out
+}
+
+/// The error for a content header that failed to decode.
+#[cold]
+fn header_error(class_id: u16, reason: crate::error::SyntaxReason) -> CodecError {
+    CodecError::Syntax {
+        class_id,
+        method_id: 0,
+        reason,
+    }
 }
 
 /// Decodes a frame payload of a known type.
+#[inline]
 pub fn decode_payload(kind: u8, channel: u16, payload: Bytes) -> Result<Frame, CodecError> {
     Ok(match kind {
         FRAME_METHOD => Frame::Method {
@@ -136,16 +202,11 @@ pub fn decode_payload(kind: u8, channel: u16, payload: Bytes) -> Result<Frame, C
         FRAME_HEADER => Frame::Header {
             channel,
             header: ContentHeader::decode(&payload).map_err(|reason| {
-                let class_id = if payload.len() >= 2 {
-                    u16::from_be_bytes([payload[0], payload[1]])
-                } else {
-                    0
+                let class_id = match payload.get(..2) {
+                    Some(&[a, b]) => u16::from_be_bytes([a, b]),
+                    _ => 0,
                 };
-                CodecError::Syntax {
-                    class_id,
-                    method_id: 0,
-                    reason,
-                }
+                header_error(class_id, reason)
             })?,
         },
         FRAME_BODY => Frame::Body {
@@ -233,4 +294,95 @@ pub fn encode_content(
     encode_method(out, channel, method);
     encode_header(out, channel, header);
     encode_body(out, channel, body, frame_max);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generated::{BasicAck, BasicPublish};
+
+    #[test]
+    fn strings_and_bodies_are_slices_of_the_read_buffer() {
+        let mut wire = BytesMut::new();
+        let publish = Method::from(BasicPublish {
+            exchange: "amq.direct".into(),
+            routing_key: "rk".into(),
+            ..Default::default()
+        });
+        let header = ContentHeader {
+            class_id: 60,
+            weight: 0,
+            body_size: 3,
+            properties: BasicProperties {
+                content_type: Some("text/plain".into()),
+                ..Default::default()
+            },
+        };
+        encode_content(&mut wire, 1, &publish, &header, b"abc", 0);
+        encode_method(&mut wire, 1, &BasicAck::default().into());
+        let mut buf = BytesMut::from(&wire[..]);
+        let region = in_region(buf.as_ptr() as usize, buf.len());
+        let Some(Frame::Method {
+            method: Method::BasicPublish(p),
+            ..
+        }) = decode_frame(&mut buf, 0).unwrap()
+        else {
+            panic!("method")
+        };
+        assert_eq!((&*p.exchange, &*p.routing_key), ("amq.direct", "rk"));
+        assert!(region(p.exchange.as_bytes()) && region(p.routing_key.as_bytes()));
+        let Some(Frame::Header { header: h, .. }) = decode_frame(&mut buf, 0).unwrap() else {
+            panic!("header")
+        };
+        assert_eq!(h, header);
+        assert!(region(h.properties.content_type.as_ref().unwrap().as_bytes()));
+        let Some(Frame::Body { body, .. }) = decode_frame(&mut buf, 0).unwrap() else {
+            panic!("body")
+        };
+        assert_eq!(&body[..], b"abc");
+        assert!(region(&body));
+        assert_eq!(
+            decode_frame(&mut buf, 0).unwrap(),
+            Some(Frame::Method {
+                channel: 1,
+                method: BasicAck::default().into()
+            })
+        );
+        assert!(buf.is_empty());
+    }
+
+    /// Whether a slice lies within `[start, start + len)`.
+    fn in_region(start: usize, len: usize) -> impl Fn(&[u8]) -> bool {
+        move |s: &[u8]| {
+            let p = s.as_ptr() as usize;
+            p >= start && p + s.len() <= start + len
+        }
+    }
+
+    #[test]
+    fn a_malformed_method_or_header_frame_is_consumed_whole() {
+        // basic.publish whose routing-key length runs past the payload, then a heartbeat.
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&[1, 0, 1, 0, 0, 0, 9, 0, 60, 0, 40, 0, 0, 1, b'x', 200, FRAME_END]);
+        // A content header of 1 byte (too short for its class id).
+        buf.extend_from_slice(&[2, 0, 1, 0, 0, 0, 1, 0, FRAME_END]);
+        buf.extend_from_slice(&HEARTBEAT_FRAME);
+        assert!(matches!(
+            decode_frame(&mut buf, 0),
+            Err(CodecError::Syntax {
+                class_id: 60,
+                method_id: 40,
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode_frame(&mut buf, 0),
+            Err(CodecError::Syntax { class_id: 0, .. })
+        ));
+        assert_eq!(
+            decode_frame(&mut buf, 0),
+            Ok(Some(Frame::Heartbeat { channel: 0 }))
+        );
+        assert!(buf.is_empty());
+    }
 }

@@ -2,11 +2,10 @@
 //!
 //! Decoding works on a [`Reader`] over a `Bytes` payload: every length is checked against the
 //! bytes actually present before anything is sliced or allocated, and long strings, byte arrays
-//! and bodies come out as zero-copy `Bytes` slices of that payload. Primitive parsers are nom's
-//! *complete* big-endian number parsers.
+//! and bodies come out as zero-copy `Bytes` slices of that payload. Primitives are read with
+//! `split_first_chunk` (one length check, no parser-combinator `Result` plumbing).
 
-use bytes::{BufMut, Bytes, BytesMut};
-use nom::number::complete::{be_f32, be_f64, be_i8, be_i16, be_i32, be_i64, be_u8, be_u16, be_u32, be_u64};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::SyntaxReason;
 
@@ -149,27 +148,37 @@ impl FieldTable {
     }
 }
 
-/// Turns a nom failure on a complete parser into our reason.
-fn truncated<E>(_: E) -> SyntaxReason {
-    SyntaxReason::Truncated
-}
-
 /// A cursor over a payload. Every read is bounds-checked; slices share the payload's buffer.
 #[derive(Debug)]
 pub struct Reader<'a> {
-    base: &'a Bytes,
-    rest: &'a [u8],
+    src: Src<'a>,
 }
 
-type NomErr<'a> = nom::error::Error<&'a [u8]>;
+/// Where a [`Reader`] reads from.
+#[derive(Debug)]
+enum Src<'a> {
+    /// A payload of its own: `rest` is the unread part of `base`, and strings are
+    /// `slice_ref`s of `base` (one refcount increment each).
+    Shared { base: &'a Bytes, rest: &'a [u8] },
+    /// A frame read in place at the front of the connection's read buffer
+    /// ([`Reader::in_place`]): `buf[pos..end]` is unread. A string is split off the front of
+    /// `buf` (so `buf` advances as strings are taken and `pos`/`end` shift with it): the
+    /// frame itself never gets a `Bytes` handle of its own, which saves a refcount increment
+    /// and decrement per method and header frame, and frames with no strings (acks, most
+    /// headers without string properties) touch no refcount at all.
+    InPlace {
+        buf: &'a mut BytesMut,
+        pos: usize,
+        end: usize,
+    },
+}
 
 macro_rules! prim {
-    ($name:ident, $ty:ty, $parser:ident) => {
+    ($name:ident, $ty:ty) => {
         #[doc = concat!("Reads a big-endian `", stringify!($ty), "`.")]
+        #[inline]
         pub fn $name(&mut self) -> Result<$ty, SyntaxReason> {
-            let (rest, v) = $parser::<_, NomErr<'a>>(self.rest).map_err(truncated)?;
-            self.rest = rest;
-            Ok(v)
+            self.array().map(<$ty>::from_be_bytes)
         }
     };
 }
@@ -178,55 +187,135 @@ impl<'a> Reader<'a> {
     /// A reader over the whole of `base`.
     pub fn new(base: &'a Bytes) -> Self {
         Reader {
-            base,
-            rest: &base[..],
+            src: Src::Shared {
+                base,
+                rest: &base[..],
+            },
+        }
+    }
+
+    /// A reader over `buf[start..end]`, in place: taking a string or long string splits the
+    /// buffer up to and including it off the front of `buf`. `end` must be within `buf`
+    /// (anything else reads as truncated). After reading, [`Reader::in_place_end`] is where
+    /// `end` has moved to.
+    pub(crate) fn in_place(buf: &'a mut BytesMut, start: usize, end: usize) -> Self {
+        let end = end.min(buf.len());
+        Reader {
+            src: Src::InPlace {
+                buf,
+                pos: start.min(end),
+                end,
+            },
+        }
+    }
+
+    /// For an in-place reader, the end of its range in the buffer as it is now.
+    pub(crate) fn in_place_end(&self) -> usize {
+        match &self.src {
+            Src::InPlace { end, .. } => *end,
+            Src::Shared { .. } => 0,
         }
     }
 
     /// Bytes not yet read.
     pub fn remaining(&self) -> usize {
-        self.rest.len()
+        match &self.src {
+            Src::Shared { rest, .. } => rest.len(),
+            Src::InPlace { pos, end, .. } => end - pos,
+        }
     }
 
     /// Fails unless every byte was consumed.
     pub fn finish(&self) -> Result<(), SyntaxReason> {
-        if self.rest.is_empty() {
+        if self.remaining() == 0 {
             Ok(())
         } else {
             Err(SyntaxReason::TrailingBytes)
         }
     }
 
-    prim!(u8, u8, be_u8);
-    prim!(u16, u16, be_u16);
-    prim!(u32, u32, be_u32);
-    prim!(u64, u64, be_u64);
-    prim!(i8, i8, be_i8);
-    prim!(i16, i16, be_i16);
-    prim!(i32, i32, be_i32);
-    prim!(i64, i64, be_i64);
-    prim!(f32, f32, be_f32);
-    prim!(f64, f64, be_f64);
+    /// The next `N` bytes, or `Truncated`.
+    #[inline]
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], SyntaxReason> {
+        match &mut self.src {
+            Src::Shared { rest, .. } => match rest.split_first_chunk::<N>() {
+                Some((a, r)) => {
+                    *rest = r;
+                    Ok(*a)
+                }
+                None => Err(SyntaxReason::Truncated),
+            },
+            Src::InPlace { buf, pos, end } => match buf.get(*pos..*end).and_then(|s| s.first_chunk::<N>()) {
+                Some(a) => {
+                    *pos += N;
+                    Ok(*a)
+                }
+                None => Err(SyntaxReason::Truncated),
+            },
+        }
+    }
+
+    prim!(u8, u8);
+    prim!(u16, u16);
+    prim!(u32, u32);
+    prim!(u64, u64);
+    prim!(i8, i8);
+    prim!(i16, i16);
+    prim!(i32, i32);
+    prim!(i64, i64);
+    prim!(f32, f32);
+    prim!(f64, f64);
 
     /// Takes `n` bytes as a zero-copy slice, failing (without allocating) if fewer remain.
+    #[inline]
     pub fn take(&mut self, n: usize) -> Result<Bytes, SyntaxReason> {
-        let (rest, s) = nom::bytes::complete::take::<_, _, NomErr<'a>>(n)(self.rest)
-            .map_err(|_| SyntaxReason::LengthOverrun)?;
-        self.rest = rest;
-        Ok(self.base.slice_ref(s))
+        match &mut self.src {
+            Src::Shared { base, rest } => {
+                if n > rest.len() {
+                    return Err(SyntaxReason::LengthOverrun);
+                }
+                let (s, r) = rest.split_at(n);
+                *rest = r;
+                Ok(base.slice_ref(s))
+            }
+            Src::InPlace { buf, pos, end } => {
+                if n > *end - *pos {
+                    return Err(SyntaxReason::LengthOverrun);
+                }
+                if n == 0 {
+                    return Ok(Bytes::new());
+                }
+                // One split of `buf` (one refcount increment) up to the string's end; what
+                // precedes the string is then trimmed off the split-off handle.
+                let mut s = buf.split_to(*pos + n).freeze();
+                s.advance(*pos);
+                *end -= *pos + n;
+                *pos = 0;
+                Ok(s)
+            }
+        }
     }
 
     /// Takes all remaining bytes.
     pub fn take_rest(&mut self) -> Bytes {
-        let s = self.rest;
-        self.rest = &[];
-        self.base.slice_ref(s)
+        let n = self.remaining();
+        self.take(n).unwrap_or_default()
     }
 
     /// A short string (1-octet length, UTF-8).
+    ///
+    /// A non-empty one shares the payload's buffer (one refcount increment: cheaper than
+    /// allocating a copy, and `ShortStr` has no inline storage); an empty one (the default
+    /// exchange, server-named queues, blank tags) is the static empty string and touches no
+    /// refcount at all. `ByteString::try_from` validates UTF-8 (std's validator, which has an
+    /// ASCII fast path; these strings are short).
+    #[inline]
     pub fn shortstr(&mut self) -> Result<ShortStr, SyntaxReason> {
-        let len = self.u8()? as usize;
-        let b = self.take(len)?;
+        let [len] = self.array::<1>()?;
+        if len == 0 {
+            return Ok(ShortStr::new());
+        }
+        let b = self.take(len as usize)?;
         ShortStr::try_from(b).map_err(|_| SyntaxReason::InvalidUtf8)
     }
 

@@ -1,9 +1,10 @@
 //! Queue arguments (`x-message-ttl`, `x-dead-letter-exchange`, `x-max-length`, `x-overflow`,
-//! `x-delivery-limit`, `x-delayed-retry-*`, …): parsing, type validation with RabbitMQ's
+//! `x-delivery-limit`, `x-delayed-retry-*`, `x-message-group-header`, `x-deduplication-*`, …): parsing, type validation with RabbitMQ's
 //! error texts, and the equivalence check used when a queue is redeclared.
 
 use warren_codec::{FieldTable, FieldValue, ShortStr};
 
+use crate::dedup::{self, IdSource};
 use crate::error::{AmqpError, AmqpResult};
 
 /// What happens when a queue is full (`x-overflow`).
@@ -100,6 +101,11 @@ pub struct QueueArgs {
     pub max_priority: Option<u8>,
     /// `x-queue-type` is `quorum`.
     pub quorum: bool,
+    /// `x-message-group-header` (our extension): the header whose value groups messages.
+    pub message_group_header: Option<ShortStr>,
+    /// `x-deduplication-window` (ms) and where ids come from (`x-deduplication-header`, our
+    /// extension).
+    pub deduplication: Option<(u64, IdSource)>,
 }
 
 /// RabbitMQ's name for a field value's type, used in error texts.
@@ -157,6 +163,9 @@ pub const EQUIVALENCE_ARGS: &[&str] = &[
     "x-delayed-retry-min",
     "x-delayed-retry-max",
     "x-delayed-retry-multiplier",
+    "x-message-group-header",
+    "x-deduplication-window",
+    "x-deduplication-header",
 ];
 
 fn invalid(arg: &str, queue: &str, vhost: &str, why: String) -> AmqpError {
@@ -330,6 +339,16 @@ impl QueueArgs {
                 ));
             }
         };
+        q.message_group_header = string("x-message-group-header")?;
+        if q.message_group_header.as_deref() == Some("") {
+            return Err(invalid(
+                "x-message-group-header",
+                queue,
+                vhost,
+                "{invalid_value,}".into(),
+            ));
+        }
+        q.deduplication = dedup::parse_args(args).map_err(|(arg, why)| invalid(arg, queue, vhost, why))?;
         Ok(q)
     }
 }

@@ -1,14 +1,20 @@
 //! One vhost's topology: exchanges, queues' metadata and bindings, with AMQP's and RabbitMQ's
 //! declare / bind / delete rules (reply codes and texts as RabbitMQ sends them), and routing of
 //! a message to the set of queues it reaches (exchange-to-exchange bindings, alternate
-//! exchanges, CC/BCC, each queue at most once).
+//! exchanges, CC/BCC, each queue at most once). Besides RabbitMQ's four built-in exchange
+//! types it has `x-consistent-hash` (RabbitMQ's plugin, see
+//! [`consistent_hash`](crate::routing::consistent_hash)) and `x-random`, and exchanges may
+//! deduplicate publishes (`x-deduplication-window`, see [`dedup`](crate::dedup)).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use warren_codec::{FieldTable, FieldValue, ShortStr};
+use warren_codec::{BasicProperties, FieldTable, FieldValue, ShortStr};
 
 use crate::args::{QueueArgs, check_equivalent, render, type_name};
+use crate::dedup::{self, DedupWindow};
 use crate::error::{AmqpError, AmqpResult};
+use crate::routing::consistent_hash::{ConsistentHash, HashOn, mix64, parse_weight};
 use crate::routing::headers::{headers_match, validate_binding_args};
 use crate::routing::topic::TopicIndex;
 
@@ -43,6 +49,10 @@ pub enum ExchangeKind {
     Topic,
     /// Header matching with `x-match`.
     Headers,
+    /// `x-consistent-hash`: weighted consistent hashing (RabbitMQ's plugin).
+    ConsistentHash,
+    /// `x-random`: one bound destination picked at random.
+    Random,
 }
 
 impl ExchangeKind {
@@ -53,6 +63,8 @@ impl ExchangeKind {
             "fanout" => ExchangeKind::Fanout,
             "topic" => ExchangeKind::Topic,
             "headers" => ExchangeKind::Headers,
+            "x-consistent-hash" => ExchangeKind::ConsistentHash,
+            "x-random" => ExchangeKind::Random,
             _ => return None,
         })
     }
@@ -64,6 +76,8 @@ impl ExchangeKind {
             ExchangeKind::Fanout => "fanout",
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
+            ExchangeKind::ConsistentHash => "x-consistent-hash",
+            ExchangeKind::Random => "x-random",
         }
     }
 }
@@ -125,7 +139,16 @@ enum Index {
     Fanout,
     Topic(TopicIndex<Dest>),
     Headers,
+    ConsistentHash {
+        hash: ConsistentHash<Dest>,
+        on: HashOn,
+    },
+    /// xorshift64 state.
+    Random(u64),
 }
+
+/// Seeds `x-random` exchanges' generators.
+static RANDOM_SEED: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
 
 #[derive(Debug)]
 struct Exchange {
@@ -135,6 +158,8 @@ struct Exchange {
     /// Every binding from this exchange: (destination, key, arguments).
     bindings: Vec<(Dest, ShortStr, FieldTable)>,
     index: Index,
+    /// `x-deduplication-window` on the exchange.
+    dedup: Option<DedupWindow>,
 }
 
 impl Exchange {
@@ -144,7 +169,19 @@ impl Exchange {
             ExchangeKind::Fanout => Index::Fanout,
             ExchangeKind::Topic => Index::Topic(TopicIndex::new()),
             ExchangeKind::Headers => Index::Headers,
+            ExchangeKind::ConsistentHash => Index::ConsistentHash {
+                hash: ConsistentHash::new(),
+                on: HashOn::parse(&meta.arguments).unwrap_or_default(),
+            },
+            ExchangeKind::Random => {
+                let seed = RANDOM_SEED.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+                Index::Random(mix64(seed) | 1)
+            }
         };
+        let dedup = dedup::parse_args(&meta.arguments)
+            .ok()
+            .flatten()
+            .map(|(w, src)| DedupWindow::new(w, src));
         let alternate = meta
             .arguments
             .get("alternate-exchange")
@@ -156,10 +193,13 @@ impl Exchange {
             alternate,
             bindings: Vec::new(),
             index,
+            dedup,
         }
     }
 
-    fn add(&mut self, dest: Dest, key: &ShortStr, args: &FieldTable) -> bool {
+    /// Adds a binding; `dest_name` is the destination's name (stable across restarts, which
+    /// consistent hashing hashes).
+    fn add(&mut self, dest: Dest, dest_name: &str, key: &ShortStr, args: &FieldTable) -> bool {
         if self
             .bindings
             .iter()
@@ -173,7 +213,10 @@ impl Exchange {
             Index::Topic(t) => {
                 t.bind(key, dest);
             }
-            Index::Fanout | Index::Headers => {}
+            Index::ConsistentHash { hash, .. } => {
+                hash.add(dest, dest_name, key);
+            }
+            Index::Fanout | Index::Headers | Index::Random(_) => {}
         }
         true
     }
@@ -202,7 +245,8 @@ impl Exchange {
                     t.unbind(key, dest);
                 }
             }
-            Index::Fanout | Index::Headers => {}
+            Index::ConsistentHash { hash, .. } => hash.remove(dest, key),
+            Index::Fanout | Index::Headers | Index::Random(_) => {}
         }
         true
     }
@@ -220,7 +264,13 @@ impl Exchange {
         doomed.len()
     }
 
-    fn route_into(&mut self, keys: &[&str], headers: Option<&FieldTable>, out: &mut Vec<Dest>) {
+    fn route_into(
+        &mut self,
+        keys: &[&str],
+        headers: Option<&FieldTable>,
+        props: Option<&BasicProperties>,
+        out: &mut Vec<Dest>,
+    ) {
         match &mut self.index {
             Index::Direct(m) => {
                 for k in keys {
@@ -240,6 +290,27 @@ impl Exchange {
                     if headers_match(a, headers) {
                         out.push(*d);
                     }
+                }
+            }
+            Index::ConsistentHash { hash, on } => {
+                // As the plugin: the routing key only (not CC/BCC).
+                let rk = keys.first().copied().unwrap_or("");
+                if let Some(input) = on.input(rk, headers, props)
+                    && let Some(d) = hash.route(&input)
+                {
+                    out.push(d);
+                }
+            }
+            Index::Random(state) => {
+                if !self.bindings.is_empty() {
+                    // xorshift64
+                    let mut x = *state;
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *state = x;
+                    let i = (x % self.bindings.len() as u64) as usize;
+                    out.push(self.bindings[i].0);
                 }
             }
         }
@@ -299,6 +370,8 @@ pub struct Deleted {
 pub struct Routed {
     /// Queues reached, each once, sorted.
     pub queues: Vec<QueueId>,
+    /// An exchange on the way dropped the message as a duplicate (`x-deduplication-window`).
+    pub duplicate: bool,
 }
 
 /// One vhost's exchanges, queues and bindings.
@@ -504,6 +577,20 @@ impl Topology {
             return Err(AmqpError::access_refused(format!(
                 "exchange name '{}' contains reserved prefix 'amq.*'",
                 d.name
+            )));
+        }
+        if kind == ExchangeKind::ConsistentHash
+            && let Err(why) = HashOn::parse(d.arguments)
+        {
+            return Err(AmqpError::precondition(format!(
+                "invalid arguments for exchange '{}' in vhost '{}': {why}",
+                d.name, self.vhost
+            )));
+        }
+        if let Err((arg, why)) = dedup::parse_args(d.arguments) {
+            return Err(AmqpError::precondition(format!(
+                "invalid arg '{arg}' for exchange '{}' in vhost '{}': {why}",
+                d.name, self.vhost
             )));
         }
         if let Some(v) = d.arguments.get("alternate-exchange")
@@ -725,12 +812,23 @@ impl Topology {
     }
 
     fn bind(&mut self, source: &str, dest: Dest, key: &str, args: &FieldTable) -> AmqpResult<()> {
+        let dest_name = match dest {
+            Dest::Queue(q) => self.queue_names.get(&q).cloned().unwrap_or_default(),
+            Dest::Exchange(e) => self.exchange_names.get(&e).cloned().unwrap_or_default(),
+        };
         let x = self.exchanges.get_mut(source).expect("checked");
         if x.meta.kind == ExchangeKind::Headers {
             validate_binding_args(args).map_err(AmqpError::precondition)?;
         }
+        if x.meta.kind == ExchangeKind::ConsistentHash && parse_weight(key).is_none() {
+            return Err(AmqpError::precondition(format!(
+                "invalid binding key '{key}' for exchange '{source}' in vhost '{}': \
+                 the binding key of an x-consistent-hash exchange is an integer weight",
+                self.vhost
+            )));
+        }
         let sid = x.id;
-        if x.add(dest, &key.into(), args) {
+        if x.add(dest, &dest_name, &key.into(), args) {
             let srcs = self.sources.entry(dest).or_default();
             if !srcs.contains(&sid) {
                 srcs.push(sid);
@@ -819,6 +917,29 @@ impl Topology {
         keys: &[&str],
         headers: Option<&FieldTable>,
     ) -> AmqpResult<Routed> {
+        self.route_inner(exchange, keys, headers, None, None)
+    }
+
+    /// Routes a message with all its properties (for `hash-property` of consistent-hash
+    /// exchanges) at time `now` (for exchanges' `x-deduplication-window`).
+    pub fn route_message(
+        &mut self,
+        exchange: &str,
+        keys: &[&str],
+        props: &BasicProperties,
+        now: u64,
+    ) -> AmqpResult<Routed> {
+        self.route_inner(exchange, keys, props.headers.as_ref(), Some(props), Some(now))
+    }
+
+    fn route_inner(
+        &mut self,
+        exchange: &str,
+        keys: &[&str],
+        headers: Option<&FieldTable>,
+        props: Option<&BasicProperties>,
+        now: Option<u64>,
+    ) -> AmqpResult<Routed> {
         let mut routed = Routed::default();
         if exchange.is_empty() {
             for k in keys {
@@ -830,22 +951,49 @@ impl Topology {
             routed.queues.dedup();
             return Ok(routed);
         }
-        if !self.exchanges.contains_key(exchange) {
-            return Err(self.no_exchange(exchange));
-        }
+        // The published-to exchange is looked up once, by `&str` (no `ShortStr` copy); only
+        // exchanges reached through e2e bindings or alternates go through `pending` and
+        // `visited`, so a plain route allocates nothing but its result.
         let mut visited: Vec<ExchangeId> = Vec::new();
-        let mut pending: Vec<ShortStr> = vec![exchange.into()];
+        let mut pending: Vec<ShortStr> = Vec::new();
+        let mut first = Some(exchange);
+        let mut first_id = None;
         let mut dests = std::mem::take(&mut self.scratch);
-        while let Some(name) = pending.pop() {
-            let Some(x) = self.exchanges.get_mut(&*name) else {
+        loop {
+            let popped;
+            let name: &str = match first.take() {
+                Some(f) => f,
+                None => match pending.pop() {
+                    Some(n) => {
+                        popped = n;
+                        &popped
+                    }
+                    None => break,
+                },
+            };
+            let Some(x) = self.exchanges.get_mut(name) else {
+                if first_id.is_none() {
+                    self.scratch = dests;
+                    return Err(self.no_exchange(exchange));
+                }
                 continue;
             };
-            if visited.contains(&x.id) {
+            if first_id == Some(x.id) || visited.contains(&x.id) {
                 continue;
             }
-            visited.push(x.id);
+            if first_id.is_none() {
+                first_id = Some(x.id);
+            } else {
+                visited.push(x.id);
+            }
+            if let (Some(w), Some(p), Some(now)) = (&mut x.dedup, props, now)
+                && w.check_and_record(p, now)
+            {
+                routed.duplicate = true;
+                continue;
+            }
             dests.clear();
-            x.route_into(keys, headers, &mut dests);
+            x.route_into(keys, headers, props, &mut dests);
             if dests.is_empty() {
                 if let Some(ae) = x.alternate.clone() {
                     pending.push(ae);
@@ -1089,6 +1237,130 @@ mod tests {
         assert_eq!(
             t.route("amq.direct", &["ka", "kb"], None).unwrap().queues,
             vec![q1.id, q2.id]
+        );
+    }
+
+    #[test]
+    fn consistent_hash_exchange_is_sticky_and_validates_weights() {
+        let mut t = t();
+        let a = none();
+        t.declare_exchange(&xdecl("ch", "x-consistent-hash", &a)).unwrap();
+        assert_eq!(t.exchange("ch").unwrap().kind.name(), "x-consistent-hash");
+        let mut ids = Vec::new();
+        for n in ["q1", "q2", "q3"] {
+            ids.push(t.declare_queue(&qdecl(n, &a)).unwrap().0.id);
+            t.bind_queue(n, "ch", "10", &a).unwrap();
+        }
+        assert_eq!(code(t.bind_queue("q1", "ch", "heavy", &a).unwrap_err()), 406);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..300 {
+            let k = format!("k{i}");
+            let r = t.route("ch", &[k.as_str()], None).unwrap().queues;
+            assert_eq!(r.len(), 1);
+            assert_eq!(t.route("ch", &[k.as_str()], None).unwrap().queues, r);
+            seen.insert(r[0]);
+        }
+        assert_eq!(seen.len(), 3, "every queue gets keys");
+        // Unbinding takes the queue out of the hash.
+        t.unbind_queue("q2", "ch", "10", &a).unwrap();
+        for i in 0..300 {
+            let k = format!("k{i}");
+            assert_ne!(t.route("ch", &[k.as_str()], None).unwrap().queues, vec![ids[1]]);
+        }
+    }
+
+    #[test]
+    fn consistent_hash_on_header_and_property() {
+        let mut t = t();
+        let a = none();
+        let mut bad = FieldTable::new();
+        bad.insert("hash-property", FieldValue::str("body"));
+        assert_eq!(
+            code(
+                t.declare_exchange(&xdecl("bad", "x-consistent-hash", &bad))
+                    .unwrap_err()
+            ),
+            406
+        );
+        let mut hh = FieldTable::new();
+        hh.insert("hash-header", FieldValue::str("user"));
+        t.declare_exchange(&xdecl("byh", "x-consistent-hash", &hh))
+            .unwrap();
+        let mut hp = FieldTable::new();
+        hp.insert("hash-property", FieldValue::str("correlation_id"));
+        t.declare_exchange(&xdecl("byp", "x-consistent-hash", &hp))
+            .unwrap();
+        for n in ["q1", "q2", "q3", "q4"] {
+            t.declare_queue(&qdecl(n, &a)).unwrap();
+            t.bind_queue(n, "byh", "1", &a).unwrap();
+            t.bind_queue(n, "byp", "1", &a).unwrap();
+        }
+        let mut h = FieldTable::new();
+        h.insert("user", FieldValue::str("alice"));
+        let first = t.route("byh", &["a"], Some(&h)).unwrap().queues;
+        assert_eq!(first.len(), 1);
+        for rk in ["b", "c", "d", "e"] {
+            assert_eq!(t.route("byh", &[rk], Some(&h)).unwrap().queues, first);
+        }
+        assert!(
+            t.route("byh", &["a"], None).unwrap().queues.is_empty(),
+            "no header: unroutable"
+        );
+        let p = BasicProperties {
+            correlation_id: Some("c-42".into()),
+            ..Default::default()
+        };
+        let first = t.route_message("byp", &["x"], &p, 0).unwrap().queues;
+        assert_eq!(first.len(), 1);
+        for rk in ["y", "z"] {
+            assert_eq!(t.route_message("byp", &[rk], &p, 0).unwrap().queues, first);
+        }
+    }
+
+    #[test]
+    fn random_exchange_spreads_over_bound_queues() {
+        let mut t = t();
+        let a = none();
+        t.declare_exchange(&xdecl("rnd", "x-random", &a)).unwrap();
+        assert!(t.route("rnd", &["k"], None).unwrap().queues.is_empty());
+        for n in ["q1", "q2", "q3"] {
+            t.declare_queue(&qdecl(n, &a)).unwrap();
+            t.bind_queue(n, "rnd", "", &a).unwrap();
+        }
+        let mut counts: HashMap<QueueId, usize> = HashMap::new();
+        for _ in 0..3000 {
+            let r = t.route("rnd", &["k"], None).unwrap().queues;
+            assert_eq!(r.len(), 1);
+            *counts.entry(r[0]).or_default() += 1;
+        }
+        assert_eq!(counts.len(), 3);
+        assert!(counts.values().all(|c| *c > 800), "{counts:?}");
+    }
+
+    #[test]
+    fn exchange_deduplication_window() {
+        let mut t = t();
+        let a = none();
+        let mut args = FieldTable::new();
+        args.insert("x-deduplication-window", FieldValue::I32(100));
+        t.declare_exchange(&xdecl("dx", "fanout", &args)).unwrap();
+        let (q, _) = t.declare_queue(&qdecl("q", &a)).unwrap();
+        t.bind_queue("q", "dx", "", &a).unwrap();
+        let p = BasicProperties {
+            message_id: Some("m1".into()),
+            ..Default::default()
+        };
+        let r = t.route_message("dx", &[""], &p, 0).unwrap();
+        assert_eq!((r.queues, r.duplicate), (vec![q.id], false));
+        let r = t.route_message("dx", &[""], &p, 50).unwrap();
+        assert!(r.queues.is_empty() && r.duplicate);
+        let r = t.route_message("dx", &[""], &p, 100).unwrap();
+        assert_eq!((r.queues, r.duplicate), (vec![q.id], false));
+        let mut bad = FieldTable::new();
+        bad.insert("x-deduplication-window", FieldValue::str("soon"));
+        assert_eq!(
+            code(t.declare_exchange(&xdecl("bad", "fanout", &bad)).unwrap_err()),
+            406
         );
     }
 }

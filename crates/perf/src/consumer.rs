@@ -27,7 +27,6 @@ const ACK_FLUSH: Duration = Duration::from_millis(5);
 /// A delivery in progress (method seen, waiting for header and body frames).
 #[derive(Debug, Default)]
 struct Incoming {
-    tag: u64,
     redelivered: bool,
     remaining: u64,
     stamp: Option<Stamp>,
@@ -138,7 +137,6 @@ pub async fn run(
                     Some((60, 60)) => {
                         let (tag, redelivered) = parse_deliver(f.payload).ok_or("malformed basic.deliver")?;
                         cur = Incoming {
-                            tag,
                             redelivered,
                             remaining: u64::MAX,
                             stamp: None,
@@ -216,7 +214,6 @@ pub async fn run(
     if corrupt > 0 {
         shared.tally().acct.corrupt += corrupt;
     }
-    let _ = cur.tag;
     match rd.reunite(wr) {
         Ok(stream) => {
             Conn {

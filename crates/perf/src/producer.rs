@@ -213,7 +213,10 @@ pub async fn run(
         }),
     );
     let _ = wr.write_all(&wbuf).await;
-    let reader_err = match tokio::time::timeout(Duration::from_secs(2), reader).await {
+    // Wait for close-ok: a broker still working through our last writes (flow control) answers
+    // only after them, and closing the socket earlier could drop them.
+    let close_wait = Duration::from_secs_f64(cfg.drain_timeout.max(2.0));
+    let reader_err = match tokio::time::timeout(close_wait, reader).await {
         Ok(Ok(r)) => r.err(),
         Ok(Err(e)) => Some(format!("producer {id}: reader task: {e}")),
         Err(_) => None,

@@ -1,8 +1,11 @@
 //! Users and SASL: PLAIN and AMQPLAIN responses, and password hashes in RabbitMQ's
 //! `rabbit_password_hashing_sha256` format (base64 of a 4-byte salt followed by
-//! SHA-256(salt ‖ password)), so hashes from a RabbitMQ definitions file work.
+//! SHA-256(salt ‖ password)), so hashes from a RabbitMQ definitions file work. Also the
+//! per-user-per-vhost permissions (RabbitMQ's `configure` / `write` / `read` regexes).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -45,10 +48,76 @@ pub fn check_password(hash: &str, password: &str) -> bool {
     }
 }
 
-/// The user database.
+/// The three kinds of access RabbitMQ checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Declare / delete.
+    Configure,
+    /// Publish to an exchange; bind to a queue or destination exchange.
+    Write,
+    /// Consume / get / purge a queue; bind from an exchange.
+    Read,
+}
+
+/// A user's permissions on one vhost: three regexes matched like RabbitMQ matches them
+/// (Erlang `re:run`, unanchored: `.*` grants everything, `^$` nothing; an empty string
+/// grants nothing).
+#[derive(Debug, Clone)]
+pub struct Permission {
+    /// Configure regex source.
+    pub configure: String,
+    /// Write regex source.
+    pub write: String,
+    /// Read regex source.
+    pub read: String,
+    compiled: Arc<[Option<regex::Regex>; 3]>,
+}
+
+impl Permission {
+    /// Compiles the three regexes; the error names the bad one.
+    pub fn new(configure: &str, write: &str, read: &str) -> Result<Permission, String> {
+        let compile = |what: &str, s: &str| -> Result<Option<regex::Regex>, String> {
+            if s.is_empty() {
+                return Ok(None);
+            }
+            regex::Regex::new(s)
+                .map(Some)
+                .map_err(|e| format!("invalid {what} regex '{s}': {e}"))
+        };
+        Ok(Permission {
+            compiled: Arc::new([
+                compile("configure", configure)?,
+                compile("write", write)?,
+                compile("read", read)?,
+            ]),
+            configure: configure.to_string(),
+            write: write.to_string(),
+            read: read.to_string(),
+        })
+    }
+
+    /// Full access (`.*` three times).
+    pub fn all() -> Permission {
+        Permission::new(".*", ".*", ".*").expect("literal regexes")
+    }
+
+    /// Whether `access` to the resource `name` is granted.
+    pub fn allows(&self, access: Access, name: &str) -> bool {
+        let i = match access {
+            Access::Configure => 0,
+            Access::Write => 1,
+            Access::Read => 2,
+        };
+        self.compiled[i].as_ref().is_some_and(|r| r.is_match(name))
+    }
+}
+
+/// The user database and the permissions of each user on each vhost.
 #[derive(Debug)]
 pub struct Users {
     users: RwLock<HashMap<String, User>>,
+    perms: RwLock<HashMap<(String, String), Permission>>,
+    generation: AtomicU64,
 }
 
 impl Users {
@@ -56,18 +125,90 @@ impl Users {
     pub fn new(default_user: &str, default_pass: &str) -> Users {
         let u = Users {
             users: RwLock::new(HashMap::new()),
+            perms: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         };
         u.put(User {
             name: default_user.to_string(),
             password_hash: hash_password(default_pass),
             tags: vec!["administrator".into()],
         });
+        u.set_permission(default_user, "/", Permission::all());
         u
     }
 
     /// Adds or replaces a user.
     pub fn put(&self, user: User) {
         self.users.write().insert(user.name.clone(), user);
+        self.bump();
+    }
+
+    /// Deletes a user and its permissions. False if it did not exist.
+    pub fn delete(&self, name: &str) -> bool {
+        let existed = self.users.write().remove(name).is_some();
+        self.perms.write().retain(|(u, _), _| u != name);
+        self.bump();
+        existed
+    }
+
+    /// Forgets every user and permission (before replaying a persisted user database).
+    pub fn clear(&self) {
+        self.users.write().clear();
+        self.perms.write().clear();
+        self.bump();
+    }
+
+    /// Sets `user`'s permissions on `vhost`.
+    pub fn set_permission(&self, user: &str, vhost: &str, p: Permission) {
+        self.perms.write().insert((user.to_string(), vhost.to_string()), p);
+        self.bump();
+    }
+
+    /// Clears `user`'s permissions on `vhost`. False if there were none.
+    pub fn clear_permission(&self, user: &str, vhost: &str) -> bool {
+        let r = self
+            .perms
+            .write()
+            .remove(&(user.to_string(), vhost.to_string()))
+            .is_some();
+        self.bump();
+        r
+    }
+
+    /// Clears every user's permissions on `vhost` (the vhost was deleted).
+    pub fn clear_vhost(&self, vhost: &str) {
+        self.perms.write().retain(|(_, v), _| v != vhost);
+        self.bump();
+    }
+
+    /// `user`'s permissions on `vhost`.
+    pub fn permission(&self, user: &str, vhost: &str) -> Option<Permission> {
+        self.perms
+            .read()
+            .get(&(user.to_string(), vhost.to_string()))
+            .cloned()
+    }
+
+    /// Every (user, vhost, permission), sorted by user then vhost.
+    pub fn permissions(&self) -> Vec<(String, String, Permission)> {
+        let mut v: Vec<_> = self
+            .perms
+            .read()
+            .iter()
+            .map(|((u, vh), p)| (u.clone(), vh.clone(), p.clone()))
+            .collect();
+        v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        v
+    }
+
+    /// Changes with every user or permission update: connections cache permission decisions
+    /// and re-read them when this moves (one atomic load per check).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Looks a user up.
@@ -134,6 +275,27 @@ mod tests {
         // The hash for password "guest" with salt 908D C60A, as in RabbitMQ's docs.
         let h = hash_with_salt(&[0x90, 0x8D, 0xC6, 0x0A], "guest");
         assert!(check_password(&h, "guest"));
+    }
+
+    #[test]
+    fn permissions_match_like_rabbitmq() {
+        let p = Permission::new("^$", "^amq\\.default$|^out-", ".*").unwrap();
+        assert!(!p.allows(Access::Configure, "q"));
+        assert!(p.allows(Access::Write, "amq.default"));
+        assert!(p.allows(Access::Write, "out-1"));
+        assert!(!p.allows(Access::Write, "in-1"));
+        assert!(p.allows(Access::Read, "anything"));
+        // Unanchored, like Erlang's re:run.
+        let p = Permission::new("foo", "", ".*").unwrap();
+        assert!(p.allows(Access::Configure, "xfoox"));
+        assert!(!p.allows(Access::Write, "foo"), "an empty regex grants nothing");
+        assert!(Permission::new("(", ".*", ".*").is_err());
+        let u = Users::new("admin", "pw");
+        assert!(u.permission("admin", "/").is_some());
+        let g = u.generation();
+        u.clear_permission("admin", "/");
+        assert!(u.permission("admin", "/").is_none());
+        assert!(u.generation() > g);
     }
 
     #[test]

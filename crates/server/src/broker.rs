@@ -46,6 +46,8 @@ pub struct Metrics {
     pub dead_letter_dropped: AtomicU64,
     /// Messages dropped by a delivery limit with no dead-letter exchange.
     pub delivery_limit_dropped: AtomicU64,
+    /// Publishes dropped as duplicates by a queue's or exchange's `x-deduplication-window`.
+    pub duplicates_dropped: AtomicU64,
 }
 
 /// One vhost: its topology and the handles of its queues.
@@ -72,6 +74,9 @@ pub struct PublishOutcome {
     pub rejected: usize,
     /// Durable queues that wrote it to their log (its confirm waits for their fsync).
     pub persisted: Vec<Arc<Queue>>,
+    /// Queues (or an exchange) that dropped it as a duplicate (`x-deduplication-window`):
+    /// routed, and confirmed with basic.ack.
+    pub duplicates: usize,
 }
 
 impl VHost {
@@ -160,9 +165,13 @@ impl VHost {
                     &*msg.exchange, self.name
                 )));
             }
-            t.route(&msg.exchange, &key_refs, msg.properties.headers.as_ref())?
+            t.route_message(&msg.exchange, &key_refs, &msg.properties, now)?
         };
         let mut out = PublishOutcome::default();
+        if routed.duplicate {
+            self.metrics.duplicates_dropped.fetch_add(1, Ordering::Relaxed);
+            out.duplicates += 1;
+        }
         if routed.queues.is_empty() {
             return Ok(out);
         }
@@ -181,6 +190,7 @@ impl VHost {
             match p {
                 Published::Enqueued => out.enqueued += 1,
                 Published::Rejected => out.rejected += 1,
+                Published::Duplicate => out.duplicates += 1,
             }
             if persisted {
                 out.persisted.push(q);
@@ -214,7 +224,7 @@ impl VHost {
             let routed = self
                 .topology
                 .lock()
-                .route(dlx, &key_refs, dl.properties.headers.as_ref());
+                .route_message(dlx, &key_refs, &dl.properties, now);
             let routed = match routed {
                 Ok(r) => r,
                 Err(_) => {
@@ -267,6 +277,8 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     /// The durable store (None for an in-memory broker).
     pub persistence: Option<Arc<Persistence>>,
+    /// Memory and disk alarms.
+    pub alarms: crate::alarms::Alarms,
 }
 
 impl Broker {
@@ -277,7 +289,16 @@ impl Broker {
             .map_err(|e| format!("cannot open store in {}: {e}", config.data_dir.display()))?;
         let broker = Broker::build(config, Some(Arc::new(p)));
         let n = records.len();
+        // Once the log holds the user database, it (not the configured default user) decides
+        // who may log in: a broker creates its default user on its first start only.
+        if records.iter().any(|r| crate::persist::decode_access(r).is_some()) {
+            broker.users.clear();
+        }
         for rec in records {
+            if let Some(a) = crate::persist::decode_access(&rec) {
+                crate::access::apply_record(&broker, &a);
+                continue;
+            }
             match crate::persist::decode_definition(&rec) {
                 Some((vhost, m)) => crate::persist::replay(&broker, &vhost, m),
                 None => tracing::warn!("undecodable definitions record skipped"),
@@ -328,6 +349,12 @@ impl Broker {
     fn build(config: Config, persistence: Option<Arc<Persistence>>) -> Arc<Broker> {
         let metrics = Arc::new(Metrics::default());
         let users = Users::new(&config.default_user, &config.default_pass);
+        let memory_limit = config.memory_limit.unwrap_or_else(|| {
+            crate::alarms::total_memory()
+                .map(|t| (t as f64 * config.memory_high_watermark) as u64)
+                .unwrap_or(0)
+        });
+        let alarms = crate::alarms::Alarms::new(memory_limit, config.disk_free_limit);
         let b = Broker {
             config,
             users,
@@ -337,6 +364,7 @@ impl Broker {
             next_id: AtomicU64::new(1),
             metrics,
             persistence,
+            alarms,
         };
         b.add_vhost("/");
         Arc::new(b)

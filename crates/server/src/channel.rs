@@ -19,6 +19,8 @@ use warren_core::queue::{ChannelKey, ConsumerKey, ConsumerSpec, Delivery, Return
 use warren_core::topology::{ExchangeDeclare as ExchangeDecl, QueueDeclare as QueueDecl};
 use warren_core::{AmqpError, AmqpResult, Message, MessageRef};
 
+use crate::access::Resource;
+use crate::auth::Access;
 use crate::broker::{REPLY_TO_QUEUE, ReplyTarget, VHost, now_ms, queue_gone, random_name};
 use crate::connection::{ChannelShared, Connection};
 use crate::queue::{Queue, Sink};
@@ -28,6 +30,8 @@ struct Unacked {
     tag: u64,
     queue: Arc<Queue>,
     seq: u64,
+    /// When it was delivered (consumer timeout; the deque is in delivery order).
+    at: std::time::Instant,
 }
 
 #[derive(Debug)]
@@ -107,6 +111,11 @@ impl Channel {
             tx: None,
             reply_consumer: None,
         }
+    }
+
+    /// The channel number.
+    pub fn id(&self) -> u16 {
+        self.id
     }
 
     /// Open (not closing).
@@ -233,11 +242,17 @@ impl Connection {
             self.broker.remove_reply_consumer(&name);
         }
         let vhost = self.vhost.clone();
+        // Consumers go first without dispatching, then the unacked messages are requeued (which
+        // dispatches): the next consumer (single active consumer, message groups) receives the
+        // requeued messages in their original order, before the ones behind them.
+        let mut detached: Vec<Arc<Queue>> = Vec::new();
         for (_, rec) in c.consumers.drain() {
-            if rec.queue.remove_consumer(rec.key)
-                && let Some(v) = &vhost
-            {
-                v.delete_queue(&rec.queue.meta.name);
+            if rec.queue.detach_consumer(rec.key) {
+                if let Some(v) = &vhost {
+                    v.delete_queue(&rec.queue.meta.name);
+                }
+            } else if !detached.iter().any(|q| Arc::ptr_eq(q, &rec.queue)) {
+                detached.push(rec.queue);
             }
         }
         let n = c.unacked.len() as u32;
@@ -247,11 +262,43 @@ impl Connection {
                 queues.push(u.queue);
             }
         }
-        for q in queues {
+        for q in &queues {
             q.release_channel(c.key, Return::Failed);
+        }
+        for q in detached {
+            if !queues.iter().any(|r| Arc::ptr_eq(r, &q)) {
+                q.dispatch();
+            }
         }
         c.shared.release(n);
         c.tx = None;
+    }
+
+    /// Closes, with RabbitMQ's 406, every channel whose oldest unacked delivery is older than
+    /// `timeout` (`consumer_timeout`). Only each channel's oldest delivery is looked at.
+    pub(crate) fn check_consumer_timeouts(&mut self, now: std::time::Instant, timeout: std::time::Duration) {
+        let late: Vec<u16> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| {
+                !c.closing
+                    && c.unacked
+                        .front()
+                        .is_some_and(|u| now.saturating_duration_since(u.at) > timeout)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for ch in late {
+            tracing::warn!(channel = ch, "consumer timeout; closing the channel");
+            self.channel_error(
+                ch,
+                AmqpError::precondition(format!(
+                    "delivery acknowledgement on channel {ch} timed out. Timeout value used: {} ms. \
+                     This timeout value can be configured, see consumers doc guide to learn more",
+                    timeout.as_millis()
+                )),
+            );
+        }
     }
 
     /// Encodes a delivery from a queue, or puts it back if its consumer is gone.
@@ -279,6 +326,7 @@ impl Connection {
                 tag: delivery_tag,
                 queue,
                 seq: d.seq,
+                at: std::time::Instant::now(),
             });
         }
         self.broker.metrics.delivered.fetch_add(1, Ordering::Relaxed);
@@ -324,6 +372,7 @@ impl Connection {
             Method::ExchangeDeclare(m) => self.exchange_declare(ch, m),
             Method::ExchangeDelete(m) => {
                 let v = self.vhost()?;
+                self.check_access(Resource::Exchange, &m.exchange, Access::Configure)?;
                 let deleted = v.topology.lock().delete_exchange(&m.exchange, m.if_unused)?;
                 for x in deleted.exchanges {
                     v.record(ExchangeDelete {
@@ -338,6 +387,8 @@ impl Connection {
             }
             Method::ExchangeBind(m) => {
                 let v = self.vhost()?;
+                self.check_access(Resource::Exchange, &m.destination, Access::Write)?;
+                self.check_access(Resource::Exchange, &m.source, Access::Read)?;
                 let durable = {
                     let mut t = v.topology.lock();
                     t.bind_exchange(&m.destination, &m.source, &m.routing_key, &m.arguments)?;
@@ -353,6 +404,8 @@ impl Connection {
             }
             Method::ExchangeUnbind(m) => {
                 let v = self.vhost()?;
+                self.check_access(Resource::Exchange, &m.destination, Access::Write)?;
+                self.check_access(Resource::Exchange, &m.source, Access::Read)?;
                 let deleted = v.topology.lock().unbind_exchange(
                     &m.destination,
                     &m.source,
@@ -374,6 +427,8 @@ impl Connection {
             Method::QueueDeclare(m) => self.queue_declare(ch, m),
             Method::QueueBind(m) => {
                 let v = self.vhost()?;
+                self.check_access(Resource::Queue, &m.queue, Access::Write)?;
+                self.check_access(Resource::Exchange, &m.exchange, Access::Read)?;
                 let mut t = v.topology.lock();
                 t.check_queue_access(&m.queue, self.shared.id)?;
                 t.bind_queue(&m.queue, &m.exchange, &m.routing_key, &m.arguments)?;
@@ -389,6 +444,8 @@ impl Connection {
             }
             Method::QueueUnbind(m) => {
                 let v = self.vhost()?;
+                self.check_access(Resource::Queue, &m.queue, Access::Write)?;
+                self.check_access(Resource::Exchange, &m.exchange, Access::Read)?;
                 let mut t = v.topology.lock();
                 t.check_queue_access(&m.queue, self.shared.id)?;
                 let deleted = t.unbind_queue(&m.queue, &m.exchange, &m.routing_key, &m.arguments)?;
@@ -407,6 +464,7 @@ impl Connection {
                 Ok(())
             }
             Method::QueuePurge(m) => {
+                self.check_access(Resource::Queue, &m.queue, Access::Read)?;
                 let q = self.queue_for_use(&m.queue)?;
                 let n = q.purge();
                 if !m.nowait {
@@ -571,6 +629,9 @@ impl Connection {
 
     fn exchange_declare(&mut self, ch: u16, m: ExchangeDeclare) -> AmqpResult<()> {
         let v = self.vhost()?;
+        if !m.passive && !m.exchange.is_empty() {
+            self.check_access(Resource::Exchange, &m.exchange, Access::Configure)?;
+        }
         v.topology.lock().declare_exchange(&ExchangeDecl {
             name: &m.exchange,
             kind: &m.kind,
@@ -610,6 +671,24 @@ impl Connection {
         } else {
             m.queue.clone()
         };
+        if !m.passive {
+            self.check_access(Resource::Queue, &name, Access::Configure)?;
+            // As RabbitMQ: a dead-letter exchange needs write on it and read on the queue.
+            if let Some(dlx) = m.arguments.get("x-dead-letter-exchange").and_then(|x| x.as_str()) {
+                self.check_access(Resource::Queue, &name, Access::Read)?;
+                self.check_access(Resource::Exchange, dlx, Access::Write)?;
+            }
+            let limit = self.broker.config.max_queues_per_vhost;
+            if limit > 0 {
+                let t = v.topology.lock();
+                if t.queue(&name).is_none() && t.queues().count() >= limit as usize {
+                    return Err(AmqpError::precondition(format!(
+                        "cannot declare queue '{name}': queue limit in vhost '{}' ({limit}) is reached",
+                        v.name
+                    )));
+                }
+            }
+        }
         let (meta, created) = v.topology.lock().declare_queue(&QueueDecl {
             name: &name,
             passive: m.passive,
@@ -663,6 +742,7 @@ impl Connection {
 
     fn queue_delete(&mut self, ch: u16, m: QueueDelete) -> AmqpResult<()> {
         let v = self.vhost()?;
+        self.check_access(Resource::Queue, &m.queue, Access::Configure)?;
         let count = match self.queue_for_use(&m.queue) {
             Ok(q) => {
                 let counts = q.counts();
@@ -694,6 +774,7 @@ impl Connection {
             return self.reply_consume(ch, m);
         }
         let v = self.vhost()?;
+        self.check_access(Resource::Queue, &m.queue, Access::Read)?;
         let q = self.queue_for_use(&m.queue)?;
         let c = self.channels.get_mut(&ch).expect("open");
         let tag = if m.consumer_tag.is_empty() {
@@ -804,6 +885,7 @@ impl Connection {
     }
 
     fn basic_get(&mut self, ch: u16, m: BasicGet) -> AmqpResult<()> {
+        self.check_access(Resource::Queue, &m.queue, Access::Read)?;
         let q = self.queue_for_use(&m.queue)?;
         let frame_max = self.frame_max;
         let c = self.channels.get_mut(&ch).expect("open");
@@ -831,6 +913,7 @@ impl Connection {
                         tag,
                         queue: q.clone(),
                         seq: d.seq,
+                        at: std::time::Instant::now(),
                     });
                 }
                 self.broker.metrics.delivered.fetch_add(1, Ordering::Relaxed);
@@ -902,7 +985,9 @@ impl Connection {
         if m.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
+        self.check_publish(&m.exchange)?;
         self.broker.metrics.published.fetch_add(1, Ordering::Relaxed);
+        self.publisher = true;
         let mut properties = properties;
         if properties.reply_to.as_deref() == Some(REPLY_TO_QUEUE) {
             let c = self.channels.get(&ch).expect("open");
@@ -967,7 +1052,7 @@ impl Connection {
         } else {
             v.publish(msg.clone(), ttl, now_ms())?
         };
-        if outcome.enqueued + outcome.rejected == 0 {
+        if outcome.enqueued + outcome.rejected + outcome.duplicates == 0 {
             self.broker.metrics.unroutable.fetch_add(1, Ordering::Relaxed);
             if mandatory {
                 let method: Method = BasicReturn {

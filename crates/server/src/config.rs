@@ -58,6 +58,42 @@ pub struct Cli {
     /// URL (http://host:port/path) that queue alerts are POSTed to as JSON
     #[arg(long, env = "WARREN_ALERT_WEBHOOK")]
     pub alert_webhook: Option<String>,
+    /// Memory alarm threshold as a fraction of RAM (RabbitMQ's vm_memory_high_watermark) [default: 0.4]
+    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK")]
+    pub memory_high_watermark: Option<f64>,
+    /// Memory alarm threshold in bytes (overrides the fraction)
+    #[arg(long, env = "WARREN_MEMORY_LIMIT")]
+    pub memory_limit: Option<u64>,
+    /// Disk alarm when free space under the data dir drops below this many bytes [default: 50000000]
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT")]
+    pub disk_free_limit: Option<u64>,
+    /// Most client connections at once, 0 = unlimited [default: 0]
+    #[arg(long, env = "WARREN_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
+    /// Most connections of one user at once, 0 = unlimited [default: 0]
+    #[arg(long, env = "WARREN_MAX_CONNECTIONS_PER_USER")]
+    pub max_connections_per_user: Option<u32>,
+    /// Most queues in one vhost, 0 = unlimited [default: 0]
+    #[arg(long, env = "WARREN_MAX_QUEUES_PER_VHOST")]
+    pub max_queues_per_vhost: Option<u32>,
+    /// A delivery unacked this long closes its channel with 406 (RabbitMQ's consumer_timeout), 0 = never [default: 1800000]
+    #[arg(long, env = "WARREN_CONSUMER_TIMEOUT_MS")]
+    pub consumer_timeout_ms: Option<u64>,
+    /// Seconds a client may leave the broker's output to it unread past the hard cap before it is disconnected [default: 30]
+    #[arg(long, env = "WARREN_WRITE_STALL_TIMEOUT")]
+    pub write_stall_timeout: Option<u64>,
+    /// AMQPS (TLS) listener address, used when --tls-cert and --tls-key are set [default: 0.0.0.0:5671]
+    #[arg(long, env = "WARREN_TLS_LISTEN")]
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain of the TLS listener
+    #[arg(long, env = "WARREN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the TLS listener
+    #[arg(long, env = "WARREN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: when set, TLS clients may present certificates signed by it (EXTERNAL)
+    #[arg(long, env = "WARREN_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// The same settings as a TOML file (`amqp_listen = "0.0.0.0:5672"` …).
@@ -77,6 +113,18 @@ pub struct FileConfig {
     guest_anywhere: Option<bool>,
     handshake_timeout: Option<u64>,
     alert_webhook: Option<String>,
+    memory_high_watermark: Option<f64>,
+    memory_limit: Option<u64>,
+    disk_free_limit: Option<u64>,
+    max_connections: Option<u32>,
+    max_connections_per_user: Option<u32>,
+    max_queues_per_vhost: Option<u32>,
+    consumer_timeout_ms: Option<u64>,
+    write_stall_timeout: Option<u64>,
+    tls_listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
 }
 
 /// Effective configuration.
@@ -108,6 +156,30 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// Webhook URL for queue alerts (plain HTTP).
     pub alert_webhook: Option<String>,
+    /// Memory alarm threshold as a fraction of RAM.
+    pub memory_high_watermark: f64,
+    /// Memory alarm threshold in bytes (overrides the fraction).
+    pub memory_limit: Option<u64>,
+    /// Disk alarm threshold (free bytes).
+    pub disk_free_limit: u64,
+    /// Most client connections at once (0 = unlimited).
+    pub max_connections: u32,
+    /// Most connections of one user at once (0 = unlimited).
+    pub max_connections_per_user: u32,
+    /// Most queues per vhost (0 = unlimited).
+    pub max_queues_per_vhost: u32,
+    /// RabbitMQ's `consumer_timeout` (None = never).
+    pub consumer_timeout: Option<Duration>,
+    /// How long the output to a client may stay over the hard cap before it is disconnected.
+    pub write_stall_timeout: Duration,
+    /// AMQPS listener (used when `tls_cert` and `tls_key` are set).
+    pub tls_listen: SocketAddr,
+    /// PEM certificate chain.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle for client certificates.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -126,6 +198,18 @@ impl Default for Config {
             guest_anywhere: false,
             handshake_timeout: Duration::from_secs(10),
             alert_webhook: None,
+            memory_high_watermark: 0.4,
+            memory_limit: None,
+            disk_free_limit: 50_000_000,
+            max_connections: 0,
+            max_connections_per_user: 0,
+            max_queues_per_vhost: 0,
+            consumer_timeout: Some(Duration::from_millis(1_800_000)),
+            write_stall_timeout: Duration::from_secs(30),
+            tls_listen: "0.0.0.0:5671".parse().expect("literal"),
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -166,6 +250,41 @@ impl Config {
                 .map(Duration::from_secs)
                 .unwrap_or(d.handshake_timeout),
             alert_webhook: cli.alert_webhook.or(file.alert_webhook),
+            memory_high_watermark: cli
+                .memory_high_watermark
+                .or(file.memory_high_watermark)
+                .unwrap_or(d.memory_high_watermark),
+            memory_limit: cli.memory_limit.or(file.memory_limit),
+            disk_free_limit: cli
+                .disk_free_limit
+                .or(file.disk_free_limit)
+                .unwrap_or(d.disk_free_limit),
+            max_connections: cli
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections),
+            max_connections_per_user: cli
+                .max_connections_per_user
+                .or(file.max_connections_per_user)
+                .unwrap_or(d.max_connections_per_user),
+            max_queues_per_vhost: cli
+                .max_queues_per_vhost
+                .or(file.max_queues_per_vhost)
+                .unwrap_or(d.max_queues_per_vhost),
+            consumer_timeout: match cli.consumer_timeout_ms.or(file.consumer_timeout_ms) {
+                Some(0) => None,
+                Some(ms) => Some(Duration::from_millis(ms)),
+                None => d.consumer_timeout,
+            },
+            write_stall_timeout: cli
+                .write_stall_timeout
+                .or(file.write_stall_timeout)
+                .map(Duration::from_secs)
+                .unwrap_or(d.write_stall_timeout),
+            tls_listen: cli.tls_listen.or(file.tls_listen).unwrap_or(d.tls_listen),
+            tls_cert: cli.tls_cert.or(file.tls_cert),
+            tls_key: cli.tls_key.or(file.tls_key),
+            tls_ca: cli.tls_ca.or(file.tls_ca),
         })
     }
 }

@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
 use warren_codec::frame::{HEARTBEAT_FRAME, PROTOCOL_HEADER};
 use warren_codec::methods::*;
@@ -36,6 +35,10 @@ use crate::queue::Queue;
 const MAX_PENDING_DELIVERIES: usize = 2048;
 /// Bytes handed to the writer but not yet written before queues skip this connection.
 const MAX_WRITE_BACKLOG: usize = 4 << 20;
+/// Bytes handed to the writer but not yet written before the connection stops reading its
+/// client (so replies, confirms and heartbeats cannot pile up either); a client that leaves
+/// it there longer than `Config::write_stall_timeout` is disconnected.
+pub const HARD_WRITE_BACKLOG: usize = 16 << 20;
 
 /// Messages to a connection task.
 #[derive(Debug)]
@@ -157,6 +160,8 @@ pub struct ConnShared {
     pub info: Mutex<ConnInfo>,
     /// The client asked for `basic.cancel` notifications.
     pub cancel_notify: AtomicBool,
+    /// The writer brought the backlog back under [`HARD_WRITE_BACKLOG`].
+    drained: tokio::sync::Notify,
 }
 
 impl ConnShared {
@@ -267,6 +272,14 @@ pub struct Connection {
     pub(crate) sync_wanted: bool,
     /// Id of the sync batch being filled.
     pub(crate) sync_batch: u64,
+    /// The connection has published (alarms block publishers only).
+    pub(crate) publisher: bool,
+    /// Blocked by an alarm since.
+    blocked: Option<Instant>,
+    /// Cached permissions on the vhost ([`crate::access`]).
+    pub(crate) perm_cache: crate::access::PermCache,
+    /// The write backlog has been over [`HARD_WRITE_BACKLOG`] since.
+    stalled: Option<Instant>,
 }
 
 /// Accepts connections until `shutdown` turns true; then waits for connections to close.
@@ -298,14 +311,24 @@ pub async fn serve(broker: Arc<Broker>, listener: tokio::net::TcpListener, shutd
 }
 
 /// Serves one client socket.
-pub async fn handle(
+pub async fn handle(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    // TCP keeps its lock-free owned halves; other streams (TLS) go through tokio::io::split.
+    let (rd, wr) = stream.into_split();
+    handle_split(broker, rd, wr, peer, shutdown).await
+}
+
+/// Serves one client over any byte stream (plain TCP halves, TLS).
+pub async fn handle_split<R, W>(
     broker: Arc<Broker>,
-    stream: TcpStream,
+    mut rd: R,
+    mut wr: W,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let mut header = [0u8; 8];
     match tokio::time::timeout(broker.config.handshake_timeout, rd.read_exact(&mut header)).await {
         Ok(Ok(_)) => {}
@@ -329,6 +352,7 @@ pub async fn handle(
             ..Default::default()
         }),
         cancel_notify: AtomicBool::new(false),
+        drained: tokio::sync::Notify::new(),
     });
     let (wtx, wrx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_loop(wr, wrx, shared.clone()));
@@ -354,6 +378,10 @@ pub async fn handle(
         dirty: Vec::new(),
         sync_wanted: false,
         sync_batch: 1,
+        publisher: false,
+        blocked: None,
+        perm_cache: Default::default(),
+        stalled: None,
     };
     conn.broker.register(conn.shared.clone());
     conn.send_start();
@@ -365,14 +393,21 @@ pub async fn handle(
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Bytes>, shared: Arc<ConnShared>) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    shared: Arc<ConnShared>,
+) {
     let mut batch = Vec::with_capacity(64);
     while rx.recv_many(&mut batch, 64).await > 0 {
         for b in batch.drain(..) {
             if wr.write_all(&b).await.is_err() {
                 return;
             }
-            shared.backlog.fetch_sub(b.len(), Ordering::AcqRel);
+            let before = shared.backlog.fetch_sub(b.len(), Ordering::AcqRel);
+            if before >= HARD_WRITE_BACKLOG && before - b.len() < HARD_WRITE_BACKLOG {
+                shared.drained.notify_one();
+            }
         }
         shared.wake();
     }
@@ -388,9 +423,9 @@ fn table(entries: Vec<(&str, FieldValue)>) -> FieldTable {
 }
 
 impl Connection {
-    async fn run(
+    async fn run<R: AsyncRead + Unpin>(
         &mut self,
-        rd: &mut tokio::net::tcp::OwnedReadHalf,
+        rd: &mut R,
         rx: &mut mpsc::UnboundedReceiver<ConnEvent>,
         shutdown: &mut watch::Receiver<bool>,
     ) {
@@ -402,18 +437,43 @@ impl Connection {
         if shutting_down {
             self.close_forced();
         }
+        let mut alarms = self.broker.alarms.subscribe();
+        let shared = self.shared.clone();
         while self.phase != Phase::Done {
             if rbuf.capacity() - rbuf.len() < 16 * 1024 {
                 rbuf.reserve(64 * 1024);
             }
+            // A client that does not read what we send is not read either (so nothing it
+            // asks for can pile up here) until the writer drains.
+            let backed_up = shared.backlog.load(Ordering::Acquire) >= HARD_WRITE_BACKLOG;
+            // A blocked publisher is not read (TCP backpressure) until the alarm clears.
+            let reading =
+                (self.blocked.is_none() || matches!(self.phase, Phase::Closing)) && !backed_up;
             tokio::select! {
-                r = rd.read_buf(&mut rbuf) => match r {
+                _ = shared.drained.notified(), if backed_up => self.process_input(&mut rbuf),
+                r = rd.read_buf(&mut rbuf), if reading => match r {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         self.last_recv = Instant::now();
                         self.process_input(&mut rbuf);
+                        if self.publisher && self.blocked.is_none() {
+                            let state = self.broker.alarms.current();
+                            if state.any() {
+                                self.block(state);
+                            }
+                        }
                     }
                 },
+                r = alarms.changed() => {
+                    if r.is_ok() {
+                        let state = *alarms.borrow_and_update();
+                        match (state.any(), self.blocked.is_some()) {
+                            (true, false) if self.publisher => self.block(state),
+                            (false, true) => self.unblock(),
+                            _ => {}
+                        }
+                    }
+                }
                 n = rx.recv_many(&mut events, 256) => {
                     if n == 0 { break; }
                     for e in events.drain(..) {
@@ -431,6 +491,31 @@ impl Connection {
         self.flush();
     }
 
+    /// Stops reading a publishing connection while an alarm is up, telling the client.
+    fn block(&mut self, state: crate::alarms::AlarmState) {
+        self.blocked = Some(Instant::now());
+        if self.caps.connection_blocked && self.phase == Phase::Open {
+            self.send_method(
+                0,
+                ConnectionBlocked {
+                    reason: ShortStr::from(state.reason()),
+                },
+            );
+        }
+        tracing::info!(peer = %self.peer, reason = state.reason(), "connection blocked");
+    }
+
+    /// Resumes reading after the alarm cleared.
+    fn unblock(&mut self) {
+        self.blocked = None;
+        // Silence while blocked was ours, not the client's.
+        self.last_recv = Instant::now();
+        if self.caps.connection_blocked && self.phase == Phase::Open {
+            self.send_method(0, ConnectionUnblocked {});
+        }
+        tracing::info!(peer = %self.peer, "connection unblocked");
+    }
+
     fn close_forced(&mut self) {
         self.close_connection(AmqpError::new(
             ReplyCode::ConnectionForced,
@@ -440,6 +525,23 @@ impl Connection {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
+        if self.shared.backlog.load(Ordering::Acquire) >= HARD_WRITE_BACKLOG {
+            let since = *self.stalled.get_or_insert(now);
+            // Its heartbeats wait unread in the socket: the stall timeout judges it instead.
+            self.last_recv = now;
+            if now.duration_since(since) > self.broker.config.write_stall_timeout {
+                tracing::warn!(peer = %self.peer, "client does not read its socket; disconnecting");
+                self.phase = Phase::Done;
+                return;
+            }
+        } else {
+            self.stalled = None;
+        }
+        if self.phase == Phase::Open
+            && let Some(timeout) = self.broker.config.consumer_timeout
+        {
+            self.check_consumer_timeouts(now, timeout);
+        }
         if self.phase != Phase::Open && self.phase != Phase::Closing && self.phase != Phase::Done {
             if now.duration_since(self.started) > self.broker.config.handshake_timeout {
                 tracing::info!(peer = %self.peer, "handshake timeout; closing");
@@ -455,6 +557,10 @@ impl Connection {
         }
         if self.heartbeat > 0 {
             let hb = Duration::from_secs(self.heartbeat as u64);
+            if self.blocked.is_some() {
+                // We are not reading: the client's heartbeats wait in the socket.
+                self.last_recv = now;
+            }
             if now.duration_since(self.last_recv) > hb * 2 {
                 tracing::info!(peer = %self.peer, "missed heartbeats from client, closing connection");
                 self.phase = Phase::Done;
@@ -544,6 +650,11 @@ impl Connection {
             // Keep the write buffer from growing without bound on a long read batch.
             if self.out.len() > 256 * 1024 {
                 self.flush();
+            }
+            // The client does not read what it asks for: leave the rest of its input
+            // unprocessed until the writer drains (run() resumes on `drained`).
+            if self.shared.backlog.load(Ordering::Acquire) >= HARD_WRITE_BACKLOG {
+                return;
             }
         }
     }
@@ -806,6 +917,32 @@ impl Connection {
         let Some(v) = self.broker.vhost(&name) else {
             return Err(AmqpError::not_allowed(format!("vhost {name} not found")));
         };
+        if self.broker.users.permission(&self.user, &name).is_none() {
+            return Err(crate::access::vhost_refused(&name, &self.user));
+        }
+        let cfg = &self.broker.config;
+        if cfg.max_connections > 0 || cfg.max_connections_per_user > 0 {
+            let (mut open, mut mine) = (0u32, 0u32);
+            for c in self.broker.connections() {
+                let info = c.info.lock();
+                if !info.vhost.is_empty() {
+                    open += 1;
+                    mine += (info.user == self.user) as u32;
+                }
+            }
+            if cfg.max_connections > 0 && open >= cfg.max_connections {
+                return Err(AmqpError::not_allowed(format!(
+                    "connection refused: node connection limit ({}) is reached",
+                    cfg.max_connections
+                )));
+            }
+            if cfg.max_connections_per_user > 0 && mine >= cfg.max_connections_per_user {
+                return Err(AmqpError::not_allowed(format!(
+                    "Connection refused for user '{}': user connection limit ({}) is reached",
+                    self.user, cfg.max_connections_per_user
+                )));
+            }
+        }
         self.shared.info.lock().vhost = name;
         self.vhost = Some(v);
         self.send_method(

@@ -6,13 +6,16 @@
 //! ## Layout
 //! - [`config`]: flags, `WARREN_*` environment variables, TOML file, defaults.
 //! - [`broker`]: shared state (vhosts, users, connections, counters) and the publish path.
-//! - [`auth`]: users, RabbitMQ-compatible password hashes, PLAIN/AMQPLAIN.
+//! - [`auth`]: users, RabbitMQ-compatible password hashes, PLAIN/AMQPLAIN, permissions.
+//! - [`access`]: permission checks on AMQP operations; durable users/vhosts/permissions.
 //! - [`connection`]: one task per connection: handshake, read loop, heartbeats, writer.
 //! - [`channel`]: per-channel state and every channel-level method.
 //! - [`queue`]: a live queue: `QueueState` behind one lock, consumer sinks, timers.
 //! - [`cli`]: `warren` binary entry point.
 //! - [`http`]: management HTTP API, Prometheus metrics, DLQ tooling, dashboard, `warrenctl`.
 
+pub mod access;
+pub mod alarms;
 pub mod auth;
 pub mod broker;
 pub mod channel;
@@ -61,6 +64,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningBroker> {
     tracing::info!("listening on {http_addr}");
     let (tx, rx) = watch::channel(false);
     let http_task = tokio::spawn(http::serve(broker.clone(), http_listener, amqp_addr, rx.clone()));
+    tokio::spawn(alarms::monitor(broker.clone(), rx.clone()));
     let task = tokio::spawn(connection::serve(broker.clone(), listener, rx));
     Ok(RunningBroker {
         amqp_addr,

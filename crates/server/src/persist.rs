@@ -86,6 +86,30 @@ pub fn decode_definition(rec: &Bytes) -> Option<(String, Method)> {
     Some((vhost, Method::decode(&rest).ok()?))
 }
 
+/// Tag of an access-control record (vhosts, users, permissions; see [`crate::access`]) in the
+/// definitions log. Such a record is `0x00 | ACCESS_TAG | JSON`: where a method record has its
+/// vhost's length (never 0: vhost names are not empty) and then the high byte of a class id
+/// (always 0x00), so the two kinds never collide, and a broker that predates these records
+/// skips them as undecodable.
+pub const ACCESS_TAG: u8 = 0xA5;
+
+/// Encodes an access-control record.
+pub fn encode_access(rec: &serde_json::Value) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_u8(0);
+    out.put_u8(ACCESS_TAG);
+    out.extend_from_slice(rec.to_string().as_bytes());
+    out.freeze()
+}
+
+/// Decodes [`encode_access`]; `None` for a method record.
+pub fn decode_access(rec: &Bytes) -> Option<serde_json::Value> {
+    if rec.len() < 2 || rec[0] != 0 || rec[1] != ACCESS_TAG {
+        return None;
+    }
+    serde_json::from_slice(&rec[2..]).ok()
+}
+
 /// The broker's durable store: message logs and the definitions log.
 pub struct Persistence {
     /// Per-queue message logs.
@@ -124,6 +148,13 @@ impl Persistence {
     /// Appends one definitions record (fsync'd).
     pub fn record(&self, vhost: &str, m: &Method) {
         if let Err(e) = self.defs.lock().append(&encode_definition(vhost, m)) {
+            tracing::error!("cannot persist definition: {e}");
+        }
+    }
+
+    /// Appends one pre-encoded definitions record (fsync'd).
+    pub fn record_raw(&self, rec: &Bytes) {
+        if let Err(e) = self.defs.lock().append(rec) {
             tracing::error!("cannot persist definition: {e}");
         }
     }
@@ -217,7 +248,7 @@ pub fn replay(broker: &Broker, vhost: &str, m: Method) {
 
 /// The durable definitions of every vhost, as records for a compacted log.
 pub fn snapshot(broker: &Broker) -> Vec<Bytes> {
-    let mut out = Vec::new();
+    let mut out = crate::access::snapshot_records(broker);
     for v in broker.vhosts() {
         let t = v.topology.lock();
         let durable_x = |name: &str| name.is_empty() || t.exchange(name).is_some_and(|x| x.durable);
@@ -312,6 +343,22 @@ mod tests {
         m.dead_lettered = true;
         let enc = encode_message(&m).freeze();
         assert_eq!(decode_message(&enc), Some(m));
+    }
+
+    #[test]
+    fn access_records_never_collide_with_method_records() {
+        let rec = serde_json::json!({"op": "vhost", "name": "v"});
+        let enc = encode_access(&rec);
+        assert_eq!(decode_access(&enc), Some(rec));
+        assert!(decode_definition(&enc).is_none(), "old decoders skip access records");
+        let m: Method = QueueDelete {
+            queue: ShortStr::from("q"),
+            ..Default::default()
+        }
+        .into();
+        let def = encode_definition("/", &m);
+        assert!(decode_access(&def).is_none());
+        assert!(decode_definition(&def).is_some());
     }
 
     #[test]

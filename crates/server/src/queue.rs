@@ -92,6 +92,8 @@ pub struct QueueStats {
     pub delivered: AtomicU64,
     /// Acks.
     pub acked: AtomicU64,
+    /// Publishes dropped as duplicates (`x-deduplication-window`).
+    pub duplicates_dropped: AtomicU64,
 }
 
 /// A snapshot of a queue's counts.
@@ -132,6 +134,8 @@ impl Queue {
     pub fn attach_log(&self, log: QueueLog, entries: Vec<warren_core::queue::Entry>) {
         let mut i = self.inner.lock();
         i.state.restore(entries);
+        // The recovered messages' ids start a fresh deduplication window.
+        i.state.rebuild_dedup(now_ms());
         i.log = Some(log);
         self.durable.store(true, Ordering::Release);
     }
@@ -343,8 +347,10 @@ impl Queue {
         let (p, persisted, deadline) = {
             let mut i = self.inner.lock();
             let seq = i.state.next_seq();
+            // A duplicate (x-deduplication-window) is not written to disk.
+            let dup = i.state.is_duplicate(&msg, now);
             let pos = match (&mut i.log, payload) {
-                (Some(log), Some(bytes)) => match log.append(seq, bytes) {
+                (Some(log), Some(bytes)) if !dup => match log.append(seq, bytes) {
                     Ok(pos) => Some(pack(pos)),
                     Err(e) => {
                         tracing::error!(queue = %self.meta.name, "store append failed: {e}");
@@ -354,7 +360,7 @@ impl Queue {
                 _ => None,
             };
             let p = i.state.publish_at(msg, now, ttl, pos, &mut fx);
-            if p == Published::Rejected
+            if p != Published::Enqueued
                 && let (Some(log), Some(pos)) = (&mut i.log, pos)
             {
                 let _ = log.ack(unpack(pos));
@@ -368,6 +374,12 @@ impl Queue {
         };
         if p == Published::Enqueued {
             self.stats.published.fetch_add(1, Ordering::Relaxed);
+        }
+        if p == Published::Duplicate {
+            self.stats.duplicates_dropped.fetch_add(1, Ordering::Relaxed);
+            if let Some(v) = self.vhost.upgrade() {
+                v.metrics.duplicates_dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let dead = std::mem::take(&mut fx.dead_letters);
         self.finish(fx, deadline, now);
@@ -407,6 +419,18 @@ impl Queue {
     /// basic.cancel / channel close: removes a consumer. Returns whether the queue is now an
     /// auto-delete queue that lost its last consumer (the caller deletes it).
     pub fn remove_consumer(self: &Arc<Self>, key: ConsumerKey) -> bool {
+        self.remove_consumer_inner(key, true)
+    }
+
+    /// Removes a consumer without dispatching: its channel is closing and is about to requeue
+    /// its unacked messages, which must reach the next consumer (single active consumer,
+    /// message groups) before the messages behind them. The caller dispatches afterwards
+    /// (`release_channel` or `dispatch`).
+    pub fn detach_consumer(self: &Arc<Self>, key: ConsumerKey) -> bool {
+        self.remove_consumer_inner(key, false)
+    }
+
+    fn remove_consumer_inner(self: &Arc<Self>, key: ConsumerKey, dispatch: bool) -> bool {
         let now = now_ms();
         let mut fx = Effects::default();
         let (left, deadline) = {
@@ -414,7 +438,9 @@ impl Queue {
             i.state.remove_consumer(key);
             i.sinks.remove(&key);
             // Single active consumer: the next one may take over.
-            self.dispatch_locked(&mut i, now, &mut fx);
+            if dispatch {
+                self.dispatch_locked(&mut i, now, &mut fx);
+            }
             (i.state.consumer_count(), i.state.next_deadline())
         };
         self.touch();

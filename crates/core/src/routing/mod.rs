@@ -4,8 +4,10 @@
 //!   words) with a bounded cache of routing results, matching RabbitMQ's topic exchange.
 //! - [`headers`]: RabbitMQ's headers-exchange predicate (`x-match` = `all` / `any` /
 //!   `all-with-x` / `any-with-x`) and its binding-argument validation.
+//! - [`consistent_hash`]: the weighted hash ring of the `x-consistent-hash` exchange.
 //!
 //! Both are pure data structures with no IO and no locking; the caller owns synchronisation.
 
+pub mod consistent_hash;
 pub mod headers;
 pub mod topic;

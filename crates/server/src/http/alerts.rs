@@ -151,21 +151,15 @@ pub fn sample(st: &Shared) -> Vec<AlertEvent> {
             0.0
         }
     };
-    for i in 0..3 {
-        s.global_rates[i] = rate(global[i], s.global[i]);
-    }
+    let prev = s.global;
+    s.global_rates = std::array::from_fn(|i| rate(global[i], prev[i]));
     s.global = global;
     s.last = Some(now);
     let mut live = HashSet::new();
     for (vhost, name, depth, counters, th) in queues {
         let e = s.queues.entry((vhost.clone(), name.clone())).or_default();
-        for i in 0..3 {
-            e.rates[i] = if e.seen {
-                rate(counters[i], e.counters[i])
-            } else {
-                0.0
-            };
-        }
+        let (seen, prev) = (e.seen, e.counters);
+        e.rates = std::array::from_fn(|i| if seen { rate(counters[i], prev[i]) } else { 0.0 });
         e.counters = counters;
         e.seen = true;
         e.depth.push_back((now, depth));

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use warren_codec::methods as wm;
 use warren_codec::{FieldTable, ShortStr};
 use warren_core::Message;
 use warren_core::queue::Return;
@@ -93,20 +94,35 @@ pub fn routes() -> Router<Shared> {
         .route("/api/consumers", get(consumers_all))
         .route("/api/consumers/{vhost}", get(consumers_vhost))
         .route("/api/users", get(users))
-        .route("/api/users/{name}", get(user_get))
+        .route(
+            "/api/users/{name}",
+            get(user_get).put(super::users::user_put).delete(super::users::user_delete),
+        )
+        .route("/api/users/{name}/permissions", get(super::users::user_permissions))
+        .route("/api/vhosts/{name}/permissions", get(super::users::vhost_permissions))
         .route("/api/permissions", get(permissions))
+        .route(
+            "/api/permissions/{vhost}/{user}",
+            get(super::users::permission_get)
+                .put(super::users::permission_put)
+                .delete(super::users::permission_delete),
+        )
         .route("/api/policies", get(policies))
         .route("/api/policies/{vhost}", get(policies_vhost))
         .route(
             "/api/definitions",
             get(definitions::export).post(definitions::import),
         )
+        .route(
+            "/api/definitions/{vhost}",
+            get(definitions::export_vhost).post(definitions::import_vhost),
+        )
         .route("/api/alerts", get(alerts))
         .route("/api/healthchecks/node", get(health_ok))
-        .route("/api/healthchecks/alarms", get(health_ok))
+        .route("/api/healthchecks/alarms", get(health_alarms))
         .route("/api/healthchecks/port-listener/{port}", get(health_port))
-        .route("/api/health/checks/alarms", get(health_ok))
-        .route("/api/health/checks/local-alarms", get(health_ok))
+        .route("/api/health/checks/alarms", get(health_alarms))
+        .route("/api/health/checks/local-alarms", get(health_local_alarms))
         .route("/api/health/checks/virtual-hosts", get(health_ok))
         .route("/api/health/checks/node-is-quorum-critical", get(health_ok))
         .route("/api/health/checks/node-is-mirror-sync-critical", get(health_ok))
@@ -212,19 +228,27 @@ async fn overview(State(st): State<Shared>) -> J {
 }
 
 async fn nodes(State(st): State<Shared>) -> J {
+    let alarms = st.broker.alarms.current();
     ok(json!([{
         "name": st.node(), "type": "disc", "running": true,
         "uptime": st.started.elapsed().as_millis() as u64,
         "mem_used": super::metrics::resident_memory_bytes(),
-        "mem_alarm": false, "disk_free_alarm": false,
+        "mem_alarm": alarms.memory, "disk_free_alarm": alarms.disk,
+        "mem_limit": st.broker.alarms.memory_limit(),
+        "disk_free_limit": st.broker.alarms.disk_free_limit(),
+        "os_pid": std::process::id().to_string(), "processors": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "rates_mode": "basic", "being_drained": false, "enabled_plugins": ["rabbitmq_management", "rabbitmq_prometheus"],
+        "rabbitmq_version": super::MANAGEMENT_VERSION, "erlang_version": "n/a",
+        "applications": [{"name": "rabbit", "description": "Warren", "version": super::MANAGEMENT_VERSION}],
     }]))
 }
 
-async fn whoami(headers: axum::http::HeaderMap) -> J {
+async fn whoami(State(st): State<Shared>, headers: axum::http::HeaderMap) -> J {
     let user = super::basic_credentials(&headers)
         .map(|(u, _)| u)
         .unwrap_or_default();
-    ok(json!({"name": user, "tags": ["administrator"]}))
+    let tags = st.broker.users.get(&user).map(|u| u.tags).unwrap_or_default();
+    ok(json!({"name": user, "tags": tags}))
 }
 
 // ---------------------------------------------------------------- vhosts
@@ -258,10 +282,9 @@ async fn vhost_get(State(st): State<Shared>, Path(name): Path<String>) -> J {
 
 async fn vhost_put(State(st): State<Shared>, Path(name): Path<String>, body: Bytes) -> ApiResult<StatusCode> {
     let _: Value = parse_body(&body)?;
-    if st.broker.vhost(&name).is_some() {
+    if !st.broker.create_vhost(&name) {
         return Ok(StatusCode::NO_CONTENT);
     }
-    st.broker.add_vhost(&name);
     Ok(StatusCode::CREATED)
 }
 
@@ -279,6 +302,16 @@ async fn vhost_delete(State(st): State<Shared>, Path(name): Path<String>) -> Api
     for n in names {
         v.delete_queue(&n);
     }
+    // The vhost's durable exchanges (and with them their bindings) leave the log too.
+    let exchanges: Vec<ShortStr> = v
+        .topology
+        .lock()
+        .exchanges()
+        .filter(|x| x.durable && !x.name.is_empty() && !x.name.starts_with("amq."))
+        .map(|x| x.name.clone())
+        .collect();
+    record_deleted_exchanges(&v, exchanges);
+    st.broker.forget_vhost(&name);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -358,6 +391,19 @@ pub fn declare_exchange(v: &VHost, name: &str, b: &ExchangeBody) -> ApiResult<bo
         internal: b.internal,
         arguments: &args,
     })?;
+    drop(t);
+    if b.durable {
+        // Persisted exactly as an AMQP exchange.declare would be.
+        v.record(wm::ExchangeDeclare {
+            exchange: ShortStr::from(name),
+            kind: ShortStr::from(b.kind.as_str()),
+            durable: true,
+            auto_delete: b.auto_delete,
+            internal: b.internal,
+            arguments: args,
+            ..Default::default()
+        });
+    }
     Ok(!existed)
 }
 
@@ -383,12 +429,25 @@ async fn exchange_delete(
 ) -> ApiResult<StatusCode> {
     let v = vhost(&st, &vh)?;
     let name = exchange_name(&name);
-    let mut t = v.topology.lock();
-    if t.exchange(name).is_none() {
-        return Err(ApiError::not_found());
-    }
-    t.delete_exchange(name, query_flag(&q, "if-unused"))?;
+    let deleted = {
+        let mut t = v.topology.lock();
+        if t.exchange(name).is_none() {
+            return Err(ApiError::not_found());
+        }
+        t.delete_exchange(name, query_flag(&q, "if-unused"))?
+    };
+    record_deleted_exchanges(&v, deleted.exchanges);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Logs the deletion of exchanges (explicitly deleted or auto-deleted), as the AMQP path does.
+fn record_deleted_exchanges(v: &VHost, names: Vec<ShortStr>) {
+    for x in names {
+        v.record(wm::ExchangeDelete {
+            exchange: x,
+            ..Default::default()
+        });
+    }
 }
 
 /// `POST /api/exchanges/{vhost}/{name}/publish` body.
@@ -424,10 +483,10 @@ async fn exchange_publish(
     let ttl = msg.expiration_ms().map_err(ApiError::bad_request)?;
     st.broker.metrics.published.fetch_add(1, Ordering::Relaxed);
     let o = v.publish(msg, ttl, now_ms())?;
-    if o.enqueued + o.rejected == 0 {
+    if o.enqueued + o.rejected + o.duplicates == 0 {
         st.broker.metrics.unroutable.fetch_add(1, Ordering::Relaxed);
     }
-    ok(json!({"routed": o.enqueued > 0}))
+    ok(json!({"routed": o.enqueued + o.duplicates > 0}))
 }
 
 // ---------------------------------------------------------------- queues
@@ -571,6 +630,16 @@ pub fn declare_queue(v: &Arc<VHost>, name: &str, b: &QueueBody) -> ApiResult<boo
         server_named: false,
     })?;
     if created {
+        if meta.durable && meta.exclusive_owner.is_none() {
+            // Persisted exactly as an AMQP queue.declare would be.
+            v.record(wm::QueueDeclare {
+                queue: meta.name.clone(),
+                durable: true,
+                auto_delete: meta.auto_delete,
+                arguments: args,
+                ..Default::default()
+            });
+        }
         v.add_queue(meta);
     }
     Ok(created)
@@ -829,11 +898,34 @@ pub struct BindingBody {
 /// Creates a binding through the topology's bind rules.
 pub fn bind(v: &VHost, source: &str, dest: &str, to_queue: bool, b: &BindingBody) -> ApiResult<BindingInfo> {
     let args: FieldTable = json_to_table(&b.arguments).map_err(ApiError::bad_request)?;
-    let mut t = v.topology.lock();
-    if to_queue {
-        t.bind_queue(dest, source, &b.routing_key, &args)?;
-    } else {
-        t.bind_exchange(dest, source, &b.routing_key, &args)?;
+    let durable = {
+        let mut t = v.topology.lock();
+        if to_queue {
+            t.bind_queue(dest, source, &b.routing_key, &args)?;
+        } else {
+            t.bind_exchange(dest, source, &b.routing_key, &args)?;
+        }
+        t.is_durable_binding(source, dest, to_queue)
+    };
+    if durable {
+        // Persisted exactly as an AMQP queue.bind / exchange.bind would be.
+        if to_queue {
+            v.record(wm::QueueBind {
+                queue: ShortStr::from(dest),
+                exchange: ShortStr::from(source),
+                routing_key: ShortStr::from(b.routing_key.as_str()),
+                arguments: args.clone(),
+                ..Default::default()
+            });
+        } else {
+            v.record(wm::ExchangeBind {
+                destination: ShortStr::from(dest),
+                source: ShortStr::from(source),
+                routing_key: ShortStr::from(b.routing_key.as_str()),
+                arguments: args.clone(),
+                ..Default::default()
+            });
+        }
     }
     Ok(BindingInfo {
         source: ShortStr::from(source),
@@ -904,8 +996,7 @@ fn find_binding(
             b.destination_is_queue == to_queue
                 && *b.source == *src
                 && *b.destination == *d
-                && (props_key(b) == props
-                    || super::client::encode_segment(&props_key(b)) == super::client::encode_segment(props))
+                && (props_key(b) == props || props_key(b) == super::client::encode_segment(props))
         })
         .ok_or_else(ApiError::not_found)
 }
@@ -932,12 +1023,37 @@ fn unbind(st: &Shared, vh: &str, s: &str, d: &str, to_queue: bool, p: &str) -> A
         ));
     }
     let v = vhost(st, vh)?;
-    let mut t = v.topology.lock();
+    let (deleted, durable_queue) = {
+        let mut t = v.topology.lock();
+        if to_queue {
+            let d = t.unbind_queue(&b.destination, &b.source, &b.routing_key, &b.arguments)?;
+            (d, t.queue(&b.destination).is_some_and(|q| q.durable))
+        } else {
+            let d = t.unbind_exchange(&b.destination, &b.source, &b.routing_key, &b.arguments)?;
+            (d, false)
+        }
+    };
+    // Logged as the AMQP path logs queue.unbind / exchange.unbind.
     if to_queue {
-        t.unbind_queue(&b.destination, &b.source, &b.routing_key, &b.arguments)?;
+        if durable_queue {
+            v.record(wm::QueueUnbind {
+                queue: b.destination.clone(),
+                exchange: b.source.clone(),
+                routing_key: b.routing_key.clone(),
+                arguments: b.arguments.clone(),
+                ..Default::default()
+            });
+        }
     } else {
-        t.unbind_exchange(&b.destination, &b.source, &b.routing_key, &b.arguments)?;
+        v.record(wm::ExchangeUnbind {
+            destination: b.destination.clone(),
+            source: b.source.clone(),
+            routing_key: b.routing_key.clone(),
+            arguments: b.arguments.clone(),
+            ..Default::default()
+        });
     }
+    record_deleted_exchanges(&v, deleted.exchanges);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1060,19 +1176,9 @@ async fn user_get(State(st): State<Shared>, Path(name): Path<String>) -> J {
     ok(user_json(&u))
 }
 
-/// Every user has full access to every vhost (Warren has no permission model yet).
+/// Every user's permissions on every vhost, from the broker's store.
 pub fn permissions_json(st: &Shared) -> Vec<Value> {
-    let mut us = st.broker.users.list();
-    us.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut out = Vec::new();
-    for u in &us {
-        for v in sorted_vhosts(st) {
-            out.push(
-                json!({"user": u.name, "vhost": v.name, "configure": ".*", "write": ".*", "read": ".*"}),
-            );
-        }
-    }
-    out
+    super::users::permissions_json(st)
 }
 
 async fn permissions(State(st): State<Shared>) -> J {
@@ -1097,7 +1203,7 @@ async fn policies_vhost(State(st): State<Shared>, Path(vh): Path<String>) -> J {
 
 async fn alerts(State(st): State<Shared>) -> J {
     let mut a: Vec<Value> = st.sampler.lock().alerts.values().map(|a| a.to_json()).collect();
-    a.sort_by(|x, y| x.to_string().cmp(&y.to_string()));
+    a.sort_by_key(|x| x.to_string());
     ok(Value::Array(a))
 }
 
@@ -1109,6 +1215,29 @@ async fn health_ok() -> J {
 
 fn unhealthy(body: Value) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+}
+
+/// RabbitMQ's alarm checks: 200 `{"status":"ok"}`, or 503 with the alarms in effect.
+fn alarm_check(st: &Shared, reason: &str) -> Response {
+    let a = st.broker.alarms.current();
+    if !a.any() {
+        return axum::Json(json!({"status": "ok"})).into_response();
+    }
+    let node = st.node();
+    let alarms: Vec<Value> = [(a.memory, "memory"), (a.disk, "disk")]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, resource)| json!({"node": node, "resource": resource}))
+        .collect();
+    unhealthy(json!({"status": "failed", "reason": reason, "alarms": alarms}))
+}
+
+async fn health_alarms(State(st): State<Shared>) -> Response {
+    alarm_check(&st, "There are alarms in effect in the cluster")
+}
+
+async fn health_local_alarms(State(st): State<Shared>) -> Response {
+    alarm_check(&st, "There are alarms in effect on the node")
 }
 
 async fn health_port(State(st): State<Shared>, Path(port): Path<String>) -> Response {
@@ -1124,11 +1253,10 @@ async fn health_port(State(st): State<Shared>, Path(port): Path<String>) -> Resp
 }
 
 async fn health_protocol(Path(proto): Path<String>) -> Response {
-    let known = match proto.as_str() {
-        "amqp" | "amqp091" | "amqp0-9-1" => true,
-        "http" | "management" => true,
-        _ => false,
-    };
+    let known = matches!(
+        proto.as_str(),
+        "amqp" | "amqp091" | "amqp0-9-1" | "http" | "management"
+    );
     if known {
         axum::Json(json!({"status": "ok", "protocol": proto})).into_response()
     } else {

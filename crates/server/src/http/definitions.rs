@@ -6,7 +6,8 @@
 //! skipped with a warning rather than failing the whole file: exchange types it lacks
 //! (`x-consistent-hash`, …), queue types other than classic/quorum, password hashes other than
 //! SHA-256 (the user is created but cannot log in), and policies (stored and exported again,
-//! not enforced). Permissions are accepted; every user has full access for now.
+//! not enforced). Users, vhosts and permissions go to the broker's durable stores and are
+//! enforced.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -133,7 +134,7 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
     let mut r = ImportReport::default();
     let mut skipped: Vec<(String, String)> = Vec::new();
     for v in list(doc, "vhosts")? {
-        st.broker.add_vhost(field(v, "name", "vhost")?);
+        st.broker.create_vhost(field(v, "name", "vhost")?);
     }
     for u in list(doc, "users")? {
         let name = field(u, "name", "user")?;
@@ -157,7 +158,7 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
                 .collect(),
             _ => Vec::new(),
         };
-        st.broker.users.put(User {
+        st.broker.put_user(User {
             name: name.to_string(),
             password_hash: hash.to_string(),
             tags,
@@ -165,14 +166,15 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
     }
     for p in list(doc, "permissions")? {
         let user = field(p, "user", "permission")?;
-        let perms: Vec<&str> = ["configure", "write", "read"]
-            .iter()
-            .filter_map(|k| p.get(*k).and_then(Value::as_str))
-            .collect();
-        if perms.iter().any(|x| *x != ".*") {
-            r.warnings.push(format!(
-                "permissions of '{user}' are not enforced: every user has full access in this version"
-            ));
+        let vhost = field(p, "vhost", "permission")?;
+        let get = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
+        match crate::auth::Permission::new(get("configure"), get("write"), get("read")) {
+            Ok(perm) => {
+                if let Err(e) = st.broker.set_permission(user, vhost, perm) {
+                    r.errors.push(format!("permissions of '{user}' on '{vhost}': {e}"));
+                }
+            }
+            Err(e) => r.errors.push(format!("permissions of '{user}' on '{vhost}': {e}")),
         }
     }
     if !list(doc, "topic_permissions")?.is_empty() {
@@ -287,6 +289,79 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
 pub async fn import(State(st): State<Shared>, body: Bytes) -> ApiResult<StatusCode> {
     let doc: Value = parse_body(&body)?;
     let report = import_value(&st, &doc).map_err(ApiError::bad_request)?;
+    if report.errors.is_empty() {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::bad_request(report.errors.join("; ")))
+    }
+}
+
+/// The keys of a single-vhost definitions document (`GET /api/definitions/{vhost}`).
+const VHOST_KEYS: [&str; 5] = ["parameters", "policies", "queues", "exchanges", "bindings"];
+
+/// `GET /api/definitions/{vhost}`: that vhost's queues, exchanges, bindings and policies,
+/// without `vhost` fields (RabbitMQ's single-vhost export, importable into any vhost).
+pub async fn export_vhost(
+    State(st): State<Shared>,
+    axum::extract::Path(vh): axum::extract::Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    if st.broker.vhost(&vh).is_none() {
+        return Err(ApiError::not_found());
+    }
+    let all = export_value(&st);
+    let mut out = serde_json::Map::new();
+    for k in ["rabbit_version", "rabbitmq_version", "product_name", "product_version"] {
+        out.insert(k.into(), all[k].clone());
+    }
+    for k in VHOST_KEYS {
+        let items: Vec<Value> = all[k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["vhost"] == vh.as_str())
+            .map(|o| {
+                let mut o = o.clone();
+                if let Some(m) = o.as_object_mut() {
+                    m.remove("vhost");
+                }
+                o
+            })
+            .collect();
+        out.insert(k.into(), Value::Array(items));
+    }
+    Ok(axum::Json(Value::Object(out)))
+}
+
+/// `POST /api/definitions/{vhost}`: imports a single-vhost document into that vhost (any
+/// `vhost` fields in it are overridden; users, vhosts and permissions are ignored).
+pub async fn import_vhost(
+    State(st): State<Shared>,
+    axum::extract::Path(vh): axum::extract::Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    if st.broker.vhost(&vh).is_none() {
+        return Err(ApiError::not_found());
+    }
+    let doc: Value = parse_body(&body)?;
+    if !doc.is_object() {
+        return Err(ApiError::bad_request("definitions must be a JSON object"));
+    }
+    let mut scoped = serde_json::Map::new();
+    for k in VHOST_KEYS {
+        let items: Vec<Value> = list(&doc, k)
+            .map_err(ApiError::bad_request)?
+            .iter()
+            .map(|o| {
+                let mut o = o.clone();
+                if let Some(m) = o.as_object_mut() {
+                    m.insert("vhost".into(), Value::String(vh.clone()));
+                }
+                o
+            })
+            .collect();
+        scoped.insert(k.into(), Value::Array(items));
+    }
+    let report = import_value(&st, &Value::Object(scoped)).map_err(ApiError::bad_request)?;
     if report.errors.is_empty() {
         Ok(StatusCode::NO_CONTENT)
     } else {

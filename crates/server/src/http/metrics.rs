@@ -227,6 +227,13 @@ pub fn render(st: &Shared) -> String {
         "",
         m.delivery_limit_dropped.load(Ordering::Relaxed),
     );
+    counter(
+        &mut out,
+        "warren_duplicates_dropped_total",
+        "Publishes dropped as duplicates by x-deduplication-window (still confirmed)",
+        "",
+        m.duplicates_dropped.load(Ordering::Relaxed),
+    );
     let conns = st.broker.connections();
     let channels: usize = conns.iter().map(|c| c.info.lock().channels).sum();
     let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
@@ -257,17 +264,30 @@ pub fn render(st: &Shared) -> String {
         "Memory used in bytes",
         resident_memory_bytes(),
     );
+    let alarms = st.broker.alarms.current();
     gauge(
         &mut out,
         "rabbitmq_alarms_memory_used_watermark",
-        "1 if the memory alarm is in effect",
-        0,
+        "is 1 if VM memory watermark alarm is in effect",
+        u64::from(alarms.memory),
     );
     gauge(
         &mut out,
         "rabbitmq_alarms_free_disk_space_watermark",
-        "1 if the disk alarm is in effect",
-        0,
+        "is 1 if free disk space watermark alarm is in effect",
+        u64::from(alarms.disk),
+    );
+    gauge(
+        &mut out,
+        "rabbitmq_resident_memory_limit_bytes",
+        "Memory high watermark in bytes (0 = none)",
+        st.broker.alarms.memory_limit(),
+    );
+    gauge(
+        &mut out,
+        "rabbitmq_disk_space_available_limit_bytes",
+        "Free disk space low watermark in bytes (0 = none)",
+        st.broker.alarms.disk_free_limit(),
     );
     out
 }

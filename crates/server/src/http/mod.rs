@@ -16,6 +16,7 @@ pub mod ctl;
 pub mod definitions;
 pub mod dlq;
 pub mod metrics;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -168,13 +169,27 @@ async fn auth(
     if req.uri().path() == "/metrics" {
         return next.run(req).await;
     }
-    let ok = basic_credentials(req.headers()).is_some_and(|(u, p)| {
+    let creds = basic_credentials(req.headers());
+    let ok = creds.as_ref().is_some_and(|(u, p)| {
         let cfg = &st.broker.config;
         let guest_blocked = u == "guest" && !cfg.guest_anywhere && !peer.ip().is_loopback();
-        !guest_blocked && st.broker.users.authenticate(&u, &p)
+        !guest_blocked && st.broker.users.authenticate(u, p)
     });
     if !ok {
         return ApiError::unauthorized().into_response();
+    }
+    // Changing who may do what is for administrators only (as RabbitMQ's management plugin).
+    let path = req.uri().path();
+    let access_admin = ["/api/users", "/api/permissions", "/api/vhosts", "/api/definitions"]
+        .iter()
+        .any(|p| path.starts_with(p));
+    if access_admin && req.method() != axum::http::Method::GET {
+        let admin = creds
+            .and_then(|(u, _)| st.broker.users.get(&u))
+            .is_some_and(|u| u.tags.iter().any(|t| t == "administrator"));
+        if !admin {
+            return ApiError::unauthorized().into_response();
+        }
     }
     next.run(req).await
 }

@@ -1,0 +1,161 @@
+//! Users and permissions through RabbitMQ's management API paths: `PUT/DELETE
+//! /api/users/{name}` (with `password` or `password_hash`), `GET/PUT/DELETE
+//! /api/permissions/{vhost}/{user}`, `GET /api/users/{name}/permissions` and
+//! `GET /api/vhosts/{name}/permissions`. Every change goes through the broker's durable
+//! stores ([`crate::access`]), so it survives a restart and applies to open connections at
+//! their next check.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiResult, Shared, parse_body};
+use crate::auth::{Permission, User, hash_password};
+
+/// Tags as RabbitMQ accepts them: a list, or a comma-separated string.
+pub fn parse_tags(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `PUT /api/users/{name}`: 201 created, 204 updated.
+pub async fn user_put(State(st): State<Shared>, Path(name): Path<String>, body: Bytes) -> ApiResult<StatusCode> {
+    let doc: Value = parse_body(&body)?;
+    let existed = st.broker.users.get(&name);
+    let password_hash = match (
+        doc.get("password").and_then(Value::as_str),
+        doc.get("password_hash").and_then(Value::as_str),
+    ) {
+        (Some(p), _) => hash_password(p),
+        (None, Some(h)) => {
+            let algo = doc
+                .get("hashing_algorithm")
+                .and_then(Value::as_str)
+                .unwrap_or("rabbit_password_hashing_sha256");
+            if algo != "rabbit_password_hashing_sha256" {
+                return Err(ApiError::bad_request(format!(
+                    "hashing algorithm {algo} is not supported"
+                )));
+            }
+            h.to_string()
+        }
+        // Neither: keep the password of an existing user; a new one cannot log in
+        // with a password (RabbitMQ's passwordless user).
+        (None, None) => existed.as_ref().map(|u| u.password_hash.clone()).unwrap_or_default(),
+    };
+    st.broker.put_user(User {
+        name,
+        password_hash,
+        tags: parse_tags(doc.get("tags")),
+    });
+    Ok(if existed.is_some() {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::CREATED
+    })
+}
+
+/// `DELETE /api/users/{name}`.
+pub async fn user_delete(State(st): State<Shared>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    if st.broker.delete_user(&name) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found())
+    }
+}
+
+fn permission_json(user: &str, vhost: &str, p: &Permission) -> Value {
+    json!({"user": user, "vhost": vhost, "configure": p.configure, "write": p.write, "read": p.read})
+}
+
+/// Every permission, in RabbitMQ's JSON.
+pub fn permissions_json(st: &Shared) -> Vec<Value> {
+    st.broker
+        .users
+        .permissions()
+        .iter()
+        .map(|(u, v, p)| permission_json(u, v, p))
+        .collect()
+}
+
+/// `GET /api/permissions/{vhost}/{user}`.
+pub async fn permission_get(
+    State(st): State<Shared>,
+    Path((vhost, user)): Path<(String, String)>,
+) -> ApiResult<axum::Json<Value>> {
+    let p = st
+        .broker
+        .users
+        .permission(&user, &vhost)
+        .ok_or_else(ApiError::not_found)?;
+    Ok(axum::Json(permission_json(&user, &vhost, &p)))
+}
+
+/// `PUT /api/permissions/{vhost}/{user}` with `{"configure", "write", "read"}`.
+pub async fn permission_put(
+    State(st): State<Shared>,
+    Path((vhost, user)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let doc: Value = parse_body(&body)?;
+    let field = |k: &str| -> ApiResult<String> {
+        doc.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::bad_request(format!("missing field '{k}'")))
+    };
+    let p = Permission::new(&field("configure")?, &field("write")?, &field("read")?)
+        .map_err(ApiError::bad_request)?;
+    let existed = st.broker.users.permission(&user, &vhost).is_some();
+    st.broker
+        .set_permission(&user, &vhost, p)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(if existed {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::CREATED
+    })
+}
+
+/// `DELETE /api/permissions/{vhost}/{user}`.
+pub async fn permission_delete(
+    State(st): State<Shared>,
+    Path((vhost, user)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    if st.broker.clear_permission(&user, &vhost) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found())
+    }
+}
+
+/// `GET /api/users/{name}/permissions`.
+pub async fn user_permissions(State(st): State<Shared>, Path(name): Path<String>) -> ApiResult<axum::Json<Value>> {
+    st.broker.users.get(&name).ok_or_else(ApiError::not_found)?;
+    Ok(axum::Json(Value::Array(
+        permissions_json(&st)
+            .into_iter()
+            .filter(|p| p["user"] == name.as_str())
+            .collect(),
+    )))
+}
+
+/// `GET /api/vhosts/{name}/permissions`.
+pub async fn vhost_permissions(State(st): State<Shared>, Path(name): Path<String>) -> ApiResult<axum::Json<Value>> {
+    st.broker.vhost(&name).ok_or_else(ApiError::not_found)?;
+    Ok(axum::Json(Value::Array(
+        permissions_json(&st)
+            .into_iter()
+            .filter(|p| p["vhost"] == name.as_str())
+            .collect(),
+    )))
+}
