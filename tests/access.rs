@@ -45,38 +45,89 @@ async fn permissions_are_enforced_where_rabbitmq_enforces_them() {
     declare(&gch, "other").await;
     declare(&gch, "u.q").await;
     for x in ["other.x", "u.x"] {
-        gch.exchange_declare(x.into(), lapin::ExchangeKind::Direct, Default::default(), FieldTable::default())
-            .await
-            .unwrap();
+        gch.exchange_declare(
+            x.into(),
+            lapin::ExchangeKind::Direct,
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     }
     publish(&gch, "", "other", b"secret").await;
     wait_until(5, "message in other", || counts(&b, "other").0 == 1).await;
 
-    assert_eq!(admin(&b, "PUT", "/api/users/u", Some(json!({"password": "p", "tags": ""}))).await, 201);
-    assert_eq!(admin(&b, "PUT", "/api/users/u", Some(json!({"password": "p", "tags": ""}))).await, 204);
+    assert_eq!(
+        admin(
+            &b,
+            "PUT",
+            "/api/users/u",
+            Some(json!({"password": "p", "tags": ""}))
+        )
+        .await,
+        201
+    );
+    assert_eq!(
+        admin(
+            &b,
+            "PUT",
+            "/api/users/u",
+            Some(json!({"password": "p", "tags": ""}))
+        )
+        .await,
+        204
+    );
     let perms = json!({"configure": "^(u\\.|amq\\.gen)", "write": "^(u\\.|amq\\.default$|amq\\.gen)", "read": "^(u\\.|amq\\.gen)"});
-    assert_eq!(admin(&b, "PUT", "/api/permissions/%2F/u", Some(perms.clone())).await, 201);
+    assert_eq!(
+        admin(&b, "PUT", "/api/permissions/%2F/u", Some(perms.clone())).await,
+        201
+    );
     let url = format!("http://{}/api/permissions/%2F/u", b.running.http_addr);
-    let got = client::request("GET", &url, Some(("guest", "guest")), None).await.unwrap().json();
+    let got = client::request("GET", &url, Some(("guest", "guest")), None)
+        .await
+        .unwrap()
+        .json();
     assert_eq!(got["configure"], perms["configure"]);
     assert_eq!(got["user"], "u");
     // A bad regex is a 400; a non-administrator may not change permissions.
     assert_eq!(
-        admin(&b, "PUT", "/api/permissions/%2F/u", Some(json!({"configure": "(", "write": "", "read": ""}))).await,
+        admin(
+            &b,
+            "PUT",
+            "/api/permissions/%2F/u",
+            Some(json!({"configure": "(", "write": "", "read": ""}))
+        )
+        .await,
         400
     );
-    assert_eq!(call(&b, ("u", "p"), "DELETE", "/api/permissions/%2F/u", None).await, 401);
+    assert_eq!(
+        call(&b, ("u", "p"), "DELETE", "/api/permissions/%2F/u", None).await,
+        401
+    );
 
     let conn = connect_as(&b, "u", "p").await;
     let ch = conn.create_channel().await.unwrap();
     // Allowed: its own names, the default exchange, passive declares of anything.
     declare(&ch, "u.mine").await;
-    ch.queue_declare("other".into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
-        .await
-        .expect("passive declare needs no permission");
-    ch.queue_bind("u.mine".into(), "u.x".into(), "k".into(), Default::default(), FieldTable::default())
-        .await
-        .unwrap();
+    ch.queue_declare(
+        "other".into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("passive declare needs no permission");
+    ch.queue_bind(
+        "u.mine".into(),
+        "u.x".into(),
+        "k".into(),
+        Default::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
 
     // Each refusal closes its channel with 403 and RabbitMQ's text.
     macro_rules! refused {
@@ -88,12 +139,21 @@ async fn permissions_are_enforced_where_rabbitmq_enforces_them() {
         }};
     }
     refused!(
-        |ch: lapin::Channel| async move { ch.queue_declare("q2".into(), Default::default(), FieldTable::default()).await },
+        |ch: lapin::Channel| async move {
+            ch.queue_declare("q2".into(), Default::default(), FieldTable::default())
+                .await
+        },
         "access to queue 'q2' in vhost '/' refused for user 'u'"
     );
     refused!(
         |ch: lapin::Channel| async move {
-            ch.exchange_declare("x2".into(), lapin::ExchangeKind::Fanout, Default::default(), FieldTable::default()).await
+            ch.exchange_declare(
+                "x2".into(),
+                lapin::ExchangeKind::Fanout,
+                Default::default(),
+                FieldTable::default(),
+            )
+            .await
         },
         "access to exchange 'x2' in vhost '/' refused for user 'u'"
     );
@@ -108,33 +168,67 @@ async fn permissions_are_enforced_where_rabbitmq_enforces_them() {
     // queue.bind: write on the queue, read on the exchange.
     refused!(
         |ch: lapin::Channel| async move {
-            ch.queue_bind("u.mine".into(), "other.x".into(), "k".into(), Default::default(), FieldTable::default()).await
+            ch.queue_bind(
+                "u.mine".into(),
+                "other.x".into(),
+                "k".into(),
+                Default::default(),
+                FieldTable::default(),
+            )
+            .await
         },
         "access to exchange 'other.x' in vhost '/' refused for user 'u'"
     );
     refused!(
         |ch: lapin::Channel| async move {
-            ch.queue_bind("other".into(), "u.x".into(), "k".into(), Default::default(), FieldTable::default()).await
+            ch.queue_bind(
+                "other".into(),
+                "u.x".into(),
+                "k".into(),
+                Default::default(),
+                FieldTable::default(),
+            )
+            .await
         },
         "access to queue 'other' in vhost '/' refused for user 'u'"
     );
     // exchange.bind: write on the destination, read on the source.
     refused!(
         |ch: lapin::Channel| async move {
-            ch.exchange_bind("u.x".into(), "other.x".into(), "k".into(), Default::default(), FieldTable::default()).await
+            ch.exchange_bind(
+                "u.x".into(),
+                "other.x".into(),
+                "k".into(),
+                Default::default(),
+                FieldTable::default(),
+            )
+            .await
         },
         "access to exchange 'other.x' in vhost '/' refused for user 'u'"
     );
     refused!(
         |ch: lapin::Channel| async move {
-            ch.exchange_bind("other.x".into(), "u.x".into(), "k".into(), Default::default(), FieldTable::default()).await
+            ch.exchange_bind(
+                "other.x".into(),
+                "u.x".into(),
+                "k".into(),
+                Default::default(),
+                FieldTable::default(),
+            )
+            .await
         },
         "access to exchange 'other.x' in vhost '/' refused for user 'u'"
     );
     // consume / get / purge: read on the queue.
     refused!(
         |ch: lapin::Channel| async move {
-            ch.basic_consume("other".into(), "c".into(), Default::default(), FieldTable::default()).await
+            ch.basic_consume(
+                "other".into(),
+                "c".into(),
+                Default::default(),
+                FieldTable::default(),
+            )
+            .await
         },
         "access to queue 'other' in vhost '/' refused for user 'u'"
     );
@@ -180,7 +274,13 @@ async fn permissions_are_enforced_where_rabbitmq_enforces_them() {
     publish(&pch, "u.x", "k", b"before").await;
     wait_until(5, "three messages in u.mine", || counts(&b, "u.mine").0 == 3).await;
     assert_eq!(
-        admin(&b, "PUT", "/api/permissions/%2F/u", Some(json!({"configure": ".*", "write": "^$", "read": ".*"}))).await,
+        admin(
+            &b,
+            "PUT",
+            "/api/permissions/%2F/u",
+            Some(json!({"configure": ".*", "write": "^$", "read": ".*"}))
+        )
+        .await,
         204
     );
     publish(&pch, "u.x", "k", b"after").await;
@@ -196,22 +296,51 @@ async fn vhost_access_is_checked_at_connection_open() {
     let b = start().await;
     let addr = b.running.amqp_addr;
     assert_eq!(admin(&b, "PUT", "/api/vhosts/other", None).await, 201);
-    assert_eq!(admin(&b, "PUT", "/api/users/v", Some(json!({"password": "vp", "tags": []}))).await, 201);
+    assert_eq!(
+        admin(
+            &b,
+            "PUT",
+            "/api/users/v",
+            Some(json!({"password": "vp", "tags": []}))
+        )
+        .await,
+        201
+    );
     // A user without permissions on a vhost: 530 with RabbitMQ's text.
     let (code, text) = Raw::login(addr, "v", "vp", "/").await.err().expect("refused");
     assert_eq!(code, 530);
     assert_eq!(text, "NOT_ALLOWED - access to vhost '/' refused for user 'v'");
     assert_eq!(
-        admin(&b, "PUT", "/api/permissions/other/v", Some(json!({"configure": ".*", "write": ".*", "read": ".*"}))).await,
+        admin(
+            &b,
+            "PUT",
+            "/api/permissions/other/v",
+            Some(json!({"configure": ".*", "write": ".*", "read": ".*"}))
+        )
+        .await,
         201
     );
-    Raw::login(addr, "v", "vp", "other").await.expect("permitted vhost");
+    Raw::login(addr, "v", "vp", "other")
+        .await
+        .expect("permitted vhost");
     assert!(Raw::login(addr, "v", "vp", "/").await.is_err());
     // guest has `.*` on `/` only.
-    let (code, text) = Raw::login(addr, "guest", "guest", "other").await.err().expect("refused");
-    assert_eq!((code, text.as_str()), (530, "NOT_ALLOWED - access to vhost 'other' refused for user 'guest'"));
+    let (code, text) = Raw::login(addr, "guest", "guest", "other")
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(
+        (code, text.as_str()),
+        (
+            530,
+            "NOT_ALLOWED - access to vhost 'other' refused for user 'guest'"
+        )
+    );
     // Wrong password: 403 (the client announced authentication_failure_close).
-    let (code, _) = Raw::login(addr, "v", "wrong", "other").await.err().expect("refused");
+    let (code, _) = Raw::login(addr, "v", "wrong", "other")
+        .await
+        .err()
+        .expect("refused");
     assert_eq!(code, 403);
     // Deleting the permission, then the user.
     assert_eq!(admin(&b, "DELETE", "/api/permissions/other/v", None).await, 204);
@@ -222,7 +351,13 @@ async fn vhost_access_is_checked_at_connection_open() {
     assert!(!b.running.broker.users.authenticate("v", "vp"));
     // Permissions for unknown users or vhosts are refused.
     assert_eq!(
-        admin(&b, "PUT", "/api/permissions/nope/guest", Some(json!({"configure": ".*", "write": ".*", "read": ".*"}))).await,
+        admin(
+            &b,
+            "PUT",
+            "/api/permissions/nope/guest",
+            Some(json!({"configure": ".*", "write": ".*", "read": ".*"}))
+        )
+        .await,
         400
     );
     b.running.shutdown().await;
@@ -233,35 +368,84 @@ async fn users_vhosts_and_permissions_survive_a_restart() {
     let first = start().await;
     let dir = first.data_dir.path.clone();
     let keep = first.data_dir;
-    assert_eq!(admin_raw(&first.running.http_addr, ("guest", "guest"), "PUT", "/api/vhosts/prod", None).await, 201);
     assert_eq!(
-        admin_raw(&first.running.http_addr, ("guest", "guest"), "PUT", "/api/users/root",
-            Some(json!({"password": "rootpw", "tags": "administrator"}))).await,
+        admin_raw(
+            &first.running.http_addr,
+            ("guest", "guest"),
+            "PUT",
+            "/api/vhosts/prod",
+            None
+        )
+        .await,
         201
     );
     assert_eq!(
-        admin_raw(&first.running.http_addr, ("guest", "guest"), "PUT", "/api/permissions/prod/root",
-            Some(json!({"configure": "^c", "write": "^w", "read": "^r"}))).await,
+        admin_raw(
+            &first.running.http_addr,
+            ("guest", "guest"),
+            "PUT",
+            "/api/users/root",
+            Some(json!({"password": "rootpw", "tags": "administrator"}))
+        )
+        .await,
+        201
+    );
+    assert_eq!(
+        admin_raw(
+            &first.running.http_addr,
+            ("guest", "guest"),
+            "PUT",
+            "/api/permissions/prod/root",
+            Some(json!({"configure": "^c", "write": "^w", "read": "^r"}))
+        )
+        .await,
         201
     );
     // The new administrator removes the default user.
-    assert_eq!(admin_raw(&first.running.http_addr, ("root", "rootpw"), "DELETE", "/api/users/guest", None).await, 204);
+    assert_eq!(
+        admin_raw(
+            &first.running.http_addr,
+            ("root", "rootpw"),
+            "DELETE",
+            "/api/users/guest",
+            None
+        )
+        .await,
+        204
+    );
     first.running.shutdown().await;
 
     let dir2 = dir.clone();
     let second = start_with(move |c| c.data_dir = dir2).await;
     let users = &second.running.broker.users;
     assert!(users.authenticate("root", "rootpw"));
-    assert!(users.get("guest").is_none(), "a deleted default user is not recreated");
+    assert!(
+        users.get("guest").is_none(),
+        "a deleted default user is not recreated"
+    );
     let p = users.permission("root", "prod").expect("permission persisted");
-    assert_eq!((p.configure.as_str(), p.write.as_str(), p.read.as_str()), ("^c", "^w", "^r"));
-    assert!(second.running.broker.vhost("prod").is_some(), "empty vhost persisted");
-    Raw::login(second.running.amqp_addr, "root", "rootpw", "prod").await.expect("root logs in");
+    assert_eq!(
+        (p.configure.as_str(), p.write.as_str(), p.read.as_str()),
+        ("^c", "^w", "^r")
+    );
+    assert!(
+        second.running.broker.vhost("prod").is_some(),
+        "empty vhost persisted"
+    );
+    Raw::login(second.running.amqp_addr, "root", "rootpw", "prod")
+        .await
+        .expect("root logs in");
     second.running.shutdown().await;
     drop(keep);
 }
 
-async fn admin_raw(http: &std::net::SocketAddr, who: (&str, &str), method: &str, path: &str, body: Option<Value>) -> u16 {
+async fn admin_raw(
+    http: &std::net::SocketAddr,
+    who: (&str, &str),
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> u16 {
     let body = body.map(|v| ("application/json", v.to_string().into_bytes()));
     client::request(method, &format!("http://{http}{path}"), Some(who), body)
         .await
@@ -277,6 +461,8 @@ async fn default_user_from_config_on_first_start() {
     })
     .await;
     assert!(b.running.broker.users.get("guest").is_none());
-    Raw::login(b.running.amqp_addr, "boss", "bosspw", "/").await.expect("default user logs in");
+    Raw::login(b.running.amqp_addr, "boss", "bosspw", "/")
+        .await
+        .expect("default user logs in");
     b.running.shutdown().await;
 }

@@ -21,9 +21,15 @@ async fn alarm_blocks_publishers(raise: impl Fn(&Alarms), clear: impl Fn(&Alarms
         .unwrap();
     for i in 0..5 {
         let body = format!("before-{i}");
-        pch.basic_publish("".into(), "fc".into(), Default::default(), body.as_bytes(), BasicProperties::default())
-            .await
-            .unwrap();
+        pch.basic_publish(
+            "".into(),
+            "fc".into(),
+            Default::default(),
+            body.as_bytes(),
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
     }
     common::wait_until(5, "5 messages queued", || common::counts(&b, "fc").0 == 5).await;
 
@@ -31,16 +37,25 @@ async fn alarm_blocks_publishers(raise: impl Fn(&Alarms), clear: impl Fn(&Alarms
     common::wait_until(5, "alarm raised", || alarms.current().any()).await;
     assert_eq!(alarms.current().reason(), reason);
     common::wait_until(5, "publisher blocked", || publisher.status().blocked()).await;
-    assert!(!consumer_conn.status().blocked(), "a connection that never published is not blocked");
+    assert!(
+        !consumer_conn.status().blocked(),
+        "a connection that never published is not blocked"
+    );
 
     // Publishes while blocked are not read by the broker (lapin itself holds publishes back
     // while its connection is blocked, so they go out from a task).
     let held = tokio::spawn(async move {
         for i in 0..5 {
             let body = format!("during-{i}");
-            pch.basic_publish("".into(), "fc".into(), Default::default(), body.as_bytes(), BasicProperties::default())
-                .await
-                .unwrap();
+            pch.basic_publish(
+                "".into(),
+                "fc".into(),
+                Default::default(),
+                body.as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap();
         }
         pch
     });
@@ -50,17 +65,30 @@ async fn alarm_blocks_publishers(raise: impl Fn(&Alarms), clear: impl Fn(&Alarms
         no_ack: true,
         ..Default::default()
     };
-    let mut consumer = cch.basic_consume("fc".into(), "".into(), opts, FieldTable::default()).await.unwrap();
+    let mut consumer = cch
+        .basic_consume("fc".into(), "".into(), opts, FieldTable::default())
+        .await
+        .unwrap();
     for i in 0..5 {
-        let d = common::within(5, "drain while blocked", consumer.next()).await.unwrap().unwrap();
+        let d = common::within(5, "drain while blocked", consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(d.data, format!("before-{i}").into_bytes());
     }
-    assert_eq!(common::counts(&b, "fc").0, 0, "nothing new was read from the blocked publisher");
+    assert_eq!(
+        common::counts(&b, "fc").0,
+        0,
+        "nothing new was read from the blocked publisher"
+    );
 
     clear(alarms);
     common::wait_until(5, "publisher unblocked", || !publisher.status().blocked()).await;
     for i in 0..5 {
-        let d = common::within(5, "held-back publishes arrive", consumer.next()).await.unwrap().unwrap();
+        let d = common::within(5, "held-back publishes arrive", consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(d.data, format!("during-{i}").into_bytes());
     }
     let _pch = common::within(5, "held-back publishes done", held).await.unwrap();
@@ -69,10 +97,20 @@ async fn alarm_blocks_publishers(raise: impl Fn(&Alarms), clear: impl Fn(&Alarms
 
 #[tokio::test]
 async fn memory_alarm_blocks_publishers_until_cleared() {
-    alarm_blocks_publishers(|a| a.set_memory_limit(1), |a| a.set_memory_limit(0), "low on memory").await;
+    alarm_blocks_publishers(
+        |a| a.set_memory_limit(1),
+        |a| a.set_memory_limit(0),
+        "low on memory",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn disk_alarm_blocks_publishers_until_cleared() {
-    alarm_blocks_publishers(|a| a.set_disk_free_limit(u64::MAX), |a| a.set_disk_free_limit(0), "low on disk").await;
+    alarm_blocks_publishers(
+        |a| a.set_disk_free_limit(u64::MAX),
+        |a| a.set_disk_free_limit(0),
+        "low on disk",
+    )
+    .await;
 }

@@ -68,7 +68,15 @@ async fn truncated_frames_then_eof_leak_nothing() {
     let addr = b.running.amqp_addr;
     let whole = {
         let mut f = BytesMut::new();
-        encode_method(&mut f, 1, &QueueDeclare { queue: ShortStr::from("t"), ..Default::default() }.into());
+        encode_method(
+            &mut f,
+            1,
+            &QueueDeclare {
+                queue: ShortStr::from("t"),
+                ..Default::default()
+            }
+            .into(),
+        );
         f
     };
     // Cut inside the frame header, inside the payload, and just before the frame-end octet.
@@ -113,8 +121,18 @@ async fn methods_on_closed_channels() {
     let mut r = Raw::handshake(addr, 0).await;
     r.open_channel(1).await;
     r.send_method(1, ChannelClose::default()).await;
-    assert!(matches!(r.next_method().await, Some((1, Method::ChannelCloseOk(_)))));
-    r.send_method(1, QueueDeclare { queue: ShortStr::from("q"), ..Default::default() }).await;
+    assert!(matches!(
+        r.next_method().await,
+        Some((1, Method::ChannelCloseOk(_)))
+    ));
+    r.send_method(
+        1,
+        QueueDeclare {
+            queue: ShortStr::from("q"),
+            ..Default::default()
+        },
+    )
+    .await;
     let (code, text) = r.expect_connection_close().await;
     assert_eq!(code, 504, "{text}");
     assert!(text.contains("expected 'channel.open'"), "{text}");
@@ -123,7 +141,15 @@ async fn methods_on_closed_channels() {
     // channel is dropped, including content; then the number can be reopened.
     let mut r = Raw::handshake(addr, 0).await;
     r.open_channel(1).await;
-    r.send_method(1, QueueDeclare { queue: ShortStr::from("missing"), passive: true, ..Default::default() }).await;
+    r.send_method(
+        1,
+        QueueDeclare {
+            queue: ShortStr::from("missing"),
+            passive: true,
+            ..Default::default()
+        },
+    )
+    .await;
     let close = loop {
         match r.next_method().await {
             Some((1, Method::ChannelClose(c))) => break c,
@@ -132,8 +158,24 @@ async fn methods_on_closed_channels() {
     };
     assert_eq!(close.reply_code, 404);
     let mut f = BytesMut::new();
-    encode_method(&mut f, 1, &QueueDeclare { queue: ShortStr::from("ignored"), ..Default::default() }.into());
-    encode_method(&mut f, 1, &BasicPublish { routing_key: ShortStr::from("ignored"), ..Default::default() }.into());
+    encode_method(
+        &mut f,
+        1,
+        &QueueDeclare {
+            queue: ShortStr::from("ignored"),
+            ..Default::default()
+        }
+        .into(),
+    );
+    encode_method(
+        &mut f,
+        1,
+        &BasicPublish {
+            routing_key: ShortStr::from("ignored"),
+            ..Default::default()
+        }
+        .into(),
+    );
     encode_basic_header(&mut f, 1, 3, &Default::default());
     warren_codec::encode_body(&mut f, 1, b"abc", 0);
     encode_method(&mut f, 1, &ChannelCloseOk {}.into());
@@ -150,9 +192,18 @@ async fn malformed_field_values_are_502() {
     let addr = b.running.amqp_addr;
     let empty_table = [0u8, 0, 0, 0];
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("invalid UTF-8 in a shortstr", declare_args(&[0xff, 0xfe, b'q'], &empty_table)),
-        ("bad field type tag", declare_args(b"q", &[0, 0, 0, 3, 1, b'k', b'Z'])),
-        ("table length beyond the frame", declare_args(b"q", &[0, 0, 0x03, 0xe8, 1, b'k'])),
+        (
+            "invalid UTF-8 in a shortstr",
+            declare_args(&[0xff, 0xfe, b'q'], &empty_table),
+        ),
+        (
+            "bad field type tag",
+            declare_args(b"q", &[0, 0, 0, 3, 1, b'k', b'Z']),
+        ),
+        (
+            "table length beyond the frame",
+            declare_args(b"q", &[0, 0, 0x03, 0xe8, 1, b'k']),
+        ),
         ("shortstr length beyond the frame", vec![0, 0, 200, b'q']),
         ("trailing bytes", declare_args(b"q", &[0, 0, 0, 0, 1, 2, 3])),
     ];
@@ -176,8 +227,14 @@ async fn channel_zero_misuse() {
     // A channel-class or basic method on channel 0: 503 COMMAND_INVALID.
     for m in [
         Method::from(ChannelOpen::default()),
-        Method::from(BasicPublish { routing_key: ShortStr::from("x"), ..Default::default() }),
-        Method::from(QueueDeclare { queue: ShortStr::from("z"), ..Default::default() }),
+        Method::from(BasicPublish {
+            routing_key: ShortStr::from("x"),
+            ..Default::default()
+        }),
+        Method::from(QueueDeclare {
+            queue: ShortStr::from("z"),
+            ..Default::default()
+        }),
     ] {
         let mut r = Raw::handshake(addr, 0).await;
         r.send_method(0, m.clone()).await;
@@ -196,7 +253,14 @@ async fn channel_zero_misuse() {
     assert_eq!(r.expect_connection_close().await.0, 505);
     // A second connection.open / start-ok once open: 504 CHANNEL_ERROR.
     let mut r = Raw::handshake(addr, 0).await;
-    r.send_method(0, ConnectionOpen { virtual_host: ShortStr::from("/"), ..Default::default() }).await;
+    r.send_method(
+        0,
+        ConnectionOpen {
+            virtual_host: ShortStr::from("/"),
+            ..Default::default()
+        },
+    )
+    .await;
     let (code, text) = r.expect_connection_close().await;
     assert_eq!(code, 504, "{text}");
     assert!(common::queue(&b, "z").is_none());
@@ -241,7 +305,7 @@ async fn a_million_heartbeats_do_not_stall_others() {
     let mut r = Raw::handshake(b.running.amqp_addr, 0).await;
     let chunk: Vec<u8> = warren_codec::frame::HEARTBEAT_FRAME.repeat(8192); // 64 KiB
     let t0 = Instant::now();
-    let (mut rd, mut wr) = r.stream.into_split();
+    let (rd, mut wr) = r.stream.into_split();
     let flood = tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         for _ in 0..(1_000_000 / 8192 + 1) {
@@ -256,7 +320,6 @@ async fn a_million_heartbeats_do_not_stall_others() {
     println!("1,007,616 heartbeat frames (8 MB) taken in {took:?}");
     // The flooding connection is still healthy: it can open a channel.
     r.stream = rd.reunite(wr).unwrap();
-    let _ = &mut rd;
     r.open_channel(1).await;
     crowd.check().await;
 }
@@ -274,11 +337,17 @@ async fn slowloris_is_closed_after_the_handshake_timeout() {
     // The whole header, then nothing after connection.start.
     let mut mute = Raw::connect(addr).await;
     mute.send(&PROTOCOL_HEADER).await;
-    assert!(matches!(mute.next_method().await, Some((0, Method::ConnectionStart(_)))));
+    assert!(matches!(
+        mute.next_method().await,
+        Some((0, Method::ConnectionStart(_)))
+    ));
     // Half of a start-ok frame, then silence.
     let mut partial = Raw::connect(addr).await;
     partial.send(&PROTOCOL_HEADER).await;
-    assert!(matches!(partial.next_method().await, Some((0, Method::ConnectionStart(_)))));
+    assert!(matches!(
+        partial.next_method().await,
+        Some((0, Method::ConnectionStart(_)))
+    ));
     let mut f = BytesMut::new();
     encode_method(
         &mut f,
@@ -298,7 +367,10 @@ async fn slowloris_is_closed_after_the_handshake_timeout() {
     mute.expect_eof(5).await;
     partial.expect_eof(5).await;
     let waited = t0.elapsed();
-    assert!(waited >= Duration::from_millis(500), "closed too early: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(500),
+        "closed too early: {waited:?}"
+    );
     println!("three slowloris clients closed after {waited:?}");
     wait_until(5, "no leaked connections", || live(&b) == base).await;
     crowd.check().await;

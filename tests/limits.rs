@@ -20,11 +20,21 @@ async fn max_connections_global_and_per_user() {
     let addr = b.running.amqp_addr;
     let mut open = Vec::new();
     for _ in 0..3 {
-        open.push(Raw::login(addr, "guest", "guest", "/").await.expect("under the limit"));
+        open.push(
+            Raw::login(addr, "guest", "guest", "/")
+                .await
+                .expect("under the limit"),
+        );
     }
-    let (code, text) = Raw::login(addr, "guest", "guest", "/").await.err().expect("over the limit");
+    let (code, text) = Raw::login(addr, "guest", "guest", "/")
+        .await
+        .err()
+        .expect("over the limit");
     assert_eq!(code, 530);
-    assert_eq!(text, "NOT_ALLOWED - connection refused: node connection limit (3) is reached");
+    assert_eq!(
+        text,
+        "NOT_ALLOWED - connection refused: node connection limit (3) is reached"
+    );
     // Closing one makes room again.
     drop(open.pop());
     let mut again = None;
@@ -42,7 +52,10 @@ async fn max_connections_global_and_per_user() {
     let addr = b.running.amqp_addr;
     let _a = Raw::login(addr, "guest", "guest", "/").await.unwrap();
     let _b = Raw::login(addr, "guest", "guest", "/").await.unwrap();
-    let (code, text) = Raw::login(addr, "guest", "guest", "/").await.err().expect("over the limit");
+    let (code, text) = Raw::login(addr, "guest", "guest", "/")
+        .await
+        .err()
+        .expect("over the limit");
     assert_eq!(code, 530);
     assert_eq!(
         text,
@@ -60,8 +73,14 @@ async fn max_queues_per_vhost() {
     declare(&ch, "q2").await;
     // Redeclaring an existing queue is fine at the limit.
     declare(&ch, "q1").await;
-    let r = ch.queue_declare("q3".into(), Default::default(), FieldTable::default()).await;
-    assert_code(r, 406, "cannot declare queue 'q3': queue limit in vhost '/' (2) is reached");
+    let r = ch
+        .queue_declare("q3".into(), Default::default(), FieldTable::default())
+        .await;
+    assert_code(
+        r,
+        406,
+        "cannot declare queue 'q3': queue limit in vhost '/' (2) is reached",
+    );
     let ch = conn.create_channel().await.unwrap();
     ch.queue_delete("q2".into(), Default::default()).await.unwrap();
     declare(&ch, "q3").await;
@@ -125,16 +144,42 @@ async fn frame_max_and_channel_max_are_negotiated_down() {
     // A body split in frames of frame_max works; one frame over it is a 501.
     let mut r = Raw::handshake(addr, 0).await;
     r.open_channel(1).await;
-    r.send_method(1, QueueDeclare { queue: ShortStr::from("fm"), ..Default::default() }).await;
-    assert!(matches!(r.next_method().await, Some((1, Method::QueueDeclareOk(_)))));
+    r.send_method(
+        1,
+        QueueDeclare {
+            queue: ShortStr::from("fm"),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(matches!(
+        r.next_method().await,
+        Some((1, Method::QueueDeclareOk(_)))
+    ));
     let mut f = BytesMut::new();
-    encode_method(&mut f, 1, &BasicPublish { routing_key: ShortStr::from("fm"), ..Default::default() }.into());
+    encode_method(
+        &mut f,
+        1,
+        &BasicPublish {
+            routing_key: ShortStr::from("fm"),
+            ..Default::default()
+        }
+        .into(),
+    );
     encode_basic_header(&mut f, 1, 20_000, &Default::default());
     encode_body(&mut f, 1, &[1u8; 20_000], 8192);
     r.send(&f).await;
     wait_until(5, "20 kB message in 3 frames", || counts(&b, "fm").0 == 1).await;
     let mut f = BytesMut::new();
-    encode_method(&mut f, 1, &BasicPublish { routing_key: ShortStr::from("fm"), ..Default::default() }.into());
+    encode_method(
+        &mut f,
+        1,
+        &BasicPublish {
+            routing_key: ShortStr::from("fm"),
+            ..Default::default()
+        }
+        .into(),
+    );
     encode_basic_header(&mut f, 1, 9000, &Default::default());
     encode_body(&mut f, 1, &[1u8; 9000], 0);
     r.send(&f).await;
@@ -142,25 +187,47 @@ async fn frame_max_and_channel_max_are_negotiated_down() {
     b.running.shutdown().await;
 }
 
+/// The RSS tests measure the whole test process: they run one at a time.
+static RSS_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn rss_mb() -> f64 {
     warren_server::alarms::resident_memory() as f64 / 1e6
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_that_never_reads_does_not_grow_broker_memory() {
+    let _one = RSS_LOCK.lock().await;
     let b = start().await;
     let mut by = Bystander::new(&b).await;
     // A no-ack consumer without prefetch that stops reading its socket.
     let mut r = Raw::handshake(b.running.amqp_addr, 0).await;
     r.open_channel(1).await;
-    r.send_method(1, QueueDeclare { queue: ShortStr::from("flood"), ..Default::default() }).await;
-    assert!(matches!(r.next_method().await, Some((1, Method::QueueDeclareOk(_)))));
     r.send_method(
         1,
-        BasicConsume { queue: ShortStr::from("flood"), consumer_tag: ShortStr::from("c"), no_ack: true, ..Default::default() },
+        QueueDeclare {
+            queue: ShortStr::from("flood"),
+            ..Default::default()
+        },
     )
     .await;
-    assert!(matches!(r.next_method().await, Some((1, Method::BasicConsumeOk(_)))));
+    assert!(matches!(
+        r.next_method().await,
+        Some((1, Method::QueueDeclareOk(_)))
+    ));
+    r.send_method(
+        1,
+        BasicConsume {
+            queue: ShortStr::from("flood"),
+            consumer_tag: ShortStr::from("c"),
+            no_ack: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(matches!(
+        r.next_method().await,
+        Some((1, Method::BasicConsumeOk(_)))
+    ));
 
     const N: u32 = 500;
     const SIZE: usize = 100_000; // 50 MB in all
@@ -170,11 +237,17 @@ async fn consumer_that_never_reads_does_not_grow_broker_memory() {
     ch.confirm_select(Default::default()).await.unwrap();
     let body = vec![7u8; SIZE];
     for _ in 0..N {
-        ch.basic_publish("".into(), "flood".into(), Default::default(), &body, Default::default())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        ch.basic_publish(
+            "".into(),
+            "flood".into(),
+            Default::default(),
+            &body,
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     }
     // Wait until the broker has stopped handing messages to the stuck consumer.
     let mut last = u32::MAX;
@@ -198,26 +271,55 @@ async fn consumer_that_never_reads_does_not_grow_broker_memory() {
         after - before
     );
     // What the connection took is bounded by its write backlog plus the kernel's socket buffers.
-    assert!(handed < 24_000_000, "{handed} bytes handed to a client that does not read");
+    assert!(
+        handed < 24_000_000,
+        "{handed} bytes handed to a client that does not read"
+    );
     assert!(ready >= N / 2, "the queue holds the rest as ready messages");
-    assert!(after - before < 50.0 + 80.0, "RSS grew by {:.1} MB", after - before);
+    assert!(
+        after - before < 50.0 + 80.0,
+        "RSS grew by {:.1} MB",
+        after - before
+    );
     // The broker still serves everyone else, and the stuck client is still connected.
     by.check().await;
     assert_eq!(b.running.broker.connections().len(), 3);
     drop(r);
-    wait_until(10, "stuck connection cleaned up", || b.running.broker.connections().len() == 2).await;
+    wait_until(10, "stuck connection cleaned up", || {
+        b.running.broker.connections().len() == 2
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_that_never_reads_its_replies_is_throttled_then_disconnected() {
+    let _one = RSS_LOCK.lock().await;
     let b = start_with(|c| c.write_stall_timeout = Duration::from_secs(2)).await;
     let mut by = Bystander::new(&b).await;
     let mut r = Raw::handshake(b.running.amqp_addr, 0).await;
     r.open_channel(1).await;
-    r.send_method(1, QueueDeclare { queue: ShortStr::from("amp"), ..Default::default() }).await;
-    assert!(matches!(r.next_method().await, Some((1, Method::QueueDeclareOk(_)))));
+    r.send_method(
+        1,
+        QueueDeclare {
+            queue: ShortStr::from("amp"),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(matches!(
+        r.next_method().await,
+        Some((1, Method::QueueDeclareOk(_)))
+    ));
     let mut f = BytesMut::new();
-    encode_method(&mut f, 1, &BasicPublish { routing_key: ShortStr::from("amp"), ..Default::default() }.into());
+    encode_method(
+        &mut f,
+        1,
+        &BasicPublish {
+            routing_key: ShortStr::from("amp"),
+            ..Default::default()
+        }
+        .into(),
+    );
     encode_basic_header(&mut f, 1, 1_000_000, &Default::default());
     encode_body(&mut f, 1, &vec![3u8; 1_000_000], r.frame_max);
     r.send(&f).await;
@@ -227,7 +329,16 @@ async fn client_that_never_reads_its_replies_is_throttled_then_disconnected() {
     let before = rss_mb();
     let mut f = BytesMut::new();
     for _ in 0..2000 {
-        encode_method(&mut f, 1, &BasicGet { queue: ShortStr::from("amp"), no_ack: false, ..Default::default() }.into());
+        encode_method(
+            &mut f,
+            1,
+            &BasicGet {
+                queue: ShortStr::from("amp"),
+                no_ack: false,
+                ..Default::default()
+            }
+            .into(),
+        );
         encode_method(&mut f, 1, &BasicRecover { requeue: true }.into());
     }
     let t0 = Instant::now();

@@ -1131,9 +1131,30 @@ async fn api_definitions_survive_restart() {
         data_dir: common::tempdir::Dir::new(),
     };
     let b = &first;
-    expect(b, "PUT", "/api/exchanges/%2F/api.x", Some(json!({"type": "topic", "durable": true})), 201).await;
-    expect(b, "PUT", "/api/exchanges/%2F/api.tmp", Some(json!({"type": "direct", "durable": false})), 201).await;
-    expect(b, "PUT", "/api/exchanges/%2F/api.gone", Some(json!({"type": "fanout"})), 201).await;
+    expect(
+        b,
+        "PUT",
+        "/api/exchanges/%2F/api.x",
+        Some(json!({"type": "topic", "durable": true})),
+        201,
+    )
+    .await;
+    expect(
+        b,
+        "PUT",
+        "/api/exchanges/%2F/api.tmp",
+        Some(json!({"type": "direct", "durable": false})),
+        201,
+    )
+    .await;
+    expect(
+        b,
+        "PUT",
+        "/api/exchanges/%2F/api.gone",
+        Some(json!({"type": "fanout"})),
+        201,
+    )
+    .await;
     expect(
         b,
         "PUT",
@@ -1142,8 +1163,22 @@ async fn api_definitions_survive_restart() {
         201,
     )
     .await;
-    expect(b, "PUT", "/api/queues/%2F/api.gone.q", Some(json!({"durable": true})), 201).await;
-    expect(b, "PUT", "/api/queues/%2F/api.transient", Some(json!({"durable": false})), 201).await;
+    expect(
+        b,
+        "PUT",
+        "/api/queues/%2F/api.gone.q",
+        Some(json!({"durable": true})),
+        201,
+    )
+    .await;
+    expect(
+        b,
+        "PUT",
+        "/api/queues/%2F/api.transient",
+        Some(json!({"durable": false})),
+        201,
+    )
+    .await;
     expect(
         b,
         "POST",
@@ -1160,7 +1195,14 @@ async fn api_definitions_survive_restart() {
         201,
     )
     .await;
-    expect(b, "POST", "/api/bindings/%2F/e/api.x/e/api.gone", Some(json!({"routing_key": "k"})), 201).await;
+    expect(
+        b,
+        "POST",
+        "/api/bindings/%2F/e/api.x/e/api.gone",
+        Some(json!({"routing_key": "k"})),
+        201,
+    )
+    .await;
     // Deleted through the API: must stay deleted after the restart.
     expect(b, "DELETE", "/api/bindings/%2F/e/api.x/q/api.q/b.*", None, 204).await;
     expect(b, "DELETE", "/api/exchanges/%2F/api.gone", None, 204).await;
@@ -1181,7 +1223,10 @@ async fn api_definitions_survive_restart() {
     let second = common::start_with(move |c| c.data_dir = dir2).await;
     let b = &second;
     let x = get(b, "/api/exchanges/%2F/api.x").await;
-    assert_eq!((x["type"].as_str(), x["durable"].as_bool()), (Some("topic"), Some(true)));
+    assert_eq!(
+        (x["type"].as_str(), x["durable"].as_bool()),
+        (Some("topic"), Some(true))
+    );
     let q = get(b, "/api/queues/%2F/api.q").await;
     assert_eq!(q["durable"], true);
     assert_eq!(q["arguments"]["x-max-length"], 10);
@@ -1197,7 +1242,10 @@ async fn api_definitions_survive_restart() {
     expect(b, "GET", "/api/queues/%2F/api.gone.q", None, 404).await;
     expect(b, "GET", "/api/exchanges/%2F/api.tmp", None, 404).await;
     expect(b, "GET", "/api/queues/%2F/api.transient", None, 404).await;
-    assert_eq!(get(b, "/api/queues/%2F/imported.q").await["arguments"]["x-message-ttl"], 60000);
+    assert_eq!(
+        get(b, "/api/queues/%2F/imported.q").await["arguments"]["x-message-ttl"],
+        60000
+    );
     get(b, "/api/exchanges/%2F/imported.x").await;
     let binds = get(b, "/api/bindings/%2F/e/imported.x/q/imported.q").await;
     assert_eq!(binds[0]["routing_key"], "rk");
@@ -1229,11 +1277,23 @@ async fn alarms_fail_health_checks_and_show_in_metrics() {
     assert_eq!(get(&b, "/api/healthchecks/alarms").await["status"], "ok");
 
     b.running.broker.alarms.set_memory_limit(1);
-    poll(10, "memory alarm", async || b.running.broker.alarms.current().memory).await;
+    poll(10, "memory alarm", async || {
+        b.running.broker.alarms.current().memory
+    })
+    .await;
     for (path, reason) in [
-        ("/api/healthchecks/alarms", "There are alarms in effect in the cluster"),
-        ("/api/health/checks/alarms", "There are alarms in effect in the cluster"),
-        ("/api/health/checks/local-alarms", "There are alarms in effect on the node"),
+        (
+            "/api/healthchecks/alarms",
+            "There are alarms in effect in the cluster",
+        ),
+        (
+            "/api/health/checks/alarms",
+            "There are alarms in effect in the cluster",
+        ),
+        (
+            "/api/health/checks/local-alarms",
+            "There are alarms in effect on the node",
+        ),
     ] {
         let r = expect(&b, "GET", path, None, 503).await.json();
         assert_eq!(r["status"], "failed", "{path}");
@@ -1247,7 +1307,10 @@ async fn alarms_fail_health_checks_and_show_in_metrics() {
     assert_eq!(get(&b, "/api/nodes").await[0]["mem_alarm"], true);
 
     b.running.broker.alarms.set_memory_limit(0);
-    poll(10, "memory alarm cleared", async || !b.running.broker.alarms.current().memory).await;
+    poll(10, "memory alarm cleared", async || {
+        !b.running.broker.alarms.current().memory
+    })
+    .await;
     assert_eq!(get(&b, "/api/health/checks/local-alarms").await["status"], "ok");
     let m = metrics(&b).await;
     assert_eq!(metric(&m, "rabbitmq_alarms_memory_used_watermark"), Some(0.0));
@@ -1255,12 +1318,17 @@ async fn alarms_fail_health_checks_and_show_in_metrics() {
     // The disk alarm, through an impossible free-disk limit.
     b.running.broker.alarms.set_disk_free_limit(u64::MAX);
     poll(10, "disk alarm", async || b.running.broker.alarms.current().disk).await;
-    let r = expect(&b, "GET", "/api/health/checks/alarms", None, 503).await.json();
+    let r = expect(&b, "GET", "/api/health/checks/alarms", None, 503)
+        .await
+        .json();
     assert_eq!(r["alarms"][0]["resource"], "disk");
     let m = metrics(&b).await;
     assert_eq!(metric(&m, "rabbitmq_alarms_free_disk_space_watermark"), Some(1.0));
     b.running.broker.alarms.set_disk_free_limit(0);
-    poll(10, "disk alarm cleared", async || !b.running.broker.alarms.current().disk).await;
+    poll(10, "disk alarm cleared", async || {
+        !b.running.broker.alarms.current().disk
+    })
+    .await;
     b.running.shutdown().await;
 }
 
@@ -1295,5 +1363,54 @@ async fn metrics_scrape_with_10k_queues() {
         times[4],
         cfg!(debug_assertions)
     );
+    b.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vhost_definitions_and_nodes_for_rabbitmqadmin() {
+    let b = start().await;
+    expect(&b, "PUT", "/api/vhosts/src", Some(json!({})), 201).await;
+    expect(&b, "PUT", "/api/vhosts/dst", Some(json!({})), 201).await;
+    expect(
+        &b,
+        "PUT",
+        "/api/exchanges/src/x",
+        Some(json!({"type": "topic"})),
+        201,
+    )
+    .await;
+    expect(
+        &b,
+        "PUT",
+        "/api/queues/src/q",
+        Some(json!({"arguments": {"x-max-length": 5}})),
+        201,
+    )
+    .await;
+    expect(
+        &b,
+        "POST",
+        "/api/bindings/src/e/x/q/q",
+        Some(json!({"routing_key": "k.#"})),
+        201,
+    )
+    .await;
+    let doc = get(&b, "/api/definitions/src").await;
+    assert_eq!(doc["queues"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["queues"][0]["name"], "q");
+    assert!(doc["queues"][0].get("vhost").is_none(), "{doc}");
+    assert_eq!(doc["bindings"][0]["routing_key"], "k.#");
+    assert!(doc.get("users").is_none() && doc.get("vhosts").is_none());
+    expect(&b, "POST", "/api/definitions/dst", Some(doc), 204).await;
+    assert_eq!(get(&b, "/api/queues/dst/q").await["arguments"]["x-max-length"], 5);
+    assert_eq!(
+        get(&b, "/api/bindings/dst/e/x/q/q").await[0]["routing_key"],
+        "k.#"
+    );
+    expect(&b, "GET", "/api/definitions/nope", None, 404).await;
+    let n = get(&b, "/api/nodes").await;
+    assert_eq!(n[0]["being_drained"], false);
+    assert_eq!(n[0]["mem_alarm"], false);
+    assert!(n[0]["mem_limit"].as_u64().is_some());
     b.running.shutdown().await;
 }

@@ -386,7 +386,12 @@ pub mod raw {
 
         /// Connects and logs in as `user`/`pass` (PLAIN) on `vhost`; `Err((code, text))` if the
         /// broker closes the connection during the handshake.
-        pub async fn login(addr: SocketAddr, user: &str, pass: &str, vhost: &str) -> Result<Raw, (u16, String)> {
+        pub async fn login(
+            addr: SocketAddr,
+            user: &str,
+            pass: &str,
+            vhost: &str,
+        ) -> Result<Raw, (u16, String)> {
             let mut r = Raw::connect(addr).await;
             r.send(&PROTOCOL_HEADER).await;
             match r.next_method().await {
@@ -394,7 +399,10 @@ pub mod raw {
                 other => panic!("expected connection.start, got {other:?}"),
             }
             let mut caps = FieldTable::new();
-            caps.insert("authentication_failure_close", warren_codec::FieldValue::Bool(true));
+            caps.insert(
+                "authentication_failure_close",
+                warren_codec::FieldValue::Bool(true),
+            );
             let mut props = FieldTable::new();
             props.insert("capabilities", warren_codec::FieldValue::Table(caps));
             r.send_method(
@@ -409,7 +417,9 @@ pub mod raw {
             .await;
             let tune = match r.next_method().await {
                 Some((0, Method::ConnectionTune(t))) => t,
-                Some((0, Method::ConnectionClose(c))) => return Err((c.reply_code, c.reply_text.to_string())),
+                Some((0, Method::ConnectionClose(c))) => {
+                    return Err((c.reply_code, c.reply_text.to_string()));
+                }
                 other => panic!("expected connection.tune, got {other:?}"),
             };
             r.frame_max = tune.frame_max;

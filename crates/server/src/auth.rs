@@ -160,7 +160,9 @@ impl Users {
 
     /// Sets `user`'s permissions on `vhost`.
     pub fn set_permission(&self, user: &str, vhost: &str, p: Permission) {
-        self.perms.write().insert((user.to_string(), vhost.to_string()), p);
+        self.perms
+            .write()
+            .insert((user.to_string(), vhost.to_string()), p);
         self.bump();
     }
 

@@ -311,7 +311,12 @@ pub async fn serve(broker: Arc<Broker>, listener: tokio::net::TcpListener, shutd
 }
 
 /// Serves one client socket.
-pub async fn handle(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
+pub async fn handle(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     // TCP keeps its lock-free owned halves; other streams (TLS) go through tokio::io::split.
     let (rd, wr) = stream.into_split();
@@ -447,8 +452,7 @@ impl Connection {
             // asks for can pile up here) until the writer drains.
             let backed_up = shared.backlog.load(Ordering::Acquire) >= HARD_WRITE_BACKLOG;
             // A blocked publisher is not read (TCP backpressure) until the alarm clears.
-            let reading =
-                (self.blocked.is_none() || matches!(self.phase, Phase::Closing)) && !backed_up;
+            let reading = (self.blocked.is_none() || matches!(self.phase, Phase::Closing)) && !backed_up;
             tokio::select! {
                 _ = shared.drained.notified(), if backed_up => self.process_input(&mut rbuf),
                 r = rd.read_buf(&mut rbuf), if reading => match r {

@@ -12,6 +12,7 @@
 //! - [`channel`]: per-channel state and every channel-level method.
 //! - [`queue`]: a live queue: `QueueState` behind one lock, consumer sinks, timers.
 //! - [`cli`]: `warren` binary entry point.
+//! - [`tls`]: the AMQPS (TLS) listener.
 //! - [`http`]: management HTTP API, Prometheus metrics, DLQ tooling, dashboard, `warrenctl`.
 
 pub mod access;
@@ -25,6 +26,7 @@ pub mod connection;
 pub mod http;
 pub mod persist;
 pub mod queue;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,11 +43,14 @@ pub struct RunningBroker {
     pub amqp_addr: SocketAddr,
     /// Where the management HTTP listener is bound.
     pub http_addr: SocketAddr,
+    /// Where the AMQPS (TLS) listener is bound, if TLS is configured.
+    pub tls_addr: Option<SocketAddr>,
     /// The broker's state.
     pub broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     http_task: tokio::task::JoinHandle<()>,
+    tls_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Binds the listeners and starts serving.
@@ -62,13 +67,36 @@ pub async fn start(config: Config) -> std::io::Result<RunningBroker> {
     let http_listener = tokio::net::TcpListener::bind(config.http_listen).await?;
     let http_addr = http_listener.local_addr()?;
     tracing::info!("listening on {http_addr}");
+    let tls_listener = match crate::tls::server_config(config).map_err(std::io::Error::other)? {
+        Some(tls) => {
+            let l = tokio::net::TcpListener::bind(config.tls_listen).await?;
+            tracing::info!("listening on {} (TLS)", l.local_addr()?);
+            Some((l, tls))
+        }
+        None => None,
+    };
     let (tx, rx) = watch::channel(false);
     let http_task = tokio::spawn(http::serve(broker.clone(), http_listener, amqp_addr, rx.clone()));
     tokio::spawn(alarms::monitor(broker.clone(), rx.clone()));
+    let mut tls_addr = None;
+    let tls_task = match tls_listener {
+        Some((l, tls)) => {
+            tls_addr = Some(l.local_addr()?);
+            Some(tokio::spawn(crate::tls::serve(
+                broker.clone(),
+                l,
+                tls,
+                rx.clone(),
+            )))
+        }
+        None => None,
+    };
     let task = tokio::spawn(connection::serve(broker.clone(), listener, rx));
     Ok(RunningBroker {
         amqp_addr,
         http_addr,
+        tls_addr,
+        tls_task,
         broker,
         shutdown: tx,
         task,
@@ -82,5 +110,8 @@ impl RunningBroker {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
         let _ = self.http_task.await;
+        if let Some(t) = self.tls_task {
+            let _ = t.await;
+        }
     }
 }

@@ -350,7 +350,10 @@ mod tests {
         let rec = serde_json::json!({"op": "vhost", "name": "v"});
         let enc = encode_access(&rec);
         assert_eq!(decode_access(&enc), Some(rec));
-        assert!(decode_definition(&enc).is_none(), "old decoders skip access records");
+        assert!(
+            decode_definition(&enc).is_none(),
+            "old decoders skip access records"
+        );
         let m: Method = QueueDelete {
             queue: ShortStr::from("q"),
             ..Default::default()

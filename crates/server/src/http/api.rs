@@ -96,10 +96,18 @@ pub fn routes() -> Router<Shared> {
         .route("/api/users", get(users))
         .route(
             "/api/users/{name}",
-            get(user_get).put(super::users::user_put).delete(super::users::user_delete),
+            get(user_get)
+                .put(super::users::user_put)
+                .delete(super::users::user_delete),
         )
-        .route("/api/users/{name}/permissions", get(super::users::user_permissions))
-        .route("/api/vhosts/{name}/permissions", get(super::users::vhost_permissions))
+        .route(
+            "/api/users/{name}/permissions",
+            get(super::users::user_permissions),
+        )
+        .route(
+            "/api/vhosts/{name}/permissions",
+            get(super::users::vhost_permissions),
+        )
         .route("/api/permissions", get(permissions))
         .route(
             "/api/permissions/{vhost}/{user}",

@@ -171,10 +171,13 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
         match crate::auth::Permission::new(get("configure"), get("write"), get("read")) {
             Ok(perm) => {
                 if let Err(e) = st.broker.set_permission(user, vhost, perm) {
-                    r.errors.push(format!("permissions of '{user}' on '{vhost}': {e}"));
+                    r.errors
+                        .push(format!("permissions of '{user}' on '{vhost}': {e}"));
                 }
             }
-            Err(e) => r.errors.push(format!("permissions of '{user}' on '{vhost}': {e}")),
+            Err(e) => r
+                .errors
+                .push(format!("permissions of '{user}' on '{vhost}': {e}")),
         }
     }
     if !list(doc, "topic_permissions")?.is_empty() {
@@ -310,7 +313,12 @@ pub async fn export_vhost(
     }
     let all = export_value(&st);
     let mut out = serde_json::Map::new();
-    for k in ["rabbit_version", "rabbitmq_version", "product_name", "product_version"] {
+    for k in [
+        "rabbit_version",
+        "rabbitmq_version",
+        "product_name",
+        "product_version",
+    ] {
         out.insert(k.into(), all[k].clone());
     }
     for k in VHOST_KEYS {

@@ -180,9 +180,14 @@ async fn auth(
     }
     // Changing who may do what is for administrators only (as RabbitMQ's management plugin).
     let path = req.uri().path();
-    let access_admin = ["/api/users", "/api/permissions", "/api/vhosts", "/api/definitions"]
-        .iter()
-        .any(|p| path.starts_with(p));
+    let access_admin = [
+        "/api/users",
+        "/api/permissions",
+        "/api/vhosts",
+        "/api/definitions",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p));
     if access_admin && req.method() != axum::http::Method::GET {
         let admin = creds
             .and_then(|(u, _)| st.broker.users.get(&u))

@@ -28,7 +28,11 @@ pub fn parse_tags(v: Option<&Value>) -> Vec<String> {
 }
 
 /// `PUT /api/users/{name}`: 201 created, 204 updated.
-pub async fn user_put(State(st): State<Shared>, Path(name): Path<String>, body: Bytes) -> ApiResult<StatusCode> {
+pub async fn user_put(
+    State(st): State<Shared>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
     let doc: Value = parse_body(&body)?;
     let existed = st.broker.users.get(&name);
     let password_hash = match (
@@ -50,7 +54,10 @@ pub async fn user_put(State(st): State<Shared>, Path(name): Path<String>, body: 
         }
         // Neither: keep the password of an existing user; a new one cannot log in
         // with a password (RabbitMQ's passwordless user).
-        (None, None) => existed.as_ref().map(|u| u.password_hash.clone()).unwrap_or_default(),
+        (None, None) => existed
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_default(),
     };
     st.broker.put_user(User {
         name,
@@ -139,7 +146,10 @@ pub async fn permission_delete(
 }
 
 /// `GET /api/users/{name}/permissions`.
-pub async fn user_permissions(State(st): State<Shared>, Path(name): Path<String>) -> ApiResult<axum::Json<Value>> {
+pub async fn user_permissions(
+    State(st): State<Shared>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
     st.broker.users.get(&name).ok_or_else(ApiError::not_found)?;
     Ok(axum::Json(Value::Array(
         permissions_json(&st)
@@ -150,7 +160,10 @@ pub async fn user_permissions(State(st): State<Shared>, Path(name): Path<String>
 }
 
 /// `GET /api/vhosts/{name}/permissions`.
-pub async fn vhost_permissions(State(st): State<Shared>, Path(name): Path<String>) -> ApiResult<axum::Json<Value>> {
+pub async fn vhost_permissions(
+    State(st): State<Shared>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
     st.broker.vhost(&name).ok_or_else(ApiError::not_found)?;
     Ok(axum::Json(Value::Array(
         permissions_json(&st)
