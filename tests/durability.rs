@@ -14,7 +14,6 @@ use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use warren_server::Config;
 
 fn persistent() -> BasicProperties {
     BasicProperties::default().with_delivery_mode(2)
@@ -514,5 +513,4 @@ async fn confirmed_messages_survive_sigkill() {
     );
     p.child.kill().unwrap();
     p.child.wait().unwrap();
-    let _ = Config::default();
 }

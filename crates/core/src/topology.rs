@@ -451,6 +451,16 @@ impl Topology {
         AmqpError::not_found(format!("no queue '{name}' in vhost '{}'", self.vhost))
     }
 
+    /// 405: another connection's exclusive queue, or an exclusive-flag mismatch.
+    fn locked(&self, name: &str) -> AmqpError {
+        AmqpError::resource_locked(format!(
+            "cannot obtain exclusive access to locked queue '{name}' in vhost '{}'. It could be originally \
+             declared on another connection or the exclusive property value does not match that of the \
+             original declaration.",
+            self.vhost
+        ))
+    }
+
     fn default_exchange_refused() -> AmqpError {
         AmqpError::access_refused("operation not permitted on the default exchange")
     }
@@ -682,12 +692,7 @@ impl Topology {
             if let Some(owner) = q.exclusive_owner
                 && owner != d.owner
             {
-                return Err(AmqpError::resource_locked(format!(
-                    "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally \
-                     declared on another connection or the exclusive property value does not match that of the \
-                     original declaration.",
-                    d.name, self.vhost
-                )));
+                return Err(self.locked(d.name));
             }
             if d.passive {
                 return Ok((q.clone(), false));
@@ -705,12 +710,7 @@ impl Topology {
                 return Err(ineq("durable", d.durable, q.durable));
             }
             if q.exclusive_owner.is_some() != d.exclusive {
-                return Err(AmqpError::resource_locked(format!(
-                    "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally \
-                     declared on another connection or the exclusive property value does not match that of the \
-                     original declaration.",
-                    d.name, self.vhost
-                )));
+                return Err(self.locked(d.name));
             }
             if q.auto_delete != d.auto_delete {
                 return Err(ineq("auto_delete", d.auto_delete, q.auto_delete));
@@ -756,12 +756,7 @@ impl Topology {
         if let Some(o) = q.exclusive_owner
             && o != owner
         {
-            return Err(AmqpError::resource_locked(format!(
-                "cannot obtain exclusive access to locked queue '{name}' in vhost '{}'. It could be originally \
-                 declared on another connection or the exclusive property value does not match that of the \
-                 original declaration.",
-                self.vhost
-            )));
+            return Err(self.locked(name));
         }
         Ok(q)
     }

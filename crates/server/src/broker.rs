@@ -155,8 +155,17 @@ impl VHost {
 
     /// Routes and enqueues a message published to its exchange.
     pub fn publish(&self, msg: MessageRef, ttl: Option<u64>, now: u64) -> AmqpResult<PublishOutcome> {
-        let keys = msg.routing_keys();
-        let key_refs: Vec<&str> = keys.iter().map(|k| &**k).collect();
+        // The common case, no CC/BCC headers, routes by the one key without allocating.
+        let single = [&*msg.routing_key];
+        let all_keys: Vec<ShortStr>;
+        let many: Vec<&str>;
+        let key_refs: &[&str] = if msg.header("CC").is_some() || msg.header("BCC").is_some() {
+            all_keys = msg.routing_keys();
+            many = all_keys.iter().map(|k| &**k).collect();
+            &many
+        } else {
+            &single
+        };
         let routed = {
             let mut t = self.topology.lock();
             if t.exchange(&msg.exchange).is_some_and(|x| x.internal) {

@@ -669,9 +669,6 @@ impl Connection {
             return;
         }
         tracing::info!(peer = %self.peer, "closing connection: {}", e.reply_text());
-        if matches!(self.phase, Phase::AwaitStartOk) && e.code == ReplyCode::AccessRefused {
-            // handled by the caller
-        }
         self.send_method(
             0,
             ConnectionClose {

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use warren_codec::methods::*;
 use warren_codec::types::put_shortstr;
-use warren_codec::{BasicProperties, FieldTable, Method, Reader, ShortStr};
+use warren_codec::{BasicProperties, Method, Reader, ShortStr};
 use warren_core::Message;
 use warren_core::queue::Entry;
 use warren_core::topology::{ExchangeDeclare as ExchangeDecl, QueueDeclare as QueueDecl};
@@ -189,10 +189,6 @@ pub fn recovered_entries(recovered: Vec<Recovered>, queue: &str) -> Vec<Entry> {
     out
 }
 
-fn no_args() -> FieldTable {
-    FieldTable::new()
-}
-
 /// Applies one replayed definitions record to the broker's topology.
 pub fn replay(broker: &Broker, vhost: &str, m: Method) {
     let v = broker.add_vhost(vhost);
@@ -322,7 +318,6 @@ pub fn snapshot(broker: &Broker) -> Vec<Bytes> {
             out.push(encode_definition(&v.name, &m));
         }
     }
-    let _ = no_args;
     out
 }
 
@@ -336,7 +331,7 @@ mod tests {
             delivery_mode: Some(2),
             ..Default::default()
         };
-        let mut h = FieldTable::new();
+        let mut h = warren_codec::FieldTable::new();
         h.insert("k", warren_codec::FieldValue::I64(7));
         props.headers = Some(h);
         let mut m = Message::new("ex", "rk", props, Bytes::from_static(b"body"));
