@@ -36,7 +36,13 @@ log "building warren (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 # what `cargo test` already built; INTEROP_PROFILE=release tests the release binary instead.
 PROFILE=${INTEROP_PROFILE:-dev}
 PROFILE_DIR=$([[ "$PROFILE" == dev ]] && echo debug || echo "$PROFILE")
-cargo build --profile "$PROFILE" --bin warren || die "cargo build failed"
+if [[ "$PROFILE" == dev ]]; then
+  # The same command line as the README's `cargo test --workspace`, so the features unify the
+  # same way and the binary that run built is reused instead of compiling everything again.
+  cargo test --workspace --no-run || die "cargo build failed"
+else
+  cargo build --profile "$PROFILE" --bin warren || die "cargo build failed"
+fi
 WARREN="$CARGO_TARGET_DIR/$PROFILE_DIR/warren"
 [[ -x "$WARREN" ]] || die "no binary at $WARREN"
 
@@ -61,8 +67,34 @@ free_port() {
 PORT=$(free_port) || die "cannot find a free port"
 HTTP_PORT=$(free_port) || die "cannot find a free port"
 mkdir -p "$TMP/data"
+# An AMQPS listener for the pika suite's TLS checks: a throwaway CA, a server certificate for
+# localhost/127.0.0.1 and a client certificate with CN=guest (EXTERNAL), made with openssl.
+# Without openssl the broker runs without TLS and those checks are skipped.
+TLS_ARGS=()
+gen_tls() {
+  local d=$1 ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  mkdir -p "$d" &&
+    openssl req -x509 "${ec[@]}" -days 2 -subj "/CN=warren interop CA" -keyout "$d/ca.key" -out "$d/ca.pem" &&
+    openssl req "${ec[@]}" -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr" &&
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+      >"$d/server.ext" &&
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
+      -extfile "$d/server.ext" -out "$d/server.pem" &&
+    openssl req "${ec[@]}" -subj "/CN=guest" -keyout "$d/client.key" -out "$d/client.csr" &&
+    printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n' >"$d/client.ext" &&
+    openssl x509 -req -in "$d/client.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
+      -extfile "$d/client.ext" -out "$d/client.pem"
+}
+if command -v openssl >/dev/null 2>&1 && gen_tls "$TMP/tls" >"$TMP/openssl.log" 2>&1; then
+  TLS_PORT=$(free_port) || die "cannot find a free port"
+  TLS_ARGS=(--tls-listen "127.0.0.1:$TLS_PORT" --tls-cert "$TMP/tls/server.pem" --tls-key "$TMP/tls/server.key"
+    --tls-ca "$TMP/tls/ca.pem")
+  export WARREN_TLS_DIR="$TMP/tls" AMQPS_PORT="$TLS_PORT"
+else
+  log "no TLS listener (openssl missing or failed; see $TMP/openssl.log): TLS checks will skip"
+fi
 "$WARREN" --amqp-listen "127.0.0.1:$PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
-  --data-dir "$TMP/data" >"$TMP/warren.log" 2>&1 &
+  --data-dir "$TMP/data" "${TLS_ARGS[@]}" >"$TMP/warren.log" 2>&1 &
 BROKER_PID=$!
 log "warren pid $BROKER_PID on 127.0.0.1:$PORT (data $TMP/data)"
 

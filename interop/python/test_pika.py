@@ -5,6 +5,7 @@ that other suites share. Everything waits with a deadline; nothing blocks foreve
 """
 
 import os
+import ssl
 import time
 import uuid
 
@@ -576,3 +577,56 @@ def test_heartbeats_keep_idle_connection_open():
     finally:
         if c.is_open:
             c.close()
+
+
+# --- TLS (run.sh starts an AMQPS listener with openssl-made certificates) -------------------
+
+TLS_DIR = os.environ.get("WARREN_TLS_DIR")
+AMQPS_PORT = os.environ.get("AMQPS_PORT")
+needs_tls = pytest.mark.skipif(
+    not (TLS_DIR and AMQPS_PORT), reason="no TLS listener (run.sh sets WARREN_TLS_DIR, AMQPS_PORT)"
+)
+
+
+def tls_params(credentials, client_cert=False):
+    ctx = ssl.create_default_context(cafile=os.path.join(TLS_DIR, "ca.pem"))
+    if client_cert:
+        ctx.load_cert_chain(os.path.join(TLS_DIR, "client.pem"), os.path.join(TLS_DIR, "client.key"))
+    return pika.ConnectionParameters(
+        host="127.0.0.1",
+        port=int(AMQPS_PORT),
+        credentials=credentials,
+        ssl_options=pika.SSLOptions(ctx, "localhost"),
+        socket_timeout=5,
+        connection_attempts=1,
+        blocked_connection_timeout=10,
+    )
+
+
+def round_trip(c):
+    ch = c.channel()
+    ch.confirm_delivery()
+    q = name("tls")
+    ch.queue_declare(q, exclusive=True)
+    body = os.urandom(300_000)  # several frames and TLS records
+    ch.basic_publish("", q, body)
+    assert get_body(ch, q)[2] == body
+
+
+@needs_tls
+def test_tls_plain_login():
+    c = pika.BlockingConnection(tls_params(pika.PlainCredentials("guest", "guest")))
+    try:
+        round_trip(c)
+    finally:
+        c.close()
+
+
+@needs_tls
+def test_tls_external_login_with_client_certificate():
+    # The client certificate's CN is "guest"; EXTERNAL needs no password.
+    c = pika.BlockingConnection(tls_params(pika.credentials.ExternalCredentials(), client_cert=True))
+    try:
+        round_trip(c)
+    finally:
+        c.close()

@@ -89,6 +89,9 @@ pub struct QueueArgs {
     pub dead_letter_exchange: Option<ShortStr>,
     /// `x-dead-letter-routing-key`.
     pub dead_letter_routing_key: Option<ShortStr>,
+    /// `x-dead-letter-strategy` is `at-most-once` (the default for a durable queue here is
+    /// at-least-once; see the server's dead-lettering).
+    pub dead_letter_at_most_once: bool,
     /// `x-delivery-limit` (None = unlimited).
     pub delivery_limit: Option<u32>,
     /// `x-delivery-limit-counts`.
@@ -151,6 +154,7 @@ pub const EQUIVALENCE_ARGS: &[&str] = &[
     "x-message-ttl",
     "x-dead-letter-exchange",
     "x-dead-letter-routing-key",
+    "x-dead-letter-strategy",
     "x-max-length",
     "x-max-length-bytes",
     "x-max-priority",
@@ -235,6 +239,18 @@ impl QueueArgs {
                  Key x-dead-letter-exchange should be specified"
             )));
         }
+        q.dead_letter_at_most_once = match string("x-dead-letter-strategy")?.as_deref() {
+            None | Some("at-least-once") => false,
+            Some("at-most-once") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "x-dead-letter-strategy",
+                    queue,
+                    vhost,
+                    format!("{{invalid_value,{other}}}"),
+                ));
+            }
+        };
         q.quorum = match string("x-queue-type")?.as_deref() {
             None | Some("classic") => false,
             Some("quorum") => true,

@@ -14,6 +14,7 @@
 //! - [`dedup`]: publish deduplication windows (`x-deduplication-window`).
 //! - [`deadletter`]: `x-death` and the dead-letter rewrite and cycle rule.
 //! - [`args`]: queue arguments, their validation and redeclare equivalence.
+//! - [`policy`]: policies (pattern, priority, definition) and a queue's effective arguments.
 //! - [`message`]: the shared, immutable [`Message`](message::Message).
 //! - [`error`]: [`AmqpError`](error::AmqpError), reply code + text + class/method.
 
@@ -22,6 +23,7 @@ pub mod deadletter;
 pub mod dedup;
 pub mod error;
 pub mod message;
+pub mod policy;
 pub mod queue;
 pub mod routing;
 pub mod topology;

@@ -20,6 +20,17 @@
 //! delivery otherwise. A group beyond the window waits until the head of the queue moves on
 //! (bounded head-of-line blocking instead of an unbounded scan).
 //!
+//! ## Paging (messages kept only on disk)
+//!
+//! With [`set_paging`](QueueState::set_paging) (a queue with a durable log), ready messages
+//! beyond an in-memory budget are not held at all: a persisted message published while the
+//! in-memory ready list is at its budget — or while older messages are already paged — is only
+//! counted ([`Paged`]: count, body bytes, the store position of the first one). Paged messages
+//! always follow every in-memory message in publish order, so FIFO holds. The caller asks
+//! [`page_request`](QueueState::page_request) after each operation and, when the in-memory
+//! list has fallen below half its budget, reads the next batch from its log and hands it to
+//! [`page_in`](QueueState::page_in). Priority queues never page.
+//!
 //! ## Deduplication (`x-deduplication-window`)
 //!
 //! A message whose id (the `message-id` property, or the `x-deduplication-header` header) was
@@ -117,6 +128,10 @@ pub struct Effects {
     pub dead_letters: Vec<(MessageRef, DeadReason)>,
     /// Messages dropped by the delivery limit with no DLX configured.
     pub dropped_by_limit: u64,
+    /// Store positions of dead-lettered messages of an at-least-once queue
+    /// ([`QueueState::set_dead_letter_at_least_once`]): the caller removes them from the store
+    /// only once the dead-letter targets hold the messages durably.
+    pub dead_letter_positions: Vec<u64>,
 }
 
 /// How a message comes back to the queue.
@@ -245,12 +260,47 @@ impl Ready {
     }
 }
 
+/// Ready messages kept only on disk: they follow every in-memory ready message.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Paged {
+    /// How many.
+    pub count: u64,
+    /// Their body bytes.
+    pub bytes: u64,
+    /// Store position to read the first of them from (opaque, the caller's).
+    pub from: u64,
+}
+
+/// What to read from the log next: see [`QueueState::page_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Store position of the first paged message.
+    pub from: u64,
+    /// At most this many messages.
+    pub max_msgs: usize,
+    /// About this many body bytes.
+    pub max_bytes: u64,
+}
+
+/// In-memory budget for ready messages of a paging queue.
+#[derive(Debug, Clone, Copy)]
+struct PageLimits {
+    max_msgs: usize,
+    max_bytes: u64,
+}
+
 /// One queue's state.
 #[derive(Debug)]
 pub struct QueueState {
     name: ShortStr,
     args: QueueArgs,
     ready: Ready,
+    paging: Option<PageLimits>,
+    paged: Paged,
+    /// Dead-lettered messages leave the store only when the caller says so.
+    dl_at_least_once: bool,
+    /// queue.purge dropped the paged messages from here on: the caller acks them in its log.
+    purged_paged_from: Option<u64>,
     delayed: BTreeMap<(u64, u64), Entry>,
     unacked: HashMap<u64, Unacked>,
     consumers: Vec<Consumer>,
@@ -277,6 +327,10 @@ impl QueueState {
         QueueState {
             name: name.into(),
             ready: Ready::new(args.max_priority),
+            paging: None,
+            paged: Paged::default(),
+            dl_at_least_once: false,
+            purged_paged_from: None,
             has_dlx: args.dead_letter_exchange.is_some(),
             delayed: BTreeMap::new(),
             unacked: HashMap::new(),
@@ -293,6 +347,110 @@ impl QueueState {
             duplicates_dropped: 0,
             args,
         }
+    }
+
+    /// Keeps at most `max_msgs` ready messages and `max_bytes` of their bodies in memory; the
+    /// rest of a backlog of persisted messages stays on disk (see the module doc). No effect on
+    /// priority queues.
+    pub fn set_paging(&mut self, max_msgs: usize, max_bytes: u64) {
+        if self.args.max_priority.is_none() {
+            self.paging = Some(PageLimits {
+                max_msgs: max_msgs.max(2),
+                max_bytes: max_bytes.max(2),
+            });
+        }
+    }
+
+    /// At-least-once dead-lettering (a queue with a durable log; `x-dead-letter-strategy:
+    /// at-most-once` still opts out): a dead-lettered message's store position goes to
+    /// [`Effects::dead_letter_positions`] instead of being removed with the message.
+    pub fn set_dead_letter_at_least_once(&mut self, on: bool) {
+        self.dl_at_least_once = on;
+    }
+
+    /// Whether messages published now would be paged (so the caller must persist even a
+    /// transient one to keep FIFO order).
+    pub fn is_paging(&self) -> bool {
+        self.paged.count > 0
+            || self
+                .paging
+                .is_some_and(|l| self.ready.len >= l.max_msgs || self.ready.bytes >= l.max_bytes)
+    }
+
+    /// The messages kept only on disk.
+    pub fn paged(&self) -> Paged {
+        self.paged
+    }
+
+    /// Ready messages held in memory.
+    pub fn in_memory_ready(&self) -> usize {
+        self.ready.len
+    }
+
+    /// Recovery: `count` messages (`bytes` of bodies) from store position `from` on stay on
+    /// disk, after the restored in-memory ones.
+    pub fn restore_paged(&mut self, paged: Paged, max_seq: u64) {
+        self.paged = paged;
+        self.next_seq = self.next_seq.max(max_seq + 1);
+    }
+
+    /// What to page in, if the in-memory ready list has fallen below half its budget and
+    /// messages wait on disk.
+    pub fn page_request(&self) -> Option<PageRequest> {
+        let l = self.paging?;
+        if self.paged.count == 0 || self.ready.len >= l.max_msgs / 2 || self.ready.bytes >= l.max_bytes / 2 {
+            return None;
+        }
+        Some(PageRequest {
+            from: self.paged.from,
+            max_msgs: (l.max_msgs - self.ready.len.min(l.max_msgs)).max(1),
+            max_bytes: l.max_bytes.saturating_sub(self.ready.bytes).max(1),
+        })
+    }
+
+    /// Takes back messages read from the log (in publish order, the oldest paged ones) and
+    /// where to read the next ones from. An empty batch while messages are still counted as
+    /// paged means the log lost them: the count is reset so the queue does not wait forever.
+    pub fn page_in(&mut self, entries: Vec<Entry>, next_from: u64, fx: &mut Effects) {
+        if entries.is_empty() {
+            self.paged = Paged::default();
+            return;
+        }
+        for e in entries {
+            self.paged.count = self.paged.count.saturating_sub(1);
+            self.paged.bytes = self.paged.bytes.saturating_sub(e.msg.size());
+            self.next_seq = self.next_seq.max(e.seq + 1);
+            self.ready.insert_sorted(e);
+        }
+        self.paged.from = next_from;
+        if self.paged.count == 0 {
+            self.paged = Paged::default();
+        }
+        self.enforce_limits(fx);
+    }
+
+    /// Drops `n` paged messages that could not be read back (undecodable records) and moves
+    /// the read position on to `next_from`.
+    pub fn skip_paged(&mut self, n: u64, next_from: u64) {
+        self.paged.count = self.paged.count.saturating_sub(n);
+        self.paged.from = next_from;
+        if self.paged.count == 0 {
+            self.paged = Paged::default();
+        }
+    }
+
+    /// A message's absolute expiry: enqueued at `enqueued_at`, with its own TTL `msg_ttl`.
+    pub fn expiry(&self, enqueued_at: u64, msg_ttl: Option<u64>) -> Option<u64> {
+        let ttl = match (self.args.message_ttl, msg_ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        ttl.map(|t| enqueued_at.saturating_add(t))
+    }
+
+    /// After queue.purge: the store position from which every paged message was dropped.
+    pub fn take_purged_paged(&mut self) -> Option<u64> {
+        self.purged_paged_from.take()
     }
 
     /// Messages dropped as duplicates since the queue started.
@@ -371,7 +529,7 @@ impl QueueState {
 
     /// Ready messages (including those waiting for a retry delay), as declare-ok reports.
     pub fn message_count(&self) -> u32 {
-        (self.ready.len + self.delayed.len()) as u32
+        (self.ready.len as u64 + self.paged.count + self.delayed.len() as u64).min(u32::MAX as u64) as u32
     }
 
     /// Messages delivered and not yet settled.
@@ -381,7 +539,7 @@ impl QueueState {
 
     /// Body bytes of ready messages.
     pub fn ready_bytes(&self) -> u64 {
-        self.ready.bytes
+        self.ready.bytes + self.paged.bytes
     }
 
     /// Number of consumers.
@@ -391,7 +549,7 @@ impl QueueState {
 
     /// Whether the queue holds nothing at all (ready, delayed or unacked).
     pub fn is_empty(&self) -> bool {
-        self.ready.len == 0 && self.delayed.is_empty() && self.unacked.is_empty()
+        self.ready.len == 0 && self.paged.count == 0 && self.delayed.is_empty() && self.unacked.is_empty()
     }
 
     /// Enqueues a published message (or a dead-lettered one arriving here).
@@ -420,10 +578,7 @@ impl QueueState {
         pos: Option<u64>,
         fx: &mut Effects,
     ) -> Published {
-        let ttl = match (self.args.message_ttl, msg_ttl) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let expires_at = self.expiry(now, msg_ttl);
         if let Some(w) = &mut self.dedup {
             w.prune(now);
             if w.is_duplicate(&msg.properties, now) {
@@ -448,13 +603,25 @@ impl QueueState {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        if let Some(p) = pos
+            && self.is_paging()
+        {
+            // Kept only on disk, behind everything in memory.
+            if self.paged.count == 0 {
+                self.paged.from = p;
+            }
+            self.paged.count += 1;
+            self.paged.bytes += msg.size();
+            self.enforce_limits(fx);
+            return Published::Enqueued;
+        }
         self.ready.push_back(Entry {
             seq,
             msg,
             redelivered: false,
             delivery_count: 0,
             acquired_count: 0,
-            expires_at: ttl.map(|t| now.saturating_add(t)),
+            expires_at,
             pos,
         });
         self.enforce_limits(fx);
@@ -462,17 +629,25 @@ impl QueueState {
     }
 
     fn would_overflow(&self, size: u64) -> bool {
-        self.args.max_length.is_some_and(|m| self.ready.len as u64 >= m)
+        self.args
+            .max_length
+            .is_some_and(|m| self.ready.len as u64 + self.paged.count >= m)
             || self
                 .args
                 .max_length_bytes
-                .is_some_and(|m| self.ready.bytes + size > m)
+                .is_some_and(|m| self.ready.bytes + self.paged.bytes + size > m)
     }
 
     fn enforce_limits(&mut self, fx: &mut Effects) {
         loop {
-            let over_len = self.args.max_length.is_some_and(|m| self.ready.len as u64 > m);
-            let over_bytes = self.args.max_length_bytes.is_some_and(|m| self.ready.bytes > m);
+            let over_len = self
+                .args
+                .max_length
+                .is_some_and(|m| self.ready.len as u64 + self.paged.count > m);
+            let over_bytes = self
+                .args
+                .max_length_bytes
+                .is_some_and(|m| self.ready.bytes + self.paged.bytes > m);
             if !(over_len || over_bytes) {
                 break;
             }
@@ -491,7 +666,12 @@ impl QueueState {
     }
 
     fn dead_entry(&mut self, e: Entry, reason: DeadReason, fx: &mut Effects) {
-        self.gone(&e);
+        match e.pos {
+            Some(p) if self.dl_at_least_once && self.has_dlx && !self.args.dead_letter_at_most_once => {
+                fx.dead_letter_positions.push(p)
+            }
+            _ => self.gone(&e),
+        }
         self.dead(e.msg, reason, fx);
     }
 
@@ -506,7 +686,7 @@ impl QueueState {
 
     /// Whether there is store work pending.
     pub fn has_store_effects(&self) -> bool {
-        !self.removed.is_empty() || !self.count_updates.is_empty()
+        !self.removed.is_empty() || !self.count_updates.is_empty() || self.purged_paged_from.is_some()
     }
 
     /// Puts recovered messages back (at start-up), in seq order.
@@ -794,7 +974,12 @@ impl QueueState {
         }
         removed.extend(self.delayed.values().filter_map(|e| e.pos));
         self.removed = removed;
-        let n = self.ready.clear() + self.delayed.len();
+        let paged = self.paged.count as usize;
+        if paged > 0 {
+            self.purged_paged_from = Some(self.paged.from);
+            self.paged = Paged::default();
+        }
+        let n = self.ready.clear() + self.delayed.len() + paged;
         for e in std::mem::take(&mut self.delayed).into_values() {
             self.group_dec(&e.msg);
         }
@@ -840,6 +1025,30 @@ impl QueueState {
     pub fn total_count(&self) -> u32 {
         self.message_count() + self.unacked_count()
     }
+
+    /// Replaces the queue's effective arguments (a policy was set, changed or cleared), as
+    /// RabbitMQ re-initialises a live queue: new length limits are enforced at once (with
+    /// `drop-head` the oldest ready messages are dead-lettered with reason `maxlen`; with
+    /// `reject-publish(-dlx)` they stay and new publishes are refused, as RabbitMQ's
+    /// `init_max_length`); a new dead-letter exchange, delivery limit, delayed retry and
+    /// overflow mode apply from the next message they concern; a new `x-message-ttl` applies
+    /// to messages enqueued from now on (held messages keep the expiry they got when enqueued,
+    /// as in RabbitMQ) and expired heads are dropped on the next check. What a policy cannot
+    /// change (`x-max-priority`, message groups, deduplication, single active consumer, queue
+    /// type) keeps its declared value.
+    pub fn reconfigure(&mut self, mut args: QueueArgs, now: u64, fx: &mut Effects) {
+        args.max_priority = self.args.max_priority;
+        args.message_group_header = self.args.message_group_header.clone();
+        args.deduplication = self.args.deduplication.clone();
+        args.single_active_consumer = self.args.single_active_consumer;
+        args.quorum = self.args.quorum;
+        self.has_dlx = args.dead_letter_exchange.is_some();
+        self.args = args;
+        if self.args.overflow == Overflow::DropHead {
+            self.enforce_limits(fx);
+        }
+        self.tick(now, fx);
+    }
 }
 
 #[cfg(test)]
@@ -847,3 +1056,6 @@ mod tests;
 
 #[cfg(test)]
 mod groups_tests;
+
+#[cfg(test)]
+mod paging_tests;

@@ -6,6 +6,9 @@
 //!   (consume/get/purge a queue, bind from an exchange). The checks sit exactly where
 //!   RabbitMQ's `rabbit_channel` makes them and fail with 403 ACCESS_REFUSED and RabbitMQ's
 //!   text; the default exchange is checked under the name `amq.default`, as RabbitMQ does.
+//! - Topic permissions ([`TopicPermission`]): per user, vhost and exchange, `write` and `read`
+//!   regexes on the routing keys published to, and the binding keys bound from, a topic
+//!   exchange. A connection whose user has none on its vhost pays one `is_empty` per publish.
 //! - A connection caches its permissions for its vhost together with the user database's
 //!   generation; every check is one atomic load plus, on the publish hot path, one lookup in
 //!   a per-connection map of exchange name → decision.
@@ -22,7 +25,7 @@ use serde_json::{Value, json};
 use warren_codec::ShortStr;
 use warren_core::{AmqpError, AmqpResult};
 
-use crate::auth::{Access, Permission, User};
+use crate::auth::{Access, Permission, TopicPermission, User};
 use crate::broker::Broker;
 use crate::connection::Connection;
 
@@ -69,6 +72,9 @@ pub struct PermCache {
     perm: Option<Permission>,
     /// Exchange name → may publish (the hot path); bounded.
     publish: HashMap<ShortStr, bool>,
+    /// The user's topic permissions on the vhost (usually none: then topic checks cost one
+    /// `is_empty`).
+    topic: Vec<TopicPermission>,
 }
 
 const PUBLISH_CACHE_MAX: usize = 1024;
@@ -83,6 +89,7 @@ impl Connection {
                 loaded: true,
                 perm: self.broker.users.permission(&self.user, vhost),
                 publish: HashMap::new(),
+                topic: self.broker.users.topic_permissions_of(&self.user, vhost),
             };
         }
         self.perm_cache.perm.as_ref()
@@ -118,6 +125,62 @@ impl Connection {
         self.perm_cache.publish.insert(exchange.clone(), r.is_ok());
         r
     }
+
+    /// RabbitMQ's topic authorisation: `access` on routing (or binding) key `key` of
+    /// `exchange`, checked only when the user has a topic permission for that exchange on the
+    /// vhost and the exchange is a topic exchange (403 otherwise).
+    /// The caller refreshed the cache.
+    fn check_topic(&mut self, exchange: &str, keys: &[&str], access: Access) -> AmqpResult<()> {
+        if self.perm_cache.topic.is_empty() {
+            return Ok(());
+        }
+        let Some(i) = self.perm_cache.topic.iter().position(|p| p.exchange == exchange) else {
+            return Ok(());
+        };
+        let Some(v) = self.vhost.clone() else {
+            return Ok(());
+        };
+        let is_topic = v
+            .topology
+            .lock()
+            .exchange(exchange)
+            .is_some_and(|x| x.kind == warren_core::topology::ExchangeKind::Topic);
+        if !is_topic {
+            return Ok(());
+        }
+        let p = &self.perm_cache.topic[i];
+        match keys.iter().find(|k| !p.allows(access, k)) {
+            None => Ok(()),
+            Some(k) => Err(AmqpError::access_refused(format!(
+                "{} access to topic '{k}' in exchange '{exchange}' in vhost '{}' refused for user '{}'",
+                if access == Access::Read { "read" } else { "write" },
+                v.name,
+                self.user
+            ))),
+        }
+    }
+
+    /// Topic `write` on every routing key of a message published to its exchange (the routing
+    /// key and any `CC`/`BCC` keys, as RabbitMQ's `check_write_permitted_on_topics`). Called
+    /// right after [`Connection::check_publish`], which refreshed the cache.
+    pub(crate) fn check_topic_publish(&mut self, msg: &warren_core::Message) -> AmqpResult<()> {
+        if self.perm_cache.topic.is_empty() {
+            return Ok(());
+        }
+        if msg.header("CC").is_some() || msg.header("BCC").is_some() {
+            let keys = msg.routing_keys();
+            let refs: Vec<&str> = keys.iter().map(|k| &**k).collect();
+            self.check_topic(&msg.exchange, &refs, Access::Write)
+        } else {
+            self.check_topic(&msg.exchange, &[&msg.routing_key], Access::Write)
+        }
+    }
+
+    /// Topic `read` on the binding key of a binding from `exchange`.
+    pub(crate) fn check_topic_bind(&mut self, exchange: &str, key: &str) -> AmqpResult<()> {
+        self.perms_fresh();
+        self.check_topic(exchange, &[key], Access::Read)
+    }
 }
 
 /// Why a management operation failed.
@@ -148,6 +211,11 @@ fn user_record(u: &User) -> Value {
 fn permission_record(user: &str, vhost: &str, p: &Permission) -> Value {
     json!({"op": "permission", "user": user, "vhost": vhost,
            "configure": p.configure, "write": p.write, "read": p.read})
+}
+
+fn topic_permission_record(user: &str, vhost: &str, p: &TopicPermission) -> Value {
+    json!({"op": "topic-permission", "user": user, "vhost": vhost,
+           "exchange": p.exchange, "write": p.write, "read": p.read})
 }
 
 impl Broker {
@@ -194,6 +262,47 @@ impl Broker {
         self.users.clear_permission(user, vhost)
     }
 
+    /// Sets a user's topic permission on one exchange of a vhost (durably). `Ok(true)` if the
+    /// user had no topic permission on the vhost before.
+    pub fn set_topic_permission(
+        &self,
+        user: &str,
+        vhost: &str,
+        exchange: &str,
+        write: &str,
+        read: &str,
+    ) -> Result<bool, AccessError> {
+        if self.users.get(user).is_none() {
+            return Err(AccessError::NoUser(user.to_string()));
+        }
+        if self.vhost(vhost).is_none() {
+            return Err(AccessError::NoVhost(vhost.to_string()));
+        }
+        let p = TopicPermission::new(user, vhost, exchange, write, read).map_err(AccessError::BadRegex)?;
+        let first = self.users.topic_permissions_of(user, vhost).is_empty();
+        self.record_access(&topic_permission_record(user, vhost, &p));
+        self.users.set_topic_permission(user, vhost, p);
+        Ok(first)
+    }
+
+    /// Clears a user's topic permissions on a vhost, all or one exchange's (durably). False if
+    /// there was nothing to clear.
+    pub fn clear_topic_permissions(&self, user: &str, vhost: &str, exchange: Option<&str>) -> bool {
+        let had = self
+            .users
+            .topic_permissions_of(user, vhost)
+            .iter()
+            .any(|p| exchange.is_none_or(|x| p.exchange == x));
+        if !had {
+            return false;
+        }
+        self.record_access(
+            &json!({"op": "topic-permission-delete", "user": user, "vhost": vhost,
+                                   "exchange": exchange}),
+        );
+        self.users.clear_topic_permissions(user, vhost, exchange)
+    }
+
     /// Creates a vhost (durably). False if it existed already.
     pub fn create_vhost(&self, name: &str) -> bool {
         if self.vhost(name).is_some() {
@@ -235,6 +344,19 @@ pub fn apply_record(broker: &Broker, rec: &Value) {
         Some("permission-delete") => {
             broker.users.clear_permission(&s("user"), &s("vhost"));
         }
+        Some("topic-permission") => {
+            let (user, vhost) = (s("user"), s("vhost"));
+            match TopicPermission::new(&user, &vhost, &s("exchange"), &s("write"), &s("read")) {
+                Ok(p) => broker.users.set_topic_permission(&user, &vhost, p),
+                Err(e) => tracing::warn!("persisted topic permission skipped: {e}"),
+            }
+        }
+        Some("topic-permission-delete") => {
+            let exchange = rec.get("exchange").and_then(Value::as_str);
+            broker
+                .users
+                .clear_topic_permissions(&s("user"), &s("vhost"), exchange);
+        }
         Some("vhost") => {
             broker.add_vhost(&s("name"));
         }
@@ -261,6 +383,11 @@ pub fn snapshot_records(broker: &Broker) -> Vec<Bytes> {
     }
     for (u, v, p) in broker.users.permissions() {
         out.push(crate::persist::encode_access(&permission_record(&u, &v, &p)));
+    }
+    for (u, v, p) in broker.users.topic_permissions() {
+        out.push(crate::persist::encode_access(&topic_permission_record(
+            &u, &v, &p,
+        )));
     }
     out
 }

@@ -112,11 +112,57 @@ impl Permission {
     }
 }
 
+/// A user's topic permission on one exchange of a vhost (RabbitMQ's topic authorisation):
+/// `write` is matched against the routing keys of messages published to that exchange,
+/// `read` against the binding keys of bindings from it; only topic exchanges are checked.
+/// `{username}` and `{vhost}` in the regexes are replaced by the user's name and the vhost
+/// before compiling (plain text replacement, as RabbitMQ's `expand_topic_permission`); an empty
+/// regex means `^$` (only the empty key), as in RabbitMQ.
+#[derive(Debug, Clone)]
+pub struct TopicPermission {
+    /// Exchange name.
+    pub exchange: String,
+    /// Write regex source (unexpanded).
+    pub write: String,
+    /// Read regex source (unexpanded).
+    pub read: String,
+    compiled: Arc<[regex::Regex; 2]>,
+}
+
+impl TopicPermission {
+    /// Expands and compiles the two regexes for `user` on `vhost`; the error names the bad one.
+    pub fn new(user: &str, vhost: &str, exchange: &str, write: &str, read: &str) -> Result<Self, String> {
+        let compile = |what: &str, s: &str| -> Result<regex::Regex, String> {
+            let s = if s.is_empty() { "^$" } else { s };
+            let expanded = s.replace("{username}", user).replace("{vhost}", vhost);
+            regex::Regex::new(&expanded).map_err(|e| format!("invalid {what} regex '{s}': {e}"))
+        };
+        Ok(TopicPermission {
+            compiled: Arc::new([compile("write", write)?, compile("read", read)?]),
+            exchange: exchange.to_string(),
+            write: write.to_string(),
+            read: read.to_string(),
+        })
+    }
+
+    /// Whether `access` (write or read; configure is not a topic permission) to routing key
+    /// `key` is granted.
+    pub fn allows(&self, access: Access, key: &str) -> bool {
+        match access {
+            Access::Write => self.compiled[0].is_match(key),
+            Access::Read => self.compiled[1].is_match(key),
+            Access::Configure => true,
+        }
+    }
+}
+
 /// The user database and the permissions of each user on each vhost.
 #[derive(Debug)]
 pub struct Users {
     users: RwLock<HashMap<String, User>>,
     perms: RwLock<HashMap<(String, String), Permission>>,
+    /// (user, vhost) → topic permissions, one per exchange.
+    topic: RwLock<HashMap<(String, String), Vec<TopicPermission>>>,
     generation: AtomicU64,
 }
 
@@ -126,6 +172,7 @@ impl Users {
         let u = Users {
             users: RwLock::new(HashMap::new()),
             perms: RwLock::new(HashMap::new()),
+            topic: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
         };
         u.put(User {
@@ -147,6 +194,7 @@ impl Users {
     pub fn delete(&self, name: &str) -> bool {
         let existed = self.users.write().remove(name).is_some();
         self.perms.write().retain(|(u, _), _| u != name);
+        self.topic.write().retain(|(u, _), _| u != name);
         self.bump();
         existed
     }
@@ -155,6 +203,7 @@ impl Users {
     pub fn clear(&self) {
         self.users.write().clear();
         self.perms.write().clear();
+        self.topic.write().clear();
         self.bump();
     }
 
@@ -180,7 +229,64 @@ impl Users {
     /// Clears every user's permissions on `vhost` (the vhost was deleted).
     pub fn clear_vhost(&self, vhost: &str) {
         self.perms.write().retain(|(_, v), _| v != vhost);
+        self.topic.write().retain(|(_, v), _| v != vhost);
         self.bump();
+    }
+
+    /// Sets `user`'s topic permission on one exchange of `vhost` (replacing the one for that
+    /// exchange, if any).
+    pub fn set_topic_permission(&self, user: &str, vhost: &str, p: TopicPermission) {
+        let mut t = self.topic.write();
+        let list = t.entry((user.to_string(), vhost.to_string())).or_default();
+        list.retain(|x| x.exchange != p.exchange);
+        list.push(p);
+        list.sort_by(|a, b| a.exchange.cmp(&b.exchange));
+        drop(t);
+        self.bump();
+    }
+
+    /// Clears `user`'s topic permissions on `vhost` (all, or only `exchange`'s). False if
+    /// there were none.
+    pub fn clear_topic_permissions(&self, user: &str, vhost: &str, exchange: Option<&str>) -> bool {
+        let key = (user.to_string(), vhost.to_string());
+        let mut t = self.topic.write();
+        let removed = match (t.get_mut(&key), exchange) {
+            (None, _) => false,
+            (Some(_), None) => t.remove(&key).is_some(),
+            (Some(list), Some(x)) => {
+                let before = list.len();
+                list.retain(|p| p.exchange != x);
+                let removed = list.len() != before;
+                if list.is_empty() {
+                    t.remove(&key);
+                }
+                removed
+            }
+        };
+        drop(t);
+        self.bump();
+        removed
+    }
+
+    /// `user`'s topic permissions on `vhost`, sorted by exchange.
+    pub fn topic_permissions_of(&self, user: &str, vhost: &str) -> Vec<TopicPermission> {
+        self.topic
+            .read()
+            .get(&(user.to_string(), vhost.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every (user, vhost, topic permission), sorted by user, vhost and exchange.
+    pub fn topic_permissions(&self) -> Vec<(String, String, TopicPermission)> {
+        let mut v: Vec<_> = self
+            .topic
+            .read()
+            .iter()
+            .flat_map(|((u, vh), ps)| ps.iter().map(|p| (u.clone(), vh.clone(), p.clone())))
+            .collect();
+        v.sort_by(|a, b| (&a.0, &a.1, &a.2.exchange).cmp(&(&b.0, &b.1, &b.2.exchange)));
+        v
     }
 
     /// `user`'s permissions on `vhost`.
@@ -298,6 +404,47 @@ mod tests {
         u.clear_permission("admin", "/");
         assert!(u.permission("admin", "/").is_none());
         assert!(u.generation() > g);
+    }
+
+    #[test]
+    fn topic_permissions_expand_variables_like_rabbitmq() {
+        let p = TopicPermission::new("alice", "prod", "amq.topic", "^{username}\\.", "^{vhost}-.*").unwrap();
+        assert!(p.allows(Access::Write, "alice.x"));
+        assert!(!p.allows(Access::Write, "bob.x"));
+        assert!(p.allows(Access::Read, "prod-1"));
+        assert!(!p.allows(Access::Read, "dev-1"));
+        // An empty regex is `^$`: only the empty key.
+        let p = TopicPermission::new("u", "/", "x", "", ".*").unwrap();
+        assert!(p.allows(Access::Write, ""));
+        assert!(!p.allows(Access::Write, "a"));
+        assert!(TopicPermission::new("u", "/", "x", "(", "").is_err());
+        let u = Users::new("admin", "pw");
+        u.set_topic_permission(
+            "admin",
+            "/",
+            TopicPermission::new("admin", "/", "b", ".*", ".*").unwrap(),
+        );
+        u.set_topic_permission(
+            "admin",
+            "/",
+            TopicPermission::new("admin", "/", "a", "^$", ".*").unwrap(),
+        );
+        u.set_topic_permission(
+            "admin",
+            "/",
+            TopicPermission::new("admin", "/", "a", "x", ".*").unwrap(),
+        );
+        let ps = u.topic_permissions_of("admin", "/");
+        assert_eq!(
+            ps.iter().map(|p| p.exchange.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(ps[0].write, "x");
+        assert!(u.clear_topic_permissions("admin", "/", Some("a")));
+        assert!(!u.clear_topic_permissions("admin", "/", Some("a")));
+        assert_eq!(u.topic_permissions().len(), 1);
+        u.delete("admin");
+        assert!(u.topic_permissions().is_empty());
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct VHost {
     pub metrics: Arc<Metrics>,
     /// The durable store, when the broker runs with one.
     pub persistence: Option<Arc<Persistence>>,
+    /// Policies (see [`crate::policies`]); a change holds the write lock while it re-applies
+    /// them to every queue, a new queue holds the read lock until it is registered.
+    pub policies: RwLock<Vec<warren_core::policy::Policy>>,
 }
 
 /// Result of publishing one message.
@@ -87,6 +90,7 @@ impl VHost {
             queues: RwLock::new(HashMap::new()),
             metrics,
             persistence,
+            policies: RwLock::new(Vec::new()),
         }
     }
 
@@ -106,24 +110,16 @@ impl VHost {
     /// Registers the handle of a newly declared queue.
     pub fn add_queue(self: &Arc<Self>, meta: QueueMeta) -> Arc<Queue> {
         let durable = meta.durable && meta.exclusive_owner.is_none();
+        // No policy change between applying the policies and registering the queue.
+        let policies = self.policies.read();
         let q = Queue::new(meta, Arc::downgrade(self));
+        q.apply_effective_args(crate::policies::effective_args(&policies, &self.name, &q.meta));
         if durable && let Some(p) = &self.persistence {
             let dir = crate::persist::queue_dir(&self.name, &q.meta.name);
-            match p.store.open_queue(&dir) {
-                Ok((log, recovered)) => {
-                    for w in &log.recovery_report().warnings {
-                        tracing::warn!(queue = %q.meta.name, "store recovery: {w:?}");
-                    }
-                    let entries = crate::persist::recovered_entries(recovered, &q.meta.name);
-                    if !entries.is_empty() {
-                        tracing::info!(queue = %q.meta.name, messages = entries.len(), "recovered");
-                    }
-                    q.attach_log(log, entries);
-                }
-                Err(e) => tracing::error!(queue = %q.meta.name, "cannot open queue log: {e}"),
-            }
+            q.open_log(&p.store, &dir);
         }
         self.queues.write().insert(q.meta.id, q.clone());
+        drop(policies);
         q.start_expiry();
         q
     }
@@ -193,7 +189,7 @@ impl VHost {
                 .collect()
         };
         let payload = (msg.is_persistent() && queues.iter().any(|q| q.is_durable()))
-            .then(|| crate::persist::encode_message(&msg));
+            .then(|| crate::persist::encode_message(&msg, now));
         for q in queues {
             let (p, persisted) = q.publish(msg.clone(), ttl, now, payload.as_deref());
             match p {
@@ -210,23 +206,45 @@ impl VHost {
 
     /// Routes messages dead-lettered by `from` to its dead-letter exchange. Works through a
     /// worklist so that dead-letters caused by dead-letters (a full DLQ) are handled too.
-    pub fn dead_letter(&self, from: &Queue, letters: Vec<(MessageRef, DeadReason)>, now: u64) {
-        let mut work: Vec<(Arc<Queue>, MessageRef, DeadReason)> = Vec::new();
+    ///
+    /// At-least-once (durable queues, unless `x-dead-letter-strategy: at-most-once`):
+    /// `positions` are the dead-lettered messages' places in the source queue's log. They are
+    /// acked there only after every durable target's copy is written and fsync'd (one group
+    /// commit for the whole batch), so a crash in between leaves the message in the source
+    /// (recovered, redelivered) rather than nowhere.
+    pub fn dead_letter(
+        &self,
+        from: &Queue,
+        letters: Vec<(MessageRef, DeadReason)>,
+        positions: Vec<u64>,
+        now: u64,
+    ) {
+        // FIFO, so dead letters arrive in the order they left (e.g. a trimmed backlog).
+        let mut work: std::collections::VecDeque<(Arc<Queue>, MessageRef, DeadReason)> =
+            std::collections::VecDeque::new();
         let Some(me) = self.queues.read().get(&from.meta.id).cloned() else {
             self.metrics
                 .dead_letter_dropped
                 .fetch_add(letters.len() as u64, Ordering::Relaxed);
+            from.ack_positions(&positions);
             return;
         };
+        // Source positions to release once the targets' copies are durable.
+        let mut release: Vec<(Arc<Queue>, Vec<u64>)> = Vec::new();
+        if !positions.is_empty() {
+            release.push((me.clone(), positions));
+        }
+        let mut synced_targets = false;
         work.extend(letters.into_iter().map(|(m, r)| (me.clone(), m, r)));
-        while let Some((q, msg, reason)) = work.pop() {
-            let args = &q.meta.args;
-            let Some(dlx) = args.dead_letter_exchange.as_deref() else {
+        while let Some((q, msg, reason)) = work.pop_front() {
+            // The effective target: declared, or set by a policy.
+            let Some((dlx, dlrk)) = q.dead_letter_target() else {
                 continue;
             };
+            let dlx = &*dlx;
             let target = DeadLetterTarget {
                 exchange: dlx,
-                routing_key: args.dead_letter_routing_key.as_deref(),
+                routing_key: dlrk.as_deref(),
             };
             let (dl, keys) = dead_letter(&msg, reason, &q.meta.name, now / 1000, &target);
             let key_refs: Vec<&str> = keys.iter().map(|k| &**k).collect();
@@ -256,14 +274,50 @@ impl VHost {
                     continue;
                 }
                 let payload =
-                    (dl.is_persistent() && t.is_durable()).then(|| crate::persist::encode_message(&dl));
-                let (_, _, more) = t.publish_collect(dl.clone(), None, now, payload.as_deref());
+                    (dl.is_persistent() && t.is_durable()).then(|| crate::persist::encode_message(&dl, now));
+                let (_, persisted, more, more_positions) =
+                    t.publish_collect(dl.clone(), None, now, payload.as_deref());
                 if payload.is_some() {
                     t.flush_log();
+                }
+                synced_targets |= persisted;
+                if !more_positions.is_empty() {
+                    release.push((t.clone(), more_positions));
                 }
                 work.extend(more.into_iter().map(|(m, r)| (t.clone(), m, r)));
             }
         }
+        self.release_dead_lettered(release, synced_targets);
+    }
+
+    /// Acks dead-lettered messages in their source logs: after a group commit when a durable
+    /// target took a copy, at once otherwise.
+    fn release_dead_lettered(&self, release: Vec<(Arc<Queue>, Vec<u64>)>, after_sync: bool) {
+        if release.is_empty() {
+            return;
+        }
+        let ack_all = move |release: Vec<(Arc<Queue>, Vec<u64>)>| {
+            for (q, positions) in release {
+                q.ack_positions(&positions);
+            }
+        };
+        let Some(p) = self.persistence.as_ref().filter(|_| after_sync) else {
+            ack_all(release);
+            return;
+        };
+        let rt = tokio::runtime::Handle::try_current().ok();
+        p.syncer.request(Box::new(move |r| match r {
+            // The syncer thread only hands the work over (queue locks are taken elsewhere).
+            Ok(()) => match rt {
+                Some(rt) => {
+                    rt.spawn(async move { ack_all(release) });
+                }
+                None => ack_all(release),
+            },
+            Err(e) => tracing::error!(
+                "dead-letter targets could not be synced ({e}); the messages stay in their source queues' logs"
+            ),
+        }));
     }
 }
 
@@ -300,12 +354,18 @@ impl Broker {
         let n = records.len();
         // Once the log holds the user database, it (not the configured default user) decides
         // who may log in: a broker creates its default user on its first start only.
-        if records.iter().any(|r| crate::persist::decode_access(r).is_some()) {
+        if records
+            .iter()
+            .filter_map(crate::persist::decode_access)
+            .any(|a| !crate::policies::is_policy_record(&a))
+        {
             broker.users.clear();
         }
         for rec in records {
             if let Some(a) = crate::persist::decode_access(&rec) {
-                crate::access::apply_record(&broker, &a);
+                if !crate::policies::apply_record(&broker, &a) {
+                    crate::access::apply_record(&broker, &a);
+                }
                 continue;
             }
             match crate::persist::decode_definition(&rec) {

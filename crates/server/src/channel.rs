@@ -389,6 +389,7 @@ impl Connection {
                 let v = self.vhost()?;
                 self.check_access(Resource::Exchange, &m.destination, Access::Write)?;
                 self.check_access(Resource::Exchange, &m.source, Access::Read)?;
+                self.check_topic_bind(&m.source, &m.routing_key)?;
                 let durable = {
                     let mut t = v.topology.lock();
                     t.bind_exchange(&m.destination, &m.source, &m.routing_key, &m.arguments)?;
@@ -406,6 +407,7 @@ impl Connection {
                 let v = self.vhost()?;
                 self.check_access(Resource::Exchange, &m.destination, Access::Write)?;
                 self.check_access(Resource::Exchange, &m.source, Access::Read)?;
+                self.check_topic_bind(&m.source, &m.routing_key)?;
                 let deleted = v.topology.lock().unbind_exchange(
                     &m.destination,
                     &m.source,
@@ -429,6 +431,7 @@ impl Connection {
                 let v = self.vhost()?;
                 self.check_access(Resource::Queue, &m.queue, Access::Write)?;
                 self.check_access(Resource::Exchange, &m.exchange, Access::Read)?;
+                self.check_topic_bind(&m.exchange, &m.routing_key)?;
                 let mut t = v.topology.lock();
                 t.check_queue_access(&m.queue, self.shared.id)?;
                 t.bind_queue(&m.queue, &m.exchange, &m.routing_key, &m.arguments)?;
@@ -446,6 +449,7 @@ impl Connection {
                 let v = self.vhost()?;
                 self.check_access(Resource::Queue, &m.queue, Access::Write)?;
                 self.check_access(Resource::Exchange, &m.exchange, Access::Read)?;
+                self.check_topic_bind(&m.exchange, &m.routing_key)?;
                 let mut t = v.topology.lock();
                 t.check_queue_access(&m.queue, self.shared.id)?;
                 let deleted = t.unbind_queue(&m.queue, &m.exchange, &m.routing_key, &m.arguments)?;
@@ -1003,6 +1007,7 @@ impl Connection {
             body,
             dead_lettered: false,
         });
+        self.check_topic_publish(&msg)?;
         let ttl = msg.expiration_ms().map_err(AmqpError::precondition)?;
         if let Some(tx) = self.channels.get_mut(&ch).and_then(|c| c.tx.as_mut()) {
             // Check the exchange now, as RabbitMQ does, and apply at commit.

@@ -94,6 +94,24 @@ pub struct Cli {
     /// PEM CA bundle: when set, TLS clients may present certificates signed by it (EXTERNAL)
     #[arg(long, env = "WARREN_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+    /// User name of an EXTERNAL (client certificate) login: the subject's CN or its full DN (RabbitMQ's ssl_cert_login_from) [default: common_name]
+    #[arg(long, env = "WARREN_SSL_CERT_LOGIN_FROM", value_enum)]
+    pub ssl_cert_login_from: Option<CertLoginFrom>,
+}
+
+/// Which part of a TLS client certificate's subject an EXTERNAL login takes as the user name
+/// (RabbitMQ's `ssl_cert_login_from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertLoginFrom {
+    /// The subject's common name (CN); several CNs are joined with `,`, as RabbitMQ does.
+    #[default]
+    #[value(name = "common_name")]
+    CommonName,
+    /// The whole subject as an RFC 4514 string (`CN=alice,O=Example,C=GB`), as RabbitMQ
+    /// formats it.
+    #[value(name = "distinguished_name")]
+    DistinguishedName,
 }
 
 /// The same settings as a TOML file (`amqp_listen = "0.0.0.0:5672"` …).
@@ -125,6 +143,7 @@ pub struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
+    ssl_cert_login_from: Option<CertLoginFrom>,
 }
 
 /// Effective configuration.
@@ -180,6 +199,8 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// PEM CA bundle for client certificates.
     pub tls_ca: Option<PathBuf>,
+    /// The user name of an EXTERNAL login.
+    pub ssl_cert_login_from: CertLoginFrom,
 }
 
 impl Default for Config {
@@ -210,6 +231,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_ca: None,
+            ssl_cert_login_from: CertLoginFrom::CommonName,
         }
     }
 }
@@ -285,6 +307,10 @@ impl Config {
             tls_cert: cli.tls_cert.or(file.tls_cert),
             tls_key: cli.tls_key.or(file.tls_key),
             tls_ca: cli.tls_ca.or(file.tls_ca),
+            ssl_cert_login_from: cli
+                .ssl_cert_login_from
+                .or(file.ssl_cert_login_from)
+                .unwrap_or(d.ssl_cert_login_from),
         })
     }
 }
@@ -305,6 +331,17 @@ mod tests {
         assert_eq!(c.frame_max, 65536);
         assert_eq!(c.channel_max, 2047);
         assert_eq!(c.amqp_listen.port(), 5672);
+        std::fs::write(&path, "ssl_cert_login_from = \"distinguished_name\"\n").unwrap();
+        let cli = Cli::parse_from(["warren", "--config", path.to_str().unwrap()]);
+        assert_eq!(
+            Config::from_cli(cli).unwrap().ssl_cert_login_from,
+            CertLoginFrom::DistinguishedName
+        );
+        let cli = Cli::parse_from(["warren", "--ssl-cert-login-from", "common_name"]);
+        assert_eq!(
+            Config::from_cli(cli).unwrap().ssl_cert_login_from,
+            CertLoginFrom::CommonName
+        );
         std::fs::write(&path, "bogus = 1\n").unwrap();
         let cli = Cli::parse_from(["warren", "--config", path.to_str().unwrap()]);
         assert!(Config::from_cli(cli).is_err());

@@ -280,7 +280,15 @@ pub struct Connection {
     pub(crate) perm_cache: crate::access::PermCache,
     /// The write backlog has been over [`HARD_WRITE_BACKLOG`] since.
     stalled: Option<Instant>,
+    /// SASL EXTERNAL: the login name from the client's verified TLS certificate.
+    cert_login: Option<CertLogin>,
 }
+
+/// What a TLS client's verified certificate yields for SASL EXTERNAL (RabbitMQ's
+/// rabbitmq_auth_mechanism_ssl): the login name, or why none could be taken from it. A
+/// connection without one (plain TCP, or TLS without a client certificate) is not offered
+/// EXTERNAL.
+pub type CertLogin = Result<String, String>;
 
 /// Accepts connections until `shutdown` turns true; then waits for connections to close.
 pub async fn serve(broker: Arc<Broker>, listener: tokio::net::TcpListener, shutdown: watch::Receiver<bool>) {
@@ -320,16 +328,18 @@ pub async fn handle(
     let _ = stream.set_nodelay(true);
     // TCP keeps its lock-free owned halves; other streams (TLS) go through tokio::io::split.
     let (rd, wr) = stream.into_split();
-    handle_split(broker, rd, wr, peer, shutdown).await
+    handle_split(broker, rd, wr, peer, shutdown, None).await
 }
 
-/// Serves one client over any byte stream (plain TCP halves, TLS).
+/// Serves one client over any byte stream (plain TCP halves, TLS); `cert_login` is what the
+/// TLS client's certificate yields for EXTERNAL (`None`: EXTERNAL is not offered).
 pub async fn handle_split<R, W>(
     broker: Arc<Broker>,
     mut rd: R,
     mut wr: W,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
+    cert_login: Option<CertLogin>,
 ) where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -387,6 +397,7 @@ pub async fn handle_split<R, W>(
         blocked: None,
         perm_cache: Default::default(),
         stalled: None,
+        cert_login,
     };
     conn.broker.register(conn.shared.clone());
     conn.send_start();
@@ -722,7 +733,12 @@ impl Connection {
                 version_major: 0,
                 version_minor: 9,
                 server_properties: props,
-                mechanisms: Bytes::from_static(b"PLAIN AMQPLAIN"),
+                // EXTERNAL only where it can work, as RabbitMQ's `should_offer`.
+                mechanisms: if self.cert_login.is_some() {
+                    Bytes::from_static(b"PLAIN AMQPLAIN EXTERNAL")
+                } else {
+                    Bytes::from_static(b"PLAIN AMQPLAIN")
+                },
                 locales: Bytes::from_static(b"en_US"),
             },
         );
@@ -847,31 +863,50 @@ impl Connection {
             self.shared.info.lock().client_product = p.to_string();
         }
         let mech = m.mechanism.to_string();
-        if mech != "PLAIN" && mech != "AMQPLAIN" {
-            return Err(AmqpError::command_invalid(format!(
-                "unknown authentication mechanism '{mech}'"
-            )));
-        }
-        let creds = crate::auth::parse_response(&mech, &m.response);
-        let ok = match &creds {
-            Some((user, pass)) => {
-                let loopback_only =
-                    *user == "guest" && !self.broker.config.guest_anywhere && !self.peer.ip().is_loopback();
-                !loopback_only && self.broker.users.authenticate(user, pass)
-            }
-            None => false,
-        };
-        if !ok {
-            tracing::warn!(peer = %self.peer, user = ?creds.as_ref().map(|c| &c.0), "login refused");
-            if self.caps.authentication_failure_close {
-                return Err(AmqpError::access_refused(format!(
-                    "Login was refused using authentication mechanism {mech}. For details see the broker logfile."
+        let login: Result<String, String> = match mech.as_str() {
+            "PLAIN" | "AMQPLAIN" => match crate::auth::parse_response(&mech, &m.response) {
+                Some((user, pass)) if self.broker.users.authenticate(&user, &pass) => Ok(user),
+                Some((user, _)) => Err(format!("user '{user}' - invalid credentials")),
+                None => Err("malformed response".into()),
+            },
+            // The certificate was verified in the TLS handshake; the user must exist (no
+            // password), as RabbitMQ's EXTERNAL with the internal backend.
+            "EXTERNAL" => match &self.cert_login {
+                None => {
+                    return Err(AmqpError::command_invalid(
+                        "invalid authentication mechanism 'EXTERNAL'",
+                    ));
+                }
+                Some(Ok(user)) if self.broker.users.get(user).is_some() => Ok(user.clone()),
+                Some(Ok(user)) => Err(format!("user '{user}' - invalid credentials")),
+                Some(Err(why)) => Err(why.clone()),
+            },
+            _ => {
+                return Err(AmqpError::command_invalid(format!(
+                    "unknown authentication mechanism '{mech}'"
                 )));
             }
-            self.phase = Phase::Done;
-            return Ok(());
-        }
-        let (user, _) = creds.unwrap_or_default();
+        };
+        let login = login.and_then(|user| {
+            if user == "guest" && !self.broker.config.guest_anywhere && !self.peer.ip().is_loopback() {
+                Err("user 'guest' can only connect via localhost".into())
+            } else {
+                Ok(user)
+            }
+        });
+        let user = match login {
+            Ok(user) => user,
+            Err(why) => {
+                tracing::warn!(peer = %self.peer, "{mech} login refused: {why}");
+                if self.caps.authentication_failure_close {
+                    return Err(AmqpError::access_refused(format!(
+                        "Login was refused using authentication mechanism {mech}. For details see the broker logfile."
+                    )));
+                }
+                self.phase = Phase::Done;
+                return Ok(());
+            }
+        };
         self.shared.info.lock().user = user.clone();
         self.user = user;
         self.send_method(

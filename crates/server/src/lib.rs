@@ -11,6 +11,7 @@
 //! - [`connection`]: one task per connection: handshake, read loop, heartbeats, writer.
 //! - [`channel`]: per-channel state and every channel-level method.
 //! - [`queue`]: a live queue: `QueueState` behind one lock, consumer sinks, timers.
+//! - [`policies`]: policies per vhost: applied to queues live, persisted in the definitions log.
 //! - [`cli`]: `warren` binary entry point.
 //! - [`tls`]: the AMQPS (TLS) listener.
 //! - [`http`]: management HTTP API, Prometheus metrics, DLQ tooling, dashboard, `warrenctl`.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod connection;
 pub mod http;
 pub mod persist;
+pub mod policies;
 pub mod queue;
 pub mod tls;
 

@@ -41,11 +41,19 @@ pub fn queue_dir(vhost: &str, queue: &str) -> String {
     h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Flag bit: the broker dead-lettered the message.
+const FLAG_DEAD_LETTERED: u8 = 1;
+/// Flag bit: an enqueue timestamp (ms since the epoch, u64) follows the flags.
+const FLAG_ENQUEUED_AT: u8 = 2;
+
 /// Encodes a message as a queue-log payload:
-/// `flags u8 | exchange shortstr | routing key shortstr | properties | body`.
-pub fn encode_message(msg: &Message) -> BytesMut {
-    let mut out = BytesMut::with_capacity(msg.body.len() + 64);
-    out.put_u8(msg.dead_lettered as u8);
+/// `flags u8 | [enqueued_at u64] | exchange shortstr | routing key shortstr | properties | body`.
+/// `enqueued_at` (when it was routed to its queues) lets TTLs be recomputed when the message
+/// is read back (page-in, recovery).
+pub fn encode_message(msg: &Message, enqueued_at: u64) -> BytesMut {
+    let mut out = BytesMut::with_capacity(msg.body.len() + 72);
+    out.put_u8(if msg.dead_lettered { FLAG_DEAD_LETTERED } else { 0 } | FLAG_ENQUEUED_AT);
+    out.put_u64(enqueued_at);
     put_shortstr(&mut out, &msg.exchange);
     put_shortstr(&mut out, &msg.routing_key);
     msg.properties.encode(&mut out);
@@ -53,21 +61,28 @@ pub fn encode_message(msg: &Message) -> BytesMut {
     out
 }
 
-/// Decodes [`encode_message`].
-pub fn decode_message(payload: &Bytes) -> Option<Message> {
+/// Decodes [`encode_message`]: the message and its enqueue time (absent in records written
+/// before it was recorded).
+pub fn decode_message(payload: &Bytes) -> Option<(Message, Option<u64>)> {
     let mut r = Reader::new(payload);
     let flags = r.u8().ok()?;
+    let enqueued_at = if flags & FLAG_ENQUEUED_AT != 0 {
+        Some(r.u64().ok()?)
+    } else {
+        None
+    };
     let exchange = r.shortstr().ok()?;
     let routing_key = r.shortstr().ok()?;
     let properties = BasicProperties::decode(&mut r).ok()?;
     let body = r.take_rest();
-    Some(Message {
+    let msg = Message {
         exchange,
         routing_key,
         properties,
         body,
-        dead_lettered: flags & 1 != 0,
-    })
+        dead_lettered: flags & FLAG_DEAD_LETTERED != 0,
+    };
+    Some((msg, enqueued_at))
 }
 
 /// Encodes a definitions record: `vhost shortstr | method payload`.
@@ -116,6 +131,9 @@ pub struct Persistence {
     pub store: Store,
     /// Group commit.
     pub syncer: SyncHandle,
+    /// Scratch logs of non-durable queues whose backlog outgrew memory (no fsync; wiped at
+    /// every start).
+    pub scratch: Store,
     defs: Mutex<DefinitionsLog>,
 }
 
@@ -135,10 +153,22 @@ impl Persistence {
             tracing::warn!("definitions log: {w:?}");
         }
         let syncer = store.syncer();
+        let scratch_dir = data_dir.join("transient");
+        if scratch_dir.exists() {
+            std::fs::remove_dir_all(&scratch_dir).map_err(StoreError::Io)?;
+        }
+        let scratch = Store::open(
+            &scratch_dir,
+            StoreOptions {
+                fsync: false,
+                ..StoreOptions::default()
+            },
+        )?;
         Ok((
             Persistence {
                 store,
                 syncer,
+                scratch,
                 defs: Mutex::new(defs),
             },
             records,
@@ -167,26 +197,29 @@ impl Persistence {
     }
 }
 
-/// Rebuilds a recovered message list into queue entries, in seq order. Messages that were
-/// delivered before the restart cannot be told from the others, so every recovered message
-/// is flagged `redelivered` (the flag means "may have been delivered before").
-pub fn recovered_entries(recovered: Vec<Recovered>, queue: &str) -> Vec<Entry> {
-    let mut out = Vec::with_capacity(recovered.len());
-    for r in recovered {
-        match decode_message(&r.payload) {
-            Some(msg) => out.push(Entry {
-                seq: r.seq,
-                msg: Arc::new(msg),
-                redelivered: true,
-                delivery_count: r.delivery_count,
-                acquired_count: r.acquired_count,
-                expires_at: None,
-                pos: Some(pack(r.pos)),
-            }),
-            None => tracing::warn!(queue, seq = r.seq, "undecodable message record skipped"),
-        }
-    }
-    out
+/// A message read back from a queue log (recovery or page-in) as a queue entry: its TTL is
+/// recomputed from the enqueue time recorded with it (`expiry(enqueued_at, message TTL)`).
+/// `None` (logged) for an undecodable record.
+pub fn stored_entry(
+    r: &Recovered,
+    redelivered: bool,
+    expiry: impl Fn(u64, Option<u64>) -> Option<u64>,
+    queue: &str,
+) -> Option<Entry> {
+    let Some((msg, enqueued_at)) = decode_message(&r.payload) else {
+        tracing::warn!(queue, seq = r.seq, "undecodable message record skipped");
+        return None;
+    };
+    let expires_at = enqueued_at.and_then(|t| expiry(t, msg.expiration_ms().ok().flatten()));
+    Some(Entry {
+        seq: r.seq,
+        msg: Arc::new(msg),
+        redelivered: redelivered || r.acquired_count > 0,
+        delivery_count: r.delivery_count,
+        acquired_count: r.acquired_count,
+        expires_at,
+        pos: Some(pack(r.pos)),
+    })
 }
 
 /// Applies one replayed definitions record to the broker's topology.
@@ -245,6 +278,7 @@ pub fn replay(broker: &Broker, vhost: &str, m: Method) {
 /// The durable definitions of every vhost, as records for a compacted log.
 pub fn snapshot(broker: &Broker) -> Vec<Bytes> {
     let mut out = crate::access::snapshot_records(broker);
+    out.extend(crate::policies::snapshot_records(broker));
     for v in broker.vhosts() {
         let t = v.topology.lock();
         let durable_x = |name: &str| name.is_empty() || t.exchange(name).is_some_and(|x| x.durable);
@@ -336,8 +370,8 @@ mod tests {
         props.headers = Some(h);
         let mut m = Message::new("ex", "rk", props, Bytes::from_static(b"body"));
         m.dead_lettered = true;
-        let enc = encode_message(&m).freeze();
-        assert_eq!(decode_message(&enc), Some(m));
+        let enc = encode_message(&m, 1_700_000_000_123).freeze();
+        assert_eq!(decode_message(&enc), Some((m, Some(1_700_000_000_123))));
     }
 
     #[test]

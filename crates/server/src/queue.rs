@@ -15,7 +15,7 @@ use warren_core::AmqpResult;
 use warren_core::MessageRef;
 use warren_core::deadletter::DeadReason;
 use warren_core::queue::{
-    ChannelKey, ConsumerKey, ConsumerSpec, Delivery, Effects, Published, QueueState, Return,
+    ChannelKey, ConsumerKey, ConsumerSpec, Delivery, Effects, Entry, Paged, Published, QueueState, Return,
 };
 use warren_core::topology::QueueMeta;
 
@@ -24,6 +24,12 @@ use warren_store::QueueLog;
 use crate::broker::{VHost, now_ms};
 use crate::connection::{ChannelShared, ConnShared};
 use crate::persist::{pack, unpack};
+
+/// Ready messages a durable queue keeps in memory; a longer backlog stays in its log and is
+/// paged back in, in order, as consumers drain the queue (see `QueueState`'s paging).
+pub const READY_IN_MEMORY: usize = 2048;
+/// Same, in body bytes (per queue: 200 queues with backlogs hold at most 400 MB).
+pub const READY_BYTES_IN_MEMORY: u64 = 2 << 20;
 
 /// Where a consumer's deliveries go.
 #[derive(Debug, Clone)]
@@ -40,9 +46,74 @@ struct Inner {
     sinks: HashMap<ConsumerKey, Sink>,
     /// The durable log of a durable queue.
     log: Option<QueueLog>,
+    /// Messages with a lower seq were recovered at start-up: they may have been delivered
+    /// before, so they are flagged redelivered when paged in.
+    recovered_below: u64,
+    /// A non-durable queue's scratch log (its name in `Persistence::scratch`), opened when its
+    /// backlog first outgrew the in-memory budget.
+    scratch: Option<String>,
 }
 
 impl Inner {
+    /// Pages messages back in from the log while the queue wants them. Returns whether any
+    /// came in.
+    fn refill(&mut self, fx: &mut Effects) -> bool {
+        let mut any = false;
+        while let Some(req) = self.state.page_request() {
+            let Some(log) = &mut self.log else { return any };
+            let (batch, next) = match log.read_batch(
+                unpack(req.from),
+                req.max_msgs,
+                req.max_bytes.min(usize::MAX as u64) as usize,
+            ) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(queue = self.state.name(), "cannot page messages in: {e}");
+                    return any;
+                }
+            };
+            let state = &self.state;
+            let entries: Vec<Entry> = batch
+                .iter()
+                .filter_map(|r| {
+                    crate::persist::stored_entry(
+                        r,
+                        r.seq < self.recovered_below,
+                        |t, ttl| state.expiry(t, ttl),
+                        state.name(),
+                    )
+                })
+                .collect();
+            if entries.len() < batch.len() {
+                // Undecodable records (reported by stored_entry): drop them from the log.
+                let good: std::collections::HashSet<u64> = entries.iter().filter_map(|e| e.pos).collect();
+                for r in &batch {
+                    if !good.contains(&crate::persist::pack(r.pos)) {
+                        let _ = log.ack(r.pos);
+                    }
+                }
+                self.state
+                    .skip_paged((batch.len() - entries.len()) as u64, self.state.paged().from);
+                if entries.is_empty() {
+                    self.state.skip_paged(0, crate::persist::pack(next));
+                    continue;
+                }
+            }
+            let lost = batch.is_empty();
+            self.state.page_in(entries, crate::persist::pack(next), fx);
+            if lost {
+                tracing::error!(
+                    queue = self.state.name(),
+                    "messages counted on disk were not found in the log"
+                );
+                return any;
+            }
+            any = true;
+            self.apply_store();
+        }
+        any
+    }
+
     /// Carries out the store work the last state change left: ack records for messages that
     /// left the queue, counter records for returned ones.
     fn apply_store(&mut self) {
@@ -50,7 +121,13 @@ impl Inner {
             return;
         }
         let (removed, counts) = self.state.take_store_effects();
+        let purged = self.state.take_purged_paged();
         let Some(log) = &mut self.log else { return };
+        if let Some(from) = purged
+            && let Err(e) = log.ack_from(unpack(from))
+        {
+            tracing::warn!(queue = self.state.name(), "store purge failed: {e}");
+        }
         for p in removed {
             if let Err(e) = log.ack(unpack(p)) {
                 tracing::warn!(queue = self.state.name(), "store ack failed: {e}");
@@ -79,6 +156,9 @@ pub struct Queue {
     last_used: AtomicU64,
     /// Has a durable log.
     durable: AtomicBool,
+    /// The `x-expires` timer task: (generation, its TTL); a task exits once the generation
+    /// moves on (a policy changed the queue's effective `x-expires`).
+    expiry: Mutex<(u64, Option<u64>)>,
     /// Counters for the management API.
     pub stats: QueueStats,
 }
@@ -112,7 +192,9 @@ pub struct QueueCounts {
 impl Queue {
     /// A new queue handle.
     pub fn new(meta: QueueMeta, vhost: Weak<VHost>) -> Arc<Queue> {
-        let state = QueueState::new(&meta.name, meta.args.clone());
+        let mut state = QueueState::new(&meta.name, meta.args.clone());
+        // Only messages with a log position page; a queue without a log keeps everything.
+        state.set_paging(READY_IN_MEMORY, READY_BYTES_IN_MEMORY);
         Arc::new(Queue {
             meta,
             vhost,
@@ -120,20 +202,95 @@ impl Queue {
                 state,
                 sinks: HashMap::new(),
                 log: None,
+                recovered_below: 0,
+                scratch: None,
             }),
             deleted: AtomicBool::new(false),
             had_consumer: AtomicBool::new(false),
             timer_at: AtomicU64::new(0),
             last_used: AtomicU64::new(now_ms()),
             durable: AtomicBool::new(false),
+            expiry: Mutex::new((0, None)),
             stats: QueueStats::default(),
         })
     }
 
+    /// Opens (recovering) a durable queue's log in `store`: the first recovered messages, up to
+    /// the in-memory budget, come back in memory; the rest stay on disk and are paged in as
+    /// consumers drain the queue. Transient messages found in the log (written while the queue
+    /// paged) are dropped, as a restart drops every transient message.
+    pub fn open_log(&self, store: &warren_store::Store, dir: &str) {
+        let name = &*self.meta.name;
+        let mut entries = Vec::new();
+        let mut bytes = 0u64;
+        let mut paged = Paged::default();
+        let mut max_seq = 0u64;
+        let mut drop_pos = Vec::new();
+        let opened = {
+            let i = self.inner.lock();
+            let state = &i.state;
+            store.open_queue_with(dir, &mut |r| {
+                max_seq = max_seq.max(r.seq);
+                let payload = bytes::Bytes::copy_from_slice(r.payload);
+                let Some((msg, enqueued_at)) = crate::persist::decode_message(&payload) else {
+                    tracing::warn!(queue = name, seq = r.seq, "undecodable message record dropped");
+                    drop_pos.push(r.pos);
+                    return;
+                };
+                if !msg.is_persistent() {
+                    drop_pos.push(r.pos);
+                    return;
+                }
+                let size = msg.size();
+                if paged.count == 0 && entries.len() < READY_IN_MEMORY && bytes < READY_BYTES_IN_MEMORY {
+                    bytes += size;
+                    let ttl = msg.expiration_ms().ok().flatten();
+                    entries.push(Entry {
+                        seq: r.seq,
+                        msg: Arc::new(msg),
+                        // It may have been delivered before the restart.
+                        redelivered: true,
+                        delivery_count: r.delivery_count,
+                        acquired_count: r.acquired_count,
+                        expires_at: enqueued_at.and_then(|t| state.expiry(t, ttl)),
+                        pos: Some(pack(r.pos)),
+                    });
+                } else {
+                    if paged.count == 0 {
+                        paged.from = pack(r.pos);
+                    }
+                    paged.count += 1;
+                    paged.bytes += size;
+                }
+            })
+        };
+        match opened {
+            Ok(mut log) => {
+                for w in &log.recovery_report().warnings {
+                    tracing::warn!(queue = name, "store recovery: {w:?}");
+                }
+                for p in drop_pos {
+                    let _ = log.ack(p);
+                }
+                let n = entries.len() as u64 + paged.count;
+                if n > 0 {
+                    tracing::info!(queue = name, messages = n, on_disk = paged.count, "recovered");
+                }
+                self.attach_log(log, entries, paged, max_seq);
+            }
+            Err(e) => tracing::error!(queue = name, "cannot open queue log: {e}"),
+        }
+    }
+
     /// Gives a durable queue its log and the messages recovered from it.
-    pub fn attach_log(&self, log: QueueLog, entries: Vec<warren_core::queue::Entry>) {
+    /// `paged` messages (after `entries`, up to seq `max_seq`) stay on disk until needed.
+    pub fn attach_log(&self, log: QueueLog, entries: Vec<Entry>, paged: Paged, max_seq: u64) {
         let mut i = self.inner.lock();
         i.state.restore(entries);
+        i.state.restore_paged(paged, max_seq);
+        i.state.set_paging(READY_IN_MEMORY, READY_BYTES_IN_MEMORY);
+        i.state.set_dead_letter_at_least_once(true);
+        i.recovered_below = max_seq + 1;
         // The recovered messages' ids start a fresh deduplication window.
         i.state.rebuild_dedup(now_ms());
         i.log = Some(log);
@@ -159,23 +316,34 @@ impl Queue {
         self.last_used.store(now_ms(), Ordering::Release);
     }
 
-    /// For queues with `x-expires`: deletes the queue once it has had no consumers and no
-    /// `basic.get` or redeclare for that long.
+    /// For queues with an (effective) `x-expires`: deletes the queue once it has had no
+    /// consumers and no `basic.get` or redeclare for that long. Called again after a policy
+    /// change: a changed TTL replaces the running timer, an unchanged one keeps it.
     pub fn start_expiry(self: &Arc<Self>) {
-        let Some(ttl) = self.meta.args.expires else { return };
+        let ttl = self.inner.lock().state.args().expires;
+        let generation = {
+            let mut e = self.expiry.lock();
+            if e.1 == ttl {
+                return;
+            }
+            *e = (e.0 + 1, ttl);
+            e.0
+        };
+        let Some(ttl) = ttl else { return };
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let me = Arc::downgrade(self);
+        let current = move |q: &Queue| !q.is_deleted() && q.expiry.lock().0 == generation;
         rt.spawn(async move {
             loop {
                 let due = match me.upgrade() {
-                    Some(q) if !q.is_deleted() => q.last_used.load(Ordering::Acquire) + ttl,
+                    Some(q) if current(&q) => q.last_used.load(Ordering::Acquire) + ttl,
                     _ => return,
                 };
                 tokio::time::sleep(std::time::Duration::from_millis(due.saturating_sub(now_ms()))).await;
                 let Some(q) = me.upgrade() else { return };
-                if q.is_deleted() {
+                if !current(&q) {
                     return;
                 }
                 let idle = now_ms().saturating_sub(q.last_used.load(Ordering::Acquire)) >= ttl;
@@ -206,6 +374,13 @@ impl Queue {
         }
     }
 
+    /// Ready messages held in memory and ready messages kept only on disk (RabbitMQ's
+    /// `messages_ready_ram` and `messages_paged_out`).
+    pub fn memory_counts(&self) -> (u64, u64) {
+        let i = self.inner.lock();
+        (i.state.in_memory_ready() as u64, i.state.paged().count)
+    }
+
     /// The consumers' registrations (for the management API's listings).
     pub fn consumer_specs(&self) -> Vec<ConsumerSpec> {
         self.inner.lock().state.consumers().cloned().collect()
@@ -213,6 +388,16 @@ impl Queue {
 
     /// Runs dispatch and sends the deliveries, under the lock.
     fn dispatch_locked(self: &Arc<Self>, inner: &mut Inner, now: u64, fx: &mut Effects) {
+        loop {
+            self.dispatch_once(inner, now, fx);
+            // A drained in-memory list with a backlog on disk: page in and go on.
+            if !inner.refill(fx) {
+                break;
+            }
+        }
+    }
+
+    fn dispatch_once(self: &Arc<Self>, inner: &mut Inner, now: u64, fx: &mut Effects) {
         let Inner { state, sinks, .. } = inner;
         let me = Arc::downgrade(self);
         state.dispatch(
@@ -259,10 +444,11 @@ impl Queue {
                     .fetch_add(fx.dropped_by_limit, Ordering::Relaxed);
             }
         }
-        if !fx.dead_letters.is_empty()
-            && let Some(v) = self.vhost.upgrade()
-        {
-            v.dead_letter(self, fx.dead_letters, now);
+        if !fx.dead_letters.is_empty() || !fx.dead_letter_positions.is_empty() {
+            match self.vhost.upgrade() {
+                Some(v) => v.dead_letter(self, fx.dead_letters, fx.dead_letter_positions, now),
+                None => self.ack_positions(&fx.dead_letter_positions),
+            }
         }
         if let Some(at) = deadline {
             self.schedule(at);
@@ -323,25 +509,66 @@ impl Queue {
         now: u64,
         payload: Option<&[u8]>,
     ) -> (Published, bool) {
-        let (p, persisted, dead) = self.publish_collect(msg, ttl, now, payload);
-        if !dead.is_empty()
-            && let Some(v) = self.vhost.upgrade()
-        {
-            v.dead_letter(self, dead, now);
+        let (p, persisted, dead, positions) = self.publish_collect(msg, ttl, now, payload);
+        if !dead.is_empty() || !positions.is_empty() {
+            match self.vhost.upgrade() {
+                Some(v) => v.dead_letter(self, dead, positions, now),
+                None => self.ack_positions(&positions),
+            }
         }
         (p, persisted)
     }
 
-    /// Enqueues and dispatches, returning dead letters for the caller to route.
+    /// Gives a non-durable queue whose backlog outgrew memory a scratch log, so the rest of the
+    /// backlog waits on disk (transient messages: written, never synced, wiped at restart).
+    fn open_scratch(&self, i: &mut Inner) {
+        let Some(v) = self.vhost.upgrade() else { return };
+        let Some(p) = &v.persistence else { return };
+        let name = format!(
+            "{}-{}",
+            crate::persist::queue_dir(&v.name, &self.meta.name),
+            self.meta.id.0
+        );
+        match p.scratch.open_queue(&name) {
+            Ok((log, _)) => {
+                tracing::info!(queue = %self.meta.name, "backlog beyond the in-memory budget: paging to disk");
+                i.log = Some(log);
+                i.scratch = Some(name);
+            }
+            Err(e) => tracing::warn!(queue = %self.meta.name, "cannot open a scratch log: {e}"),
+        }
+    }
+
+    /// Removes dead-lettered messages from the log once their targets hold them (at-least-once
+    /// dead-lettering; see `VHost::dead_letter`).
+    pub fn ack_positions(&self, positions: &[u64]) {
+        if positions.is_empty() {
+            return;
+        }
+        if let Some(log) = &mut self.inner.lock().log {
+            for p in positions {
+                if let Err(e) = log.ack(unpack(*p)) {
+                    tracing::warn!(queue = %self.meta.name, "store ack failed: {e}");
+                }
+            }
+            // To the OS now (not synced): a restart after a crash redelivers fewer of them.
+            if let Err(e) = log.flush() {
+                tracing::warn!(queue = %self.meta.name, "store flush failed: {e}");
+            }
+        }
+    }
+
+    /// Enqueues and dispatches, returning dead letters (and, for an at-least-once queue, their
+    /// store positions) for the caller to route.
     pub fn publish_collect(
         self: &Arc<Self>,
         msg: MessageRef,
         ttl: Option<u64>,
         now: u64,
         payload: Option<&[u8]>,
-    ) -> (Published, bool, Vec<(MessageRef, DeadReason)>) {
+    ) -> (Published, bool, Vec<(MessageRef, DeadReason)>, Vec<u64>) {
         if self.is_deleted() {
-            return (Published::Enqueued, false, Vec::new());
+            return (Published::Enqueued, false, Vec::new(), Vec::new());
         }
         let mut fx = Effects::default();
         let (p, persisted, deadline) = {
@@ -349,6 +576,20 @@ impl Queue {
             let seq = i.state.next_seq();
             // A duplicate (x-deduplication-window) is not written to disk.
             let dup = i.state.is_duplicate(&msg, now);
+            if i.log.is_none() && !dup && i.state.is_paging() {
+                self.open_scratch(&mut i);
+            }
+            // While the queue pages, a transient message goes to the log too (behind the
+            // backlog, in order); recovery drops it.
+            let transient;
+            let durable_copy = payload.is_some();
+            let payload = match payload {
+                None if !dup && i.log.is_some() && i.state.is_paging() => {
+                    transient = crate::persist::encode_message(&msg, now);
+                    Some(&transient[..])
+                }
+                p => p,
+            };
             let pos = match (&mut i.log, payload) {
                 (Some(log), Some(bytes)) if !dup => match log.append(seq, bytes) {
                     Ok(pos) => Some(pack(pos)),
@@ -368,7 +609,7 @@ impl Queue {
             self.dispatch_locked(&mut i, now, &mut fx);
             (
                 p,
-                pos.is_some() && p == Published::Enqueued,
+                durable_copy && pos.is_some() && p == Published::Enqueued,
                 i.state.next_deadline(),
             )
         };
@@ -382,8 +623,9 @@ impl Queue {
             }
         }
         let dead = std::mem::take(&mut fx.dead_letters);
+        let positions = std::mem::take(&mut fx.dead_letter_positions);
         self.finish(fx, deadline, now);
-        (p, persisted, dead)
+        (p, persisted, dead, positions)
     }
 
     /// Runs dispatch (after room appeared on a connection or channel).
@@ -455,8 +697,13 @@ impl Queue {
         let mut fx = Effects::default();
         let (r, deadline) = {
             let mut i = self.inner.lock();
-            let r = i.state.get(channel, no_ack, now, &mut fx);
-            i.apply_store();
+            let r = loop {
+                let r = i.state.get(channel, no_ack, now, &mut fx);
+                i.apply_store();
+                if r.is_some() || !i.refill(&mut fx) {
+                    break r;
+                }
+            };
             (r, i.state.next_deadline())
         };
         if r.is_some() {
@@ -554,6 +801,13 @@ impl Queue {
             if let Some(log) = i.log.take() {
                 let _ = log.close();
             }
+            if let Some(name) = i.scratch.take()
+                && let Some(v) = self.vhost.upgrade()
+                && let Some(p) = &v.persistence
+                && let Err(e) = p.scratch.delete_queue(&name)
+            {
+                tracing::warn!(queue = %self.meta.name, "cannot delete scratch log: {e}");
+            }
             (count, sinks)
         };
         for (spec, sink) in sinks {
@@ -561,5 +815,38 @@ impl Queue {
                 .consumer_cancelled(spec.channel, spec.tag.clone(), spec.key);
         }
         count
+    }
+
+    /// Policies: makes `args` (the declared arguments merged with the queue's policy) the
+    /// queue's effective arguments, live. New length limits trim the queue at once (dead
+    /// letters are routed), a new `x-expires` re-arms the expiry timer, and the rest applies
+    /// from the next message concerned (see `QueueState::reconfigure`). `meta` keeps the
+    /// declared arguments (redeclare equivalence, listings). Nothing happens if `args` are
+    /// the current ones.
+    pub fn apply_effective_args(self: &Arc<Self>, args: warren_core::args::QueueArgs) {
+        if self.is_deleted() {
+            return;
+        }
+        let now = now_ms();
+        let mut fx = Effects::default();
+        let deadline = {
+            let mut i = self.inner.lock();
+            if *i.state.args() == args {
+                return;
+            }
+            i.state.reconfigure(args, now, &mut fx);
+            self.dispatch_locked(&mut i, now, &mut fx);
+            i.state.next_deadline()
+        };
+        self.finish(fx, deadline, now);
+        self.start_expiry();
+    }
+
+    /// The effective dead-letter exchange and routing key (declared or from a policy).
+    pub fn dead_letter_target(&self) -> Option<(warren_codec::ShortStr, Option<warren_codec::ShortStr>)> {
+        let i = self.inner.lock();
+        let a = i.state.args();
+        let x = a.dead_letter_exchange.clone()?;
+        Some((x, a.dead_letter_routing_key.clone()))
     }
 }

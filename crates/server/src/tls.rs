@@ -3,6 +3,10 @@
 //! `tls_ca`, clients may present certificates signed by that CA (verified when presented).
 //! After the TLS handshake (bounded by the AMQP handshake timeout) the stream is split with
 //! `tokio::io::split` and served by the same connection code as plain TCP.
+//!
+//! A client that presented a (verified) certificate is offered SASL EXTERNAL, RabbitMQ's
+//! rabbitmq_auth_mechanism_ssl: the user name is the certificate subject's CN, or its whole
+//! distinguished name with `ssl_cert_login_from = distinguished_name` ([`cert_login_name`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +20,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::broker::Broker;
-use crate::config::Config;
+use crate::config::{CertLoginFrom, Config};
 
 /// Builds the rustls server configuration from the configured PEM files; `Ok(None)` when
 /// TLS is not configured.
@@ -116,6 +120,109 @@ async fn handle(
             return;
         }
     };
+    let cert_login = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| cert_login_name(c, broker.config.ssl_cert_login_from));
     let (rd, wr) = tokio::io::split(tls);
-    crate::connection::handle_split(broker, rd, wr, peer, shutdown).await
+    crate::connection::handle_split(broker, rd, wr, peer, shutdown, cert_login).await
+}
+
+/// The user name an EXTERNAL login takes from a client certificate (already verified by the
+/// TLS handshake), as RabbitMQ's `rabbit_ssl:peer_cert_auth_name`: the subject's common
+/// names joined with `,`, or the subject as RabbitMQ formats a DN (RFC 4514 order, most
+/// specific first: `CN=alice,O=Example,C=GB`). `Err` says why there is no name (logged;
+/// the client sees the usual login refusal).
+pub fn cert_login_name(cert: &CertificateDer<'_>, from: CertLoginFrom) -> Result<String, String> {
+    let (_, x) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| format!("cannot parse the client certificate: {e}"))?;
+    let subject = x.subject();
+    let name = match from {
+        CertLoginFrom::CommonName => subject
+            .iter_common_name()
+            .map(|a| attribute_text(a).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(","),
+        CertLoginFrom::DistinguishedName => {
+            let rdns: Vec<String> = subject
+                .iter_rdn()
+                .map(|rdn| {
+                    rdn.iter()
+                        .map(|a| {
+                            let oid = a.attr_type().to_id_string();
+                            let key = DN_NAMES
+                                .iter()
+                                .find(|(o, _)| *o == oid)
+                                .map_or(oid.as_str(), |(_, k)| k);
+                            let value = match attribute_text(a) {
+                                Some(v) => escape_rdn_value(&v),
+                                None => format!("#{}", hex(a.attr_value().as_bytes())),
+                            };
+                            format!("{key}={value}")
+                        })
+                        .collect::<Vec<_>>()
+                        .join("+")
+                })
+                .collect();
+            rdns.into_iter().rev().collect::<Vec<_>>().join(",")
+        }
+    };
+    if name.is_empty() {
+        Err("no name found".into())
+    } else {
+        Ok(name)
+    }
+}
+
+/// Attribute types RabbitMQ names in a formatted DN (`rabbit_cert_info:format_rdn`).
+const DN_NAMES: [(&str, &str); 17] = [
+    ("2.5.4.4", "SN"),
+    ("2.5.4.42", "GIVENNAME"),
+    ("2.5.4.43", "INITIALS"),
+    ("2.5.4.44", "GENERATIONQUALIFIER"),
+    ("2.5.4.3", "CN"),
+    ("2.5.4.7", "L"),
+    ("2.5.4.8", "ST"),
+    ("2.5.4.10", "O"),
+    ("2.5.4.11", "OU"),
+    ("2.5.4.12", "TITLE"),
+    ("2.5.4.6", "C"),
+    ("2.5.4.5", "SERIALNUMBER"),
+    ("2.5.4.65", "PSEUDONYM"),
+    ("0.9.2342.19200300.100.1.25", "DC"),
+    ("1.2.840.113549.1.9.1", "EMAILADDRESS"),
+    ("2.5.4.9", "STREET"),
+    ("0.9.2342.19200300.100.1.1", "UID"),
+];
+
+/// A string-typed attribute value (UTF8String, PrintableString, IA5String, …).
+fn attribute_text(a: &x509_parser::x509::AttributeTypeAndValue<'_>) -> Option<String> {
+    a.as_str().ok().map(str::to_string)
+}
+
+/// RabbitMQ's `escape_rdn_value`: `\` before `"+,;<>\`, a leading space or `#` and a trailing
+/// space; other bytes outside printable ASCII as `\XX`.
+fn escape_rdn_value(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = String::with_capacity(v.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        let special = matches!(b, b'"' | b'+' | b',' | b';' | b'<' | b'>' | b'\\')
+            || (i == 0 && (b == b' ' || b == b'#'))
+            || (i + 1 == bytes.len() && i > 0 && b == b' ');
+        if special {
+            out.push('\\');
+            out.push(b as char);
+        } else if !(32..126).contains(&b) {
+            out.push_str(&format!("\\{b:02X}"));
+        } else {
+            out.push(b as char);
+        }
+    }
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
 }

@@ -42,7 +42,7 @@ pub use definitions::DefinitionsLog;
 pub use error::StoreError;
 pub use faulty::FaultyFs;
 pub use fs::{DirEntry, FileHandle, FileSystem, StdFs};
-pub use queue_log::{MsgPos, QueueLog, Recovered};
+pub use queue_log::{MsgPos, QueueLog, Recovered, RecoveredRef};
 pub use report::{RecoveryReport, RecoveryWarning, Truncation};
 pub use store::{DEFAULT_SEGMENT_SIZE, Store, StoreOptions, is_valid_queue_name};
 pub use sync::{SyncCallback, SyncHandle, SyncStats};

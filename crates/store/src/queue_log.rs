@@ -66,6 +66,36 @@ pub struct Recovered {
     pub payload: Bytes,
 }
 
+/// A live message found by recovery, borrowed from the segment being scanned: the caller of
+/// [`Store::open_queue_with`](crate::Store::open_queue_with) decides what to keep in memory
+/// (copying the payload) and what to leave on disk for [`QueueLog::read_batch`].
+#[derive(Clone, Copy, Debug)]
+pub struct RecoveredRef<'a> {
+    /// Its position.
+    pub pos: MsgPos,
+    /// The sequence number given to [`QueueLog::append`].
+    pub seq: u64,
+    /// The last durable delivery count (0 if never set).
+    pub delivery_count: u32,
+    /// The last durable acquired count (0 if never set).
+    pub acquired_count: u32,
+    /// The payload, as appended.
+    pub payload: &'a [u8],
+}
+
+impl RecoveredRef<'_> {
+    /// An owned copy.
+    pub fn to_owned(&self) -> Recovered {
+        Recovered {
+            pos: self.pos,
+            seq: self.seq,
+            delivery_count: self.delivery_count,
+            acquired_count: self.acquired_count,
+            payload: Bytes::copy_from_slice(self.payload),
+        }
+    }
+}
+
 /// Buffered bytes past this size are pushed to the OS without waiting for `flush`.
 const WRITE_BUF: usize = 256 * 1024;
 /// Same, for one ack file.
@@ -174,6 +204,9 @@ pub struct QueueLog {
     dirty_acks: Vec<u32>,
     read_cache: Option<(u32, Arc<dyn FileHandle>)>,
     report: RecoveryReport,
+    /// Durable counters of recovered live messages that had any, until they are read back by
+    /// [`read_batch`](Self::read_batch) or acked (messages left on disk carry none in memory).
+    counts: HashMap<MsgPos, (u32, u32)>,
 }
 
 impl fmt::Debug for QueueLog {
@@ -190,7 +223,11 @@ impl fmt::Debug for QueueLog {
 impl QueueLog {
     /// Opens (recovering) the log in `<root>/queues/<name>`; the caller has validated and
     /// reserved `name`.
-    pub(crate) fn open(shared: Arc<Shared>, name: &str) -> Result<(QueueLog, Vec<Recovered>), StoreError> {
+    pub(crate) fn open(
+        shared: Arc<Shared>,
+        name: &str,
+        visit: &mut dyn FnMut(RecoveredRef<'_>),
+    ) -> Result<QueueLog, StoreError> {
         let fs = shared.fs.clone();
         let queues = shared.root.join("queues");
         let dir = queues.join(name);
@@ -211,12 +248,13 @@ impl QueueLog {
             dirty_acks: Vec::new(),
             read_cache: None,
             report: RecoveryReport::default(),
+            counts: HashMap::new(),
         };
-        let recovered = log.recover()?;
-        Ok((log, recovered))
+        log.recover(visit)?;
+        Ok(log)
     }
 
-    fn recover(&mut self) -> Result<Vec<Recovered>, StoreError> {
+    fn recover(&mut self, visit: &mut dyn FnMut(RecoveredRef<'_>)) -> Result<(), StoreError> {
         let fs = self.shared.fs.clone();
         let fs = &*fs;
         let dir = self.dir.clone();
@@ -236,11 +274,10 @@ impl QueueLog {
             }
         }
         msgs.sort_unstable();
-        let mut out = Vec::new();
         for &n in &msgs {
             self.report.segments_scanned += 1;
             let has_acks = acks.remove(&n);
-            dir_changed |= self.recover_segment(n, has_acks, &mut out)?;
+            dir_changed |= self.recover_segment(n, has_acks, visit)?;
         }
         // Ack files whose segment is gone (crash between the two unlinks).
         for n in acks {
@@ -252,19 +289,17 @@ impl QueueLog {
             fs.sync_dir(&dir).map_err(|e| io_at(&dir, "fsync", e))?;
         }
         self.next_segment = msgs.last().map_or(1, |&n| n.saturating_add(1));
-        if !out.is_sorted_by_key(|r: &Recovered| r.seq) {
-            out.sort_by_key(|r| r.seq);
-        }
-        self.report.messages = out.len() as u64;
-        Ok(out)
+        self.report.messages = self.live;
+        Ok(())
     }
 
-    /// Recovers segment `n` into `out`; returns whether files were removed or renamed.
+    /// Recovers segment `n`, handing its live messages to `visit` in log order; returns whether
+    /// files were removed or renamed.
     fn recover_segment(
         &mut self,
         n: u32,
         has_acks: bool,
-        out: &mut Vec<Recovered>,
+        visit: &mut dyn FnMut(RecoveredRef<'_>),
     ) -> Result<bool, StoreError> {
         let fs = self.shared.fs.clone();
         let fs = &*fs;
@@ -329,7 +364,6 @@ impl QueueLog {
             self.report.segments_removed += 1;
             return Ok(true);
         }
-        out.reserve(seg.live as usize);
         for (i, (off, range)) in scan.records.iter().enumerate() {
             if seg.acked[i] {
                 continue;
@@ -337,17 +371,23 @@ impl QueueLog {
             let (seq, payload) =
                 format::decode_message(&data[range.clone()]).expect("length checked by scan");
             let (delivery_count, acquired_count) = counts.get(off).copied().unwrap_or((0, 0));
-            out.push(Recovered {
-                pos: MsgPos {
-                    segment: n,
-                    offset: *off,
-                },
+            let pos = MsgPos {
+                segment: n,
+                offset: *off,
+            };
+            if delivery_count != 0 || acquired_count != 0 {
+                self.counts.insert(pos, (delivery_count, acquired_count));
+            }
+            visit(RecoveredRef {
+                pos,
                 seq,
                 delivery_count,
                 acquired_count,
-                payload: Bytes::copy_from_slice(payload),
+                payload,
             });
         }
+        seg.offsets.shrink_to_fit();
+        seg.acked.shrink_to_fit();
         self.live += seg.live as u64;
         self.segments.insert(n, seg);
         Ok(changed)
@@ -561,6 +601,10 @@ impl QueueLog {
             let w = self.writer.take().expect("checked");
             if self.segments.get(&w.seg).is_some_and(|s| s.live == 0 && !s.keep) {
                 self.remove_segment(w.seg)?;
+            } else if let Some(s) = self.segments.get_mut(&w.seg) {
+                // Sealed: the index never grows again (5 bytes per message, no slack).
+                s.offsets.shrink_to_fit();
+                s.acked.shrink_to_fit();
             }
         }
         let n = self.next_segment;
@@ -625,6 +669,9 @@ impl QueueLog {
         seg.acked[i] = true;
         seg.live -= 1;
         self.live -= 1;
+        if !self.counts.is_empty() {
+            self.counts.remove(&pos);
+        }
         if seg.live == 0 && !writing && !seg.keep {
             return self.remove_segment(pos.segment);
         }
@@ -747,6 +794,189 @@ impl QueueLog {
         } else {
             Ok(Bytes::from(buf).slice(FRAME_LEN + 8..total))
         }
+    }
+
+    /// Reads live messages in log order starting at the first one at or after `from`, up to
+    /// `max_msgs` messages or about `max_bytes` payload bytes (at least one message): the
+    /// page-in path for messages kept only on disk. Reads are sequential, one `pread` per run of
+    /// records. A record that fails its CRC is reported in the log's warnings, acked (so it is
+    /// not read again) and skipped. Returns the messages and the position to continue from.
+    pub fn read_batch(
+        &mut self,
+        from: MsgPos,
+        max_msgs: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<Recovered>, MsgPos), StoreError> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut next = from;
+        let mut bad = Vec::new();
+        if self.writer.is_some() {
+            // Records still in the write buffer are read from the file like the rest.
+            self.flush_writer()?;
+        }
+        let segs: Vec<u32> = self.segments.range(from.segment..).map(|(&n, _)| n).collect();
+        'segments: for n in segs {
+            let seg = &self.segments[&n];
+            let start = if n == from.segment {
+                seg.offsets.partition_point(|&o| o < from.offset)
+            } else {
+                0
+            };
+            // The records to read: live ones from `start`, within the limits (record sizes
+            // estimated from the offsets; the last record of a segment counts as 0).
+            let limit = max_msgs.max(1);
+            let mut picked = Vec::new();
+            let mut est = 0usize;
+            let mut i = start;
+            while i < seg.offsets.len() {
+                let have = out.len() + picked.len();
+                if have >= limit || (have > 0 && bytes + est >= max_bytes) {
+                    break;
+                }
+                if !seg.acked[i] {
+                    picked.push(i);
+                    est += seg
+                        .offsets
+                        .get(i + 1)
+                        .map_or(0, |&e| (e - seg.offsets[i]) as usize);
+                }
+                i += 1;
+            }
+            next = MsgPos {
+                segment: n,
+                offset: match seg.offsets.get(i) {
+                    Some(&o) => o,
+                    None => seg.offsets.last().map_or(0, |&o| o + 1),
+                },
+            };
+            if picked.is_empty() {
+                if i < seg.offsets.len() {
+                    break;
+                }
+                continue;
+            }
+            let offs: Vec<u32> = picked.iter().map(|&k| seg.offsets[k]).collect();
+            let after_last = seg.offsets.get(*picked.last().expect("not empty") + 1).copied();
+            let path = msgs_path(&self.dir, n);
+            let handle = self.segment_handle(n)?;
+            let first = u64::from(offs[0]);
+            let end = match after_last {
+                Some(o) => u64::from(o),
+                None => match &self.writer {
+                    Some(w) if w.seg == n => w.written,
+                    _ => handle.size().map_err(|e| io_at(&path, "stat", e))?,
+                },
+            };
+            let mut buf = vec![0u8; (end - first) as usize];
+            let got = read_upto(&*handle, &mut buf, first).map_err(|e| io_at(&path, "read", e))?;
+            buf.truncate(got);
+            let buf = Bytes::from(buf);
+            for &off in &offs {
+                let at = (off as u64 - first) as usize;
+                let pos = MsgPos {
+                    segment: n,
+                    offset: off,
+                };
+                match buf.get(at..).map(format::verify_record) {
+                    Some(Ok(len)) => {
+                        let body = &buf[at + FRAME_LEN..at + FRAME_LEN + len];
+                        let (seq, _) = format::decode_message(body).expect("verified length");
+                        let (delivery_count, acquired_count) = self.counts.remove(&pos).unwrap_or((0, 0));
+                        bytes += len;
+                        out.push(Recovered {
+                            pos,
+                            seq,
+                            delivery_count,
+                            acquired_count,
+                            payload: buf.slice(at + FRAME_LEN + 8..at + FRAME_LEN + len),
+                        });
+                    }
+                    Some(Err(reason)) => {
+                        self.report
+                            .warn(&path, off.into(), format!("{reason}; message skipped"));
+                        bad.push(pos);
+                    }
+                    None => {
+                        self.report
+                            .warn(&path, off.into(), "record beyond end of file; message skipped");
+                        bad.push(pos);
+                    }
+                }
+            }
+            if out.len() >= max_msgs.max(1) || bytes >= max_bytes {
+                break 'segments;
+            }
+        }
+        for pos in bad {
+            self.ack(pos)?;
+        }
+        Ok((out, next))
+    }
+
+    /// Acks every live message at or after `from` (a purge of messages kept only on disk).
+    /// Sealed segments that become empty are unlinked without writing ack records. Returns how
+    /// many messages were acked.
+    pub fn ack_from(&mut self, from: MsgPos) -> Result<u64, StoreError> {
+        self.shared.check()?;
+        let writing = self.writer.as_ref().map(|w| w.seg);
+        let segs: Vec<u32> = self.segments.range(from.segment..).map(|(&n, _)| n).collect();
+        let mut acked = 0u64;
+        for n in segs {
+            let seg = self.segments.get_mut(&n).expect("listed");
+            let start = if n == from.segment {
+                seg.offsets.partition_point(|&o| o < from.offset)
+            } else {
+                0
+            };
+            let tail_live = seg.acked[start..].iter().filter(|a| !**a).count() as u32;
+            if tail_live == 0 {
+                continue;
+            }
+            if tail_live == seg.live && writing != Some(n) && !seg.keep {
+                self.live -= u64::from(tail_live);
+                acked += u64::from(tail_live);
+                self.remove_segment(n)?;
+                continue;
+            }
+            let positions: Vec<MsgPos> = (start..seg.offsets.len())
+                .filter(|&i| !seg.acked[i])
+                .map(|i| MsgPos {
+                    segment: n,
+                    offset: seg.offsets[i],
+                })
+                .collect();
+            for p in positions {
+                self.ack(p)?;
+                acked += 1;
+            }
+        }
+        if !self.counts.is_empty() {
+            self.counts.retain(|p, _| *p < from);
+        }
+        Ok(acked)
+    }
+
+    /// A read handle for segment `n` (cached for the last segment read).
+    fn segment_handle(&mut self, n: u32) -> Result<Arc<dyn FileHandle>, StoreError> {
+        if let Some(w) = &self.writer
+            && w.seg == n
+        {
+            return Ok(w.file.handle.clone());
+        }
+        if let Some((c, h)) = &self.read_cache
+            && *c == n
+        {
+            return Ok(h.clone());
+        }
+        let path = msgs_path(&self.dir, n);
+        let h = self
+            .shared
+            .fs
+            .open_read(&path)
+            .map_err(|e| io_at(&path, "open", e))?;
+        self.read_cache = Some((n, h.clone()));
+        Ok(h)
     }
 
     /// Flushes to the OS and closes the log, reporting a failed flush (dropping it flushes

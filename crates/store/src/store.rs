@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::error::{StoreError, io_at};
 use crate::format::{HEADER_LEN, MAX_BODY};
 use crate::fs::{FileSystem, StdFs};
-use crate::queue_log::{QueueLog, Recovered};
+use crate::queue_log::{QueueLog, Recovered, RecoveredRef};
 use crate::sync::{Shared, SyncHandle, SyncStats, SyncerLink};
 
 /// Default segment size: 8 MiB (lavinmq's).
@@ -112,12 +112,28 @@ impl Store {
     /// [`QueueLog::recovery_report`]. A log has one owner: opening it again while open fails
     /// with [`StoreError::AlreadyOpen`].
     pub fn open_queue(&self, name: &str) -> Result<(QueueLog, Vec<Recovered>), StoreError> {
+        let mut out = Vec::new();
+        let log = self.open_queue_with(name, &mut |r| out.push(r.to_owned()))?;
+        if !out.is_sorted_by_key(|r: &Recovered| r.seq) {
+            out.sort_by_key(|r| r.seq);
+        }
+        Ok((log, out))
+    }
+
+    /// Like [`open_queue`](Self::open_queue), but hands each live message to `visit` (in log
+    /// order, payload borrowed) instead of collecting them: the caller keeps what fits its
+    /// memory budget and reads the rest later with [`QueueLog::read_batch`].
+    pub fn open_queue_with(
+        &self,
+        name: &str,
+        visit: &mut dyn FnMut(RecoveredRef<'_>),
+    ) -> Result<QueueLog, StoreError> {
         check_name(name)?;
         if !self.shared.open_queues().insert(name.to_owned()) {
             return Err(StoreError::AlreadyOpen(name.to_owned()));
         }
         // On failure no QueueLog exists to release the name, so release it here.
-        QueueLog::open(self.shared.clone(), name).inspect_err(|_| {
+        QueueLog::open(self.shared.clone(), name, visit).inspect_err(|_| {
             self.shared.open_queues().remove(name);
         })
     }

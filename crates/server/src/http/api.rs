@@ -115,8 +115,33 @@ pub fn routes() -> Router<Shared> {
                 .put(super::users::permission_put)
                 .delete(super::users::permission_delete),
         )
-        .route("/api/policies", get(policies))
-        .route("/api/policies/{vhost}", get(policies_vhost))
+        .route(
+            "/api/users/{name}/topic-permissions",
+            get(super::users::user_topic_permissions),
+        )
+        .route(
+            "/api/vhosts/{name}/topic-permissions",
+            get(super::users::vhost_topic_permissions),
+        )
+        .route("/api/topic-permissions", get(super::users::topic_permissions_all))
+        .route(
+            "/api/topic-permissions/{vhost}/{user}",
+            get(super::users::topic_permission_get)
+                .put(super::users::topic_permission_put)
+                .delete(super::users::topic_permission_delete),
+        )
+        .route(
+            "/api/topic-permissions/{vhost}/{user}/{exchange}",
+            axum::routing::delete(super::users::topic_permission_delete_one),
+        )
+        .route("/api/policies", get(super::policies::list_all))
+        .route("/api/policies/{vhost}", get(super::policies::list_vhost))
+        .route(
+            "/api/policies/{vhost}/{name}",
+            get(super::policies::get)
+                .put(super::policies::put)
+                .delete(super::policies::delete),
+        )
         .route(
             "/api/definitions",
             get(definitions::export).post(definitions::import),
@@ -512,6 +537,7 @@ pub fn queue_json(st: &Shared, vhost: &str, meta: &QueueMeta, q: Option<&Arc<Que
             )
         })
         .unwrap_or_default();
+    let (ready_ram, paged_out) = q.map(|q| q.memory_counts()).unwrap_or_default();
     let counters = q
         .map(|q| {
             [
@@ -533,16 +559,23 @@ pub fn queue_json(st: &Shared, vhost: &str, meta: &QueueMeta, q: Option<&Arc<Que
         (r, g, alerts)
     };
     let qtype = if meta.args.quorum { "quorum" } else { "classic" };
+    let policy = st.broker.vhost(vhost).and_then(|v| v.queue_policy(meta));
+    let policy_definition = policy
+        .as_ref()
+        .map(|p| table_to_json(&p.definition))
+        .unwrap_or_else(|| json!({}));
     json!({
         "name": meta.name.to_string(), "vhost": vhost, "durable": meta.durable,
         "auto_delete": meta.auto_delete, "exclusive": meta.exclusive_owner.is_some(),
         "arguments": table_to_json(&meta.arguments), "type": qtype, "state": "running",
-        "node": st.node(), "policy": null, "exclusive_consumer_tag": null,
+        "node": st.node(), "policy": policy.map(|p| p.name), "operator_policy": null,
+        "effective_policy_definition": policy_definition, "exclusive_consumer_tag": null,
         "messages": ready + unacked, "messages_details": rate(0.0),
         "messages_ready": ready, "messages_ready_details": rate(0.0),
         "messages_unacknowledged": unacked, "messages_unacknowledged_details": rate(0.0),
         "message_bytes": bytes, "message_bytes_ready": bytes,
         "memory": bytes + 1024,
+        "messages_ready_ram": ready_ram, "messages_paged_out": paged_out,
         "consumers": consumers,
         "message_stats": {
             "publish": counters[0], "publish_details": rate(rates[0]),
@@ -556,12 +589,12 @@ pub fn queue_json(st: &Shared, vhost: &str, meta: &QueueMeta, q: Option<&Arc<Que
 }
 
 fn queues_of(st: &Shared, v: &VHost) -> Vec<Value> {
-    let (metas, dlqs) = {
-        let mut t = v.topology.lock();
-        let dlqs = dlq::dead_letter_queues(&mut t);
+    let dlqs = dlq::vhost_dead_letter_queues(v);
+    let metas = {
+        let t = v.topology.lock();
         let mut metas: Vec<QueueMeta> = t.queues().cloned().collect();
         metas.sort_by(|a, b| a.name.cmp(&b.name));
-        (metas, dlqs)
+        metas
     };
     let handles = v.queues.read().clone();
     metas
@@ -585,12 +618,13 @@ async fn queues_vhost(State(st): State<Shared>, Path(vh): Path<String>) -> J {
 }
 
 fn find_queue(v: &VHost, name: &str) -> ApiResult<(QueueMeta, Arc<Queue>, bool)> {
-    let (meta, is_dlq) = {
-        let mut t = v.topology.lock();
-        let meta = t.queue(name).cloned().ok_or_else(ApiError::not_found)?;
-        let is_dlq = dlq::dead_letter_queues(&mut t).contains(name);
-        (meta, is_dlq)
-    };
+    let meta = v
+        .topology
+        .lock()
+        .queue(name)
+        .cloned()
+        .ok_or_else(ApiError::not_found)?;
+    let is_dlq = dlq::vhost_dead_letter_queues(v).contains(name);
     let q = v
         .queues
         .read()
@@ -1191,22 +1225,6 @@ pub fn permissions_json(st: &Shared) -> Vec<Value> {
 
 async fn permissions(State(st): State<Shared>) -> J {
     ok(Value::Array(permissions_json(&st)))
-}
-
-async fn policies(State(st): State<Shared>) -> J {
-    ok(Value::Array(st.policies.lock().clone()))
-}
-
-async fn policies_vhost(State(st): State<Shared>, Path(vh): Path<String>) -> J {
-    vhost(&st, &vh)?;
-    ok(Value::Array(
-        st.policies
-            .lock()
-            .iter()
-            .filter(|p| p["vhost"] == vh.as_str())
-            .cloned()
-            .collect(),
-    ))
 }
 
 async fn alerts(State(st): State<Shared>) -> J {

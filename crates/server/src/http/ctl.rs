@@ -1,7 +1,9 @@
 //! `warrenctl`: a command line for the management HTTP API, in the spirit of `rabbitmqctl`
 //! and `rabbitmqadmin` — listings as aligned tables (or `--json`), purge, delete, DLQ peek /
-//! move / stats, definitions export and import, and status. The `warrenctl` binary calls
-//! [`main`]; tests call [`run_from`].
+//! move / stats, definitions export and import, status, and rabbitmqctl's user, vhost and
+//! permission commands under rabbitmqctl's names (`add_user`, `set_permissions -p VHOST …`;
+//! the hyphenated spellings work too). The `warrenctl` binary calls [`main`]; tests call
+//! [`run_from`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,8 +30,8 @@ pub struct Args {
     /// Password
     #[arg(long, env = "WARRENCTL_PASSWORD", default_value = "guest")]
     pub password: String,
-    /// Virtual host
-    #[arg(long, default_value = "/")]
+    /// Virtual host (rabbitmqctl's `-p`)
+    #[arg(long, short = 'p', global = true, default_value = "/")]
     pub vhost: String,
     /// Print the API's JSON instead of a table
     #[arg(long, global = true)]
@@ -101,6 +103,110 @@ pub enum Cmd {
     },
     /// Broker overview: versions, listeners, totals, rates, alerts
     Status,
+    /// Create a user (rabbitmqctl add_user)
+    #[command(name = "add_user", alias = "add-user")]
+    AddUser {
+        /// User name
+        name: String,
+        /// Password
+        password: String,
+    },
+    /// Delete a user and its permissions
+    #[command(name = "delete_user", alias = "delete-user")]
+    DeleteUser {
+        /// User name
+        name: String,
+    },
+    /// Change a user's password
+    #[command(name = "change_password", alias = "change-password")]
+    ChangePassword {
+        /// User name
+        name: String,
+        /// New password
+        password: String,
+    },
+    /// Replace a user's tags (none: clear them)
+    #[command(name = "set_user_tags", alias = "set-user-tags")]
+    SetUserTags {
+        /// User name
+        name: String,
+        /// Tags (administrator, monitoring, management, policymaker, …)
+        tags: Vec<String>,
+    },
+    /// List users and their tags
+    #[command(name = "list_users", alias = "list-users")]
+    ListUsers,
+    /// Create a virtual host
+    #[command(name = "add_vhost", alias = "add-vhost")]
+    AddVhost {
+        /// Vhost name
+        name: String,
+    },
+    /// Delete a virtual host with everything in it
+    #[command(name = "delete_vhost", alias = "delete-vhost")]
+    DeleteVhost {
+        /// Vhost name
+        name: String,
+    },
+    /// List virtual hosts
+    #[command(name = "list_vhosts", alias = "list-vhosts")]
+    ListVhosts,
+    /// Set a user's configure/write/read regexes on the vhost (-p)
+    #[command(name = "set_permissions", alias = "set-permissions")]
+    SetPermissions {
+        /// User name
+        user: String,
+        /// Configure regex
+        configure: String,
+        /// Write regex
+        write: String,
+        /// Read regex
+        read: String,
+    },
+    /// Clear a user's permissions on the vhost (-p)
+    #[command(name = "clear_permissions", alias = "clear-permissions")]
+    ClearPermissions {
+        /// User name
+        user: String,
+    },
+    /// List the permissions on the vhost (-p)
+    #[command(name = "list_permissions", alias = "list-permissions")]
+    ListPermissions,
+    /// List a user's permissions on every vhost
+    #[command(name = "list_user_permissions", alias = "list-user-permissions")]
+    ListUserPermissions {
+        /// User name
+        user: String,
+    },
+    /// Set a user's topic permission on an exchange of the vhost (-p)
+    #[command(name = "set_topic_permissions", alias = "set-topic-permissions")]
+    SetTopicPermissions {
+        /// User name
+        user: String,
+        /// Topic exchange
+        exchange: String,
+        /// Write regex (routing keys published)
+        write: String,
+        /// Read regex (binding keys bound)
+        read: String,
+    },
+    /// Clear a user's topic permissions on the vhost (-p), all or one exchange's
+    #[command(name = "clear_topic_permissions", alias = "clear-topic-permissions")]
+    ClearTopicPermissions {
+        /// User name
+        user: String,
+        /// Only this exchange's
+        exchange: Option<String>,
+    },
+    /// List the topic permissions on the vhost (-p)
+    #[command(name = "list_topic_permissions", alias = "list-topic-permissions")]
+    ListTopicPermissions,
+    /// List a user's topic permissions on every vhost
+    #[command(name = "list_user_topic_permissions", alias = "list-user-topic-permissions")]
+    ListUserTopicPermissions {
+        /// User name
+        user: String,
+    },
 }
 
 /// `dlq` subcommands.
@@ -144,20 +250,47 @@ struct Api<'a> {
 
 impl Api<'_> {
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        match self.call_status(method, path, body).await? {
+            (status, v) if status >= 400 => {
+                let reason = v["reason"].as_str().map(str::to_string).unwrap_or_else(|| s(&v));
+                Err(format!("{method} {path}: HTTP {status}: {reason}"))
+            }
+            (_, v) => Ok(v),
+        }
+    }
+
+    /// Like [`Api::call`], but an HTTP error status is returned rather than turned into `Err`.
+    async fn call_status(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), String> {
         let url = format!("{}{}", self.a.url.trim_end_matches('/'), path);
         let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
         let r = client::request(method, &url, Some((&self.a.user, &self.a.password)), body)
             .await
             .map_err(|e| format!("{method} {url}: {e}"))?;
-        if r.status >= 400 {
-            let j = r.json();
-            let reason = j["reason"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| r.text());
-            return Err(format!("{method} {path}: HTTP {}: {reason}", r.status));
+        let v = if r.body.is_empty() {
+            Value::Null
+        } else if r.status >= 400 {
+            serde_json::from_slice(&r.body).unwrap_or_else(|_| Value::String(r.text()))
+        } else {
+            r.json()
+        };
+        Ok((r.status, v))
+    }
+
+    /// A user's JSON, or rabbitmqctl's `no_such_user` error.
+    async fn user(&self, name: &str) -> Result<Value, String> {
+        match self
+            .call_status("GET", &format!("/api/users/{}", encode_segment(name)), None)
+            .await?
+        {
+            (200, v) => Ok(v),
+            (404, _) => Err(format!("no_such_user: {name}")),
+            (status, v) => Err(format!("GET user {name}: HTTP {status}: {}", s(&v["reason"]))),
         }
-        Ok(if r.body.is_empty() { Value::Null } else { r.json() })
     }
 
     fn vh(&self) -> String {
@@ -366,6 +499,22 @@ pub async fn run(a: &Args) -> Result<String, String> {
             api.call("POST", "/api/definitions", Some(doc)).await?;
             Ok(format!("imported definitions from {}\n", file.display()))
         }
+        Cmd::AddUser { .. }
+        | Cmd::DeleteUser { .. }
+        | Cmd::ChangePassword { .. }
+        | Cmd::SetUserTags { .. }
+        | Cmd::ListUsers
+        | Cmd::AddVhost { .. }
+        | Cmd::DeleteVhost { .. }
+        | Cmd::ListVhosts
+        | Cmd::SetPermissions { .. }
+        | Cmd::ClearPermissions { .. }
+        | Cmd::ListPermissions
+        | Cmd::ListUserPermissions { .. }
+        | Cmd::SetTopicPermissions { .. }
+        | Cmd::ClearTopicPermissions { .. }
+        | Cmd::ListTopicPermissions
+        | Cmd::ListUserTopicPermissions { .. } => access(&api, &vh, &a.cmd).await,
         Cmd::Status => {
             let o = api.call("GET", "/api/overview", None).await?;
             let alerts = api.call("GET", "/api/alerts", None).await?;
@@ -417,6 +566,190 @@ pub async fn run(a: &Args) -> Result<String, String> {
             }
             Ok(out)
         }
+    }
+}
+
+/// Lists `path` as a table of `cols` (or the API's JSON with `--json`).
+async fn listing(api: &Api<'_>, path: &str, cols: &[&str]) -> Result<String, String> {
+    let v = api.call("GET", path, None).await?;
+    if api.a.json {
+        return Ok(pretty(&v));
+    }
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|o| {
+            cols.iter()
+                .map(|c| match &o[*c] {
+                    // rabbitmqctl shows tags as `[administrator, monitoring]`.
+                    Value::Array(a) => format!("[{}]", a.iter().map(s).collect::<Vec<_>>().join(", ")),
+                    other => s(other),
+                })
+                .collect()
+        })
+        .collect();
+    Ok(table(cols, &rows))
+}
+
+/// rabbitmqctl's user, vhost and permission commands, through the HTTP API.
+async fn access(api: &Api<'_>, vh: &str, cmd: &Cmd) -> Result<String, String> {
+    let seg = encode_segment;
+    let vhost = &api.a.vhost;
+    match cmd {
+        Cmd::AddUser { name, password } => {
+            if api.user(name).await.is_ok() {
+                return Err(format!("user_already_exists: {name}"));
+            }
+            api.call(
+                "PUT",
+                &format!("/api/users/{}", seg(name)),
+                Some(json!({"password": password, "tags": ""})),
+            )
+            .await?;
+            Ok(format!("Adding user \"{name}\" ...\n"))
+        }
+        Cmd::DeleteUser { name } => match api
+            .call_status("DELETE", &format!("/api/users/{}", seg(name)), None)
+            .await?
+        {
+            (404, _) => Err(format!("no_such_user: {name}")),
+            (st, v) if st >= 400 => Err(format!("HTTP {st}: {}", s(&v["reason"]))),
+            _ => Ok(format!("Deleting user \"{name}\" ...\n")),
+        },
+        Cmd::ChangePassword { name, password } => {
+            let u = api.user(name).await?;
+            api.call(
+                "PUT",
+                &format!("/api/users/{}", seg(name)),
+                Some(json!({"password": password, "tags": u["tags"]})),
+            )
+            .await?;
+            Ok(format!("Changing password for user \"{name}\" ...\n"))
+        }
+        Cmd::SetUserTags { name, tags } => {
+            api.user(name).await?;
+            // Without a password field the API keeps the user's password.
+            api.call(
+                "PUT",
+                &format!("/api/users/{}", seg(name)),
+                Some(json!({"tags": tags})),
+            )
+            .await?;
+            Ok(format!(
+                "Setting tags for user \"{name}\" to [{}] ...\n",
+                tags.join(", ")
+            ))
+        }
+        Cmd::ListUsers => listing(api, "/api/users", &["name", "tags"]).await,
+        Cmd::AddVhost { name } => {
+            api.call("PUT", &format!("/api/vhosts/{}", seg(name)), None)
+                .await?;
+            Ok(format!("Adding vhost \"{name}\" ...\n"))
+        }
+        Cmd::DeleteVhost { name } => match api
+            .call_status("DELETE", &format!("/api/vhosts/{}", seg(name)), None)
+            .await?
+        {
+            (404, _) => Err(format!("no_such_vhost: {name}")),
+            (st, v) if st >= 400 => Err(format!("HTTP {st}: {}", s(&v["reason"]))),
+            _ => Ok(format!("Deleting vhost \"{name}\" ...\n")),
+        },
+        Cmd::ListVhosts => listing(api, "/api/vhosts", &["name"]).await,
+        Cmd::SetPermissions {
+            user,
+            configure,
+            write,
+            read,
+        } => {
+            api.call(
+                "PUT",
+                &format!("/api/permissions/{vh}/{}", seg(user)),
+                Some(json!({"configure": configure, "write": write, "read": read})),
+            )
+            .await?;
+            Ok(format!(
+                "Setting permissions for user \"{user}\" in vhost \"{vhost}\" ...\n"
+            ))
+        }
+        Cmd::ClearPermissions { user } => {
+            let (st, v) = api
+                .call_status("DELETE", &format!("/api/permissions/{vh}/{}", seg(user)), None)
+                .await?;
+            if st == 404 {
+                api.user(user).await?;
+            } else if st >= 400 {
+                return Err(format!("HTTP {st}: {}", s(&v["reason"])));
+            }
+            Ok(format!(
+                "Clearing permissions for user \"{user}\" in vhost \"{vhost}\" ...\n"
+            ))
+        }
+        Cmd::ListPermissions => {
+            listing(
+                api,
+                &format!("/api/vhosts/{vh}/permissions"),
+                &["user", "configure", "write", "read"],
+            )
+            .await
+        }
+        Cmd::ListUserPermissions { user } => {
+            listing(
+                api,
+                &format!("/api/users/{}/permissions", seg(user)),
+                &["vhost", "configure", "write", "read"],
+            )
+            .await
+        }
+        Cmd::SetTopicPermissions {
+            user,
+            exchange,
+            write,
+            read,
+        } => {
+            api.call(
+                "PUT",
+                &format!("/api/topic-permissions/{vh}/{}", seg(user)),
+                Some(json!({"exchange": exchange, "write": write, "read": read})),
+            )
+            .await?;
+            Ok(format!(
+                "Setting topic permissions on \"{exchange}\" for user \"{user}\" in vhost \"{vhost}\" ...\n"
+            ))
+        }
+        Cmd::ClearTopicPermissions { user, exchange } => {
+            let path = match exchange {
+                Some(x) => format!("/api/topic-permissions/{vh}/{}/{}", seg(user), seg(x)),
+                None => format!("/api/topic-permissions/{vh}/{}", seg(user)),
+            };
+            let (st, v) = api.call_status("DELETE", &path, None).await?;
+            if st == 404 {
+                api.user(user).await?;
+            } else if st >= 400 {
+                return Err(format!("HTTP {st}: {}", s(&v["reason"])));
+            }
+            Ok(format!(
+                "Clearing topic permissions for user \"{user}\" in vhost \"{vhost}\" ...\n"
+            ))
+        }
+        Cmd::ListTopicPermissions => {
+            listing(
+                api,
+                &format!("/api/vhosts/{vh}/topic-permissions"),
+                &["user", "exchange", "write", "read"],
+            )
+            .await
+        }
+        Cmd::ListUserTopicPermissions { user } => {
+            listing(
+                api,
+                &format!("/api/users/{}/topic-permissions", seg(user)),
+                &["vhost", "exchange", "write", "read"],
+            )
+            .await
+        }
+        _ => Err("not an access command".into()),
     }
 }
 

@@ -5,9 +5,10 @@
 //! Import goes through the same declare/bind rules as AMQP clients. What Warren cannot run is
 //! skipped with a warning rather than failing the whole file: exchange types it lacks
 //! (`x-consistent-hash`, …), queue types other than classic/quorum, password hashes other than
-//! SHA-256 (the user is created but cannot log in), and policies (stored and exported again,
-//! not enforced). Users, vhosts and permissions go to the broker's durable stores and are
-//! enforced.
+//! SHA-256 (the user is created but cannot log in). Users, vhosts, permissions, topic
+//! permissions and policies go to the broker's durable stores and are enforced; policies are
+//! imported before queues, so imported queues start with their policy applied, and an invalid
+//! policy fails the import with RabbitMQ's validation text.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -88,10 +89,10 @@ pub fn export_value(st: &Shared) -> Value {
         "vhosts": vhosts.iter().map(|v| json!({"name": v.name, "limits": [],
             "metadata": {"description": "", "tags": []}})).collect::<Vec<_>>(),
         "permissions": permissions_json(st),
-        "topic_permissions": [],
+        "topic_permissions": super::users::topic_permissions_json(st),
         "parameters": [],
         "global_parameters": [{"name": "cluster_name", "value": "warren"}],
-        "policies": st.policies.lock().clone(),
+        "policies": crate::policies::list_json(&st.broker, None),
         "queues": queues,
         "exchanges": exchanges,
         "bindings": bindings,
@@ -180,16 +181,41 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
                 .push(format!("permissions of '{user}' on '{vhost}': {e}")),
         }
     }
-    if !list(doc, "topic_permissions")?.is_empty() {
-        r.warnings.push("topic permissions are ignored".into());
+    for p in list(doc, "topic_permissions")? {
+        let user = field(p, "user", "topic permission")?;
+        let vhost = field(p, "vhost", "topic permission")?;
+        let exchange = field(p, "exchange", "topic permission")?;
+        let get = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
+        if let Err(e) = st
+            .broker
+            .set_topic_permission(user, vhost, exchange, get("write"), get("read"))
+        {
+            r.errors.push(format!(
+                "topic permissions of '{user}' on exchange '{exchange}' in '{vhost}': {e}"
+            ));
+        }
     }
     for p in list(doc, "policies")? {
         let name = field(p, "name", "policy")?;
-        r.warnings
-            .push(format!("policy '{name}' is stored but not enforced"));
-        let mut stored = st.policies.lock();
-        stored.retain(|x| !(x["name"] == p["name"] && x["vhost"] == p["vhost"]));
-        stored.push(p.clone());
+        let vh = field(p, "vhost", "policy")?;
+        match crate::policies::policy_from_json(name, p) {
+            Ok(policy) => {
+                let idle = policy.ineffective_keys();
+                if !idle.is_empty() {
+                    r.warnings.push(format!(
+                        "policy '{name}' in vhost '{vh}': {} accepted but without effect in Warren",
+                        idle.join(", ")
+                    ));
+                }
+                if st.broker.put_policy(vh, policy).is_none() {
+                    r.errors.push(format!("policy '{name}': no vhost '{vh}'"));
+                }
+            }
+            Err(e) => r.errors.push(format!(
+                "policy '{name}' in vhost '{vh}': {}",
+                e.rabbit_text().trim_end()
+            )),
+        }
     }
     for x in list(doc, "exchanges")? {
         let name = field(x, "name", "exchange")?;

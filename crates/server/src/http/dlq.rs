@@ -23,7 +23,7 @@ use warren_core::topology::Topology;
 use crate::broker::{VHost, now_ms};
 use crate::queue::Queue;
 
-/// Names of the DLQs of one vhost's topology.
+/// Names of the DLQs of one vhost's topology, from the queues' declared arguments.
 pub fn dead_letter_queues(t: &mut Topology) -> HashSet<String> {
     let targets: Vec<(String, Option<String>)> = t
         .queues()
@@ -35,6 +35,23 @@ pub fn dead_letter_queues(t: &mut Topology) -> HashSet<String> {
             ))
         })
         .collect();
+    reachable_queues(t, targets)
+}
+
+/// Names of the DLQs of a vhost, from every queue's effective dead-letter target (declared
+/// or set by a policy). Takes the vhost's locks itself.
+pub fn vhost_dead_letter_queues(v: &VHost) -> HashSet<String> {
+    let handles: Vec<Arc<Queue>> = v.queues.read().values().cloned().collect();
+    let targets: Vec<(String, Option<String>)> = handles
+        .iter()
+        .filter_map(|q| q.dead_letter_target())
+        .map(|(x, k)| (x.to_string(), k.map(|k| k.to_string())))
+        .collect();
+    reachable_queues(&mut v.topology.lock(), targets)
+}
+
+/// The queues dead letters sent to `targets` (exchange, routing key) can reach.
+fn reachable_queues(t: &mut Topology, targets: Vec<(String, Option<String>)>) -> HashSet<String> {
     let mut out = HashSet::new();
     if targets.is_empty() {
         return out;

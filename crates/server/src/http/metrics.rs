@@ -18,7 +18,7 @@ use axum::response::IntoResponse;
 
 use super::Shared;
 use super::alerts::{KINDS, threshold};
-use super::dlq::dead_letter_queues;
+use super::dlq::vhost_dead_letter_queues;
 use crate::queue::Queue;
 
 /// Resident memory of this process in bytes (VmRSS from `/proc/self/status`; 0 elsewhere).
@@ -60,13 +60,13 @@ pub fn render(st: &Shared) -> String {
     let mut vhosts = st.broker.vhosts();
     vhosts.sort_by(|a, b| a.name.cmp(&b.name));
     for v in &vhosts {
-        let (dlqs, metas) = {
-            let mut t = v.topology.lock();
-            let dlqs = dead_letter_queues(&mut t);
-            let metas: Vec<(warren_core::topology::QueueId, String)> =
-                t.queues().map(|q| (q.id, q.name.to_string())).collect();
-            (dlqs, metas)
-        };
+        let dlqs = vhost_dead_letter_queues(v);
+        let metas: Vec<(warren_core::topology::QueueId, String)> = v
+            .topology
+            .lock()
+            .queues()
+            .map(|q| (q.id, q.name.to_string()))
+            .collect();
         let handles: Vec<(String, Arc<Queue>)> = {
             let map = v.queues.read();
             metas

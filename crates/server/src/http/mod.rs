@@ -16,6 +16,7 @@ pub mod ctl;
 pub mod definitions;
 pub mod dlq;
 pub mod metrics;
+pub mod policies;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -53,8 +54,6 @@ pub struct HttpState {
     pub started: Instant,
     /// Rates and depth history, updated every second by [`alerts::run`].
     pub sampler: Mutex<alerts::Sampler>,
-    /// Policies imported from definitions files: stored and exported, not enforced.
-    pub policies: Mutex<Vec<Value>>,
     next_key: AtomicU64,
 }
 
@@ -183,6 +182,7 @@ async fn auth(
     let access_admin = [
         "/api/users",
         "/api/permissions",
+        "/api/topic-permissions",
         "/api/vhosts",
         "/api/definitions",
     ]
@@ -190,9 +190,19 @@ async fn auth(
     .any(|p| path.starts_with(p));
     if access_admin && req.method() != axum::http::Method::GET {
         let admin = creds
-            .and_then(|(u, _)| st.broker.users.get(&u))
+            .as_ref()
+            .and_then(|(u, _)| st.broker.users.get(u))
             .is_some_and(|u| u.tags.iter().any(|t| t == "administrator"));
         if !admin {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    // Policies are changed by administrators and policymakers (RabbitMQ's tags).
+    if path.starts_with("/api/policies") && req.method() != axum::http::Method::GET {
+        let allowed = creds
+            .and_then(|(u, _)| st.broker.users.get(&u))
+            .is_some_and(|u| u.tags.iter().any(|t| t == "administrator" || t == "policymaker"));
+        if !allowed {
             return ApiError::unauthorized().into_response();
         }
     }
@@ -236,7 +246,6 @@ pub async fn serve(
         http_addr,
         started: Instant::now(),
         sampler: Mutex::new(alerts::Sampler::default()),
-        policies: Mutex::new(Vec::new()),
         next_key: AtomicU64::new(0),
     });
     let sampler = tokio::spawn(alerts::run(st.clone(), shutdown.clone()));

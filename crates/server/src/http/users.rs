@@ -1,7 +1,9 @@
 //! Users and permissions through RabbitMQ's management API paths: `PUT/DELETE
 //! /api/users/{name}` (with `password` or `password_hash`), `GET/PUT/DELETE
 //! /api/permissions/{vhost}/{user}`, `GET /api/users/{name}/permissions` and
-//! `GET /api/vhosts/{name}/permissions`. Every change goes through the broker's durable
+//! `GET /api/vhosts/{name}/permissions`, and topic permissions (`GET /api/topic-permissions`,
+//! `GET/PUT/DELETE /api/topic-permissions/{vhost}/{user}`, `GET /api/users/{name}/topic-permissions`,
+//! `GET /api/vhosts/{name}/topic-permissions`). Every change goes through the broker's durable
 //! stores ([`crate::access`]), so it survives a restart and applies to open connections at
 //! their next check.
 
@@ -11,7 +13,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, Shared, parse_body};
-use crate::auth::{Permission, User, hash_password};
+use crate::auth::{Permission, TopicPermission, User, hash_password};
 
 /// Tags as RabbitMQ accepts them: a list, or a comma-separated string.
 pub fn parse_tags(v: Option<&Value>) -> Vec<String> {
@@ -167,6 +169,128 @@ pub async fn vhost_permissions(
     st.broker.vhost(&name).ok_or_else(ApiError::not_found)?;
     Ok(axum::Json(Value::Array(
         permissions_json(&st)
+            .into_iter()
+            .filter(|p| p["vhost"] == name.as_str())
+            .collect(),
+    )))
+}
+
+fn topic_permission_json(user: &str, vhost: &str, p: &TopicPermission) -> Value {
+    json!({"user": user, "vhost": vhost, "exchange": p.exchange, "write": p.write, "read": p.read})
+}
+
+/// Every topic permission, in RabbitMQ's JSON (`user`, `vhost`, `exchange`, `write`, `read`).
+pub fn topic_permissions_json(st: &Shared) -> Vec<Value> {
+    st.broker
+        .users
+        .topic_permissions()
+        .iter()
+        .map(|(u, v, p)| topic_permission_json(u, v, p))
+        .collect()
+}
+
+/// `GET /api/topic-permissions`.
+pub async fn topic_permissions_all(State(st): State<Shared>) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(Value::Array(topic_permissions_json(&st))))
+}
+
+/// `GET /api/topic-permissions/{vhost}/{user}`: the user's topic permissions on the vhost
+/// (404 when there are none, or no such user or vhost, as RabbitMQ).
+pub async fn topic_permission_get(
+    State(st): State<Shared>,
+    Path((vhost, user)): Path<(String, String)>,
+) -> ApiResult<axum::Json<Value>> {
+    let ps = st.broker.users.topic_permissions_of(&user, &vhost);
+    if ps.is_empty() {
+        return Err(ApiError::not_found());
+    }
+    Ok(axum::Json(Value::Array(
+        ps.iter()
+            .map(|p| topic_permission_json(&user, &vhost, p))
+            .collect(),
+    )))
+}
+
+/// `PUT /api/topic-permissions/{vhost}/{user}` with `{"exchange", "write", "read"}`: 201 when
+/// the user had no topic permission on the vhost yet, 204 otherwise; 400 for an unknown user
+/// or vhost or a bad regex.
+pub async fn topic_permission_put(
+    State(st): State<Shared>,
+    Path((vhost, user)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let doc: Value = parse_body(&body)?;
+    let field = |k: &str| -> ApiResult<String> {
+        doc.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::bad_request(format!("missing field '{k}'")))
+    };
+    let first = st
+        .broker
+        .set_topic_permission(
+            &user,
+            &vhost,
+            &field("exchange")?,
+            &field("write")?,
+            &field("read")?,
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(if first {
+        StatusCode::CREATED
+    } else {
+        StatusCode::NO_CONTENT
+    })
+}
+
+/// `DELETE /api/topic-permissions/{vhost}/{user}`: clears all of the user's topic permissions
+/// on the vhost.
+pub async fn topic_permission_delete(
+    State(st): State<Shared>,
+    Path((vhost, user)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    if st.broker.clear_topic_permissions(&user, &vhost, None) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found())
+    }
+}
+
+/// `DELETE /api/topic-permissions/{vhost}/{user}/{exchange}` (Warren's addition, for
+/// `rabbitmqctl clear_topic_permissions USER EXCHANGE`): clears one exchange's.
+pub async fn topic_permission_delete_one(
+    State(st): State<Shared>,
+    Path((vhost, user, exchange)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    if st.broker.clear_topic_permissions(&user, &vhost, Some(&exchange)) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found())
+    }
+}
+
+/// `GET /api/users/{name}/topic-permissions`.
+pub async fn user_topic_permissions(
+    State(st): State<Shared>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    st.broker.users.get(&name).ok_or_else(ApiError::not_found)?;
+    Ok(axum::Json(Value::Array(
+        topic_permissions_json(&st)
+            .into_iter()
+            .filter(|p| p["user"] == name.as_str())
+            .collect(),
+    )))
+}
+
+/// `GET /api/vhosts/{name}/topic-permissions`.
+pub async fn vhost_topic_permissions(
+    State(st): State<Shared>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    st.broker.vhost(&name).ok_or_else(ApiError::not_found)?;
+    Ok(axum::Json(Value::Array(
+        topic_permissions_json(&st)
             .into_iter()
             .filter(|p| p["vhost"] == name.as_str())
             .collect(),

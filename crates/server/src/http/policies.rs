@@ -1,0 +1,60 @@
+//! `/api/policies[/{vhost}[/{name}]]`: RabbitMQ's policy endpoints. `PUT` validates the
+//! policy (400 with RabbitMQ's "Validation failed" text), stores it durably and applies it to
+//! the vhost's queues at once (201 created, 204 updated); `DELETE` removes it (204, 404 if
+//! missing). Changing policies needs the `administrator` or `policymaker` tag.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use super::{ApiError, ApiResult, Shared, parse_body};
+use crate::policies::{list_json, policy_from_json, policy_json};
+
+type J = ApiResult<axum::Json<Value>>;
+
+/// `GET /api/policies`.
+pub async fn list_all(State(st): State<Shared>) -> J {
+    Ok(axum::Json(Value::Array(list_json(&st.broker, None))))
+}
+
+/// `GET /api/policies/{vhost}`.
+pub async fn list_vhost(State(st): State<Shared>, Path(vh): Path<String>) -> J {
+    st.broker.vhost(&vh).ok_or_else(ApiError::not_found)?;
+    Ok(axum::Json(Value::Array(list_json(&st.broker, Some(&vh)))))
+}
+
+/// `GET /api/policies/{vhost}/{name}`.
+pub async fn get(State(st): State<Shared>, Path((vh, name)): Path<(String, String)>) -> J {
+    let v = st.broker.vhost(&vh).ok_or_else(ApiError::not_found)?;
+    let p = v.policy(&name).ok_or_else(ApiError::not_found)?;
+    Ok(axum::Json(policy_json(&vh, &p)))
+}
+
+/// `PUT /api/policies/{vhost}/{name}` with `{"pattern", "definition", "priority", "apply-to"}`.
+pub async fn put(
+    State(st): State<Shared>,
+    Path((vh, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    st.broker.vhost(&vh).ok_or_else(ApiError::not_found)?;
+    let doc: Value = parse_body(&body)?;
+    let p = policy_from_json(&name, &doc).map_err(|e| ApiError::bad_request(e.rabbit_text()))?;
+    match st.broker.put_policy(&vh, p) {
+        None => Err(ApiError::not_found()),
+        Some(true) => Ok(StatusCode::CREATED),
+        Some(false) => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+/// `DELETE /api/policies/{vhost}/{name}`.
+pub async fn delete(
+    State(st): State<Shared>,
+    Path((vh, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    if st.broker.delete_policy(&vh, &name) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found())
+    }
+}
