@@ -856,6 +856,7 @@ impl QueueLog {
                 }
                 continue;
             }
+            let stopped_early = i < seg.offsets.len();
             let offs: Vec<u32> = picked.iter().map(|&k| seg.offsets[k]).collect();
             let after_last = seg.offsets.get(*picked.last().expect("not empty") + 1).copied();
             let path = msgs_path(&self.dir, n);
@@ -904,7 +905,9 @@ impl QueueLog {
                     }
                 }
             }
-            if out.len() >= max_msgs.max(1) || bytes >= max_bytes {
+            // Stopped inside this segment (a limit was reached): the rest of it comes first
+            // next time, so never go on to a later segment.
+            if stopped_early || out.len() >= max_msgs.max(1) || bytes >= max_bytes {
                 break 'segments;
             }
         }
