@@ -351,6 +351,14 @@ struct Proc {
     port: u16,
 }
 
+/// A failing test never leaves its broker process behind.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn spawn_broker(dir: &std::path::Path, port: u16) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args([

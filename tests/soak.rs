@@ -238,7 +238,7 @@ async fn soak_random_valid_traffic_with_garbage() {
     let bad = env("WARREN_SOAK_GARBAGE", 5);
     let data = tempdir::Dir::new();
     let (port, http_port) = (free_port(), free_port());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["--amqp-listen", &format!("127.0.0.1:{port}")])
         .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
         .args(["--handshake-timeout", "2"])
@@ -249,6 +249,15 @@ async fn soak_random_valid_traffic_with_garbage() {
         .spawn()
         .expect("spawn warren");
     let pid = child.id();
+    // A failing test never leaves its broker process behind.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(child);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     within(60, "the broker to listen", async {
         while tokio::net::TcpStream::connect(addr).await.is_err() {
@@ -326,8 +335,8 @@ async fn soak_random_valid_traffic_with_garbage() {
          {sent} messages published, {acked} acked; broker RSS {rss0:.1} MB at start, max {first:.1} MB \
          in the first half and {second:.1} MB in the second, peak {peak:.1} MB, {rss1:.1} MB at the end"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = child.0.kill();
+    let _ = child.0.wait();
     assert!(peak - rss0 < 400.0, "broker RSS grew by {:.1} MB", peak - rss0);
     assert!(
         second < first * 1.5 + 32.0,
