@@ -237,16 +237,7 @@ async fn drained_queue_leaves_almost_nothing_on_disk() {
     let b = common::start().await;
     let conn = b.connect().await;
     let ch = conn.create_channel().await.unwrap();
-    ch.queue_declare(
-        "drain".into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    common::declare_durable(&ch, "drain", FieldTable::default()).await;
     ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
     let body = vec![7u8; 1024];
     for _ in 0..20_000 {
@@ -388,21 +379,13 @@ fn spawn_broker(dir: &std::path::Path, port: u16) -> Proc {
     Proc { child, port }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn confirmed_messages_survive_sigkill() {
     let dir = common::tempdir::Dir::new();
     let mut confirmed: Vec<String> = Vec::new();
     let mut rng_state: u64 = 0x9e3779b97f4a7c15;
     for round in 0..10 {
-        let mut p = spawn_broker(&dir.path, free_port());
+        let mut p = spawn_broker(&dir.path, common::free_port());
         let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", p.port);
         // Three publishers with confirms.
         let mut tasks = Vec::new();
@@ -481,7 +464,7 @@ async fn confirmed_messages_survive_sigkill() {
         }
     }
     // Restart once more and drain everything.
-    let mut p = spawn_broker(&dir.path, free_port());
+    let mut p = spawn_broker(&dir.path, common::free_port());
     let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", p.port);
     let conn = Connection::connect(&url, ConnectionProperties::default())
         .await
@@ -543,16 +526,7 @@ async fn backlog_beyond_the_memory_budget_pages_in_order_across_restart() {
     {
         let conn = first.connect().await;
         let ch = conn.create_channel().await.unwrap();
-        ch.queue_declare(
-            "paged".into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+        common::declare_durable(&ch, "paged", FieldTable::default()).await;
         ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
         for i in 0..N {
             let props = if is_transient(i) {
@@ -622,18 +596,6 @@ async fn backlog_beyond_the_memory_budget_pages_in_order_across_restart() {
     drop(keep);
 }
 
-/// `VmRSS` or `VmHWM` (peak) of a process, in MB.
-fn proc_mem_mb(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb / 1024.0
-}
-
 /// Free bytes on the filesystem holding `dir` (from `df`).
 fn free_disk(dir: &std::path::Path) -> u64 {
     let out = Command::new("df").arg("-Pk").arg(dir).output().unwrap();
@@ -667,25 +629,16 @@ async fn two_million_message_backlog_stays_under_200_mb() {
         );
     }
     assert!(total >= 100_000, "not enough free disk for a meaningful backlog");
-    let mut p = spawn_broker(&dir.path, free_port());
+    let mut p = spawn_broker(&dir.path, common::free_port());
     let pid = p.child.id();
     let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", p.port);
-    let base = proc_mem_mb(pid, "VmRSS");
+    let base = common::proc_mem_mb(pid, "VmRSS");
     {
         let conn = Connection::connect(&url, ConnectionProperties::default())
             .await
             .unwrap();
         let ch = conn.create_channel().await.unwrap();
-        ch.queue_declare(
-            "backlog".into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+        common::declare_durable(&ch, "backlog", FieldTable::default()).await;
     }
     let started = Instant::now();
     let publishers = 2;
@@ -722,13 +675,13 @@ async fn two_million_message_backlog_stays_under_200_mb() {
     let mut peak_during = 0f64;
     for t in tasks {
         while !t.is_finished() {
-            peak_during = peak_during.max(proc_mem_mb(pid, "VmRSS"));
+            peak_during = peak_during.max(common::proc_mem_mb(pid, "VmRSS"));
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         t.await.unwrap();
     }
     let published_in = started.elapsed();
-    let queued_rss = proc_mem_mb(pid, "VmRSS");
+    let queued_rss = common::proc_mem_mb(pid, "VmRSS");
     // Drain it all.
     let started = Instant::now();
     {
@@ -758,8 +711,8 @@ async fn two_million_message_backlog_stays_under_200_mb() {
         conn.close(200, "done".into()).await.unwrap();
     }
     let drained_in = started.elapsed();
-    let peak = proc_mem_mb(pid, "VmHWM");
-    let after = proc_mem_mb(pid, "VmRSS");
+    let peak = common::proc_mem_mb(pid, "VmHWM");
+    let after = common::proc_mem_mb(pid, "VmRSS");
     println!(
         "{total} x 1 KiB persistent: published in {published_in:?}, drained in {drained_in:?}; \
          RSS {base:.1} MB at start, {queued_rss:.1} MB with the backlog queued, peak {peak:.1} MB \
@@ -784,27 +737,21 @@ async fn dead_lettering_between_durable_queues_survives_sigkill() {
     let mut rng_state: u64 = 0x2545f4914f6cdd1d;
     for round in 0..5 {
         let dir = common::tempdir::Dir::new();
-        let mut p = spawn_broker(&dir.path, free_port());
+        let mut p = spawn_broker(&dir.path, common::free_port());
         let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", p.port);
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
         {
             let conn = Connection::connect(&url, ConnectionProperties::default())
                 .await
                 .unwrap();
             let ch = conn.create_channel().await.unwrap();
-            ch.queue_declare("dlq".into(), durable, FieldTable::default())
-                .await
-                .unwrap();
+            common::declare_durable(&ch, "dlq", FieldTable::default()).await;
             let mut args = FieldTable::default();
             args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
             args.insert(
                 "x-dead-letter-routing-key".into(),
                 AMQPValue::LongString("dlq".into()),
             );
-            ch.queue_declare("src".into(), durable, args).await.unwrap();
+            common::declare_durable(&ch, "src", args).await;
             ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
             for i in 0..N {
                 ch.basic_publish(

@@ -208,27 +208,6 @@ async fn garbage(addr: std::net::SocketAddr, i: u64, end: Instant) -> u64 {
     rounds
 }
 
-/// `VmRSS` or `VmHWM` of a process, in MB.
-fn proc_mb(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The broker runs as its own process (the real binary), so its memory is measured apart from
 /// the 200 lapin clients of this test process; leaks are checked through its HTTP API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,7 +255,7 @@ async fn soak_random_valid_traffic_with_garbage() {
         .expect("GET /api/overview");
         r.json()["object_totals"].clone()
     };
-    let rss0 = proc_mb(pid, "VmRSS");
+    let rss0 = proc_mem_mb(pid, "VmRSS");
     let end = Instant::now() + Duration::from_secs(secs);
     let url = std::sync::Arc::new(format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
     let mut workers = Vec::new();
@@ -291,7 +270,7 @@ async fn soak_random_valid_traffic_with_garbage() {
     let sampler = tokio::spawn(async move {
         let mut samples = Vec::new();
         while Instant::now() < end + Duration::from_secs(1) {
-            samples.push(proc_mb(pid, "VmRSS"));
+            samples.push(proc_mem_mb(pid, "VmRSS"));
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         samples
@@ -324,12 +303,12 @@ async fn soak_random_valid_traffic_with_garbage() {
         (&0.into(), &0.into(), &0.into(), &0.into()),
         "leaked objects: {totals}"
     );
-    let rss1 = proc_mb(pid, "VmRSS");
+    let rss1 = proc_mem_mb(pid, "VmRSS");
     // The second half of the run against the first: a leak keeps growing, a working set does not.
     let half = samples.len() / 2;
     let max_of = |s: &[f64]| s.iter().copied().fold(0.0, f64::max);
     let (first, second) = (max_of(&samples[..half]), max_of(&samples[half..]));
-    let peak = proc_mb(pid, "VmHWM").max(first).max(second);
+    let peak = proc_mem_mb(pid, "VmHWM").max(first).max(second);
     println!(
         "soak: {secs} s, {conns} connections, {bad} garbage senders ({rounds} garbage connections); \
          {sent} messages published, {acked} acked; broker RSS {rss0:.1} MB at start, max {first:.1} MB \

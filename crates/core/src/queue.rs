@@ -409,13 +409,9 @@ impl QueueState {
     }
 
     /// Takes back messages read from the log (in publish order, the oldest paged ones) and
-    /// where to read the next ones from. An empty batch while messages are still counted as
-    /// paged means the log lost them: the count is reset so the queue does not wait forever.
+    /// where to read the next ones from. (A log that has none of the messages still counted
+    /// as paged lost them: the caller drops the count with [`skip_paged`](Self::skip_paged).)
     pub fn page_in(&mut self, entries: Vec<Entry>, next_from: u64, fx: &mut Effects) {
-        if entries.is_empty() {
-            self.paged = Paged::default();
-            return;
-        }
         for e in entries {
             self.paged.count = self.paged.count.saturating_sub(1);
             self.paged.bytes = self.paged.bytes.saturating_sub(e.msg.size());

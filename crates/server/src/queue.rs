@@ -72,42 +72,35 @@ impl Inner {
                     return any;
                 }
             };
-            let state = &self.state;
-            let entries: Vec<Entry> = batch
-                .iter()
-                .filter_map(|r| {
-                    crate::persist::stored_entry(
-                        r,
-                        r.seq < self.recovered_below,
-                        |t, ttl| state.expiry(t, ttl),
-                        state.name(),
-                    )
-                })
-                .collect();
-            if entries.len() < batch.len() {
-                // Undecodable records (reported by stored_entry): drop them from the log.
-                let good: std::collections::HashSet<u64> = entries.iter().filter_map(|e| e.pos).collect();
-                for r in &batch {
-                    if !good.contains(&crate::persist::pack(r.pos)) {
-                        let _ = log.ack(r.pos);
-                    }
-                }
-                self.state
-                    .skip_paged((batch.len() - entries.len()) as u64, self.state.paged().from);
-                if entries.is_empty() {
-                    self.state.skip_paged(0, crate::persist::pack(next));
-                    continue;
-                }
-            }
-            let lost = batch.is_empty();
-            self.state.page_in(entries, crate::persist::pack(next), fx);
-            if lost {
+            if batch.is_empty() {
                 tracing::error!(
                     queue = self.state.name(),
                     "messages counted on disk were not found in the log"
                 );
+                self.state.skip_paged(u64::MAX, 0);
                 return any;
             }
+            // Undecodable records (reported by stored_entry) leave the log and the count.
+            let (state, recovered_below) = (&self.state, self.recovered_below);
+            let mut undecodable = 0u64;
+            let entries: Vec<Entry> = batch
+                .iter()
+                .filter_map(|r| {
+                    let e = crate::persist::stored_entry(
+                        r,
+                        r.seq < recovered_below,
+                        |t, ttl| state.expiry(t, ttl),
+                        state.name(),
+                    );
+                    if e.is_none() {
+                        let _ = log.ack(r.pos);
+                        undecodable += 1;
+                    }
+                    e
+                })
+                .collect();
+            self.state.skip_paged(undecodable, req.from);
+            self.state.page_in(entries, crate::persist::pack(next), fx);
             any = true;
             self.apply_store();
         }

@@ -165,6 +165,10 @@ impl Pair {
             })
             .collect();
         let next = batch.last().map_or(u64::MAX, |e| e.seq + 1);
+        assert!(
+            !batch.is_empty(),
+            "messages counted as paged are missing from the log"
+        );
         self.paged.page_in(batch, next, fb);
         self.store();
         true

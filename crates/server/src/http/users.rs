@@ -147,18 +147,20 @@ pub async fn permission_delete(
     }
 }
 
+/// The entries of a permissions listing whose `field` is `value`.
+fn where_eq(list: Vec<Value>, field: &str, value: &str) -> axum::Json<Value> {
+    axum::Json(Value::Array(
+        list.into_iter().filter(|p| p[field] == value).collect(),
+    ))
+}
+
 /// `GET /api/users/{name}/permissions`.
 pub async fn user_permissions(
     State(st): State<Shared>,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
     st.broker.users.get(&name).ok_or_else(ApiError::not_found)?;
-    Ok(axum::Json(Value::Array(
-        permissions_json(&st)
-            .into_iter()
-            .filter(|p| p["user"] == name.as_str())
-            .collect(),
-    )))
+    Ok(where_eq(permissions_json(&st), "user", &name))
 }
 
 /// `GET /api/vhosts/{name}/permissions`.
@@ -167,12 +169,7 @@ pub async fn vhost_permissions(
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
     st.broker.vhost(&name).ok_or_else(ApiError::not_found)?;
-    Ok(axum::Json(Value::Array(
-        permissions_json(&st)
-            .into_iter()
-            .filter(|p| p["vhost"] == name.as_str())
-            .collect(),
-    )))
+    Ok(where_eq(permissions_json(&st), "vhost", &name))
 }
 
 fn topic_permission_json(user: &str, vhost: &str, p: &TopicPermission) -> Value {
@@ -275,12 +272,7 @@ pub async fn user_topic_permissions(
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
     st.broker.users.get(&name).ok_or_else(ApiError::not_found)?;
-    Ok(axum::Json(Value::Array(
-        topic_permissions_json(&st)
-            .into_iter()
-            .filter(|p| p["user"] == name.as_str())
-            .collect(),
-    )))
+    Ok(where_eq(topic_permissions_json(&st), "user", &name))
 }
 
 /// `GET /api/vhosts/{name}/topic-permissions`.
@@ -289,10 +281,5 @@ pub async fn vhost_topic_permissions(
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
     st.broker.vhost(&name).ok_or_else(ApiError::not_found)?;
-    Ok(axum::Json(Value::Array(
-        topic_permissions_json(&st)
-            .into_iter()
-            .filter(|p| p["vhost"] == name.as_str())
-            .collect(),
-    )))
+    Ok(where_eq(topic_permissions_json(&st), "vhost", &name))
 }
