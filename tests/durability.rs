@@ -351,12 +351,17 @@ impl Drop for Proc {
 }
 
 fn spawn_broker(dir: &std::path::Path, port: u16) -> Proc {
+    spawn_broker_http(dir, port, "127.0.0.1:0")
+}
+
+/// [`spawn_broker`] with its management API on `http`.
+fn spawn_broker_http(dir: &std::path::Path, port: u16, http: &str) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args([
             "--amqp-listen",
             &format!("127.0.0.1:{port}"),
             "--http-listen",
-            "127.0.0.1:0",
+            http,
         ])
         .arg("--data-dir")
         .arg(dir)
@@ -867,4 +872,249 @@ fn walk_count(dir: &std::path::Path) -> usize {
             if p.is_dir() { walk_count(&p) } else { 1 }
         })
         .sum()
+}
+
+/// Publishes `n` persistent messages `{tag}-{i}` to durable queue `queue` with confirms.
+async fn publish_confirmed(url: &str, queue: &str, tag: &str, n: usize) {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    common::declare_durable(&ch, queue, FieldTable::default()).await;
+    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    for i in 0..n {
+        let c = ch
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                Default::default(),
+                format!("{tag}-{i}").as_bytes(),
+                persistent(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(c.is_ack(), "message {i} confirmed");
+    }
+    conn.close(200, "bye".into()).await.unwrap();
+}
+
+/// Drains `queue` with basic.get (auto-ack) and returns the bodies in order.
+async fn drain(url: &str, queue: &str) -> Vec<String> {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        out.push(String::from_utf8(m.delivery.data.clone()).unwrap());
+    }
+    out
+}
+
+/// Runs `warren` on `dir` expecting it to refuse to start; returns its exit status and
+/// everything it printed.
+fn run_expecting_exit(dir: &std::path::Path, secs: u64) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["--amqp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn warren");
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "second warren still running after {secs}s: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text)
+}
+
+fn sigterm_and_wait(p: &mut Proc) {
+    let st = Command::new("kill")
+        .args(["-TERM", &p.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "warren did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Issue 14: a second broker on a data directory in use exits at once, non-zero, naming the
+/// directory and the PID holding it — and never touches the files, so the first broker keeps
+/// every confirmed message across its own restart.
+#[tokio::test]
+async fn second_broker_on_the_same_data_dir_exits_at_once_and_first_keeps_its_messages() {
+    let dir = common::tempdir::Dir::new();
+    let mut a = spawn_broker(&dir.path, common::free_port());
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", a.port);
+    publish_confirmed(&url, "before", "b", 3).await;
+
+    let started = Instant::now();
+    let (status, out) = run_expecting_exit(&dir.path, 10);
+    assert!(!status.success(), "second broker must fail: {out}");
+    assert!(started.elapsed() < Duration::from_secs(5), "fails fast");
+    assert!(
+        out.contains(&dir.path.display().to_string()),
+        "names the directory: {out}"
+    );
+    assert!(
+        out.contains(&format!("pid {}", a.child.id())),
+        "names the holder's pid: {out}"
+    );
+
+    // The first broker is unharmed: its definitions and messages survive its restart.
+    publish_confirmed(&url, "after", "a", 5).await;
+    sigterm_and_wait(&mut a);
+    let b = spawn_broker(&dir.path, common::free_port());
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", b.port);
+    assert_eq!(drain(&url, "before").await, ["b-0", "b-1", "b-2"]);
+    assert_eq!(drain(&url, "after").await, ["a-0", "a-1", "a-2", "a-3", "a-4"]);
+}
+
+/// A broker killed with SIGKILL leaves its lock file behind; the kernel released the lock,
+/// so a restart on the same directory works and recovers every confirmed message.
+#[tokio::test]
+async fn lock_file_left_by_sigkill_never_blocks_a_restart() {
+    let dir = common::tempdir::Dir::new();
+    let mut a = spawn_broker(&dir.path, common::free_port());
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", a.port);
+    publish_confirmed(&url, "kept", "k", 4).await;
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    assert!(
+        dir.path.join("warren.lock").exists(),
+        "stale lock file left behind"
+    );
+    let b = spawn_broker(&dir.path, common::free_port());
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", b.port);
+    assert_eq!(drain(&url, "kept").await, ["k-0", "k-1", "k-2", "k-3"]);
+}
+
+/// `warren --check-data-dir DIR`: exit status and everything it printed.
+fn check_data_dir(dir: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("--check-data-dir")
+        .arg(dir)
+        .output()
+        .expect("run warren --check-data-dir");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// Issue 21: with `definitions.log` gone, the start-up sweep used to delete every queue
+/// directory. Now the offline check reports them, a start moves them to `quarantine/` (listed
+/// by the API, counted in /metrics), and `warrenctl quarantine reattach` brings a queue back
+/// with every message. The offline check refuses while a broker holds the directory.
+#[tokio::test]
+async fn lost_definitions_log_quarantines_queue_dirs_and_reattach_restores_messages() {
+    use warren_server::http::{client, ctl};
+    let dir = common::tempdir::Dir::new();
+    let mut a = spawn_broker(&dir.path, common::free_port());
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", a.port);
+    publish_confirmed(&url, "orders", "o", 50).await;
+    publish_confirmed(&url, "audit", "x", 3).await;
+    let (code, out) = check_data_dir(&dir.path);
+    assert_eq!(code, Some(2), "refuses while the broker runs: {out}");
+    assert!(out.contains(&format!("pid {}", a.child.id())), "{out}");
+    sigterm_and_wait(&mut a);
+    let (code, out) = check_data_dir(&dir.path);
+    assert_eq!(code, Some(0), "clean after a clean stop: {out}");
+
+    std::fs::remove_file(dir.path.join("definitions.log")).unwrap();
+    let before = walk_count(&dir.path);
+    let (code, out) = check_data_dir(&dir.path);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(
+        out.matches("named by no definition").count(),
+        2,
+        "both queue dirs reported: {out}"
+    );
+    assert!(out.contains("(50 messages"), "{out}");
+    assert_eq!(walk_count(&dir.path), before, "the check changed nothing");
+
+    let http_port = common::free_port();
+    let b = spawn_broker_http(&dir.path, common::free_port(), &format!("127.0.0.1:{http_port}"));
+    let base = format!("http://127.0.0.1:{http_port}");
+    let r = client::request(
+        "GET",
+        &format!("{base}/api/quarantine"),
+        Some(("guest", "guest")),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let listed = r.json();
+    let orders = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "orders")
+        .unwrap_or_else(|| panic!("orders quarantined: {listed}"))
+        .clone();
+    assert_eq!(orders["vhost"], "/");
+    assert_eq!(orders["messages"], 50);
+    assert!(orders["bytes"].as_u64().unwrap() > 50 * 8);
+    let quarantined = dir.path.join("quarantine").join(orders["dir"].as_str().unwrap());
+    assert!(quarantined.join("msgs.0000000001").exists(), "segments kept");
+    let metrics = client::request("GET", &format!("{base}/metrics"), None, None)
+        .await
+        .unwrap()
+        .text();
+    assert!(metrics.contains("warren_quarantined_queue_dirs 2"), "{metrics}");
+
+    let ctl = |args: &[&str]| {
+        let mut v = vec![
+            "warrenctl",
+            "--url",
+            &base,
+            "--user",
+            "guest",
+            "--password",
+            "guest",
+        ];
+        v.extend_from_slice(args);
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let out = ctl::run_from(ctl(&["quarantine", "list"])).await.unwrap();
+    assert!(out.contains("orders") && out.contains("audit"), "{out}");
+    let out = ctl::run_from(ctl(&["quarantine", "reattach", orders["dir"].as_str().unwrap()]))
+        .await
+        .unwrap();
+    assert!(out.contains("50 messages"), "{out}");
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", b.port);
+    let want: Vec<String> = (0..50).map(|i| format!("o-{i}")).collect();
+    assert_eq!(drain(&url, "orders").await, want);
+    let out = ctl::run_from(ctl(&["quarantine", "list"])).await.unwrap();
+    assert!(!out.contains("orders") && out.contains("audit"), "{out}");
 }

@@ -117,6 +117,10 @@ impl VHost {
         if durable && let Some(p) = &self.persistence {
             let dir = crate::persist::queue_dir(&self.name, &q.meta.name);
             q.open_log(&p.store, &dir);
+            let meta = crate::persist::queue_record(&self.name, &q.meta);
+            if let Err(e) = p.store.write_queue_meta(&dir, &meta) {
+                tracing::warn!(queue = %q.meta.name, "cannot keep the queue's definition in its directory: {e}");
+            }
         }
         self.queues.write().insert(q.meta.id, q.clone());
         drop(policies);
@@ -352,27 +356,7 @@ impl Broker {
             .map_err(|e| format!("cannot open store in {}: {e}", config.data_dir.display()))?;
         let broker = Broker::build(config, Some(Arc::new(p)));
         let n = records.len();
-        // Once the log holds the user database, it (not the configured default user) decides
-        // who may log in: a broker creates its default user on its first start only.
-        if records
-            .iter()
-            .filter_map(crate::persist::decode_access)
-            .any(|a| !crate::policies::is_policy_record(&a))
-        {
-            broker.users.clear();
-        }
-        for rec in records {
-            if let Some(a) = crate::persist::decode_access(&rec) {
-                if !crate::policies::apply_record(&broker, &a) {
-                    crate::access::apply_record(&broker, &a);
-                }
-                continue;
-            }
-            match crate::persist::decode_definition(&rec) {
-                Some((vhost, m)) => crate::persist::replay(&broker, &vhost, m),
-                None => tracing::warn!("undecodable definitions record skipped"),
-            }
-        }
+        broker.replay_definitions(records);
         let mut recovered = 0;
         for v in broker.vhosts() {
             let metas: Vec<QueueMeta> = v.topology.lock().queues().cloned().collect();
@@ -384,22 +368,11 @@ impl Broker {
         let snapshot = crate::persist::snapshot(&broker);
         if let Some(p) = &broker.persistence {
             p.rewrite(&snapshot);
-            let live: std::collections::HashSet<String> = broker
-                .vhosts()
-                .iter()
-                .flat_map(|v| {
-                    v.topology
-                        .lock()
-                        .queues()
-                        .map(|q| crate::persist::queue_dir(&v.name, &q.name))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            for dir in p.store.queue_names().unwrap_or_default() {
-                if !live.contains(&dir) {
-                    let _ = p.store.delete_queue(&dir);
-                }
-            }
+            let live = broker.durable_queue_dirs();
+            // Never deleted: a directory no definition names (a damaged or lost definitions
+            // log) is moved to quarantine/, where it can be re-attached.
+            crate::persist::quarantine_unknown(p, &live);
+            crate::persist::log_recovery_summary(p);
         }
         tracing::info!(
             definitions = n,
@@ -408,6 +381,45 @@ impl Broker {
             "store opened"
         );
         Ok(broker)
+    }
+
+    /// Applies definitions-log records (access records, then topology methods) in order.
+    pub fn replay_definitions(&self, records: Vec<bytes::Bytes>) {
+        // Once the log holds the user database, it (not the configured default user) decides
+        // who may log in: a broker creates its default user on its first start only.
+        if records
+            .iter()
+            .filter_map(crate::persist::decode_access)
+            .any(|a| !crate::policies::is_policy_record(&a))
+        {
+            self.users.clear();
+        }
+        for rec in records {
+            if let Some(a) = crate::persist::decode_access(&rec) {
+                if !crate::policies::apply_record(self, &a) {
+                    crate::access::apply_record(self, &a);
+                }
+                continue;
+            }
+            match crate::persist::decode_definition(&rec) {
+                Some((vhost, m)) => crate::persist::replay(self, &vhost, m),
+                None => tracing::warn!("undecodable definitions record skipped"),
+            }
+        }
+    }
+
+    /// The queue-log directory names of every queue the definitions name.
+    pub fn durable_queue_dirs(&self) -> std::collections::HashSet<String> {
+        self.vhosts()
+            .iter()
+            .flat_map(|v| {
+                v.topology
+                    .lock()
+                    .queues()
+                    .map(|q| crate::persist::queue_dir(&v.name, &q.name))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// A broker with the default vhost `/` and the default user.

@@ -11,6 +11,18 @@ use crate::config::{Cli, Config};
 /// Entry point of the `warren` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(dir) = &cli.check_data_dir {
+        return match crate::fsck::check_data_dir(dir) {
+            Ok(c) => {
+                print!("{}", c.text);
+                ExitCode::from(if c.clean { 0 } else { 1 })
+            }
+            Err(e) => {
+                eprintln!("warren: cannot check {}: {e}", dir.display());
+                ExitCode::from(2)
+            }
+        };
+    }
     let config = match Config::from_cli(cli) {
         Ok(c) => c,
         Err(e) => {
@@ -41,7 +53,8 @@ pub fn main() -> ExitCode {
         let running = match crate::start(config).await {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!("cannot listen: {e}");
+                tracing::error!("cannot start: {e}");
+                eprintln!("warren: cannot start: {e}");
                 return ExitCode::FAILURE;
             }
         };

@@ -22,6 +22,10 @@ pub struct Cli {
     /// Data directory [default: ./data]
     #[arg(long, env = "WARREN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Check this data directory offline (it must not be in use), report damage, change
+    /// nothing, and exit: 0 clean, 1 problems found, 2 cannot check
+    #[arg(long, value_name = "DIR")]
+    pub check_data_dir: Option<PathBuf>,
     /// Management HTTP listener address [default: 127.0.0.1:15672]
     #[arg(long, env = "WARREN_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,

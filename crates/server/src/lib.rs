@@ -12,7 +12,7 @@
 //! - [`channel`]: per-channel state and every channel-level method.
 //! - [`queue`]: a live queue: `QueueState` behind one lock, consumer sinks, timers.
 //! - [`policies`]: policies per vhost: applied to queues live, persisted in the definitions log.
-//! - [`cli`]: `warren` binary entry point.
+//! - [`cli`]: `warren` binary entry point; [`fsck`]: `warren --check-data-dir`, the offline check.
 //! - [`tls`]: the AMQPS (TLS) listener.
 //! - [`http`]: management HTTP API, Prometheus metrics, DLQ tooling, dashboard, `warrenctl`.
 
@@ -24,6 +24,7 @@ pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod fsck;
 pub mod http;
 pub mod persist;
 pub mod policies;

@@ -3,7 +3,7 @@
 //! the definitions log — as the AMQP methods that declared them, the way LavinMQ does — and the
 //! start-up recovery that replays definitions and reloads every durable queue's messages.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -15,7 +15,9 @@ use warren_codec::{BasicProperties, Method, Reader, ShortStr};
 use warren_core::Message;
 use warren_core::queue::Entry;
 use warren_core::topology::{ExchangeDeclare as ExchangeDecl, QueueDeclare as QueueDecl};
-use warren_store::{DefinitionsLog, MsgPos, Recovered, StdFs, Store, StoreError, StoreOptions, SyncHandle};
+use warren_store::{
+    DataDirLock, DefinitionsLog, MsgPos, Recovered, StdFs, Store, StoreError, StoreOptions, SyncHandle,
+};
 
 use crate::broker::Broker;
 
@@ -135,6 +137,13 @@ pub struct Persistence {
     /// every start).
     pub scratch: Store,
     defs: Mutex<DefinitionsLog>,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// What opening the definitions log found (damaged records are dropped, reported here and
+    /// the original file kept).
+    pub definitions_report: warren_store::RecoveryReport,
+    /// The exclusive lock on the data directory, held as long as the store is open.
+    _lock: DataDirLock,
 }
 
 impl std::fmt::Debug for Persistence {
@@ -144,13 +153,29 @@ impl std::fmt::Debug for Persistence {
 }
 
 impl Persistence {
-    /// Opens the store under `data_dir`, returning the definitions records to replay.
+    /// Opens the store under `data_dir`, returning the definitions records to replay. The
+    /// directory's lock is taken first: while another broker holds it this fails with
+    /// [`StoreError::Locked`] before anything is read.
     pub fn open(data_dir: &Path) -> Result<(Persistence, Vec<Bytes>), StoreError> {
         std::fs::create_dir_all(data_dir).map_err(StoreError::Io)?;
+        let lock = DataDirLock::acquire(data_dir)?;
         let store = Store::open(&data_dir.join("messages"), StoreOptions::default())?;
         let (defs, records) = DefinitionsLog::open(&data_dir.join("definitions.log"), Arc::new(StdFs))?;
-        for w in &defs.recovery_report().warnings {
-            tracing::warn!("definitions log: {w:?}");
+        let definitions_report = defs.recovery_report().clone();
+        for w in &definitions_report.warnings {
+            tracing::warn!(
+                "definitions log: {} at offset {}: {}",
+                w.file.display(),
+                w.offset,
+                w.reason
+            );
+        }
+        for t in &definitions_report.truncated {
+            tracing::warn!(
+                "definitions log: damaged final record at offset {} ({} bytes) dropped",
+                t.offset,
+                t.dropped
+            );
         }
         let syncer = store.syncer();
         let scratch_dir = data_dir.join("transient");
@@ -170,6 +195,9 @@ impl Persistence {
                 syncer,
                 scratch,
                 defs: Mutex::new(defs),
+                data_dir: data_dir.to_path_buf(),
+                definitions_report,
+                _lock: lock,
             },
             records,
         ))
@@ -275,6 +303,202 @@ pub fn replay(broker: &Broker, vhost: &str, m: Method) {
     }
 }
 
+/// A durable queue's definition as a definitions record (also kept in the queue's own
+/// directory, so that the directory can be re-attached if the definitions log loses it).
+pub fn queue_record(vhost: &str, q: &warren_core::topology::QueueMeta) -> Bytes {
+    let m: Method = QueueDeclare {
+        ticket: 0,
+        queue: q.name.clone(),
+        passive: false,
+        durable: true,
+        exclusive: false,
+        auto_delete: q.auto_delete,
+        nowait: false,
+        arguments: q.arguments.clone(),
+    }
+    .into();
+    encode_definition(vhost, &m)
+}
+
+/// Where queue directories that no definition names are moved (never deleted).
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// A queue directory set aside in `<data-dir>/quarantine/`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Quarantined {
+    /// Its directory name.
+    pub dir: String,
+    /// Its full path.
+    pub path: PathBuf,
+    /// The vhost of the queue it belonged to, from its definition copy (if intact).
+    pub vhost: Option<String>,
+    /// The queue's name, from its definition copy (if intact).
+    pub queue: Option<String>,
+    /// Live messages in it.
+    pub messages: u64,
+    /// Bytes on disk.
+    pub bytes: u64,
+}
+
+/// The vhost and queue.declare kept in a queue directory, if intact.
+fn dir_definition(dir: &Path) -> Option<(String, QueueDeclare)> {
+    let rec = warren_store::read_queue_meta(dir)?;
+    match decode_definition(&Bytes::from(rec))? {
+        (vhost, Method::QueueDeclare(q)) => Some((vhost, q)),
+        _ => None,
+    }
+}
+
+/// Describes one queue directory (read only: nothing on disk changes).
+pub fn describe_queue_dir(path: &Path) -> Quarantined {
+    let def = dir_definition(path);
+    Quarantined {
+        dir: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        path: path.to_path_buf(),
+        messages: warren_store::inspect_queue_dir(path).map_or(0, |r| r.messages),
+        bytes: warren_store::dir_size(path),
+        vhost: def.as_ref().map(|(v, _)| v.clone()),
+        queue: def.map(|(_, q)| q.queue.to_string()),
+    }
+}
+
+/// Every directory in `<data_dir>/quarantine/`, sorted by name.
+pub fn list_quarantine(data_dir: &Path) -> Vec<Quarantined> {
+    let Ok(rd) = std::fs::read_dir(data_dir.join(QUARANTINE_DIR)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Quarantined> = rd
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| describe_queue_dir(&e.path()))
+        .collect();
+    out.sort_by(|a, b| a.dir.cmp(&b.dir));
+    out
+}
+
+/// Moves every queue directory that no definition names to `<data-dir>/quarantine/`, logging
+/// each with its message count and size. Returns how many were moved.
+pub fn quarantine_unknown(p: &Persistence, live: &std::collections::HashSet<String>) -> usize {
+    let dest = p.data_dir.join(QUARANTINE_DIR);
+    let mut moved = 0;
+    for dir in p.store.queue_names().unwrap_or_default() {
+        if live.contains(&dir) {
+            continue;
+        }
+        let info = describe_queue_dir(&p.store.root().join("queues").join(&dir));
+        match p.store.quarantine_queue(&dir, &dest) {
+            Ok(to) => {
+                moved += 1;
+                tracing::warn!(
+                    queue_dir = %dir,
+                    messages = info.messages,
+                    bytes = info.bytes,
+                    vhost = info.vhost.as_deref().unwrap_or("?"),
+                    queue = info.queue.as_deref().unwrap_or("?"),
+                    "queue directory named by no definition moved to {} (nothing deleted; \
+                     `warrenctl quarantine reattach {}` declares its queue again)",
+                    to.display(),
+                    to.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                );
+            }
+            Err(e) => tracing::error!(
+                queue_dir = %dir,
+                messages = info.messages,
+                "queue directory named by no definition could not be quarantined ({e}); left in place"
+            ),
+        }
+    }
+    moved
+}
+
+/// How many directories `<data_dir>/quarantine/` holds (cheap: no file is read).
+pub fn quarantine_count(data_dir: &Path) -> usize {
+    std::fs::read_dir(data_dir.join(QUARANTINE_DIR)).map_or(0, |rd| {
+        rd.filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .count()
+    })
+}
+
+/// The one start-up line that sums up what recovery found in every queue log and the
+/// definitions log (WARN when anything was damaged, missing or set aside; INFO otherwise).
+pub fn log_recovery_summary(p: &Persistence) {
+    let r = p.store.recovery_totals();
+    let d = &p.definitions_report;
+    let quarantined = quarantine_count(&p.data_dir);
+    let line = format!(
+        "store recovery: {}; definitions log: {} damaged records dropped; {} queue directories in quarantine",
+        r.summary(),
+        d.warnings.iter().filter(|w| w.offset != 0).count() + d.truncated.len(),
+        quarantined
+    );
+    if r.is_clean() && r.orphan_ack_files == 0 && d.is_clean() && quarantined == 0 {
+        tracing::info!("{line}");
+    } else {
+        tracing::warn!("{line}");
+    }
+}
+
+/// Why a re-attach failed: an HTTP status and a reason.
+pub type ReattachError = (u16, String);
+
+/// Re-attaches `<data-dir>/quarantine/<dir>`: declares its queue again from the definition
+/// copy in the directory and recovers its messages. Returns `(vhost, queue, messages)`.
+pub fn reattach(broker: &Broker, dir: &str) -> Result<(String, String, u64), ReattachError> {
+    let p = broker
+        .persistence
+        .as_ref()
+        .ok_or((400, "the broker runs without a data directory".to_string()))?;
+    if !warren_store::is_valid_queue_name(dir) {
+        return Err((400, format!("invalid quarantined directory name '{dir}'")));
+    }
+    let path = p.data_dir.join(QUARANTINE_DIR).join(dir);
+    if !path.is_dir() {
+        return Err((404, format!("no quarantined directory '{dir}'")));
+    }
+    let (vhost, q) = dir_definition(&path).ok_or((
+        409,
+        format!("'{dir}' holds no intact queue definition; it cannot be re-attached"),
+    ))?;
+    let v = broker
+        .vhost(&vhost)
+        .ok_or((404, format!("vhost '{vhost}' does not exist; create it first")))?;
+    if v.topology.lock().queue(&q.queue).is_some() {
+        return Err((
+            409,
+            format!("queue '{}' already exists in vhost '{vhost}'", q.queue),
+        ));
+    }
+    let target = queue_dir(&vhost, &q.queue);
+    p.store
+        .restore_queue(&path, &target)
+        .map_err(|e| (409, format!("cannot move '{dir}' back: {e}")))?;
+    let declared = v.topology.lock().declare_queue(&QueueDecl {
+        name: &q.queue,
+        passive: false,
+        durable: true,
+        exclusive: false,
+        auto_delete: q.auto_delete,
+        arguments: &q.arguments,
+        owner: 0,
+        server_named: false,
+    });
+    let (meta, _) = declared.map_err(|e| (400, e.reply_text().to_string()))?;
+    v.record(q.clone());
+    let queue = v.add_queue(meta);
+    let messages = queue.counts().ready as u64;
+    tracing::warn!(
+        vhost = %vhost,
+        queue = %q.queue,
+        messages,
+        "quarantined queue directory {dir} re-attached"
+    );
+    Ok((vhost, q.queue.to_string(), messages))
+}
+
 /// The durable definitions of every vhost, as records for a compacted log.
 pub fn snapshot(broker: &Broker) -> Vec<Bytes> {
     let mut out = crate::access::snapshot_records(broker);
@@ -301,18 +525,7 @@ pub fn snapshot(broker: &Broker) -> Vec<Bytes> {
         }
         for q in t.queues() {
             if q.durable && q.exclusive_owner.is_none() {
-                let m: Method = QueueDeclare {
-                    ticket: 0,
-                    queue: q.name.clone(),
-                    passive: false,
-                    durable: true,
-                    exclusive: false,
-                    auto_delete: q.auto_delete,
-                    nowait: false,
-                    arguments: q.arguments.clone(),
-                }
-                .into();
-                out.push(encode_definition(&v.name, &m));
+                out.push(queue_record(&v.name, q));
             }
         }
         for b in t.bindings() {

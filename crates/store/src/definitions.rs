@@ -5,9 +5,10 @@
 //! surviving definitions (temp file, fsync, rename, fsync directory — atomic).
 //!
 //! The file has the common header (magic `WRNDEFS\0`) and the common record framing (see
-//! [`format`](mod@crate::format)); a record body is the caller's bytes. A torn tail is cut off on
-//! open; a corrupt record in the middle is skipped, reported in
-//! [`recovery_report`](DefinitionsLog::recovery_report), and the file rewritten without it.
+//! [`format`](mod@crate::format)); a record body is the caller's bytes. A damaged record (a torn
+//! tail or corruption in the middle) costs that record only: it is reported in
+//! [`recovery_report`](DefinitionsLog::recovery_report), the original file is kept as
+//! `<path>.damaged-<ms>`, and the log rewritten with every good record.
 //!
 //! [`rewrite`]: DefinitionsLog::rewrite
 
@@ -61,19 +62,30 @@ impl DefinitionsLog {
                     for p in &scan.problems {
                         report.warn(path, p.offset, p.reason.clone());
                     }
-                    let whole = Bytes::from(data);
-                    records = scan.records.iter().map(|(_, r)| whole.slice(r.clone())).collect();
-                    needs_rewrite = !scan.problems.is_empty();
-                    if let (Some(at), false) = (scan.torn_at, needs_rewrite) {
-                        let h = fs.open_append(path).map_err(|e| io_at(path, "open", e))?;
-                        h.truncate(at).map_err(|e| io_at(path, "truncate", e))?;
-                        h.sync_data().map_err(|e| io_at(path, "fsync", e))?;
+                    if let Some(at) = scan.torn_at {
                         report.truncated.push(Truncation {
                             file: path.to_path_buf(),
                             offset: at,
-                            dropped: whole.len() as u64 - at,
+                            dropped: data.len() as u64 - at,
                         });
                     }
+                    needs_rewrite = !scan.problems.is_empty() || scan.torn_at.is_some();
+                    if needs_rewrite {
+                        // Never lose the damaged bytes: the original is kept beside the log.
+                        let aside = keep_damaged_copy(&*fs, path, &data)?;
+                        report.warn(
+                            path,
+                            0,
+                            format!(
+                                "{} damaged record(s) dropped, {} good record(s) kept; original kept as {}",
+                                scan.problems.len() + usize::from(scan.torn_at.is_some()),
+                                scan.records.len(),
+                                aside.display()
+                            ),
+                        );
+                    }
+                    let whole = Bytes::from(data);
+                    records = scan.records.iter().map(|(_, r)| whole.slice(r.clone())).collect();
                 }
                 HeaderCheck::Incomplete => {}
                 HeaderCheck::BadMagic => {
@@ -155,6 +167,23 @@ impl DefinitionsLog {
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
     }
+}
+
+/// Writes `data` (a damaged log's original bytes) to `<path>.damaged-<ms>`, fsync'd, and
+/// returns that path.
+fn keep_damaged_copy(fs: &dyn FileSystem, path: &Path, data: &[u8]) -> Result<PathBuf, StoreError> {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".damaged-{ms}"));
+    let aside = path.with_file_name(name);
+    let h = fs
+        .create_truncate(&aside)
+        .map_err(|e| io_at(&aside, "create", e))?;
+    h.append(data).map_err(|e| io_at(&aside, "write", e))?;
+    h.sync_data().map_err(|e| io_at(&aside, "fsync", e))?;
+    Ok(aside)
 }
 
 fn write_atomically(

@@ -46,6 +46,14 @@ pub enum StoreError {
     /// The queue's log is already open (one owner per log).
     #[error("queue log {0:?} is already open")]
     AlreadyOpen(String),
+    /// Another process holds the data directory's lock (see [`DataDirLock`](crate::DataDirLock)).
+    #[error("data directory {} is in use by another warren process ({}); stop it or choose another --data-dir", dir.display(), match pid { Some(p) => format!("pid {p}"), None => "pid unknown".to_string() })]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// The PID the lock file names, if it could be read.
+        pid: Option<u32>,
+    },
     /// The position is not a message of this log (never appended, or its segment is gone).
     #[error("no message at {0:?}")]
     UnknownPosition(MsgPos),
@@ -78,6 +86,10 @@ impl StoreError {
             StoreError::Closed => StoreError::Closed,
             StoreError::InvalidName(n) => StoreError::InvalidName(n.clone()),
             StoreError::AlreadyOpen(n) => StoreError::AlreadyOpen(n.clone()),
+            StoreError::Locked { dir, pid } => StoreError::Locked {
+                dir: dir.clone(),
+                pid: *pid,
+            },
             StoreError::UnknownPosition(p) => StoreError::UnknownPosition(*p),
             StoreError::TooLarge { len, max } => StoreError::TooLarge { len: *len, max: *max },
         }

@@ -30,6 +30,8 @@
 //! - counts (acks.N): `kind u8 = 2`, `offset u32 LE`, `delivery_count u32 LE`,
 //!   `acquired_count u32 LE` — the latest counters of that message (last record wins).
 //! - definition (definitions file): the opaque record the server encoded.
+//! - ack-file index (`acks.index`, magic `WRNAIDX\0`): `segment u32 LE` — `acks.<segment>` was
+//!   created.
 //!
 //! A message's position ([`MsgPos`](crate::MsgPos)) is its segment number and the byte offset
 //! of its record's `len` field.
@@ -51,6 +53,9 @@ pub(crate) const MAGIC_MSGS: [u8; 8] = *b"WRNMSGS\0";
 pub(crate) const MAGIC_ACKS: [u8; 8] = *b"WRNACKS\0";
 /// Magic of the definitions log.
 pub(crate) const MAGIC_DEFS: [u8; 8] = *b"WRNDEFS\0";
+/// Magic of a queue's ack-file index (`acks.index`: one record, `segment u32 LE`, per ack file
+/// created), which lets recovery tell a deleted ack file from one never written.
+pub(crate) const MAGIC_ACK_INDEX: [u8; 8] = *b"WRNAIDX\0";
 
 /// Ack-file record kind: ack.
 pub(crate) const KIND_ACK: u8 = 1;
@@ -206,6 +211,8 @@ pub(crate) struct ScanProblem {
     pub(crate) offset: u64,
     /// What was wrong.
     pub(crate) reason: String,
+    /// Bytes skipped from `offset` to the next good record (or to the end of the file).
+    pub(crate) skipped: u64,
 }
 
 /// The outcome of scanning one file's records.
@@ -213,69 +220,101 @@ pub(crate) struct ScanProblem {
 pub(crate) struct Scan {
     /// `(offset, body range)` of every good record, in file order.
     pub(crate) records: Vec<(u32, std::ops::Range<usize>)>,
-    /// Corruption before the tail: the bad record was skipped (if its length was sane) or the
-    /// rest of the file was abandoned.
+    /// Corruption before the tail: the bytes from the bad record to the next good one were
+    /// skipped (or, when no good record follows and the damage does not look like a torn
+    /// write, the rest of the file).
     pub(crate) problems: Vec<ScanProblem>,
-    /// A torn tail starts here: the file should be cut to this length.
+    /// A torn tail starts here: no good record follows, so the file could be cut to this
+    /// length (only the last file written may have one; the caller decides).
     pub(crate) torn_at: Option<u64>,
+    /// Why the tail at `torn_at` is bad.
+    pub(crate) torn_reason: String,
+}
+
+/// Whether a good record starts at `pos`: a frame whose length `valid_len` accepts, that fits
+/// in `data`, is followed by the end of the file, zeros or another plausible frame, and whose
+/// CRC matches. The cheap checks come first, so scanning a damaged region byte by byte costs
+/// a CRC only where a record plausibly starts.
+fn good_record_at(data: &[u8], pos: usize, valid_len: &impl Fn(usize) -> bool) -> bool {
+    let end = data.len();
+    if end - pos < FRAME_LEN {
+        return false;
+    }
+    let len_bytes: [u8; 4] = data[pos..pos + 4].try_into().expect("4 bytes");
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    if len > MAX_BODY || !valid_len(len) || pos + FRAME_LEN + len > end {
+        return false;
+    }
+    let next = pos + FRAME_LEN + len;
+    let plausible_next = next == end
+        || data[next..(next + FRAME_LEN).min(end)].iter().all(|&b| b == 0)
+        || (end - next >= FRAME_LEN && {
+            let l = u32::from_le_bytes(data[next..next + 4].try_into().expect("4 bytes")) as usize;
+            l <= MAX_BODY && valid_len(l) && next + FRAME_LEN + l <= end
+        });
+    if !plausible_next {
+        return false;
+    }
+    let crc = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().expect("4 bytes"));
+    crc_of(len_bytes, &[&data[pos + FRAME_LEN..next]]) == crc
 }
 
 /// Scans the records of a file whose whole contents are `data` (header already checked).
 /// `valid_len` says which body lengths the file kind allows.
 ///
-/// The tail rule: a bad record whose frame runs past the end of the file, whose CRC fails and
-/// which ends exactly at the end of the file, or which is followed only by zero bytes, is a
-/// torn write and sets `torn_at`. Any other bad record is a problem in the middle: if its
-/// length is sane and its CRC fails, scanning resumes after it; otherwise the rest of the file
-/// cannot be framed and is abandoned.
+/// A bad record (absurd length, frame past the end of the file, CRC mismatch) is never taken
+/// to end the file while a good record follows it: scanning resynchronises on the next offset
+/// where a complete, CRC-valid record starts, and reports the bytes in between as one problem —
+/// so a corrupted length field costs the records it covers, not the rest of the file. When no
+/// good record follows, a frame that runs past the end of the file, a CRC failure on the
+/// record that ends the file, or zero bytes to the end, is a torn write (`torn_at`); any other
+/// damage is a problem covering the rest of the file.
 pub(crate) fn scan(data: &[u8], valid_len: impl Fn(usize) -> bool) -> Scan {
     let mut out = Scan::default();
     let mut pos = HEADER_LEN;
     let end = data.len();
     let zeros_from = |p: usize| data[p..].iter().all(|&b| b == 0);
     while pos < end {
-        if end - pos < FRAME_LEN {
-            out.torn_at = Some(pos as u64);
-            break;
-        }
-        let len_bytes: [u8; 4] = data[pos..pos + 4].try_into().expect("4 bytes");
-        let len = u32::from_le_bytes(len_bytes) as usize;
-        let crc = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().expect("4 bytes"));
-        let body_start = pos + FRAME_LEN;
-        if len > MAX_BODY || !valid_len(len) {
-            if zeros_from(pos) {
-                out.torn_at = Some(pos as u64);
-            } else {
-                out.problems.push(ScanProblem {
-                    offset: pos as u64,
-                    reason: format!(
-                        "invalid record length {len}; rest of file ({} bytes) skipped",
-                        end - pos
-                    ),
-                });
+        let why = match verify_record(&data[pos..]) {
+            Ok(len) if valid_len(len) => {
+                out.records
+                    .push((pos as u32, pos + FRAME_LEN..pos + FRAME_LEN + len));
+                pos += FRAME_LEN + len;
+                continue;
             }
-            break;
-        }
-        let rec_end = body_start + len;
-        if rec_end > end {
-            out.torn_at = Some(pos as u64);
-            break;
-        }
-        let body = &data[body_start..rec_end];
-        if crc_of(len_bytes, &[body]) != crc {
-            if rec_end == end || zeros_from(pos) {
-                out.torn_at = Some(pos as u64);
-                break;
-            }
+            Ok(len) => format!("invalid record length {len}"),
+            Err(reason) => reason,
+        };
+        if let Some(next) = (pos + 1..end).find(|&p| good_record_at(data, p, &valid_len)) {
             out.problems.push(ScanProblem {
                 offset: pos as u64,
-                reason: format!("CRC32C mismatch ({len}-byte record skipped)"),
+                reason: format!("{why}; {} bytes skipped to the next good record", next - pos),
+                skipped: (next - pos) as u64,
             });
-            pos = rec_end;
+            pos = next;
             continue;
         }
-        out.records.push((pos as u32, body_start..rec_end));
-        pos = rec_end;
+        let len = if end - pos >= 4 {
+            u32::from_le_bytes(data[pos..pos + 4].try_into().expect("4 bytes")) as usize
+        } else {
+            0
+        };
+        let runs_past_end = end - pos < FRAME_LEN || pos + FRAME_LEN + len > end;
+        let crc_at_end = pos + FRAME_LEN + len == end;
+        if zeros_from(pos)
+            || ((runs_past_end || crc_at_end) && len <= MAX_BODY && valid_len(len))
+            || end - pos < FRAME_LEN
+        {
+            out.torn_at = Some(pos as u64);
+            out.torn_reason = why;
+        } else {
+            out.problems.push(ScanProblem {
+                offset: pos as u64,
+                reason: format!("{why}; rest of file ({} bytes) skipped", end - pos),
+                skipped: (end - pos) as u64,
+            });
+        }
+        break;
     }
     out
 }

@@ -20,7 +20,8 @@
 //! - [`format`](mod@format): the on-disk encoding (headers, record framing, CRC, the tail scanner).
 //! - [`report`]: [`RecoveryReport`]: what recovery found and did.
 //! - [`fs`]: the [`FileSystem`] seam and [`StdFs`]; [`faulty`]: [`FaultyFs`] for fault
-//!   injection in tests.
+//!   injection in tests; [`readonly`]: [`ReadOnlyFs`] for offline checks.
+//! - [`lock`]: [`DataDirLock`], the exclusive lock on a data directory.
 //! - [`error`]: the error type, [`StoreError`].
 //!
 //! The format is documented in `format.rs` and in `docs/storage.md`.
@@ -33,7 +34,9 @@ pub mod error;
 pub mod faulty;
 pub mod format;
 pub mod fs;
+pub mod lock;
 pub mod queue_log;
+pub mod readonly;
 pub mod report;
 pub mod store;
 pub mod sync;
@@ -42,7 +45,12 @@ pub use definitions::DefinitionsLog;
 pub use error::StoreError;
 pub use faulty::FaultyFs;
 pub use fs::{DirEntry, FileHandle, FileSystem, StdFs};
+pub use lock::{DataDirLock, LOCK_FILE};
 pub use queue_log::{MsgPos, QueueLog, Recovered, RecoveredRef};
+pub use readonly::ReadOnlyFs;
 pub use report::{RecoveryReport, RecoveryWarning, Truncation};
-pub use store::{DEFAULT_SEGMENT_SIZE, Store, StoreOptions, is_valid_queue_name};
+pub use store::{
+    DEFAULT_SEGMENT_SIZE, QUEUE_META_FILE, Store, StoreOptions, dir_size, inspect_queue_dir,
+    is_valid_queue_name, read_queue_meta,
+};
 pub use sync::{SyncCallback, SyncHandle, SyncStats};

@@ -37,7 +37,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::{StoreError, io_at};
-use crate::format::{self, AckRecord, FRAME_LEN, HEADER_LEN, HeaderCheck, MAGIC_ACKS, MAGIC_MSGS};
+use crate::format::{
+    self, AckRecord, FRAME_LEN, HEADER_LEN, HeaderCheck, MAGIC_ACK_INDEX, MAGIC_ACKS, MAGIC_MSGS,
+};
 use crate::fs::{FileHandle, FileSystem};
 use crate::report::{RecoveryReport, Truncation};
 use crate::sync::{FileRef, Shared};
@@ -102,6 +104,9 @@ const WRITE_BUF: usize = 256 * 1024;
 const ACK_BUF: usize = 16 * 1024;
 /// Small reads fetch this much in one syscall.
 const READ_AHEAD: usize = 4096;
+
+/// The ack-file index in a queue's directory (see [`format`](mod@crate::format)).
+const ACK_INDEX: &str = "acks.index";
 
 pub(crate) fn msgs_path(dir: &Path, n: u32) -> PathBuf {
     dir.join(format!("msgs.{n:010}"))
@@ -207,6 +212,8 @@ pub struct QueueLog {
     /// Durable counters of recovered live messages that had any, until they are read back by
     /// [`read_batch`](Self::read_batch) or acked (messages left on disk carry none in memory).
     counts: HashMap<MsgPos, (u32, u32)>,
+    /// `acks.index`, opened on the first ack file this log creates.
+    ack_index: Option<FileRef>,
 }
 
 impl fmt::Debug for QueueLog {
@@ -228,9 +235,21 @@ impl QueueLog {
         name: &str,
         visit: &mut dyn FnMut(RecoveredRef<'_>),
     ) -> Result<QueueLog, StoreError> {
-        let fs = shared.fs.clone();
         let queues = shared.root.join("queues");
         let dir = queues.join(name);
+        QueueLog::open_in(shared, name, dir, visit)
+    }
+
+    /// Like [`open`](Self::open) for a log in any directory `dir` (an offline check of a
+    /// quarantined directory); `name` is only for messages.
+    pub(crate) fn open_in(
+        shared: Arc<Shared>,
+        name: &str,
+        dir: PathBuf,
+        visit: &mut dyn FnMut(RecoveredRef<'_>),
+    ) -> Result<QueueLog, StoreError> {
+        let fs = shared.fs.clone();
+        let queues = dir.parent().map(Path::to_path_buf).unwrap_or_default();
         if !fs.exists(&dir) {
             fs.create_dir_all(&dir).map_err(|e| io_at(&dir, "create", e))?;
             if shared.fsync {
@@ -249,6 +268,7 @@ impl QueueLog {
             read_cache: None,
             report: RecoveryReport::default(),
             counts: HashMap::new(),
+            ack_index: None,
         };
         log.recover(visit)?;
         Ok(log)
@@ -274,23 +294,122 @@ impl QueueLog {
             }
         }
         msgs.sort_unstable();
-        for &n in &msgs {
+        let had_acks: std::collections::BTreeSet<u32> = acks.clone();
+        if let (Some(&first), Some(&last)) = (msgs.first(), msgs.last()) {
+            self.report.segment_gaps = (last - first + 1) - msgs.len() as u32;
+        }
+        for (i, &n) in msgs.iter().enumerate() {
             self.report.segments_scanned += 1;
             let has_acks = acks.remove(&n);
-            dir_changed |= self.recover_segment(n, has_acks, visit)?;
+            dir_changed |= self.recover_segment(n, has_acks, i + 1 == msgs.len(), visit)?;
         }
-        // Ack files whose segment is gone (crash between the two unlinks).
+        // Ack files whose segment is gone: a crash between the two unlinks of a removal, or a
+        // segment deleted behind the broker's back. Kept aside for inspection, never reused.
+        let highest = msgs.last().copied().max(acks.last().copied()).unwrap_or(0);
         for n in acks {
             let p = acks_path(&dir, n);
-            fs.remove_file(&p).map_err(|e| io_at(&p, "remove", e))?;
+            let aside = dir.join(format!("acks.{n:010}.orphan"));
+            self.report.orphan_ack_files += 1;
+            self.report.warn(
+                &p,
+                0,
+                format!("msgs.{n:010} is missing; ack file kept as {}", aside.display()),
+            );
+            fs.rename(&p, &aside).map_err(|e| io_at(&p, "rename", e))?;
             dir_changed = true;
         }
+        dir_changed |= self.check_ack_index(&had_acks)?;
         if dir_changed && self.shared.fsync {
             fs.sync_dir(&dir).map_err(|e| io_at(&dir, "fsync", e))?;
         }
-        self.next_segment = msgs.last().map_or(1, |&n| n.saturating_add(1));
+        self.next_segment = highest.saturating_add(1);
         self.report.messages = self.live;
         Ok(())
+    }
+
+    /// Reports segments whose ack file `acks.index` lists but which is gone (deleted behind
+    /// the broker's back: the acked messages of that segment come back, as redeliveries), then
+    /// rewrites the index to list exactly the ack files now present. Returns whether the
+    /// directory changed.
+    fn check_ack_index(&mut self, had_acks: &std::collections::BTreeSet<u32>) -> Result<bool, StoreError> {
+        let fs = self.shared.fs.clone();
+        let fs = &*fs;
+        let path = self.dir.join(ACK_INDEX);
+        let mut listed = Vec::new();
+        let mut damaged = false;
+        if fs.exists(&path) {
+            let data = read_all(fs, &path)?;
+            if format::check_header(&data, MAGIC_ACK_INDEX) == HeaderCheck::Ok {
+                let scan = format::scan(&data, |len| len == 4);
+                damaged = !scan.problems.is_empty() || scan.torn_at.is_some();
+                listed = scan
+                    .records
+                    .iter()
+                    .map(|(_, r)| u32::from_le_bytes(data[r.clone()].try_into().expect("4 bytes")))
+                    .collect();
+            } else {
+                damaged = true;
+            }
+        }
+        listed.sort_unstable();
+        listed.dedup();
+        for &n in &listed {
+            if self.segments.contains_key(&n) && !had_acks.contains(&n) {
+                self.report.missing_ack_files += 1;
+                self.report.warn(
+                    &acks_path(&self.dir, n),
+                    0,
+                    "ack file missing (acks.index lists it): the acked messages of this segment come back as redeliveries",
+                );
+            }
+        }
+        let present: Vec<u32> = self
+            .segments
+            .keys()
+            .copied()
+            .filter(|&n| fs.exists(&acks_path(&self.dir, n)))
+            .collect();
+        if present == listed && !damaged {
+            return Ok(false);
+        }
+        if present.is_empty() {
+            if fs.exists(&path) {
+                fs.remove_file(&path).map_err(|e| io_at(&path, "remove", e))?;
+            }
+            return Ok(true);
+        }
+        let mut buf = Vec::with_capacity(HEADER_LEN + present.len() * 12);
+        format::put_header(&mut buf, MAGIC_ACK_INDEX);
+        for n in &present {
+            format::put_record(&mut buf, &[&n.to_le_bytes()]);
+        }
+        let tmp = self.dir.join(format!("{ACK_INDEX}.tmp"));
+        let h = fs.create_truncate(&tmp).map_err(|e| io_at(&tmp, "create", e))?;
+        h.append(&buf).map_err(|e| io_at(&tmp, "write", e))?;
+        if self.shared.fsync {
+            h.sync_data().map_err(|e| io_at(&tmp, "fsync", e))?;
+        }
+        drop(h);
+        fs.rename(&tmp, &path).map_err(|e| io_at(&path, "rename", e))?;
+        Ok(true)
+    }
+
+    /// Appends `n` to `acks.index` (ack file `acks.n` was just created); synced with it.
+    fn index_ack_file(&mut self, n: u32) -> Result<(), StoreError> {
+        let path = self.dir.join(ACK_INDEX);
+        let mut buf = Vec::with_capacity(HEADER_LEN + 12);
+        if self.ack_index.is_none() {
+            let fs = &*self.shared.fs;
+            let existed = fs.exists(&path);
+            let handle = fs.open_append(&path).map_err(|e| io_at(&path, "open", e))?;
+            if !existed {
+                format::put_header(&mut buf, MAGIC_ACK_INDEX);
+            }
+            self.ack_index = Some(self.shared.file_ref(handle));
+        }
+        format::put_record(&mut buf, &[&n.to_le_bytes()]);
+        let file = self.ack_index.as_ref().expect("opened above");
+        write_out(&self.shared, file, &mut buf, &path)
     }
 
     /// Recovers segment `n`, handing its live messages to `visit` in log order; returns whether
@@ -299,6 +418,7 @@ impl QueueLog {
         &mut self,
         n: u32,
         has_acks: bool,
+        last: bool,
         visit: &mut dyn FnMut(RecoveredRef<'_>),
     ) -> Result<bool, StoreError> {
         let fs = self.shared.fs.clone();
@@ -342,10 +462,30 @@ impl QueueLog {
             ..Segment::default()
         };
         for p in &scan.problems {
+            self.report.skipped_regions += 1;
+            self.report.skipped_bytes += p.skipped;
             self.report.warn(&path, p.offset, p.reason.clone());
         }
-        if let Some(at) = scan.torn_at {
-            self.truncate(&path, at, data.len() as u64)?;
+        match scan.torn_at {
+            // Only the segment written last can end in a torn write (every open starts a new
+            // segment): cut it there.
+            Some(at) if last => self.truncate(&path, at, data.len() as u64)?,
+            // A sealed segment is never truncated: its bad tail is damage, kept for inspection.
+            Some(at) => {
+                seg.keep = true;
+                self.report.damaged_sealed_tails += 1;
+                self.report.skipped_bytes += data.len() as u64 - at;
+                self.report.warn(
+                    &path,
+                    at,
+                    format!(
+                        "{}; damaged tail ({} bytes) of a sealed segment skipped; segment kept, not truncated",
+                        scan.torn_reason,
+                        data.len() as u64 - at
+                    ),
+                );
+            }
+            None => {}
         }
         seg.offsets = scan.records.iter().map(|(off, _)| *off).collect();
         seg.acked = vec![false; seg.offsets.len()];
@@ -698,6 +838,11 @@ impl QueueLog {
 
     /// Buffers one record for `acks.n`, opening (or creating) the file on first use.
     fn ack_record(&mut self, n: u32, put: impl FnOnce(&mut Vec<u8>)) -> Result<(), StoreError> {
+        if self.segments.get(&n).is_some_and(|s| s.acks.is_none())
+            && !self.shared.fs.exists(&acks_path(&self.dir, n))
+        {
+            self.index_ack_file(n)?;
+        }
         let seg = self.segments.get_mut(&n).expect("caller located the segment");
         if seg.acks.is_none() {
             let path = acks_path(&self.dir, n);

@@ -11,14 +11,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::sync::Mutex;
+
 use crate::error::{StoreError, io_at};
-use crate::format::{HEADER_LEN, MAX_BODY};
+use crate::format::{self, HEADER_LEN, HeaderCheck, MAGIC_DEFS, MAX_BODY};
 use crate::fs::{FileSystem, StdFs};
-use crate::queue_log::{QueueLog, Recovered, RecoveredRef};
+use crate::queue_log::{QueueLog, Recovered, RecoveredRef, read_all};
+use crate::readonly::ReadOnlyFs;
+use crate::report::RecoveryReport;
 use crate::sync::{Shared, SyncHandle, SyncStats, SyncerLink};
 
 /// Default segment size: 8 MiB (lavinmq's).
 pub const DEFAULT_SEGMENT_SIZE: u64 = 8 * 1024 * 1024;
+
+/// The file in a queue's directory holding a copy of its definition (an opaque record the
+/// server encodes), so that a directory whose definition was lost can be re-attached.
+pub const QUEUE_META_FILE: &str = "queue.def";
 
 /// Options of [`Store::open`].
 #[derive(Clone, Debug)]
@@ -47,6 +55,9 @@ impl Default for StoreOptions {
 pub struct Store {
     shared: Arc<Shared>,
     link: Arc<SyncerLink>,
+    /// What recovery found in every queue log opened so far (for the start-up summary and
+    /// the metrics).
+    recovered: Mutex<RecoveryReport>,
 }
 
 impl fmt::Debug for Store {
@@ -94,7 +105,11 @@ impl Store {
             .clamp(64.max(HEADER_LEN as u64), MAX_BODY as u64);
         let shared = Arc::new(Shared::new(fs, root.to_path_buf(), segment_size, opts.fsync));
         let link = SyncerLink::start(shared.clone())?;
-        Ok(Store { shared, link })
+        Ok(Store {
+            shared,
+            link,
+            recovered: Mutex::new(RecoveryReport::default()),
+        })
     }
 
     /// The root directory.
@@ -133,9 +148,94 @@ impl Store {
             return Err(StoreError::AlreadyOpen(name.to_owned()));
         }
         // On failure no QueueLog exists to release the name, so release it here.
-        QueueLog::open(self.shared.clone(), name, visit).inspect_err(|_| {
+        let log = QueueLog::open(self.shared.clone(), name, visit).inspect_err(|_| {
             self.shared.open_queues().remove(name);
-        })
+        })?;
+        if let Ok(mut r) = self.recovered.lock() {
+            r.absorb(log.recovery_report());
+        }
+        Ok(log)
+    }
+
+    /// The sum of the recovery reports of every queue log opened since the store was opened.
+    pub fn recovery_totals(&self) -> RecoveryReport {
+        self.recovered.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Moves a queue's directory (which must not be open) to `dest/<name>` — or
+    /// `dest/<name>-<n>` if that exists — instead of deleting it: for a directory that no
+    /// definition names. Returns the new path.
+    pub fn quarantine_queue(&self, name: &str, dest: &Path) -> Result<PathBuf, StoreError> {
+        check_name(name)?;
+        let open = self.shared.open_queues();
+        if open.contains(name) {
+            return Err(StoreError::AlreadyOpen(name.to_owned()));
+        }
+        let fs = &*self.shared.fs;
+        fs.create_dir_all(dest).map_err(|e| io_at(dest, "create", e))?;
+        let mut to = dest.join(name);
+        let mut n = 1;
+        while fs.exists(&to) {
+            to = dest.join(format!("{name}-{n}"));
+            n += 1;
+        }
+        let dir = self.queue_dir(name);
+        fs.rename(&dir, &to).map_err(|e| io_at(&dir, "rename", e))?;
+        drop(open);
+        if self.shared.fsync {
+            let queues = self.shared.root.join("queues");
+            fs.sync_dir(&queues).map_err(|e| io_at(&queues, "fsync", e))?;
+            fs.sync_dir(dest).map_err(|e| io_at(dest, "fsync", e))?;
+        }
+        Ok(to)
+    }
+
+    /// Moves a directory set aside by [`quarantine_queue`](Self::quarantine_queue) back as the
+    /// log `name` (which must not exist yet); open it afterwards to recover its messages.
+    pub fn restore_queue(&self, from: &Path, name: &str) -> Result<(), StoreError> {
+        check_name(name)?;
+        let open = self.shared.open_queues();
+        let fs = &*self.shared.fs;
+        let dir = self.queue_dir(name);
+        if open.contains(name) || fs.exists(&dir) {
+            return Err(StoreError::AlreadyOpen(name.to_owned()));
+        }
+        fs.rename(from, &dir).map_err(|e| io_at(from, "rename", e))?;
+        drop(open);
+        if self.shared.fsync {
+            let queues = self.shared.root.join("queues");
+            fs.sync_dir(&queues).map_err(|e| io_at(&queues, "fsync", e))?;
+            if let Some(parent) = from.parent() {
+                fs.sync_dir(parent).map_err(|e| io_at(parent, "fsync", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps `meta` (the caller's encoding of the queue's definition) in the queue's
+    /// directory as [`QUEUE_META_FILE`]; rewritten (temp file, fsync, rename) only when it
+    /// changed.
+    pub fn write_queue_meta(&self, name: &str, meta: &[u8]) -> Result<(), StoreError> {
+        check_name(name)?;
+        let dir = self.queue_dir(name);
+        if read_queue_meta(&dir).as_deref() == Some(meta) {
+            return Ok(());
+        }
+        let fs = &*self.shared.fs;
+        let mut buf = Vec::with_capacity(meta.len() + 32);
+        format::put_header(&mut buf, MAGIC_DEFS);
+        format::put_record(&mut buf, &[meta]);
+        let tmp = dir.join(format!("{QUEUE_META_FILE}.tmp"));
+        let path = dir.join(QUEUE_META_FILE);
+        let h = fs.create_truncate(&tmp).map_err(|e| io_at(&tmp, "create", e))?;
+        h.append(&buf).map_err(|e| io_at(&tmp, "write", e))?;
+        if self.shared.fsync {
+            h.sync_data().map_err(|e| io_at(&tmp, "fsync", e))?;
+        }
+        drop(h);
+        fs.rename(&tmp, &path).map_err(|e| io_at(&path, "rename", e))?;
+        self.shared.mark_dir_dirty(dir);
+        Ok(())
     }
 
     /// Deletes a queue's log and all its files (idempotent). The log must not be open.
@@ -201,4 +301,38 @@ impl Store {
     pub fn disk_usage(&self) -> u64 {
         crate::fs::disk_usage(&*self.shared.fs, &self.shared.root)
     }
+}
+
+/// The definition copy kept in a queue directory by [`Store::write_queue_meta`], if present
+/// and intact.
+pub fn read_queue_meta(dir: &Path) -> Option<Vec<u8>> {
+    let data = read_all(&StdFs, &dir.join(QUEUE_META_FILE)).ok()?;
+    if format::check_header(&data, MAGIC_DEFS) != HeaderCheck::Ok {
+        return None;
+    }
+    let rec = &data[HEADER_LEN..];
+    let len = format::verify_record(rec).ok()?;
+    Some(rec[format::FRAME_LEN..format::FRAME_LEN + len].to_vec())
+}
+
+/// Bytes in the files under `path` (a queue directory's size on disk).
+pub fn dir_size(path: &Path) -> u64 {
+    crate::fs::disk_usage(&StdFs, path)
+}
+
+/// What recovery would find in the queue log in `dir` — live messages, damage it would skip,
+/// tails it would cut — computed without changing anything on disk (over [`ReadOnlyFs`]).
+pub fn inspect_queue_dir(dir: &Path) -> Result<RecoveryReport, StoreError> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let shared = Arc::new(Shared::new(
+        Arc::new(ReadOnlyFs),
+        dir.to_path_buf(),
+        DEFAULT_SEGMENT_SIZE,
+        false,
+    ));
+    let log = QueueLog::open_in(shared, &name, dir.to_path_buf(), &mut |_| {})?;
+    Ok(log.recovery_report().clone())
 }

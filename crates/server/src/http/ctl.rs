@@ -103,6 +103,12 @@ pub enum Cmd {
     },
     /// Broker overview: versions, listeners, totals, rates, alerts
     Status,
+    /// Queue directories set aside in <data-dir>/quarantine (no definition named them)
+    Quarantine {
+        /// list or reattach
+        #[command(subcommand)]
+        cmd: QuarantineCmd,
+    },
     /// Create a user (rabbitmqctl add_user)
     #[command(name = "add_user", alias = "add-user")]
     AddUser {
@@ -206,6 +212,19 @@ pub enum Cmd {
     ListUserTopicPermissions {
         /// User name
         user: String,
+    },
+}
+
+/// `quarantine` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCmd {
+    /// List quarantined queue directories: queue, vhost, messages, bytes
+    List,
+    /// Declare a quarantined directory's queue again (from the definition it keeps) and
+    /// recover its messages
+    Reattach {
+        /// Directory name (as `quarantine list` shows it)
+        dir: String,
     },
 }
 
@@ -480,6 +499,33 @@ pub async fn run(a: &Args) -> Result<String, String> {
             Ok(format!("deleted {kind} '{name}'\n"))
         }
         Cmd::Dlq { cmd } => dlq(&api, &vh, cmd).await,
+        Cmd::Quarantine {
+            cmd: QuarantineCmd::List,
+        } => {
+            listing(
+                &api,
+                "/api/quarantine",
+                &["dir", "vhost", "queue", "messages", "bytes"],
+            )
+            .await
+        }
+        Cmd::Quarantine {
+            cmd: QuarantineCmd::Reattach { dir },
+        } => {
+            let v = api
+                .call(
+                    "POST",
+                    &format!("/api/quarantine/{}/reattach", encode_segment(dir)),
+                    None,
+                )
+                .await?;
+            Ok(format!(
+                "re-attached '{dir}' as queue '{}' in vhost '{}' with {} messages\n",
+                s(&v["queue"]),
+                s(&v["vhost"]),
+                s(&v["messages"])
+            ))
+        }
         Cmd::ExportDefinitions { file } => {
             let v = api.call("GET", "/api/definitions", None).await?;
             match file {

@@ -40,6 +40,53 @@ fn esc(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// What start-up recovery found (issue 21): quarantined queue directories and damage skipped,
+/// each a gauge fixed at start (re-attaching lowers the quarantine count).
+fn store_recovery_metrics(out: &mut String, p: &crate::persist::Persistence) {
+    let r = p.store.recovery_totals();
+    let d = &p.definitions_report;
+    let rows: [(&str, &str, u64); 7] = [
+        (
+            "warren_quarantined_queue_dirs",
+            "Queue directories named by no definition, kept in <data-dir>/quarantine",
+            crate::persist::quarantine_count(&p.data_dir) as u64,
+        ),
+        (
+            "warren_recovery_skipped_regions",
+            "Damaged regions skipped in message segments at start-up",
+            r.skipped_regions,
+        ),
+        (
+            "warren_recovery_skipped_bytes",
+            "Bytes in damaged regions and kept tails skipped at start-up",
+            r.skipped_bytes,
+        ),
+        (
+            "warren_recovery_truncated_tails",
+            "Torn tails cut off the last segment or an ack file at start-up",
+            r.truncated.len() as u64,
+        ),
+        (
+            "warren_recovery_damaged_sealed_tails",
+            "Sealed segments with a damaged tail, kept untruncated, at start-up",
+            u64::from(r.damaged_sealed_tails),
+        ),
+        (
+            "warren_recovery_orphan_ack_files",
+            "Ack files whose segment was missing at start-up (kept as acks.N.orphan)",
+            u64::from(r.orphan_ack_files),
+        ),
+        (
+            "warren_recovery_definitions_damaged",
+            "Damaged definitions-log records dropped at start-up (original file kept)",
+            (d.warnings.iter().filter(|w| w.offset != 0).count() + d.truncated.len()) as u64,
+        ),
+    ];
+    for (name, help, v) in rows {
+        let _ = writeln!(out, "# TYPE {name} gauge\n# HELP {name} {help}\n{name} {v}");
+    }
+}
+
 /// Renders every metric.
 pub fn render(st: &Shared) -> String {
     let mut out = String::with_capacity(16 * 1024);
@@ -289,6 +336,9 @@ pub fn render(st: &Shared) -> String {
         "Free disk space low watermark in bytes (0 = none)",
         st.broker.alarms.disk_free_limit(),
     );
+    if let Some(p) = &st.broker.persistence {
+        store_recovery_metrics(&mut out, p);
+    }
     out
 }
 

@@ -2,7 +2,8 @@
 //! management API paths and JSON ([`api`], [`definitions`]), Prometheus metrics at `/metrics`
 //! ([`metrics`]), dead-letter-queue detection and reprocessing ([`dlq`]), queue alerts with an
 //! optional webhook ([`alerts`]), the dashboard at `/`, a tiny HTTP/1.1 client ([`client`])
-//! and the `warrenctl` command line built on it ([`ctl`]).
+//! and the `warrenctl` command line built on it ([`ctl`]); quarantined queue directories
+//! ([`quarantine`]).
 //!
 //! Every path except `/metrics` (which Prometheus scrapes unauthenticated, as RabbitMQ's
 //! Prometheus plugin) needs HTTP basic auth with a broker user. Handlers never hold a lock
@@ -17,6 +18,7 @@ pub mod definitions;
 pub mod dlq;
 pub mod metrics;
 pub mod policies;
+pub mod quarantine;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -216,6 +218,7 @@ async fn fallback() -> ApiError {
 /// The full router (API, metrics, dashboard) with authentication.
 pub fn router(st: Shared) -> Router {
     api::routes()
+        .merge(quarantine::routes())
         .route("/metrics", axum::routing::get(metrics::handler))
         .route("/", axum::routing::get(dashboard))
         .fallback(fallback)
