@@ -40,7 +40,7 @@ async fn expect(
 }
 
 async fn metrics(b: &TestBroker) -> String {
-    let r = client::request("GET", &url(b, "/metrics"), None, None)
+    let r = client::request("GET", &url(b, "/metrics"), Some(("guest", "guest")), None)
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -73,7 +73,8 @@ async fn auth_and_error_shapes() {
         .unwrap();
     assert_eq!(r.status, 401);
     assert!(r.header("www-authenticate").unwrap().starts_with("Basic"));
-    assert_eq!(r.json()["error"], "not_authorised");
+    // RabbitMQ 3.10 answers missing credentials with an empty body.
+    assert!(r.body.is_empty());
     let r = client::request("GET", &url(&b, "/api/overview"), Some(("guest", "nope")), None)
         .await
         .unwrap();

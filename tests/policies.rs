@@ -495,12 +495,13 @@ async fn policy_validation_and_the_api_shapes() {
     );
     assert_eq!(get_json(&b, "/api/policies").await.as_array().unwrap().len(), 1);
 
-    // A user without the administrator or policymaker tag may read but not change policies.
+    // A management user without the administrator or policymaker tag may list but not read
+    // one, change or delete policies (RabbitMQ's `User not authorised to access object`).
     expect(
         &b,
         "PUT",
         "/api/users/dev",
-        Some(json!({"password": "devpw", "tags": ""})),
+        Some(json!({"password": "devpw", "tags": "management"})),
         201,
     )
     .await;
@@ -520,7 +521,13 @@ async fn policy_validation_and_the_api_shapes() {
     let r = client::request("GET", &url, Some(("dev", "devpw")), None)
         .await
         .unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["reason"], "User not authorised to access object");
+    let r = client::request("GET", &url.replace("/p", ""), Some(("dev", "devpw")), None)
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
+    assert_eq!(r.json().as_array().unwrap().len(), 1);
     b.running.shutdown().await;
 }
 

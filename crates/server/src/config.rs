@@ -56,6 +56,9 @@ pub struct Cli {
     /// Let `guest` log in from any address, not only loopback
     #[arg(long, env = "WARREN_GUEST_ANYWHERE")]
     pub guest_anywhere: Option<bool>,
+    /// Serve `/metrics` without authentication (as RabbitMQ's Prometheus plugin on its own port); otherwise it needs a `monitoring` or `administrator` user [default: false]
+    #[arg(long, env = "WARREN_METRICS_PUBLIC")]
+    pub metrics_public: Option<bool>,
     /// Seconds a client has to finish the AMQP handshake [default: 10]
     #[arg(long, env = "WARREN_HANDSHAKE_TIMEOUT")]
     pub handshake_timeout: Option<u64>,
@@ -133,6 +136,7 @@ pub struct FileConfig {
     default_user: Option<String>,
     default_pass: Option<String>,
     guest_anywhere: Option<bool>,
+    metrics_public: Option<bool>,
     handshake_timeout: Option<u64>,
     alert_webhook: Option<String>,
     memory_high_watermark: Option<f64>,
@@ -175,6 +179,8 @@ pub struct Config {
     pub default_pass: String,
     /// Whether `guest` may log in from non-loopback addresses.
     pub guest_anywhere: bool,
+    /// `/metrics` without authentication (otherwise `monitoring` or `administrator`).
+    pub metrics_public: bool,
     /// Handshake timeout.
     pub handshake_timeout: Duration,
     /// Webhook URL for queue alerts (plain HTTP).
@@ -221,6 +227,7 @@ impl Default for Config {
             default_user: "guest".into(),
             default_pass: "guest".into(),
             guest_anywhere: false,
+            metrics_public: false,
             handshake_timeout: Duration::from_secs(10),
             alert_webhook: None,
             memory_high_watermark: 0.4,
@@ -270,6 +277,10 @@ impl Config {
                 .guest_anywhere
                 .or(file.guest_anywhere)
                 .unwrap_or(d.guest_anywhere),
+            metrics_public: cli
+                .metrics_public
+                .or(file.metrics_public)
+                .unwrap_or(d.metrics_public),
             handshake_timeout: cli
                 .handshake_timeout
                 .or(file.handshake_timeout)

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,6 +19,7 @@ use warren_core::Message;
 use warren_core::queue::Return;
 use warren_core::topology::{BindingInfo, ExchangeDeclare, ExchangeMeta, QueueDeclare, QueueMeta};
 
+use super::authz::Caller;
 use super::convert::{
     decode_payload, encode_payload, json_to_props, json_to_table, props_to_json, table_to_json,
 };
@@ -183,6 +184,13 @@ fn sorted_vhosts(st: &Shared) -> Vec<Arc<VHost>> {
     v
 }
 
+/// The vhosts whose objects `caller`'s listings include (see [`Caller::lists_vhost`]).
+fn listed_vhosts(st: &Shared, caller: &Caller) -> Vec<Arc<VHost>> {
+    let mut v = sorted_vhosts(st);
+    v.retain(|v| caller.lists_vhost(&st.broker, &v.name));
+    v
+}
+
 fn rate(r: f64) -> Value {
     json!({"rate": (r * 10.0).round() / 10.0})
 }
@@ -302,9 +310,13 @@ fn vhost_json(v: &VHost) -> Value {
     })
 }
 
-async fn vhosts(State(st): State<Shared>) -> J {
+async fn vhosts(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
     ok(Value::Array(
-        sorted_vhosts(&st).iter().map(|v| vhost_json(v)).collect(),
+        sorted_vhosts(&st)
+            .iter()
+            .filter(|v| c.sees_vhost(&st.broker, &v.name))
+            .map(|v| vhost_json(v))
+            .collect(),
     ))
 }
 
@@ -313,10 +325,21 @@ async fn vhost_get(State(st): State<Shared>, Path(name): Path<String>) -> J {
     ok(vhost_json(&v))
 }
 
-async fn vhost_put(State(st): State<Shared>, Path(name): Path<String>, body: Bytes) -> ApiResult<StatusCode> {
+async fn vhost_put(
+    State(st): State<Shared>,
+    Extension(c): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
     let _: Value = parse_body(&body)?;
     if !st.broker.create_vhost(&name) {
         return Ok(StatusCode::NO_CONTENT);
+    }
+    // RabbitMQ grants the administrator who creates a vhost full permissions on it.
+    if st.broker.users.permission(&c.name, &name).is_none() {
+        let _ = st
+            .broker
+            .set_permission(&c.name, &name, crate::auth::Permission::all());
     }
     Ok(StatusCode::CREATED)
 }
@@ -365,9 +388,12 @@ fn exchanges_of(v: &VHost) -> Vec<Value> {
     xs.into_iter().map(|x| exchange_json(&v.name, x)).collect()
 }
 
-async fn exchanges_all(State(st): State<Shared>) -> J {
+async fn exchanges_all(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
     ok(Value::Array(
-        sorted_vhosts(&st).iter().flat_map(|v| exchanges_of(v)).collect(),
+        listed_vhosts(&st, &c)
+            .iter()
+            .flat_map(|v| exchanges_of(v))
+            .collect(),
     ))
 }
 
@@ -498,6 +524,7 @@ struct PublishBody {
 
 async fn exchange_publish(
     State(st): State<Shared>,
+    Extension(c): Extension<Caller>,
     Path((vh, name)): Path<(String, String)>,
     body: Bytes,
 ) -> J {
@@ -508,6 +535,10 @@ async fn exchange_publish(
         return Err(ApiError::not_found());
     }
     let properties = json_to_props(&b.properties).map_err(ApiError::bad_request)?;
+    // What AMQP checks on basic.publish besides `write` (checked by the route's rule).
+    c.check_user_id(properties.user_id.as_deref())
+        .and_then(|()| c.check_topic_write(&st.broker, &vh, exchange, &b.routing_key))
+        .map_err(|e| ApiError::amqp_failure(&e))?;
     let payload = decode_payload(&b.payload, &b.payload_encoding).map_err(ApiError::bad_request)?;
     if b.routing_key.len() > 255 {
         return Err(ApiError::bad_request("routing key too long"));
@@ -603,9 +634,9 @@ fn queues_of(st: &Shared, v: &VHost) -> Vec<Value> {
         .collect()
 }
 
-async fn queues_all(State(st): State<Shared>) -> J {
+async fn queues_all(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
     ok(Value::Array(
-        sorted_vhosts(&st)
+        listed_vhosts(&st, &c)
             .iter()
             .flat_map(|v| queues_of(&st, v))
             .collect(),
@@ -811,9 +842,28 @@ async fn queue_get_messages(
     ok(Value::Array(out))
 }
 
-async fn queue_move(State(st): State<Shared>, Path((vh, name)): Path<(String, String)>, body: Bytes) -> J {
+async fn queue_move(
+    State(st): State<Shared>,
+    Extension(c): Extension<Caller>,
+    Path((vh, name)): Path<(String, String)>,
+    body: Bytes,
+) -> J {
     let v = vhost(&st, &vh)?;
     let req: dlq::MoveRequest = parse_body(&body)?;
+    // `read` on the DLQ is the route's rule; `write` on where the messages go (the default
+    // exchange unless a target names another).
+    let dest = req.target.as_ref().map_or("", |t| exchange_name(&t.exchange));
+    c.check(
+        &st.broker,
+        &vh,
+        crate::access::Resource::Exchange,
+        dest,
+        crate::auth::Access::Write,
+    )
+    .map_err(|e| ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        body: json!({"error": "not_authorised", "reason": e.reply_text()}),
+    })?;
     let (_, q, _) = find_queue(&v, &name)?;
     let key = st.op_key();
     let report = dlq::move_messages(&v, &q, &req, key);
@@ -855,9 +905,9 @@ fn bindings_of(v: &VHost) -> Vec<BindingInfo> {
     b
 }
 
-async fn bindings_all(State(st): State<Shared>) -> J {
+async fn bindings_all(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
     let mut out = Vec::new();
-    for v in sorted_vhosts(&st) {
+    for v in listed_vhosts(&st, &c) {
         out.extend(bindings_of(&v).iter().map(|b| binding_json(&v.name, b)));
     }
     ok(Value::Array(out))
@@ -1122,10 +1172,13 @@ fn conn_name(st: &Shared, info: &crate::connection::ConnInfo) -> String {
     }
 }
 
-async fn connections(State(st): State<Shared>) -> J {
+async fn connections(State(st): State<Shared>, Extension(caller): Extension<Caller>) -> J {
     let mut out = Vec::new();
     for c in st.broker.connections() {
         let info = c.info.lock().clone();
+        if !caller.sees_connection(&info.user) {
+            continue;
+        }
         out.push(json!({
             "name": conn_name(&st, &info), "node": st.node(), "user": info.user, "vhost": info.vhost,
             "channels": info.channels, "state": "running", "protocol": "AMQP 0-9-1", "type": "network",
@@ -1138,10 +1191,13 @@ async fn connections(State(st): State<Shared>) -> J {
     ok(Value::Array(out))
 }
 
-async fn channels(State(st): State<Shared>) -> J {
+async fn channels(State(st): State<Shared>, Extension(caller): Extension<Caller>) -> J {
     let mut out = Vec::new();
     for c in st.broker.connections() {
         let info = c.info.lock().clone();
+        if !caller.sees_connection(&info.user) {
+            continue;
+        }
         let name = conn_name(&st, &info);
         for n in 1..=info.channels {
             out.push(json!({
@@ -1185,17 +1241,24 @@ fn consumers_of(st: &Shared, v: &VHost) -> Vec<Value> {
     out
 }
 
-async fn consumers_all(State(st): State<Shared>) -> J {
+async fn consumers_all(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
     ok(Value::Array(
-        sorted_vhosts(&st)
+        listed_vhosts(&st, &c)
             .iter()
             .flat_map(|v| consumers_of(&st, v))
             .collect(),
     ))
 }
 
-async fn consumers_vhost(State(st): State<Shared>, Path(vh): Path<String>) -> J {
+async fn consumers_vhost(
+    State(st): State<Shared>,
+    Extension(c): Extension<Caller>,
+    Path(vh): Path<String>,
+) -> J {
     let v = vhost(&st, &vh)?;
+    if !c.lists_vhost(&st.broker, &vh) {
+        return ok(json!([]));
+    }
     ok(Value::Array(consumers_of(&st, &v)))
 }
 
@@ -1227,8 +1290,15 @@ async fn permissions(State(st): State<Shared>) -> J {
     ok(Value::Array(permissions_json(&st)))
 }
 
-async fn alerts(State(st): State<Shared>) -> J {
-    let mut a: Vec<Value> = st.sampler.lock().alerts.values().map(|a| a.to_json()).collect();
+async fn alerts(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
+    let mut a: Vec<Value> = st
+        .sampler
+        .lock()
+        .alerts
+        .values()
+        .filter(|a| c.lists_vhost(&st.broker, &a.vhost))
+        .map(|a| a.to_json())
+        .collect();
     a.sort_by_key(|x| x.to_string());
     ok(Value::Array(a))
 }

@@ -5,12 +5,14 @@
 //! and the `warrenctl` command line built on it ([`ctl`]); quarantined queue directories
 //! ([`quarantine`]).
 //!
-//! Every path except `/metrics` (which Prometheus scrapes unauthenticated, as RabbitMQ's
-//! Prometheus plugin) needs HTTP basic auth with a broker user. Handlers never hold a lock
+//! Every route needs HTTP basic auth with a broker user and passes RabbitMQ's tag and
+//! permission checks ([`authz`]); `/metrics` can be made public (`--metrics-public`, as
+//! RabbitMQ's Prometheus plugin). Handlers never hold a lock
 //! across an `.await`: they snapshot under the broker's short locks and render afterwards.
 
 pub mod alerts;
 pub mod api;
+pub mod authz;
 pub mod client;
 pub mod convert;
 pub mod ctl;
@@ -27,9 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use parking_lot::Mutex;
@@ -110,6 +110,14 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// 400 with an AMQP error as RabbitMQ reports an operation the management API ran over
+    /// AMQP: `403 ACCESS_REFUSED - …`.
+    pub fn amqp_failure(e: &AmqpError) -> ApiError {
+        ApiError::bad_request(format!("{} {}", e.code.code(), e.reply_text()))
+    }
+}
+
 impl From<AmqpError> for ApiError {
     fn from(e: AmqpError) -> ApiError {
         match e.code {
@@ -161,56 +169,6 @@ pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((u.to_string(), p.to_string()))
 }
 
-async fn auth(
-    State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if req.uri().path() == "/metrics" {
-        return next.run(req).await;
-    }
-    let creds = basic_credentials(req.headers());
-    let ok = creds.as_ref().is_some_and(|(u, p)| {
-        let cfg = &st.broker.config;
-        let guest_blocked = u == "guest" && !cfg.guest_anywhere && !peer.ip().is_loopback();
-        !guest_blocked && st.broker.users.authenticate(u, p)
-    });
-    if !ok {
-        return ApiError::unauthorized().into_response();
-    }
-    // Changing who may do what is for administrators only (as RabbitMQ's management plugin).
-    let path = req.uri().path();
-    let access_admin = [
-        "/api/users",
-        "/api/permissions",
-        "/api/topic-permissions",
-        "/api/vhosts",
-        "/api/definitions",
-    ]
-    .iter()
-    .any(|p| path.starts_with(p));
-    if access_admin && req.method() != axum::http::Method::GET {
-        let admin = creds
-            .as_ref()
-            .and_then(|(u, _)| st.broker.users.get(u))
-            .is_some_and(|u| u.tags.iter().any(|t| t == "administrator"));
-        if !admin {
-            return ApiError::unauthorized().into_response();
-        }
-    }
-    // Policies are changed by administrators and policymakers (RabbitMQ's tags).
-    if path.starts_with("/api/policies") && req.method() != axum::http::Method::GET {
-        let allowed = creds
-            .and_then(|(u, _)| st.broker.users.get(&u))
-            .is_some_and(|u| u.tags.iter().any(|t| t == "administrator" || t == "policymaker"));
-        if !allowed {
-            return ApiError::unauthorized().into_response();
-        }
-    }
-    next.run(req).await
-}
-
 async fn fallback() -> ApiError {
     ApiError::not_found()
 }
@@ -221,8 +179,9 @@ pub fn router(st: Shared) -> Router {
         .merge(quarantine::routes())
         .route("/metrics", axum::routing::get(metrics::handler))
         .route("/", axum::routing::get(dashboard))
+        // One authorisation step for every registered route (unknown paths stay 404).
+        .route_layer(axum::middleware::from_fn_with_state(st.clone(), authz::authorize))
         .fallback(fallback)
-        .layer(axum::middleware::from_fn_with_state(st.clone(), auth))
         .with_state(st)
 }
 

@@ -1,21 +1,24 @@
 //! `/api/policies[/{vhost}[/{name}]]`: RabbitMQ's policy endpoints. `PUT` validates the
 //! policy (400 with RabbitMQ's "Validation failed" text), stores it durably and applies it to
 //! the vhost's queues at once (201 created, 204 updated); `DELETE` removes it (204, 404 if
-//! missing). Changing policies needs the `administrator` or `policymaker` tag.
+//! missing). Who may do what is [`super::authz`]'s table (policymakers and administrators).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use serde_json::Value;
 
+use super::authz::Caller;
 use super::{ApiError, ApiResult, Shared, parse_body};
 use crate::policies::{list_json, policy_from_json, policy_json};
 
 type J = ApiResult<axum::Json<Value>>;
 
 /// `GET /api/policies`.
-pub async fn list_all(State(st): State<Shared>) -> J {
-    Ok(axum::Json(Value::Array(list_json(&st.broker, None))))
+pub async fn list_all(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
+    let mut all = list_json(&st.broker, None);
+    all.retain(|p| c.lists_vhost(&st.broker, p["vhost"].as_str().unwrap_or("")));
+    Ok(axum::Json(Value::Array(all)))
 }
 
 /// `GET /api/policies/{vhost}`.

@@ -1,0 +1,552 @@
+//! Management API authorisation (issue 14): RabbitMQ's user tags and vhost permissions applied
+//! to every HTTP route by one middleware ([`authorize`]) and one table ([`RULES`]).
+//!
+//! - Tags: none → no management access (401 `Not management user`); `management` → the vhosts
+//!   the user has permissions on; `policymaker` → also policies there; `monitoring` → also a
+//!   read-only view of every connection, channel, node and vhost; `administrator` →
+//!   everything (users, permissions, definitions, vhosts, objects of every vhost).
+//!   `impersonator` grants no management access of its own; it lets a publish through the API
+//!   set a `user_id` other than the caller's.
+//! - Every route template has one [`Rule`] in [`RULES`]; the middleware matches the request
+//!   against the table, authenticates, checks the rule (tag, vhost access, and the
+//!   `configure`/`write`/`read` permission on the queue or exchange named in the path, as AMQP
+//!   checks it) and hands the handler a [`Caller`]. A request on a route missing from the table
+//!   is refused (fail closed). Checks that depend on the body (the `move` destination, topic
+//!   permissions and `user_id` on publish) call [`Caller::check`] from the handler.
+//! - Listings are filtered by [`Caller::lists_vhost`] / [`Caller::sees_connection`].
+//!
+//! Bodies and codes are RabbitMQ 3.10's (checked against a running RabbitMQ): missing
+//! credentials 401 with an empty body and `WWW-Authenticate`; wrong ones 401
+//! `{"error":"not_authorized","reason":"Login failed"}`; a missing tag or vhost 401
+//! `{"error":"not_authorised","reason":…}`.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{ApiError, Shared};
+use crate::access::{Resource, refused};
+use crate::auth::Access;
+use crate::broker::Broker;
+
+/// What a route requires of the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Any `management`, `policymaker`, `monitoring` or `administrator` user (listings are
+    /// filtered by the handler).
+    Management,
+    /// `monitoring` or `administrator`.
+    Monitor,
+    /// `administrator`.
+    Admin,
+    /// A management user with access to the `{vhost}` of the path (administrators: any).
+    Vhost,
+    /// `policymaker` or `administrator` with access to `{vhost}`.
+    Policymaker,
+    /// `/metrics`: public when `--metrics-public`, otherwise as [`Rule::Monitor`].
+    Metrics,
+    /// [`Rule::Vhost`] + `configure` on the `{name}` queue.
+    ConfigureQueue,
+    /// [`Rule::Vhost`] + `configure` on the `{name}` exchange.
+    ConfigureExchange,
+    /// [`Rule::Vhost`] + `read` on the `{name}` queue (purge).
+    Purge,
+    /// [`Rule::Vhost`] + `read` on the `{name}` queue (get, move; 401 with AMQP's text).
+    ReadQueue,
+    /// [`Rule::Vhost`] + `write` on the `{name}` exchange (400 with AMQP's text, as RabbitMQ).
+    Publish,
+    /// [`Rule::Vhost`] + `write` on the `{dest}` queue and `read` on the `{source}` exchange.
+    BindQueue,
+    /// [`Rule::Vhost`] + `write` on the `{dest}` exchange and `read` on the `{source}` one.
+    BindExchange,
+}
+
+/// Route templates (axum's syntax) and methods → rule. Every route the router registers must
+/// be here (the route walk in `tests/authz.rs` checks it); anything else is refused.
+pub const RULES: &[(&str, &str, Rule)] = &[
+    ("GET", "/", Rule::Management),
+    ("GET", "/metrics", Rule::Metrics),
+    ("GET", "/api/overview", Rule::Management),
+    ("GET", "/api/nodes", Rule::Monitor),
+    ("GET", "/api/whoami", Rule::Management),
+    ("GET", "/api/vhosts", Rule::Management),
+    ("GET", "/api/vhosts/{name}", Rule::Admin),
+    ("PUT", "/api/vhosts/{name}", Rule::Admin),
+    ("DELETE", "/api/vhosts/{name}", Rule::Admin),
+    ("GET", "/api/exchanges", Rule::Management),
+    ("GET", "/api/exchanges/{vhost}", Rule::Vhost),
+    ("GET", "/api/exchanges/{vhost}/{name}", Rule::Vhost),
+    ("PUT", "/api/exchanges/{vhost}/{name}", Rule::ConfigureExchange),
+    ("DELETE", "/api/exchanges/{vhost}/{name}", Rule::ConfigureExchange),
+    ("POST", "/api/exchanges/{vhost}/{name}/publish", Rule::Publish),
+    (
+        "GET",
+        "/api/exchanges/{vhost}/{name}/bindings/source",
+        Rule::Vhost,
+    ),
+    (
+        "GET",
+        "/api/exchanges/{vhost}/{name}/bindings/destination",
+        Rule::Vhost,
+    ),
+    ("GET", "/api/queues", Rule::Management),
+    ("GET", "/api/queues/{vhost}", Rule::Vhost),
+    ("GET", "/api/queues/{vhost}/{name}", Rule::Vhost),
+    ("PUT", "/api/queues/{vhost}/{name}", Rule::ConfigureQueue),
+    ("DELETE", "/api/queues/{vhost}/{name}", Rule::ConfigureQueue),
+    ("DELETE", "/api/queues/{vhost}/{name}/contents", Rule::Purge),
+    ("POST", "/api/queues/{vhost}/{name}/get", Rule::ReadQueue),
+    ("POST", "/api/queues/{vhost}/{name}/move", Rule::ReadQueue),
+    ("GET", "/api/queues/{vhost}/{name}/bindings", Rule::Vhost),
+    ("GET", "/api/bindings", Rule::Management),
+    ("GET", "/api/bindings/{vhost}", Rule::Vhost),
+    ("GET", "/api/bindings/{vhost}/e/{source}/q/{dest}", Rule::Vhost),
+    (
+        "POST",
+        "/api/bindings/{vhost}/e/{source}/q/{dest}",
+        Rule::BindQueue,
+    ),
+    (
+        "GET",
+        "/api/bindings/{vhost}/e/{source}/q/{dest}/{props}",
+        Rule::Vhost,
+    ),
+    (
+        "DELETE",
+        "/api/bindings/{vhost}/e/{source}/q/{dest}/{props}",
+        Rule::BindQueue,
+    ),
+    ("GET", "/api/bindings/{vhost}/e/{source}/e/{dest}", Rule::Vhost),
+    (
+        "POST",
+        "/api/bindings/{vhost}/e/{source}/e/{dest}",
+        Rule::BindExchange,
+    ),
+    (
+        "GET",
+        "/api/bindings/{vhost}/e/{source}/e/{dest}/{props}",
+        Rule::Vhost,
+    ),
+    (
+        "DELETE",
+        "/api/bindings/{vhost}/e/{source}/e/{dest}/{props}",
+        Rule::BindExchange,
+    ),
+    ("GET", "/api/connections", Rule::Management),
+    ("GET", "/api/channels", Rule::Management),
+    ("GET", "/api/consumers", Rule::Management),
+    ("GET", "/api/consumers/{vhost}", Rule::Management),
+    ("GET", "/api/users", Rule::Admin),
+    ("GET", "/api/users/{name}", Rule::Admin),
+    ("PUT", "/api/users/{name}", Rule::Admin),
+    ("DELETE", "/api/users/{name}", Rule::Admin),
+    ("GET", "/api/users/{name}/permissions", Rule::Admin),
+    ("GET", "/api/vhosts/{name}/permissions", Rule::Admin),
+    ("GET", "/api/permissions", Rule::Admin),
+    ("GET", "/api/permissions/{vhost}/{user}", Rule::Admin),
+    ("PUT", "/api/permissions/{vhost}/{user}", Rule::Admin),
+    ("DELETE", "/api/permissions/{vhost}/{user}", Rule::Admin),
+    ("GET", "/api/users/{name}/topic-permissions", Rule::Admin),
+    ("GET", "/api/vhosts/{name}/topic-permissions", Rule::Admin),
+    ("GET", "/api/topic-permissions", Rule::Admin),
+    ("GET", "/api/topic-permissions/{vhost}/{user}", Rule::Admin),
+    ("PUT", "/api/topic-permissions/{vhost}/{user}", Rule::Admin),
+    ("DELETE", "/api/topic-permissions/{vhost}/{user}", Rule::Admin),
+    (
+        "DELETE",
+        "/api/topic-permissions/{vhost}/{user}/{exchange}",
+        Rule::Admin,
+    ),
+    ("GET", "/api/policies", Rule::Management),
+    ("GET", "/api/policies/{vhost}", Rule::Vhost),
+    ("GET", "/api/policies/{vhost}/{name}", Rule::Policymaker),
+    ("PUT", "/api/policies/{vhost}/{name}", Rule::Policymaker),
+    ("DELETE", "/api/policies/{vhost}/{name}", Rule::Policymaker),
+    ("GET", "/api/definitions", Rule::Admin),
+    ("POST", "/api/definitions", Rule::Admin),
+    ("GET", "/api/definitions/{vhost}", Rule::Admin),
+    ("POST", "/api/definitions/{vhost}", Rule::Admin),
+    ("GET", "/api/alerts", Rule::Management),
+    ("GET", "/api/healthchecks/node", Rule::Management),
+    ("GET", "/api/healthchecks/alarms", Rule::Management),
+    ("GET", "/api/healthchecks/port-listener/{port}", Rule::Management),
+    ("GET", "/api/health/checks/alarms", Rule::Management),
+    ("GET", "/api/health/checks/local-alarms", Rule::Management),
+    ("GET", "/api/health/checks/virtual-hosts", Rule::Management),
+    (
+        "GET",
+        "/api/health/checks/node-is-quorum-critical",
+        Rule::Management,
+    ),
+    (
+        "GET",
+        "/api/health/checks/node-is-mirror-sync-critical",
+        Rule::Management,
+    ),
+    (
+        "GET",
+        "/api/health/checks/ready-to-serve-clients",
+        Rule::Management,
+    ),
+    ("GET", "/api/health/checks/port-listener/{port}", Rule::Management),
+    (
+        "GET",
+        "/api/health/checks/protocol-listener/{protocol}",
+        Rule::Management,
+    ),
+    ("GET", "/api/aliveness-test/{vhost}", Rule::Vhost),
+];
+
+/// The authenticated user of a request, handed to handlers as an `Extension`.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// User name.
+    pub name: String,
+    /// Its tags.
+    pub tags: Vec<String>,
+}
+
+impl Caller {
+    fn has(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+
+    /// `administrator`.
+    pub fn is_admin(&self) -> bool {
+        self.has("administrator")
+    }
+
+    /// `monitoring` or `administrator`.
+    pub fn is_monitor(&self) -> bool {
+        self.is_admin() || self.has("monitoring")
+    }
+
+    /// `policymaker` or `administrator`.
+    pub fn is_policymaker(&self) -> bool {
+        self.is_admin() || self.has("policymaker")
+    }
+
+    /// Any tag that grants management access.
+    pub fn is_management(&self) -> bool {
+        self.is_monitor() || self.is_policymaker() || self.has("management")
+    }
+
+    /// Whether the caller's listings of queues, exchanges, bindings, consumers, policies and
+    /// alerts include `vhost`: administrators see every vhost, others those they have
+    /// permissions on (RabbitMQ filters these by login vhosts even for `monitoring`).
+    pub fn lists_vhost(&self, broker: &Broker, vhost: &str) -> bool {
+        self.is_admin() || broker.users.permission(&self.name, vhost).is_some()
+    }
+
+    /// Whether `GET /api/vhosts` shows `vhost`: every vhost for `monitoring`.
+    pub fn sees_vhost(&self, broker: &Broker, vhost: &str) -> bool {
+        self.is_monitor() || self.lists_vhost(broker, vhost)
+    }
+
+    /// Whether connection and channel listings show a connection of `user`: the caller's own,
+    /// or all for `monitoring`.
+    pub fn sees_connection(&self, user: &str) -> bool {
+        self.is_monitor() || self.name == user
+    }
+
+    /// `access` to a queue or exchange (`""` is the default exchange) of `vhost`, exactly as
+    /// AMQP checks it — administrators included, as in RabbitMQ. `Err` is AMQP's 403 text.
+    pub fn check(
+        &self,
+        broker: &Broker,
+        vhost: &str,
+        kind: Resource,
+        name: &str,
+        access: Access,
+    ) -> Result<(), warren_core::AmqpError> {
+        let checked = if kind == Resource::Exchange && name.is_empty() {
+            "amq.default"
+        } else {
+            name
+        };
+        let ok = broker
+            .users
+            .permission(&self.name, vhost)
+            .is_some_and(|p| p.allows(access, checked));
+        if ok {
+            Ok(())
+        } else {
+            Err(refused(kind, checked, vhost, &self.name))
+        }
+    }
+
+    /// Topic `write` on `routing_key` of `exchange` for a publish through the API (only topic
+    /// exchanges the caller has a topic permission for are checked, as on AMQP).
+    pub fn check_topic_write(
+        &self,
+        broker: &Broker,
+        vhost: &str,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<(), warren_core::AmqpError> {
+        let perms = broker.users.topic_permissions_of(&self.name, vhost);
+        let Some(p) = perms.iter().find(|p| p.exchange == exchange) else {
+            return Ok(());
+        };
+        let is_topic = broker.vhost(vhost).is_some_and(|v| {
+            v.topology
+                .lock()
+                .exchange(exchange)
+                .is_some_and(|x| x.kind == warren_core::topology::ExchangeKind::Topic)
+        });
+        if !is_topic || p.allows(Access::Write, routing_key) {
+            return Ok(());
+        }
+        Err(warren_core::AmqpError::access_refused(format!(
+            "write access to topic '{routing_key}' in exchange '{exchange}' in vhost '{vhost}' refused for user '{}'",
+            self.name
+        )))
+    }
+
+    /// RabbitMQ's `user_id` check on a publish: the property must name the caller unless it
+    /// has the `impersonator` tag (406 text).
+    pub fn check_user_id(&self, user_id: Option<&str>) -> Result<(), warren_core::AmqpError> {
+        match user_id {
+            Some(u) if u != self.name && !self.has("impersonator") => {
+                Err(warren_core::AmqpError::precondition(format!(
+                    "user_id property set to '{u}' but authenticated user was '{}'",
+                    self.name
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// 401 `{"error":"not_authorised","reason":reason}` (no `WWW-Authenticate`: the credentials
+/// were fine, the user may not do this).
+pub fn not_authorised(reason: impl Into<String>) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(json!({"error": "not_authorised", "reason": reason.into()})),
+    )
+        .into_response()
+}
+
+/// 401 for missing credentials: empty body and `WWW-Authenticate`, as RabbitMQ.
+fn challenge() -> Response {
+    let mut r = StatusCode::UNAUTHORIZED.into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"RabbitMQ Management\""),
+    );
+    r
+}
+
+/// 401 for wrong credentials (RabbitMQ spells this one `not_authorized`).
+fn login_failed() -> Response {
+    let mut r = ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        body: json!({"error": "not_authorized", "reason": "Login failed"}),
+    }
+    .into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"RabbitMQ Management\""),
+    );
+    r
+}
+
+/// Percent-decodes one path segment (as axum's `Path` does); `None` if not UTF-8.
+fn decode_segment(s: &str) -> Option<String> {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The rule and path parameters of the route template in [`RULES`] that `path` matches
+/// (literal segments win over parameters, as in axum's router). `Err(true)` when the path
+/// matches a template but not for `method` (axum answers 405), `Err(false)` when it matches
+/// none (404).
+pub fn lookup(method: &Method, path: &str) -> Result<(Rule, Vec<(&'static str, String)>), bool> {
+    let segs: Vec<&str> = path.split('/').collect();
+    let mut best: Option<(usize, Rule, Vec<(&'static str, String)>)> = None;
+    let mut other_method = false;
+    for (m, template, rule) in RULES {
+        let tsegs: Vec<&'static str> = template.split('/').collect();
+        if tsegs.len() != segs.len() {
+            continue;
+        }
+        let mut params = Vec::new();
+        let mut literals = 0;
+        let matched = tsegs.iter().zip(&segs).all(|(t, s)| {
+            if let Some(name) = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+                match decode_segment(s) {
+                    Some(v) if !s.is_empty() => {
+                        params.push((name, v));
+                        true
+                    }
+                    _ => false,
+                }
+            } else {
+                literals += 1;
+                t == s
+            }
+        });
+        if !matched {
+            continue;
+        }
+        if *m != method.as_str() {
+            other_method = true;
+            continue;
+        }
+        if best.as_ref().is_none_or(|(l, _, _)| literals > *l) {
+            best = Some((literals, *rule, params));
+        }
+    }
+    best.map(|(_, r, p)| (r, p)).ok_or(other_method)
+}
+
+fn param<'a>(params: &'a [(&'static str, String)], name: &str) -> &'a str {
+    params
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// Checks `rule` for `caller` on a request with path `params`: `Err` is the response.
+pub fn check_rule(
+    broker: &Broker,
+    caller: &Caller,
+    rule: Rule,
+    params: &[(&'static str, String)],
+) -> Result<(), Response> {
+    if !caller.is_management() {
+        return Err(not_authorised("Not management user"));
+    }
+    match rule {
+        Rule::Admin if !caller.is_admin() => return Err(not_authorised("Not administrator user")),
+        Rule::Monitor | Rule::Metrics if !caller.is_monitor() => {
+            return Err(not_authorised("Not monitor user"));
+        }
+        _ => {}
+    }
+    if matches!(
+        rule,
+        Rule::Admin | Rule::Monitor | Rule::Metrics | Rule::Management
+    ) {
+        return Ok(());
+    }
+    let vhost = param(params, "vhost");
+    // A vhost that does not exist passes here and is the handler's 404, as in RabbitMQ.
+    let exists = broker.vhost(vhost).is_some();
+    let vhost_ok = !exists || caller.lists_vhost(broker, vhost);
+    if rule == Rule::Policymaker {
+        return if caller.is_policymaker() && vhost_ok {
+            Ok(())
+        } else {
+            Err(not_authorised("User not authorised to access object"))
+        };
+    }
+    if !vhost_ok {
+        return Err(not_authorised("User not authorised to access virtual host"));
+    }
+    if !exists {
+        return Ok(());
+    }
+    let name = param(params, "name");
+    let api_exchange = |n: &str| super::api::exchange_name(n).to_string();
+    let checks: Vec<(Resource, String, Access)> = match rule {
+        Rule::ConfigureQueue => vec![(Resource::Queue, name.to_string(), Access::Configure)],
+        Rule::ConfigureExchange => vec![(Resource::Exchange, api_exchange(name), Access::Configure)],
+        Rule::Purge | Rule::ReadQueue => vec![(Resource::Queue, name.to_string(), Access::Read)],
+        Rule::Publish => vec![(Resource::Exchange, api_exchange(name), Access::Write)],
+        Rule::BindQueue => vec![
+            (Resource::Queue, param(params, "dest").to_string(), Access::Write),
+            (
+                Resource::Exchange,
+                api_exchange(param(params, "source")),
+                Access::Read,
+            ),
+        ],
+        Rule::BindExchange => vec![
+            (
+                Resource::Exchange,
+                api_exchange(param(params, "dest")),
+                Access::Write,
+            ),
+            (
+                Resource::Exchange,
+                api_exchange(param(params, "source")),
+                Access::Read,
+            ),
+        ],
+        _ => Vec::new(),
+    };
+    for (kind, n, access) in checks {
+        if let Err(e) = caller.check(broker, vhost, kind, &n, access) {
+            return Err(match rule {
+                // RabbitMQ answers a refused publish as a failed AMQP operation.
+                Rule::Publish => ApiError::amqp_failure(&e).into_response(),
+                Rule::ReadQueue => not_authorised(e.reply_text()),
+                _ => not_authorised("Access refused."),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The one authorisation step of every request: matches the route in [`RULES`],
+/// authenticates, checks the rule and stores the [`Caller`] for the handler.
+pub async fn authorize(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let (rule, params) = match lookup(req.method(), req.uri().path()) {
+        Ok(r) => r,
+        // A method the route does not have: the router's own 405.
+        Err(true) => return next.run(req).await,
+        // A registered route without a rule: refused (fail closed).
+        Err(false) => {
+            tracing::error!(path = req.uri().path(), "no authorisation rule for this route");
+            return ApiError {
+                status: StatusCode::FORBIDDEN,
+                body: json!({"error": "not_authorised", "reason": "no authorisation rule for this route"}),
+            }
+            .into_response();
+        }
+    };
+    if rule == Rule::Metrics && st.broker.config.metrics_public {
+        return next.run(req).await;
+    }
+    let Some((user, pass)) = super::basic_credentials(req.headers()) else {
+        return challenge();
+    };
+    let cfg = &st.broker.config;
+    let guest_blocked = user == "guest" && !cfg.guest_anywhere && !peer.ip().is_loopback();
+    if guest_blocked || !st.broker.users.authenticate(&user, &pass) {
+        return login_failed();
+    }
+    let tags = st.broker.users.get(&user).map(|u| u.tags).unwrap_or_default();
+    let caller = Caller { name: user, tags };
+    if let Err(r) = check_rule(&st.broker, &caller, rule, &params) {
+        return r;
+    }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
