@@ -111,6 +111,8 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("POST", "/api/definitions", Admin),
     ("GET", "/api/definitions/{vhost}", Admin),
     ("POST", "/api/definitions/{vhost}", Admin),
+    ("GET", "/api/quarantine", Admin),
+    ("POST", "/api/quarantine/{dir}/reattach", Admin),
     ("GET", "/api/alerts", Mgmt),
     ("GET", "/api/healthchecks/node", Mgmt),
     ("GET", "/api/healthchecks/alarms", Mgmt),
@@ -217,6 +219,7 @@ fn concrete(template: &str, vhost: &str) -> String {
         .replace("{props}", "~")
         .replace("{port}", "1")
         .replace("{protocol}", "amqp")
+        .replace("{dir}", "walk-d")
 }
 
 /// The expected (status, reason) for a user with `tag` on a route needing `need`, on a vhost

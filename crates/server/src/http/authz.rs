@@ -170,6 +170,8 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("POST", "/api/definitions", Rule::Admin),
     ("GET", "/api/definitions/{vhost}", Rule::Admin),
     ("POST", "/api/definitions/{vhost}", Rule::Admin),
+    ("GET", "/api/quarantine", Rule::Admin),
+    ("POST", "/api/quarantine/{dir}/reattach", Rule::Admin),
     ("GET", "/api/alerts", Rule::Management),
     ("GET", "/api/healthchecks/node", Rule::Management),
     ("GET", "/api/healthchecks/alarms", Rule::Management),

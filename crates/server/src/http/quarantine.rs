@@ -2,16 +2,15 @@
 //! start-up sweep moved to `<data-dir>/quarantine/` because no definition named them (vhost
 //! and queue from the definition copy each keeps, live messages, bytes), and
 //! `POST /api/quarantine/{dir}/reattach` declares the queue again from that copy and recovers
-//! its messages. Administrators only.
+//! its messages. Administrators only (the rule is in [`super::authz::RULES`]).
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, Shared, basic_credentials};
+use super::{ApiError, ApiResult, Shared};
 
 /// The routes of this module.
 pub fn routes() -> Router<Shared> {
@@ -20,20 +19,7 @@ pub fn routes() -> Router<Shared> {
         .route("/api/quarantine/{dir}/reattach", post(reattach))
 }
 
-/// 401 unless the caller is an administrator (they see and move raw data directories).
-fn require_admin(st: &Shared, headers: &HeaderMap) -> ApiResult<()> {
-    let admin = basic_credentials(headers)
-        .and_then(|(u, _)| st.broker.users.get(&u))
-        .is_some_and(|u| u.tags.iter().any(|t| t == "administrator"));
-    if admin {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized())
-    }
-}
-
-async fn list(State(st): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    require_admin(&st, &headers)?;
+async fn list(State(st): State<Shared>) -> ApiResult<Json<Value>> {
     let Some(p) = &st.broker.persistence else {
         return Ok(Json(json!([])));
     };
@@ -44,12 +30,7 @@ async fn list(State(st): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Va
     Ok(Json(serde_json::to_value(dirs).unwrap_or_else(|_| json!([]))))
 }
 
-async fn reattach(
-    State(st): State<Shared>,
-    headers: HeaderMap,
-    Path(dir): Path<String>,
-) -> ApiResult<Json<Value>> {
-    require_admin(&st, &headers)?;
+async fn reattach(State(st): State<Shared>, Path(dir): Path<String>) -> ApiResult<Json<Value>> {
     let broker = st.broker.clone();
     let r = tokio::task::spawn_blocking(move || crate::persist::reattach(&broker, &dir))
         .await
