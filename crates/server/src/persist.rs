@@ -15,7 +15,9 @@ use warren_codec::{BasicProperties, Method, Reader, ShortStr};
 use warren_core::Message;
 use warren_core::queue::Entry;
 use warren_core::topology::{ExchangeDeclare as ExchangeDecl, QueueDeclare as QueueDecl};
-use warren_store::{DefinitionsLog, MsgPos, Recovered, StdFs, Store, StoreError, StoreOptions, SyncHandle};
+use warren_store::{
+    DefinitionsLog, FileSystem, MsgPos, Recovered, StdFs, Store, StoreError, StoreOptions, SyncHandle,
+};
 
 use crate::broker::Broker;
 
@@ -135,6 +137,9 @@ pub struct Persistence {
     /// every start).
     pub scratch: Store,
     defs: Mutex<DefinitionsLog>,
+    /// Woken when the message store becomes poisoned (a failed write or fsync), so the alarm
+    /// monitor re-checks at once instead of at its next sample.
+    pub store_failed: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Persistence {
@@ -145,9 +150,35 @@ impl std::fmt::Debug for Persistence {
 
 impl Persistence {
     /// Opens the store under `data_dir`, returning the definitions records to replay.
-    pub fn open(data_dir: &Path) -> Result<(Persistence, Vec<Bytes>), StoreError> {
+    /// `fs` replaces the message store's filesystem (fault injection in tests).
+    pub fn open(
+        data_dir: &Path,
+        fs: Option<Arc<dyn FileSystem>>,
+    ) -> Result<(Persistence, Vec<Bytes>), StoreError> {
         std::fs::create_dir_all(data_dir).map_err(StoreError::Io)?;
-        let store = Store::open(&data_dir.join("messages"), StoreOptions::default())?;
+        let mut opts = StoreOptions::default();
+        if let Some(fs) = fs {
+            opts.fs = fs;
+        }
+        let store = Store::open(&data_dir.join("messages"), opts)?;
+        let store_failed = Arc::new(tokio::sync::Notify::new());
+        let notify = store_failed.clone();
+        store.set_poison_hook(Arc::new(move |info| {
+            if info.restart_required {
+                tracing::error!(
+                    error = %info.error,
+                    "message store failed (fsync): what is on disk is unknown; RESTART REQUIRED. \
+                     Publishers stay blocked (disk alarm); unconfirmed publishes are nacked"
+                );
+            } else {
+                tracing::error!(
+                    error = %info.error,
+                    "message store cannot write (disk full?): publishers are blocked (disk alarm) \
+                     and unconfirmed publishes are nacked; it resumes by itself once space is free"
+                );
+            }
+            notify.notify_one();
+        }));
         let (defs, records) = DefinitionsLog::open(&data_dir.join("definitions.log"), Arc::new(StdFs))?;
         for w in &defs.recovery_report().warnings {
             tracing::warn!("definitions log: {w:?}");
@@ -170,6 +201,7 @@ impl Persistence {
                 syncer,
                 scratch,
                 defs: Mutex::new(defs),
+                store_failed,
             },
             records,
         ))
