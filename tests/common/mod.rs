@@ -619,3 +619,46 @@ pub mod tempdir {
         }
     }
 }
+
+/// Real broker processes.
+pub mod process {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    /// Starts `bin` with `args` and `extra` (logging at info to stdout) and waits up to 60 s for
+    /// a stdout line containing `ready`; later lines are drained in the background and their
+    /// receiver returned.
+    pub fn spawn_listening(
+        bin: &str,
+        args: &[&str],
+        extra: &[&str],
+        ready: &str,
+    ) -> (Child, std::sync::mpsc::Receiver<String>) {
+        let mut child = Command::new(bin)
+            .args(args)
+            .args(extra)
+            .env("WARREN_LOG_LEVEL", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn broker");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let needle = ready.to_owned();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if line.contains(&needle) {
+                    let _ = ready_tx.send(());
+                }
+                let _ = tx.send(line);
+            }
+        });
+        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            panic!("broker never printed {ready:?}");
+        }
+        (child, rx)
+    }
+}

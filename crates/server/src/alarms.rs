@@ -1,7 +1,7 @@
 //! Resource alarms, as RabbitMQ raises them: a memory alarm when the process's resident memory
 //! passes the high watermark, and a disk alarm when free space under the data directory drops
-//! below the free-disk limit or the store has refused writes after an fsync failure. While an
-//! alarm is up, publishing connections receive `connection.blocked` and are not read (TCP
+//! below the free-disk limit or the store has refused writes after a failed write or fsync —
+//! raised from the failure itself, not only from the next sample. While an alarm is up, publishing connections receive `connection.blocked` and are not read (TCP
 //! backpressure); consumers keep draining. `connection.unblocked` follows when it clears.
 
 use std::path::PathBuf;
@@ -87,6 +87,20 @@ impl Alarms {
         self.disk_free_limit.store(bytes, Ordering::Relaxed);
     }
 
+    /// Raises the disk alarm now (a store write just failed), without waiting for the next
+    /// sample; the monitor clears it once free space is back above the limit and the store
+    /// has recovered.
+    pub fn raise_disk(&self, why: &str) {
+        self.state.send_if_modified(|cur| {
+            if cur.disk {
+                return false;
+            }
+            tracing::warn!(why, "disk alarm set: publishers are blocked");
+            cur.disk = true;
+            true
+        });
+    }
+
     /// Re-evaluates the alarms from a measurement.
     pub fn check(&self, rss: u64, free_disk: Option<u64>, store_poisoned: bool) -> AlarmState {
         let mem_limit = self.memory_limit();
@@ -148,20 +162,92 @@ pub fn free_disk(path: &PathBuf) -> Option<u64> {
     Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
-/// Samples memory, disk and the store twice a second until `shutdown`.
+/// How often the monitor samples while free disk is comfortably above the limit.
+const SAMPLE: Duration = Duration::from_millis(500);
+/// How often it samples near the limit (or with no limit): a fast publisher fills a few MB in
+/// this time, not hundreds, so the alarm normally fires before a write fails.
+const SAMPLE_NEAR_LIMIT: Duration = Duration::from_millis(20);
+/// "Near": free space within this much of the limit (or within the limit again).
+const NEAR_LIMIT: u64 = 256 << 20;
+
+/// How often a poisoned store is asked to recover (each try writes a 1 MiB probe).
+const RECOVERY_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long to wait before the next sample, given the free space just measured.
+fn next_sample(free_disk: Option<u64>, limit: u64) -> Duration {
+    match free_disk {
+        Some(free) if free.saturating_sub(limit) < NEAR_LIMIT.max(limit) => SAMPLE_NEAR_LIMIT,
+        _ => SAMPLE,
+    }
+}
+
+/// Samples memory, disk and the store until `shutdown`: twice a second, every 20 ms when free
+/// disk is near the limit, and at once when the store reports a failed write. Once the store
+/// was poisoned by a failed write (a full disk) and free space is back above the limit, it
+/// recovers the store and has every queue write what waited in memory.
 pub async fn monitor(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let failed = broker.persistence.as_ref().map(|p| p.store_failed.clone());
+    let mut wait = Duration::ZERO;
+    let mut last_recovery = std::time::Instant::now();
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = async {
+                match &failed {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
             _ = shutdown.changed() => return,
         }
+        let free = free_disk(&broker.config.data_dir);
+        let limit = broker.alarms.disk_free_limit();
+        if let Some(p) = &broker.persistence
+            && last_recovery.elapsed() >= RECOVERY_INTERVAL
+        {
+            last_recovery = std::time::Instant::now();
+            recover_store(&broker, p, free, limit);
+        }
         let poisoned = broker.persistence.as_ref().is_some_and(|p| p.store.is_poisoned());
-        broker
-            .alarms
-            .check(resident_memory(), free_disk(&broker.config.data_dir), poisoned);
+        broker.alarms.check(resident_memory(), free, poisoned);
+        wait = next_sample(free, limit);
     }
+}
+
+/// Clears a write-failure poison once free space is back above the limit (an fsync failure
+/// needs a restart and stays), then flushes and syncs every durable queue's log: records and
+/// acks that waited in memory reach the disk.
+fn recover_store(broker: &Broker, p: &crate::persist::Persistence, free: Option<u64>, limit: u64) {
+    // The scratch store (transient backlogs) recovers on the same terms, silently.
+    let room = limit == 0 || free.is_some_and(|f| f >= limit);
+    if room && p.scratch.is_poisoned() {
+        let _ = p.scratch.try_recover();
+    }
+    let Some(info) = p.store.poison_info() else { return };
+    if info.restart_required || !room || p.store.try_recover().is_err() {
+        return;
+    }
+    tracing::warn!(
+        error = %info.error,
+        ?free,
+        "message store recovered from a failed write: space is free again; publishing resumes"
+    );
+    for v in broker.vhosts() {
+        let queues: Vec<_> = v.queues.read().values().cloned().collect();
+        for q in queues {
+            q.flush_log();
+        }
+    }
+    p.syncer.request(Box::new(|r| {
+        if let Err(e) = r {
+            tracing::warn!("sync after store recovery failed: {e}");
+        }
+    }));
+}
+
+/// The message store's state for the management API: `None` if it is healthy.
+pub fn store_problem(broker: &Broker) -> Option<warren_store::PoisonInfo> {
+    broker.persistence.as_ref()?.store.poison_info()
 }
 
 #[cfg(test)]
@@ -185,6 +271,30 @@ mod tests {
         let s = a.check(2000, Some(5000), true);
         assert!(!s.memory && s.disk, "a poisoned store raises the disk alarm");
         assert!(a.check(10, Some(5000), false) == AlarmState::default());
+    }
+
+    #[test]
+    fn sampling_tightens_near_the_disk_limit() {
+        let limit = 50_000_000;
+        assert_eq!(next_sample(Some(10 << 30), limit), SAMPLE);
+        assert_eq!(next_sample(Some(limit + (10 << 20)), limit), SAMPLE_NEAR_LIMIT);
+        assert_eq!(next_sample(Some(limit / 2), limit), SAMPLE_NEAR_LIMIT);
+        assert_eq!(
+            next_sample(Some(64 << 20), 0),
+            SAMPLE_NEAR_LIMIT,
+            "a small disk without a limit"
+        );
+        assert_eq!(next_sample(None, limit), SAMPLE);
+    }
+
+    #[test]
+    fn a_store_failure_raises_the_disk_alarm_at_once() {
+        let a = Alarms::new(0, 100);
+        let mut rx = a.subscribe();
+        a.raise_disk("test");
+        assert!(a.current().disk && rx.has_changed().unwrap());
+        assert_eq!(a.current().reason(), "low on disk");
+        assert!(!a.check(10, Some(5000), false).disk, "the monitor clears it");
     }
 
     #[test]

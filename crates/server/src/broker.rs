@@ -17,7 +17,7 @@ use crate::auth::Users;
 use crate::config::Config;
 use crate::connection::ConnShared;
 use crate::persist::Persistence;
-use crate::queue::Queue;
+use crate::queue::{Queue, Stored};
 
 /// Milliseconds since the epoch (the `now` passed to core).
 pub fn now_ms() -> u64 {
@@ -80,6 +80,9 @@ pub struct PublishOutcome {
     /// Queues (or an exchange) that dropped it as a duplicate (`x-deduplication-window`):
     /// routed, and confirmed with basic.ack.
     pub duplicates: usize,
+    /// Durable queues that could not write it to their log (full disk, poisoned store): they
+    /// did not take it, and the publisher is told (basic.nack, or the channel is closed).
+    pub store_failed: usize,
 }
 
 impl VHost {
@@ -195,14 +198,19 @@ impl VHost {
         let payload = (msg.is_persistent() && queues.iter().any(|q| q.is_durable()))
             .then(|| crate::persist::encode_message(&msg, now));
         for q in queues {
-            let (p, persisted) = q.publish(msg.clone(), ttl, now, payload.as_deref());
+            let (p, stored) = q.publish(msg.clone(), ttl, now, payload.as_deref());
+            match stored {
+                Stored::Failed => {
+                    out.store_failed += 1;
+                    continue;
+                }
+                Stored::Written => out.persisted.push(q),
+                Stored::NotNeeded => {}
+            }
             match p {
                 Published::Enqueued => out.enqueued += 1,
                 Published::Rejected => out.rejected += 1,
                 Published::Duplicate => out.duplicates += 1,
-            }
-            if persisted {
-                out.persisted.push(q);
             }
         }
         Ok(out)
@@ -239,6 +247,8 @@ impl VHost {
             release.push((me.clone(), positions));
         }
         let mut synced_targets = false;
+        // A durable target could not write its copy: the sources keep theirs.
+        let mut target_failed = false;
         work.extend(letters.into_iter().map(|(m, r)| (me.clone(), m, r)));
         while let Some((q, msg, reason)) = work.pop_front() {
             // The effective target: declared, or set by a policy.
@@ -279,17 +289,24 @@ impl VHost {
                 }
                 let payload =
                     (dl.is_persistent() && t.is_durable()).then(|| crate::persist::encode_message(&dl, now));
-                let (_, persisted, more, more_positions) =
+                let (_, stored, more, more_positions) =
                     t.publish_collect(dl.clone(), None, now, payload.as_deref());
                 if payload.is_some() {
-                    t.flush_log();
+                    target_failed |= !t.flush_log();
                 }
-                synced_targets |= persisted;
+                synced_targets |= stored == Stored::Written;
+                target_failed |= stored == Stored::Failed;
                 if !more_positions.is_empty() {
                     release.push((t.clone(), more_positions));
                 }
                 work.extend(more.into_iter().map(|(m, r)| (t.clone(), m, r)));
             }
+        }
+        if target_failed {
+            tracing::error!(
+                "a dead-letter target could not store its copy; the messages stay in their source queues' logs (redelivered after a restart)"
+            );
+            return;
         }
         self.release_dead_lettered(release, synced_targets);
     }
@@ -352,7 +369,7 @@ impl Broker {
     /// Opens the durable store under `config.data_dir`, replays definitions, recovers every
     /// durable queue's messages and compacts the definitions log.
     pub fn open(config: Config) -> Result<Arc<Broker>, String> {
-        let (p, records) = Persistence::open(&config.data_dir)
+        let (p, records) = Persistence::open(&config.data_dir, config.store_fs.clone())
             .map_err(|e| format!("cannot open store in {}: {e}", config.data_dir.display()))?;
         let broker = Broker::build(config, Some(Arc::new(p)));
         let n = records.len();

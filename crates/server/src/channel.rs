@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use warren_codec::methods::*;
 use warren_codec::{
-    Assembled, BasicProperties, Command, ContentAssembler, FieldValue, Frame, Method, ShortStr,
+    Assembled, BasicProperties, Command, ContentAssembler, FieldValue, Frame, Method, ReplyCode, ShortStr,
     encode_basic_header, encode_body,
 };
 use warren_core::queue::{ChannelKey, ConsumerKey, ConsumerSpec, Delivery, Return};
@@ -1076,8 +1076,22 @@ impl Connection {
         for q in outcome.persisted {
             self.mark_dirty(q);
         }
+        if outcome.store_failed > 0 {
+            // Publishers are blocked now, not at the next disk sample.
+            self.broker
+                .alarms
+                .raise_disk("a persistent message could not be written to the store");
+            if seq.is_none() {
+                // No confirm to nack it with: never let it vanish silently.
+                return Err(AmqpError::new(
+                    ReplyCode::ResourceError,
+                    "persistent message not stored: the message store cannot write (disk full?); \
+                     publishers are blocked until it recovers (see /api/health/checks/alarms)",
+                ));
+            }
+        }
         if let Some(seq) = seq {
-            let state = if outcome.rejected > 0 {
+            let state = if outcome.rejected > 0 || outcome.store_failed > 0 {
                 Confirm::Nack
             } else if needs_sync && self.broker.persistence.is_some() {
                 self.sync_wanted = true;

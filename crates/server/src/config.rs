@@ -211,6 +211,9 @@ pub struct Config {
     pub tls_ca: Option<PathBuf>,
     /// The user name of an EXTERNAL login.
     pub ssl_cert_login_from: CertLoginFrom,
+    /// The filesystem of the message store (tests inject `warren_store::FaultyFs`; `None` = the
+    /// real one). Not a flag.
+    pub store_fs: Option<std::sync::Arc<dyn warren_store::FileSystem>>,
 }
 
 impl Default for Config {
@@ -243,6 +246,7 @@ impl Default for Config {
             tls_key: None,
             tls_ca: None,
             ssl_cert_login_from: CertLoginFrom::CommonName,
+            store_fs: None,
         }
     }
 }
@@ -326,6 +330,7 @@ impl Config {
                 .ssl_cert_login_from
                 .or(file.ssl_cert_login_from)
                 .unwrap_or(d.ssl_cert_login_from),
+            store_fs: None,
         })
     }
 }

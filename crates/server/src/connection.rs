@@ -617,8 +617,9 @@ impl Connection {
     /// Pushes this batch's log writes to the OS and, if a confirm waits, asks for one group
     /// commit; the confirms go out when the syncer reports back (`ConnEvent::Synced`).
     fn sync_dirty(&mut self) {
+        let mut flushed = true;
         for q in self.dirty.drain(..) {
-            q.flush_log();
+            flushed &= q.flush_log();
         }
         if !self.sync_wanted {
             return;
@@ -626,6 +627,15 @@ impl Connection {
         self.sync_wanted = false;
         let batch = self.sync_batch;
         self.sync_batch += 1;
+        if !flushed {
+            // Some of this batch's records never reached the file: nack, whatever a later
+            // sync pass (after the store recovers) would say.
+            self.broker
+                .alarms
+                .raise_disk("the message store could not write a batch");
+            self.synced(batch, false);
+            return;
+        }
         match &self.broker.persistence {
             Some(p) => {
                 let tx = self.shared.tx.clone();

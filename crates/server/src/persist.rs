@@ -16,7 +16,8 @@ use warren_core::Message;
 use warren_core::queue::Entry;
 use warren_core::topology::{ExchangeDeclare as ExchangeDecl, QueueDeclare as QueueDecl};
 use warren_store::{
-    DataDirLock, DefinitionsLog, MsgPos, Recovered, StdFs, Store, StoreError, StoreOptions, SyncHandle,
+    DataDirLock, DefinitionsLog, FileSystem, MsgPos, Recovered, StdFs, Store, StoreError, StoreOptions,
+    SyncHandle,
 };
 
 use crate::broker::Broker;
@@ -144,6 +145,9 @@ pub struct Persistence {
     pub definitions_report: warren_store::RecoveryReport,
     /// The exclusive lock on the data directory, held as long as the store is open.
     _lock: DataDirLock,
+    /// Woken when the message store becomes poisoned (a failed write or fsync), so the alarm
+    /// monitor re-checks at once instead of at its next sample.
+    pub store_failed: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Persistence {
@@ -155,11 +159,37 @@ impl std::fmt::Debug for Persistence {
 impl Persistence {
     /// Opens the store under `data_dir`, returning the definitions records to replay. The
     /// directory's lock is taken first: while another broker holds it this fails with
-    /// [`StoreError::Locked`] before anything is read.
-    pub fn open(data_dir: &Path) -> Result<(Persistence, Vec<Bytes>), StoreError> {
+    /// [`StoreError::Locked`] before anything is read. `fs` replaces the message store's
+    /// filesystem (fault injection in tests).
+    pub fn open(
+        data_dir: &Path,
+        fs: Option<Arc<dyn FileSystem>>,
+    ) -> Result<(Persistence, Vec<Bytes>), StoreError> {
         std::fs::create_dir_all(data_dir).map_err(StoreError::Io)?;
         let lock = DataDirLock::acquire(data_dir)?;
-        let store = Store::open(&data_dir.join("messages"), StoreOptions::default())?;
+        let mut opts = StoreOptions::default();
+        if let Some(fs) = fs {
+            opts.fs = fs;
+        }
+        let store = Store::open(&data_dir.join("messages"), opts)?;
+        let store_failed = Arc::new(tokio::sync::Notify::new());
+        let notify = store_failed.clone();
+        store.set_poison_hook(Arc::new(move |info| {
+            if info.restart_required {
+                tracing::error!(
+                    error = %info.error,
+                    "message store failed (fsync): what is on disk is unknown; RESTART REQUIRED. \
+                     Publishers stay blocked (disk alarm); unconfirmed publishes are nacked"
+                );
+            } else {
+                tracing::error!(
+                    error = %info.error,
+                    "message store cannot write (disk full?): publishers are blocked (disk alarm) \
+                     and unconfirmed publishes are nacked; it resumes by itself once space is free"
+                );
+            }
+            notify.notify_one();
+        }));
         let (defs, records) = DefinitionsLog::open(&data_dir.join("definitions.log"), Arc::new(StdFs))?;
         let definitions_report = defs.recovery_report().clone();
         for w in &definitions_report.warnings {
@@ -198,6 +228,7 @@ impl Persistence {
                 data_dir: data_dir.to_path_buf(),
                 definitions_report,
                 _lock: lock,
+                store_failed,
             },
             records,
         ))

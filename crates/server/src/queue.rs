@@ -31,6 +31,17 @@ pub const READY_IN_MEMORY: usize = 2048;
 /// Same, in body bytes (per queue: 200 queues with backlogs hold at most 400 MB).
 pub const READY_BYTES_IN_MEMORY: u64 = 2 << 20;
 
+/// Whether a published message was written to the queue's durable log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Not a persistent message for a durable queue (or a duplicate): nothing to write.
+    NotNeeded,
+    /// Appended; its confirm waits for the group commit.
+    Written,
+    /// The append failed (full disk, poisoned store): the queue did not take the message.
+    Failed,
+}
+
 /// Where a consumer's deliveries go.
 #[derive(Debug, Clone)]
 pub struct Sink {
@@ -295,13 +306,24 @@ impl Queue {
         self.durable.load(Ordering::Acquire)
     }
 
+    fn store_poisoned(&self) -> bool {
+        self.vhost
+            .upgrade()
+            .and_then(|v| v.persistence.clone())
+            .is_some_and(|p| p.store.is_poisoned())
+    }
+
     /// Pushes buffered log writes to the OS (before a group-commit sync).
-    pub fn flush_log(&self) {
+    /// Returns `false` if it failed: records appended before are not on disk, so their
+    /// confirms must be nacks.
+    pub fn flush_log(&self) -> bool {
         if let Some(log) = &mut self.inner.lock().log
             && let Err(e) = log.flush()
         {
-            tracing::error!(queue = %self.meta.name, "store flush failed: {e}");
+            tracing::warn!(queue = %self.meta.name, "store flush failed: {e}");
+            return false;
         }
+        true
     }
 
     /// Marks the queue used now (resets the `x-expires` clock).
@@ -494,14 +516,15 @@ impl Queue {
     }
 
     /// Enqueues a message and dispatches. `payload` is the encoded message when it is
-    /// persistent: a durable queue writes it to its log. Returns whether it was written.
+    /// persistent: a durable queue writes it to its log. Returns whether it was written; if
+    /// that failed the queue did not take the message.
     pub fn publish(
         self: &Arc<Self>,
         msg: MessageRef,
         ttl: Option<u64>,
         now: u64,
         payload: Option<&[u8]>,
-    ) -> (Published, bool) {
+    ) -> (Published, Stored) {
         let (p, persisted, dead, positions) = self.publish_collect(msg, ttl, now, payload);
         if !dead.is_empty() || !positions.is_empty() {
             match self.vhost.upgrade() {
@@ -559,9 +582,9 @@ impl Queue {
         ttl: Option<u64>,
         now: u64,
         payload: Option<&[u8]>,
-    ) -> (Published, bool, Vec<(MessageRef, DeadReason)>, Vec<u64>) {
+    ) -> (Published, Stored, Vec<(MessageRef, DeadReason)>, Vec<u64>) {
         if self.is_deleted() {
-            return (Published::Enqueued, false, Vec::new(), Vec::new());
+            return (Published::Enqueued, Stored::NotNeeded, Vec::new(), Vec::new());
         }
         let mut fx = Effects::default();
         let (p, persisted, deadline) = {
@@ -586,8 +609,15 @@ impl Queue {
             let pos = match (&mut i.log, payload) {
                 (Some(log), Some(bytes)) if !dup => match log.append(seq, bytes) {
                     Ok(pos) => Some(pack(pos)),
+                    // A persistent message the log cannot hold is not taken: accepting it
+                    // in memory only would lose it at the next restart (and its publisher
+                    // would have been told it is safe). The caller nacks it.
+                    Err(e) if durable_copy => {
+                        tracing::warn!(queue = %self.meta.name, "persistent message refused: store append failed: {e}");
+                        return (Published::Rejected, Stored::Failed, Vec::new(), Vec::new());
+                    }
                     Err(e) => {
-                        tracing::error!(queue = %self.meta.name, "store append failed: {e}");
+                        tracing::warn!(queue = %self.meta.name, "store append failed (transient message kept in memory): {e}");
                         None
                     }
                 },
@@ -600,11 +630,12 @@ impl Queue {
                 let _ = log.ack(unpack(pos));
             }
             self.dispatch_locked(&mut i, now, &mut fx);
-            (
-                p,
-                durable_copy && pos.is_some() && p == Published::Enqueued,
-                i.state.next_deadline(),
-            )
+            let stored = if durable_copy && pos.is_some() && p == Published::Enqueued {
+                Stored::Written
+            } else {
+                Stored::NotNeeded
+            };
+            (p, stored, i.state.next_deadline())
         };
         if p == Published::Enqueued {
             self.stats.published.fetch_add(1, Ordering::Relaxed);
@@ -771,6 +802,19 @@ impl Queue {
         let mut i = self.inner.lock();
         let n = i.state.purge();
         i.apply_store();
+        // The segment being written goes too if the purge emptied it: on a full disk that is
+        // the space that lets the store recover.
+        if let Some(log) = &mut i.log {
+            match log.release_empty_writer() {
+                Ok(_) if log.buffered_bytes() > 0 && self.store_poisoned() => tracing::warn!(
+                    queue = %self.meta.name,
+                    purged = n,
+                    "purged while the store cannot write: emptied segments are removed; the other acks wait in memory until it recovers (a restart before that redelivers those messages)"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(queue = %self.meta.name, "cannot remove the purged segment: {e}"),
+            }
+        }
         n
     }
 

@@ -31,10 +31,12 @@ pub enum StoreError {
         /// The version found in its header.
         version: u32,
     },
-    /// An fsync or write failed earlier: the store no longer knows what is on disk and refuses
-    /// every further write until it is reopened (see the fsync-failure discussion in
-    /// "Can Applications Recover from fsync Failures?", ATC '20).
-    #[error("store is poisoned by an earlier write or fsync failure; restart required")]
+    /// An fsync or write failed earlier: the store refuses appends and flushes until a write
+    /// failure is recovered from ([`Store::try_recover`](crate::Store::try_recover)) or, after an
+    /// fsync failure, until it is reopened (the disk's state is unknown; see "Can Applications
+    /// Recover from fsync Failures?", ATC '20). [`Store::poison_info`](crate::Store::poison_info)
+    /// says which.
+    #[error("store is poisoned by an earlier write or fsync failure")]
     Poisoned,
     /// The store (and its syncer thread) has shut down.
     #[error("store is closed")]

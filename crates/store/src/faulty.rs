@@ -1,7 +1,9 @@
 //! [`FaultyFs`], a test helper that wraps another [`FileSystem`] and injects failures: write
 //! errors, fsync errors and torn writes (only a prefix reaches the file) after a chosen number
-//! of operations; it also counts writes and fsyncs and can slow fsyncs down, which the
-//! group-commit tests use to observe batching.
+//! of operations; a disk of limited free space (a write that does not fit reaches the file in
+//! part and fails with `ENOSPC`; truncating or removing files gives the space back); it also
+//! counts writes and fsyncs and can slow fsyncs down, which the group-commit tests use to observe
+//! batching.
 
 use std::io;
 use std::path::Path;
@@ -31,6 +33,8 @@ struct Faults {
     crashed: AtomicBool,
     /// Microseconds every sync sleeps before doing its work.
     sync_delay_us: AtomicU64,
+    /// Bytes appends may still add ([`NEVER`] = unlimited).
+    space_left: AtomicU64,
 }
 
 /// A [`FileSystem`] wrapper that injects faults. All settings can be changed while the store
@@ -48,6 +52,7 @@ impl FaultyFs {
         faults.fail_write_at.store(NEVER, Ordering::SeqCst);
         faults.torn_write_at.store(NEVER, Ordering::SeqCst);
         faults.fail_sync_at.store(NEVER, Ordering::SeqCst);
+        faults.space_left.store(NEVER, Ordering::SeqCst);
         FaultyFs {
             inner,
             faults: Arc::new(faults),
@@ -87,11 +92,24 @@ impl FaultyFs {
             .store(d.as_micros() as u64, Ordering::SeqCst);
     }
 
+    /// A disk with `bytes` free from now on: an append that does not fit writes what fits and
+    /// fails with `ENOSPC` (`ErrorKind::StorageFull`), as a real full disk does; truncations and
+    /// removals give their bytes back. [`heal`](Self::heal) makes the space unlimited again.
+    pub fn set_free_space(&self, bytes: u64) {
+        self.faults.space_left.store(bytes, Ordering::SeqCst);
+    }
+
+    /// Free bytes left (`u64::MAX` when unlimited).
+    pub fn free_space(&self) -> u64 {
+        self.faults.space_left.load(Ordering::SeqCst)
+    }
+
     /// Disarms every fault (counts are kept).
     pub fn heal(&self) {
         self.faults.fail_write_at.store(NEVER, Ordering::SeqCst);
         self.faults.torn_write_at.store(NEVER, Ordering::SeqCst);
         self.faults.fail_sync_at.store(NEVER, Ordering::SeqCst);
+        self.faults.space_left.store(NEVER, Ordering::SeqCst);
         self.faults.crashed.store(false, Ordering::SeqCst);
     }
 
@@ -114,6 +132,15 @@ impl FaultyFs {
 }
 
 impl Faults {
+    /// Gives `bytes` back to a limited disk.
+    fn free(&self, bytes: u64) {
+        let _ = self
+            .space_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                (left != NEVER).then(|| left.saturating_add(bytes).min(NEVER - 1))
+            });
+    }
+
     fn before_sync(&self) -> io::Result<()> {
         let delay = self.sync_delay_us.load(Ordering::SeqCst);
         if delay > 0 {
@@ -146,6 +173,18 @@ impl FileHandle for FaultyHandle {
             self.inner.append(&buf[..keep])?;
             return Err(io::Error::other("injected torn write"));
         }
+        let left = f.space_left.load(Ordering::SeqCst);
+        if left != NEVER {
+            let fits = (buf.len() as u64).min(left) as usize;
+            f.space_left.fetch_sub(fits as u64, Ordering::SeqCst);
+            if fits < buf.len() {
+                self.inner.append(&buf[..fits])?;
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    "No space left on device (injected)",
+                ));
+            }
+        }
         self.inner.append(buf)
     }
 
@@ -159,7 +198,14 @@ impl FileHandle for FaultyHandle {
     }
 
     fn truncate(&self, len: u64) -> io::Result<()> {
-        self.inner.truncate(len)
+        // After a torn write the "machine" has crashed: nothing reaches the disk any more.
+        if self.faults.crashed.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected failure: crashed"));
+        }
+        let before = self.inner.size()?;
+        self.inner.truncate(len)?;
+        self.faults.free(before.saturating_sub(len));
+        Ok(())
     }
 
     fn size(&self) -> io::Result<u64> {
@@ -193,11 +239,17 @@ impl FileSystem for FaultyFs {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
+        let len = self.inner.open_read(path).and_then(|h| h.size()).unwrap_or(0);
+        self.inner.remove_file(path)?;
+        self.faults.free(len);
+        Ok(())
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_dir_all(path)
+        let len = crate::fs::disk_usage(&*self.inner, path);
+        self.inner.remove_dir_all(path)?;
+        self.faults.free(len);
+        Ok(())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

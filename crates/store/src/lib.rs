@@ -6,7 +6,8 @@
 //! that fdatasyncs every dirty file once per batch of requests. Topology lives in a separate
 //! [`DefinitionsLog`]. Every file carries a magic + version header and every record a length and
 //! a CRC32C; recovery truncates torn tails and reports (never panics on) corruption elsewhere.
-//! After a failed write or fsync the store is poisoned and refuses writes (fjall's rule).
+//! After a failed write or fsync the store is poisoned and refuses writes (fjall's rule); a
+//! failed write (a full disk) is undone at once and can be recovered from without a restart.
 //!
 //! Typical use by a queue task: `append` a batch, `flush`, `syncer().request(confirm)`; `ack`
 //! and `set_counts` as consumers settle; `read` to page a body back in.
@@ -50,7 +51,7 @@ pub use queue_log::{MsgPos, QueueLog, Recovered, RecoveredRef};
 pub use readonly::ReadOnlyFs;
 pub use report::{RecoveryReport, RecoveryWarning, Truncation};
 pub use store::{
-    DEFAULT_SEGMENT_SIZE, QUEUE_META_FILE, Store, StoreOptions, dir_size, inspect_queue_dir,
+    DEFAULT_SEGMENT_SIZE, QUEUE_META_FILE, RECOVERY_PROBE, Store, StoreOptions, dir_size, inspect_queue_dir,
     is_valid_queue_name, read_queue_meta,
 };
-pub use sync::{SyncCallback, SyncHandle, SyncStats};
+pub use sync::{PoisonHook, PoisonInfo, SyncCallback, SyncHandle, SyncStats};

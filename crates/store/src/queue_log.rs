@@ -148,23 +148,37 @@ fn read_upto(h: &dyn FileHandle, buf: &mut [u8], offset: u64) -> std::io::Result
     Ok(done)
 }
 
-/// Pushes `buf` to the OS and marks the file dirty. A failed write leaves the file in an
-/// unknown state, so it poisons the store like a failed fsync.
-fn write_out(shared: &Shared, file: &FileRef, buf: &mut Vec<u8>, path: &Path) -> Result<(), StoreError> {
+/// Pushes `buf` to the OS and marks the file dirty; `written` is the file's length before (the
+/// bytes already handed to the OS), advanced on success. A failed write (a full disk) poisons
+/// the store; whatever part of `buf` reached the file is cut off again, so the file ends with a
+/// complete record and `buf` can be written again once the store recovers. If that cut fails
+/// too, the file's state is unknown and the poison needs a restart.
+fn write_out(
+    shared: &Shared,
+    file: &FileRef,
+    buf: &mut Vec<u8>,
+    written: &mut u64,
+    path: &Path,
+) -> Result<(), StoreError> {
     if buf.is_empty() {
         return Ok(());
     }
     if let Err(e) = file.handle.append(buf) {
-        shared.poison();
-        return Err(io_at(path, "write", e));
+        let err = io_at(path, "write", e);
+        let undone = file.handle.truncate(*written);
+        shared.poison(err.to_string(), undone.is_err());
+        return Err(err);
     }
     shared.mark_dirty(file);
+    *written += buf.len() as u64;
     buf.clear();
     Ok(())
 }
 
 struct AckWriter {
     file: FileRef,
+    /// Bytes already handed to the OS (the file's length).
+    written: u64,
     buf: Vec<u8>,
 }
 
@@ -678,6 +692,18 @@ impl QueueLog {
         self.live
     }
 
+    /// Bytes buffered in memory and not yet handed to the OS: records that wait for the next
+    /// flush, or for a poisoned store to recover (they are lost if the process stops first).
+    pub fn buffered_bytes(&self) -> u64 {
+        let acks: usize = self
+            .segments
+            .values()
+            .filter_map(|s| s.acks.as_ref())
+            .map(|a| a.buf.len())
+            .sum();
+        (acks + self.writer.as_ref().map_or(0, |w| w.buf.len())) as u64
+    }
+
     /// Segment files currently on disk (or being written).
     pub fn segment_count(&self) -> usize {
         self.segments.len()
@@ -718,17 +744,23 @@ impl QueueLog {
             segment: w.seg,
             offset,
         };
+        // The record is buffered and indexed: if pushing the buffer out fails, the store is
+        // poisoned and the record waits in the buffer (its confirm fails with the sync).
         if w.buf.len() >= WRITE_BUF {
-            self.flush_writer()?;
+            let _ = self.flush_writer();
         }
         Ok(pos)
     }
 
     fn flush_writer(&mut self) -> Result<(), StoreError> {
         if let Some(w) = &mut self.writer {
-            let len = w.buf.len() as u64;
-            write_out(&self.shared, &w.file, &mut w.buf, &msgs_path(&self.dir, w.seg))?;
-            w.written += len;
+            write_out(
+                &self.shared,
+                &w.file,
+                &mut w.buf,
+                &mut w.written,
+                &msgs_path(&self.dir, w.seg),
+            )?;
         }
         Ok(())
     }
@@ -797,9 +829,10 @@ impl QueueLog {
     }
 
     /// Acks the message at `pos` (idempotent). Once every message of a sealed segment is
-    /// acked, the segment and its ack file are unlinked.
+    /// acked, the segment and its ack file are unlinked. Works on a poisoned store too: the
+    /// unlink frees space at once, and an ack record waits in memory until the store recovers
+    /// (a restart before that redelivers the message).
     pub fn ack(&mut self, pos: MsgPos) -> Result<(), StoreError> {
-        self.shared.check()?;
         let i = self.locate(pos)?;
         let writing = self.writer.as_ref().is_some_and(|w| w.seg == pos.segment);
         let seg = self.segments.get_mut(&pos.segment).expect("located");
@@ -819,14 +852,13 @@ impl QueueLog {
     }
 
     /// Records the message's delivery counters durably (the last call wins on recovery).
-    /// A no-op for an acked message.
+    /// A no-op for an acked message. On a poisoned store the record waits in memory.
     pub fn set_counts(
         &mut self,
         pos: MsgPos,
         delivery_count: u32,
         acquired_count: u32,
     ) -> Result<(), StoreError> {
-        self.shared.check()?;
         let i = self.locate(pos)?;
         if self.segments[&pos.segment].acked[i] {
             return Ok(());
@@ -850,12 +882,16 @@ impl QueueLog {
             let existed = fs.exists(&path);
             let handle = fs.open_append(&path).map_err(|e| io_at(&path, "open", e))?;
             let mut buf = Vec::new();
-            if !existed {
+            let written = if existed {
+                handle.size().map_err(|e| io_at(&path, "stat", e))?
+            } else {
                 format::put_header(&mut buf, MAGIC_ACKS);
                 self.shared.mark_dir_dirty(self.dir.clone());
-            }
+                0
+            };
             seg.acks = Some(AckWriter {
                 file: self.shared.file_ref(handle),
+                written,
                 buf,
             });
             self.dirty_acks.push(n);
@@ -865,8 +901,16 @@ impl QueueLog {
             self.dirty_acks.push(n);
         }
         put(&mut aw.buf);
-        if aw.buf.len() >= ACK_BUF {
-            write_out(&self.shared, &aw.file, &mut aw.buf, &acks_path(&self.dir, n))?;
+        // While the store is poisoned the records wait here; a failed write poisons it (and
+        // keeps the buffer for the next flush), so the ack itself still counts in memory.
+        if aw.buf.len() >= ACK_BUF && !self.shared.is_poisoned() {
+            let _ = write_out(
+                &self.shared,
+                &aw.file,
+                &mut aw.buf,
+                &mut aw.written,
+                &acks_path(&self.dir, n),
+            );
         }
         Ok(())
     }
@@ -876,9 +920,20 @@ impl QueueLog {
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.shared.check()?;
         self.flush_writer()?;
-        for n in std::mem::take(&mut self.dirty_acks) {
-            if let Some(aw) = self.segments.get_mut(&n).and_then(|s| s.acks.as_mut()) {
-                write_out(&self.shared, &aw.file, &mut aw.buf, &acks_path(&self.dir, n))?;
+        let dirty = std::mem::take(&mut self.dirty_acks);
+        for (k, &n) in dirty.iter().enumerate() {
+            if let Some(aw) = self.segments.get_mut(&n).and_then(|s| s.acks.as_mut())
+                && let Err(e) = write_out(
+                    &self.shared,
+                    &aw.file,
+                    &mut aw.buf,
+                    &mut aw.written,
+                    &acks_path(&self.dir, n),
+                )
+            {
+                // This file and the ones after it are still owed their bytes.
+                self.dirty_acks.extend_from_slice(&dirty[k..]);
+                return Err(e);
             }
         }
         Ok(())
@@ -1063,10 +1118,11 @@ impl QueueLog {
     }
 
     /// Acks every live message at or after `from` (a purge of messages kept only on disk).
-    /// Sealed segments that become empty are unlinked without writing ack records. Returns how
-    /// many messages were acked.
+    /// Segments that become empty are unlinked without writing ack records — the one being
+    /// written too (the next append starts a new one). Works on a poisoned store: unlinks free
+    /// space at once, ack records for partly purged segments wait in memory until it recovers.
+    /// Returns how many messages were acked.
     pub fn ack_from(&mut self, from: MsgPos) -> Result<u64, StoreError> {
-        self.shared.check()?;
         let writing = self.writer.as_ref().map(|w| w.seg);
         let segs: Vec<u32> = self.segments.range(from.segment..).map(|(&n, _)| n).collect();
         let mut acked = 0u64;
@@ -1102,7 +1158,25 @@ impl QueueLog {
         if !self.counts.is_empty() {
             self.counts.retain(|p, _| *p < from);
         }
+        self.release_empty_writer()?;
         Ok(acked)
+    }
+
+    /// Unlinks the segment being written if none of its messages is live any more (after a
+    /// purge: its space comes back at once, even on a poisoned store); the next append starts
+    /// a new segment. Returns whether it did. Not for the hot path: a queue that drains to
+    /// empty on every message would create a segment per message.
+    pub fn release_empty_writer(&mut self) -> Result<bool, StoreError> {
+        let Some(n) = self.writer.as_ref().map(|w| w.seg) else {
+            return Ok(false);
+        };
+        if !self.segments.get(&n).is_some_and(|s| s.live == 0 && !s.keep) {
+            return Ok(false);
+        }
+        // Nothing left to write for: drop the buffer and the file.
+        self.writer = None;
+        self.remove_segment(n)?;
+        Ok(true)
     }
 
     /// A read handle for segment `n` (cached for the last segment read).

@@ -19,7 +19,7 @@ use crate::fs::{FileSystem, StdFs};
 use crate::queue_log::{QueueLog, Recovered, RecoveredRef, read_all};
 use crate::readonly::ReadOnlyFs;
 use crate::report::RecoveryReport;
-use crate::sync::{Shared, SyncHandle, SyncStats, SyncerLink};
+use crate::sync::{PoisonHook, PoisonInfo, Shared, SyncHandle, SyncStats, SyncerLink};
 
 /// Default segment size: 8 MiB (lavinmq's).
 pub const DEFAULT_SEGMENT_SIZE: u64 = 8 * 1024 * 1024;
@@ -27,6 +27,8 @@ pub const DEFAULT_SEGMENT_SIZE: u64 = 8 * 1024 * 1024;
 /// The file in a queue's directory holding a copy of its definition (an opaque record the
 /// server encodes), so that a directory whose definition was lost can be re-attached.
 pub const QUEUE_META_FILE: &str = "queue.def";
+/// Bytes [`Store::try_recover`] must be able to write before it clears a poison.
+pub const RECOVERY_PROBE: u64 = 1 << 20;
 
 /// Options of [`Store::open`].
 #[derive(Clone, Debug)]
@@ -257,12 +259,17 @@ impl Store {
         let trash = queues.join(format!(".trash-{name}-{nanos}"));
         fs.rename(&dir, &trash).map_err(|e| io_at(&dir, "rename", e))?;
         drop(open);
-        if self.shared.fsync {
-            fs.sync_dir(&queues).map_err(|e| io_at(&queues, "fsync", e))?;
-        }
+        let synced = if self.shared.fsync {
+            fs.sync_dir(&queues).map_err(|e| io_at(&queues, "fsync", e))
+        } else {
+            Ok(())
+        };
+        // The space is freed even if the rename could not be made durable (a crash could then
+        // bring back an empty directory, which the next open clears as trash or the broker as
+        // an undefined queue).
         fs.remove_dir_all(&trash)
             .map_err(|e| io_at(&trash, "remove", e))?;
-        Ok(())
+        synced
     }
 
     /// Names of the queue logs on disk, sorted.
@@ -295,6 +302,43 @@ impl Store {
     /// reopened; the broker should raise a disk alarm).
     pub fn is_poisoned(&self) -> bool {
         self.shared.is_poisoned()
+    }
+
+    /// Why the store is poisoned, or `None` if it is not.
+    pub fn poison_info(&self) -> Option<PoisonInfo> {
+        self.shared.poison_info()
+    }
+
+    /// Sets the function called each time the store becomes poisoned (see [`PoisonHook`]).
+    pub fn set_poison_hook(&self, hook: PoisonHook) {
+        self.shared.set_poison_hook(hook);
+    }
+
+    /// Clears a poison left by a failed write (e.g. a full disk) once the caller believes the
+    /// cause is gone: the failed writes were cut back at once and their bytes stay buffered in
+    /// their logs, so the next flush writes them again. Returns `Err(Poisoned)` if an fsync
+    /// failed (only a restart can clear that: see [`PoisonInfo::restart_required`]). A no-op if
+    /// the store is not poisoned. If the disk is still full, the next write poisons it again.
+    ///
+    /// Before clearing it, a probe file of [`RECOVERY_PROBE`] bytes is written and removed under
+    /// the root: while that fails (the disk is still full), the store stays poisoned and this
+    /// returns the IO error.
+    pub fn try_recover(&self) -> Result<(), StoreError> {
+        match self.shared.poison_info() {
+            None => return Ok(()),
+            Some(i) if i.restart_required => return Err(StoreError::Poisoned),
+            Some(_) => {}
+        }
+        let fs = &*self.shared.fs;
+        let probe = self.shared.root.join(".space-probe");
+        let h = fs
+            .create_truncate(&probe)
+            .map_err(|e| io_at(&probe, "create", e))?;
+        let wrote = h.append(&vec![0u8; RECOVERY_PROBE as usize]);
+        drop(h);
+        let _ = fs.remove_file(&probe);
+        wrote.map_err(|e| io_at(&probe, "write", e))?;
+        self.shared.try_recover()
     }
 
     /// Bytes in files under the root.

@@ -9,7 +9,11 @@
 //! one result. Requests that arrive while a pass runs wait for the next pass, so one fsync pass
 //! covers any number of publishers (raft-engine's `write_barrier.rs`, fjall's journal).
 //! A failed sync poisons the store: that batch and every later request get an error, and
-//! appends/acks/flushes return [`StoreError::Poisoned`].
+//! appends and flushes return [`StoreError::Poisoned`] (acks and counters are kept in memory
+//! until the store recovers). A failed *write* (a full disk) is undone at once — the file is cut
+//! back to its last complete record — and also poisons the store, but
+//! [`Store::try_recover`](crate::Store::try_recover) can clear that once space is free; a failed
+//! *fsync* leaves the disk in an unknown state and needs a restart ([`PoisonInfo`]).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -24,6 +28,22 @@ use crate::fs::{FileHandle, FileSystem};
 
 /// A completion callback of [`SyncHandle::request`].
 pub type SyncCallback = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Called once each time the store becomes poisoned (on the thread whose write or fsync
+/// failed): the broker raises its disk alarm from here without waiting for its next sample.
+pub type PoisonHook = Arc<dyn Fn(&PoisonInfo) + Send + Sync>;
+
+/// Why the store is poisoned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoisonInfo {
+    /// The failure, with the file it happened on.
+    pub error: String,
+    /// An fsync failed (or a failed write could not be undone): the kernel may have dropped
+    /// pages, so what is on disk is unknown and only a restart (recovery from the files) clears
+    /// the poison. `false` for a write failure such as a full disk, which was undone and which
+    /// [`Store::try_recover`](crate::Store::try_recover) clears once space is free.
+    pub restart_required: bool,
+}
 
 /// An open file plus the store-unique id the dirty set knows it by.
 #[derive(Clone, Debug)]
@@ -47,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) segment_size: u64,
     pub(crate) fsync: bool,
     poisoned: AtomicBool,
+    poison_info: Mutex<Option<PoisonInfo>>,
+    poison_hook: Mutex<Option<PoisonHook>>,
     next_file_id: AtomicU64,
     pub(crate) open_queues: Mutex<HashSet<String>>,
     state: Mutex<SyncState>,
@@ -79,6 +101,8 @@ impl Shared {
             segment_size,
             fsync,
             poisoned: AtomicBool::new(false),
+            poison_info: Mutex::new(None),
+            poison_hook: Mutex::new(None),
             next_file_id: AtomicU64::new(1),
             open_queues: Mutex::new(HashSet::new()),
             state: Mutex::new(SyncState::default()),
@@ -92,8 +116,54 @@ impl Shared {
         self.poisoned.load(Ordering::Acquire)
     }
 
-    pub(crate) fn poison(&self) {
-        self.poisoned.store(true, Ordering::Release);
+    /// Poisons the store (see [`PoisonInfo`]); the hook runs on the first failure only.
+    pub(crate) fn poison(&self, error: String, restart_required: bool) {
+        let info = {
+            let mut info = lock(&self.poison_info);
+            match &mut *info {
+                Some(i) => {
+                    i.restart_required |= restart_required;
+                    return;
+                }
+                None => {
+                    let i = PoisonInfo {
+                        error,
+                        restart_required,
+                    };
+                    *info = Some(i.clone());
+                    self.poisoned.store(true, Ordering::Release);
+                    i
+                }
+            }
+        };
+        let hook = lock(&self.poison_hook).clone();
+        if let Some(h) = hook {
+            // A panicking hook must not take a writer down with it.
+            let _ = catch_unwind(AssertUnwindSafe(|| h(&info)));
+        }
+    }
+
+    pub(crate) fn poison_info(&self) -> Option<PoisonInfo> {
+        lock(&self.poison_info).clone()
+    }
+
+    pub(crate) fn set_poison_hook(&self, hook: PoisonHook) {
+        *lock(&self.poison_hook) = Some(hook);
+    }
+
+    /// Clears a write-failure poison (the failed writes were undone, their bytes are still
+    /// buffered and go out with the next flush). Refused after an fsync failure.
+    pub(crate) fn try_recover(&self) -> Result<(), StoreError> {
+        let mut info = lock(&self.poison_info);
+        match &*info {
+            None => Ok(()),
+            Some(i) if i.restart_required => Err(StoreError::Poisoned),
+            Some(_) => {
+                *info = None;
+                self.poisoned.store(false, Ordering::Release);
+                Ok(())
+            }
+        }
     }
 
     /// `Err(Poisoned)` once poisoned.
@@ -201,7 +271,17 @@ fn sync_pass(
     files: HashMap<u64, Arc<dyn FileHandle>>,
     dirs: HashSet<PathBuf>,
 ) -> Result<(), StoreError> {
-    shared.check()?;
+    if shared.is_poisoned() {
+        // Nothing was synced: the files stay dirty for the first pass after a recovery (the
+        // bytes written to them before the failure are still owed an fsync, and so are new
+        // directory entries).
+        let mut st = lock(&shared.state);
+        for (id, h) in files {
+            st.dirty_files.entry(id).or_insert(h);
+        }
+        st.dirty_dirs.extend(dirs);
+        return Err(StoreError::Poisoned);
+    }
     if !shared.fsync {
         return Ok(());
     }
@@ -228,8 +308,8 @@ fn sync_pass(
             }
         }
     }
-    if result.is_err() {
-        shared.poison();
+    if let Err(e) = &result {
+        shared.poison(e.to_string(), true);
     }
     result
 }

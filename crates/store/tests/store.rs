@@ -274,16 +274,144 @@ fn fsync_failure_poisons_and_fails_waiters() {
         assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap().is_err());
     }
     assert!(store.is_poisoned());
+    assert!(store.poison_info().unwrap().restart_required);
     assert!(matches!(log.append(3, b"x"), Err(StoreError::Poisoned)));
-    assert!(matches!(log.ack(p), Err(StoreError::Poisoned)));
-    assert!(matches!(log.set_counts(p, 1, 1), Err(StoreError::Poisoned)));
+    // Acks and counters are kept in memory (never written to a file in an unknown state).
+    log.set_counts(p, 1, 1).unwrap();
+    log.ack(p).unwrap();
     assert!(matches!(log.flush(), Err(StoreError::Poisoned)));
     fs.heal();
     // Still poisoned: healing the disk does not make the lost pages come back.
+    assert!(matches!(store.try_recover(), Err(StoreError::Poisoned)));
     assert!(matches!(
         store.syncer().sync_blocking(),
         Err(StoreError::Poisoned)
     ));
+}
+
+/// Appends `n` messages of `size` bytes (seq from `first`) and flushes every 8; returns the
+/// positions of those appended before the first failed flush and whether one failed.
+fn fill(log: &mut warren_store::QueueLog, first: u64, n: u64, size: usize) -> (Vec<MsgPos>, bool) {
+    let mut pos = Vec::new();
+    for i in first..first + n {
+        match log.append(i, &vec![i as u8; size]) {
+            Ok(p) => pos.push(p),
+            Err(_) => return (pos, true),
+        }
+        if i % 8 == 7 && log.flush().is_err() {
+            return (pos, true);
+        }
+    }
+    (pos, log.flush().is_err())
+}
+
+#[test]
+fn full_disk_write_is_cut_back_and_store_recovers_without_restart() {
+    let dir = TestDir::new("full");
+    let (fs, o) = faulty_opts(64 * 1024);
+    let store = Store::open(dir.path(), o).unwrap();
+    let poisons = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let p2 = poisons.clone();
+    store.set_poison_hook(Arc::new(move |info| {
+        assert!(!info.restart_required, "{info:?}");
+        assert!(info.error.contains("No space left"), "{info:?}");
+        p2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
+    let (mut log, _) = store.open_queue("q").unwrap();
+    // 100 KiB free: the write that does not fit reaches the file in part.
+    fs.set_free_space(100 * 1024);
+    let (written, failed) = fill(&mut log, 0, 1000, 1000);
+    assert!(failed, "the disk filled");
+    assert!(store.is_poisoned());
+    assert_eq!(
+        poisons.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "hook ran once"
+    );
+    let info = store.poison_info().unwrap();
+    assert!(!info.restart_required, "a write failure is recoverable: {info:?}");
+    assert!(matches!(log.append(5000, b"x"), Err(StoreError::Poisoned)));
+    assert!(
+        store.syncer().sync_blocking().is_err(),
+        "nothing confirmed while poisoned"
+    );
+    // The partial write was cut back: every file ends with a complete record.
+    for e in std::fs::read_dir(dir.path().join("queues/q")).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        let mut at = 16;
+        while at < data.len() {
+            let len = u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+            at += 8 + len;
+        }
+        assert_eq!(at, data.len(), "no partial record at the end of a file");
+    }
+    assert!(store.try_recover().is_err(), "the disk is still full");
+    assert!(store.is_poisoned());
+    // Space comes back; the store recovers and writes what waited in its buffers.
+    fs.set_free_space(10 << 20);
+    store.try_recover().unwrap();
+    assert!(!store.is_poisoned());
+    log.flush().unwrap();
+    store.syncer().sync_blocking().unwrap();
+    let more = log.append(9999, b"after").unwrap();
+    log.flush().unwrap();
+    store.syncer().sync_blocking().unwrap();
+    drop(log);
+    let (log, rec) = store.open_queue("q").unwrap();
+    assert!(log.recovery_report().is_clean(), "{:?}", log.recovery_report());
+    assert_eq!(
+        rec.len(),
+        written.len() + 1,
+        "every buffered message was written after recovery"
+    );
+    for (i, r) in rec.iter().take(written.len()).enumerate() {
+        assert_eq!(r.pos, written[i]);
+        assert_eq!(r.payload, Bytes::from(vec![i as u8; 1000]));
+    }
+    assert_eq!(rec.last().unwrap().pos, more);
+}
+
+#[test]
+fn purge_on_a_full_disk_frees_space_and_its_acks_are_written_after_recovery() {
+    let dir = TestDir::new("fullpurge");
+    let (fs, o) = faulty_opts(16 * 1024);
+    let store = Store::open(dir.path(), o).unwrap();
+    let (mut log, _) = store.open_queue("q").unwrap();
+    fs.set_free_space(200 * 1024);
+    let (written, failed) = fill(&mut log, 0, 1000, 1000);
+    assert!(failed && store.is_poisoned());
+    assert!(log.segment_count() > 5);
+    let free_before = fs.free_space();
+    // Keep the first 3 messages, purge the rest (a partly purged first segment).
+    let purged = log.ack_from(written[3]).unwrap();
+    assert_eq!(purged, written.len() as u64 - 3);
+    assert_eq!(log.live_count(), 3);
+    assert_eq!(
+        log.segment_count(),
+        1,
+        "emptied segments, the one being written too, are gone"
+    );
+    assert!(
+        fs.free_space() > free_before + 150 * 1024,
+        "space freed while poisoned: {} -> {}",
+        free_before,
+        fs.free_space()
+    );
+    assert!(log.buffered_bytes() > 0, "ack records wait for the recovery");
+    fs.set_free_space(10 << 20);
+    store.try_recover().unwrap();
+    log.flush().unwrap();
+    store.syncer().sync_blocking().unwrap();
+    assert_eq!(log.buffered_bytes(), 0);
+    drop(log);
+    let (log, rec) = store.open_queue("q").unwrap();
+    assert!(log.recovery_report().is_clean(), "{:?}", log.recovery_report());
+    let seqs: Vec<u64> = rec.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        seqs,
+        vec![0, 1, 2],
+        "purged messages stay purged across a restart"
+    );
 }
 
 #[test]

@@ -277,6 +277,7 @@ async fn nodes(State(st): State<Shared>) -> J {
         "mem_alarm": alarms.memory, "disk_free_alarm": alarms.disk,
         "mem_limit": st.broker.alarms.memory_limit(),
         "disk_free_limit": st.broker.alarms.disk_free_limit(),
+        "store": store_json(&st.broker),
         "os_pid": std::process::id().to_string(), "processors": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "rates_mode": "basic", "being_drained": false, "enabled_plugins": ["rabbitmq_management", "rabbitmq_prometheus"],
         "rabbitmq_version": super::MANAGEMENT_VERSION, "erlang_version": "n/a",
@@ -1323,9 +1324,31 @@ fn alarm_check(st: &Shared, reason: &str) -> Response {
     let alarms: Vec<Value> = [(a.memory, "memory"), (a.disk, "disk")]
         .into_iter()
         .filter(|(on, _)| *on)
-        .map(|(_, resource)| json!({"node": node, "resource": resource}))
+        .map(|(_, resource)| {
+            let mut a = json!({"node": node, "resource": resource});
+            if resource == "disk" {
+                a["store"] = store_json(&st.broker);
+            }
+            a
+        })
         .collect();
     unhealthy(json!({"status": "failed", "reason": reason, "alarms": alarms}))
+}
+
+/// The message store's health: `{"status": "ok"}`, or why it refuses writes and whether only a
+/// restart clears that.
+fn store_json(broker: &crate::broker::Broker) -> Value {
+    match crate::alarms::store_problem(broker) {
+        None => json!({"status": "ok"}),
+        Some(p) if p.restart_required => json!({
+            "status": "failed", "error": p.error, "restart_required": true,
+            "action": "an fsync failed: restart the broker (unconfirmed publishes were nacked)",
+        }),
+        Some(p) => json!({
+            "status": "failed", "error": p.error, "restart_required": false,
+            "action": "free disk space: the store resumes by itself",
+        }),
+    }
 }
 
 async fn health_alarms(State(st): State<Shared>) -> Response {
