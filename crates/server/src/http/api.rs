@@ -382,25 +382,41 @@ pub fn exchange_json(vhost: &str, x: &ExchangeMeta) -> Value {
     })
 }
 
-fn exchanges_of(v: &VHost) -> Vec<Value> {
-    let t = v.topology.lock();
-    let mut xs: Vec<&ExchangeMeta> = t.exchanges().collect();
-    xs.sort_by(|a, b| a.name.cmp(&b.name));
-    xs.into_iter().map(|x| exchange_json(&v.name, x)).collect()
+/// The exchanges of `v` by name (a light snapshot, rendered by [`exchanges_reply`]).
+fn exchanges_of(v: &Arc<VHost>) -> Vec<(Arc<VHost>, ShortStr)> {
+    let mut names: Vec<ShortStr> = v.topology.lock().exchanges().map(|x| x.name.clone()).collect();
+    names.sort();
+    names.into_iter().map(|n| (v.clone(), n)).collect()
 }
 
-async fn exchanges_all(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
-    ok(Value::Array(
-        listed_vhosts(&st, &c)
-            .iter()
-            .flat_map(|v| exchanges_of(v))
-            .collect(),
-    ))
+fn exchanges_reply(query: Option<String>, items: Vec<(Arc<VHost>, ShortStr)>) -> Response {
+    super::listing::reply(
+        query.as_deref(),
+        true,
+        items,
+        |(_, n)| n,
+        |(v, n)| {
+            let t = v.topology.lock();
+            t.exchange(n).map(|x| exchange_json(&v.name, x))
+        },
+    )
 }
 
-async fn exchanges_vhost(State(st): State<Shared>, Path(vh): Path<String>) -> J {
+async fn exchanges_all(
+    State(st): State<Shared>,
+    Extension(c): Extension<Caller>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    exchanges_reply(q, listed_vhosts(&st, &c).iter().flat_map(exchanges_of).collect())
+}
+
+async fn exchanges_vhost(
+    State(st): State<Shared>,
+    Path(vh): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
     let v = vhost(&st, &vh)?;
-    ok(Value::Array(exchanges_of(&v)))
+    Ok(exchanges_reply(q, exchanges_of(&v)))
 }
 
 async fn exchange_get(State(st): State<Shared>, Path((vh, name)): Path<(String, String)>) -> J {
@@ -620,33 +636,58 @@ pub fn queue_json(st: &Shared, vhost: &str, meta: &QueueMeta, q: Option<&Arc<Que
     })
 }
 
-fn queues_of(st: &Shared, v: &VHost) -> Vec<Value> {
+/// One queue of a listing: rendered from the live topology when its page is written.
+struct QueueItem {
+    vhost: Arc<VHost>,
+    name: ShortStr,
+    dlq: bool,
+}
+
+/// The queues of `v` by name: a light snapshot; [`super::listing`] renders them.
+fn queues_of(v: &Arc<VHost>) -> Vec<QueueItem> {
     let dlqs = dlq::vhost_dead_letter_queues(v);
-    let metas = {
-        let t = v.topology.lock();
-        let mut metas: Vec<QueueMeta> = t.queues().cloned().collect();
-        metas.sort_by(|a, b| a.name.cmp(&b.name));
-        metas
-    };
-    let handles = v.queues.read().clone();
-    metas
-        .iter()
-        .map(|m| queue_json(st, &v.name, m, handles.get(&m.id), dlqs.contains(&*m.name)))
+    let mut names: Vec<ShortStr> = v.topology.lock().queues().map(|m| m.name.clone()).collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| QueueItem {
+            vhost: v.clone(),
+            dlq: dlqs.contains(&*name),
+            name,
+        })
         .collect()
 }
 
-async fn queues_all(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
-    ok(Value::Array(
-        listed_vhosts(&st, &c)
-            .iter()
-            .flat_map(|v| queues_of(&st, v))
-            .collect(),
-    ))
+fn queues_reply(st: Shared, query: Option<String>, items: Vec<QueueItem>) -> Response {
+    super::listing::reply(
+        query.as_deref(),
+        true,
+        items,
+        |i| &i.name,
+        move |i| {
+            let meta = i.vhost.topology.lock().queue(&i.name).cloned()?;
+            let handle = i.vhost.queues.read().get(&meta.id).cloned();
+            Some(queue_json(&st, &i.vhost.name, &meta, handle.as_ref(), i.dlq))
+        },
+    )
 }
 
-async fn queues_vhost(State(st): State<Shared>, Path(vh): Path<String>) -> J {
+async fn queues_all(
+    State(st): State<Shared>,
+    Extension(c): Extension<Caller>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let items = listed_vhosts(&st, &c).iter().flat_map(queues_of).collect();
+    queues_reply(st, q, items)
+}
+
+async fn queues_vhost(
+    State(st): State<Shared>,
+    Path(vh): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
     let v = vhost(&st, &vh)?;
-    ok(Value::Array(queues_of(&st, &v)))
+    Ok(queues_reply(st, q, queues_of(&v)))
 }
 
 fn find_queue(v: &VHost, name: &str) -> ApiResult<(QueueMeta, Arc<Queue>, bool)> {
@@ -906,18 +947,38 @@ fn bindings_of(v: &VHost) -> Vec<BindingInfo> {
     b
 }
 
-async fn bindings_all(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
-    let mut out = Vec::new();
-    for v in listed_vhosts(&st, &c) {
-        out.extend(bindings_of(&v).iter().map(|b| binding_json(&v.name, b)));
-    }
-    ok(Value::Array(out))
+/// Bindings are listed (streamed) but not paginated, as RabbitMQ.
+fn bindings_reply(query: Option<String>, items: Vec<(Arc<VHost>, BindingInfo)>) -> Response {
+    super::listing::reply(
+        query.as_deref(),
+        false,
+        items,
+        |(_, b)| &b.source,
+        |(v, b)| Some(binding_json(&v.name, b)),
+    )
 }
 
-async fn bindings_vhost(State(st): State<Shared>, Path(vh): Path<String>) -> J {
+async fn bindings_all(
+    State(st): State<Shared>,
+    Extension(c): Extension<Caller>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let mut items = Vec::new();
+    for v in listed_vhosts(&st, &c) {
+        items.extend(bindings_of(&v).into_iter().map(|b| (v.clone(), b)));
+    }
+    bindings_reply(q, items)
+}
+
+async fn bindings_vhost(
+    State(st): State<Shared>,
+    Path(vh): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
     let v = vhost(&st, &vh)?;
-    ok(Value::Array(
-        bindings_of(&v).iter().map(|b| binding_json(&v.name, b)).collect(),
+    Ok(bindings_reply(
+        q,
+        bindings_of(&v).into_iter().map(|b| (v.clone(), b)).collect(),
     ))
 }
 
@@ -1173,27 +1234,46 @@ fn conn_name(st: &Shared, info: &crate::connection::ConnInfo) -> String {
     }
 }
 
-async fn connections(State(st): State<Shared>, Extension(caller): Extension<Caller>) -> J {
-    let mut out = Vec::new();
-    for c in st.broker.connections() {
-        let info = c.info.lock().clone();
-        if !caller.sees_connection(&info.user) {
-            continue;
-        }
-        out.push(json!({
-            "name": conn_name(&st, &info), "node": st.node(), "user": info.user, "vhost": info.vhost,
-            "channels": info.channels, "state": "running", "protocol": "AMQP 0-9-1", "type": "network",
-            "peer_host": info.peer.map(|p| p.ip().to_string()), "peer_port": info.peer.map(|p| p.port()),
-            "host": st.amqp_addr.ip().to_string(), "port": st.amqp_addr.port(),
-            "client_properties": {"product": info.client_product},
-        }));
-    }
-    out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    ok(Value::Array(out))
+async fn connections(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let mut items: Vec<(String, Arc<crate::connection::ConnShared>)> = st
+        .broker
+        .connections()
+        .into_iter()
+        .filter(|c| caller.sees_connection(&c.info.lock().user))
+        .map(|c| {
+            let name = conn_name(&st, &c.info.lock());
+            (name, c)
+        })
+        .collect();
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    super::listing::reply(
+        q.as_deref(),
+        true,
+        items,
+        |(n, _)| n,
+        move |(name, c)| {
+            let info = c.info.lock().clone();
+            Some(json!({
+                "name": name, "node": st.node(), "user": info.user, "vhost": info.vhost,
+                "channels": info.channels, "state": "running", "protocol": "AMQP 0-9-1", "type": "network",
+                "peer_host": info.peer.map(|p| p.ip().to_string()), "peer_port": info.peer.map(|p| p.port()),
+                "host": st.amqp_addr.ip().to_string(), "port": st.amqp_addr.port(),
+                "client_properties": {"product": info.client_product},
+            }))
+        },
+    )
 }
 
-async fn channels(State(st): State<Shared>, Extension(caller): Extension<Caller>) -> J {
-    let mut out = Vec::new();
+async fn channels(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let mut items = Vec::new();
     for c in st.broker.connections() {
         let info = c.info.lock().clone();
         if !caller.sees_connection(&info.user) {
@@ -1201,33 +1281,59 @@ async fn channels(State(st): State<Shared>, Extension(caller): Extension<Caller>
         }
         let name = conn_name(&st, &info);
         for n in 1..=info.channels {
-            out.push(json!({
-                "name": format!("{name} ({n})"), "number": n, "node": st.node(), "user": info.user,
+            items.push((format!("{name} ({n})"), n, info.clone()));
+        }
+    }
+    super::listing::reply(
+        q.as_deref(),
+        true,
+        items,
+        |(n, _, _)| n,
+        move |(cname, n, info)| {
+            let name = conn_name(&st, info);
+            Some(json!({
+                "name": cname, "number": n, "node": st.node(), "user": info.user,
                 "vhost": info.vhost, "state": "running",
                 "connection_details": {"name": name, "peer_host": info.peer.map(|p| p.ip().to_string()),
                                        "peer_port": info.peer.map(|p| p.port())},
-            }));
-        }
-    }
-    ok(Value::Array(out))
+            }))
+        },
+    )
 }
 
-fn consumers_of(st: &Shared, v: &VHost) -> Vec<Value> {
+/// One consumer of a listing.
+type ConsumerItem = (Arc<VHost>, Arc<Queue>, warren_core::queue::ConsumerSpec);
+
+fn consumers_of(v: &Arc<VHost>) -> Vec<ConsumerItem> {
+    let handles: Vec<Arc<Queue>> = v.queues.read().values().cloned().collect();
+    let mut out = Vec::new();
+    for q in handles {
+        for c in q.consumer_specs() {
+            out.push((v.clone(), q.clone(), c));
+        }
+    }
+    out
+}
+
+/// Consumers are listed (streamed) but not paginated, as RabbitMQ.
+fn consumers_reply(st: Shared, query: Option<String>, items: Vec<ConsumerItem>) -> Response {
     let conns: std::collections::HashMap<u64, crate::connection::ConnInfo> = st
         .broker
         .connections()
         .iter()
         .map(|c| (c.id, c.info.lock().clone()))
         .collect();
-    let handles: Vec<Arc<Queue>> = v.queues.read().values().cloned().collect();
-    let mut out = Vec::new();
-    for q in handles {
-        for c in q.consumer_specs() {
+    super::listing::reply(
+        query.as_deref(),
+        false,
+        items,
+        |(_, _, c)| &c.tag,
+        move |(v, q, c)| {
             let conn_id = c.channel >> 16;
             let number = c.channel & 0xffff;
             let info = conns.get(&conn_id).cloned().unwrap_or_default();
-            let cname = conn_name(st, &info);
-            out.push(json!({
+            let cname = conn_name(&st, &info);
+            Some(json!({
                 "consumer_tag": c.tag.to_string(),
                 "queue": {"name": q.meta.name.to_string(), "vhost": v.name},
                 "channel_details": {"name": format!("{cname} ({number})"), "number": number,
@@ -1236,31 +1342,31 @@ fn consumers_of(st: &Shared, v: &VHost) -> Vec<Value> {
                                     "peer_port": info.peer.map(|p| p.port())},
                 "ack_required": !c.no_ack, "exclusive": c.exclusive, "prefetch_count": c.prefetch,
                 "priority": c.priority, "arguments": {}, "active": true, "activity_status": "up",
-            }));
-        }
-    }
-    out
+            }))
+        },
+    )
 }
 
-async fn consumers_all(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
-    ok(Value::Array(
-        listed_vhosts(&st, &c)
-            .iter()
-            .flat_map(|v| consumers_of(&st, v))
-            .collect(),
-    ))
+async fn consumers_all(
+    State(st): State<Shared>,
+    Extension(c): Extension<Caller>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let items = listed_vhosts(&st, &c).iter().flat_map(consumers_of).collect();
+    consumers_reply(st, q, items)
 }
 
 async fn consumers_vhost(
     State(st): State<Shared>,
     Extension(c): Extension<Caller>,
     Path(vh): Path<String>,
-) -> J {
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
     let v = vhost(&st, &vh)?;
     if !c.lists_vhost(&st.broker, &vh) {
-        return ok(json!([]));
+        return Ok(consumers_reply(st, q, Vec::new()));
     }
-    ok(Value::Array(consumers_of(&st, &v)))
+    Ok(consumers_reply(st, q, consumers_of(&v)))
 }
 
 // ---------------------------------------------------------------- users, permissions, policies

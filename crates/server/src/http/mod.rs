@@ -18,6 +18,7 @@ pub mod convert;
 pub mod ctl;
 pub mod definitions;
 pub mod dlq;
+pub mod listing;
 pub mod metrics;
 pub mod policies;
 pub mod quarantine;
