@@ -1055,7 +1055,7 @@ async fn lost_definitions_log_quarantines_queue_dirs_and_reattach_restores_messa
     let (code, out) = check_data_dir(&dir.path);
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(
-        out.matches("named by no definition").count(),
+        out.matches("a start moves it to quarantine/").count(),
         2,
         "both queue dirs reported: {out}"
     );
@@ -1065,14 +1065,22 @@ async fn lost_definitions_log_quarantines_queue_dirs_and_reattach_restores_messa
     let http_port = common::free_port();
     let b = spawn_broker_http(&dir.path, common::free_port(), &format!("127.0.0.1:{http_port}"));
     let base = format!("http://127.0.0.1:{http_port}");
-    let r = client::request(
-        "GET",
-        &format!("{base}/api/quarantine"),
-        Some(("guest", "guest")),
-        None,
-    )
-    .await
-    .unwrap();
+    // The management listener is bound just after the AMQP one: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let r = loop {
+        let got = client::request(
+            "GET",
+            &format!("{base}/api/quarantine"),
+            Some(("guest", "guest")),
+            None,
+        )
+        .await;
+        match got {
+            Ok(r) => break r,
+            Err(e) => assert!(Instant::now() < deadline, "management API not up: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(r.status, 200, "{}", r.text());
     let listed = r.json();
     let orders = listed
