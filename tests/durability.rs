@@ -195,7 +195,7 @@ async fn durable_definitions_and_persistent_messages_survive_restart() {
             .unwrap()
             .unwrap();
         assert_eq!(d.data, format!("m{i}").into_bytes(), "order kept");
-        assert!(d.redelivered, "recovered messages may have been delivered before");
+        assert_eq!(d.redelivered, i == 0, "only m0 was delivered before the restart");
         if i == 0 {
             let dc = d
                 .properties
@@ -230,6 +230,88 @@ async fn durable_definitions_and_persistent_messages_survive_restart() {
     d.ack(BasicAckOptions::default()).await.unwrap();
     second.running.shutdown().await;
     drop(keep);
+}
+
+/// Issue 15: after a restart only the messages delivered before it come back with
+/// `redelivered=true` — here one held unacked at shutdown, one delivered and still unacked when
+/// the broker is killed (SIGKILL: the delivery record, not a returned-message counter, tells),
+/// and none of the others.
+#[tokio::test]
+async fn only_messages_delivered_before_a_restart_come_back_redelivered() {
+    let dir = common::tempdir::Dir::new();
+    let mut p = spawn_broker(&dir.path, common::free_port());
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", p.port);
+    let conn = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    common::declare_durable(&ch, "redeliv", FieldTable::default()).await;
+    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    for i in 0..6 {
+        ch.basic_publish(
+            "".into(),
+            "redeliv".into(),
+            Default::default(),
+            format!("m{i}").as_bytes(),
+            persistent(),
+        )
+        .await
+        .unwrap();
+    }
+    ch.wait_for_confirms().await.unwrap();
+    // m0 acked, m1 and m2 delivered and left unacked.
+    let get = |ch: &lapin::Channel| {
+        let ch = ch.clone();
+        async move {
+            ch.basic_get("redeliv".into(), BasicGetOptions::default())
+                .await
+                .unwrap()
+                .expect("a message")
+        }
+    };
+    let m0 = get(&ch).await;
+    assert_eq!(m0.delivery.data, b"m0");
+    m0.delivery.ack(BasicAckOptions::default()).await.unwrap();
+    for want in ["m1", "m2"] {
+        let m = get(&ch).await;
+        assert_eq!(m.delivery.data, want.as_bytes());
+        assert!(!m.delivery.redelivered);
+    }
+    // Each basic.get-ok left after its delivery record reached the OS: kill the process now,
+    // without any shutdown.
+    p.child.kill().unwrap(); // SIGKILL
+    p.child.wait().unwrap();
+    drop(conn);
+    let p = spawn_broker(&dir.path, common::free_port());
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", p.port);
+    let conn = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let m = get(&ch).await;
+        got.push((
+            String::from_utf8(m.delivery.data.clone()).unwrap(),
+            m.delivery.redelivered,
+        ));
+        m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    let want: Vec<(String, bool)> = [
+        ("m1", true),
+        ("m2", true),
+        ("m3", false),
+        ("m4", false),
+        ("m5", false),
+    ]
+    .iter()
+    .map(|(b, r)| (b.to_string(), *r))
+    .collect();
+    assert_eq!(
+        got, want,
+        "only the messages delivered before the crash are flagged"
+    );
+    conn.close(200, "bye".into()).await.unwrap();
 }
 
 #[tokio::test]
@@ -589,7 +671,7 @@ async fn backlog_beyond_the_memory_budget_pages_in_order_across_restart() {
     for w in &want {
         let d = common::next(&mut consumer).await;
         assert_eq!(String::from_utf8_lossy(&d.data), *w);
-        assert!(d.redelivered, "recovered messages may have been delivered before");
+        assert!(!d.redelivered, "never delivered before the restart");
         d.ack(BasicAckOptions::default()).await.unwrap();
     }
     common::wait_until(10, "queue drained", || {

@@ -16,7 +16,7 @@ use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Consumer, ExchangeKind};
-use warren_codec::methods::{BasicConsume, BasicQos};
+use warren_codec::methods::{BasicAck, BasicCancel, BasicConsume, BasicQos, ChannelClose};
 use warren_codec::{Frame, Method};
 
 fn args(entries: &[(&str, AMQPValue)]) -> FieldTable {
@@ -240,6 +240,150 @@ async fn single_active_consumer_takeover_on_connection_failure() {
     assert_eq!(take(&mut bc, 5, Some(true)).await, names("m", 0..5));
     assert_eq!(take(&mut bc, 3, Some(false)).await, names("m", 5..8));
     common::wait_until(5, "everything acked", || counts(&b, "sac2") == (0, 0, 1)).await;
+    b.running.shutdown().await;
+}
+
+/// A single-active-consumer queue `name` with `n` messages `m0..` and the active consumer on a
+/// raw socket holding the first `prefetch`, a lapin consumer waiting behind it.
+async fn sac_with_holder(
+    b: &TestBroker,
+    name: &str,
+    n: usize,
+    prefetch: u16,
+) -> (Raw, lapin::Connection, Consumer) {
+    let conn = b.connect().await;
+    let pubch = confirm_channel(&conn).await;
+    declare(
+        &pubch,
+        name,
+        args(&[("x-single-active-consumer", AMQPValue::Boolean(true))]),
+    )
+    .await;
+    let mut raw = raw_consumer(b, name, prefetch).await;
+    let cb = b.connect().await;
+    let chb = cb.create_channel().await.unwrap();
+    let mut waiting = consume_with(&chb, name, "waiting", FieldTable::default()).await;
+    for i in 0..n {
+        publish_confirmed(
+            &pubch,
+            "",
+            name,
+            format!("m{i}").as_bytes(),
+            BasicProperties::default(),
+        )
+        .await;
+    }
+    assert_eq!(
+        raw_bodies(&mut raw, prefetch as usize).await,
+        names("m", 0..prefetch as usize)
+    );
+    assert_quiet(&mut waiting, "the waiting consumer").await;
+    (raw, cb, waiting)
+}
+
+/// Cancels the raw consumer (tag `raw` on channel 1) and waits for cancel-ok.
+async fn raw_cancel(raw: &mut Raw) {
+    raw.send_method(
+        1,
+        BasicCancel {
+            consumer_tag: "raw".into(),
+            nowait: false,
+        },
+    )
+    .await;
+    match raw.next_method().await {
+        Some((1, Method::BasicCancelOk(_))) => {}
+        other => panic!("expected basic.cancel-ok, got {other:?}"),
+    }
+}
+
+fn channel_close() -> Method {
+    ChannelClose {
+        reply_code: 200,
+        reply_text: "bye".into(),
+        class_id: 0,
+        method_id: 0,
+    }
+    .into()
+}
+
+/// Issue 15: the active consumer acks one message and closes its channel in one write, so a
+/// delivery the ack let through is still on its way to the closing channel. The next consumer
+/// gets every held message back first, in order, then the rest — each exactly once (a late
+/// "never sent" return of that delivery must not take it back from the new consumer).
+#[tokio::test]
+async fn single_active_consumer_channel_close_returns_held_messages_first_exactly_once() {
+    let b = common::start().await;
+    let (mut raw, _cb, mut next_consumer) = sac_with_holder(&b, "sac-close", 8, 5).await;
+    raw.send_methods(vec![
+        (
+            1,
+            BasicAck {
+                delivery_tag: 1,
+                multiple: false,
+            }
+            .into(),
+        ),
+        (1, channel_close()),
+    ])
+    .await;
+    let got = take(&mut next_consumer, 7, None).await;
+    assert_eq!(
+        got,
+        names("m", 1..8),
+        "returned messages first, in order, then the rest"
+    );
+    assert_quiet(&mut next_consumer, "every message once").await;
+    common::wait_until(5, "everything acked", || counts(&b, "sac-close") == (0, 0, 1)).await;
+    b.running.shutdown().await;
+}
+
+/// Issue 15: basic.cancel while holding unacked messages does not activate the next consumer;
+/// the channel's close then returns them, and the next consumer gets them first (redelivered,
+/// in order), then the messages behind them.
+#[tokio::test]
+async fn single_active_consumer_cancel_then_close_returns_held_messages_first() {
+    let b = common::start().await;
+    let (mut raw, _cb, mut next_consumer) = sac_with_holder(&b, "sac-cancel", 8, 5).await;
+    raw_cancel(&mut raw).await;
+    assert_quiet(
+        &mut next_consumer,
+        "the next consumer while the cancelled one holds messages",
+    )
+    .await;
+    raw.send_method(1, channel_close()).await;
+    assert_eq!(take(&mut next_consumer, 5, Some(true)).await, names("m", 0..5));
+    assert_eq!(take(&mut next_consumer, 3, Some(false)).await, names("m", 5..8));
+    b.running.shutdown().await;
+}
+
+/// Issue 15: a cancelled active consumer that acks its messages on its still-open channel hands
+/// over once it holds none (RabbitMQ 3.10 classic queues forget to; quorum queues do not).
+#[tokio::test]
+async fn single_active_consumer_cancelled_holder_acking_its_last_message_hands_over() {
+    let b = common::start().await;
+    let (mut raw, _cb, mut next_consumer) = sac_with_holder(&b, "sac-ack", 6, 3).await;
+    raw_cancel(&mut raw).await;
+    assert_quiet(&mut next_consumer, "the next consumer after the cancel").await;
+    raw.send_method(
+        1,
+        BasicAck {
+            delivery_tag: 2,
+            multiple: true,
+        },
+    )
+    .await;
+    assert_quiet(&mut next_consumer, "the next consumer while one message is held").await;
+    raw.send_method(
+        1,
+        BasicAck {
+            delivery_tag: 3,
+            multiple: false,
+        },
+    )
+    .await;
+    assert_eq!(take(&mut next_consumer, 3, Some(false)).await, names("m", 3..6));
+    common::wait_until(5, "everything acked", || counts(&b, "sac-ack") == (0, 0, 1)).await;
     b.running.shutdown().await;
 }
 

@@ -504,6 +504,15 @@ pub mod raw {
             self.send(&out).await;
         }
 
+        /// Writes several method frames in one write (so the broker reads them in one batch).
+        pub async fn send_methods(&mut self, ms: Vec<(u16, Method)>) {
+            let mut out = BytesMut::new();
+            for (ch, m) in &ms {
+                encode_method(&mut out, *ch, m);
+            }
+            self.send(&out).await;
+        }
+
         /// Reads raw bytes until `n` are buffered or EOF; returns what was buffered.
         pub async fn read_raw(&mut self, n: usize) -> Vec<u8> {
             while self.buf.len() < n {

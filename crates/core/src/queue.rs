@@ -314,6 +314,13 @@ pub struct QueueState {
     /// `x-deduplication-window`.
     dedup: Option<DedupWindow>,
     duplicates_dropped: u64,
+    /// Single active consumer: the consumer holding the queue's unacked deliveries and how
+    /// many (see [`active_consumer`](QueueState::active_consumer)).
+    sac_holder: Option<(ConsumerKey, u32)>,
+    /// Store positions of persisted messages delivered (ack required) since the last
+    /// [`take_delivered`](QueueState::take_delivered): the caller records the deliveries so
+    /// that only these come back `redelivered` after a restart.
+    delivered: Vec<u64>,
 }
 
 /// The 403 text RabbitMQ sends for exclusive-consumer conflicts.
@@ -345,6 +352,8 @@ impl QueueState {
                 .clone()
                 .map(|(w, src)| DedupWindow::new(w, src)),
             duplicates_dropped: 0,
+            sac_holder: None,
+            delivered: Vec::new(),
             args,
         }
     }
@@ -682,7 +691,16 @@ impl QueueState {
 
     /// Whether there is store work pending.
     pub fn has_store_effects(&self) -> bool {
-        !self.removed.is_empty() || !self.count_updates.is_empty() || self.purged_paged_from.is_some()
+        !self.removed.is_empty()
+            || !self.count_updates.is_empty()
+            || self.purged_paged_from.is_some()
+            || !self.delivered.is_empty()
+    }
+
+    /// Store positions of persisted messages delivered since the last call, for the caller to
+    /// record (a restart flags only recorded deliveries `redelivered`).
+    pub fn take_delivered(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.delivered)
     }
 
     /// Puts recovered messages back (at start-up), in seq order.
@@ -729,11 +747,21 @@ impl QueueState {
     }
 
     /// The single active consumer, if the queue has `x-single-active-consumer`.
+    ///
+    /// The rule (RabbitMQ quorum queues'): the consumer that received the queue's unacked
+    /// deliveries stays the only one served until it holds none — acked, rejected, or returned
+    /// by its channel's close — even once it is cancelled (then no consumer is active) or a
+    /// consumer of higher priority waits. As soon as it holds none, the first registered
+    /// consumer (by `x-priority`, then registration order) is active and is served by the
+    /// next `dispatch`, which every settling input is followed by. Returned messages go back
+    /// to their original positions, so the next consumer receives them first, in order.
     pub fn active_consumer(&self) -> Option<ConsumerKey> {
-        if self.args.single_active_consumer {
-            self.consumers.first().map(|c| c.spec.key)
-        } else {
-            None
+        if !self.args.single_active_consumer {
+            return None;
+        }
+        match self.sac_holder {
+            Some((k, _)) => self.consumers.iter().any(|c| c.spec.key == k).then_some(k),
+            None => self.consumers.first().map(|c| c.spec.key),
         }
     }
 
@@ -744,6 +772,10 @@ impl QueueState {
         let has_room = |c: &Consumer| c.spec.prefetch == 0 || c.unacked < c.spec.prefetch;
         if self.args.single_active_consumer {
             let c = self.consumers.first()?;
+            if self.sac_holder.is_some_and(|(k, _)| k != c.spec.key) {
+                // The previous active consumer still holds messages: nobody is served.
+                return None;
+            }
             return (has_room(c) && reserve(&c.spec)).then_some(0);
         }
         let mut i = 0;
@@ -809,6 +841,13 @@ impl QueueState {
             } else {
                 c.unacked += 1;
                 let (key, channel) = (c.spec.key, c.spec.channel);
+                if self.args.single_active_consumer {
+                    let held = self.sac_holder.map_or(0, |(_, n)| n);
+                    self.sac_holder = Some((key, held + 1));
+                }
+                if let Some(p) = e.pos {
+                    self.delivered.push(p);
+                }
                 self.group_inc(&e.msg);
                 self.unacked.insert(
                     e.seq,
@@ -850,6 +889,9 @@ impl QueueState {
             if no_ack {
                 self.gone(&e);
             } else {
+                if let Some(p) = e.pos {
+                    self.delivered.push(p);
+                }
                 self.group_inc(&e.msg);
                 self.unacked.insert(
                     e.seq,
@@ -867,10 +909,18 @@ impl QueueState {
     fn settle(&mut self, seq: u64) -> Option<Unacked> {
         let u = self.unacked.remove(&seq)?;
         self.group_dec(&u.entry.msg);
-        if let Some(k) = u.consumer
-            && let Some(c) = self.consumers.iter_mut().find(|c| c.spec.key == k)
-        {
-            c.unacked = c.unacked.saturating_sub(1);
+        if let Some(k) = u.consumer {
+            if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.key == k) {
+                c.unacked = c.unacked.saturating_sub(1);
+            }
+            if let Some((h, n)) = &mut self.sac_holder
+                && *h == k
+            {
+                *n -= 1;
+                if *n == 0 {
+                    self.sac_holder = None;
+                }
+            }
         }
         Some(u)
     }
@@ -954,9 +1004,18 @@ impl QueueState {
         }
     }
 
-    /// Puts back deliveries that were never sent (the consumer went away before its channel
-    /// wrote them): not a redelivery, no count.
-    pub fn unsend(&mut self, seq: u64) -> bool {
+    /// Puts back a delivery that was never sent (the consumer went away before its channel
+    /// wrote it): not a redelivery, no count. Only while `seq` is still unacked by `consumer`
+    /// on `channel`: once the channel's release has returned it, it may be out again with
+    /// another consumer, and a late unsend must not take it back.
+    pub fn unsend(&mut self, seq: u64, consumer: Option<ConsumerKey>, channel: ChannelKey) -> bool {
+        if !self
+            .unacked
+            .get(&seq)
+            .is_some_and(|u| u.consumer == consumer && u.channel == channel)
+        {
+            return false;
+        }
         let Some(u) = self.settle(seq) else { return false };
         self.ready.insert_sorted(u.entry);
         true
@@ -1055,3 +1114,6 @@ mod groups_tests;
 
 #[cfg(test)]
 mod paging_tests;
+
+#[cfg(test)]
+mod failover_tests;

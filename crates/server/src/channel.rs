@@ -306,7 +306,7 @@ impl Connection {
         let ch = (d.channel & 0xffff) as u16;
         let frame_max = self.frame_max;
         let Some(c) = self.channels.get_mut(&ch) else {
-            queue.unsend(&[d.seq]);
+            queue.unsend(&d);
             return;
         };
         let tag = match d.consumer.and_then(|k| c.tag_for(k)) {
@@ -314,7 +314,7 @@ impl Connection {
             _ => {
                 if !d.no_ack {
                     c.shared.release(1);
-                    queue.unsend(&[d.seq]);
+                    queue.unsend(&d);
                 }
                 return;
             }

@@ -191,7 +191,7 @@ impl ConnShared {
         {
             // The connection is gone: put the message back untouched.
             self.pending.fetch_sub(1, Ordering::AcqRel);
-            queue.unsend(&[delivery.seq]);
+            queue.unsend(&delivery);
         }
     }
 
@@ -1047,7 +1047,7 @@ impl Connection {
             while let Ok(e) = rx.try_recv() {
                 if let ConnEvent::Deliver { queue, delivery } = e {
                     shared.pending.fetch_sub(1, Ordering::AcqRel);
-                    queue.unsend(&[delivery.seq]);
+                    queue.unsend(&delivery);
                 }
             }
         };

@@ -57,12 +57,11 @@ struct Inner {
     sinks: HashMap<ConsumerKey, Sink>,
     /// The durable log of a durable queue.
     log: Option<QueueLog>,
-    /// Messages with a lower seq were recovered at start-up: they may have been delivered
-    /// before, so they are flagged redelivered when paged in.
-    recovered_below: u64,
     /// A non-durable queue's scratch log (its name in `Persistence::scratch`), opened when its
     /// backlog first outgrew the in-memory budget.
     scratch: Option<String>,
+    /// Delivered records wait in the log's buffers (see `flush_marks`).
+    marks_pending: bool,
 }
 
 impl Inner {
@@ -92,14 +91,14 @@ impl Inner {
                 return any;
             }
             // Undecodable records (reported by stored_entry) leave the log and the count.
-            let (state, recovered_below) = (&self.state, self.recovered_below);
+            let state = &self.state;
             let mut undecodable = 0u64;
             let entries: Vec<Entry> = batch
                 .iter()
                 .filter_map(|r| {
                     let e = crate::persist::stored_entry(
                         r,
-                        r.seq < recovered_below,
+                        r.delivered,
                         |t, ttl| state.expiry(t, ttl),
                         state.name(),
                     );
@@ -118,6 +117,21 @@ impl Inner {
         any
     }
 
+    /// Pushes delivered records to the OS (one write), so that a crash after the deliveries
+    /// went out still flags them redelivered. Runs at the end of every operation that can
+    /// deliver, except a publish whose connection flushes the log anyway at the end of its
+    /// batch (`Queue::flush_log`).
+    fn flush_marks(&mut self) {
+        if !std::mem::take(&mut self.marks_pending) {
+            return;
+        }
+        if let Some(log) = &mut self.log
+            && let Err(e) = log.flush()
+        {
+            tracing::warn!(queue = self.state.name(), "store flush failed: {e}");
+        }
+    }
+
     /// Carries out the store work the last state change left: ack records for messages that
     /// left the queue, counter records for returned ones.
     fn apply_store(&mut self) {
@@ -126,7 +140,14 @@ impl Inner {
         }
         let (removed, counts) = self.state.take_store_effects();
         let purged = self.state.take_purged_paged();
+        let delivered = self.state.take_delivered();
         let Some(log) = &mut self.log else { return };
+        self.marks_pending |= !delivered.is_empty();
+        for p in delivered {
+            if let Err(e) = log.mark_delivered(unpack(p)) {
+                tracing::warn!(queue = self.state.name(), "store delivery record failed: {e}");
+            }
+        }
         if let Some(from) = purged
             && let Err(e) = log.ack_from(unpack(from))
         {
@@ -206,8 +227,8 @@ impl Queue {
                 state,
                 sinks: HashMap::new(),
                 log: None,
-                recovered_below: 0,
                 scratch: None,
+                marks_pending: false,
             }),
             deleted: AtomicBool::new(false),
             had_consumer: AtomicBool::new(false),
@@ -252,8 +273,8 @@ impl Queue {
                     entries.push(Entry {
                         seq: r.seq,
                         msg: Arc::new(msg),
-                        // It may have been delivered before the restart.
-                        redelivered: true,
+                        // Delivered before the restart (recorded in the log).
+                        redelivered: r.delivered || r.acquired_count > 0,
                         delivery_count: r.delivery_count,
                         acquired_count: r.acquired_count,
                         expires_at: enqueued_at.and_then(|t| state.expiry(t, ttl)),
@@ -294,7 +315,6 @@ impl Queue {
         i.state.restore_paged(paged, max_seq);
         i.state.set_paging(READY_IN_MEMORY, READY_BYTES_IN_MEMORY);
         i.state.set_dead_letter_at_least_once(true);
-        i.recovered_below = max_seq + 1;
         // The recovered messages' ids start a fresh deduplication window.
         i.state.rebuild_dedup(now_ms());
         i.log = Some(log);
@@ -317,7 +337,9 @@ impl Queue {
     /// Returns `false` if it failed: records appended before are not on disk, so their
     /// confirms must be nacks.
     pub fn flush_log(&self) -> bool {
-        if let Some(log) = &mut self.inner.lock().log
+        let mut i = self.inner.lock();
+        i.marks_pending = false;
+        if let Some(log) = &mut i.log
             && let Err(e) = log.flush()
         {
             tracing::warn!(queue = %self.meta.name, "store flush failed: {e}");
@@ -510,6 +532,7 @@ impl Queue {
             let mut i = self.inner.lock();
             i.state.tick(now, &mut fx);
             self.dispatch_locked(&mut i, now, &mut fx);
+            i.flush_marks();
             i.state.next_deadline()
         };
         self.finish(fx, deadline, now);
@@ -633,6 +656,8 @@ impl Queue {
             let stored = if durable_copy && pos.is_some() && p == Published::Enqueued {
                 Stored::Written
             } else {
+                // No log flush follows at the end of the publisher's batch.
+                i.flush_marks();
                 Stored::NotNeeded
             };
             (p, stored, i.state.next_deadline())
@@ -659,6 +684,7 @@ impl Queue {
         let deadline = {
             let mut i = self.inner.lock();
             self.dispatch_locked(&mut i, now, &mut fx);
+            i.flush_marks();
             i.state.next_deadline()
         };
         self.finish(fx, deadline, now);
@@ -676,6 +702,7 @@ impl Queue {
             self.touch();
             self.had_consumer.store(true, Ordering::Release);
             self.dispatch_locked(&mut i, now, &mut fx);
+            i.flush_marks();
             i.state.next_deadline()
         };
         self.finish(fx, deadline, now);
@@ -706,6 +733,7 @@ impl Queue {
             // Single active consumer: the next one may take over.
             if dispatch {
                 self.dispatch_locked(&mut i, now, &mut fx);
+                i.flush_marks();
             }
             (i.state.consumer_count(), i.state.next_deadline())
         };
@@ -728,6 +756,7 @@ impl Queue {
                     break r;
                 }
             };
+            i.flush_marks();
             (r, i.state.next_deadline())
         };
         if r.is_some() {
@@ -749,6 +778,7 @@ impl Queue {
                 }
             }
             self.dispatch_locked(&mut i, now, &mut fx);
+            i.flush_marks();
             i.state.next_deadline()
         };
         self.finish(fx, deadline, now);
@@ -764,21 +794,22 @@ impl Queue {
                 i.state.reject(*s, requeue, now, &mut fx);
             }
             self.dispatch_locked(&mut i, now, &mut fx);
+            i.flush_marks();
             i.state.next_deadline()
         };
         self.finish(fx, deadline, now);
     }
 
-    /// Returns deliveries that never reached the client.
-    pub fn unsend(self: &Arc<Self>, seqs: &[u64]) {
+    /// Returns a delivery that never reached the client (unless its channel's release has
+    /// returned it already).
+    pub fn unsend(self: &Arc<Self>, d: &Delivery) {
         let now = now_ms();
         let mut fx = Effects::default();
         let deadline = {
             let mut i = self.inner.lock();
-            for s in seqs {
-                i.state.unsend(*s);
-            }
+            i.state.unsend(d.seq, d.consumer, d.channel);
             self.dispatch_locked(&mut i, now, &mut fx);
+            i.flush_marks();
             i.state.next_deadline()
         };
         self.finish(fx, deadline, now);
@@ -792,6 +823,7 @@ impl Queue {
             let mut i = self.inner.lock();
             i.state.release_channel(channel, how, now, &mut fx);
             self.dispatch_locked(&mut i, now, &mut fx);
+            i.flush_marks();
             i.state.next_deadline()
         };
         self.finish(fx, deadline, now);
@@ -873,6 +905,7 @@ impl Queue {
             }
             i.state.reconfigure(args, now, &mut fx);
             self.dispatch_locked(&mut i, now, &mut fx);
+            i.flush_marks();
             i.state.next_deadline()
         };
         self.finish(fx, deadline, now);

@@ -9,7 +9,8 @@
 //! ```text
 //! magic   [u8; 8]   b"WRNMSGS\0" (msgs.N), b"WRNACKS\0" (acks.N), b"WRNDEFS\0" (definitions)
 //! version u32 LE    FORMAT_VERSION (1); a newer version is refused, never guessed at
-//! flags   u32 LE    0 (reserved)
+//! flags   u32 LE    bit 0 (msgs.N only): deliveries of this segment's messages are recorded
+//!                   (delivered records); other bits reserved (0)
 //! ```
 //!
 //! # Records
@@ -29,6 +30,9 @@
 //!   acked.
 //! - counts (acks.N): `kind u8 = 2`, `offset u32 LE`, `delivery_count u32 LE`,
 //!   `acquired_count u32 LE` — the latest counters of that message (last record wins).
+//! - delivered (acks.N): `kind u8 = 3`, `offset u32 LE` — that message was handed to a
+//!   consumer (ack required), so it comes back `redelivered` after a restart. Logs written
+//!   before this record existed have none; see `QueueLog` for how they read.
 //! - definition (definitions file): the opaque record the server encoded.
 //! - ack-file index (`acks.index`, magic `WRNAIDX\0`): `segment u32 LE` — `acks.<segment>` was
 //!   created.
@@ -61,16 +65,31 @@ pub(crate) const MAGIC_ACK_INDEX: [u8; 8] = *b"WRNAIDX\0";
 pub(crate) const KIND_ACK: u8 = 1;
 /// Ack-file record kind: delivery counters.
 pub(crate) const KIND_COUNTS: u8 = 2;
-/// Body length of an ack record.
+/// Ack-file record kind: the message was delivered.
+pub(crate) const KIND_DELIVERED: u8 = 3;
+/// Body length of an ack record (and of a delivered record).
 pub(crate) const ACK_BODY_LEN: usize = 5;
 /// Body length of a counts record.
 pub(crate) const COUNTS_BODY_LEN: usize = 13;
 
+/// Header flag of a message segment: its messages' deliveries are recorded.
+pub(crate) const FLAG_DELIVERIES: u32 = 1;
+
 /// Appends a file header with `magic`.
 pub(crate) fn put_header(buf: &mut Vec<u8>, magic: [u8; 8]) {
+    put_header_flags(buf, magic, 0);
+}
+
+/// Appends a file header with `magic` and `flags`.
+pub(crate) fn put_header_flags(buf: &mut Vec<u8>, magic: [u8; 8], flags: u32) {
     buf.extend_from_slice(&magic);
     buf.put_u32_le(FORMAT_VERSION);
-    buf.put_u32_le(0);
+    buf.put_u32_le(flags);
+}
+
+/// The flags of a header already checked `Ok`.
+pub(crate) fn header_flags(data: &[u8]) -> u32 {
+    u32::from_le_bytes(data[12..16].try_into().expect("4 bytes"))
 }
 
 /// How a header check went.
@@ -92,7 +111,9 @@ pub(crate) fn check_header(data: &[u8], magic: [u8; 8]) -> HeaderCheck {
     if data.len() < HEADER_LEN {
         let mut valid = Vec::with_capacity(HEADER_LEN);
         put_header(&mut valid, magic);
-        if data == &valid[..data.len()] || data.iter().all(|&b| b == 0) {
+        // Flags (bytes 12..) may be set: compare magic and version only.
+        let n = data.len().min(12);
+        if data[..n] == valid[..n] || data.iter().all(|&b| b == 0) {
             return HeaderCheck::Incomplete;
         }
         return HeaderCheck::BadMagic;
@@ -140,6 +161,14 @@ pub(crate) fn put_ack(buf: &mut Vec<u8>, offset: u32) {
     put_record(buf, &[&body]);
 }
 
+/// Appends a delivered record for the message at `offset`.
+pub(crate) fn put_delivered(buf: &mut Vec<u8>, offset: u32) {
+    let mut body = [0u8; ACK_BODY_LEN];
+    body[0] = KIND_DELIVERED;
+    body[1..5].copy_from_slice(&offset.to_le_bytes());
+    put_record(buf, &[&body]);
+}
+
 /// Appends a counts record for the message at `offset`.
 pub(crate) fn put_counts(buf: &mut Vec<u8>, offset: u32, delivery: u32, acquired: u32) {
     let mut body = [0u8; COUNTS_BODY_LEN];
@@ -155,6 +184,8 @@ pub(crate) fn put_counts(buf: &mut Vec<u8>, offset: u32, delivery: u32, acquired
 pub(crate) enum AckRecord {
     /// The message at this offset is acked.
     Ack(u32),
+    /// The message at this offset was delivered.
+    Delivered(u32),
     /// Latest counters of the message at this offset.
     Counts {
         offset: u32,
@@ -168,6 +199,7 @@ pub(crate) fn decode_ack(body: &[u8]) -> Option<AckRecord> {
     let u32_at = |i: usize| u32::from_le_bytes(body[i..i + 4].try_into().expect("4 bytes"));
     match (body.first(), body.len()) {
         (Some(&KIND_ACK), ACK_BODY_LEN) => Some(AckRecord::Ack(u32_at(1))),
+        (Some(&KIND_DELIVERED), ACK_BODY_LEN) => Some(AckRecord::Delivered(u32_at(1))),
         (Some(&KIND_COUNTS), COUNTS_BODY_LEN) => Some(AckRecord::Counts {
             offset: u32_at(1),
             delivery: u32_at(5),
@@ -387,11 +419,14 @@ mod tests {
         let mut buf = Vec::new();
         put_ack(&mut buf, 77);
         put_counts(&mut buf, 5, 3, 4);
+        put_delivered(&mut buf, 9);
         assert_eq!(verify_record(&buf), Ok(ACK_BODY_LEN));
+        let d = &buf[2 * FRAME_LEN + ACK_BODY_LEN + COUNTS_BODY_LEN..];
+        assert_eq!(decode_ack(&d[8..]), Some(AckRecord::Delivered(9)));
         assert_eq!(decode_ack(&buf[8..8 + ACK_BODY_LEN]), Some(AckRecord::Ack(77)));
         let c = &buf[FRAME_LEN + ACK_BODY_LEN..];
         assert_eq!(
-            decode_ack(&c[8..]),
+            decode_ack(&c[8..8 + COUNTS_BODY_LEN]),
             Some(AckRecord::Counts {
                 offset: 5,
                 delivery: 3,

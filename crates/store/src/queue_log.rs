@@ -28,6 +28,18 @@
 //! from what could be read, so later acks are not appended after garbage. Segments whose
 //! messages are all acked are removed; live messages are returned in seq order with their
 //! counters.
+//!
+//! # Delivered marks
+//!
+//! [`QueueLog::mark_delivered`] buffers a small record (like an ack) when a message is handed
+//! to a consumer, so that after a restart — clean or not — only messages delivered before it
+//! come back with `delivered` set (the `redelivered` flag; RabbitMQ records the same in its
+//! queue index). The records reach the OS with the log's next [`flush`](QueueLog::flush),
+//! which the broker runs before the deliveries could have gone far; a crash can lose the marks
+//! of the last moment's deliveries, as RabbitMQ's index journal can. Segments written before
+//! delivered records existed lack the header flag that says they are recorded: all their
+//! messages count as delivered.
+//!
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -64,6 +76,8 @@ pub struct Recovered {
     pub delivery_count: u32,
     /// The last durable acquired count (0 if never set).
     pub acquired_count: u32,
+    /// It may have been delivered before the log was opened (see the module doc).
+    pub delivered: bool,
     /// The payload, as appended.
     pub payload: Bytes,
 }
@@ -81,6 +95,8 @@ pub struct RecoveredRef<'a> {
     pub delivery_count: u32,
     /// The last durable acquired count (0 if never set).
     pub acquired_count: u32,
+    /// It may have been delivered before the log was opened (see the module doc).
+    pub delivered: bool,
     /// The payload, as appended.
     pub payload: &'a [u8],
 }
@@ -93,6 +109,7 @@ impl RecoveredRef<'_> {
             seq: self.seq,
             delivery_count: self.delivery_count,
             acquired_count: self.acquired_count,
+            delivered: self.delivered,
             payload: Bytes::copy_from_slice(self.payload),
         }
     }
@@ -191,6 +208,9 @@ struct Segment {
     acks: Option<AckWriter>,
     /// Recovery found corruption: never removed automatically (kept for inspection).
     keep: bool,
+    /// Its messages' deliveries are recorded (header flag); if not, they all count as
+    /// delivered.
+    deliveries_recorded: bool,
 }
 
 struct Writer {
@@ -228,6 +248,8 @@ pub struct QueueLog {
     counts: HashMap<MsgPos, (u32, u32)>,
     /// `acks.index`, opened on the first ack file this log creates.
     ack_index: Option<FileRef>,
+    /// Recovered live messages with a delivered record, until read back or acked.
+    delivered: std::collections::HashSet<MsgPos>,
 }
 
 impl fmt::Debug for QueueLog {
@@ -283,6 +305,7 @@ impl QueueLog {
             report: RecoveryReport::default(),
             counts: HashMap::new(),
             ack_index: None,
+            delivered: Default::default(),
         };
         log.recover(visit)?;
         Ok(log)
@@ -473,6 +496,7 @@ impl QueueLog {
         let scan = format::scan(&data, |len| len >= 8);
         let mut seg = Segment {
             keep: !scan.problems.is_empty(),
+            deliveries_recorded: format::header_flags(&data) & format::FLAG_DELIVERIES != 0,
             ..Segment::default()
         };
         for p in &scan.problems {
@@ -506,9 +530,10 @@ impl QueueLog {
         seg.live = seg.offsets.len() as u32;
 
         let mut counts: HashMap<u32, (u32, u32)> = HashMap::new();
+        let mut delivered = std::collections::HashSet::new();
         let mut changed = false;
         if has_acks {
-            changed |= self.recover_acks(n, &mut seg, &mut counts)?;
+            changed |= self.recover_acks(n, &mut seg, &mut counts, &mut delivered)?;
         }
         if seg.live == 0 && !seg.keep {
             fs.remove_file(&path).map_err(|e| io_at(&path, "remove", e))?;
@@ -532,11 +557,16 @@ impl QueueLog {
             if delivery_count != 0 || acquired_count != 0 {
                 self.counts.insert(pos, (delivery_count, acquired_count));
             }
+            let marked = delivered.contains(off);
+            if marked {
+                self.delivered.insert(pos);
+            }
             visit(RecoveredRef {
                 pos,
                 seq,
                 delivery_count,
                 acquired_count,
+                delivered: marked || acquired_count > 0 || !seg.deliveries_recorded,
                 payload,
             });
         }
@@ -553,6 +583,7 @@ impl QueueLog {
         n: u32,
         seg: &mut Segment,
         counts: &mut HashMap<u32, (u32, u32)>,
+        delivered: &mut std::collections::HashSet<u32>,
     ) -> Result<bool, StoreError> {
         let fs = self.shared.fs.clone();
         let fs = &*fs;
@@ -597,7 +628,7 @@ impl QueueLog {
                 }
             };
             let target = match rec {
-                AckRecord::Ack(o) => o,
+                AckRecord::Ack(o) | AckRecord::Delivered(o) => o,
                 AckRecord::Counts { offset, .. } => offset,
             };
             let Ok(i) = seg.offsets.binary_search(&target) else {
@@ -610,6 +641,9 @@ impl QueueLog {
                     seg.live -= 1;
                 }
                 AckRecord::Ack(_) => {}
+                AckRecord::Delivered(o) => {
+                    delivered.insert(o);
+                }
                 AckRecord::Counts {
                     offset,
                     delivery,
@@ -620,7 +654,7 @@ impl QueueLog {
             }
         }
         if rewrite && seg.live > 0 {
-            self.rewrite_acks(n, seg, counts)?;
+            self.rewrite_acks(n, seg, counts, delivered)?;
             return Ok(true);
         }
         if let Some(at) = scan.torn_at {
@@ -636,6 +670,7 @@ impl QueueLog {
         n: u32,
         seg: &Segment,
         counts: &HashMap<u32, (u32, u32)>,
+        delivered: &std::collections::HashSet<u32>,
     ) -> Result<(), StoreError> {
         let fs = &*self.shared.fs;
         let apath = acks_path(&self.dir, n);
@@ -645,8 +680,13 @@ impl QueueLog {
         for (i, &off) in seg.offsets.iter().enumerate() {
             if seg.acked[i] {
                 format::put_ack(&mut buf, off);
-            } else if let Some(&(d, a)) = counts.get(&off) {
-                format::put_counts(&mut buf, off, d, a);
+            } else {
+                if let Some(&(d, a)) = counts.get(&off) {
+                    format::put_counts(&mut buf, off, d, a);
+                }
+                if delivered.contains(&off) {
+                    format::put_delivered(&mut buf, off);
+                }
             }
         }
         let h = fs.create_truncate(&tmp).map_err(|e| io_at(&tmp, "create", e))?;
@@ -791,14 +831,20 @@ impl QueueLog {
             .create_truncate(&path)
             .map_err(|e| io_at(&path, "create", e))?;
         let mut buf = Vec::with_capacity(64 * 1024);
-        format::put_header(&mut buf, MAGIC_MSGS);
+        format::put_header_flags(&mut buf, MAGIC_MSGS, format::FLAG_DELIVERIES);
         self.writer = Some(Writer {
             seg: n,
             file: self.shared.file_ref(handle),
             written: 0,
             buf,
         });
-        self.segments.insert(n, Segment::default());
+        self.segments.insert(
+            n,
+            Segment {
+                deliveries_recorded: true,
+                ..Segment::default()
+            },
+        );
         self.shared.mark_dir_dirty(self.dir.clone());
         Ok(())
     }
@@ -845,6 +891,9 @@ impl QueueLog {
         if !self.counts.is_empty() {
             self.counts.remove(&pos);
         }
+        if !self.delivered.is_empty() {
+            self.delivered.remove(&pos);
+        }
         if seg.live == 0 && !writing && !seg.keep {
             return self.remove_segment(pos.segment);
         }
@@ -866,6 +915,17 @@ impl QueueLog {
         self.ack_record(pos.segment, |buf| {
             format::put_counts(buf, pos.offset, delivery_count, acquired_count)
         })
+    }
+
+    /// Records that the message at `pos` was delivered (buffered like an ack), so that it comes
+    /// back `delivered` after a restart. A no-op for an acked message.
+    pub fn mark_delivered(&mut self, pos: MsgPos) -> Result<(), StoreError> {
+        self.shared.check()?;
+        let i = self.locate(pos)?;
+        if self.segments[&pos.segment].acked[i] {
+            return Ok(());
+        }
+        self.ack_record(pos.segment, |buf| format::put_delivered(buf, pos.offset))
     }
 
     /// Buffers one record for `acks.n`, opening (or creating) the file on first use.
@@ -1018,6 +1078,7 @@ impl QueueLog {
         let segs: Vec<u32> = self.segments.range(from.segment..).map(|(&n, _)| n).collect();
         'segments: for n in segs {
             let seg = &self.segments[&n];
+            let recorded = seg.deliveries_recorded;
             let start = if n == from.segment {
                 seg.offsets.partition_point(|&o| o < from.offset)
             } else {
@@ -1084,12 +1145,14 @@ impl QueueLog {
                         let body = &buf[at + FRAME_LEN..at + FRAME_LEN + len];
                         let (seq, _) = format::decode_message(body).expect("verified length");
                         let (delivery_count, acquired_count) = self.counts.remove(&pos).unwrap_or((0, 0));
+                        let marked = !self.delivered.is_empty() && self.delivered.remove(&pos);
                         bytes += len;
                         out.push(Recovered {
                             pos,
                             seq,
                             delivery_count,
                             acquired_count,
+                            delivered: marked || acquired_count > 0 || !recorded,
                             payload: buf.slice(at + FRAME_LEN + 8..at + FRAME_LEN + len),
                         });
                     }

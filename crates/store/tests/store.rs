@@ -131,6 +131,67 @@ fn counters_survive_reopen() {
 }
 
 #[test]
+fn delivered_marks_survive_reopen_and_crash() {
+    let dir = TestDir::new("delivered");
+    let store = Store::open(dir.path(), opts(512)).unwrap();
+    let (mut log, _) = store.open_queue("q").unwrap();
+    let pos: Vec<MsgPos> = (0..40).map(|i| log.append(i, &payload(i)).unwrap()).collect();
+    for i in [3usize, 17, 30] {
+        log.mark_delivered(pos[i]).unwrap();
+    }
+    log.set_counts(pos[5], 1, 1).unwrap(); // returned once: delivered too
+    log.mark_delivered(pos[30]).unwrap(); // twice is fine
+    log.ack(pos[17]).unwrap();
+    log.mark_delivered(pos[17]).unwrap(); // acked: a no-op
+    log.flush().unwrap();
+    // A crash: whatever reached the OS counts, nothing runs at close.
+    std::mem::forget(log);
+    let store = Store::open(dir.path(), opts(512)).unwrap();
+    let (mut log, rec) = store.open_queue("q").unwrap();
+    assert_eq!(rec.len(), 39);
+    let flagged: Vec<u64> = rec.iter().filter(|r| r.delivered).map(|r| r.seq).collect();
+    assert_eq!(flagged, [3, 5, 30]);
+    // Paging reads carry the marks of messages recovered on disk too.
+    let (batch, _) = log.read_batch(pos[0], 100, 1 << 20).unwrap();
+    let flagged: Vec<u64> = batch.iter().filter(|r| r.delivered).map(|r| r.seq).collect();
+    assert_eq!(flagged, [3, 5, 30]);
+    drop(log);
+    let (_log, rec) = store.open_queue("q").unwrap();
+    assert_eq!(rec.iter().filter(|r| r.delivered).count(), 3);
+}
+
+#[test]
+fn segments_from_before_delivered_records_count_as_delivered() {
+    let dir = TestDir::new("olddeliv");
+    let store = Store::open(dir.path(), opts(1 << 20)).unwrap();
+    let (mut log, _) = store.open_queue("q").unwrap();
+    for i in 0..3 {
+        log.append(i, &payload(i)).unwrap();
+    }
+    log.flush().unwrap();
+    drop(log);
+    // Clear the header flag, as a segment written by an older version has it.
+    let seg = dir.path().join("queues/q/msgs.0000000001");
+    let mut data = std::fs::read(&seg).unwrap();
+    assert_eq!(&data[12..16], &1u32.to_le_bytes(), "new segments carry the flag");
+    data[12..16].copy_from_slice(&0u32.to_le_bytes());
+    std::fs::write(&seg, &data).unwrap();
+    let (mut log, rec) = store.open_queue("q").unwrap();
+    assert!(log.recovery_report().is_clean(), "{:?}", log.recovery_report());
+    assert!(
+        rec.iter().all(|r| r.delivered),
+        "unknown history: all may have been delivered"
+    );
+    // Messages written from now on are recorded.
+    log.append(3, &payload(3)).unwrap();
+    log.flush().unwrap();
+    drop(log);
+    let (_log, rec) = store.open_queue("q").unwrap();
+    let flags: Vec<(u64, bool)> = rec.iter().map(|r| (r.seq, r.delivered)).collect();
+    assert_eq!(flags, [(0, true), (1, true), (2, true), (3, false)]);
+}
+
+#[test]
 fn crc_mismatch_in_the_middle_is_reported_and_the_rest_recovered() {
     let dir = TestDir::new("crc");
     let store = Store::open(dir.path(), opts(4096)).unwrap();

@@ -268,7 +268,7 @@ fn ack_of_unknown_or_settled_seq_is_false() {
     let mut fx = Effects::default();
     assert!(!q.reject(d.seq, None, 0, &mut fx));
     assert!(!q.reject(d.seq, Some(Return::Failed), 0, &mut fx));
-    assert!(!q.unsend(d.seq));
+    assert!(!q.unsend(d.seq, None, 99));
     assert!(q.is_empty() && fx.dead_letters.is_empty());
 }
 
@@ -422,8 +422,12 @@ fn unsend_returns_without_redelivered_or_counts() {
     let fx = dispatch(&mut q, 0);
     assert_eq!(bodies(&fx.deliveries), ["a", "b"]);
     let b = fx.deliveries[1].seq;
-    assert!(q.unsend(b));
-    assert!(!q.unsend(b));
+    assert!(
+        !q.unsend(b, Some(2), 1),
+        "another consumer's delivery is not taken back"
+    );
+    assert!(q.unsend(b, Some(1), 1));
+    assert!(!q.unsend(b, Some(1), 1));
     assert_eq!((q.message_count(), q.unacked_count()), (2, 1));
     // The consumer's slot is freed: it gets b again, in its original position (before c).
     let fx = dispatch(&mut q, 0);
@@ -433,7 +437,7 @@ fn unsend_returns_without_redelivered_or_counts() {
         (d.seq, d.redelivered, d.delivery_count, d.acquired_count),
         (b, false, 0, 0)
     );
-    assert!(q.unsend(b));
+    assert!(q.unsend(b, Some(1), 1));
     assert!(q.remove_consumer(1).is_some());
     assert_eq!(drain(&mut q, 0), ["b", "c"]);
 }
@@ -1057,8 +1061,11 @@ fn single_active_consumer_switches_on_cancel() {
     assert_eq!(keys(&fx.deliveries), [1, 1]);
     assert_eq!(q.message_count(), 2);
     assert!(q.remove_consumer(1).is_some());
-    assert_eq!(q.active_consumer(), Some(2));
+    // Consumer 1 still holds two messages: nobody is active until they are back.
+    assert_eq!(q.active_consumer(), None);
+    assert!(dispatch(&mut q, 0).deliveries.is_empty());
     q.release_channel(1, Return::Failed, 0, &mut Effects::default());
+    assert_eq!(q.active_consumer(), Some(2));
     let fx = dispatch(&mut q, 0);
     assert_eq!(keys(&fx.deliveries), [2, 2, 2, 2]);
     assert_eq!(bodies(&fx.deliveries), ["a", "b", "c", "d"]);
