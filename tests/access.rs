@@ -296,6 +296,11 @@ async fn vhost_access_is_checked_at_connection_open() {
     let b = start().await;
     let addr = b.running.amqp_addr;
     assert_eq!(admin(&b, "PUT", "/api/vhosts/other", None).await, 201);
+    // Its creator gets full permissions on it (as RabbitMQ); take them back.
+    assert_eq!(
+        admin(&b, "DELETE", "/api/permissions/other/guest", None).await,
+        204
+    );
     assert_eq!(
         admin(
             &b,

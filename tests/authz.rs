@@ -396,9 +396,14 @@ async fn vhost_permissions_apply_to_http_operations_as_to_amqp() {
         ("wx", lapin::ExchangeKind::Topic),
         ("rx", lapin::ExchangeKind::Direct),
     ] {
-        ch.exchange_declare(x, kind, ExchangeDeclareOptions::default(), FieldTable::default())
-            .await
-            .unwrap();
+        ch.exchange_declare(
+            x.into(),
+            kind,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     }
     wait_until(5, "messages enqueued", || counts(&b, "wq").0 == 1).await;
     let refused = |r: &client::Response, reason: &str| {
@@ -651,7 +656,7 @@ async fn dlq_move_needs_read_on_the_source_and_write_on_the_destination() {
     assert_eq!(counts(&b, "rdlq").0, 1);
     // Write on the destination exchange: moved.
     ch.exchange_declare(
-        "wmove",
+        "wmove".into(),
         lapin::ExchangeKind::Direct,
         ExchangeDeclareOptions::default(),
         FieldTable::default(),
@@ -659,9 +664,9 @@ async fn dlq_move_needs_read_on_the_source_and_write_on_the_destination() {
     .await
     .unwrap();
     ch.queue_bind(
-        "wtarget",
-        "wmove",
-        "wtarget",
+        "wtarget".into(),
+        "wmove".into(),
+        "wtarget".into(),
         QueueBindOptions::default(),
         FieldTable::default(),
     )
@@ -689,8 +694,8 @@ async fn listings_show_only_what_the_tag_and_permissions_allow() {
     let ch = conn.create_channel().await.unwrap();
     declare(&ch, "guest-q").await;
     ch.basic_consume(
-        "guest-q",
-        "c",
+        "guest-q".into(),
+        "c".into(),
         BasicConsumeOptions::default(),
         FieldTable::default(),
     )
@@ -703,9 +708,9 @@ async fn listings_show_only_what_the_tag_and_permissions_allow() {
     let mch = mine.create_channel().await.unwrap();
     declare(&mch, "mgr-q").await;
     mch.queue_bind(
-        "mgr-q",
-        "amq.direct",
-        "k",
+        "mgr-q".into(),
+        "amq.direct".into(),
+        "k".into(),
         QueueBindOptions::default(),
         FieldTable::default(),
     )
@@ -720,7 +725,8 @@ async fn listings_show_only_what_the_tag_and_permissions_allow() {
             .collect()
     };
     let list = async |who: &str, path: &str| {
-        let r = http(&b, Some((who, "p")), "GET", path, None).await;
+        let pass = if who == "guest" { "guest" } else { "p" };
+        let r = http(&b, Some((who, pass)), "GET", path, None).await;
         assert_eq!(r.status, 200, "{path} as {who}: {}", r.text());
         r.json()
     };

@@ -523,7 +523,7 @@ async fn policy_validation_and_the_api_shapes() {
         .unwrap();
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["reason"], "User not authorised to access object");
-    let r = client::request("GET", &url.replace("/p", ""), Some(("dev", "devpw")), None)
+    let r = client::request("GET", url.trim_end_matches("/p"), Some(("dev", "devpw")), None)
         .await
         .unwrap();
     assert_eq!(r.status, 200);
