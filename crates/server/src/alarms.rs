@@ -290,7 +290,7 @@ mod tests {
     #[test]
     fn a_store_failure_raises_the_disk_alarm_at_once() {
         let a = Alarms::new(0, 100);
-        let mut rx = a.subscribe();
+        let rx = a.subscribe();
         a.raise_disk("test");
         assert!(a.current().disk && rx.has_changed().unwrap());
         assert_eq!(a.current().reason(), "low on disk");

@@ -246,8 +246,8 @@ pub struct QueueLog {
     /// Durable counters of recovered live messages that had any, until they are read back by
     /// [`read_batch`](Self::read_batch) or acked (messages left on disk carry none in memory).
     counts: HashMap<MsgPos, (u32, u32)>,
-    /// `acks.index`, opened on the first ack file this log creates.
-    ack_index: Option<FileRef>,
+    /// `acks.index`, opened on the first ack file this log creates, and its length.
+    ack_index: Option<(FileRef, u64)>,
     /// Recovered live messages with a delivered record, until read back or acked.
     delivered: std::collections::HashSet<MsgPos>,
 }
@@ -439,14 +439,17 @@ impl QueueLog {
             let fs = &*self.shared.fs;
             let existed = fs.exists(&path);
             let handle = fs.open_append(&path).map_err(|e| io_at(&path, "open", e))?;
-            if !existed {
+            let written = if existed {
+                handle.size().map_err(|e| io_at(&path, "stat", e))?
+            } else {
                 format::put_header(&mut buf, MAGIC_ACK_INDEX);
-            }
-            self.ack_index = Some(self.shared.file_ref(handle));
+                0
+            };
+            self.ack_index = Some((self.shared.file_ref(handle), written));
         }
         format::put_record(&mut buf, &[&n.to_le_bytes()]);
-        let file = self.ack_index.as_ref().expect("opened above");
-        write_out(&self.shared, file, &mut buf, &path)
+        let (file, written) = self.ack_index.as_mut().expect("opened above");
+        write_out(&self.shared, file, &mut buf, written, &path)
     }
 
     /// Recovers segment `n`, handing its live messages to `visit` in log order; returns whether
