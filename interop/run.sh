@@ -212,11 +212,11 @@ run_suite() {
 }
 
 PYTEST=("$VENV/bin/python" -m pytest -p no:cacheprovider -q)
-run_suite python-pika "$PY_OK" "$INTEROP/python" "${PYTEST[@]}" test_pika.py
-run_suite python-aiopika "$PY_OK" "$INTEROP/python" "${PYTEST[@]}" test_aiopika.py
+run_suite python-pika "$PY_OK" "$INTEROP/python" "${PYTEST[@]}" test_pika.py test_pika_protocol.py
+run_suite python-aiopika "$PY_OK" "$INTEROP/python" "${PYTEST[@]}" test_aiopika.py test_aiopika_protocol.py
 run_suite python-celery "$PY_OK" "$INTEROP/python" "${PYTEST[@]}" test_celery.py
 run_suite node-amqplib "$NODE_OK" "$INTEROP/node" node --test --test-concurrency=1 --test-reporter=tap \
-  test/core.test.mjs test/features.test.mjs
+  test/core.test.mjs test/features.test.mjs test/protocol.test.mjs
 run_suite c-amqp-tools "$C_OK" "$INTEROP/c" bash ./test_amqp_tools.sh
 run_suite dashboard-chromium "$DASH_OK" "$INTEROP/dashboard" timeout --kill-after=5 60 \
   node --test --test-concurrency=1 --test-reporter=tap test/dashboard.test.mjs

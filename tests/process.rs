@@ -217,3 +217,40 @@ async fn env_var_sets_listen_address() {
     let st = p.wait_exit(10).await;
     assert_eq!(st.code(), Some(0));
 }
+
+#[tokio::test]
+async fn connection_open_and_close_are_logged_with_peer_user_vhost_and_name() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut p = spawn(&["--amqp-listen", &listen], &[]);
+    p.wait_for_line("listening on", 30);
+    let url = format!("amqp://guest:guest@{listen}/%2f");
+    let props = ConnectionProperties::default().with_connection_name("log-check".into());
+    let conn = within(10, "connect", Connection::connect(&url, props))
+        .await
+        .expect("connect");
+    let opened = p.wait_for_line("connection opened", 10);
+    for field in [
+        "peer=127.0.0.1:",
+        "user=guest",
+        "vhost=/",
+        "name=log-check",
+        "INFO",
+    ] {
+        assert!(opened.contains(field), "{field} missing: {opened}");
+    }
+    conn.close(200, "bye".into()).await.unwrap();
+    let closed = p.wait_for_line("connection closed", 10);
+    for field in [
+        "peer=127.0.0.1:",
+        "user=guest",
+        "vhost=/",
+        "name=log-check",
+        "INFO",
+        "client sent connection.close (200 bye)",
+    ] {
+        assert!(closed.contains(field), "{field} missing: {closed}");
+    }
+    p.sigterm();
+    assert_eq!(p.wait_exit(10).await.code(), Some(0));
+}

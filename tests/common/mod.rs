@@ -375,6 +375,11 @@ pub mod raw {
         /// Connects and runs the whole handshake (PLAIN guest/guest, vhost `/`), negotiating
         /// `heartbeat` seconds.
         pub async fn handshake(addr: SocketAddr, heartbeat: u16) -> Raw {
+            Raw::handshake_with(addr, heartbeat, None).await
+        }
+
+        /// [`Raw::handshake`] answering tune with `channel_max` (None: the server's proposal).
+        pub async fn handshake_with(addr: SocketAddr, heartbeat: u16, channel_max: Option<u16>) -> Raw {
             let mut r = Raw::connect(addr).await;
             r.send(&PROTOCOL_HEADER).await;
             match r.next_method().await {
@@ -399,7 +404,7 @@ pub mod raw {
             r.send_method(
                 0,
                 ConnectionTuneOk {
-                    channel_max: tune.channel_max,
+                    channel_max: channel_max.unwrap_or(tune.channel_max),
                     frame_max: tune.frame_max,
                     heartbeat,
                 },

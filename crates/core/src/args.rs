@@ -134,6 +134,49 @@ pub fn type_name(v: &FieldValue) -> &'static str {
     }
 }
 
+/// A numeric field value as a number: every AMQP integer type, `f`, `d` and `D` (decimal,
+/// which Python clients send for `Decimal`). `None` for other types.
+pub fn number(v: &FieldValue) -> Option<f64> {
+    match *v {
+        FieldValue::F32(f) => Some(f.into()),
+        FieldValue::F64(f) => Some(f),
+        FieldValue::Decimal { scale, value } => Some(f64::from(value) / 10f64.powi(scale.into())),
+        ref other => other.as_i64().map(|i| i as f64),
+    }
+}
+
+/// A numeric field value where an integer is meant: every AMQP integer type, and `f`, `d`
+/// and `D` holding a whole number (`2.0`). `Err` is the `{…}` reason of RabbitMQ's
+/// invalid-arg text: `{unacceptable_type,T}` for a non-number, `{value_not_integral,V}` for
+/// a fraction.
+pub fn integer(v: &FieldValue) -> Result<i64, String> {
+    // 2^63: the first f64 past i64::MAX.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    let whole = match *v {
+        FieldValue::F32(_) | FieldValue::F64(_) => number(v)
+            .filter(|f| f.fract() == 0.0 && (-LIMIT..LIMIT).contains(f))
+            .map(|f| f as i64),
+        FieldValue::Decimal { scale, value } => match 10i64.checked_pow(scale.into()) {
+            Some(p) if i64::from(value) % p == 0 => Some(i64::from(value) / p),
+            None if value == 0 => Some(0),
+            _ => None,
+        },
+        ref other => match other.as_i64() {
+            Some(i) => return Ok(i),
+            None => return Err(format!("{{unacceptable_type,{}}}", type_name(other))),
+        },
+    };
+    whole.ok_or_else(|| format!("{{value_not_integral,{}}}", render(v)))
+}
+
+/// Whether two values are the same number whatever their types (`10` ≡ `10.0` ≡ decimal 10).
+pub fn same_number(a: &FieldValue, b: &FieldValue) -> bool {
+    match (integer(a), integer(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => matches!((number(a), number(b)), (Some(x), Some(y)) if x == y),
+    }
+}
+
 /// A value rendered for error texts.
 pub fn render(v: &FieldValue) -> String {
     match v {
@@ -141,6 +184,7 @@ pub fn render(v: &FieldValue) -> String {
         FieldValue::Bool(b) => b.to_string(),
         FieldValue::F32(f) => f.to_string(),
         FieldValue::F64(f) => f.to_string(),
+        FieldValue::Decimal { .. } => number(v).unwrap_or_default().to_string(),
         other => other
             .as_i64()
             .map(|i| i.to_string())
@@ -182,19 +226,13 @@ impl QueueArgs {
     /// Parses and validates `x-…` queue arguments. Unknown arguments are ignored, as RabbitMQ.
     pub fn parse(args: &FieldTable, queue: &str, vhost: &str) -> AmqpResult<QueueArgs> {
         let mut q = QueueArgs::default();
-        let int = |name: &str, min: i64| -> AmqpResult<Option<u64>> {
-            match args.get(name) {
+        // A non-negative integer of any numeric type (RabbitMQ's check_non_neg_int_arg).
+        let int = |name: &str| -> AmqpResult<Option<u64>> {
+            match args.get(name).map(integer) {
                 None => Ok(None),
-                Some(v) => match v.as_i64() {
-                    Some(i) if i >= min => Ok(Some(i as u64)),
-                    Some(i) => Err(invalid(name, queue, vhost, format!("{{value_negative,{i}}}"))),
-                    None => Err(invalid(
-                        name,
-                        queue,
-                        vhost,
-                        format!("{{unacceptable_type,{}}}", type_name(v)),
-                    )),
-                },
+                Some(Ok(i)) if i >= 0 => Ok(Some(i as u64)),
+                Some(Ok(i)) => Err(invalid(name, queue, vhost, format!("{{value_negative,{i}}}"))),
+                Some(Err(why)) => Err(invalid(name, queue, vhost, why)),
             }
         };
         let string = |name: &str| -> AmqpResult<Option<ShortStr>> {
@@ -211,13 +249,13 @@ impl QueueArgs {
                 },
             }
         };
-        q.message_ttl = int("x-message-ttl", 0)?;
-        q.expires = int("x-expires", 1)?;
-        if let Some(FieldValue::I64(0) | FieldValue::I32(0)) = args.get("x-expires") {
+        q.message_ttl = int("x-message-ttl")?;
+        q.expires = int("x-expires")?;
+        if q.expires == Some(0) {
             return Err(invalid("x-expires", queue, vhost, "{value_zero,0}".into()));
         }
-        q.max_length = int("x-max-length", 0)?;
-        q.max_length_bytes = int("x-max-length-bytes", 0)?;
+        q.max_length = int("x-max-length")?;
+        q.max_length_bytes = int("x-max-length-bytes")?;
         q.overflow = match string("x-overflow")?.as_deref() {
             None | Some("drop-head") => Overflow::DropHead,
             Some("reject-publish") => Overflow::RejectPublish,
@@ -263,20 +301,11 @@ impl QueueArgs {
                 ));
             }
         };
-        q.delivery_limit = match args.get("x-delivery-limit") {
+        q.delivery_limit = match args.get("x-delivery-limit").map(integer) {
             None => q.quorum.then_some(20),
-            Some(v) => match v.as_i64() {
-                Some(i) if i < 0 => None,
-                Some(i) => Some(i.min(u32::MAX as i64) as u32),
-                None => {
-                    return Err(invalid(
-                        "x-delivery-limit",
-                        queue,
-                        vhost,
-                        format!("{{unacceptable_type,{}}}", type_name(v)),
-                    ));
-                }
-            },
+            Some(Ok(i)) if i < 0 => None,
+            Some(Ok(i)) => Some(i.min(u32::MAX as i64) as u32),
+            Some(Err(why)) => return Err(invalid("x-delivery-limit", queue, vhost, why)),
         };
         q.limit_counts = match string("x-delivery-limit-counts")?.as_deref() {
             None | Some("failed") => LimitCounts::Failed,
@@ -304,14 +333,12 @@ impl QueueArgs {
                 ));
             }
         };
-        let min = int("x-delayed-retry-min", 0)?;
-        let max = int("x-delayed-retry-max", 0)?;
+        let min = int("x-delayed-retry-min")?;
+        let max = int("x-delayed-retry-max")?;
         let multiplier = match args.get("x-delayed-retry-multiplier") {
             None => None,
-            Some(FieldValue::F64(f)) if *f >= 1.0 => Some(*f),
-            Some(FieldValue::F32(f)) if *f >= 1.0 => Some(*f as f64),
-            Some(v) => match v.as_i64() {
-                Some(i) if i >= 1 => Some(i as f64),
+            Some(v) => match number(v) {
+                Some(f) if f >= 1.0 && f.is_finite() => Some(f),
                 _ => {
                     return Err(invalid(
                         "x-delayed-retry-multiplier",
@@ -343,7 +370,7 @@ impl QueueArgs {
                 ));
             }
         };
-        q.max_priority = match int("x-max-priority", 0)? {
+        q.max_priority = match int("x-max-priority")? {
             None => None,
             Some(p) if p <= 255 => Some(p as u8),
             Some(p) => {
@@ -351,7 +378,7 @@ impl QueueArgs {
                     "x-max-priority",
                     queue,
                     vhost,
-                    format!("{{value_too_large,{p}}}"),
+                    format!("{{max_value_exceeded,{p}}}"),
                 ));
             }
         };
@@ -386,7 +413,7 @@ pub fn check_equivalent(
         };
         let (c, r) = (norm(current), norm(received));
         let same = match (&c, &r) {
-            (Some(a), Some(b)) => a == b || (a.as_i64().is_some() && a.as_i64() == b.as_i64()),
+            (Some(a), Some(b)) => a == b || same_number(a, b),
             (None, None) => true,
             _ => false,
         };

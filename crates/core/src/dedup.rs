@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 use warren_codec::{BasicProperties, FieldTable, FieldValue};
 
-use crate::args::{render, type_name};
+use crate::args::{integer, render};
 
 /// Where the deduplication id comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,18 +54,11 @@ pub fn header_key(v: &FieldValue) -> Option<Bytes> {
 /// `Ok(None)` when there is no window. Errors are the `{…}` part of RabbitMQ's invalid-arg
 /// texts: (argument name, reason).
 pub fn parse_args(args: &FieldTable) -> Result<Option<(u64, IdSource)>, (&'static str, String)> {
-    let window = match args.get("x-deduplication-window") {
+    let window = match args.get("x-deduplication-window").map(integer) {
         None => None,
-        Some(v) => match v.as_i64() {
-            Some(i) if i >= 1 => Some(i as u64),
-            Some(i) => return Err(("x-deduplication-window", format!("{{value_too_small,{i}}}"))),
-            None => {
-                return Err((
-                    "x-deduplication-window",
-                    format!("{{unacceptable_type,{}}}", type_name(v)),
-                ));
-            }
-        },
+        Some(Ok(i)) if i >= 1 => Some(i as u64),
+        Some(Ok(i)) => return Err(("x-deduplication-window", format!("{{value_too_small,{i}}}"))),
+        Some(Err(why)) => return Err(("x-deduplication-window", why)),
     };
     let source = match args.get("x-deduplication-header") {
         None => IdSource::MessageId,

@@ -37,7 +37,7 @@ use std::fmt;
 use regex::Regex;
 use warren_codec::{FieldTable, FieldValue};
 
-use crate::args::QueueArgs;
+use crate::args::{QueueArgs, integer, number};
 use crate::error::AmqpResult;
 
 /// What a policy applies to (`apply-to`).
@@ -372,6 +372,7 @@ fn erl(v: &FieldValue) -> String {
         FieldValue::Bool(b) => b.to_string(),
         FieldValue::F32(f) => f.to_string(),
         FieldValue::F64(f) => f.to_string(),
+        FieldValue::Decimal { .. } => crate::args::render(v),
         FieldValue::Void => "null".into(),
         FieldValue::Array(items) => format!("[{}]", items.iter().map(erl).collect::<Vec<_>>().join(",")),
         FieldValue::Table(t) => format!(
@@ -390,16 +391,12 @@ fn erl(v: &FieldValue) -> String {
 
 fn check_value(k: &Key, v: &FieldValue) -> Result<(), PolicyError> {
     let ok = match k.check {
-        Check::IntAtLeast(min) => v.as_i64().is_some_and(|i| i >= min),
-        Check::Int => v.as_i64().is_some(),
+        Check::IntAtLeast(min) => integer(v).is_ok_and(|i| i >= min),
+        Check::Int => integer(v).is_ok(),
         Check::Str => v.as_str().is_some_and(|s| s.len() <= 255),
         Check::OneOf(allowed) => v.as_str().is_some_and(|s| allowed.contains(&s)),
-        Check::IntOneOf(allowed) => v.as_i64().is_some_and(|i| allowed.contains(&i)),
-        Check::Multiplier => match v {
-            FieldValue::F64(f) => *f >= 1.0,
-            FieldValue::F32(f) => *f >= 1.0,
-            other => other.as_i64().is_some_and(|i| i >= 1),
-        },
+        Check::IntOneOf(allowed) => integer(v).is_ok_and(|i| allowed.contains(&i)),
+        Check::Multiplier => number(v).is_some_and(|f| f >= 1.0 && f.is_finite()),
         Check::Any => true,
     };
     if ok {
@@ -558,13 +555,13 @@ pub fn effective_arguments(policy: Option<&Policy>, declared: &FieldTable) -> Fi
         };
         let merged = match (declared.get(arg), merge) {
             (None, _) => v.clone(),
-            (Some(d), Merge::Min) => match (d.as_i64(), v.as_i64()) {
-                (Some(a), Some(b)) if b < a => v.clone(),
+            (Some(d), Merge::Min) => match (integer(d), integer(v)) {
+                (Ok(a), Ok(b)) if b < a => v.clone(),
                 _ => d.clone(),
             },
-            (Some(d), Merge::DeliveryLimit) => match (d.as_i64(), v.as_i64()) {
-                (Some(a), Some(b)) if (a < 0 || b < 0) && b > a => v.clone(),
-                (Some(a), Some(b)) if a >= 0 && b >= 0 && b < a => v.clone(),
+            (Some(d), Merge::DeliveryLimit) => match (integer(d), integer(v)) {
+                (Ok(a), Ok(b)) if (a < 0 || b < 0) && b > a => v.clone(),
+                (Ok(a), Ok(b)) if a >= 0 && b >= 0 && b < a => v.clone(),
                 _ => d.clone(),
             },
             (Some(_), Merge::Overflow) if quorum => v.clone(),

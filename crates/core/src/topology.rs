@@ -536,12 +536,13 @@ impl Topology {
 
     /// exchange.declare.
     pub fn declare_exchange(&mut self, d: &ExchangeDeclare<'_>) -> AmqpResult<()> {
+        // RabbitMQ refuses every declare of the default exchange, passive ones included.
+        if d.name.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
         if let Some(x) = self.exchanges.get(d.name) {
             if d.passive {
                 return Ok(());
-            }
-            if d.name.is_empty() {
-                return Err(Self::default_exchange_refused());
             }
             let m = &x.meta;
             let ineq = |arg: &str, received: &str, current: &str| {
@@ -865,7 +866,8 @@ impl Topology {
         self.bind(exchange, dest, key, args)
     }
 
-    /// queue.unbind (a missing binding is fine).
+    /// queue.unbind. Idempotent as RabbitMQ's: a missing binding, queue or exchange is fine
+    /// (nothing is bound to what does not exist); only the default exchange is refused (403).
     pub fn unbind_queue(
         &mut self,
         queue: &str,
@@ -873,9 +875,13 @@ impl Topology {
         key: &str,
         args: &FieldTable,
     ) -> AmqpResult<Deleted> {
-        let dest = self.resolve_dest_queue(queue)?;
-        self.check_source(exchange)?;
-        Ok(self.unbind(exchange, dest, key, args))
+        if exchange.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
+        match self.queues.get(queue) {
+            Some(q) => Ok(self.unbind(exchange, Dest::Queue(q.id), key, args)),
+            None => Ok(Deleted::default()),
+        }
     }
 
     /// exchange.bind (destination ← source).
@@ -891,7 +897,8 @@ impl Topology {
         self.bind(source, dest, key, args)
     }
 
-    /// exchange.unbind.
+    /// exchange.unbind. Idempotent like [`Topology::unbind_queue`]: missing exchanges are fine,
+    /// the default exchange on either side is refused (403).
     pub fn unbind_exchange(
         &mut self,
         destination: &str,
@@ -899,9 +906,13 @@ impl Topology {
         key: &str,
         args: &FieldTable,
     ) -> AmqpResult<Deleted> {
-        let dest = self.resolve_dest_exchange(destination)?;
-        self.check_source(source)?;
-        Ok(self.unbind(source, dest, key, args))
+        if destination.is_empty() || source.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
+        match self.exchanges.get(destination) {
+            Some(x) => Ok(self.unbind(source, Dest::Exchange(x.id), key, args)),
+            None => Ok(Deleted::default()),
+        }
     }
 
     /// Routes a message published to `exchange` with `keys` (routing key, then CC/BCC) and
@@ -1079,6 +1090,11 @@ mod tests {
             code(t.declare_exchange(&xdecl("", "direct", &a)).unwrap_err()),
             403
         );
+        let passive = ExchangeDeclare {
+            passive: true,
+            ..xdecl("", "direct", &a)
+        };
+        assert_eq!(code(t.declare_exchange(&passive).unwrap_err()), 403);
     }
 
     #[test]
@@ -1163,6 +1179,16 @@ mod tests {
         assert_eq!(t.route("amq.direct", &["k"], None).unwrap().queues.len(), 1);
         t.unbind_queue("q", "amq.direct", "k", &a).unwrap();
         t.unbind_queue("q", "amq.direct", "k", &a).unwrap(); // missing binding is fine
+        // Missing queue or exchange: fine too (RabbitMQ's unbind is idempotent).
+        t.unbind_queue("noq", "amq.direct", "k", &a).unwrap();
+        t.unbind_queue("q", "nox", "k", &a).unwrap();
+        t.unbind_exchange("nox", "amq.direct", "k", &a).unwrap();
+        t.unbind_exchange("amq.fanout", "nox", "k", &a).unwrap();
+        assert_eq!(code(t.unbind_queue("noq", "", "k", &a).unwrap_err()), 403);
+        assert_eq!(
+            code(t.unbind_exchange("amq.fanout", "", "k", &a).unwrap_err()),
+            403
+        );
         assert!(t.route("amq.direct", &["k"], None).unwrap().queues.is_empty());
         assert_eq!(code(t.route("nox", &["k"], None).unwrap_err()), 404);
     }

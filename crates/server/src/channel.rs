@@ -451,7 +451,11 @@ impl Connection {
                 self.check_access(Resource::Exchange, &m.exchange, Access::Read)?;
                 self.check_topic_bind(&m.exchange, &m.routing_key)?;
                 let mut t = v.topology.lock();
-                t.check_queue_access(&m.queue, self.shared.id)?;
+                // A missing queue is fine (unbind is idempotent); another connection's
+                // exclusive queue is not.
+                if t.queue(&m.queue).is_some() {
+                    t.check_queue_access(&m.queue, self.shared.id)?;
+                }
                 let deleted = t.unbind_queue(&m.queue, &m.exchange, &m.routing_key, &m.arguments)?;
                 let durable = t.queue(&m.queue).is_some_and(|q| q.durable);
                 drop(t);
@@ -791,14 +795,14 @@ impl Connection {
                 "attempt to reuse consumer tag '{tag}'"
             )));
         }
-        let priority = match m.arguments.get("x-priority") {
+        let priority = match m.arguments.get("x-priority").map(warren_core::args::integer) {
             None => 0,
-            Some(p) => p.as_i64().ok_or_else(|| {
-                AmqpError::precondition(format!(
-                    "invalid arg 'x-priority' for consumer '{tag}': {{unacceptable_type,{}}}",
-                    warren_core::args::type_name(p)
-                ))
-            })? as i32,
+            Some(Ok(p)) => p.clamp(i32::MIN.into(), i32::MAX.into()) as i32,
+            Some(Err(why)) => {
+                return Err(AmqpError::precondition(format!(
+                    "invalid arg 'x-priority' for consumer '{tag}': {why}"
+                )));
+            }
         };
         let key = self.broker.next_id();
         let spec = ConsumerSpec {

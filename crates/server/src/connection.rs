@@ -141,8 +141,13 @@ pub struct ConnInfo {
     pub user: String,
     /// Open vhost.
     pub vhost: String,
-    /// Client properties' `product`, if sent.
-    pub client_product: String,
+    /// The client's `client_properties` from connection.start-ok, whole (product, version,
+    /// platform, capabilities, `connection_name`, …).
+    pub client_properties: FieldTable,
+    /// The client-provided connection name (`client_properties.connection_name`).
+    pub user_provided_name: Option<String>,
+    /// When the TCP connection was accepted, in milliseconds since the Unix epoch.
+    pub connected_at: u64,
     /// Number of open channels.
     pub channels: usize,
 }
@@ -230,8 +235,12 @@ enum Phase {
     AwaitTuneOk,
     AwaitOpen,
     Open,
-    /// We sent connection.close and wait for close-ok.
+    /// We sent connection.close and wait for close-ok, discarding everything else.
     Closing,
+    /// The client sent connection.close and we answered close-ok: what it still sends is read
+    /// and discarded until it closes the socket (or [`Connection::closing_timeout`] passes),
+    /// so our end never closes with unread data (which would reset the connection).
+    Draining,
     Done,
 }
 
@@ -282,6 +291,8 @@ pub struct Connection {
     stalled: Option<Instant>,
     /// SASL EXTERNAL: the login name from the client's verified TLS certificate.
     cert_login: Option<CertLogin>,
+    /// Why the connection ended, for the close log line (empty: the socket closed).
+    close_reason: String,
 }
 
 /// What a TLS client's verified certificate yields for SASL EXTERNAL (RabbitMQ's
@@ -364,6 +375,7 @@ pub async fn handle_split<R, W>(
         waiting: Mutex::new(Vec::new()),
         info: Mutex::new(ConnInfo {
             peer: Some(peer),
+            connected_at: crate::broker::now_ms(),
             ..Default::default()
         }),
         cancel_notify: AtomicBool::new(false),
@@ -398,6 +410,7 @@ pub async fn handle_split<R, W>(
         perm_cache: Default::default(),
         stalled: None,
         cert_login,
+        close_reason: String::new(),
     };
     conn.broker.register(conn.shared.clone());
     conn.send_start();
@@ -405,6 +418,10 @@ pub async fn handle_split<R, W>(
     conn.run(&mut rd, &mut rx, &mut shutdown).await;
     conn.cleanup(&mut rx);
     conn.broker.unregister(conn.shared.id);
+    conn.log_closed();
+    if conn.phase == Phase::Draining {
+        conn.drain_input(&mut rd).await;
+    }
     drop(conn.writer.take());
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
 }
@@ -455,7 +472,7 @@ impl Connection {
         }
         let mut alarms = self.broker.alarms.subscribe();
         let shared = self.shared.clone();
-        while self.phase != Phase::Done {
+        while !matches!(self.phase, Phase::Done | Phase::Draining) {
             if rbuf.capacity() - rbuf.len() < 16 * 1024 {
                 rbuf.reserve(64 * 1024);
             }
@@ -546,6 +563,7 @@ impl Connection {
             self.last_recv = now;
             if now.duration_since(since) > self.broker.config.write_stall_timeout {
                 tracing::warn!(peer = %self.peer, "client does not read its socket; disconnecting");
+                self.close_reason = "the client did not read its socket".into();
                 self.phase = Phase::Done;
                 return;
             }
@@ -557,15 +575,17 @@ impl Connection {
         {
             self.check_consumer_timeouts(now, timeout);
         }
-        if self.phase != Phase::Open && self.phase != Phase::Closing && self.phase != Phase::Done {
-            if now.duration_since(self.started) > self.broker.config.handshake_timeout {
-                tracing::info!(peer = %self.peer, "handshake timeout; closing");
-                self.phase = Phase::Done;
-            }
+        // The handshake deadline also bounds a close started before the connection opened.
+        if self.vhost.is_none() && now.duration_since(self.started) > self.broker.config.handshake_timeout {
+            tracing::info!(peer = %self.peer, "handshake timeout; closing");
+            self.phase = Phase::Done;
+            return;
+        }
+        if self.phase != Phase::Open && self.phase != Phase::Closing {
             return;
         }
         if let Some(t) = self.closing_since
-            && now.duration_since(t) > Duration::from_secs(3)
+            && now.duration_since(t) > self.closing_timeout()
         {
             self.phase = Phase::Done;
             return;
@@ -578,6 +598,7 @@ impl Connection {
             }
             if now.duration_since(self.last_recv) > hb * 2 {
                 tracing::info!(peer = %self.peer, "missed heartbeats from client, closing connection");
+                self.close_reason = "missed heartbeats from the client".into();
                 self.phase = Phase::Done;
                 return;
             }
@@ -652,7 +673,9 @@ impl Connection {
 
     fn process_input(&mut self, rbuf: &mut BytesMut) {
         loop {
-            if self.phase == Phase::Done {
+            if matches!(self.phase, Phase::Done | Phase::Draining) {
+                // What follows a connection.close is discarded, never acted on.
+                rbuf.clear();
                 return;
             }
             match decode_frame(rbuf, self.frame_max) {
@@ -690,6 +713,7 @@ impl Connection {
             return;
         }
         tracing::info!(peer = %self.peer, "closing connection: {}", e.reply_text());
+        self.close_reason = e.reply_text();
         self.send_method(
             0,
             ConnectionClose {
@@ -789,10 +813,8 @@ impl Connection {
             if let Frame::Method { channel: 0, method } = frame {
                 match method {
                     Method::ConnectionCloseOk(_) => self.phase = Phase::Done,
-                    Method::ConnectionClose(_) => {
-                        self.send_method(0, ConnectionCloseOk {});
-                        self.phase = Phase::Done;
-                    }
+                    // Both sides closed at once: answer, then wait for the client to go.
+                    Method::ConnectionClose(_) => self.send_close_ok(),
                     _ => {}
                 }
             }
@@ -831,9 +853,13 @@ impl Connection {
             (Phase::AwaitStartOk, Method::ConnectionStartOk(m)) => self.start_ok(m),
             (Phase::AwaitTuneOk, Method::ConnectionTuneOk(m)) => self.tune_ok(m),
             (Phase::AwaitOpen, Method::ConnectionOpen(m)) => self.open(m),
-            (_, Method::ConnectionClose(_)) => {
-                self.send_method(0, ConnectionCloseOk {});
-                self.phase = Phase::Done;
+            (_, Method::ConnectionClose(m)) => {
+                self.close_reason =
+                    format!("client sent connection.close ({} {})", m.reply_code, m.reply_text);
+                // Channels and exclusive queues go before close-ok, as RabbitMQ does: a
+                // client that reconnects after close-ok finds them gone.
+                self.release_all();
+                self.send_close_ok();
                 Ok(())
             }
             (_, Method::ConnectionCloseOk(_)) => {
@@ -869,8 +895,14 @@ impl Connection {
                 .cancel_notify
                 .store(self.caps.consumer_cancel_notify, Ordering::Release);
         }
-        if let Some(p) = m.client_properties.get("product").and_then(|v| v.as_str()) {
-            self.shared.info.lock().client_product = p.to_string();
+        {
+            let mut info = self.shared.info.lock();
+            info.user_provided_name = m
+                .client_properties
+                .get("connection_name")
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            info.client_properties = m.client_properties.clone();
         }
         let mech = m.mechanism.to_string();
         let login: Result<String, String> = match mech.as_str() {
@@ -989,7 +1021,17 @@ impl Connection {
                 )));
             }
         }
-        self.shared.info.lock().vhost = name;
+        {
+            let mut info = self.shared.info.lock();
+            tracing::info!(
+                peer = %self.peer,
+                user = %self.user,
+                vhost = %name,
+                name = %info.user_provided_name.as_deref().unwrap_or(""),
+                "connection opened"
+            );
+            info.vhost = name;
+        }
         self.vhost = Some(v);
         self.send_method(
             0,
@@ -1010,11 +1052,7 @@ impl Connection {
                     ..
                 } => {
                     if ch > self.channel_max {
-                        return Err(AmqpError::not_allowed(format!(
-                            "channel number {ch} exceeds channel_max {}",
-                            self.channel_max
-                        ))
-                        .with_method(20, 10));
+                        return Err(self.channel_max_exceeded(ch).with_method(20, 10));
                     }
                     let key = (self.shared.id << 16) | ch as u64;
                     self.channels.insert(ch, Channel::new(ch, key));
@@ -1040,6 +1078,24 @@ impl Connection {
         self.channel_input(ch, frame)
     }
 
+    /// 530 for a channel number above the negotiated channel_max, saying whose limit it is (the
+    /// client's tune-ok value or the broker's `--channel-max`). RabbitMQ 3.x never checked
+    /// channel numbers, only how many channels were open; AMQP makes channel_max the highest
+    /// usable number, and Warren holds clients to it.
+    fn channel_max_exceeded(&self, ch: u16) -> AmqpError {
+        let server = self.broker.config.channel_max;
+        let whose = if self.channel_max < server {
+            "the client's own limit from connection.tune-ok".to_string()
+        } else {
+            format!("the broker's limit (--channel-max {server})")
+        };
+        AmqpError::not_allowed(format!(
+            "channel number {ch} is above the negotiated channel_max ({}), {whose}; \
+             channel numbers must be 1 to channel_max",
+            self.channel_max
+        ))
+    }
+
     /// Releases everything the connection holds: deliveries in flight go back untouched,
     /// consumers are removed, unacked messages are requeued, exclusive queues deleted.
     fn cleanup(&mut self, rx: &mut mpsc::UnboundedReceiver<ConnEvent>) {
@@ -1052,20 +1108,79 @@ impl Connection {
             }
         };
         drain(rx, &self.shared);
+        self.release_all();
+        drain(rx, &self.shared);
+        rx.close();
+        drain(rx, &self.shared);
+    }
+
+    /// Closes every channel (consumers removed, unacked messages requeued) and deletes the
+    /// connection's exclusive queues. Idempotent.
+    fn release_all(&mut self) {
         let ids: Vec<u16> = self.channels.keys().copied().collect();
         for id in ids {
             if let Some(mut c) = self.channels.remove(&id) {
                 self.release_channel(&mut c);
             }
         }
-        drain(rx, &self.shared);
+        self.shared.info.lock().channels = 0;
         if let Some(v) = self.vhost.clone() {
             let exclusive = v.topology.lock().exclusive_queues(self.shared.id);
             for q in exclusive {
                 v.delete_queue(&q);
             }
         }
-        rx.close();
-        drain(rx, &self.shared);
+    }
+
+    /// Answers the client's connection.close; the connection then drains its input.
+    fn send_close_ok(&mut self) {
+        self.send_method(0, ConnectionCloseOk {});
+        self.phase = Phase::Draining;
+    }
+
+    /// How long a closing connection waits for the peer: for close-ok after our
+    /// connection.close, or for the socket to close after our close-ok. RabbitMQ's rule: the
+    /// negotiated heartbeat interval if it is shorter than 30 s, else 30 s.
+    fn closing_timeout(&self) -> Duration {
+        const CLOSING_TIMEOUT: u16 = 30;
+        let secs = match self.heartbeat {
+            h @ 1..CLOSING_TIMEOUT => h,
+            _ => CLOSING_TIMEOUT,
+        };
+        Duration::from_secs(secs.into())
+    }
+
+    /// After close-ok: reads and discards what the client still sends until it closes the
+    /// socket, for at most [`Connection::closing_timeout`].
+    async fn drain_input<R: AsyncRead + Unpin>(&mut self, rd: &mut R) {
+        let deadline = tokio::time::Instant::now() + self.closing_timeout();
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        loop {
+            buf.clear();
+            match tokio::time::timeout_at(deadline, rd.read_buf(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+        }
+    }
+
+    /// Logs the connection's end (at info, with RabbitMQ's facts: peer, user, vhost, name).
+    fn log_closed(&self) {
+        let info = self.shared.info.lock();
+        if info.vhost.is_empty() {
+            return;
+        }
+        let reason = if self.close_reason.is_empty() {
+            "client closed the socket"
+        } else {
+            &self.close_reason
+        };
+        tracing::info!(
+            peer = %self.peer,
+            user = %info.user,
+            vhost = %info.vhost,
+            name = %info.user_provided_name.as_deref().unwrap_or(""),
+            "connection closed: {reason}"
+        );
     }
 }

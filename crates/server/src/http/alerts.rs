@@ -91,10 +91,8 @@ impl Sampler {
 /// A threshold argument as a number.
 pub fn threshold(args: &warren_codec::FieldTable, name: &str) -> Option<f64> {
     match args.get(name)? {
-        FieldValue::F64(f) => Some(*f),
-        FieldValue::F32(f) => Some(*f as f64),
         FieldValue::LongStr(_) => args.get(name)?.as_str()?.trim().parse().ok(),
-        v => v.as_i64().map(|i| i as f64),
+        v => warren_core::args::number(v),
     }
 }
 

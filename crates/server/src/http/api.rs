@@ -1257,13 +1257,18 @@ async fn connections(
         |(n, _)| n,
         move |(name, c)| {
             let info = c.info.lock().clone();
-            Some(json!({
+            let mut conn = json!({
                 "name": name, "node": st.node(), "user": info.user, "vhost": info.vhost,
                 "channels": info.channels, "state": "running", "protocol": "AMQP 0-9-1", "type": "network",
                 "peer_host": info.peer.map(|p| p.ip().to_string()), "peer_port": info.peer.map(|p| p.port()),
                 "host": st.amqp_addr.ip().to_string(), "port": st.amqp_addr.port(),
-                "client_properties": {"product": info.client_product},
-            }))
+                "client_properties": table_to_json(&info.client_properties), "connected_at": info.connected_at,
+            });
+            // Present only when the client named the connection, as in RabbitMQ.
+            if let Some(n) = &info.user_provided_name {
+                conn["user_provided_name"] = json!(n);
+            }
+            Some(conn)
         },
     )
 }

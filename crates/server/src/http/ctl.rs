@@ -351,6 +351,28 @@ fn s(v: &Value) -> String {
     }
 }
 
+/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS` UTC (Howard Hinnant's
+/// civil-from-days; the listings need nothing more than this from a date library).
+fn utc_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
 }
@@ -438,16 +460,29 @@ pub async fn run(a: &Args) -> Result<String, String> {
                         .collect(),
                 ),
                 Listing::Connections => (
-                    vec!["name", "user", "vhost", "channels", "client"],
+                    vec![
+                        "name",
+                        "user",
+                        "vhost",
+                        "channels",
+                        "client",
+                        "client_name",
+                        "connected_at",
+                    ],
                     items
                         .iter()
                         .map(|c| {
+                            let props = &c["client_properties"];
                             vec![
                                 s(&c["name"]),
                                 s(&c["user"]),
                                 s(&c["vhost"]),
                                 s(&c["channels"]),
-                                s(&c["client_properties"]["product"]),
+                                format!("{} {}", s(&props["product"]), s(&props["version"]))
+                                    .trim()
+                                    .to_string(),
+                                s(&c["user_provided_name"]),
+                                c["connected_at"].as_u64().map(utc_time).unwrap_or_default(),
                             ]
                         })
                         .collect(),
@@ -962,5 +997,18 @@ pub fn main() -> ExitCode {
             eprintln!("warrenctl: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_time;
+
+    #[test]
+    fn utc_time_formats_epoch_milliseconds() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00");
+        assert_eq!(utc_time(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(utc_time(1_796_299_176_573), "2026-12-03 11:59:36");
+        assert_eq!(utc_time(4_102_444_799_000), "2099-12-31 23:59:59");
     }
 }
