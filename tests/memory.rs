@@ -50,7 +50,6 @@ async fn open_connections(w: &Warren) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails with glibc malloc (RSS grows ~40 MB per burst): needs an allocator that returns memory"]
 async fn connection_bursts_give_memory_back() {
     let conns = env("WARREN_BURST_CONNS", 2000);
     let bursts = env("WARREN_BURSTS", 3).max(2);
