@@ -634,9 +634,12 @@ pub mod tempdir {
     }
 }
 
-/// Real broker processes.
+/// Real broker processes: [`spawn_listening`] for a broker whose log a test reads, and [`Warren`],
+/// the real `warren` binary as its own process (so its memory is measured apart from the
+/// test's clients), on free loopback ports with its own data directory; killed on drop.
 pub mod process {
     use std::io::{BufRead, BufReader};
+    use std::net::SocketAddr;
     use std::process::{Child, Command, Stdio};
     use std::time::Duration;
 
@@ -674,5 +677,83 @@ pub mod process {
             panic!("broker never printed {ready:?}");
         }
         (child, rx)
+    }
+
+    /// A running `warren` process.
+    pub struct Warren {
+        child: std::process::Child,
+        /// Its process id (for `/proc/PID/…`).
+        pub pid: u32,
+        /// AMQP listener.
+        pub addr: SocketAddr,
+        /// Management HTTP listener port.
+        pub http_port: u16,
+        _data: super::tempdir::Dir,
+    }
+
+    impl Warren {
+        /// Starts `warren` with `args` added to its listen flags and waits until it accepts.
+        pub async fn start(args: &[&str]) -> Warren {
+            let data = super::tempdir::Dir::new();
+            let (port, http_port) = (super::free_port(), super::free_port());
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+                .args(["--amqp-listen", &format!("127.0.0.1:{port}")])
+                .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
+                .arg("--data-dir")
+                .arg(&data.path)
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn warren");
+            let w = Warren {
+                pid: child.id(),
+                child,
+                addr: format!("127.0.0.1:{port}").parse().unwrap(),
+                http_port,
+                _data: data,
+            };
+            super::within(60, "the broker to listen", async {
+                while tokio::net::TcpStream::connect(w.addr).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await;
+            w
+        }
+
+        /// `amqp://guest:guest@…/%2f`.
+        pub fn url(&self) -> String {
+            format!("amqp://guest:guest@{}/%2f", self.addr)
+        }
+
+        /// A management API request as guest.
+        pub async fn api(&self, method: &str, path: &str) -> warren_server::http::client::Response {
+            warren_server::http::client::request(
+                method,
+                &format!("http://127.0.0.1:{}{path}", self.http_port),
+                Some(("guest", "guest")),
+                None,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+        }
+
+        /// Resident memory now, in MB.
+        pub fn rss_mb(&self) -> f64 {
+            super::proc_mem_mb(self.pid, "VmRSS")
+        }
+
+        /// Stops the process.
+        pub fn kill(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Drop for Warren {
+        fn drop(&mut self) {
+            self.kill();
+        }
     }
 }
