@@ -1177,7 +1177,7 @@ async fn lost_definitions_log_quarantines_queue_dirs_and_reattach_restores_messa
     assert!(orders["bytes"].as_u64().unwrap() > 50 * 8);
     let quarantined = dir.path.join("quarantine").join(orders["dir"].as_str().unwrap());
     assert!(quarantined.join("msgs.0000000001").exists(), "segments kept");
-    let metrics = client::request("GET", &format!("{base}/metrics"), None, None)
+    let metrics = client::request("GET", &format!("{base}/metrics"), Some(("guest", "guest")), None)
         .await
         .unwrap()
         .text();
