@@ -605,7 +605,25 @@ async fn rabbitmq_definitions_file_imports() {
             .len(),
         2
     );
-    // Routing works through the imported topology.
+    // Routing works through the imported topology. The file grants guest nothing on `shop`,
+    // so (as RabbitMQ) a publish through the API needs write permission first.
+    let denied = r#"{"properties": {}, "routing_key": "order.eu.created", "payload": "o0", "payload_encoding": "string"}"#;
+    expect(
+        &b,
+        "POST",
+        "/api/exchanges/shop/orders/publish",
+        Some(serde_json::from_str(denied).unwrap()),
+        400,
+    )
+    .await;
+    expect(
+        &b,
+        "PUT",
+        "/api/permissions/shop/guest",
+        Some(json!({"configure": "", "write": ".*", "read": ""})),
+        201,
+    )
+    .await;
     let r = expect(
         &b,
         "POST",

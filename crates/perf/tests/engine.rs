@@ -5,10 +5,21 @@
 use warren_perf::{ExchangeType, PerfConfig};
 use warren_server::{Config, start};
 
+/// Each broker gets a data directory of its own: one broker owns a directory (its lock is
+/// exclusive even within one process).
+fn fresh_data_dir() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("warren-perf-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 async fn broker_uri() -> (warren_server::RunningBroker, String) {
     let broker = start(Config {
         amqp_listen: "127.0.0.1:0".parse().unwrap(),
         http_listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: fresh_data_dir(),
         ..Config::default()
     })
     .await
