@@ -3,7 +3,7 @@
 //! broker runs at start-up over [`ReadOnlyFs`](warren_store::ReadOnlyFs) — reads only, every
 //! write a no-op — and reports what a start would find: damaged definitions records, damaged
 //! regions skipped in segments, torn tails it would cut, damaged sealed-segment tails it would
-//! keep, orphan ack files, segment-number gaps, queue directories no definition names (which a
+//! keep, orphan ack files, missing segments, queue directories no definition names (which a
 //! start moves to `quarantine/`) and what `quarantine/` already holds. Nothing changes on disk.
 
 use std::fmt::Write as _;
@@ -143,7 +143,7 @@ fn describe(text: &mut String, dir: &str, r: &RecoveryReport) {
     if r.segment_gaps > 0 {
         let _ = writeln!(
             text,
-            "queue dir {dir}: {} segment numbers missing between the first and last segment",
+            "queue dir {dir}: {} segments missing (created, never removed by the broker): their messages are lost",
             r.segment_gaps
         );
     }

@@ -34,8 +34,10 @@
 //!   consumer (ack required), so it comes back `redelivered` after a restart. Logs written
 //!   before this record existed have none; see `QueueLog` for how they read.
 //! - definition (definitions file): the opaque record the server encoded.
-//! - ack-file index (`acks.index`, magic `WRNAIDX\0`): `segment u32 LE` — `acks.<segment>` was
-//!   created.
+//! - queue index (`acks.index`, magic `WRNAIDX\0`): `segment u32 LE` — `acks.<segment>` was
+//!   created; or `kind u8`, `segment u32 LE` with kind 1 — `msgs.<segment>` was created — or
+//!   kind 2 — the broker removed `msgs.<segment>` (every message in it acked). Recovery tells a
+//!   segment deleted behind the broker's back from one it removed itself by these records.
 //!
 //! A message's position ([`MsgPos`](crate::MsgPos)) is its segment number and the byte offset
 //! of its record's `len` field.
@@ -60,6 +62,10 @@ pub(crate) const MAGIC_DEFS: [u8; 8] = *b"WRNDEFS\0";
 /// Magic of a queue's ack-file index (`acks.index`: one record, `segment u32 LE`, per ack file
 /// created), which lets recovery tell a deleted ack file from one never written.
 pub(crate) const MAGIC_ACK_INDEX: [u8; 8] = *b"WRNAIDX\0";
+/// Queue-index record kind (5-byte body): segment created.
+pub(crate) const INDEX_SEGMENT_CREATED: u8 = 1;
+/// Queue-index record kind (5-byte body): segment removed by the broker.
+pub(crate) const INDEX_SEGMENT_REMOVED: u8 = 2;
 
 /// Ack-file record kind: ack.
 pub(crate) const KIND_ACK: u8 = 1;

@@ -246,10 +246,10 @@ pub struct QueueLog {
     /// Durable counters of recovered live messages that had any, until they are read back by
     /// [`read_batch`](Self::read_batch) or acked (messages left on disk carry none in memory).
     counts: HashMap<MsgPos, (u32, u32)>,
-    /// `acks.index`, opened on the first ack file this log creates, and its length.
-    ack_index: Option<(FileRef, u64)>,
     /// Recovered live messages with a delivered record, until read back or acked.
     delivered: std::collections::HashSet<MsgPos>,
+    /// Records in `acks.index`, to compact it once most of them describe removed segments.
+    index_records: usize,
 }
 
 impl fmt::Debug for QueueLog {
@@ -304,8 +304,8 @@ impl QueueLog {
             read_cache: None,
             report: RecoveryReport::default(),
             counts: HashMap::new(),
-            ack_index: None,
             delivered: Default::default(),
+            index_records: 0,
         };
         log.recover(visit)?;
         Ok(log)
@@ -332,9 +332,6 @@ impl QueueLog {
         }
         msgs.sort_unstable();
         let had_acks: std::collections::BTreeSet<u32> = acks.clone();
-        if let (Some(&first), Some(&last)) = (msgs.first(), msgs.last()) {
-            self.report.segment_gaps = (last - first + 1) - msgs.len() as u32;
-        }
         for (i, &n) in msgs.iter().enumerate() {
             self.report.segments_scanned += 1;
             let has_acks = acks.remove(&n);
@@ -355,7 +352,7 @@ impl QueueLog {
             fs.rename(&p, &aside).map_err(|e| io_at(&p, "rename", e))?;
             dir_changed = true;
         }
-        dir_changed |= self.check_ack_index(&had_acks)?;
+        dir_changed |= self.check_index(&msgs, &had_acks)?;
         if dir_changed && self.shared.fsync {
             fs.sync_dir(&dir).map_err(|e| io_at(&dir, "fsync", e))?;
         }
@@ -364,33 +361,50 @@ impl QueueLog {
         Ok(())
     }
 
-    /// Reports segments whose ack file `acks.index` lists but which is gone (deleted behind
-    /// the broker's back: the acked messages of that segment come back, as redeliveries), then
-    /// rewrites the index to list exactly the ack files now present. Returns whether the
-    /// directory changed.
-    fn check_ack_index(&mut self, had_acks: &std::collections::BTreeSet<u32>) -> Result<bool, StoreError> {
+    /// Reads the queue index (`acks.index`) and reports what it names that is gone: ack files
+    /// deleted behind the broker's back (the acked messages of that segment come back, as
+    /// redeliveries) and segments created and never removed by the broker (their messages are
+    /// lost). `present` lists the segments found at start. Then rewrites the index to list
+    /// exactly the ack files and segments now present. Returns whether the directory changed.
+    fn check_index(
+        &mut self,
+        present: &[u32],
+        had_acks: &std::collections::BTreeSet<u32>,
+    ) -> Result<bool, StoreError> {
         let fs = self.shared.fs.clone();
         let fs = &*fs;
         let path = self.dir.join(ACK_INDEX);
-        let mut listed = Vec::new();
+        let mut ack_files = std::collections::BTreeSet::new();
+        let mut created = std::collections::BTreeSet::new();
         let mut damaged = false;
+        let mut scanned = 0;
         if fs.exists(&path) {
             let data = read_all(fs, &path)?;
             if format::check_header(&data, MAGIC_ACK_INDEX) == HeaderCheck::Ok {
-                let scan = format::scan(&data, |len| len == 4);
+                let scan = format::scan(&data, |len| len == 4 || len == 5);
                 damaged = !scan.problems.is_empty() || scan.torn_at.is_some();
-                listed = scan
-                    .records
-                    .iter()
-                    .map(|(_, r)| u32::from_le_bytes(data[r.clone()].try_into().expect("4 bytes")))
-                    .collect();
+                scanned = scan.records.len();
+                for (_, r) in &scan.records {
+                    let body = &data[r.clone()];
+                    let n = u32::from_le_bytes(body[body.len() - 4..].try_into().expect("4 bytes"));
+                    match (body.len(), body[0]) {
+                        (4, _) => {
+                            ack_files.insert(n);
+                        }
+                        (_, format::INDEX_SEGMENT_CREATED) => {
+                            created.insert(n);
+                        }
+                        (_, format::INDEX_SEGMENT_REMOVED) => {
+                            created.remove(&n);
+                        }
+                        _ => damaged = true,
+                    }
+                }
             } else {
                 damaged = true;
             }
         }
-        listed.sort_unstable();
-        listed.dedup();
-        for &n in &listed {
+        for &n in &ack_files {
             if self.segments.contains_key(&n) && !had_acks.contains(&n) {
                 self.report.missing_ack_files += 1;
                 self.report.warn(
@@ -400,56 +414,131 @@ impl QueueLog {
                 );
             }
         }
-        let present: Vec<u32> = self
-            .segments
-            .keys()
-            .copied()
-            .filter(|&n| fs.exists(&acks_path(&self.dir, n)))
-            .collect();
-        if present == listed && !damaged {
+        for &n in &created {
+            if present.binary_search(&n).is_err() {
+                self.report.segment_gaps += 1;
+                self.report.warn(
+                    &msgs_path(&self.dir, n),
+                    0,
+                    "segment missing (acks.index records it created and never removed by the broker): its messages are lost",
+                );
+            }
+        }
+        let (segments, acks_now) = self.index_contents();
+        if !damaged && acks_now.iter().eq(ack_files.iter()) && segments.iter().eq(created.iter()) {
+            self.index_records = scanned;
             return Ok(false);
         }
-        if present.is_empty() {
+        self.write_index(&segments, &acks_now, self.shared.fsync)?;
+        Ok(true)
+    }
+
+    /// What the index should list now: the segments, and those with an ack file.
+    fn index_contents(&self) -> (Vec<u32>, Vec<u32>) {
+        let segments: Vec<u32> = self.segments.keys().copied().collect();
+        let acks = segments
+            .iter()
+            .copied()
+            .filter(|&n| self.shared.fs.exists(&acks_path(&self.dir, n)))
+            .collect();
+        (segments, acks)
+    }
+
+    /// Replaces the index with one listing exactly `segments` and `acks` (or removes it when
+    /// both are empty), through a temporary file and a rename.
+    fn write_index(&mut self, segments: &[u32], acks: &[u32], fsync: bool) -> Result<(), StoreError> {
+        let fs = self.shared.fs.clone();
+        let fs = &*fs;
+        let path = self.dir.join(ACK_INDEX);
+        self.index_records = segments.len() + acks.len();
+        if self.index_records == 0 {
             if fs.exists(&path) {
                 fs.remove_file(&path).map_err(|e| io_at(&path, "remove", e))?;
             }
-            return Ok(true);
+            return Ok(());
         }
-        let mut buf = Vec::with_capacity(HEADER_LEN + present.len() * 12);
+        let mut buf = Vec::with_capacity(HEADER_LEN + self.index_records * 13);
         format::put_header(&mut buf, MAGIC_ACK_INDEX);
-        for n in &present {
+        for n in segments {
+            format::put_record(
+                &mut buf,
+                &[&[format::INDEX_SEGMENT_CREATED][..], &n.to_le_bytes()[..]],
+            );
+        }
+        for n in acks {
             format::put_record(&mut buf, &[&n.to_le_bytes()]);
         }
         let tmp = self.dir.join(format!("{ACK_INDEX}.tmp"));
         let h = fs.create_truncate(&tmp).map_err(|e| io_at(&tmp, "create", e))?;
-        h.append(&buf).map_err(|e| io_at(&tmp, "write", e))?;
-        if self.shared.fsync {
-            h.sync_data().map_err(|e| io_at(&tmp, "fsync", e))?;
+        if let Err(e) = h.append(&buf) {
+            let _ = fs.remove_file(&tmp);
+            return Err(io_at(&tmp, "write", e));
         }
-        drop(h);
+        if fsync {
+            h.sync_data().map_err(|e| io_at(&tmp, "fsync", e))?;
+        } else {
+            self.shared.mark_dirty(&self.shared.file_ref(h));
+        }
         fs.rename(&tmp, &path).map_err(|e| io_at(&path, "rename", e))?;
-        Ok(true)
+        Ok(())
     }
 
-    /// Appends `n` to `acks.index` (ack file `acks.n` was just created); synced with it.
-    fn index_ack_file(&mut self, n: u32) -> Result<(), StoreError> {
+    /// Appends one record to the queue index (`acks.index`), synced with the next group
+    /// commit. The file is opened for the append only (it changes once per segment), so a
+    /// queue holds no descriptor for it.
+    fn index_append(&mut self, body: &[&[u8]]) -> Result<(), StoreError> {
         let path = self.dir.join(ACK_INDEX);
-        let mut buf = Vec::with_capacity(HEADER_LEN + 12);
-        if self.ack_index.is_none() {
-            let fs = &*self.shared.fs;
-            let existed = fs.exists(&path);
-            let handle = fs.open_append(&path).map_err(|e| io_at(&path, "open", e))?;
-            let written = if existed {
-                handle.size().map_err(|e| io_at(&path, "stat", e))?
-            } else {
-                format::put_header(&mut buf, MAGIC_ACK_INDEX);
-                0
-            };
-            self.ack_index = Some((self.shared.file_ref(handle), written));
+        let fs = &*self.shared.fs;
+        let existed = fs.exists(&path);
+        let handle = fs.open_append(&path).map_err(|e| io_at(&path, "open", e))?;
+        let mut buf = Vec::with_capacity(HEADER_LEN + 13);
+        let mut written = if existed {
+            handle.size().map_err(|e| io_at(&path, "stat", e))?
+        } else {
+            0
+        };
+        if written == 0 {
+            format::put_header(&mut buf, MAGIC_ACK_INDEX);
         }
-        format::put_record(&mut buf, &[&n.to_le_bytes()]);
-        let (file, written) = self.ack_index.as_mut().expect("opened above");
-        write_out(&self.shared, file, &mut buf, written, &path)
+        format::put_record(&mut buf, body);
+        let file = self.shared.file_ref(handle);
+        write_out(&self.shared, &file, &mut buf, &mut written, &path)?;
+        self.index_records += 1;
+        Ok(())
+    }
+
+    /// Records a segment event (`kind`: created or removed) in the index without poisoning the
+    /// store when the write fails: the record only serves recovery's reports (see
+    /// `remove_segment`), and removing a segment must work on a full disk.
+    fn index_note(&mut self, kind: u8, n: u32) {
+        let path = self.dir.join(ACK_INDEX);
+        let fs = &*self.shared.fs;
+        let Ok(handle) = fs.open_append(&path) else { return };
+        let Ok(size) = handle.size() else { return };
+        let mut buf = Vec::with_capacity(HEADER_LEN + 13);
+        if size == 0 {
+            format::put_header(&mut buf, MAGIC_ACK_INDEX);
+        }
+        format::put_record(&mut buf, &[&[kind][..], &n.to_le_bytes()[..]]);
+        if handle.append(&buf).is_err() {
+            // Leave no partial record behind (a torn tail is rewritten at recovery anyway).
+            let _ = handle.truncate(size);
+            return;
+        }
+        self.shared.mark_dirty(&self.shared.file_ref(handle));
+        self.shared.mark_dir_dirty(self.dir.clone());
+        self.index_records += 1;
+        // Mostly records of removed segments: rewrite it short (unsynced; a lost index costs
+        // only recovery's detection of missing files, never a message).
+        if self.index_records > 2 * self.segments.len() + 32 {
+            let (segments, acks) = self.index_contents();
+            let _ = self.write_index(&segments, &acks, false);
+        }
+    }
+
+    /// Appends `n` to the index: ack file `acks.n` was just created.
+    fn index_ack_file(&mut self, n: u32) -> Result<(), StoreError> {
+        self.index_append(&[&n.to_le_bytes()])
     }
 
     /// Recovers segment `n`, handing its live messages to `visit` in log order; returns whether
@@ -833,6 +922,10 @@ impl QueueLog {
             .fs
             .create_truncate(&path)
             .map_err(|e| io_at(&path, "create", e))?;
+        // Recorded so that recovery can tell this segment deleted behind the broker's back
+        // from one the broker removed (see `remove_segment`). Best effort: a failed write costs
+        // the detection only, and the message path reports its own failures.
+        self.index_note(format::INDEX_SEGMENT_CREATED, n);
         let mut buf = Vec::with_capacity(64 * 1024);
         format::put_header_flags(&mut buf, MAGIC_MSGS, format::FLAG_DELIVERIES);
         self.writer = Some(Writer {
@@ -852,9 +945,14 @@ impl QueueLog {
         Ok(())
     }
 
-    /// Unlinks segment `n` and its ack file (segment first).
+    /// Unlinks segment `n` and its ack file (segment first), after recording the removal in the
+    /// queue index. That record is best effort: removing a segment frees space, so it must work
+    /// on a full disk; if the record is lost (a write error, or a crash before the next group
+    /// commit) the next recovery reports the segment missing once — a false alarm, never a
+    /// loss.
     fn remove_segment(&mut self, n: u32) -> Result<(), StoreError> {
         self.segments.remove(&n);
+        self.index_note(format::INDEX_SEGMENT_REMOVED, n);
         if self.read_cache.as_ref().is_some_and(|(s, _)| *s == n) {
             self.read_cache = None;
         }

@@ -48,8 +48,10 @@ pub struct RecoveryReport {
     pub skipped_bytes: u64,
     /// Sealed (not last) segments whose tail was damaged: reported and kept, never truncated.
     pub damaged_sealed_tails: u32,
-    /// Segment numbers missing between the first and the last segment. Normal when a later
-    /// segment was fully acked before an earlier one; a warning only with `orphan_ack_files`.
+    /// Segments the queue index records as created and never removed by the broker that are
+    /// gone (deleted behind its back): their messages are lost. Each is also in `warnings`.
+    /// Segments the broker removed itself (every message acked) leave gaps in the numbering
+    /// that are not counted.
     pub segment_gaps: u32,
     /// Ack files whose segment is missing (a segment deleted behind the broker's back, or a
     /// crash between the two unlinks of a segment's removal): renamed `acks.N.orphan`, kept.
@@ -87,7 +89,7 @@ impl RecoveryReport {
         format!(
             "{} messages in {} segments; {} damaged regions skipped ({} bytes); {} torn tails \
              truncated; {} damaged sealed-segment tails kept; {} orphan ack files; {} missing ack \
-             files; {} segment-number gaps; {} other warnings",
+             files; {} missing segments; {} other warnings",
             self.messages,
             self.segments_scanned,
             self.skipped_regions,
@@ -102,6 +104,7 @@ impl RecoveryReport {
                     + u64::from(self.damaged_sealed_tails)
                     + u64::from(self.orphan_ack_files)
                     + u64::from(self.missing_ack_files)
+                    + u64::from(self.segment_gaps)
             ),
         )
     }

@@ -156,6 +156,60 @@ fn deleted_middle_segment_is_reported_and_its_ack_file_kept() {
 }
 
 #[test]
+fn deleted_middle_segment_without_an_ack_file_is_reported() {
+    let dir = TestDir::new("midseg-noacks");
+    let pos = fill(dir.path(), 200, |_| false);
+    assert!(pos.iter().any(|p| p.segment == 3), "at least three segments");
+    std::fs::remove_file(seg(dir.path(), "msgs", 2)).unwrap();
+
+    let offline = inspect_changes_nothing(dir.path());
+    assert_eq!(offline.segment_gaps, 1, "{offline:?}");
+    let (seqs, report) = recovered_seqs(dir.path());
+    let want: Vec<u64> = (0..200).filter(|&i| pos[i as usize].segment != 2).collect();
+    assert_eq!(seqs, want, "every message of the other segments recovered");
+    assert_eq!(report.segment_gaps, 1, "{report:?}");
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.file.ends_with("msgs.0000000002") && w.reason.contains("missing")),
+        "{report:?}"
+    );
+    assert!(
+        report.summary().contains("1 missing segments"),
+        "{}",
+        report.summary()
+    );
+    // Reported once: the index is rewritten to what is present.
+    let (_, again) = recovered_seqs(dir.path());
+    assert_eq!(again.segment_gaps, 0, "{again:?}");
+}
+
+#[test]
+fn a_middle_segment_the_broker_removed_is_not_a_fault() {
+    let dir = TestDir::new("midseg-acked");
+    let pos = fill(dir.path(), 200, |_| false);
+    {
+        let store = Store::open(dir.path(), opts(2048)).unwrap();
+        let (mut log, rec) = store.open_queue("q").unwrap();
+        for r in rec.iter().filter(|r| r.pos.segment == 2) {
+            log.ack(r.pos).unwrap();
+        }
+        log.close().unwrap();
+    }
+    assert!(
+        !seg(dir.path(), "msgs", 2).exists(),
+        "fully acked sealed segment removed"
+    );
+    let offline = inspect_changes_nothing(dir.path());
+    let (seqs, report) = recovered_seqs(dir.path());
+    let want: Vec<u64> = (0..200).filter(|&i| pos[i as usize].segment != 2).collect();
+    assert_eq!(seqs, want);
+    assert_eq!((report.segment_gaps, offline.segment_gaps), (0, 0), "{report:?}");
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[test]
 fn deleted_ack_file_brings_acked_messages_back_and_is_reported() {
     let dir = TestDir::new("delacks");
     let pos = fill(dir.path(), 200, |i| i % 2 == 0);

@@ -45,7 +45,7 @@ fn esc(s: &str) -> String {
 fn store_recovery_metrics(out: &mut String, p: &crate::persist::Persistence) {
     let r = p.store.recovery_totals();
     let d = &p.definitions_report;
-    let rows: [(&str, &str, u64); 7] = [
+    let rows: [(&str, &str, u64); 9] = [
         (
             "warren_quarantined_queue_dirs",
             "Queue directories named by no definition, kept in <data-dir>/quarantine",
@@ -75,6 +75,16 @@ fn store_recovery_metrics(out: &mut String, p: &crate::persist::Persistence) {
             "warren_recovery_orphan_ack_files",
             "Ack files whose segment was missing at start-up (kept as acks.N.orphan)",
             u64::from(r.orphan_ack_files),
+        ),
+        (
+            "warren_recovery_missing_segments",
+            "Segments deleted behind the broker's back, found missing at start-up",
+            u64::from(r.segment_gaps),
+        ),
+        (
+            "warren_recovery_missing_ack_files",
+            "Ack files deleted behind the broker's back, found missing at start-up",
+            u64::from(r.missing_ack_files),
         ),
         (
             "warren_recovery_definitions_damaged",
