@@ -87,6 +87,65 @@ async fn max_queues_per_vhost() {
     b.running.shutdown().await;
 }
 
+/// The limit is the vhost's, whatever the door: the HTTP API and a definitions import are
+/// refused past it as `queue.declare` is (they used to bypass it).
+#[tokio::test]
+async fn max_queues_per_vhost_holds_for_the_http_api_and_definitions_import() {
+    use warren_server::http::client;
+    let b = start_with(|c| c.max_queues_per_vhost = 2).await;
+    let http = |method: &'static str, path: &str, body: Option<&str>| {
+        let url = format!("http://{}{path}", b.running.http_addr);
+        let body = body.map(|s| ("application/json", s.as_bytes().to_vec()));
+        async move {
+            client::request(method, &url, Some(("guest", "guest")), body)
+                .await
+                .unwrap()
+        }
+    };
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "q1").await;
+    let r = http("PUT", "/api/queues/%2F/q2", Some(r#"{"durable":false}"#)).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = http("PUT", "/api/queues/%2F/q3", Some(r#"{"durable":false}"#)).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("cannot declare queue 'q3': queue limit in vhost '/' (2) is reached"),
+        "{}",
+        r.text()
+    );
+    // An existing queue is still declarable at the limit.
+    let r = http("PUT", "/api/queues/%2F/q1", Some(r#"{"durable":false}"#)).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let defs = r#"{"queues":[
+        {"name":"q2","vhost":"/","durable":false,"auto_delete":false,"arguments":{}},
+        {"name":"d1","vhost":"/","durable":true,"auto_delete":false,"arguments":{}}]}"#;
+    let r = http("POST", "/api/definitions", Some(defs)).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("queue limit in vhost '/' (2) is reached"),
+        "{}",
+        r.text()
+    );
+    let names: Vec<String> = b
+        .running
+        .broker
+        .vhost("/")
+        .unwrap()
+        .topology
+        .lock()
+        .queues()
+        .map(|q| q.name.to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        !names.contains(&"q3".to_string()) && !names.contains(&"d1".to_string()),
+        "{names:?}"
+    );
+    b.running.shutdown().await;
+}
+
 #[tokio::test]
 async fn consumer_timeout_closes_the_channel_with_406() {
     let b = start_with(|c| c.consumer_timeout = Some(Duration::from_millis(1000))).await;

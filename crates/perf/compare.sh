@@ -5,12 +5,14 @@
 # order flipping every round), RUNS times; the table shows medians and the Warren/RabbitMQ ratio.
 #
 #   crates/perf/compare.sh [--quick] [--full] [--runs N] [--duration S] [--scenarios 1,2,4,5]
-#                          [--backlog-n N] [--warren-only] [--out DIR]
+#                          [--backlog-n N] [--warren-only] [--baseline BIN] [--out DIR]
 #
 #   --quick        3 s per run instead of 10 s
 #   --full         scenario 8 publishes 10,000,000 messages (default 1,000,000)
 #   --scenarios    comma-separated subset of 1..8 (default all)
 #   --warren-only  skip RabbitMQ
+#   --baseline BIN compare against another Warren binary (e.g. a build of the previous commit)
+#                  instead of RabbitMQ, started the same way on RABBITMQ_PORT: a before/after table
 # Environment: CARGO_TARGET_DIR (default ./target), WARREN_PORT (5680), RABBITMQ_PORT (5673),
 # RABBITMQ_LOCAL (path of rabbitmq-local.sh), BROKER_CPU (0), PERF_CPU (1).
 set -euo pipefail
@@ -23,7 +25,7 @@ wport=${WARREN_PORT:-5680}
 rport=${RABBITMQ_PORT:-5673}
 bcpu=${BROKER_CPU:-0}
 pcpu=${PERF_CPU:-1}
-duration=10 runs=3 scenarios="1,2,3,4,5,6,7,8" backlog_n=1000000 warren_only=0 out=""
+duration=10 runs=3 scenarios="1,2,3,4,5,6,7,8" backlog_n=1000000 warren_only=0 out="" baseline=""
 
 while [ $# -gt 0 ]; do
   case $1 in
@@ -34,8 +36,9 @@ while [ $# -gt 0 ]; do
     --scenarios) scenarios=$2; shift ;;
     --backlog-n) backlog_n=$2; shift ;;
     --warren-only) warren_only=1 ;;
+    --baseline) baseline=$2; shift ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
   shift
@@ -55,7 +58,8 @@ wpid="" rpid="" rabbit_started=0
 cleanup() {
   if [ -n "$wpid" ]; then kill "$wpid" 2>/dev/null || true; wait "$wpid" 2>/dev/null || true; fi
   if [ "$rabbit_started" = 1 ]; then "$rabbit_local" stop "$rport" >&2 || true; fi
-  rm -rf "$tmp/warren-data"
+  if [ -n "$baseline" ] && [ -n "$rpid" ]; then kill "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true; fi
+  rm -rf "$tmp/warren-data" "$tmp/baseline-data"
 }
 trap cleanup EXIT INT TERM
 
@@ -74,7 +78,16 @@ wpid=$!
 wait_port "$wport"
 
 brokers="warren"
-if [ "$warren_only" = 0 ]; then
+second=rabbitmq second_label=RabbitMQ
+if [ -n "$baseline" ]; then
+  second=baseline second_label="baseline"
+  echo "== starting the baseline Warren ($baseline) on 127.0.0.1:$rport (CPU $bcpu)" >&2
+  taskset -c "$bcpu" "$baseline" --amqp-listen "127.0.0.1:$rport" --http-listen "127.0.0.1:$((rport + 10000))" \
+    --data-dir "$tmp/baseline-data" --log-level warn > "$tmp/baseline.log" 2>&1 &
+  rpid=$!
+  wait_port "$rport"
+  brokers="warren baseline"
+elif [ "$warren_only" = 0 ]; then
   echo "== starting RabbitMQ on 127.0.0.1:$rport (CPU $bcpu)" >&2
   rabbit_started=1
   taskset -c "$bcpu" "$rabbit_local" start "$rport" >&2
@@ -150,7 +163,7 @@ declare -a rows=()
 row() { # scenario key label unit
   local sc=$1 key=$2 label=$3 w r ratio
   w=$(metric "$sc" warren "$key")
-  if [ "$warren_only" = 0 ]; then r=$(metric "$sc" rabbitmq "$key"); else r=nan; fi
+  if [ "$brokers" != warren ]; then r=$(metric "$sc" "$second" "$key"); else r=nan; fi
   ratio=$(awk -v w="$w" -v r="$r" 'BEGIN { if (r + 0 > 0 && w != "nan") printf "%.2f×", w / r; else print "–" }')
   rows+=("$(awk -v l="$label" -v w="$w" -v r="$r" -v x="$ratio" 'function f(v) { if (v == "nan") return "–"; if (v + 0 >= 1000) return sprintf("%.0f", v); return sprintf("%.3g", v) } BEGIN { printf "| %s | %s | %s | %s |", l, f(w), f(r), x }')")
 }
@@ -202,7 +215,7 @@ done
 lost=$(cat "$out"/*.json 2>/dev/null | grep -o '"lost":[0-9]*' | cut -d: -f2 | awk '{ s += $1 } END { print s + 0 }')
 dups=$(cat "$out"/*.json 2>/dev/null | grep -o '"duplicated":[0-9]*' | cut -d: -f2 | awk '{ s += $1 } END { print s + 0 }')
 {
-  echo "| scenario (median of $runs runs, ${duration}s each) | Warren | RabbitMQ | Warren / RabbitMQ |"
+  echo "| scenario (median of $runs runs, ${duration}s each) | Warren | $second_label | Warren / $second_label |"
   echo "|---|---:|---:|---:|"
   printf '%s\n' "${rows[@]}"
   echo

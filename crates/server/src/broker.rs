@@ -131,6 +131,45 @@ impl VHost {
         q
     }
 
+    /// Declares a queue (or checks an existing one): the one path for AMQP `queue.declare`, the
+    /// HTTP API and definitions import. The vhost's queue limit (`limit`, 0 for none; passive
+    /// declares and existing queues are never refused) is checked under the same topology lock
+    /// as the declare, so concurrent declares cannot overshoot it. A new durable queue's
+    /// definition is recorded (as a `queue.declare`) and its handle registered. Returns the
+    /// handle and whether the queue was created.
+    pub fn declare_queue(
+        self: &Arc<Self>,
+        d: &warren_core::topology::QueueDeclare<'_>,
+        limit: u32,
+    ) -> AmqpResult<(Arc<Queue>, bool)> {
+        let (meta, created) = {
+            let mut t = self.topology.lock();
+            if limit > 0 && !d.passive && t.queue(d.name).is_none() && t.queues().count() >= limit as usize {
+                return Err(AmqpError::precondition(format!(
+                    "cannot declare queue '{}': queue limit in vhost '{}' ({limit}) is reached",
+                    d.name, self.name
+                )));
+            }
+            t.declare_queue(d)?
+        };
+        if !created {
+            let q = self.queues.read().get(&meta.id).cloned();
+            return q
+                .map(|q| (q, false))
+                .ok_or_else(|| queue_gone(d.name, &self.name));
+        }
+        if meta.durable && meta.exclusive_owner.is_none() {
+            self.record(warren_codec::methods::QueueDeclare {
+                queue: meta.name.clone(),
+                durable: true,
+                auto_delete: meta.auto_delete,
+                arguments: d.arguments.clone(),
+                ..Default::default()
+            });
+        }
+        Ok((self.add_queue(meta), true))
+    }
+
     /// Deletes a queue: topology entry, bindings, consumers (cancelled), handle.
     pub fn delete_queue(&self, name: &str) -> Option<u32> {
         let (meta, deleted) = self.topology.lock().delete_queue(name)?;

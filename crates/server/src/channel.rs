@@ -686,42 +686,20 @@ impl Connection {
                 self.check_access(Resource::Queue, &name, Access::Read)?;
                 self.check_access(Resource::Exchange, dlx, Access::Write)?;
             }
-            let limit = self.broker.config.max_queues_per_vhost;
-            if limit > 0 {
-                let t = v.topology.lock();
-                if t.queue(&name).is_none() && t.queues().count() >= limit as usize {
-                    return Err(AmqpError::precondition(format!(
-                        "cannot declare queue '{name}': queue limit in vhost '{}' ({limit}) is reached",
-                        v.name
-                    )));
-                }
-            }
         }
-        let (meta, created) = v.topology.lock().declare_queue(&QueueDecl {
-            name: &name,
-            passive: m.passive,
-            durable: m.durable,
-            exclusive: m.exclusive,
-            auto_delete: m.auto_delete,
-            arguments: &m.arguments,
-            owner: self.shared.id,
-            server_named: m.queue.is_empty(),
-        })?;
-        let q = if created {
-            if meta.durable && meta.exclusive_owner.is_none() {
-                v.record(QueueDeclare {
-                    queue: name.clone(),
-                    ..m.clone()
-                });
-            }
-            v.add_queue(meta)
-        } else {
-            v.queues
-                .read()
-                .get(&meta.id)
-                .cloned()
-                .ok_or_else(|| queue_gone(&name, &v.name))?
-        };
+        let (q, _) = v.declare_queue(
+            &QueueDecl {
+                name: &name,
+                passive: m.passive,
+                durable: m.durable,
+                exclusive: m.exclusive,
+                auto_delete: m.auto_delete,
+                arguments: &m.arguments,
+                owner: self.shared.id,
+                server_named: m.queue.is_empty(),
+            },
+            self.broker.config.max_queues_per_vhost,
+        )?;
         q.touch();
         if !m.nowait {
             let counts = q.counts();

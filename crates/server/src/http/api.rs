@@ -727,36 +727,26 @@ pub struct QueueBody {
     pub arguments: Value,
 }
 
-/// Declares a queue through the topology's declare rules and registers its handle.
+/// Declares a queue through the vhost's one declare path (limits, definition record, handle).
 /// Returns whether it was created.
-pub fn declare_queue(v: &Arc<VHost>, name: &str, b: &QueueBody) -> ApiResult<bool> {
+pub fn declare_queue(v: &Arc<VHost>, name: &str, b: &QueueBody, limit: u32) -> ApiResult<bool> {
     if name.is_empty() || name.len() > 255 {
         return Err(ApiError::bad_request("invalid queue name"));
     }
     let args = json_to_table(&b.arguments).map_err(ApiError::bad_request)?;
-    let (meta, created) = v.topology.lock().declare_queue(&QueueDeclare {
-        name,
-        passive: false,
-        durable: b.durable,
-        exclusive: false,
-        auto_delete: b.auto_delete,
-        arguments: &args,
-        owner: 0,
-        server_named: false,
-    })?;
-    if created {
-        if meta.durable && meta.exclusive_owner.is_none() {
-            // Persisted exactly as an AMQP queue.declare would be.
-            v.record(wm::QueueDeclare {
-                queue: meta.name.clone(),
-                durable: true,
-                auto_delete: meta.auto_delete,
-                arguments: args,
-                ..Default::default()
-            });
-        }
-        v.add_queue(meta);
-    }
+    let (_, created) = v.declare_queue(
+        &QueueDeclare {
+            name,
+            passive: false,
+            durable: b.durable,
+            exclusive: false,
+            auto_delete: b.auto_delete,
+            arguments: &args,
+            owner: 0,
+            server_named: false,
+        },
+        limit,
+    )?;
     Ok(created)
 }
 
@@ -767,7 +757,7 @@ async fn queue_put(
 ) -> ApiResult<StatusCode> {
     let v = vhost(&st, &vh)?;
     let b: QueueBody = parse_body(&body)?;
-    let created = declare_queue(&v, &name, &b)?;
+    let created = declare_queue(&v, &name, &b, st.broker.config.max_queues_per_vhost)?;
     Ok(if created {
         StatusCode::CREATED
     } else {

@@ -263,7 +263,7 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
             skipped.push((vh.to_string(), name.to_string()));
             continue;
         }
-        if let Err(e) = declare_queue(&v, name, &b) {
+        if let Err(e) = declare_queue(&v, name, &b, st.broker.config.max_queues_per_vhost) {
             r.errors
                 .push(format!("queue '{name}' in vhost '{vh}': {}", e.body["reason"]));
         }
