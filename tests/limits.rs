@@ -133,11 +133,7 @@ async fn max_queues_per_vhost_holds_for_the_http_api_and_definitions_import() {
         .broker
         .vhost("/")
         .unwrap()
-        .topology
-        .lock()
-        .queues()
-        .map(|q| q.name.to_string())
-        .collect();
+        .read_topology(|t| t.queues().map(|q| q.name.to_string()).collect());
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(
         !names.contains(&"q3".to_string()) && !names.contains(&"d1".to_string()),

@@ -593,3 +593,61 @@ async fn channel_max_error_says_whose_limit_was_hit() {
          (--channel-max 5); channel numbers must be 1 to channel_max"
     );
 }
+
+/// As RabbitMQ: a `user_id` property must name the authenticated user (406, channel closed),
+/// unless the user has the `impersonator` tag.
+#[tokio::test]
+async fn publish_with_another_users_user_id_is_refused_unless_impersonator() {
+    use lapin::BasicProperties;
+    use lapin::options::BasicPublishOptions;
+    let b = start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "uid").await;
+    let own = BasicProperties::default().with_user_id("guest".into());
+    ch.basic_publish(
+        "".into(),
+        "uid".into(),
+        BasicPublishOptions::default(),
+        b"mine",
+        own,
+    )
+    .await
+    .unwrap();
+    wait_until(5, "own user_id accepted", || counts(&b, "uid").0 == 1).await;
+    let mut w = watch(&ch).await;
+    let other = BasicProperties::default().with_user_id("bob".into());
+    ch.basic_publish(
+        "".into(),
+        "uid".into(),
+        BasicPublishOptions::default(),
+        b"forged",
+        other,
+    )
+    .await
+    .unwrap();
+    let (code, text) = closed_with(&mut w).await;
+    assert_eq!(code, 406, "{text}");
+    assert_eq!(
+        text,
+        "PRECONDITION_FAILED - user_id property set to 'bob' but authenticated user was 'guest'"
+    );
+    assert_eq!(counts(&b, "uid").0, 1, "the forged message was not enqueued");
+    // An impersonator may set any user_id.
+    let mut guest = b.running.broker.users.get("guest").unwrap();
+    guest.tags.push("impersonator".into());
+    b.running.broker.users.put(guest);
+    let ch = conn.create_channel().await.unwrap();
+    let other = BasicProperties::default().with_user_id("bob".into());
+    ch.basic_publish(
+        "".into(),
+        "uid".into(),
+        BasicPublishOptions::default(),
+        b"on behalf",
+        other,
+    )
+    .await
+    .unwrap();
+    wait_until(5, "impersonated publish accepted", || counts(&b, "uid").0 == 2).await;
+    b.running.shutdown().await;
+}

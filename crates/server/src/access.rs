@@ -140,11 +140,10 @@ impl Connection {
         let Some(v) = self.vhost.clone() else {
             return Ok(());
         };
-        let is_topic = v
-            .topology
-            .lock()
-            .exchange(exchange)
-            .is_some_and(|x| x.kind == warren_core::topology::ExchangeKind::Topic);
+        let is_topic = v.read_topology(|t| {
+            t.exchange(exchange)
+                .is_some_and(|x| x.kind == warren_core::topology::ExchangeKind::Topic)
+        });
         if !is_topic {
             return Ok(());
         }

@@ -233,7 +233,7 @@ fn recover_store(broker: &Broker, p: &crate::persist::Persistence, free: Option<
         "message store recovered from a failed write: space is free again; publishing resumes"
     );
     for v in broker.vhosts() {
-        let queues: Vec<_> = v.queues.read().values().cloned().collect();
+        let queues = v.queue_handles();
         for q in queues {
             q.flush_log();
         }

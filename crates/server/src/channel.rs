@@ -21,9 +21,10 @@ use warren_core::{AmqpError, AmqpResult, Message, MessageRef};
 
 use crate::access::Resource;
 use crate::auth::Access;
-use crate::broker::{REPLY_TO_QUEUE, ReplyTarget, VHost, now_ms, queue_gone, random_name};
+use crate::broker::{REPLY_TO_QUEUE, ReplyTarget, VHost, now_ms, random_name};
 use crate::connection::{ChannelShared, Connection};
 use crate::queue::{Queue, Sink};
+use crate::vhost::BindingRef;
 
 #[derive(Debug)]
 struct Unacked {
@@ -373,13 +374,7 @@ impl Connection {
             Method::ExchangeDelete(m) => {
                 let v = self.vhost()?;
                 self.check_access(Resource::Exchange, &m.exchange, Access::Configure)?;
-                let deleted = v.topology.lock().delete_exchange(&m.exchange, m.if_unused)?;
-                for x in deleted.exchanges {
-                    v.record(ExchangeDelete {
-                        exchange: x,
-                        ..Default::default()
-                    });
-                }
+                v.delete_exchange(&m.exchange, m.if_unused)?;
                 if !m.nowait {
                     self.send_method(ch, ExchangeDeleteOk {});
                 }
@@ -390,14 +385,16 @@ impl Connection {
                 self.check_access(Resource::Exchange, &m.destination, Access::Write)?;
                 self.check_access(Resource::Exchange, &m.source, Access::Read)?;
                 self.check_topic_bind(&m.source, &m.routing_key)?;
-                let durable = {
-                    let mut t = v.topology.lock();
-                    t.bind_exchange(&m.destination, &m.source, &m.routing_key, &m.arguments)?;
-                    t.is_durable_binding(&m.source, &m.destination, false)
-                };
-                if durable {
-                    v.record(m.clone());
-                }
+                v.bind(
+                    &BindingRef {
+                        source: &m.source,
+                        destination: &m.destination,
+                        to_queue: false,
+                        routing_key: &m.routing_key,
+                        arguments: &m.arguments,
+                    },
+                    None,
+                )?;
                 if !m.nowait {
                     self.send_method(ch, ExchangeBindOk {});
                 }
@@ -408,19 +405,16 @@ impl Connection {
                 self.check_access(Resource::Exchange, &m.destination, Access::Write)?;
                 self.check_access(Resource::Exchange, &m.source, Access::Read)?;
                 self.check_topic_bind(&m.source, &m.routing_key)?;
-                let deleted = v.topology.lock().unbind_exchange(
-                    &m.destination,
-                    &m.source,
-                    &m.routing_key,
-                    &m.arguments,
+                v.unbind(
+                    &BindingRef {
+                        source: &m.source,
+                        destination: &m.destination,
+                        to_queue: false,
+                        routing_key: &m.routing_key,
+                        arguments: &m.arguments,
+                    },
+                    None,
                 )?;
-                v.record(m.clone());
-                for x in deleted.exchanges {
-                    v.record(ExchangeDelete {
-                        exchange: x,
-                        ..Default::default()
-                    });
-                }
                 if !m.nowait {
                     self.send_method(ch, ExchangeUnbindOk {});
                 }
@@ -432,14 +426,16 @@ impl Connection {
                 self.check_access(Resource::Queue, &m.queue, Access::Write)?;
                 self.check_access(Resource::Exchange, &m.exchange, Access::Read)?;
                 self.check_topic_bind(&m.exchange, &m.routing_key)?;
-                let mut t = v.topology.lock();
-                t.check_queue_access(&m.queue, self.shared.id)?;
-                t.bind_queue(&m.queue, &m.exchange, &m.routing_key, &m.arguments)?;
-                let durable = t.is_durable_binding(&m.exchange, &m.queue, true);
-                drop(t);
-                if durable {
-                    v.record(m.clone());
-                }
+                v.bind(
+                    &BindingRef {
+                        source: &m.exchange,
+                        destination: &m.queue,
+                        to_queue: true,
+                        routing_key: &m.routing_key,
+                        arguments: &m.arguments,
+                    },
+                    Some(self.shared.id),
+                )?;
                 if !m.nowait {
                     self.send_method(ch, QueueBindOk {});
                 }
@@ -450,24 +446,18 @@ impl Connection {
                 self.check_access(Resource::Queue, &m.queue, Access::Write)?;
                 self.check_access(Resource::Exchange, &m.exchange, Access::Read)?;
                 self.check_topic_bind(&m.exchange, &m.routing_key)?;
-                let mut t = v.topology.lock();
                 // A missing queue is fine (unbind is idempotent); another connection's
                 // exclusive queue is not.
-                if t.queue(&m.queue).is_some() {
-                    t.check_queue_access(&m.queue, self.shared.id)?;
-                }
-                let deleted = t.unbind_queue(&m.queue, &m.exchange, &m.routing_key, &m.arguments)?;
-                let durable = t.queue(&m.queue).is_some_and(|q| q.durable);
-                drop(t);
-                if durable {
-                    v.record(m.clone());
-                }
-                for x in deleted.exchanges {
-                    v.record(ExchangeDelete {
-                        exchange: x,
-                        ..Default::default()
-                    });
-                }
+                v.unbind(
+                    &BindingRef {
+                        source: &m.exchange,
+                        destination: &m.queue,
+                        to_queue: true,
+                        routing_key: &m.routing_key,
+                        arguments: &m.arguments,
+                    },
+                    Some(self.shared.id),
+                )?;
                 self.send_method(ch, QueueUnbindOk {});
                 Ok(())
             }
@@ -640,7 +630,7 @@ impl Connection {
         if !m.passive && !m.exchange.is_empty() {
             self.check_access(Resource::Exchange, &m.exchange, Access::Configure)?;
         }
-        v.topology.lock().declare_exchange(&ExchangeDecl {
+        v.declare_exchange(&ExchangeDecl {
             name: &m.exchange,
             kind: &m.kind,
             passive: m.passive,
@@ -649,9 +639,6 @@ impl Connection {
             internal: m.internal,
             arguments: &m.arguments,
         })?;
-        if m.durable && !m.passive {
-            v.record(m.clone());
-        }
         if !m.nowait {
             self.send_method(ch, ExchangeDeclareOk {});
         }
@@ -717,13 +704,7 @@ impl Connection {
 
     /// A queue the connection may use (exists, not another connection's exclusive queue).
     fn queue_for_use(&self, name: &str) -> AmqpResult<Arc<Queue>> {
-        let v = self.vhost()?;
-        let id = v.topology.lock().check_queue_access(name, self.shared.id)?.id;
-        v.queues
-            .read()
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| queue_gone(name, &v.name))
+        self.vhost()?.queue_for_use(name, self.shared.id)
     }
 
     fn queue_delete(&mut self, ch: u16, m: QueueDelete) -> AmqpResult<()> {
@@ -972,6 +953,7 @@ impl Connection {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
         self.check_publish(&m.exchange)?;
+        self.check_user_id(properties.user_id.as_deref())?;
         self.broker.metrics.published.fetch_add(1, Ordering::Relaxed);
         self.publisher = true;
         let mut properties = properties;
@@ -997,7 +979,7 @@ impl Connection {
                 .vhost
                 .clone()
                 .ok_or_else(|| AmqpError::channel_error("connection not open"))?;
-            if !msg.exchange.is_empty() && v.topology.lock().exchange(&msg.exchange).is_none() {
+            if !msg.exchange.is_empty() && !v.read_topology(|t| t.exchange(&msg.exchange).is_some()) {
                 return Err(AmqpError::not_found(format!(
                     "no exchange '{}' in vhost '{}'",
                     &*msg.exchange, v.name
@@ -1011,6 +993,27 @@ impl Connection {
             return Ok(());
         }
         self.route_publish(ch, msg, ttl, m.mandatory)
+    }
+
+    /// As RabbitMQ: a `user_id` property must name the connection's user, unless that user has
+    /// the `impersonator` tag (406 PRECONDITION_FAILED, channel closed).
+    fn check_user_id(&self, user_id: Option<&str>) -> AmqpResult<()> {
+        match user_id {
+            Some(u)
+                if u != self.user
+                    && !self
+                        .broker
+                        .users
+                        .get(&self.user)
+                        .is_some_and(|x| x.tags.iter().any(|t| t == "impersonator")) =>
+            {
+                Err(AmqpError::precondition(format!(
+                    "user_id property set to '{u}' but authenticated user was '{}'",
+                    self.user
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn route_publish(

@@ -1125,7 +1125,7 @@ impl Connection {
         }
         self.shared.info.lock().channels = 0;
         if let Some(v) = self.vhost.clone() {
-            let exclusive = v.topology.lock().exclusive_queues(self.shared.id);
+            let exclusive = v.exclusive_queues(self.shared.id);
             for q in exclusive {
                 v.delete_queue(&q);
             }

@@ -30,6 +30,7 @@ pub mod persist;
 pub mod policies;
 pub mod queue;
 pub mod tls;
+pub mod vhost;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

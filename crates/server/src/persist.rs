@@ -14,7 +14,7 @@ use warren_codec::types::put_shortstr;
 use warren_codec::{BasicProperties, Method, Reader, ShortStr};
 use warren_core::Message;
 use warren_core::queue::Entry;
-use warren_core::topology::{ExchangeDeclare as ExchangeDecl, QueueDeclare as QueueDecl};
+use warren_core::topology::QueueDeclare as QueueDecl;
 use warren_store::{
     DataDirLock, DefinitionsLog, FileSystem, MsgPos, Recovered, StdFs, Store, StoreError, StoreOptions,
     SyncHandle,
@@ -284,47 +284,7 @@ pub fn stored_entry(
 /// Applies one replayed definitions record to the broker's topology.
 pub fn replay(broker: &Broker, vhost: &str, m: Method) {
     let v = broker.add_vhost(vhost);
-    let mut t = v.topology.lock();
-    let r = match &m {
-        Method::ExchangeDeclare(x) => t.declare_exchange(&ExchangeDecl {
-            name: &x.exchange,
-            kind: &x.kind,
-            passive: false,
-            durable: true,
-            auto_delete: x.auto_delete,
-            internal: x.internal,
-            arguments: &x.arguments,
-        }),
-        Method::ExchangeDelete(x) => t.delete_exchange(&x.exchange, false).map(|_| ()),
-        Method::QueueDeclare(q) => t
-            .declare_queue(&QueueDecl {
-                name: &q.queue,
-                passive: false,
-                durable: true,
-                exclusive: false,
-                auto_delete: q.auto_delete,
-                arguments: &q.arguments,
-                owner: 0,
-                server_named: false,
-            })
-            .map(|_| ()),
-        Method::QueueDelete(q) => {
-            t.delete_queue(&q.queue);
-            Ok(())
-        }
-        Method::QueueBind(b) => t.bind_queue(&b.queue, &b.exchange, &b.routing_key, &b.arguments),
-        Method::QueueUnbind(b) => t
-            .unbind_queue(&b.queue, &b.exchange, &b.routing_key, &b.arguments)
-            .map(|_| ()),
-        Method::ExchangeBind(b) => t.bind_exchange(&b.destination, &b.source, &b.routing_key, &b.arguments),
-        Method::ExchangeUnbind(b) => t
-            .unbind_exchange(&b.destination, &b.source, &b.routing_key, &b.arguments)
-            .map(|_| ()),
-        other => {
-            tracing::warn!("unexpected definitions record {}", other.name());
-            Ok(())
-        }
-    };
+    let r = v.replay_definition(&m);
     if let Err(e) = r {
         tracing::debug!(
             "definitions replay: {} in vhost {vhost}: {}",
@@ -497,7 +457,7 @@ pub fn reattach(broker: &Broker, dir: &str) -> Result<(String, String, u64), Rea
     let v = broker
         .vhost(&vhost)
         .ok_or((404, format!("vhost '{vhost}' does not exist; create it first")))?;
-    if v.topology.lock().queue(&q.queue).is_some() {
+    if v.read_topology(|t| t.queue(&q.queue).is_some()) {
         return Err((
             409,
             format!("queue '{}' already exists in vhost '{vhost}'", q.queue),
@@ -507,19 +467,20 @@ pub fn reattach(broker: &Broker, dir: &str) -> Result<(String, String, u64), Rea
     p.store
         .restore_queue(&path, &target)
         .map_err(|e| (409, format!("cannot move '{dir}' back: {e}")))?;
-    let declared = v.topology.lock().declare_queue(&QueueDecl {
-        name: &q.queue,
-        passive: false,
-        durable: true,
-        exclusive: false,
-        auto_delete: q.auto_delete,
-        arguments: &q.arguments,
-        owner: 0,
-        server_named: false,
-    });
-    let (meta, _) = declared.map_err(|e| (400, e.reply_text().to_string()))?;
-    v.record(q.clone());
-    let queue = v.add_queue(meta);
+    let declared = v.declare_queue(
+        &QueueDecl {
+            name: &q.queue,
+            passive: false,
+            durable: true,
+            exclusive: false,
+            auto_delete: q.auto_delete,
+            arguments: &q.arguments,
+            owner: 0,
+            server_named: false,
+        },
+        0,
+    );
+    let (queue, _) = declared.map_err(|e| (400, e.reply_text().to_string()))?;
     let messages = queue.counts().ready as u64;
     tracing::warn!(
         vhost = %vhost,
@@ -535,7 +496,14 @@ pub fn snapshot(broker: &Broker) -> Vec<Bytes> {
     let mut out = crate::access::snapshot_records(broker);
     out.extend(crate::policies::snapshot_records(broker));
     for v in broker.vhosts() {
-        let t = v.topology.lock();
+        v.read_topology(|t| snapshot_vhost(&v.name, t, &mut out));
+    }
+    out
+}
+
+/// One vhost's durable definitions, appended to `out` as records.
+fn snapshot_vhost(vhost: &str, t: &warren_core::topology::Topology, out: &mut Vec<Bytes>) {
+    {
         let durable_x = |name: &str| name.is_empty() || t.exchange(name).is_some_and(|x| x.durable);
         for x in t.exchanges() {
             if x.durable && !x.name.is_empty() && !x.name.starts_with("amq.") {
@@ -551,12 +519,12 @@ pub fn snapshot(broker: &Broker) -> Vec<Bytes> {
                     arguments: x.arguments.clone(),
                 }
                 .into();
-                out.push(encode_definition(&v.name, &m));
+                out.push(encode_definition(vhost, &m));
             }
         }
         for q in t.queues() {
             if q.durable && q.exclusive_owner.is_none() {
-                out.push(queue_record(&v.name, q));
+                out.push(queue_record(vhost, q));
             }
         }
         for b in t.bindings() {
@@ -593,10 +561,9 @@ pub fn snapshot(broker: &Broker) -> Vec<Bytes> {
                 }
                 .into()
             };
-            out.push(encode_definition(&v.name, &m));
+            out.push(encode_definition(vhost, &m));
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -15,8 +15,6 @@
 //!   policy, RabbitMQ's JSON field names) or `policy-delete`; they are replayed at start
 //!   before any queue is built and rewritten by the start-up compaction.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use serde_json::{Value, json};
 use warren_core::args::QueueArgs;
@@ -25,7 +23,6 @@ use warren_core::topology::QueueMeta;
 
 use crate::broker::{Broker, VHost};
 use crate::http::convert::{json_to_table, table_to_json};
-use crate::queue::Queue;
 
 /// The effective arguments of queue `meta` in vhost `vhost` under `policies`. Should the merge
 /// not parse (it cannot with validated policies), the declared arguments stand.
@@ -153,7 +150,7 @@ impl VHost {
     /// Re-applies `policies` to every live queue; only queues whose effective arguments
     /// change are touched.
     fn reapply_policies(&self, policies: &[Policy]) {
-        let queues: Vec<Arc<Queue>> = self.queues.read().values().cloned().collect();
+        let queues = self.queue_handles();
         for q in queues {
             q.apply_effective_args(effective_args(policies, &self.name, &q.meta));
         }

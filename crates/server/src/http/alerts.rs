@@ -117,7 +117,7 @@ pub fn sample(st: &Shared) -> Vec<AlertEvent> {
     // Snapshot queue handles without holding the sampler lock.
     let mut queues = Vec::new();
     for v in st.broker.vhosts() {
-        let handles: Vec<_> = v.queues.read().values().cloned().collect();
+        let handles = v.queue_handles();
         for q in handles {
             let c = q.counts();
             let counters = [

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use warren_codec::methods as wm;
 use warren_codec::{FieldTable, ShortStr};
 use warren_core::Message;
 use warren_core::queue::Return;
@@ -26,6 +25,7 @@ use super::convert::{
 use super::{ApiError, ApiResult, Shared, definitions, dlq, parse_body};
 use crate::broker::{VHost, now_ms};
 use crate::queue::Queue;
+use crate::vhost::BindingRef;
 
 type J = ApiResult<axum::Json<Value>>;
 
@@ -209,8 +209,8 @@ async fn overview(State(st): State<Shared>) -> J {
     let gr = st.sampler.lock().global_rates;
     let (mut ready, mut unacked, mut queues, mut exchanges, mut consumers) = (0u64, 0u64, 0u64, 0u64, 0u64);
     for v in st.broker.vhosts() {
-        exchanges += v.topology.lock().exchanges().count() as u64;
-        let handles: Vec<Arc<Queue>> = v.queues.read().values().cloned().collect();
+        exchanges += v.read_topology(|t| t.exchanges().count()) as u64;
+        let handles = v.queue_handles();
         for q in handles {
             let c = q.counts();
             ready += c.ready as u64;
@@ -296,7 +296,7 @@ async fn whoami(State(st): State<Shared>, headers: axum::http::HeaderMap) -> J {
 // ---------------------------------------------------------------- vhosts
 
 fn vhost_json(v: &VHost) -> Value {
-    let handles: Vec<Arc<Queue>> = v.queues.read().values().cloned().collect();
+    let handles = v.queue_handles();
     let (mut ready, mut unacked) = (0u64, 0u64);
     for q in handles {
         let c = q.counts();
@@ -355,19 +355,7 @@ async fn vhost_delete(State(st): State<Shared>, Path(name): Path<String>) -> Api
             );
         }
     }
-    let names: Vec<String> = v.topology.lock().queues().map(|q| q.name.to_string()).collect();
-    for n in names {
-        v.delete_queue(&n);
-    }
-    // The vhost's durable exchanges (and with them their bindings) leave the log too.
-    let exchanges: Vec<ShortStr> = v
-        .topology
-        .lock()
-        .exchanges()
-        .filter(|x| x.durable && !x.name.is_empty() && !x.name.starts_with("amq."))
-        .map(|x| x.name.clone())
-        .collect();
-    record_deleted_exchanges(&v, exchanges);
+    v.delete_contents();
     st.broker.forget_vhost(&name);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -384,7 +372,7 @@ pub fn exchange_json(vhost: &str, x: &ExchangeMeta) -> Value {
 
 /// The exchanges of `v` by name (a light snapshot, rendered by [`exchanges_reply`]).
 fn exchanges_of(v: &Arc<VHost>) -> Vec<(Arc<VHost>, ShortStr)> {
-    let mut names: Vec<ShortStr> = v.topology.lock().exchanges().map(|x| x.name.clone()).collect();
+    let mut names: Vec<ShortStr> = v.read_topology(|t| t.exchanges().map(|x| x.name.clone()).collect());
     names.sort();
     names.into_iter().map(|n| (v.clone(), n)).collect()
 }
@@ -395,10 +383,7 @@ fn exchanges_reply(query: Option<String>, items: Vec<(Arc<VHost>, ShortStr)>) ->
         true,
         items,
         |(_, n)| n,
-        |(v, n)| {
-            let t = v.topology.lock();
-            t.exchange(n).map(|x| exchange_json(&v.name, x))
-        },
+        |(v, n)| v.read_topology(|t| t.exchange(n).map(|x| exchange_json(&v.name, x))),
     )
 }
 
@@ -421,9 +406,11 @@ async fn exchanges_vhost(
 
 async fn exchange_get(State(st): State<Shared>, Path((vh, name)): Path<(String, String)>) -> J {
     let v = vhost(&st, &vh)?;
-    let t = v.topology.lock();
-    let x = t.exchange(exchange_name(&name)).ok_or_else(ApiError::not_found)?;
-    ok(exchange_json(&v.name, x))
+    let x = v.read_topology(|t| {
+        t.exchange(exchange_name(&name))
+            .map(|x| exchange_json(&v.name, x))
+    });
+    ok(x.ok_or_else(ApiError::not_found)?)
 }
 
 /// `PUT /api/exchanges/{vhost}/{name}` body.
@@ -453,12 +440,10 @@ fn yes() -> bool {
     true
 }
 
-/// Declares an exchange through the topology's declare rules. Returns whether it was created.
+/// Declares an exchange through the vhost's one declare path. Returns whether it was created.
 pub fn declare_exchange(v: &VHost, name: &str, b: &ExchangeBody) -> ApiResult<bool> {
     let args = json_to_table(&b.arguments).map_err(ApiError::bad_request)?;
-    let mut t = v.topology.lock();
-    let existed = t.exchange(name).is_some();
-    t.declare_exchange(&ExchangeDeclare {
+    Ok(v.declare_exchange(&ExchangeDeclare {
         name,
         kind: &b.kind,
         passive: false,
@@ -466,21 +451,7 @@ pub fn declare_exchange(v: &VHost, name: &str, b: &ExchangeBody) -> ApiResult<bo
         auto_delete: b.auto_delete,
         internal: b.internal,
         arguments: &args,
-    })?;
-    drop(t);
-    if b.durable {
-        // Persisted exactly as an AMQP exchange.declare would be.
-        v.record(wm::ExchangeDeclare {
-            exchange: ShortStr::from(name),
-            kind: ShortStr::from(b.kind.as_str()),
-            durable: true,
-            auto_delete: b.auto_delete,
-            internal: b.internal,
-            arguments: args,
-            ..Default::default()
-        });
-    }
-    Ok(!existed)
+    })?)
 }
 
 async fn exchange_put(
@@ -505,25 +476,11 @@ async fn exchange_delete(
 ) -> ApiResult<StatusCode> {
     let v = vhost(&st, &vh)?;
     let name = exchange_name(&name);
-    let deleted = {
-        let mut t = v.topology.lock();
-        if t.exchange(name).is_none() {
-            return Err(ApiError::not_found());
-        }
-        t.delete_exchange(name, query_flag(&q, "if-unused"))?
-    };
-    record_deleted_exchanges(&v, deleted.exchanges);
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Logs the deletion of exchanges (explicitly deleted or auto-deleted), as the AMQP path does.
-fn record_deleted_exchanges(v: &VHost, names: Vec<ShortStr>) {
-    for x in names {
-        v.record(wm::ExchangeDelete {
-            exchange: x,
-            ..Default::default()
-        });
+    if !v.read_topology(|t| t.exchange(name).is_some()) {
+        return Err(ApiError::not_found());
     }
+    v.delete_exchange(name, query_flag(&q, "if-unused"))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /api/exchanges/{vhost}/{name}/publish` body.
@@ -548,7 +505,7 @@ async fn exchange_publish(
     let v = vhost(&st, &vh)?;
     let b: PublishBody = parse_body(&body)?;
     let exchange = exchange_name(&name);
-    if !exchange.is_empty() && v.topology.lock().exchange(exchange).is_none() {
+    if !exchange.is_empty() && !v.read_topology(|t| t.exchange(exchange).is_some()) {
         return Err(ApiError::not_found());
     }
     let properties = json_to_props(&b.properties).map_err(ApiError::bad_request)?;
@@ -646,7 +603,7 @@ struct QueueItem {
 /// The queues of `v` by name: a light snapshot; [`super::listing`] renders them.
 fn queues_of(v: &Arc<VHost>) -> Vec<QueueItem> {
     let dlqs = dlq::vhost_dead_letter_queues(v);
-    let mut names: Vec<ShortStr> = v.topology.lock().queues().map(|m| m.name.clone()).collect();
+    let mut names: Vec<ShortStr> = v.read_topology(|t| t.queues().map(|m| m.name.clone()).collect());
     names.sort();
     names
         .into_iter()
@@ -665,8 +622,8 @@ fn queues_reply(st: Shared, query: Option<String>, items: Vec<QueueItem>) -> Res
         items,
         |i| &i.name,
         move |i| {
-            let meta = i.vhost.topology.lock().queue(&i.name).cloned()?;
-            let handle = i.vhost.queues.read().get(&meta.id).cloned();
+            let meta = i.vhost.read_topology(|t| t.queue(&i.name).cloned())?;
+            let handle = i.vhost.queue_by_id(meta.id);
             Some(queue_json(&st, &i.vhost.name, &meta, handle.as_ref(), i.dlq))
         },
     )
@@ -692,18 +649,10 @@ async fn queues_vhost(
 
 fn find_queue(v: &VHost, name: &str) -> ApiResult<(QueueMeta, Arc<Queue>, bool)> {
     let meta = v
-        .topology
-        .lock()
-        .queue(name)
-        .cloned()
+        .read_topology(|t| t.queue(name).cloned())
         .ok_or_else(ApiError::not_found)?;
     let is_dlq = dlq::vhost_dead_letter_queues(v).contains(name);
-    let q = v
-        .queues
-        .read()
-        .get(&meta.id)
-        .cloned()
-        .ok_or_else(ApiError::not_found)?;
+    let q = v.queue_by_id(meta.id).ok_or_else(ApiError::not_found)?;
     Ok((meta, q, is_dlq))
 }
 
@@ -930,7 +879,7 @@ fn binding_json(vhost: &str, b: &BindingInfo) -> Value {
 }
 
 fn bindings_of(v: &VHost) -> Vec<BindingInfo> {
-    let mut b = v.topology.lock().bindings();
+    let mut b = v.read_topology(|t| t.bindings());
     b.sort_by(|x, y| {
         (&x.source, &x.destination, &x.routing_key).cmp(&(&y.source, &y.destination, &y.routing_key))
     });
@@ -1003,16 +952,16 @@ async fn queue_bindings(State(st): State<Shared>, Path((vh, name)): Path<(String
 
 fn between(st: &Shared, vh: &str, source: &str, dest: &str, to_queue: bool) -> J {
     let v = vhost(st, vh)?;
-    {
-        let t = v.topology.lock();
+    let exists = v.read_topology(|t| {
         let dest_exists = if to_queue {
             t.queue(dest).is_some()
         } else {
             t.exchange(dest).is_some()
         };
-        if t.exchange(exchange_name(source)).is_none() || !dest_exists {
-            return Err(ApiError::not_found());
-        }
+        dest_exists && t.exchange(exchange_name(source)).is_some()
+    });
+    if !exists {
+        return Err(ApiError::not_found());
     }
     let src = exchange_name(source).to_string();
     filtered(st, vh, |b| {
@@ -1042,35 +991,16 @@ pub struct BindingBody {
 /// Creates a binding through the topology's bind rules.
 pub fn bind(v: &VHost, source: &str, dest: &str, to_queue: bool, b: &BindingBody) -> ApiResult<BindingInfo> {
     let args: FieldTable = json_to_table(&b.arguments).map_err(ApiError::bad_request)?;
-    let durable = {
-        let mut t = v.topology.lock();
-        if to_queue {
-            t.bind_queue(dest, source, &b.routing_key, &args)?;
-        } else {
-            t.bind_exchange(dest, source, &b.routing_key, &args)?;
-        }
-        t.is_durable_binding(source, dest, to_queue)
-    };
-    if durable {
-        // Persisted exactly as an AMQP queue.bind / exchange.bind would be.
-        if to_queue {
-            v.record(wm::QueueBind {
-                queue: ShortStr::from(dest),
-                exchange: ShortStr::from(source),
-                routing_key: ShortStr::from(b.routing_key.as_str()),
-                arguments: args.clone(),
-                ..Default::default()
-            });
-        } else {
-            v.record(wm::ExchangeBind {
-                destination: ShortStr::from(dest),
-                source: ShortStr::from(source),
-                routing_key: ShortStr::from(b.routing_key.as_str()),
-                arguments: args.clone(),
-                ..Default::default()
-            });
-        }
-    }
+    v.bind(
+        &BindingRef {
+            source,
+            destination: dest,
+            to_queue,
+            routing_key: &b.routing_key,
+            arguments: &args,
+        },
+        None,
+    )?;
     Ok(BindingInfo {
         source: ShortStr::from(source),
         destination: ShortStr::from(dest),
@@ -1167,37 +1097,16 @@ fn unbind(st: &Shared, vh: &str, s: &str, d: &str, to_queue: bool, p: &str) -> A
         ));
     }
     let v = vhost(st, vh)?;
-    let (deleted, durable_queue) = {
-        let mut t = v.topology.lock();
-        if to_queue {
-            let d = t.unbind_queue(&b.destination, &b.source, &b.routing_key, &b.arguments)?;
-            (d, t.queue(&b.destination).is_some_and(|q| q.durable))
-        } else {
-            let d = t.unbind_exchange(&b.destination, &b.source, &b.routing_key, &b.arguments)?;
-            (d, false)
-        }
-    };
-    // Logged as the AMQP path logs queue.unbind / exchange.unbind.
-    if to_queue {
-        if durable_queue {
-            v.record(wm::QueueUnbind {
-                queue: b.destination.clone(),
-                exchange: b.source.clone(),
-                routing_key: b.routing_key.clone(),
-                arguments: b.arguments.clone(),
-                ..Default::default()
-            });
-        }
-    } else {
-        v.record(wm::ExchangeUnbind {
-            destination: b.destination.clone(),
-            source: b.source.clone(),
-            routing_key: b.routing_key.clone(),
-            arguments: b.arguments.clone(),
-            ..Default::default()
-        });
-    }
-    record_deleted_exchanges(&v, deleted.exchanges);
+    v.unbind(
+        &BindingRef {
+            source: &b.source,
+            destination: &b.destination,
+            to_queue,
+            routing_key: &b.routing_key,
+            arguments: &b.arguments,
+        },
+        None,
+    )?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1300,7 +1209,7 @@ async fn channels(
 type ConsumerItem = (Arc<VHost>, Arc<Queue>, warren_core::queue::ConsumerSpec);
 
 fn consumers_of(v: &Arc<VHost>) -> Vec<ConsumerItem> {
-    let handles: Vec<Arc<Queue>> = v.queues.read().values().cloned().collect();
+    let handles = v.queue_handles();
     let mut out = Vec::new();
     for q in handles {
         for c in q.consumer_specs() {

@@ -295,10 +295,10 @@ impl Caller {
             return Ok(());
         };
         let is_topic = broker.vhost(vhost).is_some_and(|v| {
-            v.topology
-                .lock()
-                .exchange(exchange)
-                .is_some_and(|x| x.kind == warren_core::topology::ExchangeKind::Topic)
+            v.read_topology(|t| {
+                t.exchange(exchange)
+                    .is_some_and(|x| x.kind == warren_core::topology::ExchangeKind::Topic)
+            })
         });
         if !is_topic || p.allows(Access::Write, routing_key) {
             return Ok(());

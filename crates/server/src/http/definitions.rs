@@ -32,49 +32,50 @@ pub fn export_value(st: &Shared) -> Value {
     users.sort_by(|a, b| a.name.cmp(&b.name));
     let (mut queues, mut exchanges, mut bindings) = (Vec::new(), Vec::new(), Vec::new());
     for v in &vhosts {
-        let t = v.topology.lock();
-        let mut qs: Vec<&QueueMeta> = t.queues().filter(|q| q.exclusive_owner.is_none()).collect();
-        qs.sort_by(|a, b| a.name.cmp(&b.name));
-        for q in qs {
-            queues.push(
-                json!({"name": q.name.to_string(), "vhost": v.name, "durable": q.durable,
-                               "auto_delete": q.auto_delete, "arguments": table_to_json(&q.arguments)}),
-            );
-        }
-        let mut xs: Vec<_> = t
-            .exchanges()
-            .filter(|x| !x.name.is_empty() && !x.name.starts_with("amq."))
-            .collect();
-        xs.sort_by(|a, b| a.name.cmp(&b.name));
-        for x in xs {
-            let mut j = exchange_json(&v.name, x);
-            if let Some(o) = j.as_object_mut() {
-                o.remove("user_who_performed_action");
-                o.remove("policy");
+        v.read_topology(|t| {
+            let mut qs: Vec<&QueueMeta> = t.queues().filter(|q| q.exclusive_owner.is_none()).collect();
+            qs.sort_by(|a, b| a.name.cmp(&b.name));
+            for q in qs {
+                queues.push(
+                    json!({"name": q.name.to_string(), "vhost": v.name, "durable": q.durable,
+                                   "auto_delete": q.auto_delete, "arguments": table_to_json(&q.arguments)}),
+                );
             }
-            exchanges.push(j);
-        }
-        let exclusive: Vec<String> = t
-            .queues()
-            .filter(|q| q.exclusive_owner.is_some())
-            .map(|q| q.name.to_string())
-            .collect();
-        let mut bs = t.bindings();
-        bs.sort_by(|x, y| {
-            (&x.source, &x.destination, &x.routing_key).cmp(&(&y.source, &y.destination, &y.routing_key))
+            let mut xs: Vec<_> = t
+                .exchanges()
+                .filter(|x| !x.name.is_empty() && !x.name.starts_with("amq."))
+                .collect();
+            xs.sort_by(|a, b| a.name.cmp(&b.name));
+            for x in xs {
+                let mut j = exchange_json(&v.name, x);
+                if let Some(o) = j.as_object_mut() {
+                    o.remove("user_who_performed_action");
+                    o.remove("policy");
+                }
+                exchanges.push(j);
+            }
+            let exclusive: Vec<String> = t
+                .queues()
+                .filter(|q| q.exclusive_owner.is_some())
+                .map(|q| q.name.to_string())
+                .collect();
+            let mut bs = t.bindings();
+            bs.sort_by(|x, y| {
+                (&x.source, &x.destination, &x.routing_key).cmp(&(&y.source, &y.destination, &y.routing_key))
+            });
+            for b in bs {
+                if b.source.is_empty()
+                    || (b.destination_is_queue && exclusive.iter().any(|e| **e == *b.destination))
+                {
+                    continue;
+                }
+                bindings.push(json!({
+                    "source": b.source.to_string(), "vhost": v.name, "destination": b.destination.to_string(),
+                    "destination_type": if b.destination_is_queue { "queue" } else { "exchange" },
+                    "routing_key": b.routing_key.to_string(), "arguments": table_to_json(&b.arguments),
+                }));
+            }
         });
-        for b in bs {
-            if b.source.is_empty()
-                || (b.destination_is_queue && exclusive.iter().any(|e| **e == *b.destination))
-            {
-                continue;
-            }
-            bindings.push(json!({
-                "source": b.source.to_string(), "vhost": v.name, "destination": b.destination.to_string(),
-                "destination_type": if b.destination_is_queue { "queue" } else { "exchange" },
-                "routing_key": b.routing_key.to_string(), "arguments": table_to_json(&b.arguments),
-            }));
-        }
     }
     json!({
         "rabbit_version": super::MANAGEMENT_VERSION,

@@ -18,77 +18,14 @@ use serde_json::{Value, json};
 use warren_codec::{FieldValue, ShortStr};
 use warren_core::Message;
 use warren_core::queue::Return;
-use warren_core::topology::Topology;
 
 use crate::broker::{VHost, now_ms};
 use crate::queue::Queue;
 
-/// Names of the DLQs of one vhost's topology, from the queues' declared arguments.
-pub fn dead_letter_queues(t: &mut Topology) -> HashSet<String> {
-    let targets: Vec<(String, Option<String>)> = t
-        .queues()
-        .filter_map(|q| {
-            let x = q.args.dead_letter_exchange.as_ref()?;
-            Some((
-                x.to_string(),
-                q.args.dead_letter_routing_key.as_ref().map(|k| k.to_string()),
-            ))
-        })
-        .collect();
-    reachable_queues(t, targets)
-}
-
 /// Names of the DLQs of a vhost, from every queue's effective dead-letter target (declared
 /// or set by a policy). Takes the vhost's locks itself.
 pub fn vhost_dead_letter_queues(v: &VHost) -> HashSet<String> {
-    let handles: Vec<Arc<Queue>> = v.queues.read().values().cloned().collect();
-    let targets: Vec<(String, Option<String>)> = handles
-        .iter()
-        .filter_map(|q| q.dead_letter_target())
-        .map(|(x, k)| (x.to_string(), k.map(|k| k.to_string())))
-        .collect();
-    reachable_queues(&mut v.topology.lock(), targets)
-}
-
-/// The queues dead letters sent to `targets` (exchange, routing key) can reach.
-fn reachable_queues(t: &mut Topology, targets: Vec<(String, Option<String>)>) -> HashSet<String> {
-    let mut out = HashSet::new();
-    if targets.is_empty() {
-        return out;
-    }
-    let bindings = t.bindings();
-    for (dlx, key) in targets {
-        if let Some(k) = &key
-            && let Ok(r) = t.route(&dlx, &[k.as_str()], None)
-            && !r.queues.is_empty()
-        {
-            for id in r.queues {
-                if let Some(q) = t.queue_by_id(id) {
-                    out.insert(q.name.to_string());
-                }
-            }
-            continue;
-        }
-        if dlx.is_empty() {
-            continue;
-        }
-        // Everything reachable from the DLX through bindings.
-        let mut seen = HashSet::new();
-        let mut todo = vec![dlx];
-        while let Some(x) = todo.pop() {
-            if !seen.insert(x.clone()) {
-                continue;
-            }
-            for b in bindings.iter().filter(|b| *b.source == *x) {
-                if b.destination_is_queue {
-                    out.insert(b.destination.to_string());
-                } else {
-                    todo.push(b.destination.to_string());
-                }
-            }
-        }
-    }
-    out
+    v.dead_letter_queues()
 }
 
 fn header_str(m: &Message, key: &str) -> Option<String> {
@@ -175,14 +112,13 @@ pub fn move_messages(v: &Arc<VHost>, dlq: &Arc<Queue>, req: &MoveRequest, key: u
             back.push(d.seq);
             continue;
         }
-        let exists = {
-            let t = v.topology.lock();
+        let exists = v.read_topology(|t| {
             if exchange.is_empty() {
                 t.queue(&routing_key).is_some()
             } else {
                 t.exchange(&exchange).is_some()
             }
-        };
+        });
         if !exists {
             let what = if exchange.is_empty() {
                 format!("target queue '{routing_key}' does not exist")

@@ -118,19 +118,12 @@ pub fn render(st: &Shared) -> String {
     vhosts.sort_by(|a, b| a.name.cmp(&b.name));
     for v in &vhosts {
         let dlqs = vhost_dead_letter_queues(v);
-        let metas: Vec<(warren_core::topology::QueueId, String)> = v
-            .topology
-            .lock()
-            .queues()
-            .map(|q| (q.id, q.name.to_string()))
+        let metas: Vec<(warren_core::topology::QueueId, String)> =
+            v.read_topology(|t| t.queues().map(|q| (q.id, q.name.to_string())).collect());
+        let handles: Vec<(String, Arc<Queue>)> = metas
+            .into_iter()
+            .filter_map(|(id, name)| v.queue_by_id(id).map(|q| (name, q)))
             .collect();
-        let handles: Vec<(String, Arc<Queue>)> = {
-            let map = v.queues.read();
-            metas
-                .into_iter()
-                .filter_map(|(id, name)| map.get(&id).map(|q| (name, q.clone())))
-                .collect()
-        };
         let vl = esc(&v.name);
         for (name, q) in handles {
             let c = q.counts();

@@ -1,0 +1,651 @@
+//! One vhost as a service: its topology (exchanges, queues' metadata, bindings), the handles of
+//! its queues, and its policies, private to this module. Every change goes through one of its
+//! operations — declare/delete an exchange or a queue, bind/unbind, publish (route + enqueue),
+//! dead-letter — which enforce limits, record definitions and register queue handles in one
+//! place, for the AMQP channels, the HTTP API, definitions import and recovery alike. Readers
+//! see the topology through [`VHost::read_topology`] (a short lock, never across `.await`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use parking_lot::{Mutex, RwLock};
+use warren_codec::FieldTable;
+use warren_codec::ShortStr;
+use warren_codec::methods as wm;
+use warren_core::deadletter::{DeadLetterTarget, DeadReason, dead_letter, is_cycle};
+use warren_core::queue::Published;
+use warren_core::topology::{ConnId, ExchangeDeclare as ExchangeDecl, QueueId, QueueMeta, Topology};
+use warren_core::{AmqpError, AmqpResult, MessageRef};
+
+use crate::broker::{Metrics, queue_gone};
+use crate::persist::Persistence;
+use crate::queue::{Queue, Stored};
+
+/// A binding as the bind and unbind operations name it.
+#[derive(Debug, Clone, Copy)]
+pub struct BindingRef<'a> {
+    /// Source exchange.
+    pub source: &'a str,
+    /// Destination queue or exchange.
+    pub destination: &'a str,
+    /// Whether the destination is a queue.
+    pub to_queue: bool,
+    /// Binding key.
+    pub routing_key: &'a str,
+    /// Binding arguments.
+    pub arguments: &'a FieldTable,
+}
+
+/// One vhost: its topology and the handles of its queues.
+#[derive(Debug)]
+pub struct VHost {
+    /// Name.
+    pub name: String,
+    /// Exchanges, queues' metadata, bindings: private, changed only by this module's
+    /// operations, read through [`VHost::read_topology`].
+    topology: Mutex<Topology>,
+    /// Live queue handles by id: private, see [`VHost::queue_handles`].
+    queues: RwLock<HashMap<QueueId, Arc<Queue>>>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The durable store, when the broker runs with one.
+    pub persistence: Option<Arc<Persistence>>,
+    /// Policies (see [`crate::policies`]); a change holds the write lock while it re-applies
+    /// them to every queue, a new queue holds the read lock until it is registered.
+    pub policies: RwLock<Vec<warren_core::policy::Policy>>,
+}
+
+/// Result of publishing one message.
+#[derive(Debug, Default, Clone)]
+pub struct PublishOutcome {
+    /// Queues that accepted it.
+    pub enqueued: usize,
+    /// Queues that refused it (x-overflow reject-publish).
+    pub rejected: usize,
+    /// Durable queues that wrote it to their log (its confirm waits for their fsync).
+    pub persisted: Vec<Arc<Queue>>,
+    /// Queues (or an exchange) that dropped it as a duplicate (`x-deduplication-window`):
+    /// routed, and confirmed with basic.ack.
+    pub duplicates: usize,
+    /// Durable queues that could not write it to their log (full disk, poisoned store): they
+    /// did not take it, and the publisher is told (basic.nack, or the channel is closed).
+    pub store_failed: usize,
+}
+
+impl VHost {
+    pub(crate) fn new(name: &str, metrics: Arc<Metrics>, persistence: Option<Arc<Persistence>>) -> VHost {
+        VHost {
+            name: name.to_string(),
+            topology: Mutex::new(Topology::new(name)),
+            queues: RwLock::new(HashMap::new()),
+            metrics,
+            persistence,
+            policies: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Appends a definitions record if the broker is durable.
+    pub fn record(&self, m: impl Into<warren_codec::Method>) {
+        if let Some(p) = &self.persistence {
+            p.record(&self.name, &m.into());
+        }
+    }
+
+    /// A queue handle by name.
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        let id = self.topology.lock().queue(name)?.id;
+        self.queues.read().get(&id).cloned()
+    }
+
+    /// Registers the handle of a newly declared queue.
+    pub fn add_queue(self: &Arc<Self>, meta: QueueMeta) -> Arc<Queue> {
+        let durable = meta.durable && meta.exclusive_owner.is_none();
+        // No policy change between applying the policies and registering the queue.
+        let policies = self.policies.read();
+        let q = Queue::new(meta, Arc::downgrade(self));
+        q.apply_effective_args(crate::policies::effective_args(&policies, &self.name, &q.meta));
+        if durable && let Some(p) = &self.persistence {
+            let dir = crate::persist::queue_dir(&self.name, &q.meta.name);
+            q.open_log(&p.store, &dir);
+            let meta = crate::persist::queue_record(&self.name, &q.meta);
+            if let Err(e) = p.store.write_queue_meta(&dir, &meta) {
+                tracing::warn!(queue = %q.meta.name, "cannot keep the queue's definition in its directory: {e}");
+            }
+        }
+        self.queues.write().insert(q.meta.id, q.clone());
+        drop(policies);
+        q.start_expiry();
+        q
+    }
+
+    /// Reads the topology under its lock (keep `f` short; it must not block).
+    pub fn read_topology<R>(&self, f: impl FnOnce(&Topology) -> R) -> R {
+        f(&self.topology.lock())
+    }
+
+    /// Every queue handle (a snapshot).
+    pub fn queue_handles(&self) -> Vec<Arc<Queue>> {
+        self.queues.read().values().cloned().collect()
+    }
+
+    /// A queue handle by id.
+    pub fn queue_by_id(&self, id: QueueId) -> Option<Arc<Queue>> {
+        self.queues.read().get(&id).cloned()
+    }
+
+    /// A queue connection `owner` may use: it exists and is not another connection's exclusive
+    /// queue (405 RESOURCE_LOCKED, 404 NOT_FOUND otherwise).
+    pub fn queue_for_use(&self, name: &str, owner: ConnId) -> AmqpResult<Arc<Queue>> {
+        let id = self.topology.lock().check_queue_access(name, owner)?.id;
+        self.queue_by_id(id).ok_or_else(|| queue_gone(name, &self.name))
+    }
+
+    /// The exclusive queues connection `owner` holds.
+    pub fn exclusive_queues(&self, owner: ConnId) -> Vec<ShortStr> {
+        self.topology.lock().exclusive_queues(owner)
+    }
+
+    /// Empties a vhost that is being deleted: every queue deleted (consumers cancelled, logs
+    /// removed) and the deletion of its durable exchanges (with their bindings) recorded.
+    pub fn delete_contents(&self) {
+        let names: Vec<ShortStr> = self.read_topology(|t| t.queues().map(|q| q.name.clone()).collect());
+        for n in names {
+            self.delete_queue(&n);
+        }
+        let exchanges: Vec<ShortStr> = self.read_topology(|t| {
+            t.exchanges()
+                .filter(|x| x.durable && !x.name.is_empty() && !x.name.starts_with("amq."))
+                .map(|x| x.name.clone())
+                .collect()
+        });
+        self.record_deleted_exchanges(exchanges);
+    }
+
+    /// Registers a handle (opening its log) for every queue the replayed definitions declared:
+    /// the last step of start-up recovery.
+    pub(crate) fn open_recovered_queues(self: &Arc<Self>) -> Vec<Arc<Queue>> {
+        let metas: Vec<QueueMeta> = self.read_topology(|t| t.queues().cloned().collect());
+        metas.into_iter().map(|m| self.add_queue(m)).collect()
+    }
+
+    /// Applies one definitions record read back at start-up to the topology (no record is
+    /// written, no queue handle registered: recovery opens the queues afterwards).
+    pub(crate) fn replay_definition(&self, m: &warren_codec::Method) -> AmqpResult<()> {
+        use warren_codec::Method;
+        use warren_core::topology::QueueDeclare as QueueDecl;
+        let mut t = self.topology.lock();
+        match m {
+            Method::ExchangeDeclare(x) => t.declare_exchange(&ExchangeDecl {
+                name: &x.exchange,
+                kind: &x.kind,
+                passive: false,
+                durable: true,
+                auto_delete: x.auto_delete,
+                internal: x.internal,
+                arguments: &x.arguments,
+            }),
+            Method::ExchangeDelete(x) => t.delete_exchange(&x.exchange, false).map(|_| ()),
+            Method::QueueDeclare(q) => t
+                .declare_queue(&QueueDecl {
+                    name: &q.queue,
+                    passive: false,
+                    durable: true,
+                    exclusive: false,
+                    auto_delete: q.auto_delete,
+                    arguments: &q.arguments,
+                    owner: 0,
+                    server_named: false,
+                })
+                .map(|_| ()),
+            Method::QueueDelete(q) => {
+                t.delete_queue(&q.queue);
+                Ok(())
+            }
+            Method::QueueBind(b) => t.bind_queue(&b.queue, &b.exchange, &b.routing_key, &b.arguments),
+            Method::QueueUnbind(b) => t
+                .unbind_queue(&b.queue, &b.exchange, &b.routing_key, &b.arguments)
+                .map(|_| ()),
+            Method::ExchangeBind(b) => {
+                t.bind_exchange(&b.destination, &b.source, &b.routing_key, &b.arguments)
+            }
+            Method::ExchangeUnbind(b) => t
+                .unbind_exchange(&b.destination, &b.source, &b.routing_key, &b.arguments)
+                .map(|_| ()),
+            other => {
+                tracing::warn!("unexpected definitions record {}", other.name());
+                Ok(())
+            }
+        }
+    }
+
+    /// Names of this vhost's dead-letter queues: every queue its queues' effective dead-letter
+    /// targets (declared or set by a policy) can reach.
+    pub fn dead_letter_queues(&self) -> std::collections::HashSet<String> {
+        let handles = self.queue_handles();
+        let targets: Vec<(String, Option<String>)> = handles
+            .iter()
+            .filter_map(|q| q.dead_letter_target())
+            .map(|(x, k)| (x.to_string(), k.map(|k| k.to_string())))
+            .collect();
+        reachable_queues(&mut self.topology.lock(), targets)
+    }
+
+    /// Declares an exchange (or checks it, passive): the one path for AMQP `exchange.declare`,
+    /// the HTTP API and definitions import. A durable declare is recorded as an
+    /// `exchange.declare`. Returns whether the exchange was created.
+    pub fn declare_exchange(&self, d: &ExchangeDecl<'_>) -> AmqpResult<bool> {
+        let created = {
+            let mut t = self.topology.lock();
+            let existed = t.exchange(d.name).is_some();
+            t.declare_exchange(d)?;
+            !existed
+        };
+        if d.durable && !d.passive {
+            self.record(wm::ExchangeDeclare {
+                exchange: ShortStr::from(d.name),
+                kind: ShortStr::from(d.kind),
+                durable: true,
+                auto_delete: d.auto_delete,
+                internal: d.internal,
+                arguments: d.arguments.clone(),
+                ..Default::default()
+            });
+        }
+        Ok(created)
+    }
+
+    /// Deletes an exchange (and the exchanges auto-deleted with it), recording each deletion.
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
+        let deleted = self.topology.lock().delete_exchange(name, if_unused)?;
+        self.record_deleted_exchanges(deleted.exchanges);
+        Ok(())
+    }
+
+    fn record_deleted_exchanges(&self, names: Vec<ShortStr>) {
+        for exchange in names {
+            self.record(wm::ExchangeDelete {
+                exchange,
+                ..Default::default()
+            });
+        }
+    }
+
+    /// Adds a binding; `owner` (an AMQP connection) may not bind another connection's
+    /// exclusive queue. A durable binding is recorded as a `queue.bind` / `exchange.bind`.
+    pub fn bind(&self, b: &BindingRef<'_>, owner: Option<ConnId>) -> AmqpResult<()> {
+        let durable = {
+            let mut t = self.topology.lock();
+            if b.to_queue {
+                if let Some(owner) = owner {
+                    t.check_queue_access(b.destination, owner)?;
+                }
+                t.bind_queue(b.destination, b.source, b.routing_key, b.arguments)?;
+            } else {
+                t.bind_exchange(b.destination, b.source, b.routing_key, b.arguments)?;
+            }
+            t.is_durable_binding(b.source, b.destination, b.to_queue)
+        };
+        if durable {
+            if b.to_queue {
+                self.record(wm::QueueBind {
+                    queue: ShortStr::from(b.destination),
+                    exchange: ShortStr::from(b.source),
+                    routing_key: ShortStr::from(b.routing_key),
+                    arguments: b.arguments.clone(),
+                    ..Default::default()
+                });
+            } else {
+                self.record(wm::ExchangeBind {
+                    destination: ShortStr::from(b.destination),
+                    source: ShortStr::from(b.source),
+                    routing_key: ShortStr::from(b.routing_key),
+                    arguments: b.arguments.clone(),
+                    ..Default::default()
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a binding (idempotent: a missing binding or queue is fine, as in RabbitMQ);
+    /// `owner` may not unbind another connection's exclusive queue. Recorded when the queue is
+    /// durable (queue bindings) or always (exchange bindings), with every exchange auto-deleted
+    /// because its last binding went.
+    pub fn unbind(&self, b: &BindingRef<'_>, owner: Option<ConnId>) -> AmqpResult<()> {
+        let (deleted, record) = {
+            let mut t = self.topology.lock();
+            if b.to_queue {
+                if let Some(owner) = owner
+                    && t.queue(b.destination).is_some()
+                {
+                    t.check_queue_access(b.destination, owner)?;
+                }
+                let d = t.unbind_queue(b.destination, b.source, b.routing_key, b.arguments)?;
+                (d, t.queue(b.destination).is_some_and(|q| q.durable))
+            } else {
+                let d = t.unbind_exchange(b.destination, b.source, b.routing_key, b.arguments)?;
+                (d, true)
+            }
+        };
+        if record {
+            if b.to_queue {
+                self.record(wm::QueueUnbind {
+                    queue: ShortStr::from(b.destination),
+                    exchange: ShortStr::from(b.source),
+                    routing_key: ShortStr::from(b.routing_key),
+                    arguments: b.arguments.clone(),
+                    ..Default::default()
+                });
+            } else {
+                self.record(wm::ExchangeUnbind {
+                    destination: ShortStr::from(b.destination),
+                    source: ShortStr::from(b.source),
+                    routing_key: ShortStr::from(b.routing_key),
+                    arguments: b.arguments.clone(),
+                    ..Default::default()
+                });
+            }
+        }
+        self.record_deleted_exchanges(deleted.exchanges);
+        Ok(())
+    }
+
+    /// Declares a queue (or checks an existing one): the one path for AMQP `queue.declare`, the
+    /// HTTP API and definitions import. The vhost's queue limit (`limit`, 0 for none; passive
+    /// declares and existing queues are never refused) is checked under the same topology lock
+    /// as the declare, so concurrent declares cannot overshoot it. A new durable queue's
+    /// definition is recorded (as a `queue.declare`) and its handle registered. Returns the
+    /// handle and whether the queue was created.
+    pub fn declare_queue(
+        self: &Arc<Self>,
+        d: &warren_core::topology::QueueDeclare<'_>,
+        limit: u32,
+    ) -> AmqpResult<(Arc<Queue>, bool)> {
+        let (meta, created) = {
+            let mut t = self.topology.lock();
+            if limit > 0 && !d.passive && t.queue(d.name).is_none() && t.queues().count() >= limit as usize {
+                return Err(AmqpError::precondition(format!(
+                    "cannot declare queue '{}': queue limit in vhost '{}' ({limit}) is reached",
+                    d.name, self.name
+                )));
+            }
+            t.declare_queue(d)?
+        };
+        if !created {
+            let q = self.queues.read().get(&meta.id).cloned();
+            return q
+                .map(|q| (q, false))
+                .ok_or_else(|| queue_gone(d.name, &self.name));
+        }
+        if meta.durable && meta.exclusive_owner.is_none() {
+            self.record(warren_codec::methods::QueueDeclare {
+                queue: meta.name.clone(),
+                durable: true,
+                auto_delete: meta.auto_delete,
+                arguments: d.arguments.clone(),
+                ..Default::default()
+            });
+        }
+        Ok((self.add_queue(meta), true))
+    }
+
+    /// Deletes a queue: topology entry, bindings, consumers (cancelled), handle.
+    pub fn delete_queue(&self, name: &str) -> Option<u32> {
+        let (meta, deleted) = self.topology.lock().delete_queue(name)?;
+        let q = self.queues.write().remove(&meta.id)?;
+        let count = q.mark_deleted();
+        if meta.durable && meta.exclusive_owner.is_none() {
+            self.record(warren_codec::methods::QueueDelete {
+                queue: meta.name.clone(),
+                ..Default::default()
+            });
+            if let Some(p) = &self.persistence
+                && let Err(e) = p.store.delete_queue(&crate::persist::queue_dir(&self.name, name))
+            {
+                tracing::warn!(queue = name, "cannot delete queue log: {e}");
+            }
+        }
+        for x in deleted.exchanges {
+            self.record(warren_codec::methods::ExchangeDelete {
+                exchange: x,
+                ..Default::default()
+            });
+        }
+        Some(count)
+    }
+
+    /// Routes and enqueues a message published to its exchange.
+    pub fn publish(&self, msg: MessageRef, ttl: Option<u64>, now: u64) -> AmqpResult<PublishOutcome> {
+        // The common case, no CC/BCC headers, routes by the one key without allocating.
+        let single = [&*msg.routing_key];
+        let all_keys: Vec<ShortStr>;
+        let many: Vec<&str>;
+        let key_refs: &[&str] = if msg.header("CC").is_some() || msg.header("BCC").is_some() {
+            all_keys = msg.routing_keys();
+            many = all_keys.iter().map(|k| &**k).collect();
+            &many
+        } else {
+            &single
+        };
+        let routed = {
+            let mut t = self.topology.lock();
+            if t.exchange(&msg.exchange).is_some_and(|x| x.internal) {
+                return Err(AmqpError::access_refused(format!(
+                    "cannot publish to internal exchange '{}' in vhost '{}'",
+                    &*msg.exchange, self.name
+                )));
+            }
+            t.route_message(&msg.exchange, &key_refs, &msg.properties, now)?
+        };
+        let mut out = PublishOutcome::default();
+        if routed.duplicate {
+            self.metrics.duplicates_dropped.fetch_add(1, Ordering::Relaxed);
+            out.duplicates += 1;
+        }
+        if routed.queues.is_empty() {
+            return Ok(out);
+        }
+        let queues: Vec<Arc<Queue>> = {
+            let map = self.queues.read();
+            routed
+                .queues
+                .iter()
+                .filter_map(|id| map.get(id).cloned())
+                .collect()
+        };
+        let payload = (msg.is_persistent() && queues.iter().any(|q| q.is_durable()))
+            .then(|| crate::persist::encode_message(&msg, now));
+        for q in queues {
+            let (p, stored) = q.publish(msg.clone(), ttl, now, payload.as_deref());
+            match stored {
+                Stored::Failed => {
+                    out.store_failed += 1;
+                    continue;
+                }
+                Stored::Written => out.persisted.push(q),
+                Stored::NotNeeded => {}
+            }
+            match p {
+                Published::Enqueued => out.enqueued += 1,
+                Published::Rejected => out.rejected += 1,
+                Published::Duplicate => out.duplicates += 1,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Routes messages dead-lettered by `from` to its dead-letter exchange. Works through a
+    /// worklist so that dead-letters caused by dead-letters (a full DLQ) are handled too.
+    ///
+    /// At-least-once (durable queues, unless `x-dead-letter-strategy: at-most-once`):
+    /// `positions` are the dead-lettered messages' places in the source queue's log. They are
+    /// acked there only after every durable target's copy is written and fsync'd (one group
+    /// commit for the whole batch), so a crash in between leaves the message in the source
+    /// (recovered, redelivered) rather than nowhere.
+    pub fn dead_letter(
+        &self,
+        from: &Queue,
+        letters: Vec<(MessageRef, DeadReason)>,
+        positions: Vec<u64>,
+        now: u64,
+    ) {
+        // FIFO, so dead letters arrive in the order they left (e.g. a trimmed backlog).
+        let mut work: std::collections::VecDeque<(Arc<Queue>, MessageRef, DeadReason)> =
+            std::collections::VecDeque::new();
+        let Some(me) = self.queues.read().get(&from.meta.id).cloned() else {
+            self.metrics
+                .dead_letter_dropped
+                .fetch_add(letters.len() as u64, Ordering::Relaxed);
+            from.ack_positions(&positions);
+            return;
+        };
+        // Source positions to release once the targets' copies are durable.
+        let mut release: Vec<(Arc<Queue>, Vec<u64>)> = Vec::new();
+        if !positions.is_empty() {
+            release.push((me.clone(), positions));
+        }
+        let mut synced_targets = false;
+        // A durable target could not write its copy: the sources keep theirs.
+        let mut target_failed = false;
+        work.extend(letters.into_iter().map(|(m, r)| (me.clone(), m, r)));
+        while let Some((q, msg, reason)) = work.pop_front() {
+            // The effective target: declared, or set by a policy.
+            let Some((dlx, dlrk)) = q.dead_letter_target() else {
+                continue;
+            };
+            let dlx = &*dlx;
+            let target = DeadLetterTarget {
+                exchange: dlx,
+                routing_key: dlrk.as_deref(),
+            };
+            let (dl, keys) = dead_letter(&msg, reason, &q.meta.name, now / 1000, &target);
+            let key_refs: Vec<&str> = keys.iter().map(|k| &**k).collect();
+            let routed = self
+                .topology
+                .lock()
+                .route_message(dlx, &key_refs, &dl.properties, now);
+            let routed = match routed {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(queue = %q.meta.name, dlx, "dead-letter exchange does not exist; message dropped");
+                    self.metrics.dead_letter_dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            self.metrics.dead_lettered[reason_index(reason)].fetch_add(1, Ordering::Relaxed);
+            let targets: Vec<Arc<Queue>> = {
+                let map = self.queues.read();
+                routed
+                    .queues
+                    .iter()
+                    .filter_map(|id| map.get(id).cloned())
+                    .collect()
+            };
+            for t in targets {
+                if is_cycle(&dl, &t.meta.name) {
+                    continue;
+                }
+                let payload =
+                    (dl.is_persistent() && t.is_durable()).then(|| crate::persist::encode_message(&dl, now));
+                let (_, stored, more, more_positions) =
+                    t.publish_collect(dl.clone(), None, now, payload.as_deref());
+                if payload.is_some() {
+                    target_failed |= !t.flush_log();
+                }
+                synced_targets |= stored == Stored::Written;
+                target_failed |= stored == Stored::Failed;
+                if !more_positions.is_empty() {
+                    release.push((t.clone(), more_positions));
+                }
+                work.extend(more.into_iter().map(|(m, r)| (t.clone(), m, r)));
+            }
+        }
+        if target_failed {
+            tracing::error!(
+                "a dead-letter target could not store its copy; the messages stay in their source queues' logs (redelivered after a restart)"
+            );
+            return;
+        }
+        self.release_dead_lettered(release, synced_targets);
+    }
+
+    /// Acks dead-lettered messages in their source logs: after a group commit when a durable
+    /// target took a copy, at once otherwise.
+    fn release_dead_lettered(&self, release: Vec<(Arc<Queue>, Vec<u64>)>, after_sync: bool) {
+        if release.is_empty() {
+            return;
+        }
+        let ack_all = move |release: Vec<(Arc<Queue>, Vec<u64>)>| {
+            for (q, positions) in release {
+                q.ack_positions(&positions);
+            }
+        };
+        let Some(p) = self.persistence.as_ref().filter(|_| after_sync) else {
+            ack_all(release);
+            return;
+        };
+        let rt = tokio::runtime::Handle::try_current().ok();
+        p.syncer.request(Box::new(move |r| match r {
+            // The syncer thread only hands the work over (queue locks are taken elsewhere).
+            Ok(()) => match rt {
+                Some(rt) => {
+                    rt.spawn(async move { ack_all(release) });
+                }
+                None => ack_all(release),
+            },
+            Err(e) => tracing::error!(
+                "dead-letter targets could not be synced ({e}); the messages stay in their source queues' logs"
+            ),
+        }));
+    }
+}
+
+fn reason_index(r: DeadReason) -> usize {
+    DeadReason::ALL.iter().position(|x| *x == r).unwrap_or(0)
+}
+
+/// The queues dead letters sent to `targets` (exchange, routing key) can reach.
+fn reachable_queues(
+    t: &mut Topology,
+    targets: Vec<(String, Option<String>)>,
+) -> std::collections::HashSet<String> {
+    use std::collections::HashSet;
+    let mut out = HashSet::new();
+    if targets.is_empty() {
+        return out;
+    }
+    let bindings = t.bindings();
+    for (dlx, key) in targets {
+        if let Some(k) = &key
+            && let Ok(r) = t.route(&dlx, &[k.as_str()], None)
+            && !r.queues.is_empty()
+        {
+            for id in r.queues {
+                if let Some(q) = t.queue_by_id(id) {
+                    out.insert(q.name.to_string());
+                }
+            }
+            continue;
+        }
+        if dlx.is_empty() {
+            continue;
+        }
+        // Everything reachable from the DLX through bindings.
+        let mut seen = HashSet::new();
+        let mut todo = vec![dlx];
+        while let Some(x) = todo.pop() {
+            if !seen.insert(x.clone()) {
+                continue;
+            }
+            for b in bindings.iter().filter(|b| *b.source == *x) {
+                if b.destination_is_queue {
+                    out.insert(b.destination.to_string());
+                } else {
+                    todo.push(b.destination.to_string());
+                }
+            }
+        }
+    }
+    out
+}
