@@ -375,3 +375,47 @@ async fn slowloris_is_closed_after_the_handshake_timeout() {
     wait_until(5, "no leaked connections", || live(&b) == base).await;
     crowd.check().await;
 }
+
+/// A connection task that fails mid-delivery (a bug; injected here through the
+/// `fault-injection` feature) costs that connection only: its cleanup still runs, the delivery
+/// in flight and everything unacked go back to the queue, its consumer is removed, and the
+/// queue keeps serving everyone else. (Before the cleanup guard, the message in flight was
+/// stranded and the next delivery to the dead consumer re-entered the queue's lock: the queue
+/// hung.)
+#[tokio::test]
+async fn a_connection_task_failing_mid_delivery_costs_only_that_connection() {
+    let b = start().await;
+    let mut crowd = Crowd::new(&b).await;
+    let setup = b.connect().await;
+    let ch = setup.create_channel().await.unwrap();
+    declare(&ch, "work").await;
+    let connections = b.running.broker.connections().len();
+    // The doomed consumer registers first, so it is offered the first message.
+    let doomed = b.connect().await;
+    let dch = doomed.create_channel().await.unwrap();
+    let _doomed_consumer = consume(&dch, "work", "warren.test.panic-on-deliver").await;
+    for i in 0..20 {
+        publish(&ch, "", "work", format!("m{i}").as_bytes()).await;
+    }
+    let healthy = b.connect().await;
+    let hch = healthy.create_channel().await.unwrap();
+    let mut hc = consume(&hch, "work", "healthy").await;
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 20 {
+        let d = next(&mut hc).await;
+        seen.insert(String::from_utf8(d.data.clone()).unwrap());
+        d.ack(lapin::options::BasicAckOptions::default()).await.unwrap();
+    }
+    wait_until(5, "queue drained, the failed consumer gone", || {
+        counts(&b, "work") == (0, 0, 1)
+    })
+    .await;
+    wait_until(5, "the failed connection unregistered", || {
+        b.running.broker.connections().len() == connections + 1
+    })
+    .await;
+    crowd.check().await;
+    publish(&ch, "", "work", b"after").await;
+    assert_eq!(next(&mut hc).await.data, b"after");
+    b.running.shutdown().await;
+}

@@ -266,9 +266,11 @@ impl Connection {
         for q in &queues {
             q.release_channel(c.key, Return::Failed);
         }
+        // A consumer's queue with nothing recorded unacked may still hold a delivery in flight
+        // to this channel (a connection task that failed mid-delivery): release it too.
         for q in detached {
             if !queues.iter().any(|r| Arc::ptr_eq(r, &q)) {
-                q.dispatch();
+                q.release_channel(c.key, Return::Failed);
             }
         }
         c.shared.release(n);
@@ -320,6 +322,10 @@ impl Connection {
                 return;
             }
         };
+        #[cfg(feature = "fault-injection")]
+        if &*tag == "warren.test.panic-on-deliver" {
+            panic!("injected fault: panic on delivery");
+        }
         let delivery_tag = c.next_tag;
         c.next_tag += 1;
         if !d.no_ack {

@@ -9,9 +9,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -189,14 +192,18 @@ impl ConnShared {
         }
     }
 
-    /// Hands a delivery to the connection task.
-    pub fn deliver(&self, queue: Arc<Queue>, delivery: Delivery) {
-        if let Err(mpsc::error::SendError(ConnEvent::Deliver { queue, delivery })) =
-            self.tx.send(ConnEvent::Deliver { queue, delivery })
-        {
-            // The connection is gone: put the message back untouched.
-            self.pending.fetch_sub(1, Ordering::AcqRel);
-            queue.unsend(&delivery);
+    /// Hands a delivery to the connection task. Called by a queue under its lock, so a
+    /// delivery the connection can no longer take (its task is gone) is handed back to the
+    /// caller, which returns it to the queue state it already holds — never through the queue's
+    /// lock again.
+    pub fn deliver(&self, queue: Arc<Queue>, delivery: Delivery) -> Result<(), Delivery> {
+        match self.tx.send(ConnEvent::Deliver { queue, delivery }) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(ConnEvent::Deliver { delivery, .. })) => {
+                self.pending.fetch_sub(1, Ordering::AcqRel);
+                Err(delivery)
+            }
+            Err(_) => unreachable!("sent a Deliver"),
         }
     }
 
@@ -415,8 +422,21 @@ pub async fn handle_split<R, W>(
     conn.broker.register(conn.shared.clone());
     conn.send_start();
     conn.flush();
-    conn.run(&mut rd, &mut rx, &mut shutdown).await;
-    conn.cleanup(&mut rx);
+    // A bug in a handler must cost this connection only: its cleanup (consumers removed,
+    // unacked and in-flight messages returned, exclusive queues deleted) runs on every exit
+    // path, a panic included, and other clients never notice.
+    let ran = AssertUnwindSafe(conn.run(&mut rd, &mut rx, &mut shutdown))
+        .catch_unwind()
+        .await;
+    if let Err(panic) = ran {
+        let what = panic_text(&*panic);
+        tracing::error!(peer = %conn.peer, "connection task failed: {what}; releasing what it held");
+        conn.close_reason = format!("internal error: {what}");
+        conn.phase = Phase::Done;
+    }
+    if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| conn.cleanup(&mut rx))) {
+        tracing::error!(peer = %conn.peer, "connection cleanup failed: {}", panic_text(&*panic));
+    }
     conn.broker.unregister(conn.shared.id);
     conn.log_closed();
     if conn.phase == Phase::Draining {
@@ -424,6 +444,14 @@ pub async fn handle_split<R, W>(
     }
     drop(conn.writer.take());
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+}
+
+/// The message of a caught panic.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(

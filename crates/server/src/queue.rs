@@ -426,7 +426,10 @@ impl Queue {
     /// Runs dispatch and sends the deliveries, under the lock.
     fn dispatch_locked(self: &Arc<Self>, inner: &mut Inner, now: u64, fx: &mut Effects) {
         loop {
-            self.dispatch_once(inner, now, fx);
+            // Again at once when a gone consumer's messages were just returned.
+            if self.dispatch_once(inner, now, fx) {
+                continue;
+            }
             // A drained in-memory list with a backlog on disk: page in and go on.
             if !inner.refill(fx) {
                 break;
@@ -434,7 +437,8 @@ impl Queue {
         }
     }
 
-    fn dispatch_once(self: &Arc<Self>, inner: &mut Inner, now: u64, fx: &mut Effects) {
+    /// One dispatch pass; true if consumers found gone were dropped (dispatch again).
+    fn dispatch_once(self: &Arc<Self>, inner: &mut Inner, now: u64, fx: &mut Effects) -> bool {
         let Inner { state, sinks, .. } = inner;
         let me = Arc::downgrade(self);
         state.dispatch(
@@ -456,17 +460,37 @@ impl Queue {
             },
             fx,
         );
+        let mut undeliverable = Vec::new();
+        let mut again = false;
         for d in fx.deliveries.drain(..) {
-            self.send(sinks, d);
+            if let Err(d) = self.send(sinks, d) {
+                undeliverable.push(d);
+            }
+        }
+        // A consumer whose connection task is gone without releasing it (it failed): its
+        // delivery goes back on the state this lock already holds, and the consumer and what
+        // its channel holds are released, so dispatch never picks it again.
+        for d in undeliverable {
+            state.unsend(d.seq, d.consumer, d.channel);
+            if let Some(key) = d.consumer {
+                sinks.remove(&key);
+                state.remove_consumer(key);
+            }
+            state.release_channel(d.channel, Return::Failed, now, fx);
+            again = true;
         }
         inner.apply_store();
+        again
     }
 
-    fn send(self: &Arc<Self>, sinks: &HashMap<ConsumerKey, Sink>, d: Delivery) {
+    /// Sends one delivery to its consumer's connection; hands it back if that connection is
+    /// gone.
+    fn send(self: &Arc<Self>, sinks: &HashMap<ConsumerKey, Sink>, d: Delivery) -> Result<(), Delivery> {
         self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-        let Some(key) = d.consumer else { return };
-        if let Some(s) = sinks.get(&key) {
-            s.conn.deliver(self.clone(), d);
+        let Some(key) = d.consumer else { return Ok(()) };
+        match sinks.get(&key) {
+            Some(s) => s.conn.deliver(self.clone(), d),
+            None => Ok(()),
         }
     }
 
