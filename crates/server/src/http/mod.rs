@@ -2,7 +2,7 @@
 //! management API paths and JSON ([`api`], [`definitions`]), Prometheus metrics at `/metrics`
 //! ([`metrics`]), dead-letter-queue detection and reprocessing ([`dlq`]), queue alerts with an
 //! optional webhook ([`alerts`]), the dashboard at `/`, a tiny HTTP/1.1 client ([`client`])
-//! and the `warrenctl` command line built on it ([`ctl`]); quarantined queue directories
+//! and the `warrenctl` command line built on it ([`ctl`], both re-exported from `warren-ctl`); quarantined queue directories
 //! ([`quarantine`]).
 //!
 //! Every route needs HTTP basic auth with a broker user and passes RabbitMQ's tag and
@@ -11,11 +11,13 @@
 //! across an `.await`: they snapshot under the broker's short locks and render afterwards.
 
 pub mod alerts;
+/// `warrenctl`, from `warren-ctl`.
+pub use warren_ctl as ctl;
+/// The small HTTP/1.1 client, from `warren-ctl` (its own crate since issue 16).
+pub use warren_ctl::client;
 pub mod api;
 pub mod authz;
-pub mod client;
 pub mod convert;
-pub mod ctl;
 pub mod definitions;
 pub mod dlq;
 pub mod listing;

@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use super::client::{self, encode_segment};
+pub mod client;
+
+use client::encode_segment;
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]

@@ -1,0 +1,229 @@
+//! `/api/*` handlers: RabbitMQ's management API paths and JSON field names for the overview,
+//! vhosts, exchanges, queues, bindings, connections, channels, consumers, users, permissions,
+//! health checks, message get/publish, purge, and Warren's `/api/alerts` and `…/move`.
+//!
+//! This file holds the routes table ([`routes`]) and the helpers every section shares; each
+//! section of the API is a file of its own ([`overview`], [`vhosts`], [`exchanges`],
+//! [`queues`], [`bindings`], [`connections`], [`users`], [`health`]). Every change to a vhost's
+//! topology goes through the vhost service ([`crate::vhost::VHost`]).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use warren_codec::{FieldTable, ShortStr};
+use warren_core::Message;
+use warren_core::queue::Return;
+use warren_core::topology::{BindingInfo, ExchangeDeclare, ExchangeMeta, QueueDeclare, QueueMeta};
+
+use super::{ApiError, ApiResult, Shared, definitions, dlq, parse_body};
+use crate::broker::{VHost, now_ms};
+use crate::http::authz::Caller;
+use crate::http::convert::{
+    decode_payload, encode_payload, json_to_props, json_to_table, props_to_json, table_to_json,
+};
+use crate::queue::Queue;
+use crate::vhost::BindingRef;
+
+mod bindings;
+mod connections;
+mod exchanges;
+mod health;
+mod overview;
+mod queues;
+mod users;
+mod vhosts;
+
+pub use bindings::*;
+use connections::*;
+pub use exchanges::*;
+use health::*;
+use overview::*;
+pub use queues::*;
+pub use users::*;
+use vhosts::*;
+
+type J = ApiResult<axum::Json<Value>>;
+
+fn ok(v: Value) -> J {
+    Ok(axum::Json(v))
+}
+
+/// The routes under `/api`.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/api/overview", get(overview))
+        .route("/api/nodes", get(nodes))
+        .route("/api/whoami", get(whoami))
+        .route("/api/vhosts", get(vhosts))
+        .route(
+            "/api/vhosts/{name}",
+            get(vhost_get).put(vhost_put).delete(vhost_delete),
+        )
+        .route("/api/exchanges", get(exchanges_all))
+        .route("/api/exchanges/{vhost}", get(exchanges_vhost))
+        .route(
+            "/api/exchanges/{vhost}/{name}",
+            get(exchange_get).put(exchange_put).delete(exchange_delete),
+        )
+        .route("/api/exchanges/{vhost}/{name}/publish", post(exchange_publish))
+        .route(
+            "/api/exchanges/{vhost}/{name}/bindings/source",
+            get(exchange_bindings_source),
+        )
+        .route(
+            "/api/exchanges/{vhost}/{name}/bindings/destination",
+            get(exchange_bindings_destination),
+        )
+        .route("/api/queues", get(queues_all))
+        .route("/api/queues/{vhost}", get(queues_vhost))
+        .route(
+            "/api/queues/{vhost}/{name}",
+            get(queue_get).put(queue_put).delete(queue_delete),
+        )
+        .route(
+            "/api/queues/{vhost}/{name}/contents",
+            axum::routing::delete(queue_purge),
+        )
+        .route("/api/queues/{vhost}/{name}/get", post(queue_get_messages))
+        .route("/api/queues/{vhost}/{name}/move", post(queue_move))
+        .route("/api/queues/{vhost}/{name}/bindings", get(queue_bindings))
+        .route("/api/bindings", get(bindings_all))
+        .route("/api/bindings/{vhost}", get(bindings_vhost))
+        .route(
+            "/api/bindings/{vhost}/e/{source}/q/{dest}",
+            get(bindings_between_q).post(binding_create_q),
+        )
+        .route(
+            "/api/bindings/{vhost}/e/{source}/q/{dest}/{props}",
+            get(binding_get_q).delete(binding_delete_q),
+        )
+        .route(
+            "/api/bindings/{vhost}/e/{source}/e/{dest}",
+            get(bindings_between_e).post(binding_create_e),
+        )
+        .route(
+            "/api/bindings/{vhost}/e/{source}/e/{dest}/{props}",
+            get(binding_get_e).delete(binding_delete_e),
+        )
+        .route("/api/connections", get(connections))
+        .route("/api/channels", get(channels))
+        .route("/api/consumers", get(consumers_all))
+        .route("/api/consumers/{vhost}", get(consumers_vhost))
+        .route("/api/users", get(users))
+        .route(
+            "/api/users/{name}",
+            get(user_get)
+                .put(crate::http::users::user_put)
+                .delete(crate::http::users::user_delete),
+        )
+        .route(
+            "/api/users/{name}/permissions",
+            get(crate::http::users::user_permissions),
+        )
+        .route(
+            "/api/vhosts/{name}/permissions",
+            get(crate::http::users::vhost_permissions),
+        )
+        .route("/api/permissions", get(permissions))
+        .route(
+            "/api/permissions/{vhost}/{user}",
+            get(crate::http::users::permission_get)
+                .put(crate::http::users::permission_put)
+                .delete(crate::http::users::permission_delete),
+        )
+        .route(
+            "/api/users/{name}/topic-permissions",
+            get(crate::http::users::user_topic_permissions),
+        )
+        .route(
+            "/api/vhosts/{name}/topic-permissions",
+            get(crate::http::users::vhost_topic_permissions),
+        )
+        .route(
+            "/api/topic-permissions",
+            get(crate::http::users::topic_permissions_all),
+        )
+        .route(
+            "/api/topic-permissions/{vhost}/{user}",
+            get(crate::http::users::topic_permission_get)
+                .put(crate::http::users::topic_permission_put)
+                .delete(crate::http::users::topic_permission_delete),
+        )
+        .route(
+            "/api/topic-permissions/{vhost}/{user}/{exchange}",
+            axum::routing::delete(crate::http::users::topic_permission_delete_one),
+        )
+        .route("/api/policies", get(crate::http::policies::list_all))
+        .route("/api/policies/{vhost}", get(crate::http::policies::list_vhost))
+        .route(
+            "/api/policies/{vhost}/{name}",
+            get(crate::http::policies::get)
+                .put(crate::http::policies::put)
+                .delete(crate::http::policies::delete),
+        )
+        .route(
+            "/api/definitions",
+            get(definitions::export).post(definitions::import),
+        )
+        .route(
+            "/api/definitions/{vhost}",
+            get(definitions::export_vhost).post(definitions::import_vhost),
+        )
+        .route("/api/alerts", get(alerts))
+        .route("/api/healthchecks/node", get(health_ok))
+        .route("/api/healthchecks/alarms", get(health_alarms))
+        .route("/api/healthchecks/port-listener/{port}", get(health_port))
+        .route("/api/health/checks/alarms", get(health_alarms))
+        .route("/api/health/checks/local-alarms", get(health_local_alarms))
+        .route("/api/health/checks/virtual-hosts", get(health_ok))
+        .route("/api/health/checks/node-is-quorum-critical", get(health_ok))
+        .route("/api/health/checks/node-is-mirror-sync-critical", get(health_ok))
+        .route("/api/health/checks/ready-to-serve-clients", get(health_ok))
+        .route("/api/health/checks/port-listener/{port}", get(health_port))
+        .route(
+            "/api/health/checks/protocol-listener/{protocol}",
+            get(health_protocol),
+        )
+        .route("/api/aliveness-test/{vhost}", get(aliveness))
+}
+
+/// `amq.default` is the default exchange's name in API paths.
+pub fn exchange_name(n: &str) -> &str {
+    if n == "amq.default" { "" } else { n }
+}
+
+fn vhost(st: &Shared, name: &str) -> ApiResult<Arc<VHost>> {
+    st.broker.vhost(name).ok_or_else(ApiError::not_found)
+}
+
+fn sorted_vhosts(st: &Shared) -> Vec<Arc<VHost>> {
+    let mut v = st.broker.vhosts();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// The vhosts whose objects `caller`'s listings include (see [`Caller::lists_vhost`]).
+fn listed_vhosts(st: &Shared, caller: &Caller) -> Vec<Arc<VHost>> {
+    let mut v = sorted_vhosts(st);
+    v.retain(|v| caller.lists_vhost(&st.broker, &v.name));
+    v
+}
+
+fn rate(r: f64) -> Value {
+    json!({"rate": (r * 10.0).round() / 10.0})
+}
+
+fn query_flag(q: &Option<String>, name: &str) -> bool {
+    q.as_deref()
+        .unwrap_or("")
+        .split('&')
+        .any(|kv| kv == format!("{name}=true") || kv == name)
+}

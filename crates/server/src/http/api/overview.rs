@@ -1,0 +1,92 @@
+//! The overview, nodes and whoami (`/api/overview`, `/api/nodes`, `/api/whoami`).
+
+use super::*;
+
+pub(super) async fn overview(State(st): State<Shared>) -> J {
+    let m = &st.broker.metrics;
+    let gr = st.sampler.lock().global_rates;
+    let (mut ready, mut unacked, mut queues, mut exchanges, mut consumers) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    for v in st.broker.vhosts() {
+        exchanges += v.read_topology(|t| t.exchanges().count()) as u64;
+        let handles = v.queue_handles();
+        for q in handles {
+            let c = q.counts();
+            ready += c.ready as u64;
+            unacked += c.unacked as u64;
+            consumers += c.consumers as u64;
+            queues += 1;
+        }
+    }
+    let conns = st.broker.connections();
+    let channels: usize = conns.iter().map(|c| c.info.lock().channels).sum();
+    let dead: Vec<u64> = m
+        .dead_lettered
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect();
+    let node = st.node();
+    ok(json!({
+        "management_version": crate::http::MANAGEMENT_VERSION,
+        "rabbitmq_version": crate::http::MANAGEMENT_VERSION,
+        "product_name": "Warren",
+        "product_version": env!("CARGO_PKG_VERSION"),
+        "erlang_version": "n/a",
+        "erlang_full_version": "n/a",
+        "rates_mode": "basic",
+        "cluster_name": "warren",
+        "node": node,
+        "uptime": st.started.elapsed().as_millis() as u64,
+        "exchange_types": [
+            {"name": "direct", "description": "AMQP direct exchange", "enabled": true},
+            {"name": "fanout", "description": "AMQP fanout exchange", "enabled": true},
+            {"name": "headers", "description": "AMQP headers exchange", "enabled": true},
+            {"name": "topic", "description": "AMQP topic exchange", "enabled": true},
+        ],
+        "message_stats": {
+            "publish": m.published.load(Ordering::Relaxed), "publish_details": rate(gr[0]),
+            "deliver_get": m.delivered.load(Ordering::Relaxed), "deliver_get_details": rate(gr[1]),
+            "ack": m.acked.load(Ordering::Relaxed), "ack_details": rate(gr[2]),
+            "redeliver": m.redelivered.load(Ordering::Relaxed),
+            "drop_unroutable": m.unroutable.load(Ordering::Relaxed),
+            "dead_lettered": {"rejected": dead[0], "expired": dead[1], "maxlen": dead[2], "delivery_limit": dead[3]},
+        },
+        "queue_totals": {
+            "messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
+        },
+        "object_totals": {
+            "connections": conns.len(), "channels": channels, "exchanges": exchanges,
+            "queues": queues, "consumers": consumers,
+        },
+        "listeners": [
+            {"node": node, "protocol": "amqp", "ip_address": st.amqp_addr.ip().to_string(), "port": st.amqp_addr.port()},
+            {"node": node, "protocol": "http", "ip_address": st.http_addr.ip().to_string(), "port": st.http_addr.port()},
+        ],
+        "contexts": [{"node": node, "description": "RabbitMQ Management", "path": "/", "port": st.http_addr.port().to_string()}],
+        "statistics_db_event_queue": 0,
+    }))
+}
+
+pub(super) async fn nodes(State(st): State<Shared>) -> J {
+    let alarms = st.broker.alarms.current();
+    ok(json!([{
+        "name": st.node(), "type": "disc", "running": true,
+        "uptime": st.started.elapsed().as_millis() as u64,
+        "mem_used": crate::http::metrics::resident_memory_bytes(),
+        "mem_alarm": alarms.memory, "disk_free_alarm": alarms.disk,
+        "mem_limit": st.broker.alarms.memory_limit(),
+        "disk_free_limit": st.broker.alarms.disk_free_limit(),
+        "store": store_json(&st.broker),
+        "os_pid": std::process::id().to_string(), "processors": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "rates_mode": "basic", "being_drained": false, "enabled_plugins": ["rabbitmq_management", "rabbitmq_prometheus"],
+        "rabbitmq_version": crate::http::MANAGEMENT_VERSION, "erlang_version": "n/a",
+        "applications": [{"name": "rabbit", "description": "Warren", "version": crate::http::MANAGEMENT_VERSION}],
+    }]))
+}
+
+pub(super) async fn whoami(State(st): State<Shared>, headers: axum::http::HeaderMap) -> J {
+    let user = crate::http::basic_credentials(&headers)
+        .map(|(u, _)| u)
+        .unwrap_or_default();
+    let tags = st.broker.users.get(&user).map(|u| u.tags).unwrap_or_default();
+    ok(json!({"name": user, "tags": tags}))
+}

@@ -1,0 +1,328 @@
+//! Queues (`/api/queues`): listings, declare and delete through the vhost service, purge, get messages, and Warren's move.
+
+use super::*;
+
+/// A queue as RabbitMQ's `/api/queues` shows it, plus `dead_letter_queue` and `alerts`.
+pub fn queue_json(st: &Shared, vhost: &str, meta: &QueueMeta, q: Option<&Arc<Queue>>, is_dlq: bool) -> Value {
+    let c = q.map(|q| q.counts());
+    let (ready, unacked, consumers, bytes) = c
+        .map(|c| {
+            (
+                c.ready as u64,
+                c.unacked as u64,
+                c.consumers as u64,
+                c.ready_bytes,
+            )
+        })
+        .unwrap_or_default();
+    let (ready_ram, paged_out) = q.map(|q| q.memory_counts()).unwrap_or_default();
+    let counters = q
+        .map(|q| {
+            [
+                q.stats.published.load(Ordering::Relaxed),
+                q.stats.delivered.load(Ordering::Relaxed),
+                q.stats.acked.load(Ordering::Relaxed),
+            ]
+        })
+        .unwrap_or_default();
+    let (rates, growth, alerts) = {
+        let s = st.sampler.lock();
+        let (r, g) = s.queue_rates(vhost, &meta.name);
+        let alerts: Vec<Value> = s
+            .alerts
+            .values()
+            .filter(|a| a.vhost == vhost && *a.queue == *meta.name)
+            .map(|a| a.to_json())
+            .collect();
+        (r, g, alerts)
+    };
+    let qtype = if meta.args.quorum { "quorum" } else { "classic" };
+    let policy = st.broker.vhost(vhost).and_then(|v| v.queue_policy(meta));
+    let policy_definition = policy
+        .as_ref()
+        .map(|p| table_to_json(&p.definition))
+        .unwrap_or_else(|| json!({}));
+    json!({
+        "name": meta.name.to_string(), "vhost": vhost, "durable": meta.durable,
+        "auto_delete": meta.auto_delete, "exclusive": meta.exclusive_owner.is_some(),
+        "arguments": table_to_json(&meta.arguments), "type": qtype, "state": "running",
+        "node": st.node(), "policy": policy.map(|p| p.name), "operator_policy": null,
+        "effective_policy_definition": policy_definition, "exclusive_consumer_tag": null,
+        "messages": ready + unacked, "messages_details": rate(0.0),
+        "messages_ready": ready, "messages_ready_details": rate(0.0),
+        "messages_unacknowledged": unacked, "messages_unacknowledged_details": rate(0.0),
+        "message_bytes": bytes, "message_bytes_ready": bytes,
+        "memory": bytes + 1024,
+        "messages_ready_ram": ready_ram, "messages_paged_out": paged_out,
+        "consumers": consumers,
+        "message_stats": {
+            "publish": counters[0], "publish_details": rate(rates[0]),
+            "deliver_get": counters[1], "deliver_get_details": rate(rates[1]),
+            "ack": counters[2], "ack_details": rate(rates[2]),
+        },
+        "dead_letter_queue": is_dlq,
+        "growth_per_minute": (growth * 10.0).round() / 10.0,
+        "alerts": alerts,
+    })
+}
+
+/// One queue of a listing: rendered from the live topology when its page is written.
+pub(super) struct QueueItem {
+    vhost: Arc<VHost>,
+    name: ShortStr,
+    dlq: bool,
+}
+
+/// The queues of `v` by name: a light snapshot; [`crate::http::listing`] renders them.
+pub(super) fn queues_of(v: &Arc<VHost>) -> Vec<QueueItem> {
+    let dlqs = dlq::vhost_dead_letter_queues(v);
+    let mut names: Vec<ShortStr> = v.read_topology(|t| t.queues().map(|m| m.name.clone()).collect());
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| QueueItem {
+            vhost: v.clone(),
+            dlq: dlqs.contains(&*name),
+            name,
+        })
+        .collect()
+}
+
+pub(super) fn queues_reply(st: Shared, query: Option<String>, items: Vec<QueueItem>) -> Response {
+    crate::http::listing::reply(
+        query.as_deref(),
+        true,
+        items,
+        |i| &i.name,
+        move |i| {
+            let meta = i.vhost.read_topology(|t| t.queue(&i.name).cloned())?;
+            let handle = i.vhost.queue_by_id(meta.id);
+            Some(queue_json(&st, &i.vhost.name, &meta, handle.as_ref(), i.dlq))
+        },
+    )
+}
+
+pub(super) async fn queues_all(
+    State(st): State<Shared>,
+    Extension(c): Extension<Caller>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let items = listed_vhosts(&st, &c).iter().flat_map(queues_of).collect();
+    queues_reply(st, q, items)
+}
+
+pub(super) async fn queues_vhost(
+    State(st): State<Shared>,
+    Path(vh): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let v = vhost(&st, &vh)?;
+    Ok(queues_reply(st, q, queues_of(&v)))
+}
+
+pub(super) fn find_queue(v: &VHost, name: &str) -> ApiResult<(QueueMeta, Arc<Queue>, bool)> {
+    let meta = v
+        .read_topology(|t| t.queue(name).cloned())
+        .ok_or_else(ApiError::not_found)?;
+    let is_dlq = dlq::vhost_dead_letter_queues(v).contains(name);
+    let q = v.queue_by_id(meta.id).ok_or_else(ApiError::not_found)?;
+    Ok((meta, q, is_dlq))
+}
+
+pub(super) async fn queue_get(State(st): State<Shared>, Path((vh, name)): Path<(String, String)>) -> J {
+    let v = vhost(&st, &vh)?;
+    let (meta, q, is_dlq) = find_queue(&v, &name)?;
+    ok(queue_json(&st, &v.name, &meta, Some(&q), is_dlq))
+}
+
+/// `PUT /api/queues/{vhost}/{name}` body.
+#[derive(Debug, Deserialize)]
+pub struct QueueBody {
+    /// Durable.
+    #[serde(default = "yes")]
+    pub durable: bool,
+    /// Auto-delete.
+    #[serde(default)]
+    pub auto_delete: bool,
+    /// Arguments.
+    #[serde(default)]
+    pub arguments: Value,
+}
+
+/// Declares a queue through the vhost's one declare path (limits, definition record, handle).
+/// Returns whether it was created.
+pub fn declare_queue(v: &Arc<VHost>, name: &str, b: &QueueBody, limit: u32) -> ApiResult<bool> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(ApiError::bad_request("invalid queue name"));
+    }
+    let args = json_to_table(&b.arguments).map_err(ApiError::bad_request)?;
+    let (_, created) = v.declare_queue(
+        &QueueDeclare {
+            name,
+            passive: false,
+            durable: b.durable,
+            exclusive: false,
+            auto_delete: b.auto_delete,
+            arguments: &args,
+            owner: 0,
+            server_named: false,
+        },
+        limit,
+    )?;
+    Ok(created)
+}
+
+pub(super) async fn queue_put(
+    State(st): State<Shared>,
+    Path((vh, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let v = vhost(&st, &vh)?;
+    let b: QueueBody = parse_body(&body)?;
+    let created = declare_queue(&v, &name, &b, st.broker.config.max_queues_per_vhost)?;
+    Ok(if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::NO_CONTENT
+    })
+}
+
+pub(super) async fn queue_delete(
+    State(st): State<Shared>,
+    Path((vh, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<StatusCode> {
+    let v = vhost(&st, &vh)?;
+    let (_, q, _) = find_queue(&v, &name)?;
+    let c = q.counts();
+    if query_flag(&query, "if-unused") && c.consumers > 0 {
+        return Err(ApiError::bad_request(format!(
+            "queue '{name}' in vhost '{vh}' in use"
+        )));
+    }
+    if query_flag(&query, "if-empty") && c.ready > 0 {
+        return Err(ApiError::bad_request(format!(
+            "queue '{name}' in vhost '{vh}' is not empty"
+        )));
+    }
+    v.delete_queue(&name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn queue_purge(
+    State(st): State<Shared>,
+    Path((vh, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let v = vhost(&st, &vh)?;
+    let (_, q, _) = find_queue(&v, &name)?;
+    q.purge();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST …/get` body.
+#[derive(Debug, Deserialize)]
+pub(super) struct GetBody {
+    #[serde(default = "one")]
+    count: usize,
+    #[serde(default = "requeue_true")]
+    ackmode: String,
+    #[serde(default = "auto")]
+    encoding: String,
+    truncate: Option<usize>,
+}
+pub(super) fn one() -> usize {
+    1
+}
+pub(super) fn requeue_true() -> String {
+    "ack_requeue_true".into()
+}
+pub(super) fn auto() -> String {
+    "auto".into()
+}
+
+pub(super) async fn queue_get_messages(
+    State(st): State<Shared>,
+    Path((vh, name)): Path<(String, String)>,
+    body: Bytes,
+) -> J {
+    let v = vhost(&st, &vh)?;
+    let b: GetBody = parse_body(&body)?;
+    let settle: Option<Option<Return>> = match b.ackmode.as_str() {
+        "ack_requeue_true" | "reject_requeue_true" => Some(Some(Return::Returned)),
+        "ack_requeue_false" => None,
+        "reject_requeue_false" => Some(None),
+        other => return Err(ApiError::bad_request(format!("unknown ackmode {other}"))),
+    };
+    if !matches!(b.encoding.as_str(), "auto" | "base64") {
+        return Err(ApiError::bad_request(format!("unknown encoding {}", b.encoding)));
+    }
+    let (_, q, _) = find_queue(&v, &name)?;
+    let key = st.op_key();
+    let mut out = Vec::new();
+    let mut seqs = Vec::new();
+    for _ in 0..b.count.min(10_000) {
+        let Some((d, remaining)) = q.get(key, false) else {
+            break;
+        };
+        st.broker.metrics.delivered.fetch_add(1, Ordering::Relaxed);
+        seqs.push(d.seq);
+        let m = &d.msg;
+        let body = match b.truncate {
+            Some(n) if n < m.body.len() => &m.body[..n],
+            _ => &m.body[..],
+        };
+        let (payload, enc) = encode_payload(body, &b.encoding);
+        out.push(json!({
+            "payload_bytes": m.body.len(),
+            "redelivered": d.redelivered,
+            "exchange": m.exchange.to_string(),
+            "routing_key": m.routing_key.to_string(),
+            "message_count": remaining,
+            "properties": props_to_json(&m.properties),
+            "payload": payload,
+            "payload_encoding": enc,
+        }));
+    }
+    match settle {
+        None => {
+            q.ack(&seqs);
+            st.broker
+                .metrics
+                .acked
+                .fetch_add(seqs.len() as u64, Ordering::Relaxed);
+        }
+        Some(how) => q.reject(&seqs, how),
+    }
+    ok(Value::Array(out))
+}
+
+pub(super) async fn queue_move(
+    State(st): State<Shared>,
+    Extension(c): Extension<Caller>,
+    Path((vh, name)): Path<(String, String)>,
+    body: Bytes,
+) -> J {
+    let v = vhost(&st, &vh)?;
+    let req: dlq::MoveRequest = parse_body(&body)?;
+    // `read` on the DLQ is the route's rule; `write` on where the messages go (the default
+    // exchange unless a target names another).
+    let dest = req.target.as_ref().map_or("", |t| exchange_name(&t.exchange));
+    c.check(
+        &st.broker,
+        &vh,
+        crate::access::Resource::Exchange,
+        dest,
+        crate::auth::Access::Write,
+    )
+    .map_err(|e| ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        body: json!({"error": "not_authorised", "reason": e.reply_text()}),
+    })?;
+    let (_, q, _) = find_queue(&v, &name)?;
+    let key = st.op_key();
+    let report = dlq::move_messages(&v, &q, &req, key);
+    if !req.dry_run {
+        tracing::info!(vhost = %vh, queue = %name, moved = %report["moved"], failed = report["failed"].as_array().map_or(0, |a| a.len()), "dead-lettered messages moved");
+    }
+    ok(report)
+}

@@ -1,0 +1,42 @@
+//! Users and permissions listings, and Warren's `/api/alerts`.
+
+use super::*;
+
+/// A user as `/api/users` and definitions show it.
+pub fn user_json(u: &crate::auth::User) -> Value {
+    json!({"name": u.name, "password_hash": u.password_hash,
+           "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": u.tags, "limits": {}})
+}
+
+pub(super) async fn users(State(st): State<Shared>) -> J {
+    let mut us = st.broker.users.list();
+    us.sort_by(|a, b| a.name.cmp(&b.name));
+    ok(Value::Array(us.iter().map(user_json).collect()))
+}
+
+pub(super) async fn user_get(State(st): State<Shared>, Path(name): Path<String>) -> J {
+    let u = st.broker.users.get(&name).ok_or_else(ApiError::not_found)?;
+    ok(user_json(&u))
+}
+
+/// Every user's permissions on every vhost, from the broker's store.
+pub fn permissions_json(st: &Shared) -> Vec<Value> {
+    crate::http::users::permissions_json(st)
+}
+
+pub(super) async fn permissions(State(st): State<Shared>) -> J {
+    ok(Value::Array(permissions_json(&st)))
+}
+
+pub(super) async fn alerts(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
+    let mut a: Vec<Value> = st
+        .sampler
+        .lock()
+        .alerts
+        .values()
+        .filter(|a| c.lists_vhost(&st.broker, &a.vhost))
+        .map(|a| a.to_json())
+        .collect();
+    a.sort_by_key(|x| x.to_string());
+    ok(Value::Array(a))
+}
