@@ -43,6 +43,19 @@ async fn settled_rss(w: &Warren, secs: u64) -> f64 {
     low.min(w.rss_mb())
 }
 
+/// The lowest RSS seen until it is within `margin` MB of `base`, or until `secs` pass: jemalloc
+/// gives freed pages back on a decay curve (about 10 s, from its background thread), in steps
+/// that can be seconds apart, so "no new low for a while" is not "settled".
+async fn rss_back_towards(w: &Warren, base: f64, margin: f64, secs: u64) -> f64 {
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut low = w.rss_mb();
+    while low >= base + margin && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        low = low.min(w.rss_mb());
+    }
+    low
+}
+
 async fn open_connections(w: &Warren) -> usize {
     w.api("GET", "/api/overview").await.json()["object_totals"]["connections"]
         .as_u64()
@@ -85,7 +98,7 @@ async fn connection_bursts_give_memory_back() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        after.push(settled_rss(&w, 12).await);
+        after.push(rss_back_towards(&w, rss0, 12.0, 30).await);
     }
     let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ");
     println!(

@@ -14,7 +14,6 @@ use warren_codec::types::put_shortstr;
 use warren_codec::{BasicProperties, Method, Reader, ShortStr};
 use warren_core::Message;
 use warren_core::queue::Entry;
-use warren_core::topology::QueueDeclare as QueueDecl;
 use warren_store::{
     DataDirLock, DefinitionsLog, FileSystem, MsgPos, Recovered, StdFs, Store, StoreError, StoreOptions,
     SyncHandle,
@@ -467,19 +466,7 @@ pub fn reattach(broker: &Broker, dir: &str) -> Result<(String, String, u64), Rea
     p.store
         .restore_queue(&path, &target)
         .map_err(|e| (409, format!("cannot move '{dir}' back: {e}")))?;
-    let declared = v.declare_queue(
-        &QueueDecl {
-            name: &q.queue,
-            passive: false,
-            durable: true,
-            exclusive: false,
-            auto_delete: q.auto_delete,
-            arguments: &q.arguments,
-            owner: 0,
-            server_named: false,
-        },
-        0,
-    );
+    let declared = v.declare_queue(&crate::vhost::recorded_queue(&q), 0);
     let (queue, _) = declared.map_err(|e| (400, e.reply_text().to_string()))?;
     let messages = queue.counts().ready as u64;
     tracing::warn!(

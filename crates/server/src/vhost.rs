@@ -37,6 +37,66 @@ pub struct BindingRef<'a> {
     pub arguments: &'a FieldTable,
 }
 
+impl BindingRef<'_> {
+    /// This binding as the definitions record of its bind (`bind`) or unbind.
+    fn record(&self, bind: bool) -> warren_codec::Method {
+        let (d, s, k) = (
+            ShortStr::from(self.destination),
+            ShortStr::from(self.source),
+            ShortStr::from(self.routing_key),
+        );
+        let a = self.arguments.clone();
+        match (self.to_queue, bind) {
+            (true, true) => wm::QueueBind {
+                queue: d,
+                exchange: s,
+                routing_key: k,
+                arguments: a,
+                ..Default::default()
+            }
+            .into(),
+            (true, false) => wm::QueueUnbind {
+                queue: d,
+                exchange: s,
+                routing_key: k,
+                arguments: a,
+                ..Default::default()
+            }
+            .into(),
+            (false, true) => wm::ExchangeBind {
+                destination: d,
+                source: s,
+                routing_key: k,
+                arguments: a,
+                ..Default::default()
+            }
+            .into(),
+            (false, false) => wm::ExchangeUnbind {
+                destination: d,
+                source: s,
+                routing_key: k,
+                arguments: a,
+                ..Default::default()
+            }
+            .into(),
+        }
+    }
+}
+
+/// The declare of a durable queue from its definitions record (replay, re-attach).
+pub(crate) fn recorded_queue(q: &wm::QueueDeclare) -> warren_core::topology::QueueDeclare<'_> {
+    warren_core::topology::QueueDeclare {
+        name: &q.queue,
+        passive: false,
+        durable: true,
+        exclusive: false,
+        auto_delete: q.auto_delete,
+        arguments: &q.arguments,
+        owner: 0,
+        server_named: false,
+    }
+}
+
 /// One vhost: its topology and the handles of its queues.
 #[derive(Debug)]
 pub struct VHost {
@@ -173,7 +233,6 @@ impl VHost {
     /// written, no queue handle registered: recovery opens the queues afterwards).
     pub(crate) fn replay_definition(&self, m: &warren_codec::Method) -> AmqpResult<()> {
         use warren_codec::Method;
-        use warren_core::topology::QueueDeclare as QueueDecl;
         let mut t = self.topology.lock();
         match m {
             Method::ExchangeDeclare(x) => t.declare_exchange(&ExchangeDecl {
@@ -186,18 +245,7 @@ impl VHost {
                 arguments: &x.arguments,
             }),
             Method::ExchangeDelete(x) => t.delete_exchange(&x.exchange, false).map(|_| ()),
-            Method::QueueDeclare(q) => t
-                .declare_queue(&QueueDecl {
-                    name: &q.queue,
-                    passive: false,
-                    durable: true,
-                    exclusive: false,
-                    auto_delete: q.auto_delete,
-                    arguments: &q.arguments,
-                    owner: 0,
-                    server_named: false,
-                })
-                .map(|_| ()),
+            Method::QueueDeclare(q) => t.declare_queue(&recorded_queue(q)).map(|_| ()),
             Method::QueueDelete(q) => {
                 t.delete_queue(&q.queue);
                 Ok(())
@@ -287,23 +335,7 @@ impl VHost {
             t.is_durable_binding(b.source, b.destination, b.to_queue)
         };
         if durable {
-            if b.to_queue {
-                self.record(wm::QueueBind {
-                    queue: ShortStr::from(b.destination),
-                    exchange: ShortStr::from(b.source),
-                    routing_key: ShortStr::from(b.routing_key),
-                    arguments: b.arguments.clone(),
-                    ..Default::default()
-                });
-            } else {
-                self.record(wm::ExchangeBind {
-                    destination: ShortStr::from(b.destination),
-                    source: ShortStr::from(b.source),
-                    routing_key: ShortStr::from(b.routing_key),
-                    arguments: b.arguments.clone(),
-                    ..Default::default()
-                });
-            }
+            self.record(b.record(true));
         }
         Ok(())
     }
@@ -329,23 +361,7 @@ impl VHost {
             }
         };
         if record {
-            if b.to_queue {
-                self.record(wm::QueueUnbind {
-                    queue: ShortStr::from(b.destination),
-                    exchange: ShortStr::from(b.source),
-                    routing_key: ShortStr::from(b.routing_key),
-                    arguments: b.arguments.clone(),
-                    ..Default::default()
-                });
-            } else {
-                self.record(wm::ExchangeUnbind {
-                    destination: ShortStr::from(b.destination),
-                    source: ShortStr::from(b.source),
-                    routing_key: ShortStr::from(b.routing_key),
-                    arguments: b.arguments.clone(),
-                    ..Default::default()
-                });
-            }
+            self.record(b.record(false));
         }
         self.record_deleted_exchanges(deleted.exchanges);
         Ok(())
