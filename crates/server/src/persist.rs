@@ -233,25 +233,36 @@ impl Persistence {
         ))
     }
 
-    /// Appends one definitions record (fsync'd).
+    /// Appends one definitions record (fsync'd, off the async worker: see [`blocking`]).
     pub fn record(&self, vhost: &str, m: &Method) {
-        if let Err(e) = self.defs.lock().append(&encode_definition(vhost, m)) {
-            tracing::error!("cannot persist definition: {e}");
-        }
+        self.record_raw(&encode_definition(vhost, m));
     }
 
-    /// Appends one pre-encoded definitions record (fsync'd).
+    /// Appends one pre-encoded definitions record (fsync'd, off the async worker).
     pub fn record_raw(&self, rec: &Bytes) {
-        if let Err(e) = self.defs.lock().append(rec) {
+        if let Err(e) = blocking(|| self.defs.lock().append(rec)) {
             tracing::error!("cannot persist definition: {e}");
         }
     }
 
     /// Replaces the definitions log with a compacted snapshot.
     pub fn rewrite(&self, records: &[Bytes]) {
-        if let Err(e) = self.defs.lock().rewrite(records) {
+        if let Err(e) = blocking(|| self.defs.lock().rewrite(records)) {
             tracing::error!("cannot compact definitions: {e}");
         }
+    }
+}
+
+/// Runs blocking disk work (an fsync of the definitions log, opening a queue's log) without
+/// stalling the other tasks of the calling tokio worker: on the multi-threaded runtime the
+/// worker hands its other tasks to another thread first (`block_in_place`); elsewhere (a
+/// current-thread runtime, a plain thread) `f` simply runs.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 

@@ -167,11 +167,13 @@ impl VHost {
         q.apply_effective_args(crate::policies::effective_args(&policies, &self.name, &q.meta));
         if durable && let Some(p) = &self.persistence {
             let dir = crate::persist::queue_dir(&self.name, &q.meta.name);
-            q.open_log(&p.store, &dir);
-            let meta = crate::persist::queue_record(&self.name, &q.meta);
-            if let Err(e) = p.store.write_queue_meta(&dir, &meta) {
-                tracing::warn!(queue = %q.meta.name, "cannot keep the queue's definition in its directory: {e}");
-            }
+            crate::persist::blocking(|| {
+                q.open_log(&p.store, &dir);
+                let meta = crate::persist::queue_record(&self.name, &q.meta);
+                if let Err(e) = p.store.write_queue_meta(&dir, &meta) {
+                    tracing::warn!(queue = %q.meta.name, "cannot keep the queue's definition in its directory: {e}");
+                }
+            });
         }
         self.queues.write().insert(q.meta.id, q.clone());
         drop(policies);
