@@ -1433,3 +1433,44 @@ async fn vhost_definitions_and_nodes_for_rabbitmqadmin() {
     assert!(n[0]["mem_limit"].as_u64().is_some());
     b.running.shutdown().await;
 }
+
+/// rabbitmqadmin v1 sends every value as a string (`"durable":"true"`, `"count":"2"`);
+/// RabbitMQ's API accepts that, and so does Warren's. Anything else is still a 400.
+#[tokio::test]
+async fn string_booleans_and_numbers_are_accepted_as_rabbitmq_does() {
+    let b = start().await;
+    let body = json!({"durable": "false", "auto_delete": "false", "arguments": {}});
+    expect(&b, "PUT", "/api/queues/%2F/v1q", Some(body), 201).await;
+    assert_eq!(get(&b, "/api/queues/%2F/v1q").await["durable"], false);
+    let body = json!({"type": "fanout", "durable": "true", "auto_delete": "false",
+                      "internal": "false", "arguments": {}});
+    expect(&b, "PUT", "/api/exchanges/%2F/v1x", Some(body), 201).await;
+    assert_eq!(get(&b, "/api/exchanges/%2F/v1x").await["durable"], true);
+    for i in 0..3 {
+        let body = json!({"properties": {}, "routing_key": "v1q", "payload": format!("m{i}"),
+                          "payload_encoding": "string"});
+        expect(
+            &b,
+            "POST",
+            "/api/exchanges/%2F/amq.default/publish",
+            Some(body),
+            200,
+        )
+        .await;
+    }
+    let body = json!({"count": "2", "ackmode": "ack_requeue_false", "encoding": "auto",
+                      "truncate": "50000"});
+    let got = expect(&b, "POST", "/api/queues/%2F/v1q/get", Some(body), 200)
+        .await
+        .json();
+    assert_eq!(got.as_array().map(Vec::len), Some(2), "{got}");
+    expect(
+        &b,
+        "PUT",
+        "/api/queues/%2F/bad",
+        Some(json!({"durable": "yes"})),
+        400,
+    )
+    .await;
+    b.running.shutdown().await;
+}

@@ -203,3 +203,78 @@ mod tests {
         assert_eq!(&decode_payload("aGk=", "base64").unwrap()[..], b"hi");
     }
 }
+
+/// RabbitMQ's lenient JSON for request bodies: rabbitmqadmin v1 sends every value as a string
+/// (`"durable":"true"`, `"count":"5"`), which RabbitMQ's management API accepts. Used as
+/// `#[serde(deserialize_with = …)]` on the body fields that take a boolean or a count.
+pub mod lenient {
+    use serde::de::{Deserialize, Deserializer, Error};
+    use serde_json::Value;
+
+    /// `true` / `false`, or the strings `"true"` / `"false"`.
+    pub fn bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Bool(b) => Ok(b),
+            Value::String(s) if s == "true" => Ok(true),
+            Value::String(s) if s == "false" => Ok(false),
+            other => Err(D::Error::custom(format!("expected a boolean, got {other}"))),
+        }
+    }
+
+    /// A non-negative integer, or a string holding one.
+    pub fn usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        let v = Value::deserialize(d)?;
+        count(&v).ok_or_else(|| D::Error::custom(format!("expected a non-negative integer, got {v}")))
+    }
+
+    /// As [`usize`], `null` or absent being `None` (use with `#[serde(default)]`).
+    pub fn opt_usize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(None),
+            v => count(&v)
+                .map(Some)
+                .ok_or_else(|| D::Error::custom(format!("expected a non-negative integer, got {v}"))),
+        }
+    }
+
+    fn count(v: &Value) -> Option<usize> {
+        match v {
+            Value::Number(n) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use serde::Deserialize;
+
+        #[derive(Deserialize)]
+        struct B {
+            #[serde(default, deserialize_with = "super::bool")]
+            flag: bool,
+            #[serde(default, deserialize_with = "super::opt_usize")]
+            n: Option<usize>,
+        }
+
+        fn parse(s: &str) -> Result<B, serde_json::Error> {
+            serde_json::from_str(s)
+        }
+
+        #[test]
+        fn strings_and_natives_are_both_accepted() {
+            let b = parse(r#"{"flag":"true","n":"5"}"#).unwrap();
+            assert!(b.flag);
+            assert_eq!(b.n, Some(5));
+            let b = parse(r#"{"flag":false,"n":7}"#).unwrap();
+            assert!(!b.flag);
+            assert_eq!(b.n, Some(7));
+            let b = parse("{}").unwrap();
+            assert!(!b.flag);
+            assert_eq!(b.n, None);
+            assert!(parse(r#"{"flag":"yes"}"#).is_err());
+            assert!(parse(r#"{"n":"-1"}"#).is_err());
+            assert!(parse(r#"{"n":1.5}"#).is_err());
+        }
+    }
+}

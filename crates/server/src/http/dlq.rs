@@ -60,9 +60,10 @@ pub struct MoveTarget {
 #[derive(Debug, Deserialize, Clone, Default)]
 pub struct MoveRequest {
     /// Most messages to move (default: all, up to 100,000).
+    #[serde(default, deserialize_with = "super::convert::lenient::opt_usize")]
     pub count: Option<usize>,
     /// Only report what would move.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::convert::lenient::bool")]
     pub dry_run: bool,
     /// Explicit target.
     pub target: Option<MoveTarget>,

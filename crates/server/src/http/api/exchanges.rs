@@ -60,13 +60,13 @@ pub struct ExchangeBody {
     #[serde(rename = "type", default = "direct")]
     pub kind: String,
     /// Durable.
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "lenient::bool")]
     pub durable: bool,
     /// Auto-delete.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::bool")]
     pub auto_delete: bool,
     /// Internal.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::bool")]
     pub internal: bool,
     /// Arguments.
     #[serde(default)]

@@ -27,7 +27,7 @@ use super::{ApiError, ApiResult, Shared, definitions, dlq, parse_body};
 use crate::broker::{VHost, now_ms};
 use crate::http::authz::Caller;
 use crate::http::convert::{
-    decode_payload, encode_payload, json_to_props, json_to_table, props_to_json, table_to_json,
+    decode_payload, encode_payload, json_to_props, json_to_table, lenient, props_to_json, table_to_json,
 };
 use crate::queue::Queue;
 use crate::vhost::BindingRef;

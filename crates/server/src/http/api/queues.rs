@@ -139,10 +139,10 @@ pub(super) async fn queue_get(State(st): State<Shared>, Path((vh, name)): Path<(
 #[derive(Debug, Deserialize)]
 pub struct QueueBody {
     /// Durable.
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "lenient::bool")]
     pub durable: bool,
     /// Auto-delete.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::bool")]
     pub auto_delete: bool,
     /// Arguments.
     #[serde(default)]
@@ -222,12 +222,13 @@ pub(super) async fn queue_purge(
 /// `POST …/get` body.
 #[derive(Debug, Deserialize)]
 pub(super) struct GetBody {
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "lenient::usize")]
     count: usize,
     #[serde(default = "requeue_true")]
     ackmode: String,
     #[serde(default = "auto")]
     encoding: String,
+    #[serde(default, deserialize_with = "lenient::opt_usize")]
     truncate: Option<usize>,
 }
 pub(super) fn one() -> usize {
