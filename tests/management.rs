@@ -1474,3 +1474,16 @@ async fn string_booleans_and_numbers_are_accepted_as_rabbitmq_does() {
     .await;
     b.running.shutdown().await;
 }
+
+/// Endpoints tools call for features Warren has no equivalent of answer as RabbitMQ does with
+/// none (an empty list), and the cluster name is the one the overview carries — not a 404.
+#[tokio::test]
+async fn cluster_name_extensions_and_feature_flags_answer() {
+    let b = start().await;
+    let overview = get(&b, "/api/overview").await;
+    let name = get(&b, "/api/cluster-name").await;
+    assert_eq!(name["name"], overview["cluster_name"], "{name}");
+    assert_eq!(get(&b, "/api/extensions").await, json!([]));
+    assert_eq!(get(&b, "/api/feature-flags").await, json!([]));
+    b.running.shutdown().await;
+}

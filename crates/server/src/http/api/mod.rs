@@ -62,6 +62,9 @@ pub fn routes() -> Router<Shared> {
         .route("/api/overview", get(overview))
         .route("/api/nodes", get(nodes))
         .route("/api/whoami", get(whoami))
+        .route("/api/cluster-name", get(cluster_name))
+        .route("/api/extensions", get(extensions))
+        .route("/api/feature-flags", get(feature_flags))
         .route("/api/vhosts", get(vhosts))
         .route(
             "/api/vhosts/{name}",

@@ -90,3 +90,21 @@ pub(super) async fn whoami(State(st): State<Shared>, headers: axum::http::Header
     let tags = st.broker.users.get(&user).map(|u| u.tags).unwrap_or_default();
     ok(json!({"name": user, "tags": tags}))
 }
+
+/// `GET /api/cluster-name`: the name `/api/overview` and definitions exports carry.
+pub(super) async fn cluster_name() -> J {
+    ok(json!({"name": "warren"}))
+}
+
+/// `GET /api/extensions`: management UI plugins; Warren has none (RabbitMQ's answer with none
+/// enabled), so tools that list them get an empty list, not a 404.
+pub(super) async fn extensions() -> J {
+    ok(json!([]))
+}
+
+/// `GET /api/feature-flags`: Warren has no feature flags to enable (a single version, no
+/// mixed-version cluster), so the list is empty, as `rabbitmqadmin list feature_flags` expects
+/// rather than a 404.
+pub(super) async fn feature_flags() -> J {
+    ok(json!([]))
+}
