@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -313,38 +313,8 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A `warren` process, killed on drop.
-struct Warren {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Warren {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_warren(data: &Path, extra: &[&str]) -> Warren {
-    let port = free_port();
-    let (child, _) = process::spawn_listening(
-        env!("CARGO_BIN_EXE_warren"),
-        &[
-            "--amqp-listen",
-            &format!("127.0.0.1:{port}"),
-            "--http-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        extra,
-        &format!("listening on 127.0.0.1:{port}"),
-    );
-    Warren {
-        child,
-        url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
-    }
+fn spawn_warren(data: &Path, extra: &[&str]) -> process::Broker {
+    process::Broker::spawn(data, free_port(), "127.0.0.1:0", extra)
 }
 
 /// Publishes 64 KiB persistent messages with confirms (32 in flight) until no confirm arrives
@@ -397,7 +367,7 @@ async fn confirmed_messages_survive_a_full_tmpfs_and_a_restart() {
     let data: PathBuf = fs.path().join("data");
     // No free-space limit: the disk really fills and writes fail (ENOSPC).
     let mut w = spawn_warren(&data, &["--disk-free-limit", "0"]);
-    let conn = Connection::connect(&w.url, ConnectionProperties::default())
+    let conn = Connection::connect(&w.url(), ConnectionProperties::default())
         .await
         .unwrap();
     let ch = conn.create_channel().await.unwrap();
@@ -443,7 +413,7 @@ async fn confirmed_messages_survive_a_full_tmpfs_and_a_restart() {
     w.child.wait().unwrap();
     drop(conn);
     let w2 = spawn_warren(&data, &[]);
-    let conn = Connection::connect(&w2.url, ConnectionProperties::default())
+    let conn = Connection::connect(&w2.url(), ConnectionProperties::default())
         .await
         .unwrap();
     let ch = conn.create_channel().await.unwrap();

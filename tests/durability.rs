@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -419,18 +418,7 @@ async fn million_messages_in_100_queues_recover_in_order() {
 }
 
 /// A `warren` process with its own data dir and port.
-struct Proc {
-    child: Child,
-    port: u16,
-}
-
-/// A failing test never leaves its broker process behind.
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Proc = common::process::Broker;
 
 fn spawn_broker(dir: &std::path::Path, port: u16) -> Proc {
     spawn_broker_http(dir, port, "127.0.0.1:0")
@@ -438,32 +426,7 @@ fn spawn_broker(dir: &std::path::Path, port: u16) -> Proc {
 
 /// [`spawn_broker`] with its management API on `http`.
 fn spawn_broker_http(dir: &std::path::Path, port: u16, http: &str) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args([
-            "--amqp-listen",
-            &format!("127.0.0.1:{port}"),
-            "--http-listen",
-            http,
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("WARREN_LOG_LEVEL", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn warren");
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.contains(&format!("listening on 127.0.0.1:{port}")) {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("broker listening");
-    Proc { child, port }
+    Proc::spawn(dir, port, http, &[])
 }
 
 #[tokio::test]

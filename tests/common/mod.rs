@@ -679,6 +679,44 @@ pub mod process {
         (child, rx)
     }
 
+    /// A `warren` process on a data directory its caller owns (to restart on it, kill it,
+    /// damage it), with its AMQP port; killed on drop, so a failing test never leaves it
+    /// behind.
+    pub struct Broker {
+        /// The process (tests SIGKILL it).
+        pub child: Child,
+        /// Its AMQP port on 127.0.0.1.
+        pub port: u16,
+    }
+
+    impl Broker {
+        /// Starts `warren` on `data`, AMQP on `port`, management API on `http`, plus `extra`
+        /// flags, and waits until it logs that it listens.
+        pub fn spawn(data: &std::path::Path, port: u16, http: &str, extra: &[&str]) -> Broker {
+            let amqp = format!("127.0.0.1:{port}");
+            let data = data.to_str().expect("utf-8 data dir");
+            let (child, _) = spawn_listening(
+                env!("CARGO_BIN_EXE_warren"),
+                &["--amqp-listen", &amqp, "--http-listen", http, "--data-dir", data],
+                extra,
+                &format!("listening on {amqp}"),
+            );
+            Broker { child, port }
+        }
+
+        /// `amqp://guest:guest@…/%2f`.
+        pub fn url(&self) -> String {
+            format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+        }
+    }
+
+    impl Drop for Broker {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
     /// A running `warren` process.
     pub struct Warren {
         child: std::process::Child,
