@@ -197,13 +197,13 @@ impl ConnShared {
     /// caller, which returns it to the queue state it already holds — never through the queue's
     /// lock again.
     pub fn deliver(&self, queue: Arc<Queue>, delivery: Delivery) -> Result<(), Delivery> {
-        match self.tx.send(ConnEvent::Deliver { queue, delivery }) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::SendError(ConnEvent::Deliver { delivery, .. })) => {
-                self.pending.fetch_sub(1, Ordering::AcqRel);
-                Err(delivery)
-            }
-            Err(_) => unreachable!("sent a Deliver"),
+        let Err(mpsc::error::SendError(event)) = self.tx.send(ConnEvent::Deliver { queue, delivery }) else {
+            return Ok(());
+        };
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+        match event {
+            ConnEvent::Deliver { delivery, .. } => Err(delivery),
+            _ => Ok(()),
         }
     }
 
