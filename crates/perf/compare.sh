@@ -110,6 +110,7 @@ scenario_flags() {
   case $1 in
     1) echo "--producers 1 --consumers 1 --size 16 --auto-ack --duration $d" ;;
     2) echo "--producers 1 --consumers 1 --size 16 --prefetch 1000 --multi-ack-every 100 --duration $d" ;;
+    2b) echo "--producers 1 --consumers 1 --size 16 --prefetch 100 --multi-ack-every 10 --duration $d" ;;
     3) echo "--producers 1 --consumers 1 --size 1024 --persistent --durable --confirm 1000 --prefetch 200 --multi-ack-every 50 --queue-pattern perf-durable-%d --duration $d" ;;
     4a) echo "--producers 1 --consumers 1 --size 16 --rate 10000 --auto-ack --duration $d" ;;
     4b) echo "--producers 1 --consumers 1 --size 16 --rate 100000 --auto-ack --duration $d" ;;
@@ -140,8 +141,9 @@ run_one() {
   c1=$(cpu_ticks "$pid"); t1=$(date +%s.%N)
   awk -v c="$((c1 - c0))" -v t0="$t0" -v t1="$t1" -v p="$peak" \
     'BEGIN { printf "broker_cpu_util %.3f\nbroker_peak_rss_mb %.1f\n", c / 100 / (t1 - t0), p / 1024 }' > "$f.broker"
-  printf '   %-3s %-8s run %d: consumed %s msg/s, p99 %s us, lost %s, dup %s, broker cpu %s, tool cpu %s\n' \
-    "$sc" "$broker" "$n" "$(field "$f.json" consume_rate | cut -d. -f1)" "$(field "$f.json" p99_us)" \
+  printf '   %-3s %-8s run %d: consumed %s msg/s (%s while publishing), p99 %s us, lost %s, dup %s, broker cpu %s, tool cpu %s\n' \
+    "$sc" "$broker" "$n" "$(field "$f.json" consume_rate | cut -d. -f1)" \
+    "$(field "$f.json" consume_rate_while_publishing | cut -d. -f1)" "$(field "$f.json" p99_us)" \
     "$(field "$f.json" lost)" "$(field "$f.json" duplicated)" "$(awk '/cpu/ {print $2}' "$f.broker")" \
     "$(field "$f.json" tool_cpu_utilisation)" >&2
 }
@@ -171,7 +173,9 @@ row() { # scenario key label unit
 selected() { case ",$scenarios," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 list=()
 for s in 1 2 3 4 5 6 7 8; do
-  if selected "$s"; then if [ "$s" = 4 ]; then list+=(4a 4b); else list+=("$s"); fi; fi
+  if selected "$s"; then
+    case $s in 2) list+=(2 2b) ;; 4) list+=(4a 4b) ;; *) list+=("$s") ;; esac
+  fi
 done
 
 echo "== $runs runs × ${#list[@]} scenarios, ${duration}s each; raw results in $out" >&2
@@ -189,10 +193,20 @@ for sc in "${list[@]}"; do
        row 1 tool_cpu_utilisation "1: warren-perf CPU (cores)"
        row 1 tool_cpu_ns_per_msg "1: warren-perf CPU ns per msg (pub+cons)" ;;
     2) row 2 consume_rate "2: manual ack, prefetch 1000, multi-ack 100 — consumed msg/s"
+       row 2 consume_rate_while_publishing "2: consumed msg/s while publishing"
+       row 2 publish_rate "2: published msg/s"
+       row 2 p99_us "2: end-to-end p99 µs"
        row 2 broker:broker_cpu_util "2: broker CPU (cores)"
        row 2 tool_cpu_utilisation "2: warren-perf CPU (cores)" ;;
+    2b) row 2b consume_rate_while_publishing "2b: manual ack, prefetch 100, multi-ack 10 — consumed msg/s while publishing"
+        row 2b publish_rate "2b: published msg/s"
+        row 2b p50_us "2b: end-to-end p50 µs"
+        row 2b p99_us "2b: end-to-end p99 µs" ;;
     3) row 3 consume_rate "3: persistent 1 KiB, durable, confirms 1000, prefetch 200 — consumed msg/s (Warren fsyncs before confirming; RabbitMQ classic queues do not)"
-       row 3 confirm_rate "3: confirmed msg/s" ;;
+       row 3 consume_rate_while_publishing "3: consumed msg/s while publishing"
+       row 3 confirm_rate "3: confirmed msg/s"
+       row 3 p50_us "3: end-to-end p50 µs"
+       row 3 p99_us "3: end-to-end p99 µs" ;;
     4a) row 4a p50_us "4: 10,000 msg/s, 16 B — p50 µs"
         row 4a p99_us "4: 10,000 msg/s — p99 µs"
         row 4a p999_us "4: 10,000 msg/s — p99.9 µs" ;;
@@ -201,7 +215,9 @@ for sc in "${list[@]}"; do
         row 4b p99_us "4: 100,000 msg/s — p99 µs"
         row 4b p999_us "4: 100,000 msg/s — p99.9 µs" ;;
     5) row 5 consume_rate "5: fanout to 50 queues, 64 B — deliveries/s"
-       row 5 publish_rate "5: published msg/s" ;;
+       row 5 publish_rate "5: published msg/s"
+       row 5 p50_us "5: end-to-end p50 µs"
+       row 5 p99_us "5: end-to-end p99 µs" ;;
     6) row 6 consume_rate "6: topic, 4 producers, 1000 bindings / 10 queues, 256 B — deliveries/s" ;;
     7) row 7 broker:broker_peak_rss_mb "7: 1000 producers × 10 msg/s + 1000 consumers — broker peak RSS MB"
        row 7 broker:broker_cpu_util "7: broker CPU (cores)"

@@ -11,6 +11,7 @@
 //! - [`queue`]: [`QueueState`](queue::QueueState), one queue's messages and consumers: FIFO
 //!   and priorities, prefetch, ack/reject/requeue to the original position, delivery counts
 //!   and limits, delayed retry, TTL, length limits.
+//! - [`flow`]: credit flow, a queue's ingest credit for the connections publishing into it.
 //! - [`dedup`]: publish deduplication windows (`x-deduplication-window`).
 //! - [`deadletter`]: `x-death` and the dead-letter rewrite and cycle rule.
 //! - [`args`]: queue arguments, their validation and redeclare equivalence.
@@ -22,6 +23,7 @@ pub mod args;
 pub mod deadletter;
 pub mod dedup;
 pub mod error;
+pub mod flow;
 pub mod message;
 pub mod policy;
 pub mod queue;

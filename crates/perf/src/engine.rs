@@ -231,6 +231,9 @@ pub async fn run(cfg: PerfConfig, show_progress: bool) -> Result<Report> {
             }
         }
     }
+    // Deliveries so far arrived while the producers ran (the starvation measure: a consumer
+    // that only gets messages once publishing stops is starved, whatever its final rate).
+    let consumed_while_publishing = Shared::get(&shared.unique);
     let published: u64 = outcomes.iter().map(|o| o.tally.published).sum();
     let pub_start = outcomes
         .iter()
@@ -335,6 +338,11 @@ pub async fn run(cfg: PerfConfig, show_progress: bool) -> Result<Report> {
         publish_rate: rate(published, publish_seconds),
         confirm_rate: rate(confirmed, publish_seconds),
         consume_rate: rate(consumed, consume_seconds),
+        consume_rate_while_publishing: if cfg.backlog {
+            0.0
+        } else {
+            rate(consumed_while_publishing, publish_seconds)
+        },
         latency: Latency::from_histogram(&t.latency),
         tool_cpu_seconds: cpu,
         wall_seconds: wall,

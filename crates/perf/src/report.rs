@@ -92,6 +92,9 @@ pub struct Report {
     pub confirm_rate: f64,
     /// Delivery rate, msg/s.
     pub consume_rate: f64,
+    /// Deliveries received while the producers ran, per second of publishing (0 in backlog
+    /// mode, where consumers start afterwards).
+    pub consume_rate_while_publishing: f64,
     /// End-to-end latency, publish (stamp) to delivery parsed.
     pub latency: Latency,
     /// warren-perf's own CPU time, seconds (user + system).
@@ -146,6 +149,13 @@ impl fmt::Display for Report {
             self.consume_seconds,
             thousands(self.expected)
         );
+        if self.consume_rate_while_publishing > 0.0 {
+            let _ = writeln!(
+                s,
+                "consumed while publishing      {:>11} msg/s",
+                thousands(self.consume_rate_while_publishing as u64)
+            );
+        }
         let l = &self.latency;
         let _ = writeln!(
             s,

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub delivery_limit_dropped: AtomicU64,
     /// Publishes dropped as duplicates by a queue's or exchange's `x-deduplication-window`.
     pub duplicates_dropped: AtomicU64,
+    /// Times a connection parked on a queue's credit (credit flow).
+    pub flow_entered: AtomicU64,
 }
 
 pub use crate::vhost::{PublishOutcome, VHost};

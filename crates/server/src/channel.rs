@@ -1067,6 +1067,9 @@ impl Connection {
         for q in outcome.persisted {
             self.mark_dirty(q);
         }
+        if !outcome.out_of_credit.is_empty() {
+            self.enter_flow(outcome.out_of_credit);
+        }
         if outcome.store_failed > 0 {
             // Publishers are blocked now, not at the next disk sample.
             self.broker

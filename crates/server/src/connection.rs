@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,12 @@ const MAX_WRITE_BACKLOG: usize = 4 << 20;
 /// client (so replies, confirms and heartbeats cannot pile up either); a client that leaves
 /// it there longer than `Config::write_stall_timeout` is disconnected.
 pub const HARD_WRITE_BACKLOG: usize = 16 << 20;
+
+/// How long a connection that left flow still shows `state: flow` (RabbitMQ: one second).
+const FLOW_STATE_MS: u64 = 1000;
+/// Input bytes a connection task handles before it yields its worker to other connections
+/// (a flooding publisher must not hold the core that its consumers' acks wait for).
+const INPUT_PER_TURN: usize = 16 * 1024;
 
 /// Messages to a connection task.
 #[derive(Debug)]
@@ -170,6 +176,12 @@ pub struct ConnShared {
     pub cancel_notify: AtomicBool,
     /// The writer brought the backlog back under [`HARD_WRITE_BACKLOG`].
     drained: tokio::sync::Notify,
+    /// A queue this connection parked on (credit flow) has credit again.
+    flow_notify: tokio::sync::Notify,
+    /// Parked on a queue's credit now.
+    in_flow: AtomicBool,
+    /// When it last entered or left flow (ms since the epoch; 0: never).
+    flow_at_ms: AtomicU64,
 }
 
 impl ConnShared {
@@ -223,6 +235,23 @@ impl ConnShared {
             code,
             text: text.into(),
         });
+    }
+
+    /// A queue this connection parked on has credit again ([`Queue::flow_park`]).
+    pub fn flow_resume(&self) {
+        self.flow_notify.notify_one();
+    }
+
+    /// RabbitMQ's connection state: `flow` while parked on credit and for a second after
+    /// (as its `credit_flow:state/0`), else `running`.
+    pub fn state(&self, now_ms: u64) -> &'static str {
+        if self.in_flow.load(Ordering::Acquire)
+            || now_ms.saturating_sub(self.flow_at_ms.load(Ordering::Acquire)) < FLOW_STATE_MS
+        {
+            "flow"
+        } else {
+            "running"
+        }
     }
 
     fn wake(&self) {
@@ -300,6 +329,13 @@ pub struct Connection {
     cert_login: Option<CertLogin>,
     /// Why the connection ended, for the close log line (empty: the socket closed).
     close_reason: String,
+    /// Credit flow: queues whose last credit this connection's publishes took; while any is
+    /// out of credit the connection does not read its client (TCP back-pressure).
+    pub(crate) flow: Vec<Arc<Queue>>,
+    /// When the earliest of those queues grants a fresh window anyway (slow consumers).
+    flow_wake: Option<Instant>,
+    /// `process_input` stopped with frames left in the read buffer (write backlog, flow).
+    input_held: bool,
 }
 
 /// What a TLS client's verified certificate yields for SASL EXTERNAL (RabbitMQ's
@@ -387,6 +423,9 @@ pub async fn handle_split<R, W>(
         }),
         cancel_notify: AtomicBool::new(false),
         drained: tokio::sync::Notify::new(),
+        flow_notify: tokio::sync::Notify::new(),
+        in_flow: AtomicBool::new(false),
+        flow_at_ms: AtomicU64::new(0),
     });
     let (wtx, wrx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_loop(wr, wrx, shared.clone()));
@@ -418,6 +457,9 @@ pub async fn handle_split<R, W>(
         stalled: None,
         cert_login,
         close_reason: String::new(),
+        flow: Vec::new(),
+        flow_wake: None,
+        input_held: false,
     };
     conn.broker.register(conn.shared.clone());
     conn.send_start();
@@ -500,6 +542,10 @@ impl Connection {
         }
         let mut alarms = self.broker.alarms.subscribe();
         let shared = self.shared.clone();
+        // The slow-consumer grace of the queues parked on (reset when parking).
+        let flow_sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(flow_sleep);
+        let mut flow_armed: Option<Instant> = None;
         while !matches!(self.phase, Phase::Done | Phase::Draining) {
             if rbuf.capacity() - rbuf.len() < 16 * 1024 {
                 rbuf.reserve(64 * 1024);
@@ -507,13 +553,37 @@ impl Connection {
             // A client that does not read what we send is not read either (so nothing it
             // asks for can pile up here) until the writer drains.
             let backed_up = shared.backlog.load(Ordering::Acquire) >= HARD_WRITE_BACKLOG;
+            // Parked on a queue's credit (credit flow): input waits in the socket.
+            let in_flow = !self.flow.is_empty() && self.phase == Phase::Open;
             // A blocked publisher is not read (TCP backpressure) until the alarm clears.
-            let reading = (self.blocked.is_none() || matches!(self.phase, Phase::Closing)) && !backed_up;
+            let reading =
+                (self.blocked.is_none() || matches!(self.phase, Phase::Closing)) && !backed_up && !in_flow;
+            // Input left in the buffer when processing stopped (backlog, flow) goes first once
+            // that condition is gone: the client may have sent everything already, and the
+            // socket would never wake us for it.
+            if reading && self.input_held {
+                self.process_input(&mut rbuf);
+                self.flush();
+                continue;
+            }
+            if in_flow && flow_armed != self.flow_wake {
+                flow_armed = self.flow_wake;
+                if let Some(at) = flow_armed {
+                    flow_sleep.as_mut().reset(at.into());
+                }
+            }
+            let mut read_bytes = 0;
             tokio::select! {
                 _ = shared.drained.notified(), if backed_up => self.process_input(&mut rbuf),
+                _ = shared.flow_notify.notified(), if in_flow => self.resume_flow(&mut rbuf),
+                _ = &mut flow_sleep, if in_flow && flow_armed.is_some() => {
+                    flow_armed = None;
+                    self.resume_flow(&mut rbuf);
+                }
                 r = rd.read_buf(&mut rbuf), if reading => match r {
                     Ok(0) | Err(_) => break,
-                    Ok(_) => {
+                    Ok(n) => {
+                        read_bytes = n;
                         self.last_recv = Instant::now();
                         self.process_input(&mut rbuf);
                         if self.publisher && self.blocked.is_none() {
@@ -547,8 +617,59 @@ impl Connection {
                 }
             }
             self.flush();
+            // Fairness: after a full read the client has more waiting; let every other
+            // connection on this worker (consumers' acks, deliveries) run before reading again.
+            if read_bytes >= INPUT_PER_TURN {
+                tokio::task::yield_now().await;
+            }
         }
         self.flush();
+    }
+
+    /// Parks this connection on `queues` (each out of credit after its publish). Those that
+    /// have credit again by now are dropped; if none is left the connection goes on.
+    pub(crate) fn enter_flow(&mut self, queues: Vec<Arc<Queue>>) {
+        for q in queues {
+            if !self.flow.iter().any(|f| Arc::ptr_eq(f, &q)) {
+                self.flow.push(q);
+            }
+        }
+        self.check_flow();
+    }
+
+    /// Re-checks the queues parked on; true when the connection may read again.
+    fn check_flow(&mut self) -> bool {
+        let now = crate::broker::now_ms();
+        let shared = self.shared.clone();
+        let mut wake_ms: Option<u64> = None;
+        self.flow.retain(|q| match q.flow_park(&shared, now) {
+            None => false,
+            Some(at) => {
+                wake_ms = Some(wake_ms.map_or(at, |w| w.min(at)));
+                true
+            }
+        });
+        let was = self.shared.in_flow.load(Ordering::Acquire);
+        let is = !self.flow.is_empty();
+        if was != is {
+            self.shared.in_flow.store(is, Ordering::Release);
+            self.shared.flow_at_ms.store(now, Ordering::Release);
+            if is {
+                self.broker.metrics.flow_entered.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.flow_wake = wake_ms.map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)));
+        !is
+    }
+
+    /// A parked-on queue has credit again, or its grace period passed: go on with the input
+    /// already buffered once every one of them has.
+    fn resume_flow(&mut self, rbuf: &mut BytesMut) {
+        if self.check_flow() {
+            // Silence while parked was ours, not the client's.
+            self.last_recv = Instant::now();
+            self.process_input(rbuf);
+        }
     }
 
     /// Stops reading a publishing connection while an alarm is up, telling the client.
@@ -620,7 +741,7 @@ impl Connection {
         }
         if self.heartbeat > 0 {
             let hb = Duration::from_secs(self.heartbeat as u64);
-            if self.blocked.is_some() {
+            if self.blocked.is_some() || !self.flow.is_empty() {
                 // We are not reading: the client's heartbeats wait in the socket.
                 self.last_recv = now;
             }
@@ -700,6 +821,7 @@ impl Connection {
     }
 
     fn process_input(&mut self, rbuf: &mut BytesMut) {
+        self.input_held = false;
         loop {
             if matches!(self.phase, Phase::Done | Phase::Draining) {
                 // What follows a connection.close is discarded, never acted on.
@@ -730,6 +852,12 @@ impl Connection {
             // The client does not read what it asks for: leave the rest of its input
             // unprocessed until the writer drains (run() resumes on `drained`).
             if self.shared.backlog.load(Ordering::Acquire) >= HARD_WRITE_BACKLOG {
+                self.input_held = true;
+                return;
+            }
+            // Parked on a queue's credit: the rest waits (run() resumes on `flow_notify`).
+            if !self.flow.is_empty() && self.phase == Phase::Open {
+                self.input_held = true;
                 return;
             }
         }

@@ -55,6 +55,7 @@ pub struct RunningBroker {
     task: tokio::task::JoinHandle<()>,
     http_task: tokio::task::JoinHandle<()>,
     tls_task: Option<tokio::task::JoinHandle<()>>,
+    alarms_task: tokio::task::JoinHandle<()>,
 }
 
 /// Binds the listeners and starts serving.
@@ -81,7 +82,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningBroker> {
     };
     let (tx, rx) = watch::channel(false);
     let http_task = tokio::spawn(http::serve(broker.clone(), http_listener, amqp_addr, rx.clone()));
-    tokio::spawn(alarms::monitor(broker.clone(), rx.clone()));
+    let alarms_task = tokio::spawn(alarms::monitor(broker.clone(), rx.clone()));
     let mut tls_addr = None;
     let tls_task = match tls_listener {
         Some((l, tls)) => {
@@ -105,6 +106,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningBroker> {
         shutdown: tx,
         task,
         http_task,
+        alarms_task,
     })
 }
 
@@ -117,5 +119,8 @@ impl RunningBroker {
         if let Some(t) = self.tls_task {
             let _ = t.await;
         }
+        // Every task holding the broker has ended when this returns, so the data directory's
+        // lock is free for a broker started next on it.
+        let _ = self.alarms_task.await;
     }
 }

@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use warren_core::AmqpResult;
 use warren_core::MessageRef;
 use warren_core::deadletter::DeadReason;
+use warren_core::flow::{Credit, Take};
 use warren_core::queue::{
     ChannelKey, ConsumerKey, ConsumerSpec, Delivery, Effects, Entry, Paged, Published, QueueState, Return,
 };
@@ -62,9 +63,27 @@ struct Inner {
     scratch: Option<String>,
     /// Delivered records wait in the log's buffers (see `flush_marks`).
     marks_pending: bool,
+    /// Ingest credit for the connections publishing here ([`warren_core::flow`]).
+    credit: Credit,
+    /// Connections parked on this queue's credit, woken when it has half a window again.
+    flow_waiters: Vec<Weak<ConnShared>>,
 }
 
 impl Inner {
+    /// Wakes the connections parked on this queue's credit.
+    fn wake_publishers(&mut self) {
+        for c in self.flow_waiters.drain(..).filter_map(|w| w.upgrade()) {
+            c.flow_resume();
+        }
+    }
+
+    /// The queue's credit back to a full window (no consumers left, purged, deleted).
+    fn refill_credit(&mut self, now: u64) {
+        if self.credit.refill(now) || !self.flow_waiters.is_empty() {
+            self.wake_publishers();
+        }
+    }
+
     /// Pages messages back in from the log while the queue wants them. Returns whether any
     /// came in.
     fn refill(&mut self, fx: &mut Effects) -> bool {
@@ -229,6 +248,8 @@ impl Queue {
                 log: None,
                 scratch: None,
                 marks_pending: false,
+                credit: Credit::default(),
+                flow_waiters: Vec::new(),
             }),
             deleted: AtomicBool::new(false),
             had_consumer: AtomicBool::new(false),
@@ -462,6 +483,7 @@ impl Queue {
         );
         let mut undeliverable = Vec::new();
         let mut again = false;
+        let sent = fx.deliveries.len() as u32;
         for d in fx.deliveries.drain(..) {
             if let Err(d) = self.send(sinks, d) {
                 undeliverable.push(d);
@@ -478,6 +500,9 @@ impl Queue {
             }
             state.release_channel(d.channel, Return::Failed, now, fx);
             again = true;
+        }
+        if inner.credit.delivered(sent, now) {
+            inner.wake_publishers();
         }
         inner.apply_store();
         again
@@ -563,23 +588,43 @@ impl Queue {
     }
 
     /// Enqueues a message and dispatches. `payload` is the encoded message when it is
-    /// persistent: a durable queue writes it to its log. Returns whether it was written; if
-    /// that failed the queue did not take the message.
+    /// persistent: a durable queue writes it to its log. Returns whether it was written (if
+    /// that failed the queue did not take the message) and whether the publisher took the
+    /// queue's last ingest credit.
     pub fn publish(
         self: &Arc<Self>,
         msg: MessageRef,
         ttl: Option<u64>,
         now: u64,
         payload: Option<&[u8]>,
-    ) -> (Published, Stored) {
-        let (p, persisted, dead, positions) = self.publish_collect(msg, ttl, now, payload);
+    ) -> (Published, Stored, bool) {
+        let (p, persisted, out_of_credit, dead, positions) = self.publish_collect(msg, ttl, now, payload);
         if !dead.is_empty() || !positions.is_empty() {
             match self.vhost.upgrade() {
                 Some(v) => v.dead_letter(self, dead, positions, now),
                 None => self.ack_positions(&positions),
             }
         }
-        (p, persisted)
+        (p, persisted, out_of_credit)
+    }
+
+    /// Credit flow: a publisher that took this queue's last credit parks here. Returns None if
+    /// the queue has credit (again, or by its slow-consumer grace), else registers `conn` to be
+    /// woken ([`ConnShared::flow_resume`]) and returns when the grace would grant anyway (ms).
+    pub fn flow_park(&self, conn: &Arc<ConnShared>, now: u64) -> Option<u64> {
+        let mut i = self.inner.lock();
+        if self.is_deleted() || i.state.consumer_count() == 0 {
+            i.refill_credit(now);
+            return None;
+        }
+        if i.credit.has_credit() || i.credit.grace(now) {
+            return None;
+        }
+        let me = Arc::downgrade(conn);
+        if !i.flow_waiters.iter().any(|w| w.ptr_eq(&me)) {
+            i.flow_waiters.push(me);
+        }
+        i.credit.grace_at()
     }
 
     /// Gives a non-durable queue whose backlog outgrew memory a scratch log, so the rest of the
@@ -621,20 +666,27 @@ impl Queue {
         }
     }
 
-    /// Enqueues and dispatches, returning dead letters (and, for an at-least-once queue, their
-    /// store positions) for the caller to route.
+    /// Enqueues and dispatches, returning whether that took the queue's last ingest credit
+    /// (the publisher should park: [`Queue::flow_park`]), and dead letters (and, for an
+    /// at-least-once queue, their store positions) for the caller to route.
     pub fn publish_collect(
         self: &Arc<Self>,
         msg: MessageRef,
         ttl: Option<u64>,
         now: u64,
         payload: Option<&[u8]>,
-    ) -> (Published, Stored, Vec<(MessageRef, DeadReason)>, Vec<u64>) {
+    ) -> (Published, Stored, bool, Vec<(MessageRef, DeadReason)>, Vec<u64>) {
         if self.is_deleted() {
-            return (Published::Enqueued, Stored::NotNeeded, Vec::new(), Vec::new());
+            return (
+                Published::Enqueued,
+                Stored::NotNeeded,
+                false,
+                Vec::new(),
+                Vec::new(),
+            );
         }
         let mut fx = Effects::default();
-        let (p, persisted, deadline) = {
+        let (p, persisted, out_of_credit, deadline) = {
             let mut i = self.inner.lock();
             let seq = i.state.next_seq();
             // A duplicate (x-deduplication-window) is not written to disk.
@@ -661,7 +713,7 @@ impl Queue {
                     // would have been told it is safe). The caller nacks it.
                     Err(e) if durable_copy => {
                         tracing::warn!(queue = %self.meta.name, "persistent message refused: store append failed: {e}");
-                        return (Published::Rejected, Stored::Failed, Vec::new(), Vec::new());
+                        return (Published::Rejected, Stored::Failed, false, Vec::new(), Vec::new());
                     }
                     Err(e) => {
                         tracing::warn!(queue = %self.meta.name, "store append failed (transient message kept in memory): {e}");
@@ -676,6 +728,9 @@ impl Queue {
             {
                 let _ = log.ack(unpack(pos));
             }
+            let has_consumers = i.state.consumer_count() > 0;
+            let out_of_credit =
+                p == Published::Enqueued && i.credit.take(has_consumers, now) == Take::Exhausted;
             self.dispatch_locked(&mut i, now, &mut fx);
             let stored = if durable_copy && pos.is_some() && p == Published::Enqueued {
                 Stored::Written
@@ -684,7 +739,12 @@ impl Queue {
                 i.flush_marks();
                 Stored::NotNeeded
             };
-            (p, stored, i.state.next_deadline())
+            (
+                p,
+                stored,
+                out_of_credit && !i.credit.has_credit(),
+                i.state.next_deadline(),
+            )
         };
         if p == Published::Enqueued {
             self.stats.published.fetch_add(1, Ordering::Relaxed);
@@ -698,7 +758,7 @@ impl Queue {
         let dead = std::mem::take(&mut fx.dead_letters);
         let positions = std::mem::take(&mut fx.dead_letter_positions);
         self.finish(fx, deadline, now);
-        (p, persisted, dead, positions)
+        (p, persisted, out_of_credit, dead, positions)
     }
 
     /// Runs dispatch (after room appeared on a connection or channel).
@@ -759,6 +819,10 @@ impl Queue {
                 self.dispatch_locked(&mut i, now, &mut fx);
                 i.flush_marks();
             }
+            if i.state.consumer_count() == 0 {
+                // Nobody to pace the publishers by: the queue absorbs again.
+                i.refill_credit(now);
+            }
             (i.state.consumer_count(), i.state.next_deadline())
         };
         self.touch();
@@ -780,6 +844,9 @@ impl Queue {
                     break r;
                 }
             };
+            if r.is_some() && i.credit.delivered(1, now) {
+                i.wake_publishers();
+            }
             i.flush_marks();
             (r, i.state.next_deadline())
         };
@@ -857,6 +924,7 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut i = self.inner.lock();
         let n = i.state.purge();
+        i.refill_credit(now_ms());
         i.apply_store();
         // The segment being written goes too if the purge emptied it: on a full disk that is
         // the space that lets the store recover.
@@ -890,6 +958,7 @@ impl Queue {
                 .filter_map(|(k, spec)| i.sinks.remove(&k).map(|s| (spec, s)))
                 .collect();
             i.state.purge();
+            i.refill_credit(now_ms());
             let _ = i.state.take_store_effects();
             if let Some(log) = i.log.take() {
                 let _ = log.close();

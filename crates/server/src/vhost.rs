@@ -131,6 +131,9 @@ pub struct PublishOutcome {
     /// Durable queues that could not write it to their log (full disk, poisoned store): they
     /// did not take it, and the publisher is told (basic.nack, or the channel is closed).
     pub store_failed: usize,
+    /// Queues whose last ingest credit this publish took: the publisher parks on them
+    /// (credit flow, [`Queue::flow_park`]).
+    pub out_of_credit: Vec<Arc<Queue>>,
 }
 
 impl VHost {
@@ -475,7 +478,10 @@ impl VHost {
         let payload = (msg.is_persistent() && queues.iter().any(|q| q.is_durable()))
             .then(|| crate::persist::encode_message(&msg, now));
         for q in queues {
-            let (p, stored) = q.publish(msg.clone(), ttl, now, payload.as_deref());
+            let (p, stored, out_of_credit) = q.publish(msg.clone(), ttl, now, payload.as_deref());
+            if out_of_credit {
+                out.out_of_credit.push(q.clone());
+            }
             match stored {
                 Stored::Failed => {
                     out.store_failed += 1;
@@ -566,7 +572,7 @@ impl VHost {
                 }
                 let payload =
                     (dl.is_persistent() && t.is_durable()).then(|| crate::persist::encode_message(&dl, now));
-                let (_, stored, more, more_positions) =
+                let (_, stored, _, more, more_positions) =
                     t.publish_collect(dl.clone(), None, now, payload.as_deref());
                 if payload.is_some() {
                     target_failed |= !t.flush_log();

@@ -233,6 +233,13 @@ pub fn render(st: &Shared) -> String {
         proto,
         m.unroutable.load(Ordering::Relaxed),
     );
+    counter(
+        &mut out,
+        "warren_connection_flow_total",
+        "Times a publishing connection was parked by credit flow (its queues' consumers fell behind)",
+        "",
+        m.flow_entered.load(Ordering::Relaxed),
+    );
     let dl = "{queue_type=\"rabbit_classic_queue\",dead_letter_strategy=\"at_most_once\"}";
     for (i, (reason, help)) in [
         (

@@ -222,4 +222,6 @@ pub async fn serve(
         tracing::warn!("management HTTP listener failed: {e}");
     }
     sampler.abort();
+    // Dropped (with its hold on the broker) before this returns.
+    let _ = sampler.await;
 }
