@@ -13,30 +13,39 @@
 //! - a queue with no consumers absorbs bursts at full speed into its paged log (its backlog on
 //!   disk is the point), so it never runs out;
 //! - a queue whose consumers are slow (the client, not the broker, is the bottleneck) must not
-//!   slow a fanout's other queues to its pace: when a queue that ran out of credit has not
-//!   earned half a window back within [`SLOW_CONSUMER_GRACE_MS`], it grants a fresh window and
-//!   lets its backlog grow (and page to disk). A throttled publisher so still moves at least
-//!   one window per grace period (200,000 msg/s with the defaults) through a slow queue, and
-//!   at its consumers' pace through one whose consumers are faster than that. Meanwhile the
-//!   parked publisher leaves the CPU to the deliveries, which is what a starved consumer
-//!   lacked.
+//!   slow a fanout's other queues to its pace: when a queue out of credit delivers less than
+//!   an eighth of a window in a [`SLOW_CONSUMER_GRACE_MS`] period (under 25,000 msg/s with the
+//!   defaults), it grants a fresh window and lets its backlog grow (and page to disk). A queue
+//!   that delivers more keeps pacing its publishers by its deliveries, period after period.
+//!
+//! The line between the two is drawn while the publisher is parked: a consumer that was
+//! starved of CPU by the publisher's ingest gets the core for the whole period and shows what
+//! it can take (far more than the threshold on any machine that can run a broker); one that is
+//! slow by itself stays slow.
 
 /// Publishes a queue with consumers takes beyond what it has delivered before its publishers
 /// must wait. Big enough to keep a pipelined publisher busy over a delivery round trip, small
 /// enough that the backlog a keeping-up consumer sees stays a few milliseconds long.
 pub const DEFAULT_WINDOW: u32 = 4000;
 
-/// How long a queue out of credit waits to earn half a window back before it judges its
-/// consumers slow (client-bound) and grants a fresh window anyway.
+/// The period over which a queue out of credit judges its consumers: less than
+/// [`Credit::window`] / [`SLOW_FRACTION`] delivered in it means slow (client-bound) consumers,
+/// and a fresh window is granted.
 pub const SLOW_CONSUMER_GRACE_MS: u64 = 20;
+
+/// Consumers delivering less than `window / SLOW_FRACTION` per grace period are slow.
+pub const SLOW_FRACTION: u32 = 8;
 
 /// One queue's ingest credit.
 #[derive(Debug, Clone)]
 pub struct Credit {
     window: u32,
     available: u32,
-    /// When the queue ran out of credit, since its last wake-up (None: publishers run).
+    /// When the current judging period began: the queue ran out of credit since its last
+    /// wake-up (None: publishers run).
     out_since_ms: Option<u64>,
+    /// Deliveries since `out_since_ms`.
+    delivered_in_period: u32,
 }
 
 impl Default for Credit {
@@ -62,6 +71,7 @@ impl Credit {
             window,
             available: window,
             out_since_ms: None,
+            delivered_in_period: 0,
         }
     }
 
@@ -91,8 +101,11 @@ impl Credit {
         if self.available > 0 {
             return Take::Go;
         }
-        // The grace period counts from the first time it ran out since the last wake-up.
-        self.out_since_ms.get_or_insert(now);
+        // The period counts from the first time it ran out since the last wake-up.
+        if self.out_since_ms.is_none() {
+            self.out_since_ms = Some(now);
+            self.delivered_in_period = 0;
+        }
         Take::Exhausted
     }
 
@@ -104,6 +117,7 @@ impl Credit {
             return false;
         }
         let _ = now;
+        self.delivered_in_period = self.delivered_in_period.saturating_add(n);
         let before = self.available;
         self.available = self.available.saturating_add(n).min(self.window);
         let half = (self.window / 2).max(1);
@@ -114,14 +128,20 @@ impl Credit {
         wake
     }
 
-    /// A queue out of credit that delivered nothing for [`SLOW_CONSUMER_GRACE_MS`] has slow
-    /// consumers: it grants a fresh window (its backlog grows and pages to disk). Returns true
-    /// when it did, so waiting publishers may go on.
+    /// At the end of a judging period: a queue out of credit that delivered less than
+    /// `window / SLOW_FRACTION` in it has slow consumers and grants a fresh window (its backlog
+    /// grows and pages to disk); returns true, so waiting publishers may go on. One that
+    /// delivered more starts another period (its deliveries keep pacing the publishers).
     pub fn grace(&mut self, now: u64) -> bool {
         match self.grace_at() {
             Some(at) if self.available == 0 && now >= at => {
-                self.refill(now);
-                true
+                if self.delivered_in_period < (self.window / SLOW_FRACTION).max(1) {
+                    self.refill(now);
+                    return true;
+                }
+                self.out_since_ms = Some(now);
+                self.delivered_in_period = 0;
+                false
             }
             _ => false,
         }
@@ -140,6 +160,7 @@ impl Credit {
         let was_out = self.available == 0;
         self.available = self.window;
         self.out_since_ms = None;
+        self.delivered_in_period = 0;
         was_out
     }
 }
@@ -219,10 +240,11 @@ mod tests {
 
     #[test]
     fn a_trickle_of_deliveries_does_not_hold_publishers_past_the_grace() {
-        // A slow consumer earns a credit now and then; the publisher takes it at once. The
-        // grace still counts from the first time the queue ran out.
-        let mut c = Credit::new(10);
-        for _ in 0..10 {
+        // A slow consumer earns a credit now and then (less than window / SLOW_FRACTION per
+        // period); the publisher takes it at once. The period counts from the first time the
+        // queue ran out.
+        let mut c = Credit::new(800);
+        for _ in 0..800 {
             c.take(true, 0);
         }
         for ms in 1..SLOW_CONSUMER_GRACE_MS {
@@ -231,7 +253,29 @@ mod tests {
             assert!(!c.grace(ms));
         }
         assert!(c.grace(SLOW_CONSUMER_GRACE_MS));
-        assert_eq!(c.available(), 10);
+        assert_eq!(c.available(), 800);
+    }
+
+    #[test]
+    fn consumers_delivering_enough_per_period_keep_pacing_the_publisher() {
+        let mut c = Credit::new(800);
+        for _ in 0..800 {
+            c.take(true, 0);
+        }
+        let per_period = 800 / SLOW_FRACTION;
+        for period in 0..5u64 {
+            let t = period * SLOW_CONSUMER_GRACE_MS;
+            // Delivered just enough, and the publisher took each credit at once.
+            for _ in 0..per_period {
+                c.delivered(1, t);
+                c.take(true, t);
+            }
+            assert!(!c.grace(t + SLOW_CONSUMER_GRACE_MS), "period {period}: not slow");
+            assert_eq!(c.grace_at(), Some(t + 2 * SLOW_CONSUMER_GRACE_MS));
+        }
+        // A period with too few deliveries: slow, a fresh window.
+        assert!(c.grace(6 * SLOW_CONSUMER_GRACE_MS));
+        assert_eq!(c.available(), 800);
     }
 
     #[test]
