@@ -231,6 +231,83 @@ async fn purge_on_a_full_disk_frees_space_and_stays_purged_across_restart() {
     assert_eq!(ids, BTreeSet::from([5000]), "purged messages came back");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_declaration_that_cannot_be_recorded_is_refused_and_undone() {
+    let (b, fs) = start_faulty().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare_durable(&ch, "kept", FieldTable::default()).await;
+    fs.fail_writes_after(0);
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let r = ch
+        .queue_declare("refused".into(), durable, FieldTable::default())
+        .await;
+    assert_code(r, 506, "cannot record queue.declare in vhost '/'");
+    // 506 is a connection error (hard, as the spec's constants say).
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let r = ch
+        .exchange_declare(
+            "refused-x".into(),
+            lapin::ExchangeKind::Fanout,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    assert_code(r, 506, "the definitions log cannot be written");
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let r = ch
+        .queue_bind(
+            "kept".into(),
+            "amq.fanout".into(),
+            "".into(),
+            lapin::options::QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await;
+    assert_code(r, 506, "cannot record queue.bind");
+    // Nothing refused was left behind in memory either.
+    let v = b.running.broker.vhost("/").unwrap();
+    v.read_topology(|t| {
+        assert!(t.queue("refused").is_none());
+        assert!(t.exchange("refused-x").is_none());
+        assert!(
+            !t.bindings()
+                .iter()
+                .any(|x| &*x.source == "amq.fanout" && &*x.destination == "kept"),
+            "the refused binding stayed"
+        );
+    });
+    drop(v);
+    // What needs no record still works: a transient queue, redeclaring the durable one.
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(
+        "transient".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.queue_declare("kept".into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    drop(conn);
+    fs.heal();
+    let (b, _dir) = restart(b).await;
+    b.running.broker.vhost("/").unwrap().read_topology(|t| {
+        assert!(t.queue("kept").is_some());
+        assert!(t.queue("refused").is_none() && t.exchange("refused-x").is_none());
+    });
+}
+
 #[tokio::test]
 async fn after_an_fsync_failure_the_api_says_restart_required() {
     let (b, fs) = start_faulty().await;

@@ -807,7 +807,7 @@ impl Topology {
         Ok(())
     }
 
-    fn bind(&mut self, source: &str, dest: Dest, key: &str, args: &FieldTable) -> AmqpResult<()> {
+    fn bind(&mut self, source: &str, dest: Dest, key: &str, args: &FieldTable) -> AmqpResult<bool> {
         let dest_name = match dest {
             Dest::Queue(q) => self.queue_names.get(&q).cloned().unwrap_or_default(),
             Dest::Exchange(e) => self.exchange_names.get(&e).cloned().unwrap_or_default(),
@@ -824,13 +824,14 @@ impl Topology {
             )));
         }
         let sid = x.id;
-        if x.add(dest, &dest_name, &key.into(), args) {
+        let added = x.add(dest, &dest_name, &key.into(), args);
+        if added {
             let srcs = self.sources.entry(dest).or_default();
             if !srcs.contains(&sid) {
                 srcs.push(sid);
             }
         }
-        Ok(())
+        Ok(added)
     }
 
     fn unbind(&mut self, source: &str, dest: Dest, key: &str, args: &FieldTable) -> Deleted {
@@ -853,14 +854,14 @@ impl Topology {
         deleted
     }
 
-    /// queue.bind.
+    /// queue.bind. True when the binding is new (binding again is a no-op, as in RabbitMQ).
     pub fn bind_queue(
         &mut self,
         queue: &str,
         exchange: &str,
         key: &str,
         args: &FieldTable,
-    ) -> AmqpResult<()> {
+    ) -> AmqpResult<bool> {
         let dest = self.resolve_dest_queue(queue)?;
         self.check_source(exchange)?;
         self.bind(exchange, dest, key, args)
@@ -884,14 +885,14 @@ impl Topology {
         }
     }
 
-    /// exchange.bind (destination ← source).
+    /// exchange.bind (destination ← source). True when the binding is new.
     pub fn bind_exchange(
         &mut self,
         destination: &str,
         source: &str,
         key: &str,
         args: &FieldTable,
-    ) -> AmqpResult<()> {
+    ) -> AmqpResult<bool> {
         let dest = self.resolve_dest_exchange(destination)?;
         self.check_source(source)?;
         self.bind(source, dest, key, args)

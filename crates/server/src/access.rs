@@ -220,7 +220,8 @@ fn topic_permission_record(user: &str, vhost: &str, p: &TopicPermission) -> Valu
 impl Broker {
     fn record_access(&self, rec: &Value) {
         if let Some(p) = &self.persistence {
-            p.record_raw(&crate::persist::encode_access(rec));
+            // Logged inside; kept in memory only until a restart (docs/compatibility.md, full disk).
+            let _ = p.record_raw(&crate::persist::encode_access(rec));
         }
     }
 

@@ -15,8 +15,7 @@ use warren_codec::{BasicProperties, Method, Reader, ShortStr};
 use warren_core::Message;
 use warren_core::queue::Entry;
 use warren_store::{
-    DataDirLock, DefinitionsLog, FileSystem, MsgPos, Recovered, StdFs, Store, StoreError, StoreOptions,
-    SyncHandle,
+    DataDirLock, DefinitionsLog, FileSystem, MsgPos, Recovered, Store, StoreError, StoreOptions, SyncHandle,
 };
 
 use crate::broker::Broker;
@@ -158,8 +157,8 @@ impl std::fmt::Debug for Persistence {
 impl Persistence {
     /// Opens the store under `data_dir`, returning the definitions records to replay. The
     /// directory's lock is taken first: while another broker holds it this fails with
-    /// [`StoreError::Locked`] before anything is read. `fs` replaces the message store's
-    /// filesystem (fault injection in tests).
+    /// [`StoreError::Locked`] before anything is read. `fs` replaces the filesystem of the
+    /// message store and the definitions log (fault injection in tests).
     pub fn open(
         data_dir: &Path,
         fs: Option<Arc<dyn FileSystem>>,
@@ -170,7 +169,7 @@ impl Persistence {
         if let Some(fs) = fs {
             opts.fs = fs;
         }
-        let store = Store::open(&data_dir.join("messages"), opts)?;
+        let store = Store::open(&data_dir.join("messages"), opts.clone())?;
         let store_failed = Arc::new(tokio::sync::Notify::new());
         let notify = store_failed.clone();
         store.set_poison_hook(Arc::new(move |info| {
@@ -189,7 +188,7 @@ impl Persistence {
             }
             notify.notify_one();
         }));
-        let (defs, records) = DefinitionsLog::open(&data_dir.join("definitions.log"), Arc::new(StdFs))?;
+        let (defs, records) = DefinitionsLog::open(&data_dir.join("definitions.log"), opts.fs.clone())?;
         let definitions_report = defs.recovery_report().clone();
         for w in &definitions_report.warnings {
             tracing::warn!(
@@ -234,15 +233,21 @@ impl Persistence {
     }
 
     /// Appends one definitions record (fsync'd, off the async worker: see [`blocking`]).
-    pub fn record(&self, vhost: &str, m: &Method) {
-        self.record_raw(&encode_definition(vhost, m));
+    pub fn record(&self, vhost: &str, m: &Method) -> Result<(), StoreError> {
+        self.record_raw(&encode_definition(vhost, m))
     }
 
-    /// Appends one pre-encoded definitions record (fsync'd, off the async worker).
-    pub fn record_raw(&self, rec: &Bytes) {
-        if let Err(e) = blocking(|| self.defs.lock().append(rec)) {
-            tracing::error!("cannot persist definition: {e}");
+    /// Appends one pre-encoded definitions record (fsync'd, off the async worker). A failure
+    /// is logged and returned; the log refuses every later append until a restart (what is on
+    /// disk after a failed write or fsync is unknown).
+    pub fn record_raw(&self, rec: &Bytes) -> Result<(), StoreError> {
+        let r = blocking(|| self.defs.lock().append(rec));
+        if let Err(e) = &r {
+            tracing::error!(
+                "cannot persist definition: {e}; durable declarations are refused until a restart"
+            );
         }
+        r
     }
 
     /// Replaces the definitions log with a compacted snapshot.

@@ -170,7 +170,8 @@ impl VHost {
 impl Broker {
     fn record_policy(&self, rec: &Value) {
         if let Some(p) = &self.persistence {
-            p.record_raw(&crate::persist::encode_access(rec));
+            // Logged inside; kept in memory only until a restart (docs/compatibility.md, full disk).
+            let _ = p.record_raw(&crate::persist::encode_access(rec));
         }
     }
 

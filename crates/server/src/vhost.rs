@@ -148,11 +148,24 @@ impl VHost {
         }
     }
 
-    /// Appends a definitions record if the broker is durable.
-    pub fn record(&self, m: impl Into<warren_codec::Method>) {
-        if let Some(p) = &self.persistence {
-            p.record(&self.name, &m.into());
-        }
+    /// Appends a definitions record if the broker is durable. A record that cannot be written
+    /// (full disk, I/O error; the log then refuses every later append until a restart) is 506
+    /// RESOURCE_ERROR: the caller undoes what it declared, so nothing the client was told is
+    /// durable is missing after a restart.
+    fn record(&self, m: impl Into<warren_codec::Method>) -> AmqpResult<()> {
+        let Some(p) = &self.persistence else { return Ok(()) };
+        let m = m.into();
+        p.record(&self.name, &m).map_err(|e| {
+            AmqpError::new(
+                warren_codec::ReplyCode::ResourceError,
+                format!(
+                    "cannot record {} in vhost '{}': the definitions log cannot be written ({e}); \
+                     durable declarations are refused until the broker is restarted with a writable disk",
+                    m.name(),
+                    self.name
+                ),
+            )
+        })
     }
 
     /// A queue handle by name.
@@ -255,13 +268,15 @@ impl VHost {
                 t.delete_queue(&q.queue);
                 Ok(())
             }
-            Method::QueueBind(b) => t.bind_queue(&b.queue, &b.exchange, &b.routing_key, &b.arguments),
+            Method::QueueBind(b) => t
+                .bind_queue(&b.queue, &b.exchange, &b.routing_key, &b.arguments)
+                .map(|_| ()),
             Method::QueueUnbind(b) => t
                 .unbind_queue(&b.queue, &b.exchange, &b.routing_key, &b.arguments)
                 .map(|_| ()),
-            Method::ExchangeBind(b) => {
-                t.bind_exchange(&b.destination, &b.source, &b.routing_key, &b.arguments)
-            }
+            Method::ExchangeBind(b) => t
+                .bind_exchange(&b.destination, &b.source, &b.routing_key, &b.arguments)
+                .map(|_| ()),
             Method::ExchangeUnbind(b) => t
                 .unbind_exchange(&b.destination, &b.source, &b.routing_key, &b.arguments)
                 .map(|_| ()),
@@ -294,8 +309,8 @@ impl VHost {
             t.declare_exchange(d)?;
             !existed
         };
-        if d.durable && !d.passive {
-            self.record(wm::ExchangeDeclare {
+        if d.durable && !d.passive && created {
+            let recorded = self.record(wm::ExchangeDeclare {
                 exchange: ShortStr::from(d.name),
                 kind: ShortStr::from(d.kind),
                 durable: true,
@@ -304,6 +319,10 @@ impl VHost {
                 arguments: d.arguments.clone(),
                 ..Default::default()
             });
+            if let Err(e) = recorded {
+                let _ = self.topology.lock().delete_exchange(d.name, false);
+                return Err(e);
+            }
         }
         Ok(created)
     }
@@ -317,7 +336,9 @@ impl VHost {
 
     fn record_deleted_exchanges(&self, names: Vec<ShortStr>) {
         for exchange in names {
-            self.record(wm::ExchangeDelete {
+            // A deletion is done whatever the log says (logged there; after a restart the
+            // exchange would come back).
+            let _ = self.record(wm::ExchangeDelete {
                 exchange,
                 ..Default::default()
             });
@@ -327,20 +348,28 @@ impl VHost {
     /// Adds a binding; `owner` (an AMQP connection) may not bind another connection's
     /// exclusive queue. A durable binding is recorded as a `queue.bind` / `exchange.bind`.
     pub fn bind(&self, b: &BindingRef<'_>, owner: Option<ConnId>) -> AmqpResult<()> {
-        let durable = {
+        let (added, durable) = {
             let mut t = self.topology.lock();
-            if b.to_queue {
+            let added = if b.to_queue {
                 if let Some(owner) = owner {
                     t.check_queue_access(b.destination, owner)?;
                 }
-                t.bind_queue(b.destination, b.source, b.routing_key, b.arguments)?;
+                t.bind_queue(b.destination, b.source, b.routing_key, b.arguments)?
             } else {
-                t.bind_exchange(b.destination, b.source, b.routing_key, b.arguments)?;
-            }
-            t.is_durable_binding(b.source, b.destination, b.to_queue)
+                t.bind_exchange(b.destination, b.source, b.routing_key, b.arguments)?
+            };
+            (added, t.is_durable_binding(b.source, b.destination, b.to_queue))
         };
-        if durable {
-            self.record(b.record(true));
+        if durable && let Err(e) = self.record(b.record(true)) {
+            if added {
+                let mut t = self.topology.lock();
+                let _ = if b.to_queue {
+                    t.unbind_queue(b.destination, b.source, b.routing_key, b.arguments)
+                } else {
+                    t.unbind_exchange(b.destination, b.source, b.routing_key, b.arguments)
+                };
+            }
+            return Err(e);
         }
         Ok(())
     }
@@ -366,7 +395,7 @@ impl VHost {
             }
         };
         if record {
-            self.record(b.record(false));
+            let _ = self.record(b.record(false));
         }
         self.record_deleted_exchanges(deleted.exchanges);
         Ok(())
@@ -400,13 +429,17 @@ impl VHost {
                 .ok_or_else(|| queue_gone(d.name, &self.name));
         }
         if meta.durable && meta.exclusive_owner.is_none() {
-            self.record(warren_codec::methods::QueueDeclare {
+            let recorded = self.record(warren_codec::methods::QueueDeclare {
                 queue: meta.name.clone(),
                 durable: true,
                 auto_delete: meta.auto_delete,
                 arguments: d.arguments.clone(),
                 ..Default::default()
             });
+            if let Err(e) = recorded {
+                self.topology.lock().delete_queue(&meta.name);
+                return Err(e);
+            }
         }
         Ok((self.add_queue(meta), true))
     }
@@ -417,7 +450,7 @@ impl VHost {
         let q = self.queues.write().remove(&meta.id)?;
         let count = q.mark_deleted();
         if meta.durable && meta.exclusive_owner.is_none() {
-            self.record(warren_codec::methods::QueueDelete {
+            let _ = self.record(warren_codec::methods::QueueDelete {
                 queue: meta.name.clone(),
                 ..Default::default()
             });
@@ -427,12 +460,7 @@ impl VHost {
                 tracing::warn!(queue = name, "cannot delete queue log: {e}");
             }
         }
-        for x in deleted.exchanges {
-            self.record(warren_codec::methods::ExchangeDelete {
-                exchange: x,
-                ..Default::default()
-            });
-        }
+        self.record_deleted_exchanges(deleted.exchanges);
         Some(count)
     }
 

@@ -129,6 +129,12 @@ impl From<AmqpError> for ApiError {
                 status: StatusCode::FORBIDDEN,
                 body: json!({"error": "not_authorised", "reason": e.reply_text()}),
             },
+            // The broker, not the request, failed (e.g. a definitions log that cannot be
+            // written): RabbitMQ's 500 shape.
+            ReplyCode::ResourceError | ReplyCode::InternalError => ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                body: json!({"error": "internal_server_error", "reason": e.reply_text()}),
+            },
             _ => ApiError::bad_request(e.reply_text()),
         }
     }
