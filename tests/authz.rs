@@ -81,6 +81,23 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("GET", "/api/bindings/{vhost}/e/{source}/e/{dest}/{props}", Vhost),
     ("DELETE", "/api/bindings/{vhost}/e/{source}/e/{dest}/{props}", Res),
     ("GET", "/api/connections", Mgmt),
+    ("GET", "/api/nodes/{name}", Monitor),
+    ("GET", "/api/parameters", Mgmt),
+    ("GET", "/api/parameters/{component}", Mgmt),
+    ("GET", "/api/parameters/{component}/{vhost}", Policy),
+    ("GET", "/api/global-parameters", Admin),
+    ("GET", "/api/operator-policies", Admin),
+    ("GET", "/api/operator-policies/{vhost}", Admin),
+    ("GET", "/api/deprecated-features", Mgmt),
+    ("GET", "/api/deprecated-features/used", Mgmt),
+    ("GET", "/api/vhost-limits", Mgmt),
+    ("GET", "/api/user-limits", Admin),
+    ("GET", "/api/connections/{name}", Mgmt),
+    ("DELETE", "/api/connections/{name}", Mgmt),
+    ("GET", "/api/connections/{name}/channels", Mgmt),
+    ("GET", "/api/connections/username/{user}", Mgmt),
+    ("DELETE", "/api/connections/username/{user}", Admin),
+    ("GET", "/api/vhosts/{name}/connections", Mgmt),
     ("GET", "/api/channels", Mgmt),
     ("GET", "/api/consumers", Mgmt),
     ("GET", "/api/consumers/{vhost}", Mgmt),
@@ -231,6 +248,7 @@ fn concrete(template: &str, vhost: &str) -> String {
         .replace("{port}", "1")
         .replace("{protocol}", "amqp")
         .replace("{dir}", "walk-d")
+        .replace("{component}", "walk-c")
 }
 
 /// The expected (status, reason) for a user with `tag` on a route needing `need`, on a vhost

@@ -1487,3 +1487,85 @@ async fn cluster_name_extensions_and_feature_flags_answer() {
     assert_eq!(get(&b, "/api/feature-flags").await, json!([]));
     b.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn one_connection_its_channels_and_closing_it_through_the_api() {
+    let b = common::start_with(|c| {
+        c.max_queues_per_vhost = 7;
+        c.max_connections_per_user = 9;
+    })
+    .await;
+    let conn = b.connect().await;
+    let _ch = conn.create_channel().await.unwrap();
+    let list = get(&b, "/api/connections").await;
+    let name = list[0]["name"].as_str().unwrap().to_string();
+    let path = format!("/api/connections/{}", client::encode_segment(&name));
+    let one = get(&b, &path).await;
+    assert_eq!(one["name"], name.as_str());
+    assert_eq!(one["user"], "guest");
+    assert_eq!(one["state"], "running");
+    assert_eq!(
+        get(&b, &format!("{path}/channels"))
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        get(&b, "/api/vhosts/%2F/connections").await[0]["name"],
+        name.as_str()
+    );
+    assert_eq!(
+        get(&b, "/api/connections/username/guest").await[0]["name"],
+        name.as_str()
+    );
+    assert_eq!(get(&b, "/api/connections/username/nobody").await, json!([]));
+    expect(&b, "GET", "/api/connections/nope", None, 404).await;
+
+    let node = get(&b, "/api/nodes").await[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        get(&b, &format!("/api/nodes/{node}")).await["name"],
+        node.as_str()
+    );
+    expect(&b, "GET", "/api/nodes/nope@nowhere", None, 404).await;
+    for empty in [
+        "/api/parameters",
+        "/api/parameters/shovel",
+        "/api/parameters/shovel/%2F",
+        "/api/operator-policies",
+        "/api/deprecated-features",
+        "/api/deprecated-features/used",
+    ] {
+        assert_eq!(get(&b, empty).await, json!([]), "{empty}");
+    }
+    assert_eq!(
+        get(&b, "/api/global-parameters").await,
+        json!([{"name": "cluster_name", "value": "warren"}])
+    );
+    assert_eq!(
+        get(&b, "/api/vhost-limits").await,
+        json!([{"vhost": "/", "value": {"max-queues": 7}}])
+    );
+    assert!(
+        get(&b, "/api/user-limits")
+            .await
+            .as_array()
+            .unwrap()
+            .contains(&json!({"user": "guest", "value": {"max-connections": 9}}))
+    );
+
+    // DELETE closes it with 320 and RabbitMQ's default reason.
+    expect(&b, "DELETE", &path, None, 204).await;
+    poll(5, "the client sees its connection closed", async || {
+        !conn.status().connected()
+    })
+    .await;
+    poll(5, "connection gone from the listing", async || {
+        get(&b, "/api/connections").await.as_array().unwrap().is_empty()
+    })
+    .await;
+}

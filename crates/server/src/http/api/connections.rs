@@ -14,11 +14,24 @@ pub(super) async fn connections(
     Extension(caller): Extension<Caller>,
     RawQuery(q): RawQuery,
 ) -> Response {
+    connection_listing(st, &caller, q, |_| true)
+}
+
+/// The connections the caller sees (and `keep` keeps), as `/api/connections` lists them.
+fn connection_listing(
+    st: Shared,
+    caller: &Caller,
+    q: Option<String>,
+    keep: impl Fn(&crate::connection::ConnInfo) -> bool,
+) -> Response {
     let mut items: Vec<(String, Arc<crate::connection::ConnShared>)> = st
         .broker
         .connections()
         .into_iter()
-        .filter(|c| caller.sees_connection(&c.info.lock().user))
+        .filter(|c| {
+            let info = c.info.lock();
+            caller.sees_connection(&info.user) && keep(&info)
+        })
         .map(|c| {
             let name = conn_name(&st, &c.info.lock());
             (name, c)
@@ -30,22 +43,137 @@ pub(super) async fn connections(
         true,
         items,
         |(n, _)| n,
-        move |(name, c)| {
-            let info = c.info.lock().clone();
-            let mut conn = json!({
-                "name": name, "node": st.node(), "user": info.user, "vhost": info.vhost,
-                "channels": info.channels, "state": c.state(crate::broker::now_ms()), "protocol": "AMQP 0-9-1", "type": "network",
-                "peer_host": info.peer.map(|p| p.ip().to_string()), "peer_port": info.peer.map(|p| p.port()),
-                "host": st.amqp_addr.ip().to_string(), "port": st.amqp_addr.port(),
-                "client_properties": table_to_json(&info.client_properties), "connected_at": info.connected_at,
-            });
-            // Present only when the client named the connection, as in RabbitMQ.
-            if let Some(n) = &info.user_provided_name {
-                conn["user_provided_name"] = json!(n);
-            }
-            Some(conn)
-        },
+        move |(name, c)| Some(conn_json(&st, name, c)),
     )
+}
+
+/// One connection as RabbitMQ's management API shows it.
+fn conn_json(st: &Shared, name: &str, c: &crate::connection::ConnShared) -> Value {
+    let info = c.info.lock().clone();
+    let mut conn = json!({
+        "name": name, "node": st.node(), "user": info.user, "vhost": info.vhost,
+        "channels": info.channels, "state": c.state(crate::broker::now_ms()), "protocol": "AMQP 0-9-1", "type": "network",
+        "peer_host": info.peer.map(|p| p.ip().to_string()), "peer_port": info.peer.map(|p| p.port()),
+        "host": st.amqp_addr.ip().to_string(), "port": st.amqp_addr.port(),
+        "client_properties": table_to_json(&info.client_properties), "connected_at": info.connected_at,
+    });
+    // Present only when the client named the connection, as in RabbitMQ.
+    if let Some(n) = &info.user_provided_name {
+        conn["user_provided_name"] = json!(n);
+    }
+    conn
+}
+
+/// The connection named `name` (`"PEER -> HOST:PORT"`, as listed), if the caller may see it.
+fn find_connection(st: &Shared, caller: &Caller, name: &str) -> Option<Arc<crate::connection::ConnShared>> {
+    st.broker.connections().into_iter().find(|c| {
+        let info = c.info.lock();
+        conn_name(st, &info) == name && caller.sees_connection(&info.user)
+    })
+}
+
+/// RabbitMQ's reason for a connection closed through the API: the `X-Reason` header, or its
+/// default.
+fn close_reason(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get("x-reason")
+        .and_then(|v| v.to_str().ok())
+        .filter(|r| !r.is_empty())
+        .unwrap_or("Closed via management plugin")
+        .to_string()
+}
+
+/// `GET /api/connections/{name}`.
+pub(super) async fn connection_get(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    match find_connection(&st, &caller, &name) {
+        Some(c) => axum::Json(conn_json(&st, &name, &c)).into_response(),
+        None => ApiError::not_found().into_response(),
+    }
+}
+
+/// `DELETE /api/connections/{name}`: closes it with 320 CONNECTION_FORCED and the `X-Reason`
+/// header's text, as RabbitMQ (its owner or an administrator may).
+pub(super) async fn connection_delete(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let Some(c) = find_connection(&st, &caller, &name) else {
+        return ApiError::not_found().into_response();
+    };
+    let owner = c.info.lock().user.clone();
+    if owner != caller.name && !caller.is_admin() {
+        return crate::http::authz::not_authorised("Not administrator user");
+    }
+    c.close(warren_codec::ReplyCode::ConnectionForced, close_reason(&headers));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET /api/connections/{name}/channels`.
+pub(super) async fn connection_channels(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let Some(c) = find_connection(&st, &caller, &name) else {
+        return ApiError::not_found().into_response();
+    };
+    let info = c.info.lock().clone();
+    channel_listing(st, q, vec![info])
+}
+
+/// `GET /api/vhosts/{vhost}/connections`.
+pub(super) async fn vhost_connections(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(vhost): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    connection_listing(st, &caller, q, |info| info.vhost == vhost)
+}
+
+/// `GET /api/connections/username/{user}`: that user's connections.
+pub(super) async fn user_connections(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(user): Path<String>,
+) -> Response {
+    // A management user sees its own connections only (an empty list for another user's).
+    let visible = caller.sees_connection(&user);
+    let mut items: Vec<Value> = st
+        .broker
+        .connections()
+        .into_iter()
+        .filter(|c| visible && c.info.lock().user == user)
+        .map(|c| {
+            let name = conn_name(&st, &c.info.lock());
+            conn_json(&st, &name, &c)
+        })
+        .collect();
+    items.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    axum::Json(Value::Array(items)).into_response()
+}
+
+/// `DELETE /api/connections/username/{user}`: closes every connection of `user`
+/// (administrators only), with the `X-Reason` text.
+pub(super) async fn user_connections_delete(
+    State(st): State<Shared>,
+    Path(user): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let reason = close_reason(&headers);
+    for c in st.broker.connections() {
+        if c.info.lock().user == user {
+            c.close(warren_codec::ReplyCode::ConnectionForced, reason.clone());
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 pub(super) async fn channels(
@@ -53,12 +181,20 @@ pub(super) async fn channels(
     Extension(caller): Extension<Caller>,
     RawQuery(q): RawQuery,
 ) -> Response {
+    let conns = st
+        .broker
+        .connections()
+        .into_iter()
+        .map(|c| c.info.lock().clone())
+        .filter(|info| caller.sees_connection(&info.user))
+        .collect();
+    channel_listing(st, q, conns)
+}
+
+/// The channels of `conns`, as `/api/channels` lists them.
+fn channel_listing(st: Shared, q: Option<String>, conns: Vec<crate::connection::ConnInfo>) -> Response {
     let mut items = Vec::new();
-    for c in st.broker.connections() {
-        let info = c.info.lock().clone();
-        if !caller.sees_connection(&info.user) {
-            continue;
-        }
+    for info in conns {
         let name = conn_name(&st, &info);
         for n in 1..=info.channels {
             items.push((format!("{name} ({n})"), n, info.clone()));

@@ -61,6 +61,17 @@ pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/api/overview", get(overview))
         .route("/api/nodes", get(nodes))
+        .route("/api/nodes/{name}", get(node_get))
+        .route("/api/parameters", get(empty_list))
+        .route("/api/parameters/{component}", get(empty_list))
+        .route("/api/parameters/{component}/{vhost}", get(empty_list))
+        .route("/api/global-parameters", get(global_parameters))
+        .route("/api/operator-policies", get(empty_list))
+        .route("/api/operator-policies/{vhost}", get(empty_list))
+        .route("/api/deprecated-features", get(empty_list))
+        .route("/api/deprecated-features/used", get(empty_list))
+        .route("/api/vhost-limits", get(vhost_limits))
+        .route("/api/user-limits", get(user_limits))
         .route("/api/whoami", get(whoami))
         .route("/api/cluster-name", get(cluster_name))
         .route("/api/extensions", get(extensions))
@@ -117,6 +128,16 @@ pub fn routes() -> Router<Shared> {
             get(binding_get_e).delete(binding_delete_e),
         )
         .route("/api/connections", get(connections))
+        .route(
+            "/api/connections/{name}",
+            get(connection_get).delete(connection_delete),
+        )
+        .route("/api/connections/{name}/channels", get(connection_channels))
+        .route(
+            "/api/connections/username/{user}",
+            get(user_connections).delete(user_connections_delete),
+        )
+        .route("/api/vhosts/{name}/connections", get(vhost_connections))
         .route("/api/channels", get(channels))
         .route("/api/consumers", get(consumers_all))
         .route("/api/consumers/{vhost}", get(consumers_vhost))

@@ -67,8 +67,20 @@ pub(super) async fn overview(State(st): State<Shared>) -> J {
 }
 
 pub(super) async fn nodes(State(st): State<Shared>) -> J {
+    ok(json!([node_json(&st)]))
+}
+
+/// `GET /api/nodes/{name}`: this node (the only one), or 404.
+pub(super) async fn node_get(State(st): State<Shared>, Path(name): Path<String>) -> J {
+    if name != st.node() {
+        return Err(ApiError::not_found());
+    }
+    ok(node_json(&st))
+}
+
+fn node_json(st: &Shared) -> Value {
     let alarms = st.broker.alarms.current();
-    ok(json!([{
+    json!({
         "name": st.node(), "type": "disc", "running": true,
         "uptime": st.started.elapsed().as_millis() as u64,
         "mem_used": crate::http::metrics::resident_memory_bytes(),
@@ -80,7 +92,7 @@ pub(super) async fn nodes(State(st): State<Shared>) -> J {
         "rates_mode": "basic", "being_drained": false, "enabled_plugins": ["rabbitmq_management", "rabbitmq_prometheus"],
         "rabbitmq_version": crate::http::MANAGEMENT_VERSION, "erlang_version": "n/a",
         "applications": [{"name": "rabbit", "description": "Warren", "version": crate::http::MANAGEMENT_VERSION}],
-    }]))
+    })
 }
 
 pub(super) async fn whoami(State(st): State<Shared>, headers: axum::http::HeaderMap) -> J {
@@ -107,4 +119,57 @@ pub(super) async fn extensions() -> J {
 /// rather than a 404.
 pub(super) async fn feature_flags() -> J {
     ok(json!([]))
+}
+
+/// `GET /api/parameters`, `/api/operator-policies`, `/api/deprecated-features` (and their
+/// per-vhost or per-component forms): Warren has no runtime parameters (no shovels or federation),
+/// operator policies or deprecated features in use, so the lists are empty rather than 404 for
+/// the tools that read them.
+pub(super) async fn empty_list() -> J {
+    ok(json!([]))
+}
+
+/// `GET /api/global-parameters`: the cluster name, as RabbitMQ lists it.
+pub(super) async fn global_parameters() -> J {
+    ok(json!([{"name": "cluster_name", "value": "warren"}]))
+}
+
+/// `GET /api/vhost-limits`: `--max-queues-per-vhost` applies to every vhost, so each lists it
+/// (RabbitMQ's shape: `{"vhost", "value": {"max-queues": N}}`); nothing when unset.
+pub(super) async fn vhost_limits(State(st): State<Shared>, Extension(caller): Extension<Caller>) -> J {
+    let n = st.broker.config.max_queues_per_vhost;
+    if n == 0 {
+        return ok(json!([]));
+    }
+    let mut names: Vec<String> = st
+        .broker
+        .vhosts()
+        .iter()
+        .map(|v| v.name.clone())
+        .filter(|v| caller.lists_vhost(&st.broker, v))
+        .collect();
+    names.sort();
+    ok(Value::Array(
+        names
+            .into_iter()
+            .map(|v| json!({"vhost": v, "value": {"max-queues": n}}))
+            .collect(),
+    ))
+}
+
+/// `GET /api/user-limits`: `--max-connections-per-user` applies to every user, so each lists it
+/// (`{"user", "value": {"max-connections": N}}`); nothing when unset.
+pub(super) async fn user_limits(State(st): State<Shared>) -> J {
+    let n = st.broker.config.max_connections_per_user;
+    if n == 0 {
+        return ok(json!([]));
+    }
+    let mut users: Vec<String> = st.broker.users.list().into_iter().map(|u| u.name).collect();
+    users.sort();
+    ok(Value::Array(
+        users
+            .into_iter()
+            .map(|u| json!({"user": u, "value": {"max-connections": n}}))
+            .collect(),
+    ))
 }
