@@ -158,13 +158,21 @@ pub(super) async fn vhost_limits(State(st): State<Shared>, Extension(caller): Ex
 }
 
 /// `GET /api/user-limits`: `--max-connections-per-user` applies to every user, so each lists it
-/// (`{"user", "value": {"max-connections": N}}`); nothing when unset.
-pub(super) async fn user_limits(State(st): State<Shared>) -> J {
+/// (`{"user", "value": {"max-connections": N}}`); nothing when unset. Monitoring and
+/// administrator users see every user's, others their own.
+pub(super) async fn user_limits(State(st): State<Shared>, Extension(caller): Extension<Caller>) -> J {
     let n = st.broker.config.max_connections_per_user;
     if n == 0 {
         return ok(json!([]));
     }
-    let mut users: Vec<String> = st.broker.users.list().into_iter().map(|u| u.name).collect();
+    let mut users: Vec<String> = st
+        .broker
+        .users
+        .list()
+        .into_iter()
+        .map(|u| u.name)
+        .filter(|u| caller.is_monitor() || *u == caller.name)
+        .collect();
     users.sort();
     ok(Value::Array(
         users
