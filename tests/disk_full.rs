@@ -273,10 +273,30 @@ async fn a_durable_declaration_that_cannot_be_recorded_is_refused_and_undone() {
         )
         .await;
     assert_code(r, 506, "cannot record queue.bind");
+    // Through the management API: RabbitMQ's 500 shape, and nothing declared either.
+    let url = format!("http://{}/api/queues/%2F/refused-http", b.running.http_addr);
+    let r = client::request(
+        "PUT",
+        &url,
+        Some(("guest", "guest")),
+        Some(("application/json", br#"{"durable":true}"#.to_vec())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 500, "{}", r.text());
+    let v: serde_json::Value = r.json();
+    assert_eq!(v["error"], "internal_server_error", "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot record queue.declare"),
+        "{v}"
+    );
     // Nothing refused was left behind in memory either.
     let v = b.running.broker.vhost("/").unwrap();
     v.read_topology(|t| {
-        assert!(t.queue("refused").is_none());
+        assert!(t.queue("refused").is_none() && t.queue("refused-http").is_none());
         assert!(t.exchange("refused-x").is_none());
         assert!(
             !t.bindings()

@@ -94,7 +94,7 @@ impl Credit {
     /// the window stays full.
     pub fn take(&mut self, has_consumers: bool, now: u64) -> Take {
         if !has_consumers {
-            self.refill(now);
+            self.refill();
             return Take::Go;
         }
         self.available = self.available.saturating_sub(1);
@@ -112,11 +112,10 @@ impl Credit {
     /// `n` messages left the queue for consumers (or were removed by purge, TTL, limits).
     /// Returns true when publishers parked on this queue may go on: the credit just rose to
     /// half a window (publishers park only at zero, so every parked one sees this crossing).
-    pub fn delivered(&mut self, n: u32, now: u64) -> bool {
+    pub fn delivered(&mut self, n: u32) -> bool {
         if n == 0 {
             return false;
         }
-        let _ = now;
         self.delivered_in_period = self.delivered_in_period.saturating_add(n);
         let before = self.available;
         self.available = self.available.saturating_add(n).min(self.window);
@@ -136,7 +135,7 @@ impl Credit {
         match self.grace_at() {
             Some(at) if self.available == 0 && now >= at => {
                 if self.delivered_in_period < (self.window / SLOW_FRACTION).max(1) {
-                    self.refill(now);
+                    self.refill();
                     return true;
                 }
                 self.out_since_ms = Some(now);
@@ -155,8 +154,7 @@ impl Credit {
 
     /// Back to a full window (the consumers went away, the queue was purged or deleted).
     /// Returns true if it was out of credit.
-    pub fn refill(&mut self, now: u64) -> bool {
-        let _ = now;
+    pub fn refill(&mut self) -> bool {
         let was_out = self.available == 0;
         self.available = self.window;
         self.out_since_ms = None;
@@ -199,18 +197,18 @@ mod tests {
         }
         assert!(!c.has_credit());
         // One delivery: credit, but not yet half a window: publishers stay parked.
-        assert!(!c.delivered(1, 1));
+        assert!(!c.delivered(1));
         assert!(c.has_credit());
         // Rising to half a window wakes them.
-        assert!(c.delivered(4, 1));
+        assert!(c.delivered(4));
         assert_eq!(c.available(), 5);
         // Above half: no second wake-up.
-        assert!(!c.delivered(1, 1));
+        assert!(!c.delivered(1));
         c.take(true, 1);
         for _ in 0..5 {
             c.take(true, 2);
         }
-        assert!(c.delivered(5, 3), "out of credit, then half a window: wake");
+        assert!(c.delivered(5), "out of credit, then half a window: wake");
         assert_eq!(c.available(), 5);
     }
 
@@ -218,9 +216,9 @@ mod tests {
     fn credit_never_exceeds_the_window() {
         let mut c = Credit::new(4);
         c.take(true, 0);
-        c.delivered(100, 0);
+        c.delivered(100);
         assert_eq!(c.available(), 4);
-        assert!(!c.delivered(0, 0));
+        assert!(!c.delivered(0));
     }
 
     #[test]
@@ -248,7 +246,7 @@ mod tests {
             c.take(true, 0);
         }
         for ms in 1..SLOW_CONSUMER_GRACE_MS {
-            assert!(!c.delivered(1, ms));
+            assert!(!c.delivered(1));
             assert_eq!(c.take(true, ms), Take::Exhausted);
             assert!(!c.grace(ms));
         }
@@ -267,7 +265,7 @@ mod tests {
             let t = period * SLOW_CONSUMER_GRACE_MS;
             // Delivered just enough, and the publisher took each credit at once.
             for _ in 0..per_period {
-                c.delivered(1, t);
+                c.delivered(1);
                 c.take(true, t);
             }
             assert!(!c.grace(t + SLOW_CONSUMER_GRACE_MS), "period {period}: not slow");
@@ -284,7 +282,7 @@ mod tests {
         for _ in 0..4 {
             c.take(true, 0);
         }
-        assert!(c.delivered(2, 5));
+        assert!(c.delivered(2));
         assert_eq!(c.grace_at(), None);
         c.take(true, 6);
         assert_eq!(c.take(true, 7), Take::Exhausted);
@@ -306,7 +304,7 @@ mod tests {
             let backlog = published - delivered;
             let d = backlog.min(7);
             delivered += d;
-            c.delivered(d as u32, ms);
+            c.delivered(d as u32);
             assert!(published - delivered <= 50);
             assert!(!c.grace(ms), "a live consumer never triggers the grace");
         }
@@ -316,9 +314,9 @@ mod tests {
     #[test]
     fn refill_reports_whether_publishers_waited() {
         let mut c = Credit::new(1);
-        assert!(!c.refill(0));
+        assert!(!c.refill());
         c.take(true, 0);
-        assert!(c.refill(1));
+        assert!(c.refill());
         assert!(c.has_credit());
     }
 }

@@ -78,8 +78,8 @@ impl Inner {
     }
 
     /// The queue's credit back to a full window (no consumers left, purged, deleted).
-    fn refill_credit(&mut self, now: u64) {
-        if self.credit.refill(now) || !self.flow_waiters.is_empty() {
+    fn refill_credit(&mut self) {
+        if self.credit.refill() || !self.flow_waiters.is_empty() {
             self.wake_publishers();
         }
     }
@@ -501,7 +501,7 @@ impl Queue {
             state.release_channel(d.channel, Return::Failed, now, fx);
             again = true;
         }
-        if inner.credit.delivered(sent, now) {
+        if inner.credit.delivered(sent) {
             inner.wake_publishers();
         }
         inner.apply_store();
@@ -614,7 +614,7 @@ impl Queue {
     pub fn flow_park(&self, conn: &Arc<ConnShared>, now: u64) -> Option<u64> {
         let mut i = self.inner.lock();
         if self.is_deleted() || i.state.consumer_count() == 0 {
-            i.refill_credit(now);
+            i.refill_credit();
             return None;
         }
         if i.credit.has_credit() || i.credit.grace(now) {
@@ -821,7 +821,7 @@ impl Queue {
             }
             if i.state.consumer_count() == 0 {
                 // Nobody to pace the publishers by: the queue absorbs again.
-                i.refill_credit(now);
+                i.refill_credit();
             }
             (i.state.consumer_count(), i.state.next_deadline())
         };
@@ -844,7 +844,7 @@ impl Queue {
                     break r;
                 }
             };
-            if r.is_some() && i.credit.delivered(1, now) {
+            if r.is_some() && i.credit.delivered(1) {
                 i.wake_publishers();
             }
             i.flush_marks();
@@ -924,7 +924,7 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut i = self.inner.lock();
         let n = i.state.purge();
-        i.refill_credit(now_ms());
+        i.refill_credit();
         i.apply_store();
         // The segment being written goes too if the purge emptied it: on a full disk that is
         // the space that lets the store recover.
@@ -958,7 +958,7 @@ impl Queue {
                 .filter_map(|(k, spec)| i.sinks.remove(&k).map(|s| (spec, s)))
                 .collect();
             i.state.purge();
-            i.refill_credit(now_ms());
+            i.refill_credit();
             let _ = i.state.take_store_effects();
             if let Some(log) = i.log.take() {
                 let _ = log.close();

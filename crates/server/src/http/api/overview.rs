@@ -129,7 +129,8 @@ pub(super) async fn empty_list() -> J {
     ok(json!([]))
 }
 
-/// `GET /api/global-parameters`: the cluster name, as RabbitMQ lists it.
+/// `GET /api/global-parameters`: the cluster name (RabbitMQ lists it once set, next to its
+/// `internal_cluster_id`, which Warren does not have).
 pub(super) async fn global_parameters() -> J {
     ok(json!([{"name": "cluster_name", "value": "warren"}]))
 }
