@@ -9,25 +9,21 @@
 //! - Topic permissions ([`TopicPermission`]): per user, vhost and exchange, `write` and `read`
 //!   regexes on the routing keys published to, and the binding keys bound from, a topic
 //!   exchange. A connection whose user has none on its vhost pays one `is_empty` per publish.
-//! - A connection caches its permissions for its vhost together with the user database's
-//!   generation; every check is one atomic load plus, on the publish hot path, one lookup in
-//!   a per-connection map of exchange name → decision.
+//! - The checks on AMQP operations and their per-connection cache live on
+//!   [`crate::session::Session`].
 //! - Users, permissions and vhosts changed through the management API are appended to the
 //!   definitions log as small JSON records behind a tag byte ([`crate::persist::encode_access`])
 //!   and replayed at start; once any such record exists the log, not the configured default
 //!   user, defines who may log in.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use warren_codec::ShortStr;
-use warren_core::{AmqpError, AmqpResult};
+use warren_core::AmqpError;
 
-use crate::auth::{Access, Permission, TopicPermission, User};
+use crate::auth::{Permission, TopicPermission, User};
 use crate::broker::Broker;
-use crate::connection::Connection;
 
 /// The kind of resource a permission check is about (for the error text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,129 +52,11 @@ pub fn refused(kind: Resource, name: &str, vhost: &str, user: &str) -> AmqpError
 }
 
 /// The name a permission regex is matched against: the default exchange is `amq.default`.
-fn resource_name(kind: Resource, name: &str) -> &str {
+pub fn resource_name(kind: Resource, name: &str) -> &str {
     if kind == Resource::Exchange && name.is_empty() {
         "amq.default"
     } else {
         name
-    }
-}
-
-/// A connection's cached permissions on its vhost.
-#[derive(Debug, Default)]
-pub struct PermCache {
-    generation: u64,
-    loaded: bool,
-    perm: Option<Permission>,
-    /// Exchange name → may publish (the hot path); bounded.
-    publish: HashMap<ShortStr, bool>,
-    /// The user's topic permissions on the vhost (usually none: then topic checks cost one
-    /// `is_empty`).
-    topic: Vec<TopicPermission>,
-}
-
-const PUBLISH_CACHE_MAX: usize = 1024;
-
-impl Connection {
-    fn perms_fresh(&mut self) -> Option<&Permission> {
-        let generation = self.broker.users.generation();
-        if !self.perm_cache.loaded || self.perm_cache.generation != generation {
-            let vhost = self.vhost.as_ref().map(|v| v.name.as_str()).unwrap_or("");
-            self.perm_cache = PermCache {
-                generation,
-                loaded: true,
-                perm: self.broker.users.permission(&self.user, vhost),
-                publish: HashMap::new(),
-                topic: self.broker.users.topic_permissions_of(&self.user, vhost),
-            };
-        }
-        self.perm_cache.perm.as_ref()
-    }
-
-    /// Checks `access` to a queue or exchange of the connection's vhost (403 if refused).
-    pub(crate) fn check_access(&mut self, kind: Resource, name: &str, access: Access) -> AmqpResult<()> {
-        let ok = self
-            .perms_fresh()
-            .is_some_and(|p| p.allows(access, resource_name(kind, name)));
-        if ok {
-            Ok(())
-        } else {
-            let vhost = self.vhost.as_ref().map(|v| v.name.clone()).unwrap_or_default();
-            Err(refused(kind, name, &vhost, &self.user))
-        }
-    }
-
-    /// `write` on the exchange a message is published to, cached per exchange name.
-    pub(crate) fn check_publish(&mut self, exchange: &ShortStr) -> AmqpResult<()> {
-        self.perms_fresh();
-        if let Some(&ok) = self.perm_cache.publish.get(exchange) {
-            return if ok {
-                Ok(())
-            } else {
-                self.check_access(Resource::Exchange, exchange, Access::Write)
-            };
-        }
-        let r = self.check_access(Resource::Exchange, exchange, Access::Write);
-        if self.perm_cache.publish.len() >= PUBLISH_CACHE_MAX {
-            self.perm_cache.publish.clear();
-        }
-        self.perm_cache.publish.insert(exchange.clone(), r.is_ok());
-        r
-    }
-
-    /// RabbitMQ's topic authorisation: `access` on routing (or binding) key `key` of
-    /// `exchange`, checked only when the user has a topic permission for that exchange on the
-    /// vhost and the exchange is a topic exchange (403 otherwise).
-    /// The caller refreshed the cache.
-    fn check_topic(&mut self, exchange: &str, keys: &[&str], access: Access) -> AmqpResult<()> {
-        if self.perm_cache.topic.is_empty() {
-            return Ok(());
-        }
-        let Some(i) = self.perm_cache.topic.iter().position(|p| p.exchange == exchange) else {
-            return Ok(());
-        };
-        let Some(v) = self.vhost.clone() else {
-            return Ok(());
-        };
-        let is_topic = v.read_topology(|t| {
-            t.exchange(exchange)
-                .is_some_and(|x| x.kind == warren_core::topology::ExchangeKind::Topic)
-        });
-        if !is_topic {
-            return Ok(());
-        }
-        let p = &self.perm_cache.topic[i];
-        match keys.iter().find(|k| !p.allows(access, k)) {
-            None => Ok(()),
-            Some(k) => Err(AmqpError::access_refused(format!(
-                "{} access to topic '{k}' in exchange '{exchange}' in vhost '{}' refused for user '{}'",
-                if access == Access::Read { "read" } else { "write" },
-                v.name,
-                self.user
-            ))),
-        }
-    }
-
-    /// Topic `write` on every routing key of a message published to its exchange (the routing
-    /// key and any `CC`/`BCC` keys, as RabbitMQ's `check_write_permitted_on_topics`). Called
-    /// right after [`Connection::check_publish`], which refreshed the cache.
-    pub(crate) fn check_topic_publish(&mut self, msg: &warren_core::Message) -> AmqpResult<()> {
-        if self.perm_cache.topic.is_empty() {
-            return Ok(());
-        }
-        if msg.header("CC").is_some() || msg.header("BCC").is_some() {
-            let keys = msg.routing_keys();
-            let refs: Vec<&str> = keys.iter().map(|k| &**k).collect();
-            self.check_topic(&msg.exchange, &refs, Access::Write)
-        } else {
-            self.check_topic(&msg.exchange, &[&msg.routing_key], Access::Write)
-        }
-    }
-
-    /// Topic `read` on the binding key of a binding from `exchange`.
-    pub(crate) fn check_topic_bind(&mut self, exchange: &str, key: &str) -> AmqpResult<()> {
-        self.perms_fresh();
-        self.check_topic(exchange, &[key], Access::Read)
     }
 }
 

@@ -24,15 +24,16 @@ use tokio::sync::{mpsc, watch};
 use warren_codec::frame::{HEARTBEAT_FRAME, PROTOCOL_HEADER};
 use warren_codec::methods::*;
 use warren_codec::{
-    FieldTable, FieldValue, Frame, Method, ProtocolHeader, ReplyCode, ShortStr, classify_protocol_header,
-    decode_frame, encode_method,
+    Assembled, FieldTable, FieldValue, Frame, Method, ProtocolHeader, ReplyCode, ShortStr,
+    classify_protocol_header, decode_frame,
 };
 use warren_core::queue::{ChannelKey, ConsumerKey, Delivery};
 use warren_core::{AmqpError, AmqpResult};
 
-use crate::broker::{Broker, VHost};
+use crate::broker::Broker;
 use crate::channel::Channel;
 use crate::queue::Queue;
+use crate::session::Session;
 
 /// Deliveries a connection may have queued but not yet encoded before queues skip it.
 const MAX_PENDING_DELIVERIES: usize = 2048;
@@ -185,6 +186,35 @@ pub struct ConnShared {
 }
 
 impl ConnShared {
+    /// The shared half of a new connection (`peer`: its client's address) and the receiving
+    /// end of its mailbox.
+    pub fn new(id: u64, peer: Option<SocketAddr>) -> (Arc<ConnShared>, mpsc::UnboundedReceiver<ConnEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(ConnShared {
+            id,
+            tx,
+            pending: AtomicUsize::new(0),
+            backlog: AtomicUsize::new(0),
+            waiting: Mutex::new(Vec::new()),
+            info: Mutex::new(ConnInfo {
+                peer,
+                connected_at: crate::broker::now_ms(),
+                ..Default::default()
+            }),
+            cancel_notify: AtomicBool::new(false),
+            drained: tokio::sync::Notify::new(),
+            flow_notify: tokio::sync::Notify::new(),
+            in_flow: AtomicBool::new(false),
+            flow_at_ms: AtomicU64::new(0),
+        });
+        (shared, rx)
+    }
+
+    /// A delivery left the mailbox (it counts against [`MAX_PENDING_DELIVERIES`] until then).
+    pub fn took_delivery(&self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Whether queues may deliver more to this connection now.
     pub fn has_room(&self) -> bool {
         self.pending.load(Ordering::Acquire) < MAX_PENDING_DELIVERIES
@@ -294,35 +324,21 @@ pub struct ClientCaps {
 /// A connection task's state.
 #[derive(Debug)]
 pub struct Connection {
-    pub(crate) broker: Arc<Broker>,
-    pub(crate) shared: Arc<ConnShared>,
+    /// What the channels share: broker, vhost, user, the write buffer, sync batches.
+    pub(crate) session: Session,
     peer: SocketAddr,
     phase: Phase,
-    pub(crate) out: BytesMut,
     writer: Option<mpsc::UnboundedSender<Bytes>>,
-    pub(crate) frame_max: u32,
     channel_max: u16,
     heartbeat: u16,
-    pub(crate) vhost: Option<Arc<VHost>>,
-    pub(crate) user: String,
     pub(crate) channels: HashMap<u16, Channel>,
     pub(crate) caps: ClientCaps,
     last_recv: Instant,
     last_send: Instant,
     started: Instant,
     closing_since: Option<Instant>,
-    /// Durable queues written since the last flush.
-    dirty: Vec<Arc<Queue>>,
-    /// A confirm waits for the current sync batch.
-    pub(crate) sync_wanted: bool,
-    /// Id of the sync batch being filled.
-    pub(crate) sync_batch: u64,
-    /// The connection has published (alarms block publishers only).
-    pub(crate) publisher: bool,
     /// Blocked by an alarm since.
     blocked: Option<Instant>,
-    /// Cached permissions on the vhost ([`crate::access`]).
-    pub(crate) perm_cache: crate::access::PermCache,
     /// The write backlog has been over [`HARD_WRITE_BACKLOG`] since.
     stalled: Option<Instant>,
     /// SASL EXTERNAL: the login name from the client's verified TLS certificate.
@@ -409,51 +425,24 @@ pub async fn handle_split<R, W>(
         let _ = wr.shutdown().await;
         return;
     }
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let shared = Arc::new(ConnShared {
-        id: broker.next_id(),
-        tx,
-        pending: AtomicUsize::new(0),
-        backlog: AtomicUsize::new(0),
-        waiting: Mutex::new(Vec::new()),
-        info: Mutex::new(ConnInfo {
-            peer: Some(peer),
-            connected_at: crate::broker::now_ms(),
-            ..Default::default()
-        }),
-        cancel_notify: AtomicBool::new(false),
-        drained: tokio::sync::Notify::new(),
-        flow_notify: tokio::sync::Notify::new(),
-        in_flow: AtomicBool::new(false),
-        flow_at_ms: AtomicU64::new(0),
-    });
+    let (shared, mut rx) = ConnShared::new(broker.next_id(), Some(peer));
     let (wtx, wrx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_loop(wr, wrx, shared.clone()));
     let now = Instant::now();
     let mut conn = Connection {
-        frame_max: broker.config.frame_max,
-        broker,
-        shared,
+        session: Session::new(broker, shared),
         peer,
         phase: Phase::AwaitStartOk,
-        out: BytesMut::with_capacity(64 * 1024),
         writer: Some(wtx),
         channel_max: 0,
         heartbeat: 0,
-        vhost: None,
-        user: String::new(),
         channels: HashMap::new(),
         caps: ClientCaps::default(),
         last_recv: now,
         last_send: now,
         started: now,
         closing_since: None,
-        dirty: Vec::new(),
-        sync_wanted: false,
-        sync_batch: 1,
-        publisher: false,
         blocked: None,
-        perm_cache: Default::default(),
         stalled: None,
         cert_login,
         close_reason: String::new(),
@@ -461,7 +450,7 @@ pub async fn handle_split<R, W>(
         flow_wake: None,
         input_held: false,
     };
-    conn.broker.register(conn.shared.clone());
+    conn.session.broker.register(conn.session.shared.clone());
     conn.send_start();
     conn.flush();
     // A bug in a handler must cost this connection only: its cleanup (consumers removed,
@@ -479,7 +468,7 @@ pub async fn handle_split<R, W>(
     if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| conn.cleanup(&mut rx))) {
         tracing::error!(peer = %conn.peer, "connection cleanup failed: {}", panic_text(&*panic));
     }
-    conn.broker.unregister(conn.shared.id);
+    conn.session.broker.unregister(conn.session.shared.id);
     conn.log_closed();
     if conn.phase == Phase::Draining {
         conn.drain_input(&mut rd).await;
@@ -540,8 +529,8 @@ impl Connection {
         if shutting_down {
             self.close_forced();
         }
-        let mut alarms = self.broker.alarms.subscribe();
-        let shared = self.shared.clone();
+        let mut alarms = self.session.broker.alarms.subscribe();
+        let shared = self.session.shared.clone();
         // The slow-consumer grace of the queues parked on (reset when parking).
         let flow_sleep = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(flow_sleep);
@@ -586,8 +575,8 @@ impl Connection {
                         read_bytes = n;
                         self.last_recv = Instant::now();
                         self.process_input(&mut rbuf);
-                        if self.publisher && self.blocked.is_none() {
-                            let state = self.broker.alarms.current();
+                        if self.session.publisher && self.blocked.is_none() {
+                            let state = self.session.broker.alarms.current();
                             if state.any() {
                                 self.block(state);
                             }
@@ -598,7 +587,7 @@ impl Connection {
                     if r.is_ok() {
                         let state = *alarms.borrow_and_update();
                         match (state.any(), self.blocked.is_some()) {
-                            (true, false) if self.publisher => self.block(state),
+                            (true, false) if self.session.publisher => self.block(state),
                             (false, true) => self.unblock(),
                             _ => {}
                         }
@@ -640,7 +629,7 @@ impl Connection {
     /// Re-checks the queues parked on; true when the connection may read again.
     fn check_flow(&mut self) -> bool {
         let now = crate::broker::now_ms();
-        let shared = self.shared.clone();
+        let shared = self.session.shared.clone();
         let mut wake_ms: Option<u64> = None;
         self.flow.retain(|q| match q.flow_park(&shared, now) {
             None => false,
@@ -649,13 +638,17 @@ impl Connection {
                 true
             }
         });
-        let was = self.shared.in_flow.load(Ordering::Acquire);
+        let was = self.session.shared.in_flow.load(Ordering::Acquire);
         let is = !self.flow.is_empty();
         if was != is {
-            self.shared.in_flow.store(is, Ordering::Release);
-            self.shared.flow_at_ms.store(now, Ordering::Release);
+            self.session.shared.in_flow.store(is, Ordering::Release);
+            self.session.shared.flow_at_ms.store(now, Ordering::Release);
             if is {
-                self.broker.metrics.flow_entered.fetch_add(1, Ordering::Relaxed);
+                self.session
+                    .broker
+                    .metrics
+                    .flow_entered
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
         self.flow_wake = wake_ms.map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)));
@@ -706,11 +699,11 @@ impl Connection {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
-        if self.shared.backlog.load(Ordering::Acquire) >= HARD_WRITE_BACKLOG {
+        if self.session.shared.backlog.load(Ordering::Acquire) >= HARD_WRITE_BACKLOG {
             let since = *self.stalled.get_or_insert(now);
             // Its heartbeats wait unread in the socket: the stall timeout judges it instead.
             self.last_recv = now;
-            if now.duration_since(since) > self.broker.config.write_stall_timeout {
+            if now.duration_since(since) > self.session.broker.config.write_stall_timeout {
                 tracing::warn!(peer = %self.peer, "client does not read its socket; disconnecting");
                 self.close_reason = "the client did not read its socket".into();
                 self.phase = Phase::Done;
@@ -720,12 +713,14 @@ impl Connection {
             self.stalled = None;
         }
         if self.phase == Phase::Open
-            && let Some(timeout) = self.broker.config.consumer_timeout
+            && let Some(timeout) = self.session.broker.config.consumer_timeout
         {
             self.check_consumer_timeouts(now, timeout);
         }
         // The handshake deadline also bounds a close started before the connection opened.
-        if self.vhost.is_none() && now.duration_since(self.started) > self.broker.config.handshake_timeout {
+        if self.session.vhost.is_none()
+            && now.duration_since(self.started) > self.session.broker.config.handshake_timeout
+        {
             tracing::info!(peer = %self.peer, "handshake timeout; closing");
             self.phase = Phase::Done;
             return;
@@ -751,8 +746,8 @@ impl Connection {
                 self.phase = Phase::Done;
                 return;
             }
-            if now.duration_since(self.last_send) >= hb / 2 && self.out.is_empty() {
-                self.out.extend_from_slice(&HEARTBEAT_FRAME);
+            if now.duration_since(self.last_send) >= hb / 2 && self.session.out.is_empty() {
+                self.session.out.extend_from_slice(&HEARTBEAT_FRAME);
             }
         }
     }
@@ -761,26 +756,22 @@ impl Connection {
     pub(crate) fn flush(&mut self) {
         self.sync_dirty();
         self.flush_all_confirms();
-        if self.out.is_empty() {
+        if self.session.out.is_empty() {
             return;
         }
-        let chunk = self.out.split().freeze();
+        let chunk = self.session.out.split().freeze();
         self.last_send = Instant::now();
         if let Some(w) = &self.writer {
-            self.shared.backlog.fetch_add(chunk.len(), Ordering::AcqRel);
+            self.session
+                .shared
+                .backlog
+                .fetch_add(chunk.len(), Ordering::AcqRel);
             if w.send(chunk).is_err() {
                 self.phase = Phase::Done;
             }
         }
-        if self.out.capacity() < 16 * 1024 {
-            self.out.reserve(64 * 1024);
-        }
-    }
-
-    /// Remembers a durable queue written in this batch.
-    pub(crate) fn mark_dirty(&mut self, q: Arc<Queue>) {
-        if !self.dirty.iter().any(|d| Arc::ptr_eq(d, &q)) {
-            self.dirty.push(q);
+        if self.session.out.capacity() < 16 * 1024 {
+            self.session.out.reserve(64 * 1024);
         }
     }
 
@@ -788,27 +779,28 @@ impl Connection {
     /// commit; the confirms go out when the syncer reports back (`ConnEvent::Synced`).
     fn sync_dirty(&mut self) {
         let mut flushed = true;
-        for q in self.dirty.drain(..) {
+        for q in self.session.dirty.drain(..) {
             flushed &= q.flush_log();
         }
-        if !self.sync_wanted {
+        if !self.session.sync_wanted {
             return;
         }
-        self.sync_wanted = false;
-        let batch = self.sync_batch;
-        self.sync_batch += 1;
+        self.session.sync_wanted = false;
+        let batch = self.session.sync_batch;
+        self.session.sync_batch += 1;
         if !flushed {
             // Some of this batch's records never reached the file: nack, whatever a later
             // sync pass (after the store recovers) would say.
-            self.broker
+            self.session
+                .broker
                 .alarms
                 .raise_disk("the message store could not write a batch");
             self.synced(batch, false);
             return;
         }
-        match &self.broker.persistence {
+        match &self.session.broker.persistence {
             Some(p) => {
-                let tx = self.shared.tx.clone();
+                let tx = self.session.shared.tx.clone();
                 p.syncer.request(Box::new(move |r| {
                     if let Err(e) = &r {
                         tracing::error!("group commit failed: {e}");
@@ -828,7 +820,7 @@ impl Connection {
                 rbuf.clear();
                 return;
             }
-            match decode_frame(rbuf, self.frame_max) {
+            match decode_frame(rbuf, self.session.frame_max) {
                 Ok(Some(frame)) => {
                     if let Err(e) = self.handle_frame(frame) {
                         self.close_connection(e);
@@ -846,12 +838,12 @@ impl Connection {
                 }
             }
             // Keep the write buffer from growing without bound on a long read batch.
-            if self.out.len() > 256 * 1024 {
+            if self.session.out.len() > 256 * 1024 {
                 self.flush();
             }
             // The client does not read what it asks for: leave the rest of its input
             // unprocessed until the writer drains (run() resumes on `drained`).
-            if self.shared.backlog.load(Ordering::Acquire) >= HARD_WRITE_BACKLOG {
+            if self.session.shared.backlog.load(Ordering::Acquire) >= HARD_WRITE_BACKLOG {
                 self.input_held = true;
                 return;
             }
@@ -885,7 +877,7 @@ impl Connection {
 
     /// Encodes a method frame into the write buffer.
     pub(crate) fn send_method(&mut self, channel: u16, m: impl Into<Method>) {
-        encode_method(&mut self.out, channel, &m.into());
+        self.session.send_method(channel, m);
     }
 
     fn send_start(&mut self) {
@@ -937,7 +929,7 @@ impl Connection {
     fn handle_event(&mut self, e: ConnEvent) {
         match e {
             ConnEvent::Deliver { queue, delivery } => {
-                self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+                self.session.shared.took_delivery();
                 self.deliver(queue, delivery);
             }
             ConnEvent::ConsumerCancelled { channel, tag, key } => {
@@ -957,7 +949,11 @@ impl Connection {
                     );
                 }
             }
-            ConnEvent::DirectReply { channel, tag, msg } => self.deliver_reply(channel, tag, msg),
+            ConnEvent::DirectReply { channel, tag, msg } => {
+                if let Some(c) = self.channels.get_mut(&channel) {
+                    c.deliver_reply(&mut self.session, tag, msg);
+                }
+            }
             ConnEvent::Synced { batch, ok } => self.synced(batch, ok),
             ConnEvent::Close { code, text } => self.close_connection(AmqpError::new(code, text)),
         }
@@ -1047,12 +1043,13 @@ impl Connection {
                 connection_blocked: cap("connection.blocked"),
                 authentication_failure_close: cap("authentication_failure_close"),
             };
-            self.shared
+            self.session
+                .shared
                 .cancel_notify
                 .store(self.caps.consumer_cancel_notify, Ordering::Release);
         }
         {
-            let mut info = self.shared.info.lock();
+            let mut info = self.session.shared.info.lock();
             info.user_provided_name = m
                 .client_properties
                 .get("connection_name")
@@ -1063,7 +1060,7 @@ impl Connection {
         let mech = m.mechanism.to_string();
         let login: Result<String, String> = match mech.as_str() {
             "PLAIN" | "AMQPLAIN" => match crate::auth::parse_response(&mech, &m.response) {
-                Some((user, pass)) if self.broker.users.authenticate(&user, &pass) => Ok(user),
+                Some((user, pass)) if self.session.broker.users.authenticate(&user, &pass) => Ok(user),
                 Some((user, _)) => Err(format!("user '{user}' - invalid credentials")),
                 None => Err("malformed response".into()),
             },
@@ -1075,7 +1072,7 @@ impl Connection {
                         "invalid authentication mechanism 'EXTERNAL'",
                     ));
                 }
-                Some(Ok(user)) if self.broker.users.get(user).is_some() => Ok(user.clone()),
+                Some(Ok(user)) if self.session.broker.users.get(user).is_some() => Ok(user.clone()),
                 Some(Ok(user)) => Err(format!("user '{user}' - invalid credentials")),
                 Some(Err(why)) => Err(why.clone()),
             },
@@ -1086,7 +1083,8 @@ impl Connection {
             }
         };
         let login = login.and_then(|user| {
-            if user == "guest" && !self.broker.config.guest_anywhere && !self.peer.ip().is_loopback() {
+            if user == "guest" && !self.session.broker.config.guest_anywhere && !self.peer.ip().is_loopback()
+            {
                 Err("user 'guest' can only connect via localhost".into())
             } else {
                 Ok(user)
@@ -1105,14 +1103,14 @@ impl Connection {
                 return Ok(());
             }
         };
-        self.shared.info.lock().user = user.clone();
-        self.user = user;
+        self.session.shared.info.lock().user = user.clone();
+        self.session.user = user;
         self.send_method(
             0,
             ConnectionTune {
-                channel_max: self.broker.config.channel_max,
-                frame_max: self.broker.config.frame_max,
-                heartbeat: self.broker.config.heartbeat,
+                channel_max: self.session.broker.config.channel_max,
+                frame_max: self.session.broker.config.frame_max,
+                heartbeat: self.session.broker.config.heartbeat,
             },
         );
         self.phase = Phase::AwaitTuneOk;
@@ -1120,7 +1118,7 @@ impl Connection {
     }
 
     fn tune_ok(&mut self, m: ConnectionTuneOk) -> AmqpResult<()> {
-        let server_max = self.broker.config.frame_max;
+        let server_max = self.session.broker.config.frame_max;
         if m.frame_max != 0 && m.frame_max < warren_codec::frame::FRAME_MIN_SIZE {
             return Err(AmqpError::not_allowed(format!(
                 "frame_max={} < {} min size",
@@ -1134,8 +1132,8 @@ impl Connection {
                 m.frame_max, server_max
             )));
         }
-        self.frame_max = if m.frame_max == 0 { server_max } else { m.frame_max };
-        let server_ch = self.broker.config.channel_max;
+        self.session.frame_max = if m.frame_max == 0 { server_max } else { m.frame_max };
+        let server_ch = self.session.broker.config.channel_max;
         self.channel_max = if m.channel_max == 0 {
             server_ch
         } else {
@@ -1148,20 +1146,26 @@ impl Connection {
 
     fn open(&mut self, m: ConnectionOpen) -> AmqpResult<()> {
         let name = m.virtual_host.to_string();
-        let Some(v) = self.broker.vhost(&name) else {
+        let Some(v) = self.session.broker.vhost(&name) else {
             return Err(AmqpError::not_allowed(format!("vhost {name} not found")));
         };
-        if self.broker.users.permission(&self.user, &name).is_none() {
-            return Err(crate::access::vhost_refused(&name, &self.user));
+        if self
+            .session
+            .broker
+            .users
+            .permission(&self.session.user, &name)
+            .is_none()
+        {
+            return Err(crate::access::vhost_refused(&name, &self.session.user));
         }
-        let cfg = &self.broker.config;
+        let cfg = &self.session.broker.config;
         if cfg.max_connections > 0 || cfg.max_connections_per_user > 0 {
             let (mut open, mut mine) = (0u32, 0u32);
-            for c in self.broker.connections() {
+            for c in self.session.broker.connections() {
                 let info = c.info.lock();
                 if !info.vhost.is_empty() {
                     open += 1;
-                    mine += (info.user == self.user) as u32;
+                    mine += (info.user == self.session.user) as u32;
                 }
             }
             if cfg.max_connections > 0 && open >= cfg.max_connections {
@@ -1173,22 +1177,22 @@ impl Connection {
             if cfg.max_connections_per_user > 0 && mine >= cfg.max_connections_per_user {
                 return Err(AmqpError::not_allowed(format!(
                     "Connection refused for user '{}': user connection limit ({}) is reached",
-                    self.user, cfg.max_connections_per_user
+                    self.session.user, cfg.max_connections_per_user
                 )));
             }
         }
         {
-            let mut info = self.shared.info.lock();
+            let mut info = self.session.shared.info.lock();
             tracing::info!(
                 peer = %self.peer,
-                user = %self.user,
+                user = %self.session.user,
                 vhost = %name,
                 name = %info.user_provided_name.as_deref().unwrap_or(""),
                 "connection opened"
             );
             info.vhost = name;
         }
-        self.vhost = Some(v);
+        self.session.vhost = Some(v);
         self.send_method(
             0,
             ConnectionOpenOk {
@@ -1210,9 +1214,9 @@ impl Connection {
                     if ch > self.channel_max {
                         return Err(self.channel_max_exceeded(ch).with_method(20, 10));
                     }
-                    let key = (self.shared.id << 16) | ch as u64;
+                    let key = (self.session.shared.id << 16) | ch as u64;
                     self.channels.insert(ch, Channel::new(ch, key));
-                    self.shared.info.lock().channels = self.channels.len();
+                    self.session.shared.info.lock().channels = self.channels.len();
                     self.send_method(
                         ch,
                         ChannelOpenOk {
@@ -1234,12 +1238,141 @@ impl Connection {
         self.channel_input(ch, frame)
     }
 
+    /// One frame for an open channel: content assembly, then the channel's state machine;
+    /// `channel.close` and a channel closed by an error are the connection's (its map).
+    pub(crate) fn channel_input(&mut self, ch: u16, frame: Frame) -> AmqpResult<()> {
+        let max = self.session.broker.config.max_message_size;
+        let c = self.channels.get_mut(&ch).expect("caller checked");
+        if !c.is_open() {
+            if let Frame::Method { method, .. } = frame {
+                match method {
+                    Method::ChannelCloseOk(_) => {
+                        self.channels.remove(&ch);
+                    }
+                    Method::ChannelClose(_) => {
+                        self.channels.remove(&ch);
+                        self.send_method(ch, ChannelCloseOk {});
+                    }
+                    _ => {}
+                }
+                self.session.shared.info.lock().channels = self.channels.len();
+            }
+            return Ok(());
+        }
+        if let Frame::Header { header, .. } = &frame
+            && header.body_size > max
+        {
+            let e = AmqpError::precondition(format!(
+                "message size {} is larger than configured max size {max}",
+                header.body_size
+            ))
+            .with_method(60, 40);
+            self.channel_error(ch, e);
+            return Ok(());
+        }
+        let cmd = match c.assembler().handle(frame)? {
+            Assembled::Pending => return Ok(()),
+            Assembled::Command(cmd) => cmd,
+        };
+        let (cid, mid) = (cmd.method.class_id(), cmd.method.method_id());
+        let r = if let Method::ChannelClose(_) = cmd.method {
+            if let Some(mut c) = self.channels.remove(&ch) {
+                c.release(&mut self.session);
+            }
+            self.session.shared.info.lock().channels = self.channels.len();
+            self.send_method(ch, ChannelCloseOk {});
+            Ok(())
+        } else {
+            c.handle(&mut self.session, cmd)
+        };
+        if !self.session.out_of_credit.is_empty() {
+            let queues = std::mem::take(&mut self.session.out_of_credit);
+            self.enter_flow(queues);
+        }
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_hard() => Err(e.with_method(cid, mid)),
+            Err(e) => {
+                self.channel_error(ch, e.with_method(cid, mid));
+                Ok(())
+            }
+        }
+    }
+
+    /// Closes a channel with a soft error: its consumers and unacked messages released, then
+    /// `channel.close`; the channel ignores everything but close/close-ok from then on.
+    fn channel_error(&mut self, ch: u16, e: AmqpError) {
+        tracing::debug!(channel = ch, "channel error: {}", e.reply_text());
+        let Some(c) = self.channels.get_mut(&ch) else {
+            return;
+        };
+        c.release(&mut self.session);
+        c.set_closing();
+        self.send_method(
+            ch,
+            ChannelClose {
+                reply_code: e.code.code(),
+                reply_text: ShortStr::from(e.reply_text()),
+                class_id: e.class_id,
+                method_id: e.method_id,
+            },
+        );
+    }
+
+    /// Closes, with RabbitMQ's 406, every channel whose oldest unacked delivery is older than
+    /// `timeout` (`consumer_timeout`). Only each channel's oldest delivery is looked at.
+    pub(crate) fn check_consumer_timeouts(&mut self, now: Instant, timeout: Duration) {
+        let late: Vec<u16> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.timed_out(now, timeout))
+            .map(|(id, _)| *id)
+            .collect();
+        for ch in late {
+            tracing::warn!(channel = ch, "consumer timeout; closing the channel");
+            self.channel_error(
+                ch,
+                AmqpError::precondition(format!(
+                    "delivery acknowledgement on channel {ch} timed out. Timeout value used: {} ms. \
+                     This timeout value can be configured, see consumers doc guide to learn more",
+                    timeout.as_millis()
+                )),
+            );
+        }
+    }
+
+    /// A delivery from a queue for one of this connection's channels, or back to the queue if
+    /// that channel is gone.
+    pub(crate) fn deliver(&mut self, queue: Arc<Queue>, d: Delivery) {
+        let ch = (d.channel & 0xffff) as u16;
+        match self.channels.get_mut(&ch) {
+            Some(c) => c.deliver(&mut self.session, queue, d),
+            None => queue.unsend(&d),
+        }
+    }
+
+    /// A group-commit sync finished: confirms waiting for batches up to `batch` can go.
+    pub(crate) fn synced(&mut self, batch: u64, ok: bool) {
+        for c in self.channels.values_mut() {
+            c.synced(batch, ok);
+        }
+    }
+
+    /// Sends every channel's ready confirms (end of a read batch).
+    pub(crate) fn flush_all_confirms(&mut self) {
+        for c in self.channels.values_mut() {
+            if c.confirms_ready() {
+                c.flush_confirms(&mut self.session);
+            }
+        }
+    }
+
     /// 530 for a channel number above the negotiated channel_max, saying whose limit it is (the
     /// client's tune-ok value or the broker's `--channel-max`). RabbitMQ 3.x never checked
     /// channel numbers, only how many channels were open; AMQP makes channel_max the highest
     /// usable number, and Warren holds clients to it.
     fn channel_max_exceeded(&self, ch: u16) -> AmqpError {
-        let server = self.broker.config.channel_max;
+        let server = self.session.broker.config.channel_max;
         let whose = if self.channel_max < server {
             "the client's own limit from connection.tune-ok".to_string()
         } else {
@@ -1263,11 +1396,11 @@ impl Connection {
                 }
             }
         };
-        drain(rx, &self.shared);
+        drain(rx, &self.session.shared);
         self.release_all();
-        drain(rx, &self.shared);
+        drain(rx, &self.session.shared);
         rx.close();
-        drain(rx, &self.shared);
+        drain(rx, &self.session.shared);
     }
 
     /// Closes every channel (consumers removed, unacked messages requeued) and deletes the
@@ -1276,12 +1409,12 @@ impl Connection {
         let ids: Vec<u16> = self.channels.keys().copied().collect();
         for id in ids {
             if let Some(mut c) = self.channels.remove(&id) {
-                self.release_channel(&mut c);
+                c.release(&mut self.session);
             }
         }
-        self.shared.info.lock().channels = 0;
-        if let Some(v) = self.vhost.clone() {
-            let exclusive = v.exclusive_queues(self.shared.id);
+        self.session.shared.info.lock().channels = 0;
+        if let Some(v) = self.session.vhost.clone() {
+            let exclusive = v.exclusive_queues(self.session.shared.id);
             for q in exclusive {
                 v.delete_queue(&q);
             }
@@ -1322,7 +1455,7 @@ impl Connection {
 
     /// Logs the connection's end (at info, with RabbitMQ's facts: peer, user, vhost, name).
     fn log_closed(&self) {
-        let info = self.shared.info.lock();
+        let info = self.session.shared.info.lock();
         if info.vhost.is_empty() {
             return;
         }

@@ -29,6 +29,7 @@ pub mod http;
 pub mod persist;
 pub mod policies;
 pub mod queue;
+pub mod session;
 pub mod tls;
 pub mod vhost;
 
