@@ -174,7 +174,7 @@ async fn a_flooding_publisher_never_starves_a_manual_ack_consumer() {
         let in_flow = broker
             .connections()
             .iter()
-            .any(|c| c.state(warren_server::broker::now_ms()) == "flow");
+            .any(|c| c.state(warren_server::util::now_ms()) == "flow");
         (consumed.load(Ordering::Acquire), q.counts().ready, in_flow)
     })
     .await;

@@ -5,13 +5,10 @@
 //! backpressure); consumers keep draining. `connection.unblocked` follows when it clears.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
-
-use crate::broker::Broker;
 
 /// Which alarms are up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -170,84 +167,12 @@ const SAMPLE_NEAR_LIMIT: Duration = Duration::from_millis(20);
 /// "Near": free space within this much of the limit (or within the limit again).
 const NEAR_LIMIT: u64 = 256 << 20;
 
-/// How often a poisoned store is asked to recover (each try writes a 1 MiB probe).
-const RECOVERY_INTERVAL: Duration = Duration::from_millis(250);
-
 /// How long to wait before the next sample, given the free space just measured.
-fn next_sample(free_disk: Option<u64>, limit: u64) -> Duration {
+pub(crate) fn next_sample(free_disk: Option<u64>, limit: u64) -> Duration {
     match free_disk {
         Some(free) if free.saturating_sub(limit) < NEAR_LIMIT.max(limit) => SAMPLE_NEAR_LIMIT,
         _ => SAMPLE,
     }
-}
-
-/// Samples memory, disk and the store until `shutdown`: twice a second, every 20 ms when free
-/// disk is near the limit, and at once when the store reports a failed write. Once the store
-/// was poisoned by a failed write (a full disk) and free space is back above the limit, it
-/// recovers the store and has every queue write what waited in memory.
-pub async fn monitor(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let failed = broker.persistence.as_ref().map(|p| p.store_failed.clone());
-    let mut wait = Duration::ZERO;
-    let mut last_recovery = std::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = async {
-                match &failed {
-                    Some(n) => n.notified().await,
-                    None => std::future::pending().await,
-                }
-            } => {}
-            _ = shutdown.changed() => return,
-        }
-        let free = free_disk(&broker.config.data_dir);
-        let limit = broker.alarms.disk_free_limit();
-        if let Some(p) = &broker.persistence
-            && last_recovery.elapsed() >= RECOVERY_INTERVAL
-        {
-            last_recovery = std::time::Instant::now();
-            recover_store(&broker, p, free, limit);
-        }
-        let poisoned = broker.persistence.as_ref().is_some_and(|p| p.store.is_poisoned());
-        broker.alarms.check(resident_memory(), free, poisoned);
-        wait = next_sample(free, limit);
-    }
-}
-
-/// Clears a write-failure poison once free space is back above the limit (an fsync failure
-/// needs a restart and stays), then flushes and syncs every durable queue's log: records and
-/// acks that waited in memory reach the disk.
-fn recover_store(broker: &Broker, p: &crate::persist::Persistence, free: Option<u64>, limit: u64) {
-    // The scratch store (transient backlogs) recovers on the same terms, silently.
-    let room = limit == 0 || free.is_some_and(|f| f >= limit);
-    if room && p.scratch.is_poisoned() {
-        let _ = p.scratch.try_recover();
-    }
-    let Some(info) = p.store.poison_info() else { return };
-    if info.restart_required || !room || p.store.try_recover().is_err() {
-        return;
-    }
-    tracing::warn!(
-        error = %info.error,
-        ?free,
-        "message store recovered from a failed write: space is free again; publishing resumes"
-    );
-    for v in broker.vhosts() {
-        let queues = v.queue_handles();
-        for q in queues {
-            q.flush_log();
-        }
-    }
-    p.syncer.request(Box::new(|r| {
-        if let Err(e) = r {
-            tracing::warn!("sync after store recovery failed: {e}");
-        }
-    }));
-}
-
-/// The message store's state for the management API: `None` if it is healthy.
-pub fn store_problem(broker: &Broker) -> Option<warren_store::PoisonInfo> {
-    broker.persistence.as_ref()?.store.poison_info()
 }
 
 #[cfg(test)]

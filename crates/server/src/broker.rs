@@ -4,51 +4,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 use warren_codec::ShortStr;
-use warren_core::{AmqpError, MessageRef};
+use warren_core::MessageRef;
 
 use crate::auth::Users;
 use crate::config::Config;
-use crate::connection::ConnShared;
+use crate::mailbox::ConnShared;
 use crate::persist::Persistence;
 
-/// Milliseconds since the epoch (the `now` passed to core).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Broker-wide message counters (RabbitMQ's global counters).
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Messages received from publishers.
-    pub published: AtomicU64,
-    /// Messages that reached no queue.
-    pub unroutable: AtomicU64,
-    /// Deliveries to consumers and basic.get.
-    pub delivered: AtomicU64,
-    /// Acknowledgements.
-    pub acked: AtomicU64,
-    /// Redeliveries.
-    pub redelivered: AtomicU64,
-    /// Dead-lettered messages by reason (rejected, expired, maxlen, delivery_limit).
-    pub dead_lettered: [AtomicU64; 4],
-    /// Messages dropped because their dead-letter exchange does not exist.
-    pub dead_letter_dropped: AtomicU64,
-    /// Messages dropped by a delivery limit with no dead-letter exchange.
-    pub delivery_limit_dropped: AtomicU64,
-    /// Publishes dropped as duplicates by a queue's or exchange's `x-deduplication-window`.
-    pub duplicates_dropped: AtomicU64,
-    /// Times a connection parked on a queue's credit (credit flow).
-    pub flow_entered: AtomicU64,
-}
-
-pub use crate::vhost::{PublishOutcome, VHost};
+use crate::stats::Metrics;
+use crate::vhost::VHost;
 
 /// The broker.
 #[derive(Debug)]
@@ -70,83 +37,12 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Opens the durable store under `config.data_dir`, replays definitions, recovers every
-    /// durable queue's messages and compacts the definitions log.
-    pub fn open(config: Config) -> Result<Arc<Broker>, String> {
-        let (p, records) = Persistence::open(&config.data_dir, config.store_fs.clone())
-            .map_err(|e| format!("cannot open store in {}: {e}", config.data_dir.display()))?;
-        let broker = Broker::build(config, Some(Arc::new(p)));
-        let n = records.len();
-        broker.replay_definitions(records);
-        let mut recovered = 0;
-        for v in broker.vhosts() {
-            for q in v.open_recovered_queues() {
-                recovered += q.counts().ready as u64;
-            }
-        }
-        let snapshot = crate::persist::snapshot(&broker);
-        if let Some(p) = &broker.persistence {
-            p.rewrite(&snapshot);
-            let live = broker.durable_queue_dirs();
-            // Never deleted: a directory no definition names (a damaged or lost definitions
-            // log) is moved to quarantine/, where it can be re-attached.
-            crate::persist::quarantine_unknown(p, &live);
-            crate::persist::log_recovery_summary(p);
-        }
-        tracing::info!(
-            definitions = n,
-            compacted = snapshot.len(),
-            messages = recovered,
-            "store opened"
-        );
-        Ok(broker)
-    }
-
-    /// Applies definitions-log records (access records, then topology methods) in order.
-    pub fn replay_definitions(&self, records: Vec<bytes::Bytes>) {
-        // Once the log holds the user database, it (not the configured default user) decides
-        // who may log in: a broker creates its default user on its first start only.
-        if records
-            .iter()
-            .filter_map(crate::persist::decode_access)
-            .any(|a| !crate::policies::is_policy_record(&a))
-        {
-            self.users.clear();
-        }
-        for rec in records {
-            if let Some(a) = crate::persist::decode_access(&rec) {
-                if !crate::policies::apply_record(self, &a) {
-                    crate::access::apply_record(self, &a);
-                }
-                continue;
-            }
-            match crate::persist::decode_definition(&rec) {
-                Some((vhost, m)) => crate::persist::replay(self, &vhost, m),
-                None => tracing::warn!("undecodable definitions record skipped"),
-            }
-        }
-    }
-
-    /// The queue-log directory names of every queue the definitions name.
-    pub fn durable_queue_dirs(&self) -> std::collections::HashSet<String> {
-        self.vhosts()
-            .iter()
-            .flat_map(|v| {
-                v.read_topology(|t| {
-                    t.queues()
-                        .map(|q| crate::persist::queue_dir(&v.name, &q.name))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect()
-    }
-
     /// A broker with the default vhost `/` and the default user.
     pub fn new(config: Config) -> Arc<Broker> {
         Broker::build(config, None)
     }
 
-    fn build(config: Config, persistence: Option<Arc<Persistence>>) -> Arc<Broker> {
+    pub(crate) fn build(config: Config, persistence: Option<Arc<Persistence>>) -> Arc<Broker> {
         let metrics = Arc::new(Metrics::default());
         let users = Users::new(&config.default_user, &config.default_pass);
         let memory_limit = config.memory_limit.unwrap_or_else(|| {
@@ -247,20 +143,4 @@ pub struct ReplyTarget {
     pub channel: u16,
     /// Its consumer tag.
     pub tag: ShortStr,
-}
-
-/// Random suffix in RabbitMQ's style for `amq.gen-…` and `amq.ctag-…` names.
-pub fn random_name(prefix: &str) -> ShortStr {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut rng = rand::rng();
-    let suffix: String = (0..22)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect();
-    ShortStr::from(format!("{prefix}{suffix}"))
-}
-
-/// The error for an operation on a queue that was deleted meanwhile.
-pub fn queue_gone(name: &str, vhost: &str) -> AmqpError {
-    AmqpError::not_found(format!("no queue '{name}' in vhost '{vhost}'"))
 }

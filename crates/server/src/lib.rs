@@ -24,13 +24,19 @@ pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod convert;
 pub mod fsck;
 pub mod http;
+pub mod mailbox;
+pub mod monitor;
 pub mod persist;
 pub mod policies;
 pub mod queue;
+pub mod recovery;
 pub mod session;
+pub mod stats;
 pub mod tls;
+pub mod util;
 pub mod vhost;
 
 use std::net::SocketAddr;
@@ -83,7 +89,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningBroker> {
     };
     let (tx, rx) = watch::channel(false);
     let http_task = tokio::spawn(http::serve(broker.clone(), http_listener, amqp_addr, rx.clone()));
-    let alarms_task = tokio::spawn(alarms::monitor(broker.clone(), rx.clone()));
+    let alarms_task = tokio::spawn(monitor::monitor(broker.clone(), rx.clone()));
     let mut tls_addr = None;
     let tls_task = match tls_listener {
         Some((l, tls)) => {

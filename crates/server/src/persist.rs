@@ -11,14 +11,12 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use warren_codec::methods::*;
 use warren_codec::types::put_shortstr;
-use warren_codec::{BasicProperties, Method, Reader, ShortStr};
+use warren_codec::{BasicProperties, Method, Reader};
 use warren_core::Message;
 use warren_core::queue::Entry;
 use warren_store::{
     DataDirLock, DefinitionsLog, FileSystem, MsgPos, Recovered, Store, StoreError, StoreOptions, SyncHandle,
 };
-
-use crate::broker::Broker;
 
 /// Packs a store position into the opaque `u64` core keeps per entry.
 pub fn pack(pos: MsgPos) -> u64 {
@@ -296,19 +294,6 @@ pub fn stored_entry(
     })
 }
 
-/// Applies one replayed definitions record to the broker's topology.
-pub fn replay(broker: &Broker, vhost: &str, m: Method) {
-    let v = broker.add_vhost(vhost);
-    let r = v.replay_definition(&m);
-    if let Err(e) = r {
-        tracing::debug!(
-            "definitions replay: {} in vhost {vhost}: {}",
-            m.name(),
-            e.reply_text()
-        );
-    }
-}
-
 /// A durable queue's definition as a definitions record (also kept in the queue's own
 /// directory, so that the directory can be re-attached if the definitions log loses it).
 pub fn queue_record(vhost: &str, q: &warren_core::topology::QueueMeta) -> Bytes {
@@ -347,7 +332,7 @@ pub struct Quarantined {
 }
 
 /// The vhost and queue.declare kept in a queue directory, if intact.
-fn dir_definition(dir: &Path) -> Option<(String, QueueDeclare)> {
+pub(crate) fn dir_definition(dir: &Path) -> Option<(String, QueueDeclare)> {
     let rec = warren_store::read_queue_meta(dir)?;
     match decode_definition(&Bytes::from(rec))? {
         (vhost, Method::QueueDeclare(q)) => Some((vhost, q)),
@@ -445,127 +430,6 @@ pub fn log_recovery_summary(p: &Persistence) {
         tracing::info!("{line}");
     } else {
         tracing::warn!("{line}");
-    }
-}
-
-/// Why a re-attach failed: an HTTP status and a reason.
-pub type ReattachError = (u16, String);
-
-/// Re-attaches `<data-dir>/quarantine/<dir>`: declares its queue again from the definition
-/// copy in the directory and recovers its messages. Returns `(vhost, queue, messages)`.
-pub fn reattach(broker: &Broker, dir: &str) -> Result<(String, String, u64), ReattachError> {
-    let p = broker
-        .persistence
-        .as_ref()
-        .ok_or((400, "the broker runs without a data directory".to_string()))?;
-    if !warren_store::is_valid_queue_name(dir) {
-        return Err((400, format!("invalid quarantined directory name '{dir}'")));
-    }
-    let path = p.data_dir.join(QUARANTINE_DIR).join(dir);
-    if !path.is_dir() {
-        return Err((404, format!("no quarantined directory '{dir}'")));
-    }
-    let (vhost, q) = dir_definition(&path).ok_or((
-        409,
-        format!("'{dir}' holds no intact queue definition; it cannot be re-attached"),
-    ))?;
-    let v = broker
-        .vhost(&vhost)
-        .ok_or((404, format!("vhost '{vhost}' does not exist; create it first")))?;
-    if v.read_topology(|t| t.queue(&q.queue).is_some()) {
-        return Err((
-            409,
-            format!("queue '{}' already exists in vhost '{vhost}'", q.queue),
-        ));
-    }
-    let target = queue_dir(&vhost, &q.queue);
-    p.store
-        .restore_queue(&path, &target)
-        .map_err(|e| (409, format!("cannot move '{dir}' back: {e}")))?;
-    let declared = v.declare_queue(&crate::vhost::recorded_queue(&q), 0);
-    let (queue, _) = declared.map_err(|e| (400, e.reply_text().to_string()))?;
-    let messages = queue.counts().ready as u64;
-    tracing::warn!(
-        vhost = %vhost,
-        queue = %q.queue,
-        messages,
-        "quarantined queue directory {dir} re-attached"
-    );
-    Ok((vhost, q.queue.to_string(), messages))
-}
-
-/// The durable definitions of every vhost, as records for a compacted log.
-pub fn snapshot(broker: &Broker) -> Vec<Bytes> {
-    let mut out = crate::access::snapshot_records(broker);
-    out.extend(crate::policies::snapshot_records(broker));
-    for v in broker.vhosts() {
-        v.read_topology(|t| snapshot_vhost(&v.name, t, &mut out));
-    }
-    out
-}
-
-/// One vhost's durable definitions, appended to `out` as records.
-fn snapshot_vhost(vhost: &str, t: &warren_core::topology::Topology, out: &mut Vec<Bytes>) {
-    {
-        let durable_x = |name: &str| name.is_empty() || t.exchange(name).is_some_and(|x| x.durable);
-        for x in t.exchanges() {
-            if x.durable && !x.name.is_empty() && !x.name.starts_with("amq.") {
-                let m: Method = ExchangeDeclare {
-                    ticket: 0,
-                    exchange: x.name.clone(),
-                    kind: ShortStr::from(x.kind.name()),
-                    passive: false,
-                    durable: true,
-                    auto_delete: x.auto_delete,
-                    internal: x.internal,
-                    nowait: false,
-                    arguments: x.arguments.clone(),
-                }
-                .into();
-                out.push(encode_definition(vhost, &m));
-            }
-        }
-        for q in t.queues() {
-            if q.durable && q.exclusive_owner.is_none() {
-                out.push(queue_record(vhost, q));
-            }
-        }
-        for b in t.bindings() {
-            if b.source.is_empty() || !durable_x(&b.source) {
-                continue;
-            }
-            let m: Method = if b.destination_is_queue {
-                if !t
-                    .queue(&b.destination)
-                    .is_some_and(|q| q.durable && q.exclusive_owner.is_none())
-                {
-                    continue;
-                }
-                QueueBind {
-                    ticket: 0,
-                    queue: b.destination.clone(),
-                    exchange: b.source.clone(),
-                    routing_key: b.routing_key.clone(),
-                    nowait: false,
-                    arguments: b.arguments.clone(),
-                }
-                .into()
-            } else {
-                if !durable_x(&b.destination) {
-                    continue;
-                }
-                ExchangeBind {
-                    ticket: 0,
-                    destination: b.destination.clone(),
-                    source: b.source.clone(),
-                    routing_key: b.routing_key.clone(),
-                    nowait: false,
-                    arguments: b.arguments.clone(),
-                }
-                .into()
-            };
-            out.push(encode_definition(vhost, &m));
-        }
     }
 }
 

@@ -17,28 +17,13 @@
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use warren_core::args::QueueArgs;
-use warren_core::policy::{ApplyTo, Policy, PolicyError, effective_queue_args, queue_policy};
+use warren_core::policy::{ApplyTo, Policy, PolicyError, queue_policy};
 use warren_core::topology::QueueMeta;
 
-use crate::broker::{Broker, VHost};
-use crate::http::convert::{json_to_table, table_to_json};
-
-/// The effective arguments of queue `meta` in vhost `vhost` under `policies`. Should the merge
-/// not parse (it cannot with validated policies), the declared arguments stand.
-pub fn effective_args(policies: &[Policy], vhost: &str, meta: &QueueMeta) -> QueueArgs {
-    if policies.is_empty() {
-        return meta.args.clone();
-    }
-    match effective_queue_args(policies, &meta.name, vhost, &meta.arguments) {
-        (_, Ok(args)) => args,
-        (p, Err(e)) => {
-            tracing::warn!(queue = %meta.name, vhost, policy = ?p.map(|p| &p.name),
-                "policy not applied: {}", e.reply_text());
-            meta.args.clone()
-        }
-    }
-}
+use crate::broker::Broker;
+use crate::convert::{json_to_table, table_to_json};
+use crate::vhost::VHost;
+use crate::vhost::effective_args;
 
 /// A policy as RabbitMQ's `/api/policies` shows it.
 pub fn policy_json(vhost: &str, p: &Policy) -> Value {

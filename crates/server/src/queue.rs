@@ -22,9 +22,10 @@ use warren_core::topology::QueueMeta;
 
 use warren_store::QueueLog;
 
-use crate::broker::{VHost, now_ms};
-use crate::connection::{ChannelShared, ConnShared};
+use crate::mailbox::{ChannelShared, ConnShared};
 use crate::persist::{pack, unpack};
+use crate::util::now_ms;
+use crate::vhost::VHost;
 
 /// Ready messages a durable queue keeps in memory; a longer backlog stays in its log and is
 /// paged back in, in order, as consumers drain the queue (see `QueueState`'s paging).

@@ -20,9 +20,10 @@ use warren_core::{AmqpError, AmqpResult};
 
 use crate::access::{Resource, refused, resource_name};
 use crate::auth::{Access, Permission, TopicPermission};
-use crate::broker::{Broker, VHost};
-use crate::connection::ConnShared;
+use crate::broker::Broker;
+use crate::mailbox::ConnShared;
 use crate::queue::Queue;
+use crate::vhost::VHost;
 
 /// A session's cached permissions on its vhost.
 #[derive(Debug, Default)]

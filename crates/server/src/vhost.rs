@@ -18,9 +18,9 @@ use warren_core::queue::Published;
 use warren_core::topology::{ConnId, ExchangeDeclare as ExchangeDecl, QueueId, QueueMeta, Topology};
 use warren_core::{AmqpError, AmqpResult, MessageRef};
 
-use crate::broker::{Metrics, queue_gone};
 use crate::persist::Persistence;
 use crate::queue::{Queue, Stored};
+use crate::stats::Metrics;
 
 /// A binding as the bind and unbind operations name it.
 #[derive(Debug, Clone, Copy)]
@@ -180,7 +180,7 @@ impl VHost {
         // No policy change between applying the policies and registering the queue.
         let policies = self.policies.read();
         let q = Queue::new(meta, Arc::downgrade(self));
-        q.apply_effective_args(crate::policies::effective_args(&policies, &self.name, &q.meta));
+        q.apply_effective_args(effective_args(&policies, &self.name, &q.meta));
         if durable && let Some(p) = &self.persistence {
             let dir = crate::persist::queue_dir(&self.name, &q.meta.name);
             crate::persist::blocking(|| {
@@ -700,4 +700,29 @@ fn reachable_queues(
         }
     }
     out
+}
+
+/// The error for an operation on a queue that was deleted meanwhile.
+pub fn queue_gone(name: &str, vhost: &str) -> AmqpError {
+    AmqpError::not_found(format!("no queue '{name}' in vhost '{vhost}'"))
+}
+
+/// The effective arguments of queue `meta` in vhost `vhost` under `policies`. Should the merge
+/// not parse (it cannot with validated policies), the declared arguments stand.
+pub fn effective_args(
+    policies: &[warren_core::policy::Policy],
+    vhost: &str,
+    meta: &QueueMeta,
+) -> warren_core::args::QueueArgs {
+    if policies.is_empty() {
+        return meta.args.clone();
+    }
+    match warren_core::policy::effective_queue_args(policies, &meta.name, vhost, &meta.arguments) {
+        (_, Ok(args)) => args,
+        (p, Err(e)) => {
+            tracing::warn!(queue = %meta.name, vhost, policy = ?p.map(|p| &p.name),
+                "policy not applied: {}", e.reply_text());
+            meta.args.clone()
+        }
+    }
 }

@@ -19,8 +19,9 @@ use super::tx::TxOp;
 use super::{Channel, ConsumerRec, Session, Unacked, by_queue};
 use crate::access::Resource;
 use crate::auth::Access;
-use crate::broker::{REPLY_TO_QUEUE, ReplyTarget, now_ms, random_name};
+use crate::broker::{REPLY_TO_QUEUE, ReplyTarget};
 use crate::queue::{Queue, Sink};
+use crate::util::{now_ms, random_name};
 
 impl Channel {
     pub(super) fn basic_qos(&mut self, s: &mut Session, m: BasicQos) -> AmqpResult<()> {
@@ -392,7 +393,7 @@ impl Channel {
         let seq = self.confirms.as_mut().map(|cf| cf.next_seq());
         let outcome = if msg.exchange.is_empty() && msg.routing_key.starts_with(REPLY_TO_QUEUE) {
             let delivered = s.broker.deliver_reply(&msg.routing_key, msg.clone());
-            crate::broker::PublishOutcome {
+            crate::vhost::PublishOutcome {
                 enqueued: delivered as usize,
                 ..Default::default()
             }

@@ -25,7 +25,7 @@ use warren_codec::{Command, ContentAssembler, Method, ShortStr};
 use warren_core::queue::{ChannelKey, ConsumerKey, Return};
 use warren_core::{AmqpError, AmqpResult};
 
-use crate::connection::ChannelShared;
+use crate::mailbox::ChannelShared;
 use crate::queue::Queue;
 pub use crate::session::Session;
 

@@ -10,7 +10,8 @@ use warren_core::{AmqpError, AmqpResult};
 use super::{Channel, Session};
 use crate::access::Resource;
 use crate::auth::Access;
-use crate::broker::{REPLY_TO_QUEUE, random_name};
+use crate::broker::REPLY_TO_QUEUE;
+use crate::util::random_name;
 use crate::vhost::BindingRef;
 
 impl Channel {

@@ -13,7 +13,7 @@ use warren_core::{AmqpError, AmqpResult};
 use super::{Channel, Session};
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::connection::{ConnEvent, ConnShared};
+use crate::mailbox::{ConnEvent, ConnShared};
 
 /// One channel (number 1) of a session logged in as the default user on vhost `/`.
 struct Harness {

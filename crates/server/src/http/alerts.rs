@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use warren_codec::FieldValue;
 
 use super::Shared;
-use crate::broker::now_ms;
+use crate::util::now_ms;
 
 /// Alert kinds and the queue arguments that configure them.
 pub const KINDS: [(&str, &str); 2] = [

@@ -20,9 +20,9 @@ use super::api::{
     BindingBody, ExchangeBody, QueueBody, bind, declare_exchange, declare_queue, exchange_json,
     permissions_json, user_json,
 };
-use super::convert::table_to_json;
 use super::{ApiError, ApiResult, Shared, parse_body};
 use crate::auth::User;
+use crate::convert::table_to_json;
 
 /// Builds the definitions document.
 pub fn export_value(st: &Shared) -> Value {

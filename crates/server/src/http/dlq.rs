@@ -19,8 +19,9 @@ use warren_codec::{FieldValue, ShortStr};
 use warren_core::Message;
 use warren_core::queue::Return;
 
-use crate::broker::{VHost, now_ms};
 use crate::queue::Queue;
+use crate::util::now_ms;
+use crate::vhost::VHost;
 
 /// Names of the DLQs of a vhost, from every queue's effective dead-letter target (declared
 /// or set by a policy). Takes the vhost's locks itself.
@@ -60,10 +61,10 @@ pub struct MoveTarget {
 #[derive(Debug, Deserialize, Clone, Default)]
 pub struct MoveRequest {
     /// Most messages to move (default: all, up to 100,000).
-    #[serde(default, deserialize_with = "super::convert::lenient::opt_usize")]
+    #[serde(default, deserialize_with = "crate::convert::lenient::opt_usize")]
     pub count: Option<usize>,
     /// Only report what would move.
-    #[serde(default, deserialize_with = "super::convert::lenient::bool")]
+    #[serde(default, deserialize_with = "crate::convert::lenient::bool")]
     pub dry_run: bool,
     /// Explicit target.
     pub target: Option<MoveTarget>,

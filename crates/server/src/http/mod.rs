@@ -17,7 +17,7 @@ pub use warren_ctl as ctl;
 pub use warren_ctl::client;
 pub mod api;
 pub mod authz;
-pub mod convert;
+pub use crate::convert;
 pub mod definitions;
 pub mod dlq;
 pub mod listing;

@@ -32,7 +32,7 @@ async fn list(State(st): State<Shared>) -> ApiResult<Json<Value>> {
 
 async fn reattach(State(st): State<Shared>, Path(dir): Path<String>) -> ApiResult<Json<Value>> {
     let broker = st.broker.clone();
-    let r = tokio::task::spawn_blocking(move || crate::persist::reattach(&broker, &dir))
+    let r = tokio::task::spawn_blocking(move || crate::recovery::reattach(&broker, &dir))
         .await
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     match r {

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) fn conn_name(st: &Shared, info: &crate::connection::ConnInfo) -> String {
+pub(super) fn conn_name(st: &Shared, info: &crate::mailbox::ConnInfo) -> String {
     match info.peer {
         Some(p) => format!("{p} -> {}", st.amqp_addr),
         None => format!("? -> {}", st.amqp_addr),
@@ -22,9 +22,9 @@ fn connection_listing(
     st: Shared,
     caller: &Caller,
     q: Option<String>,
-    keep: impl Fn(&crate::connection::ConnInfo) -> bool,
+    keep: impl Fn(&crate::mailbox::ConnInfo) -> bool,
 ) -> Response {
-    let mut items: Vec<(String, Arc<crate::connection::ConnShared>)> = st
+    let mut items: Vec<(String, Arc<crate::mailbox::ConnShared>)> = st
         .broker
         .connections()
         .into_iter()
@@ -48,11 +48,11 @@ fn connection_listing(
 }
 
 /// One connection as RabbitMQ's management API shows it.
-fn conn_json(st: &Shared, name: &str, c: &crate::connection::ConnShared) -> Value {
+fn conn_json(st: &Shared, name: &str, c: &crate::mailbox::ConnShared) -> Value {
     let info = c.info.lock().clone();
     let mut conn = json!({
         "name": name, "node": st.node(), "user": info.user, "vhost": info.vhost,
-        "channels": info.channels, "state": c.state(crate::broker::now_ms()), "protocol": "AMQP 0-9-1", "type": "network",
+        "channels": info.channels, "state": c.state(crate::util::now_ms()), "protocol": "AMQP 0-9-1", "type": "network",
         "peer_host": info.peer.map(|p| p.ip().to_string()), "peer_port": info.peer.map(|p| p.port()),
         "host": st.amqp_addr.ip().to_string(), "port": st.amqp_addr.port(),
         "client_properties": table_to_json(&info.client_properties), "connected_at": info.connected_at,
@@ -65,7 +65,7 @@ fn conn_json(st: &Shared, name: &str, c: &crate::connection::ConnShared) -> Valu
 }
 
 /// The connection named `name` (`"PEER -> HOST:PORT"`, as listed), if the caller may see it.
-fn find_connection(st: &Shared, caller: &Caller, name: &str) -> Option<Arc<crate::connection::ConnShared>> {
+fn find_connection(st: &Shared, caller: &Caller, name: &str) -> Option<Arc<crate::mailbox::ConnShared>> {
     st.broker.connections().into_iter().find(|c| {
         let info = c.info.lock();
         conn_name(st, &info) == name && caller.sees_connection(&info.user)
@@ -192,7 +192,7 @@ pub(super) async fn channels(
 }
 
 /// The channels of `conns`, as `/api/channels` lists them.
-fn channel_listing(st: Shared, q: Option<String>, conns: Vec<crate::connection::ConnInfo>) -> Response {
+fn channel_listing(st: Shared, q: Option<String>, conns: Vec<crate::mailbox::ConnInfo>) -> Response {
     let mut items = Vec::new();
     for info in conns {
         let name = conn_name(&st, &info);
@@ -233,7 +233,7 @@ pub(super) fn consumers_of(v: &Arc<VHost>) -> Vec<ConsumerItem> {
 
 /// Consumers are listed (streamed) but not paginated, as RabbitMQ.
 pub(super) fn consumers_reply(st: Shared, query: Option<String>, items: Vec<ConsumerItem>) -> Response {
-    let conns: std::collections::HashMap<u64, crate::connection::ConnInfo> = st
+    let conns: std::collections::HashMap<u64, crate::mailbox::ConnInfo> = st
         .broker
         .connections()
         .iter()

@@ -34,7 +34,7 @@ pub(super) fn alarm_check(st: &Shared, reason: &str) -> Response {
 /// The message store's health: `{"status": "ok"}`, or why it refuses writes and whether only a
 /// restart clears that.
 pub(super) fn store_json(broker: &crate::broker::Broker) -> Value {
-    match crate::alarms::store_problem(broker) {
+    match crate::monitor::store_problem(broker) {
         None => json!({"status": "ok"}),
         Some(p) if p.restart_required => json!({
             "status": "failed", "error": p.error, "restart_required": true,

@@ -24,13 +24,14 @@ use warren_core::queue::Return;
 use warren_core::topology::{BindingInfo, ExchangeDeclare, ExchangeMeta, QueueDeclare, QueueMeta};
 
 use super::{ApiError, ApiResult, Shared, definitions, dlq, parse_body};
-use crate::broker::{VHost, now_ms};
-use crate::http::authz::Caller;
-use crate::http::convert::{
+use crate::convert::{
     decode_payload, encode_payload, json_to_props, json_to_table, lenient, props_to_json, table_to_json,
 };
+use crate::http::authz::Caller;
 use crate::queue::Queue;
+use crate::util::now_ms;
 use crate::vhost::BindingRef;
+use crate::vhost::VHost;
 
 mod bindings;
 mod connections;
