@@ -102,7 +102,7 @@ async fn restart(b: TestBroker) -> (TestBroker, common::tempdir::Dir) {
 }
 
 fn store_poisoned(b: &TestBroker) -> bool {
-    warren_server::alarms::store_problem(&b.running.broker).is_some()
+    warren_server::monitor::store_problem(&b.running.broker).is_some()
 }
 
 #[tokio::test]
@@ -123,7 +123,7 @@ async fn publishes_after_a_failed_write_are_nacked_at_once_and_the_store_recover
         b.running.broker.alarms.current().disk,
         "disk alarm raised by the failure"
     );
-    let problem = warren_server::alarms::store_problem(&b.running.broker).expect("store poisoned");
+    let problem = warren_server::monitor::store_problem(&b.running.broker).expect("store poisoned");
     assert!(!problem.restart_required, "{problem:?}");
     // Space comes back: the monitor recovers the store without a restart.
     fs.heal();

@@ -3,9 +3,11 @@
 //! connection-level errors and close, and the writer task that writes each batch of encoded
 //! frames with one `write_all`.
 //!
-//! The connection task owns all of its channels ([`crate::channel`]). Queues reach it through
-//! its mailbox ([`ConnEvent`]); [`ConnShared`] is the part other tasks may touch: the mailbox
-//! sender and the counters that bound how much is buffered for this client.
+//! The connection task owns its [`Session`] (what its channels share) and the map of its
+//! channels ([`crate::channel`]): it opens them, hands each complete command to its channel,
+//! and closes a channel on `channel.close` or a soft error. Queues reach it through its mailbox
+//! ([`crate::mailbox`]); credit flow (parking on queues out of credit) and resource alarms
+//! (`connection.blocked`) stop it reading its socket.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

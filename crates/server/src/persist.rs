@@ -436,6 +436,7 @@ pub fn log_recovery_summary(p: &Persistence) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warren_codec::ShortStr;
 
     #[test]
     fn message_payload_round_trips() {
