@@ -46,7 +46,47 @@ pub struct Metrics {
     pub duplicates_dropped: AtomicU64,
     /// Times a connection parked on a queue's credit (credit flow).
     pub flow_entered: AtomicU64,
+    /// The rest feed the Prometheus families of [`crate::http::prometheus`] (RabbitMQ's
+    /// connection churn and global counters). Connections accepted.
+    pub connections_opened: AtomicU64,
+    /// Connections ended.
+    pub connections_closed: AtomicU64,
+    /// Channels opened.
+    pub channels_opened: AtomicU64,
+    /// Channels closed.
+    pub channels_closed: AtomicU64,
+    /// Successful queue.declare (passive and existing queues included), created, deleted.
+    pub queues_declared: AtomicU64,
+    /// Queues created.
+    pub queues_created: AtomicU64,
+    /// Queues deleted (any reason).
+    pub queues_deleted: AtomicU64,
+    /// Messages received on channels in confirm mode.
+    pub received_confirm: AtomicU64,
+    /// Messages routed to at least one queue.
+    pub routed: AtomicU64,
+    /// Enqueues (one per queue a message reached).
+    pub enqueued: AtomicU64,
+    /// Unroutable mandatory messages returned.
+    pub unroutable_returned: AtomicU64,
+    /// Publisher confirms (basic.ack) sent, one per message.
+    pub confirmed: AtomicU64,
+    /// Deliveries by basic.consume with manual, automatic ack; by basic.get manual, automatic.
+    pub delivered_by: [AtomicU64; 4],
+    /// basic.get that found the queue empty.
+    pub get_empty: AtomicU64,
+    /// Channels that have published (a gauge).
+    pub publishers: AtomicU64,
 }
+
+/// Indexes of [`Metrics::delivered_by`].
+pub const CONSUME_MANUAL: usize = 0;
+/// basic.consume with no_ack.
+pub const CONSUME_AUTO: usize = 1;
+/// basic.get with manual ack.
+pub const GET_MANUAL: usize = 2;
+/// basic.get with no_ack.
+pub const GET_AUTO: usize = 3;
 
 pub use crate::vhost::{PublishOutcome, VHost};
 
@@ -203,11 +243,14 @@ impl Broker {
     /// Registers a live connection.
     pub fn register(&self, c: Arc<ConnShared>) {
         self.connections.lock().insert(c.id, c);
+        self.metrics.connections_opened.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Forgets a closed connection.
     pub fn unregister(&self, id: u64) {
-        self.connections.lock().remove(&id);
+        if self.connections.lock().remove(&id).is_some() {
+            self.metrics.connections_closed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Live connections.

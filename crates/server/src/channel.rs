@@ -93,6 +93,8 @@ pub struct Channel {
     tx: Option<Vec<TxOp>>,
     /// Direct reply-to consumer: (consumer tag, `amq.rabbitmq.reply-to.…` name).
     reply_consumer: Option<(ShortStr, String)>,
+    /// Has published (counted in `Metrics::publishers` until released).
+    published: bool,
 }
 
 impl Channel {
@@ -111,6 +113,7 @@ impl Channel {
             confirms: None,
             tx: None,
             reply_consumer: None,
+            published: false,
         }
     }
 
@@ -239,6 +242,11 @@ impl Connection {
 
     /// Cancels a channel's consumers and requeues its unacked messages.
     pub(crate) fn release_channel(&mut self, c: &mut Channel) {
+        crate::http::prometheus::channel_released(
+            &self.broker.metrics,
+            c.closing,
+            std::mem::take(&mut c.published),
+        );
         if let Some((_, name)) = c.reply_consumer.take() {
             self.broker.remove_reply_consumer(&name);
         }
@@ -337,6 +345,7 @@ impl Connection {
             });
         }
         self.broker.metrics.delivered.fetch_add(1, Ordering::Relaxed);
+        self.broker.metrics.delivered_by[usize::from(d.no_ack)].fetch_add(1, Ordering::Relaxed);
         if d.redelivered {
             self.broker.metrics.redelivered.fetch_add(1, Ordering::Relaxed);
         }
@@ -868,6 +877,7 @@ impl Connection {
         }
         match q.get(c.key, m.no_ack) {
             None => {
+                self.broker.metrics.get_empty.fetch_add(1, Ordering::Relaxed);
                 if !m.no_ack {
                     c.shared.release(1);
                 }
@@ -890,6 +900,10 @@ impl Connection {
                     });
                 }
                 self.broker.metrics.delivered.fetch_add(1, Ordering::Relaxed);
+                self.broker.metrics.delivered_by[2 + usize::from(m.no_ack)].fetch_add(1, Ordering::Relaxed);
+                if d.redelivered {
+                    self.broker.metrics.redelivered.fetch_add(1, Ordering::Relaxed);
+                }
                 let method: Method = BasicGetOk {
                     delivery_tag: tag,
                     redelivered: d.redelivered,
@@ -962,6 +976,10 @@ impl Connection {
         self.check_user_id(properties.user_id.as_deref())?;
         self.broker.metrics.published.fetch_add(1, Ordering::Relaxed);
         self.publisher = true;
+        if let Some(c) = self.channels.get_mut(&ch).filter(|c| !c.published) {
+            c.published = true;
+            self.broker.metrics.publishers.fetch_add(1, Ordering::Relaxed);
+        }
         let mut properties = properties;
         if properties.reply_to.as_deref() == Some(REPLY_TO_QUEUE) {
             let c = self.channels.get(&ch).expect("open");
@@ -1048,9 +1066,14 @@ impl Connection {
         } else {
             v.publish(msg.clone(), ttl, now_ms())?
         };
+        crate::http::prometheus::routed(&self.broker.metrics, seq.is_some(), outcome.enqueued);
         if outcome.enqueued + outcome.rejected + outcome.duplicates == 0 {
             self.broker.metrics.unroutable.fetch_add(1, Ordering::Relaxed);
             if mandatory {
+                self.broker
+                    .metrics
+                    .unroutable_returned
+                    .fetch_add(1, Ordering::Relaxed);
                 let method: Method = BasicReturn {
                     reply_code: 312,
                     reply_text: ShortStr::from("NO_ROUTE"),
@@ -1128,6 +1151,7 @@ impl Connection {
             match st {
                 Confirm::Sync(_) => break,
                 Confirm::Ack => {
+                    self.broker.metrics.confirmed.fetch_add(1, Ordering::Relaxed);
                     run = Some(match run {
                         Some((a, _)) => (a, seq),
                         None => (seq, seq),

@@ -182,6 +182,8 @@ pub struct ConnShared {
     in_flow: AtomicBool,
     /// When it last entered or left flow (ms since the epoch; 0: never).
     flow_at_ms: AtomicU64,
+    /// Bytes received and sent (Prometheus `connection_coarse_metrics`).
+    pub octets: [AtomicU64; 2],
 }
 
 impl ConnShared {
@@ -426,6 +428,7 @@ pub async fn handle_split<R, W>(
         flow_notify: tokio::sync::Notify::new(),
         in_flow: AtomicBool::new(false),
         flow_at_ms: AtomicU64::new(0),
+        octets: Default::default(),
     });
     let (wtx, wrx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_loop(wr, wrx, shared.clone()));
@@ -507,6 +510,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             if wr.write_all(&b).await.is_err() {
                 return;
             }
+            shared.octets[1].fetch_add(b.len() as u64, Ordering::Relaxed);
             let before = shared.backlog.fetch_sub(b.len(), Ordering::AcqRel);
             if before >= HARD_WRITE_BACKLOG && before - b.len() < HARD_WRITE_BACKLOG {
                 shared.drained.notify_one();
@@ -584,6 +588,7 @@ impl Connection {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         read_bytes = n;
+                        self.shared.octets[0].fetch_add(n as u64, Ordering::Relaxed);
                         self.last_recv = Instant::now();
                         self.process_input(&mut rbuf);
                         if self.publisher && self.blocked.is_none() {
@@ -1212,6 +1217,10 @@ impl Connection {
                     }
                     let key = (self.shared.id << 16) | ch as u64;
                     self.channels.insert(ch, Channel::new(ch, key));
+                    self.broker
+                        .metrics
+                        .channels_opened
+                        .fetch_add(1, Ordering::Relaxed);
                     self.shared.info.lock().channels = self.channels.len();
                     self.send_method(
                         ch,
