@@ -66,6 +66,7 @@ free_port() {
 }
 PORT=$(free_port) || die "cannot find a free port"
 HTTP_PORT=$(free_port) || die "cannot find a free port"
+PROMETHEUS_PORT=$(free_port) || die "cannot find a free port"
 mkdir -p "$TMP/data"
 # An AMQPS listener for the pika suite's TLS checks: a throwaway CA, a server certificate for
 # localhost/127.0.0.1 and a client certificate with CN=guest (EXTERNAL), made with openssl.
@@ -94,6 +95,7 @@ else
   log "no TLS listener (openssl missing or failed; see $TMP/openssl.log): TLS checks will skip"
 fi
 "$WARREN" --amqp-listen "127.0.0.1:$PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
+  --prometheus-listen "127.0.0.1:$PROMETHEUS_PORT" \
   --data-dir "$TMP/data" "${TLS_ARGS[@]}" >"$TMP/warren.log" 2>&1 &
 BROKER_PID=$!
 log "warren pid $BROKER_PID on 127.0.0.1:$PORT (data $TMP/data)"

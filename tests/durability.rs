@@ -967,6 +967,7 @@ async fn drain(url: &str, queue: &str) -> Vec<String> {
 fn run_expecting_exit(dir: &std::path::Path, secs: u64) -> (std::process::ExitStatus, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["--amqp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--prometheus-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir)
         .stdout(Stdio::piped())

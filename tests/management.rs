@@ -866,14 +866,14 @@ async fn prometheus_metrics_values() {
     assert_eq!(
         metric(
             &m,
-            "rabbitmq_global_messages_delivered_total{protocol=\"amqp091\"}"
+            "rabbitmq_global_messages_delivered_total{protocol=\"amqp091\",queue_type=\"rabbit_classic_queue\"}"
         ),
         Some(delivered)
     );
     assert_eq!(
         metric(
             &m,
-            "rabbitmq_global_messages_acknowledged_total{protocol=\"amqp091\"}"
+            "rabbitmq_global_messages_acknowledged_total{protocol=\"amqp091\",queue_type=\"rabbit_classic_queue\"}"
         ),
         Some(1.0)
     );

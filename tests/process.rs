@@ -42,6 +42,7 @@ fn spawn(args: &[&str], env: &[(&str, &str)]) -> Broker {
         .arg(&data.path)
         .env_remove("WARREN_AMQP_LISTEN")
         .env("WARREN_HTTP_LISTEN", "127.0.0.1:0")
+        .env("WARREN_PROMETHEUS_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {

@@ -220,6 +220,7 @@ async fn soak_random_valid_traffic_with_garbage() {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["--amqp-listen", &format!("127.0.0.1:{port}")])
         .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
+        .args(["--prometheus-listen", "127.0.0.1:0"])
         .args(["--handshake-timeout", "2"])
         .arg("--data-dir")
         .arg(&data.path)

@@ -45,6 +45,8 @@ while [ $# -gt 0 ]; do
 done
 
 tmp=$(mktemp -d /tmp/warren-compare.XXXXXX)
+# Two brokers side by side (and RabbitMQ's own plugin) would fight over 15692.
+export WARREN_PROMETHEUS_LISTEN=off
 out=${out:-$tmp/results}
 mkdir -p "$out"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

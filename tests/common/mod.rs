@@ -30,6 +30,7 @@ pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestBroker {
     let mut config = Config {
         amqp_listen: "127.0.0.1:0".parse().unwrap(),
         http_listen: "127.0.0.1:0".parse().unwrap(),
+        prometheus_listen: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: data_dir.path.clone(),
         ..Config::default()
     };
@@ -656,6 +657,8 @@ pub mod process {
             .args(args)
             .args(extra)
             .env("WARREN_LOG_LEVEL", "info")
+            // Not RabbitMQ's fixed 15692: brokers of parallel tests would collide.
+            .env("WARREN_PROMETHEUS_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -737,6 +740,7 @@ pub mod process {
             let child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
                 .args(["--amqp-listen", &format!("127.0.0.1:{port}")])
                 .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
+                .args(["--prometheus-listen", "127.0.0.1:0"])
                 .arg("--data-dir")
                 .arg(&data.path)
                 .args(args)

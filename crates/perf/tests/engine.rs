@@ -19,6 +19,7 @@ async fn broker_uri() -> (warren_server::RunningBroker, String) {
     let broker = start(Config {
         amqp_listen: "127.0.0.1:0".parse().unwrap(),
         http_listen: "127.0.0.1:0".parse().unwrap(),
+        prometheus_listen: None,
         data_dir: fresh_data_dir(),
         ..Config::default()
     })

@@ -99,11 +99,14 @@ impl Broker {
     /// Registers a live connection.
     pub fn register(&self, c: Arc<ConnShared>) {
         self.connections.lock().insert(c.id, c);
+        self.metrics.connections_opened.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Forgets a closed connection.
     pub fn unregister(&self, id: u64) {
-        self.connections.lock().remove(&id);
+        if self.connections.lock().remove(&id).is_some() {
+            self.metrics.connections_closed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Live connections.

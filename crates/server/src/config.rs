@@ -29,6 +29,9 @@ pub struct Cli {
     /// Management HTTP listener address [default: 127.0.0.1:15672]
     #[arg(long, env = "WARREN_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// Prometheus listener (RabbitMQ's rabbitmq_prometheus port: `/metrics`, `/metrics/per-object`, `/metrics/detailed`, no authentication); `off` or empty disables it [default: 127.0.0.1:15692]
+    #[arg(long, env = "WARREN_PROMETHEUS_LISTEN")]
+    pub prometheus_listen: Option<String>,
     /// TOML configuration file
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -128,6 +131,7 @@ pub struct FileConfig {
     amqp_listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     http_listen: Option<SocketAddr>,
+    prometheus_listen: Option<String>,
     log_level: Option<String>,
     heartbeat: Option<u16>,
     frame_max: Option<u32>,
@@ -163,6 +167,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Management HTTP listener.
     pub http_listen: SocketAddr,
+    /// Prometheus listener (None: disabled).
+    pub prometheus_listen: Option<SocketAddr>,
     /// Log filter.
     pub log_level: String,
     /// Proposed heartbeat (s).
@@ -222,6 +228,7 @@ impl Default for Config {
             amqp_listen: "0.0.0.0:5672".parse().expect("literal"),
             data_dir: PathBuf::from("./data"),
             http_listen: "127.0.0.1:15672".parse().expect("literal"),
+            prometheus_listen: Some("127.0.0.1:15692".parse().expect("literal")),
             log_level: "info".into(),
             heartbeat: 60,
             frame_max: 131_072,
@@ -267,6 +274,10 @@ impl Config {
             amqp_listen: cli.amqp_listen.or(file.amqp_listen).unwrap_or(d.amqp_listen),
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
             http_listen: cli.http_listen.or(file.http_listen).unwrap_or(d.http_listen),
+            prometheus_listen: match cli.prometheus_listen.or(file.prometheus_listen) {
+                Some(v) => parse_optional_listen("prometheus_listen", &v)?,
+                None => d.prometheus_listen,
+            },
             log_level: cli.log_level.or(file.log_level).unwrap_or(d.log_level),
             heartbeat: cli.heartbeat.or(file.heartbeat).unwrap_or(d.heartbeat),
             frame_max: cli.frame_max.or(file.frame_max).unwrap_or(d.frame_max).max(4096),
@@ -335,6 +346,17 @@ impl Config {
     }
 }
 
+/// A listen address that may be turned off: `off` or empty disables it.
+fn parse_optional_listen(what: &str, v: &str) -> Result<Option<SocketAddr>, String> {
+    match v.trim() {
+        "" | "off" => Ok(None),
+        a => a
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("invalid {what} '{a}': {e} (HOST:PORT, or off)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +384,19 @@ mod tests {
             Config::from_cli(cli).unwrap().ssl_cert_login_from,
             CertLoginFrom::CommonName
         );
+        assert_eq!(c.prometheus_listen, Some("127.0.0.1:15692".parse().unwrap()));
+        let cli = Cli::parse_from(["warren", "--prometheus-listen", "off"]);
+        assert_eq!(Config::from_cli(cli).unwrap().prometheus_listen, None);
+        let cli = Cli::parse_from(["warren", "--prometheus-listen", "0.0.0.0:9419"]);
+        assert_eq!(
+            Config::from_cli(cli).unwrap().prometheus_listen,
+            Some("0.0.0.0:9419".parse().unwrap())
+        );
+        std::fs::write(&path, "prometheus_listen = \"\"\n").unwrap();
+        let cli = Cli::parse_from(["warren", "--config", path.to_str().unwrap()]);
+        assert_eq!(Config::from_cli(cli).unwrap().prometheus_listen, None);
+        let cli = Cli::parse_from(["warren", "--prometheus-listen", "nowhere"]);
+        assert!(Config::from_cli(cli).is_err());
         std::fs::write(&path, "bogus = 1\n").unwrap();
         let cli = Cli::parse_from(["warren", "--config", path.to_str().unwrap()]);
         assert!(Config::from_cli(cli).is_err());

@@ -242,6 +242,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             if wr.write_all(&b).await.is_err() {
                 return;
             }
+            shared.octets[1].fetch_add(b.len() as u64, Ordering::Relaxed);
             let before = shared.backlog.fetch_sub(b.len(), Ordering::AcqRel);
             if before >= HARD_WRITE_BACKLOG && before - b.len() < HARD_WRITE_BACKLOG {
                 shared.drained.notify_one();
@@ -319,6 +320,7 @@ impl Connection {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         read_bytes = n;
+                        self.session.shared.octets[0].fetch_add(n as u64, Ordering::Relaxed);
                         self.last_recv = Instant::now();
                         self.process_input(&mut rbuf);
                         if self.session.publisher && self.blocked.is_none() {
@@ -962,6 +964,11 @@ impl Connection {
                     }
                     let key = (self.session.shared.id << 16) | ch as u64;
                     self.channels.insert(ch, Channel::new(ch, key));
+                    self.session
+                        .broker
+                        .metrics
+                        .channels_opened
+                        .fetch_add(1, Ordering::Relaxed);
                     self.session.shared.info.lock().channels = self.channels.len();
                     self.send_method(
                         ch,

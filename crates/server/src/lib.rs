@@ -54,6 +54,8 @@ pub struct RunningBroker {
     pub amqp_addr: SocketAddr,
     /// Where the management HTTP listener is bound.
     pub http_addr: SocketAddr,
+    /// Where the Prometheus listener is bound, unless it is off.
+    pub prometheus_addr: Option<SocketAddr>,
     /// Where the AMQPS (TLS) listener is bound, if TLS is configured.
     pub tls_addr: Option<SocketAddr>,
     /// The broker's state.
@@ -79,6 +81,19 @@ pub async fn start(config: Config) -> std::io::Result<RunningBroker> {
     let http_listener = tokio::net::TcpListener::bind(config.http_listen).await?;
     let http_addr = http_listener.local_addr()?;
     tracing::info!("listening on {http_addr}");
+    // RabbitMQ's rabbitmq_prometheus port, served by the management listener's task (one
+    // shared state, stopped with it).
+    let prometheus_listener = match config.prometheus_listen {
+        Some(a) => Some(tokio::net::TcpListener::bind(a).await?),
+        None => None,
+    };
+    let prometheus_addr = match &prometheus_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    if let Some(a) = prometheus_addr {
+        tracing::info!("listening on {a} (Prometheus)");
+    }
     let tls_listener = match crate::tls::server_config(config).map_err(std::io::Error::other)? {
         Some(tls) => {
             let l = tokio::net::TcpListener::bind(config.tls_listen).await?;
@@ -88,7 +103,13 @@ pub async fn start(config: Config) -> std::io::Result<RunningBroker> {
         None => None,
     };
     let (tx, rx) = watch::channel(false);
-    let http_task = tokio::spawn(http::serve(broker.clone(), http_listener, amqp_addr, rx.clone()));
+    let http_task = tokio::spawn(http::serve(
+        broker.clone(),
+        http_listener,
+        prometheus_listener,
+        amqp_addr,
+        rx.clone(),
+    ));
     let alarms_task = tokio::spawn(monitor::monitor(broker.clone(), rx.clone()));
     let mut tls_addr = None;
     let tls_task = match tls_listener {
@@ -107,6 +128,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningBroker> {
     Ok(RunningBroker {
         amqp_addr,
         http_addr,
+        prometheus_addr,
         tls_addr,
         tls_task,
         broker,

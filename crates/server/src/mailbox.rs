@@ -163,6 +163,8 @@ pub struct ConnShared {
     pub(crate) in_flow: AtomicBool,
     /// When it last entered or left flow (ms since the epoch; 0: never).
     pub(crate) flow_at_ms: AtomicU64,
+    /// Bytes received and sent (Prometheus `connection_coarse_metrics`).
+    pub octets: [AtomicU64; 2],
 }
 
 impl ConnShared {
@@ -186,6 +188,7 @@ impl ConnShared {
             flow_notify: tokio::sync::Notify::new(),
             in_flow: AtomicBool::new(false),
             flow_at_ms: AtomicU64::new(0),
+            octets: Default::default(),
         });
         (shared, rx)
     }

@@ -422,6 +422,7 @@ impl VHost {
             }
             t.declare_queue(d)?
         };
+        self.metrics.queues_declared.fetch_add(1, Ordering::Relaxed);
         if !created {
             let q = self.queues.read().get(&meta.id).cloned();
             return q
@@ -441,6 +442,7 @@ impl VHost {
                 return Err(e);
             }
         }
+        self.metrics.queues_created.fetch_add(1, Ordering::Relaxed);
         Ok((self.add_queue(meta), true))
     }
 
@@ -449,6 +451,7 @@ impl VHost {
         let (meta, deleted) = self.topology.lock().delete_queue(name)?;
         let q = self.queues.write().remove(&meta.id)?;
         let count = q.mark_deleted();
+        self.metrics.queues_deleted.fetch_add(1, Ordering::Relaxed);
         if meta.durable && meta.exclusive_owner.is_none() {
             let _ = self.record(warren_codec::methods::QueueDelete {
                 queue: meta.name.clone(),

@@ -184,6 +184,7 @@ impl Channel {
             });
         }
         s.broker.metrics.delivered.fetch_add(1, Ordering::Relaxed);
+        s.broker.metrics.delivered_by[usize::from(d.no_ack)].fetch_add(1, Ordering::Relaxed);
         if d.redelivered {
             s.broker.metrics.redelivered.fetch_add(1, Ordering::Relaxed);
         }
@@ -228,6 +229,7 @@ impl Channel {
         }
         match q.get(self.key, m.no_ack) {
             None => {
+                s.broker.metrics.get_empty.fetch_add(1, Ordering::Relaxed);
                 if !m.no_ack {
                     self.shared.release(1);
                 }
@@ -250,6 +252,10 @@ impl Channel {
                     });
                 }
                 s.broker.metrics.delivered.fetch_add(1, Ordering::Relaxed);
+                s.broker.metrics.delivered_by[2 + usize::from(m.no_ack)].fetch_add(1, Ordering::Relaxed);
+                if d.redelivered {
+                    s.broker.metrics.redelivered.fetch_add(1, Ordering::Relaxed);
+                }
                 let method: Method = BasicGetOk {
                     delivery_tag: tag,
                     redelivered: d.redelivered,
@@ -345,6 +351,10 @@ impl Channel {
         s.check_user_id(properties.user_id.as_deref())?;
         s.broker.metrics.published.fetch_add(1, Ordering::Relaxed);
         s.publisher = true;
+        if !self.published {
+            self.published = true;
+            s.broker.metrics.publishers.fetch_add(1, Ordering::Relaxed);
+        }
         let mut properties = properties;
         if properties.reply_to.as_deref() == Some(REPLY_TO_QUEUE) {
             let Some((_, name)) = &self.reply_consumer else {
@@ -400,9 +410,14 @@ impl Channel {
         } else {
             v.publish(msg.clone(), ttl, now_ms())?
         };
+        s.broker.metrics.count_routed(seq.is_some(), outcome.enqueued);
         if outcome.enqueued + outcome.rejected + outcome.duplicates == 0 {
             s.broker.metrics.unroutable.fetch_add(1, Ordering::Relaxed);
             if mandatory {
+                s.broker
+                    .metrics
+                    .unroutable_returned
+                    .fetch_add(1, Ordering::Relaxed);
                 let method: Method = BasicReturn {
                     reply_code: 312,
                     reply_text: ShortStr::from("NO_ROUTE"),

@@ -4,6 +4,7 @@
 //! a run of acks goes out as one `basic.ack(multiple)`.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 
 use warren_codec::Method;
 use warren_codec::methods::*;
@@ -93,6 +94,7 @@ impl Channel {
             match st {
                 Confirm::Sync(_) => break,
                 Confirm::Ack => {
+                    s.broker.metrics.confirmed.fetch_add(1, Ordering::Relaxed);
                     run = Some(match run {
                         Some((a, _)) => (a, seq),
                         None => (seq, seq),

@@ -65,6 +65,8 @@ pub struct Channel {
     tx: Option<Vec<TxOp>>,
     /// Direct reply-to consumer: (consumer tag, `amq.rabbitmq.reply-to.…` name).
     reply_consumer: Option<(ShortStr, String)>,
+    /// Has published (counted in `Metrics::publishers` until released).
+    published: bool,
 }
 
 impl Channel {
@@ -83,6 +85,7 @@ impl Channel {
             confirms: None,
             tx: None,
             reply_consumer: None,
+            published: false,
         }
     }
 
@@ -204,6 +207,9 @@ impl Channel {
     /// Cancels the channel's consumers and requeues its unacked messages (channel closed,
     /// by either side, or its connection gone).
     pub fn release(&mut self, s: &mut Session) {
+        s.broker
+            .metrics
+            .channel_released(self.closing, std::mem::take(&mut self.published));
         if let Some((_, name)) = self.reply_consumer.take() {
             s.broker.remove_reply_consumer(&name);
         }

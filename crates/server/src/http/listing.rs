@@ -43,7 +43,7 @@ struct ListQuery {
 }
 
 /// Decodes one `application/x-www-form-urlencoded` query component.
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

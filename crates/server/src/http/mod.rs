@@ -23,6 +23,7 @@ pub mod dlq;
 pub mod listing;
 pub mod metrics;
 pub mod policies;
+pub mod prometheus;
 pub mod quarantine;
 pub mod users;
 
@@ -201,10 +202,12 @@ async fn dashboard() -> impl IntoResponse {
     )
 }
 
-/// Serves the management API on `listener` until `shutdown` turns true.
+/// Serves the management API on `listener`, and the Prometheus endpoints on `prometheus` if
+/// given, until `shutdown` turns true.
 pub async fn serve(
     broker: Arc<Broker>,
     listener: tokio::net::TcpListener,
+    prometheus: Option<tokio::net::TcpListener>,
     amqp_addr: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -220,6 +223,7 @@ pub async fn serve(
         next_key: AtomicU64::new(0),
     });
     let sampler = tokio::spawn(alerts::run(st.clone(), shutdown.clone()));
+    let prometheus = prometheus.map(|l| tokio::spawn(prometheus::serve(st.clone(), l, shutdown.clone())));
     let app = router(st).into_make_service_with_connect_info::<SocketAddr>();
     let stop = async move {
         let _ = shutdown.wait_for(|v| *v).await;
@@ -230,4 +234,7 @@ pub async fn serve(
     sampler.abort();
     // Dropped (with its hold on the broker) before this returns.
     let _ = sampler.await;
+    if let Some(p) = prometheus {
+        let _ = p.await;
+    }
 }
