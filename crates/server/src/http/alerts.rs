@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use warren_codec::FieldValue;
 
-use super::Shared;
+use super::shared::Shared;
 use crate::util::now_ms;
 
 /// Alert kinds and the queue arguments that configure them.
@@ -238,7 +238,7 @@ pub async fn run(st: Shared, mut shutdown: watch::Receiver<bool>) {
             });
             let url = url.clone();
             tokio::spawn(async move {
-                let r = super::client::request(
+                let r = warren_ctl::client::request(
                     "POST",
                     &url,
                     None,

@@ -28,7 +28,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{ApiError, Shared};
+use super::shared::{ApiError, Shared};
 use crate::access::{Resource, refused};
 use crate::auth::Access;
 use crate::broker::Broker;
@@ -490,7 +490,7 @@ pub fn check_rule(
         return Ok(());
     }
     let name = param(params, "name");
-    let api_exchange = |n: &str| super::api::exchange_name(n).to_string();
+    let api_exchange = |n: &str| super::shared::exchange_name(n).to_string();
     let checks: Vec<(Resource, String, Access)> = match rule {
         Rule::ConfigureQueue => vec![(Resource::Queue, name.to_string(), Access::Configure)],
         Rule::ConfigureExchange => vec![(Resource::Exchange, api_exchange(name), Access::Configure)],
@@ -556,7 +556,7 @@ pub async fn authorize(
     if rule == Rule::Metrics && st.broker.config.metrics_public {
         return next.run(req).await;
     }
-    let Some((user, pass)) = super::basic_credentials(req.headers()) else {
+    let Some((user, pass)) = super::shared::basic_credentials(req.headers()) else {
         return challenge();
     };
     let cfg = &st.broker.config;

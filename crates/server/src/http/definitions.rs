@@ -16,11 +16,11 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use warren_core::topology::QueueMeta;
 
-use super::api::{
-    BindingBody, ExchangeBody, QueueBody, bind, declare_exchange, declare_queue, exchange_json,
-    permissions_json, user_json,
-};
-use super::{ApiError, ApiResult, Shared, parse_body};
+use super::api::bindings::{BindingBody, bind};
+use super::api::exchanges::{ExchangeBody, declare_exchange, exchange_json};
+use super::api::queues::{QueueBody, declare_queue};
+use super::api::users::{permissions_json, user_json};
+use super::shared::{ApiError, ApiResult, Shared, parse_body};
 use crate::auth::User;
 use crate::convert::table_to_json;
 
@@ -78,8 +78,8 @@ pub fn export_value(st: &Shared) -> Value {
         });
     }
     json!({
-        "rabbit_version": super::MANAGEMENT_VERSION,
-        "rabbitmq_version": super::MANAGEMENT_VERSION,
+        "rabbit_version": super::shared::MANAGEMENT_VERSION,
+        "rabbitmq_version": super::shared::MANAGEMENT_VERSION,
         "product_name": "Warren",
         "product_version": env!("CARGO_PKG_VERSION"),
         "users": users.iter().map(|u| {

@@ -23,7 +23,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, ApiResult};
+use super::shared::{ApiError, ApiResult};
 
 /// RabbitMQ's default and largest page sizes (`rabbit_mgmt_util`).
 const DEFAULT_PAGE_SIZE: usize = 100;

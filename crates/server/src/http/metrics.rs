@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use axum::extract::State;
 use axum::response::IntoResponse;
 
-use super::Shared;
+use super::shared::Shared;
 
 /// Resident memory of this process in bytes (VmRSS from `/proc/self/status`; 0 elsewhere).
 pub fn resident_memory_bytes() -> u64 {

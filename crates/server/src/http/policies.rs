@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::authz::Caller;
-use super::{ApiError, ApiResult, Shared, parse_body};
+use super::shared::{ApiError, ApiResult, Shared, parse_body};
 use crate::policies::{list_json, policy_from_json, policy_json};
 
 type J = ApiResult<axum::Json<Value>>;

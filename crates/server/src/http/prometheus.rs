@@ -25,9 +25,9 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use tokio::sync::watch;
 
-use super::Shared;
 use super::alerts::{KINDS, threshold};
 use super::dlq::vhost_dead_letter_queues;
+use super::shared::Shared;
 use crate::stats::{CONSUME_AUTO, CONSUME_MANUAL, GET_AUTO, GET_MANUAL, Metrics};
 
 /// Which rendering: the plugin's three endpoints.
@@ -589,7 +589,7 @@ pub fn render(st: &Shared, scope: &Scope) -> String {
          prometheus_client_version=\"warren-{v}\",erlang_version=\"none (Warren {v}, Rust)\",\
          product_name=\"Warren\",product_version=\"{v}\"}}",
         v = env!("CARGO_PKG_VERSION"),
-        MANAGEMENT = super::MANAGEMENT_VERSION,
+        MANAGEMENT = super::shared::MANAGEMENT_VERSION,
     );
     out.one(
         "rabbitmq_build_info",

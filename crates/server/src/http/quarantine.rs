@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, Shared};
+use super::shared::{ApiError, ApiResult, Shared};
 
 /// The routes of this module.
 pub fn routes() -> Router<Shared> {

@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, Shared, parse_body};
+use super::shared::{ApiError, ApiResult, Shared, parse_body};
 use crate::auth::{Permission, TopicPermission, User, hash_password};
 
 /// Tags as RabbitMQ accepts them: a list, or a comma-separated string.

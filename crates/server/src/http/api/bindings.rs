@@ -1,11 +1,12 @@
 //! Bindings (`/api/bindings`, `…/bindings/source|destination`): listings, create and delete through the vhost service.
 
-use super::*;
+use super::common::*;
+use super::queues::find_queue;
 
 /// RabbitMQ's `properties_key`: the routing key (`~` if empty), plus `~` and a hash of the
 /// arguments when there are any.
 pub fn props_key(b: &BindingInfo) -> String {
-    let key = crate::http::client::encode_segment(&b.routing_key);
+    let key = warren_ctl::client::encode_segment(&b.routing_key);
     if b.arguments.is_empty() {
         return if key.is_empty() { "~".into() } else { key };
     }
@@ -185,9 +186,9 @@ pub(super) fn create(
     let kind = if to_queue { "q" } else { "e" };
     let loc = format!(
         "/api/bindings/{}/e/{}/{kind}/{}/{}",
-        crate::http::client::encode_segment(vh),
-        crate::http::client::encode_segment(source),
-        crate::http::client::encode_segment(dest),
+        warren_ctl::client::encode_segment(vh),
+        warren_ctl::client::encode_segment(source),
+        warren_ctl::client::encode_segment(dest),
         props_key(&info)
     );
     Ok((StatusCode::CREATED, [(header::LOCATION, loc)]).into_response())
@@ -225,7 +226,7 @@ pub(super) fn find_binding(
             b.destination_is_queue == to_queue
                 && *b.source == *src
                 && *b.destination == *d
-                && (props_key(b) == props || props_key(b) == crate::http::client::encode_segment(props))
+                && (props_key(b) == props || props_key(b) == warren_ctl::client::encode_segment(props))
         })
         .ok_or_else(ApiError::not_found)
 }

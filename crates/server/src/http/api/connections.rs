@@ -1,6 +1,6 @@
 //! Connections, channels and consumers listings (`/api/connections`, `/api/channels`, `/api/consumers`).
 
-use super::*;
+use super::common::*;
 
 pub(super) fn conn_name(st: &Shared, info: &crate::mailbox::ConnInfo) -> String {
     match info.peer {

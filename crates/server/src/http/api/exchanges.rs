@@ -1,6 +1,6 @@
 //! Exchanges (`/api/exchanges`): listings, declare and delete through the vhost service, and publish.
 
-use super::*;
+use super::common::*;
 
 pub fn exchange_json(vhost: &str, x: &ExchangeMeta) -> Value {
     json!({
@@ -71,13 +71,6 @@ pub struct ExchangeBody {
     /// Arguments.
     #[serde(default)]
     pub arguments: Value,
-}
-
-pub(super) fn direct() -> String {
-    "direct".into()
-}
-pub(super) fn yes() -> bool {
-    true
 }
 
 /// Declares an exchange through the vhost's one declare path. Returns whether it was created.

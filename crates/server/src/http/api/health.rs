@@ -1,6 +1,6 @@
 //! Health checks (`/api/health/checks/*`, `/api/aliveness-test`).
 
-use super::*;
+use super::common::*;
 
 pub(super) async fn health_ok() -> J {
     ok(json!({"status": "ok"}))

@@ -7,39 +7,20 @@
 //! [`queues`], [`bindings`], [`connections`], [`users`], [`health`]). Every change to a vhost's
 //! topology goes through the vhost service ([`crate::vhost::VHost`]).
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Extension, Path, RawQuery, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
-use warren_codec::{FieldTable, ShortStr};
-use warren_core::Message;
-use warren_core::queue::Return;
-use warren_core::topology::{BindingInfo, ExchangeDeclare, ExchangeMeta, QueueDeclare, QueueMeta};
 
-use super::{ApiError, ApiResult, Shared, definitions, dlq, parse_body};
-use crate::convert::{
-    decode_payload, encode_payload, json_to_props, json_to_table, lenient, props_to_json, table_to_json,
-};
-use crate::http::authz::Caller;
-use crate::queue::Queue;
-use crate::util::now_ms;
-use crate::vhost::BindingRef;
-use crate::vhost::VHost;
+use super::shared::Shared;
+use crate::http::definitions;
 
-mod bindings;
+pub mod bindings;
+mod common;
 mod connections;
-mod exchanges;
+pub mod exchanges;
 mod health;
 mod overview;
-mod queues;
-mod users;
+pub mod queues;
+pub mod users;
 mod vhosts;
 
 pub use bindings::*;
@@ -50,12 +31,6 @@ use overview::*;
 pub use queues::*;
 pub use users::*;
 use vhosts::*;
-
-type J = ApiResult<axum::Json<Value>>;
-
-fn ok(v: Value) -> J {
-    Ok(axum::Json(v))
-}
 
 /// The routes under `/api`.
 pub fn routes() -> Router<Shared> {
@@ -218,37 +193,4 @@ pub fn routes() -> Router<Shared> {
             get(health_protocol),
         )
         .route("/api/aliveness-test/{vhost}", get(aliveness))
-}
-
-/// `amq.default` is the default exchange's name in API paths.
-pub fn exchange_name(n: &str) -> &str {
-    if n == "amq.default" { "" } else { n }
-}
-
-fn vhost(st: &Shared, name: &str) -> ApiResult<Arc<VHost>> {
-    st.broker.vhost(name).ok_or_else(ApiError::not_found)
-}
-
-fn sorted_vhosts(st: &Shared) -> Vec<Arc<VHost>> {
-    let mut v = st.broker.vhosts();
-    v.sort_by(|a, b| a.name.cmp(&b.name));
-    v
-}
-
-/// The vhosts whose objects `caller`'s listings include (see [`Caller::lists_vhost`]).
-fn listed_vhosts(st: &Shared, caller: &Caller) -> Vec<Arc<VHost>> {
-    let mut v = sorted_vhosts(st);
-    v.retain(|v| caller.lists_vhost(&st.broker, &v.name));
-    v
-}
-
-fn rate(r: f64) -> Value {
-    json!({"rate": (r * 10.0).round() / 10.0})
-}
-
-fn query_flag(q: &Option<String>, name: &str) -> bool {
-    q.as_deref()
-        .unwrap_or("")
-        .split('&')
-        .any(|kv| kv == format!("{name}=true") || kv == name)
 }

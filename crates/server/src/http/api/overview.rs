@@ -1,6 +1,7 @@
 //! The overview, nodes and whoami (`/api/overview`, `/api/nodes`, `/api/whoami`).
 
-use super::*;
+use super::common::*;
+use super::health::store_json;
 
 pub(super) async fn overview(State(st): State<Shared>) -> J {
     let m = &st.broker.metrics;
@@ -26,8 +27,8 @@ pub(super) async fn overview(State(st): State<Shared>) -> J {
         .collect();
     let node = st.node();
     ok(json!({
-        "management_version": crate::http::MANAGEMENT_VERSION,
-        "rabbitmq_version": crate::http::MANAGEMENT_VERSION,
+        "management_version": crate::http::shared::MANAGEMENT_VERSION,
+        "rabbitmq_version": crate::http::shared::MANAGEMENT_VERSION,
         "product_name": "Warren",
         "product_version": env!("CARGO_PKG_VERSION"),
         "erlang_version": "n/a",
@@ -90,13 +91,13 @@ fn node_json(st: &Shared) -> Value {
         "store": store_json(&st.broker),
         "os_pid": std::process::id().to_string(), "processors": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "rates_mode": "basic", "being_drained": false, "enabled_plugins": ["rabbitmq_management", "rabbitmq_prometheus"],
-        "rabbitmq_version": crate::http::MANAGEMENT_VERSION, "erlang_version": "n/a",
-        "applications": [{"name": "rabbit", "description": "Warren", "version": crate::http::MANAGEMENT_VERSION}],
+        "rabbitmq_version": crate::http::shared::MANAGEMENT_VERSION, "erlang_version": "n/a",
+        "applications": [{"name": "rabbit", "description": "Warren", "version": crate::http::shared::MANAGEMENT_VERSION}],
     })
 }
 
 pub(super) async fn whoami(State(st): State<Shared>, headers: axum::http::HeaderMap) -> J {
-    let user = crate::http::basic_credentials(&headers)
+    let user = crate::http::shared::basic_credentials(&headers)
         .map(|(u, _)| u)
         .unwrap_or_default();
     let tags = st.broker.users.get(&user).map(|u| u.tags).unwrap_or_default();

@@ -1,6 +1,6 @@
 //! Queues (`/api/queues`): listings, declare and delete through the vhost service, purge, get messages, and Warren's move.
 
-use super::*;
+use super::common::*;
 
 /// A queue as RabbitMQ's `/api/queues` shows it, plus `dead_letter_queue` and `alerts`.
 pub fn queue_json(st: &Shared, vhost: &str, meta: &QueueMeta, q: Option<&Arc<Queue>>, is_dlq: bool) -> Value {

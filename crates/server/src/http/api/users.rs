@@ -1,6 +1,6 @@
 //! Users and permissions listings, and Warren's `/api/alerts`.
 
-use super::*;
+use super::common::*;
 
 /// A user as `/api/users` and definitions show it.
 pub fn user_json(u: &crate::auth::User) -> Value {

@@ -1,6 +1,6 @@
 //! Vhosts (`/api/vhosts`): listing, create, delete (through the vhost service).
 
-use super::*;
+use super::common::*;
 
 pub(super) fn vhost_json(v: &VHost) -> Value {
     let handles = v.queue_handles();

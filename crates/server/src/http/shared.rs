@@ -1,0 +1,160 @@
+//! What every management handler shares: the HTTP state ([`HttpState`], [`Shared`]), the API
+//! error type with RabbitMQ's JSON error bodies and status codes ([`ApiError`]), lenient JSON
+//! body parsing, basic-auth credentials, the management API version Warren follows, and the
+//! `amq.default` path name of the default exchange.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use warren_codec::ReplyCode;
+use warren_core::AmqpError;
+
+use super::alerts;
+use crate::broker::Broker;
+
+/// The version of RabbitMQ's management API whose paths and JSON Warren follows.
+pub const MANAGEMENT_VERSION: &str = "4.1.0";
+
+/// State shared by the HTTP handlers and the sampler task.
+#[derive(Debug)]
+pub struct HttpState {
+    /// The broker.
+    pub broker: Arc<Broker>,
+    /// AMQP listener address.
+    pub amqp_addr: SocketAddr,
+    /// HTTP listener address.
+    pub http_addr: SocketAddr,
+    /// When the listener started (uptime).
+    pub started: Instant,
+    /// Rates and depth history, updated every second by [`alerts::run`].
+    pub sampler: Mutex<alerts::Sampler>,
+    pub(super) next_key: AtomicU64,
+}
+
+/// Shared handle.
+pub type Shared = Arc<HttpState>;
+
+impl HttpState {
+    /// A channel key for management-API `get`/`move` operations, from the top of the key
+    /// space (real channels use `connection id << 16 | channel`, far below).
+    pub fn op_key(&self) -> u64 {
+        u64::MAX - self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The node name shown in listings.
+    pub fn node(&self) -> String {
+        format!("warren@{}", self.http_addr.ip())
+    }
+}
+
+/// An API error, rendered as RabbitMQ renders it: `{"error": …, "reason": …}`.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// JSON body.
+    pub body: Value,
+}
+
+impl ApiError {
+    /// 404 `{"error":"Object Not Found","reason":"Not Found"}`.
+    pub fn not_found() -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            body: json!({"error": "Object Not Found", "reason": "Not Found"}),
+        }
+    }
+
+    /// 400 `{"error":"bad_request","reason":…}`.
+    pub fn bad_request(reason: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({"error": "bad_request", "reason": reason.into()}),
+        }
+    }
+
+    /// 401 `{"error":"not_authorised","reason":"Login failed"}`.
+    pub fn unauthorized() -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            body: json!({"error": "not_authorised", "reason": "Login failed"}),
+        }
+    }
+}
+
+impl ApiError {
+    /// 400 with an AMQP error as RabbitMQ reports an operation the management API ran over
+    /// AMQP: `403 ACCESS_REFUSED - …`.
+    pub fn amqp_failure(e: &AmqpError) -> ApiError {
+        ApiError::bad_request(format!("{} {}", e.code.code(), e.reply_text()))
+    }
+}
+
+impl From<AmqpError> for ApiError {
+    fn from(e: AmqpError) -> ApiError {
+        match e.code {
+            ReplyCode::NotFound => ApiError::not_found(),
+            ReplyCode::AccessRefused => ApiError {
+                status: StatusCode::FORBIDDEN,
+                body: json!({"error": "not_authorised", "reason": e.reply_text()}),
+            },
+            // The broker, not the request, failed (e.g. a definitions log that cannot be
+            // written): RabbitMQ's 500 shape.
+            ReplyCode::ResourceError | ReplyCode::InternalError => ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                body: json!({"error": "internal_server_error", "reason": e.reply_text()}),
+            },
+            _ => ApiError::bad_request(e.reply_text()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, axum::Json(self.body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"RabbitMQ Management\""),
+            );
+        }
+        r
+    }
+}
+
+/// Result alias for handlers.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Parses a JSON request body (an empty body is `{}`), 400 on bad JSON.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+}
+
+/// `(user, password)` from an `Authorization: Basic …` header.
+pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let enc = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(enc.trim())
+        .ok()?;
+    let s = String::from_utf8(raw).ok()?;
+    let (u, p) = s.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+/// `amq.default` is the default exchange's name in API paths.
+pub fn exchange_name(n: &str) -> &str {
+    if n == "amq.default" { "" } else { n }
+}
