@@ -7,6 +7,7 @@
 //! deduplicate publishes (`x-deduplication-window`, see [`dedup`](crate::dedup)).
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use warren_codec::{BasicProperties, FieldTable, FieldValue, ShortStr};
@@ -143,8 +144,9 @@ enum Index {
         hash: ConsistentHash<Dest>,
         on: HashOn,
     },
-    /// xorshift64 state.
-    Random(u64),
+    /// xorshift64 state (routing takes `&self`; concurrent publishes may draw the same
+    /// number, which a random exchange tolerates).
+    Random(AtomicU64),
 }
 
 /// Seeds `x-random` exchanges' generators.
@@ -158,8 +160,8 @@ struct Exchange {
     /// Every binding from this exchange: (destination, key, arguments).
     bindings: Vec<(Dest, ShortStr, FieldTable)>,
     index: Index,
-    /// `x-deduplication-window` on the exchange.
-    dedup: Option<DedupWindow>,
+    /// `x-deduplication-window` on the exchange (its own lock: routing takes `&self`).
+    dedup: Option<Mutex<DedupWindow>>,
 }
 
 impl Exchange {
@@ -175,13 +177,13 @@ impl Exchange {
             },
             ExchangeKind::Random => {
                 let seed = RANDOM_SEED.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
-                Index::Random(mix64(seed) | 1)
+                Index::Random(AtomicU64::new(mix64(seed) | 1))
             }
         };
         let dedup = dedup::parse_args(&meta.arguments)
             .ok()
             .flatten()
-            .map(|(w, src)| DedupWindow::new(w, src));
+            .map(|(w, src)| Mutex::new(DedupWindow::new(w, src)));
         let alternate = meta
             .arguments
             .get("alternate-exchange")
@@ -265,13 +267,13 @@ impl Exchange {
     }
 
     fn route_into(
-        &mut self,
+        &self,
         keys: &[&str],
         headers: Option<&FieldTable>,
         props: Option<&BasicProperties>,
         out: &mut Vec<Dest>,
     ) {
-        match &mut self.index {
+        match &self.index {
             Index::Direct(m) => {
                 for k in keys {
                     if let Some(d) = m.get(*k) {
@@ -304,11 +306,11 @@ impl Exchange {
             Index::Random(state) => {
                 if !self.bindings.is_empty() {
                     // xorshift64
-                    let mut x = *state;
+                    let mut x = state.load(Ordering::Relaxed);
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
-                    *state = x;
+                    state.store(x, Ordering::Relaxed);
                     let i = (x % self.bindings.len() as u64) as usize;
                     out.push(self.bindings[i].0);
                 }
@@ -374,7 +376,15 @@ pub struct Routed {
     pub duplicate: bool,
 }
 
-/// One vhost's exchanges, queues and bindings.
+thread_local! {
+    /// The destinations of one exchange while routing, kept per thread so that routing takes
+    /// `&self` and allocates nothing but its result.
+    static ROUTE_SCRATCH: std::cell::RefCell<Vec<Dest>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One vhost's exchanges, queues and bindings. Routing takes `&self` (what it mutates — topic
+/// result caches, deduplication windows, random exchanges' state — has its own interior lock or
+/// atomic), so a vhost routes publishes under a shared read lock.
 #[derive(Debug)]
 pub struct Topology {
     vhost: String,
@@ -386,7 +396,6 @@ pub struct Topology {
     sources: HashMap<Dest, Vec<ExchangeId>>,
     next_exchange: u32,
     next_queue: u64,
-    scratch: Vec<Dest>,
 }
 
 fn bool_str(b: bool) -> &'static str {
@@ -415,7 +424,6 @@ impl Topology {
             sources: HashMap::new(),
             next_exchange: 0,
             next_queue: 1,
-            scratch: Vec::new(),
         };
         for (name, kind) in STANDARD_EXCHANGES {
             t.insert_exchange(ExchangeMeta {
@@ -918,19 +926,14 @@ impl Topology {
 
     /// Routes a message published to `exchange` with `keys` (routing key, then CC/BCC) and
     /// `headers`. Each queue appears at most once. A missing exchange is 404.
-    pub fn route(
-        &mut self,
-        exchange: &str,
-        keys: &[&str],
-        headers: Option<&FieldTable>,
-    ) -> AmqpResult<Routed> {
+    pub fn route(&self, exchange: &str, keys: &[&str], headers: Option<&FieldTable>) -> AmqpResult<Routed> {
         self.route_inner(exchange, keys, headers, None, None)
     }
 
     /// Routes a message with all its properties (for `hash-property` of consistent-hash
     /// exchanges) at time `now` (for exchanges' `x-deduplication-window`).
     pub fn route_message(
-        &mut self,
+        &self,
         exchange: &str,
         keys: &[&str],
         props: &BasicProperties,
@@ -940,7 +943,7 @@ impl Topology {
     }
 
     fn route_inner(
-        &mut self,
+        &self,
         exchange: &str,
         keys: &[&str],
         headers: Option<&FieldTable>,
@@ -965,7 +968,7 @@ impl Topology {
         let mut pending: Vec<ShortStr> = Vec::new();
         let mut first = Some(exchange);
         let mut first_id = None;
-        let mut dests = std::mem::take(&mut self.scratch);
+        let mut dests = ROUTE_SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
         loop {
             let popped;
             let name: &str = match first.take() {
@@ -978,9 +981,9 @@ impl Topology {
                     None => break,
                 },
             };
-            let Some(x) = self.exchanges.get_mut(name) else {
+            let Some(x) = self.exchanges.get(name) else {
                 if first_id.is_none() {
-                    self.scratch = dests;
+                    ROUTE_SCRATCH.with(|s| *s.borrow_mut() = dests);
                     return Err(self.no_exchange(exchange));
                 }
                 continue;
@@ -993,8 +996,10 @@ impl Topology {
             } else {
                 visited.push(x.id);
             }
-            if let (Some(w), Some(p), Some(now)) = (&mut x.dedup, props, now)
-                && w.check_and_record(p, now)
+            if let (Some(w), Some(p), Some(now)) = (&x.dedup, props, now)
+                && w.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .check_and_record(p, now)
             {
                 routed.duplicate = true;
                 continue;
@@ -1018,7 +1023,7 @@ impl Topology {
                 }
             }
         }
-        self.scratch = dests;
+        ROUTE_SCRATCH.with(|s| *s.borrow_mut() = dests);
         routed.queues.sort_unstable();
         routed.queues.dedup();
         Ok(routed)
@@ -1060,6 +1065,33 @@ mod tests {
     }
     fn code(e: AmqpError) -> u16 {
         e.code.code()
+    }
+
+    #[test]
+    fn threads_route_through_one_shared_topology_at_once() {
+        let mut t = t();
+        let none = none();
+        t.declare_exchange(&xdecl("t", "topic", &none)).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..8 {
+            let q = format!("q{i}");
+            let (meta, _) = t.declare_queue(&qdecl(&q, &none)).unwrap();
+            t.bind_queue(&q, "t", &format!("k.{i}.#"), &none).unwrap();
+            ids.push(meta.id);
+        }
+        let (t, ids) = (&t, &ids);
+        std::thread::scope(|s| {
+            for th in 0..4 {
+                s.spawn(move || {
+                    for n in 0..2_000 {
+                        let i = (n + th) % 8;
+                        let key = format!("k.{i}.x");
+                        let r = t.route("t", &[&key], None).unwrap();
+                        assert_eq!(r.queues, vec![ids[i]], "{key}");
+                    }
+                });
+            }
+        });
     }
 
     #[test]

@@ -3,13 +3,13 @@
 //! operations — declare/delete an exchange or a queue, bind/unbind, publish (route + enqueue),
 //! dead-letter — which enforce limits, record definitions and register queue handles in one
 //! place, for the AMQP channels, the HTTP API, definitions import and recovery alike. Readers
-//! see the topology through [`VHost::read_topology`] (a short lock, never across `.await`).
+//! see the topology through [`VHost::read_topology`] (a short shared read lock, never across `.await`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use warren_codec::FieldTable;
 use warren_codec::ShortStr;
 use warren_codec::methods as wm;
@@ -104,7 +104,7 @@ pub struct VHost {
     pub name: String,
     /// Exchanges, queues' metadata, bindings: private, changed only by this module's
     /// operations, read through [`VHost::read_topology`].
-    topology: Mutex<Topology>,
+    topology: RwLock<Topology>,
     /// Live queue handles by id: private, see [`VHost::queue_handles`].
     queues: RwLock<HashMap<QueueId, Arc<Queue>>>,
     /// Counters.
@@ -140,7 +140,7 @@ impl VHost {
     pub(crate) fn new(name: &str, metrics: Arc<Metrics>, persistence: Option<Arc<Persistence>>) -> VHost {
         VHost {
             name: name.to_string(),
-            topology: Mutex::new(Topology::new(name)),
+            topology: RwLock::new(Topology::new(name)),
             queues: RwLock::new(HashMap::new()),
             metrics,
             persistence,
@@ -170,7 +170,7 @@ impl VHost {
 
     /// A queue handle by name.
     pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
-        let id = self.topology.lock().queue(name)?.id;
+        let id = self.topology.read().queue(name)?.id;
         self.queues.read().get(&id).cloned()
     }
 
@@ -199,7 +199,7 @@ impl VHost {
 
     /// Reads the topology under its lock (keep `f` short; it must not block).
     pub fn read_topology<R>(&self, f: impl FnOnce(&Topology) -> R) -> R {
-        f(&self.topology.lock())
+        f(&self.topology.read())
     }
 
     /// Every queue handle (a snapshot).
@@ -215,13 +215,13 @@ impl VHost {
     /// A queue connection `owner` may use: it exists and is not another connection's exclusive
     /// queue (405 RESOURCE_LOCKED, 404 NOT_FOUND otherwise).
     pub fn queue_for_use(&self, name: &str, owner: ConnId) -> AmqpResult<Arc<Queue>> {
-        let id = self.topology.lock().check_queue_access(name, owner)?.id;
+        let id = self.topology.read().check_queue_access(name, owner)?.id;
         self.queue_by_id(id).ok_or_else(|| queue_gone(name, &self.name))
     }
 
     /// The exclusive queues connection `owner` holds.
     pub fn exclusive_queues(&self, owner: ConnId) -> Vec<ShortStr> {
-        self.topology.lock().exclusive_queues(owner)
+        self.topology.read().exclusive_queues(owner)
     }
 
     /// Empties a vhost that is being deleted: every queue deleted (consumers cancelled, logs
@@ -251,7 +251,7 @@ impl VHost {
     /// written, no queue handle registered: recovery opens the queues afterwards).
     pub(crate) fn replay_definition(&self, m: &warren_codec::Method) -> AmqpResult<()> {
         use warren_codec::Method;
-        let mut t = self.topology.lock();
+        let mut t = self.topology.write();
         match m {
             Method::ExchangeDeclare(x) => t.declare_exchange(&ExchangeDecl {
                 name: &x.exchange,
@@ -296,7 +296,7 @@ impl VHost {
             .filter_map(|q| q.dead_letter_target())
             .map(|(x, k)| (x.to_string(), k.map(|k| k.to_string())))
             .collect();
-        reachable_queues(&mut self.topology.lock(), targets)
+        reachable_queues(&self.topology.read(), targets)
     }
 
     /// Declares an exchange (or checks it, passive): the one path for AMQP `exchange.declare`,
@@ -304,7 +304,7 @@ impl VHost {
     /// `exchange.declare`. Returns whether the exchange was created.
     pub fn declare_exchange(&self, d: &ExchangeDecl<'_>) -> AmqpResult<bool> {
         let created = {
-            let mut t = self.topology.lock();
+            let mut t = self.topology.write();
             let existed = t.exchange(d.name).is_some();
             t.declare_exchange(d)?;
             !existed
@@ -320,7 +320,7 @@ impl VHost {
                 ..Default::default()
             });
             if let Err(e) = recorded {
-                let _ = self.topology.lock().delete_exchange(d.name, false);
+                let _ = self.topology.write().delete_exchange(d.name, false);
                 return Err(e);
             }
         }
@@ -329,7 +329,7 @@ impl VHost {
 
     /// Deletes an exchange (and the exchanges auto-deleted with it), recording each deletion.
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
-        let deleted = self.topology.lock().delete_exchange(name, if_unused)?;
+        let deleted = self.topology.write().delete_exchange(name, if_unused)?;
         self.record_deleted_exchanges(deleted.exchanges);
         Ok(())
     }
@@ -349,7 +349,7 @@ impl VHost {
     /// exclusive queue. A durable binding is recorded as a `queue.bind` / `exchange.bind`.
     pub fn bind(&self, b: &BindingRef<'_>, owner: Option<ConnId>) -> AmqpResult<()> {
         let (added, durable) = {
-            let mut t = self.topology.lock();
+            let mut t = self.topology.write();
             let added = if b.to_queue {
                 if let Some(owner) = owner {
                     t.check_queue_access(b.destination, owner)?;
@@ -362,7 +362,7 @@ impl VHost {
         };
         if durable && let Err(e) = self.record(b.record(true)) {
             if added {
-                let mut t = self.topology.lock();
+                let mut t = self.topology.write();
                 let _ = if b.to_queue {
                     t.unbind_queue(b.destination, b.source, b.routing_key, b.arguments)
                 } else {
@@ -380,7 +380,7 @@ impl VHost {
     /// because its last binding went.
     pub fn unbind(&self, b: &BindingRef<'_>, owner: Option<ConnId>) -> AmqpResult<()> {
         let (deleted, record) = {
-            let mut t = self.topology.lock();
+            let mut t = self.topology.write();
             if b.to_queue {
                 if let Some(owner) = owner
                     && t.queue(b.destination).is_some()
@@ -413,7 +413,7 @@ impl VHost {
         limit: u32,
     ) -> AmqpResult<(Arc<Queue>, bool)> {
         let (meta, created) = {
-            let mut t = self.topology.lock();
+            let mut t = self.topology.write();
             if limit > 0 && !d.passive && t.queue(d.name).is_none() && t.queues().count() >= limit as usize {
                 return Err(AmqpError::precondition(format!(
                     "cannot declare queue '{}': queue limit in vhost '{}' ({limit}) is reached",
@@ -438,7 +438,7 @@ impl VHost {
                 ..Default::default()
             });
             if let Err(e) = recorded {
-                self.topology.lock().delete_queue(&meta.name);
+                self.topology.write().delete_queue(&meta.name);
                 return Err(e);
             }
         }
@@ -448,7 +448,7 @@ impl VHost {
 
     /// Deletes a queue: topology entry, bindings, consumers (cancelled), handle.
     pub fn delete_queue(&self, name: &str) -> Option<u32> {
-        let (meta, deleted) = self.topology.lock().delete_queue(name)?;
+        let (meta, deleted) = self.topology.write().delete_queue(name)?;
         let q = self.queues.write().remove(&meta.id)?;
         let count = q.mark_deleted();
         self.metrics.queues_deleted.fetch_add(1, Ordering::Relaxed);
@@ -480,8 +480,10 @@ impl VHost {
         } else {
             &single
         };
+        // A shared read lock: publishes on many connections route at once; only declarations
+        // (which change the topology) take it exclusively.
         let routed = {
-            let mut t = self.topology.lock();
+            let t = self.topology.read();
             if t.exchange(&msg.exchange).is_some_and(|x| x.internal) {
                 return Err(AmqpError::access_refused(format!(
                     "cannot publish to internal exchange '{}' in vhost '{}'",
@@ -578,7 +580,7 @@ impl VHost {
             let key_refs: Vec<&str> = keys.iter().map(|k| &**k).collect();
             let routed = self
                 .topology
-                .lock()
+                .read()
                 .route_message(dlx, &key_refs, &dl.properties, now);
             let routed = match routed {
                 Ok(r) => r,
@@ -662,7 +664,7 @@ fn reason_index(r: DeadReason) -> usize {
 
 /// The queues dead letters sent to `targets` (exchange, routing key) can reach.
 fn reachable_queues(
-    t: &mut Topology,
+    t: &Topology,
     targets: Vec<(String, Option<String>)>,
 ) -> std::collections::HashSet<String> {
     use std::collections::HashSet;

@@ -30,6 +30,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::Mutex;
 
 /// How many routing keys [`TopicIndex::new`] caches results for.
 pub const DEFAULT_CACHE_CAPACITY: usize = 4096;
@@ -196,9 +197,17 @@ pub struct TopicIndex<D> {
     /// For each destination, the nodes of the patterns it is bound with.
     dest_nodes: HashMap<D, Vec<NodeId>>,
     bindings: usize,
-    cache: HashMap<Box<str>, Box<[D]>>,
     cache_capacity: usize,
-    // Scratch state for matching, kept to avoid allocating per route.
+    /// What routing mutates (the result cache and the matching scratch), behind its own lock so
+    /// that routing takes `&self`: publishes to different exchanges never wait for each other.
+    matcher: Mutex<Matcher<D>>,
+}
+
+/// The cache of routing results and the scratch state for matching (kept to avoid allocating
+/// per route).
+#[derive(Debug)]
+struct Matcher<D> {
+    cache: HashMap<Box<str>, Box<[D]>>,
     marks: Vec<u32>,
     generation: u32,
     cur: Vec<NodeId>,
@@ -233,14 +242,16 @@ where
             vocab: Vocab::default(),
             dest_nodes: HashMap::new(),
             bindings: 0,
-            cache: HashMap::new(),
             cache_capacity: capacity,
-            marks: vec![0],
-            generation: 0,
-            cur: Vec::new(),
-            next: Vec::new(),
-            found: Vec::new(),
-            found_shared: Vec::new(),
+            matcher: Mutex::new(Matcher {
+                cache: HashMap::new(),
+                marks: vec![0],
+                generation: 0,
+                cur: Vec::new(),
+                next: Vec::new(),
+                found: Vec::new(),
+                found_shared: Vec::new(),
+            }),
         }
     }
 
@@ -280,7 +291,7 @@ where
         }
         bound_at.push(node);
         self.bindings += 1;
-        self.cache.clear();
+        self.matcher_mut().cache.clear();
         true
     }
 
@@ -330,7 +341,7 @@ where
             _ => remove_sorted(&mut n.shared, dest),
         }
         self.bindings -= 1;
-        self.cache.clear();
+        self.matcher_mut().cache.clear();
         while let Some((parent, edge)) = path.pop() {
             if !self.nodes[node as usize].is_unused() {
                 break;
@@ -354,29 +365,36 @@ where
 
     /// Appends to `out` every destination bound with a pattern matching `key`, each exactly once
     /// (in no particular order).
-    pub fn route(&mut self, key: &str, out: &mut Vec<D>) {
+    pub fn route(&self, key: &str, out: &mut Vec<D>) {
         if self.bindings == 0 {
             return;
         }
-        if let Some(hit) = self.cache.get(key) {
+        // A panic while holding the lock leaves nothing half-updated that matters: the scratch
+        // is cleared before each use and the cache holds complete results only.
+        let mut m = self.matcher.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hit) = m.cache.get(key) {
             out.extend_from_slice(hit);
             return;
         }
-        self.match_key(key);
-        out.extend_from_slice(&self.found);
+        self.match_key(&mut m, key);
+        out.extend_from_slice(&m.found);
         if self.cache_capacity > 0 {
-            if self.cache.len() >= self.cache_capacity {
-                self.cache.clear();
+            if m.cache.len() >= self.cache_capacity {
+                m.cache.clear();
             }
-            self.cache.insert(key.into(), self.found.as_slice().into());
+            let found: Box<[D]> = m.found.as_slice().into();
+            m.cache.insert(key.into(), found);
         }
     }
 
-    /// Runs the trie match for `key`, leaving the deduplicated result in `self.found`.
-    fn match_key(&mut self, key: &str) {
-        let TopicIndex {
-            nodes,
-            vocab,
+    fn matcher_mut(&mut self) -> &mut Matcher<D> {
+        self.matcher.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs the trie match for `key`, leaving the deduplicated result in `m.found`.
+    fn match_key(&self, m: &mut Matcher<D>, key: &str) {
+        let TopicIndex { nodes, vocab, .. } = self;
+        let Matcher {
             marks,
             generation,
             cur,
@@ -384,7 +402,7 @@ where
             found,
             found_shared,
             ..
-        } = self;
+        } = m;
         found.clear();
         found_shared.clear();
         cur.clear();
@@ -457,7 +475,7 @@ where
         }
         let id = NodeId::try_from(self.nodes.len()).expect("topic trie exceeds u32::MAX nodes");
         self.nodes.push(Node::new(is_hash));
-        self.marks.push(0);
+        self.matcher_mut().marks.push(0);
         id
     }
 
@@ -778,7 +796,7 @@ mod tests {
         let mut ix = TopicIndex::new();
         ix.bind("a.*", 1u32);
         assert_eq!(routed(&mut ix, "a.b"), vec![1]);
-        assert_eq!(ix.cache.len(), 1);
+        assert_eq!(ix.matcher_mut().cache.len(), 1);
         ix.bind("#.b", 2);
         assert_eq!(routed(&mut ix, "a.b"), vec![1, 2]);
         ix.unbind("a.*", 1);
@@ -789,7 +807,7 @@ mod tests {
         assert_eq!(routed(&mut ix, "a.b"), vec![2]);
         // Unroutable keys are cached too.
         assert_eq!(routed(&mut ix, "zzz"), Vec::<u32>::new());
-        assert!(ix.cache.contains_key("zzz"));
+        assert!(ix.matcher_mut().cache.contains_key("zzz"));
     }
 
     #[test]
@@ -798,12 +816,12 @@ mod tests {
         ix.bind("#", 1u32);
         for i in 0..20 {
             assert_eq!(routed(&mut ix, &format!("k{i}")), vec![1]);
-            assert!(ix.cache.len() <= 3);
+            assert!(ix.matcher_mut().cache.len() <= 3);
         }
         let mut ix = TopicIndex::with_cache_capacity(0);
         ix.bind("#", 1u32);
         assert_eq!(routed(&mut ix, "k"), vec![1]);
-        assert!(ix.cache.is_empty());
+        assert!(ix.matcher_mut().cache.is_empty());
     }
 
     #[test]
@@ -811,7 +829,7 @@ mod tests {
         let mut ix = TopicIndex::with_cache_capacity(0);
         ix.bind("a.#", 1u32);
         ix.bind("*.b", 2);
-        ix.generation = u32::MAX - 3;
+        ix.matcher_mut().generation = u32::MAX - 3;
         for _ in 0..4 {
             assert_eq!(routed(&mut ix, "a.b"), vec![1, 2]);
             assert_eq!(routed(&mut ix, "a.c.d"), vec![1]);
