@@ -24,6 +24,7 @@ pub mod deadletter;
 pub mod dedup;
 pub mod error;
 pub mod flow;
+pub mod ids;
 pub mod message;
 pub mod policy;
 pub mod queue;

@@ -807,7 +807,14 @@ mod tests {
         let dropped: Vec<u8> = fx.dead_letters.iter().map(|(m, _)| m.body[0]).collect();
         assert_eq!(dropped, [0, 1, 2], "oldest first");
         assert!(fx.dead_letters.iter().all(|(_, r)| *r == DeadReason::Maxlen));
-        let (d, left) = q.get(1, true, 2_000, &mut fx).unwrap();
+        let (d, left) = q
+            .get(
+                crate::ids::ChannelKey::new(crate::ids::ConnId(0), 1),
+                true,
+                2_000,
+                &mut fx,
+            )
+            .unwrap();
         assert_eq!((d.msg.body[0], left), (3, 1));
         // Clearing the policy lifts the limit and the dead-letter exchange.
         q.reconfigure(QueueArgs::default(), 2_000, &mut fx);
@@ -860,7 +867,14 @@ mod tests {
         assert_eq!(q.next_deadline(), None, "the old head has no expiry");
         q.tick(5_000, &mut fx);
         assert_eq!(q.message_count(), 2, "expiry is checked at the head, as RabbitMQ");
-        let (d, _) = q.get(1, true, 5_000, &mut fx).unwrap();
+        let (d, _) = q
+            .get(
+                crate::ids::ChannelKey::new(crate::ids::ConnId(0), 1),
+                true,
+                5_000,
+                &mut fx,
+            )
+            .unwrap();
         assert_eq!(&d.msg.body[..], b"old");
         q.tick(5_000, &mut fx);
         assert_eq!(

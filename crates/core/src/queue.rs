@@ -49,10 +49,7 @@ use crate::dedup::{DedupWindow, header_key};
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::MessageRef;
 
-/// Identifies a channel across the broker (the server packs connection and channel ids).
-pub type ChannelKey = u64;
-/// Identifies a consumer across the broker.
-pub type ConsumerKey = u64;
+pub use crate::ids::{ChannelKey, ConsumerKey, StorePos};
 
 /// A message in the queue with its delivery history.
 #[derive(Debug, Clone)]
@@ -70,7 +67,7 @@ pub struct Entry {
     /// Absolute expiry time (ms), from queue or message TTL.
     pub expires_at: Option<u64>,
     /// Where the message is stored on disk (an opaque store position), if persisted.
-    pub pos: Option<u64>,
+    pub pos: Option<StorePos>,
 }
 
 /// A consumer's registration.
@@ -131,7 +128,7 @@ pub struct Effects {
     /// Store positions of dead-lettered messages of an at-least-once queue
     /// ([`QueueState::set_dead_letter_at_least_once`]): the caller removes them from the store
     /// only once the dead-letter targets hold the messages durably.
-    pub dead_letter_positions: Vec<u64>,
+    pub dead_letter_positions: Vec<StorePos>,
 }
 
 /// How a message comes back to the queue.
@@ -268,14 +265,14 @@ pub struct Paged {
     /// Their body bytes.
     pub bytes: u64,
     /// Store position to read the first of them from (opaque, the caller's).
-    pub from: u64,
+    pub from: StorePos,
 }
 
 /// What to read from the log next: see [`QueueState::page_request`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
     /// Store position of the first paged message.
-    pub from: u64,
+    pub from: StorePos,
     /// At most this many messages.
     pub max_msgs: usize,
     /// About this many body bytes.
@@ -300,15 +297,15 @@ pub struct QueueState {
     /// Dead-lettered messages leave the store only when the caller says so.
     dl_at_least_once: bool,
     /// queue.purge dropped the paged messages from here on: the caller acks them in its log.
-    purged_paged_from: Option<u64>,
+    purged_paged_from: Option<StorePos>,
     delayed: BTreeMap<(u64, u64), Entry>,
     unacked: HashMap<u64, Unacked>,
     consumers: Vec<Consumer>,
     cursor: usize,
     next_seq: u64,
     has_dlx: bool,
-    removed: Vec<u64>,
-    count_updates: Vec<(u64, u32, u32)>,
+    removed: Vec<StorePos>,
+    count_updates: Vec<(StorePos, u32, u32)>,
     /// Message groups: messages in flight (unacked or delayed) per group.
     busy: HashMap<Bytes, u32>,
     /// `x-deduplication-window`.
@@ -320,7 +317,7 @@ pub struct QueueState {
     /// Store positions of persisted messages delivered (ack required) since the last
     /// [`take_delivered`](QueueState::take_delivered): the caller records the deliveries so
     /// that only these come back `redelivered` after a restart.
-    delivered: Vec<u64>,
+    delivered: Vec<StorePos>,
 }
 
 /// The 403 text RabbitMQ sends for exclusive-consumer conflicts.
@@ -420,7 +417,7 @@ impl QueueState {
     /// Takes back messages read from the log (in publish order, the oldest paged ones) and
     /// where to read the next ones from. (A log that has none of the messages still counted
     /// as paged lost them: the caller drops the count with [`skip_paged`](Self::skip_paged).)
-    pub fn page_in(&mut self, entries: Vec<Entry>, next_from: u64, fx: &mut Effects) {
+    pub fn page_in(&mut self, entries: Vec<Entry>, next_from: StorePos, fx: &mut Effects) {
         for e in entries {
             self.paged.count = self.paged.count.saturating_sub(1);
             self.paged.bytes = self.paged.bytes.saturating_sub(e.msg.size());
@@ -436,7 +433,7 @@ impl QueueState {
 
     /// Drops `n` paged messages that could not be read back (undecodable records) and moves
     /// the read position on to `next_from`.
-    pub fn skip_paged(&mut self, n: u64, next_from: u64) {
+    pub fn skip_paged(&mut self, n: u64, next_from: StorePos) {
         self.paged.count = self.paged.count.saturating_sub(n);
         self.paged.from = next_from;
         if self.paged.count == 0 {
@@ -454,7 +451,7 @@ impl QueueState {
     }
 
     /// After queue.purge: the store position from which every paged message was dropped.
-    pub fn take_purged_paged(&mut self) -> Option<u64> {
+    pub fn take_purged_paged(&mut self) -> Option<StorePos> {
         self.purged_paged_from.take()
     }
 
@@ -580,7 +577,7 @@ impl QueueState {
         msg: MessageRef,
         now: u64,
         msg_ttl: Option<u64>,
-        pos: Option<u64>,
+        pos: Option<StorePos>,
         fx: &mut Effects,
     ) -> Published {
         let expires_at = self.expiry(now, msg_ttl);
@@ -682,7 +679,7 @@ impl QueueState {
 
     /// Store work the caller must carry out: positions of persisted messages that left the
     /// queue, and (position, delivery count, acquired count) of persisted messages returned.
-    pub fn take_store_effects(&mut self) -> (Vec<u64>, Vec<(u64, u32, u32)>) {
+    pub fn take_store_effects(&mut self) -> (Vec<StorePos>, Vec<(StorePos, u32, u32)>) {
         (
             std::mem::take(&mut self.removed),
             std::mem::take(&mut self.count_updates),
@@ -699,7 +696,7 @@ impl QueueState {
 
     /// Store positions of persisted messages delivered since the last call, for the caller to
     /// record (a restart flags only recorded deliveries `redelivered`).
-    pub fn take_delivered(&mut self) -> Vec<u64> {
+    pub fn take_delivered(&mut self) -> Vec<StorePos> {
         std::mem::take(&mut self.delivered)
     }
 

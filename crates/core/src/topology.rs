@@ -19,8 +19,7 @@ use crate::routing::consistent_hash::{ConsistentHash, HashOn, mix64, parse_weigh
 use crate::routing::headers::{headers_match, validate_binding_args};
 use crate::routing::topic::TopicIndex;
 
-/// Identifies a connection (for exclusive queues).
-pub type ConnId = u64;
+pub use crate::ids::ConnId;
 
 /// A queue's id within its vhost (stable for the queue's life, never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -1059,7 +1058,7 @@ mod tests {
             exclusive: false,
             auto_delete: false,
             arguments: args,
-            owner: 1,
+            owner: ConnId(1),
             server_named: false,
         }
     }
@@ -1182,7 +1181,7 @@ mod tests {
         ex.exclusive = true;
         t.declare_queue(&ex).unwrap();
         let mut other = ex.clone();
-        other.owner = 2;
+        other.owner = ConnId(2);
         assert_eq!(code(t.declare_queue(&other).unwrap_err()), 405);
         other.passive = true;
         assert_eq!(code(t.declare_queue(&other).unwrap_err()), 405);
@@ -1197,7 +1196,7 @@ mod tests {
         let mut ttl = FieldTable::new();
         ttl.insert("x-message-ttl", FieldValue::I32(5));
         assert_eq!(code(t.declare_queue(&qdecl("d", &ttl)).unwrap_err()), 406);
-        assert_eq!(t.exclusive_queues(1), vec![ShortStr::from("ex")]);
+        assert_eq!(t.exclusive_queues(ConnId(1)), vec![ShortStr::from("ex")]);
     }
 
     #[test]

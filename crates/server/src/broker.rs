@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::{Mutex, RwLock};
 use warren_codec::ShortStr;
 use warren_core::MessageRef;
+use warren_core::ids::ConnId;
 
 use crate::auth::Users;
 use crate::config::Config;
@@ -25,7 +26,7 @@ pub struct Broker {
     /// Users and their credentials.
     pub users: Users,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
-    connections: Mutex<HashMap<u64, Arc<ConnShared>>>,
+    connections: Mutex<HashMap<ConnId, Arc<ConnShared>>>,
     reply_to: Mutex<HashMap<String, ReplyTarget>>,
     next_id: AtomicU64,
     /// Counters.
@@ -103,7 +104,7 @@ impl Broker {
     }
 
     /// Forgets a closed connection.
-    pub fn unregister(&self, id: u64) {
+    pub fn unregister(&self, id: ConnId) {
         if self.connections.lock().remove(&id).is_some() {
             self.metrics.connections_closed.fetch_add(1, Ordering::Relaxed);
         }

@@ -28,6 +28,7 @@ use warren_codec::{
     Assembled, FieldTable, FieldValue, Frame, Method, ProtocolHeader, ReplyCode, ShortStr,
     classify_protocol_header, decode_frame,
 };
+use warren_core::ids::{ChannelKey, ConnId};
 use warren_core::queue::Delivery;
 use warren_core::{AmqpError, AmqpResult};
 
@@ -171,7 +172,7 @@ pub async fn handle_split<R, W>(
         let _ = wr.shutdown().await;
         return;
     }
-    let (shared, mut rx) = ConnShared::new(broker.next_id(), Some(peer));
+    let (shared, mut rx) = ConnShared::new(ConnId(broker.next_id()), Some(peer));
     let (wtx, wrx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_loop(wr, wrx, shared.clone()));
     let now = Instant::now();
@@ -681,7 +682,7 @@ impl Connection {
                 self.deliver(queue, delivery);
             }
             ConnEvent::ConsumerCancelled { channel, tag, key } => {
-                let ch = (channel & 0xffff) as u16;
+                let ch = channel.number();
                 let notify = self.caps.consumer_cancel_notify;
                 if let Some(c) = self.channels.get_mut(&ch)
                     && c.forget_consumer(&tag, key)
@@ -962,7 +963,7 @@ impl Connection {
                     if ch > self.channel_max {
                         return Err(self.channel_max_exceeded(ch).with_method(20, 10));
                     }
-                    let key = (self.session.shared.id << 16) | ch as u64;
+                    let key = ChannelKey::new(self.session.shared.id, ch);
                     self.channels.insert(ch, Channel::new(ch, key));
                     self.session
                         .broker
@@ -1097,7 +1098,7 @@ impl Connection {
     /// A delivery from a queue for one of this connection's channels, or back to the queue if
     /// that channel is gone.
     pub(crate) fn deliver(&mut self, queue: Arc<Queue>, d: Delivery) {
-        let ch = (d.channel & 0xffff) as u16;
+        let ch = d.channel.number();
         match self.channels.get_mut(&ch) {
             Some(c) => c.deliver(&mut self.session, queue, d),
             None => queue.unsend(&d),

@@ -14,6 +14,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use warren_codec::{FieldTable, ReplyCode, ShortStr};
+use warren_core::ids::ConnId;
 use warren_core::queue::{ChannelKey, ConsumerKey, Delivery};
 
 use crate::queue::Queue;
@@ -146,7 +147,7 @@ pub struct ConnInfo {
 #[derive(Debug)]
 pub struct ConnShared {
     /// Connection id.
-    pub id: u64,
+    pub id: ConnId,
     pub(crate) tx: mpsc::UnboundedSender<ConnEvent>,
     pub(crate) pending: AtomicUsize,
     pub(crate) backlog: AtomicUsize,
@@ -170,7 +171,10 @@ pub struct ConnShared {
 impl ConnShared {
     /// The shared half of a new connection (`peer`: its client's address) and the receiving
     /// end of its mailbox.
-    pub fn new(id: u64, peer: Option<SocketAddr>) -> (Arc<ConnShared>, mpsc::UnboundedReceiver<ConnEvent>) {
+    pub fn new(
+        id: ConnId,
+        peer: Option<SocketAddr>,
+    ) -> (Arc<ConnShared>, mpsc::UnboundedReceiver<ConnEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(ConnShared {
             id,

@@ -13,21 +13,21 @@ use warren_codec::methods::*;
 use warren_codec::types::put_shortstr;
 use warren_codec::{BasicProperties, Method, Reader};
 use warren_core::Message;
-use warren_core::queue::Entry;
+use warren_core::queue::{Entry, StorePos};
 use warren_store::{
     DataDirLock, DefinitionsLog, FileSystem, MsgPos, Recovered, Store, StoreError, StoreOptions, SyncHandle,
 };
 
-/// Packs a store position into the opaque `u64` core keeps per entry.
-pub fn pack(pos: MsgPos) -> u64 {
-    ((pos.segment as u64) << 32) | pos.offset as u64
+/// Packs a store position into the opaque [`StorePos`] core keeps per entry.
+pub fn pack(pos: MsgPos) -> StorePos {
+    StorePos(((pos.segment as u64) << 32) | pos.offset as u64)
 }
 
 /// Unpacks [`pack`].
-pub fn unpack(p: u64) -> MsgPos {
+pub fn unpack(p: StorePos) -> MsgPos {
     MsgPos {
-        segment: (p >> 32) as u32,
-        offset: p as u32,
+        segment: (p.0 >> 32) as u32,
+        offset: p.0 as u32,
     }
 }
 

@@ -17,6 +17,7 @@ use warren_core::deadletter::DeadReason;
 use warren_core::flow::{Credit, Take};
 use warren_core::queue::{
     ChannelKey, ConsumerKey, ConsumerSpec, Delivery, Effects, Entry, Paged, Published, QueueState, Return,
+    StorePos,
 };
 use warren_core::topology::QueueMeta;
 
@@ -107,7 +108,7 @@ impl Inner {
                     queue = self.state.name(),
                     "messages counted on disk were not found in the log"
                 );
-                self.state.skip_paged(u64::MAX, 0);
+                self.state.skip_paged(u64::MAX, StorePos::default());
                 return any;
             }
             // Undecodable records (reported by stored_entry) leave the log and the count.
@@ -650,7 +651,7 @@ impl Queue {
 
     /// Removes dead-lettered messages from the log once their targets hold them (at-least-once
     /// dead-lettering; see `VHost::dead_letter`).
-    pub fn ack_positions(&self, positions: &[u64]) {
+    pub fn ack_positions(&self, positions: &[StorePos]) {
         if positions.is_empty() {
             return;
         }
@@ -676,7 +677,13 @@ impl Queue {
         ttl: Option<u64>,
         now: u64,
         payload: Option<&[u8]>,
-    ) -> (Published, Stored, bool, Vec<(MessageRef, DeadReason)>, Vec<u64>) {
+    ) -> (
+        Published,
+        Stored,
+        bool,
+        Vec<(MessageRef, DeadReason)>,
+        Vec<StorePos>,
+    ) {
         if self.is_deleted() {
             return (
                 Published::Enqueued,

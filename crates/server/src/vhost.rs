@@ -14,7 +14,7 @@ use warren_codec::FieldTable;
 use warren_codec::ShortStr;
 use warren_codec::methods as wm;
 use warren_core::deadletter::{DeadLetterTarget, DeadReason, dead_letter, is_cycle};
-use warren_core::queue::Published;
+use warren_core::queue::{Published, StorePos};
 use warren_core::topology::{ConnId, ExchangeDeclare as ExchangeDecl, QueueId, QueueMeta, Topology};
 use warren_core::{AmqpError, AmqpResult, MessageRef};
 
@@ -92,7 +92,7 @@ pub(crate) fn recorded_queue(q: &wm::QueueDeclare) -> warren_core::topology::Que
         exclusive: false,
         auto_delete: q.auto_delete,
         arguments: &q.arguments,
-        owner: 0,
+        owner: ConnId(0),
         server_named: false,
     }
 }
@@ -544,7 +544,7 @@ impl VHost {
         &self,
         from: &Queue,
         letters: Vec<(MessageRef, DeadReason)>,
-        positions: Vec<u64>,
+        positions: Vec<StorePos>,
         now: u64,
     ) {
         // FIFO, so dead letters arrive in the order they left (e.g. a trimmed backlog).
@@ -558,7 +558,7 @@ impl VHost {
             return;
         };
         // Source positions to release once the targets' copies are durable.
-        let mut release: Vec<(Arc<Queue>, Vec<u64>)> = Vec::new();
+        let mut release: Vec<(Arc<Queue>, Vec<StorePos>)> = Vec::new();
         if !positions.is_empty() {
             release.push((me.clone(), positions));
         }
@@ -629,11 +629,11 @@ impl VHost {
 
     /// Acks dead-lettered messages in their source logs: after a group commit when a durable
     /// target took a copy, at once otherwise.
-    fn release_dead_lettered(&self, release: Vec<(Arc<Queue>, Vec<u64>)>, after_sync: bool) {
+    fn release_dead_lettered(&self, release: Vec<(Arc<Queue>, Vec<StorePos>)>, after_sync: bool) {
         if release.is_empty() {
             return;
         }
-        let ack_all = move |release: Vec<(Arc<Queue>, Vec<u64>)>| {
+        let ack_all = move |release: Vec<(Arc<Queue>, Vec<StorePos>)>| {
             for (q, positions) in release {
                 q.ack_positions(&positions);
             }

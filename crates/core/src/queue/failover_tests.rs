@@ -17,6 +17,11 @@ use warren_codec::{BasicProperties, FieldTable, FieldValue};
 
 use crate::message::Message;
 
+/// Channel `n` of connection 0.
+fn chan(n: u16) -> ChannelKey {
+    ChannelKey::new(crate::ids::ConnId(0), n)
+}
+
 fn queue(entries: &[(&str, FieldValue)]) -> QueueState {
     let mut t = FieldTable::new();
     for (k, v) in entries {
@@ -56,10 +61,10 @@ fn publish(q: &mut QueueState, body: &str) {
     );
 }
 
-fn consumer(key: ConsumerKey, prefetch: u32, priority: i32) -> ConsumerSpec {
+fn consumer(key: u64, prefetch: u32, priority: i32) -> ConsumerSpec {
     ConsumerSpec {
-        key,
-        channel: key,
+        key: ConsumerKey(key),
+        channel: chan(key as u16),
         tag: format!("c{key}").into(),
         no_ack: false,
         prefetch,
@@ -83,12 +88,15 @@ fn dispatch(q: &mut QueueState) -> Vec<(ConsumerKey, String, bool)> {
         .collect()
 }
 
-fn to(key: ConsumerKey, bodies: &[&str], redelivered: bool) -> Vec<(ConsumerKey, String, bool)> {
-    bodies.iter().map(|b| (key, b.to_string(), redelivered)).collect()
+fn to(key: u64, bodies: &[&str], redelivered: bool) -> Vec<(ConsumerKey, String, bool)> {
+    bodies
+        .iter()
+        .map(|b| (ConsumerKey(key), b.to_string(), redelivered))
+        .collect()
 }
 
-fn release(q: &mut QueueState, channel: ChannelKey) {
-    q.release_channel(channel, Return::Failed, 0, &mut Effects::default());
+fn release(q: &mut QueueState, channel: u16) {
+    q.release_channel(chan(channel), Return::Failed, 0, &mut Effects::default());
 }
 
 #[test]
@@ -101,14 +109,14 @@ fn sac_cancelled_holder_blocks_until_its_channel_closes() {
     }
     assert_eq!(dispatch(&mut q), to(1, &["m0", "m1", "m2"], false));
     // basic.cancel while holding three: nobody is served, m3 and m4 wait.
-    q.remove_consumer(1);
+    q.remove_consumer(ConsumerKey(1));
     assert_eq!(q.active_consumer(), None);
     assert!(dispatch(&mut q).is_empty());
     publish(&mut q, "m5");
     assert!(dispatch(&mut q).is_empty());
     // The channel closes: the returned messages come first, in order, then the rest.
     release(&mut q, 1);
-    assert_eq!(q.active_consumer(), Some(2));
+    assert_eq!(q.active_consumer(), Some(ConsumerKey(2)));
     let mut want = to(2, &["m0", "m1", "m2"], true);
     want.extend(to(2, &["m3", "m4", "m5"], false));
     assert_eq!(dispatch(&mut q), want);
@@ -123,12 +131,12 @@ fn sac_cancelled_holder_acking_its_last_message_activates_the_next() {
         publish(&mut q, b);
     }
     assert_eq!(dispatch(&mut q), to(1, &["m0", "m1"], false));
-    q.remove_consumer(1);
+    q.remove_consumer(ConsumerKey(1));
     assert!(q.ack(1));
     assert!(dispatch(&mut q).is_empty(), "one message still held");
     // A reject of the last one (requeue) also settles it: it goes back first.
     assert!(q.reject(2, Some(Return::Failed), 0, &mut Effects::default()));
-    assert_eq!(q.active_consumer(), Some(2));
+    assert_eq!(q.active_consumer(), Some(ConsumerKey(2)));
     let mut want = to(2, &["m1"], true);
     want.extend(to(2, &["m2"], false));
     assert_eq!(dispatch(&mut q), want);
@@ -143,9 +151,9 @@ fn sac_higher_priority_newcomer_waits_for_the_holder_to_settle() {
     q.add_consumer(consumer(2, 0, 5), "/").unwrap();
     publish(&mut q, "m1");
     assert!(dispatch(&mut q).is_empty());
-    assert_eq!(q.active_consumer(), Some(1));
+    assert_eq!(q.active_consumer(), Some(ConsumerKey(1)));
     assert!(q.ack(1));
-    assert_eq!(q.active_consumer(), Some(2));
+    assert_eq!(q.active_consumer(), Some(ConsumerKey(2)));
     assert_eq!(dispatch(&mut q), to(2, &["m1"], false));
 }
 
@@ -156,12 +164,12 @@ fn sac_unsend_of_an_undelivered_message_counts_as_settled() {
     q.add_consumer(consumer(2, 0, 0), "/").unwrap();
     publish(&mut q, "m0");
     assert_eq!(dispatch(&mut q), to(1, &["m0"], false));
-    q.remove_consumer(1);
+    q.remove_consumer(ConsumerKey(1));
     // The consumer's connection never wrote it: it goes back untouched.
-    assert!(q.unsend(1, Some(1), 1));
+    assert!(q.unsend(1, Some(ConsumerKey(1)), chan(1)));
     assert_eq!(dispatch(&mut q), to(2, &["m0"], false));
     // A late unsend from the old channel does not take it back from the new consumer.
-    assert!(!q.unsend(1, Some(1), 1));
+    assert!(!q.unsend(1, Some(ConsumerKey(1)), chan(1)));
     assert_eq!(q.unacked_count(), 1);
 }
 
@@ -173,18 +181,18 @@ fn release_puts_messages_back_ahead_of_a_paged_backlog() {
     for i in 0..5u64 {
         let m = message(&format!("m{i}"), 0, None);
         assert_eq!(
-            q.publish_at(m, 0, None, Some(100 + i), &mut fx),
+            q.publish_at(m, 0, None, Some(StorePos(100 + i)), &mut fx),
             Published::Enqueued
         );
     }
     assert_eq!((q.in_memory_ready(), q.paged().count), (2, 3));
     q.add_consumer(consumer(1, 2, 0), "/").unwrap();
     assert_eq!(dispatch(&mut q), to(1, &["m0", "m1"], false));
-    q.remove_consumer(1);
+    q.remove_consumer(ConsumerKey(1));
     release(&mut q, 1);
     // Back in memory ahead of everything still on disk.
     assert_eq!((q.in_memory_ready(), q.paged().count), (2, 3));
-    assert_eq!(q.paged().from, 102);
+    assert_eq!(q.paged().from, StorePos(102));
     q.add_consumer(consumer(2, 0, 0), "/").unwrap();
     assert_eq!(dispatch(&mut q), to(2, &["m0", "m1"], true));
 }
@@ -208,7 +216,7 @@ fn release_restores_positions_in_priority_levels_and_groups() {
     q.add_consumer(consumer(1, 0, 0), "/").unwrap();
     assert_eq!(dispatch(&mut q), to(1, &["b0", "a0", "c0"], false));
     q.add_consumer(consumer(2, 0, 0), "/").unwrap();
-    q.remove_consumer(1);
+    q.remove_consumer(ConsumerKey(1));
     // Groups stay held by the lost consumer until its messages are back.
     assert!(dispatch(&mut q).is_empty());
     release(&mut q, 1);
@@ -374,7 +382,7 @@ fn run(kind: Kind, ops: &[Op]) {
         next_seq: 1,
         ..Default::default()
     };
-    let mut next_key: ConsumerKey = 1;
+    let mut next_key = 1u64;
     for op in ops {
         match *op {
             Op::Publish { priority, group } => {
@@ -390,8 +398,8 @@ fn run(kind: Kind, ops: &[Op]) {
                 q.add_consumer(consumer(k, prefetch, priority), "/").unwrap();
                 // Registration order within a priority: behind the others of that priority.
                 let pos = m.consumers.partition_point(|c| c.2 >= priority);
-                m.consumers.insert(pos, (k, prefetch, priority));
-                m.channels.push(k);
+                m.consumers.insert(pos, (ConsumerKey(k), prefetch, priority));
+                m.channels.push(ConsumerKey(k));
             }
             Op::Cancel(i) => {
                 if m.consumers.is_empty() {
@@ -410,7 +418,7 @@ fn run(kind: Kind, ops: &[Op]) {
                     m.consumers.remove(pos);
                     q.remove_consumer(k);
                 }
-                release(&mut q, k);
+                release(&mut q, k.0 as u16);
                 let held: Vec<u64> = m
                     .unacked
                     .iter()

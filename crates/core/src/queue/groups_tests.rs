@@ -14,6 +14,11 @@ use warren_codec::{BasicProperties, FieldTable, FieldValue};
 
 use crate::message::Message;
 
+/// Channel `n` of connection 0.
+fn chan(n: u16) -> ChannelKey {
+    ChannelKey::new(crate::ids::ConnId(0), n)
+}
+
 fn queue(entries: &[(&str, FieldValue)]) -> QueueState {
     let mut t = FieldTable::new();
     for (k, v) in entries {
@@ -62,10 +67,10 @@ fn body(d: &Delivery) -> String {
     String::from_utf8(d.msg.body.to_vec()).unwrap()
 }
 
-fn consumer(key: ConsumerKey, prefetch: u32) -> ConsumerSpec {
+fn consumer(key: u64, prefetch: u32) -> ConsumerSpec {
     ConsumerSpec {
-        key,
-        channel: key,
+        key: ConsumerKey(key),
+        channel: chan(key as u16),
         tag: format!("c{key}").into(),
         no_ack: false,
         prefetch,
@@ -191,13 +196,16 @@ fn channel_loss_requeues_heads_and_another_consumer_takes_over() {
     q.add_consumer(consumer(1, 0), "/").unwrap();
     let ds = dispatch(&mut q, 0);
     assert_eq!(bodies(&ds), ["a0", "b0"]);
-    q.remove_consumer(1);
+    q.remove_consumer(ConsumerKey(1));
     let mut fx = Effects::default();
-    q.release_channel(1, Return::Failed, 0, &mut fx);
+    q.release_channel(chan(1), Return::Failed, 0, &mut fx);
     q.add_consumer(consumer(2, 0), "/").unwrap();
     let ds = dispatch(&mut q, 0);
     assert_eq!(bodies(&ds), ["a0", "b0"]);
-    assert!(ds.iter().all(|d| d.redelivered && d.consumer == Some(2)));
+    assert!(
+        ds.iter()
+            .all(|d| d.redelivered && d.consumer == Some(ConsumerKey(2)))
+    );
 }
 
 #[test]
@@ -207,13 +215,13 @@ fn basic_get_respects_groups_and_no_ack_does_not_block() {
     pubg(&mut q, "a2", Some("A"));
     pubg(&mut q, "b1", Some("B"));
     let mut fx = Effects::default();
-    let (d, _) = q.get(9, false, 0, &mut fx).unwrap();
+    let (d, _) = q.get(chan(9), false, 0, &mut fx).unwrap();
     assert_eq!(body(&d), "a1");
-    let (d2, _) = q.get(9, false, 0, &mut fx).unwrap();
+    let (d2, _) = q.get(chan(9), false, 0, &mut fx).unwrap();
     assert_eq!(body(&d2), "b1");
-    assert!(q.get(9, false, 0, &mut fx).is_none(), "a2 waits for a1");
+    assert!(q.get(chan(9), false, 0, &mut fx).is_none(), "a2 waits for a1");
     assert!(q.ack(d.seq));
-    let (d3, _) = q.get(9, true, 0, &mut fx).unwrap();
+    let (d3, _) = q.get(chan(9), true, 0, &mut fx).unwrap();
     assert_eq!(body(&d3), "a2");
     assert_eq!(q.busy_groups(), 1, "a no-ack delivery is settled at once");
 }
@@ -299,7 +307,7 @@ fn dedup_by_header_rejected_ids_are_not_remembered_and_rebuild() {
         q.publish(gmsg("3", Some("o2")), 0, None, &mut fx),
         Published::Rejected
     );
-    let (d, _) = q.get(1, false, 0, &mut fx).unwrap();
+    let (d, _) = q.get(chan(1), false, 0, &mut fx).unwrap();
     q.ack(d.seq);
     assert_eq!(
         q.publish(gmsg("4", Some("o2")), 1, None, &mut fx),
@@ -435,7 +443,7 @@ fn run(ops: &[Op], retry: bool) {
             }
             Op::AddConsumer { prefetch } => {
                 q.add_consumer(consumer(next_key, *prefetch), "/").unwrap();
-                consumers.push(next_key);
+                consumers.push(ConsumerKey(next_key));
                 next_key += 1;
             }
             Op::RemoveConsumer(i) => {
@@ -467,12 +475,12 @@ fn run(ops: &[Op], retry: bool) {
                 }
             }
             Op::ReleaseChannel(i) => {
-                let ch = (*i as u64) + 1;
+                let ch = chan(*i as u16 + 1);
                 q.release_channel(ch, Return::Failed, now, &mut fx);
                 m.unacked.retain(|u| u.3 != ch);
             }
             Op::Get => {
-                if let Some((d, _)) = q.get(100, false, now, &mut fx) {
+                if let Some((d, _)) = q.get(chan(100), false, now, &mut fx) {
                     observe(&mut m, vec![d]);
                 }
             }
@@ -493,7 +501,7 @@ fn run(ops: &[Op], retry: bool) {
     loop {
         now += 10_000;
         q.tick(now, &mut fx);
-        match q.get(100, false, now, &mut fx) {
+        match q.get(chan(100), false, now, &mut fx) {
             Some((d, _)) => {
                 observe(&mut m, vec![d.clone()]);
                 q.ack(d.seq);

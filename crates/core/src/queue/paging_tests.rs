@@ -17,7 +17,7 @@ use crate::message::Message;
 #[derive(Debug, Clone)]
 enum Op {
     Publish { ttl: Option<u64>, size: usize },
-    Consume { channel: u64, prefetch: u32 },
+    Consume { channel: u16, prefetch: u32 },
     Cancel(usize),
     Get { no_ack: bool },
     Ack(usize),
@@ -27,11 +27,16 @@ enum Op {
     Tick(u64),
 }
 
+/// Channel `n` of connection 0.
+fn chan(n: u16) -> ChannelKey {
+    ChannelKey::new(crate::ids::ConnId(0), n)
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         10 => (prop::option::of((1u64..20).prop_map(|t| t * 100)), 0usize..40)
             .prop_map(|(ttl, size)| Op::Publish { ttl, size }),
-        2 => (1u64..=3, 0u32..4).prop_map(|(channel, prefetch)| Op::Consume { channel, prefetch }),
+        2 => (1u16..=3, 0u32..4).prop_map(|(channel, prefetch)| Op::Consume { channel, prefetch }),
         1 => any::<usize>().prop_map(Op::Cancel),
         2 => any::<bool>().prop_map(|no_ack| Op::Get { no_ack }),
         4 => any::<usize>().prop_map(Op::Ack),
@@ -45,7 +50,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// The "disk": every persisted message by position (= seq here), until the queue removes it.
 #[derive(Default)]
 struct FakeLog {
-    live: BTreeMap<u64, (MessageRef, Option<u64>)>,
+    live: BTreeMap<StorePos, (MessageRef, Option<u64>)>,
 }
 
 struct Pair {
@@ -154,17 +159,17 @@ impl Pair {
             .live
             .range(req.from..)
             .take(req.max_msgs)
-            .map(|(&seq, (m, exp))| Entry {
-                seq,
+            .map(|(&pos, (m, exp))| Entry {
+                seq: pos.0,
                 msg: m.clone(),
                 redelivered: false,
                 delivery_count: 0,
                 acquired_count: 0,
                 expires_at: *exp,
-                pos: Some(seq),
+                pos: Some(pos),
             })
             .collect();
-        let next = batch.last().map_or(u64::MAX, |e| e.seq + 1);
+        let next = StorePos(batch.last().map_or(u64::MAX, |e| e.seq + 1));
         assert!(
             !batch.is_empty(),
             "messages counted as paged are missing from the log"
@@ -176,7 +181,7 @@ impl Pair {
 
     /// basic.get as the server runs it: an empty in-memory list with messages on disk pages
     /// in and tries again.
-    fn get_paged(&mut self, channel: u64, no_ack: bool, fb: &mut Effects) -> Option<(Delivery, u32)> {
+    fn get_paged(&mut self, channel: ChannelKey, no_ack: bool, fb: &mut Effects) -> Option<(Delivery, u32)> {
         loop {
             let r = self.paged.get(channel, no_ack, self.now, fb);
             self.store();
@@ -202,21 +207,23 @@ impl Pair {
                 ));
                 let a = self
                     .plain
-                    .publish_at(m.clone(), self.now, *ttl, Some(seq), &mut fa);
+                    .publish_at(m.clone(), self.now, *ttl, Some(StorePos(seq)), &mut fa);
                 let b = self
                     .paged
-                    .publish_at(m.clone(), self.now, *ttl, Some(seq), &mut fb);
+                    .publish_at(m.clone(), self.now, *ttl, Some(StorePos(seq)), &mut fb);
                 assert_eq!(a, b);
                 if b == Published::Enqueued {
-                    self.log.live.insert(seq, (m, self.paged.expiry(self.now, *ttl)));
+                    self.log
+                        .live
+                        .insert(StorePos(seq), (m, self.paged.expiry(self.now, *ttl)));
                 }
             }
             Op::Consume { channel, prefetch } => {
                 let key = self.next_key;
                 self.next_key += 1;
                 let spec = ConsumerSpec {
-                    key,
-                    channel: *channel,
+                    key: ConsumerKey(key),
+                    channel: chan(*channel),
                     tag: format!("c{key}").as_str().into(),
                     no_ack: false,
                     prefetch: *prefetch,
@@ -230,13 +237,13 @@ impl Pair {
             Op::Cancel(i) => {
                 if !self.consumers.is_empty() {
                     let k = self.consumers.remove(i % self.consumers.len());
-                    self.plain.remove_consumer(k);
-                    self.paged.remove_consumer(k);
+                    self.plain.remove_consumer(ConsumerKey(k));
+                    self.paged.remove_consumer(ConsumerKey(k));
                 }
             }
             Op::Get { no_ack } => {
-                let a = self.plain.get(9, *no_ack, self.now, &mut fa);
-                let b = self.get_paged(9, *no_ack, &mut fb);
+                let a = self.plain.get(chan(9), *no_ack, self.now, &mut fa);
+                let b = self.get_paged(chan(9), *no_ack, &mut fb);
                 match (&a, &b) {
                     (Some((x, n)), Some((y, m))) => {
                         same_delivery(x, y);
@@ -301,8 +308,8 @@ fn run(args: QueueArgs, ops: &[Op]) {
     loop {
         let mut fa = Effects::default();
         let mut fb = Effects::default();
-        let a = p.plain.get(99, true, p.now, &mut fa);
-        let b = p.get_paged(99, true, &mut fb);
+        let a = p.plain.get(chan(99), true, p.now, &mut fa);
+        let b = p.get_paged(chan(99), true, &mut fb);
         match (&a, &b) {
             (Some((x, _)), Some((y, _))) => same_delivery(x, y),
             (None, None) => break,
@@ -379,15 +386,21 @@ fn dead_lettered_positions_wait_for_the_targets_unless_at_most_once() {
             BasicProperties::default(),
             Bytes::from_static(b"m"),
         ));
-        q.publish_at(m, 0, None, Some(42), &mut fx);
-        let (d, _) = q.get(1, false, 0, &mut fx).unwrap();
+        q.publish_at(m, 0, None, Some(StorePos(42)), &mut fx);
+        let (d, _) = q.get(chan(1), false, 0, &mut fx).unwrap();
         q.reject(d.seq, None, 0, &mut fx);
         assert_eq!(fx.dead_letters.len(), 1);
         let (removed, _) = q.take_store_effects();
         if want_handed {
-            assert_eq!((fx.dead_letter_positions.clone(), removed), (vec![42], vec![]));
+            assert_eq!(
+                (fx.dead_letter_positions.clone(), removed),
+                (vec![StorePos(42)], vec![])
+            );
         } else {
-            assert_eq!((fx.dead_letter_positions.clone(), removed), (vec![], vec![42]));
+            assert_eq!(
+                (fx.dead_letter_positions.clone(), removed),
+                (vec![], vec![StorePos(42)])
+            );
         }
     }
 }

@@ -14,6 +14,11 @@ use crate::message::Message;
 // ---------------------------------------------------------------------------------------------
 
 /// Parses real `x-` arguments, as queue.declare would.
+/// Channel `n` of connection 0.
+fn chan(n: u16) -> ChannelKey {
+    ChannelKey::new(crate::ids::ConnId(0), n)
+}
+
 fn args(entries: &[(&str, FieldValue)]) -> QueueArgs {
     let mut t = FieldTable::new();
     for (k, v) in entries {
@@ -57,10 +62,10 @@ fn body(m: &MessageRef) -> String {
     String::from_utf8(m.body.to_vec()).expect("utf-8 body")
 }
 
-fn consumer(key: ConsumerKey, channel: ChannelKey, prefetch: u32) -> ConsumerSpec {
+fn consumer(key: u64, channel: u16, prefetch: u32) -> ConsumerSpec {
     ConsumerSpec {
-        key,
-        channel,
+        key: ConsumerKey(key),
+        channel: chan(channel),
         tag: format!("ctag-{key}").into(),
         no_ack: false,
         prefetch,
@@ -88,7 +93,7 @@ fn dispatch(q: &mut QueueState, now: u64) -> Effects {
 
 fn get(q: &mut QueueState, now: u64) -> Option<(Delivery, u32)> {
     let mut fx = Effects::default();
-    let r = q.get(99, false, now, &mut fx);
+    let r = q.get(chan(99), false, now, &mut fx);
     assert!(fx.dead_letters.is_empty());
     r
 }
@@ -97,9 +102,9 @@ fn bodies(ds: &[Delivery]) -> Vec<String> {
     ds.iter().map(|d| body(&d.msg)).collect()
 }
 
-fn keys(ds: &[Delivery]) -> Vec<ConsumerKey> {
+fn keys(ds: &[Delivery]) -> Vec<u64> {
     ds.iter()
-        .map(|d| d.consumer.expect("consumer delivery"))
+        .map(|d| d.consumer.expect("consumer delivery").0)
         .collect()
 }
 
@@ -143,7 +148,7 @@ fn fifo_dispatch_and_get() {
     assert!(
         fx.deliveries
             .iter()
-            .all(|d| !d.redelivered && d.channel == 1 && !d.no_ack)
+            .all(|d| !d.redelivered && d.channel == chan(1) && !d.no_ack)
     );
 }
 
@@ -163,7 +168,7 @@ fn round_robin_between_two_consumers() {
     publish(&mut q, "g");
     let fx = dispatch(&mut q, 0);
     assert_eq!(keys(&fx.deliveries), [2, 1]);
-    assert_eq!(fx.deliveries[0].channel, 2);
+    assert_eq!(fx.deliveries[0].channel, chan(2));
 }
 
 #[test]
@@ -233,21 +238,21 @@ fn basic_get_reports_remaining_count() {
         publish(&mut q, b);
     }
     let mut fx = Effects::default();
-    let (d, left) = q.get(7, false, 0, &mut fx).unwrap();
+    let (d, left) = q.get(chan(7), false, 0, &mut fx).unwrap();
     assert_eq!(
         (body(&d.msg).as_str(), left, d.channel, d.consumer),
-        ("a", 2, 7, None)
+        ("a", 2, chan(7), None)
     );
     assert!(!d.no_ack && !d.redelivered);
     assert_eq!(q.unacked_count(), 1);
-    let (d2, left) = q.get(7, true, 0, &mut fx).unwrap();
+    let (d2, left) = q.get(chan(7), true, 0, &mut fx).unwrap();
     assert_eq!((body(&d2.msg).as_str(), left), ("b", 1));
     assert!(d2.no_ack);
     assert_eq!(q.unacked_count(), 1, "no-ack get is settled at once");
     assert!(!q.ack(d2.seq));
-    let (d3, left) = q.get(7, false, 0, &mut fx).unwrap();
+    let (d3, left) = q.get(chan(7), false, 0, &mut fx).unwrap();
     assert_eq!((body(&d3.msg).as_str(), left), ("c", 0));
-    assert!(q.get(7, false, 0, &mut fx).is_none());
+    assert!(q.get(chan(7), false, 0, &mut fx).is_none());
     assert_eq!((q.message_count(), q.unacked_count(), q.total_count()), (0, 2, 2));
     assert!(q.ack(d.seq) && q.ack(d3.seq));
     assert!(q.is_empty());
@@ -268,7 +273,7 @@ fn ack_of_unknown_or_settled_seq_is_false() {
     let mut fx = Effects::default();
     assert!(!q.reject(d.seq, None, 0, &mut fx));
     assert!(!q.reject(d.seq, Some(Return::Failed), 0, &mut fx));
-    assert!(!q.unsend(d.seq, None, 99));
+    assert!(!q.unsend(d.seq, None, chan(99)));
     assert!(q.is_empty() && fx.dead_letters.is_empty());
 }
 
@@ -291,7 +296,7 @@ fn reject_requeue_restores_original_position() {
     assert!(q.reject(a, Some(Return::Returned), 0, &mut fx));
     assert!(fx.dead_letters.is_empty() && fx.deliveries.is_empty());
     assert_eq!((q.message_count(), q.unacked_count()), (4, 0));
-    assert!(q.remove_consumer(1).is_some());
+    assert!(q.remove_consumer(ConsumerKey(1)).is_some());
     let got: Vec<(String, bool, u64)> = std::iter::from_fn(|| get(&mut q, 0))
         .map(|(d, _)| (body(&d.msg), d.redelivered, d.seq))
         .collect();
@@ -347,15 +352,15 @@ fn release_channel_requeues_in_order_as_failed() {
     }
     let fx = dispatch(&mut q, 0);
     assert_eq!(keys(&fx.deliveries), [1, 2, 1, 2, 1, 2]);
-    assert!(q.remove_consumer(1).is_some());
-    assert!(q.remove_consumer(2).is_some());
+    assert!(q.remove_consumer(ConsumerKey(1)).is_some());
+    assert!(q.remove_consumer(ConsumerKey(2)).is_some());
     assert_eq!(
         q.unacked_count(),
         6,
         "unacked stay with the channel after basic.cancel"
     );
     let mut fx = Effects::default();
-    q.release_channel(1, Return::Failed, 0, &mut fx);
+    q.release_channel(chan(1), Return::Failed, 0, &mut fx);
     assert!(fx.deliveries.is_empty() && fx.dead_letters.is_empty());
     assert_eq!((q.message_count(), q.unacked_count()), (3, 3));
     let got: Vec<Delivery> = std::iter::from_fn(|| get(&mut q, 0)).map(|(d, _)| d).collect();
@@ -367,7 +372,7 @@ fn release_channel_requeues_in_order_as_failed() {
     // Channel 2's messages are untouched (the three above are now unacked by the getter).
     assert_eq!(q.unacked_count(), 6);
     let mut fx2 = Effects::default();
-    q.release_channel(2, Return::Returned, 0, &mut fx2);
+    q.release_channel(chan(2), Return::Returned, 0, &mut fx2);
     let got: Vec<Delivery> = std::iter::from_fn(|| get(&mut q, 0)).map(|(d, _)| d).collect();
     assert_eq!(bodies(&got), ["b", "d", "f"]);
     assert!(
@@ -384,12 +389,12 @@ fn release_channel_frees_consumer_prefetch() {
     publish(&mut q, "b");
     assert_eq!(bodies(&dispatch(&mut q, 0).deliveries), ["a"]);
     assert!(dispatch(&mut q, 0).deliveries.is_empty());
-    q.release_channel(1, Return::Failed, 0, &mut Effects::default());
+    q.release_channel(chan(1), Return::Failed, 0, &mut Effects::default());
     let fx = dispatch(&mut q, 0);
     assert_eq!(bodies(&fx.deliveries), ["a"]);
     assert!(fx.deliveries[0].redelivered);
     // Releasing another channel does nothing.
-    q.release_channel(2, Return::Failed, 0, &mut Effects::default());
+    q.release_channel(chan(2), Return::Failed, 0, &mut Effects::default());
     assert_eq!((q.message_count(), q.unacked_count()), (1, 1));
 }
 
@@ -423,11 +428,11 @@ fn unsend_returns_without_redelivered_or_counts() {
     assert_eq!(bodies(&fx.deliveries), ["a", "b"]);
     let b = fx.deliveries[1].seq;
     assert!(
-        !q.unsend(b, Some(2), 1),
+        !q.unsend(b, Some(ConsumerKey(2)), chan(1)),
         "another consumer's delivery is not taken back"
     );
-    assert!(q.unsend(b, Some(1), 1));
-    assert!(!q.unsend(b, Some(1), 1));
+    assert!(q.unsend(b, Some(ConsumerKey(1)), chan(1)));
+    assert!(!q.unsend(b, Some(ConsumerKey(1)), chan(1)));
     assert_eq!((q.message_count(), q.unacked_count()), (2, 1));
     // The consumer's slot is freed: it gets b again, in its original position (before c).
     let fx = dispatch(&mut q, 0);
@@ -437,8 +442,8 @@ fn unsend_returns_without_redelivered_or_counts() {
         (d.seq, d.redelivered, d.delivery_count, d.acquired_count),
         (b, false, 0, 0)
     );
-    assert!(q.unsend(b, Some(1), 1));
-    assert!(q.remove_consumer(1).is_some());
+    assert!(q.unsend(b, Some(ConsumerKey(1)), chan(1)));
+    assert!(q.remove_consumer(ConsumerKey(1)).is_some());
     assert_eq!(drain(&mut q, 0), ["b", "c"]);
 }
 
@@ -523,7 +528,7 @@ fn delivery_limit_applies_to_release_channel() {
     publish(&mut q, "b");
     assert_eq!(dispatch(&mut q, 0).deliveries.len(), 2);
     let mut fx = Effects::default();
-    q.release_channel(1, Return::Failed, 0, &mut fx);
+    q.release_channel(chan(1), Return::Failed, 0, &mut fx);
     assert_eq!(
         dead(&fx),
         [
@@ -755,12 +760,12 @@ fn expired_messages_are_never_returned_by_get() {
     q.publish(msg("c"), 0, None, &mut fx);
     q.publish(msg("d"), 0, Some(100), &mut fx);
     q.tick(200, &mut fx);
-    let (d, left) = q.get(1, true, 200, &mut fx).unwrap();
+    let (d, left) = q.get(chan(1), true, 200, &mut fx).unwrap();
     assert_eq!(body(&d.msg), "a");
     assert!(left <= 3);
-    let (d, _) = q.get(1, true, 200, &mut fx).unwrap();
+    let (d, _) = q.get(chan(1), true, 200, &mut fx).unwrap();
     assert_eq!(body(&d.msg), "c");
-    assert!(q.get(1, true, 200, &mut fx).is_none());
+    assert!(q.get(chan(1), true, 200, &mut fx).is_none());
     assert_eq!(
         dead(&fx),
         [dl("b", DeadReason::Expired), dl("d", DeadReason::Expired)]
@@ -791,12 +796,12 @@ fn requeued_expired_message_is_not_redelivered() {
     let mut q = queue(&[("x-message-ttl", FieldValue::I64(100)), dlx()]);
     let mut fx = Effects::default();
     q.publish(msg("a"), 0, None, &mut fx);
-    let (d, _) = q.get(1, false, 50, &mut fx).unwrap();
+    let (d, _) = q.get(chan(1), false, 50, &mut fx).unwrap();
     // Unacked messages do not expire.
     q.tick(500, &mut fx);
     assert!(fx.dead_letters.is_empty());
     assert!(q.reject(d.seq, Some(Return::Failed), 500, &mut fx));
-    assert!(q.get(1, false, 500, &mut fx).is_none());
+    assert!(q.get(chan(1), false, 500, &mut fx).is_none());
     assert_eq!(dead(&fx), [dl("a", DeadReason::Expired)]);
     assert!(q.is_empty());
 }
@@ -977,7 +982,7 @@ fn consumer_priorities_prefer_higher_while_it_has_room() {
             ..consumer(3, 3, 1)
         },
     );
-    assert_eq!(q.consumers().map(|c| c.key).collect::<Vec<_>>(), [2, 3, 1]);
+    assert_eq!(q.consumers().map(|c| c.key.0).collect::<Vec<_>>(), [2, 3, 1]);
     for i in 0..6 {
         publish(&mut q, &i.to_string());
     }
@@ -1034,8 +1039,8 @@ fn exclusive_consumer_conflicts_are_403() {
         .unwrap_err();
     assert_eq!((e.code.code(), e.text.as_str()), (403, text));
     // Once the queue has no consumers, exclusive is allowed.
-    assert!(q.remove_consumer(1).is_some());
-    assert!(q.remove_consumer(1).is_none());
+    assert!(q.remove_consumer(ConsumerKey(1)).is_some());
+    assert!(q.remove_consumer(ConsumerKey(1)).is_none());
     add(
         &mut q,
         ConsumerSpec {
@@ -1052,7 +1057,7 @@ fn single_active_consumer_switches_on_cancel() {
     add(&mut q, consumer(1, 1, 2));
     add(&mut q, consumer(2, 2, 0));
     add(&mut q, consumer(3, 3, 0));
-    assert_eq!(q.active_consumer(), Some(1));
+    assert_eq!(q.active_consumer(), Some(ConsumerKey(1)));
     for b in ["a", "b", "c", "d"] {
         publish(&mut q, b);
     }
@@ -1060,12 +1065,12 @@ fn single_active_consumer_switches_on_cancel() {
     // Only the active consumer receives, even when it is full and others have room.
     assert_eq!(keys(&fx.deliveries), [1, 1]);
     assert_eq!(q.message_count(), 2);
-    assert!(q.remove_consumer(1).is_some());
+    assert!(q.remove_consumer(ConsumerKey(1)).is_some());
     // Consumer 1 still holds two messages: nobody is active until they are back.
     assert_eq!(q.active_consumer(), None);
     assert!(dispatch(&mut q, 0).deliveries.is_empty());
-    q.release_channel(1, Return::Failed, 0, &mut Effects::default());
-    assert_eq!(q.active_consumer(), Some(2));
+    q.release_channel(chan(1), Return::Failed, 0, &mut Effects::default());
+    assert_eq!(q.active_consumer(), Some(ConsumerKey(2)));
     let fx = dispatch(&mut q, 0);
     assert_eq!(keys(&fx.deliveries), [2, 2, 2, 2]);
     assert_eq!(bodies(&fx.deliveries), ["a", "b", "c", "d"]);
@@ -1112,7 +1117,7 @@ fn reserve_refusal_stops_dispatch_to_that_consumer() {
         publish(&mut q, b);
     }
     // Channel 1 has room for one more message (channel-wide prefetch), channel 2 for none.
-    let mut room: HashMap<ChannelKey, u32> = HashMap::from([(1, 1), (2, 0)]);
+    let mut room: HashMap<ChannelKey, u32> = HashMap::from([(chan(1), 1), (chan(2), 0)]);
     let mut fx = Effects::default();
     q.dispatch(
         0,
@@ -1133,7 +1138,7 @@ fn reserve_refusal_stops_dispatch_to_that_consumer() {
     q.dispatch(0, |_| false, &mut fx);
     assert!(fx.deliveries.is_empty());
     // Only consumer 2 reserves.
-    q.dispatch(0, |c| c.key == 2, &mut fx);
+    q.dispatch(0, |c| c.key == ConsumerKey(2), &mut fx);
     assert_eq!(keys(&fx.deliveries), [2, 2, 2]);
     assert_eq!(bodies(&fx.deliveries), ["b", "c", "d"]);
 }
@@ -1145,7 +1150,10 @@ fn dispatch_without_consumers_does_nothing() {
     assert!(dispatch(&mut q, 0).deliveries.is_empty());
     assert_eq!(q.message_count(), 1);
     add(&mut q, consumer(1, 1, 0));
-    assert_eq!(q.remove_consumer(1).map(|s| s.key), Some(1));
+    assert_eq!(
+        q.remove_consumer(ConsumerKey(1)).map(|s| s.key),
+        Some(ConsumerKey(1))
+    );
     assert_eq!(q.consumer_count(), 0);
     assert!(dispatch(&mut q, 0).deliveries.is_empty());
 }
@@ -1226,19 +1234,19 @@ enum Op {
         ttl: Option<u64>,
     },
     AddConsumer {
-        channel: u64,
+        channel: ChannelKey,
         prefetch: u32,
         no_ack: bool,
     },
     RemoveConsumer(usize),
     Dispatch,
     Get {
-        channel: u64,
+        channel: ChannelKey,
         no_ack: bool,
     },
     Ack(usize),
     AckMultiple {
-        channel: u64,
+        channel: ChannelKey,
         upto: usize,
     },
     Requeue {
@@ -1247,7 +1255,7 @@ enum Op {
     },
     Discard(usize),
     Release {
-        channel: u64,
+        channel: ChannelKey,
         how: Return,
     },
     Tick(u64),
@@ -1258,7 +1266,7 @@ fn how() -> impl Strategy<Value = Return> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let ch = 1..=CHANNELS;
+    let ch = (1..=CHANNELS).prop_map(|n| chan(n as u16));
     prop_oneof![
         6 => prop::option::of((0u64..30).prop_map(|t| t * 100)).prop_map(|ttl| Op::Publish { ttl }),
         2 => (ch.clone(), 0u32..3, prop::bool::weighted(0.2))
@@ -1307,7 +1315,7 @@ struct Model {
     last_fresh: HashMap<ConsumerKey, u64>,
     /// Globally: the last never-requeued seq delivered.
     last_fresh_any: u64,
-    next_key: ConsumerKey,
+    next_key: u64,
 }
 
 fn seq_of(m: &MessageRef) -> u64 {
@@ -1606,7 +1614,7 @@ fn run(cfg: &Config, ops: &[Op]) {
             } => {
                 let spec = ConsumerSpec {
                     no_ack: *no_ack,
-                    ..consumer(m.next_key, *channel, *prefetch)
+                    ..consumer(m.next_key, channel.number(), *prefetch)
                 };
                 m.next_key += 1;
                 q.add_consumer(spec.clone(), "/").unwrap();
@@ -1617,7 +1625,7 @@ fn run(cfg: &Config, ops: &[Op]) {
                     let spec = m.consumers.remove(i % m.consumers.len());
                     assert_eq!(q.remove_consumer(spec.key).map(|s| s.key), Some(spec.key));
                 } else {
-                    assert!(q.remove_consumer(u64::MAX).is_none());
+                    assert!(q.remove_consumer(ConsumerKey(u64::MAX)).is_none());
                 }
             }
             Op::Dispatch => dispatch_step(&mut q, &mut m),

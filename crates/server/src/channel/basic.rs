@@ -11,7 +11,7 @@ use warren_codec::methods::*;
 use warren_codec::{
     BasicProperties, FieldValue, Method, ReplyCode, ShortStr, encode_basic_header, encode_body,
 };
-use warren_core::queue::{ConsumerSpec, Delivery, Return};
+use warren_core::queue::{ConsumerKey, ConsumerSpec, Delivery, Return};
 use warren_core::{AmqpError, AmqpResult, Message, MessageRef};
 
 use super::confirm::Confirm;
@@ -69,7 +69,7 @@ impl Channel {
                 )));
             }
         };
-        let key = s.broker.next_id();
+        let key = ConsumerKey(s.broker.next_id());
         let spec = ConsumerSpec {
             key,
             channel: self.key,

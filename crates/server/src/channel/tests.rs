@@ -39,8 +39,8 @@ impl Harness {
         let config = Config::default();
         let user = config.default_user.clone();
         let broker = Broker::new(config);
-        let (shared, rx) = ConnShared::new(broker.next_id(), None);
-        let key = (shared.id << 16) | 1;
+        let (shared, rx) = ConnShared::new(warren_core::ids::ConnId(broker.next_id()), None);
+        let key = warren_core::ids::ChannelKey::new(shared.id, 1);
         let mut session = Session::new(broker.clone(), shared);
         session.vhost = broker.vhost("/");
         session.user = user;

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use warren_codec::{FieldValue, ShortStr};
 use warren_core::Message;
-use warren_core::queue::Return;
+use warren_core::queue::{ChannelKey, Return};
 
 use crate::queue::Queue;
 use crate::util::now_ms;
@@ -71,7 +71,7 @@ pub struct MoveRequest {
 }
 
 /// Moves messages out of `dlq` (see the module doc). Returns the JSON report.
-pub fn move_messages(v: &Arc<VHost>, dlq: &Arc<Queue>, req: &MoveRequest, key: u64) -> Value {
+pub fn move_messages(v: &Arc<VHost>, dlq: &Arc<Queue>, req: &MoveRequest, key: ChannelKey) -> Value {
     let limit = req.count.unwrap_or(100_000).min(100_000);
     let mut taken = Vec::new();
     while taken.len() < limit {

@@ -159,8 +159,8 @@ fn snapshot(st: &Shared, scope: &Scope) -> Snapshot {
             let c = q.counts();
             if scope.per_object() && c.consumers > 0 {
                 for spec in q.consumer_specs() {
-                    let conn = names.get(&(spec.channel >> 16)).map_or("?", String::as_str);
-                    let ch = format!("{conn} ({})", spec.channel & 0xffff);
+                    let conn = names.get(&spec.channel.connection()).map_or("?", String::as_str);
+                    let ch = format!("{conn} ({})", spec.channel.number());
                     *channel_consumers.entry(ch).or_insert(0) += 1;
                 }
             }

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use warren_codec::ReplyCode;
 use warren_core::AmqpError;
+use warren_core::ids::{ChannelKey, ConnId};
 
 use super::alerts;
 use crate::broker::Broker;
@@ -42,10 +43,11 @@ pub struct HttpState {
 pub type Shared = Arc<HttpState>;
 
 impl HttpState {
-    /// A channel key for management-API `get`/`move` operations, from the top of the key
-    /// space (real channels use `connection id << 16 | channel`, far below).
-    pub fn op_key(&self) -> u64 {
-        u64::MAX - self.next_key.fetch_add(1, Ordering::Relaxed)
+    /// A channel key for management-API `get`/`move` operations: channel 0 of a connection id
+    /// from the top of the id space (real connections count up from 1, far below).
+    pub fn op_key(&self) -> ChannelKey {
+        let n = self.next_key.fetch_add(1, Ordering::Relaxed);
+        ChannelKey::new(ConnId((u64::MAX >> 16) - n), 0)
     }
 
     /// The node name shown in listings.

@@ -233,7 +233,7 @@ pub(super) fn consumers_of(v: &Arc<VHost>) -> Vec<ConsumerItem> {
 
 /// Consumers are listed (streamed) but not paginated, as RabbitMQ.
 pub(super) fn consumers_reply(st: Shared, query: Option<String>, items: Vec<ConsumerItem>) -> Response {
-    let conns: std::collections::HashMap<u64, crate::mailbox::ConnInfo> = st
+    let conns: std::collections::HashMap<warren_core::ids::ConnId, crate::mailbox::ConnInfo> = st
         .broker
         .connections()
         .iter()
@@ -245,8 +245,8 @@ pub(super) fn consumers_reply(st: Shared, query: Option<String>, items: Vec<Cons
         items,
         |(_, _, c)| &c.tag,
         move |(v, q, c)| {
-            let conn_id = c.channel >> 16;
-            let number = c.channel & 0xffff;
+            let conn_id = c.channel.connection();
+            let number = c.channel.number();
             let info = conns.get(&conn_id).cloned().unwrap_or_default();
             let cname = conn_name(&st, &info);
             Some(json!({

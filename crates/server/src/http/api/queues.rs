@@ -164,7 +164,7 @@ pub fn declare_queue(v: &Arc<VHost>, name: &str, b: &QueueBody, limit: u32) -> A
             exclusive: false,
             auto_delete: b.auto_delete,
             arguments: &args,
-            owner: 0,
+            owner: warren_core::ids::ConnId(0),
             server_named: false,
         },
         limit,
