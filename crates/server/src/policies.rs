@@ -17,13 +17,10 @@
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use warren_core::policy::{ApplyTo, Policy, PolicyError, queue_policy};
-use warren_core::topology::QueueMeta;
+use warren_core::policy::{ApplyTo, Policy, PolicyError};
 
 use crate::broker::Broker;
 use crate::convert::{json_to_table, table_to_json};
-use crate::vhost::VHost;
-use crate::vhost::effective_args;
 
 /// A policy as RabbitMQ's `/api/policies` shows it.
 pub fn policy_json(vhost: &str, p: &Policy) -> Value {
@@ -90,14 +87,18 @@ pub fn apply_record(broker: &Broker, rec: &Value) -> bool {
         );
         return true;
     };
-    let mut ps = v.policies.write();
-    ps.retain(|p| p.name != s("name"));
-    if s("op") == "policy" {
+    let p = if s("op") == "policy" {
         match policy_from_json(s("name"), rec) {
-            Ok(p) => ps.push(p),
-            Err(e) => tracing::warn!(policy = s("name"), "persisted policy skipped: {e}"),
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(policy = s("name"), "persisted policy skipped: {e}");
+                None
+            }
         }
-    }
+    } else {
+        None
+    };
+    v.restore_policy(s("name"), p);
     true
 }
 
@@ -107,7 +108,7 @@ pub fn snapshot_records(broker: &Broker) -> Vec<Bytes> {
     vhosts.sort_by(|a, b| a.name.cmp(&b.name));
     let mut out = Vec::new();
     for v in vhosts {
-        let mut ps = v.policies.read().clone();
+        let mut ps = v.policies();
         ps.sort_by(|a, b| a.name.cmp(&b.name));
         for p in &ps {
             out.push(crate::persist::encode_access(&policy_record(&v.name, p)));
@@ -124,32 +125,11 @@ pub fn list_json(broker: &Broker, vhost: Option<&str>) -> Vec<Value> {
     vhosts.sort_by(|a, b| a.name.cmp(&b.name));
     let mut out = Vec::new();
     for v in vhosts {
-        let mut ps = v.policies.read().clone();
+        let mut ps = v.policies();
         ps.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
         out.extend(ps.iter().map(|p| policy_json(&v.name, p)));
     }
     out
-}
-
-impl VHost {
-    /// Re-applies `policies` to every live queue; only queues whose effective arguments
-    /// change are touched.
-    fn reapply_policies(&self, policies: &[Policy]) {
-        let queues = self.queue_handles();
-        for q in queues {
-            q.apply_effective_args(effective_args(policies, &self.name, &q.meta));
-        }
-    }
-
-    /// The policy that applies to a queue, if any.
-    pub fn queue_policy(&self, meta: &QueueMeta) -> Option<Policy> {
-        queue_policy(&self.policies.read(), &meta.name, &meta.arguments).cloned()
-    }
-
-    /// A policy by name.
-    pub fn policy(&self, name: &str) -> Option<Policy> {
-        self.policies.read().iter().find(|p| p.name == name).cloned()
-    }
 }
 
 impl Broker {
@@ -164,33 +144,16 @@ impl Broker {
     /// queues. `None` if the vhost does not exist, else whether the policy is new.
     pub fn put_policy(&self, vhost: &str, p: Policy) -> Option<bool> {
         let v = self.vhost(vhost)?;
-        let mut ps = v.policies.write();
-        self.record_policy(&policy_record(vhost, &p));
-        let created = match ps.iter_mut().find(|x| x.name == p.name) {
-            Some(x) => {
-                *x = p;
-                false
-            }
-            None => {
-                ps.push(p);
-                true
-            }
-        };
-        v.reapply_policies(&ps);
-        Some(created)
+        let rec = policy_record(vhost, &p);
+        Some(v.put_policy(p, || self.record_policy(&rec)))
     }
 
     /// Deletes a policy (durably); the queues it applied to fall back to their declared
     /// arguments or to the next matching policy. `false` if there was no such policy.
     pub fn delete_policy(&self, vhost: &str, name: &str) -> bool {
         let Some(v) = self.vhost(vhost) else { return false };
-        let mut ps = v.policies.write();
-        let Some(pos) = ps.iter().position(|p| p.name == name) else {
-            return false;
-        };
-        self.record_policy(&json!({"op": "policy-delete", "vhost": vhost, "name": name}));
-        ps.remove(pos);
-        v.reapply_policies(&ps);
-        true
+        v.delete_policy(name, || {
+            self.record_policy(&json!({"op": "policy-delete", "vhost": vhost, "name": name}))
+        })
     }
 }

@@ -14,6 +14,7 @@ use warren_codec::FieldTable;
 use warren_codec::ShortStr;
 use warren_codec::methods as wm;
 use warren_core::deadletter::{DeadLetterTarget, DeadReason, dead_letter, is_cycle};
+use warren_core::policy::Policy;
 use warren_core::queue::{Published, StorePos};
 use warren_core::topology::{ConnId, ExchangeDeclare as ExchangeDecl, QueueId, QueueMeta, Topology};
 use warren_core::{AmqpError, AmqpResult, MessageRef};
@@ -113,7 +114,7 @@ pub struct VHost {
     pub persistence: Option<Arc<Persistence>>,
     /// Policies (see [`crate::policies`]); a change holds the write lock while it re-applies
     /// them to every queue, a new queue holds the read lock until it is registered.
-    pub policies: RwLock<Vec<warren_core::policy::Policy>>,
+    policies: RwLock<Vec<warren_core::policy::Policy>>,
 }
 
 /// Result of publishing one message.
@@ -166,6 +167,71 @@ impl VHost {
                 ),
             )
         })
+    }
+
+    /// The vhost's policies (a copy, in no particular order).
+    pub fn policies(&self) -> Vec<Policy> {
+        self.policies.read().clone()
+    }
+
+    /// The policy that applies to a queue, if any.
+    pub fn queue_policy(&self, meta: &QueueMeta) -> Option<Policy> {
+        warren_core::policy::queue_policy(&self.policies.read(), &meta.name, &meta.arguments).cloned()
+    }
+
+    /// A policy by name.
+    pub fn policy(&self, name: &str) -> Option<Policy> {
+        self.policies.read().iter().find(|p| p.name == name).cloned()
+    }
+
+    /// Creates or replaces policy `p`: `log` records the change (durably) under the policies'
+    /// write lock, then every live queue whose effective arguments change is reconfigured.
+    /// Whether the policy is new.
+    pub fn put_policy(&self, p: Policy, log: impl FnOnce()) -> bool {
+        let mut ps = self.policies.write();
+        log();
+        let created = match ps.iter_mut().find(|x| x.name == p.name) {
+            Some(x) => {
+                *x = p;
+                false
+            }
+            None => {
+                ps.push(p);
+                true
+            }
+        };
+        self.reapply_policies(&ps);
+        created
+    }
+
+    /// Deletes policy `name` (`log` records it first, under the write lock); the queues it
+    /// applied to fall back to their declared arguments or the next matching policy. `false`
+    /// if there was no such policy.
+    pub fn delete_policy(&self, name: &str, log: impl FnOnce()) -> bool {
+        let mut ps = self.policies.write();
+        let Some(pos) = ps.iter().position(|p| p.name == name) else {
+            return false;
+        };
+        log();
+        ps.remove(pos);
+        self.reapply_policies(&ps);
+        true
+    }
+
+    /// A replayed policy record at start-up (`Some`: set, `None`: deleted), before any queue
+    /// exists, so nothing is re-applied.
+    pub fn restore_policy(&self, name: &str, p: Option<Policy>) {
+        let mut ps = self.policies.write();
+        ps.retain(|x| x.name != name);
+        ps.extend(p);
+    }
+
+    /// Re-applies `policies` to every live queue; only queues whose effective arguments
+    /// change are touched.
+    fn reapply_policies(&self, policies: &[Policy]) {
+        for q in self.queue_handles() {
+            q.apply_effective_args(effective_args(policies, &self.name, &q.meta));
+        }
     }
 
     /// A queue handle by name.
