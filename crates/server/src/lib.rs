@@ -148,8 +148,23 @@ impl RunningBroker {
         if let Some(t) = self.tls_task {
             let _ = t.await;
         }
-        // Every task holding the broker has ended when this returns, so the data directory's
-        // lock is free for a broker started next on it.
         let _ = self.alarms_task.await;
+        // The data directory's lock is free when this returns, for a broker started next on
+        // it: the tasks above have ended, but a connection task aborted after the close
+        // timeout, or an HTTP connection's task finishing its drop on another worker, may
+        // still hold the broker for a moment. Wait for the store to be dropped (bounded).
+        let store = self.broker.persistence.as_ref().map(Arc::downgrade);
+        drop(self.broker);
+        if let Some(store) = store {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            while store.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            if store.strong_count() > 0 {
+                tracing::warn!(
+                    "shutdown: the store is still held after 10 s; its data directory stays locked"
+                );
+            }
+        }
     }
 }
