@@ -390,21 +390,14 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
         match crate::policies::policy_from_json(name, &p) {
             Ok(policy) => {
                 let idle = policy.ineffective_keys();
-                if !dropped.is_empty() {
-                    r.ignore(
-                        "policy",
-                        Some(vh),
-                        name,
-                        format!("{} not supported; dropped from the policy", dropped.join(", ")),
-                    );
-                }
-                if !idle.is_empty() {
-                    r.ignore(
-                        "policy",
-                        Some(vh),
-                        name,
-                        format!("{} accepted without effect in Warren", idle.join(", ")),
-                    );
+                let notes = [
+                    (!dropped.is_empty())
+                        .then(|| format!("{} not supported; dropped from the policy", dropped.join(", "))),
+                    (!idle.is_empty())
+                        .then(|| format!("{} accepted without effect in Warren", idle.join(", "))),
+                ];
+                for note in notes.into_iter().flatten() {
+                    r.ignore("policy", Some(vh), name, note);
                 }
                 if st.broker.put_policy(vh, policy).is_none() {
                     r.errors.push(format!("policy '{name}': no vhost '{vh}'"));
