@@ -555,7 +555,30 @@ async fn rabbitmq_definitions_file_imports() {
     )
     .await
     .unwrap();
-    assert_eq!(r.status, 204, "{}", r.text());
+    // Issue 18: 200 with what was not applied (RabbitMQ answers 204; so does Warren when
+    // everything was applied).
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({
+            "skipped": [
+                {"kind": "global_parameter", "vhost": null, "name": "internal_cluster_id",
+                 "reason": "RabbitMQ's internal cluster identity; Warren has none"},
+                {"kind": "global_parameter", "vhost": null, "name": "cluster_name",
+                 "reason": "the cluster name cannot be set: Warren reports 'warren'"},
+                {"kind": "exchange", "vhost": "shop", "name": "delayed",
+                 "reason": "exchange type 'x-delayed-message' is not supported"},
+                {"kind": "queue", "vhost": "shop", "name": "audit.stream",
+                 "reason": "queue type 'stream' is not supported"},
+                {"kind": "binding", "vhost": "shop", "name": "delayed -> payments",
+                 "reason": "its exchange 'delayed' was skipped"},
+            ],
+            "ignored": [
+                {"kind": "policy", "vhost": "/", "name": "ha-all",
+                 "reason": "ha-mode, ha-sync-mode accepted without effect in Warren"},
+            ],
+        })
+    );
     // Users with RabbitMQ hashes can log in (HTTP and AMQP).
     let r = client::request("GET", &url(&b, "/api/whoami"), Some(("admin", "s3cret")), None)
         .await
@@ -574,7 +597,7 @@ async fn rabbitmq_definitions_file_imports() {
         get(&b, "/api/queues/%2F/notifications").await["arguments"]["x-max-priority"],
         10
     );
-    // Unsupported queue and exchange types are skipped with a warning.
+    // Unsupported queue and exchange types are skipped (and reported, above).
     expect(&b, "GET", "/api/queues/shop/audit.stream", None, 404).await;
     expect(&b, "GET", "/api/exchanges/shop/delayed", None, 404).await;
     assert_eq!(
@@ -917,49 +940,365 @@ async fn prometheus_metrics_values() {
     b.running.shutdown().await;
 }
 
-/// Accepts one HTTP request on a local listener and returns its body.
-async fn webhook_listener() -> (String, tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Issue 18: what an import skips or applies without effect, exactly; 204 when nothing;
+/// 400 with the lists on invalid input; the single-vhost import; warrenctl's table and JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_import_reports_what_it_skips() {
+    let b = start().await;
+    let doc = json!({
+        "rabbit_version": "3.13.7",
+        "users": [
+            {"name": "capped", "password_hash": "", "hashing_algorithm": "rabbit_password_hashing_sha256",
+             "tags": [], "limits": {"max-connections": 10}},
+            {"name": "old", "password_hash": "x", "hashing_algorithm": "rabbit_password_hashing_md5",
+             "tags": []},
+        ],
+        "vhosts": [{"name": "edge", "limits": [], "metadata": {"description": "", "tags": []},
+                    "default_queue_type": "quorum"}],
+        "parameters": [
+            {"vhost": "edge", "component": "shovel", "name": "move-orders",
+             "value": {"src-uri": "amqp://", "src-queue": "a", "dest-uri": "amqp://", "dest-queue": "b"}},
+            {"vhost": "edge", "component": "federation-upstream", "name": "origin",
+             "value": {"uri": "amqp://origin"}},
+        ],
+        "global_parameters": [{"name": "cluster_name", "value": "warren"}],
+        "policies": [
+            {"vhost": "edge", "name": "federate", "pattern": "^fed\\.", "apply-to": "exchanges",
+             "definition": {"federation-upstream-set": "all"}, "priority": 0},
+            {"vhost": "edge", "name": "capped", "pattern": "^work$", "apply-to": "queues",
+             "definition": {"federation-upstream-set": "all", "max-length": 5, "ha-mode": "all"},
+             "priority": 1},
+        ],
+        "exchanges": [
+            {"name": "hash", "vhost": "edge", "type": "x-consistent-hash", "durable": true,
+             "auto_delete": false, "internal": false, "arguments": {}},
+            {"name": "later", "vhost": "edge", "type": "x-delayed-message", "durable": true,
+             "auto_delete": false, "internal": false, "arguments": {"x-delayed-type": "direct"}},
+        ],
+        "queues": [
+            {"name": "work", "vhost": "edge", "durable": true, "auto_delete": false, "arguments": {}},
+            {"name": "log", "vhost": "edge", "durable": true, "auto_delete": false,
+             "arguments": {"x-queue-type": "stream"}},
+        ],
+        "bindings": [
+            {"source": "hash", "vhost": "edge", "destination": "work", "destination_type": "queue",
+             "routing_key": "1", "arguments": {}},
+            {"source": "hash", "vhost": "edge", "destination": "log", "destination_type": "queue",
+             "routing_key": "1", "arguments": {}},
+        ],
+    });
+    let r = expect(&b, "POST", "/api/definitions", Some(doc.clone()), 200).await;
+    let expected = json!({
+        "skipped": [
+            {"kind": "parameter", "vhost": "edge", "name": "move-orders",
+             "reason": "shovel: dynamic shovels (rabbitmq_shovel) are not supported"},
+            {"kind": "parameter", "vhost": "edge", "name": "origin",
+             "reason": "federation-upstream: federation (rabbitmq_federation) is not supported"},
+            {"kind": "policy", "vhost": "edge", "name": "federate",
+             "reason": "federation-upstream-set (the federation plugin) not supported"},
+            {"kind": "exchange", "vhost": "edge", "name": "later",
+             "reason": "exchange type 'x-delayed-message' is not supported"},
+            {"kind": "queue", "vhost": "edge", "name": "log",
+             "reason": "queue type 'stream' is not supported"},
+            {"kind": "binding", "vhost": "edge", "name": "hash -> log",
+             "reason": "its queue 'log' was skipped"},
+        ],
+        "ignored": [
+            {"kind": "vhost", "vhost": "edge", "name": "edge",
+             "reason": "default queue type 'quorum' has no effect: queues declared without x-queue-type are classic"},
+            {"kind": "user", "vhost": null, "name": "capped",
+             "reason": "limits {\"max-connections\":10} are not supported (--max-connections-per-user applies to every user)"},
+            {"kind": "user", "vhost": null, "name": "old",
+             "reason": "password hashing algorithm rabbit_password_hashing_md5 is not supported: the user cannot log in until its password is reset"},
+            {"kind": "policy", "vhost": "edge", "name": "capped",
+             "reason": "federation-upstream-set (the federation plugin) not supported; dropped from the policy"},
+            {"kind": "policy", "vhost": "edge", "name": "capped",
+             "reason": "ha-mode accepted without effect in Warren"},
+        ],
+    });
+    assert_eq!(r.json(), expected);
+    // What was applied was applied: the consistent-hash exchange (supported), its binding to
+    // `work`, and the policy without its federation key.
+    assert_eq!(
+        get(&b, "/api/exchanges/edge/hash").await["type"],
+        "x-consistent-hash"
+    );
+    assert_eq!(
+        get(&b, "/api/bindings/edge/e/hash/q/work")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let work = get(&b, "/api/queues/edge/work").await;
+    assert_eq!(work["policy"], "capped");
+    assert_eq!(
+        get(&b, "/api/policies/edge/capped").await["definition"],
+        json!({"max-length": 5, "ha-mode": "all"})
+    );
+    expect(&b, "GET", "/api/policies/edge/federate", None, 404).await;
+    expect(&b, "GET", "/api/exchanges/edge/later", None, 404).await;
+
+    // Nothing skipped: RabbitMQ's 204, empty body.
+    let r = expect(
+        &b,
+        "POST",
+        "/api/definitions",
+        Some(
+            json!({"queues": [{"name": "plain", "vhost": "edge", "durable": true,
+                                "auto_delete": false, "arguments": {}}]}),
+        ),
+        204,
+    )
+    .await;
+    assert!(r.body.is_empty());
+    // Invalid input: 400 with RabbitMQ's reason, and the lists.
+    let r = expect(
+        &b,
+        "POST",
+        "/api/definitions",
+        Some(
+            json!({"queues": [{"name": "x", "vhost": "nowhere", "durable": true,
+                                "auto_delete": false, "arguments": {}}],
+                    "exchanges": [{"name": "y", "vhost": "edge", "type": "x-delayed-message",
+                                   "durable": true, "auto_delete": false, "internal": false,
+                                   "arguments": {}}]}),
+        ),
+        400,
+    )
+    .await;
+    let v = r.json();
+    assert_eq!(v["error"], "bad_request");
+    assert_eq!(v["reason"], "queue 'x': no vhost 'nowhere'");
+    assert_eq!(v["errors"], json!(["queue 'x': no vhost 'nowhere'"]));
+    assert_eq!(v["skipped"][0]["name"], "y");
+    assert_eq!(v["ignored"], json!([]));
+
+    // A full export into one vhost: its users, vhosts and global parameters are not imported.
+    expect(&b, "PUT", "/api/vhosts/one", None, 201).await;
+    let single = json!({
+        "users": [{"name": "u1", "password_hash": "", "tags": []}],
+        "vhosts": [{"name": "one"}],
+        "global_parameters": [{"name": "cluster_name", "value": "rabbit@a"}],
+        "queues": [{"name": "q", "durable": true, "auto_delete": false, "arguments": {}}],
+    });
+    let r = expect(&b, "POST", "/api/definitions/one", Some(single), 200).await;
+    let why = "not imported into vhost 'one': a single-vhost import takes only its queues, exchanges, bindings, policies and parameters";
+    assert_eq!(
+        r.json(),
+        json!({"skipped": [
+            {"kind": "user", "vhost": null, "name": "u1", "reason": why},
+            {"kind": "vhost", "vhost": "one", "name": "one", "reason": why},
+            {"kind": "global_parameter", "vhost": null, "name": "cluster_name", "reason": why},
+        ], "ignored": []})
+    );
+    expect(&b, "GET", "/api/users/u1", None, 404).await;
+    get(&b, "/api/queues/one/q").await;
+
+    // warrenctl import-definitions prints the report as a table, or as JSON.
+    let file = b.data_dir.path.join("rabbit.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let base = format!("http://{}", b.running.http_addr);
+    let ctl_args = |extra: &[&str]| {
+        let mut v = vec!["warrenctl", "--url", base.as_str(), "import-definitions"];
+        v.push(file.to_str().unwrap());
+        v.extend_from_slice(extra);
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let out = ctl::run_from(ctl_args(&[])).await.unwrap();
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        format!(
+            "imported definitions from {}: 6 skipped, 5 ignored",
+            file.display()
+        )
+    );
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["result", "kind", "vhost", "name", "reason"]
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("skipped  parameter") && l.contains("move-orders")),
+        "{out}"
+    );
+    assert!(out.contains("its queue 'log' was skipped"), "{out}");
+    let out = ctl::run_from(ctl_args(&["--json"])).await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), expected);
+    b.running.shutdown().await;
+}
+
+/// A webhook receiver on 127.0.0.1 (an ephemeral port): reads each request, answers the
+/// `n`th with `statuses[n]` (the last one repeated; an empty body), and sends the request's
+/// head and body on the channel. With `tls`, it speaks HTTPS.
+async fn webhook_receiver(
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    statuses: Vec<u16>,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
-            let tx = tx.clone();
+            let Ok((s, _)) = l.accept().await else { return };
+            let (tx, seen, statuses) = (tx.clone(), seen.clone(), statuses.clone());
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 4096];
-                loop {
-                    let n = s.read(&mut tmp).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&tmp[..n]);
-                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + len {
-                            let body = buf[end + 4..end + 4 + len].to_vec();
-                            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                                .await
-                                .ok();
-                            let _ = tx.send((head, body));
-                            break;
+                match acceptor {
+                    Some(a) => {
+                        if let Ok(s) = a.accept(s).await {
+                            serve_webhook_requests(s, tx, seen, statuses).await;
                         }
                     }
+                    None => serve_webhook_requests(s, tx, seen, statuses).await,
                 }
             });
         }
     });
-    (format!("http://{addr}/hooks/warren"), rx)
+    (format!("{scheme}://{addr}/hooks/warren"), rx)
+}
+
+/// Serves the requests of one webhook connection (see [`webhook_receiver`]).
+async fn serve_webhook_requests(
+    mut s: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    tx: tokio::sync::mpsc::UnboundedSender<(String, Vec<u8>)>,
+    seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    statuses: Vec<u16>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let body = buf[end + 4..end + 4 + len].to_vec();
+                buf.drain(..end + 4 + len);
+                let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let status = statuses[n.min(statuses.len() - 1)];
+                let reply = format!("HTTP/1.1 {status} Status\r\nContent-Length: 0\r\n\r\n");
+                if s.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+                s.flush().await.ok();
+                let _ = tx.send((head, body));
+                continue;
+            }
+        }
+        let n = s.read(&mut tmp).await.unwrap_or(0);
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+/// Plain HTTP, answering 200.
+async fn webhook_listener() -> (String, tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
+    webhook_receiver(None, vec![200]).await
+}
+
+/// Declares queue `q` alerting above `max_length` messages and publishes `n` messages to it.
+async fn fill_alerting_queue(b: &TestBroker, q: &str, max_length: u32, n: usize) {
+    expect(
+        b,
+        "PUT",
+        &format!("/api/queues/%2F/{q}"),
+        Some(json!({"durable": true, "arguments": {"x-alert-max-length": max_length}})),
+        201,
+    )
+    .await;
+    let one = json!({"properties": {}, "routing_key": q, "payload": "x", "payload_encoding": "string"});
+    for _ in 0..n {
+        expect(
+            b,
+            "POST",
+            "/api/exchanges/%2F/amq.default/publish",
+            Some(one.clone()),
+            200,
+        )
+        .await;
+    }
+}
+
+/// Issue 18: an https:// webhook whose certificate is signed by a CA made in the test,
+/// trusted through `alert_webhook_ca`; the alert's JSON arrives over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_webhook_over_https_with_private_ca() {
+    let pki = common::pki::Pki::new("warren webhook test CA");
+    let dir = common::tempdir::Dir::new();
+    let ca = dir.path.join("hooks-ca.pem");
+    std::fs::write(&ca, pki.ca.pem()).unwrap();
+    let (hook, mut rx) = webhook_receiver(Some(pki.server_config()), vec![200]).await;
+    assert!(hook.starts_with("https://127.0.0.1:"), "{hook}");
+    // Without the CA the receiver's certificate is refused.
+    let untrusted = warren_server::http::webhook::Webhook::new(
+        &hook,
+        None,
+        warren_server::http::webhook::RetryPolicy {
+            attempts: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    match untrusted.deliver(b"{}".to_vec().into()).await {
+        warren_server::http::webhook::Outcome::Failed { attempts: 1, last } => {
+            assert!(last.contains("certificate"), "{last}")
+        }
+        other => panic!("delivered without trusting the CA: {other:?}"),
+    }
+    assert!(rx.try_recv().is_err());
+    let b = start_with(|c| {
+        c.alert_webhook = Some(hook.clone());
+        c.alert_webhook_ca = Some(ca.clone());
+    })
+    .await;
+    fill_alerting_queue(&b, "tls-alerts", 1, 2).await;
+    let (head, body) = within(10, "webhook POST over HTTPS", rx.recv()).await.unwrap();
+    assert!(head.starts_with("POST /hooks/warren HTTP/1.1"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let ev: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(ev["event"], "alert_firing");
+    assert_eq!(ev["product"], "Warren");
+    assert_eq!(ev["alert"]["vhost"], "/");
+    assert_eq!(ev["alert"]["queue"], "tls-alerts");
+    assert_eq!(ev["alert"]["kind"], "max_length");
+    assert_eq!(ev["alert"]["threshold"], 1.0);
+    assert_eq!(ev["alert"]["value"], 2.0);
+    b.running.shutdown().await;
+}
+
+/// Issue 18: a receiver that fails the first attempt with 500 gets the same alert again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_webhook_retries_after_a_server_error() {
+    let (hook, mut rx) = webhook_receiver(None, vec![500, 200]).await;
+    let b = start_with(|c| c.alert_webhook = Some(hook.clone())).await;
+    fill_alerting_queue(&b, "retried", 0, 1).await;
+    let (_, first) = within(10, "first webhook attempt", rx.recv()).await.unwrap();
+    let (head, second) = within(10, "retried webhook attempt", rx.recv()).await.unwrap();
+    assert!(head.starts_with("POST /hooks/warren HTTP/1.1"), "{head}");
+    assert_eq!(first, second);
+    let ev: Value = serde_json::from_slice(&second).unwrap();
+    assert_eq!(ev["event"], "alert_firing");
+    assert_eq!(ev["alert"]["queue"], "retried");
+    b.running.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

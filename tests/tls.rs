@@ -14,7 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use common::pki::Pki;
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warren_codec::frame::PROTOCOL_HEADER;
@@ -25,35 +26,7 @@ use warren_codec::{
 };
 use warren_server::config::CertLoginFrom;
 
-struct Pki {
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
-    cert_pem: String,
-    key_pem: String,
-}
-
 impl Pki {
-    fn new(ca_name: &str) -> Pki {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, ca_name);
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-        Pki {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            ca,
-            ca_key,
-        }
-    }
-
-    fn ca_der(&self) -> CertificateDer<'static> {
-        self.ca.der().clone()
-    }
-
     /// A client certificate with this subject, signed by the CA.
     fn client(&self, subject: &[(DnType, &str)]) -> Identity {
         let key = KeyPair::generate().unwrap();

@@ -605,6 +605,59 @@ pub mod raw {
     }
 }
 
+pub mod pki {
+    //! A CA and a server certificate made at test time (rcgen, ring provider).
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    use rustls_pki_types::CertificateDer;
+
+    pub struct Pki {
+        pub ca: rcgen::Certificate,
+        pub ca_key: KeyPair,
+        /// A server certificate for `localhost` and `127.0.0.1`, signed by the CA.
+        pub cert_pem: String,
+        pub key_pem: String,
+    }
+
+    impl Pki {
+        pub fn new(ca_name: &str) -> Pki {
+            let ca_key = KeyPair::generate().unwrap();
+            let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            ca_params.distinguished_name.push(DnType::CommonName, ca_name);
+            let ca = ca_params.self_signed(&ca_key).unwrap();
+            let key = KeyPair::generate().unwrap();
+            let params =
+                CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+            let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+            Pki {
+                cert_pem: cert.pem(),
+                key_pem: key.serialize_pem(),
+                ca,
+                ca_key,
+            }
+        }
+
+        pub fn ca_der(&self) -> CertificateDer<'static> {
+            self.ca.der().clone()
+        }
+
+        /// A rustls server configuration with the server certificate (ring provider).
+        pub fn server_config(&self) -> std::sync::Arc<rustls::ServerConfig> {
+            use rustls_pki_types::pem::PemObject;
+            let certs = vec![CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap()];
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap();
+            std::sync::Arc::new(config)
+        }
+    }
+}
+
 pub mod tempdir {
     //! A temporary directory removed on drop.
     use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! A tiny HTTP/1.1 client over a tokio `TcpStream` (plain HTTP only, one request per
-//! connection with `Connection: close`): enough for alert webhooks, `warrenctl` and tests,
-//! without pulling in TLS or a client framework.
+//! connection with `Connection: close`): enough for `warrenctl` and tests, without pulling in
+//! TLS or a client framework. (Alert webhooks, which must reach https:// receivers, use
+//! warren-server's `http::webhook` instead.)
 
 use std::io;
 use std::time::Duration;

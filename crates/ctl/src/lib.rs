@@ -98,7 +98,7 @@ pub enum Cmd {
         /// Output file
         file: Option<PathBuf>,
     },
-    /// Import a definitions file (RabbitMQ's format)
+    /// Import a definitions file (RabbitMQ's format); lists what was skipped or applied without effect
     ImportDefinitions {
         /// Input file
         file: PathBuf,
@@ -379,6 +379,40 @@ fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
 }
 
+/// What `import-definitions` prints for the API's answer: a table of the skipped and ignored
+/// items (or, with `--json`, the report; empty lists when everything was applied).
+fn import_report(file: &str, report: &Value, json: bool) -> String {
+    let items = |k: &str| report[k].as_array().cloned().unwrap_or_default();
+    let (skipped, ignored) = (items("skipped"), items("ignored"));
+    if json {
+        return pretty(&serde_json::json!({"skipped": skipped, "ignored": ignored}));
+    }
+    let mut out = format!("imported definitions from {file}");
+    if skipped.is_empty() && ignored.is_empty() {
+        return out + "\n";
+    }
+    out.push_str(&format!(
+        ": {} skipped, {} ignored\n",
+        skipped.len(),
+        ignored.len()
+    ));
+    let rows: Vec<Vec<String>> = [("skipped", &skipped), ("ignored", &ignored)]
+        .into_iter()
+        .flat_map(|(what, list)| {
+            list.iter().map(move |i| {
+                vec![
+                    what.to_string(),
+                    s(&i["kind"]),
+                    s(&i["vhost"]),
+                    s(&i["name"]),
+                    s(&i["reason"]),
+                ]
+            })
+        })
+        .collect();
+    out + &table(&["result", "kind", "vhost", "name", "reason"], &rows)
+}
+
 /// Runs a parsed command; returns what to print.
 pub async fn run(a: &Args) -> Result<String, String> {
     let api = Api { a };
@@ -579,8 +613,9 @@ pub async fn run(a: &Args) -> Result<String, String> {
                 std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             let doc: Value =
                 serde_json::from_str(&text).map_err(|e| format!("{}: invalid JSON: {e}", file.display()))?;
-            api.call("POST", "/api/definitions", Some(doc)).await?;
-            Ok(format!("imported definitions from {}\n", file.display()))
+            // 204 (Null): everything applied; 200: the report of what was skipped or ignored.
+            let report = api.call("POST", "/api/definitions", Some(doc)).await?;
+            Ok(import_report(&file.display().to_string(), &report, a.json))
         }
         Cmd::AddUser { .. }
         | Cmd::DeleteUser { .. }
@@ -1004,7 +1039,32 @@ pub fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::utc_time;
+    use super::{import_report, utc_time};
+    use serde_json::json;
+
+    #[test]
+    fn import_report_tables() {
+        assert_eq!(
+            import_report("d.json", &serde_json::Value::Null, false),
+            "imported definitions from d.json\n"
+        );
+        let j: serde_json::Value =
+            serde_json::from_str(&import_report("d.json", &serde_json::Value::Null, true)).unwrap();
+        assert_eq!(j, json!({"skipped": [], "ignored": []}));
+        let r = json!({
+            "skipped": [{"kind": "exchange", "vhost": "shop", "name": "delayed",
+                         "reason": "exchange type 'x-delayed-message' is not supported"}],
+            "ignored": [{"kind": "policy", "vhost": "/", "name": "ha-all",
+                         "reason": "ha-mode accepted without effect in Warren"}],
+        });
+        assert_eq!(
+            import_report("d.json", &r, false),
+            "imported definitions from d.json: 1 skipped, 1 ignored\n\
+             result   kind      vhost  name     reason\n\
+             skipped  exchange  shop   delayed  exchange type 'x-delayed-message' is not supported\n\
+             ignored  policy    /      ha-all   ha-mode accepted without effect in Warren\n"
+        );
+    }
 
     #[test]
     fn utc_time_formats_epoch_milliseconds() {

@@ -65,9 +65,12 @@ pub struct Cli {
     /// Seconds a client has to finish the AMQP handshake [default: 10]
     #[arg(long, env = "WARREN_HANDSHAKE_TIMEOUT")]
     pub handshake_timeout: Option<u64>,
-    /// URL (http://host:port/path) that queue alerts are POSTed to as JSON
+    /// URL (http:// or https://host:port/path) that queue alerts are POSTed to as JSON
     #[arg(long, env = "WARREN_ALERT_WEBHOOK")]
     pub alert_webhook: Option<String>,
+    /// PEM CA bundle trusted for https:// alert webhooks, besides the built-in public roots
+    #[arg(long, env = "WARREN_ALERT_WEBHOOK_CA", value_name = "FILE")]
+    pub alert_webhook_ca: Option<PathBuf>,
     /// Memory alarm threshold as a fraction of RAM (RabbitMQ's vm_memory_high_watermark) [default: 0.4]
     #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK")]
     pub memory_high_watermark: Option<f64>,
@@ -143,6 +146,7 @@ pub struct FileConfig {
     metrics_public: Option<bool>,
     handshake_timeout: Option<u64>,
     alert_webhook: Option<String>,
+    alert_webhook_ca: Option<PathBuf>,
     memory_high_watermark: Option<f64>,
     memory_limit: Option<u64>,
     disk_free_limit: Option<u64>,
@@ -189,8 +193,10 @@ pub struct Config {
     pub metrics_public: bool,
     /// Handshake timeout.
     pub handshake_timeout: Duration,
-    /// Webhook URL for queue alerts (plain HTTP).
+    /// Webhook URL for queue alerts (`http://` or `https://`).
     pub alert_webhook: Option<String>,
+    /// Extra CA (PEM) trusted for an `https://` alert webhook.
+    pub alert_webhook_ca: Option<PathBuf>,
     /// Memory alarm threshold as a fraction of RAM.
     pub memory_high_watermark: f64,
     /// Memory alarm threshold in bytes (overrides the fraction).
@@ -240,6 +246,7 @@ impl Default for Config {
             metrics_public: false,
             handshake_timeout: Duration::from_secs(10),
             alert_webhook: None,
+            alert_webhook_ca: None,
             memory_high_watermark: 0.4,
             memory_limit: None,
             disk_free_limit: 50_000_000,
@@ -302,6 +309,7 @@ impl Config {
                 .map(Duration::from_secs)
                 .unwrap_or(d.handshake_timeout),
             alert_webhook: cli.alert_webhook.or(file.alert_webhook),
+            alert_webhook_ca: cli.alert_webhook_ca.or(file.alert_webhook_ca),
             memory_high_watermark: cli
                 .memory_high_watermark
                 .or(file.memory_high_watermark)
@@ -397,6 +405,17 @@ mod tests {
         assert_eq!(Config::from_cli(cli).unwrap().prometheus_listen, None);
         let cli = Cli::parse_from(["warren", "--prometheus-listen", "nowhere"]);
         assert!(Config::from_cli(cli).is_err());
+        std::fs::write(&path, "alert_webhook_ca = \"/etc/warren/hooks-ca.pem\"\n").unwrap();
+        let cli = Cli::parse_from(["warren", "--config", path.to_str().unwrap()]);
+        assert_eq!(
+            Config::from_cli(cli).unwrap().alert_webhook_ca,
+            Some(PathBuf::from("/etc/warren/hooks-ca.pem"))
+        );
+        let cli = Cli::parse_from(["warren", "--alert-webhook-ca", "/tmp/ca.pem"]);
+        assert_eq!(
+            Config::from_cli(cli).unwrap().alert_webhook_ca,
+            Some(PathBuf::from("/tmp/ca.pem"))
+        );
         std::fs::write(&path, "bogus = 1\n").unwrap();
         let cli = Cli::parse_from(["warren", "--config", path.to_str().unwrap()]);
         assert!(Config::from_cli(cli).is_err());

@@ -75,6 +75,8 @@ pub async fn start(config: Config) -> std::io::Result<RunningBroker> {
         .map_err(std::io::Error::other)?
         .map_err(std::io::Error::other)?;
     let config = &broker.config;
+    // A bad webhook URL or CA file stops the start, not every alert later.
+    let webhook = http::webhook::Webhook::from_config(config).map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(config.amqp_listen).await?;
     let amqp_addr = listener.local_addr()?;
     tracing::info!("listening on {amqp_addr}");
@@ -108,6 +110,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningBroker> {
         http_listener,
         prometheus_listener,
         amqp_addr,
+        webhook,
         rx.clone(),
     ));
     let alarms_task = tokio::spawn(monitor::monitor(broker.clone(), rx.clone()));

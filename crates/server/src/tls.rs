@@ -9,6 +9,7 @@
 //! distinguished name with `ssl_cert_login_from = distinguished_name` ([`cert_login_name`]).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,30 +29,17 @@ pub fn server_config(config: &Config) -> Result<Option<Arc<ServerConfig>>, Strin
     let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
         return Ok(None);
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("cannot read {}: {e}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("invalid certificate in {}: {e}", cert.display()))?;
-    if certs.is_empty() {
-        return Err(format!("no certificate in {}", cert.display()));
-    }
+    let certs = read_certificates(cert, "certificate")?;
     let key =
         PrivateKeyDer::from_pem_file(key).map_err(|e| format!("invalid key in {}: {e}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crypto_provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let builder = match &config.tls_ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
-            for c in
-                CertificateDer::pem_file_iter(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?
-            {
-                let c = c.map_err(|e| format!("invalid CA certificate in {}: {e}", ca.display()))?;
-                roots
-                    .add(c)
-                    .map_err(|e| format!("invalid CA certificate in {}: {e}", ca.display()))?;
-            }
+            add_ca_certificates(&mut roots, ca)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .allow_unauthenticated()
                 .build()
@@ -64,6 +52,34 @@ pub fn server_config(config: &Config) -> Result<Option<Arc<ServerConfig>>, Strin
         .with_single_cert(certs, key)
         .map_err(|e| format!("certificate and key do not match: {e}"))?;
     Ok(Some(Arc::new(sc)))
+}
+
+/// The rustls crypto provider of every TLS endpoint of the broker (`ring`, see the workspace
+/// Cargo.toml): the AMQPS listener and the alert webhook client.
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The certificates of a PEM file (`what` names them in errors); at least one.
+pub fn read_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("invalid {what} in {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("no {what} in {}", path.display()));
+    }
+    Ok(certs)
+}
+
+/// Adds the CA certificates of a PEM bundle to `roots`.
+pub fn add_ca_certificates(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), String> {
+    for c in read_certificates(path, "CA certificate")? {
+        roots
+            .add(c)
+            .map_err(|e| format!("invalid CA certificate in {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Accepts TLS connections until `shutdown` turns true.

@@ -5,10 +5,11 @@
 //! unacked, above the threshold) and `x-alert-max-growth-per-minute` (depth growth over the
 //! last minute, measured over at least 10 s). Crossing a threshold starts an episode: one
 //! warning in the log, an entry in `GET /api/alerts`, `warren_queue_alert{…} 1`, and a JSON
-//! POST to `--alert-webhook` if configured; dropping back below ends it (logged and posted as
-//! `alert_resolved`).
+//! POST to `--alert-webhook` if configured ([`super::webhook`]: HTTP or HTTPS, with timeouts
+//! and retries); dropping back below ends it (logged and posted as `alert_resolved`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use warren_codec::FieldValue;
 
 use super::shared::Shared;
+use super::webhook::Webhook;
 use crate::util::now_ms;
 
 /// Alert kinds and the queue arguments that configure them.
@@ -216,8 +218,9 @@ pub fn sample(st: &Shared) -> Vec<AlertEvent> {
     events
 }
 
-/// Runs the sampler every second until shutdown, posting alert events to the webhook.
-pub async fn run(st: Shared, mut shutdown: watch::Receiver<bool>) {
+/// Runs the sampler every second until shutdown, posting alert events to the webhook (each
+/// delivery in its own task: a slow or failing receiver never delays the next sample).
+pub async fn run(st: Shared, webhook: Option<Arc<Webhook>>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -226,7 +229,7 @@ pub async fn run(st: Shared, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.wait_for(|v| *v) => return,
         }
         let events = sample(&st);
-        let Some(url) = st.broker.config.alert_webhook.clone() else {
+        let Some(webhook) = &webhook else {
             continue;
         };
         for ev in events {
@@ -236,21 +239,8 @@ pub async fn run(st: Shared, mut shutdown: watch::Receiver<bool>) {
                 "node": st.node(),
                 "product": "Warren",
             });
-            let url = url.clone();
-            tokio::spawn(async move {
-                let r = warren_ctl::client::request(
-                    "POST",
-                    &url,
-                    None,
-                    Some(("application/json", body.to_string().into_bytes())),
-                )
-                .await;
-                match r {
-                    Ok(resp) if resp.status < 300 => {}
-                    Ok(resp) => tracing::warn!(url, status = resp.status, "alert webhook refused the alert"),
-                    Err(e) => tracing::warn!(url, "alert webhook failed: {e}"),
-                }
-            });
+            let webhook = webhook.clone();
+            tokio::spawn(async move { webhook.deliver(body.to_string().into()).await });
         }
     }
 }

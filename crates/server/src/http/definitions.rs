@@ -3,16 +3,28 @@
 //! `bindings`, …), so a file exported from RabbitMQ imports into Warren and back.
 //!
 //! Import goes through the same declare/bind rules as AMQP clients. What Warren cannot run is
-//! skipped with a warning rather than failing the whole file: exchange types it lacks
-//! (`x-consistent-hash`, …), queue types other than classic/quorum, password hashes other than
-//! SHA-256 (the user is created but cannot log in). Users, vhosts, permissions, topic
-//! permissions and policies go to the broker's durable stores and are enforced; policies are
-//! imported before queues, so imported queues start with their policy applied, and an invalid
-//! policy fails the import with RabbitMQ's validation text.
+//! skipped rather than failing the whole file, and the answer says so (issue 18): RabbitMQ's
+//! `204 No Content` when everything was applied, otherwise `200` with an [`ImportReport`]:
+//! `{"skipped": [...], "ignored": [...]}`, each item `{"kind", "vhost", "name", "reason"}`.
+//! *Skipped* items were not applied: exchange types Warren lacks (`x-delayed-message`, …;
+//! `x-consistent-hash` and `x-random` are supported), queue types other than classic/quorum
+//! (`stream`), bindings of skipped exchanges and queues, runtime parameters (shovels,
+//! federation upstreams, vhost limits), global parameters (`cluster_name`, …) and, on a
+//! single-vhost import, users, vhosts and permissions. *Ignored* items were applied, but part
+//! of them has no effect: policy keys such as `ha-mode`, password hashes other than SHA-256
+//! (the user exists but cannot log in until its password is reset), per-user and per-vhost
+//! limits, a vhost's default queue type. Invalid input (a policy RabbitMQ would refuse, a
+//! missing vhost, …) still answers `400` with RabbitMQ's `reason`, plus the lists.
+//!
+//! Users, vhosts, permissions, topic permissions and policies go to the broker's durable
+//! stores and are enforced; policies are imported before queues, so imported queues start with
+//! their policy applied.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
 use warren_core::topology::QueueMeta;
 
@@ -92,7 +104,7 @@ pub fn export_value(st: &Shared) -> Value {
         "permissions": permissions_json(st),
         "topic_permissions": super::users::topic_permissions_json(st),
         "parameters": [],
-        "global_parameters": [{"name": "cluster_name", "value": "warren"}],
+        "global_parameters": [{"name": "cluster_name", "value": CLUSTER_NAME}],
         "policies": crate::policies::list_json(&st.broker, None),
         "queues": queues,
         "exchanges": exchanges,
@@ -119,24 +131,152 @@ fn list<'a>(doc: &'a Value, key: &str) -> Result<&'a [Value], String> {
     }
 }
 
+/// Warren's cluster name (`/api/cluster-name`, exports): importing it changes nothing.
+const CLUSTER_NAME: &str = "warren";
+
+/// One skipped or ignored item of an import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportItem {
+    /// `user`, `vhost`, `permission`, `topic_permission`, `parameter`, `global_parameter`,
+    /// `policy`, `exchange`, `queue` or `binding`.
+    pub kind: &'static str,
+    /// Its vhost (`null` for users and global parameters).
+    pub vhost: Option<String>,
+    /// Its name (`source -> destination` for a binding, the user for a permission).
+    pub name: String,
+    /// Why it was skipped, or what of it has no effect.
+    pub reason: String,
+}
+
 /// What an import did.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize)]
 pub struct ImportReport {
-    /// Things skipped, with reasons (logged as warnings).
-    pub warnings: Vec<String>,
-    /// Things that failed.
+    /// Items not applied.
+    pub skipped: Vec<ReportItem>,
+    /// Items applied, in part without effect.
+    pub ignored: Vec<ReportItem>,
+    /// Things that failed (the answer is 400).
+    #[serde(skip)]
     pub errors: Vec<String>,
 }
 
-/// Applies a definitions document.
+impl ImportReport {
+    fn item(kind: &'static str, vhost: Option<&str>, name: &str, reason: String) -> ReportItem {
+        ReportItem {
+            kind,
+            vhost: vhost.map(str::to_string),
+            name: name.to_string(),
+            reason,
+        }
+    }
+
+    /// Records an item that was not applied.
+    fn skip(&mut self, kind: &'static str, vhost: Option<&str>, name: &str, reason: impl Into<String>) {
+        self.skipped.push(Self::item(kind, vhost, name, reason.into()));
+    }
+
+    /// Records an item applied without (full) effect.
+    fn ignore(&mut self, kind: &'static str, vhost: Option<&str>, name: &str, reason: impl Into<String>) {
+        self.ignored.push(Self::item(kind, vhost, name, reason.into()));
+    }
+
+    /// The HTTP answer: 204 when everything was applied, 200 with the report when something
+    /// was skipped or ignored, 400 (RabbitMQ's error shape plus the lists) on failures.
+    pub fn into_response(self) -> Response {
+        self.log();
+        if !self.errors.is_empty() {
+            let mut e = ApiError::bad_request(self.errors.join("; "));
+            e.body["errors"] = json!(self.errors);
+            e.body["skipped"] = json!(self.skipped);
+            e.body["ignored"] = json!(self.ignored);
+            return e.into_response();
+        }
+        if self.skipped.is_empty() && self.ignored.is_empty() {
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        (StatusCode::OK, axum::Json(self)).into_response()
+    }
+
+    /// Logs what was skipped, ignored or failed.
+    fn log(&self) {
+        for (what, items) in [("skipped", &self.skipped), ("ignored", &self.ignored)] {
+            for i in items {
+                let vhost = i.vhost.as_deref().unwrap_or("");
+                tracing::warn!(kind = i.kind, vhost, name = %i.name, "definitions import {what}: {}", i.reason);
+            }
+        }
+        for e in &self.errors {
+            tracing::warn!("definitions import failed: {e}");
+        }
+    }
+}
+
+/// Why a runtime parameter of this component is skipped.
+fn parameter_reason(component: &str) -> String {
+    match component {
+        "shovel" => "shovel: dynamic shovels (rabbitmq_shovel) are not supported".into(),
+        "federation-upstream" | "federation-upstream-set" => {
+            format!("{component}: federation (rabbitmq_federation) is not supported")
+        }
+        "vhost-limits" => {
+            "vhost-limits: per-vhost limits are not supported (--max-queues-per-vhost applies to every vhost)"
+                .into()
+        }
+        other => format!("{other}: runtime parameters of this component are not supported"),
+    }
+}
+
+/// Policy keys of plugins Warren lacks: dropped from an imported policy (rather than failing
+/// it as unrecognised) and reported.
+const PLUGIN_POLICY_KEYS: [(&str, &str); 2] = [
+    ("federation-upstream", "federation"),
+    ("federation-upstream-set", "federation"),
+];
+
+/// Whether a `limits` value (an object or a list) sets anything.
+fn sets_limits(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Object(o)) => !o.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        _ => false,
+    }
+}
+
+/// Applies a definitions document; `Err` for a document that is not one (nothing applied).
 pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
     if !doc.is_object() {
         return Err("definitions must be a JSON object".into());
     }
     let mut r = ImportReport::default();
-    let mut skipped: Vec<(String, String)> = Vec::new();
+    let mut skipped: Vec<(String, String, &'static str)> = Vec::new();
     for v in list(doc, "vhosts")? {
-        st.broker.create_vhost(field(v, "name", "vhost")?);
+        let name = field(v, "name", "vhost")?;
+        st.broker.create_vhost(name);
+        if sets_limits(v.get("limits")) {
+            r.ignore(
+                "vhost",
+                Some(name),
+                name,
+                format!(
+                    "limits {} are not supported (--max-queues-per-vhost applies to every vhost)",
+                    v["limits"]
+                ),
+            );
+        }
+        let dqt = v
+            .get("default_queue_type")
+            .or_else(|| v.get("metadata").and_then(|m| m.get("default_queue_type")))
+            .and_then(Value::as_str);
+        if let Some(t) = dqt.filter(|t| !matches!(*t, "classic" | "undefined" | "")) {
+            r.ignore(
+                "vhost",
+                Some(name),
+                name,
+                format!(
+                    "default queue type '{t}' has no effect: queues declared without x-queue-type are classic"
+                ),
+            );
+        }
     }
     for u in list(doc, "users")? {
         let name = field(u, "name", "user")?;
@@ -146,9 +286,23 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
             .and_then(Value::as_str)
             .unwrap_or("rabbit_password_hashing_sha256");
         if algo != "rabbit_password_hashing_sha256" {
-            r.warnings.push(format!(
-                "user '{name}': hashing algorithm {algo} is not supported; the user cannot log in until its password is reset"
-            ));
+            r.ignore(
+                "user",
+                None,
+                name,
+                format!("password hashing algorithm {algo} is not supported: the user cannot log in until its password is reset"),
+            );
+        }
+        if sets_limits(u.get("limits")) {
+            r.ignore(
+                "user",
+                None,
+                name,
+                format!(
+                    "limits {} are not supported (--max-connections-per-user applies to every user)",
+                    u["limits"]
+                ),
+            );
         }
         let tags: Vec<String> = match u.get("tags") {
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
@@ -196,17 +350,54 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
             ));
         }
     }
+    for p in list(doc, "parameters")? {
+        let name = field(p, "name", "parameter")?;
+        let component = p.get("component").and_then(Value::as_str).unwrap_or("");
+        let vh = p.get("vhost").and_then(Value::as_str);
+        r.skip("parameter", vh, name, parameter_reason(component));
+    }
+    for p in list(doc, "global_parameters")? {
+        let name = field(p, "name", "global parameter")?;
+        let reason = match name {
+            "cluster_name" if p.get("value").and_then(Value::as_str) == Some(CLUSTER_NAME) => continue,
+            "cluster_name" => format!("the cluster name cannot be set: Warren reports '{CLUSTER_NAME}'"),
+            "internal_cluster_id" => "RabbitMQ's internal cluster identity; Warren has none".into(),
+            _ => "global runtime parameters are not supported".into(),
+        };
+        r.skip("global_parameter", None, name, reason);
+    }
     for p in list(doc, "policies")? {
         let name = field(p, "name", "policy")?;
         let vh = field(p, "vhost", "policy")?;
-        match crate::policies::policy_from_json(name, p) {
+        let mut p = p.clone();
+        let mut dropped = Vec::new();
+        if let Some(def) = p.get_mut("definition").and_then(Value::as_object_mut) {
+            for (key, plugin) in PLUGIN_POLICY_KEYS {
+                if def.remove(key).is_some() {
+                    dropped.push(format!("{key} (the {plugin} plugin)"));
+                }
+            }
+            if !dropped.is_empty() && def.is_empty() {
+                r.skip(
+                    "policy",
+                    Some(vh),
+                    name,
+                    format!("{} not supported", dropped.join(", ")),
+                );
+                continue;
+            }
+        }
+        match crate::policies::policy_from_json(name, &p) {
             Ok(policy) => {
                 let idle = policy.ineffective_keys();
-                if !idle.is_empty() {
-                    r.warnings.push(format!(
-                        "policy '{name}' in vhost '{vh}': {} accepted but without effect in Warren",
-                        idle.join(", ")
-                    ));
+                let notes = [
+                    (!dropped.is_empty())
+                        .then(|| format!("{} not supported; dropped from the policy", dropped.join(", "))),
+                    (!idle.is_empty())
+                        .then(|| format!("{} accepted without effect in Warren", idle.join(", "))),
+                ];
+                for note in notes.into_iter().flatten() {
+                    r.ignore("policy", Some(vh), name, note);
                 }
                 if st.broker.put_policy(vh, policy).is_none() {
                     r.errors.push(format!("policy '{name}': no vhost '{vh}'"));
@@ -228,11 +419,13 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
         let b: ExchangeBody =
             serde_json::from_value(x.clone()).map_err(|e| format!("exchange '{name}': {e}"))?;
         if warren_core::topology::ExchangeKind::parse(&b.kind).is_none() {
-            r.warnings.push(format!(
-                "exchange '{name}' in vhost '{vh}': type '{}' is not supported; skipped",
-                b.kind
-            ));
-            skipped.push((vh.to_string(), name.to_string()));
+            r.skip(
+                "exchange",
+                Some(vh),
+                name,
+                format!("exchange type '{}' is not supported", b.kind),
+            );
+            skipped.push((vh.to_string(), name.to_string(), "exchange"));
             continue;
         }
         if name.is_empty() || name.starts_with("amq.") {
@@ -258,10 +451,13 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
             .or_else(|| q.get("type").and_then(Value::as_str))
             .unwrap_or("classic");
         if !matches!(qtype, "classic" | "quorum") {
-            r.warnings.push(format!(
-                "queue '{name}' in vhost '{vh}': queue type '{qtype}' is not supported; skipped"
-            ));
-            skipped.push((vh.to_string(), name.to_string()));
+            r.skip(
+                "queue",
+                Some(vh),
+                name,
+                format!("queue type '{qtype}' is not supported"),
+            );
+            skipped.push((vh.to_string(), name.to_string(), "queue"));
             continue;
         }
         if let Err(e) = declare_queue(&v, name, &b, st.broker.config.max_queues_per_vhost) {
@@ -282,10 +478,17 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
         if source.is_empty() {
             continue;
         }
-        if skipped.iter().any(|(v, n)| v == vh && (n == source || n == dest)) {
-            r.warnings.push(format!(
-                "binding {source} -> {dest} in vhost '{vh}' skipped with its source or destination"
-            ));
+        let dest_kind = if to_queue { "queue" } else { "exchange" };
+        let gone = skipped.iter().find(|(v, n, k)| {
+            v == vh && ((*k == "exchange" && n == source) || (*k == dest_kind && n == dest))
+        });
+        if let Some((_, n, k)) = gone {
+            r.skip(
+                "binding",
+                Some(vh),
+                &format!("{source} -> {dest}"),
+                format!("its {k} '{n}' was skipped"),
+            );
             continue;
         }
         let body = BindingBody {
@@ -306,24 +509,15 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
                 .push(format!("binding {source} -> {dest} in vhost '{vh}': {why}"));
         }
     }
-    for w in &r.warnings {
-        tracing::warn!("definitions import: {w}");
-    }
-    for e in &r.errors {
-        tracing::warn!("definitions import failed: {e}");
-    }
     Ok(r)
 }
 
-/// `POST /api/definitions`: 204 on success, 400 with the failures otherwise.
-pub async fn import(State(st): State<Shared>, body: Bytes) -> ApiResult<StatusCode> {
+/// `POST /api/definitions`: 204 when everything was applied, 200 with the report when
+/// something was skipped or ignored, 400 with the failures ([`ImportReport::into_response`]).
+pub async fn import(State(st): State<Shared>, body: Bytes) -> ApiResult<Response> {
     let doc: Value = parse_body(&body)?;
     let report = import_value(&st, &doc).map_err(ApiError::bad_request)?;
-    if report.errors.is_empty() {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::bad_request(report.errors.join("; ")))
-    }
+    Ok(report.into_response())
 }
 
 /// The keys of a single-vhost definitions document (`GET /api/definitions/{vhost}`).
@@ -368,12 +562,13 @@ pub async fn export_vhost(
 }
 
 /// `POST /api/definitions/{vhost}`: imports a single-vhost document into that vhost (any
-/// `vhost` fields in it are overridden; users, vhosts and permissions are ignored).
+/// `vhost` fields in it are overridden); the users, vhosts, permissions and global parameters
+/// of a full export are not imported, and reported as skipped. Answers as [`import`].
 pub async fn import_vhost(
     State(st): State<Shared>,
     axum::extract::Path(vh): axum::extract::Path<String>,
     body: Bytes,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     if st.broker.vhost(&vh).is_none() {
         return Err(ApiError::not_found());
     }
@@ -396,10 +591,26 @@ pub async fn import_vhost(
             .collect();
         scoped.insert(k.into(), Value::Array(items));
     }
-    let report = import_value(&st, &Value::Object(scoped)).map_err(ApiError::bad_request)?;
-    if report.errors.is_empty() {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::bad_request(report.errors.join("; ")))
+    let mut report = import_value(&st, &Value::Object(scoped)).map_err(ApiError::bad_request)?;
+    // (document key, report kind, the item's name field, its vhost field)
+    let outside: [(&str, &'static str, &str, Option<&str>); 5] = [
+        ("users", "user", "name", None),
+        ("vhosts", "vhost", "name", Some("name")),
+        ("permissions", "permission", "user", Some("vhost")),
+        ("topic_permissions", "topic_permission", "user", Some("vhost")),
+        ("global_parameters", "global_parameter", "name", None),
+    ];
+    for (key, kind, name_field, vhost_field) in outside {
+        for item in list(&doc, key).map_err(ApiError::bad_request)? {
+            let text = |f: &str| item.get(f).and_then(Value::as_str).unwrap_or("");
+            let vhost = vhost_field.map(text);
+            report.skip(
+                kind,
+                vhost,
+                text(name_field),
+                format!("not imported into vhost '{vh}': a single-vhost import takes only its queues, exchanges, bindings, policies and parameters"),
+            );
+        }
     }
+    Ok(report.into_response())
 }

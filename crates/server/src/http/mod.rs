@@ -1,8 +1,9 @@
 //! The management HTTP listener (`--http-listen`, default 127.0.0.1:15672): RabbitMQ's
 //! management API paths and JSON ([`api`], [`definitions`]), Prometheus metrics at `/metrics`
 //! ([`metrics`]), dead-letter-queue detection and reprocessing ([`dlq`]), queue alerts with an
-//! optional webhook ([`alerts`]), the dashboard at `/`, a tiny HTTP/1.1 client ([`client`])
-//! and the `warrenctl` command line built on it ([`ctl`], both re-exported from `warren-ctl`); quarantined queue directories
+//! optional webhook ([`alerts`], delivered over HTTP or HTTPS by [`webhook`]), the dashboard
+//! at `/`, a tiny HTTP/1.1 client ([`client`]) and the `warrenctl` command line built on it
+//! ([`ctl`], both re-exported from `warren-ctl`); quarantined queue directories
 //! ([`quarantine`]).
 //!
 //! Every route needs HTTP basic auth with a broker user and passes RabbitMQ's tag and
@@ -27,6 +28,7 @@ pub mod prometheus;
 pub mod quarantine;
 pub mod shared;
 pub mod users;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,12 +71,13 @@ async fn dashboard() -> impl IntoResponse {
 }
 
 /// Serves the management API on `listener`, and the Prometheus endpoints on `prometheus` if
-/// given, until `shutdown` turns true.
+/// given, until `shutdown` turns true; queue alerts go to `webhook` if given.
 pub async fn serve(
     broker: Arc<Broker>,
     listener: tokio::net::TcpListener,
     prometheus: Option<tokio::net::TcpListener>,
     amqp_addr: SocketAddr,
+    webhook: Option<Arc<webhook::Webhook>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let http_addr = listener
@@ -88,7 +91,7 @@ pub async fn serve(
         sampler: Mutex::new(alerts::Sampler::default()),
         next_key: AtomicU64::new(0),
     });
-    let sampler = tokio::spawn(alerts::run(st.clone(), shutdown.clone()));
+    let sampler = tokio::spawn(alerts::run(st.clone(), webhook, shutdown.clone()));
     let prometheus = prometheus.map(|l| tokio::spawn(prometheus::serve(st.clone(), l, shutdown.clone())));
     let app = router(st).into_make_service_with_connect_info::<SocketAddr>();
     let stop = async move {
