@@ -100,6 +100,14 @@ impl Session {
         encode_method(&mut self.out, channel, &m.into());
     }
 
+    /// Encodes a content-bearing method (`basic.deliver`, `basic.return`) with `msg`'s header
+    /// and body frames into the write buffer.
+    pub fn send_content(&mut self, channel: u16, m: impl Into<Method>, msg: &warren_core::Message) {
+        encode_method(&mut self.out, channel, &m.into());
+        warren_codec::encode_basic_header(&mut self.out, channel, msg.body.len() as u64, &msg.properties);
+        warren_codec::encode_body(&mut self.out, channel, &msg.body, self.frame_max);
+    }
+
     /// Remembers a durable queue written in this batch (flushed and synced by the connection).
     pub fn mark_dirty(&mut self, q: Arc<Queue>) {
         if !self.dirty.iter().any(|d| Arc::ptr_eq(d, &q)) {

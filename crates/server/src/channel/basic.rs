@@ -207,17 +207,14 @@ impl Channel {
         }
         let delivery_tag = self.next_tag;
         self.next_tag += 1;
-        let method: Method = BasicDeliver {
+        let method = BasicDeliver {
             consumer_tag: tag,
             delivery_tag,
             redelivered: false,
             exchange: msg.exchange.clone(),
             routing_key: msg.routing_key.clone(),
-        }
-        .into();
-        warren_codec::encode_method(&mut s.out, self.id, &method);
-        encode_basic_header(&mut s.out, self.id, msg.body.len() as u64, &msg.properties);
-        encode_body(&mut s.out, self.id, &msg.body, s.frame_max);
+        };
+        s.send_content(self.id, method, &msg);
     }
 
     pub(super) fn basic_get(&mut self, s: &mut Session, m: BasicGet) -> AmqpResult<()> {
@@ -418,16 +415,13 @@ impl Channel {
                     .metrics
                     .unroutable_returned
                     .fetch_add(1, Ordering::Relaxed);
-                let method: Method = BasicReturn {
+                let method = BasicReturn {
                     reply_code: 312,
                     reply_text: ShortStr::from("NO_ROUTE"),
                     exchange: msg.exchange.clone(),
                     routing_key: msg.routing_key.clone(),
-                }
-                .into();
-                warren_codec::encode_method(&mut s.out, self.id, &method);
-                encode_basic_header(&mut s.out, self.id, msg.body.len() as u64, &msg.properties);
-                encode_body(&mut s.out, self.id, &msg.body, s.frame_max);
+                };
+                s.send_content(self.id, method, &msg);
             }
         }
         let needs_sync = !outcome.persisted.is_empty();

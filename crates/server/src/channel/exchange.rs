@@ -2,6 +2,7 @@
 //! (exchange-to-exchange bindings, a RabbitMQ extension). Permission checks as RabbitMQ's
 //! `rabbit_channel`; the vhost service does the rest.
 
+use warren_codec::Method;
 use warren_codec::methods::*;
 use warren_core::AmqpResult;
 use warren_core::topology::ExchangeDeclare as ExchangeDecl;
@@ -42,15 +43,7 @@ impl Channel {
         Ok(())
     }
 
-    /// Write on the destination, read on the source, topic read on the key.
-    fn check_exchange_binding(s: &mut Session, b: &BindingRef) -> AmqpResult<()> {
-        s.check_access(Resource::Exchange, b.destination, Access::Write)?;
-        s.check_access(Resource::Exchange, b.source, Access::Read)?;
-        s.check_topic_bind(b.source, b.routing_key)
-    }
-
     pub(super) fn exchange_bind(&mut self, s: &mut Session, m: ExchangeBind) -> AmqpResult<()> {
-        let v = s.vhost()?;
         let b = BindingRef {
             source: &m.source,
             destination: &m.destination,
@@ -58,16 +51,10 @@ impl Channel {
             routing_key: &m.routing_key,
             arguments: &m.arguments,
         };
-        Self::check_exchange_binding(s, &b)?;
-        v.bind(&b, None)?;
-        if !m.nowait {
-            s.send_method(self.id, ExchangeBindOk {});
-        }
-        Ok(())
+        self.binding(s, &b, true, (!m.nowait).then_some(ExchangeBindOk {}.into()))
     }
 
     pub(super) fn exchange_unbind(&mut self, s: &mut Session, m: ExchangeUnbind) -> AmqpResult<()> {
-        let v = s.vhost()?;
         let b = BindingRef {
             source: &m.source,
             destination: &m.destination,
@@ -75,10 +62,36 @@ impl Channel {
             routing_key: &m.routing_key,
             arguments: &m.arguments,
         };
-        Self::check_exchange_binding(s, &b)?;
-        v.unbind(&b, None)?;
-        if !m.nowait {
-            s.send_method(self.id, ExchangeUnbindOk {});
+        self.binding(s, &b, false, (!m.nowait).then_some(ExchangeUnbindOk {}.into()))
+    }
+
+    /// exchange.bind/unbind and queue.bind/unbind (`bind`: which): write on the destination
+    /// (queue or exchange), read on the source, topic read on the key; then the vhost's
+    /// operation (a queue binding as this connection, for exclusive queues) and `ok`, if any.
+    pub(super) fn binding(
+        &mut self,
+        s: &mut Session,
+        b: &BindingRef,
+        bind: bool,
+        ok: Option<Method>,
+    ) -> AmqpResult<()> {
+        let v = s.vhost()?;
+        let dest = if b.to_queue {
+            Resource::Queue
+        } else {
+            Resource::Exchange
+        };
+        s.check_access(dest, b.destination, Access::Write)?;
+        s.check_access(Resource::Exchange, b.source, Access::Read)?;
+        s.check_topic_bind(b.source, b.routing_key)?;
+        let owner = b.to_queue.then_some(s.shared.id);
+        if bind {
+            v.bind(b, owner)?;
+        } else {
+            v.unbind(b, owner)?;
+        }
+        if let Some(ok) = ok {
+            s.send_method(self.id, ok);
         }
         Ok(())
     }

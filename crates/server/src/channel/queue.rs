@@ -72,15 +72,7 @@ impl Channel {
         Ok(())
     }
 
-    /// Write on the queue, read on the exchange, topic read on the key.
-    fn check_queue_binding(s: &mut Session, b: &BindingRef) -> AmqpResult<()> {
-        s.check_access(Resource::Queue, b.destination, Access::Write)?;
-        s.check_access(Resource::Exchange, b.source, Access::Read)?;
-        s.check_topic_bind(b.source, b.routing_key)
-    }
-
     pub(super) fn queue_bind(&mut self, s: &mut Session, m: QueueBind) -> AmqpResult<()> {
-        let v = s.vhost()?;
         let b = BindingRef {
             source: &m.exchange,
             destination: &m.queue,
@@ -88,16 +80,12 @@ impl Channel {
             routing_key: &m.routing_key,
             arguments: &m.arguments,
         };
-        Self::check_queue_binding(s, &b)?;
-        v.bind(&b, Some(s.shared.id))?;
-        if !m.nowait {
-            s.send_method(self.id, QueueBindOk {});
-        }
-        Ok(())
+        self.binding(s, &b, true, (!m.nowait).then_some(QueueBindOk {}.into()))
     }
 
+    /// queue.unbind has no nowait. A missing queue is fine (unbind is idempotent); another
+    /// connection's exclusive queue is not.
     pub(super) fn queue_unbind(&mut self, s: &mut Session, m: QueueUnbind) -> AmqpResult<()> {
-        let v = s.vhost()?;
         let b = BindingRef {
             source: &m.exchange,
             destination: &m.queue,
@@ -105,12 +93,7 @@ impl Channel {
             routing_key: &m.routing_key,
             arguments: &m.arguments,
         };
-        Self::check_queue_binding(s, &b)?;
-        // A missing queue is fine (unbind is idempotent); another connection's exclusive
-        // queue is not.
-        v.unbind(&b, Some(s.shared.id))?;
-        s.send_method(self.id, QueueUnbindOk {});
-        Ok(())
+        self.binding(s, &b, false, Some(QueueUnbindOk {}.into()))
     }
 
     pub(super) fn queue_purge(&mut self, s: &mut Session, m: QueuePurge) -> AmqpResult<()> {
