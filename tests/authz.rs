@@ -47,6 +47,8 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("GET", "/api/nodes", Monitor),
     ("GET", "/api/whoami", Mgmt),
     ("GET", "/api/cluster-name", Mgmt),
+    ("PUT", "/api/cluster-name", Admin),
+    ("GET", "/api/auth", Mgmt),
     ("GET", "/api/extensions", Mgmt),
     ("GET", "/api/feature-flags", Admin),
     ("GET", "/api/vhosts", Mgmt),
@@ -62,6 +64,7 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("GET", "/api/exchanges/{vhost}/{name}/bindings/source", Vhost),
     ("GET", "/api/exchanges/{vhost}/{name}/bindings/destination", Vhost),
     ("GET", "/api/queues", Mgmt),
+    ("GET", "/api/queues/detailed", Mgmt),
     ("GET", "/api/queues/{vhost}", Vhost),
     ("GET", "/api/queues/{vhost}/{name}", Vhost),
     ("PUT", "/api/queues/{vhost}/{name}", Res),
@@ -85,23 +88,31 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("GET", "/api/parameters", Policy),
     ("GET", "/api/parameters/{component}", Policy),
     ("GET", "/api/parameters/{component}/{vhost}", Policy),
+    ("GET", "/api/parameters/{component}/{vhost}/{name}", Policy),
     ("GET", "/api/global-parameters", Policy),
+    ("GET", "/api/global-parameters/{name}", Policy),
     ("GET", "/api/operator-policies", Mgmt),
     ("GET", "/api/operator-policies/{vhost}", Vhost),
+    ("GET", "/api/operator-policies/{vhost}/{name}", Vhost),
     ("GET", "/api/deprecated-features", Mgmt),
     ("GET", "/api/deprecated-features/used", Mgmt),
     ("GET", "/api/vhost-limits", Mgmt),
+    ("GET", "/api/vhost-limits/{vhost}", Vhost),
     ("GET", "/api/user-limits", Mgmt),
+    ("GET", "/api/user-limits/{user}", Mgmt),
     ("GET", "/api/connections/{name}", Mgmt),
     ("DELETE", "/api/connections/{name}", Mgmt),
     ("GET", "/api/connections/{name}/channels", Mgmt),
     ("GET", "/api/connections/username/{user}", Mgmt),
     ("DELETE", "/api/connections/username/{user}", Admin),
     ("GET", "/api/vhosts/{name}/connections", Mgmt),
+    ("GET", "/api/vhosts/{name}/channels", Mgmt),
     ("GET", "/api/channels", Mgmt),
+    ("GET", "/api/channels/{name}", Mgmt),
     ("GET", "/api/consumers", Mgmt),
     ("GET", "/api/consumers/{vhost}", Mgmt),
     ("GET", "/api/users", Admin),
+    ("GET", "/api/users/without-permissions", Admin),
     ("GET", "/api/users/{name}", Admin),
     ("PUT", "/api/users/{name}", Admin),
     ("DELETE", "/api/users/{name}", Admin),
@@ -143,6 +154,13 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("GET", "/api/health/checks/node-is-quorum-critical", Mgmt),
     ("GET", "/api/health/checks/node-is-mirror-sync-critical", Mgmt),
     ("GET", "/api/health/checks/ready-to-serve-clients", Mgmt),
+    (
+        "GET",
+        "/api/health/checks/certificate-expiration/{within}/{unit}",
+        Mgmt,
+    ),
+    ("GET", "/api/health/checks/below-node-connection-limit", Mgmt),
+    ("GET", "/api/health/checks/is-in-service", Mgmt),
     ("GET", "/api/health/checks/port-listener/{port}", Mgmt),
     ("GET", "/api/health/checks/protocol-listener/{protocol}", Mgmt),
     ("GET", "/api/aliveness-test/{vhost}", Vhost),
@@ -253,6 +271,8 @@ fn concrete(template: &str, vhost: &str) -> String {
         .replace("{protocol}", "amqp")
         .replace("{dir}", "walk-d")
         .replace("{component}", "walk-c")
+        .replace("{within}", "1")
+        .replace("{unit}", "days")
 }
 
 /// The expected (status, reason) for a user with `tag` on a route needing `need`, on a vhost

@@ -92,7 +92,7 @@ pub fn export_value(st: &Shared) -> Value {
         "permissions": permissions_json(st),
         "topic_permissions": super::users::topic_permissions_json(st),
         "parameters": [],
-        "global_parameters": [{"name": "cluster_name", "value": "warren"}],
+        "global_parameters": [{"name": "cluster_name", "value": *st.cluster_name.lock()}],
         "policies": crate::policies::list_json(&st.broker, None),
         "queues": queues,
         "exchanges": exchanges,

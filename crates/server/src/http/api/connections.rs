@@ -72,15 +72,15 @@ fn find_connection(st: &Shared, caller: &Caller, name: &str) -> Option<Arc<crate
     })
 }
 
-/// RabbitMQ's reason for a connection closed through the API: the `X-Reason` header, or its
-/// default.
+/// The reply text of a connection closed through the API, as RabbitMQ words it:
+/// `CONNECTION_FORCED - ` and the `X-Reason` header, or its default.
 fn close_reason(headers: &axum::http::HeaderMap) -> String {
-    headers
+    let reason = headers
         .get("x-reason")
         .and_then(|v| v.to_str().ok())
         .filter(|r| !r.is_empty())
-        .unwrap_or("Closed via management plugin")
-        .to_string()
+        .unwrap_or("Closed via management plugin");
+    format!("CONNECTION_FORCED - {reason}")
 }
 
 /// `GET /api/connections/{name}`.
@@ -125,7 +125,7 @@ pub(super) async fn connection_channels(
         return ApiError::not_found().into_response();
     };
     let info = c.info.lock().clone();
-    channel_listing(st, q, vec![info])
+    channel_listing(st, q, vec![(c.id, info)])
 }
 
 /// `GET /api/vhosts/{vhost}/connections`.
@@ -181,39 +181,120 @@ pub(super) async fn channels(
     Extension(caller): Extension<Caller>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let conns = st
-        .broker
-        .connections()
-        .into_iter()
-        .map(|c| c.info.lock().clone())
-        .filter(|info| caller.sees_connection(&info.user))
-        .collect();
+    let conns = visible_conn_infos(&st, &caller, |_| true);
     channel_listing(st, q, conns)
 }
 
-/// The channels of `conns`, as `/api/channels` lists them.
-fn channel_listing(st: Shared, q: Option<String>, conns: Vec<crate::mailbox::ConnInfo>) -> Response {
-    let mut items = Vec::new();
-    for info in conns {
-        let name = conn_name(&st, &info);
+/// `GET /api/vhosts/{vhost}/channels`: the channels of the vhost's connections the caller
+/// sees (RabbitMQ's 404 for a missing vhost).
+pub(super) async fn vhost_channels(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(vh): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    vhost(&st, &vh)?;
+    let conns = visible_conn_infos(&st, &caller, |info| info.vhost == vh);
+    Ok(channel_listing(st, q, conns))
+}
+
+/// `GET /api/channels/{name}` (`"PEER -> HOST:PORT (N)"`, as listed).
+pub(super) async fn channel_get(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    let consumers = channel_consumers(&st);
+    for (id, info) in visible_conn_infos(&st, &caller, |_| true) {
+        let cname = conn_name(&st, &info);
         for n in 1..=info.channels {
-            items.push((format!("{name} ({n})"), n, info.clone()));
+            if format!("{cname} ({n})") == name {
+                return axum::Json(channel_json(&st, &name, id, n, &info, &consumers)).into_response();
+            }
         }
     }
+    ApiError::not_found().into_response()
+}
+
+/// `(connection id, facts)` of the connections the caller sees (and `keep` keeps).
+fn visible_conn_infos(
+    st: &Shared,
+    caller: &Caller,
+    keep: impl Fn(&crate::mailbox::ConnInfo) -> bool,
+) -> Vec<(u64, crate::mailbox::ConnInfo)> {
+    st.broker
+        .connections()
+        .into_iter()
+        .map(|c| (c.id, c.info.lock().clone()))
+        .filter(|(_, info)| caller.sees_connection(&info.user) && keep(info))
+        .collect()
+}
+
+/// Per channel key (`connection id << 16 | number`): its consumers and their largest
+/// prefetch, from the queues (what Warren knows of a channel outside the connection task).
+type ChannelConsumers = std::collections::HashMap<u64, (u32, u32)>;
+
+fn channel_consumers(st: &Shared) -> ChannelConsumers {
+    let mut out = ChannelConsumers::new();
+    for v in st.broker.vhosts() {
+        for (_, _, c) in consumers_of(&v) {
+            let e = out.entry(c.channel).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(c.prefetch);
+        }
+    }
+    out
+}
+
+/// One channel as RabbitMQ's management API shows it (the fields rabbitmqadmin v2 requires
+/// included). Confirm mode, transactions and per-channel unacknowledged counts are not
+/// tracked outside the connection task: they read `false` and 0.
+fn channel_json(
+    st: &Shared,
+    name: &str,
+    conn_id: u64,
+    number: usize,
+    info: &crate::mailbox::ConnInfo,
+    consumers: &ChannelConsumers,
+) -> Value {
+    let (consumer_count, prefetch) = consumers
+        .get(&(conn_id << 16 | number as u64))
+        .copied()
+        .unwrap_or_default();
+    json!({
+        "name": name, "number": number, "node": st.node(), "user": info.user,
+        "vhost": info.vhost, "state": "running",
+        "connection_details": connection_details(st, info),
+        "consumer_count": consumer_count, "prefetch_count": prefetch, "global_prefetch_count": 0,
+        "confirm": false, "transactional": false,
+        "messages_unacknowledged": 0, "messages_unconfirmed": 0, "messages_uncommitted": 0,
+        "acks_uncommitted": 0, "pending_raft_commands": 0,
+    })
+}
+
+/// `connection_details` of a channel: never `null` fields (rabbitmqadmin v2 requires them).
+fn connection_details(st: &Shared, info: &crate::mailbox::ConnInfo) -> Value {
+    json!({"name": conn_name(st, info),
+           "peer_host": info.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+           "peer_port": info.peer.map_or(0, |p| p.port())})
+}
+
+/// The channels of `conns`, as `/api/channels` lists them.
+fn channel_listing(st: Shared, q: Option<String>, conns: Vec<(u64, crate::mailbox::ConnInfo)>) -> Response {
+    let mut items = Vec::new();
+    for (id, info) in conns {
+        let name = conn_name(&st, &info);
+        for n in 1..=info.channels {
+            items.push((format!("{name} ({n})"), id, n, info.clone()));
+        }
+    }
+    let consumers = channel_consumers(&st);
     crate::http::listing::reply(
         q.as_deref(),
         true,
         items,
-        |(n, _, _)| n,
-        move |(cname, n, info)| {
-            let name = conn_name(&st, info);
-            Some(json!({
-                "name": cname, "number": n, "node": st.node(), "user": info.user,
-                "vhost": info.vhost, "state": "running",
-                "connection_details": {"name": name, "peer_host": info.peer.map(|p| p.ip().to_string()),
-                                       "peer_port": info.peer.map(|p| p.port())},
-            }))
-        },
+        |(n, _, _, _)| n,
+        move |(cname, id, n, info)| Some(channel_json(&st, cname, *id, *n, info, &consumers)),
     )
 }
 
@@ -239,6 +320,12 @@ pub(super) fn consumers_reply(st: Shared, query: Option<String>, items: Vec<Cons
         .iter()
         .map(|c| (c.id, c.info.lock().clone()))
         .collect();
+    // RabbitMQ's `consumer_timeout` of each consumer, in ms (0: none).
+    let timeout = st
+        .broker
+        .config
+        .consumer_timeout
+        .map_or(0, |d| d.as_millis() as u64);
     crate::http::listing::reply(
         query.as_deref(),
         false,
@@ -247,17 +334,27 @@ pub(super) fn consumers_reply(st: Shared, query: Option<String>, items: Vec<Cons
         move |(v, q, c)| {
             let conn_id = c.channel >> 16;
             let number = c.channel & 0xffff;
-            let info = conns.get(&conn_id).cloned().unwrap_or_default();
-            let cname = conn_name(&st, &info);
+            // A consumer whose connection just went: RabbitMQ's empty `channel_details`.
+            let channel_details = match conns.get(&conn_id) {
+                Some(info) => {
+                    let cname = conn_name(&st, info);
+                    let mut d = connection_details(&st, info);
+                    d["connection_name"] = json!(cname);
+                    d["name"] = json!(format!("{cname} ({number})"));
+                    d["number"] = json!(number);
+                    d["node"] = json!(st.node());
+                    d["user"] = json!(info.user);
+                    d
+                }
+                None => json!({}),
+            };
             Some(json!({
                 "consumer_tag": c.tag.to_string(),
                 "queue": {"name": q.meta.name.to_string(), "vhost": v.name},
-                "channel_details": {"name": format!("{cname} ({number})"), "number": number,
-                                    "connection_name": cname, "node": st.node(), "user": info.user,
-                                    "peer_host": info.peer.map(|p| p.ip().to_string()),
-                                    "peer_port": info.peer.map(|p| p.port())},
+                "channel_details": channel_details,
                 "ack_required": !c.no_ack, "exclusive": c.exclusive, "prefetch_count": c.prefetch,
                 "priority": c.priority, "arguments": {}, "active": true, "activity_status": "up",
+                "consumer_timeout": timeout,
             }))
         },
     )
