@@ -56,7 +56,14 @@ fn conn_json(st: &Shared, name: &str, c: &crate::mailbox::ConnShared) -> Value {
         "peer_host": info.peer.map(|p| p.ip().to_string()), "peer_port": info.peer.map(|p| p.port()),
         "host": st.amqp_addr.ip().to_string(), "port": st.amqp_addr.port(),
         "client_properties": table_to_json(&info.client_properties), "connected_at": info.connected_at,
+        "recv_oct": c.octets[0].load(Ordering::Relaxed), "send_oct": c.octets[1].load(Ordering::Relaxed),
+        "user_who_performed_action": info.user,
     });
+    // The broker's limits (what it proposes in connection.tune; a client may settle on less).
+    let cfg = &st.broker.config;
+    conn["channel_max"] = json!(cfg.channel_max);
+    conn["frame_max"] = json!(cfg.frame_max);
+    conn["timeout"] = json!(cfg.heartbeat);
     // Present only when the client named the connection, as in RabbitMQ.
     if let Some(n) = &info.user_provided_name {
         conn["user_provided_name"] = json!(n);
@@ -72,15 +79,15 @@ fn find_connection(st: &Shared, caller: &Caller, name: &str) -> Option<Arc<crate
     })
 }
 
-/// The reply text of a connection closed through the API, as RabbitMQ words it:
-/// `CONNECTION_FORCED - ` and the `X-Reason` header, or its default.
+/// RabbitMQ's reason for a connection closed through the API: the `X-Reason` header, or its
+/// default (the client reads `CONNECTION_FORCED - ` and this).
 fn close_reason(headers: &axum::http::HeaderMap) -> String {
-    let reason = headers
+    headers
         .get("x-reason")
         .and_then(|v| v.to_str().ok())
         .filter(|r| !r.is_empty())
-        .unwrap_or("Closed via management plugin");
-    format!("CONNECTION_FORCED - {reason}")
+        .unwrap_or("Closed via management plugin")
+        .to_string()
 }
 
 /// `GET /api/connections/{name}`.

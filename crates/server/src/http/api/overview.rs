@@ -80,6 +80,25 @@ pub(super) async fn node_get(State(st): State<Shared>, Path(name): Path<String>)
     ok(node_json(&st))
 }
 
+/// `GET /api/nodes/{name}/memory`: RabbitMQ's `"not_available"` breakdown (Warren has no
+/// per-subsystem memory accounting; `/api/nodes` carries `mem_used`), or 404.
+pub(super) async fn node_memory(State(st): State<Shared>, Path(name): Path<String>) -> J {
+    if name != st.node() {
+        return Err(ApiError::not_found());
+    }
+    ok(json!({"memory": "not_available"}))
+}
+
+/// `GET /api/auth/attempts/{node}[/source]`: RabbitMQ's per-protocol authentication attempt
+/// counters. Warren does not count attempts, so the list is empty (as RabbitMQ's before any
+/// attempt), or 404 for another node.
+pub(super) async fn auth_attempts(State(st): State<Shared>, Path(name): Path<String>) -> J {
+    if name != st.node() {
+        return Err(ApiError::not_found());
+    }
+    ok(json!([]))
+}
+
 fn node_json(st: &Shared) -> Value {
     let alarms = st.broker.alarms.current();
     json!({
