@@ -96,7 +96,7 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("GET", "/api/global-parameters/{name}", Policy),
     ("GET", "/api/operator-policies", Mgmt),
     ("GET", "/api/operator-policies/{vhost}", Vhost),
-    ("GET", "/api/operator-policies/{vhost}/{name}", Vhost),
+    ("GET", "/api/operator-policies/{vhost}/{name}", Admin),
     ("GET", "/api/deprecated-features", Mgmt),
     ("GET", "/api/deprecated-features/used", Mgmt),
     ("GET", "/api/vhost-limits", Mgmt),

@@ -446,5 +446,8 @@ async fn rabbitmqadmin_v1_string_values_as_rabbitmq_takes_them() {
     // As RabbitMQ: strings where an argument or property needs a number are refused.
     let q = json!({"durable": "true", "arguments": {"x-max-length": "10"}});
     assert_eq!(put("/api/queues/v1/q2", q).await.0, 400);
+    let publish = json!({"routing_key": "k", "payload": "p", "properties": {"delivery_mode": "2"}});
+    let (status, _) = api(&b, "POST", "/api/exchanges/v1/x/publish", Some(publish), &[]).await;
+    assert_eq!(status, 400);
     b.running.shutdown().await;
 }

@@ -159,7 +159,7 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("GET", "/api/global-parameters/{name}", Rule::Policymaker),
     ("GET", "/api/operator-policies", Rule::Management),
     ("GET", "/api/operator-policies/{vhost}", Rule::Vhost),
-    ("GET", "/api/operator-policies/{vhost}/{name}", Rule::Vhost),
+    ("GET", "/api/operator-policies/{vhost}/{name}", Rule::Admin),
     ("GET", "/api/deprecated-features", Rule::Management),
     ("GET", "/api/deprecated-features/used", Rule::Management),
     ("GET", "/api/vhost-limits", Rule::Management),
