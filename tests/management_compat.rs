@@ -97,12 +97,15 @@ async fn channels_consumers_and_connections_carry_what_rabbitmqadmin_v2_requires
         v.as_array().is_some_and(|a| a.len() == 2)
     })
     .await;
-    let busy = chans
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["number"] == 1)
-        .unwrap();
+    let channel = |n: u64| {
+        chans
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["number"] == n)
+            .unwrap()
+    };
+    let busy = channel(1);
     assert_eq!(busy["consumer_count"], 1, "{busy}");
     assert_eq!(busy["prefetch_count"], 7, "{busy}");
     for (field, want) in [
@@ -117,12 +120,7 @@ async fn channels_consumers_and_connections_carry_what_rabbitmqadmin_v2_requires
     }
     assert!(busy["connection_details"]["peer_host"].is_string(), "{busy}");
     assert!(busy["connection_details"]["peer_port"].is_u64(), "{busy}");
-    let idle = chans
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["number"] == 2)
-        .unwrap();
+    let idle = channel(2);
     assert_eq!(idle["consumer_count"], 0, "{idle}");
 
     // One channel by name, and the vhost's channels.

@@ -212,17 +212,22 @@ fn vhost_limits_of(st: &Shared, caller: &Caller, only: Option<&str>) -> Vec<Valu
     if n == 0 {
         return Vec::new();
     }
-    let mut names: Vec<String> = st
+    let names = st
         .broker
         .vhosts()
         .iter()
         .map(|v| v.name.clone())
         .filter(|v| only.is_none_or(|o| o == v) && caller.lists_vhost(&st.broker, v))
         .collect();
+    limit_entries(names, "vhost", "max-queues", n)
+}
+
+/// RabbitMQ's limit listing: `{KEY: name, "value": {LIMIT: n}}` for each name, sorted.
+fn limit_entries(mut names: Vec<String>, key: &str, limit: &str, n: u32) -> Vec<Value> {
     names.sort();
     names
         .into_iter()
-        .map(|v| json!({"vhost": v, "value": {"max-queues": n}}))
+        .map(|name| json!({key: name, "value": {limit: n}}))
         .collect()
 }
 
@@ -248,7 +253,7 @@ fn user_limits_of(st: &Shared, caller: &Caller, only: Option<&str>) -> Vec<Value
     if n == 0 {
         return Vec::new();
     }
-    let mut users: Vec<String> = st
+    let users = st
         .broker
         .users
         .list()
@@ -256,9 +261,5 @@ fn user_limits_of(st: &Shared, caller: &Caller, only: Option<&str>) -> Vec<Value
         .map(|u| u.name)
         .filter(|u| only.is_none_or(|o| o == u) && (caller.is_monitor() || *u == caller.name))
         .collect();
-    users.sort();
-    users
-        .into_iter()
-        .map(|u| json!({"user": u, "value": {"max-connections": n}}))
-        .collect()
+    limit_entries(users, "user", "max-connections", n)
 }
