@@ -428,15 +428,18 @@ fn decode_segment(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// A request's path parameters: (name in the route template, percent-decoded value).
+pub type Params = Vec<(&'static str, String)>;
+
 /// The rule and path parameters of the route template in [`RULES`] that `path` matches
 /// (literal segments win over parameters, as in axum's router: `PUT /api/users/without-permissions`
 /// is that GET-only route's 405, not `PUT /api/users/{name}`). `Err(true)` when the path
 /// matches a template but not for `method` (axum answers 405), `Err(false)` when it matches
 /// none (404).
-pub fn lookup(method: &Method, path: &str) -> Result<(Rule, Vec<(&'static str, String)>), bool> {
+pub fn lookup(method: &Method, path: &str) -> Result<(Rule, Params), bool> {
     let segs: Vec<&str> = path.split('/').collect();
     // (literal segments, method matches, rule, parameters) of the most literal template.
-    let mut best: Option<(usize, bool, Rule, Vec<(&'static str, String)>)> = None;
+    let mut best: Option<(usize, bool, Rule, Params)> = None;
     for (m, template, rule) in RULES {
         let tsegs: Vec<&'static str> = template.split('/').collect();
         if tsegs.len() != segs.len() {
