@@ -449,3 +449,37 @@ async fn rabbitmqadmin_v1_string_values_as_rabbitmq_takes_them() {
     assert_eq!(status, 400);
     b.running.shutdown().await;
 }
+
+/// `/api/vhosts` pages, filters and sorts as RabbitMQ's (3.10.8 answers it paged).
+#[tokio::test]
+async fn vhosts_are_paginated_as_rabbitmq() {
+    let b = start().await;
+    for v in ["alpha", "beta", "gamma"] {
+        assert_eq!(
+            api(&b, "PUT", &format!("/api/vhosts/{v}"), Some(json!({})), &[])
+                .await
+                .0,
+            201
+        );
+    }
+    let page = ok(&b, "/api/vhosts?page=2&page_size=2&sort=name&columns=name").await;
+    assert_eq!(
+        page["items"],
+        json!([{"name": "beta"}, {"name": "gamma"}]),
+        "{page}"
+    );
+    assert_eq!(
+        (page["total_count"].clone(), page["page_count"].clone()),
+        (json!(4), json!(2))
+    );
+    let filtered = ok(&b, "/api/vhosts?page=1&name=^(a|b)&use_regex=true&columns=name").await;
+    assert_eq!(
+        filtered["items"],
+        json!([{"name": "alpha"}, {"name": "beta"}]),
+        "{filtered}"
+    );
+    assert_eq!(filtered["filtered_count"], 2);
+    // Without `page`: the plain list, every vhost.
+    assert_eq!(ok(&b, "/api/vhosts").await.as_array().unwrap().len(), 4);
+    b.running.shutdown().await;
+}

@@ -18,14 +18,24 @@ pub(super) fn vhost_json(st: &Shared, v: &VHost) -> Value {
     })
 }
 
-pub(super) async fn vhosts(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
-    ok(Value::Array(
-        sorted_vhosts(&st)
-            .iter()
-            .filter(|v| c.sees_vhost(&st.broker, &v.name))
-            .map(|v| vhost_json(&st, v))
-            .collect(),
-    ))
+/// `GET /api/vhosts`: paginated, sorted, filtered and column-picked as RabbitMQ's
+/// ([`crate::http::listing`]).
+pub(super) async fn vhosts(
+    State(st): State<Shared>,
+    Extension(c): Extension<Caller>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let items: Vec<Arc<VHost>> = sorted_vhosts(&st)
+        .into_iter()
+        .filter(|v| c.sees_vhost(&st.broker, &v.name))
+        .collect();
+    crate::http::listing::reply(
+        q.as_deref(),
+        true,
+        items,
+        |v| v.name.as_str(),
+        move |v| Some(vhost_json(&st, v)),
+    )
 }
 
 pub(super) async fn vhost_get(State(st): State<Shared>, Path(name): Path<String>) -> J {
