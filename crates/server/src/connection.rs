@@ -970,7 +970,7 @@ impl Connection {
                         .metrics
                         .channels_opened
                         .fetch_add(1, Ordering::Relaxed);
-                    self.session.shared.info.lock().channels = self.channels.len();
+                    self.publish_channels();
                     self.send_method(
                         ch,
                         ChannelOpenOk {
@@ -1009,7 +1009,7 @@ impl Connection {
                     }
                     _ => {}
                 }
-                self.session.shared.info.lock().channels = self.channels.len();
+                self.publish_channels();
             }
             return Ok(());
         }
@@ -1033,7 +1033,7 @@ impl Connection {
             if let Some(mut c) = self.channels.remove(&ch) {
                 c.release(&mut self.session);
             }
-            self.session.shared.info.lock().channels = self.channels.len();
+            self.publish_channels();
             self.send_method(ch, ChannelCloseOk {});
             Ok(())
         } else {
@@ -1157,6 +1157,18 @@ impl Connection {
         drain(rx, &self.session.shared);
     }
 
+    /// Shows the open channels to other tasks (their count and shared state, for the
+    /// management API's listings); after every channel open and close.
+    fn publish_channels(&self) {
+        let shared = &self.session.shared;
+        shared.info.lock().channels = self.channels.len();
+        *shared.channels.lock() = self
+            .channels
+            .iter()
+            .map(|(&n, c)| (n, c.shared().clone()))
+            .collect();
+    }
+
     /// Closes every channel (consumers removed, unacked messages requeued) and deletes the
     /// connection's exclusive queues. Idempotent.
     fn release_all(&mut self) {
@@ -1166,7 +1178,7 @@ impl Connection {
                 c.release(&mut self.session);
             }
         }
-        self.session.shared.info.lock().channels = 0;
+        self.publish_channels();
         if let Some(v) = self.session.vhost.clone() {
             let exclusive = v.exclusive_queues(self.session.shared.id);
             for q in exclusive {

@@ -75,7 +75,9 @@ pub enum ConnEvent {
     },
 }
 
-/// Channel-wide prefetch (`basic.qos` global=true), the one counter shared by queues.
+/// What other tasks may read or touch of one channel: the channel-wide prefetch
+/// (`basic.qos` global=true), the one counter shared by queues, and the modes the management
+/// API lists.
 #[derive(Debug, Default)]
 pub struct ChannelShared {
     /// Limit (0 = none).
@@ -83,6 +85,10 @@ pub struct ChannelShared {
     /// Unacked deliveries on the channel.
     pub unacked: AtomicU32,
     pub(crate) waiting: Mutex<Vec<Weak<Queue>>>,
+    /// In confirm mode (`confirm.select`).
+    pub confirm: AtomicBool,
+    /// Transactional (`tx.select`).
+    pub transactional: AtomicBool,
 }
 
 impl ChannelShared {
@@ -166,6 +172,8 @@ pub struct ConnShared {
     pub(crate) flow_at_ms: AtomicU64,
     /// Bytes received and sent (Prometheus `connection_coarse_metrics`).
     pub octets: [AtomicU64; 2],
+    /// The open channels by number (the management API's channel listings).
+    pub channels: Mutex<std::collections::BTreeMap<u16, Arc<ChannelShared>>>,
 }
 
 impl ConnShared {
@@ -182,6 +190,7 @@ impl ConnShared {
             pending: AtomicUsize::new(0),
             backlog: AtomicUsize::new(0),
             waiting: Mutex::new(Vec::new()),
+            channels: Mutex::new(std::collections::BTreeMap::new()),
             info: Mutex::new(ConnInfo {
                 peer,
                 connected_at: crate::util::now_ms(),

@@ -48,6 +48,7 @@ impl Channel {
             return Err(AmqpError::precondition("cannot switch from tx to confirm mode"));
         }
         if self.confirms.is_none() {
+            self.shared.confirm.store(true, Ordering::Relaxed);
             self.confirms = Some(Confirms {
                 next: 1,
                 pending: VecDeque::new(),

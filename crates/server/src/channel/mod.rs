@@ -70,6 +70,11 @@ pub struct Channel {
 }
 
 impl Channel {
+    /// What other tasks see of this channel (prefetch counter, modes).
+    pub(crate) fn shared(&self) -> &Arc<ChannelShared> {
+        &self.shared
+    }
+
     /// A newly opened channel.
     pub fn new(id: u16, key: ChannelKey) -> Channel {
         Channel {

@@ -3,6 +3,8 @@
 //! atomic only in that nothing happens before the commit; a publish checks its exchange when
 //! it arrives).
 
+use std::sync::atomic::Ordering;
+
 use warren_codec::methods::*;
 use warren_core::queue::Return;
 use warren_core::{AmqpError, AmqpResult, MessageRef};
@@ -34,6 +36,7 @@ impl Channel {
             return Err(AmqpError::precondition("cannot switch from confirm to tx mode"));
         }
         if self.tx.is_none() {
+            self.shared.transactional.store(true, Ordering::Relaxed);
             self.tx = Some(Vec::new());
         }
         s.send_method(self.id, TxSelectOk {});

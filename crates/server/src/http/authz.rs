@@ -74,6 +74,8 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("GET", "/api/nodes", Rule::Monitor),
     ("GET", "/api/whoami", Rule::Management),
     ("GET", "/api/cluster-name", Rule::Management),
+    ("PUT", "/api/cluster-name", Rule::Admin),
+    ("GET", "/api/auth", Rule::Management),
     ("GET", "/api/extensions", Rule::Management),
     ("GET", "/api/feature-flags", Rule::Admin),
     ("GET", "/api/vhosts", Rule::Management),
@@ -97,6 +99,7 @@ pub const RULES: &[(&str, &str, Rule)] = &[
         Rule::Vhost,
     ),
     ("GET", "/api/queues", Rule::Management),
+    ("GET", "/api/queues/detailed", Rule::Management),
     ("GET", "/api/queues/{vhost}", Rule::Vhost),
     ("GET", "/api/queues/{vhost}/{name}", Rule::Vhost),
     ("PUT", "/api/queues/{vhost}/{name}", Rule::ConfigureQueue),
@@ -141,26 +144,41 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ),
     ("GET", "/api/connections", Rule::Management),
     ("GET", "/api/nodes/{name}", Rule::Monitor),
+    ("GET", "/api/nodes/{name}/memory", Rule::Monitor),
+    ("GET", "/api/auth/attempts/{name}", Rule::Monitor),
+    ("GET", "/api/auth/attempts/{name}/source", Rule::Monitor),
     ("GET", "/api/parameters", Rule::Policymaker),
     ("GET", "/api/parameters/{component}", Rule::Policymaker),
     ("GET", "/api/parameters/{component}/{vhost}", Rule::Policymaker),
+    (
+        "GET",
+        "/api/parameters/{component}/{vhost}/{name}",
+        Rule::Policymaker,
+    ),
     ("GET", "/api/global-parameters", Rule::Policymaker),
+    ("GET", "/api/global-parameters/{name}", Rule::Policymaker),
     ("GET", "/api/operator-policies", Rule::Management),
     ("GET", "/api/operator-policies/{vhost}", Rule::Vhost),
+    ("GET", "/api/operator-policies/{vhost}/{name}", Rule::Admin),
     ("GET", "/api/deprecated-features", Rule::Management),
     ("GET", "/api/deprecated-features/used", Rule::Management),
     ("GET", "/api/vhost-limits", Rule::Management),
+    ("GET", "/api/vhost-limits/{vhost}", Rule::Vhost),
     ("GET", "/api/user-limits", Rule::Management),
+    ("GET", "/api/user-limits/{user}", Rule::Management),
     ("GET", "/api/connections/{name}", Rule::Management),
     ("DELETE", "/api/connections/{name}", Rule::Management),
     ("GET", "/api/connections/{name}/channels", Rule::Management),
     ("GET", "/api/connections/username/{user}", Rule::Management),
     ("DELETE", "/api/connections/username/{user}", Rule::Admin),
     ("GET", "/api/vhosts/{name}/connections", Rule::Management),
+    ("GET", "/api/vhosts/{name}/channels", Rule::Management),
     ("GET", "/api/channels", Rule::Management),
+    ("GET", "/api/channels/{name}", Rule::Management),
     ("GET", "/api/consumers", Rule::Management),
     ("GET", "/api/consumers/{vhost}", Rule::Management),
     ("GET", "/api/users", Rule::Admin),
+    ("GET", "/api/users/without-permissions", Rule::Admin),
     ("GET", "/api/users/{name}", Rule::Admin),
     ("PUT", "/api/users/{name}", Rule::Admin),
     ("DELETE", "/api/users/{name}", Rule::Admin),
@@ -220,6 +238,17 @@ pub const RULES: &[(&str, &str, Rule)] = &[
         "/api/health/checks/protocol-listener/{protocol}",
         Rule::Management,
     ),
+    (
+        "GET",
+        "/api/health/checks/certificate-expiration/{within}/{unit}",
+        Rule::Management,
+    ),
+    (
+        "GET",
+        "/api/health/checks/below-node-connection-limit",
+        Rule::Management,
+    ),
+    ("GET", "/api/health/checks/is-in-service", Rule::Management),
     ("GET", "/api/aliveness-test/{vhost}", Rule::Vhost),
 ];
 
@@ -399,14 +428,18 @@ fn decode_segment(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// A request's path parameters: (name in the route template, percent-decoded value).
+pub type Params = Vec<(&'static str, String)>;
+
 /// The rule and path parameters of the route template in [`RULES`] that `path` matches
-/// (literal segments win over parameters, as in axum's router). `Err(true)` when the path
+/// (literal segments win over parameters, as in axum's router: `PUT /api/users/without-permissions`
+/// is that GET-only route's 405, not `PUT /api/users/{name}`). `Err(true)` when the path
 /// matches a template but not for `method` (axum answers 405), `Err(false)` when it matches
 /// none (404).
-pub fn lookup(method: &Method, path: &str) -> Result<(Rule, Vec<(&'static str, String)>), bool> {
+pub fn lookup(method: &Method, path: &str) -> Result<(Rule, Params), bool> {
     let segs: Vec<&str> = path.split('/').collect();
-    let mut best: Option<(usize, Rule, Vec<(&'static str, String)>)> = None;
-    let mut other_method = false;
+    // (literal segments, method matches, rule, parameters) of the most literal template.
+    let mut best: Option<(usize, bool, Rule, Params)> = None;
     for (m, template, rule) in RULES {
         let tsegs: Vec<&'static str> = template.split('/').collect();
         if tsegs.len() != segs.len() {
@@ -431,15 +464,19 @@ pub fn lookup(method: &Method, path: &str) -> Result<(Rule, Vec<(&'static str, S
         if !matched {
             continue;
         }
-        if *m != method.as_str() {
-            other_method = true;
-            continue;
-        }
-        if best.as_ref().is_none_or(|(l, _, _)| literals > *l) {
-            best = Some((literals, *rule, params));
+        let same_method = *m == method.as_str();
+        let better = best
+            .as_ref()
+            .is_none_or(|(l, ok, _, _)| literals > *l || (literals == *l && same_method && !ok));
+        if better {
+            best = Some((literals, same_method, *rule, params));
         }
     }
-    best.map(|(_, r, p)| (r, p)).ok_or(other_method)
+    match best {
+        Some((_, true, rule, params)) => Ok((rule, params)),
+        Some((_, false, _, _)) => Err(true),
+        None => Err(false),
+    }
 }
 
 fn param<'a>(params: &'a [(&'static str, String)], name: &str) -> &'a str {

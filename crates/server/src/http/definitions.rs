@@ -104,7 +104,7 @@ pub fn export_value(st: &Shared) -> Value {
         "permissions": permissions_json(st),
         "topic_permissions": super::users::topic_permissions_json(st),
         "parameters": [],
-        "global_parameters": [{"name": "cluster_name", "value": CLUSTER_NAME}],
+        "global_parameters": [{"name": "cluster_name", "value": *st.cluster_name.lock()}],
         "policies": crate::policies::list_json(&st.broker, None),
         "queues": queues,
         "exchanges": exchanges,
@@ -130,9 +130,6 @@ fn list<'a>(doc: &'a Value, key: &str) -> Result<&'a [Value], String> {
         Some(other) => Err(format!("'{key}' must be an array, got {other}")),
     }
 }
-
-/// Warren's cluster name (`/api/cluster-name`, exports): importing it changes nothing.
-const CLUSTER_NAME: &str = "warren";
 
 /// One skipped or ignored item of an import.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -356,11 +353,13 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
         let vh = p.get("vhost").and_then(Value::as_str);
         r.skip("parameter", vh, name, parameter_reason(component));
     }
+    let cluster_name = st.cluster_name.lock().clone();
     for p in list(doc, "global_parameters")? {
         let name = field(p, "name", "global parameter")?;
         let reason = match name {
-            "cluster_name" if p.get("value").and_then(Value::as_str) == Some(CLUSTER_NAME) => continue,
-            "cluster_name" => format!("the cluster name cannot be set: Warren reports '{CLUSTER_NAME}'"),
+            // Set with PUT /api/cluster-name (in memory); an import does not change it.
+            "cluster_name" if p.get("value").and_then(Value::as_str) == Some(&cluster_name) => continue,
+            "cluster_name" => format!("the cluster name cannot be set: Warren reports '{cluster_name}'"),
             "internal_cluster_id" => "RabbitMQ's internal cluster identity; Warren has none".into(),
             _ => "global runtime parameters are not supported".into(),
         };

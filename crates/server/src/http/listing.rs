@@ -1,5 +1,5 @@
 //! Large management listings (`/api/queues`, `/api/exchanges`, `/api/bindings`,
-//! `/api/connections`, `/api/channels`, `/api/consumers`) at a cost proportional to a page,
+//! `/api/connections`, `/api/channels`, `/api/consumers`, `/api/vhosts`) at a cost proportional to a page,
 //! not to the whole broker (issue 21).
 //!
 //! A handler snapshots light *items* (names and handles, in RabbitMQ's default order) and

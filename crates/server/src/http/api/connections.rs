@@ -1,6 +1,8 @@
 //! Connections, channels and consumers listings (`/api/connections`, `/api/channels`, `/api/consumers`).
 
 use super::common::*;
+use crate::mailbox::{ChannelShared, ConnInfo, ConnShared};
+use warren_core::ids::ChannelKey;
 
 pub(super) fn conn_name(st: &Shared, info: &crate::mailbox::ConnInfo) -> String {
     match info.peer {
@@ -56,7 +58,14 @@ fn conn_json(st: &Shared, name: &str, c: &crate::mailbox::ConnShared) -> Value {
         "peer_host": info.peer.map(|p| p.ip().to_string()), "peer_port": info.peer.map(|p| p.port()),
         "host": st.amqp_addr.ip().to_string(), "port": st.amqp_addr.port(),
         "client_properties": table_to_json(&info.client_properties), "connected_at": info.connected_at,
+        "recv_oct": c.octets[0].load(Ordering::Relaxed), "send_oct": c.octets[1].load(Ordering::Relaxed),
+        "user_who_performed_action": info.user,
     });
+    // The broker's limits (what it proposes in connection.tune; a client may settle on less).
+    let cfg = &st.broker.config;
+    conn["channel_max"] = json!(cfg.channel_max);
+    conn["frame_max"] = json!(cfg.frame_max);
+    conn["timeout"] = json!(cfg.heartbeat);
     // Present only when the client named the connection, as in RabbitMQ.
     if let Some(n) = &info.user_provided_name {
         conn["user_provided_name"] = json!(n);
@@ -73,7 +82,7 @@ fn find_connection(st: &Shared, caller: &Caller, name: &str) -> Option<Arc<crate
 }
 
 /// RabbitMQ's reason for a connection closed through the API: the `X-Reason` header, or its
-/// default.
+/// default (the client reads `CONNECTION_FORCED - ` and this).
 fn close_reason(headers: &axum::http::HeaderMap) -> String {
     headers
         .get("x-reason")
@@ -125,7 +134,7 @@ pub(super) async fn connection_channels(
         return ApiError::not_found().into_response();
     };
     let info = c.info.lock().clone();
-    channel_listing(st, q, vec![info])
+    channel_listing(st, q, vec![(c, info)])
 }
 
 /// `GET /api/vhosts/{vhost}/connections`.
@@ -181,39 +190,130 @@ pub(super) async fn channels(
     Extension(caller): Extension<Caller>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let conns = st
-        .broker
-        .connections()
-        .into_iter()
-        .map(|c| c.info.lock().clone())
-        .filter(|info| caller.sees_connection(&info.user))
-        .collect();
+    let conns = visible_conns(&st, &caller, |_| true);
     channel_listing(st, q, conns)
 }
 
-/// The channels of `conns`, as `/api/channels` lists them.
-fn channel_listing(st: Shared, q: Option<String>, conns: Vec<crate::mailbox::ConnInfo>) -> Response {
-    let mut items = Vec::new();
-    for info in conns {
-        let name = conn_name(&st, &info);
-        for n in 1..=info.channels {
-            items.push((format!("{name} ({n})"), n, info.clone()));
+/// `GET /api/vhosts/{vhost}/channels`: the channels of the vhost's connections the caller
+/// sees (RabbitMQ's 404 for a missing vhost).
+pub(super) async fn vhost_channels(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(vh): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    vhost(&st, &vh)?;
+    let conns = visible_conns(&st, &caller, |info| info.vhost == vh);
+    Ok(channel_listing(st, q, conns))
+}
+
+/// `GET /api/channels/{name}` (`"PEER -> HOST:PORT (N)"`, as listed).
+pub(super) async fn channel_get(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    let consumers = channel_consumers(&st);
+    for (c, info) in visible_conns(&st, &caller, |_| true) {
+        if let Some(item) = channel_items(&st, &c, &info).into_iter().find(|i| i.0 == name) {
+            return axum::Json(channel_json(&st, &item, &consumers)).into_response();
         }
     }
+    ApiError::not_found().into_response()
+}
+
+/// The connections the caller sees (and `keep` keeps), with their facts.
+fn visible_conns(
+    st: &Shared,
+    caller: &Caller,
+    keep: impl Fn(&ConnInfo) -> bool,
+) -> Vec<(Arc<ConnShared>, ConnInfo)> {
+    st.broker
+        .connections()
+        .into_iter()
+        .map(|c| {
+            let info = c.info.lock().clone();
+            (c, info)
+        })
+        .filter(|(_, info)| caller.sees_connection(&info.user) && keep(info))
+        .collect()
+}
+
+/// Per channel: its consumers and their largest prefetch, from the queues.
+type ChannelConsumers = std::collections::HashMap<ChannelKey, (u32, u32)>;
+
+fn channel_consumers(st: &Shared) -> ChannelConsumers {
+    let mut out = ChannelConsumers::new();
+    for v in st.broker.vhosts() {
+        for (_, _, c) in consumers_of(&v) {
+            let e = out.entry(c.channel).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(c.prefetch);
+        }
+    }
+    out
+}
+
+/// One open channel of a listing: its name, key, shared state and its connection's facts.
+type ChannelItem = (String, ChannelKey, Arc<ChannelShared>, ConnInfo);
+
+/// The open channels of connection `c`, by number.
+fn channel_items(st: &Shared, c: &ConnShared, info: &ConnInfo) -> Vec<ChannelItem> {
+    let cname = conn_name(st, info);
+    let channels = c.channels.lock();
+    channels
+        .iter()
+        .map(|(&n, ch)| {
+            (
+                format!("{cname} ({n})"),
+                ChannelKey::new(c.id, n),
+                ch.clone(),
+                info.clone(),
+            )
+        })
+        .collect()
+}
+
+/// One channel as RabbitMQ's management API shows it (the fields rabbitmqadmin v2 requires
+/// included). Unconfirmed and uncommitted counts are not tracked outside the connection task:
+/// they read 0.
+fn channel_json(st: &Shared, item: &ChannelItem, consumers: &ChannelConsumers) -> Value {
+    let (name, key, ch, info) = item;
+    let (consumer_count, prefetch) = consumers.get(key).copied().unwrap_or_default();
+    json!({
+        "name": name, "number": key.number(), "node": st.node(), "user": info.user,
+        "vhost": info.vhost, "state": "running",
+        "connection_details": connection_details(st, info),
+        "consumer_count": consumer_count, "prefetch_count": prefetch,
+        "global_prefetch_count": ch.limit.load(Ordering::Relaxed),
+        "confirm": ch.confirm.load(Ordering::Relaxed),
+        "transactional": ch.transactional.load(Ordering::Relaxed),
+        "messages_unacknowledged": ch.unacked.load(Ordering::Relaxed),
+        "messages_unconfirmed": 0, "messages_uncommitted": 0,
+        "acks_uncommitted": 0, "pending_raft_commands": 0,
+    })
+}
+
+/// `connection_details` of a channel: never `null` fields (rabbitmqadmin v2 requires them).
+fn connection_details(st: &Shared, info: &ConnInfo) -> Value {
+    json!({"name": conn_name(st, info),
+           "peer_host": info.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+           "peer_port": info.peer.map_or(0, |p| p.port())})
+}
+
+/// The channels of `conns`, as `/api/channels` lists them.
+fn channel_listing(st: Shared, q: Option<String>, conns: Vec<(Arc<ConnShared>, ConnInfo)>) -> Response {
+    let items: Vec<ChannelItem> = conns
+        .iter()
+        .flat_map(|(c, info)| channel_items(&st, c, info))
+        .collect();
+    let consumers = channel_consumers(&st);
     crate::http::listing::reply(
         q.as_deref(),
         true,
         items,
-        |(n, _, _)| n,
-        move |(cname, n, info)| {
-            let name = conn_name(&st, info);
-            Some(json!({
-                "name": cname, "number": n, "node": st.node(), "user": info.user,
-                "vhost": info.vhost, "state": "running",
-                "connection_details": {"name": name, "peer_host": info.peer.map(|p| p.ip().to_string()),
-                                       "peer_port": info.peer.map(|p| p.port())},
-            }))
-        },
+        |i: &ChannelItem| i.0.as_str(),
+        move |i| Some(channel_json(&st, i, &consumers)),
     )
 }
 
@@ -239,6 +339,12 @@ pub(super) fn consumers_reply(st: Shared, query: Option<String>, items: Vec<Cons
         .iter()
         .map(|c| (c.id, c.info.lock().clone()))
         .collect();
+    // RabbitMQ's `consumer_timeout` of each consumer, in ms (0: none).
+    let timeout = st
+        .broker
+        .config
+        .consumer_timeout
+        .map_or(0, |d| d.as_millis() as u64);
     crate::http::listing::reply(
         query.as_deref(),
         false,
@@ -247,17 +353,27 @@ pub(super) fn consumers_reply(st: Shared, query: Option<String>, items: Vec<Cons
         move |(v, q, c)| {
             let conn_id = c.channel.connection();
             let number = c.channel.number();
-            let info = conns.get(&conn_id).cloned().unwrap_or_default();
-            let cname = conn_name(&st, &info);
+            // A consumer whose connection just went: RabbitMQ's empty `channel_details`.
+            let channel_details = match conns.get(&conn_id) {
+                Some(info) => {
+                    let cname = conn_name(&st, info);
+                    let mut d = connection_details(&st, info);
+                    d["connection_name"] = json!(cname);
+                    d["name"] = json!(format!("{cname} ({number})"));
+                    d["number"] = json!(number);
+                    d["node"] = json!(st.node());
+                    d["user"] = json!(info.user);
+                    d
+                }
+                None => json!({}),
+            };
             Some(json!({
                 "consumer_tag": c.tag.to_string(),
                 "queue": {"name": q.meta.name.to_string(), "vhost": v.name},
-                "channel_details": {"name": format!("{cname} ({number})"), "number": number,
-                                    "connection_name": cname, "node": st.node(), "user": info.user,
-                                    "peer_host": info.peer.map(|p| p.ip().to_string()),
-                                    "peer_port": info.peer.map(|p| p.port())},
+                "channel_details": channel_details,
                 "ack_required": !c.no_ack, "exclusive": c.exclusive, "prefetch_count": c.prefetch,
                 "priority": c.priority, "arguments": {}, "active": true, "activity_status": "up",
+                "consumer_timeout": timeout,
             }))
         },
     )

@@ -82,6 +82,80 @@ pub(super) async fn health_protocol(Path(proto): Path<String>) -> Response {
     }
 }
 
+/// `GET /api/health/checks/certificate-expiration/{within}/{unit}`: RabbitMQ's argument
+/// checks (a positive integer and `days`, `weeks`, `months` or `years`; 400 otherwise), then
+/// 503 when a certificate of the AMQPS listener (`--tls-cert`, `--tls-ca`) expires within that
+/// period (months are 30 days, years 365), listing them; 200 without a TLS listener.
+pub(super) async fn health_certificate_expiration(
+    State(st): State<Shared>,
+    Path((within, unit)): Path<(String, String)>,
+) -> Response {
+    let Some(n) = within.parse::<u64>().ok().filter(|n| *n > 0) else {
+        return ApiError::bad_request("Invalid expiration value.").into_response();
+    };
+    let day = 86_400u64;
+    let per = match unit.as_str() {
+        "days" => day,
+        "weeks" => 7 * day,
+        "months" => 30 * day,
+        "years" => 365 * day,
+        _ => {
+            return ApiError::bad_request(
+                "Time unit not recognised. Supported units: days, weeks, months, years.",
+            )
+            .into_response();
+        }
+    };
+    let cfg = &st.broker.config;
+    let horizon = (now_ms() / 1000).saturating_add(n.saturating_mul(per)) as i64;
+    let mut expiring = Vec::new();
+    for path in [&cfg.tls_cert, &cfg.tls_ca].into_iter().flatten() {
+        match certificate_expiries(path) {
+            Ok(list) => expiring.extend(
+                list.into_iter()
+                    .filter(|(_, not_after)| *not_after <= horizon)
+                    .map(|(subject, not_after)| {
+                        json!({"node": st.node(), "protocol": "amqp/ssl", "port": cfg.tls_listen.port(),
+                               "certfile": path.display().to_string(), "subject": subject,
+                               "expires_on": not_after})
+                    }),
+            ),
+            Err(e) => expiring.push(json!({"certfile": path.display().to_string(), "error": e})),
+        }
+    }
+    if expiring.is_empty() {
+        return axum::Json(json!({"status": "ok"})).into_response();
+    }
+    unhealthy(json!({"status": "failed", "reason": "Certificates expiring", "expired": expiring}))
+}
+
+/// `(subject, notAfter as Unix seconds)` of each certificate of a PEM file.
+fn certificate_expiries(path: &std::path::Path) -> Result<Vec<(String, i64)>, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let certs = CertificateDer::pem_file_iter(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut out = Vec::new();
+    for c in certs {
+        let c = c.map_err(|e| format!("invalid PEM: {e}"))?;
+        let (_, x) = x509_parser::parse_x509_certificate(c.as_ref())
+            .map_err(|e| format!("invalid certificate: {e}"))?;
+        out.push((x.subject().to_string(), x.validity().not_after.timestamp()));
+    }
+    Ok(out)
+}
+
+/// `GET /api/health/checks/below-node-connection-limit`: 503 when `--max-connections` is set
+/// and reached, as RabbitMQ's node connection limit check.
+pub(super) async fn health_below_connection_limit(State(st): State<Shared>) -> Response {
+    let limit = st.broker.config.max_connections;
+    let count = st.broker.connections().len();
+    if limit == 0 || count < limit as usize {
+        return axum::Json(json!({"status": "ok", "limit": limit, "connections": count})).into_response();
+    }
+    unhealthy(json!({"status": "failed", "limit": limit, "connections": count,
+        "reason": format!("node connection limit ({limit}) is reached")}))
+}
+
 pub(super) async fn aliveness(State(st): State<Shared>, Path(vh): Path<String>) -> J {
     vhost(&st, &vh)?;
     ok(json!({"status": "ok"}))

@@ -38,18 +38,27 @@ pub fn routes() -> Router<Shared> {
         .route("/api/overview", get(overview))
         .route("/api/nodes", get(nodes))
         .route("/api/nodes/{name}", get(node_get))
+        .route("/api/nodes/{name}/memory", get(node_memory))
+        .route("/api/auth/attempts/{name}", get(auth_attempts))
+        .route("/api/auth/attempts/{name}/source", get(auth_attempts))
         .route("/api/parameters", get(empty_list))
         .route("/api/parameters/{component}", get(empty_list))
         .route("/api/parameters/{component}/{vhost}", get(empty_list))
+        .route("/api/parameters/{component}/{vhost}/{name}", get(not_found))
         .route("/api/global-parameters", get(global_parameters))
+        .route("/api/global-parameters/{name}", get(global_parameter_get))
         .route("/api/operator-policies", get(empty_list))
         .route("/api/operator-policies/{vhost}", get(empty_list))
+        .route("/api/operator-policies/{vhost}/{name}", get(not_found))
         .route("/api/deprecated-features", get(empty_list))
         .route("/api/deprecated-features/used", get(empty_list))
         .route("/api/vhost-limits", get(vhost_limits))
+        .route("/api/vhost-limits/{vhost}", get(vhost_limits_one))
         .route("/api/user-limits", get(user_limits))
+        .route("/api/user-limits/{user}", get(user_limits_one))
         .route("/api/whoami", get(whoami))
-        .route("/api/cluster-name", get(cluster_name))
+        .route("/api/auth", get(auth))
+        .route("/api/cluster-name", get(cluster_name).put(cluster_name_put))
         .route("/api/extensions", get(extensions))
         .route("/api/feature-flags", get(feature_flags))
         .route("/api/vhosts", get(vhosts))
@@ -73,6 +82,7 @@ pub fn routes() -> Router<Shared> {
             get(exchange_bindings_destination),
         )
         .route("/api/queues", get(queues_all))
+        .route("/api/queues/detailed", get(queues_all))
         .route("/api/queues/{vhost}", get(queues_vhost))
         .route(
             "/api/queues/{vhost}/{name}",
@@ -114,10 +124,13 @@ pub fn routes() -> Router<Shared> {
             get(user_connections).delete(user_connections_delete),
         )
         .route("/api/vhosts/{name}/connections", get(vhost_connections))
+        .route("/api/vhosts/{name}/channels", get(vhost_channels))
         .route("/api/channels", get(channels))
+        .route("/api/channels/{name}", get(channel_get))
         .route("/api/consumers", get(consumers_all))
         .route("/api/consumers/{vhost}", get(consumers_vhost))
         .route("/api/users", get(users))
+        .route("/api/users/without-permissions", get(users_without_permissions))
         .route(
             "/api/users/{name}",
             get(user_get)
@@ -192,5 +205,14 @@ pub fn routes() -> Router<Shared> {
             "/api/health/checks/protocol-listener/{protocol}",
             get(health_protocol),
         )
+        .route(
+            "/api/health/checks/certificate-expiration/{within}/{unit}",
+            get(health_certificate_expiration),
+        )
+        .route(
+            "/api/health/checks/below-node-connection-limit",
+            get(health_below_connection_limit),
+        )
+        .route("/api/health/checks/is-in-service", get(health_ok))
         .route("/api/aliveness-test/{vhost}", get(aliveness))
 }

@@ -34,7 +34,7 @@ pub(super) async fn overview(State(st): State<Shared>) -> J {
         "erlang_version": "n/a",
         "erlang_full_version": "n/a",
         "rates_mode": "basic",
-        "cluster_name": "warren",
+        "cluster_name": *st.cluster_name.lock(),
         "node": node,
         "uptime": st.started.elapsed().as_millis() as u64,
         "exchange_types": [
@@ -42,6 +42,7 @@ pub(super) async fn overview(State(st): State<Shared>) -> J {
             {"name": "fanout", "description": "AMQP fanout exchange", "enabled": true},
             {"name": "headers", "description": "AMQP headers exchange", "enabled": true},
             {"name": "topic", "description": "AMQP topic exchange", "enabled": true},
+            {"name": "x-consistent-hash", "description": "Consistent Hashing Exchange", "enabled": true},
         ],
         "message_stats": {
             "publish": m.published.load(Ordering::Relaxed), "publish_details": rate(gr[0]),
@@ -79,6 +80,25 @@ pub(super) async fn node_get(State(st): State<Shared>, Path(name): Path<String>)
     ok(node_json(&st))
 }
 
+/// `GET /api/nodes/{name}/memory`: RabbitMQ's `"not_available"` breakdown (Warren has no
+/// per-subsystem memory accounting; `/api/nodes` carries `mem_used`), or 404.
+pub(super) async fn node_memory(State(st): State<Shared>, Path(name): Path<String>) -> J {
+    if name != st.node() {
+        return Err(ApiError::not_found());
+    }
+    ok(json!({"memory": "not_available"}))
+}
+
+/// `GET /api/auth/attempts/{node}[/source]`: RabbitMQ's per-protocol authentication attempt
+/// counters. Warren does not count attempts, so the list is empty (as RabbitMQ's before any
+/// attempt), or 404 for another node.
+pub(super) async fn auth_attempts(State(st): State<Shared>, Path(name): Path<String>) -> J {
+    if name != st.node() {
+        return Err(ApiError::not_found());
+    }
+    ok(json!([]))
+}
+
 fn node_json(st: &Shared) -> Value {
     let alarms = st.broker.alarms.current();
     json!({
@@ -105,8 +125,22 @@ pub(super) async fn whoami(State(st): State<Shared>, headers: axum::http::Header
 }
 
 /// `GET /api/cluster-name`: the name `/api/overview` and definitions exports carry.
-pub(super) async fn cluster_name() -> J {
-    ok(json!({"name": "warren"}))
+pub(super) async fn cluster_name(State(st): State<Shared>) -> J {
+    ok(json!({"name": *st.cluster_name.lock()}))
+}
+
+/// `PUT /api/cluster-name` with `{"name": …}` (administrators): 204, as RabbitMQ. Warren keeps
+/// it in memory: the management API shows it until a restart; the AMQP `cluster_name` server
+/// property stays `warren`.
+pub(super) async fn cluster_name_put(State(st): State<Shared>, body: Bytes) -> ApiResult<StatusCode> {
+    let doc: Value = parse_body(&body)?;
+    let name = doc
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request("name must be a non-empty string"))?;
+    *st.cluster_name.lock() = name.to_string();
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/extensions`: management UI plugins; Warren has none (RabbitMQ's answer with none
@@ -132,54 +166,100 @@ pub(super) async fn empty_list() -> J {
 
 /// `GET /api/global-parameters`: the cluster name (RabbitMQ lists it once set, next to its
 /// `internal_cluster_id`, which Warren does not have).
-pub(super) async fn global_parameters() -> J {
-    ok(json!([{"name": "cluster_name", "value": "warren"}]))
+pub(super) async fn global_parameters(State(st): State<Shared>) -> J {
+    ok(json!([{"name": "cluster_name", "value": *st.cluster_name.lock()}]))
+}
+
+/// `GET /api/global-parameters/{name}`: `cluster_name`, or 404.
+pub(super) async fn global_parameter_get(State(st): State<Shared>, Path(name): Path<String>) -> J {
+    if name != "cluster_name" {
+        return Err(ApiError::not_found());
+    }
+    ok(json!({"name": "cluster_name", "value": *st.cluster_name.lock()}))
+}
+
+/// `GET /api/parameters/{component}/{vhost}/{name}`, `/api/operator-policies/{vhost}/{name}`:
+/// Warren has no runtime parameters or operator policies, so each is RabbitMQ's 404.
+pub(super) async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+/// `GET /api/auth`: what the management UI's login page reads; Warren has basic auth only:
+/// RabbitMQ's answer without OAuth 2 (3.11+'s `oauth_*` fields and 3.10's `*uaa*` ones).
+pub(super) async fn auth() -> J {
+    ok(json!({"oauth_enabled": false, "oauth_disable_basic_auth": false,
+              "enable_uaa": false, "uaa_client_id": "", "uaa_location": ""}))
 }
 
 /// `GET /api/vhost-limits`: `--max-queues-per-vhost` applies to every vhost, so each lists it
 /// (RabbitMQ's shape: `{"vhost", "value": {"max-queues": N}}`); nothing when unset.
 pub(super) async fn vhost_limits(State(st): State<Shared>, Extension(caller): Extension<Caller>) -> J {
+    ok(Value::Array(vhost_limits_of(&st, &caller, None)))
+}
+
+/// `GET /api/vhost-limits/{vhost}`: that vhost's (404 for a missing vhost).
+pub(super) async fn vhost_limits_one(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(vh): Path<String>,
+) -> J {
+    vhost(&st, &vh)?;
+    ok(Value::Array(vhost_limits_of(&st, &caller, Some(&vh))))
+}
+
+fn vhost_limits_of(st: &Shared, caller: &Caller, only: Option<&str>) -> Vec<Value> {
     let n = st.broker.config.max_queues_per_vhost;
     if n == 0 {
-        return ok(json!([]));
+        return Vec::new();
     }
-    let mut names: Vec<String> = st
+    let names = st
         .broker
         .vhosts()
         .iter()
         .map(|v| v.name.clone())
-        .filter(|v| caller.lists_vhost(&st.broker, v))
+        .filter(|v| only.is_none_or(|o| o == v) && caller.lists_vhost(&st.broker, v))
         .collect();
+    limit_entries(names, "vhost", "max-queues", n)
+}
+
+/// RabbitMQ's limit listing: `{KEY: name, "value": {LIMIT: n}}` for each name, sorted.
+fn limit_entries(mut names: Vec<String>, key: &str, limit: &str, n: u32) -> Vec<Value> {
     names.sort();
-    ok(Value::Array(
-        names
-            .into_iter()
-            .map(|v| json!({"vhost": v, "value": {"max-queues": n}}))
-            .collect(),
-    ))
+    names
+        .into_iter()
+        .map(|name| json!({key: name, "value": {limit: n}}))
+        .collect()
 }
 
 /// `GET /api/user-limits`: `--max-connections-per-user` applies to every user, so each lists it
 /// (`{"user", "value": {"max-connections": N}}`); nothing when unset. Monitoring and
 /// administrator users see every user's, others their own.
 pub(super) async fn user_limits(State(st): State<Shared>, Extension(caller): Extension<Caller>) -> J {
+    ok(Value::Array(user_limits_of(&st, &caller, None)))
+}
+
+/// `GET /api/user-limits/{user}`: that user's (404 for a missing user).
+pub(super) async fn user_limits_one(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(user): Path<String>,
+) -> J {
+    st.broker.users.get(&user).ok_or_else(ApiError::not_found)?;
+    ok(Value::Array(user_limits_of(&st, &caller, Some(&user))))
+}
+
+fn user_limits_of(st: &Shared, caller: &Caller, only: Option<&str>) -> Vec<Value> {
     let n = st.broker.config.max_connections_per_user;
     if n == 0 {
-        return ok(json!([]));
+        return Vec::new();
     }
-    let mut users: Vec<String> = st
+    let users = st
         .broker
         .users
         .list()
         .into_iter()
         .map(|u| u.name)
-        .filter(|u| caller.is_monitor() || *u == caller.name)
+        .filter(|u| only.is_none_or(|o| o == u) && (caller.is_monitor() || *u == caller.name))
         .collect();
-    users.sort();
-    ok(Value::Array(
-        users
-            .into_iter()
-            .map(|u| json!({"user": u, "value": {"max-connections": n}}))
-            .collect(),
-    ))
+    limit_entries(users, "user", "max-connections", n)
 }

@@ -14,6 +14,21 @@ pub(super) async fn users(State(st): State<Shared>) -> J {
     ok(Value::Array(us.iter().map(user_json).collect()))
 }
 
+/// `GET /api/users/without-permissions`: users with no permissions on any vhost.
+pub(super) async fn users_without_permissions(State(st): State<Shared>) -> J {
+    let with: std::collections::HashSet<String> = st
+        .broker
+        .users
+        .permissions()
+        .into_iter()
+        .map(|(u, _, _)| u)
+        .collect();
+    let mut us = st.broker.users.list();
+    us.retain(|u| !with.contains(&u.name));
+    us.sort_by(|a, b| a.name.cmp(&b.name));
+    ok(Value::Array(us.iter().map(user_json).collect()))
+}
+
 pub(super) async fn user_get(State(st): State<Shared>, Path(name): Path<String>) -> J {
     let u = st.broker.users.get(&name).ok_or_else(ApiError::not_found)?;
     ok(user_json(&u))

@@ -2,7 +2,7 @@
 
 use super::common::*;
 
-pub(super) fn vhost_json(v: &VHost) -> Value {
+pub(super) fn vhost_json(st: &Shared, v: &VHost) -> Value {
     let handles = v.queue_handles();
     let (mut ready, mut unacked) = (0u64, 0u64);
     for q in handles {
@@ -13,24 +13,34 @@ pub(super) fn vhost_json(v: &VHost) -> Value {
     json!({
         "name": v.name, "description": "", "tags": [], "default_queue_type": "classic",
         "metadata": {"description": "", "tags": [], "default_queue_type": "classic"},
-        "tracing": false, "cluster_state": {},
+        "tracing": false, "cluster_state": {st.node(): "running"},
         "messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
     })
 }
 
-pub(super) async fn vhosts(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
-    ok(Value::Array(
-        sorted_vhosts(&st)
-            .iter()
-            .filter(|v| c.sees_vhost(&st.broker, &v.name))
-            .map(|v| vhost_json(v))
-            .collect(),
-    ))
+/// `GET /api/vhosts`: paginated, sorted, filtered and column-picked as RabbitMQ's
+/// ([`crate::http::listing`]).
+pub(super) async fn vhosts(
+    State(st): State<Shared>,
+    Extension(c): Extension<Caller>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let items: Vec<Arc<VHost>> = sorted_vhosts(&st)
+        .into_iter()
+        .filter(|v| c.sees_vhost(&st.broker, &v.name))
+        .collect();
+    crate::http::listing::reply(
+        q.as_deref(),
+        true,
+        items,
+        |v| v.name.as_str(),
+        move |v| Some(vhost_json(&st, v)),
+    )
 }
 
 pub(super) async fn vhost_get(State(st): State<Shared>, Path(name): Path<String>) -> J {
     let v = vhost(&st, &name)?;
-    ok(vhost_json(&v))
+    ok(vhost_json(&st, &v))
 }
 
 pub(super) async fn vhost_put(
@@ -59,9 +69,10 @@ pub(super) async fn vhost_delete(
     let v = st.broker.remove_vhost(&name).ok_or_else(ApiError::not_found)?;
     for c in st.broker.connections() {
         if c.info.lock().vhost == name {
+            // RabbitMQ's text: `CONNECTION_FORCED - vhost 'NAME' is deleted`.
             c.close(
                 warren_codec::ReplyCode::ConnectionForced,
-                "CONNECTION_FORCED - vhost deleted",
+                format!("vhost '{name}' is deleted"),
             );
         }
     }
