@@ -336,7 +336,19 @@ async fn the_cluster_name_can_be_renamed() {
         api(&b, "GET", "/api/global-parameters/nope", None, &[]).await.0,
         404
     );
+    // Durable: a restart on the same data directory keeps the name, and the default user
+    // still logs in (a cluster-name record is not a user database).
+    let TestBroker {
+        running, data_dir, ..
+    } = b;
+    running.shutdown().await;
+    let dir = data_dir.path.clone();
+    let b = start_with(move |c| c.data_dir = dir).await;
+    assert_eq!(ok(&b, "/api/cluster-name").await, json!({"name": "east"}));
+    let conn = b.connect().await;
+    conn.close(200, "bye".into()).await.unwrap();
     b.running.shutdown().await;
+    drop(data_dir);
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use warren_codec::ShortStr;
 use warren_core::MessageRef;
@@ -35,7 +36,12 @@ pub struct Broker {
     pub persistence: Option<Arc<Persistence>>,
     /// Memory and disk alarms.
     pub alarms: crate::alarms::Alarms,
+    /// The cluster name (`/api/cluster-name`, the AMQP `cluster_name` server property).
+    cluster_name: RwLock<String>,
 }
+
+/// The cluster name until one is set.
+pub const DEFAULT_CLUSTER_NAME: &str = "warren";
 
 impl Broker {
     /// A broker with the default vhost `/` and the default user.
@@ -62,9 +68,43 @@ impl Broker {
             metrics,
             persistence,
             alarms,
+            cluster_name: RwLock::new(DEFAULT_CLUSTER_NAME.to_string()),
         };
         b.add_vhost("/");
         Arc::new(b)
+    }
+
+    /// The cluster name.
+    pub fn cluster_name(&self) -> String {
+        self.cluster_name.read().clone()
+    }
+
+    /// Renames the cluster (durably: a definitions-log record, kept in memory only until a
+    /// restart if the log cannot be written, as policies).
+    pub fn set_cluster_name(&self, name: &str) {
+        let mut n = self.cluster_name.write();
+        if let Some(p) = &self.persistence {
+            let _ = p.record_raw(&crate::persist::encode_access(&cluster_name_record(name)));
+        }
+        *n = name.to_string();
+    }
+
+    /// Applies a replayed cluster-name record; `false` if `rec` is not one.
+    pub(crate) fn apply_cluster_name_record(&self, rec: &serde_json::Value) -> bool {
+        if !is_cluster_name_record(rec) {
+            return false;
+        }
+        if let Some(name) = rec.get("name").and_then(serde_json::Value::as_str) {
+            *self.cluster_name.write() = name.to_string();
+        }
+        true
+    }
+
+    /// The cluster name as a record for a compacted definitions log (none while it is the
+    /// default).
+    pub(crate) fn cluster_name_snapshot(&self) -> Option<Bytes> {
+        let n = self.cluster_name.read();
+        (*n != DEFAULT_CLUSTER_NAME).then(|| crate::persist::encode_access(&cluster_name_record(&n)))
     }
 
     /// Creates a vhost if missing.
@@ -147,4 +187,14 @@ pub struct ReplyTarget {
     pub channel: u16,
     /// Its consumer tag.
     pub tag: ShortStr,
+}
+
+/// A cluster-name definitions record (an access record, `op` `cluster-name`).
+fn cluster_name_record(name: &str) -> serde_json::Value {
+    serde_json::json!({"op": "cluster-name", "name": name})
+}
+
+/// Whether a replayed access record is a cluster-name record.
+pub(crate) fn is_cluster_name_record(rec: &serde_json::Value) -> bool {
+    rec.get("op").and_then(serde_json::Value::as_str) == Some("cluster-name")
 }

@@ -648,7 +648,10 @@ impl Connection {
         );
         let props = table(vec![
             ("capabilities", FieldValue::Table(caps)),
-            ("cluster_name", FieldValue::str("warren")),
+            (
+                "cluster_name",
+                FieldValue::str(&self.session.broker.cluster_name()),
+            ),
             ("copyright", FieldValue::str("Copyright (c) the Warren authors")),
             (
                 "information",

@@ -59,13 +59,13 @@ impl Broker {
         if records
             .iter()
             .filter_map(crate::persist::decode_access)
-            .any(|a| !crate::policies::is_policy_record(&a))
+            .any(|a| !crate::policies::is_policy_record(&a) && !crate::broker::is_cluster_name_record(&a))
         {
             self.users.clear();
         }
         for rec in records {
             if let Some(a) = crate::persist::decode_access(&rec) {
-                if !crate::policies::apply_record(self, &a) {
+                if !self.apply_cluster_name_record(&a) && !crate::policies::apply_record(self, &a) {
                     crate::access::apply_record(self, &a);
                 }
                 continue;
@@ -155,6 +155,7 @@ pub fn reattach(broker: &Broker, dir: &str) -> Result<(String, String, u64), Rea
 pub fn snapshot(broker: &Broker) -> Vec<Bytes> {
     let mut out = crate::access::snapshot_records(broker);
     out.extend(crate::policies::snapshot_records(broker));
+    out.extend(broker.cluster_name_snapshot());
     for v in broker.vhosts() {
         v.read_topology(|t| snapshot_vhost(&v.name, t, &mut out));
     }

@@ -104,7 +104,7 @@ pub fn export_value(st: &Shared) -> Value {
         "permissions": permissions_json(st),
         "topic_permissions": super::users::topic_permissions_json(st),
         "parameters": [],
-        "global_parameters": [{"name": "cluster_name", "value": *st.cluster_name.lock()}],
+        "global_parameters": [{"name": "cluster_name", "value": st.broker.cluster_name()}],
         "policies": crate::policies::list_json(&st.broker, None),
         "queues": queues,
         "exchanges": exchanges,
@@ -353,7 +353,7 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
         let vh = p.get("vhost").and_then(Value::as_str);
         r.skip("parameter", vh, name, parameter_reason(component));
     }
-    let cluster_name = st.cluster_name.lock().clone();
+    let cluster_name = st.broker.cluster_name();
     for p in list(doc, "global_parameters")? {
         let name = field(p, "name", "global parameter")?;
         let reason = match name {

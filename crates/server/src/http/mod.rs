@@ -90,7 +90,6 @@ pub async fn serve(
         started: Instant::now(),
         sampler: Mutex::new(alerts::Sampler::default()),
         next_key: AtomicU64::new(0),
-        cluster_name: Mutex::new(shared::DEFAULT_CLUSTER_NAME.to_string()),
     });
     let sampler = tokio::spawn(alerts::run(st.clone(), webhook, shutdown.clone()));
     let prometheus = prometheus.map(|l| tokio::spawn(prometheus::serve(st.clone(), l, shutdown.clone())));

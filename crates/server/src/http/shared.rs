@@ -23,9 +23,6 @@ use crate::broker::Broker;
 /// The version of RabbitMQ's management API whose paths and JSON Warren follows.
 pub const MANAGEMENT_VERSION: &str = "4.1.0";
 
-/// The cluster name until `PUT /api/cluster-name` changes it (the AMQP server property's).
-pub const DEFAULT_CLUSTER_NAME: &str = "warren";
-
 /// State shared by the HTTP handlers and the sampler task.
 #[derive(Debug)]
 pub struct HttpState {
@@ -40,8 +37,6 @@ pub struct HttpState {
     /// Rates and depth history, updated every second by [`alerts::run`].
     pub sampler: Mutex<alerts::Sampler>,
     pub(super) next_key: AtomicU64,
-    /// The cluster name of `/api/cluster-name` (set by `PUT`; kept in memory only).
-    pub cluster_name: Mutex<String>,
 }
 
 /// Shared handle.

@@ -34,7 +34,7 @@ pub(super) async fn overview(State(st): State<Shared>) -> J {
         "erlang_version": "n/a",
         "erlang_full_version": "n/a",
         "rates_mode": "basic",
-        "cluster_name": *st.cluster_name.lock(),
+        "cluster_name": st.broker.cluster_name(),
         "node": node,
         "uptime": st.started.elapsed().as_millis() as u64,
         "exchange_types": [
@@ -126,12 +126,11 @@ pub(super) async fn whoami(State(st): State<Shared>, headers: axum::http::Header
 
 /// `GET /api/cluster-name`: the name `/api/overview` and definitions exports carry.
 pub(super) async fn cluster_name(State(st): State<Shared>) -> J {
-    ok(json!({"name": *st.cluster_name.lock()}))
+    ok(json!({"name": st.broker.cluster_name()}))
 }
 
-/// `PUT /api/cluster-name` with `{"name": …}` (administrators): 204, as RabbitMQ. Warren keeps
-/// it in memory: the management API shows it until a restart; the AMQP `cluster_name` server
-/// property stays `warren`.
+/// `PUT /api/cluster-name` with `{"name": …}` (administrators): 204, as RabbitMQ. Durable (a
+/// definitions-log record); new AMQP connections see it as the `cluster_name` server property.
 pub(super) async fn cluster_name_put(State(st): State<Shared>, body: Bytes) -> ApiResult<StatusCode> {
     let doc: Value = parse_body(&body)?;
     let name = doc
@@ -139,7 +138,7 @@ pub(super) async fn cluster_name_put(State(st): State<Shared>, body: Bytes) -> A
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::bad_request("name must be a non-empty string"))?;
-    *st.cluster_name.lock() = name.to_string();
+    st.broker.set_cluster_name(name);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -167,7 +166,7 @@ pub(super) async fn empty_list() -> J {
 /// `GET /api/global-parameters`: the cluster name (RabbitMQ lists it once set, next to its
 /// `internal_cluster_id`, which Warren does not have).
 pub(super) async fn global_parameters(State(st): State<Shared>) -> J {
-    ok(json!([{"name": "cluster_name", "value": *st.cluster_name.lock()}]))
+    ok(json!([{"name": "cluster_name", "value": st.broker.cluster_name()}]))
 }
 
 /// `GET /api/global-parameters/{name}`: `cluster_name`, or 404.
@@ -175,7 +174,7 @@ pub(super) async fn global_parameter_get(State(st): State<Shared>, Path(name): P
     if name != "cluster_name" {
         return Err(ApiError::not_found());
     }
-    ok(json!({"name": "cluster_name", "value": *st.cluster_name.lock()}))
+    ok(json!({"name": "cluster_name", "value": st.broker.cluster_name()}))
 }
 
 /// `GET /api/parameters/{component}/{vhost}/{name}`, `/api/operator-policies/{vhost}/{name}`:
