@@ -564,8 +564,6 @@ async fn rabbitmq_definitions_file_imports() {
             "skipped": [
                 {"kind": "global_parameter", "vhost": null, "name": "internal_cluster_id",
                  "reason": "RabbitMQ's internal cluster identity; Warren has none"},
-                {"kind": "global_parameter", "vhost": null, "name": "cluster_name",
-                 "reason": "the cluster name cannot be set: Warren reports 'warren'"},
                 {"kind": "exchange", "vhost": "shop", "name": "delayed",
                  "reason": "exchange type 'x-delayed-message' is not supported"},
                 {"kind": "queue", "vhost": "shop", "name": "audit.stream",
@@ -579,6 +577,8 @@ async fn rabbitmq_definitions_file_imports() {
             ],
         })
     );
+    // The export's cluster name renames the cluster, as in RabbitMQ.
+    assert_eq!(get(&b, "/api/cluster-name").await["name"], "rabbit@prod-mq-1");
     // Users with RabbitMQ hashes can log in (HTTP and AMQP).
     let r = client::request("GET", &url(&b, "/api/whoami"), Some(("admin", "s3cret")), None)
         .await

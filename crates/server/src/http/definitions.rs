@@ -353,14 +353,18 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
         let vh = p.get("vhost").and_then(Value::as_str);
         r.skip("parameter", vh, name, parameter_reason(component));
     }
-    let cluster_name = st.broker.cluster_name();
     for p in list(doc, "global_parameters")? {
         let name = field(p, "name", "global parameter")?;
-        let reason = match name {
-            // Set with PUT /api/cluster-name (in memory); an import does not change it.
-            "cluster_name" if p.get("value").and_then(Value::as_str) == Some(&cluster_name) => continue,
-            "cluster_name" => format!("the cluster name cannot be set: Warren reports '{cluster_name}'"),
-            "internal_cluster_id" => "RabbitMQ's internal cluster identity; Warren has none".into(),
+        let reason: String = match (name, p.get("value")) {
+            // As RabbitMQ: the import renames the cluster (durably, as PUT /api/cluster-name).
+            ("cluster_name", Some(Value::String(v))) if !v.is_empty() => {
+                if *v != st.broker.cluster_name() {
+                    st.broker.set_cluster_name(v);
+                }
+                continue;
+            }
+            ("cluster_name", _) => "the cluster name must be a non-empty string".into(),
+            ("internal_cluster_id", _) => "RabbitMQ's internal cluster identity; Warren has none".into(),
             _ => "global runtime parameters are not supported".into(),
         };
         r.skip("global_parameter", None, name, reason);
