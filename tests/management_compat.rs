@@ -336,6 +336,22 @@ async fn the_cluster_name_can_be_renamed() {
         api(&b, "GET", "/api/global-parameters/nope", None, &[]).await.0,
         404
     );
+    // An import renames it; one with an empty name is reported and changes nothing.
+    let import = |value: Value| {
+        let doc = json!({"global_parameters": [{"name": "cluster_name", "value": value}]});
+        api(&b, "POST", "/api/definitions", Some(doc), &[])
+    };
+    assert_eq!(import(json!("west")).await.0, 204);
+    assert_eq!(ok(&b, "/api/cluster-name").await, json!({"name": "west"}));
+    let (status, report) = import(json!("")).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["skipped"],
+        json!([{"kind": "global_parameter", "vhost": null, "name": "cluster_name",
+                "reason": "the cluster name must be a non-empty string"}])
+    );
+    assert_eq!(import(json!("east")).await.0, 204);
+    assert_eq!(ok(&b, "/api/cluster-name").await, json!({"name": "east"}));
     // Durable: a restart on the same data directory keeps the name, and the default user
     // still logs in (a cluster-name record is not a user database).
     let TestBroker {
