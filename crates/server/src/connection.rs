@@ -1160,11 +1160,10 @@ impl Connection {
         drain(rx, &self.session.shared);
     }
 
-    /// Shows the open channels to other tasks (their count and shared state, for the
-    /// management API's listings); after every channel open and close.
+    /// Shows the open channels' shared state to other tasks (the management API's listings
+    /// and counts); after every channel open and close.
     fn publish_channels(&self) {
         let shared = &self.session.shared;
-        shared.info.lock().channels = self.channels.len();
         *shared.channels.lock() = self
             .channels
             .iter()

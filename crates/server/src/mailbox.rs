@@ -145,8 +145,6 @@ pub struct ConnInfo {
     pub user_provided_name: Option<String>,
     /// When the TCP connection was accepted, in milliseconds since the Unix epoch.
     pub connected_at: u64,
-    /// Number of open channels.
-    pub channels: usize,
 }
 
 /// The part of a connection other tasks may touch.
@@ -177,6 +175,11 @@ pub struct ConnShared {
 }
 
 impl ConnShared {
+    /// Number of open channels.
+    pub fn channel_count(&self) -> usize {
+        self.channels.lock().len()
+    }
+
     /// The shared half of a new connection (`peer`: its client's address) and the receiving
     /// end of its mailbox.
     pub fn new(

@@ -140,7 +140,7 @@ fn snapshot(st: &Shared, scope: &Scope) -> Snapshot {
         names.insert(c.id, name.clone());
         conns.push(ConnRow {
             name,
-            channels: info.channels as u64,
+            channels: c.channel_count() as u64,
             recv: c.octets[0].load(Ordering::Relaxed),
             send: c.octets[1].load(Ordering::Relaxed),
         });

@@ -54,7 +54,7 @@ fn conn_json(st: &Shared, name: &str, c: &crate::mailbox::ConnShared) -> Value {
     let info = c.info.lock().clone();
     let mut conn = json!({
         "name": name, "node": st.node(), "user": info.user, "vhost": info.vhost,
-        "channels": info.channels, "state": c.state(crate::util::now_ms()), "protocol": "AMQP 0-9-1", "type": "network",
+        "channels": c.channel_count(), "state": c.state(crate::util::now_ms()), "protocol": "AMQP 0-9-1", "type": "network",
         "peer_host": info.peer.map(|p| p.ip().to_string()), "peer_port": info.peer.map(|p| p.port()),
         "host": st.amqp_addr.ip().to_string(), "port": st.amqp_addr.port(),
         "client_properties": table_to_json(&info.client_properties), "connected_at": info.connected_at,

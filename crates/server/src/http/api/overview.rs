@@ -19,7 +19,7 @@ pub(super) async fn overview(State(st): State<Shared>) -> J {
         }
     }
     let conns = st.broker.connections();
-    let channels: usize = conns.iter().map(|c| c.info.lock().channels).sum();
+    let channels: usize = conns.iter().map(|c| c.channel_count()).sum();
     let dead: Vec<u64> = m
         .dead_lettered
         .iter()
