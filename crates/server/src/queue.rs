@@ -5,6 +5,11 @@
 //! timer — runs `dispatch` under the same lock, so deliveries to each consumer leave in queue
 //! order. Deliveries go to the consumer's connection mailbox; a consumer whose connection's
 //! buffers are full is skipped and the queue registers itself to be woken when they drain.
+//!
+//! A backlog beyond the in-memory budget stays in the queue's log and is paged back in without
+//! the lock: the read is planned under it, runs on a blocking thread while the queue serves
+//! what it holds, and its batch is taken back under the lock only if the queue still reads from
+//! where it was planned ([`Queue::page_in`], docs/architecture.md "Paging a backlog in").
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,7 +26,7 @@ use warren_core::queue::{
 };
 use warren_core::topology::QueueMeta;
 
-use warren_store::QueueLog;
+use warren_store::{MsgPos, QueueLog, ReadPlan, Recovered, StoreError};
 
 use crate::mailbox::{ChannelShared, ConnShared};
 use crate::persist::{pack, unpack};
@@ -33,6 +38,8 @@ use crate::vhost::VHost;
 pub const READY_IN_MEMORY: usize = 2048;
 /// Same, in body bytes (per queue: 200 queues with backlogs hold at most 400 MB).
 pub const READY_BYTES_IN_MEMORY: u64 = 2 << 20;
+/// After a page-in read failed, the queue tries again this much later (not on every operation).
+const PAGE_IN_RETRY_MS: u64 = 1000;
 
 /// Whether a published message was written to the queue's durable log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +76,10 @@ struct Inner {
     credit: Credit,
     /// Connections parked on this queue's credit, woken when it has half a window again.
     flow_waiters: Vec<Weak<ConnShared>>,
+    /// A page-in read runs on a blocking thread ([`Queue::page_in`]).
+    page_in_flight: bool,
+    /// After a failed page-in read: when to try again (ms, 0 = at once).
+    page_in_retry_at: u64,
 }
 
 impl Inner {
@@ -79,6 +90,17 @@ impl Inner {
         }
     }
 
+    /// When the timer must run next: the state's next deadline, or the retry of a failed
+    /// page-in read if that comes first.
+    fn next_wakeup(&self) -> Option<u64> {
+        let retry = (self.page_in_retry_at != 0 && self.state.page_request().is_some())
+            .then_some(self.page_in_retry_at);
+        match (self.state.next_deadline(), retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The queue's credit back to a full window (no consumers left, purged, deleted).
     fn refill_credit(&mut self) {
         if self.credit.refill() || !self.flow_waiters.is_empty() {
@@ -86,56 +108,102 @@ impl Inner {
         }
     }
 
-    /// Pages messages back in from the log while the queue wants them. Returns whether any
-    /// came in.
+    /// Pages messages back in from the log while the queue wants them, reading under the lock:
+    /// the path when no runtime runs (see [`Queue::page_in`]). Returns whether any came in.
     fn refill(&mut self, fx: &mut Effects) -> bool {
         let mut any = false;
-        while let Some(req) = self.state.page_request() {
+        while let Some((from, plan)) = self.plan_page_in() {
             let Some(log) = &mut self.log else { return any };
-            let (batch, next) = match log.read_batch(
-                unpack(req.from),
-                req.max_msgs,
-                req.max_bytes.min(usize::MAX as u64) as usize,
-            ) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(queue = self.state.name(), "cannot page messages in: {e}");
-                    return any;
-                }
-            };
-            if batch.is_empty() {
-                tracing::error!(
-                    queue = self.state.name(),
-                    "messages counted on disk were not found in the log"
-                );
-                self.state.skip_paged(u64::MAX, StorePos::default());
+            let read = log.finish_read(plan.read());
+            if !self.take_page(from, read, fx) {
                 return any;
             }
-            // Undecodable records (reported by stored_entry) leave the log and the count.
-            let state = &self.state;
-            let mut undecodable = 0u64;
-            let entries: Vec<Entry> = batch
-                .iter()
-                .filter_map(|r| {
-                    let e = crate::persist::stored_entry(
-                        r,
-                        r.delivered,
-                        |t, ttl| state.expiry(t, ttl),
-                        state.name(),
-                    );
-                    if e.is_none() {
-                        let _ = log.ack(r.pos);
-                        undecodable += 1;
-                    }
-                    e
-                })
-                .collect();
-            self.state.skip_paged(undecodable, req.from);
-            self.state.page_in(entries, crate::persist::pack(next), fx);
             any = true;
-            self.apply_store();
         }
         any
+    }
+
+    /// Plans the next page-in read if the queue wants one (and the last failure's pause is
+    /// over): where it reads from and the plan, whose file IO runs without this lock.
+    fn plan_page_in(&mut self) -> Option<(StorePos, ReadPlan)> {
+        let req = self.state.page_request()?;
+        if self.page_in_retry_at != 0 && now_ms() < self.page_in_retry_at {
+            return None;
+        }
+        let log = self.log.as_mut()?;
+        match log.plan_read(
+            unpack(req.from),
+            req.max_msgs,
+            req.max_bytes.min(usize::MAX as u64) as usize,
+        ) {
+            Ok(plan) => Some((req.from, plan)),
+            Err(e) => {
+                tracing::error!(queue = self.state.name(), "cannot page messages in: {e}");
+                self.page_in_retry_at = now_ms() + PAGE_IN_RETRY_MS;
+                None
+            }
+        }
+    }
+
+    /// Takes a read planned at `from` back, if the queue still reads from there: another
+    /// read (a `basic.get`'s), a purge or a length limit may have moved the position while
+    /// the file IO ran, and then the read is dropped (its records are the log's again).
+    /// Returns whether messages came in.
+    fn finish_page_in(&mut self, from: StorePos, done: ReadPlan, fx: &mut Effects) -> bool {
+        let paged = self.state.paged();
+        if paged.count == 0 || paged.from != from {
+            return false;
+        }
+        let Some(log) = &mut self.log else { return false };
+        let read = log.finish_read(done);
+        self.take_page(from, read, fx)
+    }
+
+    /// Puts the messages of a finished read (from `from`) in the queue. Returns whether any
+    /// came in.
+    fn take_page(
+        &mut self,
+        from: StorePos,
+        read: Result<(Vec<Recovered>, MsgPos), StoreError>,
+        fx: &mut Effects,
+    ) -> bool {
+        let (batch, next) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(queue = self.state.name(), "cannot page messages in: {e}");
+                self.page_in_retry_at = now_ms() + PAGE_IN_RETRY_MS;
+                return false;
+            }
+        };
+        self.page_in_retry_at = 0;
+        if batch.is_empty() {
+            tracing::error!(
+                queue = self.state.name(),
+                "messages counted on disk were not found in the log"
+            );
+            self.state.skip_paged(u64::MAX, StorePos::default());
+            return false;
+        }
+        let Some(log) = &mut self.log else { return false };
+        // Undecodable records (reported by stored_entry) leave the log and the count.
+        let state = &self.state;
+        let mut undecodable = 0u64;
+        let entries: Vec<Entry> = batch
+            .iter()
+            .filter_map(|r| {
+                let e =
+                    crate::persist::stored_entry(r, r.delivered, |t, ttl| state.expiry(t, ttl), state.name());
+                if e.is_none() {
+                    let _ = log.ack(r.pos);
+                    undecodable += 1;
+                }
+                e
+            })
+            .collect();
+        self.state.skip_paged(undecodable, from);
+        self.state.page_in(entries, crate::persist::pack(next), fx);
+        self.apply_store();
+        true
     }
 
     /// Pushes delivered records to the OS (one write), so that a crash after the deliveries
@@ -184,6 +252,17 @@ impl Inner {
                 tracing::warn!(queue = self.state.name(), "store counter update failed: {e}");
             }
         }
+    }
+}
+
+/// Runs a page-in read on this thread; on a multi-threaded runtime's worker it is a blocking
+/// section ([`tokio::task::block_in_place`]), so the worker's other tasks go on elsewhere.
+fn read_blocking(plan: ReadPlan) -> ReadPlan {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| plan.read())
+        }
+        _ => plan.read(),
     }
 }
 
@@ -252,6 +331,8 @@ impl Queue {
                 marks_pending: false,
                 credit: Credit::default(),
                 flow_waiters: Vec::new(),
+                page_in_flight: false,
+                page_in_retry_at: 0,
             }),
             deleted: AtomicBool::new(false),
             had_consumer: AtomicBool::new(false),
@@ -453,11 +534,57 @@ impl Queue {
             if self.dispatch_once(inner, now, fx) {
                 continue;
             }
-            // A drained in-memory list with a backlog on disk: page in and go on.
-            if !inner.refill(fx) {
+            // A short in-memory list with a backlog on disk: page in (off the lock: the
+            // read's completion dispatches again).
+            if !self.page_in(inner, fx) {
                 break;
             }
         }
+    }
+
+    /// Starts the next page-in read on a blocking thread, if the queue wants one and none is
+    /// running, and returns false: the queue goes on serving what it has in memory, and the
+    /// read's completion ([`page_in_done`](Self::page_in_done)) takes the messages and
+    /// dispatches. Without a runtime (offline tools) it reads here, under the lock, and
+    /// returns whether messages came in.
+    fn page_in(self: &Arc<Self>, inner: &mut Inner, fx: &mut Effects) -> bool {
+        if inner.page_in_flight {
+            return false;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return inner.refill(fx);
+        };
+        let Some((from, plan)) = inner.plan_page_in() else {
+            return false;
+        };
+        inner.page_in_flight = true;
+        let me = self.clone();
+        rt.spawn(async move {
+            let done = tokio::task::spawn_blocking(move || plan.read()).await.ok();
+            me.page_in_done(from, done);
+        });
+        false
+    }
+
+    /// A page-in read finished (`None`: its thread failed): takes its messages if the queue
+    /// still wants them, and dispatches (which plans the next read if the backlog goes on).
+    fn page_in_done(self: &Arc<Self>, from: StorePos, done: Option<ReadPlan>) {
+        let now = now_ms();
+        let mut fx = Effects::default();
+        let deadline = {
+            let mut i = self.inner.lock();
+            i.page_in_flight = false;
+            if self.is_deleted() {
+                return;
+            }
+            if let Some(done) = done {
+                i.finish_page_in(from, done, &mut fx);
+            }
+            self.dispatch_locked(&mut i, now, &mut fx);
+            i.flush_marks();
+            i.next_wakeup()
+        };
+        self.finish(fx, deadline, now);
     }
 
     /// One dispatch pass; true if consumers found gone were dropped (dispatch again).
@@ -584,7 +711,7 @@ impl Queue {
             i.state.tick(now, &mut fx);
             self.dispatch_locked(&mut i, now, &mut fx);
             i.flush_marks();
-            i.state.next_deadline()
+            i.next_wakeup()
         };
         self.finish(fx, deadline, now);
     }
@@ -751,7 +878,7 @@ impl Queue {
                 p,
                 stored,
                 out_of_credit && !i.credit.has_credit(),
-                i.state.next_deadline(),
+                i.next_wakeup(),
             )
         };
         if p == Published::Enqueued {
@@ -777,7 +904,7 @@ impl Queue {
             let mut i = self.inner.lock();
             self.dispatch_locked(&mut i, now, &mut fx);
             i.flush_marks();
-            i.state.next_deadline()
+            i.next_wakeup()
         };
         self.finish(fx, deadline, now);
     }
@@ -795,7 +922,7 @@ impl Queue {
             self.had_consumer.store(true, Ordering::Release);
             self.dispatch_locked(&mut i, now, &mut fx);
             i.flush_marks();
-            i.state.next_deadline()
+            i.next_wakeup()
         };
         self.finish(fx, deadline, now);
         Ok(())
@@ -831,32 +958,43 @@ impl Queue {
                 // Nobody to pace the publishers by: the queue absorbs again.
                 i.refill_credit();
             }
-            (i.state.consumer_count(), i.state.next_deadline())
+            (i.state.consumer_count(), i.next_wakeup())
         };
         self.touch();
         self.finish(fx, deadline, now);
         self.meta.auto_delete && left == 0 && self.had_consumer.load(Ordering::Acquire)
     }
 
-    /// basic.get.
+    /// basic.get. When the in-memory part of a backlog is empty, the next page is read for
+    /// this get without the queue's lock, on this thread (a blocking section for the runtime:
+    /// its other tasks move to other workers); a read that lost the race to another one (a
+    /// consumer's read-ahead) is dropped and the get tries again, a few times at most.
     pub fn get(self: &Arc<Self>, channel: ChannelKey, no_ack: bool) -> Option<(Delivery, u32)> {
         let now = now_ms();
         self.touch();
         let mut fx = Effects::default();
-        let (r, deadline) = {
+        let mut reads = 0;
+        let (r, deadline) = loop {
             let mut i = self.inner.lock();
-            let r = loop {
-                let r = i.state.get(channel, no_ack, now, &mut fx);
-                i.apply_store();
-                if r.is_some() || !i.refill(&mut fx) {
-                    break r;
-                }
-            };
+            let r = i.state.get(channel, no_ack, now, &mut fx);
+            i.apply_store();
+            if r.is_none()
+                && reads < 3
+                && let Some((from, plan)) = i.plan_page_in()
+            {
+                drop(i);
+                reads += 1;
+                let done = read_blocking(plan);
+                self.inner.lock().finish_page_in(from, done, &mut fx);
+                continue;
+            }
             if r.is_some() && i.credit.delivered(1) {
                 i.wake_publishers();
             }
+            // Consumers take what a read brought in beyond this get; a backlog reads ahead.
+            self.dispatch_locked(&mut i, now, &mut fx);
             i.flush_marks();
-            (r, i.state.next_deadline())
+            break (r, i.next_wakeup());
         };
         if r.is_some() {
             self.stats.delivered.fetch_add(1, Ordering::Relaxed);
@@ -878,7 +1016,7 @@ impl Queue {
             }
             self.dispatch_locked(&mut i, now, &mut fx);
             i.flush_marks();
-            i.state.next_deadline()
+            i.next_wakeup()
         };
         self.finish(fx, deadline, now);
     }
@@ -894,7 +1032,7 @@ impl Queue {
             }
             self.dispatch_locked(&mut i, now, &mut fx);
             i.flush_marks();
-            i.state.next_deadline()
+            i.next_wakeup()
         };
         self.finish(fx, deadline, now);
     }
@@ -909,7 +1047,7 @@ impl Queue {
             i.state.unsend(d.seq, d.consumer, d.channel);
             self.dispatch_locked(&mut i, now, &mut fx);
             i.flush_marks();
-            i.state.next_deadline()
+            i.next_wakeup()
         };
         self.finish(fx, deadline, now);
     }
@@ -923,7 +1061,7 @@ impl Queue {
             i.state.release_channel(channel, how, now, &mut fx);
             self.dispatch_locked(&mut i, now, &mut fx);
             i.flush_marks();
-            i.state.next_deadline()
+            i.next_wakeup()
         };
         self.finish(fx, deadline, now);
     }
@@ -1007,7 +1145,7 @@ impl Queue {
             i.state.reconfigure(args, now, &mut fx);
             self.dispatch_locked(&mut i, now, &mut fx);
             i.flush_marks();
-            i.state.next_deadline()
+            i.next_wakeup()
         };
         self.finish(fx, deadline, now);
         self.start_expiry();
@@ -1019,5 +1157,152 @@ impl Queue {
         let a = i.state.args();
         let x = a.dead_letter_exchange.clone()?;
         Some((x, a.dead_letter_routing_key.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Paging a backlog in from the log without the queue's lock.
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use warren_codec::{BasicProperties, FieldTable, ShortStr};
+    use warren_core::Message;
+    use warren_core::args::QueueArgs;
+    use warren_core::ids::ConnId;
+    use warren_core::topology::{QueueId, QueueMeta};
+    use warren_store::{FaultyFs, StdFs, Store, StoreOptions};
+
+    use super::*;
+
+    /// A durable queue on a store whose reads can be held, with `n` persistent messages
+    /// published (bodies "0", "1", …): the first `READY_IN_MEMORY` in memory, the rest on disk.
+    fn backlog(n: u64) -> (Arc<Queue>, FaultyFs, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("warren-pagein-{}-{n}-{}", std::process::id(), now_ms()));
+        let fs = FaultyFs::new(Arc::new(StdFs));
+        let store = Store::open(
+            &dir,
+            StoreOptions {
+                fs: Arc::new(fs.clone()),
+                fsync: false,
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        let (log, recovered) = store.open_queue("q").unwrap();
+        assert!(recovered.is_empty());
+        let meta = QueueMeta {
+            id: QueueId(1),
+            name: ShortStr::from("q"),
+            durable: true,
+            exclusive_owner: None,
+            auto_delete: false,
+            arguments: FieldTable::default(),
+            args: QueueArgs::default(),
+        };
+        let q = Queue::new(meta, Weak::new());
+        q.attach_log(log, Vec::new(), Paged::default(), 0);
+        let props = BasicProperties {
+            delivery_mode: Some(2),
+            ..BasicProperties::default()
+        };
+        for k in 0..n {
+            let msg = Arc::new(Message::new("", "q", props.clone(), Bytes::from(k.to_string())));
+            let payload = crate::persist::encode_message(&msg, 0);
+            let (p, stored, _) = q.publish(msg, None, 0, Some(&payload));
+            assert_eq!((p, stored), (Published::Enqueued, Stored::Written));
+        }
+        assert_eq!(
+            q.memory_counts(),
+            (READY_IN_MEMORY as u64, n - READY_IN_MEMORY as u64)
+        );
+        (q, fs, dir)
+    }
+
+    /// Releases held reads when a test ends, passed or failed (a read left blocked would keep
+    /// the runtime's shutdown waiting for its thread).
+    struct Released(FaultyFs);
+
+    impl Drop for Released {
+        fn drop(&mut self) {
+            self.0.release_reads();
+        }
+    }
+
+    fn get_body(q: &Arc<Queue>) -> Option<u64> {
+        let (d, _) = q.get(ChannelKey::new(ConnId(1), 1), true)?;
+        Some(std::str::from_utf8(&d.msg.body).unwrap().parse().unwrap())
+    }
+
+    fn wait_until(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// While a page-in read is held in the filesystem, the queue keeps serving what it has in
+    /// memory (the read does not hold the queue's lock); once released, the backlog comes in
+    /// behind, in order, each message once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queue_serves_from_memory_while_its_backlog_is_read() {
+        let n = READY_IN_MEMORY as u64 * 3;
+        let (q, fs, dir) = backlog(n);
+        let _release = Released(fs.clone());
+        fs.hold_reads();
+        let mut got = Vec::new();
+        // Down to half the budget: the read-ahead starts and blocks in the filesystem.
+        while !q.inner.lock().page_in_flight {
+            got.push(get_body(&q).expect("in memory"));
+            assert!(got.len() <= READY_IN_MEMORY / 2 + 1, "no read-ahead was started");
+        }
+        wait_until("the read-ahead to reach the filesystem", || {
+            fs.reads_waiting() == 1
+        });
+        // The rest of what is in memory is served while the read waits.
+        while q.memory_counts().0 > 0 {
+            got.push(get_body(&q).expect("in memory"));
+        }
+        assert_eq!(got.len(), READY_IN_MEMORY);
+        assert_eq!(fs.reads_waiting(), 1);
+        fs.release_reads();
+        wait_until("the read-ahead to land", || q.memory_counts().0 > 0);
+        while let Some(b) = get_body(&q) {
+            got.push(b);
+        }
+        assert_eq!(got, (0..n).collect::<Vec<_>>());
+        assert_eq!(q.memory_counts(), (0, 0));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A get that finds memory empty reads the next page itself; the read-ahead that was
+    /// running from the same position lands afterwards and is dropped, not taken twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_that_lost_the_race_is_dropped() {
+        let n = READY_IN_MEMORY as u64 * 2;
+        let (q, fs, dir) = backlog(n);
+        let _release = Released(fs.clone());
+        fs.hold_reads();
+        let mut got = Vec::new();
+        while q.memory_counts().0 > 0 {
+            got.push(get_body(&q).expect("in memory"));
+        }
+        wait_until("the read-ahead", || fs.reads_waiting() == 1);
+        // This get plans its own read from the same position; both wait in the filesystem.
+        let getter = {
+            let q = q.clone();
+            std::thread::spawn(move || get_body(&q))
+        };
+        wait_until("the get's own read", || fs.reads_waiting() == 2);
+        fs.release_reads();
+        got.push(getter.join().unwrap().expect("read by the get"));
+        wait_until("the read-ahead to finish", || !q.inner.lock().page_in_flight);
+        while let Some(b) = get_body(&q) {
+            got.push(b);
+        }
+        assert_eq!(got, (0..n).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

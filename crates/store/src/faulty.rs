@@ -3,7 +3,8 @@
 //! of operations; a disk of limited free space (a write that does not fit reaches the file in
 //! part and fails with `ENOSPC`; truncating or removing files gives the space back); it also
 //! counts writes and fsyncs and can slow fsyncs down, which the group-commit tests use to observe
-//! batching.
+//! batching, and can hold reads until released, which the page-in tests use to show a queue
+//! serving from memory while a read is in flight.
 
 use std::io;
 use std::path::Path;
@@ -35,6 +36,24 @@ struct Faults {
     sync_delay_us: AtomicU64,
     /// Bytes appends may still add ([`NEVER`] = unlimited).
     space_left: AtomicU64,
+    /// Reads wait while this is set ([`FaultyFs::hold_reads`]); the count is of reads waiting.
+    reads_held: std::sync::Mutex<(bool, u64)>,
+    reads_released: std::sync::Condvar,
+}
+
+impl Faults {
+    /// Blocks while reads are held.
+    fn before_read(&self) {
+        let mut g = self.reads_held.lock().unwrap_or_else(|e| e.into_inner());
+        if !g.0 {
+            return;
+        }
+        g.1 += 1;
+        while g.0 {
+            g = self.reads_released.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        g.1 -= 1;
+    }
 }
 
 /// A [`FileSystem`] wrapper that injects faults. All settings can be changed while the store
@@ -102,6 +121,22 @@ impl FaultyFs {
     /// Free bytes left (`u64::MAX` when unlimited).
     pub fn free_space(&self) -> u64 {
         self.faults.space_left.load(Ordering::SeqCst)
+    }
+
+    /// From now on every read waits until [`release_reads`](Self::release_reads).
+    pub fn hold_reads(&self) {
+        self.faults.reads_held.lock().unwrap_or_else(|e| e.into_inner()).0 = true;
+    }
+
+    /// Lets held reads (and later ones) go on.
+    pub fn release_reads(&self) {
+        self.faults.reads_held.lock().unwrap_or_else(|e| e.into_inner()).0 = false;
+        self.faults.reads_released.notify_all();
+    }
+
+    /// Reads waiting on [`hold_reads`](Self::hold_reads) right now.
+    pub fn reads_waiting(&self) -> u64 {
+        self.faults.reads_held.lock().unwrap_or_else(|e| e.into_inner()).1
     }
 
     /// Disarms every fault (counts are kept).
@@ -189,6 +224,7 @@ impl FileHandle for FaultyHandle {
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.faults.before_read();
         self.inner.read_at(buf, offset)
     }
 

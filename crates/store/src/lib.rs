@@ -47,7 +47,7 @@ pub use error::StoreError;
 pub use faulty::FaultyFs;
 pub use fs::{DirEntry, FileHandle, FileSystem, StdFs};
 pub use lock::{DataDirLock, LOCK_FILE};
-pub use queue_log::{MsgPos, QueueLog, Recovered, RecoveredRef};
+pub use queue_log::{MsgPos, QueueLog, ReadPlan, Recovered, RecoveredRef};
 pub use readonly::ReadOnlyFs;
 pub use report::{RecoveryReport, RecoveryWarning, Truncation};
 pub use store::{

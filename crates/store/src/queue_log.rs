@@ -115,6 +115,56 @@ impl RecoveredRef<'_> {
     }
 }
 
+/// A page-in read planned by [`QueueLog::plan_read`]: byte ranges of segment files, read by
+/// [`read`](Self::read) without the log (on a blocking thread, say) and taken back by
+/// [`QueueLog::finish_read`].
+#[derive(Debug)]
+pub struct ReadPlan {
+    runs: Vec<ReadRun>,
+    next: MsgPos,
+}
+
+/// One `pread` of a plan: a run of records in one segment.
+#[derive(Debug)]
+struct ReadRun {
+    segment: u32,
+    path: PathBuf,
+    /// The open segment file, until read.
+    handle: Option<Arc<dyn FileHandle>>,
+    first: u64,
+    end: u64,
+    offs: Vec<u32>,
+    /// The segment's deliveries were recorded (see the module doc).
+    recorded: bool,
+    /// What was read.
+    data: Bytes,
+    /// A failed read: its path, error kind and message (an `io::Error` is not `Clone`).
+    error: Option<(PathBuf, std::io::ErrorKind, String)>,
+}
+
+impl ReadPlan {
+    /// Whether it reads nothing (no live record at or after the position).
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// Reads the planned byte ranges: the file IO of a page-in, one `pread` per run. Blocking.
+    pub fn read(mut self) -> ReadPlan {
+        for run in &mut self.runs {
+            let Some(handle) = run.handle.take() else { continue };
+            let mut buf = vec![0u8; (run.end - run.first) as usize];
+            match read_upto(&*handle, &mut buf, run.first) {
+                Ok(got) => {
+                    buf.truncate(got);
+                    run.data = Bytes::from(buf);
+                }
+                Err(e) => run.error = Some((run.path.clone(), e.kind(), e.to_string())),
+            }
+        }
+        self
+    }
+}
+
 /// Buffered bytes past this size are pushed to the OS without waiting for `flush`.
 const WRITE_BUF: usize = 256 * 1024;
 /// Same, for one ack file.
@@ -1162,24 +1212,47 @@ impl QueueLog {
     /// page-in path for messages kept only on disk. Reads are sequential, one `pread` per run of
     /// records. A record that fails its CRC is reported in the log's warnings, acked (so it is
     /// not read again) and skipped. Returns the messages and the position to continue from.
+    ///
+    /// The same as [`plan_read`](Self::plan_read), [`ReadPlan::read`] and
+    /// [`finish_read`](Self::finish_read) in a row; a caller that must not hold its lock over
+    /// the file reads uses those three instead.
     pub fn read_batch(
         &mut self,
         from: MsgPos,
         max_msgs: usize,
         max_bytes: usize,
     ) -> Result<(Vec<Recovered>, MsgPos), StoreError> {
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        let mut next = from;
-        let mut bad = Vec::new();
+        let plan = self.plan_read(from, max_msgs, max_bytes)?;
+        self.finish_read(plan.read())
+    }
+
+    /// Picks the records a page-in of up to `max_msgs` messages or about `max_bytes` payload
+    /// bytes from `from` reads (see [`read_batch`](Self::read_batch)), without reading them:
+    /// the plan holds the segment files' handles and byte ranges, so [`ReadPlan::read`] can
+    /// run anywhere (a blocking thread) while the log's owner goes on. Buffered appends are
+    /// pushed to the OS first, so every planned byte is in the file.
+    ///
+    /// The plan stays valid while the planned records stay in the log: the owner must not
+    /// apply a plan's result after acking any of them (a purge from before `from`, say) — it
+    /// checks that its own read position is still `from` before [`finish_read`](Self::finish_read).
+    pub fn plan_read(
+        &mut self,
+        from: MsgPos,
+        max_msgs: usize,
+        max_bytes: usize,
+    ) -> Result<ReadPlan, StoreError> {
         if self.writer.is_some() {
             // Records still in the write buffer are read from the file like the rest.
             self.flush_writer()?;
         }
+        let limit = max_msgs.max(1);
+        let mut runs = Vec::new();
+        let mut picked_total = 0usize;
+        let mut est_total = 0usize;
+        let mut next = from;
         let segs: Vec<u32> = self.segments.range(from.segment..).map(|(&n, _)| n).collect();
-        'segments: for n in segs {
+        for n in segs {
             let seg = &self.segments[&n];
-            let recorded = seg.deliveries_recorded;
             let start = if n == from.segment {
                 seg.offsets.partition_point(|&o| o < from.offset)
             } else {
@@ -1187,18 +1260,16 @@ impl QueueLog {
             };
             // The records to read: live ones from `start`, within the limits (record sizes
             // estimated from the offsets; the last record of a segment counts as 0).
-            let limit = max_msgs.max(1);
             let mut picked = Vec::new();
-            let mut est = 0usize;
             let mut i = start;
             while i < seg.offsets.len() {
-                let have = out.len() + picked.len();
-                if have >= limit || (have > 0 && bytes + est >= max_bytes) {
+                let have = picked_total + picked.len();
+                if have >= limit || (have > 0 && est_total >= max_bytes) {
                     break;
                 }
                 if !seg.acked[i] {
                     picked.push(i);
-                    est += seg
+                    est_total += seg
                         .offsets
                         .get(i + 1)
                         .map_or(0, |&e| (e - seg.offsets[i]) as usize);
@@ -1218,7 +1289,9 @@ impl QueueLog {
                 }
                 continue;
             }
+            picked_total += picked.len();
             let stopped_early = i < seg.offsets.len();
+            let recorded = seg.deliveries_recorded;
             let offs: Vec<u32> = picked.iter().map(|&k| seg.offsets[k]).collect();
             let after_last = seg.offsets.get(*picked.last().expect("not empty") + 1).copied();
             let path = msgs_path(&self.dir, n);
@@ -1231,14 +1304,42 @@ impl QueueLog {
                     _ => handle.size().map_err(|e| io_at(&path, "stat", e))?,
                 },
             };
-            let mut buf = vec![0u8; (end - first) as usize];
-            let got = read_upto(&*handle, &mut buf, first).map_err(|e| io_at(&path, "read", e))?;
-            buf.truncate(got);
-            let buf = Bytes::from(buf);
-            for &off in &offs {
-                let at = (off as u64 - first) as usize;
+            runs.push(ReadRun {
+                segment: n,
+                path,
+                handle: Some(handle),
+                first,
+                end,
+                offs,
+                recorded,
+                data: Bytes::new(),
+                error: None,
+            });
+            // Stopped inside this segment (a limit was reached): the rest of it comes first
+            // next time, so never go on to a later segment.
+            if stopped_early || picked_total >= limit || est_total >= max_bytes {
+                break;
+            }
+        }
+        Ok(ReadPlan { runs, next })
+    }
+
+    /// Takes the bytes a [`ReadPlan`] read back: checks each record, attaches its durable
+    /// counters and delivered flag, reports (and acks) damaged ones, and returns the messages
+    /// and the position to continue from, as [`read_batch`](Self::read_batch) does. A read
+    /// that failed is returned as the error (nothing of the plan was taken).
+    pub fn finish_read(&mut self, done: ReadPlan) -> Result<(Vec<Recovered>, MsgPos), StoreError> {
+        if let Some(e) = done.runs.iter().find_map(|r| r.error.as_ref()) {
+            return Err(io_at(&e.0, "read", std::io::Error::new(e.1, e.2.clone())));
+        }
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for run in done.runs {
+            let buf = run.data;
+            for &off in &run.offs {
+                let at = (u64::from(off) - run.first) as usize;
                 let pos = MsgPos {
-                    segment: n,
+                    segment: run.segment,
                     offset: off,
                 };
                 match buf.get(at..).map(format::verify_record) {
@@ -1247,38 +1348,35 @@ impl QueueLog {
                         let (seq, _) = format::decode_message(body).expect("verified length");
                         let (delivery_count, acquired_count) = self.counts.remove(&pos).unwrap_or((0, 0));
                         let marked = !self.delivered.is_empty() && self.delivered.remove(&pos);
-                        bytes += len;
                         out.push(Recovered {
                             pos,
                             seq,
                             delivery_count,
                             acquired_count,
-                            delivered: marked || acquired_count > 0 || !recorded,
+                            delivered: marked || acquired_count > 0 || !run.recorded,
                             payload: buf.slice(at + FRAME_LEN + 8..at + FRAME_LEN + len),
                         });
                     }
                     Some(Err(reason)) => {
                         self.report
-                            .warn(&path, off.into(), format!("{reason}; message skipped"));
+                            .warn(&run.path, off.into(), format!("{reason}; message skipped"));
                         bad.push(pos);
                     }
                     None => {
-                        self.report
-                            .warn(&path, off.into(), "record beyond end of file; message skipped");
+                        self.report.warn(
+                            &run.path,
+                            off.into(),
+                            "record beyond end of file; message skipped",
+                        );
                         bad.push(pos);
                     }
                 }
-            }
-            // Stopped inside this segment (a limit was reached): the rest of it comes first
-            // next time, so never go on to a later segment.
-            if stopped_early || out.len() >= max_msgs.max(1) || bytes >= max_bytes {
-                break 'segments;
             }
         }
         for pos in bad {
             self.ack(pos)?;
         }
-        Ok((out, next))
+        Ok((out, done.next))
     }
 
     /// Acks every live message at or after `from` (a purge of messages kept only on disk).

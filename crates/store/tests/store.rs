@@ -717,6 +717,62 @@ fn read_batch_pages_live_messages_in_order_across_segments() {
     assert_eq!(small.len(), 1);
 }
 
+/// A planned read does its file IO without the log: the log keeps appending (and is not
+/// borrowed) while the plan's read is held on another thread, and the result taken back is the
+/// one `read_batch` gives.
+#[test]
+fn a_planned_read_runs_off_the_log_while_it_keeps_appending() {
+    let dir = TestDir::new("plan");
+    let (faulty, o) = faulty_opts(4096);
+    let store = Store::open(dir.path(), o).unwrap();
+    let (mut log, _) = store.open_queue("q").unwrap();
+    let mut pos = Vec::new();
+    for i in 0..300 {
+        pos.push(log.append(i, &payload(i)).unwrap());
+    }
+    let plan = log.plan_read(pos[10], 100, 1 << 20).unwrap();
+    assert!(!plan.is_empty());
+    faulty.hold_reads();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || tx.send(plan.read()).unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while faulty.reads_waiting() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the planned read never started"
+        );
+        std::thread::yield_now();
+    }
+    // The read is in progress (held): the log is free and keeps taking appends.
+    for i in 300..350 {
+        pos.push(log.append(i, &payload(i)).unwrap());
+    }
+    assert!(rx.try_recv().is_err());
+    faulty.release_reads();
+    let done = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    reader.join().unwrap();
+    let (got, next) = log.finish_read(done).unwrap();
+    assert_eq!(
+        got.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (10..110).collect::<Vec<_>>()
+    );
+    for r in &got {
+        assert_eq!(r.payload, Bytes::from(payload(r.seq)));
+    }
+    let (same, same_next) = log.read_batch(pos[10], 100, 1 << 20).unwrap();
+    assert_eq!(
+        same.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        got.iter().map(|r| r.seq).collect::<Vec<_>>()
+    );
+    assert_eq!(same_next, next);
+    // From there on, the rest, including what was appended during the read.
+    let rest = read_all_batches(&mut log, next, 64);
+    assert_eq!(
+        rest.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (110..350).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn recovery_visitor_and_read_batch_keep_counters_off_heap() {
     let dir = TestDir::new("visit");
