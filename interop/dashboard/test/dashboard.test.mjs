@@ -1,8 +1,10 @@
-// Warren's dashboard (GET /) in headless Chromium — Debian's `chromium` package, driven by
-// playwright-core over the DevTools protocol (no browser download). Loads the page with HTTP
-// basic auth, sees queues created by the test, clicks "move back" on a dead-letter queue and
-// checks through the API that the messages went back. Needs WARREN_HTTP_PORT; CHROMIUM may
-// name the browser (default /usr/bin/chromium).
+// Warren's management UI (GET /) in headless Chromium — Debian's `chromium` package, driven by
+// playwright-core over the DevTools protocol (no browser download). The page loads without a
+// browser prompt and shows its login form; a wrong password is refused on the form; after
+// logging in through it the test sees its queues, clicks "move back" on a dead-letter queue,
+// and on a queue's own page publishes a message, gets it and purges the queue, checking each
+// step through the API; a queue name full of markup stays text. Needs WARREN_HTTP_PORT;
+// CHROMIUM may name the browser (default /usr/bin/chromium).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
@@ -14,6 +16,8 @@ const AUTH = "Basic " + Buffer.from("guest:guest").toString("base64");
 const SUFFIX = `${process.pid}-${Date.now()}`;
 const WORK = `dash.work.${SUFFIX}`;
 const DLQ = `dash.dlq.${SUFFIX}`;
+// A queue name that would run script if the page put it into HTML unescaped.
+const PAGE_Q = `dash.page.<img src=x onerror="window.__xss=1">&'.${SUFFIX}`;
 const N = 3;
 
 async function api(method, path, body) {
@@ -66,6 +70,7 @@ before(async () => {
   });
   assert.equal(got.length, N);
   await waitFor(`${N} messages in the DLQ`, async () => (await depth(DLQ)) === N);
+  await api("PUT", `/api/queues/%2F/${encodeURIComponent(PAGE_Q)}`, { durable: false });
 
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -88,47 +93,73 @@ before(async () => {
 
 after(async () => {
   await browser?.close().catch(() => {});
-  for (const q of [WORK, DLQ]) {
+  for (const q of [WORK, DLQ, PAGE_Q]) {
     await api("DELETE", `/api/queues/%2F/${encodeURIComponent(q)}`).catch(() => {});
   }
 });
 
-test("without credentials the dashboard is refused", async () => {
+/** A page with script errors and dialogs (accepted) recorded. */
+async function newPage(ctx) {
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(15_000);
+  page.errors = [];
+  page.on("pageerror", (e) => page.errors.push(String(e)));
+  page.dialogs = [];
+  page.on("dialog", async (d) => {
+    page.dialogs.push(d.message());
+    await d.accept();
+  });
+  return page;
+}
+
+/** Opens the UI and logs in through its form. */
+async function login(page, user = "guest", pass = "guest") {
+  const r = await page.goto(BASE + "/");
+  assert.equal(r.status(), 200);
+  await page.locator("#login").waitFor();
+  await page.fill("#login-user", user);
+  await page.fill("#login-pass", pass);
+  await page.click("#login button[type=submit]");
+}
+
+test("without credentials the page shows its login form, no prompt and no data", async () => {
+  // No httpCredentials: a WWW-Authenticate challenge anywhere would fail the navigation
+  // (ERR_INVALID_AUTH_CREDENTIALS) or leave a request hanging on a prompt.
   const ctx = await browser.newContext();
   try {
-    const page = await ctx.newPage();
-    // Chromium either shows the 401 or, with no credentials to offer to the challenge,
-    // aborts the navigation with ERR_INVALID_AUTH_CREDENTIALS.
-    try {
-      const r = await page.goto(BASE + "/", { timeout: 15_000 });
-      assert.equal(r.status(), 401);
-    } catch (e) {
-      assert.match(String(e), /ERR_INVALID_AUTH_CREDENTIALS/);
-    }
-    assert.equal(await page.locator("#rows").count(), 0, "the dashboard did not render");
+    const page = await newPage(ctx);
+    const r = await page.goto(BASE + "/", { timeout: 15_000 });
+    assert.equal(r.status(), 200);
+    assert.equal(await page.title(), "Warren");
+    await page.locator("#login").waitFor();
+    assert.equal(await page.locator("#nav").isVisible(), false);
+    assert.equal(await page.locator("tr[data-queue]").count(), 0, "no data before logging in");
+
+    // A wrong password: an error on the form, still logged out, nothing stored.
+    await page.fill("#login-user", "guest");
+    await page.fill("#login-pass", "wrong");
+    await page.click("#login button[type=submit]");
+    await page.waitForFunction(() => /Login failed/.test(document.getElementById("login-error").textContent));
+    assert.equal(await page.locator("#login").isVisible(), true);
+    assert.equal(await page.locator("#app").isVisible(), false);
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+    assert.deepEqual(page.errors, [], "no script errors on the page");
   } finally {
     await ctx.close();
   }
 });
 
-test("dashboard shows the queues and moves a DLQ back", { timeout: 45_000 }, async () => {
-  const ctx = await browser.newContext({
-    httpCredentials: { username: "guest", password: "guest" },
-  });
+test("after logging in the queue list shows the queues and moves a DLQ back", { timeout: 45_000 }, async () => {
+  const ctx = await browser.newContext();
   try {
-    const page = await ctx.newPage();
-    page.setDefaultTimeout(15_000);
-    const errors = [];
-    page.on("pageerror", (e) => errors.push(String(e)));
-    const dialogs = [];
-    page.on("dialog", async (d) => {
-      dialogs.push(d.message());
-      await d.accept();
-    });
-
-    const r = await page.goto(BASE + "/");
-    assert.equal(r.status(), 200);
-    assert.equal(await page.title(), "Warren");
+    const page = await newPage(ctx);
+    const { errors, dialogs } = page;
+    await login(page);
+    // The overview comes first; its tiles are filled from /api/overview.
+    await page.locator("#nav").waitFor();
+    await page.waitForFunction(() => /\d/.test(document.getElementById("queues")?.textContent ?? ""));
+    assert.equal((await page.locator("#who-name").textContent()).trim(), "guest");
+    await page.click('#nav a[href="#/queues"]');
 
     // Both queues are listed; the DLQ is marked and carries the button, the work queue not.
     const work = page.locator(`tr[data-queue="${WORK}"]`);
@@ -139,8 +170,15 @@ test("dashboard shows the queues and moves a DLQ back", { timeout: 45_000 }, asy
     assert.doesNotMatch((await work.getAttribute("class")) ?? "", /\bdlq\b/);
     assert.equal(await work.locator("button.move").count(), 0);
     assert.equal((await dlq.locator("td").nth(2).textContent()).trim(), String(N), "DLQ depth shown");
-    // Overview tiles are filled from /api/overview (the fetches reuse the credentials).
-    await page.waitForFunction(() => /\d/.test(document.getElementById("queues").textContent));
+    // Filtering narrows the list; sorting by a header click keeps both rows.
+    await page.fill("#queue-filter", DLQ);
+    await page.waitForFunction((q) => document.querySelectorAll("tr[data-queue]").length === 1, DLQ);
+    await dlq.waitFor();
+    await page.fill("#queue-filter", `dash.`);
+    await work.waitFor();
+    await page.click('th[data-col="ready"]');
+    await page.waitForFunction(() => document.querySelector('th[data-col="ready"]').dataset.dir === "asc");
+    await dlq.waitFor();
 
     await dlq.locator("button.move").click();
     await page.waitForFunction(
@@ -165,6 +203,71 @@ test("dashboard shows the queues and moves a DLQ back", { timeout: 45_000 }, asy
       DLQ,
     );
     assert.deepEqual(errors, [], "no script errors on the page");
+  } finally {
+    await ctx.close();
+  }
+});
+
+test("a queue's page publishes, gets and purges; markup in names stays text", { timeout: 60_000 }, async () => {
+  const ctx = await browser.newContext();
+  try {
+    const page = await newPage(ctx);
+    await login(page);
+    await page.locator("#nav").waitFor();
+    // From the list to the queue's page by its link.
+    await page.click('#nav a[href="#/queues"]');
+    const row = page.locator(`tr[data-queue="${PAGE_Q.replace(/["\\]/g, "\\$&")}"]`);
+    await row.waitFor();
+    await row.locator("a").click();
+    await page.waitForFunction(() => location.hash.startsWith("#/queues/%2F/"));
+    await page.locator("#queue-stats [data-stat=Ready]").waitFor();
+    assert.ok((await page.locator("main h2").first().textContent()).includes(PAGE_Q), "the name, as text");
+
+    // Publish from the page.
+    await page.fill("#publish-payload", "hello from the UI");
+    await page.click("#publish button[type=submit]");
+    await page.waitForFunction(() => document.getElementById("msg").textContent === "message published");
+    await waitFor("the message in the queue", async () => (await depth(PAGE_Q)) === 1);
+
+    // Get it (requeued: the default ack mode).
+    await page.click("#get button[type=submit]");
+    await page.waitForFunction(() => document.querySelector("#got .payload")?.textContent === "hello from the UI");
+    assert.equal(await depth(PAGE_Q), 1, "requeued after the get");
+    await page.waitForFunction(() => document.querySelector("#queue-stats [data-stat=Ready]").textContent === "1");
+
+    // Purge, confirmed; the API sees an empty queue and so does the page.
+    await page.click("#purge");
+    await page.waitForFunction(() => /purged/.test(document.getElementById("msg").textContent));
+    assert.ok(page.dialogs.some((d) => d.startsWith("Purge all ready messages")), "a confirmation was asked for");
+    const q = await api("GET", `/api/queues/%2F/${encodeURIComponent(PAGE_Q)}`);
+    assert.equal(q.messages, 0);
+    assert.equal(q.messages_ready, 0);
+    await page.waitForFunction(() => document.querySelector("#queue-stats [data-stat=Ready]").textContent === "0");
+
+    // The name never became markup anywhere.
+    assert.equal(await page.evaluate(() => window.__xss), undefined);
+    assert.equal(await page.locator("main img").count(), 0);
+
+    // The other pages render (connections, channels, exchanges, users, policies, vhosts,
+    // definitions) without script errors.
+    for (const [view, sel] of [
+      ["connections", "#conn-list table"],
+      ["channels", "#chan-list table"],
+      ["exchanges", '#x-list tr:has-text("amq.topic")'],
+      ["users", "#perm-list table"],
+      ["policies", "#policy-list table"],
+      ["vhosts", "#vhost-list table"],
+      ["definitions", "#export"],
+    ]) {
+      await page.click(`#nav a[href="#/${view}"]`);
+      await page.locator(sel).first().waitFor();
+    }
+
+    // Log out: back to the form, credentials forgotten.
+    await page.click("#logout");
+    await page.locator("#login").waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+    assert.deepEqual(page.errors, [], "no script errors on the page");
   } finally {
     await ctx.close();
   }
