@@ -3,13 +3,18 @@
 // browser prompt and shows its login form; a wrong password is refused on the form; after
 // logging in through it the test sees its queues, clicks "move back" on a dead-letter queue,
 // and on a queue's own page publishes a message, gets it and purges the queue, checking each
-// step through the API; a queue name full of markup stays text. Needs WARREN_HTTP_PORT;
-// CHROMIUM may name the browser (default /usr/bin/chromium).
+// step through the API; a queue name full of markup stays text; the test's own AMQP
+// connection shows on the connections page (its channel on the channels page) and is closed
+// from there. Needs WARREN_HTTP_PORT (WARREN_AMQP_PORT: default from /api/overview's
+// listeners); CHROMIUM may name the browser (default /usr/bin/chromium).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
+import net from "node:net";
 
 const PORT = process.env.WARREN_HTTP_PORT;
+// The AMQP port, for the test's own connection (from /api/overview's listeners if unset).
+let AMQP_PORT = process.env.WARREN_AMQP_PORT;
 if (!PORT) throw new Error("WARREN_HTTP_PORT must be set");
 const BASE = `http://127.0.0.1:${PORT}`;
 const AUTH = "Basic " + Buffer.from("guest:guest").toString("base64");
@@ -44,9 +49,77 @@ async function waitFor(what, cond, ms = 10_000) {
 
 const depth = async (q) => (await api("GET", `/api/queues/%2F/${encodeURIComponent(q)}`)).messages_ready;
 
+// ---- a minimal AMQP 0-9-1 client: enough to open a connection and a channel, and to see
+// the broker close them (no AMQP library in this suite's dependencies).
+
+const shortstr = (s) => Buffer.concat([Buffer.from([Buffer.byteLength(s)]), Buffer.from(s)]);
+const longstr = (s) => {
+  const b = Buffer.from(s);
+  const n = Buffer.alloc(4);
+  n.writeUInt32BE(b.length);
+  return Buffer.concat([n, b]);
+};
+function method(channel, cls, m, args) {
+  const payload = Buffer.concat([Buffer.from([cls >> 8, cls & 255, m >> 8, m & 255]), args]);
+  const head = Buffer.alloc(7);
+  head.writeUInt8(1, 0);
+  head.writeUInt16BE(channel, 1);
+  head.writeUInt32BE(payload.length, 3);
+  return Buffer.concat([head, payload, Buffer.from([0xce])]);
+}
+
+/** Opens an AMQP connection named `name` as guest, with channel 1 open. */
+async function amqpConnect(name) {
+  const sock = net.connect(Number(AMQP_PORT), "127.0.0.1");
+  let buf = Buffer.alloc(0);
+  const methods = []; // [class, method, args]
+  let wake = () => {};
+  sock.on("data", (d) => {
+    buf = Buffer.concat([buf, d]);
+    while (buf.length >= 8 && buf.length >= 8 + buf.readUInt32BE(3)) {
+      const size = buf.readUInt32BE(3);
+      if (buf[0] === 1) methods.push([buf.readUInt16BE(7), buf.readUInt16BE(9), buf.subarray(11, 7 + size)]);
+      buf = buf.subarray(8 + size);
+    }
+    wake();
+  });
+  let ended = false;
+  sock.on("close", () => {
+    ended = true;
+    wake();
+  });
+  sock.on("error", () => {});
+  const next = async (cls, m) => {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const i = methods.findIndex(([c, mm]) => c === cls && mm === m);
+      if (i >= 0) return methods.splice(i, 1)[0][2];
+      if (ended || Date.now() > deadline) throw new Error(`no AMQP method ${cls}.${m}`);
+      await new Promise((r) => {
+        wake = r;
+        setTimeout(r, 200);
+      });
+    }
+  };
+  await new Promise((r) => sock.once("connect", r));
+  sock.write(Buffer.from("AMQP\x00\x00\x09\x01", "latin1"));
+  await next(10, 10); // Start
+  const props = Buffer.concat([shortstr("connection_name"), Buffer.from("S"), longstr(name)]);
+  const table = Buffer.concat([Buffer.from([0, 0, 0, props.length]), props]);
+  sock.write(method(0, 10, 11, Buffer.concat([table, shortstr("PLAIN"), longstr("\0guest\0guest"), shortstr("en_US")])));
+  const tune = await next(10, 30);
+  sock.write(method(0, 10, 31, Buffer.concat([tune.subarray(0, 6), Buffer.from([0, 0])]))); // heartbeat 0
+  sock.write(method(0, 10, 40, Buffer.concat([shortstr("/"), shortstr(""), Buffer.from([0])])));
+  await next(10, 41);
+  sock.write(method(1, 20, 10, shortstr("")));
+  await next(20, 11);
+  return { sock, next, closed: () => ended };
+}
+
 let browser;
 
 before(async () => {
+  AMQP_PORT ??= (await api("GET", "/api/overview")).listeners.find((l) => l.protocol === "amqp").port;
   // A work queue dead-lettering into a DLQ, through the default exchange.
   await api("PUT", `/api/queues/%2F/${encodeURIComponent(DLQ)}`, { durable: false });
   await api("PUT", `/api/queues/%2F/${encodeURIComponent(WORK)}`, {
@@ -269,6 +342,46 @@ test("a queue's page publishes, gets and purges; markup in names stays text", { 
     assert.equal(await page.evaluate(() => sessionStorage.length), 0);
     assert.deepEqual(page.errors, [], "no script errors on the page");
   } finally {
+    await ctx.close();
+  }
+});
+
+test("the connections and channels pages show the test's own connection and close it", { timeout: 45_000 }, async () => {
+  const NAME = `dash.conn.${SUFFIX}`;
+  const conn = await amqpConnect(NAME);
+  const ctx = await browser.newContext();
+  try {
+    const page = await newPage(ctx);
+    await login(page);
+    await page.locator("#nav").waitFor();
+    const mine = (await api("GET", "/api/connections")).find((c) => c.client_properties?.connection_name === NAME);
+    assert.ok(mine, "the broker lists the connection");
+
+    // Its channel, by the channel's name.
+    const chans = (await api("GET", "/api/channels")).filter((c) => c.connection_details?.name === mine.name);
+    assert.equal(chans.length, 1);
+    await page.click('#nav a[href="#/channels"]');
+    await page.locator(`#chan-list td:text-is(${JSON.stringify(chans[0].name)})`).waitFor();
+
+    // The connection, by its client-given name; close it from the page.
+    await page.click('#nav a[href="#/connections"]');
+    const row = page.locator(`#conn-list tr:has-text(${JSON.stringify(NAME)})`);
+    await row.waitFor();
+    assert.equal(await row.getAttribute("data-connection"), mine.name);
+    await row.locator("button.close").click();
+    await page.waitForFunction(() => /: done$/.test(document.getElementById("msg").textContent));
+    assert.ok(page.dialogs.some((d) => d.startsWith("Close the connection")), "a confirmation was asked for");
+
+    // The client is told (Connection.Close; it answers Close-Ok) and the broker forgets it.
+    await conn.next(10, 50);
+    conn.sock.write(method(0, 10, 51, Buffer.alloc(0)));
+    await waitFor("the connection gone", async () =>
+      !(await api("GET", "/api/connections")).some((c) => c.name === mine.name),
+    );
+    await row.waitFor({ state: "detached" });
+    assert.deepEqual(page.errors, [], "no script errors on the page");
+  } finally {
+    conn.sock.destroy();
     await ctx.close();
   }
 });

@@ -942,7 +942,11 @@ $("login").onsubmit = async (e) => {
     $("login-pass").value = "";
     start();
   } catch (err) {
-    $("login-error").textContent = err.status === 401 ? `Login failed: ${err.message.replace(/^401 /, "")}` : `Cannot reach the broker: ${err.message}`;
+    const reason = err.message.replace(/^401 /, "");
+    $("login-error").textContent =
+      err.status !== 401 ? `Cannot reach the broker: ${err.message}`
+      : reason === "Login failed" ? "Login failed: wrong username or password."
+      : `Login failed: ${reason}`;
   }
 };
 $("logout").onclick = () => logout();
