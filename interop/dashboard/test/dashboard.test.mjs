@@ -275,6 +275,12 @@ test("after logging in the queue list shows the queues and moves a DLQ back", { 
       (q) => document.querySelector(`tr[data-queue="${q}"] td:nth-child(3)`)?.textContent === "0",
       DLQ,
     );
+    // The work queue's page names its DLQ and its depth; the DLQ's page names the work queue.
+    await work.locator("a").click();
+    await page.waitForFunction(() => document.getElementById("dlq-depth")?.textContent === "0");
+    await page.click(`#queue-dlq a:text-is(${JSON.stringify(DLQ)})`);
+    await page.locator(`#queue-dlq p.alert a:text-is(${JSON.stringify(WORK)})`).waitFor();
+    assert.equal(await page.locator("#move").isVisible(), true, "a DLQ's page can move it back");
     assert.deepEqual(errors, [], "no script errors on the page");
   } finally {
     await ctx.close();

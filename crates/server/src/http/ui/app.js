@@ -93,6 +93,17 @@ async function api(method, path, body, token = session.token) {
   return j;
 }
 
+/** Thrown by `load` when the view changed while it waited: the old view writes nothing. */
+class Stale extends Error {}
+
+/** GET for a view's refresh: throws `Stale` if the user went to another view meanwhile. */
+async function load(p) {
+  const g = generation;
+  const j = await api("GET", p);
+  if (g !== generation) throw new Stale("stale");
+  return j;
+}
+
 const path = (...segs) => segs.map(enc).join("/");
 const qpath = (vhost, name) => `/api/queues/${path(vhost, name)}`;
 
@@ -327,7 +338,7 @@ views.overview = {
     <h2>Alerts</h2><div id="alert-list"></div>
     <h2>Listeners</h2><div id="listeners"></div>`,
   async refresh() {
-    const ov = await api("GET", "/api/overview");
+    const ov = await load("/api/overview");
     const ms = ov.message_stats || {};
     $("publish").textContent = num(rate(ms.publish_details));
     $("deliver").textContent = num(rate(ms.deliver_get_details));
@@ -342,7 +353,7 @@ views.overview = {
       { label: "ready", key: "ready" },
       { label: "unacked", key: "unacked" },
     ])}`;
-    const alerts = (await api("GET", "/api/alerts")) ?? [];
+    const alerts = (await load("/api/alerts")) ?? [];
     $("alerts").textContent = alerts.length;
     table("alert-list", [
       { label: "vhost", key: (a) => a.vhost },
@@ -394,7 +405,7 @@ views.queues = {
     }, true);
   },
   async refresh() {
-    const qs = (await api("GET", "/api/queues")) ?? [];
+    const qs = (await load("/api/queues")) ?? [];
     table("queue-list", [
       { label: "vhost", key: (q) => q.vhost },
       { label: "name", key: (q) => q.name, cell: (q) => queueLink(q.vhost, q.name) },
@@ -525,7 +536,7 @@ views.queue = {
     };
   },
   async refresh([vhost, name]) {
-    const q = await api("GET", qpath(vhost, name));
+    const q = await load(qpath(vhost, name));
     const ms = q.message_stats || {};
     const rows = [
       ["Type", q.type], ["State", q.state], ["Durable", yes(q.durable)], ["Auto-delete", yes(q.auto_delete)],
@@ -539,14 +550,29 @@ views.queue = {
       ["Growth", `${num(q.growth_per_minute)} msg/min`],
     ];
     $("queue-stats").innerHTML = html`${rows.map(([k, v]) => html`<tr><th>${k}</th><td data-stat="${k}">${v}</td></tr>`)}`;
+    // Where it dead-letters to, and (for a DLQ) which queues of the vhost feed it.
     const t = deadLetterTarget(q);
+    const siblings = t || q.dead_letter_queue ? (await load(`/api/queues/${enc(vhost)}`)) ?? [] : [];
     let dl;
     if (!t) dl = html`<p class="muted">No dead-letter exchange.</p>`;
     else {
-      const target = t.exchange === "" && t.routingKey ? html` — the queue ${queueLink(vhost, t.routingKey)}` : "";
+      let target = "";
+      if (t.exchange === "" && t.routingKey) {
+        const dlq = siblings.find((x) => x.name === t.routingKey);
+        target = dlq
+          ? html` — the queue ${queueLink(vhost, dlq.name)}: <b id="dlq-depth">${num(dlq.messages)}</b> message(s)${(dlq.alerts || []).length ? html`, <span class="alert">${dlq.alerts.map((a) => a.kind).join(", ")}</span>` : ""}`
+          : html` — <span class="alert">no queue ${t.routingKey} in this vhost: dead letters are dropped</span>`;
+      }
       dl = html`<p>Dead-letters to exchange <b>${t.exchange || "(default)"}</b>${t.routingKey !== undefined ? html` with routing key <b>${t.routingKey}</b>` : ""}${target}.</p>`;
     }
-    if (q.dead_letter_queue) dl = html`${dl}<p class="alert">This queue is a dead-letter queue: other queues dead-letter into it.</p>`;
+    if (q.dead_letter_queue) {
+      const feeders = siblings.filter((x) => {
+        const xt = deadLetterTarget(x);
+        return xt && xt.exchange === "" && xt.routingKey === name;
+      });
+      const list = feeders.length ? html`: ${feeders.map((x, i) => html`${i ? ", " : ""}${queueLink(vhost, x.name)}`)}` : " (through an exchange)";
+      dl = html`${dl}<p class="alert">This queue is a dead-letter queue of other queues${list}.</p>`;
+    }
     $("queue-dlq").innerHTML = dl;
     $("move").classList.toggle("hidden", !q.dead_letter_queue);
     table("queue-alerts", [
@@ -555,7 +581,7 @@ views.queue = {
       { label: "threshold", key: (a) => a.threshold, num: true },
       { label: "since", key: (a) => a.since, cell: (a) => new Date(a.since).toLocaleTimeString() },
     ], q.alerts || []);
-    const consumers = ((await api("GET", `/api/consumers/${enc(vhost)}`)) ?? []).filter((c) => c.queue?.name === name);
+    const consumers = ((await load(`/api/consumers/${enc(vhost)}`)) ?? []).filter((c) => c.queue?.name === name);
     table("queue-consumers", [
       { label: "tag", key: (c) => c.consumer_tag },
       { label: "channel", key: (c) => c.channel_details?.name },
@@ -563,7 +589,7 @@ views.queue = {
       { label: "exclusive", key: (c) => yes(c.exclusive) },
       { label: "prefetch", key: (c) => c.prefetch_count, num: true },
     ], consumers);
-    const bs = (await api("GET", `${qpath(vhost, name)}/bindings`)) ?? [];
+    const bs = (await load(`${qpath(vhost, name)}/bindings`)) ?? [];
     table("queue-bindings", [
       { label: "from", key: (b) => b.source || "(default exchange)" },
       { label: "routing key", key: (b) => b.routing_key },
@@ -604,7 +630,7 @@ views.connections = {
     $("conn-filter").oninput = () => refreshView();
   },
   async refresh() {
-    const cs = (await api("GET", "/api/connections")) ?? [];
+    const cs = (await load("/api/connections")) ?? [];
     table("conn-list", [
       { label: "name", key: (c) => c.name },
       { label: "user", key: (c) => c.user },
@@ -629,7 +655,7 @@ views.channels = {
   mount: () => html`<h2>Channels</h2><div id="chan-list"></div>
     <p class="muted">AMQP has no way to close one channel from outside: "close" closes its connection.</p>`,
   async refresh() {
-    const cs = (await api("GET", "/api/channels")) ?? [];
+    const cs = (await load("/api/channels")) ?? [];
     table("chan-list", [
       { label: "name", key: (c) => c.name },
       { label: "user", key: (c) => c.user },
@@ -665,7 +691,7 @@ views.exchanges = {
     }, true);
   },
   async refresh() {
-    const xs = (await api("GET", "/api/exchanges")) ?? [];
+    const xs = (await load("/api/exchanges")) ?? [];
     table("x-list", [
       { label: "vhost", key: (x) => x.vhost },
       { label: "name", key: (x) => x.name || "(AMQP default)" },
@@ -718,7 +744,7 @@ views.users = {
     });
   },
   async refresh() {
-    const us = (await api("GET", "/api/users")) ?? [];
+    const us = (await load("/api/users")) ?? [];
     table("user-list", [
       { label: "name", key: (u) => u.name },
       { label: "tags", key: (u) => tags(u.tags) },
@@ -729,7 +755,7 @@ views.users = {
       },
       sort: "name",
     });
-    const ps = (await api("GET", "/api/permissions")) ?? [];
+    const ps = (await load("/api/permissions")) ?? [];
     table("perm-list", [
       { label: "user", key: (p) => p.user },
       { label: "vhost", key: (p) => p.vhost },
@@ -768,7 +794,7 @@ views.policies = {
     });
   },
   async refresh() {
-    const ps = (await api("GET", "/api/policies")) ?? [];
+    const ps = (await load("/api/policies")) ?? [];
     table("policy-list", [
       { label: "vhost", key: (p) => p.vhost },
       { label: "name", key: (p) => p.name },
@@ -799,7 +825,7 @@ views.vhosts = {
     }, true);
   },
   async refresh() {
-    const vs = (await api("GET", "/api/vhosts")) ?? [];
+    const vs = (await load("/api/vhosts")) ?? [];
     table("vhost-list", [
       { label: "name", key: (v) => v.name },
       { label: "description", key: (v) => v.description ?? "" },
@@ -876,7 +902,7 @@ async function refreshView() {
   try {
     await c.view.refresh(c.params);
   } catch (e) {
-    if (c === current) say(`cannot load this view: ${e.message}`, true);
+    if (c === current && !(e instanceof Stale)) say(`cannot load this view: ${e.message}`, true);
   }
 }
 
