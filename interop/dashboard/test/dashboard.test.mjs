@@ -5,12 +5,14 @@
 // and on a queue's own page publishes a message, gets it and purges the queue, checking each
 // step through the API; a queue name full of markup stays text; the test's own AMQP
 // connection shows on the connections page (its channel on the channels page) and is closed
-// from there. Needs WARREN_HTTP_PORT (WARREN_AMQP_PORT: default from /api/overview's
+// from there; a vhost and a policy added through the forms appear in a definitions export
+// (a download), and an imported queue exists under that policy. Needs WARREN_HTTP_PORT (WARREN_AMQP_PORT: default from /api/overview's
 // listeners); CHROMIUM may name the browser (default /usr/bin/chromium).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import net from "node:net";
+import { readFile } from "node:fs/promises";
 
 const PORT = process.env.WARREN_HTTP_PORT;
 // The AMQP port, for the test's own connection (from /api/overview's listeners if unset).
@@ -389,5 +391,49 @@ test("the connections and channels pages show the test's own connection and clos
   } finally {
     conn.sock.destroy();
     await ctx.close();
+  }
+});
+
+test("vhosts, policies and definitions: add through the forms, export, import", { timeout: 45_000 }, async () => {
+  const VH = `dash.vh.${SUFFIX}`;
+  const ctx = await browser.newContext({ acceptDownloads: true });
+  try {
+    const page = await newPage(ctx);
+    await login(page);
+    await page.locator("#nav").waitFor();
+
+    await page.click('#nav a[href="#/vhosts"]');
+    await page.fill('#add-vhost input[name="name"]', VH);
+    await page.click("#add-vhost button[type=submit]");
+    await page.locator(`#vhost-list td:text-is(${JSON.stringify(VH)})`).waitFor();
+
+    await page.click('#nav a[href="#/policies"]');
+    await page.selectOption('#add-policy select[name="vhost"]', VH);
+    await page.fill('#add-policy input[name="name"]', "dash-pol");
+    await page.fill('#add-policy input[name="pattern"]', "^dash\\.");
+    await page.fill('#add-policy textarea[name="definition"]', '{"max-length": 5}');
+    await page.click("#add-policy button[type=submit]");
+    await page.locator('#policy-list td:text-is("dash-pol")').waitFor();
+    const pol = await api("GET", `/api/policies/${encodeURIComponent(VH)}/dash-pol`);
+    assert.deepEqual(pol.definition, { "max-length": 5 });
+
+    // Export: a download holding the new vhost and policy.
+    await page.click('#nav a[href="#/definitions"]');
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#export")]);
+    const exported = JSON.parse(await readFile(await download.path(), "utf8"));
+    assert.ok(exported.vhosts.some((v) => v.name === VH));
+    assert.ok(exported.policies.some((p) => p.vhost === VH && p.name === "dash-pol"));
+
+    // Import a queue into the vhost: it exists afterwards, under the policy.
+    const doc = { queues: [{ name: "dash.imported", vhost: VH, durable: true, auto_delete: false, arguments: {} }] };
+    await page.fill("#import-doc", JSON.stringify(doc));
+    await page.click("#import button[type=submit]");
+    await page.waitForFunction(() => document.getElementById("msg").textContent === "definitions imported");
+    const q = await api("GET", `/api/queues/${encodeURIComponent(VH)}/dash.imported`);
+    assert.equal(q.policy, "dash-pol");
+    assert.deepEqual(page.errors, [], "no script errors on the page");
+  } finally {
+    await ctx.close();
+    await api("DELETE", `/api/vhosts/${encodeURIComponent(VH)}`).catch(() => {});
   }
 });
