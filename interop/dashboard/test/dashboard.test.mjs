@@ -234,6 +234,9 @@ test("after logging in the queue list shows the queues and moves a DLQ back", { 
     await page.locator("#nav").waitFor();
     await page.waitForFunction(() => /\d/.test(document.getElementById("queues")?.textContent ?? ""));
     assert.equal((await page.locator("#who-name").textContent()).trim(), "guest");
+    // Two charts (rates, queued messages) and, for this administrator, the node's state.
+    assert.equal(await page.locator("#charts svg").count(), 2);
+    await page.waitForFunction(() => document.querySelector('#node [data-stat="Memory alarm"]')?.textContent === "no");
     await page.click('#nav a[href="#/queues"]');
 
     // Both queues are listed; the DLQ is marked and carries the button, the work queue not.
@@ -302,6 +305,7 @@ test("a queue's page publishes, gets and purges; markup in names stays text", { 
     await row.locator("a").click();
     await page.waitForFunction(() => location.hash.startsWith("#/queues/%2F/"));
     await page.locator("#queue-stats [data-stat=Ready]").waitFor();
+    assert.equal(await page.locator("#queue-charts svg").count(), 2, "the queue's own charts");
     assert.ok((await page.locator("main h2").first().textContent()).includes(PAGE_Q), "the name, as text");
 
     // Publish from the page.

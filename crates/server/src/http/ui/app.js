@@ -5,7 +5,8 @@
 //   sessionStorage (this tab only); every fetch sends `Authorization: Basic …` and
 //   `X-Requested-With`, so a 401 never opens the browser's own prompt. Log out forgets them.
 // - Charts: the page samples /api/overview every 5 s and keeps the last 5 minutes in memory
-//   (lost on reload); the rates themselves are the broker's (`*_details.rate`).
+//   (lost on reload); a queue's page samples that queue on each refresh (every 5 s while it
+//   is open). The rates themselves are the broker's (`*_details.rate`).
 // - Every value put into the page goes through `html` (escaped): names are user input.
 "use strict";
 
@@ -145,6 +146,16 @@ const rate = (d) => d?.rate ?? 0;
 const tags = (t) => (Array.isArray(t) ? t.join(", ") : t ?? "");
 const yes = (b) => (b ? "yes" : "");
 const json = (v) => (v && typeof v === "object" && Object.keys(v).length ? JSON.stringify(v) : "");
+/** The columns of an alert (`/api/alerts`, a queue's `alerts`). */
+const ALERT_COLS = [
+  { label: "kind", key: (a) => a.kind, cell: (a) => html`<span class="alert">${a.kind}</span>` },
+  { label: "value", key: (a) => a.value, num: true },
+  { label: "threshold", key: (a) => a.threshold, num: true },
+  { label: "since", key: (a) => a.since, cell: (a) => new Date(a.since).toLocaleTimeString() },
+];
+/** Rows of a key/value table ([key, value]); a value mentioning an ALARM is marked. */
+const kv = (rows) =>
+  html`${rows.map(([k, v]) => html`<tr><th>${k}</th><td data-stat="${k}" class="${/ALARM/.test(v) ? "alert" : ""}">${v}</td></tr>`)}`;
 const queueLink = (vhost, name) => html`<a href="#/queues/${enc(vhost)}/${enc(name)}">${name}</a>`;
 
 // ---- tables: sorting and filtering ---------------------------------------------------
@@ -260,21 +271,28 @@ async function vhostOptions(selected) {
 // ---- rate history (sampled by the page) ----------------------------------------------
 
 const samples = [];
+// Per queue ("vhost\0name"): the samples taken while its page was open.
+const queueSamples = new Map();
 let sampler = null;
+
+/** Appends a sample of `ms` (message_stats) and `counts` to `list`, dropping the old ones. */
+function remember(list, ms, counts) {
+  list.push({
+    t: Date.now(),
+    publish: rate(ms.publish_details),
+    deliver: rate(ms.deliver_get_details),
+    ack: rate(ms.ack_details),
+    ready: counts.messages_ready ?? 0,
+    unacked: counts.messages_unacknowledged ?? 0,
+  });
+  while (list.length && list[0].t < Date.now() - HISTORY_MS) list.shift();
+}
 
 async function sample() {
   try {
     const o = await api("GET", "/api/overview");
     const ms = o.message_stats || {};
-    samples.push({
-      t: Date.now(),
-      publish: rate(ms.publish_details),
-      deliver: rate(ms.deliver_get_details),
-      ack: rate(ms.ack_details),
-      ready: o.queue_totals?.messages_ready ?? 0,
-      unacked: o.queue_totals?.messages_unacknowledged ?? 0,
-    });
-    while (samples.length && samples[0].t < Date.now() - HISTORY_MS) samples.shift();
+    remember(samples, ms, o.queue_totals ?? {});
     $("version").textContent = `${o.product_version} · ${o.cluster_name}`;
     return o;
   } catch {
@@ -284,21 +302,21 @@ async function sample() {
 
 const COLORS = ["#2a5db0", "#e07b00", "#2e9e44"];
 
-/** An SVG line chart of `series` ({label, key}) over the sampled history. */
-function chart(title, series) {
+/** An SVG line chart of `series` ({label, key}) over sampled history `data`. */
+function chart(title, series, data = samples) {
   const W = 600, H = 150, P = 30;
   const now = Date.now();
-  const max = Math.max(1, ...samples.flatMap((s) => series.map((x) => s[x.key])));
+  const max = Math.max(1, ...data.flatMap((s) => series.map((x) => s[x.key])));
   const xy = (s, k) => {
     const x = P + ((s.t - (now - HISTORY_MS)) / HISTORY_MS) * (W - P - 5);
     const y = H - 18 - (s[k] / max) * (H - 28);
     return `${x.toFixed(1)},${y.toFixed(1)}`;
   };
   const lines = series.map(
-    (x, i) => html`<polyline fill="none" stroke="${COLORS[i]}" stroke-width="2" points="${samples.map((s) => xy(s, x.key)).join(" ")}"/>`,
+    (x, i) => html`<polyline fill="none" stroke="${COLORS[i]}" stroke-width="2" points="${data.map((s) => xy(s, x.key)).join(" ")}"/>`,
   );
   const legend = series.map((x, i) => {
-    const last = samples.length ? samples[samples.length - 1][x.key] : 0;
+    const last = data.length ? data[data.length - 1][x.key] : 0;
     return html`<span><i style="background:${COLORS[i]}"></i>${x.label}: <b>${num(last)}</b></span>`;
   });
   return html`<div class="chart"><b>${title}</b>
@@ -312,6 +330,18 @@ function chart(title, series) {
       ${lines}
     </svg>
     <div class="legend">${legend}</div></div>`;
+}
+
+/** The two charts of a history: message rates and queued messages. */
+function charts(data) {
+  return html`${chart("Message rates (/s)", [
+    { label: "publish", key: "publish" },
+    { label: "deliver/get", key: "deliver" },
+    { label: "ack", key: "ack" },
+  ], data)}${chart("Queued messages", [
+    { label: "ready", key: "ready" },
+    { label: "unacked", key: "unacked" },
+  ], data)}`;
 }
 
 // ---- views ----------------------------------------------------------------------------
@@ -336,6 +366,7 @@ views.overview = {
     <div class="cols" id="charts"></div>
     <p class="muted">Charts: sampled by this page every ${SAMPLE_MS / 1000} s while it is open, last 5 minutes.</p>
     <h2>Alerts</h2><div id="alert-list"></div>
+    <h2>Node</h2><table class="kv" id="node"></table>
     <h2>Listeners</h2><div id="listeners"></div>`,
   async refresh() {
     const ov = await load("/api/overview");
@@ -345,24 +376,27 @@ views.overview = {
     $("ack").textContent = num(rate(ms.ack_details));
     $("messages").textContent = num(ov.queue_totals.messages);
     for (const k of ["connections", "channels", "queues", "consumers"]) $(k).textContent = num(ov.object_totals[k]);
-    $("charts").innerHTML = html`${chart("Message rates (/s)", [
-      { label: "publish", key: "publish" },
-      { label: "deliver/get", key: "deliver" },
-      { label: "ack", key: "ack" },
-    ])}${chart("Queued messages", [
-      { label: "ready", key: "ready" },
-      { label: "unacked", key: "unacked" },
-    ])}`;
+    $("charts").innerHTML = charts(samples);
     const alerts = (await load("/api/alerts")) ?? [];
     $("alerts").textContent = alerts.length;
     table("alert-list", [
       { label: "vhost", key: (a) => a.vhost },
       { label: "queue", key: (a) => a.queue, cell: (a) => queueLink(a.vhost, a.queue) },
-      { label: "kind", key: (a) => a.kind, cell: (a) => html`<span class="alert">${a.kind}</span>` },
-      { label: "value", key: (a) => a.value, num: true },
-      { label: "threshold", key: (a) => a.threshold, num: true },
-      { label: "since", key: (a) => a.since, cell: (a) => new Date(a.since).toLocaleTimeString() },
+      ...ALERT_COLS,
     ], alerts);
+    // Node details need the monitoring (or administrator) tag.
+    const nodes = await load("/api/nodes").catch((e) => (e instanceof Stale ? Promise.reject(e) : null));
+    const n = nodes?.[0];
+    $("node").innerHTML = n
+      ? kv([
+          ["Name", n.name],
+          ["Uptime", `${Math.round(n.uptime / 1000).toLocaleString("en")} s`],
+          ["Memory", `${bytes(n.mem_used)} of ${bytes(n.mem_limit)}`],
+          ["Memory alarm", n.mem_alarm ? "ALARM: publishers blocked" : "no"],
+          ["Disk alarm", n.disk_free_alarm ? "ALARM: publishers blocked" : "no"],
+          ["Disk free limit", bytes(n.disk_free_limit)],
+        ])
+      : html`<tr><td class="muted">Node details need the monitoring tag.</td></tr>`;
     table("listeners", [
       { label: "protocol", key: (l) => l.protocol },
       { label: "address", key: (l) => l.ip_address },
@@ -448,6 +482,8 @@ views.queue = {
       <div><table class="kv" id="queue-stats"></table></div>
       <div><h3>Dead-lettering</h3><div id="queue-dlq"></div><h3>Alerts</h3><div id="queue-alerts"></div></div>
     </div>
+    <div class="cols" id="queue-charts"></div>
+    <p class="muted">Charts: sampled by this page every ${REFRESH_MS / 1000} s while it is open, last 5 minutes.</p>
     <h2>Consumers</h2><div id="queue-consumers"></div>
     <h2>Bindings</h2><div id="queue-bindings"></div>
     <form class="inline" id="add-binding">
@@ -538,6 +574,10 @@ views.queue = {
   async refresh([vhost, name]) {
     const q = await load(qpath(vhost, name));
     const ms = q.message_stats || {};
+    const key = `${vhost}\0${name}`;
+    if (!queueSamples.has(key)) queueSamples.set(key, []);
+    remember(queueSamples.get(key), ms, q);
+    $("queue-charts").innerHTML = charts(queueSamples.get(key));
     const rows = [
       ["Type", q.type], ["State", q.state], ["Durable", yes(q.durable)], ["Auto-delete", yes(q.auto_delete)],
       ["Exclusive", yes(q.exclusive)], ["Policy", q.policy ?? ""], ["Arguments", json(q.arguments)],
@@ -549,7 +589,7 @@ views.queue = {
       ["Ack", `${num(ms.ack)} (${num(rate(ms.ack_details))}/s)`],
       ["Growth", `${num(q.growth_per_minute)} msg/min`],
     ];
-    $("queue-stats").innerHTML = html`${rows.map(([k, v]) => html`<tr><th>${k}</th><td data-stat="${k}">${v}</td></tr>`)}`;
+    $("queue-stats").innerHTML = kv(rows);
     // Where it dead-letters to, and (for a DLQ) which queues of the vhost feed it.
     const t = deadLetterTarget(q);
     const siblings = t || q.dead_letter_queue ? (await load(`/api/queues/${enc(vhost)}`)) ?? [] : [];
@@ -576,10 +616,7 @@ views.queue = {
     $("queue-dlq").innerHTML = dl;
     $("move").classList.toggle("hidden", !q.dead_letter_queue);
     table("queue-alerts", [
-      { label: "kind", key: (a) => a.kind, cell: (a) => html`<span class="alert">${a.kind}</span>` },
-      { label: "value", key: (a) => a.value, num: true },
-      { label: "threshold", key: (a) => a.threshold, num: true },
-      { label: "since", key: (a) => a.since, cell: (a) => new Date(a.since).toLocaleTimeString() },
+      ...ALERT_COLS,
     ], q.alerts || []);
     const consumers = ((await load(`/api/consumers/${enc(vhost)}`)) ?? []).filter((c) => c.queue?.name === name);
     table("queue-consumers", [
@@ -949,6 +986,7 @@ function logout(why = "") {
   clearInterval(sampler);
   clearInterval(timer);
   samples.length = 0;
+  queueSamples.clear();
   current = null;
   $("view").replaceChildren();
   showLoggedIn(false);
