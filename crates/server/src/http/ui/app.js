@@ -312,9 +312,13 @@ function chart(title, series, data = samples) {
     const y = H - 18 - (s[k] / max) * (H - 28);
     return `${x.toFixed(1)},${y.toFixed(1)}`;
   };
-  const lines = series.map(
-    (x, i) => html`<polyline fill="none" stroke="${COLORS[i]}" stroke-width="2" points="${data.map((s) => xy(s, x.key)).join(" ")}"/>`,
-  );
+  // A line per series, and a dot on its latest sample (visible from the first one on).
+  const lines = series.map((x, i) => {
+    const last = data.length ? xy(data[data.length - 1], x.key).split(",") : null;
+    return html`<polyline fill="none" stroke="${COLORS[i]}" stroke-width="2" points="${data.map((s) => xy(s, x.key)).join(" ")}"/>${
+      last ? html`<circle cx="${last[0]}" cy="${last[1]}" r="3" fill="${COLORS[i]}"/>` : ""
+    }`;
+  });
   const legend = series.map((x, i) => {
     const last = data.length ? data[data.length - 1][x.key] : 0;
     return html`<span><i style="background:${COLORS[i]}"></i>${x.label}: <b>${num(last)}</b></span>`;
