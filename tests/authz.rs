@@ -19,6 +19,8 @@ use warren_server::http::client::{self, encode_segment};
 /// What the test expects a route to require (independent of the broker's own table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Need {
+    /// No credentials at all (the UI's static page and script).
+    Public,
     /// Any management tag.
     Mgmt,
     /// `monitoring` or `administrator`.
@@ -41,7 +43,8 @@ use Need::*;
 
 /// The route × requirement matrix (method, axum path template, requirement).
 const MATRIX: &[(&str, &str, Need)] = &[
-    ("GET", "/", Mgmt),
+    ("GET", "/", Public),
+    ("GET", "/ui/app.js", Public),
     ("GET", "/metrics", Monitor),
     ("GET", "/api/overview", Mgmt),
     ("GET", "/api/nodes", Monitor),
@@ -282,6 +285,9 @@ fn concrete(template: &str, vhost: &str) -> String {
 /// where the user has full permissions (`own`) or none. `None` status: allowed (the handler's
 /// own answer, anything but 401/403/405/500).
 fn expected(need: Need, tag: &str, own: bool) -> Option<(u16, &'static str)> {
+    if need == Public {
+        return None;
+    }
     let admin = tag == "administrator";
     let monitor = admin || tag == "monitoring";
     let policymaker = admin || tag == "policymaker";
@@ -342,13 +348,21 @@ async fn every_route_answers_each_tag_as_rabbitmq() {
 
     // 1. The routes the broker registers are exactly the matrix's (a new route without a
     //    rule and a row here fails). Asked without credentials, so nothing changes: a
-    //    registered route answers 401, another method 405.
+    //    registered route answers 401 (200 for the UI's public files), another method 405.
     let mut registered = BTreeSet::new();
+    let public: BTreeSet<&str> = MATRIX
+        .iter()
+        .filter(|(_, _, n)| *n == Public)
+        .map(|(_, t, _)| *t)
+        .collect();
     for template in registered_paths() {
         for m in METHODS {
             let r = http(&b, None, m, &concrete(&template, "walk"), Some(json!({}))).await;
             match r.status {
                 405 => {}
+                200 if *m == "GET" && public.contains(template.as_str()) => {
+                    registered.insert((m.to_string(), template.clone()));
+                }
                 401 => {
                     assert_eq!(
                         r.header("www-authenticate"),
@@ -914,16 +928,19 @@ async fn warrenctl_and_the_dashboard_get_the_same_answers() {
     assert!(e.contains("HTTP 401") && e.contains("Not management user"), "{e}");
     assert!(ctl("mgr", &["list", "queues"]).await.is_ok());
 
-    // The dashboard asks the browser for credentials and refuses users without a tag.
+    // The UI's page is public (its login form asks /api/whoami, which refuses users without
+    // a management tag as warrenctl's calls are refused).
     let r = http(&b, None, "GET", "/", None).await;
-    assert_eq!(r.status, 401);
-    assert!(r.header("www-authenticate").is_some());
-    assert_eq!(
-        http(&b, Some(("nobody", "p")), "GET", "/", None).await.status,
-        401
-    );
-    let r = http(&b, Some(("mgr", "p")), "GET", "/", None).await;
     assert_eq!(r.status, 200);
     assert!(r.text().contains("<html"));
+    let r = http(&b, Some(("nobody", "p")), "GET", "/api/whoami", None).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["reason"], "Not management user");
+    assert_eq!(
+        http(&b, Some(("mgr", "p")), "GET", "/api/whoami", None)
+            .await
+            .status,
+        200
+    );
     b.running.shutdown().await;
 }

@@ -1465,15 +1465,74 @@ async fn warrenctl_commands() {
     b.running.shutdown().await;
 }
 
+/// One raw HTTP/1.1 GET with extra header lines (the client sends none of its own choosing).
+async fn get_with_headers(b: &TestBroker, path: &str, headers: &str) -> client::Response {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(b.running.http_addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: warren\r\nConnection: close\r\n{headers}\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    client::parse_response(&raw).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dashboard_is_served() {
+async fn ui_is_served_without_credentials_and_the_api_still_needs_them() {
     let b = start().await;
+    // The page and its script: no credentials needed, no data in them.
     let r = client::request("GET", &url(&b, "/"), None, None).await.unwrap();
-    assert_eq!(r.status, 401);
-    let r = expect(&b, "GET", "/", None, 200).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("www-authenticate").is_none());
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
     let html = r.text();
-    assert!(html.contains("/api/overview") && html.contains("/move") && html.contains("dead_letter_queue"));
+    assert!(
+        html.contains("id=\"login\"") && html.contains("/ui/app.js"),
+        "{html}"
+    );
+    let r = client::request("GET", &url(&b, "/ui/app.js"), None, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/javascript"));
+    let js = r.text();
+    for used in [
+        "/api/whoami",
+        "/api/overview",
+        "/move",
+        "/contents",
+        "dead_letter_queue",
+        "X-Requested-With",
+    ] {
+        assert!(js.contains(used), "app.js uses {used}");
+    }
+
+    // The API: RabbitMQ's 401 with a challenge for clients like curl …
+    let r = client::request("GET", &url(&b, "/api/overview"), None, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").is_some());
+    let r = client::request("GET", &url(&b, "/api/queues"), Some(("guest", "nope")), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").is_some());
+    // … and without one for the UI's fetches (no browser prompt over the login form).
+    let xrw = "X-Requested-With: XMLHttpRequest\r\n";
+    let r = get_with_headers(&b, "/api/overview", xrw).await;
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").is_none());
+    let wrong = "Authorization: Basic Z3Vlc3Q6bm9wZQ==\r\n"; // guest:nope
+    let r = get_with_headers(&b, "/api/whoami", &format!("{xrw}{wrong}")).await;
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").is_none());
+    assert_eq!(r.json()["reason"], "Login failed");
+    let right = "Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n"; // guest:guest
+    let r = get_with_headers(&b, "/api/whoami", &format!("{xrw}{right}")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["name"], "guest");
     b.running.shutdown().await;
 }
 

@@ -14,7 +14,7 @@
 //! - [`policies`]: policies per vhost: applied to queues live, persisted in the definitions log.
 //! - [`cli`]: `warren` binary entry point; [`fsck`]: `warren --check-data-dir`, the offline check.
 //! - [`tls`]: the AMQPS (TLS) listener.
-//! - [`http`]: management HTTP API, Prometheus metrics, DLQ tooling, dashboard, `warrenctl`.
+//! - [`http`]: management HTTP API, Prometheus metrics, DLQ tooling, management UI, `warrenctl`.
 
 pub mod access;
 pub mod alarms;

@@ -1,5 +1,5 @@
 //! The once-a-second sampler: message rates (broker-wide and per queue, for the API's
-//! `*_details.rate` fields and the dashboard), each queue's depth history, and queue alerts.
+//! `*_details.rate` fields and the management UI), each queue's depth history, and queue alerts.
 //!
 //! Alerts are Warren extensions set as queue arguments: `x-alert-max-length` (depth, ready +
 //! unacked, above the threshold) and `x-alert-max-growth-per-minute` (depth growth over the

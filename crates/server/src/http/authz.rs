@@ -14,11 +14,17 @@
 //!   is refused (fail closed). Checks that depend on the body (the `move` destination, topic
 //!   permissions and `user_id` on publish) call [`Caller::check`] from the handler.
 //! - Listings are filtered by [`Caller::lists_vhost`] / [`Caller::sees_connection`].
+//! - `GET /` and `GET /ui/app.js` (the management UI, [`Rule::Public`]) need no credentials:
+//!   they hold no data; the page shows a login form and authenticates every `/api` call.
 //!
 //! Bodies and codes are RabbitMQ 3.10's (checked against a running RabbitMQ): missing
 //! credentials 401 with an empty body and `WWW-Authenticate`; wrong ones 401
 //! `{"error":"not_authorized","reason":"Login failed"}`; a missing tag or vhost 401
-//! `{"error":"not_authorised","reason":…}`.
+//! `{"error":"not_authorised","reason":…}`. One difference: a request carrying an
+//! `X-Requested-With` header (the UI's fetches send one) gets its 401 without
+//! `WWW-Authenticate`, so a browser never opens its native credentials prompt over the UI's
+//! login form (RabbitMQ always sends the header); clients that do not send it (curl,
+//! rabbitmqadmin, `warrenctl`) see RabbitMQ's answers unchanged.
 
 use std::net::SocketAddr;
 
@@ -36,6 +42,8 @@ use crate::broker::Broker;
 /// What a route requires of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
+    /// No credentials needed: the management UI's page (static, no data of its own).
+    Public,
     /// Any `management`, `policymaker`, `monitoring` or `administrator` user (listings are
     /// filtered by the handler).
     Management,
@@ -68,7 +76,8 @@ pub enum Rule {
 /// Route templates (axum's syntax) and methods → rule. Every route the router registers must
 /// be here (the route walk in `tests/authz.rs` checks it); anything else is refused.
 pub const RULES: &[(&str, &str, Rule)] = &[
-    ("GET", "/", Rule::Management),
+    ("GET", "/", Rule::Public),
+    ("GET", "/ui/app.js", Rule::Public),
     ("GET", "/metrics", Rule::Metrics),
     ("GET", "/api/overview", Rule::Management),
     ("GET", "/api/nodes", Rule::Monitor),
@@ -393,18 +402,14 @@ fn challenge() -> Response {
     r
 }
 
-/// 401 for wrong credentials (RabbitMQ spells this one `not_authorized`).
+/// 401 for wrong credentials (RabbitMQ spells this one `not_authorized`; [`ApiError`] adds
+/// the challenge to every 401).
 fn login_failed() -> Response {
-    let mut r = ApiError {
+    ApiError {
         status: StatusCode::UNAUTHORIZED,
         body: json!({"error": "not_authorized", "reason": "Login failed"}),
     }
-    .into_response();
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"RabbitMQ Management\""),
-    );
-    r
+    .into_response()
 }
 
 /// Percent-decodes one path segment (as axum's `Path` does); `None` if not UTF-8.
@@ -480,6 +485,9 @@ pub fn check_rule(
     rule: Rule,
     params: &[(&'static str, String)],
 ) -> Result<(), Response> {
+    if rule == Rule::Public {
+        return Ok(());
+    }
     if !caller.is_management() {
         return Err(not_authorised("Not management user"));
     }
@@ -556,13 +564,24 @@ pub fn check_rule(
 }
 
 /// The one authorisation step of every request: matches the route in [`RULES`],
-/// authenticates, checks the rule and stores the [`Caller`] for the handler.
+/// authenticates, checks the rule and stores the [`Caller`] for the handler. A request with
+/// an `X-Requested-With` header (the UI's fetches) gets no `WWW-Authenticate` on its 401s,
+/// so the browser leaves the login to the page's form.
 pub async fn authorize(
     State(st): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
+    let quiet = req.headers().contains_key("x-requested-with");
+    let mut r = authorize_and_run(st, peer, req, next).await;
+    if quiet {
+        r.headers_mut().remove(header::WWW_AUTHENTICATE);
+    }
+    r
+}
+
+async fn authorize_and_run(st: Shared, peer: SocketAddr, mut req: Request, next: Next) -> Response {
     let (rule, params) = match lookup(req.method(), req.uri().path()) {
         Ok(r) => r,
         // A method the route does not have: the router's own 405.
@@ -577,7 +596,7 @@ pub async fn authorize(
             .into_response();
         }
     };
-    if rule == Rule::Metrics && st.broker.config.metrics_public {
+    if rule == Rule::Public || (rule == Rule::Metrics && st.broker.config.metrics_public) {
         return next.run(req).await;
     }
     let Some((user, pass)) = super::shared::basic_credentials(req.headers()) else {

@@ -1,14 +1,16 @@
 //! The management HTTP listener (`--http-listen`, default 127.0.0.1:15672): RabbitMQ's
 //! management API paths and JSON ([`api`], [`definitions`]), Prometheus metrics at `/metrics`
 //! ([`metrics`]), dead-letter-queue detection and reprocessing ([`dlq`]), queue alerts with an
-//! optional webhook ([`alerts`], delivered over HTTP or HTTPS by [`webhook`]), the dashboard
-//! at `/`, a tiny HTTP/1.1 client ([`client`]) and the `warrenctl` command line built on it
+//! optional webhook ([`alerts`], delivered over HTTP or HTTPS by [`webhook`]), the management
+//! UI at `/` (one page, `ui/index.html`, and its script `/ui/app.js`, both embedded in the
+//! binary: a login form and hash-routed views over the API), a tiny HTTP/1.1 client ([`client`]) and the `warrenctl` command line built on it
 //! ([`ctl`], both re-exported from `warren-ctl`); quarantined queue directories
 //! ([`quarantine`]).
 //!
 //! Every route needs HTTP basic auth with a broker user and passes RabbitMQ's tag and
-//! permission checks ([`authz`]); `/metrics` can be made public (`--metrics-public`, as
-//! RabbitMQ's Prometheus plugin). Handlers never hold a lock
+//! permission checks ([`authz`]), except the UI's two static files (no data: the page logs in
+//! through its form and sends the credentials on each `/api` call); `/metrics` can be made
+//! public (`--metrics-public`, as RabbitMQ's Prometheus plugin). Handlers never hold a lock
 //! across an `.await`: they snapshot under the broker's short locks and render afterwards.
 
 pub mod alerts;
@@ -56,17 +58,37 @@ pub fn router(st: Shared) -> Router {
     api::routes()
         .merge(quarantine::routes())
         .route("/metrics", axum::routing::get(metrics::handler))
-        .route("/", axum::routing::get(dashboard))
+        .route("/", axum::routing::get(ui_page))
+        .route("/ui/app.js", axum::routing::get(ui_script))
         // One authorisation step for every registered route (unknown paths stay 404).
         .route_layer(axum::middleware::from_fn_with_state(st.clone(), authz::authorize))
         .fallback(fallback)
         .with_state(st)
 }
 
-async fn dashboard() -> impl IntoResponse {
+/// The UI's Content-Security-Policy: scripts only from this origin (no inline script, so a
+/// value that slipped into the page unescaped could still not run), fetches only to it.
+const UI_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'";
+
+async fn ui_page() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        include_str!("dashboard.html"),
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, UI_CSP),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("ui/index.html"),
+    )
+}
+
+async fn ui_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("ui/app.js"),
     )
 }
 
