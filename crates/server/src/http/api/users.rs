@@ -8,14 +8,15 @@ pub fn user_json(u: &crate::auth::User) -> Value {
            "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": u.tags, "limits": {}})
 }
 
-pub(super) async fn users(State(st): State<Shared>) -> J {
+/// `GET /api/users`: sorted and column-picked, not paged, as RabbitMQ's.
+pub(super) async fn users(State(st): State<Shared>, RawQuery(q): RawQuery) -> Response {
     let mut us = st.broker.users.list();
     us.sort_by(|a, b| a.name.cmp(&b.name));
-    ok(Value::Array(us.iter().map(user_json).collect()))
+    crate::http::listing::reply_json(q.as_deref(), false, us.iter().map(user_json).collect())
 }
 
 /// `GET /api/users/without-permissions`: users with no permissions on any vhost.
-pub(super) async fn users_without_permissions(State(st): State<Shared>) -> J {
+pub(super) async fn users_without_permissions(State(st): State<Shared>, RawQuery(q): RawQuery) -> Response {
     let with: std::collections::HashSet<String> = st
         .broker
         .users
@@ -26,7 +27,7 @@ pub(super) async fn users_without_permissions(State(st): State<Shared>) -> J {
     let mut us = st.broker.users.list();
     us.retain(|u| !with.contains(&u.name));
     us.sort_by(|a, b| a.name.cmp(&b.name));
-    ok(Value::Array(us.iter().map(user_json).collect()))
+    crate::http::listing::reply_json(q.as_deref(), false, us.iter().map(user_json).collect())
 }
 
 pub(super) async fn user_get(State(st): State<Shared>, Path(name): Path<String>) -> J {
@@ -39,8 +40,8 @@ pub fn permissions_json(st: &Shared) -> Vec<Value> {
     crate::http::users::permissions_json(st)
 }
 
-pub(super) async fn permissions(State(st): State<Shared>) -> J {
-    ok(Value::Array(permissions_json(&st)))
+pub(super) async fn permissions(State(st): State<Shared>, RawQuery(q): RawQuery) -> Response {
+    crate::http::listing::reply_json(q.as_deref(), false, permissions_json(&st))
 }
 
 pub(super) async fn alerts(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
