@@ -748,3 +748,65 @@ async fn every_listing_sorts_picks_columns_and_pages_as_rabbitmq() {
     }
     b.running.shutdown().await;
 }
+
+/// `messages_uncommitted` counts a transactional channel's publishes waiting for tx.commit
+/// (RabbitMQ's channel info item), and reads 0 again once committed; a confirm channel whose
+/// publishes are all confirmed shows `messages_unconfirmed: 0`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_count_uncommitted_and_unconfirmed_publishes() {
+    let b = start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "txq").await;
+    ch.tx_select().await.unwrap();
+    for _ in 0..3 {
+        publish(&ch, "", "txq", b"m").await;
+    }
+    let uncommitted = |v: &Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["messages_uncommitted"].clone())
+            .collect::<Vec<_>>()
+    };
+    let chans = ok_when(&b, "/api/channels", |v| uncommitted(v) == [json!(3)]).await;
+    assert_eq!(chans[0]["transactional"], true, "{chans}");
+    assert_eq!(counts(&b, "txq").0, 0, "nothing enqueued before the commit");
+    ch.tx_commit().await.unwrap();
+    ok_when(&b, "/api/channels", |v| uncommitted(v) == [json!(0)]).await;
+    assert_eq!(counts(&b, "txq").0, 3);
+    // A rollback drops the count as well.
+    publish(&ch, "", "txq", b"m").await;
+    ok_when(&b, "/api/channels", |v| uncommitted(v) == [json!(1)]).await;
+    ch.tx_rollback().await.unwrap();
+    ok_when(&b, "/api/channels", |v| uncommitted(v) == [json!(0)]).await;
+
+    let confirming = conn.create_channel().await.unwrap();
+    confirming
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        confirming
+            .basic_publish(
+                "".into(),
+                "txq".into(),
+                BasicPublishOptions::default(),
+                b"c",
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let chans = ok(&b, "/api/channels").await;
+    let c = chans
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["confirm"] == true)
+        .unwrap();
+    assert_eq!(c["messages_unconfirmed"], 0, "{c}");
+    b.running.shutdown().await;
+}

@@ -1115,12 +1115,14 @@ impl Connection {
         }
     }
 
-    /// Sends every channel's ready confirms (end of a read batch).
+    /// Sends every channel's ready confirms and shows the management API what is left
+    /// unconfirmed or uncommitted (end of a read batch).
     pub(crate) fn flush_all_confirms(&mut self) {
         for c in self.channels.values_mut() {
             if c.confirms_ready() {
                 c.flush_confirms(&mut self.session);
             }
+            c.publish_pending_counts();
         }
     }
 

@@ -275,8 +275,8 @@ fn channel_items(st: &Shared, c: &ConnShared, info: &ConnInfo) -> Vec<ChannelIte
 }
 
 /// One channel as RabbitMQ's management API shows it (the fields rabbitmqadmin v2 requires
-/// included). Unconfirmed and uncommitted counts are not tracked outside the connection task:
-/// they read 0.
+/// included). Unconfirmed and uncommitted publishes are as of the connection's last read batch;
+/// uncommitted acks are not counted (0).
 fn channel_json(st: &Shared, item: &ChannelItem, consumers: &ChannelConsumers) -> Value {
     let (name, key, ch, info) = item;
     let (consumer_count, prefetch) = consumers.get(key).copied().unwrap_or_default();
@@ -289,7 +289,8 @@ fn channel_json(st: &Shared, item: &ChannelItem, consumers: &ChannelConsumers) -
         "confirm": ch.confirm.load(Ordering::Relaxed),
         "transactional": ch.transactional.load(Ordering::Relaxed),
         "messages_unacknowledged": ch.unacked.load(Ordering::Relaxed),
-        "messages_unconfirmed": 0, "messages_uncommitted": 0,
+        "messages_unconfirmed": ch.unconfirmed.load(Ordering::Relaxed),
+        "messages_uncommitted": ch.uncommitted.load(Ordering::Relaxed),
         "acks_uncommitted": 0, "pending_raft_commands": 0,
     })
 }
