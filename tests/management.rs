@@ -1702,7 +1702,7 @@ async fn metrics_scrape_with_10k_queues() {
             auto_delete: false,
             arguments: json!({}),
         };
-        warren_server::http::api::declare_queue(&v, &format!("bulk-{i:05}"), &body, 0).unwrap();
+        warren_server::http::api::declare_queue(&v, &format!("bulk-{i:05}"), &body, None).unwrap();
     }
     eprintln!("declared 10000 queues in {:?}", t0.elapsed());
     let mut times = Vec::new();

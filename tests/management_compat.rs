@@ -810,3 +810,194 @@ async fn channels_count_uncommitted_and_unconfirmed_publishes() {
     assert_eq!(c["messages_unconfirmed"], 0, "{c}");
     b.running.shutdown().await;
 }
+
+/// `queue.declare` of `name` refused with a 406 whose text contains `text`.
+async fn declare_refused(ch: &lapin::Channel, name: &str, text: &str) {
+    let r = ch
+        .queue_declare(name.into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await;
+    assert_code(r, 406, text);
+}
+
+/// Vhost and user limits as RabbitMQ's (`rabbitmqadmin declare|delete vhost_limit|user_limit`,
+/// checked side by side with RabbitMQ 3.10.8): `PUT`/`DELETE` with RabbitMQ's answers, listed
+/// in `/api/vhost-limits`, `/api/user-limits` and a user's `limits`; enforced with RabbitMQ's
+/// texts (a vhost's `max-queues` and `max-connections`, a user's `max-channels`), durable
+/// across a restart and dropped with their vhost. Runtime parameters and operator policies,
+/// which Warren lacks, answer writes with a 400 saying so (nothing stored) and deletes 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vhost_and_user_limits_are_set_enforced_and_kept() {
+    let b = start().await;
+    let addr = b.running.amqp_addr;
+    let put = |path: &'static str, body: Value| api(&b, "PUT", path, Some(body), &[]);
+    assert_eq!(
+        put("/api/vhost-limits/%2F/max-queues", json!({"value": 1}))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        put("/api/vhost-limits/%2F/max-foo", json!({"value": 2})).await,
+        (
+            400,
+            json!({"error": "bad_request",
+                      "reason": "Validation failed\n\nUnrecognised terms [{<<\"max-foo\">>,2}] in limits\n"})
+        )
+    );
+    assert_eq!(
+        put("/api/vhost-limits/nope/max-queues", json!({"value": 2})).await,
+        (404, json!({"error": "not_found", "reason": "vhost_not_found"}))
+    );
+    assert_eq!(
+        put("/api/user-limits/nope/max-channels", json!({"value": 2})).await,
+        (
+            400,
+            json!({"error": "bad_request", "reason": ["no_such_user", "nope"]})
+        )
+    );
+    assert_eq!(
+        put("/api/user-limits/guest/max-channels", json!({"value": "x"})).await,
+        (
+            400,
+            json!({"error": "bad_request",
+                      "reason": "max-channels should be a number, actually was <<\"x\">>"})
+        )
+    );
+    assert_eq!(
+        put("/api/user-limits/guest/max-channels", json!({"value": 2}))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        ok(&b, "/api/vhost-limits").await,
+        json!([{"vhost": "/", "value": {"max-queues": 1}}])
+    );
+    assert_eq!(
+        ok(&b, "/api/user-limits/guest").await,
+        json!([{"user": "guest", "value": {"max-channels": 2}}])
+    );
+    assert_eq!(
+        ok(&b, "/api/users/guest").await["limits"],
+        json!({"max-channels": 2})
+    );
+
+    // max-queues: RabbitMQ's 406; redeclaring an existing queue is never refused.
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "one").await;
+    declare(&ch, "one").await;
+    declare_refused(
+        &ch,
+        "two",
+        "cannot declare queue 'two': queue limit in vhost '/' (1) is reached",
+    )
+    .await;
+    // max-channels: the user's channels over all its connections (the first one was closed
+    // by the 406); RabbitMQ closes the connection with 530.
+    let _first = conn.create_channel().await.unwrap();
+    let _second = conn.create_channel().await.unwrap();
+    let third = conn.create_channel().await;
+    assert_code(
+        third,
+        530,
+        "number of channels opened for user 'guest' has reached the maximum allowed user limit of (2)",
+    );
+    // max-connections on the vhost: 0 refuses every connection, a negative value none.
+    assert_eq!(
+        put("/api/vhost-limits/%2F/max-connections", json!({"value": 0}))
+            .await
+            .0,
+        204
+    );
+    let (code, text) = Raw::login(addr, "guest", "guest", "/")
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(
+        (code, text.as_str()),
+        (
+            530,
+            "NOT_ALLOWED - access to vhost '/' refused for user 'guest': connection limit (0) is reached"
+        )
+    );
+    assert_eq!(
+        put("/api/vhost-limits/%2F/max-connections", json!({"value": -1}))
+            .await
+            .0,
+        204
+    );
+    let _raw = Raw::login(addr, "guest", "guest", "/").await.expect("no limit");
+
+    // Operator policies and runtime parameters: refused, nothing stored.
+    let policy = json!({"pattern": "^a", "definition": {"max-length": 1}, "apply-to": "queues"});
+    let (status, e) = put("/api/operator-policies/%2F/op", policy).await;
+    assert_eq!((status, &e["error"]), (400, &json!("bad_request")), "{e}");
+    assert_eq!(ok(&b, "/api/operator-policies").await, json!([]));
+    let param = json!({"value": {"uri": "amqp://"}});
+    assert_eq!(
+        put("/api/parameters/federation-upstream/%2F/up", param).await,
+        (
+            400,
+            json!({"error": "bad_request",
+                      "reason": "Validation failed\n\ncomponent federation-upstream not found\n"})
+        )
+    );
+    for path in [
+        "/api/operator-policies/%2F/op",
+        "/api/parameters/federation-upstream/%2F/up",
+    ] {
+        assert_eq!(api(&b, "DELETE", path, None, &[]).await.0, 404, "{path}");
+    }
+
+    // DELETE: 204 whether set or not; a vhost's limits go with it.
+    assert_eq!(
+        api(&b, "DELETE", "/api/user-limits/guest/max-channels", None, &[])
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        api(&b, "DELETE", "/api/user-limits/guest/max-channels", None, &[])
+            .await
+            .0,
+        204
+    );
+    assert_eq!(ok(&b, "/api/user-limits").await, json!([]));
+    assert_eq!(
+        api(&b, "PUT", "/api/vhosts/gone", Some(json!({})), &[]).await.0,
+        201
+    );
+    assert_eq!(
+        put("/api/vhost-limits/gone/max-queues", json!({"value": 5}))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(api(&b, "DELETE", "/api/vhosts/gone", None, &[]).await.0, 204);
+    assert_eq!(
+        api(&b, "PUT", "/api/vhosts/gone", Some(json!({})), &[]).await.0,
+        201
+    );
+    assert_eq!(ok(&b, "/api/vhost-limits/gone").await, json!([]));
+
+    // Durable: a restart on the same data directory keeps them, and guest still logs in.
+    drop((ch, _first, _second, conn, _raw));
+    let TestBroker {
+        running, data_dir, ..
+    } = b;
+    running.shutdown().await;
+    let dir = data_dir.path.clone();
+    let b = start_with(move |c| c.data_dir = dir).await;
+    assert_eq!(
+        ok(&b, "/api/vhost-limits").await,
+        json!([{"vhost": "/", "value": {"max-connections": -1, "max-queues": 1}}])
+    );
+    // ("one" was not durable: the vhost starts empty.)
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "three").await;
+    declare_refused(&ch, "four", "queue limit in vhost '/' (1) is reached").await;
+    b.running.shutdown().await;
+    drop(data_dir);
+}

@@ -95,7 +95,7 @@ pub fn export_value(st: &Shared) -> Value {
         "product_name": "Warren",
         "product_version": env!("CARGO_PKG_VERSION"),
         "users": users.iter().map(|u| {
-            let mut j = user_json(u);
+            let mut j = user_json(st, u);
             if let Some(o) = j.as_object_mut() { o.remove("limits"); o.insert("limits".into(), json!({})); }
             j
         }).collect::<Vec<_>>(),
@@ -463,7 +463,7 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
             skipped.push((vh.to_string(), name.to_string(), "queue"));
             continue;
         }
-        if let Err(e) = declare_queue(&v, name, &b, st.broker.config.max_queues_per_vhost) {
+        if let Err(e) = declare_queue(&v, name, &b, st.broker.queue_limit(&v.name)) {
             r.errors
                 .push(format!("queue '{name}' in vhost '{vh}': {}", e.body["reason"]));
         }
