@@ -929,7 +929,37 @@ async fn vhost_and_user_limits_are_set_enforced_and_kept() {
     );
     let _raw = Raw::login(addr, "guest", "guest", "/").await.expect("no limit");
 
-    // Operator policies and runtime parameters: refused, nothing stored.
+    // As RabbitMQ, a vhost's limits are also its `vhost-limits` runtime parameter: listed,
+    // exported with the definitions (a user's in its `limits`), and settable as a whole.
+    let param = json!({"value": {"max-connections": -1, "max-queues": 1}, "vhost": "/",
+                       "component": "vhost-limits", "name": "limits"});
+    assert_eq!(ok(&b, "/api/parameters").await, json!([param.clone()]));
+    assert_eq!(ok(&b, "/api/parameters/vhost-limits/%2F/limits").await, param);
+    let defs = ok(&b, "/api/definitions").await;
+    assert_eq!(defs["parameters"], json!([param]));
+    let guest = defs["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "guest")
+        .unwrap();
+    assert_eq!(guest["limits"], json!({"max-channels": 2}), "{guest}");
+    assert_eq!(put("/api/vhosts/side", json!({})).await.0, 201);
+    let whole = json!({"value": {"max-queues": 3, "max-connections": 4}});
+    assert_eq!(
+        put("/api/parameters/vhost-limits/side/limits", whole).await.0,
+        201
+    );
+    assert_eq!(
+        ok(&b, "/api/vhost-limits/side").await,
+        json!([{"vhost": "side", "value": {"max-connections": 4, "max-queues": 3}}])
+    );
+    let path = "/api/parameters/vhost-limits/side/limits";
+    assert_eq!(api(&b, "DELETE", path, None, &[]).await.0, 204);
+    assert_eq!(api(&b, "DELETE", path, None, &[]).await.0, 404);
+    assert_eq!(ok(&b, "/api/vhost-limits/side").await, json!([]));
+
+    // Operator policies and other runtime parameters: refused, nothing stored.
     let policy = json!({"pattern": "^a", "definition": {"max-length": 1}, "apply-to": "queues"});
     let (status, e) = put("/api/operator-policies/%2F/op", policy).await;
     assert_eq!((status, &e["error"]), (400, &json!("bad_request")), "{e}");

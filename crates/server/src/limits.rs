@@ -114,6 +114,31 @@ pub fn validate(scope: Scope, name: &str, value: &Value) -> Result<i64, LimitErr
     }))
 }
 
+/// A whole set of limits as RabbitMQ's `vhost-limits` runtime parameter and a user's `limits`
+/// carry it (`{"max-queues": 10, …}`), each checked as [`validate`].
+pub fn parse_set(scope: Scope, value: &Value) -> Result<LimitSet, LimitError> {
+    let Some(m) = value.as_object() else {
+        return Err(LimitError(format!(
+            "Validation failed\n\nlimits must be a dictionary, actually was {value}\n"
+        )));
+    };
+    m.iter()
+        .map(|(k, v)| Ok((k.clone(), validate(scope, k, v)?)))
+        .collect()
+}
+
+/// Every vhost's own limits as RabbitMQ lists them among runtime parameters (`/api/parameters`,
+/// definitions): `{"value", "vhost", "component": "vhost-limits", "name": "limits"}`, by vhost.
+pub fn vhost_parameters(broker: &Broker, only: Option<&str>) -> Vec<Value> {
+    broker
+        .limits
+        .all(Scope::Vhost)
+        .into_iter()
+        .filter(|(v, _)| only.is_none_or(|o| o == v))
+        .map(|(v, set)| json!({"value": set, "vhost": v, "component": "vhost-limits", "name": "limits"}))
+        .collect()
+}
+
 fn record(scope: Scope, owner: &str, set: &LimitSet) -> Value {
     json!({"op": "limits", "scope": scope.key(), "name": owner, "value": set})
 }
@@ -168,14 +193,35 @@ impl Broker {
     /// Sets (`Some`) or clears (`None`) `owner`'s limit `name`, durably (kept in memory only
     /// until a restart if the log cannot be written, as policies).
     pub fn set_limit(&self, scope: Scope, owner: &str, name: &str, value: Option<i64>) {
-        // One writer at a time per scope: concurrent changes to one owner never lose each other.
+        self.update_limits(scope, owner, |set| match value {
+            Some(v) => {
+                set.insert(name.to_string(), v);
+            }
+            None => {
+                set.remove(name);
+            }
+        });
+    }
+
+    /// Replaces all of `owner`'s limits (an empty set clears them), durably. Returns whether
+    /// it had any before.
+    pub fn replace_limits(&self, scope: Scope, owner: &str, new: LimitSet) -> bool {
+        let mut had = false;
+        self.update_limits(scope, owner, |set| {
+            had = !set.is_empty();
+            *set = new;
+        });
+        had
+    }
+
+    /// Changes `owner`'s set under the scope's lock (concurrent changes never lose each
+    /// other), recording it if it changed.
+    fn update_limits(&self, scope: Scope, owner: &str, f: impl FnOnce(&mut LimitSet)) {
         let mut m = self.limits.map(scope).write();
         let set = m.entry(owner.to_string()).or_default();
-        let changed = match value {
-            Some(v) => set.insert(name.to_string(), v) != Some(v),
-            None => set.remove(name).is_some(),
-        };
-        if changed {
+        let before = set.clone();
+        f(set);
+        if *set != before {
             self.record_limits(scope, owner, set);
         }
         if set.is_empty() {

@@ -1,6 +1,7 @@
 //! Vhost and user limits (`/api/vhost-limits[/{vhost}[/{name}]]`,
-//! `/api/user-limits[/{user}[/{name}]]`), see [`crate::limits`]; and the answers to writes of
-//! what Warren lacks: runtime parameters and operator policies.
+//! `/api/user-limits[/{user}[/{name}]]`, and the `vhost-limits` runtime parameters
+//! `/api/parameters/vhost-limits/…`), see [`crate::limits`]; and the answers to writes of
+//! what Warren lacks: other runtime parameters and operator policies.
 
 use super::common::*;
 use crate::limits::{LimitSet, Scope, validate};
@@ -163,13 +164,106 @@ pub(super) async fn user_limit_delete(
     delete_limit(&st, Scope::User, &user, &name)
 }
 
-/// `PUT /api/parameters/{component}/{vhost}/{name}`: Warren has no runtime-parameter
-/// components (shovels, federation), so RabbitMQ's answer for a component whose plugin is
-/// not enabled: 400 `Validation failed … component C not found`.
-pub(super) async fn parameter_put(Path((component, _vh, _name)): Path<(String, String, String)>) -> ApiError {
-    bad_request(json!(format!(
-        "Validation failed\n\ncomponent {component} not found\n"
+/// The one runtime-parameter component Warren has: vhost limits, as RabbitMQ also shows and
+/// takes them (`{"component": "vhost-limits", "name": "limits", "value": {…}}`).
+const VHOST_LIMITS: &str = "vhost-limits";
+
+/// `GET /api/parameters`: the vhosts' limits (the caller's vhosts), as RabbitMQ lists them.
+pub(super) async fn parameters_all(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
+    let mut all = crate::limits::vhost_parameters(&st.broker, None);
+    all.retain(|p| c.lists_vhost(&st.broker, p["vhost"].as_str().unwrap_or("")));
+    ok(Value::Array(all))
+}
+
+/// `GET /api/parameters/{component}`: `vhost-limits` as [`parameters_all`]; `[]` for any
+/// other component (no shovels, federation).
+pub(super) async fn parameters_component(
+    State(st): State<Shared>,
+    Extension(c): Extension<Caller>,
+    Path(component): Path<String>,
+) -> J {
+    if component != VHOST_LIMITS {
+        return ok(json!([]));
+    }
+    parameters_all(State(st), Extension(c)).await
+}
+
+/// `GET /api/parameters/{component}/{vhost}` (404 for a missing vhost).
+pub(super) async fn parameters_vhost(
+    State(st): State<Shared>,
+    Path((component, vh)): Path<(String, String)>,
+) -> J {
+    vhost(&st, &vh)?;
+    if component != VHOST_LIMITS {
+        return ok(json!([]));
+    }
+    ok(Value::Array(crate::limits::vhost_parameters(
+        &st.broker,
+        Some(&vh),
     )))
+}
+
+/// `GET /api/parameters/vhost-limits/{vhost}/limits`: the vhost's limits (404 without any).
+pub(super) async fn parameter_get(
+    State(st): State<Shared>,
+    Path((component, vh, name)): Path<(String, String, String)>,
+) -> J {
+    if component != VHOST_LIMITS || name != "limits" {
+        return Err(ApiError::not_found());
+    }
+    let p = crate::limits::vhost_parameters(&st.broker, Some(&vh));
+    p.into_iter()
+        .next()
+        .map(axum::Json)
+        .ok_or_else(ApiError::not_found)
+}
+
+/// `PUT /api/parameters/{component}/{vhost}/{name}`: `vhost-limits` (named `limits`) replaces
+/// the vhost's limits with `value` (201 when it had none, else 204). Warren has no other
+/// component (shovels, federation): RabbitMQ's answer for a component whose plugin is not
+/// enabled, 400 `Validation failed … component C not found`.
+pub(super) async fn parameter_put(
+    State(st): State<Shared>,
+    Path((component, vh, name)): Path<(String, String, String)>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    if component != VHOST_LIMITS {
+        return Err(bad_request(json!(format!(
+            "Validation failed\n\ncomponent {component} not found\n"
+        ))));
+    }
+    check_owner(&st, Scope::Vhost, &vh)?;
+    // RabbitMQ stores other names but only reads `limits` (and answers 500 for them).
+    if name != "limits" {
+        return Err(bad_request(json!(
+            "Validation failed\n\nvhost-limits parameters are named 'limits'\n"
+        )));
+    }
+    let doc: Value = parse_body(&body)?;
+    let value = doc
+        .get("value")
+        .ok_or_else(|| bad_request(json!("[{key_missing,value}]")))?;
+    let set = crate::limits::parse_set(Scope::Vhost, value).map_err(|e| bad_request(json!(e.0)))?;
+    Ok(if st.broker.replace_limits(Scope::Vhost, &vh, set) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::CREATED
+    })
+}
+
+/// `DELETE /api/parameters/vhost-limits/{vhost}/limits`: clears the vhost's limits (204; 404
+/// when it has none, or for another component).
+pub(super) async fn parameter_delete(
+    State(st): State<Shared>,
+    Path((component, vh, name)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    if component == VHOST_LIMITS
+        && name == "limits"
+        && st.broker.replace_limits(Scope::Vhost, &vh, LimitSet::new())
+    {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    Err(ApiError::not_found())
 }
 
 /// `PUT /api/operator-policies/{vhost}/{name}`: Warren has no operator policies; a 400 saying

@@ -43,12 +43,12 @@ pub fn routes() -> Router<Shared> {
         .route("/api/nodes/{name}/memory", get(node_memory))
         .route("/api/auth/attempts/{name}", get(auth_attempts))
         .route("/api/auth/attempts/{name}/source", get(auth_attempts))
-        .route("/api/parameters", get(empty_list))
-        .route("/api/parameters/{component}", get(empty_list))
-        .route("/api/parameters/{component}/{vhost}", get(empty_list))
+        .route("/api/parameters", get(parameters_all))
+        .route("/api/parameters/{component}", get(parameters_component))
+        .route("/api/parameters/{component}/{vhost}", get(parameters_vhost))
         .route(
             "/api/parameters/{component}/{vhost}/{name}",
-            get(not_found).put(parameter_put).delete(not_found),
+            get(parameter_get).put(parameter_put).delete(parameter_delete),
         )
         .route("/api/global-parameters", get(global_parameters))
         .route("/api/global-parameters/{name}", get(global_parameter_get))
