@@ -719,6 +719,11 @@ async fn every_listing_sorts_picks_columns_and_pages_as_rabbitmq() {
         json!([{"destination": "qc"}, {"destination": "qb"}, {"destination": "qa"}])
     );
 
+    let path = "/api/queues/%2F/qa/bindings?columns=source,destination";
+    assert_eq!(ok(&b, path).await, json!([{"source": "", "destination": "qa"}]));
+    let path = "/api/exchanges/%2F/amq.direct/bindings/source?columns=destination";
+    assert_eq!(ok(&b, path).await, json!([]));
+
     // RabbitMQ's 400s: a page past the end, a bad page size, a non-integer page (on the
     // listings RabbitMQ does not page too, where 3.10.8 fails with an empty 500).
     let (status, e) = api(&b, "GET", "/api/queues?page=3&page_size=2", None, &[]).await;

@@ -152,6 +152,7 @@ pub(super) async fn user_connections(
     State(st): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(user): Path<String>,
+    RawQuery(q): RawQuery,
 ) -> Response {
     // A management user sees its own connections only (an empty list for another user's).
     let visible = caller.sees_connection(&user);
@@ -166,7 +167,7 @@ pub(super) async fn user_connections(
         })
         .collect();
     items.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    axum::Json(Value::Array(items)).into_response()
+    crate::http::listing::reply_json(q.as_deref(), false, items)
 }
 
 /// `DELETE /api/connections/username/{user}`: closes every connection of `user`
