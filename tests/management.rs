@@ -960,6 +960,8 @@ async fn definitions_import_reports_what_it_skips() {
              "value": {"src-uri": "amqp://", "src-queue": "a", "dest-uri": "amqp://", "dest-queue": "b"}},
             {"vhost": "edge", "component": "federation-upstream", "name": "origin",
              "value": {"uri": "amqp://origin"}},
+            {"vhost": "edge", "component": "vhost-limits", "name": "limits",
+             "value": {"max-queues": 50}},
         ],
         "global_parameters": [{"name": "cluster_name", "value": "warren"}],
         "policies": [
@@ -1006,8 +1008,6 @@ async fn definitions_import_reports_what_it_skips() {
         "ignored": [
             {"kind": "vhost", "vhost": "edge", "name": "edge",
              "reason": "default queue type 'quorum' has no effect: queues declared without x-queue-type are classic"},
-            {"kind": "user", "vhost": null, "name": "capped",
-             "reason": "limits {\"max-connections\":10} are not supported (--max-connections-per-user applies to every user)"},
             {"kind": "user", "vhost": null, "name": "old",
              "reason": "password hashing algorithm rabbit_password_hashing_md5 is not supported: the user cannot log in until its password is reset"},
             {"kind": "policy", "vhost": "edge", "name": "capped",
@@ -1017,8 +1017,17 @@ async fn definitions_import_reports_what_it_skips() {
         ],
     });
     assert_eq!(r.json(), expected);
-    // What was applied was applied: the consistent-hash exchange (supported), its binding to
-    // `work`, and the policy without its federation key.
+    // What was applied was applied: the user's and the vhost's limits (as RabbitMQ), the
+    // consistent-hash exchange (supported), its binding to `work`, and the policy without its
+    // federation key.
+    assert_eq!(
+        get(&b, "/api/user-limits/capped").await,
+        json!([{"user": "capped", "value": {"max-connections": 10}}])
+    );
+    assert_eq!(
+        get(&b, "/api/vhost-limits/edge").await,
+        json!([{"vhost": "edge", "value": {"max-queues": 50}}])
+    );
     assert_eq!(
         get(&b, "/api/exchanges/edge/hash").await["type"],
         "x-consistent-hash"
@@ -1111,7 +1120,7 @@ async fn definitions_import_reports_what_it_skips() {
     assert_eq!(
         lines.next().unwrap(),
         format!(
-            "imported definitions from {}: 6 skipped, 5 ignored",
+            "imported definitions from {}: 6 skipped, 4 ignored",
             file.display()
         )
     );
@@ -1761,7 +1770,7 @@ async fn metrics_scrape_with_10k_queues() {
             auto_delete: false,
             arguments: json!({}),
         };
-        warren_server::http::api::declare_queue(&v, &format!("bulk-{i:05}"), &body, 0).unwrap();
+        warren_server::http::api::declare_queue(&v, &format!("bulk-{i:05}"), &body, None).unwrap();
     }
     eprintln!("declared 10000 queues in {:?}", t0.elapsed());
     let mut times = Vec::new();

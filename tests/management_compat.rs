@@ -607,3 +607,432 @@ async fn vhosts_are_paginated_as_rabbitmq() {
     assert_eq!(ok(&b, "/api/vhosts").await.as_array().unwrap().len(), 4);
     b.running.shutdown().await;
 }
+
+/// Every listing takes RabbitMQ's `sort`, `sort_reverse` and `columns`; the ones RabbitMQ
+/// pages (queues, exchanges, connections, channels, vhosts) take `page`, `page_size` and
+/// `name`, the others (users, policies, permissions, bindings, consumers) list everything,
+/// as RabbitMQ 3.10.8 answers them side by side. A repeated parameter counts the first time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_listing_sorts_picks_columns_and_pages_as_rabbitmq() {
+    let b = start().await;
+    for u in ["alice", "bob", "carol"] {
+        let user = json!({"password": "x", "tags": ""});
+        let path = format!("/api/users/{u}");
+        assert_eq!(api(&b, "PUT", &path, Some(user), &[]).await.0, 201);
+    }
+    for p in ["pa", "pb", "pc"] {
+        let policy = json!({"pattern": format!("^{p}"), "definition": {"max-length": 10}});
+        let path = format!("/api/policies/%2F/{p}");
+        assert_eq!(api(&b, "PUT", &path, Some(policy), &[]).await.0, 201);
+    }
+    let users = ok(&b, "/api/users?sort=name&sort_reverse=true&columns=name,tags").await;
+    assert_eq!(
+        users,
+        json!([{"name": "guest", "tags": ["administrator"]}, {"name": "carol", "tags": []},
+               {"name": "bob", "tags": []}, {"name": "alice", "tags": []}])
+    );
+    // Not paged: the page parameters are checked, then the whole list answers.
+    let all = ok(&b, "/api/users?page=1&page_size=2&columns=name").await;
+    assert_eq!(all.as_array().unwrap().len(), 4, "{all}");
+    let without = ok(&b, "/api/users/without-permissions?columns=name").await;
+    assert_eq!(
+        without,
+        json!([{"name": "alice"}, {"name": "bob"}, {"name": "carol"}])
+    );
+    for path in [
+        "/api/permissions?columns=user",
+        "/api/vhosts/%2F/permissions?columns=user",
+    ] {
+        assert_eq!(ok(&b, path).await, json!([{"user": "guest"}]), "{path}");
+    }
+    let policies = ok(&b, "/api/policies?sort=name&sort_reverse=true&columns=name,vhost").await;
+    assert_eq!(
+        policies,
+        json!([{"name": "pc", "vhost": "/"}, {"name": "pb", "vhost": "/"}, {"name": "pa", "vhost": "/"}])
+    );
+    let policies = ok(&b, "/api/policies/%2F?page=2&page_size=2&columns=name").await;
+    assert_eq!(policies.as_array().unwrap().len(), 3, "{policies}");
+
+    // Queues, exchanges, connections, channels: paged, filtered and sorted.
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    for (q, n) in [("qa", 2), ("qb", 0), ("qc", 1)] {
+        declare(&ch, q).await;
+        for _ in 0..n {
+            publish(&ch, "", q, b"m").await;
+        }
+    }
+    let _consumer = consume(&ch, "qb", "tag-b").await;
+    ok_when(&b, "/api/queues?columns=name,messages", |v| {
+        v == &json!([{"name": "qa", "messages": 2}, {"name": "qb", "messages": 0},
+                     {"name": "qc", "messages": 1}])
+    })
+    .await;
+    let page = ok(
+        &b,
+        "/api/queues/%2F?page=1&page_size=2&sort=messages&sort_reverse=true&columns=name,messages",
+    )
+    .await;
+    assert_eq!(
+        page,
+        json!({"filtered_count": 3, "item_count": 2,
+               "items": [{"name": "qa", "messages": 2}, {"name": "qc", "messages": 1}],
+               "page": 1, "page_count": 2, "page_size": 2, "total_count": 3})
+    );
+    let page = ok(
+        &b,
+        "/api/exchanges/%2F?page=1&page_size=2&name=amq.d&columns=name,type",
+    )
+    .await;
+    assert_eq!(
+        page["items"],
+        json!([{"name": "amq.direct", "type": "direct"}]),
+        "{page}"
+    );
+    assert_eq!(page["filtered_count"], 1, "{page}");
+    // The first of a repeated parameter counts.
+    let page = ok(&b, "/api/exchanges?page=1&page_size=1&page_size=2&columns=name").await;
+    assert_eq!(
+        (&page["page_size"], &page["items"]),
+        (&json!(1), &json!([{"name": ""}]))
+    );
+    for path in ["/api/connections", "/api/channels"] {
+        let page = ok(&b, &format!("{path}?page=1&page_size=1&columns=user,vhost")).await;
+        assert_eq!(
+            page["items"],
+            json!([{"user": "guest", "vhost": "/"}]),
+            "{path}: {page}"
+        );
+    }
+    let consumers = ok(&b, "/api/consumers?columns=consumer_tag,queue.name").await;
+    assert_eq!(
+        consumers,
+        json!([{"consumer_tag": "tag-b", "queue": {"name": "qb"}}])
+    );
+    let bindings = ok(
+        &b,
+        "/api/bindings/%2F?sort=destination&sort_reverse=true&columns=destination",
+    )
+    .await;
+    assert_eq!(
+        bindings,
+        json!([{"destination": "qc"}, {"destination": "qb"}, {"destination": "qa"}])
+    );
+
+    let path = "/api/queues/%2F/qa/bindings?columns=source,destination";
+    assert_eq!(ok(&b, path).await, json!([{"source": "", "destination": "qa"}]));
+    let path = "/api/exchanges/%2F/amq.direct/bindings/source?columns=destination";
+    assert_eq!(ok(&b, path).await, json!([]));
+
+    // RabbitMQ's 400s: a page past the end, a bad page size, a non-integer page (on the
+    // listings RabbitMQ does not page too, where 3.10.8 fails with an empty 500).
+    let (status, e) = api(&b, "GET", "/api/queues?page=3&page_size=2", None, &[]).await;
+    assert_eq!(
+        (status, e),
+        (
+            400,
+            json!({"error": "page_out_of_range", "reason": "Page out of range, page: 3 page size: 2, len: 3"})
+        )
+    );
+    let (status, e) = api(&b, "GET", "/api/exchanges?page=1&page_size=501", None, &[]).await;
+    assert_eq!(
+        (status, e),
+        (
+            400,
+            json!({"error": "invalid_pagination_parameters",
+                      "reason": "Invalid pagination parameters: page number 1, page size 501"})
+        )
+    );
+    for path in [
+        "/api/channels?page=x",
+        "/api/users?page=x",
+        "/api/policies?page=0",
+    ] {
+        let (status, _) = api(&b, "GET", path, None, &[]).await;
+        assert_eq!(status, 400, "{path}");
+    }
+    b.running.shutdown().await;
+}
+
+/// `messages_uncommitted` counts a transactional channel's publishes waiting for tx.commit
+/// (RabbitMQ's channel info item), and reads 0 again once committed; a confirm channel whose
+/// publishes are all confirmed shows `messages_unconfirmed: 0`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_count_uncommitted_and_unconfirmed_publishes() {
+    let b = start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "txq").await;
+    ch.tx_select().await.unwrap();
+    for _ in 0..3 {
+        publish(&ch, "", "txq", b"m").await;
+    }
+    let uncommitted = |v: &Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["messages_uncommitted"].clone())
+            .collect::<Vec<_>>()
+    };
+    let chans = ok_when(&b, "/api/channels", |v| uncommitted(v) == [json!(3)]).await;
+    assert_eq!(chans[0]["transactional"], true, "{chans}");
+    assert_eq!(counts(&b, "txq").0, 0, "nothing enqueued before the commit");
+    ch.tx_commit().await.unwrap();
+    ok_when(&b, "/api/channels", |v| uncommitted(v) == [json!(0)]).await;
+    assert_eq!(counts(&b, "txq").0, 3);
+    // A rollback drops the count as well.
+    publish(&ch, "", "txq", b"m").await;
+    ok_when(&b, "/api/channels", |v| uncommitted(v) == [json!(1)]).await;
+    ch.tx_rollback().await.unwrap();
+    ok_when(&b, "/api/channels", |v| uncommitted(v) == [json!(0)]).await;
+
+    let confirming = conn.create_channel().await.unwrap();
+    confirming
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        confirming
+            .basic_publish(
+                "".into(),
+                "txq".into(),
+                BasicPublishOptions::default(),
+                b"c",
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let chans = ok(&b, "/api/channels").await;
+    let c = chans
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["confirm"] == true)
+        .unwrap();
+    assert_eq!(c["messages_unconfirmed"], 0, "{c}");
+    b.running.shutdown().await;
+}
+
+/// `queue.declare` of `name` refused with a 406 whose text contains `text`.
+async fn declare_refused(ch: &lapin::Channel, name: &str, text: &str) {
+    let r = ch
+        .queue_declare(name.into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await;
+    assert_code(r, 406, text);
+}
+
+/// Vhost and user limits as RabbitMQ's (`rabbitmqadmin declare|delete vhost_limit|user_limit`,
+/// checked side by side with RabbitMQ 3.10.8): `PUT`/`DELETE` with RabbitMQ's answers, listed
+/// in `/api/vhost-limits`, `/api/user-limits` and a user's `limits`; enforced with RabbitMQ's
+/// texts (a vhost's `max-queues` and `max-connections`, a user's `max-channels`), durable
+/// across a restart and dropped with their vhost. Runtime parameters and operator policies,
+/// which Warren lacks, answer writes with a 400 saying so (nothing stored) and deletes 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vhost_and_user_limits_are_set_enforced_and_kept() {
+    let b = start().await;
+    let addr = b.running.amqp_addr;
+    let put = |path: &'static str, body: Value| api(&b, "PUT", path, Some(body), &[]);
+    assert_eq!(
+        put("/api/vhost-limits/%2F/max-queues", json!({"value": 1}))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        put("/api/vhost-limits/%2F/max-foo", json!({"value": 2})).await,
+        (
+            400,
+            json!({"error": "bad_request",
+                      "reason": "Validation failed\n\nUnrecognised terms [{<<\"max-foo\">>,2}] in limits\n"})
+        )
+    );
+    assert_eq!(
+        put("/api/vhost-limits/nope/max-queues", json!({"value": 2})).await,
+        (404, json!({"error": "not_found", "reason": "vhost_not_found"}))
+    );
+    assert_eq!(
+        put("/api/user-limits/nope/max-channels", json!({"value": 2})).await,
+        (
+            400,
+            json!({"error": "bad_request", "reason": ["no_such_user", "nope"]})
+        )
+    );
+    assert_eq!(
+        put("/api/user-limits/guest/max-channels", json!({"value": "x"})).await,
+        (
+            400,
+            json!({"error": "bad_request",
+                      "reason": "max-channels should be a number, actually was <<\"x\">>"})
+        )
+    );
+    assert_eq!(
+        put("/api/user-limits/guest/max-channels", json!({"value": 2}))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        ok(&b, "/api/vhost-limits").await,
+        json!([{"vhost": "/", "value": {"max-queues": 1}}])
+    );
+    assert_eq!(
+        ok(&b, "/api/user-limits/guest").await,
+        json!([{"user": "guest", "value": {"max-channels": 2}}])
+    );
+    assert_eq!(
+        ok(&b, "/api/users/guest").await["limits"],
+        json!({"max-channels": 2})
+    );
+
+    // max-queues: RabbitMQ's 406; redeclaring an existing queue is never refused.
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "one").await;
+    declare(&ch, "one").await;
+    declare_refused(
+        &ch,
+        "two",
+        "cannot declare queue 'two': queue limit in vhost '/' (1) is reached",
+    )
+    .await;
+    // max-channels: the user's channels over all its connections (the first one was closed
+    // by the 406); RabbitMQ closes the connection with 530.
+    let _first = conn.create_channel().await.unwrap();
+    let _second = conn.create_channel().await.unwrap();
+    let third = conn.create_channel().await;
+    assert_code(
+        third,
+        530,
+        "number of channels opened for user 'guest' has reached the maximum allowed user limit of (2)",
+    );
+    // max-connections on the vhost: 0 refuses every connection, a negative value none.
+    assert_eq!(
+        put("/api/vhost-limits/%2F/max-connections", json!({"value": 0}))
+            .await
+            .0,
+        204
+    );
+    let (code, text) = Raw::login(addr, "guest", "guest", "/")
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(
+        (code, text.as_str()),
+        (
+            530,
+            "NOT_ALLOWED - access to vhost '/' refused for user 'guest': connection limit (0) is reached"
+        )
+    );
+    assert_eq!(
+        put("/api/vhost-limits/%2F/max-connections", json!({"value": -1}))
+            .await
+            .0,
+        204
+    );
+    let _raw = Raw::login(addr, "guest", "guest", "/").await.expect("no limit");
+
+    // As RabbitMQ, a vhost's limits are also its `vhost-limits` runtime parameter: listed,
+    // exported with the definitions (a user's in its `limits`), and settable as a whole.
+    let param = json!({"value": {"max-connections": -1, "max-queues": 1}, "vhost": "/",
+                       "component": "vhost-limits", "name": "limits"});
+    assert_eq!(ok(&b, "/api/parameters").await, json!([param.clone()]));
+    assert_eq!(ok(&b, "/api/parameters/vhost-limits/%2F/limits").await, param);
+    let defs = ok(&b, "/api/definitions").await;
+    assert_eq!(defs["parameters"], json!([param]));
+    let guest = defs["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "guest")
+        .unwrap();
+    assert_eq!(guest["limits"], json!({"max-channels": 2}), "{guest}");
+    assert_eq!(put("/api/vhosts/side", json!({})).await.0, 201);
+    let whole = json!({"value": {"max-queues": 3, "max-connections": 4}});
+    assert_eq!(
+        put("/api/parameters/vhost-limits/side/limits", whole).await.0,
+        201
+    );
+    assert_eq!(
+        ok(&b, "/api/vhost-limits/side").await,
+        json!([{"vhost": "side", "value": {"max-connections": 4, "max-queues": 3}}])
+    );
+    let path = "/api/parameters/vhost-limits/side/limits";
+    assert_eq!(api(&b, "DELETE", path, None, &[]).await.0, 204);
+    assert_eq!(api(&b, "DELETE", path, None, &[]).await.0, 404);
+    assert_eq!(ok(&b, "/api/vhost-limits/side").await, json!([]));
+
+    // Operator policies and other runtime parameters: refused, nothing stored.
+    let policy = json!({"pattern": "^a", "definition": {"max-length": 1}, "apply-to": "queues"});
+    let (status, e) = put("/api/operator-policies/%2F/op", policy).await;
+    assert_eq!((status, &e["error"]), (400, &json!("bad_request")), "{e}");
+    assert_eq!(ok(&b, "/api/operator-policies").await, json!([]));
+    let param = json!({"value": {"uri": "amqp://"}});
+    assert_eq!(
+        put("/api/parameters/federation-upstream/%2F/up", param).await,
+        (
+            400,
+            json!({"error": "bad_request",
+                      "reason": "Validation failed\n\ncomponent federation-upstream not found\n"})
+        )
+    );
+    for path in [
+        "/api/operator-policies/%2F/op",
+        "/api/parameters/federation-upstream/%2F/up",
+    ] {
+        assert_eq!(api(&b, "DELETE", path, None, &[]).await.0, 404, "{path}");
+    }
+
+    // DELETE: 204 whether set or not; a vhost's limits go with it.
+    assert_eq!(
+        api(&b, "DELETE", "/api/user-limits/guest/max-channels", None, &[])
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        api(&b, "DELETE", "/api/user-limits/guest/max-channels", None, &[])
+            .await
+            .0,
+        204
+    );
+    assert_eq!(ok(&b, "/api/user-limits").await, json!([]));
+    assert_eq!(
+        api(&b, "PUT", "/api/vhosts/gone", Some(json!({})), &[]).await.0,
+        201
+    );
+    assert_eq!(
+        put("/api/vhost-limits/gone/max-queues", json!({"value": 5}))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(api(&b, "DELETE", "/api/vhosts/gone", None, &[]).await.0, 204);
+    assert_eq!(
+        api(&b, "PUT", "/api/vhosts/gone", Some(json!({})), &[]).await.0,
+        201
+    );
+    assert_eq!(ok(&b, "/api/vhost-limits/gone").await, json!([]));
+
+    // Durable: a restart on the same data directory keeps them, and guest still logs in.
+    drop((ch, _first, _second, conn, _raw));
+    let TestBroker {
+        running, data_dir, ..
+    } = b;
+    running.shutdown().await;
+    let dir = data_dir.path.clone();
+    let b = start_with(move |c| c.data_dir = dir).await;
+    assert_eq!(
+        ok(&b, "/api/vhost-limits").await,
+        json!([{"vhost": "/", "value": {"max-connections": -1, "max-queues": 1}}])
+    );
+    // ("one" was not durable: the vhost starts empty.)
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "three").await;
+    declare_refused(&ch, "four", "queue limit in vhost '/' (1) is reached").await;
+    b.running.shutdown().await;
+    drop(data_dir);
+}

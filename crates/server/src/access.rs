@@ -115,6 +115,7 @@ impl Broker {
             return false;
         }
         self.record_access(&json!({"op": "user-delete", "name": name}));
+        self.forget_limits(crate::limits::Scope::User, name);
         self.users.delete(name)
     }
 
@@ -195,6 +196,7 @@ impl Broker {
     /// vhost and its queues first, so the queues' delete records come before this one).
     pub fn forget_vhost(&self, name: &str) {
         self.record_access(&json!({"op": "vhost-delete", "name": name}));
+        self.forget_limits(crate::limits::Scope::Vhost, name);
         self.users.clear_vhost(name);
     }
 }

@@ -26,6 +26,8 @@ pub struct Broker {
     pub config: Config,
     /// Users and their credentials.
     pub users: Users,
+    /// Per-vhost and per-user limits.
+    pub limits: crate::limits::Limits,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     connections: Mutex<HashMap<ConnId, Arc<ConnShared>>>,
     reply_to: Mutex<HashMap<String, ReplyTarget>>,
@@ -61,6 +63,7 @@ impl Broker {
         let b = Broker {
             config,
             users,
+            limits: Default::default(),
             vhosts: RwLock::new(HashMap::new()),
             connections: Mutex::new(HashMap::new()),
             reply_to: Mutex::new(HashMap::new()),

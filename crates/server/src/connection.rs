@@ -910,26 +910,36 @@ impl Connection {
         {
             return Err(crate::access::vhost_refused(&name, &self.session.user));
         }
-        let cfg = &self.session.broker.config;
-        if cfg.max_connections > 0 || cfg.max_connections_per_user > 0 {
-            let (mut open, mut mine) = (0u32, 0u32);
-            for c in self.session.broker.connections() {
+        let broker = &self.session.broker;
+        let node_limit = broker.config.max_connections;
+        let vhost_limit = broker.vhost_connection_limit(&name);
+        let user_limit = broker.user_connection_limit(&self.session.user);
+        if node_limit > 0 || vhost_limit.is_some() || user_limit.is_some() {
+            let (mut open, mut in_vhost, mut mine) = (0u32, 0u32, 0u32);
+            for c in broker.connections() {
                 let info = c.info.lock();
                 if !info.vhost.is_empty() {
                     open += 1;
+                    in_vhost += (info.vhost == name) as u32;
                     mine += (info.user == self.session.user) as u32;
                 }
             }
-            if cfg.max_connections > 0 && open >= cfg.max_connections {
+            if node_limit > 0 && open >= node_limit {
                 return Err(AmqpError::not_allowed(format!(
-                    "connection refused: node connection limit ({}) is reached",
-                    cfg.max_connections
+                    "connection refused: node connection limit ({node_limit}) is reached"
                 )));
             }
-            if cfg.max_connections_per_user > 0 && mine >= cfg.max_connections_per_user {
+            // RabbitMQ's texts for its vhost and user limits.
+            if let Some(n) = vhost_limit.filter(|n| in_vhost >= *n) {
                 return Err(AmqpError::not_allowed(format!(
-                    "Connection refused for user '{}': user connection limit ({}) is reached",
-                    self.session.user, cfg.max_connections_per_user
+                    "access to vhost '{name}' refused for user '{}': connection limit ({n}) is reached",
+                    self.session.user
+                )));
+            }
+            if let Some(n) = user_limit.filter(|n| mine >= *n) {
+                return Err(AmqpError::not_allowed(format!(
+                    "Connection refused for user '{}': user connection limit ({n}) is reached",
+                    self.session.user
                 )));
             }
         }
@@ -966,6 +976,7 @@ impl Connection {
                     if ch > self.channel_max {
                         return Err(self.channel_max_exceeded(ch).with_method(20, 10));
                     }
+                    self.check_user_channel_limit()?;
                     let key = ChannelKey::new(self.session.shared.id, ch);
                     self.channels.insert(ch, Channel::new(ch, key));
                     self.session
@@ -1115,13 +1126,37 @@ impl Connection {
         }
     }
 
-    /// Sends every channel's ready confirms (end of a read batch).
+    /// Sends every channel's ready confirms and shows the management API what is left
+    /// unconfirmed or uncommitted (end of a read batch).
     pub(crate) fn flush_all_confirms(&mut self) {
         for c in self.channels.values_mut() {
             if c.confirms_ready() {
                 c.flush_confirms(&mut self.session);
             }
+            c.publish_pending_counts();
         }
+    }
+
+    /// RabbitMQ's user `max-channels` limit: a `channel.open` beyond the channels the user has
+    /// open over all its connections closes the connection (530, RabbitMQ's text).
+    fn check_user_channel_limit(&self) -> AmqpResult<()> {
+        let broker = &self.session.broker;
+        let Some(n) = broker.user_channel_limit(&self.session.user) else {
+            return Ok(());
+        };
+        let open: usize = broker
+            .connections()
+            .iter()
+            .filter(|c| c.info.lock().user == self.session.user)
+            .map(|c| c.channel_count())
+            .sum();
+        if open >= n as usize {
+            return Err(AmqpError::not_allowed(format!(
+                "number of channels opened for user '{}' has reached the maximum allowed user limit of ({n})",
+                self.session.user
+            )));
+        }
+        Ok(())
     }
 
     /// 530 for a channel number above the negotiated channel_max, saying whose limit it is (the

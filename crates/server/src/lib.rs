@@ -12,6 +12,7 @@
 //! - [`channel`]: per-channel state and every channel-level method.
 //! - [`queue`]: a live queue: `QueueState` behind one lock, consumer sinks, timers.
 //! - [`policies`]: policies per vhost: applied to queues live, persisted in the definitions log.
+//! - [`limits`]: per-vhost and per-user limits (RabbitMQ's vhost and user limits), durable.
 //! - [`cli`]: `warren` binary entry point; [`fsck`]: `warren --check-data-dir`, the offline check.
 //! - [`tls`]: the AMQPS (TLS) listener.
 //! - [`http`]: management HTTP API, Prometheus metrics, DLQ tooling, management UI, `warrenctl`.
@@ -27,6 +28,7 @@ pub mod connection;
 pub mod convert;
 pub mod fsck;
 pub mod http;
+pub mod limits;
 pub mod mailbox;
 pub mod monitor;
 pub mod persist;

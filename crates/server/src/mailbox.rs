@@ -89,6 +89,12 @@ pub struct ChannelShared {
     pub confirm: AtomicBool,
     /// Transactional (`tx.select`).
     pub transactional: AtomicBool,
+    /// Publishes not yet confirmed (confirm mode; RabbitMQ's `messages_unconfirmed`), as of
+    /// the connection's last read batch.
+    pub unconfirmed: AtomicU32,
+    /// Publishes waiting for tx.commit (RabbitMQ's `messages_uncommitted`), as of the
+    /// connection's last read batch.
+    pub uncommitted: AtomicU32,
 }
 
 impl ChannelShared {

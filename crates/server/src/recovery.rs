@@ -56,16 +56,19 @@ impl Broker {
     pub fn replay_definitions(&self, records: Vec<bytes::Bytes>) {
         // Once the log holds the user database, it (not the configured default user) decides
         // who may log in: a broker creates its default user on its first start only.
-        if records
-            .iter()
-            .filter_map(crate::persist::decode_access)
-            .any(|a| !crate::policies::is_policy_record(&a) && !crate::broker::is_cluster_name_record(&a))
-        {
+        if records.iter().filter_map(crate::persist::decode_access).any(|a| {
+            !crate::policies::is_policy_record(&a)
+                && !crate::broker::is_cluster_name_record(&a)
+                && !crate::limits::is_record(&a)
+        }) {
             self.users.clear();
         }
         for rec in records {
             if let Some(a) = crate::persist::decode_access(&rec) {
-                if !self.apply_cluster_name_record(&a) && !crate::policies::apply_record(self, &a) {
+                if !self.apply_cluster_name_record(&a)
+                    && !crate::policies::apply_record(self, &a)
+                    && !crate::limits::apply_record(self, &a)
+                {
                     crate::access::apply_record(self, &a);
                 }
                 continue;
@@ -139,7 +142,7 @@ pub fn reattach(broker: &Broker, dir: &str) -> Result<(String, String, u64), Rea
     p.store
         .restore_queue(&path, &target)
         .map_err(|e| (409, format!("cannot move '{dir}' back: {e}")))?;
-    let declared = v.declare_queue(&crate::vhost::recorded_queue(&q), 0);
+    let declared = v.declare_queue(&crate::vhost::recorded_queue(&q), None);
     let (queue, _) = declared.map_err(|e| (400, e.reply_text().to_string()))?;
     let messages = queue.counts().ready as u64;
     tracing::warn!(
@@ -156,6 +159,7 @@ pub fn snapshot(broker: &Broker) -> Vec<Bytes> {
     let mut out = crate::access::snapshot_records(broker);
     out.extend(crate::policies::snapshot_records(broker));
     out.extend(broker.cluster_name_snapshot());
+    out.extend(crate::limits::snapshot_records(broker));
     for v in broker.vhosts() {
         v.read_topology(|t| snapshot_vhost(&v.name, t, &mut out));
     }

@@ -468,7 +468,7 @@ impl VHost {
     }
 
     /// Declares a queue (or checks an existing one): the one path for AMQP `queue.declare`, the
-    /// HTTP API and definitions import. The vhost's queue limit (`limit`, 0 for none; passive
+    /// HTTP API and definitions import. The vhost's queue limit (`limit`, `None` for none; passive
     /// declares and existing queues are never refused) is checked under the same topology lock
     /// as the declare, so concurrent declares cannot overshoot it. A new durable queue's
     /// definition is recorded (as a `queue.declare`) and its handle registered. Returns the
@@ -476,11 +476,15 @@ impl VHost {
     pub fn declare_queue(
         self: &Arc<Self>,
         d: &warren_core::topology::QueueDeclare<'_>,
-        limit: u32,
+        limit: Option<u32>,
     ) -> AmqpResult<(Arc<Queue>, bool)> {
         let (meta, created) = {
             let mut t = self.topology.write();
-            if limit > 0 && !d.passive && t.queue(d.name).is_none() && t.queues().count() >= limit as usize {
+            if let Some(limit) = limit
+                && !d.passive
+                && t.queue(d.name).is_none()
+                && t.queues().count() >= limit as usize
+            {
                 return Err(AmqpError::precondition(format!(
                     "cannot declare queue '{}': queue limit in vhost '{}' ({limit}) is reached",
                     d.name, self.name

@@ -82,6 +82,22 @@ impl Channel {
         })
     }
 
+    /// Shows the management API this channel's unconfirmed and uncommitted publishes
+    /// ([`crate::mailbox::ChannelShared`]): called once per read batch, it stores only what
+    /// changed.
+    pub fn publish_pending_counts(&self) {
+        let unconfirmed = self.confirms.as_ref().map_or(0, |cf| cf.pending.len() as u32);
+        let uncommitted = self.tx.as_ref().map_or(0, |tx| tx.publishes());
+        for (shown, now) in [
+            (&self.shared.unconfirmed, unconfirmed),
+            (&self.shared.uncommitted, uncommitted),
+        ] {
+            if shown.load(Ordering::Relaxed) != now {
+                shown.store(now, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Encodes the coalesced publisher-confirm acks (and nacks) that are ready, in order.
     pub fn flush_confirms(&mut self, s: &mut Session) {
         let Some(cf) = self.confirms.as_mut() else {

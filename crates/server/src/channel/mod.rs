@@ -30,7 +30,7 @@ use crate::queue::Queue;
 pub use crate::session::Session;
 
 use confirm::Confirms;
-use tx::TxOp;
+use tx::Tx;
 
 /// A delivery the client has not acknowledged yet.
 #[derive(Debug)]
@@ -62,7 +62,7 @@ pub struct Channel {
     prefetch: u32,
     shared: Arc<ChannelShared>,
     confirms: Option<Confirms>,
-    tx: Option<Vec<TxOp>>,
+    tx: Option<Tx>,
     /// Direct reply-to consumer: (consumer tag, `amq.rabbitmq.reply-to.…` name).
     reply_consumer: Option<(ShortStr, String)>,
     /// Has published (counted in `Metrics::publishers` until released).

@@ -55,7 +55,7 @@ impl Channel {
                 owner: s.shared.id,
                 server_named: m.queue.is_empty(),
             },
-            s.broker.config.max_queues_per_vhost,
+            s.broker.queue_limit(&v.name),
         )?;
         q.touch();
         if !m.nowait {

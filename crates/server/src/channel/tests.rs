@@ -2,6 +2,8 @@
 //! methods in, the frames the channel encoded out (decoded again), deliveries pumped from the
 //! connection's mailbox. One test (at least) per AMQP method a channel handles.
 
+use std::sync::atomic::Ordering;
+
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc::UnboundedReceiver;
 use warren_codec::methods::*;
@@ -893,7 +895,12 @@ fn confirm_select_then_publishes_are_acked_as_one_multiple() {
     h.publish("q", "b").unwrap();
     h.publish("nowhere", "c").unwrap();
     assert!(h.c.confirms_ready());
+    // The management API's count (published at the end of a read batch).
+    h.c.publish_pending_counts();
+    assert_eq!(h.c.shared.unconfirmed.load(Ordering::Relaxed), 3);
     h.c.flush_confirms(&mut h.s);
+    h.c.publish_pending_counts();
+    assert_eq!(h.c.shared.unconfirmed.load(Ordering::Relaxed), 0);
     let out = h.written();
     assert_eq!(
         methods(&out),

@@ -30,6 +30,27 @@ pub(super) enum TxOp {
     },
 }
 
+/// A transaction's buffered operations, and how many are publishes (RabbitMQ's
+/// `messages_uncommitted`).
+#[derive(Debug, Default)]
+pub(super) struct Tx {
+    ops: Vec<TxOp>,
+    publishes: u32,
+}
+
+impl Tx {
+    pub(super) fn push(&mut self, op: TxOp) {
+        if matches!(op, TxOp::Publish { .. }) {
+            self.publishes += 1;
+        }
+        self.ops.push(op);
+    }
+
+    pub(super) fn publishes(&self) -> u32 {
+        self.publishes
+    }
+}
+
 impl Channel {
     pub(super) fn tx_select(&mut self, s: &mut Session) -> AmqpResult<()> {
         if self.confirms.is_some() {
@@ -37,7 +58,7 @@ impl Channel {
         }
         if self.tx.is_none() {
             self.shared.transactional.store(true, Ordering::Relaxed);
-            self.tx = Some(Vec::new());
+            self.tx = Some(Tx::default());
         }
         s.send_method(self.id, TxSelectOk {});
         Ok(())
@@ -47,7 +68,7 @@ impl Channel {
         let Some(tx) = self.tx.as_mut() else {
             return Err(AmqpError::precondition("channel is not transactional"));
         };
-        let ops = std::mem::take(tx);
+        let ops = std::mem::take(tx).ops;
         for op in ops {
             match op {
                 TxOp::Publish { msg, ttl, mandatory } => self.route_publish(s, msg, ttl, mandatory)?,
@@ -67,7 +88,7 @@ impl Channel {
         let Some(tx) = self.tx.as_mut() else {
             return Err(AmqpError::precondition("channel is not transactional"));
         };
-        tx.clear();
+        *tx = Tx::default();
         s.send_method(self.id, TxRollbackOk {});
         Ok(())
     }

@@ -9,11 +9,12 @@
 //! *Skipped* items were not applied: exchange types Warren lacks (`x-delayed-message`, …;
 //! `x-consistent-hash` and `x-random` are supported), queue types other than classic/quorum
 //! (`stream`), bindings of skipped exchanges and queues, runtime parameters (shovels,
-//! federation upstreams, vhost limits), global parameters (`cluster_name`, …) and, on a
+//! federation upstreams; `vhost-limits` ones are applied, as users' `limits`), limits RabbitMQ
+//! would refuse, global parameters other than `cluster_name` and, on a
 //! single-vhost import, users, vhosts and permissions. *Ignored* items were applied, but part
 //! of them has no effect: policy keys such as `ha-mode`, password hashes other than SHA-256
-//! (the user exists but cannot log in until its password is reset), per-user and per-vhost
-//! limits, a vhost's default queue type. Invalid input (a policy RabbitMQ would refuse, a
+//! (the user exists but cannot log in until its password is reset), a vhost's default queue
+//! type. Invalid input (a policy RabbitMQ would refuse, a
 //! missing vhost, …) still answers `400` with RabbitMQ's `reason`, plus the lists.
 //!
 //! Users, vhosts, permissions, topic permissions and policies go to the broker's durable
@@ -27,6 +28,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 use warren_core::topology::QueueMeta;
+
+use crate::limits::Scope;
 
 use super::api::bindings::{BindingBody, bind};
 use super::api::exchanges::{ExchangeBody, declare_exchange, exchange_json};
@@ -94,16 +97,12 @@ pub fn export_value(st: &Shared) -> Value {
         "rabbitmq_version": super::shared::MANAGEMENT_VERSION,
         "product_name": "Warren",
         "product_version": env!("CARGO_PKG_VERSION"),
-        "users": users.iter().map(|u| {
-            let mut j = user_json(u);
-            if let Some(o) = j.as_object_mut() { o.remove("limits"); o.insert("limits".into(), json!({})); }
-            j
-        }).collect::<Vec<_>>(),
+        "users": users.iter().map(|u| user_json(st, u)).collect::<Vec<_>>(),
         "vhosts": vhosts.iter().map(|v| json!({"name": v.name, "limits": [],
             "metadata": {"description": "", "tags": []}})).collect::<Vec<_>>(),
         "permissions": permissions_json(st),
         "topic_permissions": super::users::topic_permissions_json(st),
-        "parameters": [],
+        "parameters": crate::limits::vhost_parameters(&st.broker, None),
         "global_parameters": [{"name": "cluster_name", "value": st.broker.cluster_name()}],
         "policies": crate::policies::list_json(&st.broker, None),
         "queues": queues,
@@ -215,10 +214,6 @@ fn parameter_reason(component: &str) -> String {
         "federation-upstream" | "federation-upstream-set" => {
             format!("{component}: federation (rabbitmq_federation) is not supported")
         }
-        "vhost-limits" => {
-            "vhost-limits: per-vhost limits are not supported (--max-queues-per-vhost applies to every vhost)"
-                .into()
-        }
         other => format!("{other}: runtime parameters of this component are not supported"),
     }
 }
@@ -231,6 +226,23 @@ const PLUGIN_POLICY_KEYS: [(&str, &str); 2] = [
 ];
 
 /// Whether a `limits` value (an object or a list) sets anything.
+/// Applies a vhost's or user's imported limits (replacing its own); limits RabbitMQ would
+/// refuse are reported as skipped.
+fn import_limits(st: &Shared, r: &mut ImportReport, scope: Scope, owner: &str, value: &Value) {
+    match crate::limits::parse_set(scope, value) {
+        Ok(set) => {
+            st.broker.replace_limits(scope, owner, set);
+        }
+        Err(e) => {
+            let (kind, vhost) = match scope {
+                Scope::Vhost => ("vhost_limits", Some(owner)),
+                Scope::User => ("user_limits", None),
+            };
+            r.skip(kind, vhost, owner, e.0);
+        }
+    }
+}
+
 fn sets_limits(v: Option<&Value>) -> bool {
     match v {
         Some(Value::Object(o)) => !o.is_empty(),
@@ -250,15 +262,7 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
         let name = field(v, "name", "vhost")?;
         st.broker.create_vhost(name);
         if sets_limits(v.get("limits")) {
-            r.ignore(
-                "vhost",
-                Some(name),
-                name,
-                format!(
-                    "limits {} are not supported (--max-queues-per-vhost applies to every vhost)",
-                    v["limits"]
-                ),
-            );
+            import_limits(st, &mut r, Scope::Vhost, name, &v["limits"]);
         }
         let dqt = v
             .get("default_queue_type")
@@ -290,17 +294,7 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
                 format!("password hashing algorithm {algo} is not supported: the user cannot log in until its password is reset"),
             );
         }
-        if sets_limits(u.get("limits")) {
-            r.ignore(
-                "user",
-                None,
-                name,
-                format!(
-                    "limits {} are not supported (--max-connections-per-user applies to every user)",
-                    u["limits"]
-                ),
-            );
-        }
+        let limits = u.get("limits").filter(|l| sets_limits(Some(l)));
         let tags: Vec<String> = match u.get("tags") {
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
             Some(Value::String(s)) => s
@@ -316,6 +310,9 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
             password_hash: hash.to_string(),
             tags,
         });
+        if let Some(l) = limits {
+            import_limits(st, &mut r, Scope::User, name, l);
+        }
     }
     for p in list(doc, "permissions")? {
         let user = field(p, "user", "permission")?;
@@ -351,7 +348,20 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
         let name = field(p, "name", "parameter")?;
         let component = p.get("component").and_then(Value::as_str).unwrap_or("");
         let vh = p.get("vhost").and_then(Value::as_str);
-        r.skip("parameter", vh, name, parameter_reason(component));
+        match (component, vh) {
+            // As RabbitMQ: a vhost's limits are its `vhost-limits` parameter.
+            ("vhost-limits", Some(vh)) if st.broker.vhost(vh).is_some() => import_limits(
+                st,
+                &mut r,
+                Scope::Vhost,
+                vh,
+                p.get("value").unwrap_or(&Value::Null),
+            ),
+            ("vhost-limits", _) => r
+                .errors
+                .push(format!("vhost limits of missing vhost '{}'", vh.unwrap_or(""))),
+            _ => r.skip("parameter", vh, name, parameter_reason(component)),
+        }
     }
     for p in list(doc, "global_parameters")? {
         let name = field(p, "name", "global parameter")?;
@@ -463,7 +473,7 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
             skipped.push((vh.to_string(), name.to_string(), "queue"));
             continue;
         }
-        if let Err(e) = declare_queue(&v, name, &b, st.broker.config.max_queues_per_vhost) {
+        if let Err(e) = declare_queue(&v, name, &b, st.broker.queue_limit(&v.name)) {
             r.errors
                 .push(format!("queue '{name}' in vhost '{vh}': {}", e.body["reason"]));
         }

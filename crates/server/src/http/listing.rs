@@ -1,6 +1,7 @@
-//! Large management listings (`/api/queues`, `/api/exchanges`, `/api/bindings`,
-//! `/api/connections`, `/api/channels`, `/api/consumers`, `/api/vhosts`) at a cost proportional to a page,
-//! not to the whole broker (issue 21).
+//! Management listings (`/api/queues`, `/api/exchanges`, `/api/bindings`,
+//! `/api/connections`, `/api/channels`, `/api/consumers`, `/api/vhosts`, and through
+//! [`reply_json`] `/api/users`, `/api/policies`, `/api/permissions`) at a cost proportional to a
+//! page, not to the whole broker (issue 21), with RabbitMQ's query parameters (issue 18).
 //!
 //! A handler snapshots light *items* (names and handles, in RabbitMQ's default order) and
 //! passes a `render` function that turns one item into its JSON object. [`reply`] then
@@ -12,6 +13,10 @@
 //! - `sort` (a field, dotted for nested ones: `message_stats.publish`) and `sort_reverse`;
 //!   sorting renders each item once to read its key and keeps only the key;
 //! - `columns` (comma-separated, dotted paths): each item keeps only those fields.
+//!
+//! A parameter given twice counts once, the first time (RabbitMQ reads the first). Pagination
+//! parameters are checked on every listing (400 as RabbitMQ's pageable ones answer; on the
+//! listings it does not page, RabbitMQ 3.10.8 fails them with an empty 500).
 //!
 //! Without `page` the whole listing is streamed: items are rendered and serialised a chunk at
 //! a time as the client reads, never held as one `serde_json::Value` tree or one string.
@@ -72,14 +77,18 @@ fn dotted(s: &str) -> Vec<String> {
 }
 
 impl ListQuery {
-    /// `pageable: false` ignores the pagination parameters.
+    /// `pageable: false` checks the pagination parameters but does not page.
     fn parse(raw: Option<&str>, pageable: bool) -> ApiResult<ListQuery> {
         let mut q = ListQuery::default();
         let (mut page, mut page_size) = (None, None);
+        let mut seen = std::collections::HashSet::new();
         for kv in raw.unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            let v = unescape(v);
-            match unescape(k).as_str() {
+            let (k, v) = (unescape(k), unescape(v));
+            if !seen.insert(k.clone()) {
+                continue;
+            }
+            match k.as_str() {
                 "page" => page = Some(v),
                 "page_size" => page_size = Some(v),
                 "name" if !v.is_empty() => q.name = Some(v),
@@ -93,7 +102,7 @@ impl ListQuery {
             }
         }
         // rabbit_mgmt_util:pagination_params/1: integers, page > 0, 0 < page_size <= 500.
-        if let Some(p) = page.filter(|_| pageable) {
+        if let Some(p) = page {
             let int = |s: &str| s.parse::<i64>().map_err(|_| invalid());
             let num = int(&p)?;
             let size = page_size.as_deref().map(int).transpose()?;
@@ -112,6 +121,9 @@ impl ListQuery {
                     ));
                 }
             }
+        }
+        if !pageable {
+            q.page = None;
         }
         Ok(q)
     }
@@ -196,8 +208,8 @@ fn term_cmp(a: &Value, b: &Value) -> Ordering {
 /// Answers a listing request: `raw` is the request's query string, `items` the listing in
 /// RabbitMQ's default order (vhost, then name), `name` an item's name for `name=` filtering,
 /// `render` one item's JSON (`None`: it went away since the snapshot; it is left out).
-/// `pageable`: whether RabbitMQ paginates this listing (not bindings nor consumers, whose
-/// `page` parameters it ignores).
+/// `pageable`: whether RabbitMQ paginates this listing (not bindings, consumers, users,
+/// policies nor permissions, whose valid `page` parameters it ignores).
 pub fn reply<T, N, R>(raw: Option<&str>, pageable: bool, items: Vec<T>, name: N, render: R) -> Response
 where
     T: Send + 'static,
@@ -208,6 +220,18 @@ where
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
+}
+
+/// [`reply`] for a listing already rendered as JSON objects (small ones: users, policies,
+/// permissions), named by their `name` field.
+pub fn reply_json(raw: Option<&str>, pageable: bool, items: Vec<Value>) -> Response {
+    reply(
+        raw,
+        pageable,
+        items,
+        |v| v["name"].as_str().unwrap_or(""),
+        |v| Some(v.clone()),
+    )
 }
 
 fn reply_inner<T, N, R>(
@@ -340,7 +364,15 @@ mod tests {
             Some((1, 100))
         );
         assert_eq!(ListQuery::parse(Some("page_size=5"), true).unwrap().page, None);
-        assert_eq!(ListQuery::parse(Some("page=x"), false).unwrap().page, None);
+        assert_eq!(ListQuery::parse(Some("page=2"), false).unwrap().page, None);
+        assert!(ListQuery::parse(Some("page=x"), false).is_err());
+        // The first of a repeated parameter counts, as RabbitMQ's.
+        assert_eq!(
+            ListQuery::parse(Some("page=1&page_size=1&page_size=2&page=3"), true)
+                .unwrap()
+                .page,
+            Some((1, 1))
+        );
         for bad in [
             "page=0",
             "page=x",

@@ -4,8 +4,9 @@
 //! missing). Who may do what is [`super::authz`]'s table (policymakers and administrators).
 
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::Value;
 
 use super::authz::Caller;
@@ -14,17 +15,30 @@ use crate::policies::{list_json, policy_from_json, policy_json};
 
 type J = ApiResult<axum::Json<Value>>;
 
-/// `GET /api/policies`.
-pub async fn list_all(State(st): State<Shared>, Extension(c): Extension<Caller>) -> J {
+/// `GET /api/policies`: sorted and column-picked, not paged, as RabbitMQ's
+/// ([`super::listing`]).
+pub async fn list_all(
+    State(st): State<Shared>,
+    Extension(c): Extension<Caller>,
+    RawQuery(q): RawQuery,
+) -> Response {
     let mut all = list_json(&st.broker, None);
     all.retain(|p| c.lists_vhost(&st.broker, p["vhost"].as_str().unwrap_or("")));
-    Ok(axum::Json(Value::Array(all)))
+    super::listing::reply_json(q.as_deref(), false, all)
 }
 
-/// `GET /api/policies/{vhost}`.
-pub async fn list_vhost(State(st): State<Shared>, Path(vh): Path<String>) -> J {
+/// `GET /api/policies/{vhost}`, as `GET /api/policies`.
+pub async fn list_vhost(
+    State(st): State<Shared>,
+    Path(vh): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
     st.broker.vhost(&vh).ok_or_else(ApiError::not_found)?;
-    Ok(axum::Json(Value::Array(list_json(&st.broker, Some(&vh)))))
+    Ok(super::listing::reply_json(
+        q.as_deref(),
+        false,
+        list_json(&st.broker, Some(&vh)),
+    ))
 }
 
 /// `GET /api/policies/{vhost}/{name}`.

@@ -8,8 +8,9 @@
 //! their next check.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::shared::{ApiError, ApiResult, Shared, parse_body};
@@ -147,29 +148,31 @@ pub async fn permission_delete(
     }
 }
 
-/// The entries of a permissions listing whose `field` is `value`.
-fn where_eq(list: Vec<Value>, field: &str, value: &str) -> axum::Json<Value> {
-    axum::Json(Value::Array(
-        list.into_iter().filter(|p| p[field] == value).collect(),
-    ))
+/// The entries of a permissions listing whose `field` is `value`, as a listing
+/// ([`super::listing`]: sorted and column-picked, not paged, as RabbitMQ's).
+fn where_eq(q: Option<String>, list: Vec<Value>, field: &str, value: &str) -> Response {
+    let list = list.into_iter().filter(|p| p[field] == value).collect();
+    super::listing::reply_json(q.as_deref(), false, list)
 }
 
 /// `GET /api/users/{name}/permissions`.
 pub async fn user_permissions(
     State(st): State<Shared>,
     Path(name): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
     st.broker.users.get(&name).ok_or_else(ApiError::not_found)?;
-    Ok(where_eq(permissions_json(&st), "user", &name))
+    Ok(where_eq(q, permissions_json(&st), "user", &name))
 }
 
 /// `GET /api/vhosts/{name}/permissions`.
 pub async fn vhost_permissions(
     State(st): State<Shared>,
     Path(name): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
     st.broker.vhost(&name).ok_or_else(ApiError::not_found)?;
-    Ok(where_eq(permissions_json(&st), "vhost", &name))
+    Ok(where_eq(q, permissions_json(&st), "vhost", &name))
 }
 
 fn topic_permission_json(user: &str, vhost: &str, p: &TopicPermission) -> Value {
@@ -187,8 +190,8 @@ pub fn topic_permissions_json(st: &Shared) -> Vec<Value> {
 }
 
 /// `GET /api/topic-permissions`.
-pub async fn topic_permissions_all(State(st): State<Shared>) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(Value::Array(topic_permissions_json(&st))))
+pub async fn topic_permissions_all(State(st): State<Shared>, RawQuery(q): RawQuery) -> Response {
+    super::listing::reply_json(q.as_deref(), false, topic_permissions_json(&st))
 }
 
 /// `GET /api/topic-permissions/{vhost}/{user}`: the user's topic permissions on the vhost
@@ -270,16 +273,18 @@ pub async fn topic_permission_delete_one(
 pub async fn user_topic_permissions(
     State(st): State<Shared>,
     Path(name): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
     st.broker.users.get(&name).ok_or_else(ApiError::not_found)?;
-    Ok(where_eq(topic_permissions_json(&st), "user", &name))
+    Ok(where_eq(q, topic_permissions_json(&st), "user", &name))
 }
 
 /// `GET /api/vhosts/{name}/topic-permissions`.
 pub async fn vhost_topic_permissions(
     State(st): State<Shared>,
     Path(name): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
     st.broker.vhost(&name).ok_or_else(ApiError::not_found)?;
-    Ok(where_eq(topic_permissions_json(&st), "vhost", &name))
+    Ok(where_eq(q, topic_permissions_json(&st), "vhost", &name))
 }

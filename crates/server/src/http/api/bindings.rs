@@ -68,39 +68,59 @@ pub(super) async fn bindings_vhost(
     ))
 }
 
-pub(super) fn filtered(st: &Shared, vh: &str, f: impl Fn(&BindingInfo) -> bool) -> J {
+/// The vhost's bindings for which `f` holds, as a listing (sorted, column-picked, as
+/// RabbitMQ's; `q` is the query string).
+pub(super) fn filtered(
+    st: &Shared,
+    q: Option<String>,
+    vh: &str,
+    f: impl Fn(&BindingInfo) -> bool,
+) -> ApiResult<Response> {
     let v = vhost(st, vh)?;
-    ok(Value::Array(
-        bindings_of(&v)
-            .iter()
-            .filter(|b| f(b))
-            .map(|b| binding_json(&v.name, b))
-            .collect(),
-    ))
+    let items = bindings_of(&v)
+        .into_iter()
+        .filter(|b| f(b))
+        .map(|b| (v.clone(), b));
+    Ok(bindings_reply(q, items.collect()))
 }
 
 pub(super) async fn exchange_bindings_source(
     State(st): State<Shared>,
     Path((vh, name)): Path<(String, String)>,
-) -> J {
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
     let name = exchange_name(&name).to_string();
-    filtered(&st, &vh, |b| *b.source == *name)
+    filtered(&st, q, &vh, |b| *b.source == *name)
 }
 
 pub(super) async fn exchange_bindings_destination(
     State(st): State<Shared>,
     Path((vh, name)): Path<(String, String)>,
-) -> J {
-    filtered(&st, &vh, |b| !b.destination_is_queue && *b.destination == *name)
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    filtered(&st, q, &vh, |b| {
+        !b.destination_is_queue && *b.destination == *name
+    })
 }
 
-pub(super) async fn queue_bindings(State(st): State<Shared>, Path((vh, name)): Path<(String, String)>) -> J {
+pub(super) async fn queue_bindings(
+    State(st): State<Shared>,
+    Path((vh, name)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
     let v = vhost(&st, &vh)?;
     find_queue(&v, &name)?;
-    filtered(&st, &vh, |b| b.destination_is_queue && *b.destination == *name)
+    filtered(&st, q, &vh, |b| b.destination_is_queue && *b.destination == *name)
 }
 
-pub(super) fn between(st: &Shared, vh: &str, source: &str, dest: &str, to_queue: bool) -> J {
+pub(super) fn between(
+    st: &Shared,
+    q: Option<String>,
+    vh: &str,
+    source: &str,
+    dest: &str,
+    to_queue: bool,
+) -> ApiResult<Response> {
     let v = vhost(st, vh)?;
     let exists = v.read_topology(|t| {
         let dest_exists = if to_queue {
@@ -114,7 +134,7 @@ pub(super) fn between(st: &Shared, vh: &str, source: &str, dest: &str, to_queue:
         return Err(ApiError::not_found());
     }
     let src = exchange_name(source).to_string();
-    filtered(st, vh, |b| {
+    filtered(st, q, vh, |b| {
         b.destination_is_queue == to_queue && *b.source == *src && *b.destination == *dest
     })
 }
@@ -122,15 +142,17 @@ pub(super) fn between(st: &Shared, vh: &str, source: &str, dest: &str, to_queue:
 pub(super) async fn bindings_between_q(
     State(st): State<Shared>,
     Path((vh, s, d)): Path<(String, String, String)>,
-) -> J {
-    between(&st, &vh, &s, &d, true)
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    between(&st, q, &vh, &s, &d, true)
 }
 
 pub(super) async fn bindings_between_e(
     State(st): State<Shared>,
     Path((vh, s, d)): Path<(String, String, String)>,
-) -> J {
-    between(&st, &vh, &s, &d, false)
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    between(&st, q, &vh, &s, &d, false)
 }
 
 /// `POST /api/bindings/…` body.

@@ -152,6 +152,7 @@ pub(super) async fn user_connections(
     State(st): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(user): Path<String>,
+    RawQuery(q): RawQuery,
 ) -> Response {
     // A management user sees its own connections only (an empty list for another user's).
     let visible = caller.sees_connection(&user);
@@ -166,7 +167,7 @@ pub(super) async fn user_connections(
         })
         .collect();
     items.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    axum::Json(Value::Array(items)).into_response()
+    crate::http::listing::reply_json(q.as_deref(), false, items)
 }
 
 /// `DELETE /api/connections/username/{user}`: closes every connection of `user`
@@ -275,8 +276,8 @@ fn channel_items(st: &Shared, c: &ConnShared, info: &ConnInfo) -> Vec<ChannelIte
 }
 
 /// One channel as RabbitMQ's management API shows it (the fields rabbitmqadmin v2 requires
-/// included). Unconfirmed and uncommitted counts are not tracked outside the connection task:
-/// they read 0.
+/// included). Unconfirmed and uncommitted publishes are as of the connection's last read batch;
+/// uncommitted acks are not counted (0).
 fn channel_json(st: &Shared, item: &ChannelItem, consumers: &ChannelConsumers) -> Value {
     let (name, key, ch, info) = item;
     let (consumer_count, prefetch) = consumers.get(key).copied().unwrap_or_default();
@@ -289,7 +290,8 @@ fn channel_json(st: &Shared, item: &ChannelItem, consumers: &ChannelConsumers) -
         "confirm": ch.confirm.load(Ordering::Relaxed),
         "transactional": ch.transactional.load(Ordering::Relaxed),
         "messages_unacknowledged": ch.unacked.load(Ordering::Relaxed),
-        "messages_unconfirmed": 0, "messages_uncommitted": 0,
+        "messages_unconfirmed": ch.unconfirmed.load(Ordering::Relaxed),
+        "messages_uncommitted": ch.uncommitted.load(Ordering::Relaxed),
         "acks_uncommitted": 0, "pending_raft_commands": 0,
     })
 }

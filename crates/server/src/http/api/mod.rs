@@ -18,6 +18,7 @@ mod common;
 mod connections;
 pub mod exchanges;
 mod health;
+mod limits;
 mod overview;
 pub mod queues;
 pub mod users;
@@ -27,6 +28,7 @@ pub use bindings::*;
 use connections::*;
 pub use exchanges::*;
 use health::*;
+use limits::*;
 use overview::*;
 pub use queues::*;
 pub use users::*;
@@ -41,21 +43,35 @@ pub fn routes() -> Router<Shared> {
         .route("/api/nodes/{name}/memory", get(node_memory))
         .route("/api/auth/attempts/{name}", get(auth_attempts))
         .route("/api/auth/attempts/{name}/source", get(auth_attempts))
-        .route("/api/parameters", get(empty_list))
-        .route("/api/parameters/{component}", get(empty_list))
-        .route("/api/parameters/{component}/{vhost}", get(empty_list))
-        .route("/api/parameters/{component}/{vhost}/{name}", get(not_found))
+        .route("/api/parameters", get(parameters_all))
+        .route("/api/parameters/{component}", get(parameters_component))
+        .route("/api/parameters/{component}/{vhost}", get(parameters_vhost))
+        .route(
+            "/api/parameters/{component}/{vhost}/{name}",
+            get(parameter_get).put(parameter_put).delete(parameter_delete),
+        )
         .route("/api/global-parameters", get(global_parameters))
         .route("/api/global-parameters/{name}", get(global_parameter_get))
         .route("/api/operator-policies", get(empty_list))
         .route("/api/operator-policies/{vhost}", get(empty_list))
-        .route("/api/operator-policies/{vhost}/{name}", get(not_found))
+        .route(
+            "/api/operator-policies/{vhost}/{name}",
+            get(not_found).put(operator_policy_put).delete(not_found),
+        )
         .route("/api/deprecated-features", get(empty_list))
         .route("/api/deprecated-features/used", get(empty_list))
         .route("/api/vhost-limits", get(vhost_limits))
         .route("/api/vhost-limits/{vhost}", get(vhost_limits_one))
         .route("/api/user-limits", get(user_limits))
         .route("/api/user-limits/{user}", get(user_limits_one))
+        .route(
+            "/api/vhost-limits/{vhost}/{name}",
+            axum::routing::put(vhost_limit_put).delete(vhost_limit_delete),
+        )
+        .route(
+            "/api/user-limits/{user}/{name}",
+            axum::routing::put(user_limit_put).delete(user_limit_delete),
+        )
         .route("/api/whoami", get(whoami))
         .route("/api/auth", get(auth))
         .route("/api/cluster-name", get(cluster_name).put(cluster_name_put))

@@ -151,7 +151,7 @@ pub struct QueueBody {
 
 /// Declares a queue through the vhost's one declare path (limits, definition record, handle).
 /// Returns whether it was created.
-pub fn declare_queue(v: &Arc<VHost>, name: &str, b: &QueueBody, limit: u32) -> ApiResult<bool> {
+pub fn declare_queue(v: &Arc<VHost>, name: &str, b: &QueueBody, limit: Option<u32>) -> ApiResult<bool> {
     if name.is_empty() || name.len() > 255 {
         return Err(ApiError::bad_request("invalid queue name"));
     }
@@ -179,7 +179,7 @@ pub(super) async fn queue_put(
 ) -> ApiResult<StatusCode> {
     let v = vhost(&st, &vh)?;
     let b: QueueBody = parse_body(&body)?;
-    let created = declare_queue(&v, &name, &b, st.broker.config.max_queues_per_vhost)?;
+    let created = declare_queue(&v, &name, &b, st.broker.queue_limit(&vh))?;
     Ok(if created {
         StatusCode::CREATED
     } else {
