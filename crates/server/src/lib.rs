@@ -10,7 +10,7 @@
 //! - [`access`]: permission checks on AMQP operations; durable users/vhosts/permissions.
 //! - [`connection`]: one task per connection: handshake, read loop, heartbeats, writer.
 //! - [`channel`]: per-channel state and every channel-level method.
-//! - [`queue`]: a live queue: `QueueState` behind one lock, consumer sinks, timers.
+//! - [`queue`]: a live queue: `QueueState` behind one lock, its consuming channels' delivery routes, timers.
 //! - [`policies`]: policies per vhost: applied to queues live, persisted in the definitions log.
 //! - [`limits`]: per-vhost and per-user limits (RabbitMQ's vhost and user limits), durable.
 //! - [`cli`]: `warren` binary entry point; [`fsck`]: `warren --check-data-dir`, the offline check.

@@ -1,5 +1,5 @@
 //! A live queue: `core::QueueState` behind one narrow mutex (never held across `.await`),
-//! the consumers' delivery sinks, and the queue's timer (TTL, delayed retries).
+//! the delivery route of each consuming channel, and the queue's timer (TTL, delayed retries).
 //!
 //! Whoever changes the queue — a publisher's connection, an acking consumer's connection, the
 //! timer — runs `dispatch` under the same lock, so deliveries to each consumer leave in queue
@@ -52,10 +52,12 @@ pub enum Stored {
     Failed,
 }
 
-/// Where a consumer's deliveries go.
+/// Where a channel's deliveries go: its connection and its shared counters. The queue keeps
+/// one per channel that consumes from it; the consumers themselves are recorded once, in the
+/// queue state (`ConsumerSpec`, whose `channel` finds the route).
 #[derive(Debug, Clone)]
 pub struct Sink {
-    /// The consumer's connection.
+    /// The channel's connection.
     pub conn: Arc<ConnShared>,
     /// Its channel's shared counters (channel-wide prefetch).
     pub channel: Arc<ChannelShared>,
@@ -64,7 +66,8 @@ pub struct Sink {
 #[derive(Debug)]
 struct Inner {
     state: QueueState,
-    sinks: HashMap<ConsumerKey, Sink>,
+    /// The delivery route of each channel with consumers here.
+    sinks: HashMap<ChannelKey, Sink>,
     /// The durable log of a durable queue.
     log: Option<QueueLog>,
     /// A non-durable queue's scratch log (its name in `Persistence::scratch`), opened when its
@@ -594,7 +597,7 @@ impl Queue {
         state.dispatch(
             now,
             |spec: &ConsumerSpec| {
-                let Some(s) = sinks.get(&spec.key) else {
+                let Some(s) = sinks.get(&spec.channel) else {
                     return false;
                 };
                 if !s.conn.has_room() {
@@ -618,14 +621,20 @@ impl Queue {
                 undeliverable.push(d);
             }
         }
-        // A consumer whose connection task is gone without releasing it (it failed): its
-        // delivery goes back on the state this lock already holds, and the consumer and what
-        // its channel holds are released, so dispatch never picks it again.
+        // A channel whose connection task is gone without releasing it (it failed): its
+        // delivery goes back on the state this lock already holds, and its consumers and what
+        // it holds are released, so dispatch never picks them again.
         for d in undeliverable {
             state.unsend(d.seq, d.consumer, d.channel);
-            if let Some(key) = d.consumer {
-                sinks.remove(&key);
-                state.remove_consumer(key);
+            if sinks.remove(&d.channel).is_some() {
+                let gone: Vec<ConsumerKey> = state
+                    .consumers()
+                    .filter(|c| c.channel == d.channel)
+                    .map(|c| c.key)
+                    .collect();
+                for key in gone {
+                    state.remove_consumer(key);
+                }
             }
             state.release_channel(d.channel, Return::Failed, now, fx);
             again = true;
@@ -639,10 +648,12 @@ impl Queue {
 
     /// Sends one delivery to its consumer's connection; hands it back if that connection is
     /// gone.
-    fn send(self: &Arc<Self>, sinks: &HashMap<ConsumerKey, Sink>, d: Delivery) -> Result<(), Delivery> {
+    fn send(self: &Arc<Self>, sinks: &HashMap<ChannelKey, Sink>, d: Delivery) -> Result<(), Delivery> {
         self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-        let Some(key) = d.consumer else { return Ok(()) };
-        match sinks.get(&key) {
+        if d.consumer.is_none() {
+            return Ok(());
+        }
+        match sinks.get(&d.channel) {
             Some(s) => s.conn.deliver(self.clone(), d),
             None => Ok(()),
         }
@@ -909,15 +920,15 @@ impl Queue {
         self.finish(fx, deadline, now);
     }
 
-    /// basic.consume: registers and dispatches.
+    /// basic.consume: registers (with `sink`, its channel's delivery route) and dispatches.
     pub fn add_consumer(self: &Arc<Self>, spec: ConsumerSpec, sink: Sink, vhost: &str) -> AmqpResult<()> {
         let now = now_ms();
         let mut fx = Effects::default();
         let deadline = {
             let mut i = self.inner.lock();
-            let key = spec.key;
+            let channel = spec.channel;
             i.state.add_consumer(spec, vhost)?;
-            i.sinks.insert(key, sink);
+            i.sinks.insert(channel, sink);
             self.touch();
             self.had_consumer.store(true, Ordering::Release);
             self.dispatch_locked(&mut i, now, &mut fx);
@@ -947,8 +958,11 @@ impl Queue {
         let mut fx = Effects::default();
         let (left, deadline) = {
             let mut i = self.inner.lock();
-            i.state.remove_consumer(key);
-            i.sinks.remove(&key);
+            if let Some(spec) = i.state.remove_consumer(key)
+                && !i.state.consumers().any(|c| c.channel == spec.channel)
+            {
+                i.sinks.remove(&spec.channel);
+            }
             // Single active consumer: the next one may take over.
             if dispatch {
                 self.dispatch_locked(&mut i, now, &mut fx);
@@ -1101,8 +1115,9 @@ impl Queue {
             }
             let sinks: Vec<(ConsumerSpec, Sink)> = consumers
                 .into_iter()
-                .filter_map(|(k, spec)| i.sinks.remove(&k).map(|s| (spec, s)))
+                .filter_map(|(_, spec)| i.sinks.get(&spec.channel).map(|s| (spec, s.clone())))
                 .collect();
+            i.sinks.clear();
             i.state.purge();
             i.refill_credit();
             let _ = i.state.take_store_effects();
