@@ -51,6 +51,8 @@ use crate::types::{Member, NodeId, TypeConfig};
 
 /// Largest frame accepted (openraft sends snapshots in chunks well below this).
 pub const MAX_FRAME: u32 = 64 << 20;
+/// Largest handshake frame: an unauthenticated peer gets no big buffer.
+const MAX_HANDSHAKE: u32 = 256;
 const PROTOCOL_VERSION: u32 = 1;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -151,8 +153,13 @@ pub(crate) async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, 
 
 /// Reads one frame; the length is checked before the buffer is allocated.
 pub(crate) async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mut R) -> Result<T> {
+    read_frame_max(r, MAX_FRAME).await
+}
+
+/// Reads one frame of at most `max` bytes.
+async fn read_frame_max<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mut R, max: u32) -> Result<T> {
     let len = r.read_u32().await?;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(ClusterError::Codec(format!("frame of {len} bytes too large")));
     }
     let mut buf = vec![0u8; len as usize];
@@ -185,7 +192,7 @@ pub(crate) async fn server_handshake(s: &mut TcpStream, secret: &[u8], peer: &st
     let Handshake::Proof {
         nonce: nonce_c,
         mac: proof,
-    } = read_frame(s).await?
+    } = read_frame_max(s, MAX_HANDSHAKE).await?
     else {
         return Err(ClusterError::Codec("expected a handshake proof".into()));
     };
@@ -210,7 +217,7 @@ pub(crate) async fn client_handshake(s: &mut TcpStream, secret: &[u8], peer: &st
     let Handshake::Challenge {
         version,
         nonce: nonce_s,
-    } = read_frame(s).await?
+    } = read_frame_max(s, MAX_HANDSHAKE).await?
     else {
         return Err(ClusterError::Codec("expected a handshake challenge".into()));
     };
@@ -232,7 +239,7 @@ pub(crate) async fn client_handshake(s: &mut TcpStream, secret: &[u8], peer: &st
         },
     )
     .await?;
-    match read_frame(s).await? {
+    match read_frame_max(s, MAX_HANDSHAKE).await? {
         Handshake::Accept { mac: answer }
             if mac(secret, SERVER_LABEL, &nonce_c, &nonce_s)
                 .verify_slice(&answer)
@@ -444,5 +451,77 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
     fn backoff(&self) -> openraft::network::Backoff {
         openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(100)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        (c, s)
+    }
+
+    #[tokio::test]
+    async fn handshake_with_the_same_secret_succeeds_and_with_another_is_refused_both_ways() {
+        for (client_secret, server_secret, ok) in [
+            (b"cookie".as_slice(), b"cookie".as_slice(), true),
+            (b"guess", b"cookie", false),
+        ] {
+            let (mut c, mut s) = pair().await;
+            let server = tokio::spawn(async move { server_handshake(&mut s, server_secret, "c").await });
+            let client = client_handshake(&mut c, client_secret, "s").await;
+            let server = server.await.unwrap();
+            assert_eq!(client.is_ok(), ok, "{client:?}");
+            assert_eq!(server.is_ok(), ok, "{server:?}");
+            if !ok {
+                assert!(matches!(client, Err(ClusterError::AuthRefused { .. })));
+                assert!(matches!(server, Err(ClusterError::AuthRefused { .. })));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_without_the_secret_cannot_pass_as_one() {
+        // The client checks the server's proof too: a server that answers Accept with a MAC
+        // under another secret is refused.
+        let (mut c, mut s) = pair().await;
+        let server = tokio::spawn(async move { server_handshake(&mut s, b"other", "c").await });
+        let client = client_handshake(&mut c, b"cookie", "s").await;
+        assert!(matches!(client, Err(ClusterError::AuthRefused { .. })));
+        assert!(server.await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn oversized_frames_are_refused_before_allocation() {
+        let (mut c, mut s) = pair().await;
+        c.write_all(&(MAX_FRAME + 1).to_be_bytes()).await.unwrap();
+        let r: Result<Request> = read_frame(&mut s).await;
+        assert!(matches!(r, Err(ClusterError::Codec(_))), "{r:?}");
+        // Before authentication the bound is a few hundred bytes.
+        let (mut c, mut s) = pair().await;
+        let server = tokio::spawn(async move { server_handshake(&mut s, b"cookie", "c").await });
+        let _challenge: Handshake = read_frame(&mut c).await.unwrap();
+        c.write_all(&1000u32.to_be_bytes()).await.unwrap();
+        assert!(matches!(server.await.unwrap(), Err(ClusterError::Codec(_))));
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip() {
+        let (mut c, mut s) = pair().await;
+        let req = Request::Propose {
+            cmd: vec![0, 1, 2, 255],
+            timeout_ms: 7,
+        };
+        write_frame(&mut c, &req).await.unwrap();
+        match read_frame(&mut s).await.unwrap() {
+            Request::Propose { cmd, timeout_ms } => assert_eq!((cmd, timeout_ms), (vec![0, 1, 2, 255], 7)),
+            other => panic!("{other:?}"),
+        }
     }
 }

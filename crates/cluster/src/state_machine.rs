@@ -102,11 +102,21 @@ impl StateMachine {
         self.applied_index
             .store(id.map_or(0, |l| l.index), Ordering::Release);
     }
+}
 
-    fn save(&self, snap: &StoredSnapshot) -> std::io::Result<()> {
-        let payload = postcard::to_stdvec(snap).map_err(std::io::Error::other)?;
-        write_atomic(&self.dir, SNAPSHOT_FILE, SNAPSHOT_MAGIC, &payload)
-    }
+/// Writes the snapshot file (atomically, fsynced) on the blocking pool.
+async fn persist(dir: PathBuf, snap: StoredSnapshot) -> Result<(), StorageError> {
+    let sig = snap.meta.signature();
+    let write = move || {
+        let payload = postcard::to_stdvec(&snap).map_err(std::io::Error::other)?;
+        write_atomic(&dir, SNAPSHOT_FILE, SNAPSHOT_MAGIC, &payload)
+    };
+    let err = match tokio::task::spawn_blocking(write).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    Err(StorageIOError::write_snapshot(Some(sig), AnyError::error(err)).into())
 }
 
 /// Builds one snapshot from what the state machine captured when openraft asked for a builder
@@ -120,13 +130,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let snap = self.snap.clone();
         let dir = self.dir.clone();
-        let payload = postcard::to_stdvec(&snap)
-            .map_err(|e| StorageIOError::write_snapshot(Some(snap.meta.signature()), AnyError::new(&e)))?;
-        let sig = snap.meta.signature();
-        tokio::task::spawn_blocking(move || write_atomic(&dir, SNAPSHOT_FILE, SNAPSHOT_MAGIC, &payload))
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(sig.clone()), AnyError::new(&e)))?
-            .map_err(|e| StorageIOError::write_snapshot(Some(sig), AnyError::new(&e)))?;
+        persist(dir, snap.clone()).await?;
         Ok(Snapshot {
             meta: snap.meta,
             snapshot: Box::new(Cursor::new(snap.data)),
@@ -199,8 +203,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             data: snapshot.into_inner(),
         };
-        self.save(&snap)
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)))?;
+        persist(self.dir.clone(), snap.clone()).await?;
         self.applier.restore(&snap.data);
         self.commands.fetch_add(1, Ordering::AcqRel);
         self.set_applied(meta.last_log_id);

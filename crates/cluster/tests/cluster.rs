@@ -395,3 +395,34 @@ async fn join_and_forget_at_run_time() {
         n.cluster.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_node_cluster_restarts_with_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config("warren@solo", "127.0.0.1:0", &[], dir.path());
+    let a = start(cfg.clone()).await;
+    for i in 0..3 {
+        let resp = a
+            .cluster
+            .propose(format!("def {i}"))
+            .await
+            .expect("a lone node commits");
+        assert_eq!(resp, format!("ok:def {i}").into_bytes());
+    }
+    let want = a.rec.cmds();
+    a.cluster.shutdown().await;
+    drop(a);
+
+    let a = start(cfg).await;
+    wait_for(
+        "the history to be applied again",
+        Duration::from_secs(5),
+        || async { a.rec.cmds() == want },
+    )
+    .await;
+    a.cluster.propose("def 3").await.expect("commits after restart");
+    assert_eq!(a.rec.cmds().len(), 4);
+    let st = a.cluster.status().await;
+    assert_eq!((st.members.len(), st.leader), (1, Some(a.cluster.node_id())));
+    a.cluster.shutdown().await;
+}
