@@ -320,6 +320,10 @@ impl Cluster {
     /// Works on any node: a follower forwards to the leader over the cluster link. Fails with
     /// [`ClusterError::NoQuorum`] if no majority commits it within `Timeouts::propose` (the
     /// command may still commit later, if it reached a leader's log: treat it as unknown).
+    ///
+    /// A forwarded proposal whose link fails before the answer arrives is sent again (to the
+    /// new leader, if one was elected), so a command can be applied twice when a leader dies
+    /// between committing it and answering: commands should be idempotent (declarations are).
     pub async fn propose(&self, cmd: impl Into<Vec<u8>>) -> Result<Vec<u8>> {
         let cmd = cmd.into();
         let deadline = Instant::now() + self.inner.timeouts.propose;
@@ -348,7 +352,7 @@ impl Cluster {
                 "this node is already clustered with others".into(),
             ));
         }
-        if self.inner.commands.load(Ordering::Acquire) > 0 {
+        if self.inner.commands.load(Ordering::Acquire) > 0 || self.inner.raft.read().1.holds_commands() {
             return Err(ClusterError::Invalid(
                 "this node holds replicated data of its own; reset it before joining".into(),
             ));

@@ -31,6 +31,10 @@
 //! or fsync the store is poisoned and refuses further writes (the page cache can no longer be
 //! trusted to match the disk).
 //!
+//! The commit index is not persisted (openraft's optional `save_committed`): after a restart the
+//! entries after the latest snapshot are applied again once a leader reports them committed —
+//! at once on a one-node cluster, which restarts as its own leader.
+//!
 //! # Recovery
 //!
 //! A record that runs past the end of the file, or the last record with a bad CRC, is a torn
@@ -351,6 +355,16 @@ impl LogStore {
     pub fn is_pristine(&self) -> bool {
         let g = self.inner.lock();
         g.state.vote.is_none() && g.state.last_purged.is_none() && g.entries.is_empty()
+    }
+
+    /// True when the log holds (or held, before a purge) a command: the node has replicated
+    /// data of its own, whether or not it has been applied yet since start.
+    pub fn holds_commands(&self) -> bool {
+        let g = self.inner.lock();
+        g.state.last_purged.is_some()
+            || g.entries
+                .values()
+                .any(|(_, e)| matches!(e.payload, openraft::EntryPayload::Normal(_)))
     }
 
     /// Runs `f` on the file under the lock, on the blocking pool.

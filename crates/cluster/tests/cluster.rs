@@ -368,11 +368,27 @@ async fn join_and_forget_at_run_time() {
         b.rec.cmds() == vec![b"first".to_vec()]
     })
     .await;
-    // A node that holds data of its own may not join.
+    // A clustered node may not join another cluster, nor a lone node with data of its own,
+    // even right after a restart, before it has applied that data again.
     assert!(matches!(
         a.cluster.join(b.cluster.addr()).await,
         Err(ClusterError::Invalid(_))
     ));
+    let d_config = config("warren@d", "127.0.0.1:0", &[], dir.path());
+    let d = start(d_config.clone()).await;
+    d.cluster.propose("mine").await.expect("a lone node commits");
+    assert!(matches!(
+        d.cluster.join(a.cluster.addr()).await,
+        Err(ClusterError::Invalid(_))
+    ));
+    d.cluster.shutdown().await;
+    drop(d);
+    let d = start(d_config).await;
+    assert!(matches!(
+        d.cluster.join(a.cluster.addr()).await,
+        Err(ClusterError::Invalid(_))
+    ));
+    d.cluster.shutdown().await;
 
     let c = start(config("warren@c", "127.0.0.1:0", &[], dir.path())).await;
     c.cluster
