@@ -327,11 +327,43 @@ impl Cluster {
     pub async fn propose(&self, cmd: impl Into<Vec<u8>>) -> Result<Vec<u8>> {
         let cmd = cmd.into();
         let deadline = Instant::now() + self.inner.timeouts.propose;
-        self.on_leader(deadline, |remaining| Request::Propose {
-            cmd: cmd.clone(),
-            timeout_ms: remaining.as_millis() as u64,
-        })
-        .await
+        let (index, answer) = self
+            .on_leader(deadline, |remaining| Request::Propose {
+                cmd: cmd.clone(),
+                timeout_ms: remaining.as_millis() as u64,
+            })
+            .await?;
+        self.await_applied(index, deadline).await;
+        Ok(answer)
+    }
+
+    /// Waits (until `deadline`) for this node to apply the log up to `index`, so that what a
+    /// caller had committed through this node is visible on it when the call returns.
+    async fn await_applied(&self, index: u64, deadline: Instant) {
+        if index == 0 || self.inner.applied.load(Ordering::Acquire) >= index {
+            return;
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let waited = self
+            .raft()
+            .wait(Some(remaining))
+            .applied_index_at_least(Some(index), "local apply of a committed proposal")
+            .await;
+        if let Err(e) = waited {
+            // Committed all the same: report success, the node applies it when it catches up.
+            tracing::warn!(index, error = %e, "committed entry not yet applied on this node");
+        }
+    }
+
+    /// Waits up to `timeout` until this node knows a leader, and returns its id.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId> {
+        let m = self
+            .raft()
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a known leader")
+            .await
+            .map_err(|_| ClusterError::NoQuorum)?;
+        m.current_leader.ok_or(ClusterError::NoQuorum)
     }
 
     /// Joins the cluster that the node at `addr` belongs to (RabbitMQ's `join_cluster`, run on
@@ -430,12 +462,14 @@ impl Cluster {
     /// leader). The removed node stops receiving the log.
     pub async fn forget(&self, name: &str) -> Result<()> {
         let deadline = Instant::now() + self.inner.timeouts.propose;
-        self.on_leader(deadline, |remaining| Request::Forget {
-            name: name.to_string(),
-            timeout_ms: remaining.as_millis() as u64,
-        })
-        .await
-        .map(|_| ())
+        let (index, _) = self
+            .on_leader(deadline, |remaining| Request::Forget {
+                name: name.to_string(),
+                timeout_ms: remaining.as_millis() as u64,
+            })
+            .await?;
+        self.await_applied(index, deadline).await;
+        Ok(())
     }
 
     /// Members, leader, term, and each member's reachability and last applied index (asked of
@@ -495,7 +529,11 @@ impl Cluster {
 
     /// Runs a control request on the leader: locally if this node leads, else forwarded;
     /// retried across elections until `deadline`, then `NoQuorum`.
-    async fn on_leader(&self, deadline: Instant, req: impl Fn(Duration) -> Request) -> Result<Vec<u8>> {
+    async fn on_leader(
+        &self,
+        deadline: Instant,
+        req: impl Fn(Duration) -> Request,
+    ) -> Result<(u64, Vec<u8>)> {
         loop {
             if self.is_shut_down() {
                 return Err(ClusterError::Shutdown);
@@ -530,7 +568,7 @@ impl Cluster {
     }
 
     /// Executes a control request on this node, which must be the leader (no forwarding).
-    async fn handle_control(&self, req: Request) -> Result<Vec<u8>, RemoteFailure> {
+    async fn handle_control(&self, req: Request) -> Result<(u64, Vec<u8>), RemoteFailure> {
         let raft = self.raft();
         let write_err = |e: RaftError<NodeId, ClientWriteError<NodeId, Member>>| match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => RemoteFailure::NotLeader,
@@ -544,7 +582,7 @@ impl Cluster {
             Request::Propose { cmd, timeout_ms } => {
                 match tokio::time::timeout(bounded(timeout_ms), raft.client_write(Command(cmd))).await {
                     Err(_) => Err(RemoteFailure::NoQuorum),
-                    Ok(Ok(resp)) => Ok(resp.data.0),
+                    Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data.0)),
                     Ok(Err(e)) => Err(write_err(e)),
                 }
             }
@@ -561,15 +599,16 @@ impl Cluster {
                         (mem.voter_ids().any(|v| v == id), mem.get_node(&id).is_some())
                     };
                     if is_voter {
-                        return Ok(Vec::new());
+                        return Ok((0, Vec::new()));
                     }
                     if !is_node {
                         raft.add_learner(id, member, true).await.map_err(write_err)?;
                     }
-                    raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    let resp = raft
+                        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                         .await
                         .map_err(write_err)?;
-                    Ok(Vec::new())
+                    Ok((resp.log_id.index, Vec::new()))
                 };
                 tokio::time::timeout(bounded(timeout_ms), work)
                     .await
@@ -591,8 +630,8 @@ impl Cluster {
                     } else {
                         ChangeMembers::RemoveNodes(BTreeSet::from([id]))
                     };
-                    raft.change_membership(change, false).await.map_err(write_err)?;
-                    Ok(Vec::new())
+                    let resp = raft.change_membership(change, false).await.map_err(write_err)?;
+                    Ok((resp.log_id.index, Vec::new()))
                 };
                 tokio::time::timeout(bounded(timeout_ms), work)
                     .await

@@ -123,7 +123,9 @@ pub(crate) enum Response {
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     Hello(Hello),
-    Control(Result<Vec<u8>, RemoteFailure>),
+    /// A control request's outcome: the log index it committed at (0 if it changed nothing)
+    /// and the applier's answer.
+    Control(Result<(u64, Vec<u8>), RemoteFailure>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -187,6 +187,11 @@ async fn three_nodes_form_and_a_follower_proposal_applies_everywhere_in_order() 
             .await
             .expect("propose on a follower");
         assert_eq!(resp, [b"ok:".as_slice(), &cmd].concat());
+        // Read-your-writes on the proposing node: applied there before propose returns.
+        assert!(
+            via.rec.cmds().contains(&cmd),
+            "not yet applied where it was proposed"
+        );
         want.push(cmd);
     }
     wait_for(
@@ -430,6 +435,12 @@ async fn a_one_node_cluster_restarts_with_its_history() {
     drop(a);
 
     let a = start(cfg).await;
+    let leader = a
+        .cluster
+        .wait_for_leader(Duration::from_secs(5))
+        .await
+        .expect("a leader");
+    assert_eq!(leader, a.cluster.node_id());
     wait_for(
         "the history to be applied again",
         Duration::from_secs(5),
