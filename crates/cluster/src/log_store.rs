@@ -590,6 +590,26 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_write_poisons_the_log_until_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_of_three(dir.path());
+        let mut f = LogFile::open(dir.path()).unwrap();
+        // A read-only handle makes the next write fail, as a full or failing disk would.
+        f.file = File::open(&path).unwrap();
+        assert!(f.append(vec![entry(1, 4)]).is_err());
+        f.file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let refused = f.append(vec![entry(1, 4)]).unwrap_err();
+        assert!(refused.to_string().contains("poisoned"), "{refused}");
+        assert!(f.save_state(HardState::default()).is_err());
+        assert!(f.truncate(2).is_err());
+        drop(f);
+        // What was durable before the failure is all there after a restart.
+        let mut f = LogFile::open(dir.path()).unwrap();
+        assert_eq!(indexes(&f), vec![1, 2, 3]);
+        f.append(vec![entry(1, 4)]).unwrap();
+    }
+
+    #[test]
     fn bad_crc_before_the_tail_is_corruption() {
         let dir = tempfile::tempdir().unwrap();
         let path = log_of_three(dir.path());
