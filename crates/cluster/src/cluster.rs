@@ -4,7 +4,9 @@
 //!
 //! # Formation
 //!
-//! - A node with existing Raft state (a restart) just starts; the membership is in its log.
+//! - A node with existing Raft state (a restart) just starts; the membership is in its log. If
+//!   its address changed since, it finds the leader through the other members and has the new
+//!   address recorded (a membership change of its node record), so the log reaches it again.
 //! - A pristine node with no seeds initialises a one-node cluster of itself.
 //! - A pristine node with seeds asks them `Hello` until either one of them knows a leader —
 //!   then it asks that leader to add it (as a learner, caught up, then promoted to voter) — or
@@ -188,7 +190,8 @@ struct Inner {
     tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// A running cluster node. Cheap to clone.
+/// A running cluster node. Cheap to clone. Stopped by [`Cluster::shutdown`] (dropping the
+/// handles does not stop its tasks).
 #[derive(Clone)]
 pub struct Cluster {
     inner: Arc<Inner>,
@@ -228,18 +231,18 @@ impl Cluster {
         };
         let accept = tokio::spawn(cluster.clone().accept_loop(listener, config.secret.clone()));
         cluster.inner.tasks.lock().push(accept);
-        if pristine {
-            if config.seeds.is_empty() {
-                let me = BTreeMap::from([(cluster.inner.id, cluster.me())]);
-                cluster
-                    .raft()
-                    .initialize(me)
-                    .await
-                    .map_err(|e| ClusterError::Raft(e.to_string()))?;
-            } else {
-                let form = tokio::spawn(cluster.clone().form(config.seeds.clone()));
-                cluster.inner.tasks.lock().push(form);
+        if !pristine {
+            let announce = tokio::spawn(cluster.clone().announce());
+            cluster.inner.tasks.lock().push(announce);
+        } else if config.seeds.is_empty() {
+            let me = BTreeMap::from([(cluster.inner.id, cluster.me())]);
+            if let Err(e) = cluster.raft().initialize(me).await {
+                cluster.shutdown().await;
+                return Err(ClusterError::Raft(e.to_string()));
             }
+        } else {
+            let form = tokio::spawn(cluster.clone().form(config.seeds.clone()));
+            cluster.inner.tasks.lock().push(form);
         }
         tracing::info!(node = %config.node_name, id = config.node_id, %addr, pristine, "cluster node started");
         Ok(cluster)
@@ -592,17 +595,29 @@ impl Cluster {
                 timeout_ms,
             } => {
                 let work = async {
-                    let (is_voter, is_node) = {
+                    let (is_voter, recorded) = {
                         let rx = raft.metrics();
                         let m = rx.borrow();
                         let mem = m.membership_config.membership();
-                        (mem.voter_ids().any(|v| v == id), mem.get_node(&id).is_some())
+                        (mem.voter_ids().any(|v| v == id), mem.get_node(&id).cloned())
                     };
-                    if is_voter {
-                        return Ok((0, Vec::new()));
-                    }
-                    if !is_node {
-                        raft.add_learner(id, member, true).await.map_err(write_err)?;
+                    match recorded {
+                        None => {
+                            raft.add_learner(id, member, true).await.map_err(write_err)?;
+                        }
+                        // A member back at a new address: record it, so the log reaches it.
+                        Some(old) if old != member => {
+                            let nodes = BTreeMap::from([(id, member)]);
+                            let resp = raft
+                                .change_membership(ChangeMembers::SetNodes(nodes), true)
+                                .await
+                                .map_err(write_err)?;
+                            if is_voter {
+                                return Ok((resp.log_id.index, Vec::new()));
+                            }
+                        }
+                        Some(_) if is_voter => return Ok((0, Vec::new())),
+                        Some(_) => {}
                     }
                     let resp = raft
                         .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
@@ -638,6 +653,55 @@ impl Cluster {
                     .unwrap_or(Err(RemoteFailure::NoQuorum))
             }
             _ => Err(RemoteFailure::Other("not a control request".into())),
+        }
+    }
+
+    /// For a restarted member whose address changed since the membership recorded it: finds
+    /// the leader through the other members and asks it to record the new address (the leader
+    /// could not reach the node at the old one).
+    async fn announce(self) {
+        let t = self.inner.timeouts.clone();
+        let me = self.me();
+        // The membership is loaded from the log as Raft starts; give it the time of a few RPCs.
+        let loaded = self
+            .raft()
+            .wait(Some(t.rpc))
+            .metrics(
+                |m| m.membership_config.membership().nodes().next().is_some(),
+                "membership loaded",
+            )
+            .await;
+        let Ok(metrics) = loaded else { return };
+        let mem = metrics.membership_config.membership();
+        match mem.get_node(&self.inner.id) {
+            Some(recorded) if *recorded != me => {
+                tracing::info!(old = %recorded, new = %me, "this node's address changed; telling the leader")
+            }
+            _ => return,
+        }
+        let peers: Vec<String> = mem
+            .nodes()
+            .filter(|(id, _)| **id != self.inner.id)
+            .map(|(_, n)| n.addr.clone())
+            .collect();
+        while !self.is_shut_down() {
+            for peer in &peers {
+                let Ok(Response::Hello(h)) = self.call(peer, Lane::Raft, Request::Hello, t.rpc).await else {
+                    continue;
+                };
+                let Some((_, leader)) = h.leader else { continue };
+                let req = Request::Join {
+                    id: self.inner.id,
+                    member: me.clone(),
+                    timeout_ms: t.propose.as_millis() as u64,
+                };
+                if let Ok(Response::Control(Ok(_))) =
+                    self.call(&leader.addr, Lane::Control, req, t.propose).await
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(t.retry).await;
         }
     }
 

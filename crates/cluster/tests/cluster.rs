@@ -453,3 +453,37 @@ async fn a_one_node_cluster_restarts_with_its_history() {
     assert_eq!((st.members.len(), st.leader), (1, Some(a.cluster.node_id())));
     a.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_restarted_at_a_new_address_is_found_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let [a, b, c] = three_joined(dir.path()).await;
+    a.cluster.propose("one").await.expect("propose");
+    let c_config = config("warren@c", "127.0.0.1:0", &[a.cluster.addr()], dir.path());
+    let old_addr = c.cluster.addr().to_string();
+    c.cluster.shutdown().await;
+    drop(c);
+    b.cluster.propose("two").await.expect("two of three commit");
+
+    // Port 0: the restarted C listens somewhere else than the membership says.
+    let c = start(c_config).await;
+    assert_ne!(c.cluster.addr(), old_addr);
+    wait_for(
+        "C to be reachable at its new address and caught up",
+        Duration::from_secs(15),
+        || async {
+            let st = a.cluster.status().await;
+            let recorded = st
+                .members
+                .iter()
+                .find(|m| m.name == "warren@c")
+                .map(|m| m.addr.clone());
+            recorded.as_deref() == Some(c.cluster.addr()) && c.rec.cmds() == a.rec.cmds()
+        },
+    )
+    .await;
+    c.cluster.propose("three").await.expect("C proposes again");
+    for n in [&a, &b, &c] {
+        n.cluster.shutdown().await;
+    }
+}
