@@ -325,13 +325,16 @@ impl Cluster {
     /// command may still commit later, if it reached a leader's log: treat it as unknown).
     ///
     /// A forwarded proposal whose link fails before the answer arrives is sent again (to the
-    /// new leader, if one was elected), so a command can be applied twice when a leader dies
-    /// between committing it and answering: commands should be idempotent (declarations are).
+    /// new leader, if one was elected) under the same random id; the state machine remembers
+    /// the ids (and answers) of the last 16,384 commands, so a retry of a proposal that did
+    /// commit is answered from that memory instead of being applied twice.
     pub async fn propose(&self, cmd: impl Into<Vec<u8>>) -> Result<Vec<u8>> {
         let cmd = cmd.into();
+        let id: u128 = rand::random();
         let deadline = Instant::now() + self.inner.timeouts.propose;
         let (index, answer) = self
             .on_leader(deadline, |remaining| Request::Propose {
+                id,
                 cmd: cmd.clone(),
                 timeout_ms: remaining.as_millis() as u64,
             })
@@ -582,8 +585,9 @@ impl Cluster {
         };
         let bounded = |ms: u64| Duration::from_millis(ms).min(self.inner.timeouts.propose);
         match req {
-            Request::Propose { cmd, timeout_ms } => {
-                match tokio::time::timeout(bounded(timeout_ms), raft.client_write(Command(cmd))).await {
+            Request::Propose { id, cmd, timeout_ms } => {
+                let command = Command { id, payload: cmd };
+                match tokio::time::timeout(bounded(timeout_ms), raft.client_write(command)).await {
                     Err(_) => Err(RemoteFailure::NoQuorum),
                     Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data.0)),
                     Ok(Err(e)) => Err(write_err(e)),

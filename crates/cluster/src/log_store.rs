@@ -462,7 +462,10 @@ mod tests {
     fn entry(term: u64, index: u64) -> Entry {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
-            payload: EntryPayload::Normal(Command(format!("cmd-{index}").into_bytes())),
+            payload: EntryPayload::Normal(Command {
+                id: index as u128,
+                payload: format!("cmd-{index}").into_bytes(),
+            }),
         }
     }
 
@@ -528,7 +531,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let big = |i: u64| Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
-            payload: EntryPayload::Normal(Command(vec![i as u8; 4096])),
+            payload: EntryPayload::Normal(Command {
+                id: i as u128,
+                payload: vec![i as u8; 4096],
+            }),
         };
         {
             let mut f = LogFile::open(dir.path()).unwrap();

@@ -67,6 +67,8 @@ pub(crate) enum Request {
     Hello,
     /// Commit this command (sent to the leader; it does not forward again).
     Propose {
+        /// The proposal's id, the same on every retry (applied once).
+        id: u128,
         cmd: Vec<u8>,
         timeout_ms: u64,
     },
@@ -517,12 +519,15 @@ mod tests {
     async fn frames_round_trip() {
         let (mut c, mut s) = pair().await;
         let req = Request::Propose {
+            id: u128::MAX,
             cmd: vec![0, 1, 2, 255],
             timeout_ms: 7,
         };
         write_frame(&mut c, &req).await.unwrap();
         match read_frame(&mut s).await.unwrap() {
-            Request::Propose { cmd, timeout_ms } => assert_eq!((cmd, timeout_ms), (vec![0, 1, 2, 255], 7)),
+            Request::Propose { id, cmd, timeout_ms } => {
+                assert_eq!((id, cmd, timeout_ms), (u128::MAX, vec![0, 1, 2, 255], 7))
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -27,9 +27,16 @@ impl fmt::Display for Member {
     }
 }
 
-/// An opaque command proposed to the replicated log (the server's definitions records).
+/// An opaque command proposed to the replicated log (the server's definitions records), with
+/// the random id its proposer drew for it: a proposal forwarded again after a lost answer
+/// carries the same id, and the state machine applies it once.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Command(pub Vec<u8>);
+pub struct Command {
+    /// The proposal's id.
+    pub id: u128,
+    /// What the applier gets.
+    pub payload: Vec<u8>,
+}
 
 /// The applier's answer to one command, returned to the proposer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
