@@ -385,7 +385,7 @@ impl Cluster {
                 mem.nodes().any(|(id, _)| *id != self.inner.id),
             )
         };
-        if others || voters > 1 {
+        if others || voters > 1 || self.inner.raft.read().1.knows_other_nodes(self.inner.id) {
             return Err(ClusterError::Invalid(
                 "this node is already clustered with others".into(),
             ));
@@ -396,14 +396,21 @@ impl Cluster {
             ));
         }
         let deadline = Instant::now() + self.inner.timeouts.propose;
-        // Check the secret and reachability before dropping anything.
-        match self
-            .call(addr, Lane::Raft, Request::Hello, self.inner.timeouts.rpc)
-            .await?
-        {
-            Response::Hello(h) if h.initialized => {}
-            Response::Hello(_) => return Err(ClusterError::Invalid(format!("{addr} is not in a cluster"))),
-            _ => return Err(ClusterError::Codec("unexpected response".into())),
+        // Check the secret and that `addr` is in a cluster before dropping anything.
+        loop {
+            match self
+                .call(addr, Lane::Raft, Request::Hello, self.inner.timeouts.rpc)
+                .await
+            {
+                Ok(Response::Hello(h)) if h.initialized => break,
+                Ok(Response::Hello(_)) => {
+                    return Err(ClusterError::Invalid(format!("{addr} is not in a cluster")));
+                }
+                Ok(_) => return Err(ClusterError::Codec("unexpected response".into())),
+                Err(e @ ClusterError::AuthRefused { .. }) => return Err(e),
+                Err(e) if Instant::now() + self.inner.timeouts.retry >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(self.inner.timeouts.retry).await,
+            }
         }
         let pristine = self.inner.raft.read().1.is_pristine();
         if !pristine {

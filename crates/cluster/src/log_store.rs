@@ -367,6 +367,16 @@ impl LogStore {
                 .any(|(_, e)| matches!(e.payload, openraft::EntryPayload::Normal(_)))
     }
 
+    /// True when a membership entry in the log names a node other than `me` (read from the
+    /// log itself, so it holds before Raft's metrics have loaded at start).
+    pub fn knows_other_nodes(&self, me: crate::types::NodeId) -> bool {
+        let g = self.inner.lock();
+        g.entries.values().any(|(_, e)| match &e.payload {
+            openraft::EntryPayload::Membership(m) => m.nodes().any(|(id, _)| *id != me),
+            _ => false,
+        })
+    }
+
     /// Runs `f` on the file under the lock, on the blocking pool.
     async fn blocking<T: Send + 'static>(
         &self,

@@ -56,9 +56,10 @@ fn timeouts() -> Timeouts {
         heartbeat: Duration::from_millis(50),
         election_min: Duration::from_millis(300),
         election_max: Duration::from_millis(600),
-        rpc: Duration::from_millis(500),
-        connect: Duration::from_millis(500),
-        propose: Duration::from_secs(3),
+        // Generous for a loaded CI machine; the heartbeat bounds append-entries calls anyway.
+        rpc: Duration::from_secs(1),
+        connect: Duration::from_secs(1),
+        propose: Duration::from_secs(5),
         retry: Duration::from_millis(100),
     }
 }
@@ -413,6 +414,21 @@ async fn join_and_forget_at_run_time() {
     ));
     a.cluster.propose("after forget").await.expect("two nodes commit");
     for n in [&a, &b, &c] {
+        n.cluster.shutdown().await;
+    }
+
+    // A restarted member is never reset by a join, even one whose cluster holds no command yet
+    // and before Raft has loaded its membership.
+    let x = start(config("warren@x", "127.0.0.1:0", &[], dir.path())).await;
+    let y_config = config("warren@y", "127.0.0.1:0", &[], dir.path());
+    let y = start(y_config.clone()).await;
+    y.cluster.join(x.cluster.addr()).await.expect("join");
+    y.cluster.shutdown().await;
+    drop(y);
+    let y = start(y_config).await;
+    let r = y.cluster.join(x.cluster.addr()).await;
+    assert!(matches!(r, Err(ClusterError::Invalid(_))), "{r:?}");
+    for n in [&x, &y] {
         n.cluster.shutdown().await;
     }
 }
