@@ -240,6 +240,16 @@ impl Cluster {
                 cluster.shutdown().await;
                 return Err(ClusterError::Raft(e.to_string()));
             }
+            // Return once status() and peers' hellos see the one-node cluster.
+            let id = cluster.inner.id;
+            let _ = cluster
+                .raft()
+                .wait(Some(config.timeouts.rpc))
+                .metrics(
+                    |m| m.membership_config.membership().get_node(&id).is_some(),
+                    "own membership",
+                )
+                .await;
         } else {
             let form = tokio::spawn(cluster.clone().form(config.seeds.clone()));
             cluster.inner.tasks.lock().push(form);
@@ -403,14 +413,16 @@ impl Cluster {
                 .await
             {
                 Ok(Response::Hello(h)) if h.initialized => break,
-                Ok(Response::Hello(_)) => {
+                Ok(Response::Hello(_)) if Instant::now() + self.inner.timeouts.retry >= deadline => {
                     return Err(ClusterError::Invalid(format!("{addr} is not in a cluster")));
                 }
+                Ok(Response::Hello(_)) => {} // it may be starting: ask again
                 Ok(_) => return Err(ClusterError::Codec("unexpected response".into())),
                 Err(e @ ClusterError::AuthRefused { .. }) => return Err(e),
                 Err(e) if Instant::now() + self.inner.timeouts.retry >= deadline => return Err(e),
-                Err(_) => tokio::time::sleep(self.inner.timeouts.retry).await,
+                Err(_) => {}
             }
+            tokio::time::sleep(self.inner.timeouts.retry).await;
         }
         let pristine = self.inner.raft.read().1.is_pristine();
         if !pristine {
