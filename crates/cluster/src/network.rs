@@ -23,10 +23,11 @@
 //!
 //! # Connections
 //!
-//! One connection per peer address and [`Lane`] is opened on first use and reused; a failed or
-//! timed-out call drops it, and the next call reconnects. Raft RPCs and control calls
-//! (forwarded proposals, joins, which wait for a commit) use separate lanes so a slow proposal
-//! never delays a heartbeat. Every call has a timeout. Calls on one connection are serialised
+//! Connections are opened on first use and reused; a failed or timed-out call drops its
+//! connection, and the next call reconnects. Raft RPCs use one connection per peer; control
+//! calls (forwarded proposals, joins, which wait for a commit) use up to [`CONTROL_CONNS`]
+//! others, so a slow proposal never delays a heartbeat and a few proposals from one node are
+//! in flight at once. Every call has a timeout. Calls on one connection are serialised
 //! (request, then its response).
 
 use std::collections::HashMap;
@@ -48,6 +49,10 @@ use tokio::net::TcpStream;
 
 use crate::error::{ClusterError, Result};
 use crate::types::{Member, NodeId, TypeConfig};
+
+/// Control connections per peer: how many forwarded proposals one node has in flight to
+/// another at once.
+pub const CONTROL_CONNS: usize = 4;
 
 /// Largest frame accepted (openraft sends snapshots in chunks well below this).
 pub const MAX_FRAME: u32 = 64 << 20;
@@ -274,11 +279,14 @@ struct Conn {
 
 type Slot = Arc<tokio::sync::Mutex<Option<Conn>>>;
 
-/// Outgoing connections, one per (peer address, lane).
+/// Outgoing connections per peer address: slot 0 for the Raft lane, slots 1 to
+/// [`CONTROL_CONNS`] for control calls.
 pub(crate) struct Pool {
     secret: Vec<u8>,
     connect_timeout: Duration,
-    slots: parking_lot::Mutex<HashMap<(String, Lane), Slot>>,
+    slots: parking_lot::Mutex<HashMap<(String, usize), Slot>>,
+    /// Round-robin position among the control connections when all are busy.
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 impl Pool {
@@ -287,7 +295,35 @@ impl Pool {
             secret,
             connect_timeout,
             slots: Default::default(),
+            turn: Default::default(),
         }
+    }
+
+    fn slot(&self, addr: &str, n: usize) -> Slot {
+        self.slots
+            .lock()
+            .entry((addr.to_string(), n))
+            .or_default()
+            .clone()
+    }
+
+    /// The connection a call takes: the Raft lane's one, or for control calls an idle one of
+    /// [`CONTROL_CONNS`] (preferring one already open), else the next in turn.
+    fn pick(&self, addr: &str, lane: Lane) -> Slot {
+        if lane == Lane::Raft {
+            return self.slot(addr, 0);
+        }
+        let slots: Vec<Slot> = (1..=CONTROL_CONNS).map(|n| self.slot(addr, n)).collect();
+        let idle = |open: bool| {
+            slots
+                .iter()
+                .find(|s| s.try_lock().is_ok_and(|g| g.is_some() == open))
+                .cloned()
+        };
+        idle(true).or_else(|| idle(false)).unwrap_or_else(|| {
+            let n = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            slots[n % CONTROL_CONNS].clone()
+        })
     }
 
     /// Drops every outgoing connection (at shutdown).
@@ -315,12 +351,7 @@ impl Pool {
         req: &Request,
         timeout: Duration,
     ) -> Result<Response> {
-        let slot = self
-            .slots
-            .lock()
-            .entry((addr.to_string(), lane))
-            .or_default()
-            .clone();
+        let slot = self.pick(addr, lane);
         let fut = async {
             let mut g = slot.lock().await;
             if g.as_ref().is_some_and(|c| c.busy) {

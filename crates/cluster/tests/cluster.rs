@@ -210,6 +210,31 @@ async fn three_nodes_form_and_a_follower_proposal_applies_everywhere_in_order() 
         );
     }
 
+    // Concurrent proposals through one follower (several in flight on its control links):
+    // each applied once, in one order on every node.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let cluster = follower.cluster.clone();
+        tasks.spawn(async move { cluster.propose(format!("burst {i}")).await });
+    }
+    for r in tasks.join_all().await {
+        r.expect("concurrent propose");
+    }
+    wait_for(
+        "every node to apply the burst",
+        Duration::from_secs(10),
+        || async { nodes.iter().all(|n| n.rec.cmds().len() == 30) },
+    )
+    .await;
+    let order = nodes[0].rec.cmds();
+    for n in &nodes {
+        assert_eq!(n.rec.cmds(), order);
+    }
+    for i in 0..20 {
+        let c = format!("burst {i}").into_bytes();
+        assert_eq!(order.iter().filter(|x| **x == c).count(), 1);
+    }
+
     let st = follower.cluster.status().await;
     assert_eq!(st.members.len(), 3);
     assert!(st.members.iter().all(|m| m.reachable && m.voter), "{st:?}");
