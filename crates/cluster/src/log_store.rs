@@ -1,0 +1,664 @@
+//! The Raft log and vote on disk: openraft's `RaftLogStorage` over one append-only record file
+//! and one small state file, with an explicit fsync discipline.
+//!
+//! # Files (in the directory the caller gives)
+//!
+//! `raft.log`, the entries: an 8-byte header `WRNRLOG` + version byte `1`, then records
+//!
+//! ```text
+//! len: u32 LE | crc: u32 LE (CRC-32/IEEE of payload) | payload: postcard(openraft Entry)
+//! ```
+//!
+//! in log-index order. Records whose index is at or below the purge point are dead and skipped
+//! at load; once they are at least half of the file (and 64 KiB) the file is rewritten without
+//! them (`raft.log.tmp`, fsync, rename, fsync of the directory).
+//!
+//! `raft.state`, the vote and the purge point: header `WRNRSTA` + version `1`, then one record
+//! in the same framing holding `postcard(HardState)`. It is replaced atomically: written to
+//! `raft.state.tmp`, fsynced, renamed over, and the directory fsynced.
+//!
+//! # Fsync discipline
+//!
+//! - `append`: all entries of the batch are written in one `write`, then `fdatasync`; only then
+//!   is openraft told the batch is flushed (`LogFlushed::log_io_completed`).
+//! - `save_vote`: the state file is replaced (fsynced) before the call returns, so a vote is
+//!   durable before the node answers a vote request.
+//! - `truncate`: the file is cut (`set_len`) at the first removed record and fsynced.
+//! - `purge`: the new purge point is made durable in the state file first; the log rewrite is
+//!   an optimisation whose crash at any point leaves either file version valid.
+//!
+//! All file IO runs on tokio's blocking pool, never on a runtime worker. After a failed write
+//! or fsync the store is poisoned and refuses further writes (the page cache can no longer be
+//! trusted to match the disk).
+//!
+//! The commit index is not persisted (openraft's optional `save_committed`): after a restart the
+//! entries after the latest snapshot are applied again once a leader reports them committed —
+//! at once on a one-node cluster, which restarts as its own leader.
+//!
+//! # Recovery
+//!
+//! A record that runs past the end of the file, or the last record with a bad CRC, is a torn
+//! tail: it is cut off (and the cut fsynced). A bad CRC followed by further records, or a record
+//! that decodes badly despite a good CRC, is corruption and fails the open.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{AnyError, RaftLogReader, StorageIOError};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ClusterError, Result};
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+
+pub(crate) const LOG_FILE: &str = "raft.log";
+pub(crate) const STATE_FILE: &str = "raft.state";
+const LOG_MAGIC: &[u8; 8] = b"WRNRLOG\x01";
+const STATE_MAGIC: &[u8; 8] = b"WRNRSTA\x01";
+/// Upper bound on one record's payload; a larger length field is damage, not data.
+pub(crate) const MAX_RECORD: u32 = 256 << 20;
+const COMPACT_MIN_BYTES: u64 = 64 << 10;
+
+/// What the state file holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct HardState {
+    vote: Option<Vote>,
+    last_purged: Option<LogId>,
+}
+
+/// Frames `payload` as `len | crc | payload`.
+pub(crate) fn frame(payload: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Writes `magic + frame(payload)` to `dir/name` atomically: temp file, fsync, rename, fsync
+/// of the directory.
+pub(crate) fn write_atomic(dir: &Path, name: &str, magic: &[u8; 8], payload: &[u8]) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(payload.len() + 16);
+    buf.extend_from_slice(magic);
+    frame(payload, &mut buf);
+    let tmp = dir.join(format!("{name}.tmp"));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&buf)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
+/// Reads a file written by [`write_atomic`]; `None` if it does not exist.
+pub(crate) fn read_atomic(path: &Path, magic: &[u8; 8]) -> Result<Option<Vec<u8>>> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let corrupt = |reason: &str| ClusterError::Corruption {
+        file: path.display().to_string(),
+        offset: 0,
+        reason: reason.to_string(),
+    };
+    if bytes.len() < 16 || &bytes[..8] != magic {
+        return Err(corrupt("bad header"));
+    }
+    let len = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+    let payload = bytes.get(16..16 + len).ok_or_else(|| corrupt("short record"))?;
+    if crc32fast::hash(payload) != crc {
+        return Err(corrupt("bad crc"));
+    }
+    Ok(Some(payload.to_vec()))
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The open log: file handle, in-memory copy of the live entries (the metadata log is small and
+/// purged behind snapshots), and the hard state.
+struct LogFile {
+    dir: PathBuf,
+    file: File,
+    /// Byte length of the valid part of the file (where the next record goes).
+    end: u64,
+    /// Live entries by index, each with its record's offset in the file.
+    entries: BTreeMap<u64, (u64, Entry)>,
+    state: HardState,
+    poisoned: bool,
+}
+
+impl LogFile {
+    fn open(dir: &Path) -> Result<LogFile> {
+        fs::create_dir_all(dir)?;
+        let state = match read_atomic(&dir.join(STATE_FILE), STATE_MAGIC)? {
+            Some(p) => postcard::from_bytes(&p)?,
+            None => HardState::default(),
+        };
+        let path = dir.join(LOG_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        if bytes.is_empty() {
+            file.write_all(LOG_MAGIC)?;
+            file.sync_all()?;
+            sync_dir(dir)?;
+            bytes.extend_from_slice(LOG_MAGIC);
+        } else if bytes.len() < 8 || &bytes[..8] != LOG_MAGIC {
+            return Err(ClusterError::Corruption {
+                file: path.display().to_string(),
+                offset: 0,
+                reason: "bad header".into(),
+            });
+        }
+        let purged_upto = state.last_purged.map(|l| l.index);
+        let mut entries = BTreeMap::new();
+        let mut pos = 8usize;
+        let mut torn = false;
+        while pos < bytes.len() {
+            let corrupt = |reason: &str| ClusterError::Corruption {
+                file: path.display().to_string(),
+                offset: pos as u64,
+                reason: reason.to_string(),
+            };
+            if pos + 8 > bytes.len() {
+                torn = true;
+                break;
+            }
+            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes"));
+            let crc = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes"));
+            let end = pos + 8 + len as usize;
+            if len > MAX_RECORD || end > bytes.len() {
+                torn = true;
+                break;
+            }
+            let payload = &bytes[pos + 8..end];
+            if crc32fast::hash(payload) != crc {
+                if end == bytes.len() {
+                    torn = true;
+                    break;
+                }
+                return Err(corrupt("bad crc before the last record"));
+            }
+            let entry: Entry = postcard::from_bytes(payload).map_err(|e| corrupt(&e.to_string()))?;
+            let index = entry.log_id.index;
+            if entries
+                .last_key_value()
+                .is_some_and(|(&last, _)| index != last + 1)
+            {
+                return Err(corrupt("log indexes not contiguous"));
+            }
+            if purged_upto.is_none_or(|p| index > p) {
+                entries.insert(index, (pos as u64, entry));
+            }
+            pos = end;
+        }
+        if torn {
+            tracing::warn!(file = %path.display(), offset = pos, "cutting torn tail of the cluster log");
+            file.set_len(pos as u64)?;
+            file.sync_all()?;
+        }
+        Ok(LogFile {
+            dir: dir.to_path_buf(),
+            file,
+            end: pos as u64,
+            entries,
+            state,
+            poisoned: false,
+        })
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if self.poisoned {
+            return Err(io::Error::other(
+                "cluster log poisoned by an earlier write failure",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs a write; a failure poisons the store.
+    fn guarded<T>(&mut self, f: impl FnOnce(&mut Self) -> io::Result<T>) -> io::Result<T> {
+        self.check()?;
+        let r = f(self);
+        if r.is_err() {
+            self.poisoned = true;
+        }
+        r
+    }
+
+    fn append(&mut self, batch: Vec<Entry>) -> io::Result<()> {
+        self.guarded(|me| {
+            let mut buf = Vec::new();
+            let mut offsets = Vec::with_capacity(batch.len());
+            for e in &batch {
+                offsets.push(me.end + buf.len() as u64);
+                let payload = postcard::to_stdvec(e).map_err(io::Error::other)?;
+                frame(&payload, &mut buf);
+            }
+            me.file.seek(SeekFrom::Start(me.end))?;
+            me.file.write_all(&buf)?;
+            me.file.sync_data()?;
+            me.end += buf.len() as u64;
+            for (e, off) in batch.into_iter().zip(offsets) {
+                me.entries.insert(e.log_id.index, (off, e));
+            }
+            Ok(())
+        })
+    }
+
+    fn save_state(&mut self, state: HardState) -> io::Result<()> {
+        self.guarded(|me| {
+            let payload = postcard::to_stdvec(&state).map_err(io::Error::other)?;
+            write_atomic(&me.dir, STATE_FILE, STATE_MAGIC, &payload)?;
+            me.state = state;
+            Ok(())
+        })
+    }
+
+    fn truncate(&mut self, from: u64) -> io::Result<()> {
+        let Some((_, &(off, _))) = self.entries.range(from..).next() else {
+            return Ok(());
+        };
+        self.guarded(|me| {
+            me.file.set_len(off)?;
+            me.file.sync_data()?;
+            me.end = off;
+            me.entries.split_off(&from);
+            Ok(())
+        })
+    }
+
+    fn purge(&mut self, upto: LogId) -> io::Result<()> {
+        let mut state = self.state.clone();
+        state.last_purged = Some(upto);
+        self.save_state(state)?;
+        self.entries = self.entries.split_off(&(upto.index + 1));
+        let live_from = self
+            .entries
+            .first_key_value()
+            .map_or(self.end, |(_, (off, _))| *off);
+        let dead = live_from - LOG_MAGIC.len() as u64;
+        if dead >= COMPACT_MIN_BYTES && dead * 2 >= self.end {
+            self.guarded(|me| me.compact())?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the log file with only the live entries.
+    fn compact(&mut self) -> io::Result<()> {
+        let mut buf = LOG_MAGIC.to_vec();
+        let mut offsets = Vec::with_capacity(self.entries.len());
+        for (idx, (_, e)) in &self.entries {
+            offsets.push((*idx, buf.len() as u64));
+            let payload = postcard::to_stdvec(e).map_err(io::Error::other)?;
+            frame(&payload, &mut buf);
+        }
+        let tmp = self.dir.join(format!("{LOG_FILE}.tmp"));
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&buf)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, self.dir.join(LOG_FILE))?;
+        sync_dir(&self.dir)?;
+        self.file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.dir.join(LOG_FILE))?;
+        self.end = buf.len() as u64;
+        for (idx, off) in offsets {
+            if let Some(slot) = self.entries.get_mut(&idx) {
+                slot.0 = off;
+            }
+        }
+        Ok(())
+    }
+
+    fn log_state(&self) -> LogState<TypeConfig> {
+        let last = self.entries.last_key_value().map(|(_, (_, e))| e.log_id);
+        LogState {
+            last_purged_log_id: self.state.last_purged,
+            last_log_id: last.or(self.state.last_purged),
+        }
+    }
+}
+
+/// openraft's log storage (and its log reader: a clone of the same handle).
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Mutex<LogFile>>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`, recovering a torn tail.
+    pub fn open(dir: &Path) -> Result<LogStore> {
+        Ok(LogStore {
+            inner: Arc::new(Mutex::new(LogFile::open(dir)?)),
+        })
+    }
+
+    /// True when the log holds nothing at all: no vote, no entry, no purge (a pristine node).
+    pub fn is_pristine(&self) -> bool {
+        let g = self.inner.lock();
+        g.state.vote.is_none() && g.state.last_purged.is_none() && g.entries.is_empty()
+    }
+
+    /// True when the log holds (or held, before a purge) a command: the node has replicated
+    /// data of its own, whether or not it has been applied yet since start.
+    pub fn holds_commands(&self) -> bool {
+        let g = self.inner.lock();
+        g.state.last_purged.is_some()
+            || g.entries
+                .values()
+                .any(|(_, e)| matches!(e.payload, openraft::EntryPayload::Normal(_)))
+    }
+
+    /// True when a membership entry in the log names a node other than `me` (read from the
+    /// log itself, so it holds before Raft's metrics have loaded at start).
+    pub fn knows_other_nodes(&self, me: crate::types::NodeId) -> bool {
+        let g = self.inner.lock();
+        g.entries.values().any(|(_, e)| match &e.payload {
+            openraft::EntryPayload::Membership(m) => m.nodes().any(|(id, _)| *id != me),
+            _ => false,
+        })
+    }
+
+    /// Runs `f` on the file under the lock, on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut LogFile) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&mut inner.lock()))
+            .await
+            .map_err(io::Error::other)?
+    }
+}
+
+fn io_err(e: &io::Error) -> AnyError {
+    AnyError::new(e)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let g = self.inner.lock();
+        Ok(g.entries.range(range).map(|(_, (_, e))| e.clone()).collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        Ok(self.inner.lock().log_state())
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let vote = *vote;
+        self.blocking(move |f| {
+            let mut st = f.state.clone();
+            st.vote = Some(vote);
+            f.save_state(st)
+        })
+        .await
+        .map_err(|e| StorageIOError::write_vote(io_err(&e)).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(self.inner.lock().state.vote)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let batch: Vec<Entry> = entries.into_iter().collect();
+        let r = self.blocking(move |f| f.append(batch)).await;
+        match r {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                let err = StorageIOError::write_logs(io_err(&e));
+                callback.log_io_completed(Err(e));
+                Err(err.into())
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.blocking(move |f| f.truncate(log_id.index))
+            .await
+            .map_err(|e| StorageIOError::write_logs(io_err(&e)).into())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.blocking(move |f| f.purge(log_id))
+            .await
+            .map_err(|e| StorageIOError::write_logs(io_err(&e)).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::types::Command;
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Normal(Command {
+                id: index as u128,
+                payload: format!("cmd-{index}").into_bytes(),
+            }),
+        }
+    }
+
+    /// A log holding entries 1..=3 of term 1; returns the log file's path.
+    fn log_of_three(dir: &Path) -> PathBuf {
+        let mut f = LogFile::open(dir).unwrap();
+        f.append((1..=3).map(|i| entry(1, i)).collect()).unwrap();
+        dir.join(LOG_FILE)
+    }
+
+    fn indexes(f: &LogFile) -> Vec<u64> {
+        f.entries.keys().copied().collect()
+    }
+
+    #[test]
+    fn append_survives_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut f = LogFile::open(dir.path()).unwrap();
+            f.append((1..=3).map(|i| entry(1, i)).collect()).unwrap();
+            f.append(vec![entry(2, 4)]).unwrap();
+        }
+        let f = LogFile::open(dir.path()).unwrap();
+        assert_eq!(indexes(&f), vec![1, 2, 3, 4]);
+        assert_eq!(f.entries[&4].1, entry(2, 4));
+        assert_eq!(f.log_state().last_log_id, Some(entry(2, 4).log_id));
+    }
+
+    #[test]
+    fn vote_survives_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let vote = Vote::new(7, 42);
+        {
+            let mut f = LogFile::open(dir.path()).unwrap();
+            f.save_state(HardState {
+                vote: Some(vote),
+                last_purged: None,
+            })
+            .unwrap();
+        }
+        let f = LogFile::open(dir.path()).unwrap();
+        assert_eq!(f.state.vote, Some(vote));
+        assert!(!dir.path().join("raft.state.tmp").exists());
+    }
+
+    #[test]
+    fn truncate_then_append_survives_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut f = LogFile::open(dir.path()).unwrap();
+            f.append((1..=5).map(|i| entry(1, i)).collect()).unwrap();
+            f.truncate(3).unwrap();
+            assert_eq!(indexes(&f), vec![1, 2]);
+            f.append(vec![entry(2, 3)]).unwrap();
+        }
+        let f = LogFile::open(dir.path()).unwrap();
+        assert_eq!(indexes(&f), vec![1, 2, 3]);
+        assert_eq!(f.entries[&3].1.log_id.leader_id.term, 2);
+    }
+
+    #[test]
+    fn purge_survives_restart_and_compacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = |i: u64| Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+            payload: EntryPayload::Normal(Command {
+                id: i as u128,
+                payload: vec![i as u8; 4096],
+            }),
+        };
+        {
+            let mut f = LogFile::open(dir.path()).unwrap();
+            f.append((1..=40).map(big).collect()).unwrap();
+            f.purge(big(10).log_id).unwrap();
+            // 10 of 40 records dead: not yet worth a rewrite.
+            assert!(f.end > 40 * 4096);
+            f.purge(big(30).log_id).unwrap();
+            // 30 of 40 dead: rewritten.
+            assert!(f.end < 11 * 4200, "compacted to {}", f.end);
+            f.append(vec![big(41)]).unwrap();
+        }
+        let f = LogFile::open(dir.path()).unwrap();
+        assert_eq!(indexes(&f), (31..=41).collect::<Vec<_>>());
+        let st = f.log_state();
+        assert_eq!(st.last_purged_log_id, Some(big(30).log_id));
+        assert_eq!(st.last_log_id, Some(big(41).log_id));
+    }
+
+    #[test]
+    fn purge_past_the_end_leaves_an_empty_log_that_reports_the_purge_point() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut f = LogFile::open(dir.path()).unwrap();
+            f.append((1..=3).map(|i| entry(1, i)).collect()).unwrap();
+            f.purge(entry(3, 9).log_id).unwrap();
+            f.append(vec![entry(3, 10)]).unwrap();
+        }
+        let f = LogFile::open(dir.path()).unwrap();
+        assert_eq!(indexes(&f), vec![10]);
+        assert_eq!(f.log_state().last_purged_log_id, Some(entry(3, 9).log_id));
+    }
+
+    #[test]
+    fn torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_of_three(dir.path());
+        let full = fs::read(&path).unwrap();
+        // Every cut inside the last record (header or payload) recovers the first two.
+        let last_start = {
+            let f = LogFile::open(dir.path()).unwrap();
+            f.entries[&3].0 as usize
+        };
+        for cut in last_start + 1..full.len() {
+            fs::write(&path, &full[..cut]).unwrap();
+            let mut f = LogFile::open(dir.path()).unwrap();
+            assert_eq!(indexes(&f), vec![1, 2], "cut at {cut}");
+            assert_eq!(fs::metadata(&path).unwrap().len(), last_start as u64);
+            // And the log goes on from there.
+            f.append(vec![entry(2, 3)]).unwrap();
+            drop(f);
+            assert_eq!(indexes(&LogFile::open(dir.path()).unwrap()), vec![1, 2, 3]);
+        }
+        // A flipped byte in the last record's payload: torn too.
+        let mut bad = full.clone();
+        *bad.last_mut().unwrap() ^= 0xff;
+        fs::write(&path, &bad).unwrap();
+        assert_eq!(indexes(&LogFile::open(dir.path()).unwrap()), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_failed_write_poisons_the_log_until_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_of_three(dir.path());
+        let mut f = LogFile::open(dir.path()).unwrap();
+        // A read-only handle makes the next write fail, as a full or failing disk would.
+        f.file = File::open(&path).unwrap();
+        assert!(f.append(vec![entry(1, 4)]).is_err());
+        f.file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let refused = f.append(vec![entry(1, 4)]).unwrap_err();
+        assert!(refused.to_string().contains("poisoned"), "{refused}");
+        assert!(f.save_state(HardState::default()).is_err());
+        assert!(f.truncate(2).is_err());
+        drop(f);
+        // What was durable before the failure is all there after a restart.
+        let mut f = LogFile::open(dir.path()).unwrap();
+        assert_eq!(indexes(&f), vec![1, 2, 3]);
+        f.append(vec![entry(1, 4)]).unwrap();
+    }
+
+    #[test]
+    fn bad_crc_before_the_tail_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_of_three(dir.path());
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[8 + 8 + 1] ^= 0xff; // first record's payload
+        fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            LogFile::open(dir.path()),
+            Err(ClusterError::Corruption { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn raft_log_storage_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert!(store.is_pristine());
+        store.save_vote(&Vote::new(3, 9)).await.unwrap();
+        store
+            .inner
+            .lock()
+            .append((1..=4).map(|i| entry(3, i)).collect())
+            .unwrap();
+        store.truncate(entry(3, 4).log_id).await.unwrap();
+        store.purge(entry(3, 1).log_id).await.unwrap();
+        let got = store.try_get_log_entries(0..10).await.unwrap();
+        assert_eq!(got, vec![entry(3, 2), entry(3, 3)]);
+        drop(store);
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert!(!store.is_pristine());
+        assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(3, 9)));
+        let st = store.get_log_state().await.unwrap();
+        assert_eq!(st.last_purged_log_id, Some(entry(3, 1).log_id));
+        assert_eq!(st.last_log_id, Some(entry(3, 3).log_id));
+    }
+}

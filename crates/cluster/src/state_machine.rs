@@ -1,0 +1,406 @@
+//! The replicated state machine: openraft's `RaftStateMachine` over the caller's [`Apply`]
+//! implementation, and the snapshot file.
+//!
+//! Committed commands reach [`Apply::apply`] in log order, exactly once per start of the node.
+//! The applier's state is in memory and rebuilt at every start: [`Apply::restore`] with the
+//! latest snapshot (if any), then `apply` of every committed entry after it as the leader
+//! reports them committed. Snapshots are [`Apply::snapshot`]'s bytes, taken after openraft's
+//! snapshot policy (every `snapshot_threshold` applied entries), and sent to nodes that lag
+//! behind the leader's purged log, which [`Apply::restore`] them.
+//!
+//! # Retried proposals
+//!
+//! Every command carries its proposer's random id. The state machine remembers the ids and
+//! answers of the last [`REMEMBERED`] commands (in apply order, so every node remembers the
+//! same ones, and in the snapshot); a command whose id it remembers — a forwarded proposal sent
+//! again after its answer was lost — is answered from memory, not applied again.
+//!
+//! # Snapshot file
+//!
+//! `snapshot` in the node's directory: header `WRNRSNP` + version `1`, one record
+//! `len: u32 LE | crc: u32 LE | postcard(StoredSnapshot)` holding openraft's snapshot meta (last
+//! log id, membership, id) and the snapshot's bytes: `postcard(SnapshotBody)`, the remembered
+//! command ids with their answers and the applier's own bytes. Replaced atomically (temp, fsync, rename,
+//! fsync of the directory) before openraft is told the snapshot exists, so the log can be purged
+//! behind it.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::log_store::{read_atomic, write_atomic};
+use crate::types::{CommandResponse, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+
+pub(crate) const SNAPSHOT_FILE: &str = "snapshot";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"WRNRSNP\x01";
+/// How many recent command ids (with their answers) are remembered to recognise a retry.
+pub const REMEMBERED: usize = 16 * 1024;
+
+/// The ids and answers of the last [`REMEMBERED`] applied commands, oldest first.
+#[derive(Debug, Default)]
+struct Recent {
+    order: VecDeque<u128>,
+    answers: HashMap<u128, Vec<u8>>,
+}
+
+impl Recent {
+    fn insert(&mut self, id: u128, answer: Vec<u8>) {
+        if self.answers.insert(id, answer).is_none() {
+            self.order.push_back(id);
+            if self.order.len() > REMEMBERED
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.answers.remove(&oldest);
+            }
+        }
+    }
+
+    fn to_vec(&self) -> Vec<(u128, Vec<u8>)> {
+        self.order
+            .iter()
+            .map(|id| (*id, self.answers[id].clone()))
+            .collect()
+    }
+
+    fn from_vec(v: Vec<(u128, Vec<u8>)>) -> Recent {
+        let mut r = Recent::default();
+        for (id, answer) in v {
+            r.insert(id, answer);
+        }
+        r
+    }
+}
+
+/// What a snapshot's bytes hold.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotBody {
+    recent: Vec<(u128, Vec<u8>)>,
+    app: Vec<u8>,
+}
+
+/// What Warren's server plugs into the cluster: the owner of the replicated state.
+///
+/// Calls come one at a time from the Raft state-machine task, in log order; none runs
+/// concurrently with another.
+pub trait Apply: Send + Sync + 'static {
+    /// Applies the committed command at log `index`; the answer goes back to the proposer.
+    fn apply(&self, index: u64, cmd: &[u8]) -> Vec<u8>;
+    /// The whole state, serialised, as of the last applied command.
+    fn snapshot(&self) -> Vec<u8>;
+    /// Replaces the whole state with a snapshot's bytes.
+    fn restore(&self, snap: &[u8]);
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+/// openraft's state machine: the applier plus what Raft needs to know about it.
+pub struct StateMachine {
+    dir: PathBuf,
+    applier: Arc<dyn Apply>,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    current: Option<StoredSnapshot>,
+    snapshot_seq: u64,
+    /// Shared with the cluster so `status()` can read it without asking the Raft core.
+    applied_index: Arc<AtomicU64>,
+    /// Commands applied or restored since start (the cluster refuses to reset a node with any).
+    commands: Arc<AtomicU64>,
+    recent: Recent,
+}
+
+impl StateMachine {
+    /// Opens the state machine in `dir`: restores the latest snapshot into the applier.
+    pub fn open(
+        dir: &Path,
+        applier: Arc<dyn Apply>,
+        applied_index: Arc<AtomicU64>,
+        commands: Arc<AtomicU64>,
+    ) -> Result<StateMachine> {
+        std::fs::create_dir_all(dir)?;
+        let current: Option<StoredSnapshot> = match read_atomic(&dir.join(SNAPSHOT_FILE), SNAPSHOT_MAGIC)? {
+            Some(p) => Some(postcard::from_bytes(&p)?),
+            None => None,
+        };
+        let mut sm = StateMachine {
+            dir: dir.to_path_buf(),
+            applier,
+            last_applied: None,
+            membership: StoredMembership::default(),
+            current: None,
+            snapshot_seq: 0,
+            applied_index,
+            commands,
+            recent: Recent::default(),
+        };
+        if let Some(snap) = current {
+            sm.commands.fetch_add(1, Ordering::AcqRel);
+            let body: SnapshotBody = postcard::from_bytes(&snap.data)?;
+            sm.applier.restore(&body.app);
+            sm.recent = Recent::from_vec(body.recent);
+            sm.set_applied(snap.meta.last_log_id);
+            sm.membership = snap.meta.last_membership.clone();
+            sm.current = Some(snap);
+        }
+        Ok(sm)
+    }
+
+    fn set_applied(&mut self, id: Option<LogId>) {
+        self.last_applied = id;
+        self.applied_index
+            .store(id.map_or(0, |l| l.index), Ordering::Release);
+    }
+}
+
+/// Writes the snapshot file (atomically, fsynced) on the blocking pool.
+async fn persist(dir: PathBuf, snap: StoredSnapshot) -> Result<(), StorageError> {
+    let sig = snap.meta.signature();
+    let write = move || {
+        let payload = postcard::to_stdvec(&snap).map_err(std::io::Error::other)?;
+        write_atomic(&dir, SNAPSHOT_FILE, SNAPSHOT_MAGIC, &payload)
+    };
+    let err = match tokio::task::spawn_blocking(write).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    Err(StorageIOError::write_snapshot(Some(sig), AnyError::error(err)).into())
+}
+
+/// Builds one snapshot from what the state machine captured when openraft asked for a builder
+/// (so it matches `last_applied` exactly, whatever is applied meanwhile).
+pub struct SnapshotBuilder {
+    dir: PathBuf,
+    snap: StoredSnapshot,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let snap = self.snap.clone();
+        let dir = self.dir.clone();
+        persist(dir, snap.clone()).await?;
+        Ok(Snapshot {
+            meta: snap.meta,
+            snapshot: Box::new(Cursor::new(snap.data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut out = Vec::new();
+        for entry in entries {
+            let resp = match &entry.payload {
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(cmd) => match self.recent.answers.get(&cmd.id) {
+                    Some(answer) => answer.clone(),
+                    None => {
+                        self.commands.fetch_add(1, Ordering::AcqRel);
+                        let answer = self.applier.apply(entry.log_id.index, &cmd.payload);
+                        self.recent.insert(cmd.id, answer.clone());
+                        answer
+                    }
+                },
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    Vec::new()
+                }
+            };
+            self.set_applied(Some(entry.log_id));
+            out.push(CommandResponse(resp));
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.snapshot_seq += 1;
+        let id = match self.last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, self.snapshot_seq),
+            None => format!("0-0-{}", self.snapshot_seq),
+        };
+        let snap = StoredSnapshot {
+            meta: SnapshotMeta {
+                last_log_id: self.last_applied,
+                last_membership: self.membership.clone(),
+                snapshot_id: id,
+            },
+            data: postcard::to_stdvec(&SnapshotBody {
+                recent: self.recent.to_vec(),
+                app: self.applier.snapshot(),
+            })
+            .expect("encoding to a Vec cannot fail"),
+        };
+        self.current = Some(snap.clone());
+        SnapshotBuilder {
+            dir: self.dir.clone(),
+            snap,
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let snap = StoredSnapshot {
+            meta: meta.clone(),
+            data: snapshot.into_inner(),
+        };
+        let body: SnapshotBody = postcard::from_bytes(&snap.data).map_err(|e| {
+            StorageIOError::read_snapshot(Some(meta.signature()), AnyError::error(e.to_string()))
+        })?;
+        persist(self.dir.clone(), snap.clone()).await?;
+        self.applier.restore(&body.app);
+        self.recent = Recent::from_vec(body.recent);
+        self.commands.fetch_add(1, Ordering::AcqRel);
+        self.set_applied(meta.last_log_id);
+        self.membership = meta.last_membership.clone();
+        self.current = Some(snap);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        Ok(self.current.as_ref().map(|s| Snapshot {
+            meta: s.meta.clone(),
+            snapshot: Box::new(Cursor::new(s.data.clone())),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use openraft::{CommittedLeaderId, Membership};
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::types::Command;
+
+    /// Counts applies; its state is the list of payloads.
+    #[derive(Default)]
+    struct Log(Mutex<Vec<Vec<u8>>>);
+
+    impl Apply for Log {
+        fn apply(&self, index: u64, cmd: &[u8]) -> Vec<u8> {
+            self.0.lock().push(cmd.to_vec());
+            index.to_le_bytes().to_vec()
+        }
+        fn snapshot(&self) -> Vec<u8> {
+            postcard::to_stdvec(&*self.0.lock()).unwrap()
+        }
+        fn restore(&self, snap: &[u8]) {
+            *self.0.lock() = postcard::from_bytes(snap).unwrap();
+        }
+    }
+
+    fn cmd(index: u64, id: u128, payload: &str) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Command {
+                id,
+                payload: payload.as_bytes().to_vec(),
+            }),
+        }
+    }
+
+    fn open(dir: &Path) -> (StateMachine, Arc<Log>) {
+        let log = Arc::new(Log::default());
+        let sm = StateMachine::open(dir, log.clone(), Default::default(), Default::default()).unwrap();
+        (sm, log)
+    }
+
+    #[tokio::test]
+    async fn a_retried_command_is_answered_once_applied_and_not_applied_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, log) = open(dir.path());
+        let answers = sm
+            .apply(vec![cmd(1, 7, "a"), cmd(2, 8, "b"), cmd(3, 7, "a")])
+            .await
+            .unwrap();
+        assert_eq!(answers[2], answers[0], "the retry gets the first answer");
+        assert_eq!(*log.0.lock(), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(sm.applied_state().await.unwrap().0.map(|l| l.index), Some(3));
+    }
+
+    #[tokio::test]
+    async fn snapshots_carry_the_state_and_the_remembered_ids_to_another_node_and_to_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, _) = open(&dir.path().join("leader"));
+        let membership = Membership::new(vec![BTreeSet::from([1])], None);
+        let mut entries = vec![Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+            payload: EntryPayload::Membership(membership),
+        }];
+        entries.extend((2..=4).map(|i| cmd(i, i as u128, &format!("c{i}"))));
+        sm.apply(entries).await.unwrap();
+        let snap = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(4));
+
+        // Installed on a lagging node.
+        let follower_dir = dir.path().join("follower");
+        let (mut follower, log) = open(&follower_dir);
+        follower
+            .install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(log.0.lock().len(), 3);
+        let (applied, membership) = follower.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(4));
+        assert_eq!(membership.voter_ids().collect::<Vec<_>>(), vec![1]);
+        // A retry of command 3 after the snapshot is still recognised.
+        follower.apply(vec![cmd(5, 3, "c3")]).await.unwrap();
+        assert_eq!(log.0.lock().len(), 3);
+
+        // And the follower restarts from the installed snapshot.
+        drop(follower);
+        let (mut restarted, log) = open(&follower_dir);
+        assert_eq!(log.0.lock().len(), 3);
+        assert_eq!(
+            restarted.applied_state().await.unwrap().0.map(|l| l.index),
+            Some(4)
+        );
+        assert!(restarted.get_current_snapshot().await.unwrap().is_some());
+        restarted
+            .apply(vec![cmd(5, 2, "c2"), cmd(6, 99, "new")])
+            .await
+            .unwrap();
+        assert_eq!(log.0.lock().len(), 4);
+    }
+
+    #[test]
+    fn only_the_last_remembered_ids_are_kept() {
+        let mut r = Recent::default();
+        for id in 0..(REMEMBERED as u128 + 10) {
+            r.insert(id, vec![]);
+        }
+        assert_eq!(r.order.len(), REMEMBERED);
+        assert!(!r.answers.contains_key(&9) && r.answers.contains_key(&10));
+        let back = Recent::from_vec(r.to_vec());
+        assert_eq!(back.order, r.order);
+    }
+}

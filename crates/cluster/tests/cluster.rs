@@ -1,0 +1,542 @@
+//! In-process cluster tests: real nodes on 127.0.0.1 ephemeral ports, each with its own data
+//! directory; every wait polls a condition against a deadline.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use warren_cluster::{Apply, Cluster, ClusterConfig, ClusterError, Timeouts};
+
+/// Records every applied command in order; its snapshot is the whole list.
+#[derive(Default)]
+struct Recorder {
+    cmds: Mutex<Vec<Vec<u8>>>,
+    restores: AtomicUsize,
+}
+
+impl Recorder {
+    fn cmds(&self) -> Vec<Vec<u8>> {
+        self.cmds.lock().clone()
+    }
+}
+
+impl Apply for Recorder {
+    fn apply(&self, _index: u64, cmd: &[u8]) -> Vec<u8> {
+        self.cmds.lock().push(cmd.to_vec());
+        [b"ok:".as_slice(), cmd].concat()
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in self.cmds.lock().iter() {
+            out.extend_from_slice(&(c.len() as u32).to_le_bytes());
+            out.extend_from_slice(c);
+        }
+        out
+    }
+
+    fn restore(&self, mut snap: &[u8]) {
+        self.restores.fetch_add(1, Ordering::SeqCst);
+        let mut cmds = Vec::new();
+        while snap.len() >= 4 {
+            let len = u32::from_le_bytes(snap[..4].try_into().unwrap()) as usize;
+            cmds.push(snap[4..4 + len].to_vec());
+            snap = &snap[4 + len..];
+        }
+        *self.cmds.lock() = cmds;
+    }
+}
+
+const SECRET: &[u8] = b"the cookie";
+
+fn timeouts() -> Timeouts {
+    Timeouts {
+        heartbeat: Duration::from_millis(50),
+        election_min: Duration::from_millis(300),
+        election_max: Duration::from_millis(600),
+        // Generous for a loaded CI machine; the heartbeat bounds append-entries calls anyway.
+        rpc: Duration::from_secs(1),
+        connect: Duration::from_secs(1),
+        propose: Duration::from_secs(5),
+        retry: Duration::from_millis(100),
+    }
+}
+
+fn config(name: &str, listen: &str, seeds: &[&str], dir: &Path) -> ClusterConfig {
+    let mut c = ClusterConfig::new(name, listen, SECRET, dir.join(name));
+    c.seeds = seeds.iter().map(|s| s.to_string()).collect();
+    c.timeouts = timeouts();
+    c
+}
+
+struct Node {
+    cluster: Cluster,
+    rec: Arc<Recorder>,
+}
+
+async fn start(config: ClusterConfig) -> Node {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let rec = Arc::new(Recorder::default());
+    let cluster = Cluster::start(config, rec.clone()).await.expect("start");
+    Node { cluster, rec }
+}
+
+/// Polls `cond` every 20 ms until it holds or `within` passes (then panics with `what`).
+async fn wait_for<F, Fut>(what: &str, within: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every node sees all of `nodes` as voters and agrees on one leader.
+async fn wait_formed(nodes: &[&Node]) {
+    let ids: Vec<u64> = nodes.iter().map(|n| n.cluster.node_id()).collect();
+    wait_for("the cluster to form", Duration::from_secs(15), || async {
+        let mut leaders = Vec::new();
+        for n in nodes {
+            let st = n.cluster.status().await;
+            let mut voters = st.voters();
+            voters.sort();
+            let mut want = ids.clone();
+            want.sort();
+            if voters != want {
+                return false;
+            }
+            leaders.push(st.leader);
+        }
+        leaders[0].is_some() && leaders.iter().all(|l| *l == leaders[0])
+    })
+    .await;
+}
+
+async fn leader_index(nodes: &[&Node]) -> usize {
+    let st = nodes[0].cluster.status().await;
+    let leader = st.leader.expect("a leader");
+    nodes
+        .iter()
+        .position(|n| n.cluster.node_id() == leader)
+        .expect("leader is one of the nodes")
+}
+
+/// A started with no seeds, B and C with A as their seed: they join A's cluster.
+async fn three_joined(dir: &Path) -> [Node; 3] {
+    let a = start(config("warren@a", "127.0.0.1:0", &[], dir)).await;
+    let seeds = [a.cluster.addr()];
+    let b = start(config("warren@b", "127.0.0.1:0", &seeds, dir)).await;
+    let c = start(config("warren@c", "127.0.0.1:0", &seeds, dir)).await;
+    wait_formed(&[&a, &b, &c]).await;
+    [a, b, c]
+}
+
+async fn stop_all_but(nodes: &[Node], keep: usize) {
+    for (i, n) in nodes.iter().enumerate() {
+        if i != keep {
+            n.cluster.shutdown().await;
+        }
+    }
+}
+
+/// Free loopback ports for nodes that must know each other's address before starting.
+fn free_addrs(n: usize) -> Vec<String> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_form_and_a_follower_proposal_applies_everywhere_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs = free_addrs(3);
+    let names = ["warren@a", "warren@b", "warren@c"];
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let seeds: Vec<&str> = (0..3).filter(|&j| j != i).map(|j| addrs[j].as_str()).collect();
+        nodes.push(start(config(names[i], &addrs[i], &seeds, dir.path())).await);
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_formed(&refs).await;
+
+    let leader = leader_index(&refs).await;
+    let follower = &nodes[(leader + 1) % 3];
+    let other = &nodes[(leader + 2) % 3];
+    let mut want = Vec::new();
+    for i in 0..10 {
+        let cmd = format!("declare {i}").into_bytes();
+        // Alternate between the two followers: both forward to the leader.
+        let via = if i % 2 == 0 { follower } else { other };
+        let resp = via
+            .cluster
+            .propose(cmd.clone())
+            .await
+            .expect("propose on a follower");
+        assert_eq!(resp, [b"ok:".as_slice(), &cmd].concat());
+        // Read-your-writes on the proposing node: applied there before propose returns.
+        assert!(
+            via.rec.cmds().contains(&cmd),
+            "not yet applied where it was proposed"
+        );
+        want.push(cmd);
+    }
+    wait_for(
+        "every node to apply the 10 commands",
+        Duration::from_secs(10),
+        || async { nodes.iter().all(|n| n.rec.cmds().len() == want.len()) },
+    )
+    .await;
+    for n in &nodes {
+        assert_eq!(
+            n.rec.cmds(),
+            want,
+            "{} applied a different sequence",
+            n.cluster.node_name()
+        );
+    }
+
+    // Concurrent proposals through one follower (several in flight on its control links):
+    // each applied once, in one order on every node.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let cluster = follower.cluster.clone();
+        tasks.spawn(async move { cluster.propose(format!("burst {i}")).await });
+    }
+    for r in tasks.join_all().await {
+        r.expect("concurrent propose");
+    }
+    wait_for(
+        "every node to apply the burst",
+        Duration::from_secs(10),
+        || async { nodes.iter().all(|n| n.rec.cmds().len() == 30) },
+    )
+    .await;
+    let order = nodes[0].rec.cmds();
+    for n in &nodes {
+        assert_eq!(n.rec.cmds(), order);
+    }
+    for i in 0..20 {
+        let c = format!("burst {i}").into_bytes();
+        assert_eq!(order.iter().filter(|x| **x == c).count(), 1);
+    }
+
+    let st = follower.cluster.status().await;
+    assert_eq!(st.members.len(), 3);
+    assert!(st.members.iter().all(|m| m.reachable && m.voter), "{st:?}");
+    let names: Vec<&str> = nodes.iter().map(|n| n.cluster.node_name()).collect();
+    assert!(st.leader_name().is_some_and(|l| names.contains(&l)), "{st:?}");
+    assert!(st.term >= 1);
+    // Every member reports the same last applied index once the log has settled.
+    wait_for(
+        "members' last applied indexes to agree",
+        Duration::from_secs(10),
+        || async {
+            let st = follower.cluster.status().await;
+            let first = st.members[0].last_applied;
+            first.is_some_and(|i| i >= 30) && st.members.iter().all(|m| m.last_applied == first)
+        },
+    )
+    .await;
+    for n in &nodes {
+        n.cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_catches_up_by_snapshot_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // A and B snapshot every 10 entries and keep no log behind it; C never snapshots itself,
+    // so whatever it restores after its restart came from the leader.
+    let snappy = |mut c: ClusterConfig| {
+        c.snapshot_threshold = 10;
+        c.logs_to_keep = 0;
+        c
+    };
+    let a = start(snappy(config("warren@a", "127.0.0.1:0", &[], dir.path()))).await;
+    let seeds = [a.cluster.addr()];
+    let b = start(snappy(config("warren@b", "127.0.0.1:0", &seeds, dir.path()))).await;
+    let c_config = config("warren@c", "127.0.0.1:0", &seeds, dir.path());
+    let c = start(c_config.clone()).await;
+    wait_formed(&[&a, &b, &c]).await;
+
+    for i in 0..5 {
+        b.cluster
+            .propose(format!("before {i}"))
+            .await
+            .expect("propose with all three up");
+    }
+    wait_for("C to apply the first 5", Duration::from_secs(10), || async {
+        c.rec.cmds().len() == 5
+    })
+    .await;
+    let c_addr = c.cluster.addr().to_string();
+    c.cluster.shutdown().await;
+    drop(c);
+
+    // Two of three still commit.
+    for i in 0..30 {
+        let via = if i % 2 == 0 { &a } else { &b };
+        via.cluster
+            .propose(format!("after {i}"))
+            .await
+            .expect("propose with C down");
+    }
+    let want = a.rec.cmds();
+    assert_eq!(want.len(), 35);
+
+    let mut c_config = c_config;
+    c_config.listen = c_addr;
+    let c = start(c_config).await;
+    wait_for("C to catch up", Duration::from_secs(15), || async {
+        c.rec.cmds() == want
+    })
+    .await;
+    assert!(
+        c.rec.restores.load(Ordering::SeqCst) >= 1,
+        "C caught up without a snapshot"
+    );
+    // And it follows new commands too.
+    c.cluster
+        .propose("after restart")
+        .await
+        .expect("propose on restarted C");
+    wait_for(
+        "all three to apply the last command",
+        Duration::from_secs(10),
+        || async { [&a, &b, &c].iter().all(|n| n.rec.cmds().len() == 36) },
+    )
+    .await;
+    assert_eq!(a.rec.cmds(), c.rec.cmds());
+    for n in [&a, &b, &c] {
+        n.cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_node_of_three_refuses_with_no_quorum_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = three_joined(dir.path()).await;
+    nodes[0]
+        .cluster
+        .propose("one")
+        .await
+        .expect("propose with a quorum");
+
+    // Stop the leader and one follower: the surviving follower must notice the leader is gone
+    // and still not commit alone.
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let survivor = (leader_index(&refs).await + 1) % 3;
+    stop_all_but(&nodes, survivor).await;
+    let started = Instant::now();
+    let r = nodes[survivor].cluster.propose("two").await;
+    let took = started.elapsed();
+    assert!(matches!(r, Err(ClusterError::NoQuorum)), "{r:?}");
+    assert!(
+        took < timeouts().propose + Duration::from_secs(2),
+        "took {took:?}"
+    );
+    assert!(!nodes[survivor].rec.cmds().contains(&b"two".to_vec()));
+    let st = nodes[survivor].cluster.status().await;
+    assert_eq!(st.members.iter().filter(|m| m.reachable).count(), 1, "{st:?}");
+    nodes[survivor].cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_alone_refuses_with_no_quorum() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = three_joined(dir.path()).await;
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let leader = leader_index(&refs).await;
+    stop_all_but(&nodes, leader).await;
+    let started = Instant::now();
+    let r = nodes[leader].cluster.propose("lost").await;
+    assert!(matches!(r, Err(ClusterError::NoQuorum)), "{r:?}");
+    assert!(started.elapsed() < timeouts().propose + Duration::from_secs(2));
+    nodes[leader].cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(config("warren@a", "127.0.0.1:0", &[], dir.path())).await;
+    let mut intruder_config = config("warren@x", "127.0.0.1:0", &[], dir.path());
+    intruder_config.secret = b"not the cookie".to_vec();
+    let x = start(intruder_config).await;
+    let r = x.cluster.join(a.cluster.addr()).await;
+    assert!(matches!(r, Err(ClusterError::AuthRefused { .. })), "{r:?}");
+    // A pristine intruder with A as its seed never gets in either.
+    let mut seeded = config("warren@y", "127.0.0.1:0", &[a.cluster.addr()], dir.path());
+    seeded.secret = b"guess".to_vec();
+    let y = start(seeded).await;
+    let st = a.cluster.status().await;
+    assert_eq!(st.members.len(), 1, "{st:?}");
+    a.cluster
+        .propose("still fine")
+        .await
+        .expect("A alone is a one-node cluster");
+    assert_eq!(y.rec.cmds().len(), 0);
+    for n in [&a, &x, &y] {
+        n.cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_and_forget_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(config("warren@a", "127.0.0.1:0", &[], dir.path())).await;
+    a.cluster
+        .propose("first")
+        .await
+        .expect("one-node cluster commits alone");
+    // B started alone (a one-node cluster of its own, no commands): it resets and joins A.
+    let b = start(config("warren@b", "127.0.0.1:0", &[], dir.path())).await;
+    b.cluster.join(a.cluster.addr()).await.expect("join");
+    wait_formed(&[&a, &b]).await;
+    wait_for("B to get A's history", Duration::from_secs(10), || async {
+        b.rec.cmds() == vec![b"first".to_vec()]
+    })
+    .await;
+    // A clustered node may not join another cluster, nor a lone node with data of its own,
+    // even right after a restart, before it has applied that data again.
+    assert!(matches!(
+        a.cluster.join(b.cluster.addr()).await,
+        Err(ClusterError::Invalid(_))
+    ));
+    let d_config = config("warren@d", "127.0.0.1:0", &[], dir.path());
+    let d = start(d_config.clone()).await;
+    d.cluster.propose("mine").await.expect("a lone node commits");
+    assert!(matches!(
+        d.cluster.join(a.cluster.addr()).await,
+        Err(ClusterError::Invalid(_))
+    ));
+    d.cluster.shutdown().await;
+    drop(d);
+    let d = start(d_config).await;
+    assert!(matches!(
+        d.cluster.join(a.cluster.addr()).await,
+        Err(ClusterError::Invalid(_))
+    ));
+    d.cluster.shutdown().await;
+
+    let c = start(config("warren@c", "127.0.0.1:0", &[], dir.path())).await;
+    c.cluster
+        .join(b.cluster.addr())
+        .await
+        .expect("join through a follower's address");
+    wait_formed(&[&a, &b, &c]).await;
+
+    // Forget C from B (forwarded to the leader wherever it is).
+    b.cluster.forget("warren@c").await.expect("forget");
+    wait_formed(&[&a, &b]).await;
+    let st = a.cluster.status().await;
+    assert!(st.members.iter().all(|m| m.name != "warren@c"), "{st:?}");
+    assert!(matches!(
+        a.cluster.forget("warren@nobody").await,
+        Err(ClusterError::Invalid(_))
+    ));
+    a.cluster.propose("after forget").await.expect("two nodes commit");
+    for n in [&a, &b, &c] {
+        n.cluster.shutdown().await;
+    }
+
+    // A restarted member is never reset by a join, even one whose cluster holds no command yet
+    // and before Raft has loaded its membership.
+    let x = start(config("warren@x", "127.0.0.1:0", &[], dir.path())).await;
+    let y_config = config("warren@y", "127.0.0.1:0", &[], dir.path());
+    let y = start(y_config.clone()).await;
+    y.cluster.join(x.cluster.addr()).await.expect("join");
+    y.cluster.shutdown().await;
+    drop(y);
+    let y = start(y_config).await;
+    let r = y.cluster.join(x.cluster.addr()).await;
+    assert!(matches!(r, Err(ClusterError::Invalid(_))), "{r:?}");
+    for n in [&x, &y] {
+        n.cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_node_cluster_restarts_with_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config("warren@solo", "127.0.0.1:0", &[], dir.path());
+    let a = start(cfg.clone()).await;
+    for i in 0..3 {
+        let resp = a
+            .cluster
+            .propose(format!("def {i}"))
+            .await
+            .expect("a lone node commits");
+        assert_eq!(resp, format!("ok:def {i}").into_bytes());
+    }
+    let want = a.rec.cmds();
+    a.cluster.shutdown().await;
+    drop(a);
+
+    let a = start(cfg).await;
+    let leader = a
+        .cluster
+        .wait_for_leader(Duration::from_secs(5))
+        .await
+        .expect("a leader");
+    assert_eq!(leader, a.cluster.node_id());
+    wait_for(
+        "the history to be applied again",
+        Duration::from_secs(5),
+        || async { a.rec.cmds() == want },
+    )
+    .await;
+    a.cluster.propose("def 3").await.expect("commits after restart");
+    assert_eq!(a.rec.cmds().len(), 4);
+    let st = a.cluster.status().await;
+    assert_eq!((st.members.len(), st.leader), (1, Some(a.cluster.node_id())));
+    a.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_restarted_at_a_new_address_is_found_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let [a, b, c] = three_joined(dir.path()).await;
+    a.cluster.propose("one").await.expect("propose");
+    let c_config = config("warren@c", "127.0.0.1:0", &[a.cluster.addr()], dir.path());
+    let old_addr = c.cluster.addr().to_string();
+    c.cluster.shutdown().await;
+    drop(c);
+    b.cluster.propose("two").await.expect("two of three commit");
+
+    // Port 0: the restarted C listens somewhere else than the membership says.
+    let c = start(c_config).await;
+    assert_ne!(c.cluster.addr(), old_addr);
+    wait_for(
+        "C to be reachable at its new address and caught up",
+        Duration::from_secs(15),
+        || async {
+            let st = a.cluster.status().await;
+            let recorded = st
+                .members
+                .iter()
+                .find(|m| m.name == "warren@c")
+                .map(|m| m.addr.clone());
+            recorded.as_deref() == Some(c.cluster.addr()) && c.rec.cmds() == a.rec.cmds()
+        },
+    )
+    .await;
+    c.cluster.propose("three").await.expect("C proposes again");
+    for n in [&a, &b, &c] {
+        n.cluster.shutdown().await;
+    }
+}
