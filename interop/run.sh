@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs off-the-shelf AMQP clients (pika, aio-pika, Celery/kombu, amqplib, rabbitmq-c's
 # amqp-tools), the dashboard in headless Chromium and RabbitMQ's rabbitmqadmin v2 (when
-# installed) against a freshly built Warren on a free loopback port.
+# installed) and v1 (from Debian's rabbitmq-server package) against a freshly built Warren on a
+# free loopback port.
 #
 #   interop/run.sh            # from the repository root (or anywhere)
 #
@@ -164,6 +165,22 @@ fi
 log "npm ci (interop/dashboard)"
 (cd "$INTEROP/dashboard" && npm ci --no-audit --no-fund --loglevel=error) || { DASH_OK=0; log "npm ci (dashboard) FAILED"; }
 
+# rabbitmqadmin v1: the Python script of Debian's rabbitmq-server package, extracted from the
+# downloaded .deb (not installed: nothing of RabbitMQ is set up or started). Without it the v1
+# suite is skipped.
+if [[ -z "${RABBITMQADMIN_V1:-}" ]] && ! head -n1 /usr/bin/rabbitmqadmin 2>/dev/null | grep -q python; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1; then
+    log "fetching rabbitmqadmin v1 (Debian's rabbitmq-server package, extracted only)"
+    if (cd "$TMP" && { apt-get download rabbitmq-server >/dev/null 2>&1 ||
+      { apt-get update -qq && apt-get download rabbitmq-server >/dev/null 2>&1; }; }) &&
+      dpkg-deb -x "$TMP"/rabbitmq-server_*.deb "$TMP/rabbitmq-server"; then
+      export RABBITMQADMIN_V1="$TMP/rabbitmq-server/usr/bin/rabbitmqadmin"
+    else
+      log "fetching rabbitmqadmin v1 FAILED"
+    fi
+  fi
+fi
+
 # --- suites -------------------------------------------------------------------------------
 PASSED=0
 FAILED=0
@@ -223,6 +240,7 @@ run_suite c-amqp-tools "$C_OK" "$INTEROP/c" bash ./test_amqp_tools.sh
 run_suite dashboard-chromium "$DASH_OK" "$INTEROP/dashboard" timeout --kill-after=5 60 \
   node --test --test-concurrency=1 --test-reporter=tap test/dashboard.test.mjs
 run_suite rabbitmqadmin 1 "$INTEROP/rabbitmqadmin" bash ./test_rabbitmqadmin.sh
+run_suite rabbitmqadmin-v1 1 "$INTEROP/rabbitmqadmin" bash ./test_rabbitmqadmin_v1.sh
 
 if ! kill -0 "$BROKER_PID" 2>/dev/null; then
   log "broker log (tail):"

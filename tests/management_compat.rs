@@ -315,6 +315,78 @@ async fn connections_closed_through_the_api_read_rabbitmqs_texts() {
     b.running.shutdown().await;
 }
 
+/// RabbitMQ terminates a connection's channels when it sends connection.close, not when the
+/// client's close-ok arrives: a client that never answers (a hung or careless one) does not
+/// keep its consumers or its unacked messages for the 30 s closing timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_connection_gives_back_its_messages_before_close_ok() {
+    use warren_codec::Method;
+    use warren_codec::methods::BasicConsume;
+    let b = start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "held").await;
+    publish(&ch, "", "held", b"m1").await;
+
+    let mut raw = Raw::handshake(b.running.amqp_addr, 0).await;
+    raw.open_channel(1).await;
+    raw.send_method(
+        1,
+        BasicConsume {
+            queue: "held".into(),
+            consumer_tag: "raw".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    // The raw client holds m1 unacked.
+    loop {
+        match raw.next_frame().await {
+            Some(warren_codec::Frame::Method {
+                method: Method::BasicDeliver(_),
+                ..
+            }) => break,
+            Some(_) => continue,
+            None => panic!("socket closed before the delivery"),
+        }
+    }
+    let port = raw.stream.local_addr().unwrap().port();
+    let name = ok_when(&b, "/api/connections", |v| {
+        v.as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await
+    .as_array()
+    .unwrap()
+    .iter()
+    .map(|c| c["name"].as_str().unwrap().to_string())
+    .find(|n| n.contains(&format!(":{port} ->")))
+    .expect("the raw client's connection is listed");
+    let path = format!("/api/connections/{}", encode_segment(&name));
+    assert_eq!(api(&b, "DELETE", &path, None, &[]).await.0, 204);
+    // connection.close arrives; the raw client does not answer it. Its consumer is gone and
+    // m1 is back, well within the closing timeout.
+    loop {
+        match raw.next_frame().await {
+            Some(warren_codec::Frame::Method {
+                channel: 0,
+                method: Method::ConnectionClose(c),
+            }) => {
+                assert_eq!(c.reply_code, 320);
+                break;
+            }
+            Some(_) => continue,
+            None => panic!("socket closed without connection.close"),
+        }
+    }
+    ok_when(&b, "/api/consumers", |v| v.as_array().is_some_and(Vec::is_empty)).await;
+    let mut consumer = consume(&ch, "held", "after").await;
+    let d = within(5, "m1 redelivered", next(&mut consumer)).await;
+    assert_eq!(&d.data[..], b"m1");
+    assert!(d.redelivered);
+    drop(raw);
+    b.running.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_cluster_name_can_be_renamed() {
     let b = start().await;

@@ -6,7 +6,7 @@
 # rabbitmqadmin v2 takes ~14 minutes to compile on a 2-core machine, so CI does not install it:
 # this suite runs when a v2 `rabbitmqadmin` is on PATH (or $RABBITMQADMIN names one) and
 # otherwise prints SKIP and exits 77, which interop/run.sh counts as skipped, not failed.
-# (Debian's rabbitmq-server package ships the Python v1 rabbitmqadmin; that one is skipped too.)
+# (Debian's rabbitmq-server package ships the Python v1 rabbitmqadmin: test_rabbitmqadmin_v1.sh.)
 set -uo pipefail
 
 : "${WARREN_HTTP_PORT:?WARREN_HTTP_PORT must be set}"
@@ -22,33 +22,9 @@ if [[ ! "$VERSION" =~ ^rabbitmqadmin\ 2\. ]]; then
 fi
 echo "using $BIN ($VERSION)"
 
-T=20 # seconds allowed per invocation
-pass=0
-fail=0
-suffix="$RANDOM$RANDOM"
-vh="interop-admin-$suffix"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-
-ok() { echo "  ok   - $1"; pass=$((pass + 1)); }
-bad() { echo "  FAIL - $1"; fail=$((fail + 1)); }
-admin() { timeout "$T" "$BIN" -H 127.0.0.1 -P "$WARREN_HTTP_PORT" -u guest -p guest --non-interactive "$@"; }
-# expect NAME REGEX CMD...: the command succeeds and its output matches REGEX (grep -E)
-expect() {
-  local name=$1 re=$2 out
-  shift 2
-  if ! out=$(admin "$@" 2>&1); then
-    bad "$name: exit code $?: $(echo "$out" | tail -n 3)"
-  elif [[ -n "$re" ]] && ! grep -Eq -- "$re" <<<"$out"; then
-    bad "$name: output does not match /$re/: $(echo "$out" | tail -n 5)"
-  else
-    ok "$name"
-  fi
-}
-# json FILE PYTHON-EXPR: the JSON document in FILE satisfies the expression (d = document)
-json() {
-  python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' "$1" "$2"
-}
+ADMIN_ARGS=(-H 127.0.0.1 -P "$WARREN_HTTP_PORT" -u guest -p guest --non-interactive)
+# shellcheck source=common.sh
+source "$(dirname "$0")/common.sh"
 
 expect "show overview" "Warren" show overview
 expect "list nodes" "warren@" list nodes

@@ -622,6 +622,11 @@ impl Connection {
         );
         self.phase = Phase::Closing;
         self.closing_since = Some(Instant::now());
+        // RabbitMQ terminates the channels when it sends connection.close, not when close-ok
+        // arrives: consumers are cancelled and unacked messages requeued at once, so a client
+        // that never answers does not hold them for the closing timeout. Exclusive queues stay
+        // until the connection ends.
+        self.release_channels();
     }
 
     /// Encodes a method frame into the write buffer.
@@ -1209,6 +1214,17 @@ impl Connection {
     /// Closes every channel (consumers removed, unacked messages requeued) and deletes the
     /// connection's exclusive queues. Idempotent.
     fn release_all(&mut self) {
+        self.release_channels();
+        if let Some(v) = self.session.vhost.clone() {
+            let exclusive = v.exclusive_queues(self.session.shared.id);
+            for q in exclusive {
+                v.delete_queue(&q);
+            }
+        }
+    }
+
+    /// Closes every channel: consumers cancelled, unacked messages requeued.
+    fn release_channels(&mut self) {
         let ids: Vec<u16> = self.channels.keys().copied().collect();
         for id in ids {
             if let Some(mut c) = self.channels.remove(&id) {
@@ -1216,12 +1232,6 @@ impl Connection {
             }
         }
         self.publish_channels();
-        if let Some(v) = self.session.vhost.clone() {
-            let exclusive = v.exclusive_queues(self.session.shared.id);
-            for q in exclusive {
-                v.delete_queue(&q);
-            }
-        }
     }
 
     /// Answers the client's connection.close; the connection then drains its input.
