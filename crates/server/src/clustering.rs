@@ -203,12 +203,78 @@ pub fn apply_local(broker: &Broker, c: &Change) -> Outcome {
 
 /// The replicated state machine's applier: decodes each committed [`Change`] and applies it
 /// to the broker ([`apply_local`]); snapshots are the replicated definitions as JSON.
+///
+/// The cluster layer rebuilds its applier at every start (the latest snapshot, then every
+/// committed entry after it), but the broker's definitions are durable on their own. So the
+/// applier records the last log index it applied (`<data-dir>/cluster/applied`, replaced
+/// atomically after each apply) and skips what the broker already holds: entries at or below
+/// that index, and snapshots no newer than it. Replaying an old `delete_vhost` would otherwise
+/// delete a vhost re-created since, with the queues declared in it meanwhile. A crash between
+/// an apply and its record re-applies that one entry, which every [`Change`] tolerates.
 pub struct Definitions {
     broker: Weak<Broker>,
+    /// The `applied` file.
+    file: std::path::PathBuf,
+    /// The last applied index (as recorded in `file`).
+    applied: std::sync::atomic::AtomicU64,
+}
+
+/// The name of the applier's last-applied-index file in `<data-dir>/cluster`.
+pub const APPLIED_FILE: &str = "applied";
+
+impl Definitions {
+    /// The applier of `broker`, with its last applied index read from `dir/applied` (0 when
+    /// missing or unreadable: everything is applied again, which is safe, only slower).
+    pub fn open(broker: &Arc<Broker>, dir: &std::path::Path) -> Definitions {
+        let file = dir.join(APPLIED_FILE);
+        let applied = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        Definitions {
+            broker: Arc::downgrade(broker),
+            file,
+            applied: std::sync::atomic::AtomicU64::new(applied),
+        }
+    }
+
+    fn applied(&self) -> u64 {
+        self.applied.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records `index` as applied: in memory, and durably (temp file, fsync, rename).
+    fn record(&self, index: u64) {
+        self.applied.store(index, std::sync::atomic::Ordering::Release);
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = self.file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = self.file.with_extension("tmp");
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, index.to_string().as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.file)?;
+            if let Some(dir) = self.file.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::warn!(index, error = %e, "cannot record the applied cluster index; entries after the last recorded one are applied again at the next start");
+        }
+    }
 }
 
 impl Apply for Definitions {
     fn apply(&self, index: u64, cmd: &[u8]) -> Vec<u8> {
+        if index <= self.applied() {
+            // Already in the broker's own durable definitions (a replay at start).
+            let outcome = match serde_json::from_slice::<Change>(cmd) {
+                Ok(_) => Outcome::Updated,
+                Err(e) => Outcome::Invalid(format!("undecodable command: {e}")),
+            };
+            return serde_json::to_vec(&outcome).expect("an Outcome encodes");
+        }
         let outcome = match (self.broker.upgrade(), serde_json::from_slice::<Change>(cmd)) {
             (Some(b), Ok(c)) => apply_local(&b, &c),
             (None, _) => Outcome::Invalid("the broker is shutting down".into()),
@@ -217,6 +283,7 @@ impl Apply for Definitions {
                 Outcome::Invalid(format!("undecodable command: {e}"))
             }
         };
+        self.record(index);
         serde_json::to_vec(&outcome).expect("an Outcome encodes")
     }
 
@@ -240,12 +307,16 @@ impl Apply for Definitions {
                 json!({"user": u, "vhost": v, "configure": p.configure, "write": p.write, "read": p.read})
             })
             .collect();
-        serde_json::to_vec(&json!({"vhosts": vhosts, "users": users, "permissions": permissions}))
-            .expect("JSON encodes")
+        serde_json::to_vec(&json!({
+            "applied": self.applied(),
+            "vhosts": vhosts, "users": users, "permissions": permissions,
+        }))
+        .expect("JSON encodes")
     }
 
     /// Adds and updates what the snapshot holds; users and permissions it does not hold are
-    /// removed. Vhosts it does not hold are kept (their queues may hold messages).
+    /// removed. Vhosts it does not hold are kept (their queues may hold messages). A snapshot
+    /// no newer than what the broker already applied is skipped.
     fn restore(&self, snap: &[u8]) {
         let Some(b) = self.broker.upgrade() else {
             return;
@@ -254,6 +325,10 @@ impl Apply for Definitions {
             tracing::error!("undecodable cluster snapshot ignored");
             return;
         };
+        let index = doc["applied"].as_u64().unwrap_or(0);
+        if index != 0 && index <= self.applied() {
+            return;
+        }
         let strs = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
         for v in doc["vhosts"].as_array().into_iter().flatten() {
             if let Some(name) = v.as_str() {
@@ -262,7 +337,13 @@ impl Apply for Definitions {
         }
         let mut users = std::collections::HashSet::new();
         for u in doc["users"].as_array().into_iter().flatten() {
-            let tags = crate::http::users::parse_tags(u.get("tags"));
+            let tags: Vec<String> = u["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
             users.insert(strs(u, "name"));
             apply_local(
                 &b,
@@ -297,6 +378,9 @@ impl Apply for Definitions {
                 b.clear_permission(&u, &v);
             }
         }
+        if index != 0 {
+            self.record(index);
+        }
     }
 }
 
@@ -329,9 +413,7 @@ pub async fn start(broker: &Arc<Broker>) -> std::io::Result<()> {
     let Some(config) = cluster_config(&broker.config) else {
         return Ok(());
     };
-    let applier = Arc::new(Definitions {
-        broker: Arc::downgrade(broker),
-    });
+    let applier = Arc::new(Definitions::open(broker, &config.data_dir));
     let listen = config.listen.clone();
     let cluster = Cluster::start(config, applier)
         .await
@@ -395,16 +477,26 @@ mod tests {
         };
         assert!(matches!(apply_local(&b, &bad), Outcome::Invalid(_)));
         // A snapshot restored on another broker carries vhosts, users and permissions.
-        let d1 = Definitions {
-            broker: Arc::downgrade(&b),
-        };
+        let dir = std::env::temp_dir().join(format!("warren-clustering-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let d1 = Definitions::open(&b, &dir.join("1"));
+        d1.record(7);
         let b2 = Broker::new(Config::default());
-        let d2 = Definitions {
-            broker: Arc::downgrade(&b2),
-        };
+        let d2 = Definitions::open(&b2, &dir.join("2"));
         d2.restore(&d1.snapshot());
         assert!(b2.vhost("v1").is_some());
         assert!(b2.users.permission("guest", "v1").is_some());
+        // The restored index is recorded (and survives a reopen); entries up to it, and
+        // snapshots no newer, are skipped: the broker holds them already.
+        assert_eq!(Definitions::open(&b2, &dir.join("2")).applied(), 7);
+        let again = serde_json::to_vec(&Change::DeleteVhost { name: "v1".into() }).unwrap();
+        d2.apply(7, &again);
+        assert!(b2.vhost("v1").is_some());
+        d2.apply(8, &again);
+        assert!(b2.vhost("v1").is_none());
+        d2.restore(&d1.snapshot());
+        assert!(b2.vhost("v1").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(
             apply_local(&b, &Change::DeleteVhost { name: "v1".into() }),
             Outcome::Deleted
