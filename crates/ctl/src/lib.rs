@@ -105,6 +105,21 @@ pub enum Cmd {
     },
     /// Broker overview: versions, listeners, totals, rates, alerts
     Status,
+    /// Cluster members, which are running, and the leader (a node without clustering lists itself)
+    #[command(name = "cluster_status", alias = "cluster-status")]
+    ClusterStatus,
+    /// Make the node this command talks to join the cluster of the node at HOST:PORT (its cluster address); the joining node must hold no replicated data of its own
+    #[command(name = "join_cluster", alias = "join-cluster")]
+    JoinCluster {
+        /// Cluster address (--cluster-listen) of any member of the cluster to join
+        address: String,
+    },
+    /// Remove a node from the cluster, by name
+    #[command(name = "forget_cluster_node", alias = "forget-cluster-node")]
+    ForgetClusterNode {
+        /// Node name (warren@host)
+        name: String,
+    },
     /// Queue directories set aside in <data-dir>/quarantine (no definition named them)
     Quarantine {
         /// list or reattach
@@ -633,6 +648,56 @@ pub async fn run(a: &Args) -> Result<String, String> {
         | Cmd::ClearTopicPermissions { .. }
         | Cmd::ListTopicPermissions
         | Cmd::ListUserTopicPermissions { .. } => access(&api, &vh, &a.cmd).await,
+        Cmd::ClusterStatus => {
+            let v = api.call("GET", "/api/cluster", None).await?;
+            if a.json {
+                return Ok(pretty(&v));
+            }
+            let mut out = format!(
+                "Cluster status of node {} (cluster {}, leader {})\n",
+                s(&v["node"]),
+                s(&v["cluster_name"]),
+                match &v["leader"] {
+                    Value::Null => "none".to_string(),
+                    l => s(l),
+                }
+            );
+            let rows: Vec<Vec<String>> = v["members"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|m| {
+                    vec![
+                        s(&m["name"]),
+                        s(&m["address"]),
+                        if m["voter"] == true { "voter" } else { "learner" }.to_string(),
+                        if m["running"] == true { "running" } else { "down" }.to_string(),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(&["node", "address", "role", "state"], &rows));
+            Ok(out)
+        }
+        Cmd::JoinCluster { address } => {
+            api.call("POST", "/api/cluster/join", Some(json!({"address": address})))
+                .await?;
+            Ok(format!("Clustering node with {address} ... joined\n"))
+        }
+        Cmd::ForgetClusterNode { name } => {
+            match api
+                .call_status(
+                    "DELETE",
+                    &format!("/api/cluster/nodes/{}", encode_segment(name)),
+                    None,
+                )
+                .await?
+            {
+                (404, _) => Err(format!("no_such_node: {name} is not a cluster member")),
+                (st, v) if st >= 400 => Err(format!("HTTP {st}: {}", s(&v["reason"]))),
+                _ => Ok(format!("Removing node {name} from the cluster ...\n")),
+            }
+        }
         Cmd::Status => {
             let o = api.call("GET", "/api/overview", None).await?;
             let alerts = api.call("GET", "/api/alerts", None).await?;

@@ -40,6 +40,8 @@ pub struct Broker {
     pub alarms: crate::alarms::Alarms,
     /// The cluster name (`/api/cluster-name`, the AMQP `cluster_name` server property).
     cluster_name: RwLock<String>,
+    /// The cluster layer, when this node is clustered ([`crate::clustering`]).
+    cluster: crate::clustering::Slot,
 }
 
 /// The cluster name until one is set.
@@ -72,9 +74,20 @@ impl Broker {
             persistence,
             alarms,
             cluster_name: RwLock::new(DEFAULT_CLUSTER_NAME.to_string()),
+            cluster: Default::default(),
         };
         b.add_vhost("/");
         Arc::new(b)
+    }
+
+    /// The cluster layer of a clustered node (`None`: clustering is off).
+    pub fn cluster(&self) -> Option<&warren_cluster::Cluster> {
+        self.cluster.get()
+    }
+
+    /// Hands the started cluster layer to the broker (once, at start-up).
+    pub(crate) fn set_cluster(&self, c: warren_cluster::Cluster) {
+        self.cluster.set(c);
     }
 
     /// The cluster name.

@@ -110,6 +110,24 @@ pub struct Cli {
     /// User name of an EXTERNAL (client certificate) login: the subject's CN or its full DN (RabbitMQ's ssl_cert_login_from) [default: common_name]
     #[arg(long, env = "WARREN_SSL_CERT_LOGIN_FROM", value_enum)]
     pub ssl_cert_login_from: Option<CertLoginFrom>,
+    /// This node's name, unique in a cluster; shown by the management API and Prometheus [default: warren@<hostname>]
+    #[arg(long, env = "WARREN_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Inter-node (cluster) listener; giving it or --cluster-seeds turns clustering on. Without either no cluster port is bound [default when clustering: 0.0.0.0:25672]
+    #[arg(long, env = "WARREN_CLUSTER_LISTEN", value_name = "HOST:PORT")]
+    pub cluster_listen: Option<String>,
+    /// Cluster addresses of the other initial members, comma-separated (turns clustering on)
+    #[arg(long, env = "WARREN_CLUSTER_SEEDS", value_name = "HOST:PORT,...")]
+    pub cluster_seeds: Option<String>,
+    /// Shared secret authenticating cluster nodes to each other (RabbitMQ's Erlang cookie); required when clustering
+    #[arg(long, env = "WARREN_CLUSTER_SECRET")]
+    pub cluster_secret: Option<String>,
+    /// File holding the cluster secret (trailing whitespace ignored), instead of --cluster-secret
+    #[arg(long, env = "WARREN_CLUSTER_SECRET_FILE", value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Testing only: short Raft timeouts (elections in under a second, proposals give up after 2 s)
+    #[arg(long, env = "WARREN_CLUSTER_FAST_TIMEOUTS", hide = true)]
+    pub cluster_fast_timeouts: Option<bool>,
 }
 
 /// Which part of a TLS client certificate's subject an EXTERNAL login takes as the user name
@@ -160,6 +178,11 @@ pub struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
     ssl_cert_login_from: Option<CertLoginFrom>,
+    node_name: Option<String>,
+    cluster_listen: Option<String>,
+    cluster_seeds: Option<String>,
+    cluster_secret: Option<String>,
+    cluster_secret_file: Option<PathBuf>,
 }
 
 /// Effective configuration.
@@ -223,6 +246,17 @@ pub struct Config {
     pub tls_ca: Option<PathBuf>,
     /// The user name of an EXTERNAL login.
     pub ssl_cert_login_from: CertLoginFrom,
+    /// This node's name (`warren@<hostname>` by default): the management API's and
+    /// Prometheus' node, and the node's identity in a cluster.
+    pub node_name: String,
+    /// The cluster listener; `None`: clustering is off (no cluster port, no Raft).
+    pub cluster_listen: Option<String>,
+    /// The other initial members' cluster addresses.
+    pub cluster_seeds: Vec<String>,
+    /// The cluster secret (required when `cluster_listen` is set).
+    pub cluster_secret: Option<String>,
+    /// Raft timing (tests shorten it; `--cluster-fast-timeouts`).
+    pub cluster_timeouts: warren_cluster::Timeouts,
     /// The filesystem of the message store (tests inject `warren_store::FaultyFs`; `None` = the
     /// real one). Not a flag.
     pub store_fs: Option<std::sync::Arc<dyn warren_store::FileSystem>>,
@@ -260,6 +294,11 @@ impl Default for Config {
             tls_key: None,
             tls_ca: None,
             ssl_cert_login_from: CertLoginFrom::CommonName,
+            node_name: default_node_name(),
+            cluster_listen: None,
+            cluster_seeds: Vec::new(),
+            cluster_secret: None,
+            cluster_timeouts: warren_cluster::Timeouts::default(),
             store_fs: None,
         }
     }
@@ -277,7 +316,42 @@ impl Config {
             None => FileConfig::default(),
         };
         let d = Config::default();
-        Ok(Config {
+        let cluster_seeds: Vec<String> = cli
+            .cluster_seeds
+            .or(file.cluster_seeds)
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cluster_listen = cli.cluster_listen.or(file.cluster_listen);
+        let cluster_listen = match cluster_listen {
+            Some(l) => Some(l),
+            None if !cluster_seeds.is_empty() => Some(DEFAULT_CLUSTER_LISTEN.to_string()),
+            None => None,
+        };
+        let cluster_secret = match (
+            cli.cluster_secret.or(file.cluster_secret),
+            cli.cluster_secret_file.or(file.cluster_secret_file),
+        ) {
+            (Some(s), _) => Some(s),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read cluster secret file {}: {e}", path.display()))?
+                    .trim_end()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        let cluster_timeouts = if cli.cluster_fast_timeouts.unwrap_or(false) {
+            fast_cluster_timeouts()
+        } else {
+            d.cluster_timeouts.clone()
+        };
+        let config = Config {
             amqp_listen: cli.amqp_listen.or(file.amqp_listen).unwrap_or(d.amqp_listen),
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
             http_listen: cli.http_listen.or(file.http_listen).unwrap_or(d.http_listen),
@@ -349,8 +423,65 @@ impl Config {
                 .ssl_cert_login_from
                 .or(file.ssl_cert_login_from)
                 .unwrap_or(d.ssl_cert_login_from),
+            node_name: cli.node_name.or(file.node_name).unwrap_or(d.node_name),
+            cluster_listen,
+            cluster_seeds,
+            cluster_secret,
+            cluster_timeouts,
             store_fs: None,
-        })
+        };
+        config.check_cluster()?;
+        Ok(config)
+    }
+
+    /// Whether this node runs the cluster layer (`--cluster-listen` or `--cluster-seeds`).
+    pub fn clustering(&self) -> bool {
+        self.cluster_listen.is_some()
+    }
+
+    /// Refuses a clustering configuration without a secret, or with an empty node name.
+    pub fn check_cluster(&self) -> Result<(), String> {
+        if self.node_name.trim().is_empty() {
+            return Err("node_name must not be empty".into());
+        }
+        if self.clustering() && self.cluster_secret.as_deref().unwrap_or("").is_empty() {
+            return Err(
+                "clustering (--cluster-listen or --cluster-seeds) needs a shared secret: \
+                 --cluster-secret or --cluster-secret-file (WARREN_CLUSTER_SECRET)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// RabbitMQ's inter-node (distribution) port, Warren's cluster listener when clustering is on
+/// and no `--cluster-listen` is given.
+pub const DEFAULT_CLUSTER_LISTEN: &str = "0.0.0.0:25672";
+
+/// `warren@<hostname>`: the host name from the kernel (`/proc/sys/kernel/hostname`), else
+/// `$HOSTNAME`, else `localhost`.
+pub fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("warren@{host}")
+}
+
+/// The short Raft timing of `--cluster-fast-timeouts` (tests on loopback): heartbeats every
+/// 50 ms, elections after 300–600 ms of silence, proposals given up (503) after 2 s.
+pub fn fast_cluster_timeouts() -> warren_cluster::Timeouts {
+    warren_cluster::Timeouts {
+        heartbeat: Duration::from_millis(50),
+        election_min: Duration::from_millis(300),
+        election_max: Duration::from_millis(600),
+        rpc: Duration::from_millis(500),
+        connect: Duration::from_millis(500),
+        propose: Duration::from_secs(2),
+        retry: Duration::from_millis(100),
     }
 }
 
@@ -416,6 +547,39 @@ mod tests {
             Config::from_cli(cli).unwrap().alert_webhook_ca,
             Some(PathBuf::from("/tmp/ca.pem"))
         );
+        // Clustering is off without cluster flags; seeds alone turn it on at RabbitMQ's 25672;
+        // it needs a secret (flag, file or TOML).
+        assert!(!c.clustering());
+        assert!(c.node_name.starts_with("warren@"));
+        let cli = Cli::parse_from(["warren", "--cluster-seeds", "a:25672, b:25672"]);
+        assert!(Config::from_cli(cli).unwrap_err().contains("cluster-secret"));
+        std::fs::write(dir.join("secret"), "s3cret\n").unwrap();
+        let secret_file = dir.join("secret");
+        let cli = Cli::parse_from([
+            "warren",
+            "--cluster-seeds",
+            "a:25672, b:25672",
+            "--cluster-secret-file",
+            secret_file.to_str().unwrap(),
+            "--node-name",
+            "n1@a",
+        ]);
+        let c = Config::from_cli(cli).unwrap();
+        assert!(c.clustering());
+        assert_eq!(c.cluster_listen.as_deref(), Some(DEFAULT_CLUSTER_LISTEN));
+        assert_eq!(c.cluster_seeds, ["a:25672", "b:25672"]);
+        assert_eq!(c.cluster_secret.as_deref(), Some("s3cret"));
+        assert_eq!(c.node_name, "n1@a");
+        std::fs::write(
+            &path,
+            "node_name = \"n2@b\"\ncluster_listen = \"127.0.0.1:25000\"\ncluster_secret = \"x\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["warren", "--config", path.to_str().unwrap()]);
+        let c = Config::from_cli(cli).unwrap();
+        assert_eq!(c.cluster_listen.as_deref(), Some("127.0.0.1:25000"));
+        assert!(c.cluster_seeds.is_empty());
+        assert_eq!(c.node_name, "n2@b");
         std::fs::write(&path, "bogus = 1\n").unwrap();
         let cli = Cli::parse_from(["warren", "--config", path.to_str().unwrap()]);
         assert!(Config::from_cli(cli).is_err());

@@ -13,6 +13,7 @@
 //! - [`queue`]: a live queue: `QueueState` behind one lock, its consuming channels' delivery routes, timers.
 //! - [`policies`]: policies per vhost: applied to queues live, persisted in the definitions log.
 //! - [`limits`]: per-vhost and per-user limits (RabbitMQ's vhost and user limits), durable.
+//! - [`clustering`]: the node's cluster layer (Raft) and the replicated definitions commands.
 //! - [`cli`]: `warren` binary entry point; [`fsck`]: `warren --check-data-dir`, the offline check.
 //! - [`tls`]: the AMQPS (TLS) listener.
 //! - [`http`]: management HTTP API, Prometheus metrics, DLQ tooling, management UI, `warrenctl`.
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod broker;
 pub mod channel;
 pub mod cli;
+pub mod clustering;
 pub mod config;
 pub mod connection;
 pub mod convert;
@@ -76,6 +78,23 @@ pub async fn start(config: Config) -> std::io::Result<RunningBroker> {
         .await
         .map_err(std::io::Error::other)?
         .map_err(std::io::Error::other)?;
+    // Clustering (only with --cluster-listen / --cluster-seeds): the Raft node, before any
+    // listener, so the management API never answers without it.
+    clustering::start(&broker).await?;
+    match serve(broker.clone()).await {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            // A listener that cannot bind stops the start: stop the cluster node with it.
+            if let Some(c) = broker.cluster() {
+                c.shutdown().await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Binds the listeners of an opened broker and starts serving.
+async fn serve(broker: Arc<Broker>) -> std::io::Result<RunningBroker> {
     let config = &broker.config;
     // A bad webhook URL or CA file stops the start, not every alert later.
     let webhook = http::webhook::Webhook::from_config(config).map_err(std::io::Error::other)?;
@@ -154,6 +173,9 @@ impl RunningBroker {
             let _ = t.await;
         }
         let _ = self.alarms_task.await;
+        if let Some(c) = self.broker.cluster() {
+            c.shutdown().await;
+        }
         // The data directory's lock is free when this returns, for a broker started next on
         // it: the tasks above have ended, but a connection task aborted after the close
         // timeout, or an HTTP connection's task finishing its drop on another worker, may

@@ -50,9 +50,9 @@ impl HttpState {
         ChannelKey::new(ConnId((u64::MAX >> 16) - n), 0)
     }
 
-    /// The node name shown in listings.
+    /// This node's name (`--node-name`), shown in listings, `/api/nodes` and Prometheus.
     pub fn node(&self) -> String {
-        format!("warren@{}", self.http_addr.ip())
+        self.broker.config.node_name.clone()
     }
 }
 
@@ -92,6 +92,27 @@ impl ApiError {
 }
 
 impl ApiError {
+    /// 503 `{"error":"service_unavailable","reason":…}`: a clustered node could not get a
+    /// majority to commit a definitions change (nothing changed on any node, unless the
+    /// change reached the leader's log and commits later).
+    pub fn unavailable(reason: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body: json!({"error": "service_unavailable", "reason": reason.into()}),
+        }
+    }
+
+    /// Makes a replicated definitions change ([`crate::clustering::change`]); a cluster
+    /// without a majority is a 503.
+    pub async fn change(
+        broker: &Broker,
+        c: crate::clustering::Change,
+    ) -> Result<crate::clustering::Outcome, ApiError> {
+        crate::clustering::change(broker, c)
+            .await
+            .map_err(|e| ApiError::unavailable(e.0))
+    }
+
     /// 400 with an AMQP error as RabbitMQ reports an operation the management API ran over
     /// AMQP: `403 ACCESS_REFUSED - …`.
     pub fn amqp_failure(e: &AmqpError) -> ApiError {

@@ -14,7 +14,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::shared::{ApiError, ApiResult, Shared, parse_body};
-use crate::auth::{Permission, TopicPermission, User, hash_password};
+use crate::auth::{Permission, TopicPermission, hash_password};
+use crate::clustering::{Change, Outcome};
 
 /// Tags as RabbitMQ accepts them: a list, or a comma-separated string.
 pub fn parse_tags(v: Option<&Value>) -> Vec<String> {
@@ -37,12 +38,11 @@ pub async fn user_put(
     body: Bytes,
 ) -> ApiResult<StatusCode> {
     let doc: Value = parse_body(&body)?;
-    let existed = st.broker.users.get(&name);
     let password_hash = match (
         doc.get("password").and_then(Value::as_str),
         doc.get("password_hash").and_then(Value::as_str),
     ) {
-        (Some(p), _) => hash_password(p),
+        (Some(p), _) => Some(hash_password(p)),
         (None, Some(h)) => {
             let algo = doc
                 .get("hashing_algorithm")
@@ -53,33 +53,28 @@ pub async fn user_put(
                     "hashing algorithm {algo} is not supported"
                 )));
             }
-            h.to_string()
+            Some(h.to_string())
         }
         // Neither: keep the password of an existing user; a new one cannot log in
         // with a password (RabbitMQ's passwordless user).
-        (None, None) => existed
-            .as_ref()
-            .map(|u| u.password_hash.clone())
-            .unwrap_or_default(),
+        (None, None) => None,
     };
-    st.broker.put_user(User {
+    let change = Change::PutUser {
         name,
         password_hash,
         tags: parse_tags(doc.get("tags")),
-    });
-    Ok(if existed.is_some() {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::CREATED
+    };
+    Ok(match ApiError::change(&st.broker, change).await? {
+        Outcome::Created => StatusCode::CREATED,
+        _ => StatusCode::NO_CONTENT,
     })
 }
 
 /// `DELETE /api/users/{name}`.
 pub async fn user_delete(State(st): State<Shared>, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    if st.broker.delete_user(&name) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found())
+    match ApiError::change(&st.broker, Change::DeleteUser { name }).await? {
+        Outcome::NotFound => Err(ApiError::not_found()),
+        _ => Ok(StatusCode::NO_CONTENT),
     }
 }
 
@@ -123,17 +118,21 @@ pub async fn permission_put(
             .map(str::to_string)
             .ok_or_else(|| ApiError::bad_request(format!("missing field '{k}'")))
     };
-    let p = Permission::new(&field("configure")?, &field("write")?, &field("read")?)
-        .map_err(ApiError::bad_request)?;
-    let existed = st.broker.users.permission(&user, &vhost).is_some();
-    st.broker
-        .set_permission(&user, &vhost, p)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(if existed {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::CREATED
-    })
+    let (configure, write, read) = (field("configure")?, field("write")?, field("read")?);
+    // Refused before proposing: a bad regex never reaches the cluster's log.
+    Permission::new(&configure, &write, &read).map_err(ApiError::bad_request)?;
+    let change = Change::SetPermission {
+        user,
+        vhost,
+        configure,
+        write,
+        read,
+    };
+    match ApiError::change(&st.broker, change).await? {
+        Outcome::Created => Ok(StatusCode::CREATED),
+        Outcome::Invalid(reason) => Err(ApiError::bad_request(reason)),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
 }
 
 /// `DELETE /api/permissions/{vhost}/{user}`.
@@ -141,10 +140,9 @@ pub async fn permission_delete(
     State(st): State<Shared>,
     Path((vhost, user)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    if st.broker.clear_permission(&user, &vhost) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found())
+    match ApiError::change(&st.broker, Change::ClearPermission { user, vhost }).await? {
+        Outcome::NotFound => Err(ApiError::not_found()),
+        _ => Ok(StatusCode::NO_CONTENT),
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! This file holds the routes table ([`routes`]) and the helpers every section shares; each
 //! section of the API is a file of its own ([`overview`], [`vhosts`], [`exchanges`],
-//! [`queues`], [`bindings`], [`connections`], [`users`], [`health`]). Every change to a vhost's
+//! [`queues`], [`bindings`], [`cluster`], [`connections`], [`users`], [`health`]). Every change to a vhost's
 //! topology goes through the vhost service ([`crate::vhost::VHost`]).
 
 use axum::Router;
@@ -14,6 +14,7 @@ use super::shared::Shared;
 use crate::http::definitions;
 
 pub mod bindings;
+mod cluster;
 mod common;
 mod connections;
 pub mod exchanges;
@@ -25,6 +26,7 @@ pub mod users;
 mod vhosts;
 
 pub use bindings::*;
+use cluster::*;
 use connections::*;
 pub use exchanges::*;
 use health::*;
@@ -39,6 +41,9 @@ pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/api/overview", get(overview))
         .route("/api/nodes", get(nodes))
+        .route("/api/cluster", get(cluster_status))
+        .route("/api/cluster/join", post(cluster_join))
+        .route("/api/cluster/nodes/{name}", axum::routing::delete(cluster_forget))
         .route("/api/nodes/{name}", get(node_get))
         .route("/api/nodes/{name}/memory", get(node_memory))
         .route("/api/auth/attempts/{name}", get(auth_attempts))

@@ -69,15 +69,36 @@ pub(super) async fn overview(State(st): State<Shared>) -> J {
 }
 
 pub(super) async fn nodes(State(st): State<Shared>) -> J {
-    ok(json!([node_json(&st)]))
+    let (members, _, _) = super::cluster::members(&st).await;
+    ok(Value::Array(
+        members.iter().map(|m| member_json(&st, m)).collect(),
+    ))
+}
+
+/// This node's full record, or another member's: its name, `running` (it answered the
+/// cluster's status call) and cluster address (Warren does not yet fetch other members'
+/// figures).
+fn member_json(st: &Shared, m: &super::cluster::MemberView) -> Value {
+    if m.name == st.node() {
+        let mut v = node_json(st);
+        if !m.address.is_empty() {
+            v["cluster_address"] = json!(m.address);
+        }
+        return v;
+    }
+    json!({"name": m.name, "type": "disc", "running": m.running, "cluster_address": m.address})
 }
 
 /// `GET /api/nodes/{name}`: this node (the only one), or 404.
 pub(super) async fn node_get(State(st): State<Shared>, Path(name): Path<String>) -> J {
-    if name != st.node() {
-        return Err(ApiError::not_found());
+    if name == st.node() {
+        return ok(node_json(&st));
     }
-    ok(node_json(&st))
+    let (members, _, _) = super::cluster::members(&st).await;
+    match members.iter().find(|m| m.name == name) {
+        Some(m) => ok(member_json(&st, m)),
+        None => Err(ApiError::not_found()),
+    }
 }
 
 /// `GET /api/nodes/{name}/memory`: RabbitMQ's `"not_available"` breakdown (Warren has no

@@ -1,6 +1,7 @@
 //! Vhosts (`/api/vhosts`): listing, create, delete (through the vhost service).
 
 use super::common::*;
+use crate::clustering::{Change, Outcome};
 
 pub(super) fn vhost_json(st: &Shared, v: &VHost) -> Value {
     let handles = v.queue_handles();
@@ -50,33 +51,23 @@ pub(super) async fn vhost_put(
     body: Bytes,
 ) -> ApiResult<StatusCode> {
     let _: Value = parse_body(&body)?;
-    if !st.broker.create_vhost(&name) {
-        return Ok(StatusCode::NO_CONTENT);
-    }
     // RabbitMQ grants the administrator who creates a vhost full permissions on it.
-    if st.broker.users.permission(&c.name, &name).is_none() {
-        let _ = st
-            .broker
-            .set_permission(&c.name, &name, crate::auth::Permission::all());
+    let change = Change::PutVhost {
+        name,
+        grant: Some(c.name.clone()),
+    };
+    match ApiError::change(&st.broker, change).await? {
+        Outcome::Created => Ok(StatusCode::CREATED),
+        _ => Ok(StatusCode::NO_CONTENT),
     }
-    Ok(StatusCode::CREATED)
 }
 
 pub(super) async fn vhost_delete(
     State(st): State<Shared>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let v = st.broker.remove_vhost(&name).ok_or_else(ApiError::not_found)?;
-    for c in st.broker.connections() {
-        if c.info.lock().vhost == name {
-            // RabbitMQ's text: `CONNECTION_FORCED - vhost 'NAME' is deleted`.
-            c.close(
-                warren_codec::ReplyCode::ConnectionForced,
-                format!("vhost '{name}' is deleted"),
-            );
-        }
+    match ApiError::change(&st.broker, Change::DeleteVhost { name }).await? {
+        Outcome::NotFound => Err(ApiError::not_found()),
+        _ => Ok(StatusCode::NO_CONTENT),
     }
-    v.delete_contents();
-    st.broker.forget_vhost(&name);
-    Ok(StatusCode::NO_CONTENT)
 }
