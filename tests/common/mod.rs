@@ -358,18 +358,27 @@ pub mod raw {
         buf: BytesMut,
         /// frame_max the server proposed in connection.tune.
         pub frame_max: u32,
+        /// Seconds to wait for each read from the broker before failing the test.
+        pub read_timeout: u64,
     }
 
     impl Raw {
         /// Opens the TCP connection (nothing sent yet).
         pub async fn connect(addr: SocketAddr) -> Raw {
-            let stream = super::within(5, "tcp connect", TcpStream::connect(addr))
+            Raw::connect_within(addr, 5).await
+        }
+
+        /// [`Raw::connect`] allowing `secs` for the connect and for each later read (for tests
+        /// that open thousands of connections at once on a loaded machine).
+        pub async fn connect_within(addr: SocketAddr, secs: u64) -> Raw {
+            let stream = super::within(secs, "tcp connect", TcpStream::connect(addr))
                 .await
                 .expect("tcp connect");
             Raw {
                 stream,
                 buf: BytesMut::with_capacity(64 * 1024),
                 frame_max: 0,
+                read_timeout: secs,
             }
         }
 
@@ -381,7 +390,17 @@ pub mod raw {
 
         /// [`Raw::handshake`] answering tune with `channel_max` (None: the server's proposal).
         pub async fn handshake_with(addr: SocketAddr, heartbeat: u16, channel_max: Option<u16>) -> Raw {
-            let mut r = Raw::connect(addr).await;
+            Raw::handshake_within(addr, heartbeat, channel_max, 5).await
+        }
+
+        /// [`Raw::handshake_with`] allowing `secs` per read (see [`Raw::connect_within`]).
+        pub async fn handshake_within(
+            addr: SocketAddr,
+            heartbeat: u16,
+            channel_max: Option<u16>,
+            secs: u64,
+        ) -> Raw {
+            let mut r = Raw::connect_within(addr, secs).await;
             r.send(&PROTOCOL_HEADER).await;
             match r.next_method().await {
                 Some((0, Method::ConnectionStart(_))) => {}
@@ -522,7 +541,12 @@ pub mod raw {
         /// Reads raw bytes until `n` are buffered or EOF; returns what was buffered.
         pub async fn read_raw(&mut self, n: usize) -> Vec<u8> {
             while self.buf.len() < n {
-                let r = super::within(5, "bytes from the broker", self.stream.read_buf(&mut self.buf)).await;
+                let r = super::within(
+                    self.read_timeout,
+                    "bytes from the broker",
+                    self.stream.read_buf(&mut self.buf),
+                )
+                .await;
                 match r {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
@@ -537,8 +561,12 @@ pub mod raw {
                 if let Some(f) = decode_frame(&mut self.buf, 0).expect("broker sent a valid frame") {
                     return Some(f);
                 }
-                let r =
-                    super::within(5, "a frame from the broker", self.stream.read_buf(&mut self.buf)).await;
+                let r = super::within(
+                    self.read_timeout,
+                    "a frame from the broker",
+                    self.stream.read_buf(&mut self.buf),
+                )
+                .await;
                 match r {
                     Ok(0) | Err(_) => return None,
                     Ok(_) => {}
