@@ -27,3 +27,38 @@ expect() {
 json() {
   python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' "$1" "$2"
 }
+# api PATH: GET a management API path as guest (JSON on stdout), for values the checks need.
+api() {
+  python3 -c 'import base64, sys, urllib.request
+r = urllib.request.Request("http://127.0.0.1:%s%s" % (sys.argv[1], sys.argv[2]))
+r.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+sys.stdout.write(urllib.request.urlopen(r, timeout=10).read().decode())' "$WARREN_HTTP_PORT" "$1"
+}
+# consumer_connection QUEUE: the name of the connection consuming from QUEUE, waiting up to 10 s
+# (empty if none shows up). Other suites' clients may linger, so the queue picks the client.
+consumer_connection() {
+  local name="" _
+  for _ in $(seq 100); do
+    name=$(api /api/consumers 2>/dev/null | python3 -c 'import json, sys
+d = json.load(sys.stdin)
+print(next((c["channel_details"]["connection_name"] for c in d if c["queue"]["name"] == sys.argv[1]), ""))' "$1" 2>/dev/null)
+    [[ -n "$name" ]] && break
+    sleep 0.1
+  done
+  echo "$name"
+}
+# consumer_gone QUEUE: succeeds once no consumer of QUEUE is listed (waits up to 10 s). After a
+# connection.close the consumers go at once (RabbitMQ's rule), although amqp-consume never
+# answers close-ok (both brokers keep listing the connection, without channels, until the
+# socket goes).
+consumer_gone() {
+  local _
+  for _ in $(seq 100); do
+    if api /api/consumers 2>/dev/null | python3 -c 'import json, sys
+sys.exit(any(c["queue"]["name"] == sys.argv[1] for c in json.load(sys.stdin)))' "$1"; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}

@@ -3,9 +3,10 @@
 # Warren's HTTP API: overview, vhosts, exchanges, queues, bindings, publish/get, definitions
 # export/import, health checks. Needs WARREN_HTTP_PORT.
 #
-# rabbitmqadmin v2 takes ~14 minutes to compile on a 2-core machine, so CI does not install it:
-# this suite runs when a v2 `rabbitmqadmin` is on PATH (or $RABBITMQADMIN names one) and
-# otherwise prints SKIP and exits 77, which interop/run.sh counts as skipped, not failed.
+# interop/run.sh installs v2 from crates.io (a debug build) unless one is on PATH or
+# $RABBITMQADMIN names one; without one this suite prints SKIP and exits 77, which run.sh counts
+# as skipped, not failed. Also: users, permissions, policies, limits, the read-only listings,
+# churn, health checks, and a client connection listed and closed (with amqp-tools).
 # (Debian's rabbitmq-server package ships the Python v1 rabbitmqadmin: test_rabbitmqadmin_v1.sh.)
 set -uo pipefail
 
@@ -94,6 +95,64 @@ expect "purge queue" "" --vhost "$vh" purge queue --name audit.q
 expect "delete vhost" "" delete vhost --name "$vh2"
 expect "delete vhost" "" delete vhost --name "$vh"
 if admin list vhosts 2>&1 | grep -q "$vh"; then bad "vhosts deleted"; else ok "vhosts deleted"; fi
+
+# --- the other command families ------------------------------------------------------------
+expect "list users" "^guest[[:space:]]+administrator" list users
+expect "list permissions" "^guest[[:space:]]+/" list permissions
+u="admin-user-$suffix"
+expect "declare user" "" declare user --name "$u" --password "pw-$suffix" --tags monitoring
+expect "list users shows it" "^$u[[:space:]]+monitoring" list users
+expect "declare permissions" "" --vhost / declare permissions --username "$u" --configure '^x$' --read '.*' --write ''
+expect "list permissions shows them" "^$u[[:space:]]+/[[:space:]]+\\^x\\\$" list permissions
+expect "declare policy" "" --vhost / declare policy --name "pol-$suffix" --pattern "^lim-$suffix\\." \
+  --apply-to queues --definition '{"max-length": 5}'
+expect "policies list_matching_object" "pol-$suffix" --vhost / policies list_matching_object --name "lim-$suffix.q" --type queues
+expect "policies patch" "" --vhost / policies patch --name "pol-$suffix" --definition '{"message-ttl": 60000}'
+expect "list policies shows the merged definition" "pol-$suffix.*max-length: 5.*message-ttl: 60000" --vhost / list policies
+expect "delete policy" "" --vhost / delete policy --name "pol-$suffix"
+expect "declare vhost_limit" "" --vhost / declare vhost_limit --name max-queues --value 100000
+expect "list vhost_limits" "max-queues: 100000" list vhost_limits
+expect "delete vhost_limit" "" --vhost / delete vhost_limit --name max-queues
+expect "declare user_limit" "" declare user_limit --username "$u" --name max-connections --value 7
+expect "list user_limits" "^$u[[:space:]]+max-connections: 7" list user_limits
+expect "delete user_limit" "" delete user_limit --username "$u" --name max-connections
+for what in parameters operator_policies feature_flags deprecated_features deprecated_features_in_use; do
+  expect "list $what" "" list "$what"
+done
+expect "show churn" "connections opened" show churn
+node=$(api /api/nodes | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["name"])' 2>/dev/null)
+expect "show memory_breakdown_in_bytes (not available, as RabbitMQ says)" "not available" show memory_breakdown_in_bytes --node "$node"
+expect "health_check node_is_quorum_critical" "passed" health_check node_is_quorum_critical
+expect "health_check protocol_listener amqp" "passed" health_check protocol_listener --protocol amqp
+amqp_port=$(sed -E 's|.*:([0-9]+)/.*|\1|' <<<"${AMQP_URL:-}")
+if [[ "$amqp_port" =~ ^[0-9]+$ ]]; then
+  expect "health_check port_listener" "passed" health_check port_listener --port "$amqp_port"
+fi
+expect "delete user" "" delete user --name "$u"
+if admin list users 2>&1 | grep -q "^$u"; then bad "user deleted"; else ok "user deleted"; fi
+
+# A client connection (amqp-consume, Debian's amqp-tools): listed with its channel and
+# consumer, listed as guest's, then closed by the CLI.
+if [[ -n "${AMQP_URL:-}" ]] && command -v amqp-consume >/dev/null 2>&1; then
+  amqp-consume -u "$AMQP_URL" -q "v2.close.me.$suffix" -d cat >/dev/null 2>&1 &
+  consumer=$!
+  name=$(consumer_connection "v2.close.me.$suffix")
+  if [[ -z "$name" ]]; then
+    bad "the client's consumer is listed"
+  else
+    expect "list consumers shows the client's consumer" "v2\\.close\\.me\\.$suffix" list consumers
+    expect "list connections shows the client" "$name" list connections
+    expect "list channels shows its channel" "$name \\(1\\)" list channels
+    expect "connections list_of_user guest" "$name" connections list_of_user --username guest
+    expect "list user_connections guest" "$name" list user_connections --username guest
+    expect "connections close" "" connections close --name "$name"
+    if consumer_gone "v2.close.me.$suffix"; then ok "the closed client's consumer is gone"; else bad "the closed client's consumer is still listed"; fi
+  fi
+  kill "$consumer" 2>/dev/null
+  wait "$consumer" 2>/dev/null
+else
+  echo "  (no amqp-consume or AMQP_URL: connection checks not run)"
+fi
 
 # wrong password is refused
 if timeout "$T" "$BIN" -H 127.0.0.1 -P "$WARREN_HTTP_PORT" -u guest -p wrong --non-interactive list vhosts >/dev/null 2>&1; then

@@ -92,36 +92,15 @@ fi
 if command -v amqp-consume >/dev/null 2>&1; then
   amqp-consume -u "$AMQP_URL" -q "close.me.$suffix" -d cat >/dev/null 2>&1 &
   consumer=$!
-  name=""
-  for _ in $(seq 100); do
-    # The connection of the consumer on this suite's queue (other suites' clients may linger).
-    name=$(admin -f raw_json list consumers 2>/dev/null | python3 -c 'import json, sys
-d = json.load(sys.stdin)
-print(next((c["channel_details"]["connection_name"] for c in d if c["queue"]["name"] == sys.argv[1]), ""))' "close.me.$suffix" 2>/dev/null)
-    [[ -n "$name" ]] && break
-    sleep 0.1
-  done
+  name=$(consumer_connection "close.me.$suffix")
   if [[ -z "$name" ]]; then
-    bad "list consumers shows the client's consumer"
+    bad "the client's consumer is listed"
   else
-    ok "list consumers shows the client's consumer"
+    expect "list consumers shows the client's consumer" "close\\.me\\.$suffix" list consumers queue.name consumer_tag
     expect "list connections shows the client" "$name" list connections name
     expect "list channels" "$name" list channels name
     expect "close connection" "connection closed" close connection name="$name"
-    # Its channels go with the connection.close (RabbitMQ's rule): the consumer is gone at
-    # once, although amqp-consume never answers close-ok (the broker drops the socket after the
-    # closing timeout).
-    gone=0
-    for _ in $(seq 50); do
-      if admin -f raw_json list consumers 2>/dev/null | python3 -c 'import json, sys
-d = json.load(sys.stdin)
-sys.exit(1 if any(c["queue"]["name"] == sys.argv[1] for c in d) else 0)' "close.me.$suffix"; then
-        gone=1
-        break
-      fi
-      sleep 0.1
-    done
-    if [[ $gone -eq 1 ]]; then ok "the closed client's consumer is gone"; else bad "the closed client's consumer is still listed"; fi
+    if consumer_gone "close.me.$suffix"; then ok "the closed client's consumer is gone"; else bad "the closed client's consumer is still listed"; fi
   fi
   kill "$consumer" 2>/dev/null
   wait "$consumer" 2>/dev/null

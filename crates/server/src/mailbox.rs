@@ -95,6 +95,13 @@ pub struct ChannelShared {
     /// Publishes waiting for tx.commit (RabbitMQ's `messages_uncommitted`), as of the
     /// connection's last read batch.
     pub uncommitted: AtomicU32,
+    /// Deliveries acked inside an open transaction (RabbitMQ's `acks_uncommitted`), as of the
+    /// connection's last read batch.
+    pub acks_uncommitted: AtomicU32,
+    /// Deliveries an open transaction's acks and rejects took from the unacked ones; they still
+    /// hold their prefetch slots until the commit, but RabbitMQ no longer counts them in
+    /// `messages_unacknowledged`.
+    pub held_by_tx: AtomicU32,
 }
 
 impl ChannelShared {

@@ -270,22 +270,22 @@ impl Channel {
 
     /// basic.ack: applied now, or buffered in a transaction.
     pub(super) fn basic_ack(&mut self, s: &mut Session, tag: u64, multiple: bool) -> AmqpResult<()> {
-        if let Some(tx) = self.tx.as_mut() {
-            tx.push(TxOp::Ack { tag, multiple });
-            return Ok(());
+        let taken = self.take_unacked(tag, multiple)?;
+        match self.tx.as_mut() {
+            Some(tx) => tx.push(TxOp::Ack(taken)),
+            None => self.ack_taken(s, taken),
         }
-        self.ack(s, tag, multiple)
+        Ok(())
     }
 
-    pub(super) fn ack(&mut self, s: &mut Session, tag: u64, multiple: bool) -> AmqpResult<()> {
-        let taken = self.take_unacked(tag, multiple)?;
+    /// Acknowledges deliveries already taken out of the unacked ones.
+    pub(super) fn ack_taken(&mut self, s: &mut Session, taken: Vec<Unacked>) {
         let n = taken.len() as u32;
         for (q, seqs) in by_queue(taken) {
             q.ack(&seqs);
         }
         s.broker.metrics.acked.fetch_add(n as u64, Ordering::Relaxed);
         self.shared.release(n);
-        Ok(())
     }
 
     /// basic.reject / basic.nack: applied now, or buffered in a transaction.
@@ -295,25 +295,21 @@ impl Channel {
         multiple: bool,
         requeue: Option<Return>,
     ) -> AmqpResult<()> {
-        if let Some(tx) = self.tx.as_mut() {
-            tx.push(TxOp::Reject {
-                tag,
-                multiple,
-                requeue,
-            });
-            return Ok(());
+        let taken = self.take_unacked(tag, multiple)?;
+        match self.tx.as_mut() {
+            Some(tx) => tx.push(TxOp::Reject { taken, requeue }),
+            None => self.reject_taken(taken, requeue),
         }
-        self.reject(tag, multiple, requeue)
+        Ok(())
     }
 
-    pub(super) fn reject(&mut self, tag: u64, multiple: bool, requeue: Option<Return>) -> AmqpResult<()> {
-        let taken = self.take_unacked(tag, multiple)?;
+    /// Rejects deliveries already taken out of the unacked ones.
+    pub(super) fn reject_taken(&mut self, taken: Vec<Unacked>, requeue: Option<Return>) {
         let n = taken.len() as u32;
         for (q, seqs) in by_queue(taken) {
             q.reject(&seqs, requeue);
         }
         self.shared.release(n);
-        Ok(())
     }
 
     /// basic.recover / basic.recover-async: every unacked message is requeued (redelivered).

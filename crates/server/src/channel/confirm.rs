@@ -82,15 +82,19 @@ impl Channel {
         })
     }
 
-    /// Shows the management API this channel's unconfirmed and uncommitted publishes
+    /// Shows the management API this channel's unconfirmed and uncommitted publishes and acks
     /// ([`crate::mailbox::ChannelShared`]): called once per read batch, it stores only what
     /// changed.
     pub fn publish_pending_counts(&self) {
         let unconfirmed = self.confirms.as_ref().map_or(0, |cf| cf.pending.len() as u32);
         let uncommitted = self.tx.as_ref().map_or(0, |tx| tx.publishes());
+        let acks_uncommitted = self.tx.as_ref().map_or(0, |tx| tx.acks());
+        let held = self.tx.as_ref().map_or(0, |tx| tx.held());
         for (shown, now) in [
             (&self.shared.unconfirmed, unconfirmed),
             (&self.shared.uncommitted, uncommitted),
+            (&self.shared.acks_uncommitted, acks_uncommitted),
+            (&self.shared.held_by_tx, held),
         ] {
             if shown.load(Ordering::Relaxed) != now {
                 shown.store(now, Ordering::Relaxed);

@@ -150,6 +150,16 @@ impl Channel {
         }
     }
 
+    /// Puts deliveries a transaction's acks or rejects had taken back among the unacked ones
+    /// (tx.rollback, or the channel closing with a transaction open), in tag order.
+    fn restore_unacked(&mut self, held: impl Iterator<Item = Unacked>) {
+        let before = self.unacked.len();
+        self.unacked.extend(held);
+        if self.unacked.len() != before {
+            self.unacked.make_contiguous().sort_by_key(|u| u.tag);
+        }
+    }
+
     /// One complete command of this open channel (not `channel.open`/`channel.close`, which
     /// the connection handles). An error is the caller's to turn into a channel or
     /// connection close.
@@ -231,6 +241,10 @@ impl Channel {
             } else if !detached.iter().any(|q| Arc::ptr_eq(q, &rec.queue)) {
                 detached.push(rec.queue);
             }
+        }
+        // Deliveries an open transaction acked or rejected go back with the others.
+        if let Some(tx) = self.tx.take() {
+            self.restore_unacked(tx.into_held());
         }
         let n = self.unacked.len() as u32;
         let mut queues: Vec<Arc<Queue>> = Vec::new();

@@ -1001,6 +1001,84 @@ fn tx_commit_applies_publishes_and_acks_rollback_discards() {
     assert_eq!(e.code, ReplyCode::NotFound);
 }
 
+/// A transactional channel holding two unacked deliveries (tags 1 and 2) of queue `q`.
+fn two_unacked_in_tx() -> Harness {
+    let mut h = Harness::new();
+    h.declare("q");
+    for body in ["a", "b"] {
+        h.publish("q", body).unwrap();
+        h.call(BasicGet {
+            queue: s("q"),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    h.call(TxSelect {}).unwrap();
+    h
+}
+
+#[test]
+fn tx_acks_take_their_tags_at_once_and_rollback_gives_them_back() {
+    let mut h = two_unacked_in_tx();
+    h.call(BasicAck {
+        delivery_tag: 1,
+        multiple: false,
+    })
+    .unwrap();
+    // As RabbitMQ: acking the same tag again inside the transaction fails at once, not at
+    // tx.commit.
+    let e = h.fails(BasicAck {
+        delivery_tag: 1,
+        multiple: false,
+    });
+    assert_eq!(e.code, ReplyCode::PreconditionFailed);
+    assert_eq!(e.text, "unknown delivery tag 1");
+    let mut h = two_unacked_in_tx();
+    h.call(BasicAck {
+        delivery_tag: 2,
+        multiple: true,
+    })
+    .unwrap();
+    let e = h.fails(BasicNack {
+        delivery_tag: 9,
+        multiple: false,
+        requeue: true,
+    });
+    assert_eq!(e.code, ReplyCode::PreconditionFailed);
+    let mut h = two_unacked_in_tx();
+    h.call(BasicAck {
+        delivery_tag: 2,
+        multiple: true,
+    })
+    .unwrap();
+    h.call(TxRollback {}).unwrap();
+    assert_eq!(
+        h.s.queue_for_use("q").unwrap().counts().unacked,
+        2,
+        "nothing acked"
+    );
+    // The rolled-back tags are unacked again, in order: a multiple ack of the last one
+    // takes both, and the commit applies it.
+    h.call(BasicAck {
+        delivery_tag: 2,
+        multiple: true,
+    })
+    .unwrap();
+    h.call(TxCommit {}).unwrap();
+    let c = h.s.queue_for_use("q").unwrap().counts();
+    assert_eq!((c.ready, c.unacked), (0, 0));
+    // A channel closing with acks in an open transaction requeues those deliveries too.
+    let mut h = two_unacked_in_tx();
+    h.call(BasicAck {
+        delivery_tag: 2,
+        multiple: true,
+    })
+    .unwrap();
+    h.c.release(&mut h.s);
+    let c = h.s.queue_for_use("q").unwrap().counts();
+    assert_eq!((c.ready, c.unacked), (2, 0));
+}
+
 #[test]
 fn tx_commit_and_rollback_need_tx_select() {
     let mut h = Harness::new();

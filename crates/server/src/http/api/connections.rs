@@ -276,8 +276,9 @@ fn channel_items(st: &Shared, c: &ConnShared, info: &ConnInfo) -> Vec<ChannelIte
 }
 
 /// One channel as RabbitMQ's management API shows it (the fields rabbitmqadmin v2 requires
-/// included). Unconfirmed and uncommitted publishes are as of the connection's last read batch;
-/// uncommitted acks are not counted (0).
+/// included). Unconfirmed and uncommitted publishes and uncommitted acks are as of the
+/// connection's last read batch; deliveries acked or rejected inside an open transaction are
+/// not counted as unacknowledged (RabbitMQ takes them out of the channel's unacked ones).
 fn channel_json(st: &Shared, item: &ChannelItem, consumers: &ChannelConsumers) -> Value {
     let (name, key, ch, info) = item;
     let (consumer_count, prefetch) = consumers.get(key).copied().unwrap_or_default();
@@ -289,10 +290,10 @@ fn channel_json(st: &Shared, item: &ChannelItem, consumers: &ChannelConsumers) -
         "global_prefetch_count": ch.limit.load(Ordering::Relaxed),
         "confirm": ch.confirm.load(Ordering::Relaxed),
         "transactional": ch.transactional.load(Ordering::Relaxed),
-        "messages_unacknowledged": ch.unacked.load(Ordering::Relaxed),
+        "messages_unacknowledged": ch.unacked.load(Ordering::Relaxed).saturating_sub(ch.held_by_tx.load(Ordering::Relaxed)),
         "messages_unconfirmed": ch.unconfirmed.load(Ordering::Relaxed),
         "messages_uncommitted": ch.uncommitted.load(Ordering::Relaxed),
-        "acks_uncommitted": 0, "pending_raft_commands": 0,
+        "acks_uncommitted": ch.acks_uncommitted.load(Ordering::Relaxed), "pending_raft_commands": 0,
     })
 }
 
