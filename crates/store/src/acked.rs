@@ -54,11 +54,12 @@ impl AckedSet {
     }
 
     /// Every record before `end` is acked (the segment's live count reached zero): the bits
-    /// are dropped, later records start a new bitmap.
+    /// are dropped, later records start a new bitmap (in the same allocation, so a queue whose
+    /// consumers keep up does not allocate per message).
     pub(crate) fn all_below(&mut self, end: u32) {
         self.below = end;
         self.base = end / GRAIN / 64;
-        self.words = Vec::new();
+        self.words.clear();
     }
 
     /// Heap bytes held.
@@ -84,11 +85,9 @@ mod tests {
         assert!(s.insert(100_000));
         assert!(s.contains(100_000) && !s.contains(100_016));
         s.all_below(200_000);
-        assert_eq!(s.heap_bytes(), 0);
         assert!(s.contains(16) && s.contains(199_999));
         assert!(!s.contains(200_000));
         assert!(s.insert(200_016));
         assert!(s.contains(200_016) && !s.contains(200_000));
-        assert!(s.heap_bytes() <= 64);
     }
 }
