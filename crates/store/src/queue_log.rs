@@ -1573,11 +1573,9 @@ impl QueueLog {
     }
 
     /// The offsets of the records of segment `n` at or after `start` (which starts a record),
-    /// read from its file: a purge of messages kept only on disk.
+    /// read from its file and, for the segment being written, its write buffer (not flushed:
+    /// a purge must work on a poisoned store): a purge of messages kept only on disk.
     fn record_offsets(&mut self, n: u32, start: u32) -> Result<Vec<u32>, StoreError> {
-        if self.writer.as_ref().is_some_and(|w| w.seg == n) {
-            self.flush_writer()?;
-        }
         let Some(seg) = self.segments.get(&n) else {
             return Ok(Vec::new());
         };
@@ -1587,10 +1585,25 @@ impl QueueLog {
         }
         let damaged = seg.damaged.clone();
         let path = msgs_path(&self.dir, n);
-        let handle = self.segment_handle(n)?;
-        let mut data = vec![0u8; (end - start) as usize];
-        let got = read_upto(&*handle, &mut data, start.into()).map_err(|e| io_at(&path, "read", e))?;
-        data.truncate(got);
+        // Bytes from `start` already in the file, then the rest from the write buffer.
+        let (file_end, buffered) = match &self.writer {
+            Some(w) if w.seg == n => {
+                let from = u64::from(start).max(w.written) - w.written;
+                (
+                    w.written.min(u64::from(end)),
+                    w.buf.get(from as usize..).unwrap_or(&[]).to_vec(),
+                )
+            }
+            _ => (u64::from(end), Vec::new()),
+        };
+        let mut data = Vec::new();
+        if u64::from(start) < file_end {
+            let handle = self.segment_handle(n)?;
+            data = vec![0u8; (file_end - u64::from(start)) as usize];
+            let got = read_upto(&*handle, &mut data, start.into()).map_err(|e| io_at(&path, "read", e))?;
+            data.truncate(got);
+        }
+        data.extend_from_slice(&buffered);
         let mut out = Vec::new();
         let mut p = start;
         while p < end {
