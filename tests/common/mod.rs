@@ -105,6 +105,21 @@ pub async fn declare_durable(ch: &lapin::Channel, name: &str, args: lapin::types
     .unwrap();
 }
 
+/// The message count of queue `name` (a passive declare).
+pub async fn message_count(ch: &lapin::Channel, name: &str) -> u32 {
+    ch.queue_declare(
+        name.into(),
+        lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("passive declare {name}: {e}"))
+    .message_count()
+}
+
 /// Awaits `fut`, failing the test after `secs` seconds.
 pub async fn within<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
     match tokio::time::timeout(Duration::from_secs(secs), fut).await {

@@ -297,6 +297,12 @@ fn good_record_at(data: &[u8], pos: usize, valid_len: &impl Fn(usize) -> bool) -
     crc_of(len_bytes, &[&data[pos + FRAME_LEN..next]]) == crc
 }
 
+/// The first offset at or after `from` in `data` where a good record starts (see
+/// `good_record_at`): where reading resumes after a damaged record.
+pub(crate) fn next_good_record(data: &[u8], from: usize, valid_len: impl Fn(usize) -> bool) -> Option<usize> {
+    (from..data.len()).find(|&p| good_record_at(data, p, &valid_len))
+}
+
 /// Scans the records of a file whose whole contents are `data` (header already checked).
 /// `valid_len` says which body lengths the file kind allows.
 ///

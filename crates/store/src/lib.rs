@@ -30,6 +30,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(unreachable_pub)]
 
+mod acked;
 pub mod definitions;
 pub mod error;
 pub mod faulty;

@@ -2,6 +2,11 @@
 //! in-memory index of which messages in each segment are still live, buffered appends, acks
 //! and delivery counters, reads for paging, and recovery on open.
 //!
+//! The index holds nothing per message: per segment a record count, a live count, the end of
+//! its last record, and an [`AckedSet`] (a bitmap of acked records, allocated on the first ack
+//! in the segment). Page-in reads and purges find the records by walking the segment's bytes,
+//! so a backlog left on disk costs about 100 bytes of memory per 8 MiB segment.
+//!
 //! # Layout of `<root>/queues/<name>/`
 //!
 //! - `msgs.0000000001`, `msgs.0000000002`, …: message segments (10-digit numbers). A segment
@@ -48,6 +53,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::acked::AckedSet;
 use crate::error::{StoreError, io_at};
 use crate::format::{
     self, AckRecord, FRAME_LEN, HEADER_LEN, HeaderCheck, MAGIC_ACK_INDEX, MAGIC_ACKS, MAGIC_MSGS,
@@ -121,7 +127,10 @@ impl RecoveredRef<'_> {
 #[derive(Debug)]
 pub struct ReadPlan {
     runs: Vec<ReadRun>,
+    /// Where to continue if the plan reads nothing.
     next: MsgPos,
+    max_msgs: usize,
+    max_bytes: usize,
 }
 
 /// One `pread` of a plan: a run of records in one segment.
@@ -131,9 +140,12 @@ struct ReadRun {
     path: PathBuf,
     /// The open segment file, until read.
     handle: Option<Arc<dyn FileHandle>>,
+    /// Where the read starts: a record's offset.
     first: u64,
+    /// Where it ends (a record cut here is read again by the next plan).
     end: u64,
-    offs: Vec<u32>,
+    /// The end of the segment's last record when planned.
+    seg_end: u64,
     /// The segment's deliveries were recorded (see the module doc).
     recorded: bool,
     /// What was read.
@@ -153,13 +165,31 @@ impl ReadPlan {
         for run in &mut self.runs {
             let Some(handle) = run.handle.take() else { continue };
             let mut buf = vec![0u8; (run.end - run.first) as usize];
-            match read_upto(&*handle, &mut buf, run.first) {
-                Ok(got) => {
-                    buf.truncate(got);
-                    run.data = Bytes::from(buf);
+            let mut got = match read_upto(&*handle, &mut buf, run.first) {
+                Ok(got) => got,
+                Err(e) => {
+                    run.error = Some((run.path.clone(), e.kind(), e.to_string()));
+                    continue;
                 }
-                Err(e) => run.error = Some((run.path.clone(), e.kind(), e.to_string())),
+            };
+            // The first record always comes back whole, so every read makes progress.
+            if got >= FRAME_LEN {
+                let len = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
+                let need = FRAME_LEN + len;
+                if len <= format::MAX_BODY && need > got && run.first + need as u64 <= run.seg_end {
+                    buf.resize(need, 0);
+                    match read_upto(&*handle, &mut buf[got..], run.first + got as u64) {
+                        Ok(more) => got += more,
+                        Err(e) => {
+                            run.error = Some((run.path.clone(), e.kind(), e.to_string()));
+                            continue;
+                        }
+                    }
+                    run.end = run.first + need as u64;
+                }
             }
+            buf.truncate(got);
+            run.data = Bytes::from(buf);
         }
         self
     }
@@ -189,6 +219,21 @@ fn parse_numbered(name: &str, prefix: &str) -> Option<u32> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// The offset of the next good record of a segment's file after `from` (short of `end`), or
+/// `end` if none: where reading resumes after damage found by a page-in read.
+fn resync_in_file(fs: &dyn FileSystem, path: &Path, from: u64, end: u64) -> u64 {
+    if from >= end {
+        return end;
+    }
+    let Ok(h) = fs.open_read(path) else { return end };
+    let mut data = vec![0u8; (end - from) as usize];
+    let Ok(got) = read_upto(&*h, &mut data, from) else {
+        return end;
+    };
+    data.truncate(got);
+    format::next_good_record(&data, 0, |l| l >= 8).map_or(end, |q| from + q as u64)
 }
 
 /// Reads a whole file into memory.
@@ -249,18 +294,43 @@ struct AckWriter {
     buf: Vec<u8>,
 }
 
-/// The index of one segment: the offsets of its messages (ascending) and which are acked.
+/// What the log keeps in memory about one segment: counts, where its records end, and which
+/// are acked ([`AckedSet`]: nothing until one is). No per-message entry: records are found by
+/// reading the segment (page-in reads, purges).
 #[derive(Default)]
 struct Segment {
-    offsets: Vec<u32>,
-    acked: Vec<bool>,
+    /// Records in it, live or acked.
+    count: u32,
     live: u32,
+    /// Byte offset just past its last good record (for the segment being written: past the
+    /// last append).
+    end: u32,
+    acked: AckedSet,
+    /// Byte ranges `[start, end)` found damaged (by recovery or a read): never records; reads
+    /// skip them.
+    damaged: Vec<(u32, u32)>,
     acks: Option<AckWriter>,
     /// Recovery found corruption: never removed automatically (kept for inspection).
     keep: bool,
     /// Its messages' deliveries are recorded (header flag); if not, they all count as
     /// delivered.
     deliveries_recorded: bool,
+}
+
+impl Segment {
+    /// The end of the damaged range holding `offset`, if one does.
+    fn damaged_end(&self, offset: u32) -> Option<u32> {
+        self.damaged
+            .iter()
+            .find(|&&(s, e)| s <= offset && offset < e)
+            .map(|&(_, e)| e)
+    }
+
+    /// Average record size (for planning reads).
+    fn avg_record(&self) -> usize {
+        ((self.end.saturating_sub(HEADER_LEN as u32) / self.count.max(1)) as usize)
+            .max(crate::acked::GRAIN as usize)
+    }
 }
 
 struct Writer {
@@ -475,7 +545,13 @@ impl QueueLog {
             }
         }
         let (segments, acks_now) = self.index_contents();
-        if !damaged && acks_now.iter().eq(ack_files.iter()) && segments.iter().eq(created.iter()) {
+        // An index that lists nothing (every segment it recorded was removed) goes.
+        let empty_file = segments.is_empty() && acks_now.is_empty() && scanned > 0;
+        if !damaged
+            && !empty_file
+            && acks_now.iter().eq(ack_files.iter())
+            && segments.iter().eq(created.iter())
+        {
             self.index_records = scanned;
             return Ok(false);
         }
@@ -645,6 +721,10 @@ impl QueueLog {
             self.report.skipped_regions += 1;
             self.report.skipped_bytes += p.skipped;
             self.report.warn(&path, p.offset, p.reason.clone());
+            seg.damaged.push((
+                p.offset as u32,
+                (p.offset + p.skipped).min(u64::from(u32::MAX)) as u32,
+            ));
         }
         match scan.torn_at {
             // Only the segment written last can end in a torn write (every open starts a new
@@ -667,15 +747,17 @@ impl QueueLog {
             }
             None => {}
         }
-        seg.offsets = scan.records.iter().map(|(off, _)| *off).collect();
-        seg.acked = vec![false; seg.offsets.len()];
-        seg.live = seg.offsets.len() as u32;
+        // Only while recovering: the record offsets, to check the ack file's records against.
+        let offsets: Vec<u32> = scan.records.iter().map(|(off, _)| *off).collect();
+        seg.count = offsets.len() as u32;
+        seg.live = seg.count;
+        seg.end = scan.records.last().map_or(HEADER_LEN, |(_, r)| r.end) as u32;
 
         let mut counts: HashMap<u32, (u32, u32)> = HashMap::new();
         let mut delivered = std::collections::HashSet::new();
         let mut changed = false;
         if has_acks {
-            changed |= self.recover_acks(n, &mut seg, &mut counts, &mut delivered)?;
+            changed |= self.recover_acks(n, &mut seg, &offsets, &mut counts, &mut delivered)?;
         }
         if seg.live == 0 && !seg.keep {
             fs.remove_file(&path).map_err(|e| io_at(&path, "remove", e))?;
@@ -685,8 +767,8 @@ impl QueueLog {
             self.report.segments_removed += 1;
             return Ok(true);
         }
-        for (i, (off, range)) in scan.records.iter().enumerate() {
-            if seg.acked[i] {
+        for (off, range) in &scan.records {
+            if seg.acked.contains(*off) {
                 continue;
             }
             let (seq, payload) =
@@ -712,8 +794,6 @@ impl QueueLog {
                 payload,
             });
         }
-        seg.offsets.shrink_to_fit();
-        seg.acked.shrink_to_fit();
         self.live += seg.live as u64;
         self.segments.insert(n, seg);
         Ok(changed)
@@ -724,6 +804,7 @@ impl QueueLog {
         &mut self,
         n: u32,
         seg: &mut Segment,
+        offsets: &[u32],
         counts: &mut HashMap<u32, (u32, u32)>,
         delivered: &mut std::collections::HashSet<u32>,
     ) -> Result<bool, StoreError> {
@@ -773,16 +854,16 @@ impl QueueLog {
                 AckRecord::Ack(o) | AckRecord::Delivered(o) => o,
                 AckRecord::Counts { offset, .. } => offset,
             };
-            let Ok(i) = seg.offsets.binary_search(&target) else {
+            if offsets.binary_search(&target).is_err() {
                 self.report.stray_records += 1;
                 continue;
-            };
+            }
             match rec {
-                AckRecord::Ack(_) if !seg.acked[i] => {
-                    seg.acked[i] = true;
-                    seg.live -= 1;
+                AckRecord::Ack(o) => {
+                    if seg.acked.insert(o) {
+                        seg.live -= 1;
+                    }
                 }
-                AckRecord::Ack(_) => {}
                 AckRecord::Delivered(o) => {
                     delivered.insert(o);
                 }
@@ -796,7 +877,7 @@ impl QueueLog {
             }
         }
         if rewrite && seg.live > 0 {
-            self.rewrite_acks(n, seg, counts, delivered)?;
+            self.rewrite_acks(n, seg, offsets, counts, delivered)?;
             return Ok(true);
         }
         if let Some(at) = scan.torn_at {
@@ -811,6 +892,7 @@ impl QueueLog {
         &mut self,
         n: u32,
         seg: &Segment,
+        offsets: &[u32],
         counts: &HashMap<u32, (u32, u32)>,
         delivered: &std::collections::HashSet<u32>,
     ) -> Result<(), StoreError> {
@@ -819,8 +901,8 @@ impl QueueLog {
         let tmp = self.dir.join(format!("acks.{n:010}.tmp"));
         let mut buf = Vec::new();
         format::put_header(&mut buf, MAGIC_ACKS);
-        for (i, &off) in seg.offsets.iter().enumerate() {
-            if seg.acked[i] {
+        for &off in offsets {
+            if seg.acked.contains(off) {
                 format::put_ack(&mut buf, off);
             } else {
                 if let Some(&(d, a)) = counts.get(&off) {
@@ -891,6 +973,21 @@ impl QueueLog {
         self.segments.len()
     }
 
+    /// Heap bytes of the log's in-memory index: per segment a fixed entry plus its acked
+    /// bitmap (only while some but not all of its records are acked), and the counters of
+    /// recovered messages not yet read back. Nothing per message left on disk.
+    pub fn index_bytes(&self) -> usize {
+        let per_segment = std::mem::size_of::<Segment>() + 2 * std::mem::size_of::<u32>();
+        let segments: usize = self
+            .segments
+            .values()
+            .map(|s| per_segment + s.acked.heap_bytes() + s.damaged.capacity() * 8)
+            .sum();
+        segments
+            + self.counts.capacity() * (std::mem::size_of::<(MsgPos, (u32, u32))>() + 1)
+            + self.delivered.capacity() * (std::mem::size_of::<MsgPos>() + 1)
+    }
+
     /// Appends a message (buffered: call [`flush`](Self::flush), then
     /// [`SyncHandle::request`](crate::SyncHandle::request), before confirming it). Starts a
     /// new segment when this record would take the current one past `segment_size`.
@@ -918,9 +1015,9 @@ impl QueueLog {
             .segments
             .get_mut(&w.seg)
             .expect("writer's segment is indexed");
-        seg.offsets.push(offset);
-        seg.acked.push(false);
+        seg.count += 1;
         seg.live += 1;
+        seg.end = offset + rec as u32;
         self.live += 1;
         let pos = MsgPos {
             segment: w.seg,
@@ -955,10 +1052,6 @@ impl QueueLog {
             let w = self.writer.take().expect("checked");
             if self.segments.get(&w.seg).is_some_and(|s| s.live == 0 && !s.keep) {
                 self.remove_segment(w.seg)?;
-            } else if let Some(s) = self.segments.get_mut(&w.seg) {
-                // Sealed: the index never grows again (5 bytes per message, no slack).
-                s.offsets.shrink_to_fit();
-                s.acked.shrink_to_fit();
             }
         }
         let n = self.next_segment;
@@ -988,6 +1081,7 @@ impl QueueLog {
             n,
             Segment {
                 deliveries_recorded: true,
+                end: HEADER_LEN as u32,
                 ..Segment::default()
             },
         );
@@ -1018,11 +1112,20 @@ impl QueueLog {
         Ok(())
     }
 
-    fn locate(&self, pos: MsgPos) -> Result<usize, StoreError> {
-        self.segments
-            .get(&pos.segment)
-            .and_then(|s| s.offsets.binary_search(&pos.offset).ok())
-            .ok_or(StoreError::UnknownPosition(pos))
+    /// Checks that `pos` can name a record: its segment is in the log and the offset lies
+    /// within the segment's records, outside damaged ranges. (Which offsets start records is
+    /// not kept in memory: positions come from `append`, recovery and reads.)
+    fn locate(&self, pos: MsgPos) -> Result<(), StoreError> {
+        match self.segments.get(&pos.segment) {
+            Some(s)
+                if pos.offset >= HEADER_LEN as u32
+                    && pos.offset < s.end
+                    && s.damaged_end(pos.offset).is_none() =>
+            {
+                Ok(())
+            }
+            _ => Err(StoreError::UnknownPosition(pos)),
+        }
     }
 
     /// Acks the message at `pos` (idempotent). Once every message of a sealed segment is
@@ -1030,15 +1133,18 @@ impl QueueLog {
     /// unlink frees space at once, and an ack record waits in memory until the store recovers
     /// (a restart before that redelivers the message).
     pub fn ack(&mut self, pos: MsgPos) -> Result<(), StoreError> {
-        let i = self.locate(pos)?;
+        self.locate(pos)?;
         let writing = self.writer.as_ref().is_some_and(|w| w.seg == pos.segment);
         let seg = self.segments.get_mut(&pos.segment).expect("located");
-        if seg.acked[i] {
+        if seg.live == 0 || !seg.acked.insert(pos.offset) {
             return Ok(());
         }
-        seg.acked[i] = true;
         seg.live -= 1;
         self.live -= 1;
+        if seg.live == 0 && !seg.keep {
+            // Everything written so far is acked: a watermark instead of bits.
+            seg.acked.all_below(seg.end);
+        }
         if !self.counts.is_empty() {
             self.counts.remove(&pos);
         }
@@ -1059,8 +1165,8 @@ impl QueueLog {
         delivery_count: u32,
         acquired_count: u32,
     ) -> Result<(), StoreError> {
-        let i = self.locate(pos)?;
-        if self.segments[&pos.segment].acked[i] {
+        self.locate(pos)?;
+        if self.segments[&pos.segment].acked.contains(pos.offset) {
             return Ok(());
         }
         self.ack_record(pos.segment, |buf| {
@@ -1072,8 +1178,8 @@ impl QueueLog {
     /// back `delivered` after a restart. A no-op for an acked message.
     pub fn mark_delivered(&mut self, pos: MsgPos) -> Result<(), StoreError> {
         self.shared.check()?;
-        let i = self.locate(pos)?;
-        if self.segments[&pos.segment].acked[i] {
+        self.locate(pos)?;
+        if self.segments[&pos.segment].acked.contains(pos.offset) {
             return Ok(());
         }
         self.ack_record(pos.segment, |buf| format::put_delivered(buf, pos.offset))
@@ -1226,11 +1332,16 @@ impl QueueLog {
         self.finish_read(plan.read())
     }
 
-    /// Picks the records a page-in of up to `max_msgs` messages or about `max_bytes` payload
+    /// Picks the bytes a page-in of up to `max_msgs` messages or about `max_bytes` payload
     /// bytes from `from` reads (see [`read_batch`](Self::read_batch)), without reading them:
     /// the plan holds the segment files' handles and byte ranges, so [`ReadPlan::read`] can
     /// run anywhere (a blocking thread) while the log's owner goes on. Buffered appends are
-    /// pushed to the OS first, so every planned byte is in the file.
+    /// pushed to the OS first, so every planned byte is in the file. `from` must be where a
+    /// record starts (a position from `append`, recovery or a read's continuation) or the end
+    /// of a segment's records.
+    ///
+    /// The log keeps no per-message index: the ranges are sized from each segment's average
+    /// record size, and the records are found by walking the bytes read.
     ///
     /// The plan stays valid while the planned records stay in the log: the owner must not
     /// apply a plan's result after acking any of them (a purge from before `from`, say) — it
@@ -1247,136 +1358,273 @@ impl QueueLog {
         }
         let limit = max_msgs.max(1);
         let mut runs = Vec::new();
-        let mut picked_total = 0usize;
-        let mut est_total = 0usize;
+        let mut est_msgs = 0usize;
+        let mut est_bytes = 0usize;
         let mut next = from;
-        let segs: Vec<u32> = self.segments.range(from.segment..).map(|(&n, _)| n).collect();
-        for n in segs {
-            let seg = &self.segments[&n];
+        let mut cursor = Some(from.segment);
+        while let Some(c) = cursor {
+            let Some((&n, seg)) = self.segments.range(c..).next() else {
+                break;
+            };
+            cursor = n.checked_add(1);
             let start = if n == from.segment {
-                seg.offsets.partition_point(|&o| o < from.offset)
+                from.offset.max(HEADER_LEN as u32)
             } else {
-                0
+                HEADER_LEN as u32
             };
-            // The records to read: live ones from `start`, within the limits (record sizes
-            // estimated from the offsets; the last record of a segment counts as 0).
-            let mut picked = Vec::new();
-            let mut i = start;
-            while i < seg.offsets.len() {
-                let have = picked_total + picked.len();
-                if have >= limit || (have > 0 && est_total >= max_bytes) {
-                    break;
-                }
-                if !seg.acked[i] {
-                    picked.push(i);
-                    est_total += seg
-                        .offsets
-                        .get(i + 1)
-                        .map_or(0, |&e| (e - seg.offsets[i]) as usize);
-                }
-                i += 1;
-            }
-            next = MsgPos {
-                segment: n,
-                offset: match seg.offsets.get(i) {
-                    Some(&o) => o,
-                    None => seg.offsets.last().map_or(0, |&o| o + 1),
-                },
-            };
-            if picked.is_empty() {
-                if i < seg.offsets.len() {
-                    break;
-                }
+            if seg.live == 0 || start >= seg.end {
+                next = MsgPos {
+                    segment: n,
+                    offset: seg.end.max(start),
+                };
                 continue;
             }
-            picked_total += picked.len();
-            let stopped_early = i < seg.offsets.len();
+            // Enough bytes for the messages still wanted at this segment's average size, one
+            // more record of slack, at least one page.
+            let avg = seg.avg_record();
+            let want = ((limit - est_msgs).saturating_mul(avg))
+                .min(max_bytes.saturating_sub(est_bytes).saturating_add(avg))
+                .saturating_add(avg)
+                .max(READ_AHEAD);
+            let end = (u64::from(start) + want as u64).min(u64::from(seg.end));
+            let seg_end = u64::from(seg.end);
             let recorded = seg.deliveries_recorded;
-            let offs: Vec<u32> = picked.iter().map(|&k| seg.offsets[k]).collect();
-            let after_last = seg.offsets.get(*picked.last().expect("not empty") + 1).copied();
             let path = msgs_path(&self.dir, n);
             let handle = self.segment_handle(n)?;
-            let first = u64::from(offs[0]);
-            let end = match after_last {
-                Some(o) => u64::from(o),
-                None => match &self.writer {
-                    Some(w) if w.seg == n => w.written,
-                    _ => handle.size().map_err(|e| io_at(&path, "stat", e))?,
-                },
-            };
             runs.push(ReadRun {
                 segment: n,
                 path,
                 handle: Some(handle),
-                first,
+                first: u64::from(start),
                 end,
-                offs,
+                seg_end,
                 recorded,
                 data: Bytes::new(),
                 error: None,
             });
-            // Stopped inside this segment (a limit was reached): the rest of it comes first
-            // next time, so never go on to a later segment.
-            if stopped_early || picked_total >= limit || est_total >= max_bytes {
+            let got = (end - u64::from(start)) as usize;
+            est_msgs += got / avg;
+            est_bytes += got;
+            // Stopped inside this segment: the rest of it comes first next time.
+            if end < seg_end || est_msgs >= limit || est_bytes >= max_bytes {
                 break;
             }
         }
-        Ok(ReadPlan { runs, next })
+        Ok(ReadPlan {
+            runs,
+            next,
+            max_msgs: limit,
+            max_bytes,
+        })
     }
 
-    /// Takes the bytes a [`ReadPlan`] read back: checks each record, attaches its durable
-    /// counters and delivered flag, reports (and acks) damaged ones, and returns the messages
-    /// and the position to continue from, as [`read_batch`](Self::read_batch) does. A read
-    /// that failed is returned as the error (nothing of the plan was taken).
+    /// Takes the bytes a [`ReadPlan`] read back: walks the records, skips acked ones, checks
+    /// each CRC, attaches the durable counters and delivered flag, reports (and acks) damaged
+    /// records, and returns the messages and the position to continue from, as
+    /// [`read_batch`](Self::read_batch) does. A read that failed is returned as the error
+    /// (nothing of the plan was taken). If every record read was acked, it reads on (under the
+    /// caller's lock: rare) until it finds a live one or the end of the log.
     pub fn finish_read(&mut self, done: ReadPlan) -> Result<(Vec<Recovered>, MsgPos), StoreError> {
+        let mut done = done;
+        loop {
+            let start = done.runs.first().map(|r| MsgPos {
+                segment: r.segment,
+                offset: r.first as u32,
+            });
+            let (max_msgs, max_bytes) = (done.max_msgs, done.max_bytes);
+            let (out, next) = self.take_read(done)?;
+            if !out.is_empty() || start.is_none_or(|s| s == next) {
+                return Ok((out, next));
+            }
+            done = self.plan_read(next, max_msgs, max_bytes)?;
+            if done.is_empty() {
+                return Ok((out, next));
+            }
+            done = done.read();
+        }
+    }
+
+    /// One plan's records (see [`finish_read`](Self::finish_read)).
+    fn take_read(&mut self, done: ReadPlan) -> Result<(Vec<Recovered>, MsgPos), StoreError> {
         if let Some(e) = done.runs.iter().find_map(|r| r.error.as_ref()) {
             return Err(io_at(&e.0, "read", std::io::Error::new(e.1, e.2.clone())));
         }
+        let ReadPlan {
+            runs,
+            mut next,
+            max_msgs,
+            max_bytes,
+        } = done;
+        let fs = self.shared.fs.clone();
         let mut out = Vec::new();
+        let mut bytes = 0usize;
+        // Damaged records found: acked (so never read again), then their ranges recorded.
         let mut bad = Vec::new();
-        for run in done.runs {
-            let buf = run.data;
-            for &off in &run.offs {
-                let at = (u64::from(off) - run.first) as usize;
-                let pos = MsgPos {
-                    segment: run.segment,
-                    offset: off,
+        let mut damage: Vec<(u32, u32, u32)> = Vec::new();
+        'runs: for run in runs {
+            let n = run.segment;
+            let Some(seg) = self.segments.get(&n) else {
+                // Acked and removed since the plan was made.
+                next = MsgPos {
+                    segment: n,
+                    offset: run.seg_end as u32,
                 };
-                match buf.get(at..).map(format::verify_record) {
-                    Some(Ok(len)) => {
-                        let body = &buf[at + FRAME_LEN..at + FRAME_LEN + len];
-                        let (seq, _) = format::decode_message(body).expect("verified length");
-                        let (delivery_count, acquired_count) = self.counts.remove(&pos).unwrap_or((0, 0));
-                        let marked = !self.delivered.is_empty() && self.delivered.remove(&pos);
-                        out.push(Recovered {
-                            pos,
-                            seq,
-                            delivery_count,
-                            acquired_count,
-                            delivered: marked || acquired_count > 0 || !run.recorded,
-                            payload: buf.slice(at + FRAME_LEN + 8..at + FRAME_LEN + len),
-                        });
-                    }
-                    Some(Err(reason)) => {
-                        self.report
-                            .warn(&run.path, off.into(), format!("{reason}; message skipped"));
-                        bad.push(pos);
-                    }
-                    None => {
-                        self.report.warn(
-                            &run.path,
-                            off.into(),
-                            "record beyond end of file; message skipped",
-                        );
-                        bad.push(pos);
-                    }
+                continue;
+            };
+            let buf = run.data;
+            let got_end = run.first + buf.len() as u64;
+            let mut p = run.first;
+            let mut full = false;
+            while p < run.seg_end {
+                if let Some(e) = seg.damaged_end(p as u32) {
+                    p = u64::from(e);
+                    continue;
                 }
+                let at = (p - run.first) as usize;
+                let rest = buf.get(at..).unwrap_or(&[]);
+                let why = match format::verify_record(rest) {
+                    Ok(len) if len >= 8 => {
+                        let rec = FRAME_LEN + len;
+                        if !seg.acked.contains(p as u32) {
+                            if out.len() >= max_msgs || (!out.is_empty() && bytes >= max_bytes) {
+                                full = true;
+                                break;
+                            }
+                            let pos = MsgPos {
+                                segment: n,
+                                offset: p as u32,
+                            };
+                            let body = &buf[at + FRAME_LEN..at + rec];
+                            let (seq, _) = format::decode_message(body).expect("verified length");
+                            let (delivery_count, acquired_count) = if self.counts.is_empty() {
+                                (0, 0)
+                            } else {
+                                self.counts.remove(&pos).unwrap_or((0, 0))
+                            };
+                            let marked = !self.delivered.is_empty() && self.delivered.remove(&pos);
+                            out.push(Recovered {
+                                pos,
+                                seq,
+                                delivery_count,
+                                acquired_count,
+                                delivered: marked || acquired_count > 0 || !run.recorded,
+                                payload: buf.slice(at + FRAME_LEN + 8..at + rec),
+                            });
+                            bytes += rec;
+                        }
+                        p += rec as u64;
+                        continue;
+                    }
+                    Ok(len) => format!("invalid record length {len}"),
+                    Err(reason) => reason,
+                };
+                // Not a whole good record at `p`.
+                let len = rest
+                    .get(..4)
+                    .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64);
+                let cut = len.is_none_or(|l| {
+                    l <= format::MAX_BODY as u64 && at as u64 + FRAME_LEN as u64 + l > buf.len() as u64
+                });
+                if cut && got_end == run.end && run.end < run.seg_end {
+                    // The plan's range ends inside this record: read it next time.
+                    break;
+                }
+                // Damage since recovery (or a file cut short): report it, ack the record, and
+                // resume at the next good record.
+                let why = if got_end < run.end && cut {
+                    "record beyond end of file".to_string()
+                } else {
+                    why
+                };
+                self.report.warn(&run.path, p, format!("{why}; message skipped"));
+                bad.push(MsgPos {
+                    segment: n,
+                    offset: p as u32,
+                });
+                let resume = match format::next_good_record(&buf, at + 1, |l| l >= 8) {
+                    Some(q) => run.first + q as u64,
+                    None => resync_in_file(&*fs, &run.path, p + 1, run.seg_end),
+                };
+                damage.push((n, p as u32, resume as u32));
+                p = resume;
+                // What comes next was not necessarily read: plan again from there.
+                if p < run.seg_end && p >= got_end {
+                    break;
+                }
+            }
+            next = MsgPos {
+                segment: n,
+                offset: p as u32,
+            };
+            if full || p < run.seg_end {
+                break 'runs;
             }
         }
         for pos in bad {
             self.ack(pos)?;
         }
-        Ok((out, done.next))
+        for (n, s, e) in damage {
+            if let Some(seg) = self.segments.get_mut(&n) {
+                seg.damaged.push((s, e));
+                seg.keep = true;
+            }
+        }
+        Ok((out, next))
+    }
+
+    /// The offsets of the records of segment `n` at or after `start` (which starts a record),
+    /// read from its file and, for the segment being written, its write buffer (not flushed:
+    /// a purge must work on a poisoned store): a purge of messages kept only on disk.
+    fn record_offsets(&mut self, n: u32, start: u32) -> Result<Vec<u32>, StoreError> {
+        let Some(seg) = self.segments.get(&n) else {
+            return Ok(Vec::new());
+        };
+        let (start, end) = (start.max(HEADER_LEN as u32), seg.end);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let damaged = seg.damaged.clone();
+        let path = msgs_path(&self.dir, n);
+        // Bytes from `start` already in the file, then the rest from the write buffer.
+        let (file_end, buffered) = match &self.writer {
+            Some(w) if w.seg == n => {
+                let from = u64::from(start).max(w.written) - w.written;
+                (
+                    w.written.min(u64::from(end)),
+                    w.buf.get(from as usize..).unwrap_or(&[]).to_vec(),
+                )
+            }
+            _ => (u64::from(end), Vec::new()),
+        };
+        let mut data = Vec::new();
+        if u64::from(start) < file_end {
+            let handle = self.segment_handle(n)?;
+            data = vec![0u8; (file_end - u64::from(start)) as usize];
+            let got = read_upto(&*handle, &mut data, start.into()).map_err(|e| io_at(&path, "read", e))?;
+            data.truncate(got);
+        }
+        data.extend_from_slice(&buffered);
+        let mut out = Vec::new();
+        let mut p = start;
+        while p < end {
+            if let Some(&(_, e)) = damaged.iter().find(|&&(s, e)| s <= p && p < e) {
+                p = e;
+                continue;
+            }
+            let at = (p - start) as usize;
+            let Some(len) = data
+                .get(at..at + 4)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+            else {
+                break;
+            };
+            if !(8..=format::MAX_BODY).contains(&len) || at + FRAME_LEN + len > data.len() {
+                break;
+            }
+            out.push(p);
+            p += (FRAME_LEN + len) as u32;
+        }
+        Ok(out)
     }
 
     /// Acks every live message at or after `from` (a purge of messages kept only on disk).
@@ -1389,36 +1637,50 @@ impl QueueLog {
         let segs: Vec<u32> = self.segments.range(from.segment..).map(|(&n, _)| n).collect();
         let mut acked = 0u64;
         for n in segs {
-            let seg = self.segments.get_mut(&n).expect("listed");
-            let start = if n == from.segment {
-                seg.offsets.partition_point(|&o| o < from.offset)
-            } else {
-                0
+            let Some(seg) = self.segments.get(&n) else {
+                continue;
             };
-            let tail_live = seg.acked[start..].iter().filter(|a| !**a).count() as u32;
-            if tail_live == 0 {
+            if seg.live == 0 {
                 continue;
             }
-            if tail_live == seg.live && writing != Some(n) && !seg.keep {
+            let whole_segment = n != from.segment || from.offset <= HEADER_LEN as u32;
+            // The live records at or after `from` (read from the file unless every one is).
+            let tail = if whole_segment && !seg.keep {
+                None
+            } else {
+                let start = if n == from.segment { from.offset } else { 0 };
+                let offs = self.record_offsets(n, start)?;
+                let seg = &self.segments[&n];
+                Some(
+                    offs.into_iter()
+                        .filter(|&o| !seg.acked.contains(o))
+                        .collect::<Vec<u32>>(),
+                )
+            };
+            let seg = self.segments.get_mut(&n).expect("listed");
+            let tail_live = tail.as_ref().map_or(seg.live, |t| t.len() as u32);
+            if tail_live == seg.live && !seg.keep {
                 self.live -= u64::from(tail_live);
                 acked += u64::from(tail_live);
-                self.remove_segment(n)?;
+                if writing == Some(n) {
+                    // Released below (no records to write for a file about to go).
+                    seg.live = 0;
+                    seg.acked.all_below(seg.end);
+                } else {
+                    self.remove_segment(n)?;
+                }
                 continue;
             }
-            let positions: Vec<MsgPos> = (start..seg.offsets.len())
-                .filter(|&i| !seg.acked[i])
-                .map(|i| MsgPos {
-                    segment: n,
-                    offset: seg.offsets[i],
-                })
-                .collect();
-            for p in positions {
-                self.ack(p)?;
+            for offset in tail.unwrap_or_default() {
+                self.ack(MsgPos { segment: n, offset })?;
                 acked += 1;
             }
         }
         if !self.counts.is_empty() {
             self.counts.retain(|p, _| *p < from);
+        }
+        if !self.delivered.is_empty() {
+            self.delivered.retain(|p| *p < from);
         }
         self.release_empty_writer()?;
         Ok(acked)

@@ -16,6 +16,10 @@ enum Op {
     Ack(usize),
     SetCounts(usize, u32, u32),
     Read(usize),
+    /// Page everything back in with `read_batch` (`n` messages, `max_bytes` at a time).
+    ReadAll(usize, usize),
+    /// `ack_from` the i-th live message (a purge of what is left on disk).
+    Purge(usize),
     Flush,
     Reopen,
 }
@@ -26,6 +30,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => any::<usize>().prop_map(Op::Ack),
         2 => (any::<usize>(), 0u32..100, 0u32..100).prop_map(|(i, d, a)| Op::SetCounts(i, d, a)),
         1 => any::<usize>().prop_map(Op::Read),
+        1 => (1usize..20, 1usize..400).prop_map(|(n, b)| Op::ReadAll(n, b)),
+        1 => any::<usize>().prop_map(Op::Purge),
         1 => Just(Op::Flush),
         1 => Just(Op::Reopen),
     ]
@@ -81,6 +87,27 @@ proptest! {
                 Op::Read(i) if !model.is_empty() => {
                     let m = &model[i % model.len()];
                     prop_assert_eq!(log.read(m.pos).unwrap(), m.payload.clone());
+                }
+                Op::ReadAll(n, max_bytes) if !model.is_empty() => {
+                    let mut at = model[0].pos;
+                    let mut got = Vec::new();
+                    loop {
+                        let (batch, next) = log.read_batch(at, n, max_bytes).unwrap();
+                        if batch.is_empty() {
+                            break;
+                        }
+                        prop_assert!(batch.len() <= n);
+                        at = next;
+                        got.extend(batch.into_iter().map(|r| (r.seq, r.pos, r.payload)));
+                    }
+                    let want: Vec<_> = model.iter().map(|m| (m.seq, m.pos, m.payload.clone())).collect();
+                    prop_assert_eq!(got, want);
+                }
+                Op::Purge(i) if !model.is_empty() => {
+                    let i = i % model.len();
+                    let purged = log.ack_from(model[i].pos).unwrap();
+                    prop_assert_eq!(purged, (model.len() - i) as u64);
+                    model.truncate(i);
                 }
                 Op::Flush => log.flush().unwrap(),
                 Op::Reopen => {
