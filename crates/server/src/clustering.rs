@@ -907,4 +907,89 @@ mod tests {
             Outcome::NotFound
         );
     }
+
+    #[test]
+    fn snapshots_carry_topology_policies_limits_and_topic_permissions() {
+        use warren_codec::methods as wm;
+        let b = Broker::new(Config::default());
+        let me = b.config.node_name.clone();
+        let define = |node: &str, m: warren_codec::Method| apply_local(&b, &Change::define("/", node, m));
+        let x = wm::ExchangeDeclare {
+            exchange: "x".into(),
+            kind: "topic".into(),
+            durable: true,
+            ..Default::default()
+        };
+        assert_eq!(define(&me, x.into()), Outcome::Created);
+        let q = |name: &str| wm::QueueDeclare {
+            queue: name.into(),
+            durable: true,
+            ..Default::default()
+        };
+        assert_eq!(define(&me, q("local").into()), Outcome::Created);
+        assert_eq!(define("other@host", q("remote").into()), Outcome::Created);
+        let bind = wm::QueueBind {
+            queue: "remote".into(),
+            exchange: "x".into(),
+            routing_key: "k.#".into(),
+            ..Default::default()
+        };
+        assert_eq!(define(&me, bind.into()), Outcome::Created);
+        // A binding to a missing queue is refused with the AMQP error, the same on every node.
+        let bad = wm::QueueBind {
+            queue: "nope".into(),
+            exchange: "x".into(),
+            ..Default::default()
+        };
+        assert!(matches!(define(&me, bad.into()), Outcome::Refused(404, _)));
+        let policy = json!({"pattern": "^local$", "definition": {"max-length": 3}});
+        let put = Change::PutPolicy {
+            vhost: "/".into(),
+            name: "p".into(),
+            policy,
+        };
+        assert_eq!(apply_local(&b, &put), Outcome::Created);
+        let limits = Change::SetLimits {
+            scope: "vhost".into(),
+            owner: "/".into(),
+            limits: [("max-queues".to_string(), 10)].into_iter().collect(),
+        };
+        assert_eq!(apply_local(&b, &limits), Outcome::Created);
+        let topic = Change::SetTopicPermission {
+            user: "guest".into(),
+            vhost: "/".into(),
+            exchange: "x".into(),
+            write: "^a".into(),
+            read: ".*".into(),
+        };
+        assert_eq!(apply_local(&b, &topic), Outcome::Created);
+        // The remote queue has no handle here: using it names its home.
+        let v = b.vhost("/").unwrap();
+        assert!(v.queue("local").is_some());
+        let e = v
+            .queue_for_use("remote", warren_core::topology::ConnId(0))
+            .unwrap_err();
+        assert!(e.text.contains("other@host"), "{}", e.text);
+
+        let dir = std::env::temp_dir().join(format!("warren-clustering-snap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let d1 = Definitions::open(&b, &dir.join("1"));
+        d1.record(3);
+        let b2 = Broker::new(Config {
+            node_name: "other@host".into(),
+            ..Config::default()
+        });
+        Definitions::open(&b2, &dir.join("2")).restore(&d1.snapshot());
+        let _ = std::fs::remove_dir_all(&dir);
+        let v2 = b2.vhost("/").unwrap();
+        assert!(v2.read_topology(|t| t.exchange("x").is_some_and(|x| x.durable)));
+        // Homes are kept: "remote" is this node's own queue now, "local" the other's.
+        assert!(v2.queue("remote").is_some());
+        let id = v2.read_topology(|t| t.queue("local").unwrap().id);
+        assert_eq!(v2.home_node(id).as_deref(), Some(me.as_str()));
+        assert!(v2.read_topology(|t| t.bindings().iter().any(|b| &*b.destination == "remote")));
+        assert!(v2.policy("p").is_some());
+        assert_eq!(b2.queue_limit("/"), Some(10));
+        assert_eq!(b2.users.topic_permissions_of("guest", "/").len(), 1);
+    }
 }
