@@ -793,6 +793,20 @@ impl VHost {
                     .filter_map(|id| map.get(id).cloned())
                     .collect()
             };
+            if targets.len() < routed.queues.len() {
+                // A remote queue (clustering) does not get its copy: counted and logged as a
+                // dropped dead letter (this node does not forward yet).
+                let remote = {
+                    let r = self.remote.read();
+                    routed.queues.iter().filter(|id| r.contains_key(id)).count()
+                };
+                if remote > 0 {
+                    tracing::warn!(queue = %q.meta.name, dlx, remote, "dead letter routed to queues of other cluster nodes; those copies are dropped");
+                    self.metrics
+                        .dead_letter_dropped
+                        .fetch_add(remote as u64, Ordering::Relaxed);
+                }
+            }
             for t in targets {
                 if is_cycle(&dl, &t.meta.name) {
                     continue;
