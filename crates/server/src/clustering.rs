@@ -328,17 +328,12 @@ fn apply_define(broker: &Broker, vhost: &str, node: &str, method: &[u8]) -> Outc
 pub fn apply_local(broker: &Broker, c: &Change) -> Outcome {
     match c {
         Change::Define { vhost, node, method } => apply_define(broker, vhost, node, method),
-        Change::PutPolicy { vhost, name, policy } => {
-            let p = match crate::policies::policy_from_json(name, policy) {
-                Ok(p) => p,
-                Err(e) => return Outcome::Invalid(e.to_string()),
-            };
-            match broker.put_policy(vhost, p) {
-                None => Outcome::NotFound,
-                Some(true) => Outcome::Created,
-                Some(false) => Outcome::Updated,
-            }
-        }
+        Change::PutPolicy { vhost, name, policy } => match broker.put_policy_json(vhost, name, policy) {
+            Err(e) => Outcome::Invalid(e),
+            Ok(None) => Outcome::NotFound,
+            Ok(Some(true)) => Outcome::Created,
+            Ok(Some(false)) => Outcome::Updated,
+        },
         Change::DeletePolicy { vhost, name } => {
             if broker.delete_policy(vhost, name) {
                 Outcome::Deleted
@@ -347,15 +342,10 @@ pub fn apply_local(broker: &Broker, c: &Change) -> Outcome {
             }
         }
         Change::SetLimits { scope, owner, limits } => {
-            let scope = match scope.as_str() {
-                "vhost" => crate::limits::Scope::Vhost,
-                "user" => crate::limits::Scope::User,
-                other => return Outcome::Invalid(format!("unknown limits scope '{other}'")),
-            };
-            if broker.replace_limits(scope, owner, limits.clone().into_iter().collect()) {
-                Outcome::Updated
-            } else {
-                Outcome::Created
+            match broker.replace_limits_in(scope, owner, limits.clone()) {
+                None => Outcome::Invalid(format!("unknown limits scope '{scope}'")),
+                Some(true) => Outcome::Updated,
+                Some(false) => Outcome::Created,
             }
         }
         Change::SetTopicPermission {
@@ -745,27 +735,20 @@ pub fn replicated_changes(b: &Broker) -> Vec<Value> {
             out.push(Change::define(&v.name, &home, m));
         }
         out.extend(bindings.into_iter().map(|m| Change::define(&v.name, &me, m)));
-        let mut ps = v.policies();
-        ps.sort_by(|a, b| a.name.cmp(&b.name));
-        for p in ps {
+        for (name, policy) in b.policies_json(&v.name) {
             out.push(Change::PutPolicy {
                 vhost: v.name.clone(),
-                name: p.name.clone(),
-                policy: crate::policies::policy_json(&v.name, &p),
+                name,
+                policy,
             });
         }
     }
-    for (scope, key) in [
-        (crate::limits::Scope::Vhost, "vhost"),
-        (crate::limits::Scope::User, "user"),
-    ] {
-        for (owner, set) in b.limits.all(scope) {
-            out.push(Change::SetLimits {
-                scope: key.into(),
-                owner,
-                limits: set,
-            });
-        }
+    for (scope, owner, limits) in b.all_limits() {
+        out.push(Change::SetLimits {
+            scope: scope.into(),
+            owner,
+            limits,
+        });
     }
     for (user, vhost, p) in b.users.topic_permissions() {
         out.push(Change::SetTopicPermission {

@@ -24,13 +24,9 @@ impl Channel {
             && m.durable
             && !v.read_topology(|t| t.exchange(&m.exchange).is_some())
         {
-            let (ch, nowait) = (self.id, m.nowait);
             let what = format!("declare exchange '{}'", m.exchange);
-            self.propose(s, &v.name, m, what, move |s, _| {
-                if !nowait {
-                    s.send_method(ch, ExchangeDeclareOk {});
-                }
-            });
+            let ok = (!m.nowait).then(|| ExchangeDeclareOk {}.into());
+            self.propose_ok(s, &v.name, m, what, ok);
             return Ok(());
         }
         v.declare_exchange(&ExchangeDecl {
@@ -54,13 +50,9 @@ impl Channel {
         if s.broker.cluster().is_some()
             && v.read_topology(|t| t.exchange(&m.exchange).is_some_and(|x| x.durable))
         {
-            let (ch, nowait) = (self.id, m.nowait);
             let what = format!("delete exchange '{}'", m.exchange);
-            self.propose(s, &v.name, m, what, move |s, _| {
-                if !nowait {
-                    s.send_method(ch, ExchangeDeleteOk {});
-                }
-            });
+            let ok = (!m.nowait).then(|| ExchangeDeleteOk {}.into());
+            self.propose_ok(s, &v.name, m, what, ok);
             return Ok(());
         }
         v.delete_exchange(&m.exchange, m.if_unused)?;
@@ -122,12 +114,7 @@ impl Channel {
                 b.destination,
                 b.source
             );
-            let ch = self.id;
-            self.propose(s, &v.name, b.record(bind), what, move |s, _| {
-                if let Some(ok) = ok {
-                    s.send_method(ch, ok);
-                }
-            });
+            self.propose_ok(s, &v.name, b.record(bind), what, ok);
             return Ok(());
         }
         let owner = b.to_queue.then_some(s.shared.id);

@@ -275,6 +275,23 @@ impl Channel {
             done: Box::new(done),
         });
     }
+
+    /// [`Channel::propose`] answering `ok` (if any: none for nowait) once committed.
+    fn propose_ok(
+        &self,
+        s: &mut Session,
+        vhost: &str,
+        method: impl Into<Method>,
+        what: String,
+        ok: Option<Method>,
+    ) {
+        let ch = self.id;
+        self.propose(s, vhost, method, what, move |s, _| {
+            if let Some(ok) = ok {
+                s.send_method(ch, ok);
+            }
+        });
+    }
 }
 
 /// Groups unacked entries by queue, keeping order within each queue.

@@ -189,13 +189,9 @@ impl Channel {
                     _ => 0,
                 },
             };
-            let (ch, nowait) = (self.id, m.nowait);
             let what = format!("delete queue '{}'", m.queue);
-            self.propose(s, &v.name, m, what, move |s, _| {
-                if !nowait {
-                    s.send_method(ch, QueueDeleteOk { message_count: count });
-                }
-            });
+            let ok = (!m.nowait).then(|| QueueDeleteOk { message_count: count }.into());
+            self.propose_ok(s, &v.name, m, what, ok);
             return Ok(());
         }
         let count = match s.queue_for_use(&m.queue) {
