@@ -1,9 +1,12 @@
-//! Clustering end to end (issue 19, first slice): brokers on loopback forming one Raft
-//! cluster, membership through the management API and `warrenctl`, vhosts, users and
-//! permissions changed through any node's API replicated to every node, a restarted node
-//! catching up, and a node without a majority refusing changes with 503. In-process brokers
-//! and real `warren` processes; short Raft timeouts (`--cluster-fast-timeouts`); every wait
-//! is a condition with a deadline.
+//! Clustering end to end (issue 19): brokers on loopback forming one Raft cluster,
+//! membership through the management API and `warrenctl`, vhosts, users and permissions
+//! changed through any node's API replicated to every node, a restarted node catching up, and
+//! a node without a majority refusing changes with 503. Slice 2: exchanges, durable queues
+//! (with their home node), bindings and policies declared over AMQP or the API replicated the
+//! same way, remote queues refusing use from AMQP, and a node partitioned away by TCP proxies
+//! (`common::proxy`) refusing declarations (541 over AMQP, 503 over HTTP) while the majority
+//! goes on, then catching up once healed. In-process brokers and real `warren` processes;
+//! short Raft timeouts (`--cluster-fast-timeouts`); every wait is a condition with a deadline.
 
 mod common;
 
@@ -36,19 +39,22 @@ async fn api(port: u16, method: &str, path: &str, body: Option<Value>) -> client
     http(port, method, path, ("guest", "guest"), body).await
 }
 
-/// Polls `GET path` on `port` until `ok` holds of its status and JSON, failing after `secs`.
+/// Polls `GET path` on `port` until `ok` holds of its status and JSON, failing after `secs`
+/// (a listener not up yet, as a restarted process's, counts as not yet).
 async fn wait_for(port: u16, path: &str, secs: u64, what: &str, ok: impl Fn(u16, &Value) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let r = api(port, "GET", path, None).await;
-        let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-        if ok(r.status, &v) {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let (status, v) = match client::request("GET", &url, Some(("guest", "guest")), None).await {
+            Ok(r) => (r.status, serde_json::from_slice(&r.body).unwrap_or(Value::Null)),
+            Err(e) => (0, Value::String(e.to_string())),
+        };
+        if ok(status, &v) {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "{what} within {secs}s (last: {} {v})",
-            r.status
+            "{what} within {secs}s (last: {status} {v})"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -374,4 +380,479 @@ async fn a_restart_does_not_replay_an_old_vhost_deletion_over_newer_queues() {
     assert_eq!(api(h, "PUT", "/api/vhosts/marker", None).await.status, 201);
     assert_eq!(api(h, "GET", "/api/queues/again/kept", None).await.status, 200);
     b.shutdown().await;
+}
+
+/// The configuration of in-process cluster node `name` on data directory `dir`, cluster port
+/// `port`, with `seeds` and `dial_via` (proxies between nodes).
+fn node_config(
+    name: &str,
+    dir: &std::path::Path,
+    port: u16,
+    seeds: &[u16],
+    dial_via: Vec<(String, String)>,
+) -> warren_server::Config {
+    warren_server::Config {
+        amqp_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        prometheus_listen: None,
+        data_dir: dir.to_path_buf(),
+        node_name: name.into(),
+        cluster_listen: Some(format!("127.0.0.1:{port}")),
+        cluster_seeds: seeds.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+        cluster_secret: Some(SECRET.into()),
+        cluster_timeouts: warren_server::config::fast_cluster_timeouts(),
+        cluster_dial_via: dial_via,
+        ..warren_server::Config::default()
+    }
+}
+
+/// Starts a node of `node_config` on `dir` (kept by the caller, to restart on it).
+async fn launch(config: warren_server::Config, dir: common::tempdir::Dir) -> TestBroker {
+    let running = warren_server::start(config).await.expect("node starts");
+    let url = format!("amqp://guest:guest@{}/%2f", running.amqp_addr);
+    TestBroker {
+        url,
+        running,
+        data_dir: dir,
+    }
+}
+
+async fn amqp_channel(b: &TestBroker) -> (lapin::Connection, lapin::Channel) {
+    let c = b.connect().await;
+    let ch = c.create_channel().await.unwrap();
+    (c, ch)
+}
+
+/// Declares durable exchange `name` of `kind` on `ch`.
+async fn durable_x(ch: &lapin::Channel, name: &str, kind: lapin::ExchangeKind) -> Result<(), lapin::Error> {
+    let opts = lapin::options::ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(name.into(), kind, opts, no_args()).await
+}
+
+/// Declares durable exchange `name` on node `b` until it is accepted (a declaration refused
+/// while a new leader is elected closes its connection with 541: a new one is opened), failing
+/// after 15 s; the connection and channel it was accepted on.
+async fn accepted(
+    b: &TestBroker,
+    name: &str,
+    kind: lapin::ExchangeKind,
+) -> (lapin::Connection, lapin::Channel) {
+    let t = Instant::now();
+    loop {
+        let (c, ch) = amqp_channel(b).await;
+        match durable_x(&ch, name, kind.clone()).await {
+            Ok(()) => return (c, ch),
+            Err(e) => {
+                assert_eq!(common::reply_code(&e), Some(541), "{e:?}");
+                assert!(t.elapsed() < Duration::from_secs(15), "{name} never accepted");
+            }
+        }
+    }
+}
+
+/// Waits until every node of `nodes` sees them all running.
+async fn all_running(nodes: &[TestBroker]) {
+    for n in nodes {
+        wait_for(http_port(n), "/api/nodes", 15, "every member running", |s, v| {
+            s == 200 && running_members(v) == nodes.len()
+        })
+        .await;
+    }
+}
+
+fn no_args() -> lapin::types::FieldTable {
+    lapin::types::FieldTable::default()
+}
+
+/// Waits until every node in `ports` answers `path` with status `want`.
+async fn everywhere(ports: &[u16], path: &str, want: u16, what: &str) {
+    for p in ports {
+        wait_for(*p, path, 10, what, |s, _| s == want).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn topology_declared_over_amqp_replicates_and_a_restarted_node_catches_up() {
+    let ports = [common::free_port(), common::free_port(), common::free_port()];
+    let mut nodes = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let seeds: Vec<u16> = ports.iter().copied().filter(|q| q != p).collect();
+        let dir = common::tempdir::Dir::new();
+        let config = node_config(&format!("t{}@localhost", i + 1), &dir.path, *p, &seeds, vec![]);
+        nodes.push(launch(config, dir).await);
+    }
+    all_running(&nodes).await;
+    let (h1, h2, h3) = (http_port(&nodes[0]), http_port(&nodes[1]), http_port(&nodes[2]));
+
+    // Over AMQP on node 1: two exchanges, a durable queue, a queue and an exchange binding.
+    let (_c1, ch1) = amqp_channel(&nodes[0]).await;
+    durable_x(&ch1, "x.rep", lapin::ExchangeKind::Topic)
+        .await
+        .unwrap();
+    durable_x(&ch1, "x.dst", lapin::ExchangeKind::Fanout)
+        .await
+        .unwrap();
+    common::declare_durable(&ch1, "q.rep", no_args()).await;
+    ch1.queue_bind(
+        "q.rep".into(),
+        "x.rep".into(),
+        "a.#".into(),
+        Default::default(),
+        no_args(),
+    )
+    .await
+    .unwrap();
+    ch1.exchange_bind(
+        "x.dst".into(),
+        "x.rep".into(),
+        "b.#".into(),
+        Default::default(),
+        no_args(),
+    )
+    .await
+    .unwrap();
+    // Redeclaring is fine (equivalent), a non-equivalent redeclare is the usual 406.
+    common::declare_durable(&ch1, "q.rep", no_args()).await;
+    // A policy through node 1's API.
+    let policy = json!({"pattern": "^q\\.rep$", "definition": {"max-length": 10}, "apply-to": "queues"});
+    assert_eq!(
+        api(h1, "PUT", "/api/policies/%2F/p.rep", Some(policy))
+            .await
+            .status,
+        201
+    );
+
+    for p in [h2, h3] {
+        wait_for(
+            p,
+            "/api/policies/%2F/p.rep",
+            10,
+            "the policy replicated",
+            |s, _| s == 200,
+        )
+        .await;
+        wait_for(
+            p,
+            "/api/bindings/%2F/e/x.rep/e/x.dst",
+            10,
+            "the exchange binding",
+            |s, v| {
+                s == 200
+                    && v.as_array()
+                        .is_some_and(|a| a.len() == 1 && a[0]["routing_key"] == "b.#")
+            },
+        )
+        .await;
+        let x = api(p, "GET", "/api/exchanges/%2F/x.rep", None).await;
+        assert_eq!(x.status, 200);
+        assert_eq!(x.json()["type"], "topic");
+        let q = api(p, "GET", "/api/queues/%2F/q.rep", None).await;
+        assert_eq!(q.status, 200, "{}", q.text());
+        assert_eq!(q.json()["node"], "t1@localhost", "{}", q.text());
+        assert_eq!(q.json()["durable"], true);
+        let qs = api(p, "GET", "/api/queues", None).await.json();
+        assert!(
+            qs.as_array()
+                .unwrap()
+                .iter()
+                .any(|q| q["name"] == "q.rep" && q["node"] == "t1@localhost"),
+            "{qs}"
+        );
+        let b = api(p, "GET", "/api/bindings/%2F/e/x.rep/q/q.rep", None)
+            .await
+            .json();
+        assert_eq!(b[0]["routing_key"], "a.#", "{b}");
+    }
+    // Node 1 is the home: it holds the messages.
+    common::publish(&ch1, "x.rep", "a.1", b"home").await;
+    wait_for(
+        h1,
+        "/api/queues/%2F/q.rep",
+        10,
+        "the message on the home node",
+        |s, v| s == 200 && v["messages"] == 1,
+    )
+    .await;
+
+    // Node 2 does not forward: a publish routed to node 1's queue, a get and a consume fail
+    // with 404 naming the home node, and nothing is enqueued anywhere.
+    let (_c2, ch2) = amqp_channel(&nodes[1]).await;
+    let mut watch = common::watch(&ch2).await;
+    ch2.basic_publish(
+        "x.rep".into(),
+        "a.2".into(),
+        Default::default(),
+        b"lost?",
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let (code, text) = common::closed_with(&mut watch).await;
+    assert_eq!(code, 404, "{text}");
+    assert!(text.contains("t1@localhost"), "{text}");
+    let (_c2b, ch2) = amqp_channel(&nodes[1]).await;
+    common::assert_code(
+        ch2.basic_get("q.rep".into(), Default::default()).await,
+        404,
+        "t1@localhost",
+    );
+    let ch2 = _c2b.create_channel().await.unwrap();
+    common::assert_code(
+        ch2.basic_consume("q.rep".into(), "c".into(), Default::default(), no_args())
+            .await,
+        404,
+        "t1@localhost",
+    );
+    // A passive or equivalent redeclare of the remote queue on node 2 is answered (counts 0).
+    let ch2 = _c2b.create_channel().await.unwrap();
+    common::declare_durable(&ch2, "q.rep", no_args()).await;
+    assert_eq!(
+        api(h1, "GET", "/api/queues/%2F/q.rep", None).await.json()["messages"],
+        1
+    );
+
+    // Node 3 goes down; node 1 changes the topology meanwhile; node 3 restarts and catches up.
+    let n3 = nodes.pop().unwrap();
+    let TestBroker {
+        running, data_dir, ..
+    } = n3;
+    running.shutdown().await;
+    durable_x(&ch1, "x.later", lapin::ExchangeKind::Direct)
+        .await
+        .unwrap();
+    common::declare_durable(&ch1, "q.later", no_args()).await;
+    ch1.queue_unbind("q.rep".into(), "x.rep".into(), "a.#".into(), no_args())
+        .await
+        .unwrap();
+    ch1.exchange_delete("x.dst".into(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        api(h1, "DELETE", "/api/policies/%2F/p.rep", None).await.status,
+        204
+    );
+    let t = Instant::now();
+    let seeds = [ports[0], ports[1]];
+    let n3 = launch(
+        node_config("t3@localhost", &data_dir.path, ports[2], &seeds, vec![]),
+        data_dir,
+    )
+    .await;
+    let h3 = http_port(&n3);
+    // The policy's deletion was the last change (node 3 had the policy before it went down):
+    // once it is gone there, every earlier change is applied too (one log, in order).
+    wait_for(h3, "/api/policies/%2F/p.rep", 15, "node 3 catching up", |s, _| {
+        s == 404
+    })
+    .await;
+    let caught_up = t.elapsed();
+    let q = api(h3, "GET", "/api/queues/%2F/q.later", None).await;
+    assert_eq!(q.json()["node"], "t1@localhost", "{}", q.text());
+    for (path, want) in [
+        ("/api/exchanges/%2F/x.later", 200),
+        ("/api/exchanges/%2F/x.dst", 404),
+        ("/api/queues/%2F/q.rep", 200),
+    ] {
+        assert_eq!(api(h3, "GET", path, None).await.status, want, "{path}");
+    }
+    let b = api(h3, "GET", "/api/bindings/%2F/e/x.rep/q/q.rep", None)
+        .await
+        .json();
+    assert_eq!(b, json!([]), "{b}");
+
+    // Deletions over AMQP replicate.
+    ch1.queue_delete("q.rep".into(), Default::default())
+        .await
+        .unwrap();
+    ch1.exchange_delete("x.rep".into(), Default::default())
+        .await
+        .unwrap();
+    everywhere(&[h2, h3], "/api/queues/%2F/q.rep", 404, "the queue deleted").await;
+    everywhere(&[h2, h3], "/api/exchanges/%2F/x.rep", 404, "the exchange deleted").await;
+    eprintln!("node 3 restarted and caught up in {caught_up:?}");
+    n3.running.shutdown().await;
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+/// Three in-process nodes with a TCP proxy on every directed cluster link: node 3 is
+/// partitioned away in both directions. It refuses declarations (AMQP: 541 INTERNAL_ERROR
+/// after the operation timeout, closing the connection; HTTP: 503) while nodes 1 and 2 go on
+/// accepting them; once healed, node 3 has every definition the majority made and none of
+/// those it refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitioned_minority_refuses_declarations_and_catches_up_when_healed() {
+    use common::proxy::Proxy;
+    let ports = [common::free_port(), common::free_port(), common::free_port()];
+    // proxies[i][j]: node i's link to node j.
+    let mut proxies: Vec<Vec<Option<Proxy>>> = Vec::new();
+    for i in 0..3 {
+        let mut row = Vec::new();
+        for (j, p) in ports.iter().enumerate() {
+            row.push(if i == j {
+                None
+            } else {
+                Some(Proxy::start(format!("127.0.0.1:{p}").parse().unwrap()).await)
+            });
+        }
+        proxies.push(row);
+    }
+    let mut nodes = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let seeds: Vec<u16> = ports.iter().copied().filter(|q| q != p).collect();
+        let via: Vec<(String, String)> = (0..3)
+            .filter(|j| *j != i)
+            .map(|j| {
+                let proxy = proxies[i][j].as_ref().unwrap();
+                (format!("127.0.0.1:{}", ports[j]), proxy.addr.to_string())
+            })
+            .collect();
+        let dir = common::tempdir::Dir::new();
+        let config = node_config(&format!("m{}@localhost", i + 1), &dir.path, *p, &seeds, via);
+        nodes.push(launch(config, dir).await);
+    }
+    all_running(&nodes).await;
+    let (h1, h3) = (http_port(&nodes[0]), http_port(&nodes[2]));
+    let (_c, ch) = amqp_channel(&nodes[0]).await;
+    durable_x(&ch, "x.before", lapin::ExchangeKind::Direct)
+        .await
+        .unwrap();
+    wait_for(
+        h3,
+        "/api/exchanges/%2F/x.before",
+        10,
+        "x.before on node 3",
+        |s, _| s == 200,
+    )
+    .await;
+
+    // Partition node 3 away, both directions.
+    let links = |f: &dyn Fn(&Proxy)| {
+        for (i, j) in [(2, 0), (2, 1), (0, 2), (1, 2)] {
+            f(proxies[i][j].as_ref().unwrap());
+        }
+    };
+    links(&|p| p.cut());
+
+    // The minority refuses: AMQP exchange.declare closes the connection with 541 within the
+    // operation timeout (2 s with fast timeouts), HTTP answers 503.
+    let t = Instant::now();
+    let (c3, ch3) = amqp_channel(&nodes[2]).await;
+    let r = durable_x(&ch3, "x.minority", lapin::ExchangeKind::Direct).await;
+    let refused_in = t.elapsed();
+    common::assert_code(r, 541, "metadata store operation timed out");
+    assert!(
+        refused_in < Duration::from_secs(8),
+        "refused after {refused_in:?}"
+    );
+    assert!(!c3.status().connected());
+    let (_c3, ch3) = amqp_channel(&nodes[2]).await;
+    common::assert_code(
+        ch3.queue_declare(
+            "q.minority".into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            no_args(),
+        )
+        .await,
+        541,
+        "Could not declare queue 'q.minority' in vhost '/' on node 'm3@localhost'",
+    );
+    let r = api(
+        h3,
+        "PUT",
+        "/api/exchanges/%2F/x.minority-http",
+        Some(json!({"type": "direct"})),
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    // Node-local things still work there: a non-durable exclusive queue.
+    let (_c3, ch3) = amqp_channel(&nodes[2]).await;
+    ch3.queue_declare(
+        "".into(),
+        lapin::options::QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        no_args(),
+    )
+    .await
+    .unwrap();
+
+    // The majority keeps accepting (retried across a re-election if node 3 led).
+    let (_c1, ch1) = accepted(&nodes[0], "x.majority", lapin::ExchangeKind::Fanout).await;
+    common::declare_durable(&ch1, "q.majority", no_args()).await;
+    ch1.queue_bind(
+        "q.majority".into(),
+        "x.majority".into(),
+        "".into(),
+        Default::default(),
+        no_args(),
+    )
+    .await
+    .unwrap();
+    let r = api(
+        h1,
+        "PUT",
+        "/api/queues/%2F/q.majority-http",
+        Some(json!({"durable": true})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        api(h3, "GET", "/api/exchanges/%2F/x.majority", None).await.status,
+        404,
+        "the minority cannot have heard of it"
+    );
+
+    // Heal: node 3 gets everything the majority made and nothing it refused.
+    let t = Instant::now();
+    links(&|p| p.heal());
+    // The last change the majority made (one log: everything before it is there too).
+    wait_for(
+        h3,
+        "/api/queues/%2F/q.majority-http",
+        20,
+        "node 3 healed",
+        |s, v| s == 200 && v["node"] == "m1@localhost",
+    )
+    .await;
+    let b = api(h3, "GET", "/api/bindings/%2F/e/x.majority/q/q.majority", None)
+        .await
+        .json();
+    assert_eq!(b.as_array().map(Vec::len), Some(1), "{b}");
+    let healed_in = t.elapsed();
+    for (path, want) in [
+        ("/api/exchanges/%2F/x.before", 200),
+        ("/api/exchanges/%2F/x.majority", 200),
+        ("/api/queues/%2F/q.majority", 200),
+        ("/api/queues/%2F/q.majority-http", 200),
+        ("/api/exchanges/%2F/x.minority", 404),
+        ("/api/exchanges/%2F/x.minority-http", 404),
+        ("/api/queues/%2F/q.minority", 404),
+    ] {
+        for h in [h1, h3] {
+            assert_eq!(api(h, "GET", path, None).await.status, want, "{path} on {h}");
+        }
+    }
+    // And it accepts declarations again.
+    accepted(&nodes[2], "x.after", lapin::ExchangeKind::Direct).await;
+    wait_for(
+        h1,
+        "/api/exchanges/%2F/x.after",
+        10,
+        "x.after on node 1",
+        |s, _| s == 200,
+    )
+    .await;
+    eprintln!("minority refused in {refused_in:?}; healed in {healed_in:?}");
+    for n in nodes {
+        n.running.shutdown().await;
+    }
 }

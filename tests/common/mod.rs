@@ -9,6 +9,8 @@ use std::time::Duration;
 use lapin::{Connection, ConnectionProperties};
 use warren_server::{Config, RunningBroker};
 
+pub mod proxy;
+
 /// A broker running in this test process.
 pub struct TestBroker {
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f`

@@ -101,6 +101,9 @@ pub struct ClusterConfig {
     pub snapshot_threshold: u64,
     /// Entries kept in the log behind a snapshot (for followers slightly behind).
     pub logs_to_keep: u64,
+    /// Testing: when dialling a peer at a key address, connect to the value instead (a TCP
+    /// proxy that partition tests cut and heal). Empty in production.
+    pub dial_via: std::collections::HashMap<String, String>,
 }
 
 impl ClusterConfig {
@@ -117,6 +120,7 @@ impl ClusterConfig {
             timeouts: Timeouts::default(),
             snapshot_threshold: 5000,
             logs_to_keep: 1000,
+            dial_via: Default::default(),
         }
     }
 }
@@ -207,7 +211,9 @@ impl Cluster {
             Some(a) => a.clone(),
             None => listener.local_addr()?.to_string(),
         };
-        let pool = Arc::new(Pool::new(config.secret.clone(), config.timeouts.connect));
+        let pool = Arc::new(
+            Pool::new(config.secret.clone(), config.timeouts.connect).with_dial_via(config.dial_via.clone()),
+        );
         let applied = Arc::new(AtomicU64::new(0));
         let commands = Arc::new(AtomicU64::new(0));
         let (raft, log) = open_raft(&config, &applier, &pool, &applied, &commands).await?;

@@ -285,6 +285,8 @@ pub(crate) struct Pool {
     secret: Vec<u8>,
     connect_timeout: Duration,
     slots: parking_lot::Mutex<HashMap<(String, usize), Slot>>,
+    /// Testing: connect to the value instead when dialling the key (a proxy in between).
+    dial_via: HashMap<String, String>,
     /// Round-robin position among the control connections when all are busy.
     turn: std::sync::atomic::AtomicUsize,
 }
@@ -295,8 +297,15 @@ impl Pool {
             secret,
             connect_timeout,
             slots: Default::default(),
+            dial_via: HashMap::new(),
             turn: Default::default(),
         }
+    }
+
+    /// Dials `via` whenever a call goes to `addr` (partition tests put a proxy there).
+    pub(crate) fn with_dial_via(mut self, dial_via: HashMap<String, String>) -> Pool {
+        self.dial_via = dial_via;
+        self
     }
 
     fn slot(&self, addr: &str, n: usize) -> Slot {
@@ -333,7 +342,8 @@ impl Pool {
 
     async fn connect(&self, addr: &str) -> Result<TcpStream> {
         let fut = async {
-            let mut s = TcpStream::connect(addr).await?;
+            let to = self.dial_via.get(addr).map_or(addr, String::as_str);
+            let mut s = TcpStream::connect(to).await?;
             s.set_nodelay(true)?;
             client_handshake(&mut s, &self.secret, addr).await?;
             Ok::<_, ClusterError>(s)

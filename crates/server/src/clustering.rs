@@ -1,12 +1,15 @@
 //! The server's side of clustering: it owns the node's [`warren_cluster::Cluster`] handle
 //! (started from the `--cluster-*` settings, Raft state in `<data-dir>/cluster`), the
-//! replicated definitions commands ([`Change`]: vhosts, users, permissions, encoded as JSON in
-//! the Raft log) and their one applier ([`Definitions`], the [`warren_cluster::Apply`] the
+//! replicated definitions commands ([`Change`]: vhosts, users, permissions, topic permissions,
+//! exchanges, durable queues (with their home node), bindings, policies, limits and the cluster
+//! name, encoded as JSON in the Raft log) and their one applier ([`Definitions`], the [`warren_cluster::Apply`] the
 //! cluster calls on every node, in log order). Management handlers call [`change`]: on a
 //! clustered node it proposes the command and waits for a majority to commit it; on a single
 //! node it applies the command directly, exactly as before clustering existed. Both paths run
 //! [`apply_local`], the same broker methods (the vhost service, the durable access stores),
-//! so a definition is changed the same way whether or not Raft carried it.
+//! so a definition is changed the same way whether or not Raft carried it. AMQP channels
+//! propose topology changes through [`define`] (see `crate::connection` for how a channel waits
+//! for the commit without holding a lock).
 
 use std::sync::{Arc, Weak};
 
@@ -70,6 +73,82 @@ pub enum Change {
         /// Vhost.
         vhost: String,
     },
+    /// A topology change in a vhost: `method` is the AMQP method (exchange.declare/delete,
+    /// queue.declare/delete, queue.bind/unbind, exchange.bind/unbind) encoded as the
+    /// definitions log encodes it; `node`: the proposing node, the home of a declared queue.
+    Define {
+        /// Vhost.
+        vhost: String,
+        /// Proposing node.
+        node: String,
+        /// The encoded method.
+        method: Vec<u8>,
+    },
+    /// Create or replace a policy (`definition`: the policy as `/api/policies` takes it).
+    PutPolicy {
+        /// Vhost.
+        vhost: String,
+        /// Policy name.
+        name: String,
+        /// Pattern, apply-to, priority, definition.
+        policy: Value,
+    },
+    /// Delete a policy.
+    DeletePolicy {
+        /// Vhost.
+        vhost: String,
+        /// Policy name.
+        name: String,
+    },
+    /// Replace a vhost's or user's limits (an empty set clears them).
+    SetLimits {
+        /// `vhost` or `user`.
+        scope: String,
+        /// The vhost or user.
+        owner: String,
+        /// Limit name to value.
+        limits: std::collections::BTreeMap<String, i64>,
+    },
+    /// Set a user's topic permission on one exchange of a vhost.
+    SetTopicPermission {
+        /// User.
+        user: String,
+        /// Vhost.
+        vhost: String,
+        /// Exchange.
+        exchange: String,
+        /// Write regex.
+        write: String,
+        /// Read regex.
+        read: String,
+    },
+    /// Clear a user's topic permissions on a vhost (all, or one exchange's).
+    ClearTopicPermissions {
+        /// User.
+        user: String,
+        /// Vhost.
+        vhost: String,
+        /// Only this exchange's.
+        exchange: Option<String>,
+    },
+    /// Set the cluster name (the `cluster_name` global parameter).
+    SetClusterName {
+        /// The name.
+        name: String,
+    },
+}
+
+impl Change {
+    /// A [`Change::Define`] of `method` in `vhost`, proposed by `node`.
+    pub fn define(vhost: &str, node: &str, method: impl Into<warren_codec::Method>) -> Change {
+        let mut out = bytes::BytesMut::new();
+        method.into().encode(&mut out);
+        Change::Define {
+            vhost: vhost.to_string(),
+            node: node.to_string(),
+            method: out.to_vec(),
+        }
+    }
 }
 
 /// What applying a [`Change`] did (the same answer on every node).
@@ -85,6 +164,29 @@ pub enum Outcome {
     NotFound,
     /// Refused (bad regex, unknown user …), with RabbitMQ's reason.
     Invalid(String),
+    /// A topology change refused with an AMQP error (code, text without the `NAME - ` prefix).
+    Refused(u16, String),
+}
+
+impl Outcome {
+    /// The AMQP error of a refused topology change (`None`: it was made).
+    pub fn amqp_error(&self) -> Option<warren_core::AmqpError> {
+        match self {
+            Outcome::Refused(code, text) => Some(warren_core::AmqpError::new(
+                warren_codec::ReplyCode::from_code(*code).unwrap_or(warren_codec::ReplyCode::InternalError),
+                text.clone(),
+            )),
+            Outcome::Invalid(text) => Some(warren_core::AmqpError::precondition(text.clone())),
+            _ => None,
+        }
+    }
+
+    fn of<T>(r: warren_core::AmqpResult<T>, ok: impl FnOnce(T) -> Outcome) -> Outcome {
+        match r {
+            Ok(t) => ok(t),
+            Err(e) => Outcome::Refused(e.code.code(), e.text),
+        }
+    }
 }
 
 /// Why a change could not be made on a clustered node.
@@ -110,10 +212,171 @@ pub async fn change(broker: &Broker, c: Change) -> Result<Outcome, Unavailable> 
     }
 }
 
+/// Makes a topology change through the cluster (committed by a majority, applied on every
+/// node) and answers with the AMQP error the channel closes with, if it was refused or could
+/// not be committed: RabbitMQ 4's (Khepri's) `541 INTERNAL_ERROR - Could not <what> in vhost
+/// 'V' on node 'N' because the metadata store operation timed out`, a connection error.
+/// `what`: e.g. `declare queue 'q'`.
+pub async fn define(broker: Arc<Broker>, c: Change, what: String) -> warren_core::AmqpResult<Outcome> {
+    let vhost = match &c {
+        Change::Define { vhost, .. } => vhost.clone(),
+        _ => String::new(),
+    };
+    match change(&broker, c).await {
+        Ok(o) => match o.amqp_error() {
+            Some(e) => Err(e),
+            None => Ok(o),
+        },
+        Err(Unavailable(reason)) => {
+            tracing::warn!(vhost, what, "topology change not committed: {reason}");
+            Err(warren_core::AmqpError::internal(format!(
+                "Could not {what} in vhost '{vhost}' on node '{}' because the metadata store \
+                 operation timed out",
+                broker.config.node_name
+            )))
+        }
+    }
+}
+
+/// Applies a [`Change::Define`] through the vhost service.
+fn apply_define(broker: &Broker, vhost: &str, node: &str, method: &[u8]) -> Outcome {
+    use warren_codec::Method;
+    use warren_core::topology::ExchangeDeclare;
+
+    let Some(v) = broker.vhost(vhost) else {
+        return Outcome::Refused(
+            warren_codec::ReplyCode::NotFound.code(),
+            format!("no vhost '{vhost}'"),
+        );
+    };
+    let m = match Method::decode(&bytes::Bytes::copy_from_slice(method)) {
+        Ok(m) => m,
+        Err(e) => return Outcome::Invalid(format!("undecodable method: {e}")),
+    };
+    let binding = |source: &str, destination: &str, to_queue, routing_key: &str, arguments, bind| {
+        let b = crate::vhost::BindingRef {
+            source,
+            destination,
+            to_queue,
+            routing_key,
+            arguments,
+        };
+        let r = if bind {
+            v.bind(&b, None)
+        } else {
+            v.unbind(&b, None)
+        };
+        Outcome::of(r, |_| if bind { Outcome::Created } else { Outcome::Deleted })
+    };
+    let created = |c: bool| if c { Outcome::Created } else { Outcome::Updated };
+    match &m {
+        Method::ExchangeDeclare(x) => Outcome::of(
+            v.declare_exchange(&ExchangeDeclare {
+                name: &x.exchange,
+                kind: &x.kind,
+                passive: false,
+                durable: x.durable,
+                auto_delete: x.auto_delete,
+                internal: x.internal,
+                arguments: &x.arguments,
+            }),
+            created,
+        ),
+        Method::ExchangeDelete(x) => {
+            if !v.read_topology(|t| t.exchange(&x.exchange).is_some()) {
+                return Outcome::NotFound;
+            }
+            Outcome::of(v.delete_exchange(&x.exchange, x.if_unused), |_| Outcome::Deleted)
+        }
+        Method::QueueDeclare(q) => {
+            let d = crate::vhost::recorded_queue(q);
+            let limit = broker.queue_limit(vhost);
+            if node == broker.config.node_name {
+                Outcome::of(v.declare_queue(&d, limit), |(_, c)| created(c))
+            } else {
+                Outcome::of(v.declare_remote_queue(&d, node, limit), created)
+            }
+        }
+        Method::QueueDelete(q) => match v.delete_queue(&q.queue) {
+            Some(_) => Outcome::Deleted,
+            None => Outcome::NotFound,
+        },
+        Method::QueueBind(b) => binding(&b.exchange, &b.queue, true, &b.routing_key, &b.arguments, true),
+        Method::QueueUnbind(b) => binding(&b.exchange, &b.queue, true, &b.routing_key, &b.arguments, false),
+        Method::ExchangeBind(b) => binding(
+            &b.source,
+            &b.destination,
+            false,
+            &b.routing_key,
+            &b.arguments,
+            true,
+        ),
+        Method::ExchangeUnbind(b) => binding(
+            &b.source,
+            &b.destination,
+            false,
+            &b.routing_key,
+            &b.arguments,
+            false,
+        ),
+        other => Outcome::Invalid(format!("not a topology change: {}", other.name())),
+    }
+}
+
 /// Applies `c` to this node's broker: the code path of a single node and of every cluster
 /// member applying a committed command.
 pub fn apply_local(broker: &Broker, c: &Change) -> Outcome {
     match c {
+        Change::Define { vhost, node, method } => apply_define(broker, vhost, node, method),
+        Change::PutPolicy { vhost, name, policy } => match broker.put_policy_json(vhost, name, policy) {
+            Err(e) => Outcome::Invalid(e),
+            Ok(None) => Outcome::NotFound,
+            Ok(Some(true)) => Outcome::Created,
+            Ok(Some(false)) => Outcome::Updated,
+        },
+        Change::DeletePolicy { vhost, name } => {
+            if broker.delete_policy(vhost, name) {
+                Outcome::Deleted
+            } else {
+                Outcome::NotFound
+            }
+        }
+        Change::SetLimits { scope, owner, limits } => {
+            match broker.replace_limits_in(scope, owner, limits.clone()) {
+                None => Outcome::Invalid(format!("unknown limits scope '{scope}'")),
+                Some(true) => Outcome::Updated,
+                Some(false) => Outcome::Created,
+            }
+        }
+        Change::SetTopicPermission {
+            user,
+            vhost,
+            exchange,
+            write,
+            read,
+        } => match broker.set_topic_permission(user, vhost, exchange, write, read) {
+            Ok(true) => Outcome::Created,
+            Ok(false) => Outcome::Updated,
+            Err(e) => Outcome::Invalid(e.to_string()),
+        },
+        Change::ClearTopicPermissions {
+            user,
+            vhost,
+            exchange,
+        } => {
+            if broker.clear_topic_permissions(user, vhost, exchange.as_deref()) {
+                Outcome::Deleted
+            } else {
+                Outcome::NotFound
+            }
+        }
+        Change::SetClusterName { name } => {
+            if *name == broker.cluster_name() {
+                return Outcome::Updated;
+            }
+            broker.set_cluster_name(name);
+            Outcome::Updated
+        }
         Change::PutVhost { name, grant } => {
             if !broker.create_vhost(name) {
                 return Outcome::Updated;
@@ -310,6 +573,7 @@ impl Apply for Definitions {
         serde_json::to_vec(&json!({
             "applied": self.applied(),
             "vhosts": vhosts, "users": users, "permissions": permissions,
+            "changes": replicated_changes(&b),
         }))
         .expect("JSON encodes")
     }
@@ -378,10 +642,129 @@ impl Apply for Definitions {
                 b.clear_permission(&u, &v);
             }
         }
+        // Topology, policies, limits, topic permissions, cluster name: added or updated
+        // (nothing a snapshot does not hold is removed: a node restoring one never accepted a
+        // change the cluster did not commit).
+        for c in doc["changes"].as_array().into_iter().flatten() {
+            match serde_json::from_value::<Change>(c.clone()) {
+                Ok(c) => {
+                    apply_local(&b, &c);
+                }
+                Err(e) => tracing::error!(error = %e, "undecodable change in a cluster snapshot skipped"),
+            }
+        }
         if index != 0 {
             self.record(index);
         }
     }
+}
+
+/// The replicated definitions beyond vhosts, users and permissions, as the changes that make
+/// them (a snapshot's `changes`): durable exchanges, durable queues with their home node,
+/// durable bindings, policies, limits, topic permissions and the cluster name.
+pub fn replicated_changes(b: &Broker) -> Vec<Value> {
+    use warren_codec::ShortStr;
+    use warren_codec::methods as wm;
+    let me = b.config.node_name.clone();
+    let mut out: Vec<Change> = Vec::new();
+    let mut vhosts = b.vhosts();
+    vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+    for v in &vhosts {
+        let (exchanges, queues, bindings) = v.read_topology(|t| {
+            let exchanges: Vec<wm::ExchangeDeclare> = t
+                .exchanges()
+                .filter(|x| x.durable && !x.name.is_empty() && !x.name.starts_with("amq."))
+                .map(|x| wm::ExchangeDeclare {
+                    exchange: x.name.clone(),
+                    kind: ShortStr::from(x.kind.name()),
+                    durable: true,
+                    auto_delete: x.auto_delete,
+                    internal: x.internal,
+                    arguments: x.arguments.clone(),
+                    ..Default::default()
+                })
+                .collect();
+            let queues: Vec<(warren_core::topology::QueueId, wm::QueueDeclare)> = t
+                .queues()
+                .filter(|q| q.durable && q.exclusive_owner.is_none())
+                .map(|q| {
+                    let m = wm::QueueDeclare {
+                        queue: q.name.clone(),
+                        durable: true,
+                        auto_delete: q.auto_delete,
+                        arguments: q.arguments.clone(),
+                        ..Default::default()
+                    };
+                    (q.id, m)
+                })
+                .collect();
+            let bindings: Vec<warren_codec::Method> = t
+                .bindings()
+                .into_iter()
+                .filter(|x| {
+                    !x.source.is_empty()
+                        && t.is_durable_binding(&x.source, &x.destination, x.destination_is_queue)
+                })
+                .map(|x| {
+                    if x.destination_is_queue {
+                        wm::QueueBind {
+                            queue: x.destination,
+                            exchange: x.source,
+                            routing_key: x.routing_key,
+                            arguments: x.arguments,
+                            ..Default::default()
+                        }
+                        .into()
+                    } else {
+                        wm::ExchangeBind {
+                            destination: x.destination,
+                            source: x.source,
+                            routing_key: x.routing_key,
+                            arguments: x.arguments,
+                            ..Default::default()
+                        }
+                        .into()
+                    }
+                })
+                .collect();
+            (exchanges, queues, bindings)
+        });
+        out.extend(exchanges.into_iter().map(|m| Change::define(&v.name, &me, m)));
+        for (id, m) in queues {
+            let home = v.home_node(id).unwrap_or_else(|| me.clone());
+            out.push(Change::define(&v.name, &home, m));
+        }
+        out.extend(bindings.into_iter().map(|m| Change::define(&v.name, &me, m)));
+        for (name, policy) in b.policies_json(&v.name) {
+            out.push(Change::PutPolicy {
+                vhost: v.name.clone(),
+                name,
+                policy,
+            });
+        }
+    }
+    for (scope, owner, limits) in b.all_limits() {
+        out.push(Change::SetLimits {
+            scope: scope.into(),
+            owner,
+            limits,
+        });
+    }
+    for (user, vhost, p) in b.users.topic_permissions() {
+        out.push(Change::SetTopicPermission {
+            user,
+            vhost,
+            exchange: p.exchange.clone(),
+            write: p.write.clone(),
+            read: p.read.clone(),
+        });
+    }
+    out.push(Change::SetClusterName {
+        name: b.cluster_name(),
+    });
+    out.iter()
+        .map(|c| serde_json::to_value(c).expect("a Change encodes"))
+        .collect()
 }
 
 /// The cluster configuration of a clustered node's settings (`None`: clustering is off).
@@ -396,6 +779,7 @@ pub fn cluster_config(config: &Config) -> Option<ClusterConfig> {
     );
     c.seeds = config.cluster_seeds.clone();
     c.timeouts = config.cluster_timeouts.clone();
+    c.dial_via = config.cluster_dial_via.iter().cloned().collect();
     // A wildcard listener is dialled at the node name's host (RabbitMQ's `name@host`).
     if let Some((host, port)) = listen.rsplit_once(':')
         && matches!(host, "0.0.0.0" | "[::]" | "::" | "")
@@ -505,5 +889,90 @@ mod tests {
             apply_local(&b, &Change::DeleteVhost { name: "v1".into() }),
             Outcome::NotFound
         );
+    }
+
+    #[test]
+    fn snapshots_carry_topology_policies_limits_and_topic_permissions() {
+        use warren_codec::methods as wm;
+        let b = Broker::new(Config::default());
+        let me = b.config.node_name.clone();
+        let define = |node: &str, m: warren_codec::Method| apply_local(&b, &Change::define("/", node, m));
+        let x = wm::ExchangeDeclare {
+            exchange: "x".into(),
+            kind: "topic".into(),
+            durable: true,
+            ..Default::default()
+        };
+        assert_eq!(define(&me, x.into()), Outcome::Created);
+        let q = |name: &str| wm::QueueDeclare {
+            queue: name.into(),
+            durable: true,
+            ..Default::default()
+        };
+        assert_eq!(define(&me, q("local").into()), Outcome::Created);
+        assert_eq!(define("other@host", q("remote").into()), Outcome::Created);
+        let bind = wm::QueueBind {
+            queue: "remote".into(),
+            exchange: "x".into(),
+            routing_key: "k.#".into(),
+            ..Default::default()
+        };
+        assert_eq!(define(&me, bind.into()), Outcome::Created);
+        // A binding to a missing queue is refused with the AMQP error, the same on every node.
+        let bad = wm::QueueBind {
+            queue: "nope".into(),
+            exchange: "x".into(),
+            ..Default::default()
+        };
+        assert!(matches!(define(&me, bad.into()), Outcome::Refused(404, _)));
+        let policy = json!({"pattern": "^local$", "definition": {"max-length": 3}});
+        let put = Change::PutPolicy {
+            vhost: "/".into(),
+            name: "p".into(),
+            policy,
+        };
+        assert_eq!(apply_local(&b, &put), Outcome::Created);
+        let limits = Change::SetLimits {
+            scope: "vhost".into(),
+            owner: "/".into(),
+            limits: [("max-queues".to_string(), 10)].into_iter().collect(),
+        };
+        assert_eq!(apply_local(&b, &limits), Outcome::Created);
+        let topic = Change::SetTopicPermission {
+            user: "guest".into(),
+            vhost: "/".into(),
+            exchange: "x".into(),
+            write: "^a".into(),
+            read: ".*".into(),
+        };
+        assert_eq!(apply_local(&b, &topic), Outcome::Created);
+        // The remote queue has no handle here: using it names its home.
+        let v = b.vhost("/").unwrap();
+        assert!(v.queue("local").is_some());
+        let e = v
+            .queue_for_use("remote", warren_core::topology::ConnId(0))
+            .unwrap_err();
+        assert!(e.text.contains("other@host"), "{}", e.text);
+
+        let dir = std::env::temp_dir().join(format!("warren-clustering-snap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let d1 = Definitions::open(&b, &dir.join("1"));
+        d1.record(3);
+        let b2 = Broker::new(Config {
+            node_name: "other@host".into(),
+            ..Config::default()
+        });
+        Definitions::open(&b2, &dir.join("2")).restore(&d1.snapshot());
+        let _ = std::fs::remove_dir_all(&dir);
+        let v2 = b2.vhost("/").unwrap();
+        assert!(v2.read_topology(|t| t.exchange("x").is_some_and(|x| x.durable)));
+        // Homes are kept: "remote" is this node's own queue now, "local" the other's.
+        assert!(v2.queue("remote").is_some());
+        let id = v2.read_topology(|t| t.queue("local").unwrap().id);
+        assert_eq!(v2.home_node(id).as_deref(), Some(me.as_str()));
+        assert!(v2.read_topology(|t| t.bindings().iter().any(|b| &*b.destination == "remote")));
+        assert!(v2.policy("p").is_some());
+        assert_eq!(b2.queue_limit("/"), Some(10));
+        assert_eq!(b2.users.topic_permissions_of("guest", "/").len(), 1);
     }
 }

@@ -125,6 +125,9 @@ pub struct Cli {
     /// File holding the cluster secret (trailing whitespace ignored), instead of --cluster-secret
     #[arg(long, env = "WARREN_CLUSTER_SECRET_FILE", value_name = "FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// How long a definitions change (a declaration through AMQP or the management API, a user …) waits for a majority of the cluster to commit it before it fails (AMQP: 541 INTERNAL_ERROR, HTTP: 503), in milliseconds [default: 10000]
+    #[arg(long, env = "WARREN_CLUSTER_OPERATION_TIMEOUT", value_name = "MS")]
+    pub cluster_operation_timeout: Option<u64>,
     /// Testing only: short Raft timeouts (elections in under a second, proposals give up after 2 s)
     #[arg(long, env = "WARREN_CLUSTER_FAST_TIMEOUTS", hide = true)]
     pub cluster_fast_timeouts: Option<bool>,
@@ -183,6 +186,7 @@ pub struct FileConfig {
     cluster_seeds: Option<String>,
     cluster_secret: Option<String>,
     cluster_secret_file: Option<PathBuf>,
+    cluster_operation_timeout: Option<u64>,
 }
 
 /// Effective configuration.
@@ -257,6 +261,9 @@ pub struct Config {
     pub cluster_secret: Option<String>,
     /// Raft timing (tests shorten it; `--cluster-fast-timeouts`).
     pub cluster_timeouts: warren_cluster::Timeouts,
+    /// Testing only (no flag): dial the second address whenever a peer at the first is
+    /// dialled (partition tests put a TCP proxy there).
+    pub cluster_dial_via: Vec<(String, String)>,
     /// The filesystem of the message store (tests inject `warren_store::FaultyFs`; `None` = the
     /// real one). Not a flag.
     pub store_fs: Option<std::sync::Arc<dyn warren_store::FileSystem>>,
@@ -299,6 +306,7 @@ impl Default for Config {
             cluster_seeds: Vec::new(),
             cluster_secret: None,
             cluster_timeouts: warren_cluster::Timeouts::default(),
+            cluster_dial_via: Vec::new(),
             store_fs: None,
         }
     }
@@ -346,11 +354,17 @@ impl Config {
             ),
             (None, None) => None,
         };
-        let cluster_timeouts = if cli.cluster_fast_timeouts.unwrap_or(false) {
+        let mut cluster_timeouts = if cli.cluster_fast_timeouts.unwrap_or(false) {
             fast_cluster_timeouts()
         } else {
             d.cluster_timeouts.clone()
         };
+        if let Some(ms) = cli.cluster_operation_timeout.or(file.cluster_operation_timeout) {
+            if ms == 0 {
+                return Err("cluster_operation_timeout must be at least 1 ms".into());
+            }
+            cluster_timeouts.propose = Duration::from_millis(ms);
+        }
         let config = Config {
             amqp_listen: cli.amqp_listen.or(file.amqp_listen).unwrap_or(d.amqp_listen),
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
@@ -428,6 +442,7 @@ impl Config {
             cluster_seeds,
             cluster_secret,
             cluster_timeouts,
+            cluster_dial_via: Vec::new(),
             store_fs: None,
         };
         config.check_cluster()?;

@@ -283,6 +283,7 @@ impl Connection {
         let flow_sleep = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(flow_sleep);
         let mut flow_armed: Option<Instant> = None;
+        let mut waiting: Option<crate::session::Pending> = None;
         while !matches!(self.phase, Phase::Done | Phase::Draining) {
             if rbuf.capacity() - rbuf.len() < 16 * 1024 {
                 rbuf.reserve(64 * 1024);
@@ -293,8 +294,15 @@ impl Connection {
             // Parked on a queue's credit (credit flow): input waits in the socket.
             let in_flow = !self.flow.is_empty() && self.phase == Phase::Open;
             // A blocked publisher is not read (TCP backpressure) until the alarm clears.
-            let reading =
-                (self.blocked.is_none() || matches!(self.phase, Phase::Closing)) && !backed_up && !in_flow;
+            // A channel waits for the cluster to commit its topology change: input waits too
+            // (so the channel's later methods see the change), everything else goes on.
+            if waiting.is_none() {
+                waiting = self.session.pending.take();
+            }
+            let reading = (self.blocked.is_none() || matches!(self.phase, Phase::Closing))
+                && !backed_up
+                && !in_flow
+                && waiting.is_none();
             // Input left in the buffer when processing stopped (backlog, flow) goes first once
             // that condition is gone: the client may have sent everything already, and the
             // socket would never wake us for it.
@@ -348,6 +356,16 @@ impl Connection {
                         self.handle_event(e);
                     }
                 }
+                r = async {
+                    match waiting.as_mut() {
+                        Some(p) => p.work.as_mut().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Some(p) = waiting.take() {
+                        self.finish_pending(p, r);
+                    }
+                }
                 _ = tick.tick() => self.on_tick(),
                 r = shutdown.changed(), if !shutting_down => {
                     shutting_down = true;
@@ -362,6 +380,20 @@ impl Connection {
             }
         }
         self.flush();
+    }
+
+    /// A channel's topology change is committed (its `-ok` sent) or failed (the channel or,
+    /// for a hard error, the connection closed); held input is processed next.
+    fn finish_pending(&mut self, p: crate::session::Pending, r: AmqpResult<crate::clustering::Outcome>) {
+        let open = self.channels.get(&p.channel).is_some_and(|c| c.is_open());
+        match r {
+            Ok(outcome) if open => (p.done)(&mut self.session, outcome),
+            Ok(_) => {}
+            Err(e) if e.is_hard() => self.close_connection(e.with_method(p.ids.0, p.ids.1)),
+            Err(e) if open => self.channel_error(p.channel, e.with_method(p.ids.0, p.ids.1)),
+            Err(_) => {}
+        }
+        self.input_held = true;
     }
 
     /// Parks this connection on `queues` (each out of credit after its publish). Those that
@@ -598,6 +630,11 @@ impl Connection {
             }
             // Parked on a queue's credit: the rest waits (run() resumes on `flow_notify`).
             if !self.flow.is_empty() && self.phase == Phase::Open {
+                self.input_held = true;
+                return;
+            }
+            // A channel waits for a cluster commit: the rest waits (run() resumes after it).
+            if self.session.pending.is_some() {
                 self.input_held = true;
                 return;
             }
@@ -1058,6 +1095,9 @@ impl Connection {
         } else {
             c.handle(&mut self.session, cmd)
         };
+        if let Some(p) = &mut self.session.pending {
+            p.ids = (cid, mid);
+        }
         if !self.session.out_of_credit.is_empty() {
             let queues = std::mem::take(&mut self.session.out_of_credit);
             self.enter_flow(queues);

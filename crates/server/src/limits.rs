@@ -229,6 +229,28 @@ impl Broker {
         }
     }
 
+    /// [`Broker::replace_limits`] in the scope named `scope` (`vhost`, `user`; `None` for
+    /// another name).
+    pub fn replace_limits_in(&self, scope: &str, owner: &str, new: LimitSet) -> Option<bool> {
+        let scope = [Scope::Vhost, Scope::User]
+            .into_iter()
+            .find(|s| s.key() == scope)?;
+        Some(self.replace_limits(scope, owner, new))
+    }
+
+    /// Every owner's own limits: (scope name, owner, limits).
+    pub fn all_limits(&self) -> Vec<(&'static str, String, LimitSet)> {
+        [Scope::Vhost, Scope::User]
+            .into_iter()
+            .flat_map(|scope| {
+                self.limits
+                    .all(scope)
+                    .into_iter()
+                    .map(move |(owner, set)| (scope.key(), owner, set))
+            })
+            .collect()
+    }
+
     /// Drops every limit of a deleted vhost or user.
     pub fn forget_limits(&self, scope: Scope, owner: &str) {
         if self.limits.map(scope).write().remove(owner).is_some() {

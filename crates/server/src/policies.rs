@@ -148,6 +148,24 @@ impl Broker {
         Some(v.put_policy(p, || self.record_policy(&rec)))
     }
 
+    /// [`Broker::put_policy`] of a policy in RabbitMQ's JSON (`Err`: it does not parse).
+    pub fn put_policy_json(&self, vhost: &str, name: &str, policy: &Value) -> Result<Option<bool>, String> {
+        let p = policy_from_json(name, policy).map_err(|e| e.to_string())?;
+        Ok(self.put_policy(vhost, p))
+    }
+
+    /// A vhost's policies by name, each in RabbitMQ's JSON, sorted by name.
+    pub fn policies_json(&self, vhost: &str) -> Vec<(String, Value)> {
+        let Some(v) = self.vhost(vhost) else {
+            return Vec::new();
+        };
+        let mut ps = v.policies();
+        ps.sort_by(|a, b| a.name.cmp(&b.name));
+        ps.iter()
+            .map(|p| (p.name.clone(), policy_json(vhost, p)))
+            .collect()
+    }
+
     /// Deletes a policy (durably); the queues it applied to fall back to their declared
     /// arguments or to the next matching policy. `false` if there was no such policy.
     pub fn delete_policy(&self, vhost: &str, name: &str) -> bool {

@@ -305,7 +305,7 @@ pub struct QueueStats {
 }
 
 /// A snapshot of a queue's counts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct QueueCounts {
     /// Ready messages.
     pub ready: u32,

@@ -40,9 +40,32 @@ pub struct PermCache {
 
 const PUBLISH_CACHE_MAX: usize = 1024;
 
+/// A channel's topology change waiting for the cluster to commit it (a clustered node only):
+/// the connection stops processing input (its other channels' too) until `work` completes,
+/// but goes on delivering, sending heartbeats and handling events; no lock is held meanwhile.
+pub struct Pending {
+    /// The channel.
+    pub channel: u16,
+    /// The method's class and method ids (for the error's close).
+    pub ids: (u16, u16),
+    /// Proposes and waits ([`crate::clustering::define`]).
+    pub work:
+        std::pin::Pin<Box<dyn std::future::Future<Output = AmqpResult<crate::clustering::Outcome>> + Send>>,
+    /// Answers the client once committed (the method's `-ok`, unless nowait).
+    pub done: Box<dyn FnOnce(&mut Session, crate::clustering::Outcome) + Send>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pending(channel {})", self.channel)
+    }
+}
+
 /// What the channels of one connection share (see the module comment).
 #[derive(Debug)]
 pub struct Session {
+    /// A topology change a channel proposed to the cluster, waiting for its commit.
+    pub pending: Option<Pending>,
     /// The broker.
     pub broker: Arc<Broker>,
     /// The part of the connection other tasks may touch (its mailbox, listing facts).
@@ -73,6 +96,7 @@ impl Session {
     /// A session of the connection behind `shared`, not yet on a vhost.
     pub fn new(broker: Arc<Broker>, shared: Arc<ConnShared>) -> Session {
         Session {
+            pending: None,
             frame_max: broker.config.frame_max,
             broker,
             shared,

@@ -4,6 +4,11 @@
 //! dead-letter — which enforce limits, record definitions and register queue handles in one
 //! place, for the AMQP channels, the HTTP API, definitions import and recovery alike. Readers
 //! see the topology through [`VHost::read_topology`] (a short shared read lock, never across `.await`).
+//!
+//! In a cluster, a durable queue declared on another node is a *remote* queue here: its
+//! definition is in the topology (bindings, listings) with its home node, but this node holds
+//! no handle and no messages for it. Using one from AMQP (routing a publish to it, consuming,
+//! getting, purging) fails with [`remote_queue`]'s 404 instead of losing messages silently.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,7 +45,7 @@ pub struct BindingRef<'a> {
 
 impl BindingRef<'_> {
     /// This binding as the definitions record of its bind (`bind`) or unbind.
-    fn record(&self, bind: bool) -> warren_codec::Method {
+    pub(crate) fn record(&self, bind: bool) -> warren_codec::Method {
         let (d, s, k) = (
             ShortStr::from(self.destination),
             ShortStr::from(self.source),
@@ -84,6 +89,20 @@ impl BindingRef<'_> {
     }
 }
 
+/// The argument under which a remote queue's definitions record carries its home node (a
+/// cluster member's name). It never reaches the topology: replay strips it.
+pub const HOME_NODE_ARG: &str = "x-warren-home-node";
+
+/// The error for using a queue whose home is another cluster node (this node does not
+/// forward messages yet): 404 NOT_FOUND, as RabbitMQ answers for a queue whose home node is
+/// unreachable, with the home node named.
+pub fn remote_queue(name: &str, vhost: &str, node: &str) -> AmqpError {
+    AmqpError::not_found(format!(
+        "queue '{name}' in vhost '{vhost}' is hosted on node '{node}'; this node does not \
+         forward to queues of other nodes: connect to '{node}' to use it"
+    ))
+}
+
 /// The declare of a durable queue from its definitions record (replay, re-attach).
 pub(crate) fn recorded_queue(q: &wm::QueueDeclare) -> warren_core::topology::QueueDeclare<'_> {
     warren_core::topology::QueueDeclare {
@@ -108,6 +127,9 @@ pub struct VHost {
     topology: RwLock<Topology>,
     /// Live queue handles by id: private, see [`VHost::queue_handles`].
     queues: RwLock<HashMap<QueueId, Arc<Queue>>>,
+    /// Remote queues (declared on another cluster node, no handle here) by id: their home
+    /// node's name.
+    remote: RwLock<HashMap<QueueId, String>>,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// The durable store, when the broker runs with one.
@@ -143,6 +165,7 @@ impl VHost {
             name: name.to_string(),
             topology: RwLock::new(Topology::new(name)),
             queues: RwLock::new(HashMap::new()),
+            remote: RwLock::new(HashMap::new()),
             metrics,
             persistence,
             policies: RwLock::new(Vec::new()),
@@ -282,7 +305,52 @@ impl VHost {
     /// queue (405 RESOURCE_LOCKED, 404 NOT_FOUND otherwise).
     pub fn queue_for_use(&self, name: &str, owner: ConnId) -> AmqpResult<Arc<Queue>> {
         let id = self.topology.read().check_queue_access(name, owner)?.id;
-        self.queue_by_id(id).ok_or_else(|| queue_gone(name, &self.name))
+        self.queue_by_id(id).ok_or_else(|| match self.home_node(id) {
+            Some(node) => remote_queue(name, &self.name, &node),
+            None => queue_gone(name, &self.name),
+        })
+    }
+
+    /// The home node of a remote queue (`None`: a local queue, or none).
+    pub fn home_node(&self, id: QueueId) -> Option<String> {
+        self.remote.read().get(&id).cloned()
+    }
+
+    /// Checks a declaration of an existing remote queue against its definition (equivalence,
+    /// as for a local queue).
+    pub fn redeclare_remote_queue(&self, d: &warren_core::topology::QueueDeclare<'_>) -> AmqpResult<()> {
+        self.topology.write().declare_queue(d).map(|_| ())
+    }
+
+    /// Records the definition of a durable queue declared on cluster node `node` (not this
+    /// one): in the topology and the definitions log (with its home node), no handle, no
+    /// messages. The queue limit is checked as for [`VHost::declare_queue`]. Whether it was
+    /// created.
+    pub fn declare_remote_queue(
+        &self,
+        d: &warren_core::topology::QueueDeclare<'_>,
+        node: &str,
+        limit: Option<u32>,
+    ) -> AmqpResult<bool> {
+        let (meta, created) = self.declare_in_topology(d, limit)?;
+        if !created {
+            return Ok(false);
+        }
+        let mut arguments = d.arguments.clone();
+        arguments.insert(HOME_NODE_ARG, warren_codec::FieldValue::str(node));
+        let recorded = self.record(wm::QueueDeclare {
+            queue: meta.name.clone(),
+            durable: true,
+            auto_delete: meta.auto_delete,
+            arguments,
+            ..Default::default()
+        });
+        if let Err(e) = recorded {
+            self.topology.write().delete_queue(&meta.name);
+            return Err(e);
+        }
+        self.remote.write().insert(meta.id, node.to_string());
+        Ok(true)
     }
 
     /// The exclusive queues connection `owner` holds.
@@ -310,7 +378,12 @@ impl VHost {
     /// the last step of start-up recovery.
     pub(crate) fn open_recovered_queues(self: &Arc<Self>) -> Vec<Arc<Queue>> {
         let metas: Vec<QueueMeta> = self.read_topology(|t| t.queues().cloned().collect());
-        metas.into_iter().map(|m| self.add_queue(m)).collect()
+        let remote = self.remote.read().clone();
+        metas
+            .into_iter()
+            .filter(|m| !remote.contains_key(&m.id))
+            .map(|m| self.add_queue(m))
+            .collect()
     }
 
     /// Applies one definitions record read back at start-up to the topology (no record is
@@ -329,9 +402,21 @@ impl VHost {
                 arguments: &x.arguments,
             }),
             Method::ExchangeDelete(x) => t.delete_exchange(&x.exchange, false).map(|_| ()),
-            Method::QueueDeclare(q) => t.declare_queue(&recorded_queue(q)).map(|_| ()),
+            Method::QueueDeclare(q) => {
+                let mut q = q.clone();
+                let home = q.arguments.remove(HOME_NODE_ARG);
+                let (meta, _) = t.declare_queue(&recorded_queue(&q))?;
+                let mut remote = self.remote.write();
+                match home.as_ref().and_then(|h| h.as_str()) {
+                    Some(node) => remote.insert(meta.id, node.to_string()),
+                    None => remote.remove(&meta.id),
+                };
+                Ok(())
+            }
             Method::QueueDelete(q) => {
-                t.delete_queue(&q.queue);
+                if let Some((meta, _)) = t.delete_queue(&q.queue) {
+                    self.remote.write().remove(&meta.id);
+                }
                 Ok(())
             }
             Method::QueueBind(b) => t
@@ -478,20 +563,7 @@ impl VHost {
         d: &warren_core::topology::QueueDeclare<'_>,
         limit: Option<u32>,
     ) -> AmqpResult<(Arc<Queue>, bool)> {
-        let (meta, created) = {
-            let mut t = self.topology.write();
-            if let Some(limit) = limit
-                && !d.passive
-                && t.queue(d.name).is_none()
-                && t.queues().count() >= limit as usize
-            {
-                return Err(AmqpError::precondition(format!(
-                    "cannot declare queue '{}': queue limit in vhost '{}' ({limit}) is reached",
-                    d.name, self.name
-                )));
-            }
-            t.declare_queue(d)?
-        };
+        let (meta, created) = self.declare_in_topology(d, limit)?;
         self.metrics.queues_declared.fetch_add(1, Ordering::Relaxed);
         if !created {
             let q = self.queues.read().get(&meta.id).cloned();
@@ -516,11 +588,45 @@ impl VHost {
         Ok((self.add_queue(meta), true))
     }
 
+    /// Declares a queue in the topology (or checks an existing one), refusing a new queue
+    /// beyond the vhost's queue limit under the same lock (passive declares and existing queues
+    /// are never refused).
+    fn declare_in_topology(
+        &self,
+        d: &warren_core::topology::QueueDeclare<'_>,
+        limit: Option<u32>,
+    ) -> AmqpResult<(QueueMeta, bool)> {
+        let mut t = self.topology.write();
+        if let Some(limit) = limit
+            && !d.passive
+            && t.queue(d.name).is_none()
+            && t.queues().count() >= limit as usize
+        {
+            return Err(AmqpError::precondition(format!(
+                "cannot declare queue '{}': queue limit in vhost '{}' ({limit}) is reached",
+                d.name, self.name
+            )));
+        }
+        t.declare_queue(d)
+    }
+
     /// Deletes a queue: topology entry, bindings, consumers (cancelled), handle.
+    /// A remote queue's definition is deleted the same way (it has no handle, no log: 0).
     pub fn delete_queue(&self, name: &str) -> Option<u32> {
         let (meta, deleted) = self.topology.write().delete_queue(name)?;
-        let q = self.queues.write().remove(&meta.id)?;
-        let count = q.mark_deleted();
+        let handle = self.queues.write().remove(&meta.id);
+        let count = match handle {
+            Some(q) => q.mark_deleted(),
+            None => {
+                self.remote.write().remove(&meta.id)?;
+                let _ = self.record(warren_codec::methods::QueueDelete {
+                    queue: meta.name.clone(),
+                    ..Default::default()
+                });
+                self.record_deleted_exchanges(deleted.exchanges);
+                return Some(0);
+            }
+        };
         self.metrics.queues_deleted.fetch_add(1, Ordering::Relaxed);
         if meta.durable && meta.exclusive_owner.is_none() {
             let _ = self.record(warren_codec::methods::QueueDelete {
@@ -578,6 +684,24 @@ impl VHost {
                 .filter_map(|id| map.get(id).cloned())
                 .collect()
         };
+        if queues.len() < routed.queues.len() {
+            // A queue without a handle: one deleted meanwhile (skipped, as always), or a remote
+            // queue, which this node cannot deliver to: the publish fails as a whole, before
+            // any queue took it, rather than dropping that copy silently.
+            let hit = {
+                let remote = self.remote.read();
+                routed
+                    .queues
+                    .iter()
+                    .find_map(|id| Some((*id, remote.get(id)?.clone())))
+            };
+            if let Some((id, node)) = hit {
+                let name = self
+                    .read_topology(|t| t.queue_by_id(id).map(|q| q.name.to_string()))
+                    .unwrap_or_default();
+                return Err(remote_queue(&name, &self.name, &node));
+            }
+        }
         let payload = (msg.is_persistent() && queues.iter().any(|q| q.is_durable()))
             .then(|| crate::persist::encode_message(&msg, now));
         for q in queues {
@@ -669,6 +793,20 @@ impl VHost {
                     .filter_map(|id| map.get(id).cloned())
                     .collect()
             };
+            if targets.len() < routed.queues.len() {
+                // A remote queue (clustering) does not get its copy: counted and logged as a
+                // dropped dead letter (this node does not forward yet).
+                let remote = {
+                    let r = self.remote.read();
+                    routed.queues.iter().filter(|id| r.contains_key(id)).count()
+                };
+                if remote > 0 {
+                    tracing::warn!(queue = %q.meta.name, dlx, remote, "dead letter routed to queues of other cluster nodes; those copies are dropped");
+                    self.metrics
+                        .dead_letter_dropped
+                        .fetch_add(remote as u64, Ordering::Relaxed);
+                }
+            }
             for t in targets {
                 if is_cycle(&dl, &t.meta.name) {
                     continue;

@@ -18,6 +18,17 @@ impl Channel {
         if !m.passive && !m.exchange.is_empty() {
             s.check_access(Resource::Exchange, &m.exchange, Access::Configure)?;
         }
+        // A new durable exchange of a clustered node: declared on every node through Raft.
+        if s.broker.cluster().is_some()
+            && !m.passive
+            && m.durable
+            && !v.read_topology(|t| t.exchange(&m.exchange).is_some())
+        {
+            let what = format!("declare exchange '{}'", m.exchange);
+            let ok = (!m.nowait).then(|| ExchangeDeclareOk {}.into());
+            self.propose_ok(s, &v.name, m, what, ok);
+            return Ok(());
+        }
         v.declare_exchange(&ExchangeDecl {
             name: &m.exchange,
             kind: &m.kind,
@@ -36,6 +47,14 @@ impl Channel {
     pub(super) fn exchange_delete(&mut self, s: &mut Session, m: ExchangeDelete) -> AmqpResult<()> {
         let v = s.vhost()?;
         s.check_access(Resource::Exchange, &m.exchange, Access::Configure)?;
+        if s.broker.cluster().is_some()
+            && v.read_topology(|t| t.exchange(&m.exchange).is_some_and(|x| x.durable))
+        {
+            let what = format!("delete exchange '{}'", m.exchange);
+            let ok = (!m.nowait).then(|| ExchangeDeleteOk {}.into());
+            self.propose_ok(s, &v.name, m, what, ok);
+            return Ok(());
+        }
         v.delete_exchange(&m.exchange, m.if_unused)?;
         if !m.nowait {
             s.send_method(self.id, ExchangeDeleteOk {});
@@ -84,6 +103,20 @@ impl Channel {
         s.check_access(dest, b.destination, Access::Write)?;
         s.check_access(Resource::Exchange, b.source, Access::Read)?;
         s.check_topic_bind(b.source, b.routing_key)?;
+        // A durable binding (durable exchanges, a durable non-exclusive queue) of a clustered
+        // node: made on every node through Raft.
+        if s.broker.cluster().is_some()
+            && v.read_topology(|t| t.is_durable_binding(b.source, b.destination, b.to_queue))
+        {
+            let what = format!(
+                "{} '{}' to '{}'",
+                if bind { "bind" } else { "unbind" },
+                b.destination,
+                b.source
+            );
+            self.propose_ok(s, &v.name, b.record(bind), what, ok);
+            return Ok(());
+        }
         let owner = b.to_queue.then_some(s.shared.id);
         if bind {
             v.bind(b, owner)?;

@@ -268,6 +268,46 @@ impl Channel {
     }
 }
 
+impl Channel {
+    /// Proposes `method`, a topology change in vhost `vhost`, to the cluster (a clustered
+    /// node only): the connection waits for the commit ([`crate::session::Pending`]) and
+    /// `done` answers the client then; `what` names the change in the error if it cannot be
+    /// committed (`declare queue 'q'`).
+    fn propose(
+        &self,
+        s: &mut Session,
+        vhost: &str,
+        method: impl Into<Method>,
+        what: String,
+        done: impl FnOnce(&mut Session, crate::clustering::Outcome) + Send + 'static,
+    ) {
+        let change = crate::clustering::Change::define(vhost, &s.broker.config.node_name, method);
+        s.pending = Some(crate::session::Pending {
+            channel: self.id,
+            ids: (0, 0),
+            work: Box::pin(crate::clustering::define(s.broker.clone(), change, what)),
+            done: Box::new(done),
+        });
+    }
+
+    /// [`Channel::propose`] answering `ok` (if any: none for nowait) once committed.
+    fn propose_ok(
+        &self,
+        s: &mut Session,
+        vhost: &str,
+        method: impl Into<Method>,
+        what: String,
+        ok: Option<Method>,
+    ) {
+        let ch = self.id;
+        self.propose(s, vhost, method, what, move |s, _| {
+            if let Some(ok) = ok {
+                s.send_method(ch, ok);
+            }
+        });
+    }
+}
+
 /// Groups unacked entries by queue, keeping order within each queue.
 fn by_queue(entries: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<u64>)> {
     let mut groups: Vec<(Arc<Queue>, Vec<u64>)> = Vec::new();

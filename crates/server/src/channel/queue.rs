@@ -44,6 +44,65 @@ impl Channel {
                 s.check_access(Resource::Exchange, dlx, Access::Write)?;
             }
         }
+        if s.broker.cluster().is_some() && !m.passive && m.durable && !m.exclusive {
+            let existing = v.read_topology(|t| t.queue(&name).map(|q| q.id));
+            match existing {
+                // A new durable queue of a clustered node: declared on every node through Raft,
+                // with this node as its home.
+                None => {
+                    let (ch, nowait) = (self.id, m.nowait);
+                    let what = format!("declare queue '{name}'");
+                    let decl = QueueDeclare {
+                        queue: name.clone(),
+                        durable: true,
+                        auto_delete: m.auto_delete,
+                        arguments: m.arguments.clone(),
+                        ..Default::default()
+                    };
+                    let vhost = v.clone();
+                    self.propose(s, &v.name, decl, what, move |s, _| {
+                        let counts = vhost.queue(&name).map(|q| q.counts());
+                        if !nowait {
+                            s.send_method(
+                                ch,
+                                QueueDeclareOk {
+                                    queue: name,
+                                    message_count: counts.as_ref().map_or(0, |c| c.ready),
+                                    consumer_count: counts.as_ref().map_or(0, |c| c.consumers),
+                                },
+                            );
+                        }
+                    });
+                    return Ok(());
+                }
+                // Another node's queue: the declaration is checked against its definition;
+                // its counts are not known here (0).
+                Some(id) if v.home_node(id).is_some() => {
+                    v.redeclare_remote_queue(&QueueDecl {
+                        name: &name,
+                        passive: false,
+                        durable: true,
+                        exclusive: false,
+                        auto_delete: m.auto_delete,
+                        arguments: &m.arguments,
+                        owner: s.shared.id,
+                        server_named: false,
+                    })?;
+                    if !m.nowait {
+                        s.send_method(
+                            self.id,
+                            QueueDeclareOk {
+                                queue: name,
+                                message_count: 0,
+                                consumer_count: 0,
+                            },
+                        );
+                    }
+                    return Ok(());
+                }
+                Some(_) => {}
+            }
+        }
         let (q, _) = v.declare_queue(
             &QueueDecl {
                 name: &name,
@@ -109,21 +168,36 @@ impl Channel {
     pub(super) fn queue_delete(&mut self, s: &mut Session, m: QueueDelete) -> AmqpResult<()> {
         let v = s.vhost()?;
         s.check_access(Resource::Queue, &m.queue, Access::Configure)?;
+        let replicated = v
+            .read_topology(|t| t.queue(&m.queue).cloned())
+            .filter(|q| q.durable && q.exclusive_owner.is_none());
+        if s.broker.cluster().is_some()
+            && let Some(meta) = replicated
+        {
+            // A durable queue of a clustered node: deleted on every node through Raft (its
+            // home node drops its messages).
+            let count = match v.queue_by_id(meta.id) {
+                Some(q) => {
+                    let counts = q.counts();
+                    check_delete(&m, counts.consumers, counts.ready, &v.name)?;
+                    counts.ready
+                }
+                None => match v.home_node(meta.id) {
+                    Some(node) if m.if_unused || m.if_empty => {
+                        return Err(crate::vhost::remote_queue(&m.queue, &v.name, &node));
+                    }
+                    _ => 0,
+                },
+            };
+            let what = format!("delete queue '{}'", m.queue);
+            let ok = (!m.nowait).then(|| QueueDeleteOk { message_count: count }.into());
+            self.propose_ok(s, &v.name, m, what, ok);
+            return Ok(());
+        }
         let count = match s.queue_for_use(&m.queue) {
             Ok(q) => {
                 let counts = q.counts();
-                if m.if_unused && counts.consumers > 0 {
-                    return Err(AmqpError::precondition(format!(
-                        "queue '{}' in vhost '{}' in use",
-                        m.queue, v.name
-                    )));
-                }
-                if m.if_empty && counts.ready > 0 {
-                    return Err(AmqpError::precondition(format!(
-                        "queue '{}' in vhost '{}' is not empty",
-                        m.queue, v.name
-                    )));
-                }
+                check_delete(&m, counts.consumers, counts.ready, &v.name)?;
                 v.delete_queue(&m.queue).unwrap_or(0)
             }
             Err(e) if e.code == warren_codec::ReplyCode::NotFound => 0,
@@ -134,4 +208,21 @@ impl Channel {
         }
         Ok(())
     }
+}
+
+/// queue.delete's if-unused and if-empty conditions (406 PRECONDITION_FAILED).
+fn check_delete(m: &QueueDelete, consumers: u32, ready: u32, vhost: &str) -> AmqpResult<()> {
+    if m.if_unused && consumers > 0 {
+        return Err(AmqpError::precondition(format!(
+            "queue '{}' in vhost '{vhost}' in use",
+            m.queue
+        )));
+    }
+    if m.if_empty && ready > 0 {
+        return Err(AmqpError::precondition(format!(
+            "queue '{}' in vhost '{vhost}' is not empty",
+            m.queue
+        )));
+    }
+    Ok(())
 }

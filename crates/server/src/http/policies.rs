@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::authz::Caller;
 use super::shared::{ApiError, ApiResult, Shared, parse_body};
+use crate::clustering::{Change, Outcome};
 use crate::policies::{list_json, policy_from_json, policy_json};
 
 type J = ApiResult<axum::Json<Value>>;
@@ -56,11 +57,17 @@ pub async fn put(
 ) -> ApiResult<StatusCode> {
     st.broker.vhost(&vh).ok_or_else(ApiError::not_found)?;
     let doc: Value = parse_body(&body)?;
-    let p = policy_from_json(&name, &doc).map_err(|e| ApiError::bad_request(e.rabbit_text()))?;
-    match st.broker.put_policy(&vh, p) {
-        None => Err(ApiError::not_found()),
-        Some(true) => Ok(StatusCode::CREATED),
-        Some(false) => Ok(StatusCode::NO_CONTENT),
+    policy_from_json(&name, &doc).map_err(|e| ApiError::bad_request(e.rabbit_text()))?;
+    let c = Change::PutPolicy {
+        vhost: vh,
+        name,
+        policy: doc,
+    };
+    match ApiError::change(&st.broker, c).await? {
+        Outcome::NotFound => Err(ApiError::not_found()),
+        Outcome::Invalid(e) => Err(ApiError::bad_request(e)),
+        Outcome::Created => Ok(StatusCode::CREATED),
+        _ => Ok(StatusCode::NO_CONTENT),
     }
 }
 
@@ -69,9 +76,8 @@ pub async fn delete(
     State(st): State<Shared>,
     Path((vh, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    if st.broker.delete_policy(&vh, &name) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found())
+    match ApiError::change(&st.broker, Change::DeletePolicy { vhost: vh, name }).await? {
+        Outcome::Deleted => Ok(StatusCode::NO_CONTENT),
+        _ => Err(ApiError::not_found()),
     }
 }

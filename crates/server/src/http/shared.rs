@@ -113,6 +113,21 @@ impl ApiError {
             .map_err(|e| ApiError::unavailable(e.0))
     }
 
+    /// Makes a topology change ([`crate::clustering::Change::Define`], a policy …) through
+    /// [`ApiError::change`]; a refusal is the AMQP error's HTTP answer (404, 406 → 400 …), an
+    /// invalid change a 400.
+    pub async fn define(
+        broker: &Broker,
+        c: crate::clustering::Change,
+    ) -> Result<crate::clustering::Outcome, ApiError> {
+        use crate::clustering::Outcome;
+        match ApiError::change(broker, c).await? {
+            Outcome::Invalid(reason) => Err(ApiError::bad_request(reason)),
+            o @ Outcome::Refused(..) => Err(o.amqp_error().expect("a refusal").into()),
+            o => Ok(o),
+        }
+    }
+
     /// 400 with an AMQP error as RabbitMQ reports an operation the management API ran over
     /// AMQP: `403 ACCESS_REFUSED - …`.
     pub fn amqp_failure(e: &AmqpError) -> ApiError {

@@ -224,21 +224,18 @@ pub async fn topic_permission_put(
             .map(str::to_string)
             .ok_or_else(|| ApiError::bad_request(format!("missing field '{k}'")))
     };
-    let first = st
-        .broker
-        .set_topic_permission(
-            &user,
-            &vhost,
-            &field("exchange")?,
-            &field("write")?,
-            &field("read")?,
-        )
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(if first {
-        StatusCode::CREATED
-    } else {
-        StatusCode::NO_CONTENT
-    })
+    let c = Change::SetTopicPermission {
+        user,
+        vhost,
+        exchange: field("exchange")?,
+        write: field("write")?,
+        read: field("read")?,
+    };
+    match ApiError::change(&st.broker, c).await? {
+        Outcome::Created => Ok(StatusCode::CREATED),
+        Outcome::Invalid(e) => Err(ApiError::bad_request(e)),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
 }
 
 /// `DELETE /api/topic-permissions/{vhost}/{user}`: clears all of the user's topic permissions
@@ -247,10 +244,25 @@ pub async fn topic_permission_delete(
     State(st): State<Shared>,
     Path((vhost, user)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    if st.broker.clear_topic_permissions(&user, &vhost, None) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found())
+    clear_topic(&st, user, vhost, None).await
+}
+
+/// Clears topic permissions (all of a user's on a vhost, or one exchange's) through
+/// [`Change::ClearTopicPermissions`]: 204, or 404 when there were none.
+async fn clear_topic(
+    st: &Shared,
+    user: String,
+    vhost: String,
+    exchange: Option<String>,
+) -> ApiResult<StatusCode> {
+    let c = Change::ClearTopicPermissions {
+        user,
+        vhost,
+        exchange,
+    };
+    match ApiError::change(&st.broker, c).await? {
+        Outcome::Deleted => Ok(StatusCode::NO_CONTENT),
+        _ => Err(ApiError::not_found()),
     }
 }
 
@@ -260,11 +272,7 @@ pub async fn topic_permission_delete_one(
     State(st): State<Shared>,
     Path((vhost, user, exchange)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    if st.broker.clear_topic_permissions(&user, &vhost, Some(&exchange)) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found())
-    }
+    clear_topic(&st, user, vhost, Some(exchange)).await
 }
 
 /// `GET /api/users/{name}/topic-permissions`.

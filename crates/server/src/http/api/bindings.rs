@@ -188,7 +188,7 @@ pub fn bind(v: &VHost, source: &str, dest: &str, to_queue: bool, b: &BindingBody
     })
 }
 
-pub(super) fn create(
+pub(super) async fn create(
     st: &Shared,
     vh: &str,
     source: &str,
@@ -204,7 +204,29 @@ pub(super) fn create(
             "operation not permitted on the default exchange",
         ));
     }
-    let info = bind(&v, source, dest, to_queue, &b)?;
+    let info = if st.broker.cluster().is_some()
+        && v.read_topology(|t| t.is_durable_binding(source, dest, to_queue))
+    {
+        // A durable binding of a clustered node: made on every node through Raft.
+        let args: FieldTable = json_to_table(&b.arguments).map_err(ApiError::bad_request)?;
+        let r = BindingRef {
+            source,
+            destination: dest,
+            to_queue,
+            routing_key: &b.routing_key,
+            arguments: &args,
+        };
+        ApiError::define(&st.broker, Change::define(vh, &st.node(), r.record(true))).await?;
+        BindingInfo {
+            source: ShortStr::from(source),
+            destination: ShortStr::from(dest),
+            destination_is_queue: to_queue,
+            routing_key: ShortStr::from(b.routing_key.as_str()),
+            arguments: args,
+        }
+    } else {
+        bind(&v, source, dest, to_queue, &b)?
+    };
     let kind = if to_queue { "q" } else { "e" };
     let loc = format!(
         "/api/bindings/{}/e/{}/{kind}/{}/{}",
@@ -221,7 +243,7 @@ pub(super) async fn binding_create_q(
     Path((vh, s, d)): Path<(String, String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    create(&st, &vh, &s, &d, true, &body)
+    create(&st, &vh, &s, &d, true, &body).await
 }
 
 pub(super) async fn binding_create_e(
@@ -229,7 +251,7 @@ pub(super) async fn binding_create_e(
     Path((vh, s, d)): Path<(String, String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    create(&st, &vh, &s, &d, false, &body)
+    create(&st, &vh, &s, &d, false, &body).await
 }
 
 pub(super) fn find_binding(
@@ -267,7 +289,7 @@ pub(super) async fn binding_get_e(
     ok(binding_json(&vh, &find_binding(&st, &vh, &s, &d, false, &p)?))
 }
 
-pub(super) fn unbind(
+pub(super) async fn unbind(
     st: &Shared,
     vh: &str,
     s: &str,
@@ -282,16 +304,20 @@ pub(super) fn unbind(
         ));
     }
     let v = vhost(st, vh)?;
-    v.unbind(
-        &BindingRef {
-            source: &b.source,
-            destination: &b.destination,
-            to_queue,
-            routing_key: &b.routing_key,
-            arguments: &b.arguments,
-        },
-        None,
-    )?;
+    let r = BindingRef {
+        source: &b.source,
+        destination: &b.destination,
+        to_queue,
+        routing_key: &b.routing_key,
+        arguments: &b.arguments,
+    };
+    if st.broker.cluster().is_some()
+        && v.read_topology(|t| t.is_durable_binding(&b.source, &b.destination, to_queue))
+    {
+        ApiError::define(&st.broker, Change::define(vh, &st.node(), r.record(false))).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    v.unbind(&r, None)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -299,12 +325,12 @@ pub(super) async fn binding_delete_q(
     State(st): State<Shared>,
     Path((vh, s, d, p)): Path<(String, String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    unbind(&st, &vh, &s, &d, true, &p)
+    unbind(&st, &vh, &s, &d, true, &p).await
 }
 
 pub(super) async fn binding_delete_e(
     State(st): State<Shared>,
     Path((vh, s, d, p)): Path<(String, String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    unbind(&st, &vh, &s, &d, false, &p)
+    unbind(&st, &vh, &s, &d, false, &p).await
 }

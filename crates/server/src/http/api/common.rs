@@ -19,6 +19,7 @@ pub(super) use warren_core::Message;
 pub(super) use warren_core::queue::Return;
 pub(super) use warren_core::topology::{BindingInfo, ExchangeDeclare, ExchangeMeta, QueueDeclare, QueueMeta};
 
+pub(super) use crate::clustering::{Change, Outcome};
 pub(super) use crate::convert::{
     decode_payload, encode_payload, json_to_props, json_to_table, lenient, props_to_json, table_to_json,
 };
@@ -31,6 +32,15 @@ pub(super) use crate::vhost::BindingRef;
 pub(super) use crate::vhost::VHost;
 
 pub(super) type J = ApiResult<axum::Json<Value>>;
+
+/// 201 for a created object, 204 otherwise (a replicated declare's outcome).
+pub(super) fn created_or_updated(o: &Outcome) -> StatusCode {
+    if *o == Outcome::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::NO_CONTENT
+    }
+}
 
 pub(super) fn ok(v: Value) -> J {
     Ok(axum::Json(v))

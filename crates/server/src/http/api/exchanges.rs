@@ -94,7 +94,22 @@ pub(super) async fn exchange_put(
 ) -> ApiResult<StatusCode> {
     let v = vhost(&st, &vh)?;
     let b: ExchangeBody = parse_body(&body)?;
-    let created = declare_exchange(&v, exchange_name(&name), &b)?;
+    let name = exchange_name(&name);
+    // A new durable exchange of a clustered node: declared on every node through Raft.
+    if st.broker.cluster().is_some() && b.durable && !v.read_topology(|t| t.exchange(name).is_some()) {
+        let m = warren_codec::methods::ExchangeDeclare {
+            exchange: ShortStr::from(name),
+            kind: ShortStr::from(b.kind.as_str()),
+            durable: true,
+            auto_delete: b.auto_delete,
+            internal: b.internal,
+            arguments: json_to_table(&b.arguments).map_err(ApiError::bad_request)?,
+            ..Default::default()
+        };
+        let o = ApiError::define(&st.broker, Change::define(&vh, &st.node(), m)).await?;
+        return Ok(created_or_updated(&o));
+    }
+    let created = declare_exchange(&v, name, &b)?;
     Ok(if created {
         StatusCode::CREATED
     } else {
@@ -109,8 +124,17 @@ pub(super) async fn exchange_delete(
 ) -> ApiResult<StatusCode> {
     let v = vhost(&st, &vh)?;
     let name = exchange_name(&name);
-    if !v.read_topology(|t| t.exchange(name).is_some()) {
+    let Some(durable) = v.read_topology(|t| t.exchange(name).map(|x| x.durable)) else {
         return Err(ApiError::not_found());
+    };
+    if st.broker.cluster().is_some() && durable {
+        let m = warren_codec::methods::ExchangeDelete {
+            exchange: ShortStr::from(name),
+            if_unused: query_flag(&q, "if-unused"),
+            ..Default::default()
+        };
+        ApiError::define(&st.broker, Change::define(&vh, &st.node(), m)).await?;
+        return Ok(StatusCode::NO_CONTENT);
     }
     v.delete_exchange(name, query_flag(&q, "if-unused"))?;
     Ok(StatusCode::NO_CONTENT)

@@ -105,20 +105,28 @@ fn check_owner(st: &Shared, scope: Scope, owner: &str) -> ApiResult<()> {
 }
 
 /// `PUT …/{owner}/{name}` with `{"value": N}`: 204, as RabbitMQ.
-fn put_limit(st: &Shared, scope: Scope, owner: &str, name: &str, body: &Bytes) -> ApiResult<StatusCode> {
+async fn put_limit(
+    st: &Shared,
+    scope: Scope,
+    owner: &str,
+    name: &str,
+    body: &Bytes,
+) -> ApiResult<StatusCode> {
     check_owner(st, scope, owner)?;
     let doc: Value = parse_body(body)?;
     let value = doc
         .get("value")
         .ok_or_else(|| bad_request(json!("[{key_missing,value}]")))?;
     let n = validate(scope, name, value).map_err(|e| bad_request(json!(e.0)))?;
-    st.broker.set_limit(scope, owner, name, Some(n));
+    let mut set = st.broker.limits.own(scope, owner);
+    set.insert(name.to_string(), n);
+    replace(st, scope, owner, set).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE …/{owner}/{name}`: 204 whether or not it was set, as RabbitMQ. **Difference**: for
 /// a missing vhost or user RabbitMQ 3.10.8 fails with an empty 500; Warren answers 404.
-fn delete_limit(st: &Shared, scope: Scope, owner: &str, name: &str) -> ApiResult<StatusCode> {
+async fn delete_limit(st: &Shared, scope: Scope, owner: &str, name: &str) -> ApiResult<StatusCode> {
     let exists = match scope {
         Scope::Vhost => st.broker.vhost(owner).is_some(),
         Scope::User => st.broker.users.get(owner).is_some(),
@@ -126,8 +134,29 @@ fn delete_limit(st: &Shared, scope: Scope, owner: &str, name: &str) -> ApiResult
     if !exists {
         return Err(ApiError::not_found());
     }
-    st.broker.set_limit(scope, owner, name, None);
+    let mut set = st.broker.limits.own(scope, owner);
+    if set.remove(name).is_some() {
+        replace(st, scope, owner, set).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replaces `owner`'s limits (through the cluster on a clustered node: [`Change::SetLimits`]);
+/// whether it had any before.
+async fn replace(st: &Shared, scope: Scope, owner: &str, set: LimitSet) -> ApiResult<bool> {
+    if st.broker.cluster().is_none() {
+        return Ok(st.broker.replace_limits(scope, owner, set));
+    }
+    let c = Change::SetLimits {
+        scope: match scope {
+            Scope::Vhost => "vhost",
+            Scope::User => "user",
+        }
+        .into(),
+        owner: owner.to_string(),
+        limits: set,
+    };
+    Ok(ApiError::change(&st.broker, c).await? == Outcome::Updated)
 }
 
 /// `PUT /api/vhost-limits/{vhost}/{name}` (`max-queues`, `max-connections`).
@@ -136,7 +165,7 @@ pub(super) async fn vhost_limit_put(
     Path((vh, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    put_limit(&st, Scope::Vhost, &vh, &name, &body)
+    put_limit(&st, Scope::Vhost, &vh, &name, &body).await
 }
 
 /// `DELETE /api/vhost-limits/{vhost}/{name}`.
@@ -144,7 +173,7 @@ pub(super) async fn vhost_limit_delete(
     State(st): State<Shared>,
     Path((vh, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    delete_limit(&st, Scope::Vhost, &vh, &name)
+    delete_limit(&st, Scope::Vhost, &vh, &name).await
 }
 
 /// `PUT /api/user-limits/{user}/{name}` (`max-connections`, `max-channels`).
@@ -153,7 +182,7 @@ pub(super) async fn user_limit_put(
     Path((user, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    put_limit(&st, Scope::User, &user, &name, &body)
+    put_limit(&st, Scope::User, &user, &name, &body).await
 }
 
 /// `DELETE /api/user-limits/{user}/{name}`.
@@ -161,7 +190,7 @@ pub(super) async fn user_limit_delete(
     State(st): State<Shared>,
     Path((user, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    delete_limit(&st, Scope::User, &user, &name)
+    delete_limit(&st, Scope::User, &user, &name).await
 }
 
 /// The one runtime-parameter component Warren has: vhost limits, as RabbitMQ also shows and
@@ -244,7 +273,7 @@ pub(super) async fn parameter_put(
         .get("value")
         .ok_or_else(|| bad_request(json!("[{key_missing,value}]")))?;
     let set = crate::limits::parse_set(Scope::Vhost, value).map_err(|e| bad_request(json!(e.0)))?;
-    Ok(if st.broker.replace_limits(Scope::Vhost, &vh, set) {
+    Ok(if replace(&st, Scope::Vhost, &vh, set).await? {
         StatusCode::NO_CONTENT
     } else {
         StatusCode::CREATED
@@ -259,7 +288,8 @@ pub(super) async fn parameter_delete(
 ) -> ApiResult<StatusCode> {
     if component == VHOST_LIMITS
         && name == "limits"
-        && st.broker.replace_limits(Scope::Vhost, &vh, LimitSet::new())
+        && !st.broker.limits.own(Scope::Vhost, &vh).is_empty()
+        && replace(&st, Scope::Vhost, &vh, LimitSet::new()).await?
     {
         return Ok(StatusCode::NO_CONTENT);
     }

@@ -159,7 +159,8 @@ pub(super) async fn cluster_name_put(State(st): State<Shared>, body: Bytes) -> A
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::bad_request("name must be a non-empty string"))?;
-    st.broker.set_cluster_name(name);
+    let c = Change::SetClusterName { name: name.into() };
+    ApiError::change(&st.broker, c).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

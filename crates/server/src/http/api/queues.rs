@@ -38,6 +38,8 @@ pub fn queue_json(st: &Shared, vhost: &str, meta: &QueueMeta, q: Option<&Arc<Que
     };
     let qtype = if meta.args.quorum { "quorum" } else { "classic" };
     let policy = st.broker.vhost(vhost).and_then(|v| v.queue_policy(meta));
+    // A remote queue (clustering) is shown with its home node.
+    let home = st.broker.vhost(vhost).and_then(|v| v.home_node(meta.id));
     let policy_definition = policy
         .as_ref()
         .map(|p| table_to_json(&p.definition))
@@ -46,7 +48,7 @@ pub fn queue_json(st: &Shared, vhost: &str, meta: &QueueMeta, q: Option<&Arc<Que
         "name": meta.name.to_string(), "vhost": vhost, "durable": meta.durable,
         "auto_delete": meta.auto_delete, "exclusive": meta.exclusive_owner.is_some(),
         "arguments": table_to_json(&meta.arguments), "type": qtype, "state": "running",
-        "node": st.node(), "policy": policy.map(|p| p.name), "operator_policy": null,
+        "node": home.unwrap_or_else(|| st.node()), "policy": policy.map(|p| p.name), "operator_policy": null,
         "effective_policy_definition": policy_definition, "exclusive_consumer_tag": null,
         "messages": ready + unacked, "messages_details": rate(0.0),
         "messages_ready": ready, "messages_ready_details": rate(0.0),
@@ -131,6 +133,11 @@ pub(super) fn find_queue(v: &VHost, name: &str) -> ApiResult<(QueueMeta, Arc<Que
 
 pub(super) async fn queue_get(State(st): State<Shared>, Path((vh, name)): Path<(String, String)>) -> J {
     let v = vhost(&st, &vh)?;
+    if let Some(meta) = v.read_topology(|t| t.queue(&name).cloned())
+        && v.home_node(meta.id).is_some()
+    {
+        return ok(queue_json(&st, &v.name, &meta, None, false));
+    }
     let (meta, q, is_dlq) = find_queue(&v, &name)?;
     ok(queue_json(&st, &v.name, &meta, Some(&q), is_dlq))
 }
@@ -179,6 +186,41 @@ pub(super) async fn queue_put(
 ) -> ApiResult<StatusCode> {
     let v = vhost(&st, &vh)?;
     let b: QueueBody = parse_body(&body)?;
+    // A new durable queue of a clustered node: declared on every node through Raft, with
+    // this node as its home; an existing remote queue is checked against its definition.
+    if st.broker.cluster().is_some() && b.durable {
+        if name.is_empty() || name.len() > 255 {
+            return Err(ApiError::bad_request("invalid queue name"));
+        }
+        let arguments = json_to_table(&b.arguments).map_err(ApiError::bad_request)?;
+        match v.read_topology(|t| t.queue(&name).map(|q| q.id)) {
+            None => {
+                let m = warren_codec::methods::QueueDeclare {
+                    queue: ShortStr::from(name.as_str()),
+                    durable: true,
+                    auto_delete: b.auto_delete,
+                    arguments,
+                    ..Default::default()
+                };
+                let o = ApiError::define(&st.broker, Change::define(&vh, &st.node(), m)).await?;
+                return Ok(created_or_updated(&o));
+            }
+            Some(id) if v.home_node(id).is_some() => {
+                v.redeclare_remote_queue(&QueueDeclare {
+                    name: &name,
+                    passive: false,
+                    durable: true,
+                    exclusive: false,
+                    auto_delete: b.auto_delete,
+                    arguments: &arguments,
+                    owner: warren_core::ids::ConnId(0),
+                    server_named: false,
+                })?;
+                return Ok(StatusCode::NO_CONTENT);
+            }
+            Some(_) => {}
+        }
+    }
     let created = declare_queue(&v, &name, &b, st.broker.queue_limit(&vh))?;
     Ok(if created {
         StatusCode::CREATED
@@ -193,8 +235,17 @@ pub(super) async fn queue_delete(
     RawQuery(query): RawQuery,
 ) -> ApiResult<StatusCode> {
     let v = vhost(&st, &vh)?;
-    let (_, q, _) = find_queue(&v, &name)?;
-    let c = q.counts();
+    let meta = v
+        .read_topology(|t| t.queue(&name).cloned())
+        .ok_or_else(ApiError::not_found)?;
+    let c = match (v.queue_by_id(meta.id), v.home_node(meta.id)) {
+        (Some(q), _) => q.counts(),
+        (None, Some(node)) if query_flag(&query, "if-unused") || query_flag(&query, "if-empty") => {
+            return Err(crate::vhost::remote_queue(&name, &vh, &node).into());
+        }
+        (None, Some(_)) => Default::default(),
+        (None, None) => return Err(ApiError::not_found()),
+    };
     if query_flag(&query, "if-unused") && c.consumers > 0 {
         return Err(ApiError::bad_request(format!(
             "queue '{name}' in vhost '{vh}' in use"
@@ -204,6 +255,14 @@ pub(super) async fn queue_delete(
         return Err(ApiError::bad_request(format!(
             "queue '{name}' in vhost '{vh}' is not empty"
         )));
+    }
+    if st.broker.cluster().is_some() && meta.durable && meta.exclusive_owner.is_none() {
+        let m = warren_codec::methods::QueueDelete {
+            queue: meta.name.clone(),
+            ..Default::default()
+        };
+        ApiError::define(&st.broker, Change::define(&vh, &st.node(), m)).await?;
+        return Ok(StatusCode::NO_CONTENT);
     }
     v.delete_queue(&name);
     Ok(StatusCode::NO_CONTENT)
