@@ -5,7 +5,8 @@
 # order flipping every round), RUNS times; the table shows medians and the Warren/RabbitMQ ratio.
 #
 #   crates/perf/compare.sh [--quick] [--full] [--runs N] [--duration S] [--scenarios 1,2,4,5]
-#                          [--backlog-n N] [--warren-only] [--baseline BIN] [--out DIR]
+#                          [--backlog-n N] [--warren-only] [--baseline BIN] [--baseline-perf BIN]
+#                          [--out DIR]
 #
 #   --quick        3 s per run instead of 10 s
 #   --full         scenario 8 publishes 10,000,000 messages (default 1,000,000)
@@ -13,6 +14,9 @@
 #   --warren-only  skip RabbitMQ
 #   --baseline BIN compare against another Warren binary (e.g. a build of the previous commit)
 #                  instead of RabbitMQ, started the same way on RABBITMQ_PORT: a before/after table
+#   --baseline-perf BIN  with --baseline: load the baseline broker with this warren-perf binary
+#                  (a build of the previous commit) instead of this tree's, so a change to the
+#                  load generator shows in the before/after table too
 # Environment: CARGO_TARGET_DIR (default ./target), WARREN_PORT (5680), RABBITMQ_PORT (5673),
 # RABBITMQ_LOCAL (path of rabbitmq-local.sh), BROKER_CPU (0), PERF_CPU (1).
 set -euo pipefail
@@ -26,6 +30,7 @@ rport=${RABBITMQ_PORT:-5673}
 bcpu=${BROKER_CPU:-0}
 pcpu=${PERF_CPU:-1}
 duration=10 runs=3 scenarios="1,2,3,4,5,6,7,8" backlog_n=1000000 warren_only=0 out="" baseline=""
+baseline_perf=""
 
 while [ $# -gt 0 ]; do
   case $1 in
@@ -37,8 +42,9 @@ while [ $# -gt 0 ]; do
     --backlog-n) backlog_n=$2; shift ;;
     --warren-only) warren_only=1 ;;
     --baseline) baseline=$2; shift ;;
+    --baseline-perf) baseline_perf=$2; shift ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
   shift
@@ -100,6 +106,7 @@ elif [ "$warren_only" = 0 ]; then
   brokers="warren rabbitmq"
 fi
 
+perf_of() { if [ "$1" = baseline ] && [ -n "$baseline_perf" ]; then echo "$baseline_perf"; else echo "$perf_bin"; fi; }
 pid_of() { if [ "$1" = warren ]; then echo "$wpid"; else echo "$rpid"; fi; }
 uri_of() { if [ "$1" = warren ]; then echo "amqp://guest:guest@127.0.0.1:$wport/%2f"; else echo "amqp://guest:guest@127.0.0.1:$rport/%2f"; fi; }
 cpu_ticks() { awk '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat"; }
@@ -131,7 +138,7 @@ run_one() {
   local c0 t0 peak=0 rss
   c0=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
   # shellcheck disable=SC2046
-  taskset -c "$pcpu" timeout 1800 "$perf_bin" --uri "$uri" --json $(scenario_flags "$sc") \
+  taskset -c "$pcpu" timeout 1800 "$(perf_of "$broker")" --uri "$uri" --json $(scenario_flags "$sc") \
     > "$f.json" 2> "$f.log" &
   local ppid=$!
   while kill -0 "$ppid" 2>/dev/null; do

@@ -168,7 +168,7 @@ fn describe(cfg: &PerfConfig) -> String {
         s.push_str(" persistent");
     }
     if cfg.rate > 0.0 {
-        s.push_str(&format!(" rate {}/s/producer", cfg.rate));
+        s.push_str(&format!(" rate {}/s/producer ({:?} pacing)", cfg.rate, cfg.pacing).to_lowercase());
     }
     if cfg.confirm > 0 {
         s.push_str(&format!(" confirm {}", cfg.confirm));

@@ -30,6 +30,6 @@ pub mod report;
 pub mod stats;
 pub mod uri;
 
-pub use config::{ExchangeType, PerfConfig};
+pub use config::{ExchangeType, Pacing, PerfConfig};
 pub use engine::run;
 pub use report::Report;

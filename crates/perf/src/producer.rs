@@ -19,7 +19,7 @@ use warren_codec::{BasicProperties, Method, encode_basic_header, encode_body, en
 use crate::accounting::{ConfirmTracker, ProducerTally};
 use crate::body::{BODY_HEADER, MAX_SEQ, Stamp};
 use crate::client::{Conn, READ_BUF, Result, close_reason, scan_frames};
-use crate::config::PerfConfig;
+use crate::config::{Pacing, PerfConfig};
 use crate::stats::Shared;
 use crate::uri::AmqpUri;
 
@@ -48,6 +48,37 @@ struct ConfirmState {
 impl ConfirmState {
     fn tracker(&self) -> std::sync::MutexGuard<'_, ConfirmTracker> {
         self.tracker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A thread that wakes a rate-limited producer every `period` (std's sleep is precise to
+/// tens of microseconds where tokio's timer has a 1 ms tick); it ends when dropped.
+struct Ticker {
+    notify: Arc<Notify>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(period: Duration) -> Ticker {
+        let notify = Arc::new(Notify::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (n, s) = (notify.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("perf-ticker".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    std::thread::sleep(period);
+                    n.notify_one();
+                }
+            })
+            .expect("spawn the pacing thread");
+        Ticker { notify, stop }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -121,6 +152,10 @@ pub async fn run(
     let start_ns = shared.now_ns();
     let mut sent: u64 = 0;
     let mut error = None;
+    let fast = cfg.rate >= 1000.0;
+    let spin = cfg.pacing == Pacing::Spin && fast;
+    let ticker =
+        (cfg.pacing == Pacing::Tick && fast).then(|| Ticker::start(Duration::from_micros(cfg.pace_us)));
     wbuf.clear();
     while sent < limit {
         if deadline.is_some_and(|d| TokioInstant::now() >= d) {
@@ -133,6 +168,17 @@ pub async fn run(
         if cfg.rate > 0.0 {
             let due = (start.elapsed().as_secs_f64() * cfg.rate) as u64 + 1;
             if due <= sent {
+                // tokio's timer ticks every millisecond: sleeping on it would send what fell
+                // due in the last tick as one burst, and the burst's own queueing would count
+                // as the broker's latency.
+                if let Some(t) = &ticker {
+                    t.notify.notified().await;
+                    continue;
+                }
+                if spin {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 let next = start + Duration::from_secs_f64(sent as f64 / cfg.rate);
                 let until = deadline.map_or(next, |d| d.min(next));
                 tokio::time::sleep_until(until).await;
@@ -190,6 +236,7 @@ pub async fn run(
         Shared::add(&shared.published, n);
     }
     let end_ns = shared.now_ns();
+    drop(ticker);
 
     // Wait for the last confirms; give up after the drain timeout without progress.
     if confirms && error.is_none() {
