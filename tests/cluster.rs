@@ -3,7 +3,8 @@
 //! changed through any node's API replicated to every node, a restarted node catching up, and
 //! a node without a majority refusing changes with 503. Slice 2: exchanges, durable queues
 //! (with their home node), bindings and policies declared over AMQP or the API replicated the
-//! same way, remote queues refusing use from AMQP, and a node partitioned away by TCP proxies
+//! same way, publishes forwarded to remote queues' home nodes (confirms, order, a fanout over
+//! three nodes, nacks while the home is down), and a node partitioned away by TCP proxies
 //! (`common::proxy`) refusing declarations (541 over AMQP, 503 over HTTP) while the majority
 //! goes on, then catching up once healed. In-process brokers and real `warren` processes;
 //! short Raft timeouts (`--cluster-fast-timeouts`); every wait is a condition with a deadline.
@@ -577,22 +578,17 @@ async fn topology_declared_over_amqp_replicates_and_a_restarted_node_catches_up(
     )
     .await;
 
-    // Node 2 does not forward: a publish routed to node 1's queue, a get and a consume fail
-    // with 404 naming the home node, and nothing is enqueued anywhere.
+    // Node 2 forwards a publish routed to node 1's queue there.
     let (_c2, ch2) = amqp_channel(&nodes[1]).await;
-    let mut watch = common::watch(&ch2).await;
-    ch2.basic_publish(
-        "x.rep".into(),
-        "a.2".into(),
-        Default::default(),
-        b"lost?",
-        Default::default(),
+    common::publish(&ch2, "x.rep", "a.2", b"forwarded").await;
+    wait_for(
+        h1,
+        "/api/queues/%2F/q.rep",
+        10,
+        "the forwarded message on the home node",
+        |s, v| s == 200 && v["messages"] == 2,
     )
-    .await
-    .unwrap();
-    let (code, text) = common::closed_with(&mut watch).await;
-    assert_eq!(code, 404, "{text}");
-    assert!(text.contains("t1@localhost"), "{text}");
+    .await;
     let (_c2b, ch2) = amqp_channel(&nodes[1]).await;
     common::assert_code(
         ch2.basic_get("q.rep".into(), Default::default()).await,
@@ -611,7 +607,7 @@ async fn topology_declared_over_amqp_replicates_and_a_restarted_node_catches_up(
     common::declare_durable(&ch2, "q.rep", no_args()).await;
     assert_eq!(
         api(h1, "GET", "/api/queues/%2F/q.rep", None).await.json()["messages"],
-        1
+        2
     );
 
     // Node 3 goes down; node 1 changes the topology meanwhile; node 3 restarts and catches up.
@@ -852,6 +848,220 @@ async fn a_partitioned_minority_refuses_declarations_and_catches_up_when_healed(
     )
     .await;
     eprintln!("minority refused in {refused_in:?}; healed in {healed_in:?}");
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+/// Three in-process nodes on fresh data directories, no proxies, all running.
+async fn three_nodes(prefix: &str) -> (Vec<TestBroker>, [u16; 3]) {
+    let ports = [common::free_port(), common::free_port(), common::free_port()];
+    let mut nodes = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let seeds: Vec<u16> = ports.iter().copied().filter(|q| q != p).collect();
+        let dir = common::tempdir::Dir::new();
+        let config = node_config(
+            &format!("{prefix}{}@localhost", i + 1),
+            &dir.path,
+            *p,
+            &seeds,
+            vec![],
+        );
+        nodes.push(launch(config, dir).await);
+    }
+    all_running(&nodes).await;
+    (nodes, ports)
+}
+
+/// Publishes `bodies` (persistent) to `exchange`/`key` on `ch` (in confirm mode) and returns
+/// how many were acked and how many nacked.
+async fn publish_confirmed(
+    ch: &lapin::Channel,
+    exchange: &str,
+    key: &str,
+    bodies: &[String],
+) -> (usize, usize) {
+    let mut pending = Vec::new();
+    for b in bodies {
+        let c = ch
+            .basic_publish(
+                exchange.into(),
+                key.into(),
+                Default::default(),
+                b.as_bytes(),
+                lapin::BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish sent");
+        pending.push(c);
+    }
+    let (mut acked, mut nacked) = (0, 0);
+    for c in pending {
+        let c = common::within(15, "a confirm", c).await.expect("confirm");
+        if c.is_ack() {
+            acked += 1;
+        } else if c.is_nack() {
+            nacked += 1;
+        } else {
+            panic!("{c:?}");
+        }
+    }
+    (acked, nacked)
+}
+
+/// Consumes `n` messages of `queue` on `ch` (auto-ack) and returns their bodies; then checks
+/// the queue is empty.
+async fn drain(ch: &lapin::Channel, queue: &str, n: usize) -> Vec<String> {
+    let opts = lapin::options::BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    let mut c = ch
+        .basic_consume(queue.into(), "".into(), opts, no_args())
+        .await
+        .unwrap_or_else(|e| panic!("consume {queue}: {e}"));
+    let mut got = Vec::new();
+    while got.len() < n {
+        let d = common::next(&mut c).await;
+        got.push(String::from_utf8(d.data).unwrap());
+    }
+    ch.basic_cancel(c.tag(), Default::default()).await.unwrap();
+    assert_eq!(common::message_count(ch, queue).await, 0, "{queue} has more");
+    got
+}
+
+fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publishes_on_any_node_reach_queues_homed_on_others_with_confirms_in_order() {
+    let (nodes, _) = three_nodes("f").await;
+    let hs: Vec<u16> = nodes.iter().map(http_port).collect();
+    // q.one lives on node 1, q.two on node 2, q.three on node 3; x.fan reaches all three.
+    let mut chans = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let (c, ch) = amqp_channel(n).await;
+        common::declare_durable(&ch, ["q.one", "q.two", "q.three"][i], no_args()).await;
+        chans.push((c, ch));
+    }
+    let ch1 = &chans[0].1;
+    durable_x(ch1, "x.fan", lapin::ExchangeKind::Fanout)
+        .await
+        .unwrap();
+    for q in ["q.one", "q.two", "q.three"] {
+        ch1.queue_bind(q.into(), "x.fan".into(), "".into(), Default::default(), no_args())
+            .await
+            .unwrap();
+    }
+    for q in ["q.one", "q.two", "q.three"] {
+        let path = format!("/api/bindings/%2F/e/x.fan/q/{q}");
+        for h in &hs {
+            wait_for(*h, &path, 10, "the binding everywhere", |s, v| {
+                s == 200 && v.as_array().is_some_and(|a| !a.is_empty())
+            })
+            .await;
+        }
+    }
+
+    // Node 2 publishes to node 1's queue through the default exchange: every message acked,
+    // then consumed on node 1 in order, exactly once.
+    let (_p2, pub2) = amqp_channel(&nodes[1]).await;
+    pub2.confirm_select(Default::default()).await.unwrap();
+    let n = 2000;
+    let t = Instant::now();
+    assert_eq!(
+        publish_confirmed(&pub2, "", "q.one", &numbered("d", n)).await,
+        (n, 0)
+    );
+    let forwarded_in = t.elapsed();
+    assert_eq!(drain(ch1, "q.one", n).await, numbered("d", n));
+
+    // The fanout from every node reaches the queues of all three nodes.
+    let m = 300;
+    for (i, n) in nodes.iter().enumerate() {
+        let (_c, ch) = amqp_channel(n).await;
+        ch.confirm_select(Default::default()).await.unwrap();
+        let bodies = numbered(&format!("fan{i}"), m);
+        assert_eq!(
+            publish_confirmed(&ch, "x.fan", "", &bodies).await,
+            (m, 0),
+            "from node {i}"
+        );
+        for (j, q) in ["q.one", "q.two", "q.three"].iter().enumerate() {
+            assert_eq!(drain(&chans[j].1, q, m).await, bodies, "{q} from node {i}");
+        }
+    }
+    eprintln!("{n} persistent messages forwarded node 2 -> node 1 with confirms in {forwarded_in:?}");
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publishes_to_a_down_home_node_are_nacked_and_work_again_when_it_returns() {
+    let (mut nodes, ports) = three_nodes("g").await;
+    let h2 = http_port(&nodes[1]);
+    let (_c1, ch1) = amqp_channel(&nodes[0]).await;
+    common::declare_durable(&ch1, "q.home1", no_args()).await;
+    wait_for(h2, "/api/queues/%2F/q.home1", 10, "q.home1 on node 2", |s, _| {
+        s == 200
+    })
+    .await;
+    let (_c2, pub2) = amqp_channel(&nodes[1]).await;
+    pub2.confirm_select(Default::default()).await.unwrap();
+    assert_eq!(
+        publish_confirmed(&pub2, "", "q.home1", &numbered("before", 10)).await,
+        (10, 0)
+    );
+
+    // Node 1 goes down: publishes from node 2 are nacked (not returned, not lost silently)
+    // within the cluster operation timeout.
+    drop((_c1, ch1));
+    let n1 = nodes.remove(0);
+    let TestBroker {
+        running, data_dir, ..
+    } = n1;
+    running.shutdown().await;
+    let t = Instant::now();
+    assert_eq!(
+        publish_confirmed(&pub2, "", "q.home1", &numbered("down", 10)).await,
+        (0, 10)
+    );
+    let nacked_in = t.elapsed();
+    assert!(nacked_in < Duration::from_secs(5), "nacked after {nacked_in:?}");
+
+    // Node 1 returns: the same channel's publishes are acked again and node 1 has exactly the
+    // acked ones, in order.
+    let seeds = [ports[1], ports[2]];
+    let n1 = launch(
+        node_config("g1@localhost", &data_dir.path, ports[0], &seeds, vec![]),
+        data_dir,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (acked, _) = publish_confirmed(&pub2, "", "q.home1", &["probe".to_string()]).await;
+        if acked == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 1 never took forwarded publishes again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        publish_confirmed(&pub2, "", "q.home1", &numbered("after", 10)).await,
+        (10, 0)
+    );
+    let (_c1, ch1) = amqp_channel(&n1).await;
+    let mut want = numbered("before", 10);
+    want.push("probe".into());
+    want.extend(numbered("after", 10));
+    assert_eq!(drain(&ch1, "q.home1", want.len()).await, want);
+    eprintln!("publishes to a down home node nacked in {nacked_in:?}");
+    n1.running.shutdown().await;
     for n in nodes {
         n.running.shutdown().await;
     }

@@ -749,6 +749,11 @@ impl Connection {
                 }
             }
             ConnEvent::Synced { batch, ok } => self.synced(batch, ok),
+            ConnEvent::Forwarded { channel, seq, ok } => {
+                if let Some(c) = self.channels.get_mut(&channel) {
+                    c.forwarded(seq, ok);
+                }
+            }
             ConnEvent::Close { code, text } => self.close_connection(AmqpError::new(code, text)),
         }
     }

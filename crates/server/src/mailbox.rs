@@ -66,6 +66,16 @@ pub enum ConnEvent {
         /// Whether the data is durable (false: the store is poisoned).
         ok: bool,
     },
+    /// The verdict on a message forwarded to another cluster node for a channel in confirm
+    /// mode ([`crate::forward`]).
+    Forwarded {
+        /// Channel number.
+        channel: u16,
+        /// The publish sequence number.
+        seq: u64,
+        /// Every queue of that node took it.
+        ok: bool,
+    },
     /// Close the connection (admin or shutdown).
     Close {
         /// Reply code.

@@ -7,8 +7,9 @@
 //!
 //! In a cluster, a durable queue declared on another node is a *remote* queue here: its
 //! definition is in the topology (bindings, listings) with its home node, but this node holds
-//! no handle and no messages for it. Using one from AMQP (routing a publish to it, consuming,
-//! getting, purging) fails with [`remote_queue`]'s 404 instead of losing messages silently.
+//! no handle and no messages for it. A publish routed to one reports it in
+//! [`PublishOutcome::remote`] for the caller to forward ([`crate::forward`]);
+//! consuming, getting or purging one fails with [`remote_queue`]'s 404.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -93,8 +94,8 @@ impl BindingRef<'_> {
 /// cluster member's name). It never reaches the topology: replay strips it.
 pub const HOME_NODE_ARG: &str = "x-warren-home-node";
 
-/// The error for using a queue whose home is another cluster node (this node does not
-/// forward messages yet): 404 NOT_FOUND, as RabbitMQ answers for a queue whose home node is
+/// The error for consuming from, getting from or purging a queue whose home is another
+/// cluster node (not forwarded yet): 404 NOT_FOUND, as RabbitMQ answers for a queue whose home node is
 /// unreachable, with the home node named.
 pub fn remote_queue(name: &str, vhost: &str, node: &str) -> AmqpError {
     AmqpError::not_found(format!(
@@ -157,6 +158,9 @@ pub struct PublishOutcome {
     /// Queues whose last ingest credit this publish took: the publisher parks on them
     /// (credit flow, [`Queue::flow_park`]).
     pub out_of_credit: Vec<Arc<Queue>>,
+    /// Queues of other cluster nodes it was routed to, by home node: the caller forwards it
+    /// there ([`crate::forward`]). Empty (no allocation) on a single node.
+    pub remote: Vec<(String, Vec<ShortStr>)>,
 }
 
 impl VHost {
@@ -309,6 +313,29 @@ impl VHost {
             Some(node) => remote_queue(name, &self.name, &node),
             None => queue_gone(name, &self.name),
         })
+    }
+
+    /// The remote queues among `ids`, by home node.
+    fn remote_destinations(&self, ids: &[QueueId]) -> Vec<(String, Vec<ShortStr>)> {
+        // One lock at a time.
+        let homes: Vec<(QueueId, String)> = {
+            let remote = self.remote.read();
+            ids.iter()
+                .filter_map(|id| Some((*id, remote.get(id)?.clone())))
+                .collect()
+        };
+        let t = self.topology.read();
+        let mut out: Vec<(String, Vec<ShortStr>)> = Vec::new();
+        for (id, node) in homes {
+            let Some(q) = t.queue_by_id(id) else {
+                continue;
+            };
+            match out.iter_mut().find(|(n, _)| *n == node) {
+                Some((_, names)) => names.push(q.name.clone()),
+                None => out.push((node, vec![q.name.clone()])),
+            }
+        }
+        out
     }
 
     /// The home node of a remote queue (`None`: a local queue, or none).
@@ -686,21 +713,8 @@ impl VHost {
         };
         if queues.len() < routed.queues.len() {
             // A queue without a handle: one deleted meanwhile (skipped, as always), or a remote
-            // queue, which this node cannot deliver to: the publish fails as a whole, before
-            // any queue took it, rather than dropping that copy silently.
-            let hit = {
-                let remote = self.remote.read();
-                routed
-                    .queues
-                    .iter()
-                    .find_map(|id| Some((*id, remote.get(id)?.clone())))
-            };
-            if let Some((id, node)) = hit {
-                let name = self
-                    .read_topology(|t| t.queue_by_id(id).map(|q| q.name.to_string()))
-                    .unwrap_or_default();
-                return Err(remote_queue(&name, &self.name, &node));
-            }
+            // queue, which the caller forwards to its home node.
+            out.remote = self.remote_destinations(&routed.queues);
         }
         let payload = (msg.is_persistent() && queues.iter().any(|q| q.is_durable()))
             .then(|| crate::persist::encode_message(&msg, now));

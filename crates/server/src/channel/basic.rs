@@ -404,7 +404,11 @@ impl Channel {
             v.publish(msg.clone(), ttl, now_ms())?
         };
         s.broker.metrics.count_routed(seq.is_some(), outcome.enqueued);
-        if outcome.enqueued + outcome.rejected + outcome.duplicates == 0 {
+        let nodes = outcome.remote.len() as u32;
+        if nodes > 0 {
+            self.forward(s, &v.name, outcome.remote, &msg, ttl, seq)?;
+        }
+        if outcome.enqueued + outcome.rejected + outcome.duplicates + nodes as usize == 0 {
             s.broker.metrics.unroutable.fetch_add(1, Ordering::Relaxed);
             if mandatory {
                 s.broker
@@ -444,17 +448,51 @@ impl Channel {
             }
         }
         if let Some(seq) = seq {
-            let state = if outcome.rejected > 0 || outcome.store_failed > 0 {
-                Confirm::Nack
-            } else if needs_sync && s.broker.persistence.is_some() {
+            let sync = (needs_sync && s.broker.persistence.is_some()).then(|| {
                 s.sync_wanted = true;
-                Confirm::Sync(s.sync_batch)
-            } else {
-                Confirm::Ack
+                s.sync_batch
+            });
+            let state = match sync {
+                _ if outcome.rejected > 0 || outcome.store_failed > 0 => Confirm::Nack,
+                _ if nodes > 0 => Confirm::Remote {
+                    nodes,
+                    failed: false,
+                    sync,
+                },
+                Some(b) => Confirm::Sync(b),
+                None => Confirm::Ack,
             };
             if let Some(cf) = self.confirms.as_mut() {
                 cf.push(seq, state);
             }
+        }
+        Ok(())
+    }
+}
+
+impl Channel {
+    /// Hands a message routed to queues of other cluster nodes to the forwarding layer, one
+    /// copy per node; with confirms, each node's verdict comes back as `ConnEvent::Forwarded`.
+    fn forward(
+        &mut self,
+        s: &mut Session,
+        vhost: &str,
+        remote: Vec<(String, Vec<ShortStr>)>,
+        msg: &MessageRef,
+        ttl: Option<u64>,
+        seq: Option<u64>,
+    ) -> AmqpResult<()> {
+        let Some(f) = s.broker.forwarder() else {
+            let (node, queues) = &remote[0];
+            return Err(crate::vhost::remote_queue(&queues[0], vhost, node));
+        };
+        for (node, queues) in remote {
+            let reply = seq.map(|seq| crate::forward::Reply {
+                conn: s.shared.clone(),
+                channel: self.id,
+                seq,
+            });
+            f.publish(&node, vhost, queues, msg.clone(), ttl, reply);
         }
         Ok(())
     }
