@@ -4,7 +4,8 @@
 //! a node without a majority refusing changes with 503. Slice 2: exchanges, durable queues
 //! (with their home node), bindings and policies declared over AMQP or the API replicated the
 //! same way, publishes forwarded to remote queues' home nodes (confirms, order, a fanout over
-//! three nodes, nacks while the home is down), and a node partitioned away by TCP proxies
+//! three nodes, nacks while the home is down), consumers on another node than their queue
+//! (prefetch, acks, requeues, cancelled when the home goes), and a node partitioned away by TCP proxies
 //! (`common::proxy`) refusing declarations (541 over AMQP, 503 over HTTP) while the majority
 //! goes on, then catching up once healed. In-process brokers and real `warren` processes;
 //! short Raft timeouts (`--cluster-fast-timeouts`); every wait is a condition with a deadline.
@@ -595,13 +596,6 @@ async fn topology_declared_over_amqp_replicates_and_a_restarted_node_catches_up(
         404,
         "t1@localhost",
     );
-    let ch2 = _c2b.create_channel().await.unwrap();
-    common::assert_code(
-        ch2.basic_consume("q.rep".into(), "c".into(), Default::default(), no_args())
-            .await,
-        404,
-        "t1@localhost",
-    );
     // A passive or equivalent redeclare of the remote queue on node 2 is answered (counts 0).
     let ch2 = _c2b.create_channel().await.unwrap();
     common::declare_durable(&ch2, "q.rep", no_args()).await;
@@ -1061,6 +1055,161 @@ async fn publishes_to_a_down_home_node_are_nacked_and_work_again_when_it_returns
     want.extend(numbered("after", 10));
     assert_eq!(drain(&ch1, "q.home1", want.len()).await, want);
     eprintln!("publishes to a down home node nacked in {nacked_in:?}");
+    n1.running.shutdown().await;
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_on_another_node_keeps_prefetch_acks_requeues_and_is_cancelled_when_the_home_goes() {
+    use futures_lite::StreamExt;
+    let (mut nodes, ports) = three_nodes("c").await;
+    let h2 = http_port(&nodes[1]);
+    let (_c1, ch1) = amqp_channel(&nodes[0]).await;
+    common::declare_durable(&ch1, "q.c", no_args()).await;
+    wait_for(h2, "/api/queues/%2F/q.c", 10, "q.c on node 2", |s, _| s == 200).await;
+    for i in 0..20 {
+        common::publish(&ch1, "", "q.c", format!("m-{i}").as_bytes()).await;
+    }
+    let home = &nodes[0];
+    common::wait_until(10, "20 ready on the home", || {
+        common::counts(home, "q.c") == (20, 0, 0)
+    })
+    .await;
+
+    // Node 2 consumes with prefetch 5: never more than 5 unacked on the home.
+    let (c2, ch2) = amqp_channel(&nodes[1]).await;
+    ch2.basic_qos(5, Default::default()).await.unwrap();
+    let mut consumer = common::consume(&ch2, "q.c", "remote").await;
+    let mut first = Vec::new();
+    for _ in 0..5 {
+        first.push(common::next(&mut consumer).await);
+    }
+    let bodies: Vec<String> = first
+        .iter()
+        .map(|d| String::from_utf8(d.data.clone()).unwrap())
+        .collect();
+    assert_eq!(bodies, numbered("m", 5));
+    common::wait_until(5, "5 unacked, 1 consumer", || {
+        common::counts(home, "q.c") == (15, 5, 1)
+    })
+    .await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), consumer.next())
+            .await
+            .is_err(),
+        "a sixth delivery beyond prefetch 5"
+    );
+    for d in &first {
+        d.acker.ack(Default::default()).await.unwrap();
+    }
+    let mut second = Vec::new();
+    for _ in 0..5 {
+        second.push(common::next(&mut consumer).await);
+    }
+    assert_eq!(String::from_utf8(second[0].data.clone()).unwrap(), "m-5");
+    assert!(!second[0].redelivered);
+    // A nack with requeue comes back redelivered.
+    second[0]
+        .acker
+        .nack(lapin::options::BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let again = common::next(&mut consumer).await;
+    assert_eq!(String::from_utf8(again.data.clone()).unwrap(), "m-5");
+    assert!(again.redelivered);
+    // A multiple ack covers m-6..m-9 (m-5's first delivery was nacked).
+    second[4]
+        .acker
+        .ack(lapin::options::BasicAckOptions { multiple: true })
+        .await
+        .unwrap();
+    again.acker.ack(Default::default()).await.unwrap();
+    // Five more unacked, then the channel closes: they are requeued on the home, redelivered.
+    for _ in 0..5 {
+        common::next(&mut consumer).await;
+    }
+    common::wait_until(5, "m-10..m-14 unacked", || {
+        common::counts(home, "q.c") == (5, 5, 1)
+    })
+    .await;
+    ch2.close(200, "bye".into()).await.unwrap();
+    common::wait_until(5, "requeued on channel close", || {
+        common::counts(home, "q.c") == (10, 0, 0)
+    })
+    .await;
+    let d = ch1
+        .basic_get("q.c".into(), Default::default())
+        .await
+        .unwrap()
+        .expect("a message");
+    assert_eq!(String::from_utf8(d.delivery.data.clone()).unwrap(), "m-10");
+    assert!(d.delivery.redelivered);
+    d.delivery
+        .acker
+        .reject(lapin::options::BasicRejectOptions { requeue: true })
+        .await
+        .unwrap();
+
+    // The home node goes down: node 2 cancels the consumer (basic.cancel).
+    let ch2 = c2.create_channel().await.unwrap();
+    let mut consumer = common::consume(&ch2, "q.c", "doomed").await;
+    common::next(&mut consumer).await;
+    common::wait_until(5, "the consumer on the home", || {
+        common::counts(home, "q.c").2 == 1
+    })
+    .await;
+    drop((_c1, ch1));
+    let n1 = nodes.remove(0);
+    let TestBroker {
+        running, data_dir, ..
+    } = n1;
+    let t = Instant::now();
+    running.shutdown().await;
+    let end = common::within(10, "the consumer cancelled", async {
+        loop {
+            match consumer.next().await {
+                None => return,
+                Some(_) => continue,
+            }
+        }
+    })
+    .await;
+    let _: () = end;
+    let cancelled_in = t.elapsed();
+    eprintln!("remote consumer cancelled {cancelled_in:?} after its home node stopped");
+
+    // The home returns (the transient messages are gone with it): node 2 consumes again and
+    // new publishes arrive.
+    let seeds = [ports[1], ports[2]];
+    let n1 = launch(
+        node_config("c1@localhost", &data_dir.path, ports[0], &seeds, vec![]),
+        data_dir,
+    )
+    .await;
+    let (_c1, ch1) = amqp_channel(&n1).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut consumer = loop {
+        let ch = c2.create_channel().await.unwrap();
+        match ch
+            .basic_consume("q.c".into(), "back".into(), Default::default(), no_args())
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) => {
+                assert_eq!(common::reply_code(&e), Some(404), "{e:?}");
+                assert!(Instant::now() < deadline, "never consumed again: {e:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    common::publish(&ch1, "", "q.c", b"after").await;
+    let d = common::next(&mut consumer).await;
+    assert_eq!(d.data, b"after");
     n1.running.shutdown().await;
     for n in nodes {
         n.running.shutdown().await;

@@ -250,4 +250,12 @@ impl crate::forward::Host for Broker {
     fn metrics(&self) -> &Metrics {
         &self.metrics
     }
+
+    fn next_id(&self) -> u64 {
+        Broker::next_id(self)
+    }
+
+    fn forwarder(&self) -> Option<&crate::forward::Forwarder> {
+        Broker::forwarder(self)
+    }
 }

@@ -1,6 +1,7 @@
 //! Cross-node message forwarding for classic queues: a message a channel on this node routes
 //! to a queue whose home is another node is sent there over the cluster link
-//! ([`warren_cluster::forward`]) and enqueued by the home node.
+//! ([`warren_cluster::forward`]) and enqueued by the home node; a consumer of such a queue is
+//! served through a proxy consumer on the home node ([`consume`]).
 //!
 //! # Publishing
 //!
@@ -24,7 +25,7 @@
 //! Protocol logic ([`encode_batch`], [`Handler::publish`]) is kept apart from the IO (the link
 //! task, [`warren_cluster::Cluster::app_call`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
@@ -43,6 +44,11 @@ use crate::mailbox::{ConnEvent, ConnShared};
 use crate::queue::{Queue, Stored};
 use crate::util::now_ms;
 
+mod consume;
+
+use consume::Op;
+pub use consume::{ConsumeRequest, QueueRef, RemoteQueue, Verdict, chan_id, unreachable};
+
 /// What forwarding needs of the broker (implemented by [`crate::broker::Broker`]; a trait so
 /// that this module does not name the broker, which names it).
 pub trait Host: Send + Sync + 'static {
@@ -56,6 +62,10 @@ pub trait Host: Send + Sync + 'static {
     fn syncer(&self) -> Option<&warren_store::SyncHandle>;
     /// The broker's counters.
     fn metrics(&self) -> &crate::stats::Metrics;
+    /// A fresh broker-wide id (connections, consumers).
+    fn next_id(&self) -> u64;
+    /// The forwarding layer.
+    fn forwarder(&self) -> Option<&Forwarder>;
 }
 
 /// Most messages in one forwarded batch.
@@ -68,6 +78,8 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 pub(crate) enum Request {
     /// Enqueue these messages into these queues of this node.
     Publish(Vec<Item>),
+    /// Remote consumers' control traffic and deliveries ([`consume`]), in order.
+    Ops(Vec<Op>),
 }
 
 /// One forwarded message.
@@ -89,6 +101,8 @@ pub(crate) enum Response {
     /// One verdict per message of a [`Request::Publish`]: every queue took it (and made it
     /// durable where it had to).
     Published(Vec<bool>),
+    /// One verdict per op of a [`Request::Ops`].
+    Ops(Vec<Verdict>),
     /// The request could not be decoded or served.
     Failed(String),
 }
@@ -114,18 +128,73 @@ struct Outgoing {
     reply: Option<Reply>,
 }
 
-/// The outgoing side of forwarding: one [`Link`] per destination node.
+/// Where an op's verdict goes.
 #[derive(Debug)]
+pub(crate) enum OpReply {
+    None,
+    Once(tokio::sync::oneshot::Sender<Verdict>),
+    /// A delivery to a remote channel: not taken, it goes back to its queue.
+    Delivery {
+        origin: String,
+        chan: u64,
+        queue: Arc<Queue>,
+        seq: u64,
+    },
+}
+
+/// The outgoing side of forwarding: one [`Link`] per destination node for publishes, one op
+/// link for the rest, and the remote consumers' registries.
 pub struct Forwarder {
     links: parking_lot::Mutex<HashMap<String, mpsc::UnboundedSender<Outgoing>>>,
+    ops: parking_lot::Mutex<HashMap<String, mpsc::UnboundedSender<(Op, OpReply)>>>,
+    pub(crate) remote: parking_lot::Mutex<consume::Registry>,
+    pub(crate) watched: parking_lot::Mutex<HashSet<String>>,
     broker: Weak<dyn Host>,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Forwarder")
+    }
 }
 
 impl Forwarder {
     pub(crate) fn new(broker: Weak<dyn Host>) -> Forwarder {
         Forwarder {
             links: Default::default(),
+            ops: Default::default(),
+            remote: Default::default(),
+            watched: Default::default(),
             broker,
+        }
+    }
+
+    /// Queues `op` for `node`'s op link; its verdict goes to `reply`.
+    pub(crate) fn op(&self, node: &str, op: Op, reply: OpReply) {
+        let mut links = self.ops.lock();
+        let tx = links.entry(node.to_string()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(op_link(node.to_string(), self.broker.clone(), rx));
+            tx
+        });
+        if let Err(mpsc::error::SendError((_, reply))) = tx.send((op, reply)) {
+            drop(links);
+            self.op_verdict(reply, Verdict::Unreachable);
+        }
+    }
+
+    fn op_verdict(&self, reply: OpReply, v: Verdict) {
+        match reply {
+            OpReply::None => {}
+            OpReply::Once(tx) => {
+                let _ = tx.send(v);
+            }
+            OpReply::Delivery {
+                origin,
+                chan,
+                queue,
+                seq,
+            } => self.delivery_refused(&origin, chan, &queue, seq, &v),
         }
     }
 
@@ -210,6 +279,43 @@ impl Link {
     }
 }
 
+/// The task sending one node's ops, batch by batch, in order.
+async fn op_link(node: String, broker: Weak<dyn Host>, mut rx: mpsc::UnboundedReceiver<(Op, OpReply)>) {
+    let mut batch: Vec<(Op, OpReply)> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        let Some(b) = broker.upgrade() else { return };
+        let (ops, replies): (Vec<Op>, Vec<OpReply>) = batch.drain(..).unzip();
+        let n = ops.len();
+        let verdicts = match b.cluster() {
+            Some(c) => {
+                let payload = postcard::to_stdvec(&Request::Ops(ops)).expect("postcard encodes to a Vec");
+                match c.app_call(&node, payload, b.forward_timeout()).await {
+                    Ok(answer) => match postcard::from_bytes(&answer) {
+                        Ok(Response::Ops(v)) if v.len() == n => v,
+                        _ => vec![Verdict::Unreachable; n],
+                    },
+                    Err(e) => {
+                        tracing::debug!(%node, "op link: {e}");
+                        vec![Verdict::Unreachable; n]
+                    }
+                }
+            }
+            None => vec![Verdict::Unreachable; n],
+        };
+        let Some(f) = b.forwarder() else { return };
+        for (r, v) in replies.into_iter().zip(verdicts) {
+            f.op_verdict(r, v);
+        }
+    }
+}
+
 /// One batch to `node`: its verdicts, or why none came.
 async fn send(c: &Cluster, node: &str, batch: &[Outgoing], timeout: Duration) -> Result<Vec<bool>, String> {
     let payload = encode_batch(batch, now_ms());
@@ -221,6 +327,7 @@ async fn send(c: &Cluster, node: &str, batch: &[Outgoing], timeout: Duration) ->
         Response::Published(v) if v.len() == batch.len() => Ok(v),
         Response::Published(v) => Err(format!("{} verdicts for {} messages", v.len(), batch.len())),
         Response::Failed(why) => Err(why),
+        Response::Ops(_) => Err("unexpected answer".into()),
     }
 }
 
@@ -302,6 +409,10 @@ impl Handler {
                 }
                 Response::Published(verdicts)
             }
+            Request::Ops(ops) => match broker.forwarder() {
+                Some(f) => Response::Ops(ops.into_iter().map(|op| f.serve_op(&broker, op)).collect()),
+                None => Response::Failed("not clustered".into()),
+            },
         }
     }
 }
@@ -339,7 +450,9 @@ mod tests {
             ttl: Some(5),
             reply: None,
         }];
-        let Request::Publish(items) = postcard::from_bytes(&encode_batch(&batch, 7)).unwrap();
+        let Request::Publish(items) = postcard::from_bytes(&encode_batch(&batch, 7)).unwrap() else {
+            panic!("a publish batch")
+        };
         assert_eq!(items.len(), 1);
         assert_eq!((items[0].vhost.as_str(), items[0].ttl), ("/", Some(5)));
         assert_eq!(items[0].queues, vec!["q1".to_string(), "q2".to_string()]);

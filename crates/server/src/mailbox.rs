@@ -41,6 +41,14 @@ pub enum ConnEvent {
         /// The delivery.
         delivery: Delivery,
     },
+    /// A delivery from a queue of another cluster node ([`crate::forward`]).
+    RemoteDeliver {
+        /// The remote queue (its proxy consumer): a `crate::forward::RemoteQueue`, opaque
+        /// here so that this module does not name the forwarding layer (which names it).
+        queue: Arc<dyn std::any::Any + Send + Sync>,
+        /// The delivery.
+        delivery: Delivery,
+    },
     /// The broker cancelled a consumer (its queue was deleted).
     ConsumerCancelled {
         /// Channel.

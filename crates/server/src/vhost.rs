@@ -9,7 +9,8 @@
 //! definition is in the topology (bindings, listings) with its home node, but this node holds
 //! no handle and no messages for it. A publish routed to one reports it in
 //! [`PublishOutcome::remote`] for the caller to forward ([`crate::forward`]);
-//! consuming, getting or purging one fails with [`remote_queue`]'s 404.
+//! consuming goes through a proxy consumer on the home node ([`crate::forward`]); getting or
+//! purging one fails with [`remote_queue`]'s 404.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -94,8 +95,8 @@ impl BindingRef<'_> {
 /// cluster member's name). It never reaches the topology: replay strips it.
 pub const HOME_NODE_ARG: &str = "x-warren-home-node";
 
-/// The error for consuming from, getting from or purging a queue whose home is another
-/// cluster node (not forwarded yet): 404 NOT_FOUND, as RabbitMQ answers for a queue whose home node is
+/// The error for getting from or purging a queue whose home is another cluster node (not
+/// forwarded yet): 404 NOT_FOUND, as RabbitMQ answers for a queue whose home node is
 /// unreachable, with the home node named.
 pub fn remote_queue(name: &str, vhost: &str, node: &str) -> AmqpError {
     AmqpError::not_found(format!(
@@ -336,6 +337,12 @@ impl VHost {
             }
         }
         out
+    }
+
+    /// The home node of remote queue `name` (`None`: a local queue, or none).
+    pub fn remote_home(&self, name: &str) -> Option<String> {
+        let id = self.topology.read().queue(name)?.id;
+        self.home_node(id)
     }
 
     /// The home node of a remote queue (`None`: a local queue, or none).

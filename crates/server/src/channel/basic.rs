@@ -20,7 +20,8 @@ use super::{Channel, ConsumerRec, Session, Unacked, by_queue};
 use crate::access::Resource;
 use crate::auth::Access;
 use crate::broker::{REPLY_TO_QUEUE, ReplyTarget};
-use crate::queue::{Queue, Sink};
+use crate::forward::QueueRef;
+use crate::queue::Sink;
 use crate::util::{now_ms, random_name};
 
 impl Channel {
@@ -49,7 +50,41 @@ impl Channel {
         }
         let v = s.vhost()?;
         s.check_access(Resource::Queue, &m.queue, Access::Read)?;
-        let q = s.queue_for_use(&m.queue)?;
+        let q = match s.queue_for_use(&m.queue) {
+            Ok(q) => q,
+            Err(e) => match v.remote_home(&m.queue) {
+                Some(node) if s.broker.forwarder().is_some() => return self.remote_consume(s, m, node),
+                _ => return Err(e),
+            },
+        };
+        let spec = self.consumer_spec(s, &m)?;
+        let (key, tag) = (spec.key, spec.tag.clone());
+        let sink = Sink {
+            conn: s.shared.clone(),
+            channel: self.shared.clone(),
+        };
+        self.consumers.insert(
+            tag.clone(),
+            ConsumerRec {
+                key,
+                queue: QueueRef::Local(q.clone()),
+            },
+        );
+        if let Err(e) = q.add_consumer(spec, sink, &v.name) {
+            self.consumers.remove(&tag);
+            return Err(e);
+        }
+        // Deliveries reach the connection through its mailbox, so consume-ok still goes out
+        // first.
+        if !m.nowait {
+            s.send_method(self.id, BasicConsumeOk { consumer_tag: tag });
+        }
+        Ok(())
+    }
+
+    /// The consumer a basic.consume asks for: its tag (generated if empty; 530 if in use on
+    /// this channel), `x-priority` (406 if not an integer), a fresh key.
+    fn consumer_spec(&self, s: &Session, m: &BasicConsume) -> AmqpResult<ConsumerSpec> {
         let tag = if m.consumer_tag.is_empty() {
             random_name("amq.ctag-")
         } else {
@@ -79,26 +114,51 @@ impl Channel {
             exclusive: m.exclusive,
             priority,
         };
-        let sink = Sink {
+        Ok(spec)
+    }
+
+    /// basic.consume on a queue of another node: a proxy consumer there
+    /// ([`crate::forward`]); `basic.consume-ok` once the home node has registered it.
+    fn remote_consume(&mut self, s: &mut Session, m: BasicConsume, node: String) -> AmqpResult<()> {
+        let v = s.vhost()?;
+        let spec = self.consumer_spec(s, &m)?;
+        let (key, tag) = (spec.key, spec.tag.clone());
+        let f = s.broker.forwarder().expect("checked by the caller");
+        let (rq, answer) = f.consume(crate::forward::ConsumeRequest {
+            node: node.clone(),
+            vhost: v.name.clone(),
+            queue: m.queue.clone(),
+            spec,
             conn: s.shared.clone(),
-            channel: self.shared.clone(),
-        };
+        });
         self.consumers.insert(
             tag.clone(),
             ConsumerRec {
                 key,
-                queue: q.clone(),
+                queue: QueueRef::Remote(rq.clone()),
             },
         );
-        if let Err(e) = q.add_consumer(spec, sink, &v.name) {
-            self.consumers.remove(&tag);
-            return Err(e);
-        }
-        // Deliveries reach the connection through its mailbox, so consume-ok still goes out
-        // first.
-        if !m.nowait {
-            s.send_method(self.id, BasicConsumeOk { consumer_tag: tag });
-        }
+        let (queue, vhost, ch, nowait) = (m.queue.to_string(), v.name.clone(), self.id, m.nowait);
+        s.pending = Some(crate::session::Pending {
+            channel: self.id,
+            ids: (0, 0),
+            work: Box::pin(async move {
+                match answer.await {
+                    crate::forward::Verdict::Ok => Ok(crate::clustering::Outcome::Created),
+                    crate::forward::Verdict::Error(code, text) => Err(AmqpError::new(
+                        ReplyCode::from_code(code).unwrap_or(ReplyCode::InternalError),
+                        text,
+                    )),
+                    _ => Err(crate::forward::unreachable(&queue, &vhost, &node)),
+                }
+            }),
+            done: Box::new(move |s, _| {
+                if !nowait {
+                    s.send_method(ch, BasicConsumeOk { consumer_tag: tag });
+                }
+                rq.started();
+            }),
+        });
         Ok(())
     }
 
@@ -143,7 +203,7 @@ impl Channel {
         if let Some(rec) = self.consumers.remove(&m.consumer_tag)
             && rec.queue.remove_consumer(rec.key)
         {
-            s.vhost()?.delete_queue(&rec.queue.meta.name);
+            s.vhost()?.delete_queue(rec.queue.name());
         }
         if !m.nowait {
             s.send_method(
@@ -158,7 +218,7 @@ impl Channel {
 
     /// A delivery from a queue to one of this channel's consumers: encoded, or handed back to
     /// the queue if the consumer is gone or the channel is closing.
-    pub fn deliver(&mut self, s: &mut Session, queue: Arc<Queue>, d: Delivery) {
+    pub fn deliver(&mut self, s: &mut Session, queue: QueueRef, d: Delivery) {
         let tag = match d.consumer.and_then(|k| self.tag_for(k)) {
             Some(t) if !self.closing => t.clone(),
             _ => {
@@ -243,7 +303,7 @@ impl Channel {
                 if !m.no_ack {
                     self.unacked.push_back(Unacked {
                         tag,
-                        queue: q.clone(),
+                        queue: QueueRef::Local(q.clone()),
                         seq: d.seq,
                         at: std::time::Instant::now(),
                     });
