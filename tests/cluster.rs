@@ -590,12 +590,20 @@ async fn topology_declared_over_amqp_replicates_and_a_restarted_node_catches_up(
         |s, v| s == 200 && v["messages"] == 2,
     )
     .await;
+    // A basic.get on node 2 is answered by node 1 (rejected with requeue: it stays there).
     let (_c2b, ch2) = amqp_channel(&nodes[1]).await;
-    common::assert_code(
-        ch2.basic_get("q.rep".into(), Default::default()).await,
-        404,
-        "t1@localhost",
-    );
+    let got = ch2
+        .basic_get("q.rep".into(), Default::default())
+        .await
+        .unwrap()
+        .expect("a message from node 1");
+    assert_eq!(got.delivery.data, b"home");
+    assert_eq!(got.message_count, 1);
+    got.delivery
+        .acker
+        .reject(lapin::options::BasicRejectOptions { requeue: true })
+        .await
+        .unwrap();
     // A passive or equivalent redeclare of the remote queue on node 2 is answered (counts 0).
     let ch2 = _c2b.create_channel().await.unwrap();
     common::declare_durable(&ch2, "q.rep", no_args()).await;
@@ -1155,6 +1163,27 @@ async fn a_consumer_on_another_node_keeps_prefetch_acks_requeues_and_is_cancelle
         .await
         .unwrap();
 
+    // basic.get from node 2: the requeued m-10, redelivered; acked there.
+    let (_cg, chg) = amqp_channel(&nodes[1]).await;
+    let g = chg
+        .basic_get("q.c".into(), Default::default())
+        .await
+        .unwrap()
+        .expect("a message from node 1");
+    assert_eq!(String::from_utf8(g.delivery.data.clone()).unwrap(), "m-10");
+    assert!(g.delivery.redelivered);
+    assert_eq!(g.message_count, 9);
+    common::wait_until(5, "the get unacked on the home", || {
+        common::counts(home, "q.c") == (9, 1, 0)
+    })
+    .await;
+    g.delivery.acker.ack(Default::default()).await.unwrap();
+    common::wait_until(5, "the get acked on the home", || {
+        common::counts(home, "q.c") == (9, 0, 0)
+    })
+    .await;
+    drop((_cg, chg));
+
     // The home node goes down: node 2 cancels the consumer (basic.cancel).
     let ch2 = c2.create_channel().await.unwrap();
     let mut consumer = common::consume(&ch2, "q.c", "doomed").await;
@@ -1207,6 +1236,9 @@ async fn a_consumer_on_another_node_keeps_prefetch_acks_requeues_and_is_cancelle
             }
         }
     };
+    let chg = c2.create_channel().await.unwrap();
+    let empty = chg.basic_get("q.c".into(), Default::default()).await.unwrap();
+    assert!(empty.is_none(), "basic.get-empty from node 1");
     common::publish(&ch1, "", "q.c", b"after").await;
     let d = common::next(&mut consumer).await;
     assert_eq!(d.data, b"after");

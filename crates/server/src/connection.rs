@@ -760,6 +760,21 @@ impl Connection {
                     None => queue.unsend(&delivery),
                 }
             }
+            ConnEvent::RemoteGot {
+                queue,
+                delivery,
+                left,
+            } => {
+                let ch = delivery.channel.number();
+                let Ok(queue) = queue.downcast::<crate::forward::RemoteQueue>() else {
+                    return;
+                };
+                let queue = crate::forward::QueueRef::Remote(queue);
+                match self.channels.get_mut(&ch) {
+                    Some(c) if c.is_open() => c.get_ok(&mut self.session, queue, delivery, left),
+                    _ => queue.unsend(&delivery),
+                }
+            }
             ConnEvent::Forwarded { channel, seq, ok } => {
                 if let Some(c) = self.channels.get_mut(&channel) {
                     c.forwarded(seq, ok);

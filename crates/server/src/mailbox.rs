@@ -49,6 +49,15 @@ pub enum ConnEvent {
         /// The delivery.
         delivery: Delivery,
     },
+    /// A basic.get answered by a queue of another cluster node ([`crate::forward`]).
+    RemoteGot {
+        /// The remote queue (opaque, as in `RemoteDeliver`).
+        queue: Arc<dyn std::any::Any + Send + Sync>,
+        /// The delivery.
+        delivery: Delivery,
+        /// Messages left in the queue.
+        left: u32,
+    },
     /// The broker cancelled a consumer (its queue was deleted).
     ConsumerCancelled {
         /// Channel.

@@ -279,7 +279,13 @@ impl Channel {
 
     pub(super) fn basic_get(&mut self, s: &mut Session, m: BasicGet) -> AmqpResult<()> {
         s.check_access(Resource::Queue, &m.queue, Access::Read)?;
-        let q = s.queue_for_use(&m.queue)?;
+        let q = match s.queue_for_use(&m.queue) {
+            Ok(q) => q,
+            Err(e) => match s.vhost()?.remote_home(&m.queue) {
+                Some(node) if s.broker.forwarder().is_some() => return self.remote_get(s, m, node),
+                _ => return Err(e),
+            },
+        };
         if !m.no_ack {
             // basic.get ignores prefetch, but its delivery counts in the channel's window.
             self.shared.unacked.fetch_add(1, Ordering::AcqRel);
@@ -297,34 +303,91 @@ impl Channel {
                     },
                 );
             }
-            Some((d, left)) => {
-                let tag = self.next_tag;
-                self.next_tag += 1;
-                if !m.no_ack {
-                    self.unacked.push_back(Unacked {
-                        tag,
-                        queue: QueueRef::Local(q.clone()),
-                        seq: d.seq,
-                        at: std::time::Instant::now(),
+            Some((d, left)) => self.get_ok(s, QueueRef::Local(q), d, left),
+        }
+        Ok(())
+    }
+
+    /// basic.get-ok for delivery `d` of `queue` (`left` messages behind it).
+    pub fn get_ok(&mut self, s: &mut Session, queue: QueueRef, d: Delivery, left: u32) {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        if !d.no_ack {
+            self.unacked.push_back(Unacked {
+                tag,
+                queue,
+                seq: d.seq,
+                at: std::time::Instant::now(),
+            });
+        }
+        s.broker.metrics.delivered.fetch_add(1, Ordering::Relaxed);
+        s.broker.metrics.delivered_by[2 + usize::from(d.no_ack)].fetch_add(1, Ordering::Relaxed);
+        if d.redelivered {
+            s.broker.metrics.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+        let method: Method = BasicGetOk {
+            delivery_tag: tag,
+            redelivered: d.redelivered,
+            exchange: d.msg.exchange.clone(),
+            routing_key: d.msg.routing_key.clone(),
+            message_count: left,
+        }
+        .into();
+        warren_codec::encode_method(&mut s.out, self.id, &method);
+        write_content(&mut s.out, self.id, &d, s.frame_max);
+    }
+
+    /// basic.get on a queue of another node: asked of its home node; the answer comes back as
+    /// `ConnEvent::RemoteGot` (or `basic.get-empty`) while the connection waits.
+    fn remote_get(&mut self, s: &mut Session, m: BasicGet, node: String) -> AmqpResult<()> {
+        let v = s.vhost()?;
+        let f = s.broker.forwarder().expect("checked by the caller");
+        let (rq, answer) = f.get(
+            &node,
+            &v.name,
+            m.queue.clone(),
+            self.key,
+            m.no_ack,
+            s.shared.clone(),
+        );
+        let slot = Arc::new(parking_lot::Mutex::new(None));
+        let got = slot.clone();
+        let (queue, vhost, ch) = (m.queue.to_string(), v.name.clone(), self.id);
+        s.pending = Some(crate::session::Pending {
+            channel: self.id,
+            ids: (0, 0),
+            work: Box::pin(async move {
+                match answer.await {
+                    Ok(d) => {
+                        *got.lock() = d;
+                        Ok(crate::clustering::Outcome::Created)
+                    }
+                    Err(crate::forward::Verdict::Error(code, text)) => Err(AmqpError::new(
+                        ReplyCode::from_code(code).unwrap_or(ReplyCode::InternalError),
+                        text,
+                    )),
+                    Err(_) => Err(crate::forward::unreachable(&queue, &vhost, &node)),
+                }
+            }),
+            done: Box::new(move |s, _| match slot.lock().take() {
+                Some((d, left)) => {
+                    let _ = s.shared.tx.send(crate::mailbox::ConnEvent::RemoteGot {
+                        queue: rq,
+                        delivery: d,
+                        left,
                     });
                 }
-                s.broker.metrics.delivered.fetch_add(1, Ordering::Relaxed);
-                s.broker.metrics.delivered_by[2 + usize::from(m.no_ack)].fetch_add(1, Ordering::Relaxed);
-                if d.redelivered {
-                    s.broker.metrics.redelivered.fetch_add(1, Ordering::Relaxed);
+                None => {
+                    s.broker.metrics.get_empty.fetch_add(1, Ordering::Relaxed);
+                    s.send_method(
+                        ch,
+                        BasicGetEmpty {
+                            cluster_id: ShortStr::from(""),
+                        },
+                    );
                 }
-                let method: Method = BasicGetOk {
-                    delivery_tag: tag,
-                    redelivered: d.redelivered,
-                    exchange: d.msg.exchange.clone(),
-                    routing_key: d.msg.routing_key.clone(),
-                    message_count: left,
-                }
-                .into();
-                warren_codec::encode_method(&mut s.out, self.id, &method);
-                write_content(&mut s.out, self.id, &d, s.frame_max);
-            }
-        }
+            }),
+        });
         Ok(())
     }
 

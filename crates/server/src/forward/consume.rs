@@ -68,6 +68,14 @@ pub(crate) enum Op {
         /// `Return::Failed`) or not (dropped or dead-lettered).
         reject: Option<Option<bool>>,
     },
+    /// Origin → home: basic.get for channel `chan`.
+    Get {
+        origin: String,
+        chan: u64,
+        vhost: String,
+        queue: String,
+        no_ack: bool,
+    },
     /// Origin → home: basic.cancel of consumer `key`.
     Cancel { origin: String, chan: u64, key: u64 },
     /// Origin → home: the channel closed: its consumers go, its unacked are requeued.
@@ -98,6 +106,17 @@ pub enum Verdict {
     Error(u16, String),
     /// The channel or consumer it names is unknown there.
     Unknown,
+    /// A basic.get's message ([`Op::Get`]), with the count of those left behind it.
+    Got {
+        seq: u64,
+        redelivered: bool,
+        delivery_count: u32,
+        acquired_count: u32,
+        left: u32,
+        msg: Vec<u8>,
+    },
+    /// A basic.get found the queue empty.
+    Empty,
     /// No answer: the node could not be reached.
     Unreachable,
 }
@@ -382,6 +401,74 @@ impl super::Forwarder {
         (rq, async move { rx.await.unwrap_or(Verdict::Unreachable) })
     }
 
+    /// Asks remote queue `queue` of `node` for a message (basic.get on channel `channel`):
+    /// the queue handle to settle it through, and the answer (`Ok(None)`: empty).
+    #[allow(clippy::type_complexity)]
+    pub fn get(
+        &self,
+        node: &str,
+        vhost: &str,
+        queue: ShortStr,
+        channel: ChannelKey,
+        no_ack: bool,
+        conn: Arc<ConnShared>,
+    ) -> (
+        Arc<RemoteQueue>,
+        impl std::future::Future<Output = Result<Option<(Delivery, u32)>, Verdict>> + Send + 'static,
+    ) {
+        let rq = Arc::new(RemoteQueue {
+            node: node.to_string(),
+            vhost: vhost.to_string(),
+            name: queue.clone(),
+            key: ConsumerKey(0),
+            tag: ShortStr::from(""),
+            channel,
+            conn,
+            host: self.broker.clone(),
+            early: parking_lot::Mutex::new(None),
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.op(
+            node,
+            Op::Get {
+                origin: rq.origin(),
+                chan: chan_id(channel),
+                vhost: vhost.to_string(),
+                queue: queue.to_string(),
+                no_ack,
+            },
+            OpReply::Once(tx),
+        );
+        (rq, async move {
+            match rx.await.unwrap_or(Verdict::Unreachable) {
+                Verdict::Empty => Ok(None),
+                Verdict::Got {
+                    seq,
+                    redelivered,
+                    delivery_count,
+                    acquired_count,
+                    left,
+                    msg,
+                } => {
+                    let (m, _) = crate::persist::decode_message(&Bytes::from(msg))
+                        .ok_or_else(|| Verdict::Error(501, "undecodable message".into()))?;
+                    let d = Delivery {
+                        consumer: None,
+                        channel,
+                        seq,
+                        msg: Arc::new(m),
+                        redelivered,
+                        delivery_count,
+                        acquired_count,
+                        no_ack,
+                    };
+                    Ok(Some((d, left)))
+                }
+                other => Err(other),
+            }
+        })
+    }
+
     /// Pings `node` while this node has consumers or remote channels involving it; when it
     /// does not answer, cancels those consumers and releases those channels.
     pub(crate) fn watch(&self, node: &str) {
@@ -495,14 +582,10 @@ impl super::Forwarder {
                 exclusive,
                 priority,
             } => {
-                let Some(v) = host.vhost(&vhost) else {
-                    return Verdict::Error(404, format!("no vhost '{vhost}'"));
+                let (v, q, hc) = match self.home_queue(host, &origin, chan, &vhost, &queue) {
+                    Ok(found) => found,
+                    Err(verdict) => return verdict,
                 };
-                let q = match v.queue_for_use(&queue, ConnId(0)) {
-                    Ok(q) => q,
-                    Err(e) => return Verdict::Error(e.code.code(), e.text.clone()),
-                };
-                let hc = self.home_chan(host, &origin, chan);
                 let local = ConsumerKey(host.next_id());
                 let spec = ConsumerSpec {
                     key: local,
@@ -518,18 +601,36 @@ impl super::Forwarder {
                     channel: hc.shared.clone(),
                 };
                 hc.consumers.lock().push((key, local, q.clone()));
-                {
-                    let mut qs = hc.queues.lock();
-                    if !qs.iter().any(|x| Arc::ptr_eq(x, &q)) {
-                        qs.push(q.clone());
-                    }
-                }
                 if let Err(e) = q.add_consumer(spec, sink, &v.name) {
                     hc.consumers.lock().retain(|(k, _, _)| *k != key);
                     return Verdict::Error(e.code.code(), e.text.clone());
                 }
                 self.watch(&origin);
                 Verdict::Ok
+            }
+            Op::Get {
+                origin,
+                chan,
+                vhost,
+                queue,
+                no_ack,
+            } => {
+                let (_, q, hc) = match self.home_queue(host, &origin, chan, &vhost, &queue) {
+                    Ok(found) => found,
+                    Err(verdict) => return verdict,
+                };
+                self.watch(&origin);
+                match q.get(hc.key, no_ack) {
+                    None => Verdict::Empty,
+                    Some((d, left)) => Verdict::Got {
+                        seq: d.seq,
+                        redelivered: d.redelivered,
+                        delivery_count: d.delivery_count,
+                        acquired_count: d.acquired_count,
+                        left,
+                        msg: crate::persist::encode_message(&d.msg, 0).to_vec(),
+                    },
+                }
             }
             Op::Settle {
                 origin,
@@ -617,6 +718,33 @@ impl super::Forwarder {
                 Verdict::Ok
             }
         }
+    }
+
+    /// Queue `queue` of vhost `vhost` and the stand-in of remote channel `chan` of `origin`
+    /// using it (the queue recorded there, to requeue from on release); or the verdict why not.
+    #[allow(clippy::type_complexity)]
+    fn home_queue(
+        &self,
+        host: &Arc<dyn Host>,
+        origin: &str,
+        chan: u64,
+        vhost: &str,
+        queue: &str,
+    ) -> Result<(Arc<crate::vhost::VHost>, Arc<Queue>, Arc<HomeChan>), Verdict> {
+        let v = host
+            .vhost(vhost)
+            .ok_or_else(|| Verdict::Error(404, format!("no vhost '{vhost}'")))?;
+        let q = v
+            .queue_for_use(queue, ConnId(0))
+            .map_err(|e| Verdict::Error(e.code.code(), e.text.clone()))?;
+        let hc = self.home_chan(host, origin, chan);
+        {
+            let mut qs = hc.queues.lock();
+            if !qs.iter().any(|x| Arc::ptr_eq(x, &q)) {
+                qs.push(q.clone());
+            }
+        }
+        Ok((v, q, hc))
     }
 
     /// The stand-in of remote channel `chan` of `origin`, created (with its pump) on first use.
