@@ -1247,3 +1247,46 @@ async fn a_consumer_on_another_node_keeps_prefetch_acks_requeues_and_is_cancelle
         n.running.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_reach_a_queue_of_another_node() {
+    let (nodes, _) = three_nodes("d").await;
+    let h1 = http_port(&nodes[0]);
+    let (_c2, ch2) = amqp_channel(&nodes[1]).await;
+    common::declare_durable(&ch2, "q.dlq", no_args()).await;
+    wait_for(h1, "/api/queues/%2F/q.dlq", 10, "q.dlq on node 1", |s, _| {
+        s == 200
+    })
+    .await;
+    let (_c1, ch1) = amqp_channel(&nodes[0]).await;
+    let args = common::table(vec![
+        ("x-dead-letter-exchange", common::lstr("")),
+        ("x-dead-letter-routing-key", common::lstr("q.dlq")),
+    ]);
+    common::declare_durable(&ch1, "q.src", args).await;
+    let n = 50;
+    for b in numbered("dl", n) {
+        common::publish(&ch1, "", "q.src", b.as_bytes()).await;
+    }
+    // Rejected on node 1 without requeue: dead-lettered into node 2's queue, in order.
+    let mut c = common::consume(&ch1, "q.src", "rejecter").await;
+    for _ in 0..n {
+        let d = common::next(&mut c).await;
+        d.acker
+            .reject(lapin::options::BasicRejectOptions { requeue: false })
+            .await
+            .unwrap();
+    }
+    let got = drain(&ch2, "q.dlq", n).await;
+    assert_eq!(got, numbered("dl", n));
+    let dropped = nodes[0]
+        .running
+        .broker
+        .metrics
+        .dead_letter_dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(dropped, 0);
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}

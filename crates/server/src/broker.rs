@@ -44,6 +44,9 @@ pub struct Broker {
     cluster: crate::clustering::Slot,
     /// Cross-node forwarding, when this node is clustered ([`crate::forward`]).
     forwarder: std::sync::OnceLock<crate::forward::Forwarder>,
+    /// The vhosts' way to forward dead letters ([`crate::vhost::RemoteSink`]), set with the
+    /// forwarder.
+    remote_sink: Arc<std::sync::OnceLock<crate::vhost::RemoteSink>>,
 }
 
 /// The cluster name until one is set.
@@ -78,6 +81,7 @@ impl Broker {
             cluster_name: RwLock::new(DEFAULT_CLUSTER_NAME.to_string()),
             cluster: Default::default(),
             forwarder: Default::default(),
+            remote_sink: Default::default(),
         };
         b.add_vhost("/");
         Arc::new(b)
@@ -98,6 +102,14 @@ impl Broker {
     pub(crate) fn set_cluster(self: &Arc<Self>, c: warren_cluster::Cluster) {
         c.set_app_handler(Arc::new(crate::forward::Handler::new(
             Arc::downgrade(self) as std::sync::Weak<dyn crate::forward::Host>
+        )));
+        let me = Arc::downgrade(self);
+        let _ = self.remote_sink.set(crate::vhost::RemoteSink(Box::new(
+            move |node, vhost, queues, msg| {
+                if let Some(f) = me.upgrade().as_ref().and_then(|b| b.forwarder()) {
+                    f.publish(node, vhost, queues, msg, None, None);
+                }
+            },
         )));
         let _ = self.forwarder.set(crate::forward::Forwarder::new(
             Arc::downgrade(self) as std::sync::Weak<dyn crate::forward::Host>
@@ -143,7 +155,14 @@ impl Broker {
         self.vhosts
             .write()
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(VHost::new(name, self.metrics.clone(), self.persistence.clone())))
+            .or_insert_with(|| {
+                Arc::new(VHost::new(
+                    name,
+                    self.metrics.clone(),
+                    self.persistence.clone(),
+                    self.remote_sink.clone(),
+                ))
+            })
             .clone()
     }
 

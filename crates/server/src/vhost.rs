@@ -139,6 +139,20 @@ pub struct VHost {
     /// Policies (see [`crate::policies`]); a change holds the write lock while it re-applies
     /// them to every queue, a new queue holds the read lock until it is registered.
     policies: RwLock<Vec<warren_core::policy::Policy>>,
+    /// Where dead letters routed to remote queues go (the forwarding layer, once the node is
+    /// clustered; shared by the broker's vhosts).
+    remote_sink: Arc<std::sync::OnceLock<RemoteSink>>,
+}
+
+/// Hands a message (unconfirmed) to the queues `queues` of cluster node `node` in vhost
+/// `vhost`: the forwarding layer's `publish`, without naming it here.
+#[allow(clippy::type_complexity)]
+pub struct RemoteSink(pub Box<dyn Fn(&str, &str, Vec<ShortStr>, MessageRef) + Send + Sync>);
+
+impl std::fmt::Debug for RemoteSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteSink")
+    }
 }
 
 /// Result of publishing one message.
@@ -165,7 +179,12 @@ pub struct PublishOutcome {
 }
 
 impl VHost {
-    pub(crate) fn new(name: &str, metrics: Arc<Metrics>, persistence: Option<Arc<Persistence>>) -> VHost {
+    pub(crate) fn new(
+        name: &str,
+        metrics: Arc<Metrics>,
+        persistence: Option<Arc<Persistence>>,
+        remote_sink: Arc<std::sync::OnceLock<RemoteSink>>,
+    ) -> VHost {
         VHost {
             name: name.to_string(),
             topology: RwLock::new(Topology::new(name)),
@@ -174,6 +193,7 @@ impl VHost {
             metrics,
             persistence,
             policies: RwLock::new(Vec::new()),
+            remote_sink,
         }
     }
 
@@ -815,17 +835,20 @@ impl VHost {
                     .collect()
             };
             if targets.len() < routed.queues.len() {
-                // A remote queue (clustering) does not get its copy: counted and logged as a
-                // dropped dead letter (this node does not forward yet).
-                let remote = {
-                    let r = self.remote.read();
-                    routed.queues.iter().filter(|id| r.contains_key(id)).count()
-                };
-                if remote > 0 {
-                    tracing::warn!(queue = %q.meta.name, dlx, remote, "dead letter routed to queues of other cluster nodes; those copies are dropped");
-                    self.metrics
-                        .dead_letter_dropped
-                        .fetch_add(remote as u64, Ordering::Relaxed);
+                // Remote queues (clustering) get their copies forwarded, unconfirmed: the
+                // source does not wait for them (see docs/clustering.md).
+                for (node, mut queues) in self.remote_destinations(&routed.queues) {
+                    queues.retain(|n| !is_cycle(&dl, n));
+                    match self.remote_sink.get() {
+                        Some(sink) if !queues.is_empty() => (sink.0)(&node, &self.name, queues, dl.clone()),
+                        Some(_) => {}
+                        None => {
+                            tracing::warn!(queue = %q.meta.name, dlx, %node, "dead letter routed to queues of another cluster node, which this node cannot reach; dropped");
+                            self.metrics
+                                .dead_letter_dropped
+                                .fetch_add(queues.len() as u64, Ordering::Relaxed);
+                        }
+                    }
                 }
             }
             for t in targets {
