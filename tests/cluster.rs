@@ -5,7 +5,8 @@
 //! (with their home node), bindings and policies declared over AMQP or the API replicated the
 //! same way, publishes forwarded to remote queues' home nodes (confirms, order, a fanout over
 //! three nodes, nacks while the home is down), consumers on another node than their queue
-//! (prefetch, acks, requeues, cancelled when the home goes), and a node partitioned away by TCP proxies
+//! (prefetch, acks, requeues, basic.get, cancelled when the home goes or the link is cut), dead
+//! letters to another node, and a node partitioned away by TCP proxies
 //! (`common::proxy`) refusing declarations (541 over AMQP, 503 over HTTP) while the majority
 //! goes on, then catching up once healed. In-process brokers and real `warren` processes;
 //! short Raft timeouts (`--cluster-fast-timeouts`); every wait is a condition with a deadline.
@@ -682,8 +683,9 @@ async fn topology_declared_over_amqp_replicates_and_a_restarted_node_catches_up(
 /// after the operation timeout, closing the connection; HTTP: 503) while nodes 1 and 2 go on
 /// accepting them; once healed, node 3 has every definition the majority made and none of
 /// those it refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_partitioned_minority_refuses_declarations_and_catches_up_when_healed() {
+/// Three in-process nodes named `{prefix}1@localhost`… whose every directed cluster link goes
+/// through a TCP proxy (`proxies[i][j]`: node i's link to node j), all running.
+async fn proxied_nodes(prefix: &str) -> (Vec<TestBroker>, Vec<Vec<Option<common::proxy::Proxy>>>) {
     use common::proxy::Proxy;
     let ports = [common::free_port(), common::free_port(), common::free_port()];
     // proxies[i][j]: node i's link to node j.
@@ -710,10 +712,23 @@ async fn a_partitioned_minority_refuses_declarations_and_catches_up_when_healed(
             })
             .collect();
         let dir = common::tempdir::Dir::new();
-        let config = node_config(&format!("m{}@localhost", i + 1), &dir.path, *p, &seeds, via);
+        let config = node_config(
+            &format!("{prefix}{}@localhost", i + 1),
+            &dir.path,
+            *p,
+            &seeds,
+            via,
+        );
         nodes.push(launch(config, dir).await);
     }
     all_running(&nodes).await;
+    (nodes, proxies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitioned_minority_refuses_declarations_and_catches_up_when_healed() {
+    use common::proxy::Proxy;
+    let (nodes, proxies) = proxied_nodes("m").await;
     let (h1, h3) = (http_port(&nodes[0]), http_port(&nodes[2]));
     let (_c, ch) = amqp_channel(&nodes[0]).await;
     durable_x(&ch, "x.before", lapin::ExchangeKind::Direct)
@@ -1286,6 +1301,78 @@ async fn dead_letters_reach_a_queue_of_another_node() {
         .dead_letter_dropped
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(dropped, 0);
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_link_nacks_forwarded_publishes_cancels_remote_consumers_and_heals() {
+    use futures_lite::StreamExt;
+    let (nodes, proxies) = proxied_nodes("k").await;
+    let (h2, home) = (http_port(&nodes[1]), &nodes[0]);
+    let (_c1, ch1) = amqp_channel(home).await;
+    common::declare_durable(&ch1, "q.k", no_args()).await;
+    wait_for(h2, "/api/queues/%2F/q.k", 10, "q.k on node 2", |s, _| s == 200).await;
+    for b in numbered("k", 3) {
+        common::publish(&ch1, "", "q.k", b.as_bytes()).await;
+    }
+    let (c2, pub2) = amqp_channel(&nodes[1]).await;
+    pub2.confirm_select(Default::default()).await.unwrap();
+    let ch2 = c2.create_channel().await.unwrap();
+    let mut consumer = common::consume(&ch2, "q.k", "cut").await;
+    for _ in 0..3 {
+        common::next(&mut consumer).await;
+    }
+    common::wait_until(5, "3 unacked on the home", || {
+        common::counts(home, "q.k") == (0, 3, 1)
+    })
+    .await;
+
+    // Cut node 1 <-> node 2 (both still reach node 3: the cluster keeps its majority).
+    let link = |f: &dyn Fn(&common::proxy::Proxy)| {
+        for (i, j) in [(0, 1), (1, 0)] {
+            f(proxies[i][j].as_ref().unwrap());
+        }
+    };
+    link(&|p| p.cut());
+    let t = Instant::now();
+    assert_eq!(
+        publish_confirmed(&pub2, "", "q.k", &numbered("cut", 5)).await,
+        (0, 5)
+    );
+    let nacked_in = t.elapsed();
+    common::within(10, "the remote consumer cancelled", async {
+        while consumer.next().await.is_some() {}
+    })
+    .await;
+    let cancelled_in = t.elapsed();
+    // The home requeues what node 2's channel held (redelivered), once node 2 stops answering.
+    common::wait_until(10, "requeued on the home", || {
+        common::counts(home, "q.k") == (3, 0, 0)
+    })
+    .await;
+    let requeued_in = t.elapsed();
+
+    link(&|p| p.heal());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while publish_confirmed(&pub2, "", "q.k", &["probe".to_string()])
+        .await
+        .0
+        != 1
+    {
+        assert!(Instant::now() < deadline, "forwarding never resumed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ch2 = c2.create_channel().await.unwrap();
+    let mut consumer = common::consume(&ch2, "q.k", "healed").await;
+    let d = common::next(&mut consumer).await;
+    assert_eq!(d.data, b"k-0");
+    assert!(d.redelivered);
+    eprintln!(
+        "link cut: publishes nacked in {nacked_in:?}, consumer cancelled in {cancelled_in:?}, \
+         unacked requeued in {requeued_in:?}"
+    );
     for n in nodes {
         n.running.shutdown().await;
     }
