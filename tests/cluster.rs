@@ -605,9 +605,11 @@ async fn topology_declared_over_amqp_replicates_and_a_restarted_node_catches_up(
         .reject(lapin::options::BasicRejectOptions { requeue: true })
         .await
         .unwrap();
-    // A passive or equivalent redeclare of the remote queue on node 2 is answered (counts 0).
+    // A passive or equivalent redeclare of the remote queue on node 2 is answered with the
+    // home's counts.
     let ch2 = _c2b.create_channel().await.unwrap();
     common::declare_durable(&ch2, "q.rep", no_args()).await;
+    assert_eq!(common::message_count(&ch2, "q.rep").await, 2);
     assert_eq!(
         api(h1, "GET", "/api/queues/%2F/q.rep", None).await.json()["messages"],
         2
@@ -1197,6 +1199,8 @@ async fn a_consumer_on_another_node_keeps_prefetch_acks_requeues_and_is_cancelle
         common::counts(home, "q.c") == (9, 0, 0)
     })
     .await;
+    // A passive declare on node 2 answers the home's counts.
+    assert_eq!(common::message_count(&chg, "q.c").await, 9);
     drop((_cg, chg));
 
     // The home node goes down: node 2 cancels the consumer (basic.cancel).

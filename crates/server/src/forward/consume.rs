@@ -76,6 +76,8 @@ pub(crate) enum Op {
         queue: String,
         no_ack: bool,
     },
+    /// Origin → home: queue.declare (passive or equivalent) of a remote queue: its counts.
+    Counts { vhost: String, queue: String },
     /// Origin → home: basic.cancel of consumer `key`.
     Cancel { origin: String, chan: u64, key: u64 },
     /// Origin → home: the channel closed: its consumers go, its unacked are requeued.
@@ -117,6 +119,8 @@ pub enum Verdict {
     },
     /// A basic.get found the queue empty.
     Empty,
+    /// A queue's ready messages and consumers ([`Op::Counts`]).
+    Counts { ready: u32, consumers: u32 },
     /// No answer: the node could not be reached.
     Unreachable,
 }
@@ -469,6 +473,27 @@ impl super::Forwarder {
         })
     }
 
+    /// The ready messages and consumers of remote queue `queue` of `node`, asked of it.
+    pub fn counts(
+        &self,
+        node: &str,
+        vhost: &str,
+        queue: &str,
+    ) -> impl std::future::Future<Output = Result<(u32, u32), Verdict>> + Send + 'static {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let op = Op::Counts {
+            vhost: vhost.to_string(),
+            queue: queue.to_string(),
+        };
+        self.op(node, op, OpReply::Once(tx));
+        async move {
+            match rx.await.unwrap_or(Verdict::Unreachable) {
+                Verdict::Counts { ready, consumers } => Ok((ready, consumers)),
+                other => Err(other),
+            }
+        }
+    }
+
     /// Pings `node` while this node has consumers or remote channels involving it; when it
     /// does not answer, cancels those consumers and releases those channels.
     pub(crate) fn watch(&self, node: &str) {
@@ -570,6 +595,19 @@ impl super::Forwarder {
     pub(crate) fn serve_op(&self, host: &Arc<dyn Host>, op: Op) -> Verdict {
         match op {
             Op::Ping => Verdict::Ok,
+            Op::Counts { vhost, queue } => {
+                match host.vhost(&vhost).map(|v| v.queue_for_use(&queue, ConnId(0))) {
+                    Some(Ok(q)) => {
+                        let c = q.counts();
+                        Verdict::Counts {
+                            ready: c.ready,
+                            consumers: c.consumers,
+                        }
+                    }
+                    Some(Err(e)) => Verdict::Error(e.code.code(), e.text.clone()),
+                    None => Verdict::Error(404, format!("no vhost '{vhost}'")),
+                }
+            }
             Op::Consume {
                 origin,
                 chan,
