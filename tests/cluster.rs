@@ -3,7 +3,10 @@
 //! changed through any node's API replicated to every node, a restarted node catching up, and
 //! a node without a majority refusing changes with 503. Slice 2: exchanges, durable queues
 //! (with their home node), bindings and policies declared over AMQP or the API replicated the
-//! same way, remote queues refusing use from AMQP, and a node partitioned away by TCP proxies
+//! same way, publishes forwarded to remote queues' home nodes (confirms, order, a fanout over
+//! three nodes, nacks while the home is down), consumers on another node than their queue
+//! (prefetch, acks, requeues, basic.get, cancelled when the home goes or the link is cut), dead
+//! letters to another node, and a node partitioned away by TCP proxies
 //! (`common::proxy`) refusing declarations (541 over AMQP, 503 over HTTP) while the majority
 //! goes on, then catching up once healed. In-process brokers and real `warren` processes;
 //! short Raft timeouts (`--cluster-fast-timeouts`); every wait is a condition with a deadline.
@@ -577,41 +580,39 @@ async fn topology_declared_over_amqp_replicates_and_a_restarted_node_catches_up(
     )
     .await;
 
-    // Node 2 does not forward: a publish routed to node 1's queue, a get and a consume fail
-    // with 404 naming the home node, and nothing is enqueued anywhere.
+    // Node 2 forwards a publish routed to node 1's queue there.
     let (_c2, ch2) = amqp_channel(&nodes[1]).await;
-    let mut watch = common::watch(&ch2).await;
-    ch2.basic_publish(
-        "x.rep".into(),
-        "a.2".into(),
-        Default::default(),
-        b"lost?",
-        Default::default(),
+    common::publish(&ch2, "x.rep", "a.2", b"forwarded").await;
+    wait_for(
+        h1,
+        "/api/queues/%2F/q.rep",
+        10,
+        "the forwarded message on the home node",
+        |s, v| s == 200 && v["messages"] == 2,
     )
-    .await
-    .unwrap();
-    let (code, text) = common::closed_with(&mut watch).await;
-    assert_eq!(code, 404, "{text}");
-    assert!(text.contains("t1@localhost"), "{text}");
+    .await;
+    // A basic.get on node 2 is answered by node 1 (rejected with requeue: it stays there).
     let (_c2b, ch2) = amqp_channel(&nodes[1]).await;
-    common::assert_code(
-        ch2.basic_get("q.rep".into(), Default::default()).await,
-        404,
-        "t1@localhost",
-    );
-    let ch2 = _c2b.create_channel().await.unwrap();
-    common::assert_code(
-        ch2.basic_consume("q.rep".into(), "c".into(), Default::default(), no_args())
-            .await,
-        404,
-        "t1@localhost",
-    );
-    // A passive or equivalent redeclare of the remote queue on node 2 is answered (counts 0).
+    let got = ch2
+        .basic_get("q.rep".into(), Default::default())
+        .await
+        .unwrap()
+        .expect("a message from node 1");
+    assert_eq!(got.delivery.data, b"home");
+    assert_eq!(got.message_count, 1);
+    got.delivery
+        .acker
+        .reject(lapin::options::BasicRejectOptions { requeue: true })
+        .await
+        .unwrap();
+    // A passive or equivalent redeclare of the remote queue on node 2 is answered with the
+    // home's counts.
     let ch2 = _c2b.create_channel().await.unwrap();
     common::declare_durable(&ch2, "q.rep", no_args()).await;
+    assert_eq!(common::message_count(&ch2, "q.rep").await, 2);
     assert_eq!(
         api(h1, "GET", "/api/queues/%2F/q.rep", None).await.json()["messages"],
-        1
+        2
     );
 
     // Node 3 goes down; node 1 changes the topology meanwhile; node 3 restarts and catches up.
@@ -684,8 +685,9 @@ async fn topology_declared_over_amqp_replicates_and_a_restarted_node_catches_up(
 /// after the operation timeout, closing the connection; HTTP: 503) while nodes 1 and 2 go on
 /// accepting them; once healed, node 3 has every definition the majority made and none of
 /// those it refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_partitioned_minority_refuses_declarations_and_catches_up_when_healed() {
+/// Three in-process nodes named `{prefix}1@localhost`… whose every directed cluster link goes
+/// through a TCP proxy (`proxies[i][j]`: node i's link to node j), all running.
+async fn proxied_nodes(prefix: &str) -> (Vec<TestBroker>, Vec<Vec<Option<common::proxy::Proxy>>>) {
     use common::proxy::Proxy;
     let ports = [common::free_port(), common::free_port(), common::free_port()];
     // proxies[i][j]: node i's link to node j.
@@ -712,10 +714,23 @@ async fn a_partitioned_minority_refuses_declarations_and_catches_up_when_healed(
             })
             .collect();
         let dir = common::tempdir::Dir::new();
-        let config = node_config(&format!("m{}@localhost", i + 1), &dir.path, *p, &seeds, via);
+        let config = node_config(
+            &format!("{prefix}{}@localhost", i + 1),
+            &dir.path,
+            *p,
+            &seeds,
+            via,
+        );
         nodes.push(launch(config, dir).await);
     }
     all_running(&nodes).await;
+    (nodes, proxies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitioned_minority_refuses_declarations_and_catches_up_when_healed() {
+    use common::proxy::Proxy;
+    let (nodes, proxies) = proxied_nodes("m").await;
     let (h1, h3) = (http_port(&nodes[0]), http_port(&nodes[2]));
     let (_c, ch) = amqp_channel(&nodes[0]).await;
     durable_x(&ch, "x.before", lapin::ExchangeKind::Direct)
@@ -852,6 +867,516 @@ async fn a_partitioned_minority_refuses_declarations_and_catches_up_when_healed(
     )
     .await;
     eprintln!("minority refused in {refused_in:?}; healed in {healed_in:?}");
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+/// Three in-process nodes on fresh data directories, no proxies, all running.
+async fn three_nodes(prefix: &str) -> (Vec<TestBroker>, [u16; 3]) {
+    let ports = [common::free_port(), common::free_port(), common::free_port()];
+    let mut nodes = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let seeds: Vec<u16> = ports.iter().copied().filter(|q| q != p).collect();
+        let dir = common::tempdir::Dir::new();
+        let config = node_config(
+            &format!("{prefix}{}@localhost", i + 1),
+            &dir.path,
+            *p,
+            &seeds,
+            vec![],
+        );
+        nodes.push(launch(config, dir).await);
+    }
+    all_running(&nodes).await;
+    (nodes, ports)
+}
+
+/// Publishes `bodies` (persistent) to `exchange`/`key` on `ch` (in confirm mode) and returns
+/// how many were acked and how many nacked.
+async fn publish_confirmed(
+    ch: &lapin::Channel,
+    exchange: &str,
+    key: &str,
+    bodies: &[String],
+) -> (usize, usize) {
+    let mut pending = Vec::new();
+    for b in bodies {
+        let c = ch
+            .basic_publish(
+                exchange.into(),
+                key.into(),
+                Default::default(),
+                b.as_bytes(),
+                lapin::BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish sent");
+        pending.push(c);
+    }
+    let (mut acked, mut nacked) = (0, 0);
+    for c in pending {
+        let c = common::within(15, "a confirm", c).await.expect("confirm");
+        if c.is_ack() {
+            acked += 1;
+        } else if c.is_nack() {
+            nacked += 1;
+        } else {
+            panic!("{c:?}");
+        }
+    }
+    (acked, nacked)
+}
+
+/// Consumes `n` messages of `queue` on `ch` (auto-ack) and returns their bodies; then checks
+/// the queue is empty.
+async fn drain(ch: &lapin::Channel, queue: &str, n: usize) -> Vec<String> {
+    let opts = lapin::options::BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    let mut c = ch
+        .basic_consume(queue.into(), "".into(), opts, no_args())
+        .await
+        .unwrap_or_else(|e| panic!("consume {queue}: {e}"));
+    let mut got = Vec::new();
+    while got.len() < n {
+        let d = common::next(&mut c).await;
+        got.push(String::from_utf8(d.data).unwrap());
+    }
+    ch.basic_cancel(c.tag(), Default::default()).await.unwrap();
+    assert_eq!(common::message_count(ch, queue).await, 0, "{queue} has more");
+    got
+}
+
+fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publishes_on_any_node_reach_queues_homed_on_others_with_confirms_in_order() {
+    let (nodes, _) = three_nodes("f").await;
+    let hs: Vec<u16> = nodes.iter().map(http_port).collect();
+    // q.one lives on node 1, q.two on node 2, q.three on node 3; x.fan reaches all three.
+    let mut chans = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let (c, ch) = amqp_channel(n).await;
+        common::declare_durable(&ch, ["q.one", "q.two", "q.three"][i], no_args()).await;
+        chans.push((c, ch));
+    }
+    let ch1 = &chans[0].1;
+    durable_x(ch1, "x.fan", lapin::ExchangeKind::Fanout)
+        .await
+        .unwrap();
+    for q in ["q.one", "q.two", "q.three"] {
+        ch1.queue_bind(q.into(), "x.fan".into(), "".into(), Default::default(), no_args())
+            .await
+            .unwrap();
+    }
+    for q in ["q.one", "q.two", "q.three"] {
+        let path = format!("/api/bindings/%2F/e/x.fan/q/{q}");
+        for h in &hs {
+            wait_for(*h, &path, 10, "the binding everywhere", |s, v| {
+                s == 200 && v.as_array().is_some_and(|a| !a.is_empty())
+            })
+            .await;
+        }
+    }
+
+    // Node 2 publishes to node 1's queue through the default exchange: every message acked,
+    // then consumed on node 1 in order, exactly once.
+    let (_p2, pub2) = amqp_channel(&nodes[1]).await;
+    pub2.confirm_select(Default::default()).await.unwrap();
+    let n = 2000;
+    let t = Instant::now();
+    assert_eq!(
+        publish_confirmed(&pub2, "", "q.one", &numbered("d", n)).await,
+        (n, 0)
+    );
+    let forwarded_in = t.elapsed();
+    assert_eq!(drain(ch1, "q.one", n).await, numbered("d", n));
+
+    // The fanout from every node reaches the queues of all three nodes.
+    let m = 300;
+    for (i, n) in nodes.iter().enumerate() {
+        let (_c, ch) = amqp_channel(n).await;
+        ch.confirm_select(Default::default()).await.unwrap();
+        let bodies = numbered(&format!("fan{i}"), m);
+        assert_eq!(
+            publish_confirmed(&ch, "x.fan", "", &bodies).await,
+            (m, 0),
+            "from node {i}"
+        );
+        for (j, q) in ["q.one", "q.two", "q.three"].iter().enumerate() {
+            assert_eq!(drain(&chans[j].1, q, m).await, bodies, "{q} from node {i}");
+        }
+    }
+    eprintln!("{n} persistent messages forwarded node 2 -> node 1 with confirms in {forwarded_in:?}");
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publishes_to_a_down_home_node_are_nacked_and_work_again_when_it_returns() {
+    let (mut nodes, ports) = three_nodes("g").await;
+    let h2 = http_port(&nodes[1]);
+    let (_c1, ch1) = amqp_channel(&nodes[0]).await;
+    common::declare_durable(&ch1, "q.home1", no_args()).await;
+    wait_for(h2, "/api/queues/%2F/q.home1", 10, "q.home1 on node 2", |s, _| {
+        s == 200
+    })
+    .await;
+    let (_c2, pub2) = amqp_channel(&nodes[1]).await;
+    pub2.confirm_select(Default::default()).await.unwrap();
+    assert_eq!(
+        publish_confirmed(&pub2, "", "q.home1", &numbered("before", 10)).await,
+        (10, 0)
+    );
+
+    // Node 1 goes down: publishes from node 2 are nacked (not returned, not lost silently)
+    // within the cluster operation timeout.
+    drop((_c1, ch1));
+    let n1 = nodes.remove(0);
+    let TestBroker {
+        running, data_dir, ..
+    } = n1;
+    running.shutdown().await;
+    let t = Instant::now();
+    assert_eq!(
+        publish_confirmed(&pub2, "", "q.home1", &numbered("down", 10)).await,
+        (0, 10)
+    );
+    let nacked_in = t.elapsed();
+    assert!(nacked_in < Duration::from_secs(5), "nacked after {nacked_in:?}");
+
+    // Node 1 returns: the same channel's publishes are acked again and node 1 has exactly the
+    // acked ones, in order.
+    let seeds = [ports[1], ports[2]];
+    let n1 = launch(
+        node_config("g1@localhost", &data_dir.path, ports[0], &seeds, vec![]),
+        data_dir,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (acked, _) = publish_confirmed(&pub2, "", "q.home1", &["probe".to_string()]).await;
+        if acked == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 1 never took forwarded publishes again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        publish_confirmed(&pub2, "", "q.home1", &numbered("after", 10)).await,
+        (10, 0)
+    );
+    let (_c1, ch1) = amqp_channel(&n1).await;
+    let mut want = numbered("before", 10);
+    want.push("probe".into());
+    want.extend(numbered("after", 10));
+    assert_eq!(drain(&ch1, "q.home1", want.len()).await, want);
+    eprintln!("publishes to a down home node nacked in {nacked_in:?}");
+    n1.running.shutdown().await;
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_on_another_node_keeps_prefetch_acks_requeues_and_is_cancelled_when_the_home_goes() {
+    use futures_lite::StreamExt;
+    let (mut nodes, ports) = three_nodes("c").await;
+    let h2 = http_port(&nodes[1]);
+    let (_c1, ch1) = amqp_channel(&nodes[0]).await;
+    common::declare_durable(&ch1, "q.c", no_args()).await;
+    wait_for(h2, "/api/queues/%2F/q.c", 10, "q.c on node 2", |s, _| s == 200).await;
+    for i in 0..20 {
+        common::publish(&ch1, "", "q.c", format!("m-{i}").as_bytes()).await;
+    }
+    let home = &nodes[0];
+    common::wait_until(10, "20 ready on the home", || {
+        common::counts(home, "q.c") == (20, 0, 0)
+    })
+    .await;
+
+    // Node 2 consumes with prefetch 5: never more than 5 unacked on the home.
+    let (c2, ch2) = amqp_channel(&nodes[1]).await;
+    ch2.basic_qos(5, Default::default()).await.unwrap();
+    let mut consumer = common::consume(&ch2, "q.c", "remote").await;
+    let mut first = Vec::new();
+    for _ in 0..5 {
+        first.push(common::next(&mut consumer).await);
+    }
+    let bodies: Vec<String> = first
+        .iter()
+        .map(|d| String::from_utf8(d.data.clone()).unwrap())
+        .collect();
+    assert_eq!(bodies, numbered("m", 5));
+    common::wait_until(5, "5 unacked, 1 consumer", || {
+        common::counts(home, "q.c") == (15, 5, 1)
+    })
+    .await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), consumer.next())
+            .await
+            .is_err(),
+        "a sixth delivery beyond prefetch 5"
+    );
+    for d in &first {
+        d.acker.ack(Default::default()).await.unwrap();
+    }
+    let mut second = Vec::new();
+    for _ in 0..5 {
+        second.push(common::next(&mut consumer).await);
+    }
+    assert_eq!(String::from_utf8(second[0].data.clone()).unwrap(), "m-5");
+    assert!(!second[0].redelivered);
+    // A nack with requeue comes back redelivered.
+    second[0]
+        .acker
+        .nack(lapin::options::BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let again = common::next(&mut consumer).await;
+    assert_eq!(String::from_utf8(again.data.clone()).unwrap(), "m-5");
+    assert!(again.redelivered);
+    // A multiple ack covers m-6..m-9 (m-5's first delivery was nacked).
+    second[4]
+        .acker
+        .ack(lapin::options::BasicAckOptions { multiple: true })
+        .await
+        .unwrap();
+    again.acker.ack(Default::default()).await.unwrap();
+    // Five more unacked, then the channel closes: they are requeued on the home, redelivered.
+    for _ in 0..5 {
+        common::next(&mut consumer).await;
+    }
+    common::wait_until(5, "m-10..m-14 unacked", || {
+        common::counts(home, "q.c") == (5, 5, 1)
+    })
+    .await;
+    ch2.close(200, "bye".into()).await.unwrap();
+    common::wait_until(5, "requeued on channel close", || {
+        common::counts(home, "q.c") == (10, 0, 0)
+    })
+    .await;
+    let d = ch1
+        .basic_get("q.c".into(), Default::default())
+        .await
+        .unwrap()
+        .expect("a message");
+    assert_eq!(String::from_utf8(d.delivery.data.clone()).unwrap(), "m-10");
+    assert!(d.delivery.redelivered);
+    d.delivery
+        .acker
+        .reject(lapin::options::BasicRejectOptions { requeue: true })
+        .await
+        .unwrap();
+
+    // basic.get from node 2: the requeued m-10, redelivered; acked there.
+    let (_cg, chg) = amqp_channel(&nodes[1]).await;
+    let g = chg
+        .basic_get("q.c".into(), Default::default())
+        .await
+        .unwrap()
+        .expect("a message from node 1");
+    assert_eq!(String::from_utf8(g.delivery.data.clone()).unwrap(), "m-10");
+    assert!(g.delivery.redelivered);
+    assert_eq!(g.message_count, 9);
+    common::wait_until(5, "the get unacked on the home", || {
+        common::counts(home, "q.c") == (9, 1, 0)
+    })
+    .await;
+    g.delivery.acker.ack(Default::default()).await.unwrap();
+    common::wait_until(5, "the get acked on the home", || {
+        common::counts(home, "q.c") == (9, 0, 0)
+    })
+    .await;
+    // A passive declare on node 2 answers the home's counts.
+    assert_eq!(common::message_count(&chg, "q.c").await, 9);
+    drop((_cg, chg));
+
+    // The home node goes down: node 2 cancels the consumer (basic.cancel).
+    let ch2 = c2.create_channel().await.unwrap();
+    let mut consumer = common::consume(&ch2, "q.c", "doomed").await;
+    common::next(&mut consumer).await;
+    common::wait_until(5, "the consumer on the home", || {
+        common::counts(home, "q.c").2 == 1
+    })
+    .await;
+    drop((_c1, ch1));
+    let n1 = nodes.remove(0);
+    let TestBroker {
+        running, data_dir, ..
+    } = n1;
+    let t = Instant::now();
+    running.shutdown().await;
+    let end = common::within(10, "the consumer cancelled", async {
+        loop {
+            match consumer.next().await {
+                None => return,
+                Some(_) => continue,
+            }
+        }
+    })
+    .await;
+    let _: () = end;
+    let cancelled_in = t.elapsed();
+    eprintln!("remote consumer cancelled {cancelled_in:?} after its home node stopped");
+
+    // The home returns (the transient messages are gone with it): node 2 consumes again and
+    // new publishes arrive.
+    let seeds = [ports[1], ports[2]];
+    let n1 = launch(
+        node_config("c1@localhost", &data_dir.path, ports[0], &seeds, vec![]),
+        data_dir,
+    )
+    .await;
+    let (_c1, ch1) = amqp_channel(&n1).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut consumer = loop {
+        let ch = c2.create_channel().await.unwrap();
+        match ch
+            .basic_consume("q.c".into(), "back".into(), Default::default(), no_args())
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) => {
+                assert_eq!(common::reply_code(&e), Some(404), "{e:?}");
+                assert!(Instant::now() < deadline, "never consumed again: {e:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let chg = c2.create_channel().await.unwrap();
+    let empty = chg.basic_get("q.c".into(), Default::default()).await.unwrap();
+    assert!(empty.is_none(), "basic.get-empty from node 1");
+    common::publish(&ch1, "", "q.c", b"after").await;
+    let d = common::next(&mut consumer).await;
+    assert_eq!(d.data, b"after");
+    n1.running.shutdown().await;
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_reach_a_queue_of_another_node() {
+    let (nodes, _) = three_nodes("d").await;
+    let h1 = http_port(&nodes[0]);
+    let (_c2, ch2) = amqp_channel(&nodes[1]).await;
+    common::declare_durable(&ch2, "q.dlq", no_args()).await;
+    wait_for(h1, "/api/queues/%2F/q.dlq", 10, "q.dlq on node 1", |s, _| {
+        s == 200
+    })
+    .await;
+    let (_c1, ch1) = amqp_channel(&nodes[0]).await;
+    let args = common::table(vec![
+        ("x-dead-letter-exchange", common::lstr("")),
+        ("x-dead-letter-routing-key", common::lstr("q.dlq")),
+    ]);
+    common::declare_durable(&ch1, "q.src", args).await;
+    let n = 50;
+    for b in numbered("dl", n) {
+        common::publish(&ch1, "", "q.src", b.as_bytes()).await;
+    }
+    // Rejected on node 1 without requeue: dead-lettered into node 2's queue, in order.
+    let mut c = common::consume(&ch1, "q.src", "rejecter").await;
+    for _ in 0..n {
+        let d = common::next(&mut c).await;
+        d.acker
+            .reject(lapin::options::BasicRejectOptions { requeue: false })
+            .await
+            .unwrap();
+    }
+    let got = drain(&ch2, "q.dlq", n).await;
+    assert_eq!(got, numbered("dl", n));
+    let dropped = nodes[0]
+        .running
+        .broker
+        .metrics
+        .dead_letter_dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(dropped, 0);
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_link_nacks_forwarded_publishes_cancels_remote_consumers_and_heals() {
+    use futures_lite::StreamExt;
+    let (nodes, proxies) = proxied_nodes("k").await;
+    let (h2, home) = (http_port(&nodes[1]), &nodes[0]);
+    let (_c1, ch1) = amqp_channel(home).await;
+    common::declare_durable(&ch1, "q.k", no_args()).await;
+    wait_for(h2, "/api/queues/%2F/q.k", 10, "q.k on node 2", |s, _| s == 200).await;
+    for b in numbered("k", 3) {
+        common::publish(&ch1, "", "q.k", b.as_bytes()).await;
+    }
+    let (c2, pub2) = amqp_channel(&nodes[1]).await;
+    pub2.confirm_select(Default::default()).await.unwrap();
+    let ch2 = c2.create_channel().await.unwrap();
+    let mut consumer = common::consume(&ch2, "q.k", "cut").await;
+    for _ in 0..3 {
+        common::next(&mut consumer).await;
+    }
+    common::wait_until(5, "3 unacked on the home", || {
+        common::counts(home, "q.k") == (0, 3, 1)
+    })
+    .await;
+
+    // Cut node 1 <-> node 2 (both still reach node 3: the cluster keeps its majority).
+    let link = |f: &dyn Fn(&common::proxy::Proxy)| {
+        for (i, j) in [(0, 1), (1, 0)] {
+            f(proxies[i][j].as_ref().unwrap());
+        }
+    };
+    link(&|p| p.cut());
+    let t = Instant::now();
+    assert_eq!(
+        publish_confirmed(&pub2, "", "q.k", &numbered("cut", 5)).await,
+        (0, 5)
+    );
+    let nacked_in = t.elapsed();
+    common::within(10, "the remote consumer cancelled", async {
+        while consumer.next().await.is_some() {}
+    })
+    .await;
+    let cancelled_in = t.elapsed();
+    // The home requeues what node 2's channel held (redelivered), once node 2 stops answering.
+    common::wait_until(10, "requeued on the home", || {
+        common::counts(home, "q.k") == (3, 0, 0)
+    })
+    .await;
+    let requeued_in = t.elapsed();
+
+    link(&|p| p.heal());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while publish_confirmed(&pub2, "", "q.k", &["probe".to_string()])
+        .await
+        .0
+        != 1
+    {
+        assert!(Instant::now() < deadline, "forwarding never resumed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ch2 = c2.create_channel().await.unwrap();
+    let mut consumer = common::consume(&ch2, "q.k", "healed").await;
+    let d = common::next(&mut consumer).await;
+    assert_eq!(d.data, b"k-0");
+    assert!(d.redelivered);
+    eprintln!(
+        "link cut: publishes nacked in {nacked_in:?}, consumer cancelled in {cancelled_in:?}, \
+         unacked requeued in {requeued_in:?}"
+    );
     for n in nodes {
         n.running.shutdown().await;
     }

@@ -192,6 +192,8 @@ struct Inner {
     config: ClusterConfig,
     shutdown: watch::Sender<bool>,
     tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+    /// Answers application requests ([`crate::forward`]), once the server installs it.
+    app: std::sync::OnceLock<Arc<dyn crate::forward::AppHandler>>,
 }
 
 /// A running cluster node. Cheap to clone. Stopped by [`Cluster::shutdown`] (dropping the
@@ -233,6 +235,7 @@ impl Cluster {
                 config: config.clone(),
                 shutdown,
                 tasks: Default::default(),
+                app: Default::default(),
             }),
         };
         let accept = tokio::spawn(cluster.clone().accept_loop(listener, config.secret.clone()));
@@ -277,6 +280,36 @@ impl Cluster {
     /// The address peers dial to reach this node.
     pub fn addr(&self) -> &str {
         &self.inner.addr
+    }
+
+    /// Installs the handler of peers' application requests ([`crate::forward`]; once).
+    pub fn set_app_handler(&self, h: Arc<dyn crate::forward::AppHandler>) {
+        let _ = self.inner.app.set(h);
+    }
+
+    pub(crate) fn app_handler(&self) -> Option<Arc<dyn crate::forward::AppHandler>> {
+        self.inner.app.get().cloned()
+    }
+
+    /// The address of the member named `name`, from the membership this node knows.
+    pub(crate) fn member_addr(&self, name: &str) -> Option<String> {
+        let rx = self.raft().metrics();
+        let m = rx.borrow();
+        let mem = m.membership_config.membership();
+        mem.nodes()
+            .find(|(_, n)| n.name == name)
+            .map(|(_, n)| n.addr.clone())
+    }
+
+    /// The names of the other members, from the membership this node knows.
+    pub fn peer_names(&self) -> Vec<String> {
+        let rx = self.raft().metrics();
+        let m = rx.borrow();
+        let mem = m.membership_config.membership();
+        mem.nodes()
+            .filter(|(id, _)| **id != self.inner.id)
+            .map(|(_, n)| n.name.clone())
+            .collect()
     }
 
     /// The current Raft instance.
@@ -557,7 +590,14 @@ impl Cluster {
         }
     }
 
-    async fn call(&self, addr: &str, lane: Lane, req: Request, timeout: Duration) -> Result<Response> {
+    /// One call on `lane` to `addr`.
+    pub(crate) async fn call(
+        &self,
+        addr: &str,
+        lane: Lane,
+        req: Request,
+        timeout: Duration,
+    ) -> Result<Response> {
         self.inner.pool.call(addr, lane, &req, timeout).await
     }
 
@@ -856,6 +896,7 @@ impl Cluster {
             Request::Vote(r) => Response::Vote(raft.vote(r).await),
             Request::InstallSnapshot(r) => Response::InstallSnapshot(raft.install_snapshot(r).await),
             Request::Hello => Response::Hello(self.hello()),
+            Request::App(payload) => self.handle_app(payload).await,
             control => Response::Control(self.handle_control(control).await),
         }
     }

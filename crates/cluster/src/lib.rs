@@ -8,6 +8,8 @@
 //! - [`state_machine`]: committed commands to the caller's [`Apply`], and snapshots of it;
 //! - [`network`]: authenticated (cluster secret, HMAC challenge–response) TCP links between
 //!   nodes carrying Raft's RPCs and forwarded proposals;
+//! - [`forward`]: application requests over those links (the server's cross-node message
+//!   forwarding), answered by the receiving node's [`AppHandler`];
 //! - [`cluster`]: the [`Cluster`] handle — start, `propose` from any node, `status`, `join`,
 //!   `forget`, `shutdown`;
 //! - [`types`]: the Raft type configuration, node ids and the [`Member`] record;
@@ -15,6 +17,7 @@
 
 pub mod cluster;
 pub mod error;
+pub mod forward;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
@@ -22,5 +25,6 @@ pub mod types;
 
 pub use cluster::{Cluster, ClusterConfig, MemberStatus, Status, Timeouts};
 pub use error::{ClusterError, Result};
+pub use forward::{AppFuture, AppHandler};
 pub use state_machine::Apply;
 pub use types::{Member, NodeId, node_id_for};

@@ -88,6 +88,8 @@ pub(crate) enum Request {
         name: String,
         timeout_ms: u64,
     },
+    /// An application request ([`crate::forward`]).
+    App(Vec<u8>),
 }
 
 /// A peer's view of itself, answered to [`Request::Hello`].
@@ -133,6 +135,8 @@ pub(crate) enum Response {
     /// A control request's outcome: the log index it committed at (0 if it changed nothing)
     /// and the applier's answer.
     Control(Result<(u64, Vec<u8>), RemoteFailure>),
+    /// An application request's answer ([`crate::forward`]).
+    App(std::result::Result<Vec<u8>, String>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -269,6 +273,8 @@ pub(crate) enum Lane {
     Raft,
     /// Forwarded proposals and membership changes: wait for commits.
     Control,
+    /// Application calls ([`crate::forward`]).
+    App,
 }
 
 struct Conn {
@@ -280,7 +286,8 @@ struct Conn {
 type Slot = Arc<tokio::sync::Mutex<Option<Conn>>>;
 
 /// Outgoing connections per peer address: slot 0 for the Raft lane, slots 1 to
-/// [`CONTROL_CONNS`] for control calls.
+/// [`CONTROL_CONNS`] for control calls, the next [`crate::forward::APP_CONNS`] for application
+/// calls.
 pub(crate) struct Pool {
     secret: Vec<u8>,
     connect_timeout: Duration,
@@ -319,10 +326,12 @@ impl Pool {
     /// The connection a call takes: the Raft lane's one, or for control calls an idle one of
     /// [`CONTROL_CONNS`] (preferring one already open), else the next in turn.
     fn pick(&self, addr: &str, lane: Lane) -> Slot {
-        if lane == Lane::Raft {
-            return self.slot(addr, 0);
-        }
-        let slots: Vec<Slot> = (1..=CONTROL_CONNS).map(|n| self.slot(addr, n)).collect();
+        let range = match lane {
+            Lane::Raft => return self.slot(addr, 0),
+            Lane::Control => 1..=CONTROL_CONNS,
+            Lane::App => CONTROL_CONNS + 1..=CONTROL_CONNS + crate::forward::APP_CONNS,
+        };
+        let slots: Vec<Slot> = range.map(|n| self.slot(addr, n)).collect();
         let idle = |open: bool| {
             slots
                 .iter()
@@ -331,7 +340,7 @@ impl Pool {
         };
         idle(true).or_else(|| idle(false)).unwrap_or_else(|| {
             let n = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            slots[n % CONTROL_CONNS].clone()
+            slots[n % slots.len()].clone()
         })
     }
 

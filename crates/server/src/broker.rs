@@ -42,6 +42,11 @@ pub struct Broker {
     cluster_name: RwLock<String>,
     /// The cluster layer, when this node is clustered ([`crate::clustering`]).
     cluster: crate::clustering::Slot,
+    /// Cross-node forwarding, when this node is clustered ([`crate::forward`]).
+    forwarder: std::sync::OnceLock<crate::forward::Forwarder>,
+    /// The vhosts' way to forward dead letters ([`crate::vhost::RemoteSink`]), set with the
+    /// forwarder.
+    remote_sink: Arc<std::sync::OnceLock<crate::vhost::RemoteSink>>,
 }
 
 /// The cluster name until one is set.
@@ -75,6 +80,8 @@ impl Broker {
             alarms,
             cluster_name: RwLock::new(DEFAULT_CLUSTER_NAME.to_string()),
             cluster: Default::default(),
+            forwarder: Default::default(),
+            remote_sink: Default::default(),
         };
         b.add_vhost("/");
         Arc::new(b)
@@ -85,8 +92,28 @@ impl Broker {
         self.cluster.get()
     }
 
+    /// The cross-node forwarding layer of a clustered node.
+    pub fn forwarder(&self) -> Option<&crate::forward::Forwarder> {
+        self.forwarder.get()
+    }
+
     /// Hands the started cluster layer to the broker (once, at start-up).
-    pub(crate) fn set_cluster(&self, c: warren_cluster::Cluster) {
+    /// Its peers' forwarded traffic is served from now on ([`crate::forward`]).
+    pub(crate) fn set_cluster(self: &Arc<Self>, c: warren_cluster::Cluster) {
+        c.set_app_handler(Arc::new(crate::forward::Handler::new(
+            Arc::downgrade(self) as std::sync::Weak<dyn crate::forward::Host>
+        )));
+        let me = Arc::downgrade(self);
+        let _ = self.remote_sink.set(crate::vhost::RemoteSink(Box::new(
+            move |node, vhost, queues, msg| {
+                if let Some(f) = me.upgrade().as_ref().and_then(|b| b.forwarder()) {
+                    f.publish(node, vhost, queues, msg, None, None);
+                }
+            },
+        )));
+        let _ = self.forwarder.set(crate::forward::Forwarder::new(
+            Arc::downgrade(self) as std::sync::Weak<dyn crate::forward::Host>
+        ));
         self.cluster.set(c);
     }
 
@@ -128,7 +155,14 @@ impl Broker {
         self.vhosts
             .write()
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(VHost::new(name, self.metrics.clone(), self.persistence.clone())))
+            .or_insert_with(|| {
+                Arc::new(VHost::new(
+                    name,
+                    self.metrics.clone(),
+                    self.persistence.clone(),
+                    self.remote_sink.clone(),
+                ))
+            })
             .clone()
     }
 
@@ -213,4 +247,34 @@ fn cluster_name_record(name: &str) -> serde_json::Value {
 /// Whether a replayed access record is a cluster-name record.
 pub(crate) fn is_cluster_name_record(rec: &serde_json::Value) -> bool {
     rec.get("op").and_then(serde_json::Value::as_str) == Some("cluster-name")
+}
+
+impl crate::forward::Host for Broker {
+    fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        Broker::vhost(self, name)
+    }
+
+    fn cluster(&self) -> Option<&warren_cluster::Cluster> {
+        Broker::cluster(self)
+    }
+
+    fn forward_timeout(&self) -> std::time::Duration {
+        self.config.cluster_timeouts.propose
+    }
+
+    fn syncer(&self) -> Option<&warren_store::SyncHandle> {
+        self.persistence.as_ref().map(|p| &p.syncer)
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn next_id(&self) -> u64 {
+        Broker::next_id(self)
+    }
+
+    fn forwarder(&self) -> Option<&crate::forward::Forwarder> {
+        Broker::forwarder(self)
+    }
 }

@@ -749,6 +749,37 @@ impl Connection {
                 }
             }
             ConnEvent::Synced { batch, ok } => self.synced(batch, ok),
+            ConnEvent::RemoteDeliver { queue, delivery } => {
+                let ch = delivery.channel.number();
+                let Ok(queue) = queue.downcast::<crate::forward::RemoteQueue>() else {
+                    return;
+                };
+                let queue = crate::forward::QueueRef::Remote(queue);
+                match self.channels.get_mut(&ch) {
+                    Some(c) => c.deliver(&mut self.session, queue, delivery),
+                    None => queue.unsend(&delivery),
+                }
+            }
+            ConnEvent::RemoteGot {
+                queue,
+                delivery,
+                left,
+            } => {
+                let ch = delivery.channel.number();
+                let Ok(queue) = queue.downcast::<crate::forward::RemoteQueue>() else {
+                    return;
+                };
+                let queue = crate::forward::QueueRef::Remote(queue);
+                match self.channels.get_mut(&ch) {
+                    Some(c) if c.is_open() => c.get_ok(&mut self.session, queue, delivery, left),
+                    _ => queue.unsend(&delivery),
+                }
+            }
+            ConnEvent::Forwarded { channel, seq, ok } => {
+                if let Some(c) = self.channels.get_mut(&channel) {
+                    c.forwarded(seq, ok);
+                }
+            }
             ConnEvent::Close { code, text } => self.close_connection(AmqpError::new(code, text)),
         }
     }
@@ -1159,7 +1190,7 @@ impl Connection {
     pub(crate) fn deliver(&mut self, queue: Arc<Queue>, d: Delivery) {
         let ch = d.channel.number();
         match self.channels.get_mut(&ch) {
-            Some(c) => c.deliver(&mut self.session, queue, d),
+            Some(c) => c.deliver(&mut self.session, crate::forward::QueueRef::Local(queue), d),
             None => queue.unsend(&d),
         }
     }

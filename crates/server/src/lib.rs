@@ -28,6 +28,7 @@ pub mod clustering;
 pub mod config;
 pub mod connection;
 pub mod convert;
+pub mod forward;
 pub mod fsck;
 pub mod http;
 pub mod limits;

@@ -41,6 +41,23 @@ pub enum ConnEvent {
         /// The delivery.
         delivery: Delivery,
     },
+    /// A delivery from a queue of another cluster node ([`crate::forward`]).
+    RemoteDeliver {
+        /// The remote queue (its proxy consumer): a `crate::forward::RemoteQueue`, opaque
+        /// here so that this module does not name the forwarding layer (which names it).
+        queue: Arc<dyn std::any::Any + Send + Sync>,
+        /// The delivery.
+        delivery: Delivery,
+    },
+    /// A basic.get answered by a queue of another cluster node ([`crate::forward`]).
+    RemoteGot {
+        /// The remote queue (opaque, as in `RemoteDeliver`).
+        queue: Arc<dyn std::any::Any + Send + Sync>,
+        /// The delivery.
+        delivery: Delivery,
+        /// Messages left in the queue.
+        left: u32,
+    },
     /// The broker cancelled a consumer (its queue was deleted).
     ConsumerCancelled {
         /// Channel.
@@ -64,6 +81,16 @@ pub enum ConnEvent {
         /// Batch id.
         batch: u64,
         /// Whether the data is durable (false: the store is poisoned).
+        ok: bool,
+    },
+    /// The verdict on a message forwarded to another cluster node for a channel in confirm
+    /// mode ([`crate::forward`]).
+    Forwarded {
+        /// Channel number.
+        channel: u16,
+        /// The publish sequence number.
+        seq: u64,
+        /// Every queue of that node took it.
         ok: bool,
     },
     /// Close the connection (admin or shutdown).

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub dead_lettered: [AtomicU64; 4],
     /// Messages dropped because their dead-letter exchange does not exist.
     pub dead_letter_dropped: AtomicU64,
+    /// Copies of unconfirmed messages for queues of another node that could not be forwarded
+    /// (the node unreachable, or it refused them).
+    pub forward_dropped: AtomicU64,
     /// Messages dropped by a delivery limit with no dead-letter exchange.
     pub delivery_limit_dropped: AtomicU64,
     /// Publishes dropped as duplicates by a queue's or exchange's `x-deduplication-window`.

@@ -7,8 +7,10 @@
 //!
 //! In a cluster, a durable queue declared on another node is a *remote* queue here: its
 //! definition is in the topology (bindings, listings) with its home node, but this node holds
-//! no handle and no messages for it. Using one from AMQP (routing a publish to it, consuming,
-//! getting, purging) fails with [`remote_queue`]'s 404 instead of losing messages silently.
+//! no handle and no messages for it. A publish routed to one reports it in
+//! [`PublishOutcome::remote`] for the caller to forward ([`crate::forward`]);
+//! consuming goes through a proxy consumer on the home node ([`crate::forward`]); getting or
+//! purging one fails with [`remote_queue`]'s 404.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -93,8 +95,8 @@ impl BindingRef<'_> {
 /// cluster member's name). It never reaches the topology: replay strips it.
 pub const HOME_NODE_ARG: &str = "x-warren-home-node";
 
-/// The error for using a queue whose home is another cluster node (this node does not
-/// forward messages yet): 404 NOT_FOUND, as RabbitMQ answers for a queue whose home node is
+/// The error for getting from or purging a queue whose home is another cluster node (not
+/// forwarded yet): 404 NOT_FOUND, as RabbitMQ answers for a queue whose home node is
 /// unreachable, with the home node named.
 pub fn remote_queue(name: &str, vhost: &str, node: &str) -> AmqpError {
     AmqpError::not_found(format!(
@@ -137,6 +139,20 @@ pub struct VHost {
     /// Policies (see [`crate::policies`]); a change holds the write lock while it re-applies
     /// them to every queue, a new queue holds the read lock until it is registered.
     policies: RwLock<Vec<warren_core::policy::Policy>>,
+    /// Where dead letters routed to remote queues go (the forwarding layer, once the node is
+    /// clustered; shared by the broker's vhosts).
+    remote_sink: Arc<std::sync::OnceLock<RemoteSink>>,
+}
+
+/// Hands a message (unconfirmed) to the queues `queues` of cluster node `node` in vhost
+/// `vhost`: the forwarding layer's `publish`, without naming it here.
+#[allow(clippy::type_complexity)]
+pub struct RemoteSink(pub Box<dyn Fn(&str, &str, Vec<ShortStr>, MessageRef) + Send + Sync>);
+
+impl std::fmt::Debug for RemoteSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteSink")
+    }
 }
 
 /// Result of publishing one message.
@@ -157,10 +173,18 @@ pub struct PublishOutcome {
     /// Queues whose last ingest credit this publish took: the publisher parks on them
     /// (credit flow, [`Queue::flow_park`]).
     pub out_of_credit: Vec<Arc<Queue>>,
+    /// Queues of other cluster nodes it was routed to, by home node: the caller forwards it
+    /// there ([`crate::forward`]). Empty (no allocation) on a single node.
+    pub remote: Vec<(String, Vec<ShortStr>)>,
 }
 
 impl VHost {
-    pub(crate) fn new(name: &str, metrics: Arc<Metrics>, persistence: Option<Arc<Persistence>>) -> VHost {
+    pub(crate) fn new(
+        name: &str,
+        metrics: Arc<Metrics>,
+        persistence: Option<Arc<Persistence>>,
+        remote_sink: Arc<std::sync::OnceLock<RemoteSink>>,
+    ) -> VHost {
         VHost {
             name: name.to_string(),
             topology: RwLock::new(Topology::new(name)),
@@ -169,6 +193,7 @@ impl VHost {
             metrics,
             persistence,
             policies: RwLock::new(Vec::new()),
+            remote_sink,
         }
     }
 
@@ -309,6 +334,35 @@ impl VHost {
             Some(node) => remote_queue(name, &self.name, &node),
             None => queue_gone(name, &self.name),
         })
+    }
+
+    /// The remote queues among `ids`, by home node.
+    fn remote_destinations(&self, ids: &[QueueId]) -> Vec<(String, Vec<ShortStr>)> {
+        // One lock at a time.
+        let homes: Vec<(QueueId, String)> = {
+            let remote = self.remote.read();
+            ids.iter()
+                .filter_map(|id| Some((*id, remote.get(id)?.clone())))
+                .collect()
+        };
+        let t = self.topology.read();
+        let mut out: Vec<(String, Vec<ShortStr>)> = Vec::new();
+        for (id, node) in homes {
+            let Some(q) = t.queue_by_id(id) else {
+                continue;
+            };
+            match out.iter_mut().find(|(n, _)| *n == node) {
+                Some((_, names)) => names.push(q.name.clone()),
+                None => out.push((node, vec![q.name.clone()])),
+            }
+        }
+        out
+    }
+
+    /// The home node of remote queue `name` (`None`: a local queue, or none).
+    pub fn remote_home(&self, name: &str) -> Option<String> {
+        let id = self.topology.read().queue(name)?.id;
+        self.home_node(id)
     }
 
     /// The home node of a remote queue (`None`: a local queue, or none).
@@ -686,21 +740,8 @@ impl VHost {
         };
         if queues.len() < routed.queues.len() {
             // A queue without a handle: one deleted meanwhile (skipped, as always), or a remote
-            // queue, which this node cannot deliver to: the publish fails as a whole, before
-            // any queue took it, rather than dropping that copy silently.
-            let hit = {
-                let remote = self.remote.read();
-                routed
-                    .queues
-                    .iter()
-                    .find_map(|id| Some((*id, remote.get(id)?.clone())))
-            };
-            if let Some((id, node)) = hit {
-                let name = self
-                    .read_topology(|t| t.queue_by_id(id).map(|q| q.name.to_string()))
-                    .unwrap_or_default();
-                return Err(remote_queue(&name, &self.name, &node));
-            }
+            // queue, which the caller forwards to its home node.
+            out.remote = self.remote_destinations(&routed.queues);
         }
         let payload = (msg.is_persistent() && queues.iter().any(|q| q.is_durable()))
             .then(|| crate::persist::encode_message(&msg, now));
@@ -794,17 +835,20 @@ impl VHost {
                     .collect()
             };
             if targets.len() < routed.queues.len() {
-                // A remote queue (clustering) does not get its copy: counted and logged as a
-                // dropped dead letter (this node does not forward yet).
-                let remote = {
-                    let r = self.remote.read();
-                    routed.queues.iter().filter(|id| r.contains_key(id)).count()
-                };
-                if remote > 0 {
-                    tracing::warn!(queue = %q.meta.name, dlx, remote, "dead letter routed to queues of other cluster nodes; those copies are dropped");
-                    self.metrics
-                        .dead_letter_dropped
-                        .fetch_add(remote as u64, Ordering::Relaxed);
+                // Remote queues (clustering) get their copies forwarded, unconfirmed: the
+                // source does not wait for them (see docs/clustering.md).
+                for (node, mut queues) in self.remote_destinations(&routed.queues) {
+                    queues.retain(|n| !is_cycle(&dl, n));
+                    match self.remote_sink.get() {
+                        Some(sink) if !queues.is_empty() => (sink.0)(&node, &self.name, queues, dl.clone()),
+                        Some(_) => {}
+                        None => {
+                            tracing::warn!(queue = %q.meta.name, dlx, %node, "dead letter routed to queues of another cluster node, which this node cannot reach; dropped");
+                            self.metrics
+                                .dead_letter_dropped
+                                .fetch_add(queues.len() as u64, Ordering::Relaxed);
+                        }
+                    }
                 }
             }
             for t in targets {

@@ -20,7 +20,8 @@ use super::{Channel, ConsumerRec, Session, Unacked, by_queue};
 use crate::access::Resource;
 use crate::auth::Access;
 use crate::broker::{REPLY_TO_QUEUE, ReplyTarget};
-use crate::queue::{Queue, Sink};
+use crate::forward::QueueRef;
+use crate::queue::Sink;
 use crate::util::{now_ms, random_name};
 
 impl Channel {
@@ -49,7 +50,41 @@ impl Channel {
         }
         let v = s.vhost()?;
         s.check_access(Resource::Queue, &m.queue, Access::Read)?;
-        let q = s.queue_for_use(&m.queue)?;
+        let q = match s.queue_for_use(&m.queue) {
+            Ok(q) => q,
+            Err(e) => match v.remote_home(&m.queue) {
+                Some(node) if s.broker.forwarder().is_some() => return self.remote_consume(s, m, node),
+                _ => return Err(e),
+            },
+        };
+        let spec = self.consumer_spec(s, &m)?;
+        let (key, tag) = (spec.key, spec.tag.clone());
+        let sink = Sink {
+            conn: s.shared.clone(),
+            channel: self.shared.clone(),
+        };
+        self.consumers.insert(
+            tag.clone(),
+            ConsumerRec {
+                key,
+                queue: QueueRef::Local(q.clone()),
+            },
+        );
+        if let Err(e) = q.add_consumer(spec, sink, &v.name) {
+            self.consumers.remove(&tag);
+            return Err(e);
+        }
+        // Deliveries reach the connection through its mailbox, so consume-ok still goes out
+        // first.
+        if !m.nowait {
+            s.send_method(self.id, BasicConsumeOk { consumer_tag: tag });
+        }
+        Ok(())
+    }
+
+    /// The consumer a basic.consume asks for: its tag (generated if empty; 530 if in use on
+    /// this channel), `x-priority` (406 if not an integer), a fresh key.
+    fn consumer_spec(&self, s: &Session, m: &BasicConsume) -> AmqpResult<ConsumerSpec> {
         let tag = if m.consumer_tag.is_empty() {
             random_name("amq.ctag-")
         } else {
@@ -79,26 +114,51 @@ impl Channel {
             exclusive: m.exclusive,
             priority,
         };
-        let sink = Sink {
+        Ok(spec)
+    }
+
+    /// basic.consume on a queue of another node: a proxy consumer there
+    /// ([`crate::forward`]); `basic.consume-ok` once the home node has registered it.
+    fn remote_consume(&mut self, s: &mut Session, m: BasicConsume, node: String) -> AmqpResult<()> {
+        let v = s.vhost()?;
+        let spec = self.consumer_spec(s, &m)?;
+        let (key, tag) = (spec.key, spec.tag.clone());
+        let f = s.broker.forwarder().expect("checked by the caller");
+        let (rq, answer) = f.consume(crate::forward::ConsumeRequest {
+            node: node.clone(),
+            vhost: v.name.clone(),
+            queue: m.queue.clone(),
+            spec,
             conn: s.shared.clone(),
-            channel: self.shared.clone(),
-        };
+        });
         self.consumers.insert(
             tag.clone(),
             ConsumerRec {
                 key,
-                queue: q.clone(),
+                queue: QueueRef::Remote(rq.clone()),
             },
         );
-        if let Err(e) = q.add_consumer(spec, sink, &v.name) {
-            self.consumers.remove(&tag);
-            return Err(e);
-        }
-        // Deliveries reach the connection through its mailbox, so consume-ok still goes out
-        // first.
-        if !m.nowait {
-            s.send_method(self.id, BasicConsumeOk { consumer_tag: tag });
-        }
+        let (queue, vhost, ch, nowait) = (m.queue.to_string(), v.name.clone(), self.id, m.nowait);
+        s.pending = Some(crate::session::Pending {
+            channel: self.id,
+            ids: (0, 0),
+            work: Box::pin(async move {
+                match answer.await {
+                    crate::forward::Verdict::Ok => Ok(crate::clustering::Outcome::Created),
+                    crate::forward::Verdict::Error(code, text) => Err(AmqpError::new(
+                        ReplyCode::from_code(code).unwrap_or(ReplyCode::InternalError),
+                        text,
+                    )),
+                    _ => Err(crate::forward::unreachable(&queue, &vhost, &node)),
+                }
+            }),
+            done: Box::new(move |s, _| {
+                if !nowait {
+                    s.send_method(ch, BasicConsumeOk { consumer_tag: tag });
+                }
+                rq.started();
+            }),
+        });
         Ok(())
     }
 
@@ -143,7 +203,7 @@ impl Channel {
         if let Some(rec) = self.consumers.remove(&m.consumer_tag)
             && rec.queue.remove_consumer(rec.key)
         {
-            s.vhost()?.delete_queue(&rec.queue.meta.name);
+            s.vhost()?.delete_queue(rec.queue.name());
         }
         if !m.nowait {
             s.send_method(
@@ -158,7 +218,7 @@ impl Channel {
 
     /// A delivery from a queue to one of this channel's consumers: encoded, or handed back to
     /// the queue if the consumer is gone or the channel is closing.
-    pub fn deliver(&mut self, s: &mut Session, queue: Arc<Queue>, d: Delivery) {
+    pub fn deliver(&mut self, s: &mut Session, queue: QueueRef, d: Delivery) {
         let tag = match d.consumer.and_then(|k| self.tag_for(k)) {
             Some(t) if !self.closing => t.clone(),
             _ => {
@@ -219,7 +279,13 @@ impl Channel {
 
     pub(super) fn basic_get(&mut self, s: &mut Session, m: BasicGet) -> AmqpResult<()> {
         s.check_access(Resource::Queue, &m.queue, Access::Read)?;
-        let q = s.queue_for_use(&m.queue)?;
+        let q = match s.queue_for_use(&m.queue) {
+            Ok(q) => q,
+            Err(e) => match s.vhost()?.remote_home(&m.queue) {
+                Some(node) if s.broker.forwarder().is_some() => return self.remote_get(s, m, node),
+                _ => return Err(e),
+            },
+        };
         if !m.no_ack {
             // basic.get ignores prefetch, but its delivery counts in the channel's window.
             self.shared.unacked.fetch_add(1, Ordering::AcqRel);
@@ -237,34 +303,91 @@ impl Channel {
                     },
                 );
             }
-            Some((d, left)) => {
-                let tag = self.next_tag;
-                self.next_tag += 1;
-                if !m.no_ack {
-                    self.unacked.push_back(Unacked {
-                        tag,
-                        queue: q.clone(),
-                        seq: d.seq,
-                        at: std::time::Instant::now(),
+            Some((d, left)) => self.get_ok(s, QueueRef::Local(q), d, left),
+        }
+        Ok(())
+    }
+
+    /// basic.get-ok for delivery `d` of `queue` (`left` messages behind it).
+    pub fn get_ok(&mut self, s: &mut Session, queue: QueueRef, d: Delivery, left: u32) {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        if !d.no_ack {
+            self.unacked.push_back(Unacked {
+                tag,
+                queue,
+                seq: d.seq,
+                at: std::time::Instant::now(),
+            });
+        }
+        s.broker.metrics.delivered.fetch_add(1, Ordering::Relaxed);
+        s.broker.metrics.delivered_by[2 + usize::from(d.no_ack)].fetch_add(1, Ordering::Relaxed);
+        if d.redelivered {
+            s.broker.metrics.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+        let method: Method = BasicGetOk {
+            delivery_tag: tag,
+            redelivered: d.redelivered,
+            exchange: d.msg.exchange.clone(),
+            routing_key: d.msg.routing_key.clone(),
+            message_count: left,
+        }
+        .into();
+        warren_codec::encode_method(&mut s.out, self.id, &method);
+        write_content(&mut s.out, self.id, &d, s.frame_max);
+    }
+
+    /// basic.get on a queue of another node: asked of its home node; the answer comes back as
+    /// `ConnEvent::RemoteGot` (or `basic.get-empty`) while the connection waits.
+    fn remote_get(&mut self, s: &mut Session, m: BasicGet, node: String) -> AmqpResult<()> {
+        let v = s.vhost()?;
+        let f = s.broker.forwarder().expect("checked by the caller");
+        let (rq, answer) = f.get(
+            &node,
+            &v.name,
+            m.queue.clone(),
+            self.key,
+            m.no_ack,
+            s.shared.clone(),
+        );
+        let slot = Arc::new(parking_lot::Mutex::new(None));
+        let got = slot.clone();
+        let (queue, vhost, ch) = (m.queue.to_string(), v.name.clone(), self.id);
+        s.pending = Some(crate::session::Pending {
+            channel: self.id,
+            ids: (0, 0),
+            work: Box::pin(async move {
+                match answer.await {
+                    Ok(d) => {
+                        *got.lock() = d;
+                        Ok(crate::clustering::Outcome::Created)
+                    }
+                    Err(crate::forward::Verdict::Error(code, text)) => Err(AmqpError::new(
+                        ReplyCode::from_code(code).unwrap_or(ReplyCode::InternalError),
+                        text,
+                    )),
+                    Err(_) => Err(crate::forward::unreachable(&queue, &vhost, &node)),
+                }
+            }),
+            done: Box::new(move |s, _| match slot.lock().take() {
+                Some((d, left)) => {
+                    let _ = s.shared.tx.send(crate::mailbox::ConnEvent::RemoteGot {
+                        queue: rq,
+                        delivery: d,
+                        left,
                     });
                 }
-                s.broker.metrics.delivered.fetch_add(1, Ordering::Relaxed);
-                s.broker.metrics.delivered_by[2 + usize::from(m.no_ack)].fetch_add(1, Ordering::Relaxed);
-                if d.redelivered {
-                    s.broker.metrics.redelivered.fetch_add(1, Ordering::Relaxed);
+                None => {
+                    s.broker.metrics.get_empty.fetch_add(1, Ordering::Relaxed);
+                    s.send_method(
+                        ch,
+                        BasicGetEmpty {
+                            cluster_id: ShortStr::from(""),
+                        },
+                    );
                 }
-                let method: Method = BasicGetOk {
-                    delivery_tag: tag,
-                    redelivered: d.redelivered,
-                    exchange: d.msg.exchange.clone(),
-                    routing_key: d.msg.routing_key.clone(),
-                    message_count: left,
-                }
-                .into();
-                warren_codec::encode_method(&mut s.out, self.id, &method);
-                write_content(&mut s.out, self.id, &d, s.frame_max);
-            }
-        }
+            }),
+        });
         Ok(())
     }
 
@@ -404,7 +527,11 @@ impl Channel {
             v.publish(msg.clone(), ttl, now_ms())?
         };
         s.broker.metrics.count_routed(seq.is_some(), outcome.enqueued);
-        if outcome.enqueued + outcome.rejected + outcome.duplicates == 0 {
+        let nodes = outcome.remote.len() as u32;
+        if nodes > 0 {
+            self.forward(s, &v.name, outcome.remote, &msg, ttl, seq)?;
+        }
+        if outcome.enqueued + outcome.rejected + outcome.duplicates + nodes as usize == 0 {
             s.broker.metrics.unroutable.fetch_add(1, Ordering::Relaxed);
             if mandatory {
                 s.broker
@@ -444,17 +571,51 @@ impl Channel {
             }
         }
         if let Some(seq) = seq {
-            let state = if outcome.rejected > 0 || outcome.store_failed > 0 {
-                Confirm::Nack
-            } else if needs_sync && s.broker.persistence.is_some() {
+            let sync = (needs_sync && s.broker.persistence.is_some()).then(|| {
                 s.sync_wanted = true;
-                Confirm::Sync(s.sync_batch)
-            } else {
-                Confirm::Ack
+                s.sync_batch
+            });
+            let state = match sync {
+                _ if outcome.rejected > 0 || outcome.store_failed > 0 => Confirm::Nack,
+                _ if nodes > 0 => Confirm::Remote {
+                    nodes,
+                    failed: false,
+                    sync,
+                },
+                Some(b) => Confirm::Sync(b),
+                None => Confirm::Ack,
             };
             if let Some(cf) = self.confirms.as_mut() {
                 cf.push(seq, state);
             }
+        }
+        Ok(())
+    }
+}
+
+impl Channel {
+    /// Hands a message routed to queues of other cluster nodes to the forwarding layer, one
+    /// copy per node; with confirms, each node's verdict comes back as `ConnEvent::Forwarded`.
+    fn forward(
+        &mut self,
+        s: &mut Session,
+        vhost: &str,
+        remote: Vec<(String, Vec<ShortStr>)>,
+        msg: &MessageRef,
+        ttl: Option<u64>,
+        seq: Option<u64>,
+    ) -> AmqpResult<()> {
+        let Some(f) = s.broker.forwarder() else {
+            let (node, queues) = &remote[0];
+            return Err(crate::vhost::remote_queue(&queues[0], vhost, node));
+        };
+        for (node, queues) in remote {
+            let reply = seq.map(|seq| crate::forward::Reply {
+                conn: s.shared.clone(),
+                channel: self.id,
+                seq,
+            });
+            f.publish(&node, vhost, queues, msg.clone(), ttl, reply);
         }
         Ok(())
     }

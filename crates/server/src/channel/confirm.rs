@@ -19,6 +19,13 @@ pub(super) enum Confirm {
     Nack,
     /// Waits for the group-commit sync with this batch id.
     Sync(u64),
+    /// Waits for the verdicts of `nodes` other cluster nodes the message was forwarded to
+    /// ([`crate::forward`]), and for the group-commit sync `sync` if one is due.
+    Remote {
+        nodes: u32,
+        failed: bool,
+        sync: Option<u64>,
+    },
 }
 
 /// The confirms of a channel in confirm mode, in publish order.
@@ -64,11 +71,35 @@ impl Channel {
     pub fn synced(&mut self, batch: u64, ok: bool) {
         if let Some(cf) = self.confirms.as_mut() {
             for (_, st) in cf.pending.iter_mut() {
-                if let Confirm::Sync(b) = *st
-                    && b <= batch
-                {
-                    *st = if ok { Confirm::Ack } else { Confirm::Nack };
+                match st {
+                    Confirm::Sync(b) if *b <= batch => *st = if ok { Confirm::Ack } else { Confirm::Nack },
+                    Confirm::Remote { failed, sync, .. } if sync.is_some_and(|b| b <= batch) => {
+                        *sync = None;
+                        *failed |= !ok;
+                    }
+                    _ => {}
                 }
+            }
+        }
+    }
+
+    /// A node the message published as `seq` was forwarded to gave its verdict.
+    pub fn forwarded(&mut self, seq: u64, ok: bool) {
+        let Some(cf) = self.confirms.as_mut() else {
+            return;
+        };
+        let Ok(i) = cf.pending.binary_search_by_key(&seq, |(s, _)| *s) else {
+            return;
+        };
+        if let Confirm::Remote { nodes, failed, sync } = &mut cf.pending[i].1 {
+            *nodes = nodes.saturating_sub(1);
+            *failed |= !ok;
+            if *nodes == 0 {
+                cf.pending[i].1 = match (*failed, *sync) {
+                    (true, _) => Confirm::Nack,
+                    (false, Some(b)) => Confirm::Sync(b),
+                    (false, None) => Confirm::Ack,
+                };
             }
         }
     }
@@ -78,7 +109,7 @@ impl Channel {
         self.confirms.as_ref().is_some_and(|cf| {
             cf.pending
                 .front()
-                .is_some_and(|(_, st)| !matches!(st, Confirm::Sync(_)))
+                .is_some_and(|(_, st)| !matches!(st, Confirm::Sync(_) | Confirm::Remote { .. }))
         })
     }
 
@@ -113,7 +144,7 @@ impl Channel {
         let mut run: Option<(u64, u64)> = None;
         while let Some(&(seq, st)) = cf.pending.front() {
             match st {
-                Confirm::Sync(_) => break,
+                Confirm::Sync(_) | Confirm::Remote { .. } => break,
                 Confirm::Ack => {
                     s.broker.metrics.confirmed.fetch_add(1, Ordering::Relaxed);
                     run = Some(match run {

@@ -25,8 +25,8 @@ use warren_codec::{Command, ContentAssembler, Method, ShortStr};
 use warren_core::queue::{ChannelKey, ConsumerKey, Return};
 use warren_core::{AmqpError, AmqpResult};
 
+use crate::forward::QueueRef;
 use crate::mailbox::ChannelShared;
-use crate::queue::Queue;
 pub use crate::session::Session;
 
 use confirm::Confirms;
@@ -36,7 +36,7 @@ use tx::Tx;
 #[derive(Debug)]
 struct Unacked {
     tag: u64,
-    queue: Arc<Queue>,
+    queue: QueueRef,
     seq: u64,
     /// When it was delivered (consumer timeout; the deque is in delivery order).
     at: std::time::Instant,
@@ -46,7 +46,7 @@ struct Unacked {
 #[derive(Debug)]
 struct ConsumerRec {
     key: ConsumerKey,
-    queue: Arc<Queue>,
+    queue: QueueRef,
 }
 
 /// One channel's state.
@@ -232,13 +232,13 @@ impl Channel {
         // Consumers go first without dispatching, then the unacked messages are requeued (which
         // dispatches): the next consumer (single active consumer, message groups) receives the
         // requeued messages in their original order, before the ones behind them.
-        let mut detached: Vec<Arc<Queue>> = Vec::new();
+        let mut detached: Vec<QueueRef> = Vec::new();
         for (_, rec) in self.consumers.drain() {
             if rec.queue.detach_consumer(rec.key) {
                 if let Some(v) = &vhost {
-                    v.delete_queue(&rec.queue.meta.name);
+                    v.delete_queue(rec.queue.name());
                 }
-            } else if !detached.iter().any(|q| Arc::ptr_eq(q, &rec.queue)) {
+            } else if !detached.iter().any(|q| q.same(&rec.queue)) {
                 detached.push(rec.queue);
             }
         }
@@ -247,9 +247,9 @@ impl Channel {
             self.restore_unacked(tx.into_held());
         }
         let n = self.unacked.len() as u32;
-        let mut queues: Vec<Arc<Queue>> = Vec::new();
+        let mut queues: Vec<QueueRef> = Vec::new();
         for u in self.unacked.drain(..) {
-            if !queues.iter().any(|q| Arc::ptr_eq(q, &u.queue)) {
+            if !queues.iter().any(|q| q.same(&u.queue)) {
                 queues.push(u.queue);
             }
         }
@@ -259,7 +259,7 @@ impl Channel {
         // A consumer's queue with nothing recorded unacked may still hold a delivery in flight
         // to this channel (a connection task that failed mid-delivery): release it too.
         for q in detached {
-            if !queues.iter().any(|r| Arc::ptr_eq(r, &q)) {
+            if !queues.iter().any(|r| r.same(&q)) {
                 q.release_channel(self.key, Return::Failed);
             }
         }
@@ -309,10 +309,10 @@ impl Channel {
 }
 
 /// Groups unacked entries by queue, keeping order within each queue.
-fn by_queue(entries: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<u64>)> {
-    let mut groups: Vec<(Arc<Queue>, Vec<u64>)> = Vec::new();
+fn by_queue(entries: Vec<Unacked>) -> Vec<(QueueRef, Vec<u64>)> {
+    let mut groups: Vec<(QueueRef, Vec<u64>)> = Vec::new();
     for u in entries {
-        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+        match groups.iter_mut().find(|(q, _)| q.same(&u.queue)) {
             Some((_, seqs)) => seqs.push(u.seq),
             None => groups.push((u.queue, vec![u.seq])),
         }

@@ -76,7 +76,7 @@ impl Channel {
                     return Ok(());
                 }
                 // Another node's queue: the declaration is checked against its definition;
-                // its counts are not known here (0).
+                // its counts are asked of its home.
                 Some(id) if v.home_node(id).is_some() => {
                     v.redeclare_remote_queue(&QueueDecl {
                         name: &name,
@@ -89,19 +89,22 @@ impl Channel {
                         server_named: false,
                     })?;
                     if !m.nowait {
-                        s.send_method(
-                            self.id,
-                            QueueDeclareOk {
-                                queue: name,
-                                message_count: 0,
-                                consumer_count: 0,
-                            },
-                        );
+                        let node = v.home_node(id).unwrap_or_default();
+                        self.remote_declare_ok(s, &v.name, name, node);
                     }
                     return Ok(());
                 }
                 Some(_) => {}
             }
+        }
+        if m.passive
+            && let Some(node) = v.remote_home(&name)
+            && s.broker.forwarder().is_some()
+        {
+            if !m.nowait {
+                self.remote_declare_ok(s, &v.name, name, node);
+            }
+            return Ok(());
         }
         let (q, _) = v.declare_queue(
             &QueueDecl {
@@ -129,6 +132,55 @@ impl Channel {
             );
         }
         Ok(())
+    }
+
+    /// queue.declare-ok for a queue of another node, with the counts its home answers (the
+    /// connection waits); home unreachable: RabbitMQ's 404 for a down queue.
+    fn remote_declare_ok(&self, s: &mut Session, vhost: &str, name: warren_codec::ShortStr, node: String) {
+        let Some(f) = s.broker.forwarder() else {
+            s.send_method(
+                self.id,
+                QueueDeclareOk {
+                    queue: name,
+                    message_count: 0,
+                    consumer_count: 0,
+                },
+            );
+            return;
+        };
+        let answer = f.counts(&node, vhost, &name);
+        let counts = std::sync::Arc::new(parking_lot::Mutex::new((0, 0)));
+        let got = counts.clone();
+        let (queue, vhost, ch) = (name.to_string(), vhost.to_string(), self.id);
+        s.pending = Some(crate::session::Pending {
+            channel: self.id,
+            ids: (0, 0),
+            work: Box::pin(async move {
+                match answer.await {
+                    Ok(c) => {
+                        *got.lock() = c;
+                        Ok(crate::clustering::Outcome::Updated)
+                    }
+                    Err(crate::forward::Verdict::Error(code, text)) => Err(AmqpError::new(
+                        warren_codec::ReplyCode::from_code(code)
+                            .unwrap_or(warren_codec::ReplyCode::InternalError),
+                        text,
+                    )),
+                    Err(_) => Err(crate::forward::unreachable(&queue, &vhost, &node)),
+                }
+            }),
+            done: Box::new(move |s, _| {
+                let (ready, consumers) = *counts.lock();
+                s.send_method(
+                    ch,
+                    QueueDeclareOk {
+                        queue: name,
+                        message_count: ready,
+                        consumer_count: consumers,
+                    },
+                );
+            }),
+        });
     }
 
     pub(super) fn queue_bind(&mut self, s: &mut Session, m: QueueBind) -> AmqpResult<()> {

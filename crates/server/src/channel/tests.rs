@@ -115,7 +115,8 @@ impl Harness {
         while let Ok(e) = self.rx.try_recv() {
             if let ConnEvent::Deliver { queue, delivery } = e {
                 self.s.shared.took_delivery();
-                self.c.deliver(&mut self.s, queue, delivery);
+                self.c
+                    .deliver(&mut self.s, crate::forward::QueueRef::Local(queue), delivery);
             }
         }
         self.written()
@@ -1126,7 +1127,7 @@ fn a_delivery_for_a_cancelled_consumer_goes_back_to_its_queue() {
         nowait: true,
     })
     .unwrap();
-    h.c.deliver(&mut h.s, queue, delivery);
+    h.c.deliver(&mut h.s, crate::forward::QueueRef::Local(queue), delivery);
     assert!(h.written().is_empty());
     assert_eq!(h.ready("q"), 1);
 }

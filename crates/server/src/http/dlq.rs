@@ -148,6 +148,12 @@ pub fn move_messages(v: &Arc<VHost>, dlq: &Arc<Queue>, req: &MoveRequest, key: C
                 failed.push(fail("target queue refused the message (x-overflow)".into()));
                 back.push(d.seq);
             }
+            Ok(o) if !o.remote.is_empty() => {
+                failed.push(fail(
+                    "routed to a queue of another cluster node: move it there".into(),
+                ));
+                back.push(d.seq);
+            }
             Ok(_) => {
                 failed.push(fail("unroutable".into()));
                 back.push(d.seq);

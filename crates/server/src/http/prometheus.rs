@@ -661,6 +661,11 @@ pub fn render(st: &Shared, scope: &Scope) -> String {
             get(&m.dead_letter_dropped),
         ),
         (
+            "warren_forward_dropped_total",
+            "Unconfirmed message copies for queues of another cluster node that could not be forwarded",
+            get(&m.forward_dropped),
+        ),
+        (
             "warren_delivery_limit_dropped_total",
             "Messages dropped by x-delivery-limit with no dead-letter exchange",
             get(&m.delivery_limit_dropped),

@@ -177,9 +177,17 @@ pub(super) async fn exchange_publish(
     let msg = Arc::new(Message::new(exchange, &b.routing_key, properties, payload));
     let ttl = msg.expiration_ms().map_err(ApiError::bad_request)?;
     st.broker.metrics.published.fetch_add(1, Ordering::Relaxed);
-    let o = v.publish(msg, ttl, now_ms())?;
-    if o.enqueued + o.rejected + o.duplicates == 0 {
+    let o = v.publish(msg.clone(), ttl, now_ms())?;
+    let remote = o.remote.len();
+    if let Some(f) = st.broker.forwarder() {
+        // No confirm to wait for: copies for queues of other nodes go as unconfirmed
+        // publishes do.
+        for (node, queues) in o.remote {
+            f.publish(&node, &v.name, queues, msg.clone(), ttl, None);
+        }
+    }
+    if o.enqueued + o.rejected + o.duplicates + remote == 0 {
         st.broker.metrics.unroutable.fetch_add(1, Ordering::Relaxed);
     }
-    ok(json!({"routed": o.enqueued + o.duplicates > 0}))
+    ok(json!({"routed": o.enqueued + o.duplicates + remote > 0}))
 }

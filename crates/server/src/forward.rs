@@ -1,0 +1,465 @@
+//! Cross-node message forwarding for classic queues: a message a channel on this node routes
+//! to a queue whose home is another node is sent there over the cluster link
+//! ([`warren_cluster::forward`]) and enqueued by the home node; a consumer of such a queue is
+//! served through a proxy consumer on the home node ([`consume`]).
+//!
+//! # Publishing
+//!
+//! Routing happens on the publishing node (the topology is replicated); only the destinations
+//! that are remote queues travel. Each destination node has one [`Link`]: a FIFO of outgoing
+//! messages and one task that sends them in batches (all that waited while the previous batch
+//! was in flight, up to [`MAX_BATCH`] messages or [`MAX_BATCH_BYTES`]), one request at a time,
+//! so a publisher's messages arrive in the order it published them. The home node enqueues a
+//! batch, writes and fsyncs (one group commit) what persistent messages its durable queues
+//! took, and answers with one verdict per message. The publishing channel's confirm waits for
+//! every destination node's verdict (and its own group commit): `basic.ack` when all accepted,
+//! `basic.nack` when one refused it (`x-overflow: reject-publish`, a store failure) or its node
+//! could not be reached within the cluster operation timeout. Without confirms a copy for an
+//! unreachable node is dropped (counted in `forward_dropped`), as RabbitMQ drops a copy for a
+//! classic queue whose node is down.
+//!
+//! # Protocol
+//!
+//! [`Request`] and [`Response`] are postcard-encoded; a message travels as the store's record
+//! ([`crate::persist::encode_message`]), which the home node writes to its log unchanged.
+//! Protocol logic ([`encode_batch`], [`Handler::publish`]) is kept apart from the IO (the link
+//! task, [`warren_cluster::Cluster::app_call`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::Weak;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use warren_cluster::{AppFuture, AppHandler, Cluster};
+use warren_codec::ShortStr;
+use warren_core::MessageRef;
+use warren_core::queue::Published;
+use warren_core::topology::ConnId;
+
+use crate::mailbox::{ConnEvent, ConnShared};
+use crate::queue::{Queue, Stored};
+use crate::util::now_ms;
+
+mod consume;
+
+use consume::Op;
+pub use consume::{ConsumeRequest, QueueRef, RemoteQueue, Verdict, chan_id, unreachable};
+
+/// What forwarding needs of the broker (implemented by [`crate::broker::Broker`]; a trait so
+/// that this module does not name the broker, which names it).
+pub trait Host: Send + Sync + 'static {
+    /// A vhost by name.
+    fn vhost(&self, name: &str) -> Option<Arc<crate::vhost::VHost>>;
+    /// The cluster layer.
+    fn cluster(&self) -> Option<&Cluster>;
+    /// How long a forwarded batch may take (the cluster operation timeout).
+    fn forward_timeout(&self) -> Duration;
+    /// The message store's group commit, on a node with persistence.
+    fn syncer(&self) -> Option<&warren_store::SyncHandle>;
+    /// The broker's counters.
+    fn metrics(&self) -> &crate::stats::Metrics;
+    /// A fresh broker-wide id (connections, consumers).
+    fn next_id(&self) -> u64;
+    /// The forwarding layer.
+    fn forwarder(&self) -> Option<&Forwarder>;
+}
+
+/// Most messages in one forwarded batch.
+pub const MAX_BATCH: usize = 512;
+/// Most message bytes in one forwarded batch (a batch holds at least one message).
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// A request from one node's forwarding layer to another's.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Request {
+    /// Enqueue these messages into these queues of this node.
+    Publish(Vec<Item>),
+    /// Remote consumers' control traffic and deliveries ([`consume`]), in order.
+    Ops(Vec<Op>),
+}
+
+/// One forwarded message.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Item {
+    /// Its vhost.
+    pub vhost: String,
+    /// The home node's queues it was routed to.
+    pub queues: Vec<String>,
+    /// The message as the store encodes it.
+    pub msg: Vec<u8>,
+    /// Its per-message TTL (ms), from `expiration`.
+    pub ttl: Option<u64>,
+}
+
+/// A node's answer to a [`Request`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Response {
+    /// One verdict per message of a [`Request::Publish`]: every queue took it (and made it
+    /// durable where it had to).
+    Published(Vec<bool>),
+    /// One verdict per op of a [`Request::Ops`].
+    Ops(Vec<Verdict>),
+    /// The request could not be decoded or served.
+    Failed(String),
+}
+
+/// Where a forwarded message's verdict goes: a channel in confirm mode.
+#[derive(Debug)]
+pub struct Reply {
+    /// The publishing connection.
+    pub conn: Arc<ConnShared>,
+    /// The channel number.
+    pub channel: u16,
+    /// The publish sequence number the verdict is for.
+    pub seq: u64,
+}
+
+/// A message waiting on a [`Link`].
+#[derive(Debug)]
+struct Outgoing {
+    vhost: String,
+    queues: Vec<ShortStr>,
+    msg: MessageRef,
+    ttl: Option<u64>,
+    reply: Option<Reply>,
+}
+
+/// Where an op's verdict goes.
+#[derive(Debug)]
+pub(crate) enum OpReply {
+    None,
+    Once(tokio::sync::oneshot::Sender<Verdict>),
+    /// A delivery to a remote channel: not taken, it goes back to its queue.
+    Delivery {
+        origin: String,
+        chan: u64,
+        queue: Arc<Queue>,
+        seq: u64,
+    },
+}
+
+/// The outgoing side of forwarding: one [`Link`] per destination node for publishes, one op
+/// link for the rest, and the remote consumers' registries.
+pub struct Forwarder {
+    links: parking_lot::Mutex<HashMap<String, mpsc::UnboundedSender<Outgoing>>>,
+    ops: parking_lot::Mutex<HashMap<String, mpsc::UnboundedSender<(Op, OpReply)>>>,
+    pub(crate) remote: parking_lot::Mutex<consume::Registry>,
+    pub(crate) watched: parking_lot::Mutex<HashSet<String>>,
+    broker: Weak<dyn Host>,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Forwarder")
+    }
+}
+
+impl Forwarder {
+    pub(crate) fn new(broker: Weak<dyn Host>) -> Forwarder {
+        Forwarder {
+            links: Default::default(),
+            ops: Default::default(),
+            remote: Default::default(),
+            watched: Default::default(),
+            broker,
+        }
+    }
+
+    /// Queues `op` for `node`'s op link; its verdict goes to `reply`.
+    pub(crate) fn op(&self, node: &str, op: Op, reply: OpReply) {
+        let mut links = self.ops.lock();
+        let tx = links.entry(node.to_string()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(op_link(node.to_string(), self.broker.clone(), rx));
+            tx
+        });
+        if let Err(mpsc::error::SendError((_, reply))) = tx.send((op, reply)) {
+            drop(links);
+            self.op_verdict(reply, Verdict::Unreachable);
+        }
+    }
+
+    fn op_verdict(&self, reply: OpReply, v: Verdict) {
+        match reply {
+            OpReply::None => {}
+            OpReply::Once(tx) => {
+                let _ = tx.send(v);
+            }
+            OpReply::Delivery {
+                origin,
+                chan,
+                queue,
+                seq,
+            } => self.delivery_refused(&origin, chan, &queue, seq, &v),
+        }
+    }
+
+    /// Queues `msg` for the queues `queues` of node `node`; its verdict goes to `reply`.
+    pub fn publish(
+        &self,
+        node: &str,
+        vhost: &str,
+        queues: Vec<ShortStr>,
+        msg: MessageRef,
+        ttl: Option<u64>,
+        reply: Option<Reply>,
+    ) {
+        let out = Outgoing {
+            vhost: vhost.to_string(),
+            queues,
+            msg,
+            ttl,
+            reply,
+        };
+        let mut links = self.links.lock();
+        let tx = links.entry(node.to_string()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(Link::run(node.to_string(), self.broker.clone(), rx));
+            tx
+        });
+        if let Err(mpsc::error::SendError(out)) = tx.send(out) {
+            // The link's task ended (the runtime is shutting down).
+            verdict(out.reply, false);
+        }
+    }
+}
+
+/// Sends a verdict to the publishing channel.
+fn verdict(reply: Option<Reply>, ok: bool) {
+    if let Some(r) = reply {
+        let _ = r.conn.tx.send(ConnEvent::Forwarded {
+            channel: r.channel,
+            seq: r.seq,
+            ok,
+        });
+    }
+}
+
+/// The task sending one destination node's messages, batch by batch.
+struct Link;
+
+impl Link {
+    async fn run(node: String, broker: Weak<dyn Host>, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+        let mut batch: Vec<Outgoing> = Vec::new();
+        while let Some(first) = rx.recv().await {
+            let mut bytes = first.msg.body.len();
+            batch.push(first);
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(o) => {
+                        bytes += o.msg.body.len();
+                        batch.push(o);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let Some(b) = broker.upgrade() else { return };
+            let verdicts = match b.cluster() {
+                Some(c) => send(c, &node, &batch, b.forward_timeout()).await,
+                None => Err("not clustered".to_string()),
+            };
+            let verdicts = verdicts.unwrap_or_else(|e| {
+                tracing::warn!(%node, messages = batch.len(), "forwarding failed: {e}");
+                vec![false; batch.len()]
+            });
+            for (o, ok) in batch
+                .drain(..)
+                .zip(verdicts.into_iter().chain(std::iter::repeat(false)))
+            {
+                if !ok && o.reply.is_none() {
+                    b.metrics().forward_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                verdict(o.reply, ok);
+            }
+        }
+    }
+}
+
+/// The task sending one node's ops, batch by batch, in order.
+async fn op_link(node: String, broker: Weak<dyn Host>, mut rx: mpsc::UnboundedReceiver<(Op, OpReply)>) {
+    let mut batch: Vec<(Op, OpReply)> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        let Some(b) = broker.upgrade() else { return };
+        let (ops, replies): (Vec<Op>, Vec<OpReply>) = batch.drain(..).unzip();
+        let n = ops.len();
+        let verdicts = match b.cluster() {
+            Some(c) => {
+                let payload = postcard::to_stdvec(&Request::Ops(ops)).expect("postcard encodes to a Vec");
+                match c.app_call(&node, payload, b.forward_timeout()).await {
+                    Ok(answer) => match postcard::from_bytes(&answer) {
+                        Ok(Response::Ops(v)) if v.len() == n => v,
+                        _ => vec![Verdict::Unreachable; n],
+                    },
+                    Err(e) => {
+                        tracing::debug!(%node, "op link: {e}");
+                        vec![Verdict::Unreachable; n]
+                    }
+                }
+            }
+            None => vec![Verdict::Unreachable; n],
+        };
+        let Some(f) = b.forwarder() else { return };
+        for (r, v) in replies.into_iter().zip(verdicts) {
+            f.op_verdict(r, v);
+        }
+    }
+}
+
+/// One batch to `node`: its verdicts, or why none came.
+async fn send(c: &Cluster, node: &str, batch: &[Outgoing], timeout: Duration) -> Result<Vec<bool>, String> {
+    let payload = encode_batch(batch, now_ms());
+    let answer = c
+        .app_call(node, payload, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    match postcard::from_bytes(&answer).map_err(|e| e.to_string())? {
+        Response::Published(v) if v.len() == batch.len() => Ok(v),
+        Response::Published(v) => Err(format!("{} verdicts for {} messages", v.len(), batch.len())),
+        Response::Failed(why) => Err(why),
+        Response::Ops(_) => Err("unexpected answer".into()),
+    }
+}
+
+/// A batch as its [`Request::Publish`].
+fn encode_batch(batch: &[Outgoing], now: u64) -> Vec<u8> {
+    let items = batch
+        .iter()
+        .map(|o| Item {
+            vhost: o.vhost.clone(),
+            queues: o.queues.iter().map(|q| q.to_string()).collect(),
+            msg: crate::persist::encode_message(&o.msg, now).to_vec(),
+            ttl: o.ttl,
+        })
+        .collect();
+    postcard::to_stdvec(&Request::Publish(items)).expect("postcard encodes to a Vec")
+}
+
+/// The incoming side of forwarding: serves peers' [`Request`]s with this node's queues.
+pub struct Handler {
+    broker: Weak<dyn Host>,
+}
+
+impl Handler {
+    pub(crate) fn new(broker: Weak<dyn Host>) -> Handler {
+        Handler { broker }
+    }
+
+    /// Enqueues a forwarded batch: a verdict per message, and the queues whose logs took
+    /// persistent messages (to flush and sync before answering).
+    fn publish(broker: &dyn Host, items: Vec<Item>, now: u64) -> (Vec<bool>, Vec<Arc<Queue>>) {
+        let mut dirty: Vec<Arc<Queue>> = Vec::new();
+        let verdicts = items
+            .into_iter()
+            .map(|item| {
+                let Some(v) = broker.vhost(&item.vhost) else {
+                    return false;
+                };
+                let payload = Bytes::from(item.msg);
+                let Some((msg, _)) = crate::persist::decode_message(&payload) else {
+                    return false;
+                };
+                let msg: MessageRef = Arc::new(msg);
+                let mut ok = true;
+                for name in &item.queues {
+                    // A queue deleted meanwhile drops its copy, as a local publish would.
+                    let Ok(q) = v.queue_for_use(name, ConnId(0)) else {
+                        continue;
+                    };
+                    let write = (msg.is_persistent() && q.is_durable()).then_some(&payload[..]);
+                    let (p, stored, _) = q.publish(msg.clone(), item.ttl, now, write);
+                    ok &= p != Published::Rejected && stored != Stored::Failed;
+                    if stored == Stored::Written && !dirty.iter().any(|d| Arc::ptr_eq(d, &q)) {
+                        dirty.push(q);
+                    }
+                }
+                ok
+            })
+            .collect();
+        (verdicts, dirty)
+    }
+
+    async fn serve(broker: Arc<dyn Host>, req: Request) -> Response {
+        match req {
+            Request::Publish(items) => {
+                let (mut verdicts, dirty) = Self::publish(&*broker, items, now_ms());
+                if !dirty.is_empty() {
+                    let mut ok = dirty.iter().fold(true, |ok, q| q.flush_log() && ok);
+                    if let Some(syncer) = broker.syncer() {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        syncer.request(Box::new(move |r| {
+                            let _ = tx.send(r.is_ok());
+                        }));
+                        ok &= rx.await.unwrap_or(false);
+                    }
+                    if !ok {
+                        // Which message reached which log is not tracked: nack them all.
+                        verdicts.iter_mut().for_each(|v| *v = false);
+                    }
+                }
+                Response::Published(verdicts)
+            }
+            Request::Ops(ops) => match broker.forwarder() {
+                Some(f) => Response::Ops(ops.into_iter().map(|op| f.serve_op(&broker, op)).collect()),
+                None => Response::Failed("not clustered".into()),
+            },
+        }
+    }
+}
+
+impl AppHandler for Handler {
+    fn handle(&self, payload: Vec<u8>) -> AppFuture {
+        let broker = self.broker.upgrade();
+        Box::pin(async move {
+            let resp = match (broker, postcard::from_bytes::<Request>(&payload)) {
+                (None, _) => Response::Failed("shutting down".into()),
+                (_, Err(e)) => Response::Failed(format!("bad forwarding request: {e}")),
+                (Some(b), Ok(req)) => Handler::serve(b, req).await,
+            };
+            postcard::to_stdvec(&resp).expect("postcard encodes to a Vec")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_round_trips_with_its_messages() {
+        let msg: MessageRef = Arc::new(warren_core::Message::new(
+            "x",
+            "k",
+            Default::default(),
+            Bytes::from_static(b"body"),
+        ));
+        let batch = vec![Outgoing {
+            vhost: "/".into(),
+            queues: vec![ShortStr::from("q1"), ShortStr::from("q2")],
+            msg,
+            ttl: Some(5),
+            reply: None,
+        }];
+        let Request::Publish(items) = postcard::from_bytes(&encode_batch(&batch, 7)).unwrap() else {
+            panic!("a publish batch")
+        };
+        assert_eq!(items.len(), 1);
+        assert_eq!((items[0].vhost.as_str(), items[0].ttl), ("/", Some(5)));
+        assert_eq!(items[0].queues, vec!["q1".to_string(), "q2".to_string()]);
+        let (m, at) = crate::persist::decode_message(&Bytes::from(items[0].msg.clone())).unwrap();
+        assert_eq!(
+            (&*m.exchange, &*m.routing_key, &m.body[..], at),
+            ("x", "k", &b"body"[..], Some(7))
+        );
+    }
+}
