@@ -145,11 +145,7 @@ impl Channel {
             work: Box::pin(async move {
                 match answer.await {
                     crate::forward::Verdict::Ok => Ok(crate::clustering::Outcome::Created),
-                    crate::forward::Verdict::Error(code, text) => Err(AmqpError::new(
-                        ReplyCode::from_code(code).unwrap_or(ReplyCode::InternalError),
-                        text,
-                    )),
-                    _ => Err(crate::forward::unreachable(&queue, &vhost, &node)),
+                    other => Err(other.into_error(&queue, &vhost, &node)),
                 }
             }),
             done: Box::new(move |s, _| {
@@ -362,11 +358,7 @@ impl Channel {
                         *got.lock() = d;
                         Ok(crate::clustering::Outcome::Created)
                     }
-                    Err(crate::forward::Verdict::Error(code, text)) => Err(AmqpError::new(
-                        ReplyCode::from_code(code).unwrap_or(ReplyCode::InternalError),
-                        text,
-                    )),
-                    Err(_) => Err(crate::forward::unreachable(&queue, &vhost, &node)),
+                    Err(v) => Err(v.into_error(&queue, &vhost, &node)),
                 }
             }),
             done: Box::new(move |s, _| match slot.lock().take() {

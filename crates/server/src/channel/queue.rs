@@ -161,12 +161,7 @@ impl Channel {
                         *got.lock() = c;
                         Ok(crate::clustering::Outcome::Updated)
                     }
-                    Err(crate::forward::Verdict::Error(code, text)) => Err(AmqpError::new(
-                        warren_codec::ReplyCode::from_code(code)
-                            .unwrap_or(warren_codec::ReplyCode::InternalError),
-                        text,
-                    )),
-                    Err(_) => Err(crate::forward::unreachable(&queue, &vhost, &node)),
+                    Err(v) => Err(v.into_error(&queue, &vhost, &node)),
                 }
             }),
             done: Box::new(move |s, _| {

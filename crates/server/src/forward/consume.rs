@@ -881,3 +881,17 @@ pub fn unreachable(queue: &str, vhost: &str, node: &str) -> AmqpError {
         "home node '{node}' of durable queue '{queue}' in vhost '{vhost}' is down or inaccessible"
     ))
 }
+
+impl Verdict {
+    /// The AMQP error a channel answers for a verdict that is not the success it waited for:
+    /// the home's own refusal as it sent it, anything else as the home being unreachable.
+    pub fn into_error(self, queue: &str, vhost: &str, node: &str) -> AmqpError {
+        match self {
+            Verdict::Error(code, text) => AmqpError::new(
+                warren_codec::ReplyCode::from_code(code).unwrap_or(warren_codec::ReplyCode::InternalError),
+                text,
+            ),
+            _ => unreachable(queue, vhost, node),
+        }
+    }
+}
