@@ -1381,3 +1381,138 @@ async fn a_cut_link_nacks_forwarded_publishes_cancels_remote_consumers_and_heals
         n.running.shutdown().await;
     }
 }
+
+/// `GET path` on `port` as JSON (200 expected).
+async fn get_json(port: u16, path: &str) -> Value {
+    let r = api(port, "GET", path, None).await;
+    assert_eq!(r.status, 200, "GET {path}: {}", String::from_utf8_lossy(&r.body));
+    serde_json::from_slice(&r.body).expect("JSON")
+}
+
+/// The item of listing `v` whose `field` is `value`.
+fn item<'a>(v: &'a Value, field: &str, value: &str) -> Option<&'a Value> {
+    v.as_array()?.iter().find(|i| i[field] == value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listings_are_cluster_wide_with_each_items_node_and_its_home_figures() {
+    let (mut nodes, _) = three_nodes("l").await;
+    let hs: Vec<u16> = nodes.iter().map(http_port).collect();
+    // Node 1: a durable queue holding 7 messages, 2 of them unacked by its 1 consumer, and an
+    // exclusive (node-local) queue.
+    let (c1, ch1) = amqp_channel(&nodes[0]).await;
+    common::declare_durable(&ch1, "q.l1", no_args()).await;
+    let excl = lapin::options::QueueDeclareOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    ch1.queue_declare("q.excl".into(), excl, no_args()).await.unwrap();
+    for i in 0..7 {
+        common::publish(&ch1, "", "q.l1", format!("m{i}").as_bytes()).await;
+    }
+    ch1.basic_qos(2, Default::default()).await.unwrap();
+    let _consumer = common::consume(&ch1, "q.l1", "tag.l1").await;
+    wait_for(
+        hs[0],
+        "/api/queues/%2F/q.l1",
+        10,
+        "7 messages, 2 unacked on node 1",
+        |s, v| s == 200 && v["messages"] == 7 && v["messages_unacknowledged"] == 2,
+    )
+    .await;
+
+    // Nodes 2 and 3 list it with node 1's figures and name.
+    let t = Instant::now();
+    for h in &hs[1..] {
+        let q = get_json(*h, "/api/queues/%2F/q.l1").await;
+        let want = [
+            ("messages", 7),
+            ("messages_ready", 5),
+            ("messages_unacknowledged", 2),
+            ("consumers", 1),
+        ];
+        for (f, n) in want {
+            assert_eq!(q[f], n, "{f} of {q}");
+        }
+        assert_eq!(
+            (q["node"].as_str(), q["state"].as_str()),
+            (Some("l1@localhost"), Some("running"))
+        );
+        for path in ["/api/queues", "/api/queues/%2F"] {
+            let all = get_json(*h, path).await;
+            let q = item(&all, "name", "q.l1").expect("q.l1 listed");
+            assert_eq!(
+                (q["messages"].as_u64(), q["consumers"].as_u64()),
+                (Some(7), Some(1))
+            );
+            let e = item(&all, "name", "q.excl").expect("node 1's exclusive queue listed");
+            assert_eq!(e["node"], "l1@localhost");
+        }
+        let conns = get_json(*h, "/api/connections").await;
+        assert!(
+            conns
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["node"] == "l1@localhost"),
+            "{conns}"
+        );
+        let chans = get_json(*h, "/api/channels").await;
+        let ch = item(&chans, "node", "l1@localhost").expect("node 1's channel");
+        assert_eq!(
+            (ch["consumer_count"].as_u64(), ch["prefetch_count"].as_u64()),
+            (Some(1), Some(2))
+        );
+        let consumers = get_json(*h, "/api/consumers/%2F").await;
+        let c = item(&consumers, "consumer_tag", "tag.l1").expect("node 1's consumer");
+        assert_eq!(
+            (c["queue"]["name"].as_str(), c["node"].as_str()),
+            (Some("q.l1"), Some("l1@localhost"))
+        );
+        let o = get_json(*h, "/api/overview").await;
+        assert_eq!(o["queue_totals"]["messages"], 7, "{o}");
+        assert_eq!(o["object_totals"]["queues"], 2, "{o}");
+        assert_eq!(o["object_totals"]["consumers"], 1, "{o}");
+        assert!(o["object_totals"]["connections"].as_u64() >= Some(1), "{o}");
+        let ns = get_json(*h, "/api/nodes").await;
+        assert_eq!(ns.as_array().map(|a| a.len()), Some(3));
+        for n in ns.as_array().unwrap() {
+            assert_eq!(n["running"], true, "{n}");
+            for f in ["uptime", "mem_used", "disk_free", "fd_used"] {
+                assert!(n[f].as_u64().is_some_and(|x| x > 0), "{f} of {n}");
+            }
+        }
+    }
+    let listed_in = t.elapsed();
+
+    // Node 1 goes down: its queue is listed as `down` (and node 1 as not running) within a
+    // deadline, never a hung request.
+    drop((c1, ch1));
+    let n1 = nodes.remove(0);
+    n1.running.shutdown().await;
+    let t = Instant::now();
+    wait_for(
+        hs[1],
+        "/api/queues/%2F/q.l1",
+        10,
+        "q.l1 down on node 2",
+        |s, v| s == 200 && v["state"] == "down" && v["node"] == "l1@localhost",
+    )
+    .await;
+    let all = get_json(hs[2], "/api/queues").await;
+    assert_eq!(
+        item(&all, "name", "q.l1").map(|q| q["state"].clone()),
+        Some(json!("down"))
+    );
+    assert!(item(&all, "name", "q.excl").is_none(), "{all}");
+    let ns = get_json(hs[2], "/api/nodes").await;
+    assert_eq!(
+        item(&ns, "name", "l1@localhost").map(|n| n["running"].clone()),
+        Some(json!(false))
+    );
+    let down_in = t.elapsed();
+    eprintln!("cluster-wide listings on nodes 2 and 3 in {listed_in:?}; node 1's queue down in {down_in:?}");
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}

@@ -80,7 +80,36 @@ pub(crate) enum Request {
     Publish(Vec<Item>),
     /// Remote consumers' control traffic and deliveries ([`consume`]), in order.
     Ops(Vec<Op>),
+    /// This node's own objects as its management API lists them ([`Listing`]).
+    Listing(Listing),
 }
+
+/// What a [`Request::Listing`] asks a node for: its own objects (the queues it is home to,
+/// its connections …), rendered by its management API as RabbitMQ's JSON, so that any node's
+/// listings are cluster-wide.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Listing {
+    /// Its queues (of one vhost, or one queue, when given).
+    Queues {
+        /// Only this vhost's.
+        vhost: Option<String>,
+        /// Only this queue.
+        name: Option<String>,
+    },
+    /// Its `/api/nodes` record.
+    Node,
+    /// Its AMQP connections.
+    Connections,
+    /// Their channels.
+    Channels,
+    /// The consumers of its queues.
+    Consumers,
+    /// Its totals for `/api/overview`.
+    Totals,
+}
+
+/// Renders a [`Listing`] of this node's objects as JSON (installed by the management API).
+pub type Lister = Box<dyn Fn(&Listing) -> String + Send + Sync>;
 
 /// One forwarded message.
 #[derive(Debug, Serialize, Deserialize)]
@@ -103,6 +132,8 @@ pub(crate) enum Response {
     Published(Vec<bool>),
     /// One verdict per op of a [`Request::Ops`].
     Ops(Vec<Verdict>),
+    /// A [`Request::Listing`]'s JSON.
+    Listing(String),
     /// The request could not be decoded or served.
     Failed(String),
 }
@@ -149,6 +180,7 @@ pub struct Forwarder {
     ops: parking_lot::Mutex<HashMap<String, mpsc::UnboundedSender<(Op, OpReply)>>>,
     pub(crate) remote: parking_lot::Mutex<consume::Registry>,
     pub(crate) watched: parking_lot::Mutex<HashSet<String>>,
+    lister: std::sync::OnceLock<Lister>,
     broker: Weak<dyn Host>,
 }
 
@@ -165,7 +197,30 @@ impl Forwarder {
             ops: Default::default(),
             remote: Default::default(),
             watched: Default::default(),
+            lister: Default::default(),
             broker,
+        }
+    }
+
+    /// Installs what answers peers' [`Request::Listing`]s (once).
+    pub fn set_lister(&self, l: Lister) {
+        let _ = self.lister.set(l);
+    }
+
+    /// Asks member `node` for a listing of its own objects, bounded by `timeout`: its JSON,
+    /// or why there is none (unreachable, no management API there …).
+    pub async fn listing(&self, node: &str, what: Listing, timeout: Duration) -> Result<String, String> {
+        let b = self.broker.upgrade().ok_or("shutting down")?;
+        let c = b.cluster().ok_or("not clustered")?;
+        let payload = postcard::to_stdvec(&Request::Listing(what)).expect("postcard encodes to a Vec");
+        let answer = c
+            .app_call(node, payload, timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        match postcard::from_bytes(&answer).map_err(|e| e.to_string())? {
+            Response::Listing(json) => Ok(json),
+            Response::Failed(why) => Err(why),
+            _ => Err("unexpected answer".into()),
         }
     }
 
@@ -327,7 +382,7 @@ async fn send(c: &Cluster, node: &str, batch: &[Outgoing], timeout: Duration) ->
         Response::Published(v) if v.len() == batch.len() => Ok(v),
         Response::Published(v) => Err(format!("{} verdicts for {} messages", v.len(), batch.len())),
         Response::Failed(why) => Err(why),
-        Response::Ops(_) => Err("unexpected answer".into()),
+        Response::Ops(_) | Response::Listing(_) => Err("unexpected answer".into()),
     }
 }
 
@@ -412,6 +467,10 @@ impl Handler {
             Request::Ops(ops) => match broker.forwarder() {
                 Some(f) => Response::Ops(ops.into_iter().map(|op| f.serve_op(&broker, op)).collect()),
                 None => Response::Failed("not clustered".into()),
+            },
+            Request::Listing(what) => match broker.forwarder().and_then(|f| f.lister.get()) {
+                Some(l) => Response::Listing(l(&what)),
+                None => Response::Failed("this node has no management API".into()),
             },
         }
     }

@@ -244,7 +244,7 @@ fn labelled(label: &str, obj: &str) -> String {
 }
 
 /// Open file descriptors, and how many of them are sockets (`/proc/self/fd`).
-fn open_fds() -> (u64, u64) {
+pub(crate) fn open_fds() -> (u64, u64) {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return (0, 0);
     };
@@ -259,7 +259,7 @@ fn open_fds() -> (u64, u64) {
 }
 
 /// The soft limit on open files (`/proc/self/limits`), 0 if unknown.
-fn max_fds() -> u64 {
+pub(crate) fn max_fds() -> u64 {
     super::metrics::proc_field("/proc/self/limits", "Max open files", 3).unwrap_or(0)
 }
 

@@ -1,6 +1,8 @@
 //! Connections, channels and consumers listings (`/api/connections`, `/api/channels`, `/api/consumers`).
 
 use super::common::*;
+use super::remote::Item;
+use crate::forward::Listing;
 use crate::mailbox::{ChannelShared, ConnInfo, ConnShared};
 use warren_core::ids::ChannelKey;
 
@@ -16,37 +18,87 @@ pub(super) async fn connections(
     Extension(caller): Extension<Caller>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    connection_listing(st, &caller, q, |_| true)
+    connection_listing(st, &caller, q, None).await
 }
 
-/// The connections the caller sees (and `keep` keeps), as `/api/connections` lists them.
-fn connection_listing(
+/// Whether the caller sees another member's connection or channel `v` (of vhost `vhost`, if
+/// given).
+fn sees_remote(caller: &Caller, vhost: Option<&str>, v: &Value) -> bool {
+    caller.sees_connection(v["user"].as_str().unwrap_or_default())
+        && vhost.is_none_or(|vh| v["vhost"].as_str() == Some(vh))
+}
+
+/// The connections of every member the caller sees (of vhost `vhost`, if given), as
+/// `/api/connections` lists them.
+async fn connection_listing(
     st: Shared,
     caller: &Caller,
     q: Option<String>,
-    keep: impl Fn(&crate::mailbox::ConnInfo) -> bool,
+    vhost: Option<String>,
 ) -> Response {
-    let mut items: Vec<(String, Arc<crate::mailbox::ConnShared>)> = st
+    let mut items: Vec<Item<(String, Arc<ConnShared>)>> = st
         .broker
         .connections()
         .into_iter()
         .filter(|c| {
             let info = c.info.lock();
-            caller.sees_connection(&info.user) && keep(&info)
+            caller.sees_connection(&info.user) && vhost.as_ref().is_none_or(|v| *v == info.vhost)
         })
         .map(|c| {
             let name = conn_name(&st, &c.info.lock());
-            (name, c)
+            Item::Local((name, c))
         })
         .collect();
-    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let remote = super::remote::remote_items(&st, Listing::Connections, |v| {
+        sees_remote(caller, vhost.as_deref(), v)
+    })
+    .await;
+    items.extend(Item::remote(remote));
+    items.sort_by(|a, b| a.name(|l| &l.0).cmp(b.name(|l| &l.0)));
     crate::http::listing::reply(
         q.as_deref(),
         true,
         items,
-        |(n, _)| n,
-        move |(name, c)| Some(conn_json(&st, name, c)),
+        |i| i.name(|l| &l.0),
+        move |i| i.render(|(name, c)| Some(conn_json(&st, name, c))),
     )
+}
+
+/// This node's connections, as another member's listing asks for them.
+pub(super) fn local_connections(st: &Shared) -> Value {
+    st.broker
+        .connections()
+        .iter()
+        .map(|c| {
+            let name = conn_name(st, &c.info.lock());
+            conn_json(st, &name, c)
+        })
+        .collect()
+}
+
+/// This node's channels, as another member's listing asks for them.
+pub(super) fn local_channels(st: &Shared) -> Value {
+    let consumers = channel_consumers(st);
+    st.broker
+        .connections()
+        .iter()
+        .flat_map(|c| {
+            let info = c.info.lock().clone();
+            channel_items(st, c, &info)
+        })
+        .map(|i| channel_json(st, &i, &consumers))
+        .collect()
+}
+
+/// The consumers of this node's queues, as another member's listing asks for them.
+pub(super) fn local_consumers(st: &Shared) -> Value {
+    let render = consumer_renderer(st.clone());
+    st.broker
+        .vhosts()
+        .iter()
+        .flat_map(consumers_of)
+        .filter_map(|i| render(&i))
+        .collect()
 }
 
 /// One connection as RabbitMQ's management API shows it.
@@ -134,7 +186,7 @@ pub(super) async fn connection_channels(
         return ApiError::not_found().into_response();
     };
     let info = c.info.lock().clone();
-    channel_listing(st, q, vec![(c, info)])
+    channel_listing(st, q, vec![(c, info)], Vec::new())
 }
 
 /// `GET /api/vhosts/{vhost}/connections`.
@@ -144,7 +196,7 @@ pub(super) async fn vhost_connections(
     Path(vhost): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    connection_listing(st, &caller, q, |info| info.vhost == vhost)
+    connection_listing(st, &caller, q, Some(vhost)).await
 }
 
 /// `GET /api/connections/username/{user}`: that user's connections.
@@ -192,7 +244,8 @@ pub(super) async fn channels(
     RawQuery(q): RawQuery,
 ) -> Response {
     let conns = visible_conns(&st, &caller, |_| true);
-    channel_listing(st, q, conns)
+    let remote = super::remote::remote_items(&st, Listing::Channels, |v| sees_remote(&caller, None, v)).await;
+    channel_listing(st, q, conns, remote)
 }
 
 /// `GET /api/vhosts/{vhost}/channels`: the channels of the vhost's connections the caller
@@ -205,7 +258,9 @@ pub(super) async fn vhost_channels(
 ) -> ApiResult<Response> {
     vhost(&st, &vh)?;
     let conns = visible_conns(&st, &caller, |info| info.vhost == vh);
-    Ok(channel_listing(st, q, conns))
+    let remote =
+        super::remote::remote_items(&st, Listing::Channels, |v| sees_remote(&caller, Some(&vh), v)).await;
+    Ok(channel_listing(st, q, conns, remote))
 }
 
 /// `GET /api/channels/{name}` (`"PEER -> HOST:PORT (N)"`, as listed).
@@ -304,19 +359,27 @@ fn connection_details(st: &Shared, info: &ConnInfo) -> Value {
            "peer_port": info.peer.map_or(0, |p| p.port())})
 }
 
-/// The channels of `conns`, as `/api/channels` lists them.
-fn channel_listing(st: Shared, q: Option<String>, conns: Vec<(Arc<ConnShared>, ConnInfo)>) -> Response {
-    let items: Vec<ChannelItem> = conns
+/// The channels of `conns`, and other members' `remote` ones, as `/api/channels` lists them.
+fn channel_listing(
+    st: Shared,
+    q: Option<String>,
+    conns: Vec<(Arc<ConnShared>, ConnInfo)>,
+    remote: Vec<Value>,
+) -> Response {
+    let mut items: Vec<Item<ChannelItem>> = conns
         .iter()
         .flat_map(|(c, info)| channel_items(&st, c, info))
+        .map(Item::Local)
         .collect();
+    items.extend(Item::remote(remote));
+    items.sort_by(|a, b| a.name(|l| &l.0).cmp(b.name(|l| &l.0)));
     let consumers = channel_consumers(&st);
     crate::http::listing::reply(
         q.as_deref(),
         true,
         items,
-        |i: &ChannelItem| i.0.as_str(),
-        move |i| Some(channel_json(&st, i, &consumers)),
+        |i| i.name(|l| l.0.as_str()),
+        move |i| i.render(|l| Some(channel_json(&st, l, &consumers))),
     )
 }
 
@@ -334,8 +397,8 @@ pub(super) fn consumers_of(v: &Arc<VHost>) -> Vec<ConsumerItem> {
     out
 }
 
-/// Consumers are listed (streamed) but not paginated, as RabbitMQ.
-pub(super) fn consumers_reply(st: Shared, query: Option<String>, items: Vec<ConsumerItem>) -> Response {
+/// Renders one consumer of this node's queues as RabbitMQ's `/api/consumers` shows it.
+fn consumer_renderer(st: Shared) -> impl Fn(&ConsumerItem) -> Option<Value> + Send + 'static {
     let conns: std::collections::HashMap<warren_core::ids::ConnId, crate::mailbox::ConnInfo> = st
         .broker
         .connections()
@@ -348,37 +411,59 @@ pub(super) fn consumers_reply(st: Shared, query: Option<String>, items: Vec<Cons
         .config
         .consumer_timeout
         .map_or(0, |d| d.as_millis() as u64);
+    move |(v, q, c)| {
+        let conn_id = c.channel.connection();
+        let number = c.channel.number();
+        // A consumer whose connection just went, or of another member's channel (served
+        // through a stand-in here): RabbitMQ's empty `channel_details`.
+        let channel_details = match conns.get(&conn_id) {
+            Some(info) => {
+                let cname = conn_name(&st, info);
+                let mut d = connection_details(&st, info);
+                d["connection_name"] = json!(cname);
+                d["name"] = json!(format!("{cname} ({number})"));
+                d["number"] = json!(number);
+                d["node"] = json!(st.node());
+                d["user"] = json!(info.user);
+                d
+            }
+            None => json!({}),
+        };
+        Some(json!({
+            "consumer_tag": c.tag.to_string(),
+            "queue": {"name": q.meta.name.to_string(), "vhost": v.name},
+            "channel_details": channel_details,
+            "ack_required": !c.no_ack, "exclusive": c.exclusive, "prefetch_count": c.prefetch,
+            "priority": c.priority, "arguments": {}, "active": true, "activity_status": "up",
+            "consumer_timeout": timeout, "node": st.node(),
+        }))
+    }
+}
+
+/// Consumers are listed (streamed) but not paginated, as RabbitMQ. Other members' consumers
+/// (of the queues they are home to) in the listed vhosts follow this node's.
+pub(super) async fn consumers_reply(
+    st: Shared,
+    query: Option<String>,
+    items: Vec<ConsumerItem>,
+    vhosts: Vec<String>,
+) -> Response {
+    let mut items: Vec<Item<ConsumerItem>> = items.into_iter().map(Item::Local).collect();
+    let remote = super::remote::remote_items(&st, Listing::Consumers, |v| {
+        vhosts.iter().any(|vh| v["queue"]["vhost"].as_str() == Some(vh))
+    })
+    .await;
+    items.extend(remote.into_iter().map(|v| {
+        let tag = v["consumer_tag"].as_str().unwrap_or_default().to_string();
+        Item::Remote(tag, v)
+    }));
+    let render = consumer_renderer(st);
     crate::http::listing::reply(
         query.as_deref(),
         false,
         items,
-        |(_, _, c)| &c.tag,
-        move |(v, q, c)| {
-            let conn_id = c.channel.connection();
-            let number = c.channel.number();
-            // A consumer whose connection just went: RabbitMQ's empty `channel_details`.
-            let channel_details = match conns.get(&conn_id) {
-                Some(info) => {
-                    let cname = conn_name(&st, info);
-                    let mut d = connection_details(&st, info);
-                    d["connection_name"] = json!(cname);
-                    d["name"] = json!(format!("{cname} ({number})"));
-                    d["number"] = json!(number);
-                    d["node"] = json!(st.node());
-                    d["user"] = json!(info.user);
-                    d
-                }
-                None => json!({}),
-            };
-            Some(json!({
-                "consumer_tag": c.tag.to_string(),
-                "queue": {"name": q.meta.name.to_string(), "vhost": v.name},
-                "channel_details": channel_details,
-                "ack_required": !c.no_ack, "exclusive": c.exclusive, "prefetch_count": c.prefetch,
-                "priority": c.priority, "arguments": {}, "active": true, "activity_status": "up",
-                "consumer_timeout": timeout,
-            }))
-        },
+        |i| i.name(|(_, _, c)| &c.tag),
+        move |i| i.render(&render),
     )
 }
 
@@ -387,8 +472,10 @@ pub(super) async fn consumers_all(
     Extension(c): Extension<Caller>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let items = listed_vhosts(&st, &c).iter().flat_map(consumers_of).collect();
-    consumers_reply(st, q, items)
+    let vhosts = listed_vhosts(&st, &c);
+    let items = vhosts.iter().flat_map(consumers_of).collect();
+    let names = vhosts.iter().map(|v| v.name.clone()).collect();
+    consumers_reply(st, q, items, names).await
 }
 
 pub(super) async fn consumers_vhost(
@@ -399,7 +486,7 @@ pub(super) async fn consumers_vhost(
 ) -> ApiResult<Response> {
     let v = vhost(&st, &vh)?;
     if !c.lists_vhost(&st.broker, &vh) {
-        return Ok(consumers_reply(st, q, Vec::new()));
+        return Ok(consumers_reply(st, q, Vec::new(), Vec::new()).await);
     }
-    Ok(consumers_reply(st, q, consumers_of(&v)))
+    Ok(consumers_reply(st, q, consumers_of(&v), vec![vh]).await)
 }

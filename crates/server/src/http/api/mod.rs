@@ -4,7 +4,7 @@
 //!
 //! This file holds the routes table ([`routes`]) and the helpers every section shares; each
 //! section of the API is a file of its own ([`overview`], [`vhosts`], [`exchanges`],
-//! [`queues`], [`bindings`], [`cluster`], [`connections`], [`users`], [`health`]). Every change to a vhost's
+//! [`queues`], [`bindings`], [`cluster`], [`remote`] (cluster-wide listings), [`connections`], [`users`], [`health`]). Every change to a vhost's
 //! topology goes through the vhost service ([`crate::vhost::VHost`]).
 
 use axum::Router;
@@ -22,6 +22,7 @@ mod health;
 mod limits;
 mod overview;
 pub mod queues;
+pub(crate) mod remote;
 pub mod users;
 mod vhosts;
 

@@ -3,14 +3,12 @@
 use super::common::*;
 use super::health::store_json;
 
-pub(super) async fn overview(State(st): State<Shared>) -> J {
-    let m = &st.broker.metrics;
-    let gr = st.sampler.lock().global_rates;
-    let (mut ready, mut unacked, mut queues, mut exchanges, mut consumers) = (0u64, 0u64, 0u64, 0u64, 0u64);
+/// This node's own totals (its queues, their messages and consumers, its connections and
+/// channels), as `/api/overview` adds them up over the cluster.
+pub(super) fn local_totals(st: &Shared) -> Value {
+    let (mut ready, mut unacked, mut queues, mut consumers) = (0u64, 0u64, 0u64, 0u64);
     for v in st.broker.vhosts() {
-        exchanges += v.read_topology(|t| t.exchanges().count()) as u64;
-        let handles = v.queue_handles();
-        for q in handles {
+        for q in v.queue_handles() {
             let c = q.counts();
             ready += c.ready as u64;
             unacked += c.unacked as u64;
@@ -20,6 +18,29 @@ pub(super) async fn overview(State(st): State<Shared>) -> J {
     }
     let conns = st.broker.connections();
     let channels: usize = conns.iter().map(|c| c.channel_count()).sum();
+    json!({"messages_ready": ready, "messages_unacknowledged": unacked, "queues": queues,
+           "consumers": consumers, "connections": conns.len(), "channels": channels})
+}
+
+pub(super) async fn overview(State(st): State<Shared>) -> J {
+    let m = &st.broker.metrics;
+    let gr = st.sampler.lock().global_rates;
+    let exchanges: usize = st
+        .broker
+        .vhosts()
+        .iter()
+        .map(|v| v.read_topology(|t| t.exchanges().count()))
+        .sum();
+    // This node's totals and those of every member that answers in time.
+    let mut totals = local_totals(&st);
+    for (_, t) in super::remote::gather(&st, crate::forward::Listing::Totals).await {
+        let Some(Value::Object(t)) = t else { continue };
+        for (k, n) in t {
+            totals[&k] = json!(totals[&k].as_u64().unwrap_or(0) + n.as_u64().unwrap_or(0));
+        }
+    }
+    let n = |k: &str| totals[k].as_u64().unwrap_or(0);
+    let (ready, unacked) = (n("messages_ready"), n("messages_unacknowledged"));
     let dead: Vec<u64> = m
         .dead_lettered
         .iter()
@@ -56,8 +77,8 @@ pub(super) async fn overview(State(st): State<Shared>) -> J {
             "messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
         },
         "object_totals": {
-            "connections": conns.len(), "channels": channels, "exchanges": exchanges,
-            "queues": queues, "consumers": consumers,
+            "connections": n("connections"), "channels": n("channels"), "exchanges": exchanges,
+            "queues": n("queues"), "consumers": n("consumers"),
         },
         "listeners": [
             {"node": node, "protocol": "amqp", "ip_address": st.amqp_addr.ip().to_string(), "port": st.amqp_addr.port()},
@@ -70,23 +91,26 @@ pub(super) async fn overview(State(st): State<Shared>) -> J {
 
 pub(super) async fn nodes(State(st): State<Shared>) -> J {
     let (members, _, _) = super::cluster::members(&st).await;
+    let records = super::remote::gather(&st, crate::forward::Listing::Node).await;
     ok(Value::Array(
-        members.iter().map(|m| member_json(&st, m)).collect(),
+        members.iter().map(|m| member_json(&st, m, &records)).collect(),
     ))
 }
 
-/// This node's full record, or another member's: its name, `running` (it answered the
-/// cluster's status call) and cluster address (Warren does not yet fetch other members'
-/// figures).
-fn member_json(st: &Shared, m: &super::cluster::MemberView) -> Value {
-    if m.name == st.node() {
-        let mut v = node_json(st);
-        if !m.address.is_empty() {
-            v["cluster_address"] = json!(m.address);
-        }
-        return v;
+/// This node's full record, or another member's as it answered (`records`: its uptime,
+/// memory, disk, fds …); a member that did not answer is `running: false` with its name and
+/// cluster address only.
+fn member_json(st: &Shared, m: &super::cluster::MemberView, records: &[(String, Option<Value>)]) -> Value {
+    let found = records.iter().find(|(n, _)| *n == m.name);
+    let mut v = match found {
+        _ if m.name == st.node() => node_json(st),
+        Some((_, Some(v @ Value::Object(_)))) => v.clone(),
+        _ => json!({"name": m.name, "type": "disc", "running": false}),
+    };
+    if !m.address.is_empty() {
+        v["cluster_address"] = json!(m.address);
     }
-    json!({"name": m.name, "type": "disc", "running": m.running, "cluster_address": m.address})
+    v
 }
 
 /// `GET /api/nodes/{name}`: this node (the only one), or 404.
@@ -96,7 +120,10 @@ pub(super) async fn node_get(State(st): State<Shared>, Path(name): Path<String>)
     }
     let (members, _, _) = super::cluster::members(&st).await;
     match members.iter().find(|m| m.name == name) {
-        Some(m) => ok(member_json(&st, m)),
+        Some(m) => {
+            let records = super::remote::gather(&st, crate::forward::Listing::Node).await;
+            ok(member_json(&st, m, &records))
+        }
         None => Err(ApiError::not_found()),
     }
 }
@@ -120,9 +147,14 @@ pub(super) async fn auth_attempts(State(st): State<Shared>, Path(name): Path<Str
     ok(json!([]))
 }
 
-fn node_json(st: &Shared) -> Value {
+pub(super) fn node_json(st: &Shared) -> Value {
     let alarms = st.broker.alarms.current();
+    let (fds, sockets) = crate::http::prometheus::open_fds();
+    let disk_free = crate::alarms::free_disk(&st.broker.config.data_dir).unwrap_or(0);
     json!({
+        "fd_used": fds, "fd_total": crate::http::prometheus::max_fds(),
+        "sockets_used": sockets, "sockets_total": crate::http::prometheus::max_fds(),
+        "disk_free": disk_free, "mem_total": crate::alarms::total_memory().unwrap_or(0),
         "name": st.node(), "type": "disc", "running": true,
         "uptime": st.started.elapsed().as_millis() as u64,
         "mem_used": crate::http::metrics::resident_memory_bytes(),

@@ -68,11 +68,13 @@ pub fn queue_json(st: &Shared, vhost: &str, meta: &QueueMeta, q: Option<&Arc<Que
     })
 }
 
-/// One queue of a listing: rendered from the live topology when its page is written.
+/// One queue of a listing: rendered from the live topology when its page is written, or
+/// as its home node rendered it (a queue of another cluster member).
 pub(super) struct QueueItem {
     vhost: Arc<VHost>,
     name: ShortStr,
     dlq: bool,
+    home: Option<Value>,
 }
 
 /// The queues of `v` by name: a light snapshot; [`crate::http::listing`] renders them.
@@ -86,8 +88,58 @@ pub(super) fn queues_of(v: &Arc<VHost>) -> Vec<QueueItem> {
             vhost: v.clone(),
             dlq: dlqs.contains(&*name),
             name,
+            home: None,
         })
         .collect()
+}
+
+/// `items` (the queues of `vhosts`) with the figures their home nodes answer for the queues
+/// of other members, and the other members' queues this node has no definition of (transient
+/// and exclusive ones); a queue whose home did not answer is listed as `down`.
+async fn with_remote(
+    st: &Shared,
+    vhost: Option<&str>,
+    mut items: Vec<QueueItem>,
+    vhosts: &[Arc<VHost>],
+) -> Vec<QueueItem> {
+    if st.broker.cluster().is_none() {
+        return items;
+    }
+    let (mut remote, answered) = super::remote::remote_queues(st, vhost, None).await;
+    for i in items.iter_mut() {
+        let Some(node) = i.vhost.remote_home(&i.name) else {
+            continue;
+        };
+        let key = (i.vhost.name.clone(), i.name.to_string());
+        i.home = match remote.remove(&key) {
+            Some(q) => Some(q),
+            None if answered.contains(&node) => None,
+            None => down_json(st, &i.vhost, &i.name),
+        };
+    }
+    for ((vh, name), q) in remote {
+        let Some(v) = vhosts.iter().find(|v| v.name == vh) else {
+            continue;
+        };
+        if v.read_topology(|t| t.queue(&name).is_none()) {
+            items.push(QueueItem {
+                vhost: v.clone(),
+                name: ShortStr::from(name.as_str()),
+                dlq: false,
+                home: Some(q),
+            });
+        }
+    }
+    items.sort_by(|a, b| (&a.vhost.name, &a.name).cmp(&(&b.vhost.name, &b.name)));
+    items
+}
+
+/// A queue of another member whose home did not answer: its definition, `state: down`.
+fn down_json(st: &Shared, v: &VHost, name: &str) -> Option<Value> {
+    let meta = v.read_topology(|t| t.queue(name).cloned())?;
+    let mut q = queue_json(st, &v.name, &meta, None, false);
+    q["state"] = json!("down");
+    Some(q)
 }
 
 pub(super) fn queues_reply(st: Shared, query: Option<String>, items: Vec<QueueItem>) -> Response {
@@ -97,6 +149,9 @@ pub(super) fn queues_reply(st: Shared, query: Option<String>, items: Vec<QueueIt
         items,
         |i| &i.name,
         move |i| {
+            if let Some(q) = &i.home {
+                return Some(q.clone());
+            }
             let meta = i.vhost.read_topology(|t| t.queue(&i.name).cloned())?;
             let handle = i.vhost.queue_by_id(meta.id);
             Some(queue_json(&st, &i.vhost.name, &meta, handle.as_ref(), i.dlq))
@@ -109,7 +164,9 @@ pub(super) async fn queues_all(
     Extension(c): Extension<Caller>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let items = listed_vhosts(&st, &c).iter().flat_map(queues_of).collect();
+    let vhosts = listed_vhosts(&st, &c);
+    let items = vhosts.iter().flat_map(queues_of).collect();
+    let items = with_remote(&st, None, items, &vhosts).await;
     queues_reply(st, q, items)
 }
 
@@ -119,7 +176,8 @@ pub(super) async fn queues_vhost(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let v = vhost(&st, &vh)?;
-    Ok(queues_reply(st, q, queues_of(&v)))
+    let items = with_remote(&st, Some(&vh), queues_of(&v), std::slice::from_ref(&v)).await;
+    Ok(queues_reply(st, q, items))
 }
 
 pub(super) fn find_queue(v: &VHost, name: &str) -> ApiResult<(QueueMeta, Arc<Queue>, bool)> {
@@ -133,10 +191,19 @@ pub(super) fn find_queue(v: &VHost, name: &str) -> ApiResult<(QueueMeta, Arc<Que
 
 pub(super) async fn queue_get(State(st): State<Shared>, Path((vh, name)): Path<(String, String)>) -> J {
     let v = vhost(&st, &vh)?;
-    if let Some(meta) = v.read_topology(|t| t.queue(&name).cloned())
-        && v.home_node(meta.id).is_some()
-    {
-        return ok(queue_json(&st, &v.name, &meta, None, false));
+    if let Some(node) = v.remote_home(&name) {
+        // Asked of its home node; not answering: `down`.
+        let (mut remote, answered) = super::remote::remote_queues(&st, Some(&vh), Some(&name)).await;
+        return match remote.remove(&(v.name.clone(), name.clone())) {
+            Some(q) => ok(q),
+            None if answered.contains(&node) => match v.read_topology(|t| t.queue(&name).cloned()) {
+                Some(meta) => ok(queue_json(&st, &v.name, &meta, None, false)),
+                None => Err(ApiError::not_found()),
+            },
+            None => down_json(&st, &v, &name)
+                .map(ok)
+                .unwrap_or_else(|| Err(ApiError::not_found())),
+        };
     }
     let (meta, q, is_dlq) = find_queue(&v, &name)?;
     ok(queue_json(&st, &v.name, &meta, Some(&q), is_dlq))
