@@ -1389,6 +1389,33 @@ async fn get_json(port: u16, path: &str) -> Value {
     serde_json::from_slice(&r.body).expect("JSON")
 }
 
+/// Waits until queue `q` of vhost `/` holds `messages`, `unacked` of them unacknowledged, as
+/// the API on `port` shows it.
+async fn holds(port: u16, q: &str, messages: u64, unacked: u64) {
+    let path = format!("/api/queues/%2F/{q}");
+    wait_for(
+        port,
+        &path,
+        10,
+        &format!("{q}: {messages} messages, {unacked} unacked"),
+        |s, v| s == 200 && v["messages"] == messages && v["messages_unacknowledged"] == unacked,
+    )
+    .await;
+}
+
+/// Three nodes (their HTTP ports) and durable queue `queue` declared on node 1 (through the
+/// connection and channel returned).
+async fn homed_on_node_1(
+    prefix: &str,
+    queue: &str,
+) -> (Vec<TestBroker>, Vec<u16>, lapin::Connection, lapin::Channel) {
+    let (nodes, _) = three_nodes(prefix).await;
+    let hs: Vec<u16> = nodes.iter().map(http_port).collect();
+    let (c1, ch1) = amqp_channel(&nodes[0]).await;
+    common::declare_durable(&ch1, queue, no_args()).await;
+    (nodes, hs, c1, ch1)
+}
+
 /// The item of listing `v` whose `field` is `value`.
 fn item<'a>(v: &'a Value, field: &str, value: &str) -> Option<&'a Value> {
     v.as_array()?.iter().find(|i| i[field] == value)
@@ -1396,12 +1423,9 @@ fn item<'a>(v: &'a Value, field: &str, value: &str) -> Option<&'a Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn listings_are_cluster_wide_with_each_items_node_and_its_home_figures() {
-    let (mut nodes, _) = three_nodes("l").await;
-    let hs: Vec<u16> = nodes.iter().map(http_port).collect();
     // Node 1: a durable queue holding 7 messages, 2 of them unacked by its 1 consumer, and an
     // exclusive (node-local) queue.
-    let (c1, ch1) = amqp_channel(&nodes[0]).await;
-    common::declare_durable(&ch1, "q.l1", no_args()).await;
+    let (mut nodes, hs, c1, ch1) = homed_on_node_1("l", "q.l1").await;
     let excl = lapin::options::QueueDeclareOptions {
         exclusive: true,
         ..Default::default()
@@ -1412,14 +1436,7 @@ async fn listings_are_cluster_wide_with_each_items_node_and_its_home_figures() {
     }
     ch1.basic_qos(2, Default::default()).await.unwrap();
     let _consumer = common::consume(&ch1, "q.l1", "tag.l1").await;
-    wait_for(
-        hs[0],
-        "/api/queues/%2F/q.l1",
-        10,
-        "7 messages, 2 unacked on node 1",
-        |s, v| s == 200 && v["messages"] == 7 && v["messages_unacknowledged"] == 2,
-    )
-    .await;
+    holds(hs[0], "q.l1", 7, 2).await;
 
     // Nodes 2 and 3 list it with node 1's figures and name.
     let t = Instant::now();
@@ -1512,6 +1529,90 @@ async fn listings_are_cluster_wide_with_each_items_node_and_its_home_figures() {
     );
     let down_in = t.elapsed();
     eprintln!("cluster-wide listings on nodes 2 and 3 in {listed_in:?}; node 1's queue down in {down_in:?}");
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn purge_and_conditional_delete_of_a_remote_queue_are_answered_by_its_home() {
+    // Node 1: q.p1 with 4 messages and a consumer holding one of them.
+    let (mut nodes, hs, _c1, ch1) = homed_on_node_1("p", "q.p1").await;
+    common::declare_durable(&ch1, "q.p2", no_args()).await;
+    for i in 0..4 {
+        common::publish(&ch1, "", "q.p1", format!("m{i}").as_bytes()).await;
+    }
+    let cch = _c1.create_channel().await.unwrap();
+    cch.basic_qos(1, Default::default()).await.unwrap();
+    let _consumer = common::consume(&cch, "q.p1", "tag.p1").await;
+    holds(hs[0], "q.p1", 4, 1).await;
+    everywhere(&hs, "/api/queues/%2F/q.p2", 200, "q.p2 everywhere").await;
+
+    // From node 2 (AMQP) and node 3 (HTTP): if-unused and if-empty checked by the home.
+    let (c2, _) = amqp_channel(&nodes[1]).await;
+    let del = |if_unused, if_empty| lapin::options::QueueDeleteOptions {
+        if_unused,
+        if_empty,
+        ..Default::default()
+    };
+    let ch = c2.create_channel().await.unwrap();
+    common::assert_code(
+        ch.queue_delete("q.p1".into(), del(true, false)).await,
+        406,
+        "in use",
+    );
+    let ch = c2.create_channel().await.unwrap();
+    common::assert_code(
+        ch.queue_delete("q.p1".into(), del(false, true)).await,
+        406,
+        "is not empty",
+    );
+    let r = api(hs[2], "DELETE", "/api/queues/%2F/q.p1?if-unused=true", None).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("in use"), "{}", r.text());
+    let r = api(hs[2], "DELETE", "/api/queues/%2F/q.p1?if-empty=true", None).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+
+    // The consumer leaves (its message requeued); node 2 purges: the home's count.
+    cch.close(200, "bye".into()).await.unwrap();
+    let ch = c2.create_channel().await.unwrap();
+    let t = Instant::now();
+    assert_eq!(
+        ch.queue_purge("q.p1".into(), Default::default()).await.unwrap(),
+        4
+    );
+    let purged_in = t.elapsed();
+    assert_eq!(common::message_count(&ch1, "q.p1").await, 0);
+    // HTTP purge on node 3.
+    common::publish(&ch1, "", "q.p1", b"again").await;
+    wait_for(hs[0], "/api/queues/%2F/q.p1", 10, "1 message", |s, v| {
+        s == 200 && v["messages"] == 1
+    })
+    .await;
+    assert_eq!(
+        api(hs[2], "DELETE", "/api/queues/%2F/q.p1/contents", None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(common::message_count(&ch1, "q.p1").await, 0);
+    // Unused and empty now: deleted from node 2, everywhere.
+    assert_eq!(ch.queue_delete("q.p1".into(), del(true, true)).await.unwrap(), 0);
+    everywhere(&hs, "/api/queues/%2F/q.p1", 404, "q.p1 deleted everywhere").await;
+
+    // Node 1 down: purge and conditional delete of its queue fail with RabbitMQ 4's 404.
+    drop((_c1, ch1));
+    let n1 = nodes.remove(0);
+    n1.running.shutdown().await;
+    let down = "home node 'p1@localhost' of durable queue 'q.p2' in vhost '/' is down or inaccessible";
+    let ch = c2.create_channel().await.unwrap();
+    common::assert_code(ch.queue_purge("q.p2".into(), Default::default()).await, 404, down);
+    let ch = c2.create_channel().await.unwrap();
+    common::assert_code(ch.queue_delete("q.p2".into(), del(true, false)).await, 404, down);
+    let r = api(hs[2], "DELETE", "/api/queues/%2F/q.p2/contents", None).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("is down or inaccessible"), "{}", r.text());
+    eprintln!("remote queue purged from node 2 in {purged_in:?}");
     for n in nodes {
         n.running.shutdown().await;
     }

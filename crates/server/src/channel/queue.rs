@@ -149,31 +149,45 @@ impl Channel {
             return;
         };
         let answer = f.counts(&node, vhost, &name);
-        let counts = std::sync::Arc::new(parking_lot::Mutex::new((0, 0)));
-        let got = counts.clone();
-        let (queue, vhost, ch) = (name.to_string(), vhost.to_string(), self.id);
+        let queue = name.to_string();
+        self.await_home(s, (vhost, &queue, node), answer, move |(ready, consumers)| {
+            Some(
+                QueueDeclareOk {
+                    queue: name,
+                    message_count: ready,
+                    consumer_count: consumers,
+                }
+                .into(),
+            )
+        });
+    }
+
+    /// Waits (the connection waits, as for a commit) for `answer`, the home node's answer
+    /// about remote queue `(vhost, queue, node)`, then sends the method `ok` makes of it; a
+    /// refusal is the home's error, no answer RabbitMQ's 404 for a down queue. (`ok` makes
+    /// none for nowait.)
+    fn await_home<T: Send + 'static>(
+        &self,
+        s: &mut Session,
+        (vhost, queue, node): (&str, &str, String),
+        answer: impl std::future::Future<Output = Result<T, crate::forward::Verdict>> + Send + 'static,
+        ok: impl FnOnce(T) -> Option<warren_codec::Method> + Send + 'static,
+    ) {
+        let slot = std::sync::Arc::new(parking_lot::Mutex::new(None));
+        let got = slot.clone();
+        let (queue, vhost, ch) = (queue.to_string(), vhost.to_string(), self.id);
         s.pending = Some(crate::session::Pending {
             channel: self.id,
             ids: (0, 0),
             work: Box::pin(async move {
-                match answer.await {
-                    Ok(c) => {
-                        *got.lock() = c;
-                        Ok(crate::clustering::Outcome::Updated)
-                    }
-                    Err(v) => Err(v.into_error(&queue, &vhost, &node)),
-                }
+                let t = answer.await.map_err(|v| v.into_error(&queue, &vhost, &node))?;
+                *got.lock() = Some(t);
+                Ok(crate::clustering::Outcome::Updated)
             }),
             done: Box::new(move |s, _| {
-                let (ready, consumers) = *counts.lock();
-                s.send_method(
-                    ch,
-                    QueueDeclareOk {
-                        queue: name,
-                        message_count: ready,
-                        consumer_count: consumers,
-                    },
-                );
+                if let Some(m) = slot.lock().take().and_then(ok) {
+                    s.send_method(ch, m);
+                }
             }),
         });
     }
@@ -204,6 +218,18 @@ impl Channel {
 
     pub(super) fn queue_purge(&mut self, s: &mut Session, m: QueuePurge) -> AmqpResult<()> {
         s.check_access(Resource::Queue, &m.queue, Access::Read)?;
+        let v = s.vhost()?;
+        if let Some(node) = v.remote_home(&m.queue)
+            && let Some(f) = s.broker.forwarder()
+        {
+            // Purged by its home node, which answers the count (the connection waits).
+            let answer = f.purge(&node, &v.name, &m.queue);
+            let nowait = m.nowait;
+            self.await_home(s, (&v.name, &m.queue, node), answer, move |n| {
+                (!nowait).then(|| QueuePurgeOk { message_count: n }.into())
+            });
+            return Ok(());
+        }
         let q = s.queue_for_use(&m.queue)?;
         let n = q.purge();
         if !m.nowait {
@@ -229,9 +255,11 @@ impl Channel {
                     check_delete(&m, counts.consumers, counts.ready, &v.name)?;
                     counts.ready
                 }
-                None => match v.home_node(meta.id) {
-                    Some(node) if m.if_unused || m.if_empty => {
-                        return Err(crate::vhost::remote_queue(&m.queue, &v.name, &node));
+                None => match (v.home_node(meta.id), s.broker.forwarder()) {
+                    (Some(node), Some(f)) if m.if_unused || m.if_empty => {
+                        let counts = f.counts(&node, &v.name, &meta.name);
+                        self.remote_delete(s, &v.name, m, node, counts);
+                        return Ok(());
                     }
                     _ => 0,
                 },
@@ -254,6 +282,45 @@ impl Channel {
             s.send_method(self.id, QueueDeleteOk { message_count: count });
         }
         Ok(())
+    }
+}
+
+impl Channel {
+    /// queue.delete with if-unused or if-empty of a queue of another node: its home's counts
+    /// (`counts`) are checked against the conditions, then the deletion is proposed as for any
+    /// durable queue; the connection waits for both. Home unreachable: RabbitMQ's 404 for a
+    /// down queue. (A consumer or message arriving at the home between the check and the
+    /// commit is not seen.)
+    fn remote_delete(
+        &self,
+        s: &mut Session,
+        vhost: &str,
+        m: QueueDelete,
+        node: String,
+        counts: impl std::future::Future<Output = Result<(u32, u32), crate::forward::Verdict>> + Send + 'static,
+    ) {
+        let broker = s.broker.clone();
+        let (vh, ch, nowait) = (vhost.to_string(), self.id, m.nowait);
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let got = count.clone();
+        s.pending = Some(crate::session::Pending {
+            channel: self.id,
+            ids: (0, 0),
+            work: Box::pin(async move {
+                let (ready, consumers) = counts.await.map_err(|e| e.into_error(&m.queue, &vh, &node))?;
+                check_delete(&m, consumers, ready, &vh)?;
+                got.store(ready, std::sync::atomic::Ordering::Relaxed);
+                let what = format!("delete queue '{}'", m.queue);
+                let change = crate::clustering::Change::define(&vh, &broker.config.node_name, m);
+                crate::clustering::define(broker, change, what).await
+            }),
+            done: Box::new(move |s, _| {
+                if !nowait {
+                    let message_count = count.load(std::sync::atomic::Ordering::Relaxed);
+                    s.send_method(ch, QueueDeleteOk { message_count });
+                }
+            }),
+        });
     }
 }
 

@@ -78,6 +78,8 @@ pub(crate) enum Op {
     },
     /// Origin → home: queue.declare (passive or equivalent) of a remote queue: its counts.
     Counts { vhost: String, queue: String },
+    /// Origin → home: queue.purge of a remote queue: the messages it dropped.
+    Purge { vhost: String, queue: String },
     /// Origin → home: basic.cancel of consumer `key`.
     Cancel { origin: String, chan: u64, key: u64 },
     /// Origin → home: the channel closed: its consumers go, its unacked are requeued.
@@ -121,6 +123,8 @@ pub enum Verdict {
     Empty,
     /// A queue's ready messages and consumers ([`Op::Counts`]).
     Counts { ready: u32, consumers: u32 },
+    /// The messages a purge dropped ([`Op::Purge`]).
+    Purged(u32),
     /// No answer: the node could not be reached.
     Unreachable,
 }
@@ -480,18 +484,46 @@ impl super::Forwarder {
         vhost: &str,
         queue: &str,
     ) -> impl std::future::Future<Output = Result<(u32, u32), Verdict>> + Send + 'static {
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let op = Op::Counts {
             vhost: vhost.to_string(),
             queue: queue.to_string(),
         };
+        self.ask(node, op, |v| match v {
+            Verdict::Counts { ready, consumers } => Ok((ready, consumers)),
+            other => Err(other),
+        })
+    }
+
+    /// Purges remote queue `queue` of `node` there: the count of messages it dropped.
+    pub fn purge(
+        &self,
+        node: &str,
+        vhost: &str,
+        queue: &str,
+    ) -> impl std::future::Future<Output = Result<u32, Verdict>> + Send + 'static {
+        let op = Op::Purge {
+            vhost: vhost.to_string(),
+            queue: queue.to_string(),
+        };
+        self.ask(node, op, |v| match v {
+            Verdict::Purged(n) => Ok(n),
+            other => Err(other),
+        })
+    }
+
+    /// Sends `op` to `node`; its verdict (unreachable if none came) read by `pick`.
+    fn ask<T>(
+        &self,
+        node: &str,
+        op: Op,
+        pick: fn(Verdict) -> Result<T, Verdict>,
+    ) -> impl std::future::Future<Output = Result<T, Verdict>> + Send + 'static
+    where
+        T: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
         self.op(node, op, OpReply::Once(tx));
-        async move {
-            match rx.await.unwrap_or(Verdict::Unreachable) {
-                Verdict::Counts { ready, consumers } => Ok((ready, consumers)),
-                other => Err(other),
-            }
-        }
+        async move { pick(rx.await.unwrap_or(Verdict::Unreachable)) }
     }
 
     /// Pings `node` while this node has consumers or remote channels involving it; when it
@@ -595,19 +627,20 @@ impl super::Forwarder {
     pub(crate) fn serve_op(&self, host: &Arc<dyn Host>, op: Op) -> Verdict {
         match op {
             Op::Ping => Verdict::Ok,
-            Op::Counts { vhost, queue } => {
-                match host.vhost(&vhost).map(|v| v.queue_for_use(&queue, ConnId(0))) {
-                    Some(Ok(q)) => {
-                        let c = q.counts();
-                        Verdict::Counts {
-                            ready: c.ready,
-                            consumers: c.consumers,
-                        }
+            Op::Counts { vhost, queue } => match home_queue_only(host, &vhost, &queue) {
+                Ok(q) => {
+                    let c = q.counts();
+                    Verdict::Counts {
+                        ready: c.ready,
+                        consumers: c.consumers,
                     }
-                    Some(Err(e)) => Verdict::Error(e.code.code(), e.text.clone()),
-                    None => Verdict::Error(404, format!("no vhost '{vhost}'")),
                 }
-            }
+                Err(v) => v,
+            },
+            Op::Purge { vhost, queue } => match home_queue_only(host, &vhost, &queue) {
+                Ok(q) => Verdict::Purged(q.purge()),
+                Err(v) => v,
+            },
             Op::Consume {
                 origin,
                 chan,
@@ -772,9 +805,7 @@ impl super::Forwarder {
         let v = host
             .vhost(vhost)
             .ok_or_else(|| Verdict::Error(404, format!("no vhost '{vhost}'")))?;
-        let q = v
-            .queue_for_use(queue, ConnId(0))
-            .map_err(|e| Verdict::Error(e.code.code(), e.text.clone()))?;
+        let q = home_queue_only(host, vhost, queue)?;
         let hc = self.home_chan(host, origin, chan);
         {
             let mut qs = hc.queues.lock();
@@ -811,6 +842,15 @@ impl super::Forwarder {
         r.chans.insert((origin.to_string(), chan), hc.clone());
         hc
     }
+}
+
+/// Queue `queue` of vhost `vhost` of this node, or the verdict why not.
+fn home_queue_only(host: &Arc<dyn Host>, vhost: &str, queue: &str) -> Result<Arc<Queue>, Verdict> {
+    let v = host
+        .vhost(vhost)
+        .ok_or_else(|| Verdict::Error(404, format!("no vhost '{vhost}'")))?;
+    v.queue_for_use(queue, ConnId(0))
+        .map_err(|e| Verdict::Error(e.code.code(), e.text.clone()))
 }
 
 /// Home side: forwards what the queues deliver to a remote channel's stand-in to its origin.

@@ -305,20 +305,27 @@ pub(super) async fn queue_delete(
     let meta = v
         .read_topology(|t| t.queue(&name).cloned())
         .ok_or_else(ApiError::not_found)?;
-    let c = match (v.queue_by_id(meta.id), v.home_node(meta.id)) {
-        (Some(q), _) => q.counts(),
-        (None, Some(node)) if query_flag(&query, "if-unused") || query_flag(&query, "if-empty") => {
-            return Err(crate::vhost::remote_queue(&name, &vh, &node).into());
+    let (ready, consumers) = match (v.queue_by_id(meta.id), v.home_node(meta.id)) {
+        (Some(q), _) => {
+            let c = q.counts();
+            (c.ready, c.consumers)
         }
-        (None, Some(_)) => Default::default(),
+        // The conditions are checked against the home node's counts.
+        (None, Some(node)) if query_flag(&query, "if-unused") || query_flag(&query, "if-empty") => {
+            let f = st.broker.forwarder().ok_or_else(ApiError::not_found)?;
+            f.counts(&node, &vh, &name)
+                .await
+                .map_err(|e| home_error(e.into_error(&name, &vh, &node)))?
+        }
+        (None, Some(_)) => (0, 0),
         (None, None) => return Err(ApiError::not_found()),
     };
-    if query_flag(&query, "if-unused") && c.consumers > 0 {
+    if query_flag(&query, "if-unused") && consumers > 0 {
         return Err(ApiError::bad_request(format!(
             "queue '{name}' in vhost '{vh}' in use"
         )));
     }
-    if query_flag(&query, "if-empty") && c.ready > 0 {
+    if query_flag(&query, "if-empty") && ready > 0 {
         return Err(ApiError::bad_request(format!(
             "queue '{name}' in vhost '{vh}' is not empty"
         )));
@@ -335,11 +342,32 @@ pub(super) async fn queue_delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A home node's refusal as the API answers it; its being down is a 404 naming it (RabbitMQ
+/// 4's text for a down queue), not the bare "Not Found".
+fn home_error(e: warren_core::AmqpError) -> ApiError {
+    match e.code {
+        warren_codec::ReplyCode::NotFound => ApiError {
+            status: StatusCode::NOT_FOUND,
+            body: json!({"error": "Object Not Found", "reason": e.reply_text()}),
+        },
+        _ => e.into(),
+    }
+}
+
 pub(super) async fn queue_purge(
     State(st): State<Shared>,
     Path((vh, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let v = vhost(&st, &vh)?;
+    if let Some(node) = v.remote_home(&name)
+        && let Some(f) = st.broker.forwarder()
+    {
+        // Purged by its home node.
+        f.purge(&node, &vh, &name)
+            .await
+            .map_err(|e| home_error(e.into_error(&name, &vh, &node)))?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let (_, q, _) = find_queue(&v, &name)?;
     q.purge();
     Ok(StatusCode::NO_CONTENT)
