@@ -1271,12 +1271,7 @@ async fn a_consumer_on_another_node_keeps_prefetch_acks_requeues_and_is_cancelle
 async fn dead_letters_reach_a_queue_of_another_node() {
     let (nodes, _) = three_nodes("d").await;
     let h1 = http_port(&nodes[0]);
-    let (_c2, ch2) = amqp_channel(&nodes[1]).await;
-    common::declare_durable(&ch2, "q.dlq", no_args()).await;
-    wait_for(h1, "/api/queues/%2F/q.dlq", 10, "q.dlq on node 1", |s, _| {
-        s == 200
-    })
-    .await;
+    let (_c2, ch2) = declared_on(&nodes[1], "q.dlq", h1).await;
     let (_c1, ch1) = amqp_channel(&nodes[0]).await;
     let args = common::table(vec![
         ("x-dead-letter-exchange", common::lstr("")),
@@ -1414,6 +1409,23 @@ async fn homed_on_node_1(
     let (c1, ch1) = amqp_channel(&nodes[0]).await;
     common::declare_durable(&ch1, queue, no_args()).await;
     (nodes, hs, c1, ch1)
+}
+
+/// Declares durable queue `queue` on node `home` (through the connection and channel
+/// returned) and waits until the node with HTTP port `seen_on` has it.
+async fn declared_on(home: &TestBroker, queue: &str, seen_on: u16) -> (lapin::Connection, lapin::Channel) {
+    let (c, ch) = amqp_channel(home).await;
+    common::declare_durable(&ch, queue, no_args()).await;
+    let path = format!("/api/queues/%2F/{queue}");
+    wait_for(
+        seen_on,
+        &path,
+        10,
+        &format!("{queue} on the other node"),
+        |s, _| s == 200,
+    )
+    .await;
+    (c, ch)
 }
 
 /// The item of listing `v` whose `field` is `value`.
@@ -1616,4 +1628,83 @@ async fn purge_and_conditional_delete_of_a_remote_queue_are_answered_by_its_home
     for n in nodes {
         n.running.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_publisher_faster_than_its_forwarding_link_is_parked_with_the_link_bounded() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (nodes, proxies) = proxied_nodes("b").await;
+    let _home = declared_on(&nodes[0], "q.bp", http_port(&nodes[1])).await;
+    let f2 = || nodes[1].running.broker.forwarder().expect("clustered");
+    let bound = warren_server::forward::LINK_MAX_BYTES;
+
+    // Node 2's link to node 1 stands still; a publisher on node 2 sends 25 MB to node 1's queue.
+    proxies[1][0].as_ref().unwrap().stall();
+    let (c2, pub2) = amqp_channel(&nodes[1]).await;
+    let (n, size) = (400usize, 64 * 1024);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let count = sent.clone();
+    let publisher = tokio::spawn(async move {
+        let body = vec![b'x'; size];
+        for _ in 0..n {
+            common::publish(&pub2, "", "q.bp", &body).await;
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        (c2, pub2)
+    });
+    // It is parked (its connection in `flow`) with the link's bytes at the bound, not beyond.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut max = 0;
+    while !nodes[1]
+        .running
+        .broker
+        .connections()
+        .iter()
+        .any(|c| c.state(now_ms()) == "flow")
+    {
+        max = max.max(f2().link_bytes("b1@localhost"));
+        assert!(
+            Instant::now() < deadline,
+            "never parked ({} sent)",
+            sent.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let parked_at = sent.load(Ordering::Relaxed);
+    for _ in 0..50 {
+        max = max.max(f2().link_bytes("b1@localhost"));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        max <= bound + size + 1024,
+        "link held {max} bytes (bound {bound})"
+    );
+    assert!(parked_at < n, "all {n} published before the link filled");
+    // Healed: the rest goes through.
+    proxies[1][0].as_ref().unwrap().heal();
+    let _kept = common::within(20, "the publisher to finish", publisher)
+        .await
+        .unwrap();
+    wait_for(
+        http_port(&nodes[0]),
+        "/api/queues/%2F/q.bp",
+        20,
+        "messages on node 1",
+        |s, v| s == 200 && v["messages"].as_u64() > Some(0),
+    )
+    .await;
+    eprintln!(
+        "forwarding link held at most {max} bytes (bound {bound}); publisher parked after {parked_at} of {n} 64 KiB messages"
+    );
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }

@@ -95,6 +95,9 @@ pub struct Connection {
     /// Credit flow: queues whose last credit this connection's publishes took; while any is
     /// out of credit the connection does not read its client (TCP back-pressure).
     pub(crate) flow: Vec<Arc<Queue>>,
+    /// Forwarding links to other cluster nodes over their byte bound that this connection's
+    /// publishes fed; parked on like `flow`.
+    link_flow: Vec<Arc<crate::forward::LinkCredit>>,
     /// When the earliest of those queues grants a fresh window anyway (slow consumers).
     flow_wake: Option<Instant>,
     /// `process_input` stopped with frames left in the read buffer (write backlog, flow).
@@ -194,6 +197,7 @@ pub async fn handle_split<R, W>(
         cert_login,
         close_reason: String::new(),
         flow: Vec::new(),
+        link_flow: Vec::new(),
         flow_wake: None,
         input_held: false,
     };
@@ -292,7 +296,7 @@ impl Connection {
             // asks for can pile up here) until the writer drains.
             let backed_up = shared.backlog.load(Ordering::Acquire) >= HARD_WRITE_BACKLOG;
             // Parked on a queue's credit (credit flow): input waits in the socket.
-            let in_flow = !self.flow.is_empty() && self.phase == Phase::Open;
+            let in_flow = self.parked() && self.phase == Phase::Open;
             // A blocked publisher is not read (TCP backpressure) until the alarm clears.
             // A channel waits for the cluster to commit its topology change: input waits too
             // (so the channel's later methods see the change), everything else goes on.
@@ -407,7 +411,12 @@ impl Connection {
         self.check_flow();
     }
 
-    /// Re-checks the queues parked on; true when the connection may read again.
+    /// Parked on a queue's credit or a forwarding link's.
+    fn parked(&self) -> bool {
+        !self.flow.is_empty() || !self.link_flow.is_empty()
+    }
+
+    /// Re-checks the queues and links parked on; true when the connection may read again.
     fn check_flow(&mut self) -> bool {
         let now = crate::util::now_ms();
         let shared = self.session.shared.clone();
@@ -419,8 +428,9 @@ impl Connection {
                 true
             }
         });
+        self.link_flow.retain(|l| l.park(&shared));
         let was = self.session.shared.in_flow.load(Ordering::Acquire);
-        let is = !self.flow.is_empty();
+        let is = self.parked();
         if was != is {
             self.session.shared.in_flow.store(is, Ordering::Release);
             self.session.shared.flow_at_ms.store(now, Ordering::Release);
@@ -629,7 +639,7 @@ impl Connection {
                 return;
             }
             // Parked on a queue's credit: the rest waits (run() resumes on `flow_notify`).
-            if !self.flow.is_empty() && self.phase == Phase::Open {
+            if self.parked() && self.phase == Phase::Open {
                 self.input_held = true;
                 return;
             }
@@ -1128,6 +1138,17 @@ impl Connection {
         };
         if let Some(p) = &mut self.session.pending {
             p.ids = (cid, mid);
+        }
+        if !self.session.out_of_link_credit.is_empty() {
+            let links = std::mem::take(&mut self.session.out_of_link_credit);
+            for l in links {
+                if !self.link_flow.iter().any(|f| Arc::ptr_eq(f, &l)) {
+                    self.link_flow.push(l);
+                }
+            }
+            if self.session.out_of_credit.is_empty() {
+                self.check_flow();
+            }
         }
         if !self.session.out_of_credit.is_empty() {
             let queues = std::mem::take(&mut self.session.out_of_credit);

@@ -73,6 +73,57 @@ pub const MAX_BATCH: usize = 512;
 /// Most message bytes in one forwarded batch (a batch holds at least one message).
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
 
+/// Most bytes of messages waiting on one [`Link`] (queued or in flight) before the
+/// publishers feeding it are parked (credit flow: their connections are not read, and show
+/// `flow`, until the link drains under it), so a link slower than its publishers does not
+/// grow memory.
+pub const LINK_MAX_BYTES: usize = 8 << 20;
+
+/// Bytes counted per forwarded message besides its body (names, properties, bookkeeping).
+const ITEM_OVERHEAD: usize = 256;
+
+/// One link's byte count and the connections parked on it.
+#[derive(Debug, Default)]
+pub struct LinkCredit {
+    bytes: std::sync::atomic::AtomicUsize,
+    waiters: parking_lot::Mutex<Vec<Weak<ConnShared>>>,
+}
+
+impl LinkCredit {
+    /// Bytes of messages waiting on the link or in flight.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    /// Whether a publisher of `conn` must wait for the link to drain; if so, `conn` is woken
+    /// (its `flow_resume`) when it has.
+    pub fn park(&self, conn: &Arc<ConnShared>) -> bool {
+        if self.bytes() < LINK_MAX_BYTES {
+            return false;
+        }
+        let mut w = self.waiters.lock();
+        if self.bytes() < LINK_MAX_BYTES {
+            return false;
+        }
+        let me = Arc::downgrade(conn);
+        if !w.iter().any(|x| x.ptr_eq(&me)) {
+            w.push(me);
+        }
+        true
+    }
+
+    /// `n` bytes left the link: parked publishers go on once it is under the bound.
+    fn drained(&self, n: usize) {
+        let before = self.bytes.fetch_sub(n, Ordering::AcqRel);
+        if before.saturating_sub(n) < LINK_MAX_BYTES {
+            let waiters = std::mem::take(&mut *self.waiters.lock());
+            for c in waiters.iter().filter_map(Weak::upgrade) {
+                c.flow_resume();
+            }
+        }
+    }
+}
+
 /// A request from one node's forwarding layer to another's.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
@@ -176,7 +227,7 @@ pub(crate) enum OpReply {
 /// The outgoing side of forwarding: one [`Link`] per destination node for publishes, one op
 /// link for the rest, and the remote consumers' registries.
 pub struct Forwarder {
-    links: parking_lot::Mutex<HashMap<String, mpsc::UnboundedSender<Outgoing>>>,
+    links: parking_lot::Mutex<HashMap<String, (mpsc::UnboundedSender<Outgoing>, Arc<LinkCredit>)>>,
     ops: parking_lot::Mutex<HashMap<String, mpsc::UnboundedSender<(Op, OpReply)>>>,
     pub(crate) remote: parking_lot::Mutex<consume::Registry>,
     pub(crate) watched: parking_lot::Mutex<HashSet<String>>,
@@ -253,7 +304,13 @@ impl Forwarder {
         }
     }
 
-    /// Queues `msg` for the queues `queues` of node `node`; its verdict goes to `reply`.
+    /// The bytes waiting on (or in flight on) the link to `node`.
+    pub fn link_bytes(&self, node: &str) -> usize {
+        self.links.lock().get(node).map_or(0, |(_, c)| c.bytes())
+    }
+
+    /// Queues `msg` for the queues `queues` of node `node`; its verdict goes to `reply`. The
+    /// link's credit when it is over [`LINK_MAX_BYTES`] now (the publisher should park on it).
     pub fn publish(
         &self,
         node: &str,
@@ -262,7 +319,8 @@ impl Forwarder {
         msg: MessageRef,
         ttl: Option<u64>,
         reply: Option<Reply>,
-    ) {
+    ) -> Option<Arc<LinkCredit>> {
+        let size = msg.body.len() + ITEM_OVERHEAD;
         let out = Outgoing {
             vhost: vhost.to_string(),
             queues,
@@ -271,15 +329,25 @@ impl Forwarder {
             reply,
         };
         let mut links = self.links.lock();
-        let tx = links.entry(node.to_string()).or_insert_with(|| {
+        let (tx, credit) = links.entry(node.to_string()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(Link::run(node.to_string(), self.broker.clone(), rx));
-            tx
+            let credit = Arc::new(LinkCredit::default());
+            tokio::spawn(Link::run(
+                node.to_string(),
+                self.broker.clone(),
+                rx,
+                credit.clone(),
+            ));
+            (tx, credit)
         });
+        credit.bytes.fetch_add(size, Ordering::AcqRel);
         if let Err(mpsc::error::SendError(out)) = tx.send(out) {
             // The link's task ended (the runtime is shutting down).
+            credit.drained(size);
             verdict(out.reply, false);
+            return None;
         }
+        (credit.bytes() >= LINK_MAX_BYTES).then(|| credit.clone())
     }
 }
 
@@ -298,7 +366,12 @@ fn verdict(reply: Option<Reply>, ok: bool) {
 struct Link;
 
 impl Link {
-    async fn run(node: String, broker: Weak<dyn Host>, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+    async fn run(
+        node: String,
+        broker: Weak<dyn Host>,
+        mut rx: mpsc::UnboundedReceiver<Outgoing>,
+        credit: Arc<LinkCredit>,
+    ) {
         let mut batch: Vec<Outgoing> = Vec::new();
         while let Some(first) = rx.recv().await {
             let mut bytes = first.msg.body.len();
@@ -321,6 +394,7 @@ impl Link {
                 tracing::warn!(%node, messages = batch.len(), "forwarding failed: {e}");
                 vec![false; batch.len()]
             });
+            credit.drained(batch.iter().map(|o| o.msg.body.len() + ITEM_OVERHEAD).sum());
             for (o, ok) in batch
                 .drain(..)
                 .zip(verdicts.into_iter().chain(std::iter::repeat(false)))

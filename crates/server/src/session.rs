@@ -90,6 +90,9 @@ pub struct Session {
     pub dirty: Vec<Arc<Queue>>,
     /// Queues whose last credit a publish took since the connection last looked (credit flow).
     pub out_of_credit: Vec<Arc<Queue>>,
+    /// Forwarding links (to other cluster nodes) the last command's publishes filled past
+    /// their bound: the connection parks on them as on `out_of_credit`.
+    pub out_of_link_credit: Vec<Arc<crate::forward::LinkCredit>>,
 }
 
 impl Session {
@@ -109,6 +112,7 @@ impl Session {
             sync_batch: 1,
             dirty: Vec::new(),
             out_of_credit: Vec::new(),
+            out_of_link_credit: Vec::new(),
         }
     }
 

@@ -607,7 +607,11 @@ impl Channel {
                 channel: self.id,
                 seq,
             });
-            f.publish(&node, vhost, queues, msg.clone(), ttl, reply);
+            if let Some(credit) = f.publish(&node, vhost, queues, msg.clone(), ttl, reply)
+                && !s.out_of_link_credit.iter().any(|c| Arc::ptr_eq(c, &credit))
+            {
+                s.out_of_link_credit.push(credit);
+            }
         }
         Ok(())
     }
