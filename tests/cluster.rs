@@ -409,6 +409,13 @@ fn node_config(
     }
 }
 
+/// Restarts node `i` (of cluster ports `ports`) named `name` on its data directory `dir`, with
+/// the others as seeds.
+async fn relaunch(name: &str, dir: common::tempdir::Dir, ports: &[u16], i: usize) -> TestBroker {
+    let seeds: Vec<u16> = ports.iter().copied().filter(|p| *p != ports[i]).collect();
+    launch(node_config(name, &dir.path, ports[i], &seeds, vec![]), dir).await
+}
+
 /// Starts a node of `node_config` on `dir` (kept by the caller, to restart on it).
 async fn launch(config: warren_server::Config, dir: common::tempdir::Dir) -> TestBroker {
     let running = warren_server::start(config).await.expect("node starts");
@@ -636,12 +643,7 @@ async fn topology_declared_over_amqp_replicates_and_a_restarted_node_catches_up(
         204
     );
     let t = Instant::now();
-    let seeds = [ports[0], ports[1]];
-    let n3 = launch(
-        node_config("t3@localhost", &data_dir.path, ports[2], &seeds, vec![]),
-        data_dir,
-    )
-    .await;
+    let n3 = relaunch("t3@localhost", data_dir, &ports, 2).await;
     let h3 = http_port(&n3);
     // The policy's deletion was the last change (node 3 had the policy before it went down):
     // once it is gone there, every earlier change is applied too (one log, in order).
@@ -1269,7 +1271,7 @@ async fn a_consumer_on_another_node_keeps_prefetch_acks_requeues_and_is_cancelle
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dead_letters_reach_a_queue_of_another_node() {
-    let (nodes, _) = three_nodes("d").await;
+    let (mut nodes, ports) = three_nodes("d").await;
     let h1 = http_port(&nodes[0]);
     let (_c2, ch2) = declared_on(&nodes[1], "q.dlq", h1).await;
     let (_c1, ch1) = amqp_channel(&nodes[0]).await;
@@ -1279,27 +1281,56 @@ async fn dead_letters_reach_a_queue_of_another_node() {
     ]);
     common::declare_durable(&ch1, "q.src", args).await;
     let n = 50;
+    let persistent = || lapin::BasicProperties::default().with_delivery_mode(2);
     for b in numbered("dl", n) {
         common::publish(&ch1, "", "q.src", b.as_bytes()).await;
     }
     // Rejected on node 1 without requeue: dead-lettered into node 2's queue, in order.
     let mut c = common::consume(&ch1, "q.src", "rejecter").await;
+    let reject = lapin::options::BasicRejectOptions { requeue: false };
     for _ in 0..n {
         let d = common::next(&mut c).await;
-        d.acker
-            .reject(lapin::options::BasicRejectOptions { requeue: false })
-            .await
-            .unwrap();
+        d.acker.reject(reject).await.unwrap();
     }
     let got = drain(&ch2, "q.dlq", n).await;
     assert_eq!(got, numbered("dl", n));
-    let dropped = nodes[0]
-        .running
-        .broker
-        .metrics
-        .dead_letter_dropped
-        .load(std::sync::atomic::Ordering::Relaxed);
+
+    // At-least-once: node 2 down while node 1 dead-letters 10 persistent messages to it; they
+    // are retried (not dropped) and reach node 2's queue when it is back.
+    drop((_c2, ch2));
+    let TestBroker {
+        running, data_dir, ..
+    } = nodes.remove(1);
+    running.shutdown().await;
+    for b in numbered("down", 10) {
+        common::publish_props(&ch1, "", "q.src", b.as_bytes(), persistent()).await;
+    }
+    for _ in 0..10 {
+        let d = common::next(&mut c).await;
+        d.acker.reject(reject).await.unwrap();
+    }
+    let t = Instant::now();
+    let n2 = relaunch("d2@localhost", data_dir, &ports, 1).await;
+    wait_for(
+        http_port(&n2),
+        "/api/queues/%2F/q.dlq",
+        15,
+        "the retried dead letters on node 2",
+        |s, v| s == 200 && v["messages"] == 10,
+    )
+    .await;
+    let retried_in = t.elapsed();
+    let (_c2, ch2) = amqp_channel(&n2).await;
+    // Each retried separately: all of them, not necessarily in order.
+    let mut got = drain(&ch2, "q.dlq", 10).await;
+    got.sort();
+    assert_eq!(got, numbered("down", 10));
+    let m = &nodes[0].running.broker.metrics;
+    let dropped = m.dead_letter_dropped.load(std::sync::atomic::Ordering::Relaxed)
+        + m.forward_dropped.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(dropped, 0);
+    eprintln!("dead letters for a down node delivered {retried_in:?} after its restart began");
+    nodes.push(n2);
     for n in nodes {
         n.running.shutdown().await;
     }

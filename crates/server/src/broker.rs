@@ -105,9 +105,14 @@ impl Broker {
         )));
         let me = Arc::downgrade(self);
         let _ = self.remote_sink.set(crate::vhost::RemoteSink(Box::new(
-            move |node, vhost, queues, msg| {
+            move |node, vhost, queues, msg, confirmed| {
                 if let Some(f) = me.upgrade().as_ref().and_then(|b| b.forwarder()) {
-                    f.publish(node, vhost, queues, msg, None, None);
+                    match confirmed {
+                        Some(c) => f.dead_letter(node, vhost, queues, msg, c),
+                        None => {
+                            f.publish(node, vhost, queues, msg, None, None);
+                        }
+                    }
                 }
             },
         )));

@@ -208,7 +208,21 @@ struct Outgoing {
     msg: MessageRef,
     ttl: Option<u64>,
     reply: Option<Reply>,
+    /// Called with the verdict (a dead letter's at-least-once retry).
+    done: Option<Done>,
 }
+
+/// A callback with a forwarded message's verdict.
+struct Done(Box<dyn FnOnce(bool) + Send + Sync>);
+
+impl std::fmt::Debug for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Done")
+    }
+}
+
+/// How long a dead letter whose home did not take it waits before it is sent again.
+const DEAD_LETTER_RETRY: Duration = Duration::from_millis(500);
 
 /// Where an op's verdict goes.
 #[derive(Debug)]
@@ -320,14 +334,54 @@ impl Forwarder {
         ttl: Option<u64>,
         reply: Option<Reply>,
     ) -> Option<Arc<LinkCredit>> {
-        let size = msg.body.len() + ITEM_OVERHEAD;
         let out = Outgoing {
             vhost: vhost.to_string(),
             queues,
             msg,
             ttl,
             reply,
+            done: None,
         };
+        self.send_out(node, out)
+    }
+
+    /// Forwards a dead letter to the queues `queues` of `node` at least once: sent again every
+    /// [`DEAD_LETTER_RETRY`] until the node took it (or this node stops), then `confirmed`.
+    pub fn dead_letter(
+        &self,
+        node: &str,
+        vhost: &str,
+        queues: Vec<ShortStr>,
+        msg: MessageRef,
+        confirmed: crate::vhost::Confirmed,
+    ) {
+        let broker = self.broker.clone();
+        let (n, v, qs, m) = (node.to_string(), vhost.to_string(), queues.clone(), msg.clone());
+        let done = Done(Box::new(move |ok| {
+            if ok {
+                return confirmed();
+            }
+            tokio::spawn(async move {
+                tokio::time::sleep(DEAD_LETTER_RETRY).await;
+                if let Some(f) = broker.upgrade().as_ref().and_then(|b| b.forwarder()) {
+                    f.dead_letter(&n, &v, qs, m, confirmed);
+                }
+            });
+        }));
+        let out = Outgoing {
+            vhost: vhost.to_string(),
+            queues,
+            msg,
+            ttl: None,
+            reply: None,
+            done: Some(done),
+        };
+        self.send_out(node, out);
+    }
+
+    /// Queues `out` on `node`'s link: the link's credit when it is over the bound now.
+    fn send_out(&self, node: &str, out: Outgoing) -> Option<Arc<LinkCredit>> {
+        let size = out.msg.body.len() + ITEM_OVERHEAD;
         let mut links = self.links.lock();
         let (tx, credit) = links.entry(node.to_string()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -345,7 +399,7 @@ impl Forwarder {
             // The link's task ended (the runtime is shutting down).
             credit.drained(size);
             verdict(out.reply, false);
-            return None;
+            return None; // A dead letter's retry ends with the runtime.
         }
         (credit.bytes() >= LINK_MAX_BYTES).then(|| credit.clone())
     }
@@ -399,8 +453,11 @@ impl Link {
                 .drain(..)
                 .zip(verdicts.into_iter().chain(std::iter::repeat(false)))
             {
-                if !ok && o.reply.is_none() {
+                if !ok && o.reply.is_none() && o.done.is_none() {
                     b.metrics().forward_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(d) = o.done {
+                    (d.0)(ok);
                 }
                 verdict(o.reply, ok);
             }
@@ -582,6 +639,7 @@ mod tests {
             msg,
             ttl: Some(5),
             reply: None,
+            done: None,
         }];
         let Request::Publish(items) = postcard::from_bytes(&encode_batch(&batch, 7)).unwrap() else {
             panic!("a publish batch")

@@ -144,10 +144,17 @@ pub struct VHost {
     remote_sink: Arc<std::sync::OnceLock<RemoteSink>>,
 }
 
-/// Hands a message (unconfirmed) to the queues `queues` of cluster node `node` in vhost
-/// `vhost`: the forwarding layer's `publish`, without naming it here.
+/// Hands a dead letter to the queues `queues` of cluster node `node` in vhost `vhost`: the
+/// forwarding layer, without naming it here. With a [`Confirmed`], the copy is retried until
+/// the node took it, then that is called (at-least-once); without, it is sent once,
+/// unconfirmed.
 #[allow(clippy::type_complexity)]
-pub struct RemoteSink(pub Box<dyn Fn(&str, &str, Vec<ShortStr>, MessageRef) + Send + Sync>);
+pub struct RemoteSink(
+    pub Box<dyn Fn(&str, &str, Vec<ShortStr>, MessageRef, Option<Confirmed>) + Send + Sync>,
+);
+
+/// Called once a dead letter's home node took it.
+pub type Confirmed = Box<dyn FnOnce() + Send + Sync>;
 
 impl std::fmt::Debug for RemoteSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -800,6 +807,8 @@ impl VHost {
         let mut synced_targets = false;
         // A durable target could not write its copy: the sources keep theirs.
         let mut target_failed = false;
+        // Copies for queues of other cluster nodes: (node, its queues, the dead letter).
+        let mut remote: Vec<(String, Vec<ShortStr>, MessageRef)> = Vec::new();
         work.extend(letters.into_iter().map(|(m, r)| (me.clone(), m, r)));
         while let Some((q, msg, reason)) = work.pop_front() {
             // The effective target: declared, or set by a policy.
@@ -835,12 +844,11 @@ impl VHost {
                     .collect()
             };
             if targets.len() < routed.queues.len() {
-                // Remote queues (clustering) get their copies forwarded, unconfirmed: the
-                // source does not wait for them (see docs/clustering.md).
+                // Remote queues (clustering) get their copies forwarded (below).
                 for (node, mut queues) in self.remote_destinations(&routed.queues) {
                     queues.retain(|n| !is_cycle(&dl, n));
                     match self.remote_sink.get() {
-                        Some(sink) if !queues.is_empty() => (sink.0)(&node, &self.name, queues, dl.clone()),
+                        Some(_) if !queues.is_empty() => remote.push((node, queues, dl.clone())),
                         Some(_) => {}
                         None => {
                             tracing::warn!(queue = %q.meta.name, dlx, %node, "dead letter routed to queues of another cluster node, which this node cannot reach; dropped");
@@ -870,27 +878,59 @@ impl VHost {
                 work.extend(more.into_iter().map(|(m, r)| (t.clone(), m, r)));
             }
         }
+        let sink = self.remote_sink.get();
         if target_failed {
             tracing::error!(
                 "a dead-letter target could not store its copy; the messages stay in their source queues' logs (redelivered after a restart)"
             );
-            return;
+            release.clear();
         }
-        self.release_dead_lettered(release, synced_targets);
+        let persistence = self.persistence.clone();
+        let Some(sink) = sink.filter(|_| !remote.is_empty() && !release.is_empty()) else {
+            // At-most-once (or nothing remote): remote copies are sent once, unconfirmed.
+            for (node, queues, m) in remote {
+                if let Some(sink) = sink {
+                    (sink.0)(&node, &self.name, queues, m, None);
+                }
+            }
+            release_dead_lettered(persistence, release, synced_targets);
+            return;
+        };
+        // At-least-once: the sources keep their messages until every remote home took its
+        // copy (retried while a home is unreachable), as for a local target's fsync.
+        let left = Arc::new(std::sync::atomic::AtomicUsize::new(remote.len()));
+        let then = Arc::new(parking_lot::Mutex::new(Some((persistence, release))));
+        for (node, queues, m) in remote {
+            let (left, then) = (left.clone(), then.clone());
+            let confirmed: Confirmed = Box::new(move || {
+                if left.fetch_sub(1, Ordering::AcqRel) == 1
+                    && let Some((p, release)) = then.lock().take()
+                {
+                    release_dead_lettered(p, release, synced_targets);
+                }
+            });
+            (sink.0)(&node, &self.name, queues, m, Some(confirmed));
+        }
     }
+}
 
-    /// Acks dead-lettered messages in their source logs: after a group commit when a durable
-    /// target took a copy, at once otherwise.
-    fn release_dead_lettered(&self, release: Vec<(Arc<Queue>, Vec<StorePos>)>, after_sync: bool) {
-        if release.is_empty() {
-            return;
-        }
+/// Acks dead-lettered messages in their source logs: after a group commit when a durable
+/// target took a copy, at once otherwise.
+fn release_dead_lettered(
+    persistence: Option<Arc<Persistence>>,
+    release: Vec<(Arc<Queue>, Vec<StorePos>)>,
+    after_sync: bool,
+) {
+    if release.is_empty() {
+        return;
+    }
+    {
         let ack_all = move |release: Vec<(Arc<Queue>, Vec<StorePos>)>| {
             for (q, positions) in release {
                 q.ack_positions(&positions);
             }
         };
-        let Some(p) = self.persistence.as_ref().filter(|_| after_sync) else {
+        let Some(p) = persistence.as_ref().filter(|_| after_sync) else {
             ack_all(release);
             return;
         };
