@@ -238,10 +238,13 @@ pub(crate) enum OpReply {
     },
 }
 
+/// One destination node's link: its FIFO and its byte count.
+type LinkEntry = (mpsc::UnboundedSender<Outgoing>, Arc<LinkCredit>);
+
 /// The outgoing side of forwarding: one [`Link`] per destination node for publishes, one op
 /// link for the rest, and the remote consumers' registries.
 pub struct Forwarder {
-    links: parking_lot::Mutex<HashMap<String, (mpsc::UnboundedSender<Outgoing>, Arc<LinkCredit>)>>,
+    links: parking_lot::Mutex<HashMap<String, LinkEntry>>,
     ops: parking_lot::Mutex<HashMap<String, mpsc::UnboundedSender<(Op, OpReply)>>>,
     pub(crate) remote: parking_lot::Mutex<consume::Registry>,
     pub(crate) watched: parking_lot::Mutex<HashSet<String>>,
