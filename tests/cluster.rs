@@ -1739,3 +1739,37 @@ fn now_ms() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_durable_auto_delete_queue_left_by_its_last_consumer_is_deleted_on_every_node() {
+    let (nodes, _) = three_nodes("a").await;
+    let hs: Vec<u16> = nodes.iter().map(http_port).collect();
+    let (_c1, ch1) = amqp_channel(&nodes[0]).await;
+    let opts = lapin::options::QueueDeclareOptions {
+        durable: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    for q in ["q.ad.local", "q.ad.remote"] {
+        ch1.queue_declare(q.into(), opts, no_args()).await.unwrap();
+        everywhere(&hs, &format!("/api/queues/%2F/{q}"), 200, "declared everywhere").await;
+    }
+    // The last consumer leaves on the home node, and on another node (a proxy consumer).
+    let (_c2, ch2) = amqp_channel(&nodes[1]).await;
+    for (ch, q) in [(&ch1, "q.ad.local"), (&ch2, "q.ad.remote")] {
+        let c = common::consume(ch, q, "only").await;
+        ch.basic_cancel(c.tag(), Default::default()).await.unwrap();
+        let t = Instant::now();
+        everywhere(
+            &hs,
+            &format!("/api/queues/%2F/{q}"),
+            404,
+            "auto-deleted everywhere",
+        )
+        .await;
+        eprintln!("{q} auto-deleted on every node in {:?}", t.elapsed());
+    }
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}

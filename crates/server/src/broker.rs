@@ -92,6 +92,34 @@ impl Broker {
         self.cluster.get()
     }
 
+    /// Deletes queue `name` of `v`, an auto-delete queue whose last consumer left: on a
+    /// clustered node a replicated queue (durable, not exclusive) is deleted through the
+    /// metadata group, so that every node drops its definition (in the background: the
+    /// consumer's cancel does not wait for it); any other queue here at once.
+    pub fn auto_delete_queue(self: &Arc<Self>, v: &crate::vhost::VHost, name: &str) {
+        let replicated = self.cluster().is_some()
+            && v.read_topology(|t| {
+                t.queue(name)
+                    .is_some_and(|q| q.durable && q.exclusive_owner.is_none())
+            });
+        if !replicated {
+            v.delete_queue(name);
+            return;
+        }
+        let m = warren_codec::methods::QueueDelete {
+            queue: ShortStr::from(name),
+            ..Default::default()
+        };
+        let change = crate::clustering::Change::define(&v.name, &self.config.node_name, m);
+        let what = format!("delete queue '{name}'");
+        let b = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::clustering::define(b, change, what).await {
+                tracing::warn!("auto-delete of a queue not replicated: {}", e.text);
+            }
+        });
+    }
+
     /// The cross-node forwarding layer of a clustered node.
     pub fn forwarder(&self) -> Option<&crate::forward::Forwarder> {
         self.forwarder.get()
@@ -281,5 +309,11 @@ impl crate::forward::Host for Broker {
 
     fn forwarder(&self) -> Option<&crate::forward::Forwarder> {
         Broker::forwarder(self)
+    }
+
+    fn auto_delete(self: Arc<Self>, vhost: &str, queue: &str) {
+        if let Some(v) = self.vhost(vhost) {
+            self.auto_delete_queue(&v, queue);
+        }
     }
 }

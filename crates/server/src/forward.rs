@@ -66,6 +66,9 @@ pub trait Host: Send + Sync + 'static {
     fn next_id(&self) -> u64;
     /// The forwarding layer.
     fn forwarder(&self) -> Option<&Forwarder>;
+    /// Deletes an auto-delete queue whose last consumer left
+    /// ([`crate::broker::Broker::auto_delete_queue`]).
+    fn auto_delete(self: Arc<Self>, vhost: &str, queue: &str);
 }
 
 /// Most messages in one forwarded batch.

@@ -318,6 +318,11 @@ pub struct QueueCounts {
 }
 
 impl Queue {
+    /// Its vhost's name (`None` once the vhost is gone).
+    pub fn vhost_name(&self) -> Option<String> {
+        self.vhost.upgrade().map(|v| v.name.clone())
+    }
+
     /// A new queue handle.
     pub fn new(meta: QueueMeta, vhost: Weak<VHost>) -> Arc<Queue> {
         let mut state = QueueState::new(&meta.name, meta.args.clone());

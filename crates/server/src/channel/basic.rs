@@ -199,7 +199,8 @@ impl Channel {
         if let Some(rec) = self.consumers.remove(&m.consumer_tag)
             && rec.queue.remove_consumer(rec.key)
         {
-            s.vhost()?.delete_queue(rec.queue.name());
+            let v = s.vhost()?;
+            s.broker.auto_delete_queue(&v, rec.queue.name());
         }
         if !m.nowait {
             s.send_method(

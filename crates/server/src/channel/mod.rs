@@ -236,7 +236,7 @@ impl Channel {
         for (_, rec) in self.consumers.drain() {
             if rec.queue.detach_consumer(rec.key) {
                 if let Some(v) = &vhost {
-                    v.delete_queue(rec.queue.name());
+                    s.broker.auto_delete_queue(v, rec.queue.name());
                 }
             } else if !detached.iter().any(|q| q.same(&rec.queue)) {
                 detached.push(rec.queue);

@@ -597,7 +597,12 @@ impl super::Forwarder {
         }
         let consumers = std::mem::take(&mut *hc.consumers.lock());
         for (_, key, q) in consumers {
-            q.detach_consumer(key);
+            // An auto-delete queue's last consumer leaving deletes it everywhere.
+            if q.detach_consumer(key)
+                && let (Some(h), Some(vh)) = (self.broker.upgrade(), q.vhost_name())
+            {
+                h.auto_delete(&vh, &q.meta.name);
+            }
         }
         let queues = std::mem::take(&mut *hc.queues.lock());
         for q in queues {
@@ -742,9 +747,12 @@ impl super::Forwarder {
                     gone
                 };
                 for (_, local, q) in gone {
-                    // An auto-delete queue is not deleted by a remote consumer leaving (see
-                    // docs/clustering.md).
-                    q.remove_consumer(local);
+                    // An auto-delete queue's last consumer leaving deletes it everywhere.
+                    if q.remove_consumer(local)
+                        && let Some(vh) = q.vhost_name()
+                    {
+                        host.clone().auto_delete(&vh, &q.meta.name);
+                    }
                 }
                 Verdict::Ok
             }
