@@ -194,7 +194,7 @@ impl Channel {
             Method::BasicCancel(m) => self.basic_cancel(s, m),
             Method::BasicPublish(m) => {
                 let (header, body) = content.ok_or_else(|| AmqpError::internal("publish without content"))?;
-                self.basic_publish(s, m, header.properties, body)
+                self.basic_publish(s, m, header, body)
             }
             Method::BasicGet(m) => self.basic_get(s, m),
             Method::BasicAck(m) => self.basic_ack(s, m.delivery_tag, m.multiple),

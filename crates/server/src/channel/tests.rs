@@ -84,7 +84,7 @@ impl Harness {
             &mut self.s,
             Command {
                 method: m.into(),
-                content: Some((header, body)),
+                content: Some((Box::new(header), body)),
             },
         )?;
         Ok(self.written())
