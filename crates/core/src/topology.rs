@@ -6,7 +6,7 @@
 //! [`consistent_hash`](crate::routing::consistent_hash)) and `x-random`, and exchanges may
 //! deduplicate publishes (`x-deduplication-window`, see [`dedup`](crate::dedup)).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -166,7 +166,7 @@ struct Exchange {
 impl Exchange {
     fn new(id: ExchangeId, meta: ExchangeMeta) -> Exchange {
         let index = match meta.kind {
-            ExchangeKind::Direct => Index::Direct(HashMap::new()),
+            ExchangeKind::Direct => Index::Direct(HashMap::default()),
             ExchangeKind::Fanout => Index::Fanout,
             ExchangeKind::Topic => Index::Topic(TopicIndex::new()),
             ExchangeKind::Headers => Index::Headers,
@@ -416,11 +416,11 @@ impl Topology {
     pub fn new(vhost: &str) -> Topology {
         let mut t = Topology {
             vhost: vhost.to_string(),
-            exchanges: HashMap::new(),
-            exchange_names: HashMap::new(),
-            queues: HashMap::new(),
-            queue_names: HashMap::new(),
-            sources: HashMap::new(),
+            exchanges: HashMap::default(),
+            exchange_names: HashMap::default(),
+            queues: HashMap::default(),
+            queue_names: HashMap::default(),
+            sources: HashMap::default(),
             next_exchange: 0,
             next_queue: 1,
         };
@@ -1380,7 +1380,7 @@ mod tests {
             t.declare_queue(&qdecl(n, &a)).unwrap();
             t.bind_queue(n, "rnd", "", &a).unwrap();
         }
-        let mut counts: HashMap<QueueId, usize> = HashMap::new();
+        let mut counts: HashMap<QueueId, usize> = HashMap::default();
         for _ in 0..3000 {
             let r = t.route("rnd", &["k"], None).unwrap().queues;
             assert_eq!(r.len(), 1);

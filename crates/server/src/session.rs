@@ -11,7 +11,7 @@
 //! permissions on its vhost together with the user database's generation; every check is one
 //! atomic load plus, on the publish hot path, one lookup in a map of exchange name → decision.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -152,7 +152,7 @@ impl Session {
                 generation,
                 loaded: true,
                 perm: self.broker.users.permission(&self.user, vhost),
-                publish: HashMap::new(),
+                publish: HashMap::default(),
                 topic: self.broker.users.topic_permissions_of(&self.user, vhost),
             };
         }

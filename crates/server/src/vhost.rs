@@ -12,7 +12,7 @@
 //! consuming goes through a proxy consumer on the home node ([`crate::forward`]); getting or
 //! purging one fails with [`remote_queue`]'s 404.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -188,8 +188,8 @@ impl VHost {
         VHost {
             name: name.to_string(),
             topology: RwLock::new(Topology::new(name)),
-            queues: RwLock::new(HashMap::new()),
-            remote: RwLock::new(HashMap::new()),
+            queues: RwLock::new(HashMap::default()),
+            remote: RwLock::new(HashMap::default()),
             metrics,
             persistence,
             policies: RwLock::new(Vec::new()),
