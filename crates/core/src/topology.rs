@@ -373,6 +373,10 @@ pub struct Routed {
     pub queues: Vec<QueueId>,
     /// An exchange on the way dropped the message as a duplicate (`x-deduplication-window`).
     pub duplicate: bool,
+    /// The queues depend only on the exchange and the keys (direct, fanout and topic
+    /// exchanges without a deduplication window, all along the way), so the same publish
+    /// routes the same while the topology is unchanged: the caller may cache the result.
+    pub key_only: bool,
 }
 
 thread_local! {
@@ -949,7 +953,10 @@ impl Topology {
         props: Option<&BasicProperties>,
         now: Option<u64>,
     ) -> AmqpResult<Routed> {
-        let mut routed = Routed::default();
+        let mut routed = Routed {
+            key_only: true,
+            ..Routed::default()
+        };
         if exchange.is_empty() {
             for k in keys {
                 if let Some(q) = self.queues.get(*k) {
@@ -994,6 +1001,9 @@ impl Topology {
                 first_id = Some(x.id);
             } else {
                 visited.push(x.id);
+            }
+            if x.dedup.is_some() || !matches!(x.index, Index::Direct(_) | Index::Fanout | Index::Topic(_)) {
+                routed.key_only = false;
             }
             if let (Some(w), Some(p), Some(now)) = (&x.dedup, props, now)
                 && w.lock()

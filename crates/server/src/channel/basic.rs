@@ -516,7 +516,7 @@ impl Channel {
                 ..Default::default()
             }
         } else {
-            v.publish(msg.clone(), ttl, now_ms())?
+            v.publish_cached(msg.clone(), ttl, now_ms(), Some(&mut self.route_cache))?
         };
         s.broker.metrics.count_routed(seq.is_some(), outcome.enqueued);
         let nodes = outcome.remote.len() as u32;

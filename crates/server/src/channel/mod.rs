@@ -56,6 +56,8 @@ pub struct Channel {
     key: ChannelKey,
     closing: bool,
     assembler: ContentAssembler,
+    /// The last publish's route, reused while the topology is unchanged.
+    route_cache: crate::vhost::RouteCache,
     next_tag: u64,
     unacked: VecDeque<Unacked>,
     consumers: HashMap<ShortStr, ConsumerRec>,
@@ -82,6 +84,7 @@ impl Channel {
             key,
             closing: false,
             assembler: ContentAssembler::new(),
+            route_cache: Default::default(),
             next_tag: 1,
             unacked: VecDeque::new(),
             consumers: HashMap::new(),
