@@ -19,24 +19,9 @@ const MAX_PREALLOC: u64 = 1 << 20;
 pub struct Command {
     /// The method.
     pub method: Method,
-    /// Header and body, for basic.publish / return / deliver / get-ok.
-    pub content: Option<(ContentHeader, Bytes)>,
-}
-
-#[derive(Debug, Default)]
-enum State {
-    #[default]
-    Idle,
-    /// A content method arrived; its header is next.
-    Header(Method),
-    /// Header arrived; body frames until `body_size` bytes.
-    Body {
-        method: Method,
-        header: ContentHeader,
-        first: Option<Bytes>,
-        gathered: BytesMut,
-        received: u64,
-    },
+    /// Header and body, for basic.publish / return / deliver / get-ok. The header stays in
+    /// the box the decoder built it in (see [`Frame::Header`]).
+    pub content: Option<(Box<ContentHeader>, Bytes)>,
 }
 
 /// What the assembler produced from one frame.
@@ -49,9 +34,23 @@ pub enum Assembled {
 }
 
 /// Per-channel content assembler.
+///
+/// The state lives in separate fields rather than one enum taken out and put back per frame:
+/// each frame then writes only what it changes (a method, a header pointer, a body handle)
+/// instead of moving a 200-byte state through the match, which cost a `memcpy` or two per
+/// frame on the publish path.
 #[derive(Debug, Default)]
 pub struct ContentAssembler {
-    state: State,
+    /// The content method in progress: its header is next while `header` is `None`.
+    method: Option<Method>,
+    /// Its header, once received: body frames follow until `received == body_size`.
+    header: Option<Box<ContentHeader>>,
+    /// The first body frame, passed through without a copy if it is the only one.
+    first: Option<Bytes>,
+    /// A body split over several frames, gathered.
+    gathered: BytesMut,
+    /// Body bytes received so far.
+    received: u64,
 }
 
 impl ContentAssembler {
@@ -62,119 +61,104 @@ impl ContentAssembler {
 
     /// Whether it is in the middle of a content-bearing command.
     pub fn is_idle(&self) -> bool {
-        matches!(self.state, State::Idle)
+        self.method.is_none()
     }
 
     /// The content method waiting for its header (to check size limits against it), if any.
     pub fn pending_method(&self) -> Option<&Method> {
-        match &self.state {
-            State::Header(m) | State::Body { method: m, .. } => Some(m),
-            State::Idle => None,
-        }
+        self.method.as_ref()
+    }
+
+    /// Back to idle (after a command completed or a frame out of order).
+    fn reset(&mut self) {
+        self.method = None;
+        self.header = None;
+        self.first = None;
+        self.gathered = BytesMut::new();
+        self.received = 0;
+    }
+
+    /// An out-of-order frame: the command in progress is dropped.
+    #[cold]
+    fn unexpected(&mut self, what: &'static str) -> Result<Assembled, CodecError> {
+        self.reset();
+        Err(CodecError::UnexpectedFrame(what))
     }
 
     /// Feeds one frame of this channel (heartbeats never come here).
     pub fn handle(&mut self, frame: Frame) -> Result<Assembled, CodecError> {
-        match (std::mem::take(&mut self.state), frame) {
-            (State::Idle, Frame::Method { method, .. }) => {
-                if method.has_content() {
-                    self.state = State::Header(method);
+        match frame {
+            Frame::Method { method, .. } => match (&self.method, &self.header) {
+                (None, _) if method.has_content() => {
+                    self.method = Some(method);
                     Ok(Assembled::Pending)
-                } else {
-                    Ok(Assembled::Command(Command {
-                        method,
-                        content: None,
-                    }))
                 }
-            }
-            (State::Idle, Frame::Header { .. }) => Err(CodecError::UnexpectedFrame(
-                "content header frame without a method",
-            )),
-            (State::Idle, Frame::Body { .. }) => {
-                Err(CodecError::UnexpectedFrame("content body frame without a method"))
-            }
-            (State::Header(_), Frame::Method { .. }) => Err(CodecError::UnexpectedFrame(
-                "expected content header, got a method frame",
-            )),
-            (State::Header(_), Frame::Body { .. }) => Err(CodecError::UnexpectedFrame(
-                "expected content header, got a body frame",
-            )),
-            (State::Header(method), Frame::Header { header, .. }) => {
-                if header.class_id != method.class_id() {
-                    return Err(CodecError::UnexpectedFrame(
-                        "content header class does not match its method",
-                    ));
+                (None, _) => Ok(Assembled::Command(Command {
+                    method,
+                    content: None,
+                })),
+                (Some(_), None) => self.unexpected("expected content header, got a method frame"),
+                (Some(_), Some(_)) => self.unexpected("expected content body, got a method frame"),
+            },
+            Frame::Header { header, .. } => match (&self.method, &self.header) {
+                (None, _) => self.unexpected("content header frame without a method"),
+                (Some(_), Some(_)) => self.unexpected("expected content body, got a content header"),
+                (Some(m), None) if header.class_id != m.class_id() => {
+                    self.unexpected("content header class does not match its method")
                 }
-                if header.body_size == 0 {
-                    return Ok(Assembled::Command(Command {
+                (Some(_), None) if header.body_size == 0 => match self.method.take() {
+                    Some(method) => Ok(Assembled::Command(Command {
                         method,
                         content: Some((header, Bytes::new())),
-                    }));
-                }
-                self.state = State::Body {
-                    method,
-                    header,
-                    first: None,
-                    gathered: BytesMut::new(),
-                    received: 0,
-                };
-                Ok(Assembled::Pending)
-            }
-            (State::Body { .. }, Frame::Method { .. }) => Err(CodecError::UnexpectedFrame(
-                "expected content body, got a method frame",
-            )),
-            (State::Body { .. }, Frame::Header { .. }) => Err(CodecError::UnexpectedFrame(
-                "expected content body, got a content header",
-            )),
-            (
-                State::Body {
-                    method,
-                    header,
-                    mut first,
-                    mut gathered,
-                    received,
+                    })),
+                    None => self.unexpected("content header frame without a method"),
                 },
-                Frame::Body { body, .. },
-            ) => {
-                let received = received + body.len() as u64;
-                if received > header.body_size {
-                    return Err(CodecError::BodyTooLong {
-                        declared: header.body_size,
-                        received,
-                    });
+                (Some(_), None) => {
+                    self.header = Some(header);
+                    Ok(Assembled::Pending)
                 }
-                if first.is_none() && gathered.is_empty() {
-                    first = Some(body);
-                } else {
-                    if let Some(f) = first.take() {
-                        gathered.reserve(header.body_size.min(MAX_PREALLOC) as usize);
-                        gathered.extend_from_slice(&f);
-                    }
-                    gathered.extend_from_slice(&body);
-                }
-                if received == header.body_size {
-                    let body = match first {
-                        Some(f) => f,
-                        None => gathered.freeze(),
-                    };
-                    return Ok(Assembled::Command(Command {
-                        method,
-                        content: Some((header, body)),
-                    }));
-                }
-                self.state = State::Body {
-                    method,
-                    header,
-                    first,
-                    gathered,
-                    received,
-                };
-                Ok(Assembled::Pending)
+            },
+            Frame::Body { body, .. } => self.body(body),
+            Frame::Heartbeat { .. } => Ok(Assembled::Pending),
+        }
+    }
+
+    /// A body frame: gathered, and the command returned once the declared size is complete.
+    fn body(&mut self, body: Bytes) -> Result<Assembled, CodecError> {
+        let declared = match (&self.method, &self.header) {
+            (Some(_), Some(h)) => h.body_size,
+            (None, _) => return self.unexpected("content body frame without a method"),
+            (Some(_), None) => return self.unexpected("expected content header, got a body frame"),
+        };
+        let received = self.received + body.len() as u64;
+        if received > declared {
+            self.reset();
+            return Err(CodecError::BodyTooLong { declared, received });
+        }
+        if self.first.is_none() && self.gathered.is_empty() {
+            self.first = Some(body);
+        } else {
+            if let Some(f) = self.first.take() {
+                self.gathered.reserve(declared.min(MAX_PREALLOC) as usize);
+                self.gathered.extend_from_slice(&f);
             }
-            (state, Frame::Heartbeat { .. }) => {
-                self.state = state;
-                Ok(Assembled::Pending)
-            }
+            self.gathered.extend_from_slice(&body);
+        }
+        self.received = received;
+        if received < declared {
+            return Ok(Assembled::Pending);
+        }
+        let body = match self.first.take() {
+            Some(f) => f,
+            None => std::mem::take(&mut self.gathered).freeze(),
+        };
+        self.received = 0;
+        match (self.method.take(), self.header.take()) {
+            (Some(method), Some(header)) => Ok(Assembled::Command(Command {
+                method,
+                content: Some((header, body)),
+            })),
+            _ => self.unexpected("content body frame without a method"),
         }
     }
 }
@@ -194,12 +178,12 @@ mod tests {
     fn header(size: u64) -> Frame {
         Frame::Header {
             channel: 1,
-            header: ContentHeader {
+            header: Box::new(ContentHeader {
                 class_id: 60,
                 weight: 0,
                 body_size: size,
                 properties: BasicProperties::default(),
-            },
+            }),
         }
     }
     fn body(b: &'static [u8]) -> Frame {

@@ -64,8 +64,10 @@ pub enum Frame {
     Header {
         /// Channel number.
         channel: u16,
-        /// The header.
-        header: ContentHeader,
+        /// The header, boxed: its properties are 384 bytes, and unboxed they made every frame
+        /// (bodies and methods too) that size, copied with a `memcpy` at each move on the way
+        /// from the decoder through the assembler to the channel.
+        header: Box<ContentHeader>,
     },
     /// A content body frame; the payload is a slice of the read buffer.
     Body {
@@ -168,7 +170,7 @@ fn decode_header_frame(channel: u16, buf: &mut BytesMut, size: usize) -> Result<
     };
     let mut out = Ok(Some(Frame::Header {
         channel,
-        header: ContentHeader::empty(),
+        header: Box::new(ContentHeader::empty()),
     }));
     let mut r = Reader::in_place(buf, 7, 7 + size);
     if let Ok(Some(Frame::Header { header, .. })) = &mut out
@@ -201,13 +203,13 @@ pub fn decode_payload(kind: u8, channel: u16, payload: Bytes) -> Result<Frame, C
         },
         FRAME_HEADER => Frame::Header {
             channel,
-            header: ContentHeader::decode(&payload).map_err(|reason| {
+            header: Box::new(ContentHeader::decode(&payload).map_err(|reason| {
                 let class_id = match payload.get(..2) {
                     Some(&[a, b]) => u16::from_be_bytes([a, b]),
                     _ => 0,
                 };
                 header_error(class_id, reason)
-            })?,
+            })?),
         },
         FRAME_BODY => Frame::Body {
             channel,
@@ -334,7 +336,7 @@ mod tests {
         let Some(Frame::Header { header: h, .. }) = decode_frame(&mut buf, 0).unwrap() else {
             panic!("header")
         };
-        assert_eq!(h, header);
+        assert_eq!(*h, header);
         assert!(region(h.properties.content_type.as_ref().unwrap().as_bytes()));
         let Some(Frame::Body { body, .. }) = decode_frame(&mut buf, 0).unwrap() else {
             panic!("body")

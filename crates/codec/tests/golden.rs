@@ -701,12 +701,12 @@ fn content_header_with_all_14_properties() {
     };
     let expected = Frame::Header {
         channel: 1,
-        header: ContentHeader {
+        header: Box::new(ContentHeader {
             class_id: 60,
             weight: 0,
             body_size: 16,
             properties,
-        },
+        }),
     };
     golden(&wire, expected);
 }
@@ -722,12 +722,12 @@ fn content_header_with_no_properties() {
     ];
     let expected = Frame::Header {
         channel: 1,
-        header: ContentHeader {
+        header: Box::new(ContentHeader {
             class_id: 60,
             weight: 0,
             body_size: 4096,
             properties: BasicProperties::default(),
-        },
+        }),
     };
     golden(&wire, expected);
 }
@@ -746,7 +746,7 @@ fn content_header_single_property_flag_positions() {
     ];
     let expected = Frame::Header {
         channel: 5,
-        header: ContentHeader {
+        header: Box::new(ContentHeader {
             class_id: 60,
             weight: 0,
             body_size: 1,
@@ -755,7 +755,7 @@ fn content_header_single_property_flag_positions() {
                 timestamp: Some(1),
                 ..Default::default()
             },
-        },
+        }),
     };
     golden(&wire, expected);
 }
@@ -830,7 +830,7 @@ fn nested_table_with_every_type_tag() {
     ]);
     let expected = Frame::Header {
         channel: 1,
-        header: ContentHeader {
+        header: Box::new(ContentHeader {
             class_id: 60,
             weight: 0,
             body_size: 0,
@@ -838,7 +838,7 @@ fn nested_table_with_every_type_tag() {
                 headers: Some(table(vec![("all", FieldValue::Table(all))])),
                 ..Default::default()
             },
-        },
+        }),
     };
     golden(&wire, expected);
 }
@@ -969,7 +969,7 @@ fn publish_sequence_through_the_assembler() {
     assert!(buf.is_empty());
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].method, publish);
-    assert_eq!(out[0].content, Some((header.clone(), b(body))));
+    assert_eq!(out[0].content, Some((Box::new(header.clone()), b(body))));
 
     let mut enc = BytesMut::new();
     encode_content(&mut enc, 1, &publish, &header, body, FRAME_MAX);

@@ -401,7 +401,7 @@ fn content_header() -> impl Strategy<Value = ContentHeader> {
 fn any_frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
         4 => (any::<u16>(), any_method()).prop_map(|(channel, method)| Frame::Method { channel, method }),
-        2 => (any::<u16>(), content_header()).prop_map(|(channel, header)| Frame::Header { channel, header }),
+        2 => (any::<u16>(), content_header()).prop_map(|(channel, header)| Frame::Header { channel, header: Box::new(header) }),
         2 => (any::<u16>(), prop::collection::vec(any::<u8>(), 0..300))
             .prop_map(|(channel, b)| Frame::Body { channel, body: Bytes::from(b) }),
         1 => any::<u16>().prop_map(|channel| Frame::Heartbeat { channel }),
@@ -600,7 +600,7 @@ proptest! {
         prop_assert!(asm.is_idle());
         prop_assert_eq!(done.len(), 1);
         prop_assert_eq!(&done[0].method, &method);
-        prop_assert_eq!(done[0].content.clone(), Some((header, Bytes::from(body))));
+        prop_assert_eq!(done[0].content.clone(), Some((Box::new(header), Bytes::from(body))));
     }
 
     /// Random bytes never panic the decoder or the assemblers.
@@ -690,12 +690,12 @@ fn huge_declared_body_size_does_not_preallocate() {
         assert_eq!(a.handle(publish).unwrap(), Assembled::Pending);
         let header = Frame::Header {
             channel: 1,
-            header: ContentHeader {
+            header: Box::new(ContentHeader {
                 class_id: 60,
                 weight: 0,
                 body_size,
                 properties: BasicProperties::default(),
-            },
+            }),
         };
         assert_eq!(a.handle(header).unwrap(), Assembled::Pending);
         for _ in 0..3 {

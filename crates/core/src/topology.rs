@@ -6,7 +6,7 @@
 //! [`consistent_hash`](crate::routing::consistent_hash)) and `x-random`, and exchanges may
 //! deduplicate publishes (`x-deduplication-window`, see [`dedup`](crate::dedup)).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -166,7 +166,7 @@ struct Exchange {
 impl Exchange {
     fn new(id: ExchangeId, meta: ExchangeMeta) -> Exchange {
         let index = match meta.kind {
-            ExchangeKind::Direct => Index::Direct(HashMap::new()),
+            ExchangeKind::Direct => Index::Direct(HashMap::default()),
             ExchangeKind::Fanout => Index::Fanout,
             ExchangeKind::Topic => Index::Topic(TopicIndex::new()),
             ExchangeKind::Headers => Index::Headers,
@@ -373,6 +373,10 @@ pub struct Routed {
     pub queues: Vec<QueueId>,
     /// An exchange on the way dropped the message as a duplicate (`x-deduplication-window`).
     pub duplicate: bool,
+    /// The queues depend only on the exchange and the keys (direct, fanout and topic
+    /// exchanges without a deduplication window, all along the way), so the same publish
+    /// routes the same while the topology is unchanged: the caller may cache the result.
+    pub key_only: bool,
 }
 
 thread_local! {
@@ -416,11 +420,11 @@ impl Topology {
     pub fn new(vhost: &str) -> Topology {
         let mut t = Topology {
             vhost: vhost.to_string(),
-            exchanges: HashMap::new(),
-            exchange_names: HashMap::new(),
-            queues: HashMap::new(),
-            queue_names: HashMap::new(),
-            sources: HashMap::new(),
+            exchanges: HashMap::default(),
+            exchange_names: HashMap::default(),
+            queues: HashMap::default(),
+            queue_names: HashMap::default(),
+            sources: HashMap::default(),
             next_exchange: 0,
             next_queue: 1,
         };
@@ -949,7 +953,10 @@ impl Topology {
         props: Option<&BasicProperties>,
         now: Option<u64>,
     ) -> AmqpResult<Routed> {
-        let mut routed = Routed::default();
+        let mut routed = Routed {
+            key_only: true,
+            ..Routed::default()
+        };
         if exchange.is_empty() {
             for k in keys {
                 if let Some(q) = self.queues.get(*k) {
@@ -994,6 +1001,9 @@ impl Topology {
                 first_id = Some(x.id);
             } else {
                 visited.push(x.id);
+            }
+            if x.dedup.is_some() || !matches!(x.index, Index::Direct(_) | Index::Fanout | Index::Topic(_)) {
+                routed.key_only = false;
             }
             if let (Some(w), Some(p), Some(now)) = (&x.dedup, props, now)
                 && w.lock()
@@ -1380,7 +1390,7 @@ mod tests {
             t.declare_queue(&qdecl(n, &a)).unwrap();
             t.bind_queue(n, "rnd", "", &a).unwrap();
         }
-        let mut counts: HashMap<QueueId, usize> = HashMap::new();
+        let mut counts: HashMap<QueueId, usize> = HashMap::default();
         for _ in 0..3000 {
             let r = t.route("rnd", &["k"], None).unwrap().queues;
             assert_eq!(r.len(), 1);

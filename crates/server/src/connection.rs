@@ -9,7 +9,7 @@
 //! ([`crate::mailbox`]); credit flow (parking on queues out of credit) and resource alarms
 //! (`connection.blocked`) stop it reading its socket.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -186,7 +186,7 @@ pub async fn handle_split<R, W>(
         writer: Some(wtx),
         channel_max: 0,
         heartbeat: 0,
-        channels: HashMap::new(),
+        channels: HashMap::default(),
         caps: ClientCaps::default(),
         last_recv: now,
         last_send: now,

@@ -11,7 +11,7 @@
 //! permissions on its vhost together with the user database's generation; every check is one
 //! atomic load plus, on the publish hot path, one lookup in a map of exchange name → decision.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -31,8 +31,10 @@ pub struct PermCache {
     generation: u64,
     loaded: bool,
     perm: Option<Permission>,
-    /// Exchange name → may publish (the hot path); bounded.
+    /// Exchange name → may publish; bounded.
     publish: HashMap<ShortStr, bool>,
+    /// The exchange of the last allowed publish (the hot path: one string comparison).
+    last_publish: Option<ShortStr>,
     /// The user's topic permissions on the vhost (usually none: then topic checks cost one
     /// `is_empty`).
     topic: Vec<TopicPermission>,
@@ -156,7 +158,8 @@ impl Session {
                 generation,
                 loaded: true,
                 perm: self.broker.users.permission(&self.user, vhost),
-                publish: HashMap::new(),
+                publish: HashMap::default(),
+                last_publish: None,
                 topic: self.broker.users.topic_permissions_of(&self.user, vhost),
             };
         }
@@ -179,8 +182,12 @@ impl Session {
     /// `write` on the exchange a message is published to, cached per exchange name.
     pub fn check_publish(&mut self, exchange: &ShortStr) -> AmqpResult<()> {
         self.perms_fresh();
+        if self.perm_cache.last_publish.as_ref() == Some(exchange) {
+            return Ok(());
+        }
         if let Some(&ok) = self.perm_cache.publish.get(exchange) {
             return if ok {
+                self.perm_cache.last_publish = Some(exchange.clone());
                 Ok(())
             } else {
                 self.check_access(Resource::Exchange, exchange, Access::Write)

@@ -12,9 +12,9 @@
 //! consuming goes through a proxy consumer on the home node ([`crate::forward`]); getting or
 //! purging one fails with [`remote_queue`]'s 404.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 use warren_codec::FieldTable;
@@ -126,19 +126,22 @@ pub struct VHost {
     pub name: String,
     /// Exchanges, queues' metadata, bindings: private, changed only by this module's
     /// operations, read through [`VHost::read_topology`].
-    topology: RwLock<Topology>,
+    topology: Tracked<Topology>,
     /// Live queue handles by id: private, see [`VHost::queue_handles`].
-    queues: RwLock<HashMap<QueueId, Arc<Queue>>>,
+    queues: Tracked<HashMap<QueueId, Arc<Queue>>>,
     /// Remote queues (declared on another cluster node, no handle here) by id: their home
     /// node's name.
-    remote: RwLock<HashMap<QueueId, String>>,
+    remote: Tracked<HashMap<QueueId, String>>,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// The durable store, when the broker runs with one.
     pub persistence: Option<Arc<Persistence>>,
     /// Policies (see [`crate::policies`]); a change holds the write lock while it re-applies
     /// them to every queue, a new queue holds the read lock until it is registered.
-    policies: RwLock<Vec<warren_core::policy::Policy>>,
+    policies: Tracked<Vec<warren_core::policy::Policy>>,
+    /// Bumped by every write of the four locks above: what a [`RouteCache`] entry was
+    /// computed under.
+    generation: AtomicU64,
     /// Where dead letters routed to remote queues go (the forwarding layer, once the node is
     /// clustered; shared by the broker's vhosts).
     remote_sink: Arc<std::sync::OnceLock<RemoteSink>>,
@@ -159,6 +162,83 @@ pub type Confirmed = Box<dyn FnOnce() + Send + Sync>;
 impl std::fmt::Debug for RemoteSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "RemoteSink")
+    }
+}
+
+/// A lock of the vhost's routing state: every write bumps the vhost's generation (while it
+/// holds the lock, so a reader that read the generation before locking never tags a newer
+/// state with an older generation).
+#[derive(Debug)]
+struct Tracked<T>(RwLock<T>);
+
+impl<T> Tracked<T> {
+    fn new(v: T) -> Self {
+        Tracked(RwLock::new(v))
+    }
+
+    fn read(&self) -> parking_lot::RwLockReadGuard<'_, T> {
+        self.0.read()
+    }
+
+    fn write(&self, generation: &AtomicU64) -> parking_lot::RwLockWriteGuard<'_, T> {
+        let guard = self.0.write();
+        generation.fetch_add(1, Ordering::AcqRel);
+        guard
+    }
+}
+
+/// A channel's last route: the queues its last publish reached, reused by the next publish to
+/// the same exchange and routing key while the vhost's generation is unchanged (no
+/// declaration, deletion, binding or policy change in between), skipping the topology lookups
+/// and both read locks. Only routes that depend on nothing but the exchange and the key are
+/// kept ([`warren_core::topology::Routed::key_only`]), and only when every queue is local. The
+/// queues are held weakly: a cache never keeps a deleted queue alive.
+#[derive(Debug, Default)]
+pub struct RouteCache {
+    /// The vhost it was computed in (its address), its generation then, exchange and key.
+    vhost: usize,
+    generation: u64,
+    exchange: ShortStr,
+    routing_key: ShortStr,
+    queues: Vec<std::sync::Weak<Queue>>,
+    valid: bool,
+    /// The handles of one publish, kept for its allocation.
+    scratch: Vec<Arc<Queue>>,
+}
+
+impl RouteCache {
+    /// The handles for `msg` if the entry is for it and still current and every queue lives.
+    fn hit(&mut self, vhost: usize, generation: u64, msg: &MessageRef) -> Option<Vec<Arc<Queue>>> {
+        if !self.valid
+            || self.vhost != vhost
+            || self.generation != generation
+            || self.exchange != msg.exchange
+            || self.routing_key != msg.routing_key
+        {
+            return None;
+        }
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        for w in &self.queues {
+            out.push(w.upgrade()?);
+        }
+        Some(out)
+    }
+
+    fn fill(&mut self, vhost: usize, generation: u64, msg: &MessageRef, queues: &[Arc<Queue>]) {
+        self.vhost = vhost;
+        self.generation = generation;
+        self.exchange = msg.exchange.clone();
+        self.routing_key = msg.routing_key.clone();
+        self.queues.clear();
+        self.queues.extend(queues.iter().map(Arc::downgrade));
+        self.valid = true;
+    }
+
+    /// Takes back a publish's handles (dropped now) for their allocation.
+    fn give_back(&mut self, mut queues: Vec<Arc<Queue>>) {
+        queues.clear();
+        self.scratch = queues;
     }
 }
 
@@ -194,12 +274,13 @@ impl VHost {
     ) -> VHost {
         VHost {
             name: name.to_string(),
-            topology: RwLock::new(Topology::new(name)),
-            queues: RwLock::new(HashMap::new()),
-            remote: RwLock::new(HashMap::new()),
+            topology: Tracked::new(Topology::new(name)),
+            queues: Tracked::new(HashMap::default()),
+            remote: Tracked::new(HashMap::default()),
             metrics,
             persistence,
-            policies: RwLock::new(Vec::new()),
+            policies: Tracked::new(Vec::new()),
+            generation: AtomicU64::new(0),
             remote_sink,
         }
     }
@@ -243,7 +324,7 @@ impl VHost {
     /// write lock, then every live queue whose effective arguments change is reconfigured.
     /// Whether the policy is new.
     pub fn put_policy(&self, p: Policy, log: impl FnOnce()) -> bool {
-        let mut ps = self.policies.write();
+        let mut ps = self.policies.write(&self.generation);
         log();
         let created = match ps.iter_mut().find(|x| x.name == p.name) {
             Some(x) => {
@@ -263,7 +344,7 @@ impl VHost {
     /// applied to fall back to their declared arguments or the next matching policy. `false`
     /// if there was no such policy.
     pub fn delete_policy(&self, name: &str, log: impl FnOnce()) -> bool {
-        let mut ps = self.policies.write();
+        let mut ps = self.policies.write(&self.generation);
         let Some(pos) = ps.iter().position(|p| p.name == name) else {
             return false;
         };
@@ -276,7 +357,7 @@ impl VHost {
     /// A replayed policy record at start-up (`Some`: set, `None`: deleted), before any queue
     /// exists, so nothing is re-applied.
     pub fn restore_policy(&self, name: &str, p: Option<Policy>) {
-        let mut ps = self.policies.write();
+        let mut ps = self.policies.write(&self.generation);
         ps.retain(|x| x.name != name);
         ps.extend(p);
     }
@@ -312,7 +393,7 @@ impl VHost {
                 }
             });
         }
-        self.queues.write().insert(q.meta.id, q.clone());
+        self.queues.write(&self.generation).insert(q.meta.id, q.clone());
         drop(policies);
         q.start_expiry();
         q
@@ -380,7 +461,7 @@ impl VHost {
     /// Checks a declaration of an existing remote queue against its definition (equivalence,
     /// as for a local queue).
     pub fn redeclare_remote_queue(&self, d: &warren_core::topology::QueueDeclare<'_>) -> AmqpResult<()> {
-        self.topology.write().declare_queue(d).map(|_| ())
+        self.topology.write(&self.generation).declare_queue(d).map(|_| ())
     }
 
     /// Records the definition of a durable queue declared on cluster node `node` (not this
@@ -407,10 +488,12 @@ impl VHost {
             ..Default::default()
         });
         if let Err(e) = recorded {
-            self.topology.write().delete_queue(&meta.name);
+            self.topology.write(&self.generation).delete_queue(&meta.name);
             return Err(e);
         }
-        self.remote.write().insert(meta.id, node.to_string());
+        self.remote
+            .write(&self.generation)
+            .insert(meta.id, node.to_string());
         Ok(true)
     }
 
@@ -451,7 +534,7 @@ impl VHost {
     /// written, no queue handle registered: recovery opens the queues afterwards).
     pub(crate) fn replay_definition(&self, m: &warren_codec::Method) -> AmqpResult<()> {
         use warren_codec::Method;
-        let mut t = self.topology.write();
+        let mut t = self.topology.write(&self.generation);
         match m {
             Method::ExchangeDeclare(x) => t.declare_exchange(&ExchangeDecl {
                 name: &x.exchange,
@@ -467,7 +550,7 @@ impl VHost {
                 let mut q = q.clone();
                 let home = q.arguments.remove(HOME_NODE_ARG);
                 let (meta, _) = t.declare_queue(&recorded_queue(&q))?;
-                let mut remote = self.remote.write();
+                let mut remote = self.remote.write(&self.generation);
                 match home.as_ref().and_then(|h| h.as_str()) {
                     Some(node) => remote.insert(meta.id, node.to_string()),
                     None => remote.remove(&meta.id),
@@ -476,7 +559,7 @@ impl VHost {
             }
             Method::QueueDelete(q) => {
                 if let Some((meta, _)) = t.delete_queue(&q.queue) {
-                    self.remote.write().remove(&meta.id);
+                    self.remote.write(&self.generation).remove(&meta.id);
                 }
                 Ok(())
             }
@@ -516,7 +599,7 @@ impl VHost {
     /// `exchange.declare`. Returns whether the exchange was created.
     pub fn declare_exchange(&self, d: &ExchangeDecl<'_>) -> AmqpResult<bool> {
         let created = {
-            let mut t = self.topology.write();
+            let mut t = self.topology.write(&self.generation);
             let existed = t.exchange(d.name).is_some();
             t.declare_exchange(d)?;
             !existed
@@ -532,7 +615,10 @@ impl VHost {
                 ..Default::default()
             });
             if let Err(e) = recorded {
-                let _ = self.topology.write().delete_exchange(d.name, false);
+                let _ = self
+                    .topology
+                    .write(&self.generation)
+                    .delete_exchange(d.name, false);
                 return Err(e);
             }
         }
@@ -541,7 +627,10 @@ impl VHost {
 
     /// Deletes an exchange (and the exchanges auto-deleted with it), recording each deletion.
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
-        let deleted = self.topology.write().delete_exchange(name, if_unused)?;
+        let deleted = self
+            .topology
+            .write(&self.generation)
+            .delete_exchange(name, if_unused)?;
         self.record_deleted_exchanges(deleted.exchanges);
         Ok(())
     }
@@ -561,7 +650,7 @@ impl VHost {
     /// exclusive queue. A durable binding is recorded as a `queue.bind` / `exchange.bind`.
     pub fn bind(&self, b: &BindingRef<'_>, owner: Option<ConnId>) -> AmqpResult<()> {
         let (added, durable) = {
-            let mut t = self.topology.write();
+            let mut t = self.topology.write(&self.generation);
             let added = if b.to_queue {
                 if let Some(owner) = owner {
                     t.check_queue_access(b.destination, owner)?;
@@ -574,7 +663,7 @@ impl VHost {
         };
         if durable && let Err(e) = self.record(b.record(true)) {
             if added {
-                let mut t = self.topology.write();
+                let mut t = self.topology.write(&self.generation);
                 let _ = if b.to_queue {
                     t.unbind_queue(b.destination, b.source, b.routing_key, b.arguments)
                 } else {
@@ -592,7 +681,7 @@ impl VHost {
     /// because its last binding went.
     pub fn unbind(&self, b: &BindingRef<'_>, owner: Option<ConnId>) -> AmqpResult<()> {
         let (deleted, record) = {
-            let mut t = self.topology.write();
+            let mut t = self.topology.write(&self.generation);
             if b.to_queue {
                 if let Some(owner) = owner
                     && t.queue(b.destination).is_some()
@@ -641,7 +730,7 @@ impl VHost {
                 ..Default::default()
             });
             if let Err(e) = recorded {
-                self.topology.write().delete_queue(&meta.name);
+                self.topology.write(&self.generation).delete_queue(&meta.name);
                 return Err(e);
             }
         }
@@ -657,7 +746,7 @@ impl VHost {
         d: &warren_core::topology::QueueDeclare<'_>,
         limit: Option<u32>,
     ) -> AmqpResult<(QueueMeta, bool)> {
-        let mut t = self.topology.write();
+        let mut t = self.topology.write(&self.generation);
         if let Some(limit) = limit
             && !d.passive
             && t.queue(d.name).is_none()
@@ -674,12 +763,12 @@ impl VHost {
     /// Deletes a queue: topology entry, bindings, consumers (cancelled), handle.
     /// A remote queue's definition is deleted the same way (it has no handle, no log: 0).
     pub fn delete_queue(&self, name: &str) -> Option<u32> {
-        let (meta, deleted) = self.topology.write().delete_queue(name)?;
-        let handle = self.queues.write().remove(&meta.id);
+        let (meta, deleted) = self.topology.write(&self.generation).delete_queue(name)?;
+        let handle = self.queues.write(&self.generation).remove(&meta.id);
         let count = match handle {
             Some(q) => q.mark_deleted(),
             None => {
-                self.remote.write().remove(&meta.id)?;
+                self.remote.write(&self.generation).remove(&meta.id)?;
                 let _ = self.record(warren_codec::methods::QueueDelete {
                     queue: meta.name.clone(),
                     ..Default::default()
@@ -706,11 +795,89 @@ impl VHost {
 
     /// Routes and enqueues a message published to its exchange.
     pub fn publish(&self, msg: MessageRef, ttl: Option<u64>, now: u64) -> AmqpResult<PublishOutcome> {
+        self.publish_cached(msg, ttl, now, None)
+    }
+
+    /// [`VHost::publish`], reusing (and refreshing) a channel's [`RouteCache`].
+    pub fn publish_cached(
+        &self,
+        msg: MessageRef,
+        ttl: Option<u64>,
+        now: u64,
+        mut cache: Option<&mut RouteCache>,
+    ) -> AmqpResult<PublishOutcome> {
+        let multi_key = msg.header("CC").is_some() || msg.header("BCC").is_some();
+        let me = self as *const VHost as usize;
+        // Read before the locks: a change after this makes the entry filled below stale.
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut out = PublishOutcome::default();
+        let hit = match cache.as_deref_mut() {
+            Some(c) if !multi_key => c.hit(me, generation, &msg),
+            _ => None,
+        };
+        let queues = match hit {
+            Some(queues) => queues,
+            None => {
+                let (routed, handles) = self.route(&msg, multi_key, now)?;
+                if routed.duplicate {
+                    self.metrics.duplicates_dropped.fetch_add(1, Ordering::Relaxed);
+                    out.duplicates += 1;
+                }
+                if handles.len() < routed.queues.len() {
+                    // A queue without a handle: one deleted meanwhile (skipped, as always), or a
+                    // remote queue, which the caller forwards to its home node.
+                    out.remote = self.remote_destinations(&routed.queues);
+                } else if routed.key_only
+                    && !multi_key
+                    && let Some(c) = cache.as_deref_mut()
+                {
+                    c.fill(me, generation, &msg, &handles);
+                }
+                handles
+            }
+        };
+        if !queues.is_empty() {
+            let payload = (msg.is_persistent() && queues.iter().any(|q| q.is_durable()))
+                .then(|| crate::persist::encode_message(&msg, now));
+            for q in &queues {
+                let (p, stored, out_of_credit) = q.publish(msg.clone(), ttl, now, payload.as_deref());
+                if out_of_credit {
+                    out.out_of_credit.push(q.clone());
+                }
+                match stored {
+                    Stored::Failed => {
+                        out.store_failed += 1;
+                        continue;
+                    }
+                    Stored::Written => out.persisted.push(q.clone()),
+                    Stored::NotNeeded => {}
+                }
+                match p {
+                    Published::Enqueued => out.enqueued += 1,
+                    Published::Rejected => out.rejected += 1,
+                    Published::Duplicate => out.duplicates += 1,
+                }
+            }
+        }
+        if let Some(c) = cache {
+            c.give_back(queues);
+        }
+        Ok(out)
+    }
+
+    /// Routes a published message on the topology (internal exchanges refused) and looks up
+    /// the local handles of the queues it reaches.
+    fn route(
+        &self,
+        msg: &MessageRef,
+        multi_key: bool,
+        now: u64,
+    ) -> AmqpResult<(warren_core::topology::Routed, Vec<Arc<Queue>>)> {
         // The common case, no CC/BCC headers, routes by the one key without allocating.
         let single = [&*msg.routing_key];
         let all_keys: Vec<ShortStr>;
         let many: Vec<&str>;
-        let key_refs: &[&str] = if msg.header("CC").is_some() || msg.header("BCC").is_some() {
+        let key_refs: &[&str] = if multi_key {
             all_keys = msg.routing_keys();
             many = all_keys.iter().map(|k| &**k).collect();
             &many
@@ -727,17 +894,12 @@ impl VHost {
                     &*msg.exchange, self.name
                 )));
             }
-            t.route_message(&msg.exchange, &key_refs, &msg.properties, now)?
+            t.route_message(&msg.exchange, key_refs, &msg.properties, now)?
         };
-        let mut out = PublishOutcome::default();
-        if routed.duplicate {
-            self.metrics.duplicates_dropped.fetch_add(1, Ordering::Relaxed);
-            out.duplicates += 1;
-        }
         if routed.queues.is_empty() {
-            return Ok(out);
+            return Ok((routed, Vec::new()));
         }
-        let queues: Vec<Arc<Queue>> = {
+        let handles = {
             let map = self.queues.read();
             routed
                 .queues
@@ -745,33 +907,7 @@ impl VHost {
                 .filter_map(|id| map.get(id).cloned())
                 .collect()
         };
-        if queues.len() < routed.queues.len() {
-            // A queue without a handle: one deleted meanwhile (skipped, as always), or a remote
-            // queue, which the caller forwards to its home node.
-            out.remote = self.remote_destinations(&routed.queues);
-        }
-        let payload = (msg.is_persistent() && queues.iter().any(|q| q.is_durable()))
-            .then(|| crate::persist::encode_message(&msg, now));
-        for q in queues {
-            let (p, stored, out_of_credit) = q.publish(msg.clone(), ttl, now, payload.as_deref());
-            if out_of_credit {
-                out.out_of_credit.push(q.clone());
-            }
-            match stored {
-                Stored::Failed => {
-                    out.store_failed += 1;
-                    continue;
-                }
-                Stored::Written => out.persisted.push(q),
-                Stored::NotNeeded => {}
-            }
-            match p {
-                Published::Enqueued => out.enqueued += 1,
-                Published::Rejected => out.rejected += 1,
-                Published::Duplicate => out.duplicates += 1,
-            }
-        }
-        Ok(out)
+        Ok((routed, handles))
     }
 
     /// Routes messages dead-lettered by `from` to its dead-letter exchange. Works through a

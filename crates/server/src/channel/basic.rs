@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use warren_codec::methods::*;
 use warren_codec::{
-    BasicProperties, FieldValue, Method, ReplyCode, ShortStr, encode_basic_header, encode_body,
+    ContentHeader, FieldValue, Method, ReplyCode, ShortStr, encode_basic_header, encode_body,
 };
 use warren_core::queue::{ConsumerKey, ConsumerSpec, Delivery, Return};
 use warren_core::{AmqpError, AmqpResult, Message, MessageRef};
@@ -450,31 +450,31 @@ impl Channel {
         &mut self,
         s: &mut Session,
         m: BasicPublish,
-        properties: BasicProperties,
+        mut header: Box<ContentHeader>,
         body: Bytes,
     ) -> AmqpResult<()> {
         if m.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
         s.check_publish(&m.exchange)?;
-        s.check_user_id(properties.user_id.as_deref())?;
+        s.check_user_id(header.properties.user_id.as_deref())?;
         s.broker.metrics.published.fetch_add(1, Ordering::Relaxed);
         s.publisher = true;
         if !self.published {
             self.published = true;
             s.broker.metrics.publishers.fetch_add(1, Ordering::Relaxed);
         }
-        let mut properties = properties;
-        if properties.reply_to.as_deref() == Some(REPLY_TO_QUEUE) {
+        if header.properties.reply_to.as_deref() == Some(REPLY_TO_QUEUE) {
             let Some((_, name)) = &self.reply_consumer else {
                 return Err(AmqpError::precondition("fast reply consumer does not exist"));
             };
-            properties.reply_to = Some(ShortStr::from(name.as_str()));
+            header.properties.reply_to = Some(ShortStr::from(name.as_str()));
         }
+        // The properties move once, from the decoder's box into the shared message.
         let msg = Arc::new(Message {
             exchange: m.exchange,
             routing_key: m.routing_key,
-            properties,
+            properties: header.properties,
             body,
             dead_lettered: false,
         });
@@ -517,7 +517,7 @@ impl Channel {
                 ..Default::default()
             }
         } else {
-            v.publish(msg.clone(), ttl, now_ms())?
+            v.publish_cached(msg.clone(), ttl, now_ms(), Some(&mut self.route_cache))?
         };
         s.broker.metrics.count_routed(seq.is_some(), outcome.enqueued);
         let nodes = outcome.remote.len() as u32;

@@ -56,6 +56,8 @@ pub struct Channel {
     key: ChannelKey,
     closing: bool,
     assembler: ContentAssembler,
+    /// The last publish's route, reused while the topology is unchanged.
+    route_cache: crate::vhost::RouteCache,
     next_tag: u64,
     unacked: VecDeque<Unacked>,
     consumers: HashMap<ShortStr, ConsumerRec>,
@@ -82,6 +84,7 @@ impl Channel {
             key,
             closing: false,
             assembler: ContentAssembler::new(),
+            route_cache: Default::default(),
             next_tag: 1,
             unacked: VecDeque::new(),
             consumers: HashMap::new(),
@@ -194,7 +197,7 @@ impl Channel {
             Method::BasicCancel(m) => self.basic_cancel(s, m),
             Method::BasicPublish(m) => {
                 let (header, body) = content.ok_or_else(|| AmqpError::internal("publish without content"))?;
-                self.basic_publish(s, m, header.properties, body)
+                self.basic_publish(s, m, header, body)
             }
             Method::BasicGet(m) => self.basic_get(s, m),
             Method::BasicAck(m) => self.basic_ack(s, m.delivery_tag, m.multiple),

@@ -84,7 +84,7 @@ impl Harness {
             &mut self.s,
             Command {
                 method: m.into(),
-                content: Some((header, body)),
+                content: Some((Box::new(header), body)),
             },
         )?;
         Ok(self.written())
@@ -439,6 +439,26 @@ fn queue_bind_and_unbind() {
         ..Default::default()
     });
     assert_eq!(e.code, ReplyCode::NotFound);
+}
+
+#[test]
+fn a_repeated_publish_follows_queue_deletion_and_redeclaration() {
+    // The channel reuses its last route while the topology is unchanged; a deleted and
+    // redeclared queue of the same name is a new queue, which the next publish must reach.
+    let mut h = Harness::new();
+    h.declare("q");
+    h.publish("q", "a").unwrap();
+    h.publish("q", "b").unwrap();
+    assert_eq!(h.ready("q"), 2);
+    h.call(QueueDelete {
+        queue: s("q"),
+        ..Default::default()
+    })
+    .unwrap();
+    h.publish("q", "lost").unwrap();
+    h.declare("q");
+    h.publish("q", "c").unwrap();
+    assert_eq!(h.ready("q"), 1);
 }
 
 #[test]
