@@ -76,6 +76,30 @@ impl Cluster {
     /// initialised with exactly `members` on every member (openraft accepts the same initial
     /// membership from each); a group with state on disk resumes from it.
     pub async fn start_group(&self, group: &str, members: &[String], applier: Arc<dyn Apply>) -> Result<()> {
+        self.open_group(group, members, applier, true).await
+    }
+
+    /// At a node's start: resumes this node's member of `group` from its files, if it has any
+    /// (never initialises a new one: the membership is in the group's own log). Returns
+    /// whether it runs.
+    pub async fn resume_group(&self, group: &str, applier: Arc<dyn Apply>) -> Result<bool> {
+        let dir = self.config().data_dir.join("groups").join(dir_name(group));
+        if !dir.join(crate::log_store::STATE_FILE).exists() && !dir.join(crate::log_store::LOG_FILE).exists()
+        {
+            return Ok(false);
+        }
+        let me = [self.node_name().to_string()];
+        self.open_group(group, &me, applier, false).await?;
+        Ok(true)
+    }
+
+    async fn open_group(
+        &self,
+        group: &str,
+        members: &[String],
+        applier: Arc<dyn Apply>,
+        may_initialize: bool,
+    ) -> Result<()> {
         if self.groups().get(group).is_some() {
             return Ok(());
         }
@@ -110,7 +134,8 @@ impl Cluster {
         let applied = Arc::new(AtomicU64::new(0));
         let counters = (applied.clone(), Arc::new(AtomicU64::new(0)));
         let (raft, log) = open_raft_in(config, dir.clone(), applier, network, counters).await?;
-        if log.is_pristine()
+        if may_initialize
+            && log.is_pristine()
             && let Err(e) = raft.initialize(nodes).await
         {
             tracing::debug!(group, error = %e, "group initialise refused (already initialised)");

@@ -822,6 +822,7 @@ pub async fn start(broker: &Arc<Broker>) -> std::io::Result<()> {
         cluster.addr(),
         cluster.node_name()
     );
+    crate::quorum::resume_all(broker, &cluster);
     broker.set_cluster(cluster);
     Ok(())
 }

@@ -106,6 +106,30 @@ pub fn declared(cluster: &Cluster, vhost: &str, name: &str, declaring: &str, siz
     });
 }
 
+/// At a clustered node's start: resumes this node's member of every quorum queue's group it
+/// has files of (in the background).
+pub fn resume_all(broker: &crate::broker::Broker, cluster: &Cluster) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let mut groups = Vec::new();
+    for v in broker.vhosts() {
+        v.read_topology(|t| {
+            for q in t.queues().filter(|q| q.args.quorum) {
+                groups.push(group_id(&v.name, &q.name));
+            }
+        });
+    }
+    let cluster = cluster.clone();
+    rt.spawn(async move {
+        for group in groups {
+            if let Err(e) = cluster.resume_group(&group, Arc::new(Replica::default())).await {
+                tracing::error!(%group, error = %e, "cannot resume the quorum queue's raft group");
+            }
+        }
+    });
+}
+
 /// After a quorum queue was deleted: stops this node's member of its group and deletes its
 /// files.
 pub fn deleted(cluster: &Cluster, vhost: &str, name: &str) {
