@@ -1773,3 +1773,76 @@ async fn a_durable_auto_delete_queue_left_by_its_last_consumer_is_deleted_on_eve
         n.running.shutdown().await;
     }
 }
+
+/// Quorum queues, first slice (issue 20): a quorum queue declared on node 1 gets a Raft group
+/// on all three nodes, shown by every node's `/api/queues` as `leader` and `members`; a
+/// non-durable quorum declaration is refused with RabbitMQ's 406; when the leader's node stops,
+/// the two others elect a new leader of the queue's group, and when it restarts, it resumes its
+/// member from disk and follows that leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quorum_queue_gets_a_raft_group_on_three_nodes_that_elects_a_new_leader() {
+    let (mut nodes, ports) = three_nodes("qq").await;
+    let names: Vec<String> = (1..=3).map(|i| format!("qq{i}@localhost")).collect();
+    let (_c1, ch1) = amqp_channel(&nodes[0]).await;
+    let quorum = common::table(vec![("x-queue-type", common::lstr("quorum"))]);
+    let opts = lapin::options::QueueDeclareOptions::default();
+    let refused = ch1
+        .queue_declare("qq.transient".into(), opts, quorum.clone())
+        .await;
+    common::assert_code(
+        refused,
+        406,
+        "invalid property 'non-durable' for queue 'qq.transient' in vhost '/'",
+    );
+    let (_c1, ch1) = amqp_channel(&nodes[0]).await;
+    common::declare_durable(&ch1, "qq.orders", quorum).await;
+    let path = "/api/queues/%2F/qq.orders";
+    let mut leader = String::new();
+    for n in &nodes {
+        wait_for(
+            http_port(n),
+            path,
+            15,
+            "the group's leader and members",
+            |s, v| {
+                s == 200 && v["type"] == "quorum" && v["members"] == json!(names) && v["leader"].is_string()
+            },
+        )
+        .await;
+        let v: Value = serde_json::from_slice(&api(http_port(n), "GET", path, None).await.body).unwrap();
+        let l = v["leader"].as_str().unwrap().to_string();
+        assert!(leader.is_empty() || leader == l, "nodes disagree on the leader");
+        leader = l;
+    }
+    let gone = names.iter().position(|n| *n == leader).unwrap();
+    let TestBroker {
+        running, data_dir, ..
+    } = nodes.remove(gone);
+    running.shutdown().await;
+    let t = Instant::now();
+    for n in &nodes {
+        wait_for(http_port(n), path, 15, "a new leader", |s, v| {
+            s == 200 && v["leader"].is_string() && v["leader"] != json!(leader)
+        })
+        .await;
+    }
+    eprintln!(
+        "quorum queue group: new leader seen on both survivors {:?} after the old leader's node stopped",
+        t.elapsed()
+    );
+    // The stopped node restarts: it resumes its member of the group from disk and follows
+    // the new leader.
+    let seeds: Vec<u16> = ports.iter().copied().filter(|p| *p != ports[gone]).collect();
+    let config = node_config(&names[gone], &data_dir.path, ports[gone], &seeds, vec![]);
+    nodes.push(launch(config, data_dir).await);
+    let survivor: Value =
+        serde_json::from_slice(&api(http_port(&nodes[0]), "GET", path, None).await.body).unwrap();
+    let new_leader = survivor["leader"].clone();
+    wait_for(http_port(&nodes[2]), path, 15, "the restarted member", |s, v| {
+        s == 200 && v["members"] == json!(names) && v["leader"] == new_leader
+    })
+    .await;
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}

@@ -194,6 +194,8 @@ struct Inner {
     tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
     /// Answers application requests ([`crate::forward`]), once the server installs it.
     app: std::sync::OnceLock<Arc<dyn crate::forward::AppHandler>>,
+    /// The per-queue Raft groups this node is a member of ([`crate::groups`]).
+    groups: crate::groups::Registry,
 }
 
 /// A running cluster node. Cheap to clone. Stopped by [`Cluster::shutdown`] (dropping the
@@ -236,6 +238,7 @@ impl Cluster {
                 shutdown,
                 tasks: Default::default(),
                 app: Default::default(),
+                groups: Default::default(),
             }),
         };
         let accept = tokio::spawn(cluster.clone().accept_loop(listener, config.secret.clone()));
@@ -312,6 +315,21 @@ impl Cluster {
             .collect()
     }
 
+    /// The per-queue groups of this node ([`crate::groups`]).
+    pub(crate) fn groups(&self) -> &crate::groups::Registry {
+        &self.inner.groups
+    }
+
+    /// The pool of outgoing connections every group shares.
+    pub(crate) fn pool(&self) -> Arc<Pool> {
+        self.inner.pool.clone()
+    }
+
+    /// The configuration this node started with.
+    pub(crate) fn config(&self) -> &ClusterConfig {
+        &self.inner.config
+    }
+
     /// The current Raft instance.
     fn raft(&self) -> Raft {
         self.inner.raft.read().0.clone()
@@ -328,6 +346,7 @@ impl Cluster {
     /// reopened by a new `start`.
     pub async fn shutdown(&self) {
         let _ = self.inner.shutdown.send(true);
+        self.shutdown_groups().await;
         let _ = self.raft().shutdown().await;
         let tasks: Vec<_> = self.inner.tasks.lock().drain(..).collect();
         for t in tasks {
@@ -890,15 +909,25 @@ impl Cluster {
     }
 
     async fn handle(&self, req: Request) -> Response {
-        let raft = self.raft();
         match req {
-            Request::AppendEntries(r) => Response::AppendEntries(raft.append_entries(r).await),
-            Request::Vote(r) => Response::Vote(raft.vote(r).await),
-            Request::InstallSnapshot(r) => Response::InstallSnapshot(raft.install_snapshot(r).await),
+            Request::AppendEntries(_) | Request::Vote(_) | Request::InstallSnapshot(_) => {
+                handle_raft(&self.raft(), req).await
+            }
+            Request::Group(group, rpc) => self.handle_group(&group, *rpc).await,
             Request::Hello => Response::Hello(self.hello()),
             Request::App(payload) => self.handle_app(payload).await,
             control => Response::Control(self.handle_control(control).await),
         }
+    }
+}
+
+/// Serves one Raft RPC with `raft` (the metadata group's or a per-queue group's instance).
+pub(crate) async fn handle_raft(raft: &Raft, req: Request) -> Response {
+    match req {
+        Request::AppendEntries(r) => Response::AppendEntries(raft.append_entries(r).await),
+        Request::Vote(r) => Response::Vote(raft.vote(r).await),
+        Request::InstallSnapshot(r) => Response::InstallSnapshot(raft.install_snapshot(r).await),
+        _ => Response::App(Err("not a Raft RPC".into())),
     }
 }
 
@@ -910,6 +939,31 @@ async fn open_raft(
     pool: &Arc<Pool>,
     applied: &Arc<AtomicU64>,
     commands: &Arc<AtomicU64>,
+) -> Result<(Raft, LogStore)> {
+    let network = Network {
+        pool: pool.clone(),
+        rpc_timeout: config.timeouts.rpc,
+        group: None,
+    };
+    let counters = (applied.clone(), commands.clone());
+    open_raft_in(
+        config,
+        config.data_dir.clone(),
+        applier.clone(),
+        network,
+        counters,
+    )
+    .await
+}
+
+/// Starts a Raft instance of this node (the metadata group's or a per-queue group's) with its
+/// log and state machine in `dir`, talking through `network`.
+pub(crate) async fn open_raft_in(
+    config: &ClusterConfig,
+    dir: PathBuf,
+    applier: Arc<dyn Apply>,
+    network: Network,
+    (applied, commands): (Arc<AtomicU64>, Arc<AtomicU64>),
 ) -> Result<(Raft, LogStore)> {
     let t = &config.timeouts;
     let raft_config = Config {
@@ -925,8 +979,6 @@ async fn open_raft(
     }
     .validate()
     .map_err(|e| ClusterError::Invalid(format!("cluster timing: {e}")))?;
-    let dir = config.data_dir.clone();
-    let (applier, applied, commands) = (applier.clone(), applied.clone(), commands.clone());
     let (log, sm) = tokio::task::spawn_blocking(move || {
         let log = LogStore::open(&dir)?;
         let sm = StateMachine::open(&dir, applier, applied, commands)?;
@@ -934,10 +986,6 @@ async fn open_raft(
     })
     .await
     .map_err(|e| ClusterError::Raft(e.to_string()))??;
-    let network = Network {
-        pool: pool.clone(),
-        rpc_timeout: t.rpc,
-    };
     let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log.clone(), sm)
         .await
         .map_err(|e| ClusterError::Raft(e.to_string()))?;

@@ -11,6 +11,13 @@ pub enum ClusterError {
     /// reached a leader's log; the caller should treat the operation as failed and retry-safe.
     #[error("no quorum: the cluster has no reachable majority")]
     NoQuorum,
+    /// A write to a per-queue Raft group on a node that does not lead it; the leader this
+    /// node knows of, if any.
+    #[error("not the group's leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader's node name.
+        leader: Option<String>,
+    },
     /// The peer refused our cluster secret, or proved it does not share it.
     #[error("cluster secret refused by {peer}")]
     AuthRefused {

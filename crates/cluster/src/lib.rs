@@ -1,4 +1,4 @@
-//! warren-cluster: Warren's cluster layer. One Raft group, run by the `openraft` engine (Warren
+//! warren-cluster: Warren's cluster layer. One metadata Raft group (plus one per quorum queue), run by the `openraft` engine (Warren
 //! writes no consensus of its own), replicates opaque commands — the server's definitions
 //! records — to every node, in one order, committed by a majority.
 //!
@@ -10,6 +10,8 @@
 //!   nodes carrying Raft's RPCs and forwarded proposals;
 //! - [`forward`]: application requests over those links (the server's cross-node message
 //!   forwarding), answered by the receiving node's [`AppHandler`];
+//! - [`groups`]: more Raft groups on the same node and links, one per replicated (quorum)
+//!   queue, each with its own log and applier;
 //! - [`cluster`]: the [`Cluster`] handle — start, `propose` from any node, `status`, `join`,
 //!   `forget`, `shutdown`;
 //! - [`types`]: the Raft type configuration, node ids and the [`Member`] record;
@@ -18,6 +20,7 @@
 pub mod cluster;
 pub mod error;
 pub mod forward;
+pub mod groups;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
@@ -26,5 +29,6 @@ pub mod types;
 pub use cluster::{Cluster, ClusterConfig, MemberStatus, Status, Timeouts};
 pub use error::{ClusterError, Result};
 pub use forward::{AppFuture, AppHandler};
+pub use groups::GroupStatus;
 pub use state_machine::Apply;
 pub use types::{Member, NodeId, node_id_for};

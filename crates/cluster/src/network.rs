@@ -90,6 +90,9 @@ pub(crate) enum Request {
     },
     /// An application request ([`crate::forward`]).
     App(Vec<u8>),
+    /// A Raft RPC (`AppendEntries`, `Vote` or `InstallSnapshot`) of another Raft group than
+    /// the metadata one ([`crate::groups`]), named by its group id; answered like the bare RPC.
+    Group(String, Box<Request>),
 }
 
 /// A peer's view of itself, answered to [`Request::Hello`].
@@ -275,7 +278,14 @@ pub(crate) enum Lane {
     Control,
     /// Application calls ([`crate::forward`]).
     App,
+    /// Raft RPCs of the per-queue groups ([`crate::groups`]): [`GROUP_CONNS`] connections per
+    /// peer shared by every group, so a follower's slow append in one group never delays the
+    /// metadata group's heartbeats.
+    Group,
 }
+
+/// Connections per peer shared by all the per-queue Raft groups.
+pub const GROUP_CONNS: usize = 2;
 
 struct Conn {
     stream: TcpStream,
@@ -287,7 +297,7 @@ type Slot = Arc<tokio::sync::Mutex<Option<Conn>>>;
 
 /// Outgoing connections per peer address: slot 0 for the Raft lane, slots 1 to
 /// [`CONTROL_CONNS`] for control calls, the next [`crate::forward::APP_CONNS`] for application
-/// calls.
+/// calls, the next [`GROUP_CONNS`] for the per-queue Raft groups.
 pub(crate) struct Pool {
     secret: Vec<u8>,
     connect_timeout: Duration,
@@ -330,6 +340,10 @@ impl Pool {
             Lane::Raft => return self.slot(addr, 0),
             Lane::Control => 1..=CONTROL_CONNS,
             Lane::App => CONTROL_CONNS + 1..=CONTROL_CONNS + crate::forward::APP_CONNS,
+            Lane::Group => {
+                let first = CONTROL_CONNS + crate::forward::APP_CONNS + 1;
+                first..=first + GROUP_CONNS - 1
+            }
         };
         let slots: Vec<Slot> = range.map(|n| self.slot(addr, n)).collect();
         let idle = |open: bool| {
@@ -414,6 +428,8 @@ impl Pool {
 pub(crate) struct Network {
     pub(crate) pool: Arc<Pool>,
     pub(crate) rpc_timeout: Duration,
+    /// `None` for the metadata group; a per-queue group's id, which its RPCs carry.
+    pub(crate) group: Option<Arc<str>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -425,6 +441,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             node: node.clone(),
             pool: self.pool.clone(),
             rpc_timeout: self.rpc_timeout,
+            group: self.group.clone(),
         }
     }
 }
@@ -435,6 +452,7 @@ pub(crate) struct PeerClient {
     node: Member,
     pool: Arc<Pool>,
     rpc_timeout: Duration,
+    group: Option<Arc<str>>,
 }
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, Member, RaftError<NodeId, E>>;
@@ -448,8 +466,12 @@ impl PeerClient {
         let timeout = option
             .hard_ttl()
             .min(self.rpc_timeout.max(Duration::from_millis(1)));
+        let (lane, req) = match &self.group {
+            None => (Lane::Raft, req),
+            Some(g) => (Lane::Group, Request::Group(g.to_string(), Box::new(req))),
+        };
         self.pool
-            .call(&self.node.addr, Lane::Raft, &req, timeout)
+            .call(&self.node.addr, lane, &req, timeout)
             .await
             .map_err(|e| match e {
                 ClusterError::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {

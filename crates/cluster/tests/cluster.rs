@@ -540,3 +540,97 @@ async fn a_member_restarted_at_a_new_address_is_found_again() {
         n.cluster.shutdown().await;
     }
 }
+
+/// Per-queue groups beside the metadata group: two groups on the same three nodes, their RPCs
+/// multiplexed over the nodes' links; each group replicates only its own writes, a write on a
+/// follower names the leader, and when a group's leader node stops, the other two elect a new
+/// leader that has every committed write and takes new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_groups_share_the_links_replicate_apart_and_survive_their_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = three_joined(dir.path()).await;
+    let names: Vec<String> = ["warren@a", "warren@b", "warren@c"].map(String::from).to_vec();
+    let mut recs: Vec<Vec<Arc<Recorder>>> = Vec::new();
+    for g in ["qq:/:one", "qq:/:two"] {
+        let mut per_node = Vec::new();
+        for n in &nodes {
+            let rec = Arc::new(Recorder::default());
+            n.cluster
+                .start_group(g, &names, rec.clone())
+                .await
+                .expect("start group");
+            per_node.push(rec);
+        }
+        recs.push(per_node);
+    }
+    let t = Duration::from_secs(5);
+    for (gi, g) in ["qq:/:one", "qq:/:two"].into_iter().enumerate() {
+        let l = group_leader(&nodes, &names, g).await;
+        for i in 0..20 {
+            let cmd = format!("{g} {i}").into_bytes();
+            let answer = nodes[l]
+                .cluster
+                .group_write(g, cmd.clone(), t)
+                .await
+                .expect("write");
+            assert_eq!(answer, [b"ok:".as_slice(), &cmd].concat());
+        }
+        let f = (l + 1) % 3;
+        match nodes[f].cluster.group_write(g, b"x".to_vec(), t).await {
+            Err(ClusterError::NotLeader { leader }) => assert_eq!(leader.as_deref(), Some(names[l].as_str())),
+            other => panic!("a follower's write: {other:?}"),
+        }
+        wait_for("every member to apply the group's 20 writes", t, || async {
+            recs[gi].iter().all(|r| r.cmds().len() == 20)
+        })
+        .await;
+    }
+    // Each group holds only its own commands; the metadata group none of them.
+    assert!(recs[0][0].cmds().iter().all(|c| c.starts_with(b"qq:/:one")));
+    assert!(nodes[0].rec.cmds().is_empty());
+
+    // Stop the leader node of group one: the others elect a leader with all 20 writes.
+    let l = group_leader(&nodes, &names, "qq:/:one").await;
+    nodes[l].cluster.shutdown().await;
+    let stopped = Instant::now();
+    let rest: Vec<usize> = (0..3).filter(|&i| i != l).collect();
+    let new = loop {
+        let st = nodes[rest[0]].cluster.group_status("qq:/:one").unwrap();
+        if let Some(name) = st.leader.filter(|n| *n != names[l]) {
+            break names.iter().position(|n| *n == name).unwrap();
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(10), "no new leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    nodes[new]
+        .cluster
+        .group_write("qq:/:one", b"qq:/:one after".to_vec(), t)
+        .await
+        .expect("write on the new leader");
+    eprintln!(
+        "group one: new leader writes {:?} after its old leader stopped",
+        stopped.elapsed()
+    );
+    wait_for("the survivors to apply 21 writes", t, || async {
+        rest.iter().all(|&i| recs[0][i].cmds().len() == 21)
+    })
+    .await;
+    for i in rest {
+        nodes[i].cluster.shutdown().await;
+    }
+}
+
+/// The index of the node every member agrees leads `g` (waits up to 10 s).
+async fn group_leader(nodes: &[Node], names: &[String], g: &str) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st: Vec<_> = nodes.iter().filter_map(|n| n.cluster.group_status(g)).collect();
+        if st.len() == 3 && st[0].leader.is_some() && st.iter().all(|s| s.leader == st[0].leader) {
+            let name = st[0].leader.clone().unwrap();
+            assert_eq!(st[0].members, names);
+            return names.iter().position(|n| *n == name).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no agreed leader for {g}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

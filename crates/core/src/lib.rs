@@ -28,6 +28,7 @@ pub mod ids;
 pub mod message;
 pub mod policy;
 pub mod queue;
+pub mod quorum;
 pub mod routing;
 pub mod topology;
 

@@ -740,6 +740,20 @@ impl Topology {
             )));
         }
         let args = QueueArgs::parse(d.arguments, d.name, &self.vhost)?;
+        if args.quorum {
+            // rabbit_quorum_queue:declare checks auto-delete, exclusive, then durable.
+            let invalid = [
+                (d.auto_delete, "auto-delete"),
+                (d.exclusive, "exclusive-owner"),
+                (!d.durable, "non-durable"),
+            ];
+            if let Some((_, prop)) = invalid.iter().find(|(bad, _)| *bad) {
+                return Err(AmqpError::precondition(format!(
+                    "invalid property '{prop}' for queue '{}' in vhost '{}'",
+                    d.name, self.vhost
+                )));
+            }
+        }
         Ok((self.insert_queue(d, args), true))
     }
 
@@ -1074,6 +1088,27 @@ mod tests {
     }
     fn code(e: AmqpError) -> u16 {
         e.code.code()
+    }
+
+    #[test]
+    fn quorum_queues_must_be_durable_not_exclusive_not_auto_delete() {
+        let mut t = t();
+        let mut args = none();
+        args.insert("x-queue-type", warren_codec::FieldValue::str("quorum"));
+        let mut d = qdecl("qq", &args);
+        // (durable, exclusive, auto_delete) -> the property RabbitMQ names.
+        for (durable, exclusive, auto_delete, prop) in [
+            (false, false, false, "non-durable"),
+            (true, true, false, "exclusive-owner"),
+            (true, false, true, "auto-delete"),
+        ] {
+            (d.durable, d.exclusive, d.auto_delete) = (durable, exclusive, auto_delete);
+            let err = t.declare_queue(&d).unwrap_err();
+            let want = format!("invalid property '{prop}' for queue 'qq' in vhost '/'");
+            assert_eq!((err.code.code(), err.text.as_str()), (406, want.as_str()));
+        }
+        d.auto_delete = false;
+        assert!(t.declare_queue(&d).unwrap().1);
     }
 
     #[test]

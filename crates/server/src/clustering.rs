@@ -291,14 +291,29 @@ fn apply_define(broker: &Broker, vhost: &str, node: &str, method: &[u8]) -> Outc
         Method::QueueDeclare(q) => {
             let d = crate::vhost::recorded_queue(q);
             let limit = broker.queue_limit(vhost);
-            if node == broker.config.node_name {
+            let outcome = if node == broker.config.node_name {
                 Outcome::of(v.declare_queue(&d, limit), |(_, c)| created(c))
             } else {
                 Outcome::of(v.declare_remote_queue(&d, node, limit), created)
+            };
+            let quorum = v.read_topology(|t| t.queue(&q.queue).is_some_and(|m| m.args.quorum));
+            if let (Outcome::Created, true, Some(c)) = (&outcome, quorum, broker.cluster()) {
+                let size = q
+                    .arguments
+                    .get("x-quorum-initial-group-size")
+                    .and_then(|f| warren_core::args::integer(f).ok())
+                    .and_then(|i| u64::try_from(i).ok());
+                crate::quorum::declared(c, vhost, &q.queue, node, size);
             }
+            outcome
         }
         Method::QueueDelete(q) => match v.delete_queue(&q.queue) {
-            Some(_) => Outcome::Deleted,
+            Some(_) => {
+                if let Some(c) = broker.cluster() {
+                    crate::quorum::deleted(c, vhost, &q.queue);
+                }
+                Outcome::Deleted
+            }
             None => Outcome::NotFound,
         },
         Method::QueueBind(b) => binding(&b.exchange, &b.queue, true, &b.routing_key, &b.arguments, true),
@@ -807,6 +822,7 @@ pub async fn start(broker: &Arc<Broker>) -> std::io::Result<()> {
         cluster.addr(),
         cluster.node_name()
     );
+    crate::quorum::resume_all(broker, &cluster);
     broker.set_cluster(cluster);
     Ok(())
 }

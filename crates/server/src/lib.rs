@@ -37,6 +37,7 @@ pub mod monitor;
 pub mod persist;
 pub mod policies;
 pub mod queue;
+pub mod quorum;
 pub mod recovery;
 pub mod session;
 pub mod stats;

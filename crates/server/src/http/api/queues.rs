@@ -44,7 +44,7 @@ pub fn queue_json(st: &Shared, vhost: &str, meta: &QueueMeta, q: Option<&Arc<Que
         .as_ref()
         .map(|p| table_to_json(&p.definition))
         .unwrap_or_else(|| json!({}));
-    json!({
+    let mut item = json!({
         "name": meta.name.to_string(), "vhost": vhost, "durable": meta.durable,
         "auto_delete": meta.auto_delete, "exclusive": meta.exclusive_owner.is_some(),
         "arguments": table_to_json(&meta.arguments), "type": qtype, "state": "running",
@@ -65,7 +65,18 @@ pub fn queue_json(st: &Shared, vhost: &str, meta: &QueueMeta, q: Option<&Arc<Que
         "dead_letter_queue": is_dlq,
         "growth_per_minute": (growth * 10.0).round() / 10.0,
         "alerts": alerts,
-    })
+    });
+    // A quorum queue's Raft group, as this node sees it (a member of it).
+    let group = st
+        .broker
+        .cluster()
+        .filter(|_| meta.args.quorum)
+        .and_then(|c| c.group_status(&crate::quorum::group_id(vhost, &meta.name)));
+    if let Some(g) = group {
+        item["leader"] = json!(g.leader);
+        item["members"] = json!(g.members);
+    }
+    item
 }
 
 /// One queue of a listing: rendered from the live topology when its page is written, or

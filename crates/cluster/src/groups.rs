@@ -1,0 +1,268 @@
+//! Per-queue Raft groups: more openraft instances on the same node beside the metadata group,
+//! one per replicated (quorum) queue, as RabbitMQ runs one Ra cluster per quorum queue.
+//!
+//! Each group has its own log, vote and snapshot in `<data_dir>/groups/<digest>` (the same
+//! [`crate::log_store`] and [`crate::state_machine`] as the metadata group, so the same fsync
+//! discipline: an entry is durable on a member before that member acknowledges it), its own
+//! [`Apply`] (the server's queue replica), and the node's own Raft id. Its members are named
+//! cluster members; their addresses come from the metadata membership.
+//!
+//! Groups open no listener and no connections of their own: their RPCs travel over the node's
+//! authenticated links ([`crate::network`]) as [`Request::Group`] frames naming the group, on
+//! the [`Lane::Group`] connections every group shares, and the receiving node's [`Registry`]
+//! hands each one to that group's Raft instance.
+//!
+//! Writes are local to the group's leader ([`Cluster::group_write`]): the server sends work for
+//! a replicated queue to the node that leads its group (its "home" for forwarding), and a
+//! write on another node fails with [`ClusterError::NotLeader`] naming the leader it knows.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use sha2::{Digest, Sha256};
+
+use crate::cluster::{Cluster, handle_raft, open_raft_in};
+use crate::error::{ClusterError, Result};
+use crate::network::{Network, Request, Response};
+use crate::state_machine::Apply;
+use crate::types::{Command, Member, NodeId, Raft, node_id_for};
+
+/// One group this node is a member of.
+struct Group {
+    raft: Raft,
+    dir: PathBuf,
+    applied: Arc<AtomicU64>,
+}
+
+/// The groups of this node by id (held by the [`Cluster`]).
+#[derive(Default)]
+pub(crate) struct Registry {
+    groups: parking_lot::RwLock<HashMap<String, Arc<Group>>>,
+}
+
+impl Registry {
+    fn get(&self, group: &str) -> Option<Arc<Group>> {
+        self.groups.read().get(group).cloned()
+    }
+}
+
+/// A group as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupStatus {
+    /// The leader's node name, if a leader is known.
+    pub leader: Option<String>,
+    /// The members' node names (voters), sorted.
+    pub members: Vec<String>,
+    /// This node's current term in the group.
+    pub term: u64,
+    /// This node's last applied index in the group.
+    pub last_applied: u64,
+}
+
+/// The directory name of a group's files: 16 hex digits of SHA-256 of its id (ids hold any
+/// characters, e.g. a vhost and queue name).
+fn dir_name(group: &str) -> String {
+    let d = Sha256::digest(group.as_bytes());
+    d[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Cluster {
+    /// Starts this node's member of `group` (a no-op if it runs already), with `members` (node
+    /// names, this node among them) and `applier` as its state. A pristine group is
+    /// initialised with exactly `members` on every member (openraft accepts the same initial
+    /// membership from each); a group with state on disk resumes from it.
+    pub async fn start_group(&self, group: &str, members: &[String], applier: Arc<dyn Apply>) -> Result<()> {
+        self.open_group(group, members, applier, true).await
+    }
+
+    /// At a node's start: resumes this node's member of `group` from its files, if it has any
+    /// (never initialises a new one: the membership is in the group's own log). Returns
+    /// whether it runs.
+    pub async fn resume_group(&self, group: &str, applier: Arc<dyn Apply>) -> Result<bool> {
+        let dir = self.config().data_dir.join("groups").join(dir_name(group));
+        if !dir.join(crate::log_store::STATE_FILE).exists() && !dir.join(crate::log_store::LOG_FILE).exists()
+        {
+            return Ok(false);
+        }
+        let me = [self.node_name().to_string()];
+        self.open_group(group, &me, applier, false).await?;
+        Ok(true)
+    }
+
+    async fn open_group(
+        &self,
+        group: &str,
+        members: &[String],
+        applier: Arc<dyn Apply>,
+        may_initialize: bool,
+    ) -> Result<()> {
+        if self.groups().get(group).is_some() {
+            return Ok(());
+        }
+        let mut nodes = BTreeMap::new();
+        for name in members {
+            let addr = if name == self.node_name() {
+                self.addr().to_string()
+            } else {
+                self.member_addr(name)
+                    .ok_or_else(|| ClusterError::Invalid(format!("no cluster member '{name}'")))?
+            };
+            nodes.insert(
+                node_id_for(name),
+                Member {
+                    name: name.clone(),
+                    addr,
+                },
+            );
+        }
+        if !nodes.contains_key(&self.node_id()) {
+            return Err(ClusterError::Invalid(format!(
+                "this node is not a member of group '{group}'"
+            )));
+        }
+        let config = self.config();
+        let dir = config.data_dir.join("groups").join(dir_name(group));
+        let network = Network {
+            pool: self.pool(),
+            rpc_timeout: config.timeouts.rpc,
+            group: Some(Arc::from(group)),
+        };
+        let applied = Arc::new(AtomicU64::new(0));
+        let counters = (applied.clone(), Arc::new(AtomicU64::new(0)));
+        let (raft, log) = open_raft_in(config, dir.clone(), applier, network, counters).await?;
+        if may_initialize
+            && log.is_pristine()
+            && let Err(e) = raft.initialize(nodes).await
+        {
+            tracing::debug!(group, error = %e, "group initialise refused (already initialised)");
+        }
+        let g = Arc::new(Group { raft, dir, applied });
+        let raced = {
+            let mut groups = self.groups().groups.write();
+            match groups.get(group) {
+                Some(_) => Some(g),
+                None => {
+                    groups.insert(group.to_string(), g);
+                    None
+                }
+            }
+        };
+        if let Some(extra) = raced {
+            let _ = extra.raft.shutdown().await;
+        }
+        tracing::info!(group, ?members, "raft group started");
+        Ok(())
+    }
+
+    /// Stops this node's member of `group`; with `remove_data`, deletes its files (the queue
+    /// was deleted).
+    pub async fn stop_group(&self, group: &str, remove_data: bool) {
+        let g = self.groups().groups.write().remove(group);
+        let Some(g) = g else { return };
+        let _ = g.raft.shutdown().await;
+        if remove_data {
+            let dir = g.dir.clone();
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        }
+    }
+
+    /// Stops every group (at shutdown).
+    pub(crate) async fn shutdown_groups(&self) {
+        let all: Vec<Arc<Group>> = self.groups().groups.write().drain().map(|(_, g)| g).collect();
+        for g in all {
+            let _ = g.raft.shutdown().await;
+        }
+    }
+
+    /// The ids of the groups this node runs.
+    pub fn group_ids(&self) -> Vec<String> {
+        self.groups().groups.read().keys().cloned().collect()
+    }
+
+    /// Commits `payload` to `group`'s log on this node, which must lead the group, and returns
+    /// the applier's answer once a majority of the members has it durably. Fails with
+    /// [`ClusterError::NotLeader`] if another node leads (or none is known), and with
+    /// [`ClusterError::NoQuorum`] if no majority commits it within `timeout` (it may still
+    /// commit later).
+    pub async fn group_write(&self, group: &str, payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>> {
+        let g = self
+            .groups()
+            .get(group)
+            .ok_or_else(|| ClusterError::Invalid(format!("no raft group '{group}' on this node")))?;
+        let command = Command {
+            id: rand::random(),
+            payload,
+        };
+        match tokio::time::timeout(timeout, g.raft.client_write(command)).await {
+            Err(_) => Err(ClusterError::NoQuorum),
+            Ok(Ok(resp)) => Ok(resp.data.0),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(ClusterError::NotLeader {
+                    leader: f.leader_node.map(|n| n.name),
+                })
+            }
+            Ok(Err(e)) => Err(ClusterError::Raft(e.to_string())),
+        }
+    }
+
+    /// How this node sees `group` (`None`: not a member here).
+    pub fn group_status(&self, group: &str) -> Option<GroupStatus> {
+        let g = self.groups().get(group)?;
+        let rx = g.raft.metrics();
+        let m = rx.borrow();
+        let mem = m.membership_config.membership();
+        let name_of = |id: &NodeId| mem.get_node(id).map(|n| n.name.clone());
+        let mut members: Vec<String> = mem.voter_ids().filter_map(|id| name_of(&id)).collect();
+        members.sort();
+        Some(GroupStatus {
+            leader: m.current_leader.as_ref().and_then(name_of),
+            members,
+            term: m.current_term,
+            last_applied: g.applied.load(Ordering::Acquire),
+        })
+    }
+
+    /// Waits until `group`'s leader as this node sees it differs from `known` (or `timeout`
+    /// passes, or the group stops), and returns the new leader's name.
+    pub async fn group_leader_change(
+        &self,
+        group: &str,
+        known: Option<&str>,
+        timeout: Duration,
+    ) -> Option<String> {
+        let g = self.groups().get(group)?;
+        let mut rx = g.raft.metrics();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let leader = {
+                let m = rx.borrow_and_update();
+                m.current_leader.and_then(|id| {
+                    m.membership_config
+                        .membership()
+                        .get_node(&id)
+                        .map(|n| n.name.clone())
+                })
+            };
+            if leader.as_deref() != known {
+                return leader;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return leader,
+            }
+        }
+    }
+
+    /// Serves a peer's RPC for `group` (an error answer if this node does not run it, e.g.
+    /// not started yet: the leader retries).
+    pub(crate) async fn handle_group(&self, group: &str, rpc: Request) -> Response {
+        match self.groups().get(group) {
+            Some(g) => handle_raft(&g.raft, rpc).await,
+            None => Response::App(Err(format!("no raft group '{group}' on this node"))),
+        }
+    }
+}
