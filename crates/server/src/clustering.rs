@@ -822,7 +822,15 @@ pub async fn start(broker: &Arc<Broker>) -> std::io::Result<()> {
         cluster.addr(),
         cluster.node_name()
     );
-    crate::quorum::resume_all(broker, &cluster);
+    let mut quorum_queues = Vec::new();
+    for v in broker.vhosts() {
+        v.read_topology(|t| {
+            for q in t.queues().filter(|q| q.args.quorum) {
+                quorum_queues.push((v.name.clone(), q.name.to_string()));
+            }
+        });
+    }
+    crate::quorum::resume_all(&cluster, quorum_queues);
     broker.set_cluster(cluster);
     Ok(())
 }

@@ -107,19 +107,12 @@ pub fn declared(cluster: &Cluster, vhost: &str, name: &str, declaring: &str, siz
 }
 
 /// At a clustered node's start: resumes this node's member of every quorum queue's group it
-/// has files of (in the background).
-pub fn resume_all(broker: &crate::broker::Broker, cluster: &Cluster) {
+/// has files of (in the background). `queues` names them as (vhost, queue).
+pub fn resume_all(cluster: &Cluster, queues: Vec<(String, String)>) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let mut groups = Vec::new();
-    for v in broker.vhosts() {
-        v.read_topology(|t| {
-            for q in t.queues().filter(|q| q.args.quorum) {
-                groups.push(group_id(&v.name, &q.name));
-            }
-        });
-    }
+    let groups: Vec<String> = queues.iter().map(|(v, q)| group_id(v, q)).collect();
     let cluster = cluster.clone();
     rt.spawn(async move {
         for group in groups {

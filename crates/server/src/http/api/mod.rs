@@ -21,6 +21,7 @@ pub mod exchanges;
 mod health;
 mod limits;
 mod overview;
+pub(crate) mod peer_listing;
 pub mod queues;
 pub(crate) mod remote;
 pub mod users;

@@ -2,10 +2,9 @@
 //! `/api/channels`, `/api/consumers`, `/api/nodes` and `/api/overview`'s totals include the
 //! other members' objects, each with its `node`, as RabbitMQ's do.
 //!
-//! Each member renders its own objects ([`render`]: the queues it is home to, its connections,
-//! channels, the consumers of its queues, its node record and totals) with the same JSON code
-//! its own listings use; [`install`] makes that its answer to a peer's
-//! [`crate::forward::Listing`] request. The node answering an HTTP listing asks every other
+//! Each member renders its own objects with the same JSON code its own listings use and answers
+//! a peer's [`crate::forward::Listing`] request with them (`super::peer_listing`). The node
+//! answering an HTTP listing asks every other
 //! member at once over the cluster link ([`gather`]), each call bounded by
 //! [`LISTING_TIMEOUT`]: a member that does not answer in time is left out (its queues are
 //! listed from the replicated definitions with `state: down`, as RabbitMQ 4 shows a classic
@@ -19,51 +18,6 @@ use crate::forward::Listing;
 
 /// How long a listing waits for another member's answer.
 pub(super) const LISTING_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Installs [`render`] as this node's answer to its peers' listing requests (a clustered node
-/// only).
-pub(crate) fn install(st: &Shared) {
-    let Some(f) = st.broker.forwarder() else {
-        return;
-    };
-    let weak = Arc::downgrade(st);
-    f.set_lister(Box::new(move |what| match weak.upgrade() {
-        Some(st) => render(&st, what).to_string(),
-        None => "[]".into(),
-    }));
-}
-
-/// This node's own objects of kind `what`, as its listings render them.
-fn render(st: &Shared, what: &Listing) -> Value {
-    match what {
-        Listing::Queues { vhost, name } => {
-            let vhosts = match vhost {
-                Some(v) => st.broker.vhost(v).into_iter().collect(),
-                None => st.broker.vhosts(),
-            };
-            let mut out = Vec::new();
-            for v in vhosts {
-                let dlqs = dlq::vhost_dead_letter_queues(&v);
-                for q in v.queue_handles() {
-                    if name.as_ref().is_some_and(|n| **n != *q.meta.name) {
-                        continue;
-                    }
-                    let meta = v
-                        .read_topology(|t| t.queue(&q.meta.name).cloned())
-                        .unwrap_or_else(|| q.meta.clone());
-                    let dlq = dlqs.contains(&*meta.name);
-                    out.push(super::queues::queue_json(st, &v.name, &meta, Some(&q), dlq));
-                }
-            }
-            Value::Array(out)
-        }
-        Listing::Node => super::overview::node_json(st),
-        Listing::Connections => super::connections::local_connections(st),
-        Listing::Channels => super::connections::local_channels(st),
-        Listing::Consumers => super::connections::local_consumers(st),
-        Listing::Totals => super::overview::local_totals(st),
-    }
-}
 
 /// Every other member's answer to `what`: the member and its JSON (`None`: no answer in time).
 /// Empty on a node without clustering.
