@@ -1846,3 +1846,41 @@ async fn a_quorum_queue_gets_a_raft_group_on_three_nodes_that_elects_a_new_leade
         n.running.shutdown().await;
     }
 }
+
+/// Persistent messages forwarded from node 1 into node 2's durable queue and consumed with
+/// automatic acknowledgement (on node 2, then through node 1) stay consumed across node 2's
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forwarded_messages_consumed_on_their_home_stay_consumed_across_its_restart() {
+    let (mut nodes, ports) = three_nodes("r").await;
+    let h1 = http_port(&nodes[0]);
+    let (c2, ch2) = declared_on(&nodes[1], "q.home2", h1).await;
+    let (_c1, ch1) = amqp_channel(&nodes[0]).await;
+    ch1.confirm_select(Default::default()).await.unwrap();
+    assert_eq!(
+        publish_confirmed(&ch1, "", "q.home2", &numbered("r", 50)).await,
+        (50, 0)
+    );
+    assert_eq!(drain(&ch2, "q.home2", 50).await, numbered("r", 50));
+    assert_eq!(
+        publish_confirmed(&ch1, "", "q.home2", &numbered("s", 50)).await,
+        (50, 0)
+    );
+    assert_eq!(drain(&ch1, "q.home2", 50).await, numbered("s", 50));
+    drop((c2, ch2));
+    let TestBroker {
+        running, data_dir, ..
+    } = nodes.remove(1);
+    running.shutdown().await;
+    let n2 = relaunch("r2@localhost", data_dir, &ports, 1).await;
+    let (_c2, ch2) = amqp_channel(&n2).await;
+    let left = common::message_count(&ch2, "q.home2").await;
+    if left > 0 {
+        let got = drain(&ch2, "q.home2", left as usize).await;
+        panic!("{left} back after the restart: {got:?}");
+    }
+    nodes.push(n2);
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}

@@ -1305,3 +1305,43 @@ async fn lost_definitions_log_quarantines_queue_dirs_and_reattach_restores_messa
     let out = ctl::run_from(ctl(&["quarantine", "list"])).await.unwrap();
     assert!(!out.contains("orders") && out.contains("audit"), "{out}");
 }
+
+/// Messages consumed with automatic acknowledgement are gone for good: after a clean restart
+/// the durable queue holds only what was published after them.
+#[tokio::test]
+async fn messages_consumed_with_auto_ack_stay_consumed_across_restart() {
+    let dir = common::tempdir::Dir::new();
+    let mut p = spawn_broker(&dir.path, common::free_port());
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", p.port);
+    publish_confirmed(&url, "autoack", "m", 60).await;
+    let conn = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let opts = BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    let mut consumer = ch
+        .basic_consume("autoack".into(), "c".into(), opts, FieldTable::default())
+        .await
+        .unwrap();
+    for i in 0..60 {
+        let d = common::next(&mut consumer).await;
+        assert_eq!(d.data, format!("m-{i}").as_bytes());
+    }
+    ch.basic_cancel("c".into(), BasicCancelOptions::default())
+        .await
+        .unwrap();
+    publish_confirmed(&url, "autoack", "n", 10).await;
+    conn.close(200, "bye".into()).await.unwrap();
+    sigterm_and_wait(&mut p);
+    let p = spawn_broker(&dir.path, common::free_port());
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", p.port);
+    let want: Vec<String> = (0..10).map(|i| format!("n-{i}")).collect();
+    assert_eq!(
+        drain(&url, "autoack").await,
+        want,
+        "only the 10 never delivered come back"
+    );
+}

@@ -13,6 +13,11 @@ use crate::broker::Broker;
 /// How often a poisoned store is asked to recover (each try writes a 1 MiB probe).
 const RECOVERY_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How often every queue's buffered log writes are pushed to the OS when nothing else did:
+/// acks and auto-ack deliveries of a queue nobody publishes to wait in its buffers until a
+/// publish batch flushes them, and would come back redelivered after a crash.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Samples memory, disk and the store until `shutdown`: twice a second, every 20 ms when free
 /// disk is near the limit, and at once when the store reports a failed write. Once the store
 /// was poisoned by a failed write (a full disk) and free space is back above the limit, it
@@ -21,6 +26,7 @@ pub async fn monitor(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let failed = broker.persistence.as_ref().map(|p| p.store_failed.clone());
     let mut wait = Duration::ZERO;
     let mut last_recovery = std::time::Instant::now();
+    let mut last_flush = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -41,6 +47,16 @@ pub async fn monitor(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             recover_store(&broker, p, free, limit);
         }
         let poisoned = broker.persistence.as_ref().is_some_and(|p| p.store.is_poisoned());
+        if !poisoned && last_flush.elapsed() >= FLUSH_INTERVAL {
+            last_flush = std::time::Instant::now();
+            for v in broker.vhosts() {
+                for q in v.queue_handles() {
+                    if q.is_durable() {
+                        q.flush_log();
+                    }
+                }
+            }
+        }
         broker.alarms.check(resident_memory(), free, poisoned);
         wait = next_sample(free, limit);
     }
