@@ -628,6 +628,12 @@ async fn topology_declared_over_amqp_replicates_and_a_restarted_node_catches_up(
         running, data_dir, ..
     } = n3;
     running.shutdown().await;
+    // If node 3 led the cluster, the survivors elect a leader first (the declarations below
+    // would otherwise wait on an election, timed under load, instead of testing catch-up).
+    wait_for(h1, "/api/cluster", 15, "a leader among nodes 1 and 2", |s, v| {
+        s == 200 && v["leader"].is_string() && v["leader"] != "t3@localhost"
+    })
+    .await;
     durable_x(&ch1, "x.later", lapin::ExchangeKind::Direct)
         .await
         .unwrap();

@@ -37,6 +37,15 @@ fn s(v: &str) -> ShortStr {
 }
 
 impl Harness {
+    /// A harness whose queue `q` holds messages "a" and "b".
+    fn with_a_and_b() -> Harness {
+        let mut h = Harness::new();
+        h.declare("q");
+        h.publish("q", "a").unwrap();
+        h.publish("q", "b").unwrap();
+        h
+    }
+
     fn new() -> Harness {
         let config = Config::default();
         let user = config.default_user.clone();
@@ -445,10 +454,7 @@ fn queue_bind_and_unbind() {
 fn a_repeated_publish_follows_queue_deletion_and_redeclaration() {
     // The channel reuses its last route while the topology is unchanged; a deleted and
     // redeclared queue of the same name is a new queue, which the next publish must reach.
-    let mut h = Harness::new();
-    h.declare("q");
-    h.publish("q", "a").unwrap();
-    h.publish("q", "b").unwrap();
+    let mut h = Harness::with_a_and_b();
     assert_eq!(h.ready("q"), 2);
     h.call(QueueDelete {
         queue: s("q"),
@@ -850,10 +856,7 @@ fn basic_reject_and_nack_requeue_or_drop() {
 
 #[test]
 fn basic_recover_redelivers_everything_unacked() {
-    let mut h = Harness::new();
-    h.declare("q");
-    h.publish("q", "a").unwrap();
-    h.publish("q", "b").unwrap();
+    let mut h = Harness::with_a_and_b();
     h.call(BasicConsume {
         queue: s("q"),
         consumer_tag: s("c"),
