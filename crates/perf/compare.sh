@@ -237,6 +237,23 @@ for sc in "${list[@]}"; do
   esac
 done
 
+# The same runs, every figure of every scenario for each broker (medians): the issue-17 report.
+full_row() { # scenario broker
+  local sc=$1 b=$2 k v line="| $1 | $2"
+  for k in publish_rate consume_rate consume_rate_while_publishing p50_us p99_us p999_us broker:broker_peak_rss_mb broker:broker_cpu_util; do
+    v=$(metric "$sc" "$b" "$k")
+    line+=" | $(awk -v v="$v" 'BEGIN { if (v == "nan" || v == "") print "–"; else if (v + 0 >= 1000) printf "%.0f", v; else printf "%.3g", v }')"
+  done
+  echo "$line |"
+}
+{
+  echo "| scenario | broker | published msg/s | consumed msg/s | consumed while publishing | p50 µs | p99 µs | p99.9 µs | peak RSS MB | broker CPU |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  for sc in "${list[@]}"; do
+    for b in $brokers; do full_row "$sc" "$b"; done
+  done
+} > "$out/table-full.md"
+
 lost=$(cat "$out"/*.json 2>/dev/null | grep -o '"lost":[0-9]*' | cut -d: -f2 | awk '{ s += $1 } END { print s + 0 }')
 dups=$(cat "$out"/*.json 2>/dev/null | grep -o '"duplicated":[0-9]*' | cut -d: -f2 | awk '{ s += $1 } END { print s + 0 }')
 {
@@ -246,3 +263,5 @@ dups=$(cat "$out"/*.json 2>/dev/null | grep -o '"duplicated":[0-9]*' | cut -d: -
   echo
   echo "lost messages over all runs: $lost; duplicated: $dups"
 } | tee "$out/table.md"
+echo
+cat "$out/table-full.md"

@@ -317,6 +317,20 @@ pub struct QueueCounts {
     pub ready_bytes: u64,
 }
 
+/// The ingest credit window of every queue: `WARREN_CREDIT_FLOW_WINDOW` messages if set (an
+/// advanced setting, like RabbitMQ's `credit_flow_default_credit`; `0` turns credit flow off,
+/// for measuring what it costs), else [`warren_core::flow::DEFAULT_WINDOW`].
+fn credit_window() -> u32 {
+    static WINDOW: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *WINDOW.get_or_init(|| {
+        match std::env::var("WARREN_CREDIT_FLOW_WINDOW").ok().and_then(|v| v.parse().ok()) {
+            Some(0) => u32::MAX,
+            Some(n) => n,
+            None => warren_core::flow::DEFAULT_WINDOW,
+        }
+    })
+}
+
 impl Queue {
     /// Its vhost's name (`None` once the vhost is gone).
     pub fn vhost_name(&self) -> Option<String> {
@@ -337,7 +351,7 @@ impl Queue {
                 log: None,
                 scratch: None,
                 marks_pending: false,
-                credit: Credit::default(),
+                credit: Credit::new(credit_window()),
                 flow_waiters: Vec::new(),
                 page_in_flight: false,
                 page_in_retry_at: 0,
