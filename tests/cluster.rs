@@ -1884,3 +1884,252 @@ async fn forwarded_messages_consumed_on_their_home_stay_consumed_across_its_rest
         n.running.shutdown().await;
     }
 }
+
+/// Waits until every node of `nodes` reports a leader of quorum queue `path`'s group other than
+/// `not` (`None`: any), the same one everywhere, and returns it.
+async fn group_leader(nodes: &[TestBroker], path: &str, not: Option<&str>) -> String {
+    let mut leader = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    'again: loop {
+        assert!(
+            Instant::now() < deadline,
+            "the nodes agree on a new leader within 15s"
+        );
+        for n in nodes {
+            wait_for(http_port(n), path, 15, "a group leader", |s, v| {
+                s == 200 && v["leader"].is_string() && v["leader"].as_str() != not
+            })
+            .await;
+            let v: Value = serde_json::from_slice(&api(http_port(n), "GET", path, None).await.body).unwrap();
+            let l = v["leader"].as_str().unwrap_or_default().to_string();
+            if !leader.is_empty() && leader != l {
+                leader.clear();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue 'again;
+            }
+            leader = l;
+        }
+        return leader;
+    }
+}
+
+/// A quorum queue `q` declared on three new nodes named `{prefix}1..3@localhost`, once they
+/// agree on its group's leader (`path`: its API path): the nodes, the leader, its index.
+async fn quorum_queue_on_three_nodes(prefix: &str, q: &str, path: &str) -> (Vec<TestBroker>, String, usize) {
+    let (nodes, _ports) = three_nodes(prefix).await;
+    {
+        let (_c, ch) = amqp_channel(&nodes[0]).await;
+        let quorum = common::table(vec![("x-queue-type", common::lstr("quorum"))]);
+        common::declare_durable(&ch, q, quorum).await;
+    }
+    let leader = group_leader(&nodes, path, None).await;
+    let li = (1..=3)
+        .position(|i| format!("{prefix}{i}@localhost") == leader)
+        .expect("a member leads");
+    (nodes, leader, li)
+}
+
+/// Publishes `body` persistently to queue `queue` on `ch`: its confirm to await.
+async fn publish_persistent(ch: &lapin::Channel, queue: &str, body: &str) -> lapin::PublisherConfirm {
+    let props = lapin::BasicProperties::default().with_delivery_mode(2);
+    ch.basic_publish(
+        "".into(),
+        queue.into(),
+        Default::default(),
+        body.as_bytes(),
+        props,
+    )
+    .await
+    .expect("publish sent")
+}
+
+/// Publishes `{prefix}-{i}` (persistent, to queue `queue`) on `ch` (in confirm mode) for
+/// i = 0, 1, … until one is acked, each confirm awaited up to 5 s; the acked body goes to
+/// `acked`, the others to `nacked`. Fails after `secs`.
+async fn publish_until_confirmed(
+    ch: &lapin::Channel,
+    queue: &str,
+    prefix: &str,
+    secs: u64,
+    acked: &mut Vec<String>,
+    nacked: &mut std::collections::HashSet<String>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    for i in 0.. {
+        assert!(Instant::now() < deadline, "a confirmed publish within {secs}s");
+        let body = format!("{prefix}-{i}");
+        let sent = publish_persistent(ch, queue, &body).await;
+        match tokio::time::timeout(Duration::from_secs(5), sent).await {
+            Ok(Ok(c)) if c.is_ack() => {
+                acked.push(body);
+                return;
+            }
+            _ => {
+                nacked.insert(body);
+                // Not at full speed while the cluster fails over.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// A manual-ack consumer of `queue` on node `b` that received its first delivery: consumes
+/// again (on a fresh channel) until one arrives, for up to `secs`.
+async fn first_delivery(
+    b: &TestBroker,
+    queue: &str,
+    secs: u64,
+) -> (lapin::Connection, lapin::Consumer, lapin::message::Delivery) {
+    use futures_lite::StreamExt;
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "a delivery on a survivor within {secs}s"
+        );
+        let (c, ch) = amqp_channel(b).await;
+        ch.basic_qos(50, Default::default()).await.unwrap();
+        let Ok(mut consumer) = ch
+            .basic_consume(queue.into(), "after".into(), Default::default(), no_args())
+            .await
+        else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        if let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_secs(2), consumer.next()).await {
+            return (c, consumer, d);
+        }
+    }
+}
+
+/// Issue 20: a quorum queue's confirmed messages survive losing the node of its group's
+/// leader, which serves the queue. 1,000 persistent messages published with confirms on a
+/// node that is not the leader's, 100 consumed and acked on the other one; the leader's node
+/// stops; a new leader takes over and a consumer on a survivor gets every confirmed, unacked
+/// message exactly once and in publish order (none of the acked ones), and publishing on the
+/// survivors goes on. Prints the unavailability window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quorum_queues_confirmed_messages_survive_losing_its_leaders_node() {
+    let (q, path) = ("qq.survive", "/api/queues/%2F/qq.survive");
+    let (mut nodes, leader, li) = quorum_queue_on_three_nodes("qs", q, path).await;
+    let others: Vec<usize> = (0..3).filter(|i| *i != li).collect();
+    let (pi, si) = (others[0], others[1]);
+    let (_pc, pch) = amqp_channel(&nodes[pi]).await;
+    pch.confirm_select(Default::default()).await.unwrap();
+    let mut expected: Vec<String> = Vec::new();
+    let mut nacked = std::collections::HashSet::new();
+    // Served once the leader's node took over.
+    publish_until_confirmed(&pch, q, "warm", 15, &mut expected, &mut nacked).await;
+    let bodies = numbered("m", 1000);
+    let t = Instant::now();
+    assert_eq!(publish_confirmed(&pch, "", q, &bodies).await, (1000, 0));
+    eprintln!(
+        "quorum queue: 1000 confirmed persistent publishes through a follower's node in {:?}",
+        t.elapsed()
+    );
+    expected.extend(bodies);
+    // 100 consumed and acked on the other survivor.
+    let (_sc, sch) = amqp_channel(&nodes[si]).await;
+    sch.basic_qos(20, Default::default()).await.unwrap();
+    let mut c = sch
+        .basic_consume(q.into(), "first".into(), Default::default(), no_args())
+        .await
+        .unwrap();
+    for want in expected.drain(..100) {
+        let d = common::next(&mut c).await;
+        assert_eq!(String::from_utf8_lossy(&d.data), want);
+        d.ack(Default::default()).await.unwrap();
+    }
+    // The acks are committed (a replica applied them).
+    wait_for(http_port(&nodes[li]), path, 15, "the acks committed", |s, v| {
+        s == 200 && v["replica_messages"] == json!(expected.len())
+    })
+    .await;
+    // The leader's node stops.
+    let gone = nodes.remove(li);
+    let s = si - usize::from(si > li);
+    gone.running.shutdown().await;
+    let t0 = Instant::now();
+    publish_until_confirmed(&pch, q, "after", 30, &mut expected, &mut nacked).await;
+    let to_publish = t0.elapsed();
+    let new_leader = group_leader(&nodes, path, Some(&leader)).await;
+    let (_c2, mut c2, first) = first_delivery(&nodes[s], q, 30).await;
+    let to_deliver = t0.elapsed();
+    eprintln!(
+        "quorum queue failover: leader {leader} stopped; new leader {new_leader}; first confirmed \
+         publish on a survivor after {to_publish:?}, first delivery on a survivor after {to_deliver:?} \
+         ({} publishes nacked meanwhile)",
+        nacked.len()
+    );
+    let mut got = Vec::new();
+    let mut redelivered = 0;
+    let mut d = first;
+    loop {
+        let body = String::from_utf8(d.data.clone()).unwrap();
+        redelivered += usize::from(d.redelivered);
+        d.ack(Default::default()).await.unwrap();
+        if !nacked.contains(&body) {
+            got.push(body);
+        }
+        if got.len() >= expected.len() {
+            break;
+        }
+        d = common::next(&mut c2).await;
+    }
+    assert_eq!(got.len(), expected.len());
+    assert!(
+        got == expected,
+        "every confirmed, unacked message once, in publish order"
+    );
+    eprintln!(
+        "quorum queue failover: {} messages delivered after it ({redelivered} flagged redelivered)",
+        got.len()
+    );
+    // Publishing on both survivors goes on.
+    let (_sc2, sch2) = amqp_channel(&nodes[s]).await;
+    sch2.confirm_select(Default::default()).await.unwrap();
+    let more_p = numbered("more-p", 10);
+    let more_s = numbered("more-s", 10);
+    assert_eq!(publish_confirmed(&pch, "", q, &more_p).await, (10, 0));
+    assert_eq!(publish_confirmed(&sch2, "", q, &more_s).await, (10, 0));
+    let mut more = Vec::new();
+    while more.len() < 20 {
+        let d = common::next(&mut c2).await;
+        more.push(String::from_utf8(d.data.clone()).unwrap());
+        d.ack(Default::default()).await.unwrap();
+    }
+    assert_eq!(more, [more_p, more_s].concat());
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+/// Issue 20: with only one of a quorum queue's three members up (its group's leader's node
+/// here), a publish to the queue is not confirmed: it is nacked (or never confirmed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quorum_queue_without_a_majority_confirms_no_publish() {
+    let (q, path) = ("qq.minority", "/api/queues/%2F/qq.minority");
+    let (mut nodes, _leader, li) = quorum_queue_on_three_nodes("qm", q, path).await;
+    let lone = nodes.remove(li);
+    let (_c, ch) = amqp_channel(&lone).await;
+    ch.confirm_select(Default::default()).await.unwrap();
+    let (mut acked, mut nacked) = (Vec::new(), std::collections::HashSet::new());
+    publish_until_confirmed(&ch, q, "before", 15, &mut acked, &mut nacked).await;
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+    for i in 0..3 {
+        let sent = publish_persistent(&ch, q, &format!("alone-{i}")).await;
+        let t = Instant::now();
+        match tokio::time::timeout(Duration::from_secs(8), sent).await {
+            Ok(Ok(c)) => assert!(!c.is_ack(), "a publish confirmed without a majority: {c:?}"),
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => {}
+        }
+        eprintln!(
+            "quorum queue without a majority: publish {i} not confirmed (answered or given up after {:?})",
+            t.elapsed()
+        );
+    }
+    lone.running.shutdown().await;
+}
