@@ -245,43 +245,55 @@ async fn a_node_without_clustering_is_its_own_one_member_cluster() {
 
 /// Three `warren` processes: losing one keeps the cluster writable, the restarted node
 /// catches up, and the survivor of two losses refuses changes with 503 in bounded time.
+/// Three of `f()`.
+fn three<T>(f: impl Fn() -> T) -> [T; 3] {
+    [f(), f(), f()]
+}
+
+/// Starts member `i` of a three-node cluster as a `warren` process named
+/// `{prefix}{i+1}@localhost` on `dir`: AMQP on `amqp`, management API on `http`, cluster
+/// listener on `cluster[i]` with the others as seeds, fast Raft timeouts.
+fn spawn_member(
+    prefix: &str,
+    i: usize,
+    dir: &std::path::Path,
+    amqp: u16,
+    http: u16,
+    cluster: &[u16; 3],
+) -> common::process::Broker {
+    let seeds: Vec<String> = (0..3)
+        .filter(|j| *j != i)
+        .map(|j| format!("127.0.0.1:{}", cluster[j]))
+        .collect();
+    common::process::Broker::spawn(
+        dir,
+        amqp,
+        &format!("127.0.0.1:{http}"),
+        &[
+            "--node-name",
+            &format!("{prefix}{}@localhost", i + 1),
+            "--cluster-listen",
+            &format!("127.0.0.1:{}", cluster[i]),
+            "--cluster-seeds",
+            &seeds.join(","),
+            "--cluster-secret",
+            SECRET,
+            "--cluster-fast-timeouts",
+            "true",
+        ],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_survive_one_kill_catch_up_after_restart_and_refuse_without_a_majority() {
     use common::process::Broker;
-    let dirs = [
-        common::tempdir::Dir::new(),
-        common::tempdir::Dir::new(),
-        common::tempdir::Dir::new(),
-    ];
-    let amqp = [common::free_port(), common::free_port(), common::free_port()];
-    let http_ports = [common::free_port(), common::free_port(), common::free_port()];
-    let cluster = [common::free_port(), common::free_port(), common::free_port()];
-    let spawn = |i: usize| {
-        let seeds: Vec<String> = (0..3)
-            .filter(|j| *j != i)
-            .map(|j| format!("127.0.0.1:{}", cluster[j]))
-            .collect();
-        let name = format!("p{}@localhost", i + 1);
-        let listen = format!("127.0.0.1:{}", cluster[i]);
-        let seeds = seeds.join(",");
-        Broker::spawn(
-            &dirs[i].path,
-            amqp[i],
-            &format!("127.0.0.1:{}", http_ports[i]),
-            &[
-                "--node-name",
-                &name,
-                "--cluster-listen",
-                &listen,
-                "--cluster-seeds",
-                &seeds,
-                "--cluster-secret",
-                SECRET,
-                "--cluster-fast-timeouts",
-                "true",
-            ],
-        )
-    };
+    let dirs = three(common::tempdir::Dir::new);
+    let (amqp, http_ports, cluster) = (
+        three(common::free_port),
+        three(common::free_port),
+        three(common::free_port),
+    );
+    let spawn = |i: usize| spawn_member("p", i, &dirs[i].path, amqp[i], http_ports[i], &cluster);
     let mut procs: Vec<Option<Broker>> = (0..3).map(|i| Some(spawn(i))).collect();
     for p in http_ports {
         wait_for(p, "/api/nodes", 20, "three running members", |s, v| {
@@ -1885,9 +1897,9 @@ async fn forwarded_messages_consumed_on_their_home_stay_consumed_across_its_rest
     }
 }
 
-/// Waits until every node of `nodes` reports a leader of quorum queue `path`'s group other than
+/// Waits until every node (by management port) of `https` reports a leader of quorum queue `path`'s group other than
 /// `not` (`None`: any), the same one everywhere, and returns it.
-async fn group_leader(nodes: &[TestBroker], path: &str, not: Option<&str>) -> String {
+async fn group_leader(https: &[u16], path: &str, not: Option<&str>) -> String {
     let mut leader = String::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     'again: loop {
@@ -1895,12 +1907,12 @@ async fn group_leader(nodes: &[TestBroker], path: &str, not: Option<&str>) -> St
             Instant::now() < deadline,
             "the nodes agree on a new leader within 15s"
         );
-        for n in nodes {
-            wait_for(http_port(n), path, 15, "a group leader", |s, v| {
+        for &n in https {
+            wait_for(n, path, 15, "a group leader", |s, v| {
                 s == 200 && v["leader"].is_string() && v["leader"].as_str() != not
             })
             .await;
-            let v: Value = serde_json::from_slice(&api(http_port(n), "GET", path, None).await.body).unwrap();
+            let v: Value = serde_json::from_slice(&api(n, "GET", path, None).await.body).unwrap();
             let l = v["leader"].as_str().unwrap_or_default().to_string();
             if !leader.is_empty() && leader != l {
                 leader.clear();
@@ -1913,20 +1925,33 @@ async fn group_leader(nodes: &[TestBroker], path: &str, not: Option<&str>) -> St
     }
 }
 
+/// Declares quorum queue `q` through `url` and waits until the nodes `https` (by management
+/// port) agree on its group's leader (`path`: the queue's API path); returns the leader.
+async fn declare_quorum(url: &str, https: &[u16], q: &str, path: &str) -> String {
+    let c = lapin::Connection::connect(url, Default::default())
+        .await
+        .expect("connect");
+    let ch = c.create_channel().await.unwrap();
+    let quorum = common::table(vec![("x-queue-type", common::lstr("quorum"))]);
+    common::declare_durable(&ch, q, quorum).await;
+    group_leader(https, path, None).await
+}
+
 /// A quorum queue `q` declared on three new nodes named `{prefix}1..3@localhost`, once they
-/// agree on its group's leader (`path`: its API path): the nodes, the leader, its index.
-async fn quorum_queue_on_three_nodes(prefix: &str, q: &str, path: &str) -> (Vec<TestBroker>, String, usize) {
-    let (nodes, _ports) = three_nodes(prefix).await;
-    {
-        let (_c, ch) = amqp_channel(&nodes[0]).await;
-        let quorum = common::table(vec![("x-queue-type", common::lstr("quorum"))]);
-        common::declare_durable(&ch, q, quorum).await;
-    }
-    let leader = group_leader(&nodes, path, None).await;
+/// agree on its group's leader (`path`: its API path): the nodes, the leader, its index, the
+/// nodes' cluster ports.
+async fn quorum_queue_on_three_nodes(
+    prefix: &str,
+    q: &str,
+    path: &str,
+) -> (Vec<TestBroker>, String, usize, [u16; 3]) {
+    let (nodes, ports) = three_nodes(prefix).await;
+    let https: Vec<u16> = nodes.iter().map(http_port).collect();
+    let leader = declare_quorum(&nodes[0].url, &https, q, path).await;
     let li = (1..=3)
         .position(|i| format!("{prefix}{i}@localhost") == leader)
         .expect("a member leads");
-    (nodes, leader, li)
+    (nodes, leader, li, ports)
 }
 
 /// Publishes `body` persistently to queue `queue` on `ch`: its confirm to await.
@@ -1973,10 +1998,10 @@ async fn publish_until_confirmed(
     }
 }
 
-/// A manual-ack consumer of `queue` on node `b` that received its first delivery: consumes
+/// A manual-ack consumer of `queue` on the node at `url` that received its first delivery: consumes
 /// again (on a fresh channel) until one arrives, for up to `secs`.
 async fn first_delivery(
-    b: &TestBroker,
+    url: &str,
     queue: &str,
     secs: u64,
 ) -> (lapin::Connection, lapin::Consumer, lapin::message::Delivery) {
@@ -1987,7 +2012,10 @@ async fn first_delivery(
             Instant::now() < deadline,
             "a delivery on a survivor within {secs}s"
         );
-        let (c, ch) = amqp_channel(b).await;
+        let c = lapin::Connection::connect(url, Default::default())
+            .await
+            .expect("connect");
+        let ch = c.create_channel().await.unwrap();
         ch.basic_qos(50, Default::default()).await.unwrap();
         let Ok(mut consumer) = ch
             .basic_consume(queue.into(), "after".into(), Default::default(), no_args())
@@ -1999,22 +2027,44 @@ async fn first_delivery(
         if let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_secs(2), consumer.next()).await {
             return (c, consumer, d);
         }
+        // Whatever this consumer still gets goes back to the queue.
+        let _ = c.close(200, "retry".into()).await;
     }
 }
 
-/// Issue 20: a quorum queue's confirmed messages survive losing the node of its group's
-/// leader, which serves the queue. 1,000 persistent messages published with confirms on a
-/// node that is not the leader's, 100 consumed and acked on the other one; the leader's node
-/// stops; a new leader takes over and a consumer on a survivor gets every confirmed, unacked
-/// message exactly once and in publish order (none of the acked ones), and publishing on the
-/// survivors goes on. Prints the unavailability window.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_quorum_queues_confirmed_messages_survive_losing_its_leaders_node() {
-    let (q, path) = ("qq.survive", "/api/queues/%2F/qq.survive");
-    let (mut nodes, leader, li) = quorum_queue_on_three_nodes("qs", q, path).await;
+/// One node of the quorum failover scenario: its AMQP URL and management port.
+#[derive(Clone)]
+struct At {
+    url: String,
+    http: u16,
+}
+
+impl At {
+    async fn channel(&self) -> (lapin::Connection, lapin::Channel) {
+        let c = lapin::Connection::connect(&self.url, Default::default())
+            .await
+            .expect("connect");
+        let ch = c.create_channel().await.unwrap();
+        (c, ch)
+    }
+}
+
+/// The quorum failover scenario of issue 20 on three nodes `at` whose group leader is node
+/// `li` (`leader`): 1,000 persistent messages published with confirms on a node that is not
+/// the leader's, 100 consumed and acked on the other one; then `stop` stops the leader's node.
+/// A new leader takes over and a consumer on a survivor gets every confirmed, unacked message
+/// exactly once and in publish order (none of the acked ones), and publishing on both
+/// survivors goes on. Prints the unavailability window. Returns the new leader and the
+/// consumer (on the survivors' `s`-th node), still consuming.
+async fn lose_the_leader<F: std::future::Future<Output = ()>>(
+    at: &[At],
+    (leader, li): (&str, usize),
+    (q, path): (&str, &str),
+    stop: F,
+) -> (String, usize, lapin::Connection, lapin::Consumer) {
     let others: Vec<usize> = (0..3).filter(|i| *i != li).collect();
     let (pi, si) = (others[0], others[1]);
-    let (_pc, pch) = amqp_channel(&nodes[pi]).await;
+    let (_pc, pch) = at[pi].channel().await;
     pch.confirm_select(Default::default()).await.unwrap();
     let mut expected: Vec<String> = Vec::new();
     let mut nacked = std::collections::HashSet::new();
@@ -2029,7 +2079,7 @@ async fn a_quorum_queues_confirmed_messages_survive_losing_its_leaders_node() {
     );
     expected.extend(bodies);
     // 100 consumed and acked on the other survivor.
-    let (_sc, sch) = amqp_channel(&nodes[si]).await;
+    let (_sc, sch) = at[si].channel().await;
     sch.basic_qos(20, Default::default()).await.unwrap();
     let mut c = sch
         .basic_consume(q.into(), "first".into(), Default::default(), no_args())
@@ -2040,20 +2090,18 @@ async fn a_quorum_queues_confirmed_messages_survive_losing_its_leaders_node() {
         assert_eq!(String::from_utf8_lossy(&d.data), want);
         d.ack(Default::default()).await.unwrap();
     }
-    // The acks are committed (a replica applied them).
-    wait_for(http_port(&nodes[li]), path, 15, "the acks committed", |s, v| {
+    // The acks are committed (the leader's replica applied them).
+    wait_for(at[li].http, path, 15, "the acks committed", |s, v| {
         s == 200 && v["replica_messages"] == json!(expected.len())
     })
     .await;
-    // The leader's node stops.
-    let gone = nodes.remove(li);
-    let s = si - usize::from(si > li);
-    gone.running.shutdown().await;
+    stop.await;
     let t0 = Instant::now();
     publish_until_confirmed(&pch, q, "after", 30, &mut expected, &mut nacked).await;
     let to_publish = t0.elapsed();
-    let new_leader = group_leader(&nodes, path, Some(&leader)).await;
-    let (_c2, mut c2, first) = first_delivery(&nodes[s], q, 30).await;
+    let survivors: Vec<u16> = others.iter().map(|i| at[*i].http).collect();
+    let new_leader = group_leader(&survivors, path, Some(leader)).await;
+    let (c2conn, mut c2, first) = first_delivery(&at[si].url, q, 30).await;
     let to_deliver = t0.elapsed();
     eprintln!(
         "quorum queue failover: leader {leader} stopped; new leader {new_leader}; first confirmed \
@@ -2086,7 +2134,7 @@ async fn a_quorum_queues_confirmed_messages_survive_losing_its_leaders_node() {
         got.len()
     );
     // Publishing on both survivors goes on.
-    let (_sc2, sch2) = amqp_channel(&nodes[s]).await;
+    let (_sc2, sch2) = at[si].channel().await;
     sch2.confirm_select(Default::default()).await.unwrap();
     let more_p = numbered("more-p", 10);
     let more_s = numbered("more-s", 10);
@@ -2099,9 +2147,88 @@ async fn a_quorum_queues_confirmed_messages_survive_losing_its_leaders_node() {
         d.ack(Default::default()).await.unwrap();
     }
     assert_eq!(more, [more_p, more_s].concat());
+    (new_leader, si, c2conn, c2)
+}
+
+/// Issue 20: a quorum queue's confirmed messages survive losing the node of its group's
+/// leader, which serves the queue ([`lose_the_leader`], in-process nodes, the leader's node
+/// shut down); the old leader's node, restarted, follows the new leader and forwards to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quorum_queues_confirmed_messages_survive_losing_its_leaders_node() {
+    let (q, path) = ("qq.survive", "/api/queues/%2F/qq.survive");
+    let (mut nodes, leader, li, ports) = quorum_queue_on_three_nodes("qs", q, path).await;
+    let at: Vec<At> = nodes
+        .iter()
+        .map(|n| At {
+            url: n.url.clone(),
+            http: http_port(n),
+        })
+        .collect();
+    let TestBroker {
+        running, data_dir, ..
+    } = nodes.remove(li);
+    let (new_leader, _, _c2conn, mut c2) =
+        lose_the_leader(&at, (&leader, li), (q, path), running.shutdown()).await;
+    // The old leader's node comes back: it follows the new leader and forwards to it.
+    let back = relaunch(&leader, data_dir, &ports, li).await;
+    wait_for(
+        http_port(&back),
+        path,
+        15,
+        "the returned member following",
+        |s, v| s == 200 && v["leader"] == json!(new_leader),
+    )
+    .await;
+    let (_bc, bch) = amqp_channel(&back).await;
+    bch.confirm_select(Default::default()).await.unwrap();
+    let (mut acked, mut refused) = (Vec::new(), std::collections::HashSet::new());
+    publish_until_confirmed(&bch, q, "back", 15, &mut acked, &mut refused).await;
+    loop {
+        let d = common::next(&mut c2).await;
+        let body = String::from_utf8(d.data.clone()).unwrap();
+        d.ack(Default::default()).await.unwrap();
+        if body == acked[0] {
+            break;
+        }
+        assert!(refused.contains(&body), "unexpected {body}");
+    }
+    back.running.shutdown().await;
     for n in nodes {
         n.running.shutdown().await;
     }
+}
+
+/// Issue 20 with real `warren` processes: the leader's node is SIGKILLed ([`lose_the_leader`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_queues_confirmed_messages_survive_a_sigkill_of_its_leaders_node() {
+    use common::process::Broker;
+    let (q, path) = ("qq.killed", "/api/queues/%2F/qq.killed");
+    let dirs = three(common::tempdir::Dir::new);
+    let (http_ports, cluster) = (three(common::free_port), three(common::free_port));
+    let mut procs: Vec<Option<Broker>> = (0..3)
+        .map(|i| {
+            let amqp = common::free_port();
+            Some(spawn_member("k", i, &dirs[i].path, amqp, http_ports[i], &cluster))
+        })
+        .collect();
+    for p in http_ports {
+        wait_for(p, "/api/nodes", 20, "three running members", |s, v| {
+            s == 200 && running_members(v) == 3
+        })
+        .await;
+    }
+    let at: Vec<At> = (0..3)
+        .map(|i| At {
+            url: procs[i].as_ref().expect("running").url(),
+            http: http_ports[i],
+        })
+        .collect();
+    let leader = declare_quorum(&at[0].url, &http_ports, q, path).await;
+    let li = (1..=3)
+        .position(|i| format!("k{i}@localhost") == leader)
+        .expect("a member leads");
+    let killed = procs[li].take();
+    lose_the_leader(&at, (&leader, li), (q, path), async move { drop(killed) }).await;
 }
 
 /// Issue 20: with only one of a quorum queue's three members up (its group's leader's node
@@ -2109,7 +2236,7 @@ async fn a_quorum_queues_confirmed_messages_survive_losing_its_leaders_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_quorum_queue_without_a_majority_confirms_no_publish() {
     let (q, path) = ("qq.minority", "/api/queues/%2F/qq.minority");
-    let (mut nodes, _leader, li) = quorum_queue_on_three_nodes("qm", q, path).await;
+    let (mut nodes, _leader, li, _) = quorum_queue_on_three_nodes("qm", q, path).await;
     let lone = nodes.remove(li);
     let (_c, ch) = amqp_channel(&lone).await;
     ch.confirm_select(Default::default()).await.unwrap();
