@@ -2125,10 +2125,13 @@ async fn lose_the_leader<F: std::future::Future<Output = ()>>(
         d = common::next(&mut c2).await;
     }
     assert_eq!(got.len(), expected.len());
-    assert!(
-        got == expected,
-        "every confirmed, unacked message once, in publish order"
-    );
+    if let Some(i) = (0..got.len()).find(|i| got[*i] != expected[*i]) {
+        panic!(
+            "every confirmed, unacked message once, in publish order: at {i} got {:?}, expected {:?}",
+            &got[i..(i + 5).min(got.len())],
+            &expected[i..(i + 5).min(expected.len())]
+        );
+    }
     eprintln!(
         "quorum queue failover: {} messages delivered after it ({redelivered} flagged redelivered)",
         got.len()
