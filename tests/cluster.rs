@@ -8,7 +8,9 @@
 //! (prefetch, acks, requeues, basic.get, cancelled when the home goes or the link is cut), dead
 //! letters to another node, and a node partitioned away by TCP proxies
 //! (`common::proxy`) refusing declarations (541 over AMQP, 503 over HTTP) while the majority
-//! goes on, then catching up once healed. In-process brokers and real `warren` processes;
+//! goes on, then catching up once healed. Issue 20: quorum queues' Raft groups, their
+//! confirmed messages surviving the loss (shutdown or SIGKILL) of the leader's node, and no
+//! confirm without a majority. In-process brokers and real `warren` processes;
 //! short Raft timeouts (`--cluster-fast-timeouts`); every wait is a condition with a deadline.
 
 mod common;
