@@ -8,7 +8,9 @@
 //! (prefetch, acks, requeues, basic.get, cancelled when the home goes or the link is cut), dead
 //! letters to another node, and a node partitioned away by TCP proxies
 //! (`common::proxy`) refusing declarations (541 over AMQP, 503 over HTTP) while the majority
-//! goes on, then catching up once healed. In-process brokers and real `warren` processes;
+//! goes on, then catching up once healed. Issue 20: quorum queues' Raft groups, their
+//! confirmed messages surviving the loss (shutdown or SIGKILL) of the leader's node, and no
+//! confirm without a majority. In-process brokers and real `warren` processes;
 //! short Raft timeouts (`--cluster-fast-timeouts`); every wait is a condition with a deadline.
 
 mod common;
@@ -245,43 +247,55 @@ async fn a_node_without_clustering_is_its_own_one_member_cluster() {
 
 /// Three `warren` processes: losing one keeps the cluster writable, the restarted node
 /// catches up, and the survivor of two losses refuses changes with 503 in bounded time.
+/// Three of `f()`.
+fn three<T>(f: impl Fn() -> T) -> [T; 3] {
+    [f(), f(), f()]
+}
+
+/// Starts member `i` of a three-node cluster as a `warren` process named
+/// `{prefix}{i+1}@localhost` on `dir`: AMQP on `amqp`, management API on `http`, cluster
+/// listener on `cluster[i]` with the others as seeds, fast Raft timeouts.
+fn spawn_member(
+    prefix: &str,
+    i: usize,
+    dir: &std::path::Path,
+    amqp: u16,
+    http: u16,
+    cluster: &[u16; 3],
+) -> common::process::Broker {
+    let seeds: Vec<String> = (0..3)
+        .filter(|j| *j != i)
+        .map(|j| format!("127.0.0.1:{}", cluster[j]))
+        .collect();
+    common::process::Broker::spawn(
+        dir,
+        amqp,
+        &format!("127.0.0.1:{http}"),
+        &[
+            "--node-name",
+            &format!("{prefix}{}@localhost", i + 1),
+            "--cluster-listen",
+            &format!("127.0.0.1:{}", cluster[i]),
+            "--cluster-seeds",
+            &seeds.join(","),
+            "--cluster-secret",
+            SECRET,
+            "--cluster-fast-timeouts",
+            "true",
+        ],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_survive_one_kill_catch_up_after_restart_and_refuse_without_a_majority() {
     use common::process::Broker;
-    let dirs = [
-        common::tempdir::Dir::new(),
-        common::tempdir::Dir::new(),
-        common::tempdir::Dir::new(),
-    ];
-    let amqp = [common::free_port(), common::free_port(), common::free_port()];
-    let http_ports = [common::free_port(), common::free_port(), common::free_port()];
-    let cluster = [common::free_port(), common::free_port(), common::free_port()];
-    let spawn = |i: usize| {
-        let seeds: Vec<String> = (0..3)
-            .filter(|j| *j != i)
-            .map(|j| format!("127.0.0.1:{}", cluster[j]))
-            .collect();
-        let name = format!("p{}@localhost", i + 1);
-        let listen = format!("127.0.0.1:{}", cluster[i]);
-        let seeds = seeds.join(",");
-        Broker::spawn(
-            &dirs[i].path,
-            amqp[i],
-            &format!("127.0.0.1:{}", http_ports[i]),
-            &[
-                "--node-name",
-                &name,
-                "--cluster-listen",
-                &listen,
-                "--cluster-seeds",
-                &seeds,
-                "--cluster-secret",
-                SECRET,
-                "--cluster-fast-timeouts",
-                "true",
-            ],
-        )
-    };
+    let dirs = three(common::tempdir::Dir::new);
+    let (amqp, http_ports, cluster) = (
+        three(common::free_port),
+        three(common::free_port),
+        three(common::free_port),
+    );
+    let spawn = |i: usize| spawn_member("p", i, &dirs[i].path, amqp[i], http_ports[i], &cluster);
     let mut procs: Vec<Option<Broker>> = (0..3).map(|i| Some(spawn(i))).collect();
     for p in http_ports {
         wait_for(p, "/api/nodes", 20, "three running members", |s, v| {
@@ -1889,4 +1903,371 @@ async fn forwarded_messages_consumed_on_their_home_stay_consumed_across_its_rest
     for n in nodes {
         n.running.shutdown().await;
     }
+}
+
+/// Waits until every node (by management port) of `https` reports a leader of quorum queue `path`'s group other than
+/// `not` (`None`: any), the same one everywhere, and returns it.
+async fn group_leader(https: &[u16], path: &str, not: Option<&str>) -> String {
+    let mut leader = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    'again: loop {
+        assert!(
+            Instant::now() < deadline,
+            "the nodes agree on a new leader within 15s"
+        );
+        for &n in https {
+            wait_for(n, path, 15, "a group leader", |s, v| {
+                s == 200 && v["leader"].is_string() && v["leader"].as_str() != not
+            })
+            .await;
+            let v: Value = serde_json::from_slice(&api(n, "GET", path, None).await.body).unwrap();
+            let l = v["leader"].as_str().unwrap_or_default().to_string();
+            if !leader.is_empty() && leader != l {
+                leader.clear();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue 'again;
+            }
+            leader = l;
+        }
+        return leader;
+    }
+}
+
+/// Declares quorum queue `q` through `url` and waits until the nodes `https` (by management
+/// port) agree on its group's leader (`path`: the queue's API path); returns the leader.
+async fn declare_quorum(url: &str, https: &[u16], q: &str, path: &str) -> String {
+    let c = lapin::Connection::connect(url, Default::default())
+        .await
+        .expect("connect");
+    let ch = c.create_channel().await.unwrap();
+    let quorum = common::table(vec![("x-queue-type", common::lstr("quorum"))]);
+    common::declare_durable(&ch, q, quorum).await;
+    group_leader(https, path, None).await
+}
+
+/// A quorum queue `q` declared on three new nodes named `{prefix}1..3@localhost`, once they
+/// agree on its group's leader (`path`: its API path): the nodes, the leader, its index, the
+/// nodes' cluster ports.
+async fn quorum_queue_on_three_nodes(
+    prefix: &str,
+    q: &str,
+    path: &str,
+) -> (Vec<TestBroker>, String, usize, [u16; 3]) {
+    let (nodes, ports) = three_nodes(prefix).await;
+    let https: Vec<u16> = nodes.iter().map(http_port).collect();
+    let leader = declare_quorum(&nodes[0].url, &https, q, path).await;
+    let li = (1..=3)
+        .position(|i| format!("{prefix}{i}@localhost") == leader)
+        .expect("a member leads");
+    (nodes, leader, li, ports)
+}
+
+/// Publishes `body` persistently to queue `queue` on `ch`: its confirm to await.
+async fn publish_persistent(ch: &lapin::Channel, queue: &str, body: &str) -> lapin::PublisherConfirm {
+    let props = lapin::BasicProperties::default().with_delivery_mode(2);
+    ch.basic_publish(
+        "".into(),
+        queue.into(),
+        Default::default(),
+        body.as_bytes(),
+        props,
+    )
+    .await
+    .expect("publish sent")
+}
+
+/// Publishes `{prefix}-{i}` (persistent, to queue `queue`) on `ch` (in confirm mode) for
+/// i = 0, 1, … until one is acked, each confirm awaited up to 5 s; the acked body goes to
+/// `acked`, the others to `nacked`. Fails after `secs`.
+async fn publish_until_confirmed(
+    ch: &lapin::Channel,
+    queue: &str,
+    prefix: &str,
+    secs: u64,
+    acked: &mut Vec<String>,
+    nacked: &mut std::collections::HashSet<String>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    for i in 0.. {
+        assert!(Instant::now() < deadline, "a confirmed publish within {secs}s");
+        let body = format!("{prefix}-{i}");
+        let sent = publish_persistent(ch, queue, &body).await;
+        match tokio::time::timeout(Duration::from_secs(5), sent).await {
+            Ok(Ok(c)) if c.is_ack() => {
+                acked.push(body);
+                return;
+            }
+            _ => {
+                nacked.insert(body);
+                // Not at full speed while the cluster fails over.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// A manual-ack consumer of `queue` on the node at `url` that received its first delivery: consumes
+/// again (on a fresh channel) until one arrives, for up to `secs`.
+async fn first_delivery(
+    url: &str,
+    queue: &str,
+    secs: u64,
+) -> (lapin::Connection, lapin::Consumer, lapin::message::Delivery) {
+    use futures_lite::StreamExt;
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "a delivery on a survivor within {secs}s"
+        );
+        let c = lapin::Connection::connect(url, Default::default())
+            .await
+            .expect("connect");
+        let ch = c.create_channel().await.unwrap();
+        ch.basic_qos(50, Default::default()).await.unwrap();
+        let Ok(mut consumer) = ch
+            .basic_consume(queue.into(), "after".into(), Default::default(), no_args())
+            .await
+        else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        if let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_secs(2), consumer.next()).await {
+            return (c, consumer, d);
+        }
+        // Whatever this consumer still gets goes back to the queue.
+        let _ = c.close(200, "retry".into()).await;
+    }
+}
+
+/// One node of the quorum failover scenario: its AMQP URL and management port.
+#[derive(Clone)]
+struct At {
+    url: String,
+    http: u16,
+}
+
+impl At {
+    async fn channel(&self) -> (lapin::Connection, lapin::Channel) {
+        let c = lapin::Connection::connect(&self.url, Default::default())
+            .await
+            .expect("connect");
+        let ch = c.create_channel().await.unwrap();
+        (c, ch)
+    }
+}
+
+/// The quorum failover scenario of issue 20 on three nodes `at` whose group leader is node
+/// `li` (`leader`): 1,000 persistent messages published with confirms on a node that is not
+/// the leader's, 100 consumed and acked on the other one; then `stop` stops the leader's node.
+/// A new leader takes over and a consumer on a survivor gets every confirmed, unacked message
+/// exactly once and in publish order (none of the acked ones), and publishing on both
+/// survivors goes on. Prints the unavailability window. Returns the new leader and the
+/// consumer (on the survivors' `s`-th node), still consuming.
+async fn lose_the_leader<F: std::future::Future<Output = ()>>(
+    at: &[At],
+    (leader, li): (&str, usize),
+    (q, path): (&str, &str),
+    stop: F,
+) -> (String, usize, lapin::Connection, lapin::Consumer) {
+    let others: Vec<usize> = (0..3).filter(|i| *i != li).collect();
+    let (pi, si) = (others[0], others[1]);
+    let (_pc, pch) = at[pi].channel().await;
+    pch.confirm_select(Default::default()).await.unwrap();
+    let mut expected: Vec<String> = Vec::new();
+    let mut nacked = std::collections::HashSet::new();
+    // Served once the leader's node took over.
+    publish_until_confirmed(&pch, q, "warm", 15, &mut expected, &mut nacked).await;
+    let bodies = numbered("m", 1000);
+    let t = Instant::now();
+    assert_eq!(publish_confirmed(&pch, "", q, &bodies).await, (1000, 0));
+    eprintln!(
+        "quorum queue: 1000 confirmed persistent publishes through a follower's node in {:?}",
+        t.elapsed()
+    );
+    expected.extend(bodies);
+    // 100 consumed and acked on the other survivor.
+    let (_sc, sch) = at[si].channel().await;
+    sch.basic_qos(20, Default::default()).await.unwrap();
+    let mut c = sch
+        .basic_consume(q.into(), "first".into(), Default::default(), no_args())
+        .await
+        .unwrap();
+    for want in expected.drain(..100) {
+        let d = common::next(&mut c).await;
+        assert_eq!(String::from_utf8_lossy(&d.data), want);
+        d.ack(Default::default()).await.unwrap();
+    }
+    // The acks are committed (the leader's replica applied them).
+    wait_for(at[li].http, path, 15, "the acks committed", |s, v| {
+        s == 200 && v["replica_messages"] == json!(expected.len())
+    })
+    .await;
+    stop.await;
+    let t0 = Instant::now();
+    publish_until_confirmed(&pch, q, "after", 30, &mut expected, &mut nacked).await;
+    let to_publish = t0.elapsed();
+    let survivors: Vec<u16> = others.iter().map(|i| at[*i].http).collect();
+    let new_leader = group_leader(&survivors, path, Some(leader)).await;
+    let (c2conn, mut c2, first) = first_delivery(&at[si].url, q, 30).await;
+    let to_deliver = t0.elapsed();
+    eprintln!(
+        "quorum queue failover: leader {leader} stopped; new leader {new_leader}; first confirmed \
+         publish on a survivor after {to_publish:?}, first delivery on a survivor after {to_deliver:?} \
+         ({} publishes nacked meanwhile)",
+        nacked.len()
+    );
+    let mut got = Vec::new();
+    let mut redelivered = 0;
+    let mut d = first;
+    loop {
+        let body = String::from_utf8(d.data.clone()).unwrap();
+        redelivered += usize::from(d.redelivered);
+        d.ack(Default::default()).await.unwrap();
+        if !nacked.contains(&body) {
+            got.push(body);
+        }
+        if got.len() >= expected.len() {
+            break;
+        }
+        d = common::next(&mut c2).await;
+    }
+    assert_eq!(got.len(), expected.len());
+    if let Some(i) = (0..got.len()).find(|i| got[*i] != expected[*i]) {
+        panic!(
+            "every confirmed, unacked message once, in publish order: at {i} got {:?}, expected {:?}",
+            &got[i..(i + 5).min(got.len())],
+            &expected[i..(i + 5).min(expected.len())]
+        );
+    }
+    eprintln!(
+        "quorum queue failover: {} messages delivered after it ({redelivered} flagged redelivered)",
+        got.len()
+    );
+    // Publishing on both survivors goes on.
+    let (_sc2, sch2) = at[si].channel().await;
+    sch2.confirm_select(Default::default()).await.unwrap();
+    let more_p = numbered("more-p", 10);
+    let more_s = numbered("more-s", 10);
+    assert_eq!(publish_confirmed(&pch, "", q, &more_p).await, (10, 0));
+    assert_eq!(publish_confirmed(&sch2, "", q, &more_s).await, (10, 0));
+    let mut more = Vec::new();
+    while more.len() < 20 {
+        let d = common::next(&mut c2).await;
+        more.push(String::from_utf8(d.data.clone()).unwrap());
+        d.ack(Default::default()).await.unwrap();
+    }
+    assert_eq!(more, [more_p, more_s].concat());
+    (new_leader, si, c2conn, c2)
+}
+
+/// Issue 20: a quorum queue's confirmed messages survive losing the node of its group's
+/// leader, which serves the queue ([`lose_the_leader`], in-process nodes, the leader's node
+/// shut down); the old leader's node, restarted, follows the new leader and forwards to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quorum_queues_confirmed_messages_survive_losing_its_leaders_node() {
+    let (q, path) = ("qq.survive", "/api/queues/%2F/qq.survive");
+    let (mut nodes, leader, li, ports) = quorum_queue_on_three_nodes("qs", q, path).await;
+    let at: Vec<At> = nodes
+        .iter()
+        .map(|n| At {
+            url: n.url.clone(),
+            http: http_port(n),
+        })
+        .collect();
+    let TestBroker {
+        running, data_dir, ..
+    } = nodes.remove(li);
+    let (new_leader, _, _c2conn, mut c2) =
+        lose_the_leader(&at, (&leader, li), (q, path), running.shutdown()).await;
+    // The old leader's node comes back: it follows the new leader and forwards to it.
+    let back = relaunch(&leader, data_dir, &ports, li).await;
+    wait_for(
+        http_port(&back),
+        path,
+        15,
+        "the returned member following",
+        |s, v| s == 200 && v["leader"] == json!(new_leader),
+    )
+    .await;
+    let (_bc, bch) = amqp_channel(&back).await;
+    bch.confirm_select(Default::default()).await.unwrap();
+    let (mut acked, mut refused) = (Vec::new(), std::collections::HashSet::new());
+    publish_until_confirmed(&bch, q, "back", 15, &mut acked, &mut refused).await;
+    loop {
+        let d = common::next(&mut c2).await;
+        let body = String::from_utf8(d.data.clone()).unwrap();
+        d.ack(Default::default()).await.unwrap();
+        if body == acked[0] {
+            break;
+        }
+        assert!(refused.contains(&body), "unexpected {body}");
+    }
+    back.running.shutdown().await;
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+/// Issue 20 with real `warren` processes: the leader's node is SIGKILLed ([`lose_the_leader`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_queues_confirmed_messages_survive_a_sigkill_of_its_leaders_node() {
+    use common::process::Broker;
+    let (q, path) = ("qq.killed", "/api/queues/%2F/qq.killed");
+    let dirs = three(common::tempdir::Dir::new);
+    let (http_ports, cluster) = (three(common::free_port), three(common::free_port));
+    let mut procs: Vec<Option<Broker>> = (0..3)
+        .map(|i| {
+            let amqp = common::free_port();
+            Some(spawn_member("k", i, &dirs[i].path, amqp, http_ports[i], &cluster))
+        })
+        .collect();
+    for p in http_ports {
+        wait_for(p, "/api/nodes", 20, "three running members", |s, v| {
+            s == 200 && running_members(v) == 3
+        })
+        .await;
+    }
+    let at: Vec<At> = (0..3)
+        .map(|i| At {
+            url: procs[i].as_ref().expect("running").url(),
+            http: http_ports[i],
+        })
+        .collect();
+    let leader = declare_quorum(&at[0].url, &http_ports, q, path).await;
+    let li = (1..=3)
+        .position(|i| format!("k{i}@localhost") == leader)
+        .expect("a member leads");
+    let killed = procs[li].take();
+    lose_the_leader(&at, (&leader, li), (q, path), async move { drop(killed) }).await;
+}
+
+/// Issue 20: with only one of a quorum queue's three members up (its group's leader's node
+/// here), a publish to the queue is not confirmed: it is nacked (or never confirmed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quorum_queue_without_a_majority_confirms_no_publish() {
+    let (q, path) = ("qq.minority", "/api/queues/%2F/qq.minority");
+    let (mut nodes, _leader, li, _) = quorum_queue_on_three_nodes("qm", q, path).await;
+    let lone = nodes.remove(li);
+    let (_c, ch) = amqp_channel(&lone).await;
+    ch.confirm_select(Default::default()).await.unwrap();
+    let (mut acked, mut nacked) = (Vec::new(), std::collections::HashSet::new());
+    publish_until_confirmed(&ch, q, "before", 15, &mut acked, &mut nacked).await;
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+    for i in 0..3 {
+        let sent = publish_persistent(&ch, q, &format!("alone-{i}")).await;
+        let t = Instant::now();
+        match tokio::time::timeout(Duration::from_secs(8), sent).await {
+            Ok(Ok(c)) => assert!(!c.is_ack(), "a publish confirmed without a majority: {c:?}"),
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => {}
+        }
+        eprintln!(
+            "quorum queue without a majority: publish {i} not confirmed (answered or given up after {:?})",
+            t.elapsed()
+        );
+    }
+    lone.running.shutdown().await;
 }

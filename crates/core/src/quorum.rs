@@ -14,7 +14,9 @@
 //!   dead-lettered: they leave the queue;
 //! - [`Command::Return`] (`return`): requeued by the consumer; delivery count + 1;
 //! - [`Command::ReleaseAll`]: a new leader takes over; every unacked message is ready again,
-//!   flagged redelivered (its consumers were on the old leader's node).
+//!   flagged redelivered (its consumers were on the old leader's node);
+//! - [`Command::Batch`]: several commands in one log entry (one Raft round for a batch of
+//!   publishes and settlements), applied in order.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +33,8 @@ pub enum Command {
     Return(Vec<u64>),
     /// Every delivered, unacked message is ready again (leader change).
     ReleaseAll,
+    /// These commands in order (never nested).
+    Batch(Vec<Command>),
 }
 
 /// One message of the queue.
@@ -58,6 +62,7 @@ const DELIVER: u8 = 2;
 const SETTLE: u8 = 3;
 const RETURN: u8 = 4;
 const RELEASE_ALL: u8 = 5;
+const BATCH: u8 = 6;
 
 impl Command {
     /// The command's bytes in the log: a tag byte, then the record, or ids as u64 LE.
@@ -76,6 +81,15 @@ impl Command {
             Command::Settle(v) => ids(SETTLE, v),
             Command::Return(v) => ids(RETURN, v),
             Command::ReleaseAll => vec![RELEASE_ALL],
+            Command::Batch(cmds) => {
+                let mut out = vec![BATCH];
+                for c in cmds {
+                    let b = c.encode();
+                    out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+                    out.extend_from_slice(&b);
+                }
+                out
+            }
         }
     }
 
@@ -98,17 +112,40 @@ impl Command {
             SETTLE => ids().map(Command::Settle),
             RETURN => ids().map(Command::Return),
             RELEASE_ALL if rest.is_empty() => Some(Command::ReleaseAll),
+            BATCH => {
+                let mut cmds = Vec::new();
+                let mut b = rest;
+                while !b.is_empty() {
+                    let (len, tail) = b.split_at_checked(8)?;
+                    let len = usize::try_from(u64::from_le_bytes(len.try_into().ok()?)).ok()?;
+                    let (one, tail) = tail.split_at_checked(len)?;
+                    match Command::decode(one)? {
+                        Command::Batch(_) => return None,
+                        c => cmds.push(c),
+                    }
+                    b = tail;
+                }
+                Some(Command::Batch(cmds))
+            }
             _ => None,
         }
     }
 }
 
 impl QuorumState {
-    /// Applies one committed command; returns the id an `Enqueue` assigned (0 otherwise).
+    /// Applies one committed command; returns the id an `Enqueue` assigned, or for a `Batch`
+    /// the id its first `Enqueue` got (its enqueues get consecutive ids), 0 otherwise.
     /// Ids that name no message (settled already, or never) are ignored, as a retried command
     /// must be harmless.
     pub fn apply(&mut self, cmd: &Command) -> u64 {
         match cmd {
+            Command::Batch(cmds) => {
+                let first = self.next_id + 1;
+                for c in cmds {
+                    self.apply(c);
+                }
+                return first;
+            }
             Command::Enqueue(record) => {
                 self.next_id += 1;
                 let m = Message {
@@ -139,6 +176,11 @@ impl QuorumState {
             }
         }
         0
+    }
+
+    /// Every message (ready and unacked) in queue order, with its id.
+    pub fn messages(&self) -> impl Iterator<Item = (u64, &Message)> {
+        self.messages.iter().map(|(id, m)| (*id, m))
     }
 
     fn each(&mut self, ids: &[u64], f: impl Fn(&mut Message)) {
@@ -284,5 +326,25 @@ mod tests {
         assert_eq!(Command::decode(&[]), None);
         assert_eq!(Command::decode(&[DELIVER, 1, 2]), None);
         assert_eq!(Command::decode(&[77]), None);
+        let nested = Command::Batch(vec![Command::Batch(vec![])]).encode();
+        assert_eq!(Command::decode(&nested), None);
+        assert_eq!(Command::decode(&[BATCH, 9, 0, 0, 0, 0, 0, 0, 0, 1]), None);
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_and_answers_its_first_enqueue_id() {
+        let mut s = QuorumState::default();
+        s.apply(&Command::Enqueue(b"a".to_vec()));
+        let batch = Command::Batch(vec![
+            Command::Deliver(vec![1]),
+            Command::Enqueue(b"b".to_vec()),
+            Command::Settle(vec![1]),
+            Command::Enqueue(b"c".to_vec()),
+        ]);
+        let decoded = Command::decode(&batch.encode()).expect("decodes");
+        assert_eq!(decoded, batch);
+        assert_eq!(s.apply(&decoded), 2);
+        let ids: Vec<(u64, &[u8])> = s.messages().map(|(id, m)| (id, &m.record[..])).collect();
+        assert_eq!(ids, vec![(2, &b"b"[..]), (3, &b"c"[..])]);
     }
 }

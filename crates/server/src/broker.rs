@@ -47,6 +47,8 @@ pub struct Broker {
     /// The vhosts' way to forward dead letters ([`crate::vhost::RemoteSink`]), set with the
     /// forwarder.
     remote_sink: Arc<std::sync::OnceLock<crate::vhost::RemoteSink>>,
+    /// This node's replicas of quorum queues ([`crate::quorum`]).
+    pub quorum: crate::quorum::Registry,
 }
 
 /// The cluster name until one is set.
@@ -82,6 +84,7 @@ impl Broker {
             cluster: Default::default(),
             forwarder: Default::default(),
             remote_sink: Default::default(),
+            quorum: Default::default(),
         };
         b.add_vhost("/");
         Arc::new(b)
@@ -309,6 +312,10 @@ impl crate::forward::Host for Broker {
 
     fn forwarder(&self) -> Option<&crate::forward::Forwarder> {
         Broker::forwarder(self)
+    }
+
+    fn quorum(&self) -> &crate::quorum::Registry {
+        &self.quorum
     }
 
     fn auto_delete(self: Arc<Self>, vhost: &str, queue: &str) {

@@ -303,14 +303,18 @@ fn apply_define(broker: &Broker, vhost: &str, node: &str, method: &[u8]) -> Outc
                     .get("x-quorum-initial-group-size")
                     .and_then(|f| warren_core::args::integer(f).ok())
                     .and_then(|i| u64::try_from(i).ok());
-                crate::quorum::declared(c, vhost, &q.queue, node, size);
+                let host = broker.forwarder().map(|f| f.host()).unwrap_or_else(|| {
+                    std::sync::Weak::<crate::broker::Broker>::new()
+                        as std::sync::Weak<dyn crate::forward::Host>
+                });
+                crate::quorum::declared(host, c, vhost, &q.queue, node, size);
             }
             outcome
         }
         Method::QueueDelete(q) => match v.delete_queue(&q.queue) {
             Some(_) => {
                 if let Some(c) = broker.cluster() {
-                    crate::quorum::deleted(c, vhost, &q.queue);
+                    crate::quorum::deleted(&broker.quorum, c, vhost, &q.queue);
                 }
                 Outcome::Deleted
             }
@@ -830,7 +834,8 @@ pub async fn start(broker: &Arc<Broker>) -> std::io::Result<()> {
             }
         });
     }
-    crate::quorum::resume_all(&cluster, quorum_queues);
+    let host = Arc::downgrade(broker) as std::sync::Weak<dyn crate::forward::Host>;
+    crate::quorum::resume_all(host, &cluster, quorum_queues);
     broker.set_cluster(cluster);
     Ok(())
 }

@@ -66,6 +66,8 @@ pub trait Host: Send + Sync + 'static {
     fn next_id(&self) -> u64;
     /// The forwarding layer.
     fn forwarder(&self) -> Option<&Forwarder>;
+    /// This node's replicas of quorum queues.
+    fn quorum(&self) -> &crate::quorum::Registry;
     /// Deletes an auto-delete queue whose last consumer left
     /// ([`crate::broker::Broker::auto_delete_queue`]).
     fn auto_delete(self: Arc<Self>, vhost: &str, queue: &str);
@@ -273,6 +275,11 @@ impl Forwarder {
         }
     }
 
+    /// The broker it forwards for.
+    pub fn host(&self) -> Weak<dyn Host> {
+        self.broker.clone()
+    }
+
     /// Installs what answers peers' [`Request::Listing`]s (once).
     pub fn set_lister(&self, l: Lister) {
         let _ = self.lister.set(l);
@@ -414,12 +421,17 @@ impl Forwarder {
 /// Sends a verdict to the publishing channel.
 fn verdict(reply: Option<Reply>, ok: bool) {
     if let Some(r) = reply {
-        let _ = r.conn.tx.send(ConnEvent::Forwarded {
-            channel: r.channel,
-            seq: r.seq,
-            ok,
-        });
+        send_verdict(r, ok);
     }
+}
+
+/// Sends a verdict to the publishing channel (`ConnEvent::Forwarded`).
+pub fn send_verdict(r: Reply, ok: bool) {
+    let _ = r.conn.tx.send(ConnEvent::Forwarded {
+        channel: r.channel,
+        seq: r.seq,
+        ok,
+    });
 }
 
 /// The task sending one destination node's messages, batch by batch.
@@ -537,6 +549,13 @@ fn encode_batch(batch: &[Outgoing], now: u64) -> Vec<u8> {
     postcard::to_stdvec(&Request::Publish(items)).expect("postcard encodes to a Vec")
 }
 
+/// What [`Handler::publish`] did: verdicts, queues to sync, quorum queues' verdicts to come.
+type Enqueued = (
+    Vec<bool>,
+    Vec<Arc<Queue>>,
+    Vec<(usize, tokio::sync::oneshot::Receiver<bool>)>,
+);
+
 /// The incoming side of forwarding: serves peers' [`Request`]s with this node's queues.
 pub struct Handler {
     broker: Weak<dyn Host>,
@@ -547,13 +566,16 @@ impl Handler {
         Handler { broker }
     }
 
-    /// Enqueues a forwarded batch: a verdict per message, and the queues whose logs took
-    /// persistent messages (to flush and sync before answering).
-    fn publish(broker: &dyn Host, items: Vec<Item>, now: u64) -> (Vec<bool>, Vec<Arc<Queue>>) {
+    /// Enqueues a forwarded batch: a verdict per message, the queues whose logs took
+    /// persistent messages (to flush and sync before answering), and the verdicts of quorum
+    /// queues' groups to wait for (by message).
+    fn publish(broker: &dyn Host, items: Vec<Item>, now: u64) -> Enqueued {
         let mut dirty: Vec<Arc<Queue>> = Vec::new();
+        let mut replicated = Vec::new();
         let verdicts = items
             .into_iter()
-            .map(|item| {
+            .enumerate()
+            .map(|(n, item)| {
                 let Some(v) = broker.vhost(&item.vhost) else {
                     return false;
                 };
@@ -566,8 +588,25 @@ impl Handler {
                 for name in &item.queues {
                     // A queue deleted meanwhile drops its copy, as a local publish would.
                     let Ok(q) = v.queue_for_use(name, ConnId(0)) else {
+                        // Not served here (any more): a quorum queue's leader moved.
+                        ok &= v.remote_home(name).is_none();
                         continue;
                     };
+                    if q.is_replicated() {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        match q.replicator() {
+                            Some(r) => r.publish(
+                                msg.clone(),
+                                item.ttl,
+                                Some(Box::new(move |ok| {
+                                    let _ = tx.send(ok);
+                                })),
+                            ),
+                            None => ok = false,
+                        }
+                        replicated.push((n, rx));
+                        continue;
+                    }
                     let write = (msg.is_persistent() && q.is_durable()).then_some(&payload[..]);
                     let (p, stored, _) = q.publish(msg.clone(), item.ttl, now, write);
                     ok &= p != Published::Rejected && stored != Stored::Failed;
@@ -578,13 +617,16 @@ impl Handler {
                 ok
             })
             .collect();
-        (verdicts, dirty)
+        (verdicts, dirty, replicated)
     }
 
     async fn serve(broker: Arc<dyn Host>, req: Request) -> Response {
         match req {
             Request::Publish(items) => {
-                let (mut verdicts, dirty) = Self::publish(&*broker, items, now_ms());
+                let (mut verdicts, dirty, replicated) = Self::publish(&*broker, items, now_ms());
+                for (n, rx) in replicated {
+                    verdicts[n] &= rx.await.unwrap_or(false);
+                }
                 if !dirty.is_empty() {
                     let mut ok = dirty.iter().fold(true, |ok, q| q.flush_log() && ok);
                     if let Some(syncer) = broker.syncer() {

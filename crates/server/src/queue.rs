@@ -10,6 +10,12 @@
 //! the lock: the read is planned under it, runs on a blocking thread while the queue serves
 //! what it holds, and its batch is taken back under the lock only if the queue still reads from
 //! where it was planned ([`Queue::page_in`], docs/architecture.md "Paging a backlog in").
+//!
+//! A quorum queue on a clustered node is served by the node of its Raft group's leader
+//! ([`crate::quorum`]): its handle there has a [`Replicator`] instead of a log. Publishes go to
+//! the replicator first and are enqueued only once committed ([`Queue::enqueue_replicated`],
+//! store position = the message's id in the group); deliveries, acks and returns are handed to
+//! it as the store effects a log would have recorded.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,6 +46,19 @@ pub const READY_IN_MEMORY: usize = 2048;
 pub const READY_BYTES_IN_MEMORY: u64 = 2 << 20;
 /// After a page-in read failed, the queue tries again this much later (not on every operation).
 const PAGE_IN_RETRY_MS: u64 = 1000;
+
+/// A publisher's verdict for a replicated message: called once, `true` when committed.
+pub type VerdictFn = Box<dyn FnOnce(bool) + Send>;
+
+/// Where a quorum queue's changes go to be replicated (its Raft group's proposer on the
+/// leader's node, [`crate::quorum`]). Never blocks: both queue work for a background task.
+pub trait Replicator: Send + Sync + std::fmt::Debug {
+    /// Replicates a published message; once committed the proposer enqueues it here
+    /// ([`Queue::enqueue_replicated`]) and calls `done` with the verdict.
+    fn publish(&self, msg: MessageRef, ttl: Option<u64>, done: Option<VerdictFn>);
+    /// Replicates a change of message state (delivered, settled, returned).
+    fn command(&self, cmd: warren_core::quorum::Command);
+}
 
 /// Whether a published message was written to the queue's durable log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +102,8 @@ struct Inner {
     page_in_flight: bool,
     /// After a failed page-in read: when to try again (ms, 0 = at once).
     page_in_retry_at: u64,
+    /// A quorum queue served on this node: where its changes are replicated.
+    replicator: Option<Arc<dyn Replicator>>,
 }
 
 impl Inner {
@@ -233,6 +254,20 @@ impl Inner {
         let (removed, counts) = self.state.take_store_effects();
         let purged = self.state.take_purged_paged();
         let delivered = self.state.take_delivered();
+        if let Some(r) = &self.replicator {
+            use warren_core::quorum::Command;
+            let ids = |v: Vec<StorePos>| v.into_iter().map(|p| p.0).collect::<Vec<u64>>();
+            if !delivered.is_empty() {
+                r.command(Command::Deliver(ids(delivered)));
+            }
+            if !removed.is_empty() {
+                r.command(Command::Settle(ids(removed)));
+            }
+            if !counts.is_empty() {
+                r.command(Command::Return(counts.into_iter().map(|(p, _, _)| p.0).collect()));
+            }
+            return;
+        }
         let Some(log) = &mut self.log else { return };
         self.marks_pending |= !delivered.is_empty();
         for p in delivered {
@@ -355,6 +390,7 @@ impl Queue {
                 flow_waiters: Vec::new(),
                 page_in_flight: false,
                 page_in_retry_at: 0,
+                replicator: None,
             }),
             deleted: AtomicBool::new(false),
             had_consumer: AtomicBool::new(false),
@@ -445,6 +481,77 @@ impl Queue {
         i.state.rebuild_dedup(now_ms());
         i.log = Some(log);
         self.durable.store(true, Ordering::Release);
+    }
+
+    /// A quorum queue in a cluster: its messages go through its Raft group, not its log.
+    pub fn is_replicated(&self) -> bool {
+        self.meta.args.quorum && self.vhost.upgrade().is_some_and(|v| v.is_clustered())
+    }
+
+    /// This node serves the quorum queue now (it leads the queue's group): its messages are
+    /// the replicated ones, `entries` (in id order, seq and store position = id), and its
+    /// changes go to `replicator`. Whatever the handle held before is dropped (a local log,
+    /// messages never replicated); its consumers stay.
+    pub fn adopt_replica(self: &Arc<Self>, entries: Vec<Entry>, replicator: Arc<dyn Replicator>) {
+        let now = now_ms();
+        let mut fx = Effects::default();
+        let deadline = {
+            let mut i = self.inner.lock();
+            if let Some(log) = i.log.take() {
+                let _ = log.close();
+            }
+            self.durable.store(false, Ordering::Release);
+            i.state.purge();
+            let _ = i.state.take_store_effects();
+            let _ = i.state.take_delivered();
+            let max_seq = entries.last().map_or(0, |e| e.seq);
+            i.state.restore(entries);
+            i.state.restore_paged(Paged::default(), max_seq);
+            // Everything stays in memory: there is no log to page from.
+            i.state.set_paging(usize::MAX, u64::MAX);
+            i.replicator = Some(replicator);
+            self.dispatch_locked(&mut i, now, &mut fx);
+            i.next_wakeup()
+        };
+        self.finish(fx, deadline, now);
+    }
+
+    /// This node no longer serves the quorum queue: changes are no longer replicated from here.
+    pub fn drop_replicator(&self) {
+        self.inner.lock().replicator = None;
+    }
+
+    /// The replicator of a quorum queue this node serves.
+    pub fn replicator(&self) -> Option<Arc<dyn Replicator>> {
+        self.inner.lock().replicator.clone()
+    }
+
+    /// Enqueues a replicated message (committed as id `id` of the queue's group) and
+    /// dispatches. Dead letters it causes are routed.
+    pub fn enqueue_replicated(self: &Arc<Self>, msg: MessageRef, ttl: Option<u64>, id: u64) -> Published {
+        let now = now_ms();
+        let mut fx = Effects::default();
+        let (p, deadline) = {
+            let mut i = self.inner.lock();
+            let p = i.state.publish_at(msg, now, ttl, Some(StorePos(id)), &mut fx);
+            if p == Published::Enqueued {
+                let has_consumers = i.state.consumer_count() > 0;
+                let _ = i.credit.take(has_consumers, now);
+            }
+            self.dispatch_locked(&mut i, now, &mut fx);
+            (p, i.next_wakeup())
+        };
+        if p == Published::Enqueued {
+            self.stats.published.fetch_add(1, Ordering::Relaxed);
+        }
+        let dead = std::mem::take(&mut fx.dead_letters);
+        if !dead.is_empty()
+            && let Some(v) = self.vhost.upgrade()
+        {
+            v.dead_letter(self, dead, Vec::new(), now);
+        }
+        self.finish(fx, deadline, now);
+        p
     }
 
     /// Whether persistent messages sent here are written to disk.
@@ -849,6 +956,28 @@ impl Queue {
                 Vec::new(),
                 Vec::new(),
             );
+        }
+        if self.is_replicated() {
+            // Unconfirmed (a dead letter, a management publish): replicated, then enqueued.
+            return match self.replicator() {
+                Some(r) => {
+                    r.publish(msg, ttl, None);
+                    (
+                        Published::Enqueued,
+                        Stored::NotNeeded,
+                        false,
+                        Vec::new(),
+                        Vec::new(),
+                    )
+                }
+                None => (
+                    Published::Rejected,
+                    Stored::NotNeeded,
+                    false,
+                    Vec::new(),
+                    Vec::new(),
+                ),
+            };
         }
         let mut fx = Effects::default();
         let (p, persisted, out_of_credit, deadline) = {

@@ -1,17 +1,45 @@
-//! Quorum queues' Raft groups (issue 20, first slice): declaring a quorum queue in a cluster
-//! starts one Raft group for it ([`warren_cluster::groups`]) on the members chosen from the
-//! declaration, each member holding a [`Replica`] of the queue's replicated state
-//! ([`warren_core::quorum::QuorumState`]); deleting the queue stops the group and deletes its
-//! files. The management API shows the group's `leader` and `members`.
+//! Quorum queues (issue 20): declaring a quorum queue in a cluster starts one Raft group for
+//! it ([`warren_cluster::groups`]) on the members chosen from the declaration, each member
+//! holding a [`Replica`] of the queue's replicated state ([`warren_core::quorum::QuorumState`]);
+//! deleting the queue stops the group and deletes its files. The management API shows the
+//! group's `leader` and `members`.
 //!
-//! Not yet: messages do not travel through the group. A quorum queue's messages still live on
-//! its home node as a classic queue's do (docs/clustering.md, "Quorum queues").
+//! # Who serves the queue
+//!
+//! The node of the group's current leader is the queue's home: it holds the queue's handle,
+//! and publishes and consumers on other nodes are forwarded to it ([`crate::forward`]). Each
+//! member watches its group's leader ([`watch`]): the new leader's node commits a
+//! [`Command::ReleaseAll`] (so it has applied everything committed before, and messages that
+//! were out with consumers of the old leader's node are ready again, flagged redelivered),
+//! rebuilds the handle from its replica ([`crate::queue::Queue::adopt_replica`]) and serves;
+//! every other member drops its handle and forwards to the leader's node
+//! ([`crate::vhost::VHost::cede_queue`]).
+//!
+//! # What goes through the group
+//!
+//! On the serving node a [`Proposer`] task takes the queue's work in order — publishes,
+//! deliveries, settlements, returns — and commits what waited while the previous batch was in
+//! flight as one [`Command::Batch`] log entry (one Raft round, each member fsyncs it before
+//! acknowledging). A published message is enqueued only once committed, and its publisher
+//! confirmed then (nacked if the group cannot commit within the cluster operation timeout).
+//!
+//! Not yet: non-member nodes of a group larger than the cluster's quorum do not learn of leader
+//! changes; TTL of replicated messages restarts at failover; membership changes (grow/shrink).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use parking_lot::Mutex;
+use tokio::sync::mpsc;
 use warren_cluster::{Apply, Cluster};
+use warren_core::MessageRef;
+use warren_core::queue::{Entry, Published, StorePos};
 use warren_core::quorum::{Command, QuorumState};
+
+use crate::forward::Host;
+use crate::queue::{Queue, Replicator, VerdictFn};
+use crate::util::now_ms;
 
 /// RabbitMQ's default quorum queue group size.
 pub const DEFAULT_GROUP_SIZE: usize = 3;
@@ -56,6 +84,255 @@ impl Replica {
     pub fn is_empty(&self) -> bool {
         self.state.lock().is_empty()
     }
+
+    /// The messages as queue entries, in id order (seq and store position = id); records
+    /// that do not decode are skipped (logged).
+    pub fn entries(&self) -> Vec<Entry> {
+        let state = self.state.lock();
+        state
+            .messages()
+            .filter_map(|(id, m)| {
+                let bytes = bytes::Bytes::copy_from_slice(&m.record);
+                let Some((msg, _)) = crate::persist::decode_message(&bytes) else {
+                    tracing::error!(id, "undecodable replicated message skipped");
+                    return None;
+                };
+                Some(Entry {
+                    seq: id,
+                    msg: Arc::new(msg),
+                    redelivered: m.redelivered,
+                    delivery_count: m.delivery_count,
+                    acquired_count: m.delivery_count,
+                    expires_at: None,
+                    pos: Some(StorePos(id)),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Most commands in one proposal.
+const MAX_BATCH: usize = 512;
+
+/// One piece of a served quorum queue's work.
+enum Work {
+    Publish(MessageRef, Option<u64>, Option<VerdictFn>),
+    Command(Command),
+}
+
+/// The serving node's side of a quorum queue's group: a FIFO of work and the task that commits
+/// it in batches ([`Proposer::run`]).
+#[derive(Debug)]
+pub struct Proposer {
+    tx: mpsc::UnboundedSender<Work>,
+}
+
+impl Replicator for Proposer {
+    fn publish(&self, msg: MessageRef, ttl: Option<u64>, done: Option<VerdictFn>) {
+        if let Err(mpsc::error::SendError(Work::Publish(_, _, Some(done)))) =
+            self.tx.send(Work::Publish(msg, ttl, done))
+        {
+            done(false);
+        }
+    }
+
+    fn command(&self, cmd: Command) {
+        let _ = self.tx.send(Work::Command(cmd));
+    }
+}
+
+impl Proposer {
+    /// Starts the proposer of `group` for the queue `queue` served here.
+    fn start(cluster: Cluster, group: String, queue: Weak<Queue>, timeout: Duration) -> Proposer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(Self::run(cluster, group, queue, rx, timeout));
+        Proposer { tx }
+    }
+
+    /// Commits the work batch by batch until every sender is gone (the handle was dropped or
+    /// ceded): publishes are enqueued once committed, in order, and their verdicts sent.
+    async fn run(
+        cluster: Cluster,
+        group: String,
+        queue: Weak<Queue>,
+        mut rx: mpsc::UnboundedReceiver<Work>,
+        timeout: Duration,
+    ) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(w) => batch.push(w),
+                    Err(_) => break,
+                }
+            }
+            let now = now_ms();
+            let cmds = batch
+                .iter()
+                .map(|w| match w {
+                    Work::Publish(m, _, _) => {
+                        Command::Enqueue(crate::persist::encode_message(m, now).to_vec())
+                    }
+                    Work::Command(c) => c.clone(),
+                })
+                .collect();
+            let committed = cluster
+                .group_write(&group, Command::Batch(cmds).encode(), timeout)
+                .await;
+            let mut next = match committed {
+                Ok(b) => b.try_into().ok().map(u64::from_le_bytes),
+                Err(e) => {
+                    tracing::warn!(%group, error = %e, "quorum queue batch not committed");
+                    None
+                }
+            };
+            let q = queue.upgrade();
+            let mut refused = Vec::new();
+            for w in batch {
+                let Work::Publish(msg, ttl, done) = w else {
+                    continue;
+                };
+                let ok = match (next, &q) {
+                    (Some(id), Some(q)) => {
+                        next = Some(id + 1);
+                        match q.enqueue_replicated(msg, ttl, id) {
+                            Published::Enqueued => true,
+                            Published::Duplicate => {
+                                refused.push(id);
+                                true
+                            }
+                            Published::Rejected => {
+                                refused.push(id);
+                                false
+                            }
+                        }
+                    }
+                    _ => false,
+                };
+                if let Some(done) = done {
+                    done(ok);
+                }
+            }
+            if !refused.is_empty() {
+                // Committed, but the queue did not take them (overflow, duplicates).
+                let settle = Command::Settle(refused).encode();
+                if let Err(e) = cluster.group_write(&group, settle, timeout).await {
+                    tracing::warn!(%group, error = %e, "quorum queue settlement not committed");
+                }
+            }
+        }
+    }
+}
+
+/// This node's replicas of quorum queues by group id, each with whether its leader is watched.
+#[derive(Debug, Default)]
+pub struct Registry {
+    replicas: Mutex<HashMap<String, (Arc<Replica>, bool)>>,
+}
+
+impl Registry {
+    /// The replica of `group` (a new one if there is none).
+    fn replica(&self, group: &str) -> Arc<Replica> {
+        self.replicas
+            .lock()
+            .entry(group.to_string())
+            .or_insert_with(|| (Arc::new(Replica::default()), false))
+            .0
+            .clone()
+    }
+
+    /// Whether the caller is the first to watch `group` (whose replica is `r`).
+    fn first_watcher(&self, group: &str, r: &Arc<Replica>) -> bool {
+        match self.replicas.lock().get_mut(group) {
+            Some((mine, watched)) if Arc::ptr_eq(mine, r) && !*watched => {
+                *watched = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets `group`'s replica if it is `r` (`None`: whichever it is).
+    fn forget(&self, group: &str, r: Option<&Arc<Replica>>) {
+        let mut m = self.replicas.lock();
+        if m.get(group)
+            .is_some_and(|(mine, _)| r.is_none_or(|r| Arc::ptr_eq(mine, r)))
+        {
+            m.remove(group);
+        }
+    }
+
+    /// This node's replica of quorum queue `name` of `vhost`, if its member runs here.
+    pub fn get(&self, vhost: &str, name: &str) -> Option<Arc<Replica>> {
+        self.replicas
+            .lock()
+            .get(&group_id(vhost, name))
+            .map(|(r, _)| r.clone())
+    }
+}
+
+/// Watches `group`'s leader on this node (once per group) for as long as the group runs here:
+/// when this node becomes the leader it serves the queue, when another does this node forwards
+/// to it (see the module doc).
+fn watch(host: Weak<dyn Host>, cluster: Cluster, vhost: String, name: String, replica: Arc<Replica>) {
+    let group = group_id(&vhost, &name);
+    if !host
+        .upgrade()
+        .is_some_and(|h| h.quorum().first_watcher(&group, &replica))
+    {
+        return;
+    }
+    tokio::spawn(async move {
+        let me = cluster.node_name().to_string();
+        // The leader last acted on, and the term this node took over in.
+        let (mut seen, mut serving): (Option<String>, Option<(String, u64)>) = (None, None);
+        while cluster.group_status(&group).is_some() {
+            let leader = cluster
+                .group_leader_change(&group, seen.as_deref(), Duration::from_secs(1))
+                .await;
+            seen = leader.clone();
+            let Some(leader) = leader else { continue };
+            let Some(term) = cluster.group_status(&group).map(|s| s.term) else {
+                break;
+            };
+            // A leader that lost and won again in between serves from its replica again.
+            let acted = serving
+                .as_ref()
+                .is_some_and(|(l, t)| *l == leader && (leader != me || *t == term));
+            if acted {
+                continue;
+            }
+            let Some(host) = host.upgrade() else { break };
+            let Some(v) = host.vhost(&vhost) else { break };
+            if leader == me {
+                let timeout = host.forward_timeout();
+                // Commits behind everything committed before: the replica is complete.
+                if let Err(e) = cluster
+                    .group_write(&group, Command::ReleaseAll.encode(), timeout)
+                    .await
+                {
+                    tracing::warn!(%group, error = %e, "cannot take over the quorum queue yet");
+                    seen = None;
+                    continue;
+                }
+                if serving.as_ref().is_some_and(|(l, _)| *l == me) {
+                    // The handle's state may have missed another leader's changes: a new one.
+                    v.cede_queue(&name, &me);
+                }
+                if let Some(q) = v.adopt_queue(&name) {
+                    let p = Proposer::start(cluster.clone(), group.clone(), Arc::downgrade(&q), timeout);
+                    q.adopt_replica(replica.entries(), Arc::new(p));
+                    tracing::info!(%group, messages = replica.len(), "serving the quorum queue (group leader)");
+                }
+            } else {
+                v.cede_queue(&name, &leader);
+            }
+            serving = Some((leader, term));
+        }
+        if let Some(h) = host.upgrade() {
+            h.quorum().forget(&group, Some(&replica));
+        }
+    });
 }
 
 impl Apply for Replica {
@@ -83,8 +360,15 @@ impl Apply for Replica {
 
 /// After a quorum queue's declaration by `declaring` was applied: starts this node's member
 /// of its group, if this node is among the chosen members (in the background: Raft start-up
-/// does disk IO).
-pub fn declared(cluster: &Cluster, vhost: &str, name: &str, declaring: &str, size: Option<u64>) {
+/// does disk IO), and watches its leader.
+pub fn declared(
+    host: Weak<dyn Host>,
+    cluster: &Cluster,
+    vhost: &str,
+    name: &str,
+    declaring: &str,
+    size: Option<u64>,
+) {
     let mut nodes = cluster.peer_names();
     nodes.push(cluster.node_name().to_string());
     let size = size.map_or(DEFAULT_GROUP_SIZE, |s| s.min(usize::MAX as u64) as usize);
@@ -96,40 +380,49 @@ pub fn declared(cluster: &Cluster, vhost: &str, name: &str, declaring: &str, siz
         return;
     };
     let (cluster, group) = (cluster.clone(), group_id(vhost, name));
+    let (vhost, name) = (vhost.to_string(), name.to_string());
+    let Some(replica) = host.upgrade().map(|h| h.quorum().replica(&group)) else {
+        return;
+    };
     rt.spawn(async move {
-        if let Err(e) = cluster
-            .start_group(&group, &members, Arc::new(Replica::default()))
-            .await
-        {
-            tracing::error!(%group, error = %e, "cannot start the quorum queue's raft group");
+        match cluster.start_group(&group, &members, replica.clone()).await {
+            Ok(()) => watch(host, cluster, vhost, name, replica),
+            Err(e) => tracing::error!(%group, error = %e, "cannot start the quorum queue's raft group"),
         }
     });
 }
 
 /// At a clustered node's start: resumes this node's member of every quorum queue's group it
-/// has files of (in the background). `queues` names them as (vhost, queue).
-pub fn resume_all(cluster: &Cluster, queues: Vec<(String, String)>) {
+/// has files of (in the background), and watches its leader. `queues` names them as
+/// (vhost, queue).
+pub fn resume_all(host: Weak<dyn Host>, cluster: &Cluster, queues: Vec<(String, String)>) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let groups: Vec<String> = queues.iter().map(|(v, q)| group_id(v, q)).collect();
     let cluster = cluster.clone();
     rt.spawn(async move {
-        for group in groups {
-            if let Err(e) = cluster.resume_group(&group, Arc::new(Replica::default())).await {
-                tracing::error!(%group, error = %e, "cannot resume the quorum queue's raft group");
+        for (vhost, name) in queues {
+            let group = group_id(&vhost, &name);
+            let Some(replica) = host.upgrade().map(|h| h.quorum().replica(&group)) else {
+                return;
+            };
+            match cluster.resume_group(&group, replica.clone()).await {
+                Ok(true) => watch(host.clone(), cluster.clone(), vhost, name, replica),
+                Ok(false) => {}
+                Err(e) => tracing::error!(%group, error = %e, "cannot resume the quorum queue's raft group"),
             }
         }
     });
 }
 
 /// After a quorum queue was deleted: stops this node's member of its group and deletes its
-/// files.
-pub fn deleted(cluster: &Cluster, vhost: &str, name: &str) {
+/// files; its replica is forgotten (a new queue of the same name starts empty).
+pub fn deleted(registry: &Registry, cluster: &Cluster, vhost: &str, name: &str) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
     };
     let (cluster, group) = (cluster.clone(), group_id(vhost, name));
+    registry.forget(&group, None);
     rt.spawn(async move { cluster.stop_group(&group, true).await });
 }
 

@@ -263,6 +263,25 @@ pub struct PublishOutcome {
     /// Queues of other cluster nodes it was routed to, by home node: the caller forwards it
     /// there ([`crate::forward`]). Empty (no allocation) on a single node.
     pub remote: Vec<(String, Vec<ShortStr>)>,
+    /// Quorum queues this node serves that it was routed to: not enqueued yet, the caller
+    /// hands it to their replicators ([`crate::queue::Replicator::publish`]), with its confirm
+    /// if it has one, or [`PublishOutcome::replicate_unconfirmed`].
+    pub quorum: Vec<Arc<Queue>>,
+}
+
+impl PublishOutcome {
+    /// Hands the message to the quorum queues it was routed to, without a confirm.
+    pub fn replicate_unconfirmed(&mut self, msg: &MessageRef, ttl: Option<u64>) {
+        for q in self.quorum.drain(..) {
+            match q.replicator() {
+                Some(r) => {
+                    r.publish(msg.clone(), ttl, None);
+                    self.enqueued += 1;
+                }
+                None => self.rejected += 1,
+            }
+        }
+    }
 }
 
 impl VHost {
@@ -378,7 +397,9 @@ impl VHost {
 
     /// Registers the handle of a newly declared queue.
     pub fn add_queue(self: &Arc<Self>, meta: QueueMeta) -> Arc<Queue> {
-        let durable = meta.durable && meta.exclusive_owner.is_none();
+        // A clustered quorum queue keeps its messages in its Raft group, not a log.
+        let durable =
+            meta.durable && meta.exclusive_owner.is_none() && !(meta.args.quorum && self.is_clustered());
         // No policy change between applying the policies and registering the queue.
         let policies = self.policies.read();
         let q = Queue::new(meta, Arc::downgrade(self));
@@ -451,6 +472,49 @@ impl VHost {
     pub fn remote_home(&self, name: &str) -> Option<String> {
         let id = self.topology.read().queue(name)?.id;
         self.home_node(id)
+    }
+
+    /// Whether this node is a cluster member (quorum queues are replicated).
+    pub fn is_clustered(&self) -> bool {
+        self.remote_sink.get().is_some()
+    }
+
+    /// Makes this node the home of queue `name` (a quorum queue whose group this node leads
+    /// now): its handle, created if it had none (no log, no messages yet), and no longer
+    /// remote. `None` if there is no such queue.
+    pub fn adopt_queue(self: &Arc<Self>, name: &str) -> Option<Arc<Queue>> {
+        let meta = self.topology.read().queue(name)?.clone();
+        let fresh = self.queue_by_id(meta.id).is_none().then(|| {
+            let policies = self.policies.read();
+            let q = Queue::new(meta.clone(), Arc::downgrade(self));
+            q.apply_effective_args(effective_args(&policies, &self.name, &q.meta));
+            q
+        });
+        let q = {
+            let mut queues = self.queues.write(&self.generation);
+            match (queues.get(&meta.id), fresh) {
+                (Some(q), _) => q.clone(),
+                (None, Some(q)) => queues.entry(meta.id).or_insert(q).clone(),
+                (None, None) => return None,
+            }
+        };
+        self.remote.write(&self.generation).remove(&meta.id);
+        Some(q)
+    }
+
+    /// Makes `node` the home of queue `name` (a quorum queue whose group another node leads
+    /// now): this node's handle, if any, is dropped (its consumers cancelled) and the queue
+    /// is remote.
+    pub fn cede_queue(&self, name: &str, node: &str) {
+        let Some(id) = self.topology.read().queue(name).map(|m| m.id) else {
+            return;
+        };
+        let handle = self.queues.write(&self.generation).remove(&id);
+        self.remote.write(&self.generation).insert(id, node.to_string());
+        if let Some(q) = handle {
+            q.drop_replicator();
+            q.mark_deleted();
+        }
     }
 
     /// The home node of a remote queue (`None`: a local queue, or none).
@@ -840,6 +904,10 @@ impl VHost {
             let payload = (msg.is_persistent() && queues.iter().any(|q| q.is_durable()))
                 .then(|| crate::persist::encode_message(&msg, now));
             for q in &queues {
+                if q.is_replicated() {
+                    out.quorum.push(q.clone());
+                    continue;
+                }
                 let (p, stored, out_of_credit) = q.publish(msg.clone(), ttl, now, payload.as_deref());
                 if out_of_credit {
                     out.out_of_credit.push(q.clone());

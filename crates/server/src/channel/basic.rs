@@ -510,7 +510,7 @@ impl Channel {
     ) -> AmqpResult<()> {
         let v = s.vhost()?;
         let seq = self.confirms.as_mut().map(|cf| cf.next_seq());
-        let outcome = if msg.exchange.is_empty() && msg.routing_key.starts_with(REPLY_TO_QUEUE) {
+        let mut outcome = if msg.exchange.is_empty() && msg.routing_key.starts_with(REPLY_TO_QUEUE) {
             let delivered = s.broker.deliver_reply(&msg.routing_key, msg.clone());
             crate::vhost::PublishOutcome {
                 enqueued: delivered as usize,
@@ -520,9 +520,28 @@ impl Channel {
             v.publish_cached(msg.clone(), ttl, now_ms(), Some(&mut self.route_cache))?
         };
         s.broker.metrics.count_routed(seq.is_some(), outcome.enqueued);
-        let nodes = outcome.remote.len() as u32;
+        let mut nodes = outcome.remote.len() as u32;
         if nodes > 0 {
-            self.forward(s, &v.name, outcome.remote, &msg, ttl, seq)?;
+            self.forward(s, &v.name, std::mem::take(&mut outcome.remote), &msg, ttl, seq)?;
+        }
+        for q in std::mem::take(&mut outcome.quorum) {
+            // Confirmed once the queue's group committed it (a nack if it cannot).
+            let reply = seq.map(|seq| crate::forward::Reply {
+                conn: s.shared.clone(),
+                channel: self.id,
+                seq,
+            });
+            let done: Option<crate::queue::VerdictFn> =
+                reply.map(|r| Box::new(move |ok| crate::forward::send_verdict(r, ok)) as _);
+            match q.replicator() {
+                Some(r) => r.publish(msg.clone(), ttl, done),
+                None => {
+                    if let Some(done) = done {
+                        done(false);
+                    }
+                }
+            }
+            nodes += 1;
         }
         if outcome.enqueued + outcome.rejected + outcome.duplicates + nodes as usize == 0 {
             s.broker.metrics.unroutable.fetch_add(1, Ordering::Relaxed);

@@ -282,8 +282,10 @@ impl RemoteQueue {
     /// The consumer's `basic.consume-ok` went out: deliveries go straight to the connection
     /// from now on, and those that came early follow it.
     pub fn started(self: &Arc<Self>) {
-        let early = self.early.lock().take().unwrap_or_default();
-        for d in early {
+        // Sent under the lock: a delivery arriving meanwhile must queue behind them (the
+        // connection's mailbox is unbounded, sending does not block).
+        let mut early = self.early.lock();
+        for d in early.take().unwrap_or_default() {
             let _ = self.conn.tx.send(ConnEvent::RemoteDeliver {
                 queue: self.clone(),
                 delivery: d,

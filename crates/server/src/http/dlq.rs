@@ -139,7 +139,11 @@ pub fn move_messages(v: &Arc<VHost>, dlq: &Arc<Queue>, req: &MoveRequest, key: C
             dead_lettered: m.dead_lettered,
         });
         let ttl = msg.expiration_ms().ok().flatten();
-        match v.publish(msg, ttl, now_ms()) {
+        let published = v.publish(msg.clone(), ttl, now_ms()).map(|mut o| {
+            o.replicate_unconfirmed(&msg, ttl);
+            o
+        });
+        match published {
             Ok(o) if o.enqueued > 0 => {
                 moved += 1;
                 acked.push(d.seq);

@@ -177,7 +177,8 @@ pub(super) async fn exchange_publish(
     let msg = Arc::new(Message::new(exchange, &b.routing_key, properties, payload));
     let ttl = msg.expiration_ms().map_err(ApiError::bad_request)?;
     st.broker.metrics.published.fetch_add(1, Ordering::Relaxed);
-    let o = v.publish(msg.clone(), ttl, now_ms())?;
+    let mut o = v.publish(msg.clone(), ttl, now_ms())?;
+    o.replicate_unconfirmed(&msg, ttl);
     let remote = o.remote.len();
     if let Some(f) = st.broker.forwarder() {
         // No confirm to wait for: copies for queues of other nodes go as unconfirmed
