@@ -8,7 +8,7 @@
 //! (prefetch, acks, requeues, basic.get, cancelled when the home goes or the link is cut), dead
 //! letters to another node, and a node partitioned away by TCP proxies
 //! (`common::proxy`) refusing declarations (541 over AMQP, 503 over HTTP) while the majority
-//! goes on, then catching up once healed. In-process brokers and real `warren` processes;
+//! goes on, then catching up once healed; a definitions import on one node reaching every node. In-process brokers and real `warren` processes;
 //! short Raft timeouts (`--cluster-fast-timeouts`); every wait is a condition with a deadline.
 
 mod common;
@@ -2038,8 +2038,13 @@ async fn a_definitions_import_on_one_node_reaches_every_node() {
     nodes.remove(2).running.shutdown().await;
     nodes.remove(0).running.shutdown().await;
     let late = json!({"vhosts": [{"name": "late"}]});
+    let t = Instant::now();
     let r = api(hs[1], "POST", "/api/definitions", Some(late)).await;
     assert_eq!(r.status, 503, "{}", r.text());
+    eprintln!(
+        "without a majority, the import was refused with 503 in {:?}",
+        t.elapsed()
+    );
     assert_eq!(api(hs[1], "GET", "/api/vhosts/late", None).await.status, 404);
     let r = api(
         hs[1],
