@@ -10,7 +10,7 @@
 //! (`common::proxy`) refusing declarations (541 over AMQP, 503 over HTTP) while the majority
 //! goes on, then catching up once healed. Issue 20: quorum queues' Raft groups, their
 //! confirmed messages surviving the loss (shutdown or SIGKILL) of the leader's node, and no
-//! confirm without a majority. In-process brokers and real `warren` processes;
+//! confirm without a majority; a definitions import on one node reaching every node. In-process brokers and real `warren` processes;
 //! short Raft timeouts (`--cluster-fast-timeouts`); every wait is a condition with a deadline.
 
 mod common;
@@ -2270,4 +2270,172 @@ async fn a_quorum_queue_without_a_majority_confirms_no_publish() {
         );
     }
     lone.running.shutdown().await;
+}
+
+/// The parts of node `port`'s definitions export an import makes (RabbitMQ's format, each
+/// list sorted by the exporter), without the default user.
+async fn definitions(port: u16) -> Value {
+    let all = get_json(port, "/api/definitions").await;
+    let keys = [
+        "vhosts",
+        "users",
+        "permissions",
+        "topic_permissions",
+        "parameters",
+        "global_parameters",
+        "policies",
+        "exchanges",
+        "queues",
+        "bindings",
+    ];
+    let mut parts: serde_json::Map<String, Value> =
+        keys.iter().map(|k| (k.to_string(), all[*k].clone())).collect();
+    // Every node salts its own default user's hash.
+    if let Some(users) = parts.get_mut("users").and_then(Value::as_array_mut) {
+        users.retain(|u| u["name"] != "guest");
+    }
+    Value::Object(parts)
+}
+
+/// A definitions import (`POST /api/definitions`) on node 2 goes through the cluster: the
+/// vhost, user (with its RabbitMQ password hash), permissions, topic permission, limits,
+/// policy, exchange, durable queue (homed on node 2), binding and cluster name reach nodes 1
+/// and 3, whose exports then equal node 2's; the user logs in over AMQP on node 3 and
+/// publishes through the imported binding to the queue on node 2. Without a majority, an
+/// import is refused with 503, as every definitions change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_definitions_import_on_one_node_reaches_every_node() {
+    let (mut nodes, _) = three_nodes("d").await;
+    let hs: Vec<u16> = nodes.iter().map(http_port).collect();
+    let hash = warren_server::auth::hash_password("imported-secret");
+    let doc = json!({
+        "rabbit_version": "3.13.7",
+        "vhosts": [{"name": "imported", "limits": [], "metadata": {"description": "", "tags": []}}],
+        "users": [{"name": "importer", "password_hash": hash,
+                   "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["management"],
+                   "limits": {}}],
+        "permissions": [{"user": "importer", "vhost": "imported",
+                         "configure": ".*", "write": ".*", "read": ".*"}],
+        "topic_permissions": [{"user": "importer", "vhost": "imported", "exchange": "x.imported",
+                               "write": "^k", "read": ".*"}],
+        "parameters": [{"vhost": "imported", "component": "vhost-limits", "name": "limits",
+                        "value": {"max-queues": 50}}],
+        "global_parameters": [{"name": "cluster_name", "value": "imported-cluster"}],
+        "policies": [{"vhost": "imported", "name": "cap", "pattern": "^q\\.", "apply-to": "queues",
+                      "priority": 1, "definition": {"max-length": 100}}],
+        "exchanges": [{"name": "x.imported", "vhost": "imported", "type": "topic", "durable": true,
+                       "auto_delete": false, "internal": false, "arguments": {}}],
+        "queues": [{"name": "q.imported", "vhost": "imported", "durable": true,
+                    "auto_delete": false, "arguments": {"x-max-priority": 5}}],
+        "bindings": [{"source": "x.imported", "vhost": "imported", "destination": "q.imported",
+                      "destination_type": "queue", "routing_key": "k.#", "arguments": {}}],
+    });
+    let t = Instant::now();
+    let r = api(hs[1], "POST", "/api/definitions", Some(doc)).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let imported = t.elapsed();
+    let want = definitions(hs[1]).await;
+    for key in [
+        "vhosts",
+        "permissions",
+        "topic_permissions",
+        "parameters",
+        "policies",
+    ] {
+        assert!(
+            want[key].to_string().contains("\"imported\""),
+            "{key}: {}",
+            want[key]
+        );
+    }
+    assert!(want["users"].to_string().contains(&hash), "{}", want["users"]);
+    for key in ["exchanges", "queues", "bindings"] {
+        assert_eq!(
+            want[key].as_array().map(Vec::len),
+            Some(1),
+            "{key}: {}",
+            want[key]
+        );
+    }
+    assert_eq!(want["global_parameters"][0]["value"], "imported-cluster");
+    for (i, p) in [(0, hs[0]), (2, hs[2])] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = definitions(p).await;
+            if got == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} has node 2's definitions within 10 s:\n{got}\nwant\n{want}",
+                i + 1
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!(
+            "node {} listed every imported definition {:?} after the import was sent (the import took {imported:?})",
+            i + 1,
+            t.elapsed()
+        );
+        // The queue's home is the importing node.
+        let q = get_json(p, "/api/queues/imported/q.imported").await;
+        assert_eq!(q["node"], "d2@localhost", "{q}");
+    }
+
+    // The imported user logs in on node 3 and publishes through the imported binding.
+    let url = format!(
+        "amqp://importer:imported-secret@{}/imported",
+        nodes[2].running.amqp_addr
+    );
+    let c = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .expect("the imported user logs in on node 3");
+    let ch = c.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    let confirm = ch
+        .basic_publish(
+            "x.imported".into(),
+            "k.1".into(),
+            Default::default(),
+            b"through the import",
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirm.is_ack(), "{confirm:?}");
+    wait_for(
+        hs[1],
+        "/api/queues/imported/q.imported",
+        10,
+        "the message in the imported queue on node 2",
+        |s, v| s == 200 && v["messages"] == 1,
+    )
+    .await;
+    drop(c);
+
+    // Without a majority, an import changes nothing and answers 503.
+    nodes.remove(2).running.shutdown().await;
+    nodes.remove(0).running.shutdown().await;
+    let late = json!({"vhosts": [{"name": "late"}]});
+    let t = Instant::now();
+    let r = api(hs[1], "POST", "/api/definitions", Some(late)).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    eprintln!(
+        "without a majority, the import was refused with 503 in {:?}",
+        t.elapsed()
+    );
+    assert_eq!(api(hs[1], "GET", "/api/vhosts/late", None).await.status, 404);
+    let r = api(
+        hs[1],
+        "POST",
+        "/api/definitions/imported",
+        Some(json!({"queues": [{"name": "q.late", "durable": true}]})),
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    for n in nodes {
+        n.running.shutdown().await;
+    }
 }

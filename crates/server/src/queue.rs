@@ -358,7 +358,10 @@ pub struct QueueCounts {
 fn credit_window() -> u32 {
     static WINDOW: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     *WINDOW.get_or_init(|| {
-        match std::env::var("WARREN_CREDIT_FLOW_WINDOW").ok().and_then(|v| v.parse().ok()) {
+        match std::env::var("WARREN_CREDIT_FLOW_WINDOW")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
             Some(0) => u32::MAX,
             Some(n) => n,
             None => warren_core::flow::DEFAULT_WINDOW,

@@ -19,7 +19,10 @@
 //!
 //! Users, vhosts, permissions, topic permissions and policies go to the broker's durable
 //! stores and are enforced; policies are imported before queues, so imported queues start with
-//! their policy applied.
+//! their policy applied. Every item is made as the management API makes it, through
+//! [`crate::clustering::Change`]s: on a clustered node each is committed by a majority and
+//! applied on every node (imported queues are homed on the importing node), and a cluster
+//! without a majority answers `503`; on a single node they are applied directly.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -31,12 +34,13 @@ use warren_core::topology::QueueMeta;
 
 use crate::limits::Scope;
 
-use super::api::bindings::{BindingBody, bind};
-use super::api::exchanges::{ExchangeBody, declare_exchange, exchange_json};
-use super::api::queues::{QueueBody, declare_queue};
+use super::api::bindings::{BindingBody, put_binding};
+use super::api::exchanges::{ExchangeBody, exchange_json, put_exchange};
+use super::api::limits::replace_limits;
+use super::api::queues::{QueueBody, put_queue};
 use super::api::users::{permissions_json, user_json};
 use super::shared::{ApiError, ApiResult, Shared, parse_body};
-use crate::auth::User;
+use crate::clustering::{Change, Outcome};
 use crate::convert::table_to_json;
 
 /// Builds the definitions document.
@@ -225,13 +229,18 @@ const PLUGIN_POLICY_KEYS: [(&str, &str); 2] = [
     ("federation-upstream-set", "federation"),
 ];
 
-/// Whether a `limits` value (an object or a list) sets anything.
-/// Applies a vhost's or user's imported limits (replacing its own); limits RabbitMQ would
-/// refuse are reported as skipped.
-fn import_limits(st: &Shared, r: &mut ImportReport, scope: Scope, owner: &str, value: &Value) {
+/// Applies a vhost's or user's imported limits (replacing its own; through the cluster on a
+/// clustered node); limits RabbitMQ would refuse are reported as skipped.
+async fn import_limits(
+    st: &Shared,
+    r: &mut ImportReport,
+    scope: Scope,
+    owner: &str,
+    value: &Value,
+) -> ApiResult<()> {
     match crate::limits::parse_set(scope, value) {
         Ok(set) => {
-            st.broker.replace_limits(scope, owner, set);
+            replace_limits(st, scope, owner, set).await?;
         }
         Err(e) => {
             let (kind, vhost) = match scope {
@@ -241,8 +250,20 @@ fn import_limits(st: &Shared, r: &mut ImportReport, scope: Scope, owner: &str, v
             r.skip(kind, vhost, owner, e.0);
         }
     }
+    Ok(())
 }
 
+/// An item's failure, to record in the report; `Err` (the import stops with it) when the
+/// cluster could not commit the change (503).
+fn recordable(e: ApiError) -> ApiResult<ApiError> {
+    if e.status == StatusCode::SERVICE_UNAVAILABLE {
+        Err(e)
+    } else {
+        Ok(e)
+    }
+}
+
+/// Whether a `limits` value (an object or a list) sets anything.
 fn sets_limits(v: Option<&Value>) -> bool {
     match v {
         Some(Value::Object(o)) => !o.is_empty(),
@@ -251,18 +272,34 @@ fn sets_limits(v: Option<&Value>) -> bool {
     }
 }
 
-/// Applies a definitions document; `Err` for a document that is not one (nothing applied).
-pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
+/// A document that is not a definitions document (nothing more is applied): 400.
+fn malformed(reason: String) -> ApiError {
+    ApiError::bad_request(reason)
+}
+
+/// Applies a definitions document, in dependency order (vhosts, users, permissions, limits,
+/// policies, exchanges, queues, bindings), each item as the management API would make it:
+/// through the cluster on a clustered node ([`crate::clustering::change`]: committed by a
+/// majority, applied on every node; queues get this node as their home), directly on a single
+/// node. `Err`: 400 for a document that is not one (what came before the bad item is
+/// applied), 503 when the cluster could not commit a change (the import stops there; what was
+/// committed before stays, on every node).
+pub async fn import_value(st: &Shared, doc: &Value) -> ApiResult<ImportReport> {
     if !doc.is_object() {
-        return Err("definitions must be a JSON object".into());
+        return Err(malformed("definitions must be a JSON object".into()));
     }
+    let list = |key: &str| list(doc, key).map_err(malformed);
     let mut r = ImportReport::default();
     let mut skipped: Vec<(String, String, &'static str)> = Vec::new();
-    for v in list(doc, "vhosts")? {
-        let name = field(v, "name", "vhost")?;
-        st.broker.create_vhost(name);
+    for v in list("vhosts")? {
+        let name = field(v, "name", "vhost").map_err(malformed)?;
+        let c = Change::PutVhost {
+            name: name.to_string(),
+            grant: None,
+        };
+        ApiError::change(&st.broker, c).await?;
         if sets_limits(v.get("limits")) {
-            import_limits(st, &mut r, Scope::Vhost, name, &v["limits"]);
+            import_limits(st, &mut r, Scope::Vhost, name, &v["limits"]).await?;
         }
         let dqt = v
             .get("default_queue_type")
@@ -279,8 +316,8 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
             );
         }
     }
-    for u in list(doc, "users")? {
-        let name = field(u, "name", "user")?;
+    for u in list("users")? {
+        let name = field(u, "name", "user").map_err(malformed)?;
         let hash = u.get("password_hash").and_then(Value::as_str).unwrap_or("");
         let algo = u
             .get("hashing_algorithm")
@@ -305,71 +342,83 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
                 .collect(),
             _ => Vec::new(),
         };
-        st.broker.put_user(User {
+        let c = Change::PutUser {
             name: name.to_string(),
-            password_hash: hash.to_string(),
+            password_hash: Some(hash.to_string()),
             tags,
-        });
+        };
+        ApiError::change(&st.broker, c).await?;
         if let Some(l) = limits {
-            import_limits(st, &mut r, Scope::User, name, l);
+            import_limits(st, &mut r, Scope::User, name, l).await?;
         }
     }
-    for p in list(doc, "permissions")? {
-        let user = field(p, "user", "permission")?;
-        let vhost = field(p, "vhost", "permission")?;
-        let get = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
-        match crate::auth::Permission::new(get("configure"), get("write"), get("read")) {
-            Ok(perm) => {
-                if let Err(e) = st.broker.set_permission(user, vhost, perm) {
-                    r.errors
-                        .push(format!("permissions of '{user}' on '{vhost}': {e}"));
+    for p in list("permissions")? {
+        let user = field(p, "user", "permission").map_err(malformed)?;
+        let vhost = field(p, "vhost", "permission").map_err(malformed)?;
+        let get = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        // A bad regex is refused before proposing: it never reaches the cluster's log.
+        let refused = match crate::auth::Permission::new(&get("configure"), &get("write"), &get("read")) {
+            Err(e) => Some(e.to_string()),
+            Ok(_) => {
+                let c = Change::SetPermission {
+                    user: user.to_string(),
+                    vhost: vhost.to_string(),
+                    configure: get("configure"),
+                    write: get("write"),
+                    read: get("read"),
+                };
+                match ApiError::change(&st.broker, c).await? {
+                    Outcome::Invalid(e) => Some(e),
+                    _ => None,
                 }
             }
-            Err(e) => r
-                .errors
-                .push(format!("permissions of '{user}' on '{vhost}': {e}")),
+        };
+        if let Some(e) = refused {
+            r.errors
+                .push(format!("permissions of '{user}' on '{vhost}': {e}"));
         }
     }
-    for p in list(doc, "topic_permissions")? {
-        let user = field(p, "user", "topic permission")?;
-        let vhost = field(p, "vhost", "topic permission")?;
-        let exchange = field(p, "exchange", "topic permission")?;
-        let get = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
-        if let Err(e) = st
-            .broker
-            .set_topic_permission(user, vhost, exchange, get("write"), get("read"))
-        {
+    for p in list("topic_permissions")? {
+        let user = field(p, "user", "topic permission").map_err(malformed)?;
+        let vhost = field(p, "vhost", "topic permission").map_err(malformed)?;
+        let exchange = field(p, "exchange", "topic permission").map_err(malformed)?;
+        let get = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let c = Change::SetTopicPermission {
+            user: user.to_string(),
+            vhost: vhost.to_string(),
+            exchange: exchange.to_string(),
+            write: get("write"),
+            read: get("read"),
+        };
+        if let Outcome::Invalid(e) = ApiError::change(&st.broker, c).await? {
             r.errors.push(format!(
                 "topic permissions of '{user}' on exchange '{exchange}' in '{vhost}': {e}"
             ));
         }
     }
-    for p in list(doc, "parameters")? {
-        let name = field(p, "name", "parameter")?;
+    for p in list("parameters")? {
+        let name = field(p, "name", "parameter").map_err(malformed)?;
         let component = p.get("component").and_then(Value::as_str).unwrap_or("");
         let vh = p.get("vhost").and_then(Value::as_str);
         match (component, vh) {
             // As RabbitMQ: a vhost's limits are its `vhost-limits` parameter.
-            ("vhost-limits", Some(vh)) if st.broker.vhost(vh).is_some() => import_limits(
-                st,
-                &mut r,
-                Scope::Vhost,
-                vh,
-                p.get("value").unwrap_or(&Value::Null),
-            ),
+            ("vhost-limits", Some(vh)) if st.broker.vhost(vh).is_some() => {
+                let value = p.get("value").unwrap_or(&Value::Null);
+                import_limits(st, &mut r, Scope::Vhost, vh, value).await?;
+            }
             ("vhost-limits", _) => r
                 .errors
                 .push(format!("vhost limits of missing vhost '{}'", vh.unwrap_or(""))),
             _ => r.skip("parameter", vh, name, parameter_reason(component)),
         }
     }
-    for p in list(doc, "global_parameters")? {
-        let name = field(p, "name", "global parameter")?;
+    for p in list("global_parameters")? {
+        let name = field(p, "name", "global parameter").map_err(malformed)?;
         let reason: String = match (name, p.get("value")) {
             // As RabbitMQ: the import renames the cluster (durably, as PUT /api/cluster-name).
             ("cluster_name", Some(Value::String(v))) if !v.is_empty() => {
                 if *v != st.broker.cluster_name() {
-                    st.broker.set_cluster_name(v);
+                    ApiError::change(&st.broker, Change::SetClusterName { name: v.clone() }).await?;
                 }
                 continue;
             }
@@ -379,9 +428,9 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
         };
         r.skip("global_parameter", None, name, reason);
     }
-    for p in list(doc, "policies")? {
-        let name = field(p, "name", "policy")?;
-        let vh = field(p, "vhost", "policy")?;
+    for p in list("policies")? {
+        let name = field(p, "name", "policy").map_err(malformed)?;
+        let vh = field(p, "vhost", "policy").map_err(malformed)?;
         let mut p = p.clone();
         let mut dropped = Vec::new();
         if let Some(def) = p.get_mut("definition").and_then(Value::as_object_mut) {
@@ -412,8 +461,15 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
                 for note in notes.into_iter().flatten() {
                     r.ignore("policy", Some(vh), name, note);
                 }
-                if st.broker.put_policy(vh, policy).is_none() {
-                    r.errors.push(format!("policy '{name}': no vhost '{vh}'"));
+                let c = Change::PutPolicy {
+                    vhost: vh.to_string(),
+                    name: name.to_string(),
+                    policy: p,
+                };
+                match ApiError::change(&st.broker, c).await? {
+                    Outcome::NotFound => r.errors.push(format!("policy '{name}': no vhost '{vh}'")),
+                    Outcome::Invalid(e) => r.errors.push(format!("policy '{name}' in vhost '{vh}': {e}")),
+                    _ => {}
                 }
             }
             Err(e) => r.errors.push(format!(
@@ -422,15 +478,15 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
             )),
         }
     }
-    for x in list(doc, "exchanges")? {
-        let name = field(x, "name", "exchange")?;
-        let vh = field(x, "vhost", "exchange")?;
+    for x in list("exchanges")? {
+        let name = field(x, "name", "exchange").map_err(malformed)?;
+        let vh = field(x, "vhost", "exchange").map_err(malformed)?;
         let Some(v) = st.broker.vhost(vh) else {
             r.errors.push(format!("exchange '{name}': no vhost '{vh}'"));
             continue;
         };
         let b: ExchangeBody =
-            serde_json::from_value(x.clone()).map_err(|e| format!("exchange '{name}': {e}"))?;
+            serde_json::from_value(x.clone()).map_err(|e| malformed(format!("exchange '{name}': {e}")))?;
         if warren_core::topology::ExchangeKind::parse(&b.kind).is_none() {
             r.skip(
                 "exchange",
@@ -444,19 +500,21 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
         if name.is_empty() || name.starts_with("amq.") {
             continue;
         }
-        if let Err(e) = declare_exchange(&v, name, &b) {
+        if let Err(e) = put_exchange(st, &v, name, &b).await {
+            let e = recordable(e)?;
             r.errors
                 .push(format!("exchange '{name}' in vhost '{vh}': {}", e.body["reason"]));
         }
     }
-    for q in list(doc, "queues")? {
-        let name = field(q, "name", "queue")?;
-        let vh = field(q, "vhost", "queue")?;
+    for q in list("queues")? {
+        let name = field(q, "name", "queue").map_err(malformed)?;
+        let vh = field(q, "vhost", "queue").map_err(malformed)?;
         let Some(v) = st.broker.vhost(vh) else {
             r.errors.push(format!("queue '{name}': no vhost '{vh}'"));
             continue;
         };
-        let b: QueueBody = serde_json::from_value(q.clone()).map_err(|e| format!("queue '{name}': {e}"))?;
+        let b: QueueBody =
+            serde_json::from_value(q.clone()).map_err(|e| malformed(format!("queue '{name}': {e}")))?;
         let qtype = b
             .arguments
             .get("x-queue-type")
@@ -473,15 +531,16 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
             skipped.push((vh.to_string(), name.to_string(), "queue"));
             continue;
         }
-        if let Err(e) = declare_queue(&v, name, &b, st.broker.queue_limit(&v.name)) {
+        if let Err(e) = put_queue(st, &v, name, &b).await {
+            let e = recordable(e)?;
             r.errors
                 .push(format!("queue '{name}' in vhost '{vh}': {}", e.body["reason"]));
         }
     }
-    for b in list(doc, "bindings")? {
-        let source = field(b, "source", "binding")?;
-        let dest = field(b, "destination", "binding")?;
-        let vh = field(b, "vhost", "binding")?;
+    for b in list("bindings")? {
+        let source = field(b, "source", "binding").map_err(malformed)?;
+        let dest = field(b, "destination", "binding").map_err(malformed)?;
+        let vh = field(b, "vhost", "binding").map_err(malformed)?;
         let to_queue = b.get("destination_type").and_then(Value::as_str) != Some("exchange");
         let Some(v) = st.broker.vhost(vh) else {
             r.errors
@@ -512,7 +571,8 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
                 .to_string(),
             arguments: b.get("arguments").cloned().unwrap_or(Value::Null),
         };
-        if let Err(e) = bind(&v, source, dest, to_queue, &body) {
+        if let Err(e) = put_binding(st, &v, source, dest, to_queue, &body).await {
+            let e = recordable(e)?;
             let why = if e.status == StatusCode::NOT_FOUND {
                 "source or destination does not exist".to_string()
             } else {
@@ -526,10 +586,11 @@ pub fn import_value(st: &Shared, doc: &Value) -> Result<ImportReport, String> {
 }
 
 /// `POST /api/definitions`: 204 when everything was applied, 200 with the report when
-/// something was skipped or ignored, 400 with the failures ([`ImportReport::into_response`]).
+/// something was skipped or ignored, 400 with the failures ([`ImportReport::into_response`]);
+/// 503 when a clustered node could not get a majority to commit a change.
 pub async fn import(State(st): State<Shared>, body: Bytes) -> ApiResult<Response> {
     let doc: Value = parse_body(&body)?;
-    let report = import_value(&st, &doc).map_err(ApiError::bad_request)?;
+    let report = import_value(&st, &doc).await?;
     Ok(report.into_response())
 }
 
@@ -604,7 +665,7 @@ pub async fn import_vhost(
             .collect();
         scoped.insert(k.into(), Value::Array(items));
     }
-    let mut report = import_value(&st, &Value::Object(scoped)).map_err(ApiError::bad_request)?;
+    let mut report = import_value(&st, &Value::Object(scoped)).await?;
     // (document key, report kind, the item's name field, its vhost field)
     let outside: [(&str, &'static str, &str, Option<&str>); 5] = [
         ("users", "user", "name", None),

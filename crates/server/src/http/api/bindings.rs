@@ -166,19 +166,30 @@ pub struct BindingBody {
     pub arguments: Value,
 }
 
-/// Creates a binding through the topology's bind rules.
-pub fn bind(v: &VHost, source: &str, dest: &str, to_queue: bool, b: &BindingBody) -> ApiResult<BindingInfo> {
+/// Creates a binding as `POST /api/bindings/…` does (and a definitions import), through the
+/// topology's bind rules: a durable binding of a clustered node on every node through the
+/// cluster ([`Change::Define`]), anything else on this node.
+pub async fn put_binding(
+    st: &Shared,
+    v: &VHost,
+    source: &str,
+    dest: &str,
+    to_queue: bool,
+    b: &BindingBody,
+) -> ApiResult<BindingInfo> {
     let args: FieldTable = json_to_table(&b.arguments).map_err(ApiError::bad_request)?;
-    v.bind(
-        &BindingRef {
-            source,
-            destination: dest,
-            to_queue,
-            routing_key: &b.routing_key,
-            arguments: &args,
-        },
-        None,
-    )?;
+    let r = BindingRef {
+        source,
+        destination: dest,
+        to_queue,
+        routing_key: &b.routing_key,
+        arguments: &args,
+    };
+    if st.broker.cluster().is_some() && v.read_topology(|t| t.is_durable_binding(source, dest, to_queue)) {
+        ApiError::define(&st.broker, Change::define(&v.name, &st.node(), r.record(true))).await?;
+    } else {
+        v.bind(&r, None)?;
+    }
     Ok(BindingInfo {
         source: ShortStr::from(source),
         destination: ShortStr::from(dest),
@@ -204,29 +215,7 @@ pub(super) async fn create(
             "operation not permitted on the default exchange",
         ));
     }
-    let info = if st.broker.cluster().is_some()
-        && v.read_topology(|t| t.is_durable_binding(source, dest, to_queue))
-    {
-        // A durable binding of a clustered node: made on every node through Raft.
-        let args: FieldTable = json_to_table(&b.arguments).map_err(ApiError::bad_request)?;
-        let r = BindingRef {
-            source,
-            destination: dest,
-            to_queue,
-            routing_key: &b.routing_key,
-            arguments: &args,
-        };
-        ApiError::define(&st.broker, Change::define(vh, &st.node(), r.record(true))).await?;
-        BindingInfo {
-            source: ShortStr::from(source),
-            destination: ShortStr::from(dest),
-            destination_is_queue: to_queue,
-            routing_key: ShortStr::from(b.routing_key.as_str()),
-            arguments: args,
-        }
-    } else {
-        bind(&v, source, dest, to_queue, &b)?
-    };
+    let info = put_binding(st, &v, source, dest, to_queue, &b).await?;
     let kind = if to_queue { "q" } else { "e" };
     let loc = format!(
         "/api/bindings/{}/e/{}/{kind}/{}/{}",

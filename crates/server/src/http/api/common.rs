@@ -33,9 +33,9 @@ pub(super) use crate::vhost::VHost;
 
 pub(super) type J = ApiResult<axum::Json<Value>>;
 
-/// 201 for a created object, 204 otherwise (a replicated declare's outcome).
-pub(super) fn created_or_updated(o: &Outcome) -> StatusCode {
-    if *o == Outcome::Created {
+/// 201 for a created object, 204 otherwise (a declaration's answer).
+pub(super) fn created_or_updated(created: bool) -> StatusCode {
+    if created {
         StatusCode::CREATED
     } else {
         StatusCode::NO_CONTENT

@@ -87,15 +87,10 @@ pub fn declare_exchange(v: &VHost, name: &str, b: &ExchangeBody) -> ApiResult<bo
     })?)
 }
 
-pub(super) async fn exchange_put(
-    State(st): State<Shared>,
-    Path((vh, name)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<StatusCode> {
-    let v = vhost(&st, &vh)?;
-    let b: ExchangeBody = parse_body(&body)?;
-    let name = exchange_name(&name);
-    // A new durable exchange of a clustered node: declared on every node through Raft.
+/// Declares an exchange as `PUT /api/exchanges/{vhost}/{name}` does (and a definitions
+/// import): a new durable exchange of a clustered node on every node through the cluster
+/// ([`Change::Define`]), anything else through [`declare_exchange`]. Whether it was created.
+pub async fn put_exchange(st: &Shared, v: &VHost, name: &str, b: &ExchangeBody) -> ApiResult<bool> {
     if st.broker.cluster().is_some() && b.durable && !v.read_topology(|t| t.exchange(name).is_some()) {
         let m = warren_codec::methods::ExchangeDeclare {
             exchange: ShortStr::from(name),
@@ -106,15 +101,22 @@ pub(super) async fn exchange_put(
             arguments: json_to_table(&b.arguments).map_err(ApiError::bad_request)?,
             ..Default::default()
         };
-        let o = ApiError::define(&st.broker, Change::define(&vh, &st.node(), m)).await?;
-        return Ok(created_or_updated(&o));
+        let o = ApiError::define(&st.broker, Change::define(&v.name, &st.node(), m)).await?;
+        return Ok(o == Outcome::Created);
     }
-    let created = declare_exchange(&v, name, &b)?;
-    Ok(if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::NO_CONTENT
-    })
+    declare_exchange(v, name, b)
+}
+
+pub(super) async fn exchange_put(
+    State(st): State<Shared>,
+    Path((vh, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let v = vhost(&st, &vh)?;
+    let b: ExchangeBody = parse_body(&body)?;
+    Ok(created_or_updated(
+        put_exchange(&st, &v, exchange_name(&name), &b).await?,
+    ))
 }
 
 pub(super) async fn exchange_delete(

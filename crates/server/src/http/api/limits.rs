@@ -120,7 +120,7 @@ async fn put_limit(
     let n = validate(scope, name, value).map_err(|e| bad_request(json!(e.0)))?;
     let mut set = st.broker.limits.own(scope, owner);
     set.insert(name.to_string(), n);
-    replace(st, scope, owner, set).await?;
+    replace_limits(st, scope, owner, set).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -136,14 +136,14 @@ async fn delete_limit(st: &Shared, scope: Scope, owner: &str, name: &str) -> Api
     }
     let mut set = st.broker.limits.own(scope, owner);
     if set.remove(name).is_some() {
-        replace(st, scope, owner, set).await?;
+        replace_limits(st, scope, owner, set).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Replaces `owner`'s limits (through the cluster on a clustered node: [`Change::SetLimits`]);
 /// whether it had any before.
-async fn replace(st: &Shared, scope: Scope, owner: &str, set: LimitSet) -> ApiResult<bool> {
+pub(crate) async fn replace_limits(st: &Shared, scope: Scope, owner: &str, set: LimitSet) -> ApiResult<bool> {
     if st.broker.cluster().is_none() {
         return Ok(st.broker.replace_limits(scope, owner, set));
     }
@@ -273,7 +273,7 @@ pub(super) async fn parameter_put(
         .get("value")
         .ok_or_else(|| bad_request(json!("[{key_missing,value}]")))?;
     let set = crate::limits::parse_set(Scope::Vhost, value).map_err(|e| bad_request(json!(e.0)))?;
-    Ok(if replace(&st, Scope::Vhost, &vh, set).await? {
+    Ok(if replace_limits(&st, Scope::Vhost, &vh, set).await? {
         StatusCode::NO_CONTENT
     } else {
         StatusCode::CREATED
@@ -289,7 +289,7 @@ pub(super) async fn parameter_delete(
     if component == VHOST_LIMITS
         && name == "limits"
         && !st.broker.limits.own(Scope::Vhost, &vh).is_empty()
-        && replace(&st, Scope::Vhost, &vh, LimitSet::new()).await?
+        && replace_limits(&st, Scope::Vhost, &vh, LimitSet::new()).await?
     {
         return Ok(StatusCode::NO_CONTENT);
     }

@@ -19,7 +19,7 @@ mod common;
 mod connections;
 pub mod exchanges;
 mod health;
-mod limits;
+pub(crate) mod limits;
 mod overview;
 pub(crate) mod peer_listing;
 pub mod queues;

@@ -261,35 +261,31 @@ pub fn declare_queue(v: &Arc<VHost>, name: &str, b: &QueueBody, limit: Option<u3
     Ok(created)
 }
 
-pub(super) async fn queue_put(
-    State(st): State<Shared>,
-    Path((vh, name)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<StatusCode> {
-    let v = vhost(&st, &vh)?;
-    let b: QueueBody = parse_body(&body)?;
-    // A new durable queue of a clustered node: declared on every node through Raft, with
-    // this node as its home; an existing remote queue is checked against its definition.
+/// Declares a queue as `PUT /api/queues/{vhost}/{name}` does (and a definitions import): a
+/// new durable queue of a clustered node on every node through the cluster, with this node as
+/// its home; an existing remote queue checked against its definition; anything else through
+/// [`declare_queue`]. Whether it was created.
+pub async fn put_queue(st: &Shared, v: &Arc<VHost>, name: &str, b: &QueueBody) -> ApiResult<bool> {
     if st.broker.cluster().is_some() && b.durable {
         if name.is_empty() || name.len() > 255 {
             return Err(ApiError::bad_request("invalid queue name"));
         }
         let arguments = json_to_table(&b.arguments).map_err(ApiError::bad_request)?;
-        match v.read_topology(|t| t.queue(&name).map(|q| q.id)) {
+        match v.read_topology(|t| t.queue(name).map(|q| q.id)) {
             None => {
                 let m = warren_codec::methods::QueueDeclare {
-                    queue: ShortStr::from(name.as_str()),
+                    queue: ShortStr::from(name),
                     durable: true,
                     auto_delete: b.auto_delete,
                     arguments,
                     ..Default::default()
                 };
-                let o = ApiError::define(&st.broker, Change::define(&vh, &st.node(), m)).await?;
-                return Ok(created_or_updated(&o));
+                let o = ApiError::define(&st.broker, Change::define(&v.name, &st.node(), m)).await?;
+                return Ok(o == Outcome::Created);
             }
             Some(id) if v.home_node(id).is_some() => {
                 v.redeclare_remote_queue(&QueueDeclare {
-                    name: &name,
+                    name,
                     passive: false,
                     durable: true,
                     exclusive: false,
@@ -298,17 +294,22 @@ pub(super) async fn queue_put(
                     owner: warren_core::ids::ConnId(0),
                     server_named: false,
                 })?;
-                return Ok(StatusCode::NO_CONTENT);
+                return Ok(false);
             }
             Some(_) => {}
         }
     }
-    let created = declare_queue(&v, &name, &b, st.broker.queue_limit(&vh))?;
-    Ok(if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::NO_CONTENT
-    })
+    declare_queue(v, name, b, st.broker.queue_limit(&v.name))
+}
+
+pub(super) async fn queue_put(
+    State(st): State<Shared>,
+    Path((vh, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let v = vhost(&st, &vh)?;
+    let b: QueueBody = parse_body(&body)?;
+    Ok(created_or_updated(put_queue(&st, &v, &name, &b).await?))
 }
 
 pub(super) async fn queue_delete(
