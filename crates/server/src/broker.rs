@@ -218,6 +218,15 @@ impl Broker {
         self.vhosts.read().values().cloned().collect()
     }
 
+    /// Pushes every queue's buffered log writes (appends, acks, delivery records) to the OS.
+    pub fn flush_queue_logs(&self) {
+        for v in self.vhosts() {
+            for q in v.queue_handles() {
+                q.flush_log();
+            }
+        }
+    }
+
     /// A fresh id for connections and consumers.
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)

@@ -180,11 +180,7 @@ impl RunningBroker {
         }
         // Every queue's buffered log writes (acks of auto-ack deliveries and settlements that
         // no publish batch flushed) reach the files now, whoever still holds the queue.
-        for v in self.broker.vhosts() {
-            for q in v.queue_handles() {
-                q.flush_log();
-            }
-        }
+        self.broker.flush_queue_logs();
         // The data directory's lock is free when this returns, for a broker started next on
         // it: the tasks above have ended, but a connection task aborted after the close
         // timeout, or an HTTP connection's task finishing its drop on another worker, may

@@ -49,13 +49,7 @@ pub async fn monitor(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         let poisoned = broker.persistence.as_ref().is_some_and(|p| p.store.is_poisoned());
         if !poisoned && last_flush.elapsed() >= FLUSH_INTERVAL {
             last_flush = std::time::Instant::now();
-            for v in broker.vhosts() {
-                for q in v.queue_handles() {
-                    if q.is_durable() {
-                        q.flush_log();
-                    }
-                }
-            }
+            broker.flush_queue_logs();
         }
         broker.alarms.check(resident_memory(), free, poisoned);
         wait = next_sample(free, limit);
@@ -80,12 +74,7 @@ fn recover_store(broker: &Broker, p: &crate::persist::Persistence, free: Option<
         ?free,
         "message store recovered from a failed write: space is free again; publishing resumes"
     );
-    for v in broker.vhosts() {
-        let queues = v.queue_handles();
-        for q in queues {
-            q.flush_log();
-        }
-    }
+    broker.flush_queue_logs();
     p.syncer.request(Box::new(|r| {
         if let Err(e) = r {
             tracing::warn!("sync after store recovery failed: {e}");
