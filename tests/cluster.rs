@@ -2272,6 +2272,44 @@ async fn a_quorum_queue_without_a_majority_confirms_no_publish() {
     lone.running.shutdown().await;
 }
 
+/// A client that declares a quorum queue and publishes at once (the usual start-up) gets
+/// every publish confirmed and delivered: `declare-ok` comes once the node can take them (it
+/// serves the queue or knows its leader), as RabbitMQ's comes once the Ra cluster started.
+/// Before, the first publishes were nacked (with confirms) or dropped (without) for a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_right_after_a_quorum_queue_is_declared_are_taken() {
+    let (nodes, _) = three_nodes("qd").await;
+    for (i, b) in nodes.iter().enumerate() {
+        let q = format!("qq.fresh.{i}");
+        let (_c, ch) = amqp_channel(b).await;
+        let t = Instant::now();
+        let quorum = common::table(vec![("x-queue-type", common::lstr("quorum"))]);
+        common::declare_durable(&ch, &q, quorum).await;
+        let declared = t.elapsed();
+        let unconfirmed = numbered("plain", 50);
+        for body in &unconfirmed {
+            publish_persistent(&ch, &q, body).await;
+        }
+        ch.confirm_select(Default::default()).await.unwrap();
+        let bodies = numbered("confirmed", 200);
+        assert_eq!(
+            publish_confirmed(&ch, "", &q, &bodies).await,
+            (200, 0),
+            "declared on node {}",
+            i + 1
+        );
+        eprintln!(
+            "quorum queue declared on node {} in {declared:?}; 250 publishes taken",
+            i + 1
+        );
+        let got = drain(&ch, &q, 250).await;
+        assert_eq!(got, [unconfirmed, bodies].concat(), "declared on node {}", i + 1);
+    }
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
 /// The parts of node `port`'s definitions export an import makes (RabbitMQ's format, each
 /// list sorted by the exporter), without the default user.
 async fn definitions(port: u16) -> Value {

@@ -40,6 +40,17 @@ pub struct PerfConfig {
     /// Broker URI: amqp://user:pass@host:port/vhost
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     pub uri: String,
+    /// Broker URI for the producers' connections (default --uri). With --consumer-uri, a
+    /// cluster's cross-node path: queues declared through --uri (their home), published to
+    /// on one node, consumed on another
+    #[arg(long)]
+    pub producer_uri: Option<String>,
+    /// Broker URI for the consumers' connections (default --uri)
+    #[arg(long)]
+    pub consumer_uri: Option<String>,
+    /// Declare quorum queues (`x-queue-type: quorum`, durable), as PerfTest's --quorum-queue
+    #[arg(long)]
+    pub quorum_queue: bool,
     /// Producers, one connection each
     #[arg(short = 'x', long, default_value_t = 1)]
     pub producers: usize,
@@ -180,6 +191,20 @@ impl PerfConfig {
             return Err("--routing-key with the default exchange would bypass the queues".into());
         }
         Ok(uri)
+    }
+
+    /// The producers' and the consumers' broker URIs (each --uri unless given).
+    pub fn role_uris(&self, default: &AmqpUri) -> Result<(AmqpUri, AmqpUri), String> {
+        let parse = |u: &Option<String>| match u {
+            Some(u) => AmqpUri::parse(u),
+            None => Ok(default.clone()),
+        };
+        Ok((parse(&self.producer_uri)?, parse(&self.consumer_uri)?))
+    }
+
+    /// Whether queues are declared durable (quorum queues always are).
+    pub fn durable_queues(&self) -> bool {
+        self.durable || self.quorum_queue
     }
 
     /// Publishing time limit, if any.

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use warren_codec::FieldTable;
 use warren_codec::methods::*;
+use warren_codec::{FieldTable, FieldValue};
 
 use crate::client::{Conn, Result};
 use crate::config::{ExchangeType, PerfConfig};
@@ -48,10 +49,14 @@ async fn setup(cfg: &PerfConfig, uri: &AmqpUri) -> Result<Conn> {
     }
     for q in 0..cfg.queues {
         let name = cfg.queue_name(q);
+        let mut arguments = FieldTable::new();
+        if cfg.quorum_queue {
+            arguments.insert("x-queue-type", FieldValue::LongStr(Bytes::from_static(b"quorum")));
+        }
         let declare = QueueDeclare {
             queue: name.as_str().into(),
-            durable: cfg.durable,
-            arguments: FieldTable::new(),
+            durable: cfg.durable_queues(),
+            arguments,
             ..Default::default()
         };
         expect(&mut conn, declare, &format!("queue.declare {name}")).await?;
@@ -190,6 +195,7 @@ fn describe(cfg: &PerfConfig) -> String {
 /// Runs the benchmark described by `cfg`; `show_progress` prints a line per second on stderr.
 pub async fn run(cfg: PerfConfig, show_progress: bool) -> Result<Report> {
     let uri = cfg.validate()?;
+    let (producer_uri, consumer_uri) = cfg.role_uris(&uri)?;
     let cfg = Arc::new(cfg);
     let admin = setup(&cfg, &uri).await?;
     let shared = Arc::new(Shared::new(cfg.groups(), cfg.producers));
@@ -199,7 +205,7 @@ pub async fn run(cfg: PerfConfig, show_progress: bool) -> Result<Report> {
 
     let mut consumers = Vec::new();
     if !cfg.backlog {
-        consumers = start_consumers(&cfg, &uri, &shared, &stop_tx).await?;
+        consumers = start_consumers(&cfg, &consumer_uri, &shared, &stop_tx).await?;
     }
     let ticker = show_progress.then(|| tokio::spawn(progress(shared.clone())));
 
@@ -211,7 +217,7 @@ pub async fn run(cfg: PerfConfig, show_progress: bool) -> Result<Report> {
             tokio::spawn(producer::run(
                 i,
                 cfg.clone(),
-                uri.clone(),
+                producer_uri.clone(),
                 shared.clone(),
                 deadline,
             ))
@@ -245,7 +251,7 @@ pub async fn run(cfg: PerfConfig, show_progress: bool) -> Result<Report> {
     let consume_start_ns;
     if cfg.backlog {
         consume_start_ns = shared.now_ns();
-        match start_consumers(&cfg, &uri, &shared, &stop_tx).await {
+        match start_consumers(&cfg, &consumer_uri, &shared, &stop_tx).await {
             Ok(h) => consumers = h,
             Err(e) => shared.error(e),
         }

@@ -222,10 +222,24 @@ pub async fn define(broker: Arc<Broker>, c: Change, what: String) -> warren_core
         Change::Define { vhost, .. } => vhost.clone(),
         _ => String::new(),
     };
+    let declared_queue = match &c {
+        Change::Define { method, .. } => {
+            match warren_codec::Method::decode(&bytes::Bytes::copy_from_slice(method)) {
+                Ok(warren_codec::Method::QueueDeclare(q)) => Some(q.queue.to_string()),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
     match change(&broker, c).await {
         Ok(o) => match o.amqp_error() {
             Some(e) => Err(e),
-            None => Ok(o),
+            None => {
+                if let (Outcome::Created, Some(q)) = (&o, declared_queue) {
+                    quorum_ready(&broker, &vhost, &q).await;
+                }
+                Ok(o)
+            }
         },
         Err(Unavailable(reason)) => {
             tracing::warn!(vhost, what, "topology change not committed: {reason}");
@@ -235,6 +249,28 @@ pub async fn define(broker: Arc<Broker>, c: Change, what: String) -> warren_core
                 broker.config.node_name
             )))
         }
+    }
+}
+
+/// After this node declared queue `name`: if it is a quorum queue, waits (at most the cluster
+/// operation timeout) until this node can take publishes for it — it serves the queue (its
+/// member was elected the group's leader and holds the replica) or forwards to the leader's
+/// node — so that a publish right after `declare-ok` is not refused for want of a leader.
+/// RabbitMQ likewise answers `declare-ok` once the queue's Ra cluster has started.
+async fn quorum_ready(broker: &Broker, vhost: &str, name: &str) {
+    if broker.cluster().is_none() {
+        return; // a single node's quorum queue is served by its store
+    }
+    let deadline = std::time::Instant::now() + broker.config.cluster_timeouts.propose;
+    loop {
+        let ready = broker.vhost(vhost).is_none_or(|v| {
+            let quorum = v.read_topology(|t| t.queue(name).is_some_and(|m| m.args.quorum));
+            !quorum || v.queue(name).is_none_or(|q| q.replicator().is_some())
+        });
+        if ready || std::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
 }
 

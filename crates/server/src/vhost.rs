@@ -272,15 +272,36 @@ pub struct PublishOutcome {
 impl PublishOutcome {
     /// Hands the message to the quorum queues it was routed to, without a confirm.
     pub fn replicate_unconfirmed(&mut self, msg: &MessageRef, ttl: Option<u64>) {
+        self.enqueued += self.replicate(msg, ttl, || None);
+    }
+
+    /// Hands the message to the quorum queues it was routed to; `verdict` makes each copy's
+    /// confirm callback (`None`: unconfirmed), called once the queue's group committed it, or
+    /// at once with `false` when the queue has no group to take it. Returns how many copies
+    /// were handed over or answered that way; a copy without a callback that no group took
+    /// counts as rejected.
+    pub fn replicate(
+        &mut self,
+        msg: &MessageRef,
+        ttl: Option<u64>,
+        mut verdict: impl FnMut() -> Option<crate::queue::VerdictFn>,
+    ) -> usize {
+        let mut handed = 0;
         for q in self.quorum.drain(..) {
-            match q.replicator() {
-                Some(r) => {
-                    r.publish(msg.clone(), ttl, None);
-                    self.enqueued += 1;
+            let done = verdict();
+            match (q.replicator(), done) {
+                (Some(r), done) => {
+                    r.publish(msg.clone(), ttl, done);
+                    handed += 1;
                 }
-                None => self.rejected += 1,
+                (None, Some(done)) => {
+                    done(false);
+                    handed += 1;
+                }
+                (None, None) => self.rejected += 1,
             }
         }
+        handed
     }
 }
 

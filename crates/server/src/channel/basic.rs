@@ -524,25 +524,15 @@ impl Channel {
         if nodes > 0 {
             self.forward(s, &v.name, std::mem::take(&mut outcome.remote), &msg, ttl, seq)?;
         }
-        for q in std::mem::take(&mut outcome.quorum) {
-            // Confirmed once the queue's group committed it (a nack if it cannot).
-            let reply = seq.map(|seq| crate::forward::Reply {
+        // Quorum queues: confirmed once the queue's group committed it (a nack if it cannot).
+        nodes += outcome.replicate(&msg, ttl, || {
+            let r = crate::forward::Reply {
                 conn: s.shared.clone(),
                 channel: self.id,
-                seq,
-            });
-            let done: Option<crate::queue::VerdictFn> =
-                reply.map(|r| Box::new(move |ok| crate::forward::send_verdict(r, ok)) as _);
-            match q.replicator() {
-                Some(r) => r.publish(msg.clone(), ttl, done),
-                None => {
-                    if let Some(done) = done {
-                        done(false);
-                    }
-                }
-            }
-            nodes += 1;
-        }
+                seq: seq?,
+            };
+            Some(Box::new(move |ok| crate::forward::send_verdict(r, ok)) as crate::queue::VerdictFn)
+        }) as u32;
         if outcome.enqueued + outcome.rejected + outcome.duplicates + nodes as usize == 0 {
             s.broker.metrics.unroutable.fetch_add(1, Ordering::Relaxed);
             if mandatory {
