@@ -1529,14 +1529,24 @@ async fn listings_are_cluster_wide_with_each_items_node_and_its_home_figures() {
             assert_eq!(e["node"], "l1@localhost");
         }
         let conns = get_json(*h, "/api/connections").await;
-        assert!(
-            conns
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["node"] == "l1@localhost"),
-            "{conns}"
+        let conn = item(&conns, "node", "l1@localhost").expect("node 1's connection");
+        // One connection of another node, by name, and its channels.
+        let name = conn["name"]
+            .as_str()
+            .unwrap()
+            .replace(' ', "%20")
+            .replace('>', "%3E");
+        let one = get_json(*h, &format!("/api/connections/{name}")).await;
+        assert_eq!(
+            (&one["name"], &one["node"]),
+            (&conn["name"], &conn["node"]),
+            "{one}"
         );
+        let its = get_json(*h, &format!("/api/connections/{name}/channels")).await;
+        assert_eq!(its.as_array().map(|a| a.len()), Some(1), "{its}");
+        assert_eq!(its[0]["connection_details"]["name"], conn["name"], "{its}");
+        let missing = api(*h, "GET", "/api/connections/no%20such", None).await;
+        assert_eq!(missing.status, 404);
         let chans = get_json(*h, "/api/channels").await;
         let ch = item(&chans, "node", "l1@localhost").expect("node 1's channel");
         assert_eq!(

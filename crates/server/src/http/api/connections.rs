@@ -150,8 +150,16 @@ pub(super) async fn connection_get(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Response {
-    match find_connection(&st, &caller, &name) {
-        Some(c) => axum::Json(conn_json(&st, &name, &c)).into_response(),
+    if let Some(c) = find_connection(&st, &caller, &name) {
+        return axum::Json(conn_json(&st, &name, &c)).into_response();
+    }
+    // Another member's (on a clustered node), as RabbitMQ shows any node's connection.
+    let remote = super::remote::remote_items(&st, Listing::Connections, |v| {
+        v["name"].as_str() == Some(name.as_str()) && sees_remote(&caller, None, v)
+    })
+    .await;
+    match remote.into_iter().next() {
+        Some(v) => axum::Json(v).into_response(),
         None => ApiError::not_found().into_response(),
     }
 }
@@ -182,11 +190,25 @@ pub(super) async fn connection_channels(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let Some(c) = find_connection(&st, &caller, &name) else {
-        return ApiError::not_found().into_response();
-    };
-    let info = c.info.lock().clone();
-    channel_listing(st, q, vec![(c, info)], Vec::new())
+    if let Some(c) = find_connection(&st, &caller, &name) {
+        let info = c.info.lock().clone();
+        return channel_listing(st, q, vec![(c, info)], Vec::new());
+    }
+    // Another member's connection: its channels as that member lists them.
+    let remote = super::remote::remote_items(&st, Listing::Channels, |v| {
+        v["connection_details"]["name"].as_str() == Some(name.as_str()) && sees_remote(&caller, None, v)
+    })
+    .await;
+    if remote.is_empty() {
+        let known = super::remote::remote_items(&st, Listing::Connections, |v| {
+            v["name"].as_str() == Some(name.as_str()) && sees_remote(&caller, None, v)
+        })
+        .await;
+        if known.is_empty() {
+            return ApiError::not_found().into_response();
+        }
+    }
+    channel_listing(st, q, Vec::new(), remote)
 }
 
 /// `GET /api/vhosts/{vhost}/connections`.
