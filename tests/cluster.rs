@@ -1575,6 +1575,39 @@ async fn listings_are_cluster_wide_with_each_items_node_and_its_home_figures() {
     }
     let listed_in = t.elapsed();
 
+    // Operators' requests about node 1's objects work through the others: a message get
+    // (requeued), closing its connection.
+    let get = json!({"count": 2, "ackmode": "ack_requeue_true", "encoding": "auto"});
+    let got = api(hs[1], "POST", "/api/queues/%2F/q.l1/get", Some(get.clone())).await;
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    let got: Value = serde_json::from_slice(&got.body).unwrap();
+    let payloads: Vec<&str> = got
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"].as_str().unwrap())
+        .collect();
+    assert_eq!(payloads, ["m2", "m3"], "{got}");
+    holds(hs[0], "q.l1", 7, 2).await;
+    let mut watch = common::watch(&ch1).await;
+    let conns = get_json(hs[2], "/api/connections").await;
+    let conn = item(&conns, "node", "l1@localhost").expect("node 1's connection");
+    let name = conn["name"]
+        .as_str()
+        .unwrap()
+        .replace(' ', "%20")
+        .replace('>', "%3E");
+    let closed = http(
+        hs[2],
+        "DELETE",
+        &format!("/api/connections/{name}"),
+        ("guest", "guest"),
+        None,
+    )
+    .await;
+    assert_eq!(closed.status, 204);
+    assert_eq!(common::closed_with(&mut watch).await.0, 320);
+
     // Node 1 goes down: its queue is listed as `down` (and node 1 as not running) within a
     // deadline, never a hung request.
     drop((c1, ch1));
@@ -1601,6 +1634,8 @@ async fn listings_are_cluster_wide_with_each_items_node_and_its_home_figures() {
         Some(json!(false))
     );
     let down_in = t.elapsed();
+    let got = api(hs[1], "POST", "/api/queues/%2F/q.l1/get", Some(get)).await;
+    assert_eq!(got.status, 503, "{}", String::from_utf8_lossy(&got.body));
     eprintln!("cluster-wide listings on nodes 2 and 3 in {listed_in:?}; node 1's queue down in {down_in:?}");
     for n in nodes {
         n.running.shutdown().await;

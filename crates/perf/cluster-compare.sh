@@ -56,7 +56,7 @@ cleanup() {
   for p in "${wpids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ "$rabbit_up" = 1 ]; then for p in "${rports[@]}"; do rctl "$p" stop >/dev/null 2>&1 || true; done; fi
-  rm -rf "$tmp"/warren-* "$tmp"/rabbit-*/mnesia
+  rm -rf "$tmp"/data-* "$tmp"/rabbit-*/mnesia
 }
 trap cleanup EXIT
 
@@ -64,12 +64,12 @@ wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 rss_kb() { awk '/VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 start_warren() {
-  rm -rf "$tmp"/warren-*; wpids=()
+  rm -rf "$tmp"/data-*; wpids=()
   local i p seeds
   for i in 0 1 2; do
     p=${wports[$i]} seeds=""
     for j in 0 1 2; do [ "$j" = "$i" ] || seeds="$seeds${seeds:+,}127.0.0.1:$((wports[j] + 20000))"; done
-    "$warren_bin" --node-name "warren$p@localhost" --data-dir "$tmp/warren-$p" --amqp-listen "127.0.0.1:$p" \
+    "$warren_bin" --node-name "warren$p@localhost" --data-dir "$tmp/data-$p" --amqp-listen "127.0.0.1:$p" \
       --http-listen "127.0.0.1:$((p + 10000))" --prometheus-listen off --log-level warn \
       --cluster-listen "127.0.0.1:$((p + 20000))" --cluster-seeds "$seeds" --cluster-secret bench-secret \
       > "$tmp/warren-$p.log" 2>&1 &
@@ -80,7 +80,7 @@ start_warren() {
   for _ in $(seq 300); do
     local n=0
     for p in "${wports[@]}"; do
-      n=$((n + $(curl -s -u guest:guest "http://127.0.0.1:$((p + 10000))/api/nodes" | grep -o '"running":true' | wc -l)))
+      n=$((n + $(curl -s -u guest:guest "http://127.0.0.1:$((p + 10000))/api/nodes" | { grep -o '"running":true' || true; } | wc -l)))
     done
     [ "$n" = 9 ] && return 0
     sleep 0.1
@@ -126,7 +126,7 @@ scenario_flags() { # scenario, ports of nodes 1..3
     q100) echo "--uri $(uri "$n1") --quorum-queue --queue-pattern qqs-%d --queues 100 --producers 100 --consumers 100 --size 1024 --persistent --confirm 100 --prefetch 100 --multi-ack-every 20 --threads 2 --duration $d" ;;
   esac
 }
-field() { grep -o "\"$2\": *[-0-9.e+]*" "$1" | head -1 | sed 's/.*: *//'; }
+field() { { grep -o "\"$2\": *[-0-9.e+]*" "$1" 2>/dev/null || true; } | head -1 | sed 's/.*: *//'; }
 
 run_one() { # broker scenario n
   local b=$1 sc=$2 n=$3 f=$out/$2-$1-$3 ports
@@ -171,7 +171,7 @@ for i in $(seq "$runs"); do
   for b in $order; do
     if [ "$b" = warren ]; then start_warren; else start_rabbit; fi
     for sc in "${list[@]}"; do
-      if [ "$sc" = mem ]; then [ "$i" = 1 ] && mem_one "$b"; else run_one "$b" "$sc" "$i"; fi
+      if [ "$sc" != mem ]; then run_one "$b" "$sc" "$i"; elif [ "$i" = 1 ]; then mem_one "$b"; fi
     done
     if [ "$b" = warren ]; then stop_warren; else stop_rabbit; fi
   done
@@ -191,5 +191,5 @@ metric() { local i; for i in $(seq "$runs"); do field "$out/$1-$2-$i.json" "$3";
         BEGIN { x = (r + 0 > 0 && w != "nan") ? sprintf("%.2f×", w / r) : "–"; printf "| %s | %s | %s | %s | %s |\n", s, k, f(w), f(r), x }'
     done
   done
-  [ -f "$out/mem.txt" ] && sed 's/^ */    /' "$out/mem.txt"
+  if [ -f "$out/mem.txt" ]; then sed "s/^ */    /" "$out/mem.txt"; fi
 } | tee "$out/table.md"

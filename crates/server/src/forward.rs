@@ -138,7 +138,35 @@ pub(crate) enum Request {
     Ops(Vec<Op>),
     /// This node's own objects as its management API lists them ([`Listing`]).
     Listing(Listing),
+    /// A management API request about an object of this node ([`ManagementCall`]).
+    Management(ManagementCall),
 }
+
+/// A management API request that another member received for an object this node holds (a
+/// queue it is home to, one of its connections) and hands over, so that an operator's tools
+/// work through any node as RabbitMQ's do: run here by the same router, as `user` (the asking
+/// member authenticated the caller; the link is authenticated by the cluster secret).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManagementCall {
+    /// HTTP method.
+    pub method: String,
+    /// Path and query, as the client sent them.
+    pub path: String,
+    /// The authenticated caller.
+    pub user: String,
+    /// Headers the handlers read (e.g. `x-reason`), as (name, value).
+    pub headers: Vec<(String, String)>,
+    /// Request body.
+    pub body: Vec<u8>,
+}
+
+/// What runs a [`ManagementCall`] here: (HTTP status, JSON body). Installed by the management
+/// API.
+pub type Manager = Box<
+    dyn Fn(ManagementCall) -> std::pin::Pin<Box<dyn std::future::Future<Output = (u16, Vec<u8>)> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// What a [`Request::Listing`] asks a node for: its own objects (the queues it is home to,
 /// its connections …), rendered by its management API as RabbitMQ's JSON, so that any node's
@@ -190,6 +218,8 @@ pub(crate) enum Response {
     Ops(Vec<Verdict>),
     /// A [`Request::Listing`]'s JSON.
     Listing(String),
+    /// A [`Request::Management`]'s status and body.
+    Management(u16, Vec<u8>),
     /// The request could not be decoded or served.
     Failed(String),
 }
@@ -254,6 +284,7 @@ pub struct Forwarder {
     pub(crate) remote: parking_lot::Mutex<consume::Registry>,
     pub(crate) watched: parking_lot::Mutex<HashSet<String>>,
     lister: std::sync::OnceLock<Lister>,
+    manager: std::sync::OnceLock<Manager>,
     broker: Weak<dyn Host>,
 }
 
@@ -271,6 +302,7 @@ impl Forwarder {
             remote: Default::default(),
             watched: Default::default(),
             lister: Default::default(),
+            manager: Default::default(),
             broker,
         }
     }
@@ -285,21 +317,45 @@ impl Forwarder {
         let _ = self.lister.set(l);
     }
 
+    /// Installs what runs peers' [`Request::Management`] calls (once).
+    pub fn set_manager(&self, m: Manager) {
+        let _ = self.manager.set(m);
+    }
+
     /// Asks member `node` for a listing of its own objects, bounded by `timeout`: its JSON,
     /// or why there is none (unreachable, no management API there …).
     pub async fn listing(&self, node: &str, what: Listing, timeout: Duration) -> Result<String, String> {
-        let b = self.broker.upgrade().ok_or("shutting down")?;
-        let c = b.cluster().ok_or("not clustered")?;
-        let payload = postcard::to_stdvec(&Request::Listing(what)).expect("postcard encodes to a Vec");
-        let answer = c
-            .app_call(node, payload, timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        match postcard::from_bytes(&answer).map_err(|e| e.to_string())? {
+        match self.app_request(node, Request::Listing(what), timeout).await? {
             Response::Listing(json) => Ok(json),
             Response::Failed(why) => Err(why),
             _ => Err("unexpected answer".into()),
         }
+    }
+
+    /// Has member `node` run a management API request about one of its objects, bounded by
+    /// `timeout`: its status and body, or why there is none.
+    pub async fn management(
+        &self,
+        node: &str,
+        call: ManagementCall,
+        timeout: Duration,
+    ) -> Result<(u16, Vec<u8>), String> {
+        match self.app_request(node, Request::Management(call), timeout).await? {
+            Response::Management(status, body) => Ok((status, body)),
+            Response::Failed(why) => Err(why),
+            _ => Err("unexpected answer".into()),
+        }
+    }
+
+    async fn app_request(&self, node: &str, req: Request, timeout: Duration) -> Result<Response, String> {
+        let b = self.broker.upgrade().ok_or("shutting down")?;
+        let c = b.cluster().ok_or("not clustered")?;
+        let payload = postcard::to_stdvec(&req).expect("postcard encodes to a Vec");
+        let answer = c
+            .app_call(node, payload, timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        postcard::from_bytes(&answer).map_err(|e| e.to_string())
     }
 
     /// Queues `op` for `node`'s op link; its verdict goes to `reply`.
@@ -531,7 +587,7 @@ async fn send(c: &Cluster, node: &str, batch: &[Outgoing], timeout: Duration) ->
         Response::Published(v) if v.len() == batch.len() => Ok(v),
         Response::Published(v) => Err(format!("{} verdicts for {} messages", v.len(), batch.len())),
         Response::Failed(why) => Err(why),
-        Response::Ops(_) | Response::Listing(_) => Err("unexpected answer".into()),
+        Response::Ops(_) | Response::Listing(_) | Response::Management(..) => Err("unexpected answer".into()),
     }
 }
 
@@ -621,6 +677,22 @@ impl Handler {
     }
 
     async fn serve(broker: Arc<dyn Host>, req: Request) -> Response {
+        // Work for a quorum queue whose group just elected this node's member arrives from
+        // members that follow the new leader already: it waits for this node to serve it.
+        let mut queues: Vec<(&str, &str)> = match &req {
+            Request::Publish(items) => items
+                .iter()
+                .flat_map(|i| i.queues.iter().map(|q| (i.vhost.as_str(), q.as_str())))
+                .collect(),
+            Request::Ops(ops) => ops.iter().filter_map(Op::queue).collect(),
+            _ => Vec::new(),
+        };
+        queues.sort_unstable();
+        queues.dedup();
+        let deadline = tokio::time::Instant::now() + broker.forward_timeout();
+        for (vhost, queue) in queues {
+            until_served(&*broker, vhost, queue, deadline).await;
+        }
         match req {
             Request::Publish(items) => {
                 let (mut verdicts, dirty, replicated) = Self::publish(&*broker, items, now_ms());
@@ -651,7 +723,38 @@ impl Handler {
                 Some(l) => Response::Listing(l(&what)),
                 None => Response::Failed("this node has no management API".into()),
             },
+            Request::Management(call) => match broker.forwarder().and_then(|f| f.manager.get()) {
+                Some(m) => {
+                    let (status, body) = m(call).await;
+                    Response::Management(status, body)
+                }
+                None => Response::Failed("this node has no management API".into()),
+            },
         }
+    }
+}
+
+/// Waits (until `deadline`) while this node's member leads the group of quorum queue `queue`
+/// but the node does not serve it yet: a new leader commits `ReleaseAll` before it takes the
+/// queue over (`crate::quorum`), and the other members forward to it as soon as they see it
+/// lead. Returns at once for any other queue.
+async fn until_served(broker: &dyn Host, vhost: &str, queue: &str, deadline: tokio::time::Instant) {
+    let (Some(c), Some(v)) = (broker.cluster(), broker.vhost(vhost)) else {
+        return;
+    };
+    if !v.read_topology(|t| t.queue(queue).is_some_and(|m| m.args.quorum)) {
+        return;
+    }
+    let group = crate::quorum::group_id(vhost, queue);
+    loop {
+        let leads = c
+            .group_status(&group)
+            .is_some_and(|s| s.leader.as_deref() == Some(c.node_name()));
+        let serving = v.queue(queue).is_some_and(|q| q.replicator().is_some());
+        if !leads || serving || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

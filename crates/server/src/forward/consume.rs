@@ -101,6 +101,20 @@ pub(crate) enum Op {
     Cancelled { chan: u64, key: u64 },
 }
 
+impl Op {
+    /// The (vhost, queue) this op is about, if it names one.
+    pub(crate) fn queue(&self) -> Option<(&str, &str)> {
+        match self {
+            Op::Consume { vhost, queue, .. }
+            | Op::Settle { vhost, queue, .. }
+            | Op::Get { vhost, queue, .. }
+            | Op::Counts { vhost, queue }
+            | Op::Purge { vhost, queue } => Some((vhost, queue)),
+            _ => None,
+        }
+    }
+}
+
 /// The answer to one [`Op`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Verdict {

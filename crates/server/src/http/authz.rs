@@ -280,6 +280,12 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("GET", "/api/aliveness-test/{vhost}", Rule::Vhost),
 ];
 
+/// A request extension naming the caller of a management request another cluster member
+/// authenticated and handed over ([`crate::forward::ManagementCall`]); only this node's own
+/// code can set it, never a client.
+#[derive(Debug, Clone)]
+pub struct PeerCaller(pub String);
+
 /// The authenticated user of a request, handed to handlers as an `Extension`.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
@@ -618,14 +624,23 @@ async fn authorize_and_run(st: Shared, peer: SocketAddr, mut req: Request, next:
     if rule == Rule::Public || (rule == Rule::Metrics && st.broker.config.metrics_public) {
         return next.run(req).await;
     }
-    let Some((user, pass)) = super::shared::basic_credentials(req.headers()) else {
-        return challenge();
+    let user = match req.extensions_mut().remove::<PeerCaller>() {
+        // Handed over by another cluster member, which authenticated the caller; the rule is
+        // checked again here, against this node's copy of the replicated users.
+        Some(PeerCaller(user)) if st.broker.users.get(&user).is_some() => user,
+        Some(_) => return login_failed(),
+        None => {
+            let Some((user, pass)) = super::shared::basic_credentials(req.headers()) else {
+                return challenge();
+            };
+            let cfg = &st.broker.config;
+            let guest_blocked = user == "guest" && !cfg.guest_anywhere && !peer.ip().is_loopback();
+            if guest_blocked || !st.broker.users.authenticate(&user, &pass) {
+                return login_failed();
+            }
+            user
+        }
     };
-    let cfg = &st.broker.config;
-    let guest_blocked = user == "guest" && !cfg.guest_anywhere && !peer.ip().is_loopback();
-    if guest_blocked || !st.broker.users.authenticate(&user, &pass) {
-        return login_failed();
-    }
     let tags = st.broker.users.get(&user).map(|u| u.tags).unwrap_or_default();
     let caller = Caller { name: user, tags };
     if let Err(r) = check_rule(&st.broker, &caller, rule, &params) {

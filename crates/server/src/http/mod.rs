@@ -113,7 +113,7 @@ pub async fn serve(
         sampler: Mutex::new(alerts::Sampler::default()),
         next_key: AtomicU64::new(0),
     });
-    api::peer_listing::install(&st);
+    api::peer_listing::install(&st, router);
     let sampler = tokio::spawn(alerts::run(st.clone(), webhook, shutdown.clone()));
     let prometheus = prometheus.map(|l| tokio::spawn(prometheus::serve(st.clone(), l, shutdown.clone())));
     let app = router(st).into_make_service_with_connect_info::<SocketAddr>();

@@ -170,10 +170,20 @@ pub(super) async fn connection_delete(
     State(st): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    headers: axum::http::HeaderMap,
+    (method, uri, headers): super::queues::Parts,
 ) -> Response {
     let Some(c) = find_connection(&st, &caller, &name) else {
-        return ApiError::not_found().into_response();
+        // Another member's connection: closed by that member.
+        let remote = super::remote::remote_items(&st, Listing::Connections, |v| {
+            v["name"].as_str() == Some(name.as_str()) && sees_remote(&caller, None, v)
+        })
+        .await;
+        return match remote.first().and_then(|v| v["node"].as_str()) {
+            Some(node) => {
+                super::remote::hand_over(&st, node, &caller, &method, &uri, &headers, Bytes::new()).await
+            }
+            None => ApiError::not_found().into_response(),
+        };
     };
     let owner = c.info.lock().user.clone();
     if owner != caller.name && !caller.is_admin() {

@@ -411,13 +411,27 @@ pub(super) fn auto() -> String {
     "auto".into()
 }
 
+/// The parts of a request a handler hands over to another member ([`super::remote::hand_over`]).
+pub(super) type Parts = (axum::http::Method, axum::http::Uri, axum::http::HeaderMap);
+
+/// `POST /api/queues/{vhost}/{name}/get`: on a queue another member is home to (or serves,
+/// for a quorum queue), run by that member.
 pub(super) async fn queue_get_messages(
     State(st): State<Shared>,
+    Extension(c): Extension<Caller>,
     Path((vh, name)): Path<(String, String)>,
+    (method, uri, headers): Parts,
     body: Bytes,
-) -> J {
-    let v = vhost(&st, &vh)?;
-    let b: GetBody = parse_body(&body)?;
+) -> Response {
+    if let Some(node) = vhost(&st, &vh).ok().and_then(|v| v.remote_home(&name)) {
+        return super::remote::hand_over(&st, &node, &c, &method, &uri, &headers, body).await;
+    }
+    get_messages(&st, &vh, &name, &body).into_response()
+}
+
+fn get_messages(st: &Shared, vh: &str, name: &str, body: &[u8]) -> J {
+    let v = vhost(st, vh)?;
+    let b: GetBody = parse_body(body)?;
     let settle: Option<Option<Return>> = match b.ackmode.as_str() {
         "ack_requeue_true" | "reject_requeue_true" => Some(Some(Return::Returned)),
         "ack_requeue_false" => None,
@@ -427,7 +441,7 @@ pub(super) async fn queue_get_messages(
     if !matches!(b.encoding.as_str(), "auto" | "base64") {
         return Err(ApiError::bad_request(format!("unknown encoding {}", b.encoding)));
     }
-    let (_, q, _) = find_queue(&v, &name)?;
+    let (_, q, _) = find_queue(&v, name)?;
     let key = st.op_key();
     let mut out = Vec::new();
     let mut seqs = Vec::new();
@@ -467,20 +481,30 @@ pub(super) async fn queue_get_messages(
     ok(Value::Array(out))
 }
 
+/// `POST /api/queues/{vhost}/{name}/move` (Warren's dead-letter move): on a queue another
+/// member is home to, run by that member.
 pub(super) async fn queue_move(
     State(st): State<Shared>,
     Extension(c): Extension<Caller>,
     Path((vh, name)): Path<(String, String)>,
+    (method, uri, headers): Parts,
     body: Bytes,
-) -> J {
-    let v = vhost(&st, &vh)?;
-    let req: dlq::MoveRequest = parse_body(&body)?;
+) -> Response {
+    if let Some(node) = vhost(&st, &vh).ok().and_then(|v| v.remote_home(&name)) {
+        return super::remote::hand_over(&st, &node, &c, &method, &uri, &headers, body).await;
+    }
+    move_messages(&st, &c, &vh, &name, &body).into_response()
+}
+
+fn move_messages(st: &Shared, c: &Caller, vh: &str, name: &str, body: &[u8]) -> J {
+    let v = vhost(st, vh)?;
+    let req: dlq::MoveRequest = parse_body(body)?;
     // `read` on the DLQ is the route's rule; `write` on where the messages go (the default
     // exchange unless a target names another).
     let dest = req.target.as_ref().map_or("", |t| exchange_name(&t.exchange));
     c.check(
         &st.broker,
-        &vh,
+        vh,
         crate::access::Resource::Exchange,
         dest,
         crate::auth::Access::Write,
@@ -489,7 +513,7 @@ pub(super) async fn queue_move(
         status: StatusCode::UNAUTHORIZED,
         body: json!({"error": "not_authorised", "reason": e.reply_text()}),
     })?;
-    let (_, q, _) = find_queue(&v, &name)?;
+    let (_, q, _) = find_queue(&v, name)?;
     let key = st.op_key();
     let report = dlq::move_messages(&v, &q, &req, key);
     if !req.dry_run {

@@ -9,6 +9,10 @@
 //! [`LISTING_TIMEOUT`]: a member that does not answer in time is left out (its queues are
 //! listed from the replicated definitions with `state: down`, as RabbitMQ 4 shows a classic
 //! queue whose node is down), never waited for longer.
+//!
+//! Requests about one object of another member (a message get or a dead-letter move on a queue
+//! it is home to, closing one of its connections) are handed over to it ([`hand_over`]) and
+//! answered with its answer, so that operators' tools work through any node.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -117,4 +121,50 @@ pub(super) async fn remote_queues(
         }
     }
     (queues, answered)
+}
+
+/// How long a handed-over management request may take (a `get` of many messages, a move).
+const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Has member `node` run this management request (it holds the object) as `caller`, and
+/// answers with its status and body; `503` with the reason when it cannot be reached, as
+/// RabbitMQ answers for an object on a node that is down.
+pub(super) async fn hand_over(
+    st: &Shared,
+    node: &str,
+    caller: &Caller,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(f) = st.broker.forwarder() else {
+        return ApiError::not_found().into_response();
+    };
+    let call = crate::forward::ManagementCall {
+        method: method.to_string(),
+        path: uri
+            .path_and_query()
+            .map_or_else(|| uri.path().to_string(), |p| p.to_string()),
+        user: caller.name.clone(),
+        headers: headers
+            .iter()
+            .filter(|(k, _)| k.as_str().starts_with("x-") || *k == header::CONTENT_TYPE)
+            .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+        body: body.to_vec(),
+    };
+    match f.management(node, call, HAND_OVER_TIMEOUT).await {
+        Ok((status, body)) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Err(why) => ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body: json!({"error": "service_unavailable", "reason": format!("node '{node}' did not answer: {why}")}),
+        }
+        .into_response(),
+    }
 }
