@@ -6,7 +6,9 @@
 //! at random moments (seeded: `WARREN_NEMESIS_SEED` replays a schedule) one of: SIGKILL a
 //! node and restart it on its data directory and ports; SIGSTOP a node for 1–3 s; cut every
 //! link of a node, or one link, for 1–4 s. Then everything is healed, the consumers drain the
-//! queue, and the checker asserts what quorum queues guarantee (see [`check`]).
+//! queue — which must happen within 40 s: every confirmed message delivered and the leader's
+//! replica empty — and the checker asserts what quorum queues guarantee (see [`check`]). A
+//! summary line gives the seed, the faults and the message counts.
 
 mod common;
 
@@ -477,6 +479,8 @@ struct Findings {
     lost: Vec<Id>,
     out_of_order: Vec<String>,
     after_confirmed_ack: Vec<String>,
+    /// Not drained 40 s after healing: what was left.
+    stuck: Option<String>,
 }
 
 /// Of one publisher's messages a consumer got without `redelivered`: the last sequence
@@ -665,6 +669,11 @@ async fn quorum_queue_guarantees_hold_under_kills_pauses_and_partitions() {
         &f.out_of_order[..f.out_of_order.len().min(10)]
     );
     assert!(
+        f.stuck.is_none(),
+        "seed {seed}: the queue did not drain within 40 s of healing: {:?}",
+        f.stuck
+    );
+    assert!(
         f.after_confirmed_ack.is_empty(),
         "seed {seed}: {} deliveries after a confirmed ack: {:#?}",
         f.after_confirmed_ack.len(),
@@ -697,8 +706,10 @@ async fn run(seed: u64, secs: u64) -> (Findings, Vec<Kind>) {
     c.heal_all();
     while publishers.join_next().await.is_some() {}
     group_leader(&c.http, PATH, None).await;
-    // Drain: every confirmed message delivered and the leader's replica empty.
+    // Drain: every confirmed message delivered and the leader's replica empty (what it holds
+    // but its queue does not serve would never drain).
     let deadline = Instant::now() + Duration::from_secs(40);
+    let mut stuck = None;
     loop {
         let undelivered = log.with(|l| {
             let seen: std::collections::HashSet<Id> = l.deliveries.iter().map(|d| d.id).collect();
@@ -711,7 +722,7 @@ async fn run(seed: u64, secs: u64) -> (Findings, Vec<Kind>) {
             break;
         }
         if Instant::now() > deadline {
-            eprintln!("nemesis: not drained within 40 s: {undelivered} confirmed messages undelivered");
+            let mut shown = Vec::new();
             for p in c.http {
                 let v = common::cluster::api(p, "GET", PATH, None).await;
                 let v: Value = serde_json::from_slice(&v.body).unwrap_or(Value::Null);
@@ -722,14 +733,20 @@ async fn run(seed: u64, secs: u64) -> (Findings, Vec<Kind>) {
                     "messages_unacknowledged",
                     "consumers",
                 ];
-                let shown: Vec<String> = keys.iter().map(|k| format!("{k}={}", v[k])).collect();
-                eprintln!("nemesis: node on {p}: {}", shown.join(" "));
+                let node: Vec<String> = keys.iter().map(|k| format!("{k}={}", v[k])).collect();
+                shown.push(node.join(" "));
             }
+            stuck = Some(format!(
+                "{undelivered} confirmed messages undelivered; the nodes show: {}",
+                shown.join("; ")
+            ));
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     others.abort_all();
     while others.join_next().await.is_some() {}
-    log.with(|l| (check(l), l.kinds.clone()))
+    let (mut findings, kinds) = log.with(|l| (check(l), l.kinds.clone()));
+    findings.stuck = stuck;
+    (findings, kinds)
 }
