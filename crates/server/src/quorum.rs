@@ -13,7 +13,9 @@
 //! were out with consumers of the old leader's node are ready again, flagged redelivered),
 //! rebuilds the handle from its replica ([`crate::queue::Queue::adopt_replica`]) and serves;
 //! every other member drops its handle and forwards to the leader's node
-//! ([`crate::vhost::VHost::cede_queue`]).
+//! ([`crate::vhost::VHost::cede_queue`]). Before acting on a change the watcher stops the old
+//! handle's proposer ([`Gate`]); a proposer whose batch failed makes the watcher take over again
+//! from the replica, so a handle never misses what its group committed.
 //!
 //! # What goes through the group
 //!
@@ -375,7 +377,8 @@ fn watch(host: Weak<dyn Host>, cluster: Cluster, vhost: String, name: String, re
             }
             let Some(host) = host.upgrade() else { break };
             let Some(v) = host.vhost(&vhost) else { break };
-            if let Some(g) = gate.take() {
+            // Kept (closed) until acted on: a failed takeover is retried.
+            if let Some(g) = &gate {
                 g.close().await;
             }
             if leader == me {
@@ -393,6 +396,7 @@ fn watch(host: Weak<dyn Host>, cluster: Cluster, vhost: String, name: String, re
                     // The handle's state may have missed another leader's changes: a new one.
                     v.cede_queue(&name, &me);
                 }
+                gate = None;
                 if let Some(q) = v.adopt_queue(&name) {
                     let g = Arc::new(Gate::new());
                     let p = Proposer::start(
@@ -407,6 +411,7 @@ fn watch(host: Weak<dyn Host>, cluster: Cluster, vhost: String, name: String, re
                     tracing::info!(%group, messages = replica.len(), "serving the quorum queue (group leader)");
                 }
             } else {
+                gate = None;
                 v.cede_queue(&name, &leader);
             }
             serving = Some((leader, term));
