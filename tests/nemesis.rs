@@ -750,3 +750,73 @@ async fn run(seed: u64, secs: u64) -> (Findings, Vec<Kind>) {
     findings.stuck = stuck;
     (findings, kinds)
 }
+
+/// The checker itself: each guarantee it asserts fails on a log that breaks it, and what
+/// RabbitMQ allows (a redelivered message ahead of later ones, a redelivery after an
+/// unconfirmed ack) passes.
+#[test]
+fn the_checker_flags_loss_reordering_and_redelivery_after_a_confirmed_ack() {
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let log = Checker::new(t0);
+    log.with(|l| {
+        for seq in 1..=4 {
+            let p = Published {
+                session: 1,
+                at: at(seq),
+                outcome: Outcome::Confirmed(at(5)),
+            };
+            l.published.insert((1, seq), p);
+        }
+        let delivered = |seq, consumer, ms, redelivered| Delivered {
+            id: (1, seq),
+            consumer,
+            at: at(ms),
+            redelivered,
+        };
+        // Consumer (1, 1): 2 before 1, both fresh — out of order.
+        l.deliveries.push(delivered(2, (1, 1), 6, false));
+        l.deliveries.push(delivered(1, (1, 1), 7, false));
+        // Consumer (2, 1): 3, then 1 again flagged — allowed.
+        l.deliveries.push(delivered(3, (2, 1), 8, false));
+        l.deliveries.push(delivered(1, (2, 1), 9, true));
+        l.acks.push(((1, 3), at(10)));
+        // 2 acked and redelivered before any quiet point: at-least-once, counted.
+        l.acks.push(((1, 2), at(11)));
+        l.deliveries.push(delivered(2, (2, 3), 12, false));
+        l.quiet.push((at(20), at(21)));
+        // Another connection's 5, published after 1 was confirmed, before 1 — out of order;
+        // its 6, published before 1 was confirmed, before 1 — allowed.
+        for (seq, ms) in [(5, 40), (6, 3)] {
+            let p = Published {
+                session: 2,
+                at: at(ms),
+                outcome: Outcome::Unknown,
+            };
+            l.published.insert((1, seq), p);
+        }
+        l.deliveries.push(delivered(6, (3, 1), 41, false));
+        l.deliveries.push(delivered(1, (3, 1), 42, false));
+        l.deliveries.push(delivered(5, (3, 2), 43, false));
+        l.deliveries.push(delivered(1, (3, 2), 44, false));
+        // 3 again after its ack was confirmed at 21.
+        l.deliveries.push(delivered(3, (2, 2), 30, true));
+    });
+    let f = log.with(|l| check(l));
+    assert_eq!(f.lost, [(1, 4)]);
+    assert_eq!(f.out_of_order.len(), 2, "{:?}", f.out_of_order);
+    assert!(
+        f.out_of_order[0].contains("consumer (1, 1)"),
+        "{:?}",
+        f.out_of_order
+    );
+    assert!(
+        f.out_of_order[1].contains("consumer (3, 2)"),
+        "{:?}",
+        f.out_of_order
+    );
+    assert_eq!(f.after_confirmed_ack.len(), 1, "{:?}", f.after_confirmed_ack);
+    assert!(f.after_confirmed_ack[0].starts_with("(1, 3)"));
+    assert_eq!((f.after_ack, f.after_ack_unflagged), (1, 1));
+    assert_eq!((f.confirmed, f.distinct, f.duplicates), (4, 5, 5));
+}
