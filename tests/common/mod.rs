@@ -9,6 +9,7 @@ use std::time::Duration;
 use lapin::{Connection, ConnectionProperties};
 use warren_server::{Config, RunningBroker};
 
+pub mod cluster;
 pub mod proxy;
 
 /// A broker running in this test process.

@@ -131,6 +131,15 @@ pub struct Cli {
     /// Testing only: short Raft timeouts (elections in under a second, proposals give up after 2 s)
     #[arg(long, env = "WARREN_CLUSTER_FAST_TIMEOUTS", hide = true)]
     pub cluster_fast_timeouts: Option<bool>,
+    /// Testing only: `PEER=VIA,…` — dial VIA whenever the peer at PEER is dialled (fault tests
+    /// put a TCP proxy there to cut links between `warren` processes)
+    #[arg(
+        long,
+        env = "WARREN_CLUSTER_DIAL_VIA",
+        hide = true,
+        value_name = "HOST:PORT=HOST:PORT,..."
+    )]
+    pub cluster_dial_via: Option<String>,
 }
 
 /// Which part of a TLS client certificate's subject an EXTERNAL login takes as the user name
@@ -354,6 +363,10 @@ impl Config {
             ),
             (None, None) => None,
         };
+        let cluster_dial_via = match cli.cluster_dial_via.as_deref() {
+            Some(list) => parse_dial_via(list)?,
+            None => Vec::new(),
+        };
         let mut cluster_timeouts = if cli.cluster_fast_timeouts.unwrap_or(false) {
             fast_cluster_timeouts()
         } else {
@@ -442,7 +455,7 @@ impl Config {
             cluster_seeds,
             cluster_secret,
             cluster_timeouts,
-            cluster_dial_via: Vec::new(),
+            cluster_dial_via,
             store_fs: None,
         };
         config.check_cluster()?;
@@ -484,6 +497,22 @@ pub fn default_node_name() -> String {
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
         .unwrap_or_else(|| "localhost".to_string());
     format!("warren@{host}")
+}
+
+/// `--cluster-dial-via`'s `PEER=VIA,…` pairs.
+fn parse_dial_via(list: &str) -> Result<Vec<(String, String)>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((peer, via)) if !peer.is_empty() && !via.is_empty() => {
+                Ok((peer.to_string(), via.to_string()))
+            }
+            _ => Err(format!(
+                "invalid --cluster-dial-via entry {pair:?}: expected PEER=VIA"
+            )),
+        })
+        .collect()
 }
 
 /// The short Raft timing of `--cluster-fast-timeouts` (tests on loopback): heartbeats every
@@ -585,6 +614,17 @@ mod tests {
         assert_eq!(c.cluster_seeds, ["a:25672", "b:25672"]);
         assert_eq!(c.cluster_secret.as_deref(), Some("s3cret"));
         assert_eq!(c.node_name, "n1@a");
+        assert!(c.cluster_dial_via.is_empty());
+        let via = |v: &str| Cli::parse_from(["warren", "--cluster-secret", "s", "--cluster-dial-via", v]);
+        let c = Config::from_cli(via("a:1=127.0.0.1:9, b:2=127.0.0.1:8")).unwrap();
+        assert_eq!(
+            c.cluster_dial_via,
+            [
+                ("a:1".to_string(), "127.0.0.1:9".to_string()),
+                ("b:2".into(), "127.0.0.1:8".into())
+            ]
+        );
+        assert!(Config::from_cli(via("a:1")).unwrap_err().contains("PEER=VIA"));
         std::fs::write(
             &path,
             "node_name = \"n2@b\"\ncluster_listen = \"127.0.0.1:25000\"\ncluster_secret = \"x\"\n",

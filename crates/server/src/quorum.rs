@@ -13,7 +13,9 @@
 //! were out with consumers of the old leader's node are ready again, flagged redelivered),
 //! rebuilds the handle from its replica ([`crate::queue::Queue::adopt_replica`]) and serves;
 //! every other member drops its handle and forwards to the leader's node
-//! ([`crate::vhost::VHost::cede_queue`]).
+//! ([`crate::vhost::VHost::cede_queue`]). Before acting on a change the watcher stops the old
+//! handle's proposer ([`Gate`]); a proposer whose batch failed makes the watcher take over again
+//! from the replica, so a handle never misses what its group committed.
 //!
 //! # What goes through the group
 //!
@@ -27,11 +29,12 @@
 //! changes; TTL of replicated messages restarts at failover; membership changes (grow/shrink).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use warren_cluster::{Apply, Cluster};
 use warren_core::MessageRef;
 use warren_core::queue::{Entry, Published, StorePos};
@@ -127,6 +130,53 @@ pub struct Proposer {
     tx: mpsc::UnboundedSender<Work>,
 }
 
+/// Ends a [`Proposer`]'s term of service. Its handle serves only what was committed up to the
+/// replica snapshot it was built from plus what its own proposals committed; a proposal of an
+/// old proposer committing after a new handle was built from the replica would reach neither
+/// (its publish confirmed into a handle no longer served: lost until the next takeover). So
+/// the leader watcher closes the old proposer's gate — waiting out its proposal in flight —
+/// before it acts on a leader change. A batch that failed (it may still commit later, unseen by
+/// the handle) closes the gate too and marks it `failed`: the watcher then takes over again,
+/// rebuilding the handle from the replica behind a new `ReleaseAll`.
+#[derive(Debug)]
+struct Gate {
+    closed: AtomicBool,
+    failed: AtomicBool,
+    busy: watch::Sender<bool>,
+}
+
+impl Gate {
+    fn new() -> Gate {
+        Gate {
+            closed: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            busy: watch::channel(false).0,
+        }
+    }
+
+    /// Before a proposal: false if closed.
+    fn enter(&self) -> bool {
+        self.busy.send_replace(true);
+        if self.closed.load(Ordering::SeqCst) {
+            self.busy.send_replace(false);
+            return false;
+        }
+        true
+    }
+
+    /// After a proposal and its effects on the handle.
+    fn leave(&self) {
+        self.busy.send_replace(false);
+    }
+
+    /// Closes the gate and waits until no proposal is in flight.
+    async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let mut busy = self.busy.subscribe();
+        let _ = busy.wait_for(|b| !*b).await;
+    }
+}
+
 impl Replicator for Proposer {
     fn publish(&self, msg: MessageRef, ttl: Option<u64>, done: Option<VerdictFn>) {
         if let Err(mpsc::error::SendError(Work::Publish(_, _, Some(done)))) =
@@ -143,9 +193,15 @@ impl Replicator for Proposer {
 
 impl Proposer {
     /// Starts the proposer of `group` for the queue `queue` served here.
-    fn start(cluster: Cluster, group: String, queue: Weak<Queue>, timeout: Duration) -> Proposer {
+    fn start(
+        cluster: Cluster,
+        group: String,
+        queue: Weak<Queue>,
+        timeout: Duration,
+        gate: Arc<Gate>,
+    ) -> Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(Self::run(cluster, group, queue, rx, timeout));
+        tokio::spawn(Self::run(cluster, group, queue, rx, (timeout, gate)));
         Proposer { tx }
     }
 
@@ -156,7 +212,7 @@ impl Proposer {
         group: String,
         queue: Weak<Queue>,
         mut rx: mpsc::UnboundedReceiver<Work>,
-        timeout: Duration,
+        (timeout, gate): (Duration, Arc<Gate>),
     ) {
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
@@ -165,6 +221,15 @@ impl Proposer {
                     Ok(w) => batch.push(w),
                     Err(_) => break,
                 }
+            }
+            if !gate.enter() {
+                // No longer this handle's to propose (see [`Gate`]): refused, not committed.
+                for w in batch {
+                    if let Work::Publish(_, _, Some(done)) = w {
+                        done(false);
+                    }
+                }
+                continue;
             }
             let now = now_ms();
             let cmds = batch
@@ -183,6 +248,8 @@ impl Proposer {
                 Ok(b) => b.try_into().ok().map(u64::from_le_bytes),
                 Err(e) => {
                     tracing::warn!(%group, error = %e, "quorum queue batch not committed");
+                    gate.failed.store(true, Ordering::SeqCst);
+                    gate.closed.store(true, Ordering::SeqCst);
                     None
                 }
             };
@@ -220,6 +287,7 @@ impl Proposer {
                     tracing::warn!(%group, error = %e, "quorum queue settlement not committed");
                 }
             }
+            gate.leave();
         }
     }
 }
@@ -286,6 +354,8 @@ fn watch(host: Weak<dyn Host>, cluster: Cluster, vhost: String, name: String, re
         let me = cluster.node_name().to_string();
         // The leader last acted on, and the term this node took over in.
         let (mut seen, mut serving): (Option<String>, Option<(String, u64)>) = (None, None);
+        // The gate of the proposer this node serves with, if it does.
+        let mut gate: Option<Arc<Gate>> = None;
         while cluster.group_status(&group).is_some() {
             let leader = cluster
                 .group_leader_change(&group, seen.as_deref(), Duration::from_secs(1))
@@ -296,14 +366,21 @@ fn watch(host: Weak<dyn Host>, cluster: Cluster, vhost: String, name: String, re
                 break;
             };
             // A leader that lost and won again in between serves from its replica again.
-            let acted = serving
-                .as_ref()
-                .is_some_and(|(l, t)| *l == leader && (leader != me || *t == term));
+            // A proposer whose batch failed: its handle may miss what that batch committed.
+            let failed = gate.as_ref().is_some_and(|g| g.failed.load(Ordering::SeqCst));
+            let acted = !failed
+                && serving
+                    .as_ref()
+                    .is_some_and(|(l, t)| *l == leader && (leader != me || *t == term));
             if acted {
                 continue;
             }
             let Some(host) = host.upgrade() else { break };
             let Some(v) = host.vhost(&vhost) else { break };
+            // Kept (closed) until acted on: a failed takeover is retried.
+            if let Some(g) = &gate {
+                g.close().await;
+            }
             if leader == me {
                 let timeout = host.forward_timeout();
                 // Commits behind everything committed before: the replica is complete.
@@ -319,12 +396,22 @@ fn watch(host: Weak<dyn Host>, cluster: Cluster, vhost: String, name: String, re
                     // The handle's state may have missed another leader's changes: a new one.
                     v.cede_queue(&name, &me);
                 }
+                gate = None;
                 if let Some(q) = v.adopt_queue(&name) {
-                    let p = Proposer::start(cluster.clone(), group.clone(), Arc::downgrade(&q), timeout);
+                    let g = Arc::new(Gate::new());
+                    let p = Proposer::start(
+                        cluster.clone(),
+                        group.clone(),
+                        Arc::downgrade(&q),
+                        timeout,
+                        g.clone(),
+                    );
+                    gate = Some(g);
                     q.adopt_replica(replica.entries(), Arc::new(p));
                     tracing::info!(%group, messages = replica.len(), "serving the quorum queue (group leader)");
                 }
             } else {
+                gate = None;
                 v.cede_queue(&name, &leader);
             }
             serving = Some((leader, term));
