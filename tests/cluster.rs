@@ -1397,6 +1397,20 @@ fn item<'a>(v: &'a Value, field: &str, value: &str) -> Option<&'a Value> {
     v.as_array()?.iter().find(|i| i[field] == value)
 }
 
+/// Node 1's connection as node `port` lists it, and its name as a path segment.
+async fn node_1s_connection(port: u16) -> (Value, String) {
+    let conns = get_json(port, "/api/connections").await;
+    let conn = item(&conns, "node", "l1@localhost")
+        .expect("node 1's connection")
+        .clone();
+    let name = conn["name"]
+        .as_str()
+        .unwrap()
+        .replace(' ', "%20")
+        .replace('>', "%3E");
+    (conn, name)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn listings_are_cluster_wide_with_each_items_node_and_its_home_figures() {
     // Node 1: a durable queue holding 7 messages, 2 of them unacked by its 1 consumer, and an
@@ -1441,14 +1455,8 @@ async fn listings_are_cluster_wide_with_each_items_node_and_its_home_figures() {
             let e = item(&all, "name", "q.excl").expect("node 1's exclusive queue listed");
             assert_eq!(e["node"], "l1@localhost");
         }
-        let conns = get_json(*h, "/api/connections").await;
-        let conn = item(&conns, "node", "l1@localhost").expect("node 1's connection");
         // One connection of another node, by name, and its channels.
-        let name = conn["name"]
-            .as_str()
-            .unwrap()
-            .replace(' ', "%20")
-            .replace('>', "%3E");
+        let (conn, name) = node_1s_connection(*h).await;
         let one = get_json(*h, &format!("/api/connections/{name}")).await;
         assert_eq!(
             (&one["name"], &one["node"]),
@@ -1503,13 +1511,7 @@ async fn listings_are_cluster_wide_with_each_items_node_and_its_home_figures() {
     assert_eq!(payloads, ["m2", "m3"], "{got}");
     holds(hs[0], "q.l1", 7, 2).await;
     let mut watch = common::watch(&ch1).await;
-    let conns = get_json(hs[2], "/api/connections").await;
-    let conn = item(&conns, "node", "l1@localhost").expect("node 1's connection");
-    let name = conn["name"]
-        .as_str()
-        .unwrap()
-        .replace(' ', "%20")
-        .replace('>', "%3E");
+    let (_, name) = node_1s_connection(hs[2]).await;
     let closed = http(
         hs[2],
         "DELETE",
