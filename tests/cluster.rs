@@ -2594,9 +2594,9 @@ async fn a_tls_node_refuses_plaintext_peers_and_certificates_of_another_ca() {
 async fn forwarded_publish_throughput_plain_and_tls() {
     let pki = common::pki::Pki::new("warren cluster CA");
     let files = TlsFiles::new(&pki);
-    let n = 5000;
+    let n = 20_000;
     let mut report = Vec::new();
-    for tls in [false, true, false, true] {
+    for tls in [false, true, false, true, false, true] {
         let prefix = if tls { "mt" } else { "mp" };
         let (nodes, _) = three_nodes_with(prefix, |c| {
             if tls {
