@@ -38,7 +38,8 @@ use tokio::time::Instant;
 use crate::error::{ClusterError, Result};
 use crate::log_store::{LOG_FILE, LogStore, STATE_FILE, sync_dir};
 use crate::network::{
-    Hello, Lane, Network, Pool, RemoteFailure, Request, Response, read_frame, server_handshake, write_frame,
+    Hello, Lane, Network, Pool, RemoteFailure, Request, Response, Stream, read_frame, server_handshake,
+    write_frame,
 };
 use crate::state_machine::{Apply, SNAPSHOT_FILE, StateMachine};
 use crate::types::{Command, Member, NodeId, Raft, node_id_for};
@@ -104,6 +105,8 @@ pub struct ClusterConfig {
     /// Testing: when dialling a peer at a key address, connect to the value instead (a TCP
     /// proxy that partition tests cut and heal). Empty in production.
     pub dial_via: std::collections::HashMap<String, String>,
+    /// Inter-node TLS: `None` keeps every cluster connection plain TCP.
+    pub tls: Option<crate::network::ClusterTls>,
 }
 
 impl ClusterConfig {
@@ -121,6 +124,7 @@ impl ClusterConfig {
             snapshot_threshold: 5000,
             logs_to_keep: 1000,
             dial_via: Default::default(),
+            tls: None,
         }
     }
 }
@@ -216,7 +220,9 @@ impl Cluster {
             None => listener.local_addr()?.to_string(),
         };
         let pool = Arc::new(
-            Pool::new(config.secret.clone(), config.timeouts.connect).with_dial_via(config.dial_via.clone()),
+            Pool::new(config.secret.clone(), config.timeouts.connect)
+                .with_dial_via(config.dial_via.clone())
+                .with_tls(config.tls.clone()),
         );
         let applied = Arc::new(AtomicU64::new(0));
         let commands = Arc::new(AtomicU64::new(0));
@@ -879,14 +885,16 @@ impl Cluster {
     }
 
     /// Serves one peer connection: the handshake, then request, response, until it closes.
-    async fn serve(self, mut stream: TcpStream, peer: String, secret: Vec<u8>) {
-        let _ = stream.set_nodelay(true);
-        let hs = tokio::time::timeout(
-            self.inner.timeouts.connect,
-            server_handshake(&mut stream, &secret, &peer),
-        );
-        match hs.await {
-            Ok(Ok(())) => {}
+    /// With TLS on, the TLS handshake comes first and the secret's inside the session; both are
+    /// bounded by `Timeouts::connect`.
+    async fn serve(self, stream: TcpStream, peer: String, secret: Vec<u8>) {
+        let hs = tokio::time::timeout(self.inner.timeouts.connect, async {
+            let mut s = Stream::accept(stream, self.inner.config.tls.as_ref()).await?;
+            server_handshake(&mut s, &secret, &peer).await?;
+            Ok::<_, ClusterError>(s)
+        });
+        let mut stream = match hs.await {
+            Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::warn!(%peer, error = %e, "cluster peer refused");
                 return;
@@ -895,7 +903,7 @@ impl Cluster {
                 tracing::warn!(%peer, "cluster handshake timed out");
                 return;
             }
-        }
+        };
         loop {
             let req: Request = match read_frame(&mut stream).await {
                 Ok(r) => r,

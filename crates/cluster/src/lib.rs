@@ -7,7 +7,8 @@
 //!   recovery;
 //! - [`state_machine`]: committed commands to the caller's [`Apply`], and snapshots of it;
 //! - [`network`]: authenticated (cluster secret, HMAC challenge–response) TCP links between
-//!   nodes carrying Raft's RPCs and forwarded proposals;
+//!   nodes, over mutual TLS when configured ([`ClusterTls`]), carrying Raft's RPCs and
+//!   forwarded proposals;
 //! - [`forward`]: application requests over those links (the server's cross-node message
 //!   forwarding), answered by the receiving node's [`AppHandler`];
 //! - [`groups`]: more Raft groups on the same node and links, one per replicated (quorum)
@@ -30,5 +31,6 @@ pub use cluster::{Cluster, ClusterConfig, MemberStatus, Status, Timeouts};
 pub use error::{ClusterError, Result};
 pub use forward::{AppFuture, AppHandler};
 pub use groups::GroupStatus;
+pub use network::ClusterTls;
 pub use state_machine::Apply;
 pub use types::{Member, NodeId, node_id_for};

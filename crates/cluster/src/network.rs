@@ -1,5 +1,16 @@
-//! Node-to-node transport: length-prefixed postcard frames over TCP, the cluster-secret
-//! handshake, the pool of reused outgoing connections, and openraft's `RaftNetwork` on top.
+//! Node-to-node transport: length-prefixed postcard frames over TCP (or TLS, [`ClusterTls`]),
+//! the cluster-secret handshake, the pool of reused outgoing connections, and openraft's
+//! `RaftNetwork` on top.
+//!
+//! # TLS
+//!
+//! With a [`ClusterTls`] every connection the transport opens or accepts — Raft RPCs of every
+//! group, control calls, application (forwarding, listing) calls — is a TLS session (rustls,
+//! the node's certificate on both sides, the peer's verified against the cluster CA), and the
+//! cluster-secret handshake below runs inside it (defence in depth: a stolen certificate alone
+//! does not make a node, nor does the secret alone). A plaintext peer never gets a challenge.
+//! Connections are a [`Stream`], plain or TLS, read and written in place: TLS adds rustls'
+//! record buffers per connection, nothing per frame.
 //!
 //! # Frames
 //!
@@ -41,10 +52,11 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use rustls_pki_types::ServerName;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::error::{ClusterError, Result};
@@ -150,6 +162,121 @@ enum Handshake {
     Refused,
 }
 
+/// Inter-node TLS ([module doc](self)): the rustls configurations of both ends of every
+/// cluster connection.
+#[derive(Debug, Clone)]
+pub struct ClusterTls {
+    /// The accepting side: the node's certificate, and the verifier of peers' client
+    /// certificates (mutual TLS).
+    pub server: Arc<rustls::ServerConfig>,
+    /// The dialling side: the CA peers' certificates must chain to, and the node's certificate
+    /// as its client certificate.
+    pub client: Arc<rustls::ClientConfig>,
+    /// The name every peer's certificate is verified against; `None`: the host of the address
+    /// dialled (an IP address must then be among the certificate's IP SANs, a host name among
+    /// its DNS SANs).
+    pub server_name: Option<ServerName<'static>>,
+}
+
+impl ClusterTls {
+    /// The name the certificate of the peer at `addr` (`HOST:PORT`) must carry.
+    fn name_for(&self, addr: &str) -> Result<ServerName<'static>> {
+        if let Some(n) = &self.server_name {
+            return Ok(n.clone());
+        }
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        ServerName::try_from(host.to_string())
+            .map_err(|e| ClusterError::Invalid(format!("no TLS server name in {addr}: {e}")))
+    }
+}
+
+/// One cluster connection: plain TCP, or a TLS session (either side) over it.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// Dials `to` (the address of `addr`, or a proxy in front of it): TCP, then TLS if `tls`.
+    async fn connect(to: &str, addr: &str, tls: Option<&ClusterTls>) -> Result<Stream> {
+        let s = TcpStream::connect(to).await?;
+        s.set_nodelay(true)?;
+        let Some(tls) = tls else {
+            return Ok(Stream::Plain(s));
+        };
+        let name = tls.name_for(addr)?;
+        let s = tokio_rustls::TlsConnector::from(tls.client.clone())
+            .connect(name, s)
+            .await
+            .map_err(|e| ClusterError::Network(format!("TLS with {addr}: {e}")))?;
+        Ok(Stream::Tls(Box::new(s.into())))
+    }
+
+    /// Accepts a peer's connection: as is, or its TLS handshake if `tls`.
+    pub(crate) async fn accept(s: TcpStream, tls: Option<&ClusterTls>) -> Result<Stream> {
+        let _ = s.set_nodelay(true);
+        let Some(tls) = tls else {
+            return Ok(Stream::Plain(s));
+        };
+        let s = tokio_rustls::TlsAcceptor::from(tls.server.clone())
+            .accept(s)
+            .await
+            .map_err(|e| ClusterError::Network(format!("TLS handshake: {e}")))?;
+        Ok(Stream::Tls(Box::new(s.into())))
+    }
+}
+
+/// Polls `$call` on the stream under a [`Stream`], whichever kind it is (pinned in place).
+macro_rules! on_stream {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self.get_mut() {
+            Stream::Plain(s) => {
+                let $s = std::pin::Pin::new(s);
+                $call
+            }
+            Stream::Tls(s) => {
+                let $s = std::pin::Pin::new(s.as_mut());
+                $call
+            }
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        on_stream!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        on_stream!(self, s => s.poll_write(cx, buf))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        on_stream!(self, s => s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        on_stream!(self, s => s.poll_shutdown(cx))
+    }
+}
+
 /// Writes one frame.
 pub(crate) async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T) -> Result<()> {
     let payload = postcard::to_stdvec(msg)?;
@@ -195,7 +322,11 @@ const CLIENT_LABEL: &[u8] = b"warren-cluster client";
 const SERVER_LABEL: &[u8] = b"warren-cluster server";
 
 /// The accepting side of the handshake. `Err(AuthRefused)` if the peer lacks the secret.
-pub(crate) async fn server_handshake(s: &mut TcpStream, secret: &[u8], peer: &str) -> Result<()> {
+pub(crate) async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    secret: &[u8],
+    peer: &str,
+) -> Result<()> {
     let nonce_s: [u8; 32] = rand::random();
     write_frame(
         s,
@@ -229,7 +360,11 @@ pub(crate) async fn server_handshake(s: &mut TcpStream, secret: &[u8], peer: &st
 }
 
 /// The connecting side of the handshake. `Err(AuthRefused)` if either side lacks the secret.
-pub(crate) async fn client_handshake(s: &mut TcpStream, secret: &[u8], peer: &str) -> Result<()> {
+pub(crate) async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    secret: &[u8],
+    peer: &str,
+) -> Result<()> {
     let Handshake::Challenge {
         version,
         nonce: nonce_s,
@@ -288,7 +423,7 @@ pub(crate) enum Lane {
 pub const GROUP_CONNS: usize = 2;
 
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// A call was cancelled between its request and its response: the stream is out of step.
     busy: bool,
 }
@@ -301,6 +436,8 @@ type Slot = Arc<tokio::sync::Mutex<Option<Conn>>>;
 pub(crate) struct Pool {
     secret: Vec<u8>,
     connect_timeout: Duration,
+    /// Inter-node TLS, if on.
+    tls: Option<ClusterTls>,
     slots: parking_lot::Mutex<HashMap<(String, usize), Slot>>,
     /// Testing: connect to the value instead when dialling the key (a proxy in between).
     dial_via: HashMap<String, String>,
@@ -313,6 +450,7 @@ impl Pool {
         Pool {
             secret,
             connect_timeout,
+            tls: None,
             slots: Default::default(),
             dial_via: HashMap::new(),
             turn: Default::default(),
@@ -322,6 +460,12 @@ impl Pool {
     /// Dials `via` whenever a call goes to `addr` (partition tests put a proxy there).
     pub(crate) fn with_dial_via(mut self, dial_via: HashMap<String, String>) -> Pool {
         self.dial_via = dial_via;
+        self
+    }
+
+    /// Opens every connection as a TLS client of `tls` (`None`: plain TCP).
+    pub(crate) fn with_tls(mut self, tls: Option<ClusterTls>) -> Pool {
+        self.tls = tls;
         self
     }
 
@@ -363,11 +507,10 @@ impl Pool {
         self.slots.lock().clear();
     }
 
-    async fn connect(&self, addr: &str) -> Result<TcpStream> {
+    async fn connect(&self, addr: &str) -> Result<Stream> {
         let fut = async {
             let to = self.dial_via.get(addr).map_or(addr, String::as_str);
-            let mut s = TcpStream::connect(to).await?;
-            s.set_nodelay(true)?;
+            let mut s = Stream::connect(to, addr, self.tls.as_ref()).await?;
             client_handshake(&mut s, &self.secret, addr).await?;
             Ok::<_, ClusterError>(s)
         };

@@ -849,9 +849,10 @@ pub fn cluster_config(config: &Config) -> Option<ClusterConfig> {
 /// clustering is off.
 pub async fn start(broker: &Arc<Broker>) -> std::io::Result<()> {
     broker.config.check_cluster().map_err(std::io::Error::other)?;
-    let Some(config) = cluster_config(&broker.config) else {
+    let Some(mut config) = cluster_config(&broker.config) else {
         return Ok(());
     };
+    config.tls = crate::pki::cluster_tls(&broker.config).map_err(std::io::Error::other)?;
     let applier = Arc::new(Definitions::open(broker, &config.data_dir));
     let listen = config.listen.clone();
     let cluster = Cluster::start(config, applier)

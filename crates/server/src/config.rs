@@ -128,6 +128,12 @@ pub struct Cli {
     /// How long a definitions change (a declaration through AMQP or the management API, a user …) waits for a majority of the cluster to commit it before it fails (AMQP: 541 INTERNAL_ERROR, HTTP: 503), in milliseconds [default: 10000]
     #[arg(long, env = "WARREN_CLUSTER_OPERATION_TIMEOUT", value_name = "MS")]
     pub cluster_operation_timeout: Option<u64>,
+    /// Inter-node traffic over mutual TLS with the node's --tls-cert/--tls-key, peers verified against --tls-ca (required then) [default: true when --tls-cert and --tls-key are set]
+    #[arg(long, env = "WARREN_CLUSTER_TLS", value_name = "BOOL")]
+    pub cluster_tls: Option<bool>,
+    /// Name every peer's certificate must carry (a DNS SAN) under inter-node TLS, instead of the host of the address the peer is dialled at (an IP address then needs an IP SAN)
+    #[arg(long, env = "WARREN_CLUSTER_TLS_SERVER_NAME", value_name = "NAME")]
+    pub cluster_tls_server_name: Option<String>,
     /// Testing only: short Raft timeouts (elections in under a second, proposals give up after 2 s)
     #[arg(long, env = "WARREN_CLUSTER_FAST_TIMEOUTS", hide = true)]
     pub cluster_fast_timeouts: Option<bool>,
@@ -196,6 +202,8 @@ pub struct FileConfig {
     cluster_secret: Option<String>,
     cluster_secret_file: Option<PathBuf>,
     cluster_operation_timeout: Option<u64>,
+    cluster_tls: Option<bool>,
+    cluster_tls_server_name: Option<String>,
 }
 
 /// Effective configuration.
@@ -268,6 +276,12 @@ pub struct Config {
     pub cluster_seeds: Vec<String>,
     /// The cluster secret (required when `cluster_listen` is set).
     pub cluster_secret: Option<String>,
+    /// Inter-node TLS: `None` means on exactly when `tls_cert` and `tls_key` are set
+    /// ([`Config::cluster_tls_on`]).
+    pub cluster_tls: Option<bool>,
+    /// The name peers' certificates are verified against under inter-node TLS; `None`: the
+    /// host of the address dialled.
+    pub cluster_tls_server_name: Option<String>,
     /// Raft timing (tests shorten it; `--cluster-fast-timeouts`).
     pub cluster_timeouts: warren_cluster::Timeouts,
     /// Testing only (no flag): dial the second address whenever a peer at the first is
@@ -314,6 +328,8 @@ impl Default for Config {
             cluster_listen: None,
             cluster_seeds: Vec::new(),
             cluster_secret: None,
+            cluster_tls: None,
+            cluster_tls_server_name: None,
             cluster_timeouts: warren_cluster::Timeouts::default(),
             cluster_dial_via: Vec::new(),
             store_fs: None,
@@ -454,6 +470,8 @@ impl Config {
             cluster_listen,
             cluster_seeds,
             cluster_secret,
+            cluster_tls: cli.cluster_tls.or(file.cluster_tls),
+            cluster_tls_server_name: cli.cluster_tls_server_name.or(file.cluster_tls_server_name),
             cluster_timeouts,
             cluster_dial_via,
             store_fs: None,
@@ -467,8 +485,32 @@ impl Config {
         self.cluster_listen.is_some()
     }
 
-    /// Refuses a clustering configuration without a secret, or with an empty node name.
+    /// Whether inter-node traffic runs over TLS: clustering is on, and `--cluster-tls` says so
+    /// or (by default) the node has a TLS certificate and key.
+    pub fn cluster_tls_on(&self) -> bool {
+        self.clustering()
+            && self
+                .cluster_tls
+                .unwrap_or(self.tls_cert.is_some() && self.tls_key.is_some())
+    }
+
+    /// Refuses a clustering configuration without a secret, or with an empty node name, or
+    /// inter-node TLS without a certificate, key and CA to verify peers with.
     pub fn check_cluster(&self) -> Result<(), String> {
+        if self.cluster_tls_on() {
+            if self.tls_cert.is_none() || self.tls_key.is_none() {
+                return Err(
+                    "--cluster-tls needs the node's certificate and key: --tls-cert and --tls-key".into(),
+                );
+            }
+            if self.tls_ca.is_none() {
+                return Err(
+                    "inter-node TLS (on by default with --tls-cert and --tls-key when clustering) \
+                     verifies peers against a CA: give --tls-ca, or turn it off with --cluster-tls false"
+                        .into(),
+                );
+            }
+        }
         if self.node_name.trim().is_empty() {
             return Err("node_name must not be empty".into());
         }
@@ -638,5 +680,45 @@ mod tests {
         std::fs::write(&path, "bogus = 1\n").unwrap();
         let cli = Cli::parse_from(["warren", "--config", path.to_str().unwrap()]);
         assert!(Config::from_cli(cli).is_err());
+    }
+
+    #[test]
+    fn inter_node_tls_is_on_with_a_certificate_needs_a_ca_and_can_be_turned_off() {
+        let cluster = [
+            "warren",
+            "--cluster-listen",
+            "127.0.0.1:0",
+            "--cluster-secret",
+            "s",
+        ];
+        let with = |extra: &[&str]| {
+            let args: Vec<&str> = cluster.iter().chain(extra).copied().collect();
+            Config::from_cli(Cli::parse_from(args))
+        };
+        let cert = ["--tls-cert", "c.pem", "--tls-key", "k.pem"];
+        assert!(!with(&[]).unwrap().cluster_tls_on());
+        // A certificate turns it on, and then a CA is required to verify peers.
+        let e = with(&cert).unwrap_err();
+        assert!(e.contains("--tls-ca") && e.contains("--cluster-tls false"), "{e}");
+        let mut full: Vec<&str> = cert.to_vec();
+        full.extend(["--tls-ca", "ca.pem"]);
+        let c = with(&full).unwrap();
+        assert!(c.cluster_tls_on());
+        assert_eq!(c.cluster_tls_server_name, None);
+        full.extend(["--cluster-tls-server-name", "warren.internal"]);
+        assert_eq!(
+            with(&full).unwrap().cluster_tls_server_name.as_deref(),
+            Some("warren.internal")
+        );
+        // Off explicitly: AMQPS without a CA and plain inter-node links.
+        let mut off: Vec<&str> = cert.to_vec();
+        off.extend(["--cluster-tls", "false"]);
+        assert!(!with(&off).unwrap().cluster_tls_on());
+        // On explicitly without a certificate is refused.
+        let e = with(&["--cluster-tls", "true"]).unwrap_err();
+        assert!(e.contains("--tls-cert"), "{e}");
+        // Without clustering the setting is moot.
+        let c = Config::from_cli(Cli::parse_from(["warren", "--tls-cert", "c", "--tls-key", "k"])).unwrap();
+        assert!(!c.cluster_tls_on());
     }
 }

@@ -35,6 +35,7 @@ pub mod limits;
 pub mod mailbox;
 pub mod monitor;
 pub mod persist;
+pub mod pki;
 pub mod policies;
 pub mod queue;
 pub mod quorum;

@@ -7,21 +7,22 @@
 //! A client that presented a (verified) certificate is offered SASL EXTERNAL, RabbitMQ's
 //! rabbitmq_auth_mechanism_ssl: the user name is the certificate subject's CN, or its whole
 //! distinguished name with `ssl_cert_login_from = distinguished_name` ([`cert_login_name`]).
+//! The PEM files are read, and the rustls configuration of inter-node TLS made, by
+//! [`crate::pki`].
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::CertificateDer;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::broker::Broker;
 use crate::config::{CertLoginFrom, Config};
+use crate::pki::{add_ca_certificates, crypto_provider, read_identity};
 
 /// Builds the rustls server configuration from the configured PEM files; `Ok(None)` when
 /// TLS is not configured.
@@ -29,9 +30,7 @@ pub fn server_config(config: &Config) -> Result<Option<Arc<ServerConfig>>, Strin
     let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
         return Ok(None);
     };
-    let certs = read_certificates(cert, "certificate")?;
-    let key =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("invalid key in {}: {e}", key.display()))?;
+    let (certs, key) = read_identity(cert, key)?;
     let provider = crypto_provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -52,34 +51,6 @@ pub fn server_config(config: &Config) -> Result<Option<Arc<ServerConfig>>, Strin
         .with_single_cert(certs, key)
         .map_err(|e| format!("certificate and key do not match: {e}"))?;
     Ok(Some(Arc::new(sc)))
-}
-
-/// The rustls crypto provider of every TLS endpoint of the broker (`ring`, see the workspace
-/// Cargo.toml): the AMQPS listener and the alert webhook client.
-pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// The certificates of a PEM file (`what` names them in errors); at least one.
-pub fn read_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("invalid {what} in {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("no {what} in {}", path.display()));
-    }
-    Ok(certs)
-}
-
-/// Adds the CA certificates of a PEM bundle to `roots`.
-pub fn add_ca_certificates(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), String> {
-    for c in read_certificates(path, "CA certificate")? {
-        roots
-            .add(c)
-            .map_err(|e| format!("invalid CA certificate in {}: {e}", path.display()))?;
-    }
-    Ok(())
 }
 
 /// Accepts TLS connections until `shutdown` turns true.

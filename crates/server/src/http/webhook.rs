@@ -3,7 +3,7 @@
 //! any other `https://` receiver can be targeted.
 //!
 //! The client is hyper-util's (connection pooling, HTTP/1.1) behind hyper-rustls, with rustls'
-//! `ring` provider as everywhere else in the broker ([`crate::tls::crypto_provider`]). Servers
+//! `ring` provider as everywhere else in the broker ([`crate::pki::crypto_provider`]). Servers
 //! are verified against the Mozilla root list (`webpki-roots`) plus, with
 //! `--alert-webhook-ca FILE`, the CA certificates of a PEM bundle (a private CA).
 //!
@@ -115,9 +115,9 @@ impl Webhook {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
         if let Some(ca) = ca {
-            crate::tls::add_ca_certificates(&mut roots, ca).map_err(|e| format!("alert_webhook_ca: {e}"))?;
+            crate::pki::add_ca_certificates(&mut roots, ca).map_err(|e| format!("alert_webhook_ca: {e}"))?;
         }
-        let tls = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
+        let tls = rustls::ClientConfig::builder_with_provider(crate::pki::crypto_provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
