@@ -2656,3 +2656,68 @@ async fn a_quorum_queues_minority_side_delivers_nothing_and_heals_without_loss()
         n.running.shutdown().await;
     }
 }
+
+/// Issue 20, management: the leader's node shows a quorum queue's `online` members (those its
+/// leader heard from within an election timeout) and each member's lag behind the leader's
+/// log (`member_lag`). With a follower's node stopped, it leaves `online` and its lag grows as
+/// publishes commit without it; restarted, it catches up (lag 0) and is online again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quorum_queues_online_members_and_their_lag_show_a_stopped_member() {
+    let (q, path) = ("qq.lag", "/api/queues/%2F/qq.lag");
+    let (mut nodes, leader, li, ports) = quorum_queue_on_three_nodes("qg", q, path).await;
+    let names: Vec<String> = (1..=3).map(|i| format!("qg{i}@localhost")).collect();
+    let lh = http_port(&nodes[li]);
+    let caught_up = |want_online: Vec<String>| {
+        move |s: u16, v: &Value| {
+            s == 200
+                && v["online"] == json!(want_online)
+                && v["member_lag"]
+                    .as_object()
+                    .is_some_and(|m| m.len() == 3 && m.values().all(|l| l == &json!(0)))
+        }
+    };
+    wait_for(
+        lh,
+        path,
+        15,
+        "all three online, none behind",
+        caught_up(names.clone()),
+    )
+    .await;
+    // A follower's node stops; 50 publishes commit without it.
+    let fi = (0..3).find(|i| *i != li).unwrap();
+    let TestBroker {
+        running, data_dir, ..
+    } = nodes.remove(fi);
+    running.shutdown().await;
+    let (_c, ch) = amqp_channel(&nodes[if li > fi { li - 1 } else { li }]).await;
+    ch.confirm_select(Default::default()).await.unwrap();
+    assert_eq!(publish_confirmed(&ch, "", q, &numbered("lag", 50)).await, (50, 0));
+    let up: Vec<String> = names.iter().filter(|n| **n != names[fi]).cloned().collect();
+    wait_for(lh, path, 15, "the stopped member offline and behind", |s, v| {
+        s == 200
+            && v["online"] == json!(up)
+            && v["member_lag"][&names[fi]].as_u64().is_some_and(|l| l >= 1)
+            && up.iter().all(|n| v["member_lag"][n] == json!(0))
+    })
+    .await;
+    let v = get_json(lh, path).await;
+    eprintln!(
+        "quorum queue {q} (leader {leader}) with {} stopped: online {}, member_lag {}",
+        names[fi], v["online"], v["member_lag"]
+    );
+    // Restarted, it catches up and is online again.
+    let back = relaunch(&names[fi], data_dir, &ports, fi).await;
+    wait_for(
+        lh,
+        path,
+        15,
+        "the restarted member caught up",
+        caught_up(names.clone()),
+    )
+    .await;
+    back.running.shutdown().await;
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}

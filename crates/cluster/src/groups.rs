@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cluster::{Cluster, handle_raft, open_raft_in};
 use crate::error::{ClusterError, Result};
-use crate::network::{Network, Request, Response};
+use crate::network::{Answered, Network, Request, Response};
 use crate::state_machine::Apply;
 use crate::types::{Command, Member, NodeId, Raft, node_id_for};
 
@@ -36,6 +36,8 @@ struct Group {
     raft: Raft,
     dir: PathBuf,
     applied: Arc<AtomicU64>,
+    /// When each peer last answered this node's append-entries calls (as leader).
+    answered: Answered,
 }
 
 /// The groups of this node by id (held by the [`Cluster`]).
@@ -61,6 +63,12 @@ pub struct GroupStatus {
     pub term: u64,
     /// This node's last applied index in the group.
     pub last_applied: u64,
+    /// Only on the leader (empty elsewhere): the members it heard from within the longest
+    /// election timeout (itself included), sorted — RabbitMQ's `online`.
+    pub online: Vec<String>,
+    /// Only on the leader (empty elsewhere): per member, the leader's last log index minus the
+    /// index the member is known to have (all of it if none yet); 0 for the leader.
+    pub lag: BTreeMap<String, u64>,
 }
 
 /// The directory name of a group's files: 16 hex digits of SHA-256 of its id (ids hold any
@@ -130,7 +138,9 @@ impl Cluster {
             pool: self.pool(),
             rpc_timeout: config.timeouts.rpc,
             group: Some(Arc::from(group)),
+            answered: Default::default(),
         };
+        let answered = network.answered.clone();
         let applied = Arc::new(AtomicU64::new(0));
         let counters = (applied.clone(), Arc::new(AtomicU64::new(0)));
         let (raft, log) = open_raft_in(config, dir.clone(), applier, network, counters).await?;
@@ -140,7 +150,12 @@ impl Cluster {
         {
             tracing::debug!(group, error = %e, "group initialise refused (already initialised)");
         }
-        let g = Arc::new(Group { raft, dir, applied });
+        let g = Arc::new(Group {
+            raft,
+            dir,
+            applied,
+            answered,
+        });
         let raced = {
             let mut groups = self.groups().groups.write();
             match groups.get(group) {
@@ -218,9 +233,31 @@ impl Cluster {
         let name_of = |id: &NodeId| mem.get_node(id).map(|n| n.name.clone());
         let mut members: Vec<String> = mem.voter_ids().filter_map(|id| name_of(&id)).collect();
         members.sort();
+        let (mut online, mut lag) = (Vec::new(), BTreeMap::new());
+        if let Some(matched) = &m.replication {
+            let last = m.last_log_index.unwrap_or(0);
+            let fresh = self.config().timeouts.election_max;
+            let answered = g.answered.lock();
+            for id in mem.voter_ids() {
+                let Some(name) = name_of(&id) else { continue };
+                let heard = id == self.node_id() || answered.get(&id).is_some_and(|t| t.elapsed() <= fresh);
+                if heard {
+                    online.push(name.clone());
+                }
+                let have = if id == self.node_id() {
+                    last
+                } else {
+                    matched.get(&id).copied().flatten().map_or(0, |l| l.index)
+                };
+                lag.insert(name, last.saturating_sub(have));
+            }
+            online.sort();
+        }
         Some(GroupStatus {
             leader: m.current_leader.as_ref().and_then(name_of),
             members,
+            online,
+            lag,
             term: m.current_term,
             last_applied: g.applied.load(Ordering::Acquire),
         })
