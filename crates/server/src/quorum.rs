@@ -2,7 +2,7 @@
 //! it ([`warren_cluster::groups`]) on the members chosen from the declaration, each member
 //! holding a [`Replica`] of the queue's replicated state ([`warren_core::quorum::QuorumState`]);
 //! deleting the queue stops the group and deletes its files. The management API shows the
-//! group's `leader` and `members`.
+//! group's `leader` and `members` (and on the leader's node `online` and `member_lag`).
 //!
 //! # Who serves the queue
 //!
@@ -22,6 +22,9 @@
 //! flight as one [`Command::Batch`] log entry (one Raft round, each member fsyncs it before
 //! acknowledging). A published message is enqueued only once committed, and its publisher
 //! confirmed then (nacked if the group cannot commit within the cluster operation timeout).
+//! A delivery goes out only once its `Deliver` record committed, so a leader cut off from its
+//! majority delivers nothing; state changes that did not commit are proposed again until they
+//! do or another node leads (the proposer is then deposed and the queue stops dispatching).
 //!
 //! Not yet: non-member nodes of a group larger than the cluster's quorum do not learn of leader
 //! changes; TTL of replicated messages restarts at failover; membership changes (grow/shrink).
