@@ -2555,7 +2555,14 @@ async fn a_quorum_queues_minority_side_delivers_nothing_and_heals_without_loss()
     let recorder = got_a.clone();
     let a_task = tokio::spawn(async move {
         let mut acked = 0;
-        while let Some(Ok(d)) = a.next().await {
+        loop {
+            let d = match a.next().await {
+                Some(Ok(d)) => d,
+                end => {
+                    eprintln!("A's consumer ended: {end:?}");
+                    break;
+                }
+            };
             recorder
                 .lock()
                 .unwrap()
@@ -2571,7 +2578,12 @@ async fn a_quorum_queues_minority_side_delivers_nothing_and_heals_without_loss()
     });
     let deadline = Instant::now() + Duration::from_secs(15);
     while got_a.lock().unwrap().len() < 20 {
-        assert!(Instant::now() < deadline, "A gets 20 deliveries within 15 s");
+        assert!(
+            Instant::now() < deadline,
+            "A gets 20 deliveries within 15 s: got {}; leader {leader}, now {}",
+            got_a.lock().unwrap().len(),
+            get_json(https[li], path).await
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     hold.send(true).unwrap();

@@ -63,7 +63,8 @@ pub trait Replicator: Send + Sync + std::fmt::Debug {
     /// Replicates a change of message state (settled, returned).
     fn command(&self, cmd: warren_core::quorum::Command);
     /// Replicates that messages `ids` are out with consumers; once committed the proposer
-    /// sends `out` (in order) to their consumers ([`Queue::send_committed`]).
+    /// sends `out` (in order) to their consumers ([`Queue::send_committed`]). Called under the
+    /// queue's lock: must not take it.
     fn deliver(&self, ids: Vec<u64>, out: Vec<(Sink, Delivery)>);
     /// Whether the group may still commit (false once another node leads it: the queue stops
     /// dispatching until its handle is ceded).

@@ -149,8 +149,12 @@ impl Replicator for Proposer {
     }
 
     fn deliver(&self, ids: Vec<u64>, out: Vec<(Sink, Delivery)>) {
-        if let Err(mpsc::error::SendError(Work::Deliver(_, out))) = self.tx.send(Work::Deliver(ids, out)) {
-            crate::queue::release_unsent(out);
+        if let Err(mpsc::error::SendError(Work::Deliver(_, out))) = self.tx.send(Work::Deliver(ids, out))
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            // Not here: the caller holds the queue's lock, which freeing a prefetch slot may
+            // take (it dispatches the queues waiting for one).
+            rt.spawn(async move { crate::queue::release_unsent(out) });
         }
     }
 
