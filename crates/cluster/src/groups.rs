@@ -71,6 +71,16 @@ pub struct GroupStatus {
     pub lag: BTreeMap<String, u64>,
 }
 
+/// A group write's error: [`ClusterError::NotLeader`] naming the leader if another node leads.
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> ClusterError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ClusterError::NotLeader {
+            leader: f.leader_node.map(|n| n.name),
+        },
+        e => ClusterError::Raft(e.to_string()),
+    }
+}
+
 /// The directory name of a group's files: 16 hex digits of SHA-256 of its id (ids hold any
 /// characters, e.g. a vhost and queue name).
 fn dir_name(group: &str) -> String {
@@ -173,6 +183,85 @@ impl Cluster {
         Ok(())
     }
 
+    /// Starts this node's member of `group` as an empty replica that the group's leader is to
+    /// add ([`Cluster::grow_group`]): never initialised here, it learns the group's log and
+    /// membership from the leader. A no-op if it runs already.
+    pub async fn join_group(&self, group: &str, applier: Arc<dyn Apply>) -> Result<()> {
+        let me = [self.node_name().to_string()];
+        self.open_group(group, &me, applier, false).await
+    }
+
+    /// On `group`'s leader: adds cluster member `node` (whose member runs: [`Cluster::join_group`])
+    /// as a learner, waits until it caught up, then makes it a voter (RabbitMQ's
+    /// `rabbitmq-queues grow`). Fails with [`ClusterError::NotLeader`] on another node, and
+    /// with [`ClusterError::NoQuorum`] past `timeout`.
+    pub async fn grow_group(&self, group: &str, node: &str, timeout: Duration) -> Result<()> {
+        let (g, voters) = self.leading(group)?;
+        let addr = self
+            .member_addr(node)
+            .ok_or_else(|| ClusterError::Invalid(format!("no cluster member '{node}'")))?;
+        let id = node_id_for(node);
+        let member = Member {
+            name: node.to_string(),
+            addr,
+        };
+        let work = async {
+            g.raft.add_learner(id, member, true).await.map_err(write_error)?;
+            let mut voters = voters;
+            voters.insert(id);
+            g.raft.change_membership(voters, false).await.map_err(write_error)
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Err(_) => Err(ClusterError::NoQuorum),
+            Ok(r) => r.map(|_| ()),
+        }
+    }
+
+    /// On `group`'s leader: removes `node` from the group's voters (RabbitMQ's
+    /// `rabbitmq-queues shrink`); its member stops taking part (its files stay until it is
+    /// stopped with them).
+    pub async fn shrink_group(&self, group: &str, node: &str, timeout: Duration) -> Result<()> {
+        let (g, mut voters) = self.leading(group)?;
+        if !voters.remove(&node_id_for(node)) {
+            return Ok(());
+        }
+        if voters.is_empty() {
+            return Err(ClusterError::Invalid(format!(
+                "'{node}' is the last member of '{group}'"
+            )));
+        }
+        match tokio::time::timeout(timeout, g.raft.change_membership(voters, false)).await {
+            Err(_) => Err(ClusterError::NoQuorum),
+            Ok(r) => r.map(|_| ()).map_err(write_error),
+        }
+    }
+
+    /// `group` and its voters, if this node leads it ([`ClusterError::NotLeader`] if not).
+    fn leading(&self, group: &str) -> Result<(Arc<Group>, std::collections::BTreeSet<NodeId>)> {
+        let g = self
+            .groups()
+            .get(group)
+            .ok_or_else(|| ClusterError::Invalid(format!("no raft group '{group}' on this node")))?;
+        let (leader, voters) = {
+            let rx = g.raft.metrics();
+            let m = rx.borrow();
+            let mem = m.membership_config.membership();
+            let leader = m
+                .current_leader
+                .and_then(|id| mem.get_node(&id).map(|n| n.name.clone()));
+            (
+                (m.current_leader == Some(self.node_id()))
+                    .then_some(())
+                    .ok_or(leader),
+                mem.voter_ids().collect(),
+            )
+        };
+        match leader {
+            Ok(()) => Ok((g, voters)),
+            Err(leader) => Err(ClusterError::NotLeader { leader }),
+        }
+    }
+
     /// Stops this node's member of `group`; with `remove_data`, deletes its files (the queue
     /// was deleted).
     pub async fn stop_group(&self, group: &str, remove_data: bool) {
@@ -215,12 +304,7 @@ impl Cluster {
         match tokio::time::timeout(timeout, g.raft.client_write(command)).await {
             Err(_) => Err(ClusterError::NoQuorum),
             Ok(Ok(resp)) => Ok(resp.data.0),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(ClusterError::NotLeader {
-                    leader: f.leader_node.map(|n| n.name),
-                })
-            }
-            Ok(Err(e)) => Err(ClusterError::Raft(e.to_string())),
+            Ok(Err(e)) => Err(write_error(e)),
         }
     }
 
