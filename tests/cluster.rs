@@ -1725,10 +1725,7 @@ async fn a_publisher_faster_than_its_forwarding_link_is_parked_with_the_link_bou
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
+    now_us() / 1000
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -2121,22 +2118,39 @@ async fn a_quorum_queues_confirmed_messages_survive_losing_its_leaders_node() {
         |s, v| s == 200 && v["leader"] == json!(new_leader),
     )
     .await;
-    let (_bc, bch) = amqp_channel(&back).await;
-    bch.confirm_select(Default::default()).await.unwrap();
+    publish_then_consume_it(&back, q, "back", &mut c2, &Default::default()).await;
+    back.running.shutdown().await;
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+/// Publishes `{prefix}-i` on node `at` until one is confirmed, then acks `consumer`'s
+/// deliveries up to that one: none may come before it but publishes that were nacked (here
+/// or in `nacked`: a nack on timeout may still have committed).
+async fn publish_then_consume_it(
+    at: &TestBroker,
+    q: &str,
+    prefix: &str,
+    consumer: &mut lapin::Consumer,
+    nacked: &std::collections::HashSet<String>,
+) {
+    let (_c, ch) = amqp_channel(at).await;
+    ch.confirm_select(Default::default()).await.unwrap();
     let (mut acked, mut refused) = (Vec::new(), std::collections::HashSet::new());
-    publish_until_confirmed(&bch, q, "back", 15, &mut acked, &mut refused).await;
+    publish_until_confirmed(&ch, q, prefix, 15, &mut acked, &mut refused).await;
     loop {
-        let d = common::next(&mut c2).await;
+        let d = common::next(consumer).await;
         let body = String::from_utf8(d.data.clone()).unwrap();
         d.ack(Default::default()).await.unwrap();
         if body == acked[0] {
             break;
         }
-        assert!(refused.contains(&body), "unexpected {body}");
-    }
-    back.running.shutdown().await;
-    for n in nodes {
-        n.running.shutdown().await;
+        assert!(
+            refused.contains(&body) || nacked.contains(&body),
+            "unexpected {body} before {}",
+            acked[0]
+        );
     }
 }
 
@@ -2459,6 +2473,66 @@ async fn three_nodes_with_certificates_cluster_replicate_and_forward_over_tls() 
     }
 }
 
+/// Microseconds since the epoch (publish→delivery latency across the test's tasks).
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// Issue 20, a measurement (run on demand: `--ignored`): end-to-end publish→delivery latency
+/// of a quorum queue on three in-process nodes, 3,000 persistent messages published with
+/// confirms (windows of 100) on the leader's node and consumed there with manual acks
+/// (prefetch 100). Prints p50/p99/max and the time for all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn quorum_queue_publish_to_delivery_latency() {
+    const N: usize = 3000;
+    let (q, path) = ("qq.latency", "/api/queues/%2F/qq.latency");
+    let (nodes, _leader, li, _) = quorum_queue_on_three_nodes("ql", q, path).await;
+    let (_cc, cch) = amqp_channel(&nodes[li]).await;
+    cch.basic_qos(100, Default::default()).await.unwrap();
+    let mut consumer = cch
+        .basic_consume(q.into(), "lat".into(), Default::default(), no_args())
+        .await
+        .unwrap();
+    let (_pc, pch) = amqp_channel(&nodes[li]).await;
+    pch.confirm_select(Default::default()).await.unwrap();
+    let t = Instant::now();
+    let publisher = tokio::spawn(async move {
+        for w in 0..N / 100 {
+            let bodies: Vec<String> = (0..100)
+                .map(|i| format!("{}-{}", w * 100 + i, now_us()))
+                .collect();
+            assert_eq!(publish_confirmed(&pch, "", q, &bodies).await, (100, 0));
+        }
+    });
+    let mut lat = Vec::with_capacity(N);
+    for i in 0..N {
+        let d = common::next(&mut consumer).await;
+        let body = String::from_utf8(d.data.clone()).unwrap();
+        let (n, sent) = body.split_once('-').unwrap();
+        assert_eq!(n.parse::<usize>().unwrap(), i, "in order");
+        lat.push(now_us().saturating_sub(sent.parse().unwrap()));
+        d.ack(Default::default()).await.unwrap();
+    }
+    let all = t.elapsed();
+    publisher.await.unwrap();
+    lat.sort_unstable();
+    let ms = |us: u64| us as f64 / 1000.0;
+    eprintln!(
+        "quorum queue publish→delivery latency over {N} messages: p50 {:.2} ms, p99 {:.2} ms, \
+         max {:.2} ms; all delivered in {all:?}",
+        ms(lat[N / 2]),
+        ms(lat[N * 99 / 100]),
+        ms(lat[N - 1])
+    );
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
 /// A rustls client trusting `trust`'s CA, presenting `id`'s certificate (if any).
 fn tls_client(
     trust: &common::pki::Pki,
@@ -2588,5 +2662,225 @@ async fn forwarded_publish_throughput_plain_and_tls() {
     }
     for r in report {
         eprintln!("{r}");
+    }
+}
+
+/// Issue 20: a minority partition of a quorum queue delivers nothing. Three in-process nodes
+/// with proxied links; consumer A on the group leader's node (prefetch 1, manual acks) has
+/// taken some messages and holds one unacked when the leader's node is cut off from both
+/// others, so no delivery to A is in flight at the cut: A then acks what it holds, and must
+/// receive nothing more (its node cannot commit the `Deliver` record a delivery needs). The
+/// majority elects a leader and serves a consumer B on a survivor every confirmed message A did
+/// not ack before the cut (the held one flagged redelivered, no other), and publishes made
+/// there. Healed, the old leader's node follows the new leader; nothing acked comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quorum_queues_minority_side_delivers_nothing_and_heals_without_loss() {
+    use futures_lite::StreamExt;
+    let (q, path) = ("qq.part", "/api/queues/%2F/qq.part");
+    let (nodes, proxies) = proxied_nodes("qp").await;
+    let https: Vec<u16> = nodes.iter().map(http_port).collect();
+    let leader = declare_quorum(&nodes[0].url, &https, q, path).await;
+    let li = (1..=3)
+        .position(|i| format!("qp{i}@localhost") == leader)
+        .expect("a member leads");
+    let others: Vec<usize> = (0..3).filter(|i| *i != li).collect();
+    let (pi, si) = (others[0], others[1]);
+    let (_pc, pch) = amqp_channel(&nodes[pi]).await;
+    pch.confirm_select(Default::default()).await.unwrap();
+    let (mut expected, mut nacked) = (Vec::new(), std::collections::HashSet::new());
+    publish_until_confirmed(&pch, q, "warm", 15, &mut expected, &mut nacked).await;
+    let before = numbered("m", 300);
+    assert_eq!(publish_confirmed(&pch, "", q, &before).await, (300, 0));
+    expected.extend(before);
+
+    // A: prefetch 1, acks each delivery 10 ms after it, unless told to hold it.
+    let (_ac, ach) = amqp_channel(&nodes[li]).await;
+    ach.basic_qos(1, Default::default()).await.unwrap();
+    let mut a = ach
+        .basic_consume(q.into(), "a".into(), Default::default(), no_args())
+        .await
+        .unwrap();
+    let got_a: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let (hold, mut held) = tokio::sync::watch::channel(false);
+    let (acked_tx, acked_rx) = tokio::sync::watch::channel(0usize);
+    let recorder = got_a.clone();
+    let a_task = tokio::spawn(async move {
+        let mut acked = 0;
+        loop {
+            let d = match a.next().await {
+                Some(Ok(d)) => d,
+                end => {
+                    eprintln!("A's consumer ended: {end:?}");
+                    break;
+                }
+            };
+            recorder
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&d.data).into_owned());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let _ = held.wait_for(|h| !*h).await;
+            if d.ack(Default::default()).await.is_err() {
+                break;
+            }
+            acked += 1;
+            let _ = acked_tx.send(acked);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while got_a.lock().unwrap().len() < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "A gets 20 deliveries within 15 s: got {}; leader {leader}, now {}",
+            got_a.lock().unwrap().len(),
+            get_json(https[li], path).await
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    hold.send(true).unwrap();
+    // A holds its last delivery unacked (prefetch 1: nothing else is on its way); its acks so
+    // far are committed (a survivor's replica applied them).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while got_a.lock().unwrap().len() != *acked_rx.borrow() + 1 {
+        assert!(Instant::now() < deadline, "A holds one delivery within 15 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let acked_by_a = *acked_rx.borrow();
+    let held_msg = got_a.lock().unwrap()[acked_by_a].clone();
+    assert_eq!(got_a.lock().unwrap()[..acked_by_a], expected[..acked_by_a]);
+    let left = expected.len() - acked_by_a;
+    wait_for(https[si], path, 15, "A's acks committed", |s, v| {
+        s == 200 && v["replica_messages"] == json!(left)
+    })
+    .await;
+
+    // Cut the leader's node off from both others; A acks what it holds and goes on consuming.
+    let links = [(li, pi), (li, si), (pi, li), (si, li)];
+    for (i, j) in links {
+        proxies[i][j].as_ref().unwrap().cut();
+    }
+    let cut_at = Instant::now();
+    hold.send(false).unwrap();
+    let a_at_cut = got_a.lock().unwrap().len();
+
+    // The majority elects a leader and serves: B on a survivor gets every confirmed message A
+    // did not ack before the cut, only the one A held flagged redelivered, and those published
+    // on the majority side.
+    let new_leader = group_leader(&[https[pi], https[si]], path, Some(&leader)).await;
+    publish_until_confirmed(&pch, q, "during", 30, &mut expected, &mut nacked).await;
+    let during = numbered("d", 20);
+    assert_eq!(publish_confirmed(&pch, "", q, &during).await, (20, 0));
+    expected.extend(during);
+    let want: std::collections::HashSet<String> = expected[acked_by_a..].iter().cloned().collect();
+    let (_bc, mut b, first) = first_delivery(&nodes[si].url, q, 30).await;
+    let mut got_b = std::collections::HashSet::new();
+    let mut d = first;
+    loop {
+        let body = String::from_utf8(d.data.clone()).unwrap();
+        assert_eq!(d.redelivered, body == held_msg, "redelivered flag of {body}");
+        d.ack(Default::default()).await.unwrap();
+        if !nacked.contains(&body) {
+            assert!(want.contains(&body), "{body} delivered on the majority side");
+            assert!(got_b.insert(body.clone()), "{body} twice");
+        }
+        if got_b.len() == want.len() {
+            break;
+        }
+        d = common::next(&mut b).await;
+    }
+    let served_in = cut_at.elapsed();
+
+    // Heal: the old leader's node follows the new leader; nothing acked comes back (the next
+    // delivery is a publish made after the heal, bar nacked publishes that did commit).
+    for (i, j) in links {
+        proxies[i][j].as_ref().unwrap().heal();
+    }
+    let healed = Instant::now();
+    group_leader(&https, path, Some(&leader)).await;
+    publish_then_consume_it(&nodes[li], q, "end", &mut b, &nacked).await;
+    let a_total = got_a.lock().unwrap().len();
+    let watched = cut_at.elapsed();
+    assert_eq!(
+        a_total,
+        a_at_cut,
+        "A received {:?} after its node was cut off",
+        &got_a.lock().unwrap()[a_at_cut..]
+    );
+    eprintln!(
+        "quorum queue partition: A acked {acked_by_a} before the cut, nothing delivered to A in \
+         the {watched:?} after it; new leader {new_leader} served all {} messages on the majority \
+         side {served_in:?} after the cut; healed, the old leader's node forwarded a publish \
+         served {:?} after the heal",
+        want.len(),
+        healed.elapsed()
+    );
+    a_task.abort();
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+/// Issue 20, management: the leader's node shows a quorum queue's `online` members (those its
+/// leader heard from within an election timeout) and each member's lag behind the leader's
+/// log (`member_lag`). With a follower's node stopped, it leaves `online` and its lag grows as
+/// publishes commit without it; restarted, it catches up (lag 0) and is online again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quorum_queues_online_members_and_their_lag_show_a_stopped_member() {
+    let (q, path) = ("qq.lag", "/api/queues/%2F/qq.lag");
+    let (mut nodes, leader, li, ports) = quorum_queue_on_three_nodes("qg", q, path).await;
+    let names: Vec<String> = (1..=3).map(|i| format!("qg{i}@localhost")).collect();
+    let lh = http_port(&nodes[li]);
+    let caught_up = |want_online: Vec<String>| {
+        move |s: u16, v: &Value| {
+            s == 200
+                && v["online"] == json!(want_online)
+                && v["member_lag"]
+                    .as_object()
+                    .is_some_and(|m| m.len() == 3 && m.values().all(|l| l == &json!(0)))
+        }
+    };
+    wait_for(
+        lh,
+        path,
+        15,
+        "all three online, none behind",
+        caught_up(names.clone()),
+    )
+    .await;
+    // A follower's node stops; 50 publishes commit without it.
+    let fi = (0..3).find(|i| *i != li).unwrap();
+    let TestBroker {
+        running, data_dir, ..
+    } = nodes.remove(fi);
+    running.shutdown().await;
+    let (_c, ch) = amqp_channel(&nodes[if li > fi { li - 1 } else { li }]).await;
+    ch.confirm_select(Default::default()).await.unwrap();
+    assert_eq!(publish_confirmed(&ch, "", q, &numbered("lag", 50)).await, (50, 0));
+    let up: Vec<String> = names.iter().filter(|n| **n != names[fi]).cloned().collect();
+    wait_for(lh, path, 15, "the stopped member offline and behind", |s, v| {
+        s == 200
+            && v["online"] == json!(up)
+            && v["member_lag"][&names[fi]].as_u64().is_some_and(|l| l >= 1)
+            && up.iter().all(|n| v["member_lag"][n] == json!(0))
+    })
+    .await;
+    let v = get_json(lh, path).await;
+    eprintln!(
+        "quorum queue {q} (leader {leader}) with {} stopped: online {}, member_lag {}",
+        names[fi], v["online"], v["member_lag"]
+    );
+    // Restarted, it catches up and is online again.
+    let back = relaunch(&names[fi], data_dir, &ports, fi).await;
+    wait_for(
+        lh,
+        path,
+        15,
+        "the restarted member caught up",
+        caught_up(names.clone()),
+    )
+    .await;
+    back.running.shutdown().await;
+    for n in nodes {
+        n.running.shutdown().await;
     }
 }

@@ -952,6 +952,7 @@ async fn open_raft(
         pool: pool.clone(),
         rpc_timeout: config.timeouts.rpc,
         group: None,
+        answered: Default::default(),
     };
     let counters = (applied.clone(), commands.clone());
     open_raft_in(

@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cluster::{Cluster, handle_raft, open_raft_in};
 use crate::error::{ClusterError, Result};
-use crate::network::{Network, Request, Response};
+use crate::network::{Answered, Network, Request, Response};
 use crate::state_machine::Apply;
 use crate::types::{Command, Member, NodeId, Raft, node_id_for};
 
@@ -36,6 +36,8 @@ struct Group {
     raft: Raft,
     dir: PathBuf,
     applied: Arc<AtomicU64>,
+    /// When each peer last answered this node's append-entries calls (as leader).
+    answered: Answered,
 }
 
 /// The groups of this node by id (held by the [`Cluster`]).
@@ -61,6 +63,22 @@ pub struct GroupStatus {
     pub term: u64,
     /// This node's last applied index in the group.
     pub last_applied: u64,
+    /// Only on the leader (empty elsewhere): the members it heard from within the longest
+    /// election timeout (itself included), sorted — RabbitMQ's `online`.
+    pub online: Vec<String>,
+    /// Only on the leader (empty elsewhere): per member, the leader's last log index minus the
+    /// index the member is known to have (all of it if none yet); 0 for the leader.
+    pub lag: BTreeMap<String, u64>,
+}
+
+/// A group write's error: [`ClusterError::NotLeader`] naming the leader if another node leads.
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> ClusterError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ClusterError::NotLeader {
+            leader: f.leader_node.map(|n| n.name),
+        },
+        e => ClusterError::Raft(e.to_string()),
+    }
 }
 
 /// The directory name of a group's files: 16 hex digits of SHA-256 of its id (ids hold any
@@ -130,7 +148,9 @@ impl Cluster {
             pool: self.pool(),
             rpc_timeout: config.timeouts.rpc,
             group: Some(Arc::from(group)),
+            answered: Default::default(),
         };
+        let answered = network.answered.clone();
         let applied = Arc::new(AtomicU64::new(0));
         let counters = (applied.clone(), Arc::new(AtomicU64::new(0)));
         let (raft, log) = open_raft_in(config, dir.clone(), applier, network, counters).await?;
@@ -140,7 +160,12 @@ impl Cluster {
         {
             tracing::debug!(group, error = %e, "group initialise refused (already initialised)");
         }
-        let g = Arc::new(Group { raft, dir, applied });
+        let g = Arc::new(Group {
+            raft,
+            dir,
+            applied,
+            answered,
+        });
         let raced = {
             let mut groups = self.groups().groups.write();
             match groups.get(group) {
@@ -156,6 +181,85 @@ impl Cluster {
         }
         tracing::info!(group, ?members, "raft group started");
         Ok(())
+    }
+
+    /// Starts this node's member of `group` as an empty replica that the group's leader is to
+    /// add ([`Cluster::grow_group`]): never initialised here, it learns the group's log and
+    /// membership from the leader. A no-op if it runs already.
+    pub async fn join_group(&self, group: &str, applier: Arc<dyn Apply>) -> Result<()> {
+        let me = [self.node_name().to_string()];
+        self.open_group(group, &me, applier, false).await
+    }
+
+    /// On `group`'s leader: adds cluster member `node` (whose member runs: [`Cluster::join_group`])
+    /// as a learner, waits until it caught up, then makes it a voter (RabbitMQ's
+    /// `rabbitmq-queues grow`). Fails with [`ClusterError::NotLeader`] on another node, and
+    /// with [`ClusterError::NoQuorum`] past `timeout`.
+    pub async fn grow_group(&self, group: &str, node: &str, timeout: Duration) -> Result<()> {
+        let (g, voters) = self.leading(group)?;
+        let addr = self
+            .member_addr(node)
+            .ok_or_else(|| ClusterError::Invalid(format!("no cluster member '{node}'")))?;
+        let id = node_id_for(node);
+        let member = Member {
+            name: node.to_string(),
+            addr,
+        };
+        let work = async {
+            g.raft.add_learner(id, member, true).await.map_err(write_error)?;
+            let mut voters = voters;
+            voters.insert(id);
+            g.raft.change_membership(voters, false).await.map_err(write_error)
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Err(_) => Err(ClusterError::NoQuorum),
+            Ok(r) => r.map(|_| ()),
+        }
+    }
+
+    /// On `group`'s leader: removes `node` from the group's voters (RabbitMQ's
+    /// `rabbitmq-queues shrink`); its member stops taking part (its files stay until it is
+    /// stopped with them).
+    pub async fn shrink_group(&self, group: &str, node: &str, timeout: Duration) -> Result<()> {
+        let (g, mut voters) = self.leading(group)?;
+        if !voters.remove(&node_id_for(node)) {
+            return Ok(());
+        }
+        if voters.is_empty() {
+            return Err(ClusterError::Invalid(format!(
+                "'{node}' is the last member of '{group}'"
+            )));
+        }
+        match tokio::time::timeout(timeout, g.raft.change_membership(voters, false)).await {
+            Err(_) => Err(ClusterError::NoQuorum),
+            Ok(r) => r.map(|_| ()).map_err(write_error),
+        }
+    }
+
+    /// `group` and its voters, if this node leads it ([`ClusterError::NotLeader`] if not).
+    fn leading(&self, group: &str) -> Result<(Arc<Group>, std::collections::BTreeSet<NodeId>)> {
+        let g = self
+            .groups()
+            .get(group)
+            .ok_or_else(|| ClusterError::Invalid(format!("no raft group '{group}' on this node")))?;
+        let (leader, voters) = {
+            let rx = g.raft.metrics();
+            let m = rx.borrow();
+            let mem = m.membership_config.membership();
+            let leader = m
+                .current_leader
+                .and_then(|id| mem.get_node(&id).map(|n| n.name.clone()));
+            (
+                (m.current_leader == Some(self.node_id()))
+                    .then_some(())
+                    .ok_or(leader),
+                mem.voter_ids().collect(),
+            )
+        };
+        match leader {
+            Ok(()) => Ok((g, voters)),
+            Err(leader) => Err(ClusterError::NotLeader { leader }),
+        }
     }
 
     /// Stops this node's member of `group`; with `remove_data`, deletes its files (the queue
@@ -200,12 +304,7 @@ impl Cluster {
         match tokio::time::timeout(timeout, g.raft.client_write(command)).await {
             Err(_) => Err(ClusterError::NoQuorum),
             Ok(Ok(resp)) => Ok(resp.data.0),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(ClusterError::NotLeader {
-                    leader: f.leader_node.map(|n| n.name),
-                })
-            }
-            Ok(Err(e)) => Err(ClusterError::Raft(e.to_string())),
+            Ok(Err(e)) => Err(write_error(e)),
         }
     }
 
@@ -218,9 +317,31 @@ impl Cluster {
         let name_of = |id: &NodeId| mem.get_node(id).map(|n| n.name.clone());
         let mut members: Vec<String> = mem.voter_ids().filter_map(|id| name_of(&id)).collect();
         members.sort();
+        let (mut online, mut lag) = (Vec::new(), BTreeMap::new());
+        if let Some(matched) = &m.replication {
+            let last = m.last_log_index.unwrap_or(0);
+            let fresh = self.config().timeouts.election_max;
+            let answered = g.answered.lock();
+            for id in mem.voter_ids() {
+                let Some(name) = name_of(&id) else { continue };
+                let heard = id == self.node_id() || answered.get(&id).is_some_and(|t| t.elapsed() <= fresh);
+                if heard {
+                    online.push(name.clone());
+                }
+                let have = if id == self.node_id() {
+                    last
+                } else {
+                    matched.get(&id).copied().flatten().map_or(0, |l| l.index)
+                };
+                lag.insert(name, last.saturating_sub(have));
+            }
+            online.sort();
+        }
         Some(GroupStatus {
             leader: m.current_leader.as_ref().and_then(name_of),
             members,
+            online,
+            lag,
             term: m.current_term,
             last_applied: g.applied.load(Ordering::Acquire),
         })

@@ -573,7 +573,13 @@ pub(crate) struct Network {
     pub(crate) rpc_timeout: Duration,
     /// `None` for the metadata group; a per-queue group's id, which its RPCs carry.
     pub(crate) group: Option<Arc<str>>,
+    /// When each peer last answered an append-entries call of this group (heartbeats
+    /// included): which members its leader hears from.
+    pub(crate) answered: Answered,
 }
+
+/// Per peer, when it last answered an append-entries call.
+pub(crate) type Answered = Arc<parking_lot::Mutex<HashMap<NodeId, std::time::Instant>>>;
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
@@ -585,6 +591,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             pool: self.pool.clone(),
             rpc_timeout: self.rpc_timeout,
             group: self.group.clone(),
+            answered: self.answered.clone(),
         }
     }
 }
@@ -596,6 +603,7 @@ pub(crate) struct PeerClient {
     pool: Arc<Pool>,
     rpc_timeout: Duration,
     group: Option<Arc<str>>,
+    answered: Answered,
 }
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, Member, RaftError<NodeId, E>>;
@@ -641,7 +649,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
         match self.rpc(Request::AppendEntries(rpc), &option).await? {
-            Response::AppendEntries(r) => r.map_err(|e| self.remote(e)),
+            Response::AppendEntries(r) => {
+                self.answered
+                    .lock()
+                    .insert(self.target, std::time::Instant::now());
+                r.map_err(|e| self.remote(e))
+            }
             _ => Err(self.unexpected()),
         }
     }

@@ -622,15 +622,108 @@ async fn two_groups_share_the_links_replicate_apart_and_survive_their_leader() {
 
 /// The index of the node every member agrees leads `g` (waits up to 10 s).
 async fn group_leader(nodes: &[Node], names: &[String], g: &str) -> usize {
+    members_leader(nodes, names, g, names).await
+}
+
+/// The index of the node that every one of `members` (names, sorted; the group's voters)
+/// agrees leads `g` (waits up to 10 s).
+async fn members_leader(nodes: &[Node], names: &[String], g: &str, members: &[String]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let st: Vec<_> = nodes.iter().filter_map(|n| n.cluster.group_status(g)).collect();
-        if st.len() == 3 && st[0].leader.is_some() && st.iter().all(|s| s.leader == st[0].leader) {
+        let st: Vec<_> = nodes
+            .iter()
+            .zip(names)
+            .filter(|(_, name)| members.contains(name))
+            .filter_map(|(n, _)| n.cluster.group_status(g))
+            .collect();
+        if st.len() == members.len() && st[0].leader.is_some() && st.iter().all(|s| s.leader == st[0].leader)
+        {
             let name = st[0].leader.clone().unwrap();
-            assert_eq!(st[0].members, names);
+            assert_eq!(st[0].members, members);
             return names.iter().position(|n| *n == name).unwrap();
         }
         assert!(Instant::now() < deadline, "no agreed leader for {g}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue 20 (grow/shrink, the cluster layer): a group of two members on a three-node cluster
+/// grows onto the third (a pristine member joins, the leader adds it as a learner that catches
+/// up, then as a voter), which then holds every write; shrunk again, it is no longer a voter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_grows_onto_a_third_node_which_catches_up_and_shrinks_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = three_joined(dir.path()).await;
+    let names: Vec<String> = ["warren@a", "warren@b", "warren@c"].map(String::from).to_vec();
+    let g = "qq:/:grow";
+    let recs: Vec<Arc<Recorder>> = (0..3).map(|_| Arc::new(Recorder::default())).collect();
+    for i in 0..2 {
+        nodes[i]
+            .cluster
+            .start_group(g, &names[..2], recs[i].clone())
+            .await
+            .expect("start group");
+    }
+    let t = Duration::from_secs(5);
+    let l = members_leader(&nodes, &names, g, &names[..2]).await;
+    for i in 0..10 {
+        nodes[l]
+            .cluster
+            .group_write(g, format!("w{i}").into_bytes(), t)
+            .await
+            .expect("write");
+    }
+    // Not the leader: refused, naming it.
+    let f = 1 - l;
+    match nodes[f].cluster.grow_group(g, &names[2], t).await {
+        Err(ClusterError::NotLeader { leader }) => assert_eq!(leader.as_deref(), Some(names[l].as_str())),
+        other => panic!("a follower's grow: {other:?}"),
+    }
+    nodes[2]
+        .cluster
+        .join_group(g, recs[2].clone())
+        .await
+        .expect("join");
+    let started = Instant::now();
+    nodes[l].cluster.grow_group(g, &names[2], t).await.expect("grow");
+    eprintln!("group grown onto a third node in {:?}", started.elapsed());
+    nodes[l]
+        .cluster
+        .group_write(g, b"after".to_vec(), t)
+        .await
+        .expect("write");
+    wait_for("the new member to apply all 11 writes", t, || async {
+        recs[2].cmds().len() == 11
+    })
+    .await;
+    wait_for("every member to see three voters", t, || async {
+        nodes
+            .iter()
+            .all(|n| n.cluster.group_status(g).is_some_and(|s| s.members == names))
+    })
+    .await;
+    // Shrunk back: two voters again, and the group still commits.
+    let l = group_leader(&nodes, &names, g).await;
+    let gone = if l == 2 { 0 } else { 2 };
+    nodes[l]
+        .cluster
+        .shrink_group(g, &names[gone], t)
+        .await
+        .expect("shrink");
+    let kept: Vec<String> = names.iter().filter(|n| **n != names[gone]).cloned().collect();
+    wait_for("the leader to see two voters", t, || async {
+        nodes[l]
+            .cluster
+            .group_status(g)
+            .is_some_and(|s| s.members == kept)
+    })
+    .await;
+    nodes[l]
+        .cluster
+        .group_write(g, b"shrunk".to_vec(), t)
+        .await
+        .expect("write after shrink");
+    for n in &nodes {
+        n.cluster.shutdown().await;
     }
 }

@@ -14,8 +14,12 @@
 //! A quorum queue on a clustered node is served by the node of its Raft group's leader
 //! ([`crate::quorum`]): its handle there has a [`Replicator`] instead of a log. Publishes go to
 //! the replicator first and are enqueued only once committed ([`Queue::enqueue_replicated`],
-//! store position = the message's id in the group); deliveries, acks and returns are handed to
-//! it as the store effects a log would have recorded.
+//! store position = the message's id in the group); acks and returns are handed to it as the
+//! store effects a log would have recorded. Deliveries are not sent at dispatch: they go to the
+//! replicator with their `Deliver` record and leave for their consumers only once the group
+//! committed that they are out (RabbitMQ's Ra model: a leader cut off from its majority
+//! delivers nothing, and a message that went out is recorded as out, so a new leader flags it
+//! redelivered).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,8 +60,26 @@ pub trait Replicator: Send + Sync + std::fmt::Debug {
     /// Replicates a published message; once committed the proposer enqueues it here
     /// ([`Queue::enqueue_replicated`]) and calls `done` with the verdict.
     fn publish(&self, msg: MessageRef, ttl: Option<u64>, done: Option<VerdictFn>);
-    /// Replicates a change of message state (delivered, settled, returned).
+    /// Replicates a change of message state (settled, returned).
     fn command(&self, cmd: warren_core::quorum::Command);
+    /// Replicates that messages `ids` are out with consumers; once committed the proposer
+    /// sends `out` (in order) to their consumers ([`Queue::send_committed`]). Called under the
+    /// queue's lock: must not take it.
+    fn deliver(&self, ids: Vec<u64>, out: Vec<(Sink, Delivery)>);
+    /// Whether the group may still commit (false once another node leads it: the queue stops
+    /// dispatching until its handle is ceded).
+    fn serving(&self) -> bool;
+}
+
+/// Gives back the connection and prefetch slots that quorum queue deliveries reserved and
+/// will never use (their `Deliver` record cannot commit: another node leads the group).
+pub fn release_unsent(out: Vec<(Sink, Delivery)>) {
+    for (s, d) in out {
+        s.conn.took_delivery();
+        if !d.no_ack {
+            s.channel.release(1);
+        }
+    }
 }
 
 /// Whether a published message was written to the queue's durable log.
@@ -104,6 +126,9 @@ struct Inner {
     page_in_retry_at: u64,
     /// A quorum queue served on this node: where its changes are replicated.
     replicator: Option<Arc<dyn Replicator>>,
+    /// A quorum queue's deliveries of the current operation, handed to the replicator with
+    /// their `Deliver` record (see the module doc).
+    outgoing: Vec<(Sink, Delivery)>,
 }
 
 impl Inner {
@@ -230,6 +255,25 @@ impl Inner {
         true
     }
 
+    /// A delivery whose channel's connection task is gone without releasing it (it failed):
+    /// it goes back on the state, and the channel's consumers and what it holds are released,
+    /// so dispatch never picks them again.
+    fn undeliverable(&mut self, d: Delivery, now: u64, fx: &mut Effects) {
+        let state = &mut self.state;
+        state.unsend(d.seq, d.consumer, d.channel);
+        if self.sinks.remove(&d.channel).is_some() {
+            let gone: Vec<ConsumerKey> = state
+                .consumers()
+                .filter(|c| c.channel == d.channel)
+                .map(|c| c.key)
+                .collect();
+            for key in gone {
+                state.remove_consumer(key);
+            }
+        }
+        state.release_channel(d.channel, Return::Failed, now, fx);
+    }
+
     /// Pushes delivered records to the OS (one write), so that a crash after the deliveries
     /// went out still flags them redelivered. Runs at the end of every operation that can
     /// deliver, except a publish whose connection flushes the log anyway at the end of its
@@ -248,7 +292,7 @@ impl Inner {
     /// Carries out the store work the last state change left: ack records for messages that
     /// left the queue, counter records for returned ones.
     fn apply_store(&mut self) {
-        if !self.state.has_store_effects() {
+        if !self.state.has_store_effects() && self.outgoing.is_empty() {
             return;
         }
         let (removed, counts) = self.state.take_store_effects();
@@ -257,8 +301,9 @@ impl Inner {
         if let Some(r) = &self.replicator {
             use warren_core::quorum::Command;
             let ids = |v: Vec<StorePos>| v.into_iter().map(|p| p.0).collect::<Vec<u64>>();
-            if !delivered.is_empty() {
-                r.command(Command::Deliver(ids(delivered)));
+            let out = std::mem::take(&mut self.outgoing);
+            if !delivered.is_empty() || !out.is_empty() {
+                r.deliver(ids(delivered), out);
             }
             if !removed.is_empty() {
                 r.command(Command::Settle(ids(removed)));
@@ -394,6 +439,7 @@ impl Queue {
                 page_in_flight: false,
                 page_in_retry_at: 0,
                 replicator: None,
+                outgoing: Vec::new(),
             }),
             deleted: AtomicBool::new(false),
             had_consumer: AtomicBool::new(false),
@@ -721,7 +767,16 @@ impl Queue {
 
     /// One dispatch pass; true if consumers found gone were dropped (dispatch again).
     fn dispatch_once(self: &Arc<Self>, inner: &mut Inner, now: u64, fx: &mut Effects) -> bool {
-        let Inner { state, sinks, .. } = inner;
+        if inner.replicator.as_ref().is_some_and(|r| !r.serving()) {
+            return false;
+        }
+        let replicated = inner.replicator.is_some();
+        let Inner {
+            state,
+            sinks,
+            outgoing,
+            ..
+        } = inner;
         let me = Arc::downgrade(self);
         state.dispatch(
             now,
@@ -746,26 +801,18 @@ impl Queue {
         let mut again = false;
         let sent = fx.deliveries.len() as u32;
         for d in fx.deliveries.drain(..) {
+            if replicated && let Some(s) = sinks.get(&d.channel) {
+                // Sent once its Deliver record committed (apply_store hands it over).
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                outgoing.push((s.clone(), d));
+                continue;
+            }
             if let Err(d) = self.send(sinks, d) {
                 undeliverable.push(d);
             }
         }
-        // A channel whose connection task is gone without releasing it (it failed): its
-        // delivery goes back on the state this lock already holds, and its consumers and what
-        // it holds are released, so dispatch never picks them again.
         for d in undeliverable {
-            state.unsend(d.seq, d.consumer, d.channel);
-            if sinks.remove(&d.channel).is_some() {
-                let gone: Vec<ConsumerKey> = state
-                    .consumers()
-                    .filter(|c| c.channel == d.channel)
-                    .map(|c| c.key)
-                    .collect();
-                for key in gone {
-                    state.remove_consumer(key);
-                }
-            }
-            state.release_channel(d.channel, Return::Failed, now, fx);
+            inner.undeliverable(d, now, fx);
             again = true;
         }
         if inner.credit.delivered(sent) {
@@ -1212,6 +1259,29 @@ impl Queue {
             i.state.unsend(d.seq, d.consumer, d.channel);
             self.dispatch_locked(&mut i, now, &mut fx);
             i.flush_marks();
+            i.next_wakeup()
+        };
+        self.finish(fx, deadline, now);
+    }
+
+    /// Sends a quorum queue's deliveries whose `Deliver` record committed, in order; those
+    /// whose connection is gone go back to the queue as [`Inner::undeliverable`].
+    pub fn send_committed(self: &Arc<Self>, out: Vec<(Sink, Delivery)>) {
+        let gone: Vec<Delivery> = out
+            .into_iter()
+            .filter_map(|(s, d)| s.conn.deliver(self.clone(), d).err())
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let mut fx = Effects::default();
+        let deadline = {
+            let mut i = self.inner.lock();
+            for d in gone {
+                i.undeliverable(d, now, &mut fx);
+            }
+            self.dispatch_locked(&mut i, now, &mut fx);
             i.next_wakeup()
         };
         self.finish(fx, deadline, now);

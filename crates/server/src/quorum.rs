@@ -2,7 +2,7 @@
 //! it ([`warren_cluster::groups`]) on the members chosen from the declaration, each member
 //! holding a [`Replica`] of the queue's replicated state ([`warren_core::quorum::QuorumState`]);
 //! deleting the queue stops the group and deletes its files. The management API shows the
-//! group's `leader` and `members`.
+//! group's `leader` and `members` (and on the leader's node `online` and `member_lag`).
 //!
 //! # Who serves the queue
 //!
@@ -24,6 +24,9 @@
 //! flight as one [`Command::Batch`] log entry (one Raft round, each member fsyncs it before
 //! acknowledging). A published message is enqueued only once committed, and its publisher
 //! confirmed then (nacked if the group cannot commit within the cluster operation timeout).
+//! A delivery goes out only once its `Deliver` record committed, so a leader cut off from its
+//! majority delivers nothing; state changes that did not commit are proposed again until they
+//! do or another node leads (the proposer is then deposed and the queue stops dispatching).
 //!
 //! Not yet: non-member nodes of a group larger than the cluster's quorum do not learn of leader
 //! changes; TTL of replicated messages restarts at failover; membership changes (grow/shrink).
@@ -35,13 +38,13 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
-use warren_cluster::{Apply, Cluster};
+use warren_cluster::{Apply, Cluster, ClusterError};
 use warren_core::MessageRef;
-use warren_core::queue::{Entry, Published, StorePos};
+use warren_core::queue::{Delivery, Entry, Published, StorePos};
 use warren_core::quorum::{Command, QuorumState};
 
 use crate::forward::Host;
-use crate::queue::{Queue, Replicator, VerdictFn};
+use crate::queue::{Queue, Replicator, Sink, VerdictFn};
 use crate::util::now_ms;
 
 /// RabbitMQ's default quorum queue group size.
@@ -121,6 +124,8 @@ const MAX_BATCH: usize = 512;
 enum Work {
     Publish(MessageRef, Option<u64>, Option<VerdictFn>),
     Command(Command),
+    /// A `Deliver` record and the deliveries that leave once it committed.
+    Deliver(Vec<u64>, Vec<(Sink, Delivery)>),
 }
 
 /// The serving node's side of a quorum queue's group: a FIFO of work and the task that commits
@@ -128,6 +133,8 @@ enum Work {
 #[derive(Debug)]
 pub struct Proposer {
     tx: mpsc::UnboundedSender<Work>,
+    /// Another node leads the group: nothing this proposer proposes can commit.
+    deposed: Arc<AtomicBool>,
 }
 
 /// Ends a [`Proposer`]'s term of service. Its handle serves only what was committed up to the
@@ -189,6 +196,42 @@ impl Replicator for Proposer {
     fn command(&self, cmd: Command) {
         let _ = self.tx.send(Work::Command(cmd));
     }
+
+    fn deliver(&self, ids: Vec<u64>, out: Vec<(Sink, Delivery)>) {
+        if let Err(mpsc::error::SendError(Work::Deliver(_, out))) = self.tx.send(Work::Deliver(ids, out))
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            // Not here: the caller holds the queue's lock, which freeing a prefetch slot may
+            // take (it dispatches the queues waiting for one).
+            rt.spawn(async move { crate::queue::release_unsent(out) });
+        }
+    }
+
+    fn serving(&self) -> bool {
+        !self.deposed.load(Ordering::Acquire)
+    }
+}
+
+/// What one batch carries besides its publishes: the state changes to commit, in order, and
+/// the deliveries waiting for them.
+#[derive(Default)]
+struct Pending {
+    cmds: Vec<Command>,
+    out: Vec<(Sink, Delivery)>,
+}
+
+impl Pending {
+    fn add(&mut self, w: Work) -> Option<Work> {
+        match w {
+            Work::Command(c) => self.cmds.push(c),
+            Work::Deliver(ids, out) => {
+                self.cmds.push(Command::Deliver(ids));
+                self.out.extend(out);
+            }
+            publish => return Some(publish),
+        }
+        None
+    }
 }
 
 impl Proposer {
@@ -201,18 +244,31 @@ impl Proposer {
         gate: Arc<Gate>,
     ) -> Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(Self::run(cluster, group, queue, rx, (timeout, gate)));
-        Proposer { tx }
+        let deposed = Arc::new(AtomicBool::new(false));
+        tokio::spawn(Self::run(
+            cluster,
+            group,
+            queue,
+            rx,
+            (timeout, gate),
+            deposed.clone(),
+        ));
+        Proposer { tx, deposed }
     }
 
     /// Commits the work batch by batch until every sender is gone (the handle was dropped or
-    /// ceded): publishes are enqueued once committed, in order, and their verdicts sent.
+    /// ceded): publishes are enqueued once committed, in order, and their verdicts sent;
+    /// deliveries go out once their `Deliver` record committed. A batch the group could not
+    /// commit in time (no majority) nacks its publishes; its state changes are proposed again,
+    /// with those queued meanwhile (publishes queued meanwhile are nacked), until they commit
+    /// or another node leads (then the deliveries never go out, and the proposer is deposed).
     async fn run(
         cluster: Cluster,
         group: String,
         queue: Weak<Queue>,
         mut rx: mpsc::UnboundedReceiver<Work>,
         (timeout, gate): (Duration, Arc<Gate>),
+        deposed: Arc<AtomicBool>,
     ) {
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
@@ -223,29 +279,42 @@ impl Proposer {
                 }
             }
             if !gate.enter() {
-                // No longer this handle's to propose (see [`Gate`]): refused, not committed.
+                // No longer this handle's to propose (see [`Gate`]): refused, not committed;
+                // deliveries never go out (their prefetch slots are given back).
                 for w in batch {
-                    if let Work::Publish(_, _, Some(done)) = w {
-                        done(false);
+                    match w {
+                        Work::Publish(_, _, Some(done)) => done(false),
+                        Work::Deliver(_, out) => crate::queue::release_unsent(out),
+                        _ => {}
                     }
                 }
                 continue;
             }
             let now = now_ms();
-            let cmds = batch
-                .iter()
-                .map(|w| match w {
-                    Work::Publish(m, _, _) => {
-                        Command::Enqueue(crate::persist::encode_message(m, now).to_vec())
-                    }
-                    Work::Command(c) => c.clone(),
-                })
-                .collect();
-            let committed = cluster
-                .group_write(&group, Command::Batch(cmds).encode(), timeout)
-                .await;
-            let mut next = match committed {
-                Ok(b) => b.try_into().ok().map(u64::from_le_bytes),
+            let mut pending = Pending::default();
+            let mut publishes = Vec::new();
+            let mut cmds = Vec::with_capacity(batch.len());
+            for w in batch {
+                if let Work::Publish(m, _, _) = &w {
+                    cmds.push(Command::Enqueue(crate::persist::encode_message(m, now).to_vec()));
+                } else if let Work::Command(c) = &w {
+                    cmds.push(c.clone());
+                } else if let Work::Deliver(ids, _) = &w {
+                    cmds.push(Command::Deliver(ids.clone()));
+                }
+                if let Some(p) = pending.add(w) {
+                    publishes.push(p);
+                }
+            }
+            let committed = if deposed.load(Ordering::Acquire) {
+                Err(ClusterError::NotLeader { leader: None })
+            } else {
+                cluster
+                    .group_write(&group, Command::Batch(cmds).encode(), timeout)
+                    .await
+            };
+            let mut next = match &committed {
+                Ok(b) => b.clone().try_into().ok().map(u64::from_le_bytes),
                 Err(e) => {
                     tracing::warn!(%group, error = %e, "quorum queue batch not committed");
                     gate.failed.store(true, Ordering::SeqCst);
@@ -254,8 +323,21 @@ impl Proposer {
                 }
             };
             let q = queue.upgrade();
+            let mut committed = committed.map(|_| ());
+            if matches!(committed, Err(ClusterError::NoQuorum)) {
+                // The publishes are nacked now; the state changes go on being proposed.
+                nack(publishes);
+                publishes = Vec::new();
+                committed = Self::retry(&cluster, &group, &queue, &mut rx, &mut pending, timeout).await;
+            }
+            match (&committed, &q) {
+                (Ok(()), Some(q)) => q.send_committed(std::mem::take(&mut pending.out)),
+                (Err(ClusterError::NoQuorum), _) | (_, None) => {}
+                (Err(_), _) => deposed.store(true, Ordering::Release),
+            }
+            crate::queue::release_unsent(pending.out);
             let mut refused = Vec::new();
-            for w in batch {
+            for w in publishes {
                 let Work::Publish(msg, ttl, done) = w else {
                     continue;
                 };
@@ -288,6 +370,48 @@ impl Proposer {
                 }
             }
             gate.leave();
+        }
+    }
+
+    /// Proposes `pending`'s state changes again (with the work queued meanwhile: state changes
+    /// join them, publishes are nacked) until they commit, another node leads, or the queue's
+    /// handle is gone (`Err(NoQuorum)` then).
+    async fn retry(
+        cluster: &Cluster,
+        group: &str,
+        queue: &Weak<Queue>,
+        rx: &mut mpsc::UnboundedReceiver<Work>,
+        pending: &mut Pending,
+        timeout: Duration,
+    ) -> Result<(), ClusterError> {
+        loop {
+            if queue.strong_count() == 0 {
+                return Err(ClusterError::NoQuorum);
+            }
+            let mut nacks = Vec::new();
+            while let Ok(w) = rx.try_recv() {
+                nacks.extend(pending.add(w));
+            }
+            nack(nacks);
+            if pending.cmds.is_empty() {
+                return Ok(());
+            }
+            let cmds = Command::Batch(pending.cmds.clone()).encode();
+            match cluster.group_write(group, cmds, timeout).await {
+                Err(ClusterError::NoQuorum) => {
+                    tracing::warn!(%group, "quorum queue state changes not committed yet (no majority)");
+                }
+                r => return r.map(|_| ()),
+            }
+        }
+    }
+}
+
+/// Nacks publishes that were not committed.
+fn nack(publishes: Vec<Work>) {
+    for w in publishes {
+        if let Work::Publish(_, _, Some(done)) = w {
+            done(false);
         }
     }
 }

@@ -75,6 +75,11 @@ pub fn queue_json(st: &Shared, vhost: &str, meta: &QueueMeta, q: Option<&Arc<Que
     if let Some(g) = group {
         item["leader"] = json!(g.leader);
         item["members"] = json!(g.members);
+        if !g.lag.is_empty() {
+            // Shown by the leader's node (which renders the queue's item).
+            item["online"] = json!(g.online);
+            item["member_lag"] = json!(g.lag);
+        }
         if let Some(r) = st.broker.quorum.get(vhost, &meta.name) {
             // This member's copy of the replicated messages (as far as it has applied).
             item["replica_messages"] = json!(r.len());
