@@ -158,8 +158,9 @@ mem_one() { # broker: 100 quorum queues, then 100,000 × 1 KiB queued in one
     { for (i = 2; i <= 4; i++) v[$1, i] = $i }
     END {
       for (i = 2; i <= 4; i++)
-        printf "   mem   %-8s node %d: idle %.1f MB, per quorum queue %.1f KB, per queued 1 KiB message %.0f B\n", b, i - 1,
-          v["idle", i] / 1024, (v["queues100", i] - v["idle", i]) / 100, (v["backlog100k", i] - v["queues100", i]) * 1024 / 100000
+        printf "   mem   %-8s node %d: RSS idle %.1f MB, with 100 quorum queues %.1f MB, with 100,000 × 1 KiB queued %.1f MB: per quorum queue %.1f KB, per queued 1 KiB message %.0f B\n", b, i - 1,
+          v["idle", i] / 1024, v["queues100", i] / 1024, v["backlog100k", i] / 1024,
+          (v["queues100", i] - v["idle", i]) / 100, (v["backlog100k", i] - v["queues100", i]) * 1024 / 100000
     }' "$f" | tee -a "$out/mem.txt" >&2
 }
 

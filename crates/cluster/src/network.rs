@@ -621,15 +621,21 @@ impl PeerClient {
             None => (Lane::Raft, req),
             Some(g) => (Lane::Group, Request::Group(g.to_string(), Box::new(req))),
         };
-        self.pool
-            .call(&self.node.addr, lane, &req, timeout)
-            .await
-            .map_err(|e| match e {
+        match self.pool.call(&self.node.addr, lane, &req, timeout).await {
+            // The peer does not run this group (yet: a new queue's members start their groups
+            // as each applies its declaration): unreachable for now, with the peer's reason,
+            // rather than a garbled answer.
+            Ok(Response::App(Err(why))) => Err(RPCError::Unreachable(Unreachable::new(
+                &ClusterError::Network(why),
+            ))),
+            Ok(r) => Ok(r),
+            Err(e) => Err(match e {
                 ClusterError::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
                     RPCError::Unreachable(Unreachable::new(&e))
                 }
                 _ => RPCError::Network(NetworkError::new(&e)),
-            })
+            }),
+        }
     }
 
     fn remote<E: std::error::Error>(&self, e: RaftError<NodeId, E>) -> RpcErr<E> {
