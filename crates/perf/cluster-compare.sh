@@ -4,7 +4,7 @@
 # Warren again… alternating per run), unpinned: three nodes and the load generator share the
 # machine's cores, as a cluster on one machine does.
 #
-#   crates/perf/cluster-compare.sh [--runs N] [--duration S] [--scenarios x1,x2,q1,q100,mem]
+#   crates/perf/cluster-compare.sh [--runs N] [--duration S] [--scenarios mem,x1,x2,q1,q100]
 #                                  [--warren-only] [--out DIR]
 #
 # Scenarios (warren-perf flags in scenario_flags below):
@@ -13,14 +13,16 @@
 #   q1    1 publisher with confirms → 1 quorum queue → 1 consumer with manual acks, 1 KiB
 #         persistent, both on node 1 (the declaring node; the queue's leader at the start)
 #   q100  the same with 100 quorum queues, 100 publishers and 100 consumers (aggregate)
-#   mem   memory per quorum queue and per queued message on each node: 100 quorum queues
-#         declared, then 100,000 × 1 KiB into one of them; RSS of every node before and after
+#   mem   memory per quorum queue and per queued message on each node (first, on the fresh
+#         cluster of run 1): 100 quorum queues declared, then 100,000 × 1 KiB into one of them;
+#         RSS of every node before and after (RabbitMQ's garbage collection makes its deltas
+#         noisy); the queues are deleted afterwards
 #
 # Needs rabbitmq-server (installed from Debian's archive if missing, as rabbitmq-local.sh does).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
-runs=3 duration=8 scenarios="x1,x2,q1,q100,mem" warren_only=0 out=""
+runs=3 duration=8 scenarios="mem,x1,x2,q1,q100" warren_only=0 out=""
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) runs=$2; shift ;;
@@ -72,7 +74,7 @@ start_warren() {
     "$warren_bin" --node-name "warren$p@localhost" --data-dir "$tmp/data-$p" --amqp-listen "127.0.0.1:$p" \
       --http-listen "127.0.0.1:$((p + 10000))" --prometheus-listen off --log-level warn \
       --cluster-listen "127.0.0.1:$((p + 20000))" --cluster-seeds "$seeds" --cluster-secret bench-secret \
-      > "$tmp/warren-$p.log" 2>&1 &
+      > "$tmp/warren-$p.run$run_no.log" 2>&1 &
     wpids+=($!)
   done
   for p in "${wports[@]}"; do wait_port "$p"; done
@@ -154,6 +156,9 @@ mem_one() { # broker: 100 quorum queues, then 100,000 × 1 KiB queued in one
   "$perf_bin" --uri "$(uri "${ports[0]}")" --quorum-queue --queue-pattern membl-%d --queues 1 --producers 1 --consumers 0 \
     --size 1024 --persistent --confirm 1000 --pmessages 100000 --keep-queues --quiet --json > "$f.json" 2>> "$f.log" || true
   echo "backlog100k $(node_rss "$b")" >> "$f"
+  for q in membl-1 $(seq -f 'mem-%g' 100); do
+    curl -s -o /dev/null -u guest:guest -X DELETE "http://127.0.0.1:$((ports[0] + 10000))/api/queues/%2F/$q" || true
+  done
   awk -v b="$b" '
     { for (i = 2; i <= 4; i++) v[$1, i] = $i }
     END {
@@ -166,10 +171,11 @@ mem_one() { # broker: 100 quorum queues, then 100,000 × 1 KiB queued in one
 
 IFS=, read -r -a list <<< "$scenarios"
 brokers="warren"; [ "$warren_only" = 1 ] || brokers="warren rabbitmq"
-echo "== $runs runs × ${#list[@]} scenarios, ${duration}s each; raw results in $out" >&2
+echo "== $runs runs × ${#list[@]} scenarios, ${duration}s each; raw results in $out, node logs in $tmp" >&2
 for i in $(seq "$runs"); do
   if [ $((i % 2)) = 1 ]; then order=$brokers; else order=$(echo "$brokers" | awk '{ for (i = NF; i > 0; i--) printf "%s ", $i }'); fi
   for b in $order; do
+    run_no=$i
     if [ "$b" = warren ]; then start_warren; else start_rabbit; fi
     for sc in "${list[@]}"; do
       if [ "$sc" != mem ]; then run_one "$b" "$sc" "$i"; elif [ "$i" = 1 ]; then mem_one "$b"; fi
