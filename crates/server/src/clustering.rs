@@ -261,17 +261,14 @@ async fn quorum_ready(broker: &Broker, vhost: &str, name: &str) {
     if broker.cluster().is_none() {
         return; // a single node's quorum queue is served by its store
     }
-    let deadline = std::time::Instant::now() + broker.config.cluster_timeouts.propose;
-    loop {
-        let ready = broker.vhost(vhost).is_none_or(|v| {
+    let deadline = tokio::time::Instant::now() + broker.config.cluster_timeouts.propose;
+    crate::quorum::wait_until(deadline, || {
+        broker.vhost(vhost).is_none_or(|v| {
             let quorum = v.read_topology(|t| t.queue(name).is_some_and(|m| m.args.quorum));
             !quorum || v.queue(name).is_none_or(|q| q.replicator().is_some())
-        });
-        if ready || std::time::Instant::now() >= deadline {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
+        })
+    })
+    .await;
 }
 
 /// Applies a [`Change::Define`] through the vhost service.

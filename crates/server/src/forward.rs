@@ -746,16 +746,13 @@ async fn until_served(broker: &dyn Host, vhost: &str, queue: &str, deadline: tok
         return;
     }
     let group = crate::quorum::group_id(vhost, queue);
-    loop {
+    crate::quorum::wait_until(deadline, || {
         let leads = c
             .group_status(&group)
             .is_some_and(|s| s.leader.as_deref() == Some(c.node_name()));
-        let serving = v.queue(queue).is_some_and(|q| q.replicator().is_some());
-        if !leads || serving || tokio::time::Instant::now() >= deadline {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+        !leads || v.queue(queue).is_some_and(|q| q.replicator().is_some())
+    })
+    .await;
 }
 
 impl AppHandler for Handler {

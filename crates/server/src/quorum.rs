@@ -56,6 +56,15 @@ pub fn group_id(vhost: &str, name: &str) -> String {
     format!("qq:{}:{}:{vhost}{name}", vhost.len(), name.len())
 }
 
+/// Polls `ready` every 2 ms until it holds or `deadline` passes: how a request waits for a
+/// quorum queue's member on this node to become servable (elected and holding the replica).
+/// Group elections have no completion event to await, and the wait lasts a few milliseconds.
+pub async fn wait_until(deadline: tokio::time::Instant, mut ready: impl FnMut() -> bool) {
+    while !ready() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// The members of a new queue's group: `size` nodes (at least one, at most all), starting with
 /// the declaring node and then the next ones by name, wrapping around. Every node computes it
 /// from the same committed declaration and membership, so all agree.

@@ -127,8 +127,8 @@ pub(super) async fn remote_queues(
 const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Has member `node` run this management request (it holds the object) as `caller`, and
-/// answers with its status and body; `503` with the reason when it cannot be reached, as
-/// RabbitMQ answers for an object on a node that is down.
+/// answers with its status and body; `503` with the reason when it cannot be reached
+/// (RabbitMQ's answer in that case was not compared).
 pub(super) async fn hand_over(
     st: &Shared,
     node: &str,
