@@ -1213,6 +1213,33 @@ async fn a_consumer_on_another_node_keeps_prefetch_acks_requeues_and_is_cancelle
     }
 }
 
+/// A backlog larger than what a queue hands a remote channel at once (its stand-in's pending
+/// limit) drains to an auto-ack consumer on another node after publishing has stopped: the
+/// op link's verdicts, not new publishes, wake the queue again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_auto_ack_consumer_on_another_node_drains_a_backlog_after_publishing_stops() {
+    let (nodes, hs, _c1, ch1) = homed_on_node_1("b", "q.backlog").await;
+    wait_for(
+        hs[1],
+        "/api/queues/%2F/q.backlog",
+        10,
+        "q.backlog on node 2",
+        |s, _| s == 200,
+    )
+    .await;
+    ch1.confirm_select(Default::default()).await.unwrap();
+    let n = 6000;
+    assert_eq!(
+        publish_confirmed(&ch1, "", "q.backlog", &numbered("b", n)).await,
+        (n, 0)
+    );
+    let (_c2, ch2) = amqp_channel(&nodes[1]).await;
+    assert_eq!(drain(&ch2, "q.backlog", n).await, numbered("b", n));
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dead_letters_reach_a_queue_of_another_node() {
     let (mut nodes, ports) = three_nodes("d").await;
@@ -2250,6 +2277,70 @@ async fn publishes_right_after_a_quorum_queue_is_declared_are_taken() {
         let got = drain(&ch, &q, 250).await;
         assert_eq!(got, [unconfirmed, bodies].concat(), "declared on node {}", i + 1);
     }
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+/// Credit flow reaches quorum queues: a publisher on the leader's node that outruns the
+/// queue's manual-ack consumer parks (its connection enters flow) instead of growing the
+/// backlog without bound, and every message arrives in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_publisher_outrunning_a_quorum_queues_consumer_is_paced_by_credit_flow() {
+    use futures_lite::StreamExt;
+    let (nodes, _) = three_nodes("qf").await;
+    let (_c, ch) = amqp_channel(&nodes[0]).await;
+    let quorum = common::table(vec![("x-queue-type", common::lstr("quorum"))]);
+    common::declare_durable(&ch, "qq.flow", quorum).await;
+    let hs: Vec<u16> = nodes.iter().map(http_port).collect();
+    let leader = group_leader(&hs, "/api/queues/%2F/qq.flow", None).await;
+    let b = nodes
+        .iter()
+        .find(|n| n.running.broker.config.node_name == leader)
+        .expect("the leader is one of the nodes");
+    let metrics = b.running.broker.metrics.clone();
+    let flows_before = metrics.flow_entered.load(std::sync::atomic::Ordering::Relaxed);
+
+    let (_cc, cch) = amqp_channel(b).await;
+    cch.basic_qos(100, Default::default()).await.unwrap();
+    let mut consumer = common::consume(&cch, "qq.flow", "slow").await;
+    let n = 20_000;
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::with_capacity(n);
+        while got.len() < n {
+            let d = common::within(30, "a delivery", consumer.next())
+                .await
+                .expect("consumer not cancelled")
+                .expect("delivery");
+            got.push(String::from_utf8(d.data.clone()).unwrap());
+            if got.len() % 10 == 0 {
+                d.ack(lapin::options::BasicAckOptions { multiple: true })
+                    .await
+                    .unwrap();
+            }
+        }
+        got
+    });
+    let (_pc, pch) = amqp_channel(b).await;
+    let bodies = numbered("f", n);
+    for body in &bodies {
+        pch.basic_publish(
+            "".into(),
+            "qq.flow".into(),
+            Default::default(),
+            body.as_bytes(),
+            Default::default(),
+        )
+        .await
+        .expect("publish sent");
+    }
+    let got = common::within(90, "every message consumed", reader)
+        .await
+        .unwrap();
+    assert_eq!(got, bodies);
+    let flows = metrics.flow_entered.load(std::sync::atomic::Ordering::Relaxed) - flows_before;
+    assert!(flows > 0, "the publisher never entered flow");
+    eprintln!("{n} messages through a quorum queue; the publisher entered flow {flows} times");
     for n in nodes {
         n.running.shutdown().await;
     }

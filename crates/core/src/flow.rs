@@ -8,6 +8,9 @@
 //! one stops reading its socket (TCP back-pressure) until the queue has delivered half a window
 //! again. So a consumer that keeps up is never starved by ingest: the publisher runs at the
 //! consumers' pace with at most a window queued.
+//! Publishes taken beyond the window (the rest of a read batch, a forwarded batch enqueued
+//! whole) are owed: deliveries pay them back before the window grows again, so overshoot does
+//! not accumulate into a backlog.
 //!
 //! Two cases must not throttle, and do not:
 //! - a queue with no consumers absorbs bursts at full speed into its paged log (its backlog on
@@ -40,7 +43,9 @@ pub const SLOW_FRACTION: u32 = 8;
 #[derive(Debug, Clone)]
 pub struct Credit {
     window: u32,
-    available: u32,
+    /// Credits left; below zero, the publishes taken beyond the window (a publisher's read
+    /// batch, or a forwarded batch, is enqueued whole), which deliveries pay back first.
+    available: i64,
     /// When the current judging period began: the queue ran out of credit since its last
     /// wake-up (None: publishers run).
     out_since_ms: Option<u64>,
@@ -69,7 +74,7 @@ impl Credit {
         let window = window.max(1);
         Credit {
             window,
-            available: window,
+            available: i64::from(window),
             out_since_ms: None,
             delivered_in_period: 0,
         }
@@ -80,9 +85,9 @@ impl Credit {
         self.window
     }
 
-    /// Credits left.
+    /// Credits left (0 when publishes went beyond the window).
     pub fn available(&self) -> u32 {
-        self.available
+        self.available.clamp(0, i64::from(self.window)) as u32
     }
 
     /// Whether a publisher may go on now (not out of credit).
@@ -97,7 +102,7 @@ impl Credit {
             self.refill();
             return Take::Go;
         }
-        self.available = self.available.saturating_sub(1);
+        self.available -= 1;
         if self.available > 0 {
             return Take::Go;
         }
@@ -118,8 +123,8 @@ impl Credit {
         }
         self.delivered_in_period = self.delivered_in_period.saturating_add(n);
         let before = self.available;
-        self.available = self.available.saturating_add(n).min(self.window);
-        let half = (self.window / 2).max(1);
+        self.available = (self.available + i64::from(n)).min(i64::from(self.window));
+        let half = i64::from((self.window / 2).max(1));
         let wake = before < half && self.available >= half;
         if wake {
             self.out_since_ms = None;
@@ -133,7 +138,7 @@ impl Credit {
     /// delivered more starts another period (its deliveries keep pacing the publishers).
     pub fn grace(&mut self, now: u64) -> bool {
         match self.grace_at() {
-            Some(at) if self.available == 0 && now >= at => {
+            Some(at) if self.available <= 0 && now >= at => {
                 if self.delivered_in_period < (self.window / SLOW_FRACTION).max(1) {
                     self.refill();
                     return true;
@@ -155,8 +160,8 @@ impl Credit {
     /// Back to a full window (the consumers went away, the queue was purged or deleted).
     /// Returns true if it was out of credit.
     pub fn refill(&mut self) -> bool {
-        let was_out = self.available == 0;
-        self.available = self.window;
+        let was_out = self.available <= 0;
+        self.available = i64::from(self.window);
         self.out_since_ms = None;
         self.delivered_in_period = 0;
         was_out
@@ -184,9 +189,17 @@ mod tests {
         assert_eq!(c.take(true, 0), Take::Go);
         assert_eq!(c.take(true, 0), Take::Exhausted);
         assert!(!c.has_credit());
-        // Further publishes (already read frames) keep it at zero, never wrap.
+        // Further publishes (already read frames) are owed: deliveries pay them back first.
+        assert_eq!(c.take(true, 0), Take::Exhausted);
         assert_eq!(c.take(true, 0), Take::Exhausted);
         assert_eq!(c.available(), 0);
+        assert!(!c.delivered(2));
+        assert!(
+            !c.has_credit(),
+            "the two publishes beyond the window were paid back first"
+        );
+        assert!(c.delivered(2));
+        assert_eq!(c.available(), 2);
     }
 
     #[test]

@@ -264,12 +264,15 @@ const DEAD_LETTER_RETRY: Duration = Duration::from_millis(500);
 pub(crate) enum OpReply {
     None,
     Once(tokio::sync::oneshot::Sender<Verdict>),
-    /// A delivery to a remote channel: not taken, it goes back to its queue.
+    /// A delivery to a remote channel: not taken, it goes back to its queue. It holds one of
+    /// the channel's stand-in connection's pending-delivery slots until its verdict comes, so
+    /// a queue delivers to another node no faster than the op link carries.
     Delivery {
         origin: String,
         chan: u64,
         queue: Arc<Queue>,
         seq: u64,
+        conn: Arc<crate::mailbox::ConnShared>,
     },
 }
 
@@ -368,22 +371,32 @@ impl Forwarder {
         });
         if let Err(mpsc::error::SendError((_, reply))) = tx.send((op, reply)) {
             drop(links);
-            self.op_verdict(reply, Verdict::Unreachable);
+            if let Some(conn) = self.op_verdict(reply, Verdict::Unreachable) {
+                conn.wake();
+            }
         }
     }
 
-    fn op_verdict(&self, reply: OpReply, v: Verdict) {
+    /// Hands verdict `v` to `reply`; for a delivery, the stand-in connection whose slot it
+    /// freed (to wake its queues once the whole batch of verdicts is in).
+    fn op_verdict(&self, reply: OpReply, v: Verdict) -> Option<Arc<crate::mailbox::ConnShared>> {
         match reply {
-            OpReply::None => {}
+            OpReply::None => None,
             OpReply::Once(tx) => {
                 let _ = tx.send(v);
+                None
             }
             OpReply::Delivery {
                 origin,
                 chan,
                 queue,
                 seq,
-            } => self.delivery_refused(&origin, chan, &queue, seq, &v),
+                conn,
+            } => {
+                conn.took_delivery();
+                self.delivery_refused(&origin, chan, &queue, seq, &v);
+                Some(conn)
+            }
         }
     }
 
@@ -570,8 +583,17 @@ async fn op_link(node: String, broker: Weak<dyn Host>, mut rx: mpsc::UnboundedRe
             None => vec![Verdict::Unreachable; n],
         };
         let Some(f) = b.forwarder() else { return };
+        let mut freed: Vec<Arc<crate::mailbox::ConnShared>> = Vec::new();
         for (r, v) in replies.into_iter().zip(verdicts) {
-            f.op_verdict(r, v);
+            if let Some(conn) = f.op_verdict(r, v)
+                && !freed.iter().any(|c| Arc::ptr_eq(c, &conn))
+            {
+                freed.push(conn);
+            }
+        }
+        // Queues that stopped at a stand-in's pending limit deliver again.
+        for conn in freed {
+            conn.wake();
         }
     }
 }
@@ -605,12 +627,43 @@ fn encode_batch(batch: &[Outgoing], now: u64) -> Vec<u8> {
     postcard::to_stdvec(&Request::Publish(items)).expect("postcard encodes to a Vec")
 }
 
-/// What [`Handler::publish`] did: verdicts, queues to sync, quorum queues' verdicts to come.
+/// What [`Handler::publish`] did: verdicts, queues to sync, quorum queues' verdicts to come,
+/// queues whose last ingest credit it took.
 type Enqueued = (
     Vec<bool>,
     Vec<Arc<Queue>>,
     Vec<(usize, tokio::sync::oneshot::Receiver<bool>)>,
+    Vec<Arc<Queue>>,
 );
+
+/// How long the answer to a forwarded batch waits for the queues it ran out of credit
+/// ([`paced`]); well under the origin's forwarding timeout, which would nack the batch.
+const CREDIT_WAIT: Duration = Duration::from_millis(500);
+
+/// Credit flow across a link: while a queue a forwarded batch fed is out of ingest credit, the
+/// answer waits (as a local publisher's connection stops reading its socket), so the origin's
+/// link fills to its bound (or the publisher's unconfirmed window fills) and parks the
+/// publisher there. Returns once every queue has half a window of credit again or judged its
+/// consumers slow ([`Queue::link_park`]), or after `limit`.
+async fn paced(queues: &[Arc<Queue>], limit: Duration) {
+    if queues.is_empty() {
+        return;
+    }
+    let end = tokio::time::Instant::now() + limit;
+    // Stands in for the link's publisher in the queues' waiter lists.
+    let (me, _rx) = ConnShared::new(ConnId(0), None);
+    loop {
+        let now = now_ms();
+        let Some(at) = queues.iter().filter_map(|q| q.link_park(&me, now)).min() else {
+            return;
+        };
+        let grace = tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now).max(1));
+        if tokio::time::Instant::now() >= end {
+            return;
+        }
+        let _ = tokio::time::timeout_at(grace.min(end), me.flow_notify.notified()).await;
+    }
+}
 
 /// The incoming side of forwarding: serves peers' [`Request`]s with this node's queues.
 pub struct Handler {
@@ -628,6 +681,7 @@ impl Handler {
     fn publish(broker: &dyn Host, items: Vec<Item>, now: u64) -> Enqueued {
         let mut dirty: Vec<Arc<Queue>> = Vec::new();
         let mut replicated = Vec::new();
+        let mut out_of_credit: Vec<Arc<Queue>> = Vec::new();
         let verdicts = items
             .into_iter()
             .enumerate()
@@ -660,11 +714,17 @@ impl Handler {
                             ),
                             None => ok = false,
                         }
+                        if q.take_credit(now) && !out_of_credit.iter().any(|x| Arc::ptr_eq(x, &q)) {
+                            out_of_credit.push(q.clone());
+                        }
                         replicated.push((n, rx));
                         continue;
                     }
                     let write = (msg.is_persistent() && q.is_durable()).then_some(&payload[..]);
-                    let (p, stored, _) = q.publish(msg.clone(), item.ttl, now, write);
+                    let (p, stored, exhausted) = q.publish(msg.clone(), item.ttl, now, write);
+                    if exhausted && !out_of_credit.iter().any(|x| Arc::ptr_eq(x, &q)) {
+                        out_of_credit.push(q.clone());
+                    }
                     ok &= p != Published::Rejected && stored != Stored::Failed;
                     if stored == Stored::Written && !dirty.iter().any(|d| Arc::ptr_eq(d, &q)) {
                         dirty.push(q);
@@ -673,7 +733,7 @@ impl Handler {
                 ok
             })
             .collect();
-        (verdicts, dirty, replicated)
+        (verdicts, dirty, replicated, out_of_credit)
     }
 
     async fn serve(broker: Arc<dyn Host>, req: Request) -> Response {
@@ -695,7 +755,8 @@ impl Handler {
         }
         match req {
             Request::Publish(items) => {
-                let (mut verdicts, dirty, replicated) = Self::publish(&*broker, items, now_ms());
+                let (mut verdicts, dirty, replicated, out_of_credit) =
+                    Self::publish(&*broker, items, now_ms());
                 for (n, rx) in replicated {
                     verdicts[n] &= rx.await.unwrap_or(false);
                 }
@@ -713,6 +774,7 @@ impl Handler {
                         verdicts.iter_mut().for_each(|v| *v = false);
                     }
                 }
+                paced(&out_of_credit, CREDIT_WAIT).await;
                 Response::Published(verdicts)
             }
             Request::Ops(ops) => match broker.forwarder() {

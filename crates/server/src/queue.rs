@@ -132,6 +132,14 @@ struct Inner {
 }
 
 impl Inner {
+    /// Registers `conn` to be woken when this queue has credit again.
+    fn park(&mut self, conn: &Arc<ConnShared>) {
+        let me = Arc::downgrade(conn);
+        if !self.flow_waiters.iter().any(|w| w.ptr_eq(&me)) {
+            self.flow_waiters.push(me);
+        }
+    }
+
     /// Wakes the connections parked on this queue's credit.
     fn wake_publishers(&mut self) {
         for c in self.flow_waiters.drain(..).filter_map(|w| w.upgrade()) {
@@ -414,6 +422,17 @@ fn credit_window() -> u32 {
     })
 }
 
+/// A quorum queue's ingest window: a quarter of [`credit_window`]. Its deliveries and acks
+/// commit through its group, so its consumers take fewer messages per judging period than a
+/// classic queue's; with the classic window they would look slow (client-bound) to the
+/// slow-consumer grace, which would let the backlog, and the latency, grow without bound.
+fn quorum_credit_window() -> u32 {
+    match credit_window() {
+        u32::MAX => u32::MAX,
+        w => (w / 4).max(1),
+    }
+}
+
 impl Queue {
     /// Its vhost's name (`None` once the vhost is gone).
     pub fn vhost_name(&self) -> Option<String> {
@@ -423,6 +442,7 @@ impl Queue {
     /// A new queue handle.
     pub fn new(meta: QueueMeta, vhost: Weak<VHost>) -> Arc<Queue> {
         let mut state = QueueState::new(&meta.name, meta.args.clone());
+        let meta_quorum = meta.args.quorum;
         // Only messages with a log position page; a queue without a log keeps everything.
         state.set_paging(READY_IN_MEMORY, READY_BYTES_IN_MEMORY);
         Arc::new(Queue {
@@ -434,7 +454,11 @@ impl Queue {
                 log: None,
                 scratch: None,
                 marks_pending: false,
-                credit: Credit::new(credit_window()),
+                credit: Credit::new(if meta_quorum {
+                    quorum_credit_window()
+                } else {
+                    credit_window()
+                }),
                 flow_waiters: Vec::new(),
                 page_in_flight: false,
                 page_in_retry_at: 0,
@@ -582,11 +606,8 @@ impl Queue {
         let mut fx = Effects::default();
         let (p, deadline) = {
             let mut i = self.inner.lock();
+            // Its credit was taken when it was handed to the replicator ([`Queue::take_credit`]).
             let p = i.state.publish_at(msg, now, ttl, Some(StorePos(id)), &mut fx);
-            if p == Published::Enqueued {
-                let has_consumers = i.state.consumer_count() > 0;
-                let _ = i.credit.take(has_consumers, now);
-            }
             self.dispatch_locked(&mut i, now, &mut fx);
             (p, i.next_wakeup())
         };
@@ -924,6 +945,44 @@ impl Queue {
         (p, persisted, out_of_credit)
     }
 
+    /// Takes one ingest credit for a message handed to a quorum queue's replicator (it is
+    /// enqueued once committed): true if that was the last one, and the publisher should park
+    /// ([`Queue::flow_park`]) as for a classic queue. Taken at hand-over, not at commit, so the
+    /// messages proposed but not yet committed count against the window too.
+    pub fn take_credit(&self, now: u64) -> bool {
+        let mut i = self.inner.lock();
+        let has_consumers = i.state.consumer_count() > 0;
+        i.credit.take(has_consumers, now) == Take::Exhausted && !i.credit.has_credit()
+    }
+
+    /// Credit flow across a cluster link: the answer to a forwarded batch that took this
+    /// queue's last credit waits here ([`crate::forward`]). Unlike [`Queue::flow_park`], which
+    /// a connection calls right after its read batch, it is called once the batch's messages
+    /// are stored or committed, when deliveries meanwhile may have given a little credit back;
+    /// so it waits for half a window, as a parked connection is woken, or for one judging
+    /// period of the slow-consumer grace. Returns None when the answer may go, else registers
+    /// `conn` to be woken and returns when to look again (ms).
+    pub fn link_park(&self, conn: &Arc<ConnShared>, now: u64) -> Option<u64> {
+        let mut i = self.inner.lock();
+        if self.is_deleted() || i.state.consumer_count() == 0 {
+            i.refill_credit();
+            return None;
+        }
+        let half = (i.credit.window() / 2).max(1);
+        if i.credit.available() >= half || i.credit.grace(now) {
+            return None;
+        }
+        let at = i
+            .credit
+            .grace_at()
+            .unwrap_or(now + warren_core::flow::SLOW_CONSUMER_GRACE_MS);
+        if i.credit.has_credit() && now >= at {
+            return None;
+        }
+        i.park(conn);
+        Some(at)
+    }
+
     /// Credit flow: a publisher that took this queue's last credit parks here. Returns None if
     /// the queue has credit (again, or by its slow-consumer grace), else registers `conn` to be
     /// woken ([`ConnShared::flow_resume`]) and returns when the grace would grant anyway (ms).
@@ -936,10 +995,7 @@ impl Queue {
         if i.credit.has_credit() || i.credit.grace(now) {
             return None;
         }
-        let me = Arc::downgrade(conn);
-        if !i.flow_waiters.iter().any(|w| w.ptr_eq(&me)) {
-            i.flow_waiters.push(me);
-        }
+        i.park(conn);
         i.credit.grace_at()
     }
 

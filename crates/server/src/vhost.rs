@@ -287,12 +287,16 @@ impl PublishOutcome {
         mut verdict: impl FnMut() -> Option<crate::queue::VerdictFn>,
     ) -> usize {
         let mut handed = 0;
-        for q in self.quorum.drain(..) {
+        let now = crate::util::now_ms();
+        for q in std::mem::take(&mut self.quorum) {
             let done = verdict();
             match (q.replicator(), done) {
                 (Some(r), done) => {
                     r.publish(msg.clone(), ttl, done);
                     handed += 1;
+                    if q.take_credit(now) {
+                        self.out_of_credit.push(q);
+                    }
                 }
                 (None, Some(done)) => {
                     done(false);

@@ -890,7 +890,7 @@ async fn pump(
         let Some(f) = h.forwarder() else { return };
         match ev {
             ConnEvent::Deliver { queue, delivery } => {
-                hc.conn.took_delivery();
+                // Its pending slot is given back with its verdict ([`OpReply::Delivery`]).
                 let found = delivery.consumer.and_then(|k| {
                     hc.consumers
                         .lock()
@@ -900,6 +900,8 @@ async fn pump(
                 });
                 let Some(key) = found else {
                     queue.unsend(&delivery);
+                    hc.conn.took_delivery();
+                    hc.conn.wake();
                     continue;
                 };
                 let seq = delivery.seq;
@@ -921,6 +923,7 @@ async fn pump(
                         chan,
                         queue,
                         seq,
+                        conn: hc.conn.clone(),
                     },
                 );
             }
