@@ -51,6 +51,8 @@ pub struct Credit {
     out_since_ms: Option<u64>,
     /// Deliveries since `out_since_ms`.
     delivered_in_period: u32,
+    /// The judging period ([`SLOW_CONSUMER_GRACE_MS`] unless set by [`Credit::with_grace`]).
+    grace_ms: u64,
 }
 
 impl Default for Credit {
@@ -71,13 +73,26 @@ pub enum Take {
 impl Credit {
     /// A full window of `window` credits (at least 1).
     pub fn new(window: u32) -> Credit {
+        Credit::with_grace(window, SLOW_CONSUMER_GRACE_MS)
+    }
+
+    /// A full window of `window` credits whose consumers are judged over `grace_ms`: longer
+    /// than the default for a queue whose deliveries wait for a commit (a quorum queue), so a
+    /// period that happened to fall between two commits does not make them look slow.
+    pub fn with_grace(window: u32, grace_ms: u64) -> Credit {
         let window = window.max(1);
         Credit {
             window,
             available: i64::from(window),
             out_since_ms: None,
             delivered_in_period: 0,
+            grace_ms: grace_ms.max(1),
         }
+    }
+
+    /// The judging period in milliseconds.
+    pub fn grace_ms(&self) -> u64 {
+        self.grace_ms
     }
 
     /// The window size.
@@ -153,8 +168,7 @@ impl Credit {
 
     /// When [`grace`](Self::grace) would grant (None: publishers are not held).
     pub fn grace_at(&self) -> Option<u64> {
-        self.out_since_ms
-            .map(|t| t.saturating_add(SLOW_CONSUMER_GRACE_MS))
+        self.out_since_ms.map(|t| t.saturating_add(self.grace_ms))
     }
 
     /// Back to a full window (the consumers went away, the queue was purged or deleted).
@@ -287,6 +301,20 @@ mod tests {
         // A period with too few deliveries: slow, a fresh window.
         assert!(c.grace(6 * SLOW_CONSUMER_GRACE_MS));
         assert_eq!(c.available(), 800);
+    }
+
+    #[test]
+    fn a_longer_judging_period_waits_for_its_end() {
+        let mut c = Credit::with_grace(2, 100);
+        c.take(true, 0);
+        assert_eq!(c.take(true, 0), Take::Exhausted);
+        assert_eq!(c.grace_at(), Some(100));
+        assert!(
+            !c.grace(SLOW_CONSUMER_GRACE_MS),
+            "the default period is not this one's"
+        );
+        assert!(c.grace(100));
+        assert_eq!(c.available(), 2);
     }
 
     #[test]

@@ -422,6 +422,12 @@ fn credit_window() -> u32 {
     })
 }
 
+/// The period over which a quorum queue's consumers are judged slow (the classic queue's is
+/// [`warren_core::flow::SLOW_CONSUMER_GRACE_MS`]): deliveries leave once their `Deliver`
+/// record committed and prefetch slots come back once the acks did, so under load a 20 ms
+/// period can fall between two commits, see no delivery, and let the backlog grow by a window.
+const QUORUM_GRACE_MS: u64 = 100;
+
 /// A quorum queue's ingest window: a quarter of [`credit_window`]. Its deliveries and acks
 /// commit through its group, so its consumers take fewer messages per judging period than a
 /// classic queue's; with the classic window they would look slow (client-bound) to the
@@ -442,6 +448,8 @@ impl Queue {
     /// A new queue handle.
     pub fn new(meta: QueueMeta, vhost: Weak<VHost>) -> Arc<Queue> {
         let mut state = QueueState::new(&meta.name, meta.args.clone());
+        // Every quorum queue (a single node's too, whose store serves it: the same rules
+        // wherever it runs).
         let meta_quorum = meta.args.quorum;
         // Only messages with a log position page; a queue without a log keeps everything.
         state.set_paging(READY_IN_MEMORY, READY_BYTES_IN_MEMORY);
@@ -454,11 +462,11 @@ impl Queue {
                 log: None,
                 scratch: None,
                 marks_pending: false,
-                credit: Credit::new(if meta_quorum {
-                    quorum_credit_window()
+                credit: if meta_quorum {
+                    Credit::with_grace(quorum_credit_window(), QUORUM_GRACE_MS)
                 } else {
-                    credit_window()
-                }),
+                    Credit::new(credit_window())
+                },
                 flow_waiters: Vec::new(),
                 page_in_flight: false,
                 page_in_retry_at: 0,
@@ -972,10 +980,7 @@ impl Queue {
         if i.credit.available() >= half || i.credit.grace(now) {
             return None;
         }
-        let at = i
-            .credit
-            .grace_at()
-            .unwrap_or(now + warren_core::flow::SLOW_CONSUMER_GRACE_MS);
+        let at = i.credit.grace_at().unwrap_or(now + i.credit.grace_ms());
         if i.credit.has_credit() && now >= at {
             return None;
         }
