@@ -51,6 +51,14 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("GET", "/api/cluster", Admin),
     ("POST", "/api/cluster/join", Admin),
     ("DELETE", "/api/cluster/nodes/{name}", Admin),
+    ("POST", "/api/queues/quorum/{vhost}/{name}/replicas/add", Admin),
+    (
+        "DELETE",
+        "/api/queues/quorum/{vhost}/{name}/replicas/delete",
+        Admin,
+    ),
+    ("POST", "/api/queues/quorum/replicas/on/{node}/grow", Admin),
+    ("DELETE", "/api/queues/quorum/replicas/on/{node}/shrink", Admin),
     ("GET", "/api/nodes/{name}/memory", Monitor),
     ("GET", "/api/auth/attempts/{name}", Monitor),
     ("GET", "/api/auth/attempts/{name}/source", Monitor),
@@ -288,6 +296,7 @@ fn concrete(template: &str, vhost: &str) -> String {
         .replace("{protocol}", "amqp")
         .replace("{dir}", "walk-d")
         .replace("{component}", "walk-c")
+        .replace("{node}", "walk-n")
         .replace("{within}", "1")
         .replace("{unit}", "days")
 }

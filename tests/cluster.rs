@@ -12,7 +12,8 @@
 //! cluster, replicating and forwarding over mutual TLS, a plaintext peer and certificates of
 //! another CA refused at the cluster port. Issue 20: quorum queues' Raft groups, their
 //! confirmed messages surviving the loss (shutdown or SIGKILL) of the leader's node, and no
-//! confirm without a majority; a definitions import on one node reaching every node. In-process brokers and real `warren` processes;
+//! confirm without a majority; a group grown onto another node and shrunk (`add_member`, `grow`,
+//! `delete_member`, `shrink`); a definitions import on one node reaching every node. In-process brokers and real `warren` processes;
 //! short Raft timeouts (`--cluster-fast-timeouts`); every wait is a condition with a deadline.
 
 mod common;
@@ -2971,6 +2972,260 @@ async fn a_quorum_queues_online_members_and_their_lag_show_a_stopped_member() {
     )
     .await;
     back.running.shutdown().await;
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+/// Issue 20, the last guarantee: a quorum queue's group grows onto a node that was not a
+/// member (RabbitMQ's `rabbitmq-queues add_member` / `grow`, through the management API and
+/// `warrenctl`), whose replica catches up with every confirmed message; the grown group then
+/// survives losing one of its original members (the leader's node), serving every confirmed
+/// message from the survivors; and shrinks (`delete_member` / `shrink`) down to one member,
+/// the last of which cannot be removed. Errors as RabbitMQ's API (404 unknown queue, 400 …).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quorum_queue_grown_onto_a_third_node_survives_losing_an_original_member_and_shrinks() {
+    const N: usize = 2000;
+    let (mut nodes, _ports) = three_nodes("gw").await;
+    let names: Vec<String> = (1..=3).map(|i| format!("gw{i}@localhost")).collect();
+    let https: Vec<u16> = nodes.iter().map(http_port).collect();
+    let (q, path) = ("qq.grow", "/api/queues/%2F/qq.grow");
+    let add = "/api/queues/quorum/%2F/qq.grow/replicas/add";
+    let delete = "/api/queues/quorum/%2F/qq.grow/replicas/delete";
+    // Two members: the declaring node 1 and node 2 (the next by name).
+    let (_c1, ch1) = amqp_channel(&nodes[0]).await;
+    let two = || {
+        common::table(vec![
+            ("x-queue-type", common::lstr("quorum")),
+            ("x-quorum-initial-group-size", lapin::types::AMQPValue::LongInt(2)),
+        ])
+    };
+    common::declare_durable(&ch1, q, two()).await;
+    common::declare_durable(&ch1, "qq.grow2", two()).await;
+    common::declare_durable(&ch1, "classic.q", no_args()).await;
+    let originals = json!([names[0], names[1]]);
+    for h in &https[..2] {
+        wait_for(*h, path, 15, "two members", |s, v| {
+            s == 200 && v["members"] == originals && v["leader"].is_string()
+        })
+        .await;
+    }
+    ch1.confirm_select(Default::default()).await.unwrap();
+    let bodies = numbered("grow", N);
+    assert_eq!(publish_confirmed(&ch1, "", q, &bodies).await, (N, 0));
+    assert_eq!(
+        publish_confirmed(&ch1, "", "qq.grow2", &numbered("g2", 10)).await,
+        (10, 0)
+    );
+
+    // Refusals.
+    wait_for(
+        https[2],
+        "/api/queues/%2F/classic.q",
+        15,
+        "classic.q known",
+        |s, _| s == 200,
+    )
+    .await;
+    let node3 = json!({"node": names[2]});
+    let refusals = [
+        (
+            add,
+            json!({"node": "nobody@nowhere"}),
+            400,
+            "is not a cluster member",
+        ),
+        (
+            "/api/queues/quorum/%2F/nope/replicas/add",
+            node3.clone(),
+            404,
+            "Not Found",
+        ),
+        (
+            "/api/queues/quorum/%2F/classic.q/replicas/add",
+            node3.clone(),
+            400,
+            "is not a quorum queue",
+        ),
+    ];
+    for (p, body, status, reason) in refusals {
+        let r = api(https[2], "POST", p, Some(body)).await;
+        assert_eq!(r.status, status, "{p}: {}", r.text());
+        assert!(r.text().contains(reason), "{p}: {}", r.text());
+    }
+    let user = json!({"password": "pw", "tags": "management"});
+    assert!(api(https[0], "PUT", "/api/users/mgr", Some(user)).await.status < 300);
+    wait_for(https[2], "/api/users/mgr", 15, "the user replicated", |s, _| {
+        s == 200
+    })
+    .await;
+    let r = http(https[2], "POST", add, ("mgr", "pw"), Some(node3.clone())).await;
+    assert_eq!(r.status, 401, "not an administrator: {}", r.text());
+
+    // Grown through node 3, which is not a member (the request reaches the group's leader).
+    let t = Instant::now();
+    let r = api(https[2], "POST", add, Some(node3.clone())).await;
+    assert_eq!(r.status, 204, "add_member: {}", r.text());
+    let grow_took = t.elapsed();
+    let all = json!(names);
+    for h in &https {
+        wait_for(*h, path, 15, "three members everywhere", |s, v| {
+            s == 200 && v["members"] == all
+        })
+        .await;
+    }
+    let leader = group_leader(&https, path, None).await;
+    let li = names.iter().position(|n| *n == leader).unwrap();
+    // The leader's view: node 3 online and holding the whole log.
+    wait_for(https[li], path, 15, "all three online and caught up", |s, v| {
+        s == 200
+            && v["online"] == all
+            && v["member_lag"]
+                .as_object()
+                .is_some_and(|m| m.len() == 3 && m.values().all(|l| l == &json!(0)))
+    })
+    .await;
+    let caught_up = t.elapsed();
+    // Again: already a member, nothing to do (as RabbitMQ).
+    assert_eq!(api(https[0], "POST", add, Some(node3.clone())).await.status, 204);
+    // `warrenctl grow`: qq.grow2 grows, qq.grow is skipped.
+    let out = ctl(https[0], &["grow", &names[2], "all"]).await.expect("grow");
+    eprintln!("{out}");
+    let line = |out: &str, name: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .map(str::to_string)
+    };
+    assert!(
+        line(&out, "qq.grow2").is_some_and(|l| l.ends_with(" ok")),
+        "{out}"
+    );
+    assert!(
+        line(&out, "qq.grow").is_some_and(|l| l.contains("skipped")),
+        "{out}"
+    );
+    wait_for(
+        https[0],
+        "/api/queues/%2F/qq.grow2",
+        15,
+        "qq.grow2 grown",
+        |s, v| s == 200 && v["members"] == all,
+    )
+    .await;
+    eprintln!(
+        "add_member of {} to a two-member group holding {N} messages: answered in {grow_took:?}, \
+         leader showing it online with lag 0 after {caught_up:?}",
+        names[2]
+    );
+
+    // An original member goes (the leader's node, if an original member leads): the grown
+    // group keeps a majority and serves every confirmed message.
+    let vi = if li < 2 { li } else { 0 };
+    let victim = names[vi].clone();
+    let TestBroker { running, .. } = nodes.remove(vi);
+    running.shutdown().await;
+    let t = Instant::now();
+    let survivors: Vec<u16> = https.iter().copied().filter(|h| *h != https[vi]).collect();
+    let new_leader = group_leader(&survivors, path, Some(&victim)).await;
+    eprintln!("new leader {new_leader} {:?} after {victim} stopped", t.elapsed());
+    // The other original member.
+    let oi = 1 - vi;
+    let at = nodes.iter().position(|n| http_port(n) == https[oi]).unwrap();
+    let (_co, cho) = amqp_channel(&nodes[at]).await;
+    wait_for(
+        https[oi],
+        path,
+        15,
+        "every message served after the loss",
+        |s, v| s == 200 && v["messages"] == json!(N),
+    )
+    .await;
+
+    // Shrunk: the stopped node (warrenctl), then the other original member (the leader's
+    // self-removal, if it leads): node 3 alone, which must hold every confirmed message.
+    let out = ctl(https[oi], &["delete_member", q, &victim])
+        .await
+        .expect("delete_member");
+    assert!(out.contains("Removing a replica"), "{out}");
+    let rest = json!([names[oi], names[2]]);
+    wait_for(https[2], path, 15, "the stopped member removed", |s, v| {
+        s == 200 && v["members"] == rest
+    })
+    .await;
+    let t = Instant::now();
+    let r = api(https[2], "DELETE", delete, Some(json!({"node": names[oi]}))).await;
+    assert_eq!(r.status, 202, "delete_member: {}", r.text());
+    eprintln!(
+        "{} (leader: {}) removed in {:?}",
+        names[oi],
+        new_leader == names[oi],
+        t.elapsed()
+    );
+    wait_for(https[2], path, 15, "node 3 the only member", |s, v| {
+        s == 200 && v["members"] == json!([names[2]]) && v["leader"] == json!(names[2])
+    })
+    .await;
+    // The removed member stopped and its files are gone (qq.grow2's stay).
+    let groups = nodes[at].data_dir.path.join("cluster").join("groups");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::fs::read_dir(&groups).map_or(0, |d| d.count()) != 1 {
+        assert!(Instant::now() < deadline, "the removed member's files deleted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut got = drain(&cho, q, N).await;
+    got.sort();
+    let mut want = bodies.clone();
+    want.sort();
+    assert_eq!(got, want, "every confirmed message from the grown member");
+    let r = api(https[oi], "DELETE", delete, Some(json!({"node": names[2]}))).await;
+    assert_eq!(r.status, 400, "the last member: {}", r.text());
+    assert!(r.text().contains("last member"), "{}", r.text());
+    cho.confirm_select(Default::default()).await.unwrap();
+    assert_eq!(
+        publish_confirmed(&cho, "", q, &numbered("after", 10)).await,
+        (10, 0)
+    );
+    assert_eq!(drain(&cho, q, 10).await, numbered("after", 10));
+    // `warrenctl shrink` of the stopped node: out of qq.grow2 too (no longer in qq.grow),
+    // once qq.grow2 has a leader again (the stopped node may have led it).
+    let p2 = "/api/queues/%2F/qq.grow2";
+    group_leader(&survivors, p2, Some(&victim)).await;
+    let out = ctl(https[2], &["shrink", &victim]).await.expect("shrink");
+    eprintln!("{out}");
+    assert!(out.contains("Shrinking quorum queues"), "{out}");
+    assert!(
+        line(&out, "qq.grow2").is_some_and(|l| l.ends_with(" ok")),
+        "{out}"
+    );
+    assert!(line(&out, "qq.grow").is_none(), "{out}");
+    // A leader removing itself (qq.grow2, on the two survivors now): the other member takes
+    // over and serves its messages; the removed node forwards to it.
+    let l2 = group_leader(&survivors, p2, Some(&victim)).await;
+    let (l2i, other) = (
+        names.iter().position(|n| *n == l2).unwrap(),
+        if l2 == names[2] {
+            names[oi].clone()
+        } else {
+            names[2].clone()
+        },
+    );
+    let t = Instant::now();
+    let delete2 = "/api/queues/quorum/%2F/qq.grow2/replicas/delete";
+    let r = api(https[l2i], "DELETE", delete2, Some(json!({"node": l2}))).await;
+    assert_eq!(r.status, 202, "the leader's delete_member: {}", r.text());
+    let removed_in = t.elapsed();
+    let oth = names.iter().position(|n| *n == other).unwrap();
+    wait_for(https[oth], p2, 15, "the other member alone, leading", |s, v| {
+        s == 200 && v["members"] == json!([other]) && v["leader"] == json!(other)
+    })
+    .await;
+    eprintln!(
+        "leader {l2} removed itself in {removed_in:?}; {other} leads alone after {:?}",
+        t.elapsed()
+    );
+    let at2 = nodes.iter().position(|n| http_port(n) == https[l2i]).unwrap();
+    let (_c2, ch2) = amqp_channel(&nodes[at2]).await;
+    assert_eq!(drain(&ch2, "qq.grow2", 10).await, numbered("g2", 10));
     for n in nodes {
         n.running.shutdown().await;
     }

@@ -2,8 +2,9 @@
 //! and `rabbitmqadmin` — listings as aligned tables (or `--json`), purge, delete, DLQ peek /
 //! move / stats, definitions export and import, status, and rabbitmqctl's user, vhost and
 //! permission commands under rabbitmqctl's names (`add_user`, `set_permissions -p VHOST …`;
-//! the hyphenated spellings work too). The `warrenctl` binary calls [`main`]; tests call
-//! [`run_from`].
+//! the hyphenated spellings work too), and rabbitmq-queues' quorum queue member commands
+//! (`grow NODE all|even`, `shrink NODE`, `add_member QUEUE NODE`, `delete_member QUEUE NODE`).
+//! The `warrenctl` binary calls [`main`]; tests call [`run_from`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,15 @@ pub enum Listing {
     Connections,
     /// Consumers.
     Consumers,
+}
+
+/// Which quorum queues `grow` adds a member to (rabbitmq-queues grow's selector).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GrowStrategy {
+    /// Every quorum queue the node is not a member of.
+    All,
+    /// Only those with an even number of members.
+    Even,
 }
 
 /// Objects `delete` can remove.
@@ -119,6 +129,40 @@ pub enum Cmd {
     ForgetClusterNode {
         /// Node name (warren@host)
         name: String,
+    },
+    /// Add NODE as a member (replica) of every quorum queue of the selection (rabbitmq-queues grow): all of them, or those with an even number of members
+    Grow {
+        /// Node name (warren@host)
+        node: String,
+        /// all or even
+        strategy: GrowStrategy,
+        /// Only vhosts whose names match this regex
+        #[arg(long, default_value = ".*")]
+        vhost_pattern: String,
+        /// Only queues whose names match this regex
+        #[arg(long, default_value = ".*")]
+        queue_pattern: String,
+    },
+    /// Remove NODE from every quorum queue it is a member of, unless it is the last one (rabbitmq-queues shrink)
+    Shrink {
+        /// Node name (warren@host)
+        node: String,
+    },
+    /// Add NODE as a member (replica) of quorum queue QUEUE of the vhost (-p) (rabbitmq-queues add_member)
+    #[command(name = "add_member", alias = "add-member")]
+    AddMember {
+        /// Quorum queue name
+        queue: String,
+        /// Node name (warren@host)
+        node: String,
+    },
+    /// Remove NODE from the members of quorum queue QUEUE of the vhost (-p) (rabbitmq-queues delete_member)
+    #[command(name = "delete_member", alias = "delete-member")]
+    DeleteMember {
+        /// Quorum queue name
+        queue: String,
+        /// Node name (warren@host)
+        node: String,
     },
     /// Queue directories set aside in <data-dir>/quarantine (no definition named them)
     Quarantine {
@@ -684,6 +728,68 @@ pub async fn run(a: &Args) -> Result<String, String> {
                 .await?;
             Ok(format!("Clustering node with {address} ... joined\n"))
         }
+        Cmd::Grow {
+            node,
+            strategy,
+            vhost_pattern,
+            queue_pattern,
+        } => {
+            let strategy = match strategy {
+                GrowStrategy::All => "all",
+                GrowStrategy::Even => "even",
+            };
+            let body = json!({
+                "strategy": strategy,
+                "vhost_pattern": vhost_pattern,
+                "queue_pattern": queue_pattern,
+            });
+            let path = format!("/api/queues/quorum/replicas/on/{}/grow", encode_segment(node));
+            let v = match api.call_status("POST", &path, Some(body)).await? {
+                (404, _) => return Err(format!("no_such_node: {node} is not a cluster member")),
+                (st, v) if st >= 400 => return Err(format!("HTTP {st}: {}", s(&v["reason"]))),
+                (_, v) => v,
+            };
+            member_results(
+                &format!(
+                    "Growing {strategy} quorum queues in vhosts matching '{vhost_pattern}' and \
+                     queues matching '{queue_pattern}' onto node {node} ...\n"
+                ),
+                &v,
+                a.json,
+            )
+        }
+        Cmd::Shrink { node } => {
+            let path = format!("/api/queues/quorum/replicas/on/{}/shrink", encode_segment(node));
+            let v = api.call("DELETE", &path, None).await?;
+            member_results(&format!("Shrinking quorum queues on {node} ...\n"), &v, a.json)
+        }
+        Cmd::AddMember { queue, node } => {
+            let path = format!("/api/queues/quorum/{vh}/{}/replicas/add", encode_segment(queue));
+            match api
+                .call_status("POST", &path, Some(json!({"node": node})))
+                .await?
+            {
+                (404, _) => Err(format!("no_such_queue: {queue} in vhost {}", a.vhost)),
+                (st, v) if st >= 400 => Err(format!("HTTP {st}: {}", s(&v["reason"]))),
+                _ => Ok(format!("Adding a replica for queue {queue} on node {node} ...\n")),
+            }
+        }
+        Cmd::DeleteMember { queue, node } => {
+            let path = format!(
+                "/api/queues/quorum/{vh}/{}/replicas/delete",
+                encode_segment(queue)
+            );
+            match api
+                .call_status("DELETE", &path, Some(json!({"node": node})))
+                .await?
+            {
+                (404, _) => Err(format!("no_such_queue: {queue} in vhost {}", a.vhost)),
+                (st, v) if st >= 400 => Err(format!("HTTP {st}: {}", s(&v["reason"]))),
+                _ => Ok(format!(
+                    "Removing a replica of queue {queue} on node {node} ...\n"
+                )),
+            }
+        }
         Cmd::ForgetClusterNode { name } => {
             match api
                 .call_status(
@@ -753,6 +859,22 @@ pub async fn run(a: &Args) -> Result<String, String> {
 }
 
 /// Lists `path` as a table of `cols` (or the API's JSON with `--json`).
+/// `grow` / `shrink`'s answer as `rabbitmq-queues` prints it: a banner, then each queue's
+/// vhost, name and result.
+fn member_results(banner: &str, v: &Value, json: bool) -> Result<String, String> {
+    if json {
+        return Ok(pretty(v));
+    }
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| vec![s(&r["vhost"]), s(&r["name"]), s(&r["result"])])
+        .collect();
+    Ok(format!("{banner}{}", table(&["vhost", "name", "result"], &rows)))
+}
+
 async fn listing(api: &Api<'_>, path: &str, cols: &[&str]) -> Result<String, String> {
     let v = api.call("GET", path, None).await?;
     if api.a.json {

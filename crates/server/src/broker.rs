@@ -150,6 +150,9 @@ impl Broker {
         let _ = self.forwarder.set(crate::forward::Forwarder::new(
             Arc::downgrade(self) as std::sync::Weak<dyn crate::forward::Host>
         ));
+        if let Some(f) = self.forwarder.get() {
+            f.set_member_handler(crate::quorum_membership::handler());
+        }
         self.cluster.set(c);
     }
 

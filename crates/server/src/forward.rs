@@ -140,6 +140,76 @@ pub(crate) enum Request {
     Listing(Listing),
     /// A management API request about an object of this node ([`ManagementCall`]).
     Management(ManagementCall),
+    /// A change to this node's member of a quorum queue's group, asked by the group's leader
+    /// (`rabbitmq-queues add_member` / `delete_member`), or the leader this member knows.
+    QuorumMember {
+        /// The queue's vhost.
+        vhost: String,
+        /// The queue.
+        queue: String,
+        /// What to do.
+        action: MemberAction,
+    },
+}
+
+/// What a [`Request::QuorumMember`] asks of a node about a quorum queue's group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MemberAction {
+    /// Start an empty member (with its replica and leader watcher) that the leader adds next
+    /// ([`crate::quorum::join`]).
+    Join,
+    /// Stop the member and delete its files: the group no longer has it; forward to `leader`
+    /// ([`crate::quorum::leave`]).
+    Leave {
+        /// The group's leader (or a remaining member) to forward the queue's work to.
+        leader: Option<String>,
+    },
+    /// Answer the group's leader as this member sees it.
+    Leader,
+    /// Add cluster member `node` to the group (`add_member`; with `only_even`, only if the
+    /// group has an even number of members: `grow … even`), run by the group's leader
+    /// ([`crate::quorum_membership`]); `hops`: how often it was passed on already.
+    Add {
+        /// The node to add.
+        node: String,
+        /// Only if the group's member count is even.
+        only_even: bool,
+        /// Times passed on towards the leader.
+        hops: u8,
+    },
+    /// Remove `node` from the group (`delete_member`), run by the group's leader.
+    Remove {
+        /// The node to remove.
+        node: String,
+        /// Times passed on towards the leader.
+        hops: u8,
+    },
+}
+
+/// What serves a peer's [`Request::QuorumMember`] here (the broker installs
+/// `crate::quorum_membership`'s, which forwarding does not depend on).
+pub type MemberHandler = Box<
+    dyn Fn(
+            Arc<dyn Host>,
+            String,
+            String,
+            MemberAction,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = MemberOutcome> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The outcome of a [`MemberAction`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberOutcome {
+    /// Done (with the leader this member knows, for [`MemberAction::Leader`]).
+    Done(Option<String>),
+    /// Nothing to do (already a member, not a member, an odd member count), and why.
+    Unchanged(String),
+    /// Refused: the request is wrong (unknown node, the last member …).
+    Refused(String),
+    /// Not done now: no leader, no majority in time, a node that did not answer.
+    Unavailable(String),
 }
 
 /// A management API request that another member received for an object this node holds (a
@@ -220,6 +290,8 @@ pub(crate) enum Response {
     Listing(String),
     /// A [`Request::Management`]'s status and body.
     Management(u16, Vec<u8>),
+    /// A [`Request::QuorumMember`]'s outcome.
+    Member(MemberOutcome),
     /// The request could not be decoded or served.
     Failed(String),
 }
@@ -288,6 +360,7 @@ pub struct Forwarder {
     pub(crate) watched: parking_lot::Mutex<HashSet<String>>,
     lister: std::sync::OnceLock<Lister>,
     manager: std::sync::OnceLock<Manager>,
+    member: std::sync::OnceLock<MemberHandler>,
     broker: Weak<dyn Host>,
 }
 
@@ -306,6 +379,7 @@ impl Forwarder {
             watched: Default::default(),
             lister: Default::default(),
             manager: Default::default(),
+            member: Default::default(),
             broker,
         }
     }
@@ -323,6 +397,11 @@ impl Forwarder {
     /// Installs what runs peers' [`Request::Management`] calls (once).
     pub fn set_manager(&self, m: Manager) {
         let _ = self.manager.set(m);
+    }
+
+    /// Installs what serves peers' [`Request::QuorumMember`]s (once).
+    pub fn set_member_handler(&self, h: MemberHandler) {
+        let _ = self.member.set(h);
     }
 
     /// Asks member `node` for a listing of its own objects, bounded by `timeout`: its JSON,
@@ -347,6 +426,29 @@ impl Forwarder {
             Response::Management(status, body) => Ok((status, body)),
             Response::Failed(why) => Err(why),
             _ => Err("unexpected answer".into()),
+        }
+    }
+
+    /// Has member `node` do `action` about quorum queue `queue`'s group, bounded by `timeout`
+    /// (`Unavailable` naming the node if it does not answer).
+    pub async fn quorum_member(
+        &self,
+        node: &str,
+        (vhost, queue): (&str, &str),
+        action: MemberAction,
+        timeout: Duration,
+    ) -> MemberOutcome {
+        let req = Request::QuorumMember {
+            vhost: vhost.to_string(),
+            queue: queue.to_string(),
+            action,
+        };
+        match self.app_request(node, req, timeout).await {
+            Ok(Response::Member(r)) => r,
+            Ok(Response::Failed(why)) | Err(why) => {
+                MemberOutcome::Unavailable(format!("node '{node}' did not answer: {why}"))
+            }
+            Ok(_) => MemberOutcome::Unavailable(format!("node '{node}' gave an unexpected answer")),
         }
     }
 
@@ -609,7 +711,9 @@ async fn send(c: &Cluster, node: &str, batch: &[Outgoing], timeout: Duration) ->
         Response::Published(v) if v.len() == batch.len() => Ok(v),
         Response::Published(v) => Err(format!("{} verdicts for {} messages", v.len(), batch.len())),
         Response::Failed(why) => Err(why),
-        Response::Ops(_) | Response::Listing(_) | Response::Management(..) => Err("unexpected answer".into()),
+        Response::Ops(_) | Response::Listing(_) | Response::Management(..) | Response::Member(_) => {
+            Err("unexpected answer".into())
+        }
     }
 }
 
@@ -785,6 +889,12 @@ impl Handler {
                 Some(l) => Response::Listing(l(&what)),
                 None => Response::Failed("this node has no management API".into()),
             },
+            Request::QuorumMember { vhost, queue, action } => {
+                match broker.forwarder().and_then(|f| f.member.get()) {
+                    Some(h) => Response::Member(h(broker.clone(), vhost, queue, action).await),
+                    None => Response::Failed("no quorum queue membership handler on this node".into()),
+                }
+            }
             Request::Management(call) => match broker.forwarder().and_then(|f| f.manager.get()) {
                 Some(m) => {
                     let (status, body) = m(call).await;

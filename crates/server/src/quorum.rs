@@ -28,8 +28,14 @@
 //! majority delivers nothing; state changes that did not commit are proposed again until they
 //! do or another node leads (the proposer is then deposed and the queue stops dispatching).
 //!
+//! # Membership changes
+//!
+//! A node added to a group later ([`join`], `rabbitmq-queues add_member` / `grow`) starts an
+//! empty member, replica and watcher, then the leader adds it ([`crate::quorum_membership`]);
+//! a removed one ([`leave`]) stops its member, deletes its files and forwards to the leader.
+//!
 //! Not yet: non-member nodes of a group larger than the cluster's quorum do not learn of leader
-//! changes; TTL of replicated messages restarts at failover; membership changes (grow/shrink).
+//! changes; TTL of replicated messages restarts at failover.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -633,6 +639,50 @@ pub fn resume_all(host: Weak<dyn Host>, cluster: &Cluster, queues: Vec<(String, 
             }
         }
     });
+}
+
+/// Starts this node's member of quorum queue `name`'s group as an empty one that the group's
+/// leader adds next ([`Cluster::join_group`]: it learns the log and membership from the
+/// leader), with its replica and leader watcher — what [`declared`] starts on a chosen
+/// member. A no-op if it runs already.
+pub async fn join(host: Weak<dyn Host>, cluster: &Cluster, vhost: &str, name: &str) -> Result<(), String> {
+    let h = host.upgrade().ok_or("shutting down")?;
+    let quorum = h
+        .vhost(vhost)
+        .is_some_and(|v| v.read_topology(|t| t.queue(name).is_some_and(|m| m.args.quorum)));
+    if !quorum {
+        return Err(format!(
+            "no quorum queue '{name}' in vhost '{vhost}' on this node"
+        ));
+    }
+    let group = group_id(vhost, name);
+    let replica = h.quorum().replica(&group);
+    drop(h);
+    cluster
+        .join_group(&group, replica.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    watch(
+        host,
+        cluster.clone(),
+        vhost.to_string(),
+        name.to_string(),
+        replica,
+    );
+    Ok(())
+}
+
+/// This node's member of quorum queue `name`'s group was removed from the group: stops it,
+/// deletes its files and forgets its replica; the queue's work goes to `leader` (the group's
+/// leader, or a remaining member) from now on, as on any node that is not a member.
+pub async fn leave(host: &dyn Host, cluster: &Cluster, vhost: &str, name: &str, leader: Option<&str>) {
+    let group = group_id(vhost, name);
+    cluster.stop_group(&group, true).await;
+    host.quorum().forget(&group, None);
+    if let (Some(v), Some(leader)) = (host.vhost(vhost), leader) {
+        v.cede_queue(name, leader);
+    }
+    tracing::info!(%group, ?leader, "quorum queue member removed from this node");
 }
 
 /// After a quorum queue was deleted: stops this node's member of its group and deletes its

@@ -120,6 +120,22 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("POST", "/api/queues/{vhost}/{name}/get", Rule::ReadQueue),
     ("POST", "/api/queues/{vhost}/{name}/move", Rule::ReadQueue),
     ("GET", "/api/queues/{vhost}/{name}/bindings", Rule::Vhost),
+    (
+        "POST",
+        "/api/queues/quorum/{vhost}/{name}/replicas/add",
+        Rule::Admin,
+    ),
+    (
+        "DELETE",
+        "/api/queues/quorum/{vhost}/{name}/replicas/delete",
+        Rule::Admin,
+    ),
+    ("POST", "/api/queues/quorum/replicas/on/{node}/grow", Rule::Admin),
+    (
+        "DELETE",
+        "/api/queues/quorum/replicas/on/{node}/shrink",
+        Rule::Admin,
+    ),
     ("GET", "/api/bindings", Rule::Management),
     ("GET", "/api/bindings/{vhost}", Rule::Vhost),
     ("GET", "/api/bindings/{vhost}/e/{source}/q/{dest}", Rule::Vhost),

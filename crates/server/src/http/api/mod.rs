@@ -4,7 +4,7 @@
 //!
 //! This file holds the routes table ([`routes`]) and the helpers every section shares; each
 //! section of the API is a file of its own ([`overview`], [`vhosts`], [`exchanges`],
-//! [`queues`], [`bindings`], [`cluster`], [`remote`] (cluster-wide listings), [`connections`], [`users`], [`health`]). Every change to a vhost's
+//! [`queues`], [`replicas`] (quorum queue members), [`bindings`], [`cluster`], [`remote`] (cluster-wide listings), [`connections`], [`users`], [`health`]). Every change to a vhost's
 //! topology goes through the vhost service ([`crate::vhost::VHost`]).
 
 use axum::Router;
@@ -24,6 +24,7 @@ mod overview;
 pub(crate) mod peer_listing;
 pub mod queues;
 pub(crate) mod remote;
+mod replicas;
 pub mod users;
 mod vhosts;
 
@@ -35,6 +36,7 @@ use health::*;
 use limits::*;
 use overview::*;
 pub use queues::*;
+use replicas::*;
 pub use users::*;
 use vhosts::*;
 
@@ -118,6 +120,19 @@ pub fn routes() -> Router<Shared> {
         .route("/api/queues/{vhost}/{name}/get", post(queue_get_messages))
         .route("/api/queues/{vhost}/{name}/move", post(queue_move))
         .route("/api/queues/{vhost}/{name}/bindings", get(queue_bindings))
+        .route(
+            "/api/queues/quorum/{vhost}/{name}/replicas/add",
+            post(replica_add),
+        )
+        .route(
+            "/api/queues/quorum/{vhost}/{name}/replicas/delete",
+            axum::routing::delete(replica_delete),
+        )
+        .route("/api/queues/quorum/replicas/on/{node}/grow", post(replicas_grow))
+        .route(
+            "/api/queues/quorum/replicas/on/{node}/shrink",
+            axum::routing::delete(replicas_shrink),
+        )
         .route("/api/bindings", get(bindings_all))
         .route("/api/bindings/{vhost}", get(bindings_vhost))
         .route(
