@@ -740,6 +740,13 @@ type Enqueued = (
     Vec<Arc<Queue>>,
 );
 
+/// Adds `q` to `queues` unless it is there already (a batch's few distinct queues).
+fn add_once(queues: &mut Vec<Arc<Queue>>, q: &Arc<Queue>) {
+    if !queues.iter().any(|x| Arc::ptr_eq(x, q)) {
+        queues.push(q.clone());
+    }
+}
+
 /// How long the answer to a forwarded batch waits for the queues it ran out of credit
 /// ([`paced`]); well under the origin's forwarding timeout, which would nack the batch.
 const CREDIT_WAIT: Duration = Duration::from_millis(500);
@@ -818,20 +825,20 @@ impl Handler {
                             ),
                             None => ok = false,
                         }
-                        if q.take_credit(now) && !out_of_credit.iter().any(|x| Arc::ptr_eq(x, &q)) {
-                            out_of_credit.push(q.clone());
+                        if q.take_credit(now) {
+                            add_once(&mut out_of_credit, &q);
                         }
                         replicated.push((n, rx));
                         continue;
                     }
                     let write = (msg.is_persistent() && q.is_durable()).then_some(&payload[..]);
                     let (p, stored, exhausted) = q.publish(msg.clone(), item.ttl, now, write);
-                    if exhausted && !out_of_credit.iter().any(|x| Arc::ptr_eq(x, &q)) {
-                        out_of_credit.push(q.clone());
+                    if exhausted {
+                        add_once(&mut out_of_credit, &q);
                     }
                     ok &= p != Published::Rejected && stored != Stored::Failed;
-                    if stored == Stored::Written && !dirty.iter().any(|d| Arc::ptr_eq(d, &q)) {
-                        dirty.push(q);
+                    if stored == Stored::Written {
+                        add_once(&mut dirty, &q);
                     }
                 }
                 ok
