@@ -40,7 +40,9 @@ impl Cluster {
             .call(&addr, Lane::App, Request::App(payload), timeout)
             .await?
         {
-            Response::App(r) => r.map_err(ClusterError::Network),
+            Response::App(r) => r
+                .map(serde_bytes::ByteBuf::into_vec)
+                .map_err(ClusterError::Network),
             _ => Err(ClusterError::Codec("unexpected response kind".into())),
         }
     }
@@ -49,7 +51,7 @@ impl Cluster {
     pub(crate) async fn handle_app(&self, payload: Vec<u8>) -> Response {
         let handler = self.app_handler();
         Response::App(match handler {
-            Some(h) => Ok(h.handle(payload).await),
+            Some(h) => Ok(serde_bytes::ByteBuf::from(h.handle(payload).await)),
             None => Err("this node has no application handler".into()),
         })
     }

@@ -86,6 +86,7 @@ pub(crate) enum Request {
     Propose {
         /// The proposal's id, the same on every retry (applied once).
         id: u128,
+        #[serde(with = "serde_bytes")]
         cmd: Vec<u8>,
         timeout_ms: u64,
     },
@@ -101,7 +102,7 @@ pub(crate) enum Request {
         timeout_ms: u64,
     },
     /// An application request ([`crate::forward`]).
-    App(Vec<u8>),
+    App(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A Raft RPC (`AppendEntries`, `Vote` or `InstallSnapshot`) of another Raft group than
     /// the metadata one ([`crate::groups`]), named by its group id; answered like the bare RPC.
     Group(String, Box<Request>),
@@ -151,7 +152,7 @@ pub(crate) enum Response {
     /// and the applier's answer.
     Control(Result<(u64, Vec<u8>), RemoteFailure>),
     /// An application request's answer ([`crate::forward`]).
-    App(std::result::Result<Vec<u8>, String>),
+    App(std::result::Result<serde_bytes::ByteBuf, String>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -82,6 +82,7 @@ impl Recent {
 #[derive(Debug, Serialize, Deserialize)]
 struct SnapshotBody {
     recent: Vec<(u128, Vec<u8>)>,
+    #[serde(with = "serde_bytes")]
     app: Vec<u8>,
 }
 

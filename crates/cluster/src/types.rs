@@ -35,12 +35,13 @@ pub struct Command {
     /// The proposal's id.
     pub id: u128,
     /// What the applier gets.
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 
 /// The applier's answer to one command, returned to the proposer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandResponse(pub Vec<u8>);
+pub struct CommandResponse(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 openraft::declare_raft_types!(
     /// Warren's openraft type configuration.
@@ -71,3 +72,36 @@ pub(crate) type Vote = openraft::Vote<NodeId>;
 pub(crate) type StorageError = openraft::StorageError<NodeId>;
 pub(crate) type SnapshotMeta = openraft::SnapshotMeta<NodeId, Member>;
 pub(crate) type StoredMembership = openraft::StoredMembership<NodeId, Member>;
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    /// `Command` and `CommandResponse` as builds before `serde_bytes` declared them.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct OldCommand {
+        id: u128,
+        payload: Vec<u8>,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct OldResponse(Vec<u8>);
+
+    #[test]
+    fn byte_payloads_encode_as_earlier_builds_did_so_old_logs_and_peers_still_read() {
+        for payload in [vec![], vec![0, 1, 255], vec![7; 300], (0..=255).collect()] {
+            let new = Command { id: u128::MAX - 3, payload: payload.clone() };
+            let old = OldCommand { id: u128::MAX - 3, payload: payload.clone() };
+            let new_bytes = postcard::to_stdvec(&new).unwrap();
+            assert_eq!(new_bytes, postcard::to_stdvec(&old).unwrap());
+            assert_eq!(postcard::from_bytes::<OldCommand>(&new_bytes).unwrap(), old);
+            assert_eq!(postcard::from_bytes::<Command>(&new_bytes).unwrap(), new);
+            let new = CommandResponse(payload.clone());
+            let bytes = postcard::to_stdvec(&new).unwrap();
+            assert_eq!(bytes, postcard::to_stdvec(&OldResponse(payload)).unwrap());
+            assert_eq!(postcard::from_bytes::<CommandResponse>(&bytes).unwrap(), new);
+        }
+    }
+}
