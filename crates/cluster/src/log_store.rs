@@ -19,15 +19,20 @@
 //!
 //! # Fsync discipline
 //!
-//! - `append`: all entries of the batch are written in one `write`, then `fdatasync`; only then
-//!   is openraft told the batch is flushed (`LogFlushed::log_io_completed`).
+//! - `append`: the batch's entries are framed and readable at once, and queued for the log's
+//!   writer, which writes everything queued in one `write`, then `fdatasync`s; only then is
+//!   openraft told those batches are flushed (`LogFlushed::log_io_completed`, in order).
+//!   `append` returns before the flush, as openraft allows, so Raft's core goes on (sending
+//!   the entries to followers, taking more proposals) while the disk syncs; batches appended
+//!   during one sync share the next (group commit).
 //! - `save_vote`: the state file is replaced (fsynced) before the call returns, so a vote is
 //!   durable before the node answers a vote request.
 //! - `truncate`: the file is cut (`set_len`) at the first removed record and fsynced.
 //! - `purge`: the new purge point is made durable in the state file first; the log rewrite is
 //!   an optimisation whose crash at any point leaves either file version valid.
 //!
-//! All file IO runs on tokio's blocking pool, never on a runtime worker. After a failed write
+//! `truncate` and `purge` wait for the writer to go idle first, so the file they change holds
+//! every appended record. All file IO runs on tokio's blocking pool, never on a runtime worker. After a failed write
 //! or fsync the store is poisoned and refuses further writes (the page cache can no longer be
 //! trusted to match the disk).
 //!
@@ -44,14 +49,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, RaftLogReader, StorageIOError};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ClusterError, Result};
@@ -127,9 +132,15 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 /// purged behind snapshots), and the hard state.
 struct LogFile {
     dir: PathBuf,
-    file: File,
-    /// Byte length of the valid part of the file (where the next record goes).
+    file: Arc<File>,
+    /// Byte length of the valid part of the log, records queued for the writer included
+    /// (where the next record goes).
     end: u64,
+    /// Framed records appended but not yet handed to the writer, and who waits for them.
+    queued: Vec<u8>,
+    waiting: Vec<LogFlushed<TypeConfig>>,
+    /// The writer is at work (queued records will be written by it).
+    writing: bool,
     /// Live entries by index, each with its record's offset in the file.
     entries: BTreeMap<u64, (u64, Entry)>,
     state: HardState,
@@ -213,8 +224,11 @@ impl LogFile {
         }
         Ok(LogFile {
             dir: dir.to_path_buf(),
-            file,
+            file: Arc::new(file),
             end: pos as u64,
+            queued: Vec::new(),
+            waiting: Vec::new(),
+            writing: false,
             entries,
             state,
             poisoned: false,
@@ -240,23 +254,39 @@ impl LogFile {
         r
     }
 
+    /// Frames `batch` onto the writer's queue and makes its entries readable; true if the
+    /// writer must be started. Nothing is durable until the writer's flush.
+    fn enqueue(&mut self, batch: Vec<Entry>) -> io::Result<()> {
+        self.check()?;
+        let start = self.queued.len();
+        let mut offsets = Vec::with_capacity(batch.len());
+        for e in &batch {
+            offsets.push(self.end + (self.queued.len() - start) as u64);
+            let payload = match postcard::to_stdvec(e) {
+                Ok(p) => p,
+                Err(err) => {
+                    self.queued.truncate(start);
+                    return Err(io::Error::other(err));
+                }
+            };
+            frame(&payload, &mut self.queued);
+        }
+        self.end += (self.queued.len() - start) as u64;
+        for (e, off) in batch.into_iter().zip(offsets) {
+            self.entries.insert(e.log_id.index, (off, e));
+        }
+        Ok(())
+    }
+
+    /// Writes and syncs `batch` at once (tests; the store goes through [`LogStore::append`]).
+    #[cfg(test)]
     fn append(&mut self, batch: Vec<Entry>) -> io::Result<()> {
+        let at = self.end;
+        self.enqueue(batch)?;
+        let buf = std::mem::take(&mut self.queued);
         self.guarded(|me| {
-            let mut buf = Vec::new();
-            let mut offsets = Vec::with_capacity(batch.len());
-            for e in &batch {
-                offsets.push(me.end + buf.len() as u64);
-                let payload = postcard::to_stdvec(e).map_err(io::Error::other)?;
-                frame(&payload, &mut buf);
-            }
-            me.file.seek(SeekFrom::Start(me.end))?;
-            me.file.write_all(&buf)?;
-            me.file.sync_data()?;
-            me.end += buf.len() as u64;
-            for (e, off) in batch.into_iter().zip(offsets) {
-                me.entries.insert(e.log_id.index, (off, e));
-            }
-            Ok(())
+            std::os::unix::fs::FileExt::write_all_at(&*me.file, &buf, at)?;
+            me.file.sync_data()
         })
     }
 
@@ -315,10 +345,12 @@ impl LogFile {
         }
         fs::rename(&tmp, self.dir.join(LOG_FILE))?;
         sync_dir(&self.dir)?;
-        self.file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(self.dir.join(LOG_FILE))?;
+        self.file = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(self.dir.join(LOG_FILE))?,
+        );
         self.end = buf.len() as u64;
         for (idx, off) in offsets {
             if let Some(slot) = self.entries.get_mut(&idx) {
@@ -341,6 +373,8 @@ impl LogFile {
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Mutex<LogFile>>,
+    /// Signalled when the writer goes idle.
+    idle: Arc<Condvar>,
 }
 
 impl LogStore {
@@ -348,6 +382,7 @@ impl LogStore {
     pub fn open(dir: &Path) -> Result<LogStore> {
         Ok(LogStore {
             inner: Arc::new(Mutex::new(LogFile::open(dir)?)),
+            idle: Arc::new(Condvar::new()),
         })
     }
 
@@ -377,15 +412,59 @@ impl LogStore {
         })
     }
 
-    /// Runs `f` on the file under the lock, on the blocking pool.
+    /// Runs `f` on the file under the lock, on the blocking pool, once the writer is idle
+    /// (everything appended is in the file).
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut LogFile) -> io::Result<T> + Send + 'static,
     ) -> io::Result<T> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&mut inner.lock()))
-            .await
-            .map_err(io::Error::other)?
+        let (inner, idle) = (self.inner.clone(), self.idle.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut g = inner.lock();
+            while g.writing {
+                idle.wait(&mut g);
+            }
+            f(&mut g)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// The writer: writes what is queued in one `write` and one `fdatasync`, tells openraft
+    /// those batches are flushed, and goes on until nothing is queued. Runs on the blocking
+    /// pool without holding the lock during IO, so readers and appends go on meanwhile.
+    fn write_queued(inner: &Mutex<LogFile>, idle: &Condvar) {
+        loop {
+            let mut g = inner.lock();
+            if g.queued.is_empty() || g.poisoned {
+                let waiting = std::mem::take(&mut g.waiting);
+                g.queued.clear();
+                g.writing = false;
+                idle.notify_all();
+                drop(g);
+                for cb in waiting {
+                    cb.log_io_completed(Err(io::Error::other(
+                        "cluster log poisoned by an earlier write failure",
+                    )));
+                }
+                return;
+            }
+            let buf = std::mem::take(&mut g.queued);
+            let waiting = std::mem::take(&mut g.waiting);
+            let (file, at) = (g.file.clone(), g.end - buf.len() as u64);
+            drop(g);
+            let r =
+                std::os::unix::fs::FileExt::write_all_at(&*file, &buf, at).and_then(|()| file.sync_data());
+            if r.is_err() {
+                inner.lock().poisoned = true;
+            }
+            for cb in waiting {
+                cb.log_io_completed(match &r {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                });
+            }
+        }
     }
 }
 
@@ -435,18 +514,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let batch: Vec<Entry> = entries.into_iter().collect();
-        let r = self.blocking(move |f| f.append(batch)).await;
-        match r {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
+        let start = {
+            let mut g = self.inner.lock();
+            if let Err(e) = g.enqueue(batch) {
+                drop(g);
                 let err = StorageIOError::write_logs(io_err(&e));
                 callback.log_io_completed(Err(e));
-                Err(err.into())
+                return Err(err.into());
             }
+            g.waiting.push(callback);
+            !std::mem::replace(&mut g.writing, true)
+        };
+        if start {
+            let (inner, idle) = (self.inner.clone(), self.idle.clone());
+            tokio::task::spawn_blocking(move || Self::write_queued(&inner, &idle));
         }
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -611,9 +694,9 @@ mod tests {
         let path = log_of_three(dir.path());
         let mut f = LogFile::open(dir.path()).unwrap();
         // A read-only handle makes the next write fail, as a full or failing disk would.
-        f.file = File::open(&path).unwrap();
+        f.file = Arc::new(File::open(&path).unwrap());
         assert!(f.append(vec![entry(1, 4)]).is_err());
-        f.file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        f.file = Arc::new(OpenOptions::new().read(true).write(true).open(&path).unwrap());
         let refused = f.append(vec![entry(1, 4)]).unwrap_err();
         assert!(refused.to_string().contains("poisoned"), "{refused}");
         assert!(f.save_state(HardState::default()).is_err());
