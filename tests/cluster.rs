@@ -1792,9 +1792,9 @@ async fn a_durable_auto_delete_queue_left_by_its_last_consumer_is_deleted_on_eve
 
 /// Quorum queues, first slice (issue 20): a quorum queue declared on node 1 gets a Raft group
 /// on all three nodes, shown by every node's `/api/queues` as `leader` and `members`; a
-/// non-durable quorum declaration is refused with RabbitMQ's 406; when the leader's node stops,
-/// the two others elect a new leader of the queue's group, and when it restarts, it resumes its
-/// member from disk and follows that leader.
+/// non-durable quorum declaration is refused with RabbitMQ's 406; the declaring node leads; when
+/// the leader's node stops, the two others elect a new leader of the queue's group, and when it
+/// restarts, it resumes its member from disk and follows that leader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_quorum_queue_gets_a_raft_group_on_three_nodes_that_elects_a_new_leader() {
     let (mut nodes, ports) = three_nodes("qq").await;
@@ -1830,6 +1830,8 @@ async fn a_quorum_queue_gets_a_raft_group_on_three_nodes_that_elects_a_new_leade
         assert!(leader.is_empty() || leader == l, "nodes disagree on the leader");
         leader = l;
     }
+    // RabbitMQ's default leader locator (`client-local`): the declaring node leads.
+    assert_eq!(leader, names[0], "the declaring node leads the new queue's group");
     let gone = names.iter().position(|n| *n == leader).unwrap();
     let TestBroker {
         running, data_dir, ..

@@ -44,7 +44,14 @@ struct Group {
 #[derive(Default)]
 pub(crate) struct Registry {
     groups: parking_lot::RwLock<HashMap<String, Arc<Group>>>,
+    /// Signalled whenever a group starts here (a vote waiting for its group: [`Cluster::handle_group`]).
+    started: tokio::sync::Notify,
 }
+
+/// How long a vote request for a group not started here yet waits for it: a new queue's
+/// members start their group when they apply its declaration, which the declaring node (the
+/// first candidate) may do a few milliseconds before them.
+const VOTE_WAITS_FOR_GROUP: Duration = Duration::from_millis(250);
 
 impl Registry {
     fn get(&self, group: &str) -> Option<Arc<Group>> {
@@ -81,6 +88,17 @@ fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> Cluste
     }
 }
 
+/// When a member's pristine group is initialised ([`Cluster::start_group`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Init {
+    /// At once: this node campaigns first.
+    Now,
+    /// Only if no candidate asked for a vote within the longest election timeout.
+    Fallback,
+    /// Never: the membership comes from the group's own log, or from the leader that adds it.
+    Never,
+}
+
 /// The directory name of a group's files: 16 hex digits of SHA-256 of its id (ids hold any
 /// characters, e.g. a vhost and queue name).
 fn dir_name(group: &str) -> String {
@@ -90,11 +108,22 @@ fn dir_name(group: &str) -> String {
 
 impl Cluster {
     /// Starts this node's member of `group` (a no-op if it runs already), with `members` (node
-    /// names, this node among them) and `applier` as its state. A pristine group is
-    /// initialised with exactly `members` on every member (openraft accepts the same initial
-    /// membership from each); a group with state on disk resumes from it.
-    pub async fn start_group(&self, group: &str, members: &[String], applier: Arc<dyn Apply>) -> Result<()> {
-        self.open_group(group, members, applier, true).await
+    /// names, this node among them) and `applier` as its state; a group with state on disk
+    /// resumes from it. A pristine group is initialised with exactly `members` (openraft
+    /// accepts the same initial membership from each member): at once if `first` (the node
+    /// that declared the queue, which then campaigns first and leads, as RabbitMQ's default
+    /// `client-local` leader locator places a new queue's leader on the declaring client's
+    /// node), otherwise only if no candidate has asked for this member's vote within the
+    /// longest election timeout (the first node died meanwhile).
+    pub async fn start_group(
+        &self,
+        group: &str,
+        members: &[String],
+        applier: Arc<dyn Apply>,
+        first: bool,
+    ) -> Result<()> {
+        let init = if first { Init::Now } else { Init::Fallback };
+        self.open_group(group, members, applier, init).await
     }
 
     /// At a node's start: resumes this node's member of `group` from its files, if it has any
@@ -107,7 +136,7 @@ impl Cluster {
             return Ok(false);
         }
         let me = [self.node_name().to_string()];
-        self.open_group(group, &me, applier, false).await?;
+        self.open_group(group, &me, applier, Init::Never).await?;
         Ok(true)
     }
 
@@ -116,7 +145,7 @@ impl Cluster {
         group: &str,
         members: &[String],
         applier: Arc<dyn Apply>,
-        may_initialize: bool,
+        init: Init,
     ) -> Result<()> {
         if self.groups().get(group).is_some() {
             return Ok(());
@@ -154,11 +183,23 @@ impl Cluster {
         let applied = Arc::new(AtomicU64::new(0));
         let counters = (applied.clone(), Arc::new(AtomicU64::new(0)));
         let (raft, log) = open_raft_in(config, dir.clone(), applier, network, counters).await?;
-        if may_initialize
-            && log.is_pristine()
-            && let Err(e) = raft.initialize(nodes).await
-        {
-            tracing::debug!(group, error = %e, "group initialise refused (already initialised)");
+        match init {
+            Init::Now if log.is_pristine() => {
+                if let Err(e) = raft.initialize(nodes).await {
+                    tracing::debug!(group, error = %e, "group initialise refused (already initialised)");
+                }
+            }
+            Init::Fallback if log.is_pristine() => {
+                let (raft, log, wait) = (raft.clone(), log.clone(), config.timeouts.election_max);
+                let group = group.to_string();
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    if log.is_pristine() && raft.initialize(nodes).await.is_ok() {
+                        tracing::info!(group, "no candidate asked for a vote: group initialised here");
+                    }
+                });
+            }
+            _ => {}
         }
         let g = Arc::new(Group {
             raft,
@@ -179,6 +220,7 @@ impl Cluster {
         if let Some(extra) = raced {
             let _ = extra.raft.shutdown().await;
         }
+        self.groups().started.notify_waiters();
         tracing::info!(group, ?members, "raft group started");
         Ok(())
     }
@@ -188,7 +230,7 @@ impl Cluster {
     /// membership from the leader. A no-op if it runs already.
     pub async fn join_group(&self, group: &str, applier: Arc<dyn Apply>) -> Result<()> {
         let me = [self.node_name().to_string()];
-        self.open_group(group, &me, applier, false).await
+        self.open_group(group, &me, applier, Init::Never).await
     }
 
     /// On `group`'s leader: adds cluster member `node` (whose member runs: [`Cluster::join_group`])
@@ -308,6 +350,41 @@ impl Cluster {
         }
     }
 
+    /// Submits a write to `group` on this node (its leader) and returns the wait for its
+    /// answer, bounded by `timeout` from now (`Err(NoQuorum)` past it), like
+    /// [`Cluster::group_write`]. Writes submitted one after another take log positions in that
+    /// order, so a proposer may have several in flight (pipelining) and still see them commit
+    /// in order.
+    pub async fn group_submit(
+        &self,
+        group: &str,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<impl std::future::Future<Output = Result<Vec<u8>>> + Send + 'static> {
+        let g = self
+            .groups()
+            .get(group)
+            .ok_or_else(|| ClusterError::Invalid(format!("no raft group '{group}' on this node")))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let command = Command {
+            id: rand::random(),
+            payload,
+        };
+        let rx = g
+            .raft
+            .client_write_ff(command)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        Ok(async move {
+            match tokio::time::timeout_at(deadline, rx).await {
+                Err(_) => Err(ClusterError::NoQuorum),
+                Ok(Err(_)) => Err(ClusterError::Raft("the raft group stopped".into())),
+                Ok(Ok(Ok(resp))) => Ok(resp.data.0),
+                Ok(Ok(Err(e))) => Err(write_error(RaftError::APIError(e))),
+            }
+        })
+    }
+
     /// How this node sees `group` (`None`: not a member here).
     pub fn group_status(&self, group: &str) -> Option<GroupStatus> {
         let g = self.groups().get(group)?;
@@ -379,9 +456,23 @@ impl Cluster {
     }
 
     /// Serves a peer's RPC for `group` (an error answer if this node does not run it, e.g.
-    /// not started yet: the leader retries).
+    /// not started yet: the leader retries). A vote request waits up to
+    /// [`VOTE_WAITS_FOR_GROUP`] for the group to start, so a new queue's first election does
+    /// not fail (and wait out an election timeout) for a member a few milliseconds behind.
     pub(crate) async fn handle_group(&self, group: &str, rpc: Request) -> Response {
-        match self.groups().get(group) {
+        let mut g = self.groups().get(group);
+        if g.is_none() && matches!(rpc, Request::Vote(_)) {
+            let deadline = tokio::time::Instant::now() + VOTE_WAITS_FOR_GROUP;
+            loop {
+                // Registered for `notify_waiters` from its creation, before the check below.
+                let started = self.groups().started.notified();
+                g = self.groups().get(group);
+                if g.is_some() || tokio::time::timeout_at(deadline, started).await.is_err() {
+                    break;
+                }
+            }
+        }
+        match g {
             Some(g) => handle_raft(&g.raft, rpc).await,
             None => Response::App(Err(format!("no raft group '{group}' on this node"))),
         }

@@ -556,7 +556,7 @@ async fn two_groups_share_the_links_replicate_apart_and_survive_their_leader() {
         for n in &nodes {
             let rec = Arc::new(Recorder::default());
             n.cluster
-                .start_group(g, &names, rec.clone())
+                .start_group(g, &names, rec.clone(), true)
                 .await
                 .expect("start group");
             per_node.push(rec);
@@ -660,7 +660,7 @@ async fn a_group_grows_onto_a_third_node_which_catches_up_and_shrinks_back() {
     for i in 0..2 {
         nodes[i]
             .cluster
-            .start_group(g, &names[..2], recs[i].clone())
+            .start_group(g, &names[..2], recs[i].clone(), i == 0)
             .await
             .expect("start group");
     }

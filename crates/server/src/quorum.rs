@@ -610,8 +610,12 @@ pub fn declared(
     let Some(replica) = host.upgrade().map(|h| h.quorum().replica(&group)) else {
         return;
     };
+    let first = declaring == cluster.node_name();
     rt.spawn(async move {
-        match cluster.start_group(&group, &members, replica.clone()).await {
+        match cluster
+            .start_group(&group, &members, replica.clone(), first)
+            .await
+        {
             Ok(()) => watch(host, cluster, vhost, name, replica),
             Err(e) => tracing::error!(%group, error = %e, "cannot start the quorum queue's raft group"),
         }
