@@ -92,8 +92,14 @@ mod tests {
     #[test]
     fn byte_payloads_encode_as_earlier_builds_did_so_old_logs_and_peers_still_read() {
         for payload in [vec![], vec![0, 1, 255], vec![7; 300], (0..=255).collect()] {
-            let new = Command { id: u128::MAX - 3, payload: payload.clone() };
-            let old = OldCommand { id: u128::MAX - 3, payload: payload.clone() };
+            let new = Command {
+                id: u128::MAX - 3,
+                payload: payload.clone(),
+            };
+            let old = OldCommand {
+                id: u128::MAX - 3,
+                payload: payload.clone(),
+            };
             let new_bytes = postcard::to_stdvec(&new).unwrap();
             assert_eq!(new_bytes, postcard::to_stdvec(&old).unwrap());
             assert_eq!(postcard::from_bytes::<OldCommand>(&new_bytes).unwrap(), old);

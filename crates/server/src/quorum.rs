@@ -20,9 +20,9 @@
 //! # What goes through the group
 //!
 //! On the serving node a [`Proposer`] task takes the queue's work in order — publishes,
-//! deliveries, settlements, returns — and commits what waited while the previous batch was in
-//! flight as one [`Command::Batch`] log entry (one Raft round, each member fsyncs it before
-//! acknowledging). A published message is enqueued only once committed, and its publisher
+//! deliveries, settlements, returns — and commits what waited meanwhile as one
+//! [`Command::Batch`] log entry (one Raft round, each member fsyncs it before acknowledging),
+//! with a few batches in flight at once (pipelined: answered and acted on in log order). A published message is enqueued only once committed, and its publisher
 //! confirmed then (nacked if the group cannot commit within the cluster operation timeout).
 //! A delivery goes out only once its `Deliver` record committed, so a leader cut off from its
 //! majority delivers nothing; state changes that did not commit are proposed again until they
@@ -37,7 +37,7 @@
 //! Not yet: non-member nodes of a group larger than the cluster's quorum do not learn of leader
 //! changes; TTL of replicated messages restarts at failover.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -135,6 +135,21 @@ impl Replica {
 /// Most commands in one proposal.
 const MAX_BATCH: usize = 512;
 
+/// Most proposals of one queue in flight at once: a delivery's `Deliver` record waits for at
+/// most one round of the group behind the batches before it, not for each of them in turn.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// The wait for a proposal's answer ([`Cluster::group_submit`]).
+type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, ClusterError>> + Send>>;
+
+/// A proposed batch not yet answered: the answer, the publishes it carries (in order) and the
+/// rest of its work.
+struct InFlight {
+    answer: Answer,
+    publishes: Vec<Work>,
+    pending: Pending,
+}
+
 /// One piece of a served quorum queue's work.
 enum Work {
     Publish(MessageRef, Option<u64>, Option<VerdictFn>),
@@ -156,7 +171,7 @@ pub struct Proposer {
 /// replica snapshot it was built from plus what its own proposals committed; a proposal of an
 /// old proposer committing after a new handle was built from the replica would reach neither
 /// (its publish confirmed into a handle no longer served: lost until the next takeover). So
-/// the leader watcher closes the old proposer's gate — waiting out its proposal in flight —
+/// the leader watcher closes the old proposer's gate — waiting out its proposals in flight —
 /// before it acts on a leader change. A batch that failed (it may still commit later, unseen by
 /// the handle) closes the gate too and marks it `failed`: the watcher then takes over again,
 /// rebuilding the handle from the replica behind a new `ReleaseAll`.
@@ -176,17 +191,14 @@ impl Gate {
         }
     }
 
-    /// Before a proposal: false if closed.
+    /// Before a proposal: false if closed (then the caller leaves unless proposals of its own
+    /// are still in flight).
     fn enter(&self) -> bool {
         self.busy.send_replace(true);
-        if self.closed.load(Ordering::SeqCst) {
-            self.busy.send_replace(false);
-            return false;
-        }
-        true
+        !self.closed.load(Ordering::SeqCst)
     }
 
-    /// After a proposal and its effects on the handle.
+    /// Once no proposal is in flight and the effects of those answered are on the handle.
     fn leave(&self) {
         self.busy.send_replace(false);
     }
@@ -272,9 +284,11 @@ impl Proposer {
     }
 
     /// Commits the work batch by batch until every sender is gone (the handle was dropped or
-    /// ceded): publishes are enqueued once committed, in order, and their verdicts sent;
-    /// deliveries go out once their `Deliver` record committed. A batch the group could not
-    /// commit in time (no majority) nacks its publishes; its state changes are proposed again,
+    /// ceded), with up to [`MAX_IN_FLIGHT`] batches proposed and not yet committed (they take
+    /// log positions in order and are settled in that order): publishes are enqueued once
+    /// committed, in order, and their verdicts sent; deliveries go out once their `Deliver`
+    /// record committed. A batch the group could not commit in time (no majority) nacks its
+    /// publishes and those of the batches after it; their state changes are proposed again,
     /// with those queued meanwhile (publishes queued meanwhile are nacked), until they commit
     /// or another node leads (then the deliveries never go out, and the proposer is deposed).
     async fn run(
@@ -285,7 +299,39 @@ impl Proposer {
         (timeout, gate): (Duration, Arc<Gate>),
         deposed: Arc<AtomicBool>,
     ) {
-        while let Some(first) = rx.recv().await {
+        let mut flight: VecDeque<InFlight> = VecDeque::new();
+        let mut open = true;
+        loop {
+            let first = if flight.is_empty() {
+                match rx.recv().await {
+                    Some(w) => w,
+                    None => break,
+                }
+            } else {
+                let room = open && flight.len() < MAX_IN_FLIGHT;
+                let front = &mut flight.front_mut().expect("not empty").answer;
+                let next = tokio::select! {
+                    biased;
+                    r = front => Err(r),
+                    w = rx.recv(), if room => Ok(w),
+                };
+                match next {
+                    Err(committed) => {
+                        let done = flight.pop_front().expect("not empty");
+                        let ctx = (&cluster, group.as_str(), &queue, timeout);
+                        Self::settle(ctx, &gate, &deposed, (done, committed), &mut flight, &mut rx).await;
+                        if flight.is_empty() {
+                            gate.leave();
+                        }
+                        continue;
+                    }
+                    Ok(Some(w)) => w,
+                    Ok(None) => {
+                        open = false;
+                        continue;
+                    }
+                }
+            };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -294,6 +340,9 @@ impl Proposer {
                 }
             }
             if !gate.enter() {
+                if flight.is_empty() {
+                    gate.leave();
+                }
                 // No longer this handle's to propose (see [`Gate`]): refused, not committed;
                 // deliveries never go out (their prefetch slots are given back).
                 for w in batch {
@@ -321,70 +370,100 @@ impl Proposer {
                     publishes.push(p);
                 }
             }
-            let committed = if deposed.load(Ordering::Acquire) {
-                Err(ClusterError::NotLeader { leader: None })
+            let answer: Answer = if deposed.load(Ordering::Acquire) {
+                Box::pin(std::future::ready(Err(ClusterError::NotLeader { leader: None })))
             } else {
-                cluster
-                    .group_write(&group, Command::Batch(cmds).encode(), timeout)
+                match cluster
+                    .group_submit(&group, Command::Batch(cmds).encode(), timeout)
                     .await
-            };
-            let mut next = match &committed {
-                Ok(b) => b.clone().try_into().ok().map(u64::from_le_bytes),
-                Err(e) => {
-                    tracing::warn!(%group, error = %e, "quorum queue batch not committed");
-                    gate.failed.store(true, Ordering::SeqCst);
-                    gate.closed.store(true, Ordering::SeqCst);
-                    None
+                {
+                    Ok(answer) => Box::pin(answer),
+                    Err(e) => Box::pin(std::future::ready(Err(e))),
                 }
             };
-            let q = queue.upgrade();
-            let mut committed = committed.map(|_| ());
-            if matches!(committed, Err(ClusterError::NoQuorum)) {
-                // The publishes are nacked now; the state changes go on being proposed.
-                nack(publishes);
-                publishes = Vec::new();
-                committed = Self::retry(&cluster, &group, &queue, &mut rx, &mut pending, timeout).await;
+            flight.push_back(InFlight {
+                answer,
+                publishes,
+                pending,
+            });
+        }
+    }
+
+    /// Acts on the answer to the oldest batch in flight, `done` (see [`Proposer::run`]).
+    async fn settle(
+        (cluster, group, queue, timeout): (&Cluster, &str, &Weak<Queue>, Duration),
+        gate: &Gate,
+        deposed: &AtomicBool,
+        (done, committed): (InFlight, Result<Vec<u8>, ClusterError>),
+        flight: &mut VecDeque<InFlight>,
+        rx: &mut mpsc::UnboundedReceiver<Work>,
+    ) {
+        let InFlight {
+            mut publishes,
+            mut pending,
+            ..
+        } = done;
+        let mut next = match &committed {
+            Ok(b) => b.clone().try_into().ok().map(u64::from_le_bytes),
+            Err(e) => {
+                tracing::warn!(%group, error = %e, "quorum queue batch not committed");
+                gate.failed.store(true, Ordering::SeqCst);
+                gate.closed.store(true, Ordering::SeqCst);
+                None
             }
-            match (&committed, &q) {
-                (Ok(()), Some(q)) => q.send_committed(std::mem::take(&mut pending.out)),
-                (Err(ClusterError::NoQuorum), _) | (_, None) => {}
-                (Err(_), _) => deposed.store(true, Ordering::Release),
+        };
+        let q = queue.upgrade();
+        let mut committed = committed.map(|_| ());
+        if matches!(committed, Err(ClusterError::NoQuorum)) {
+            // The publishes are nacked now, with those of the batches after it (which cannot
+            // commit before it); all their state changes go on being proposed, in order.
+            nack(publishes);
+            publishes = Vec::new();
+            for later in flight.drain(..) {
+                nack(later.publishes);
+                pending.cmds.extend(later.pending.cmds);
+                pending.out.extend(later.pending.out);
             }
-            crate::queue::release_unsent(pending.out);
-            let mut refused = Vec::new();
-            for w in publishes {
-                let Work::Publish(msg, ttl, done) = w else {
-                    continue;
-                };
-                let ok = match (next, &q) {
-                    (Some(id), Some(q)) => {
-                        next = Some(id + 1);
-                        match q.enqueue_replicated(msg, ttl, id) {
-                            Published::Enqueued => true,
-                            Published::Duplicate => {
-                                refused.push(id);
-                                true
-                            }
-                            Published::Rejected => {
-                                refused.push(id);
-                                false
-                            }
+            committed = Self::retry(cluster, group, queue, rx, &mut pending, timeout).await;
+        }
+        match (&committed, &q) {
+            (Ok(()), Some(q)) => q.send_committed(std::mem::take(&mut pending.out)),
+            (Err(ClusterError::NoQuorum), _) | (_, None) => {}
+            (Err(_), _) => deposed.store(true, Ordering::Release),
+        }
+        crate::queue::release_unsent(pending.out);
+        let mut refused = Vec::new();
+        for w in publishes {
+            let Work::Publish(msg, ttl, done) = w else {
+                continue;
+            };
+            let ok = match (next, &q) {
+                (Some(id), Some(q)) => {
+                    next = Some(id + 1);
+                    match q.enqueue_replicated(msg, ttl, id) {
+                        Published::Enqueued => true,
+                        Published::Duplicate => {
+                            refused.push(id);
+                            true
+                        }
+                        Published::Rejected => {
+                            refused.push(id);
+                            false
                         }
                     }
-                    _ => false,
-                };
-                if let Some(done) = done {
-                    done(ok);
                 }
+                _ => false,
+            };
+            if let Some(done) = done {
+                done(ok);
             }
-            if !refused.is_empty() {
-                // Committed, but the queue did not take them (overflow, duplicates).
-                let settle = Command::Settle(refused).encode();
-                if let Err(e) = cluster.group_write(&group, settle, timeout).await {
-                    tracing::warn!(%group, error = %e, "quorum queue settlement not committed");
-                }
+        }
+        if !refused.is_empty() {
+            // Committed, but the queue did not take them (overflow, duplicates).
+            let settle = Command::Settle(refused).encode();
+            if let Err(e) = cluster.group_write(group, settle, timeout).await {
+                tracing::warn!(%group, error = %e, "quorum queue settlement not committed");
             }
-            gate.leave();
         }
     }
 
