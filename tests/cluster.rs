@@ -3232,3 +3232,197 @@ async fn a_quorum_queue_grown_onto_a_third_node_survives_losing_an_original_memb
         n.running.shutdown().await;
     }
 }
+
+/// A header of `p` as an integer (`x-delivery-count`, `count` of an `x-death` entry).
+fn int_header(t: Option<&lapin::types::AMQPValue>) -> Option<i64> {
+    use lapin::types::AMQPValue;
+    match t? {
+        AMQPValue::LongLongInt(n) => Some(*n),
+        AMQPValue::LongInt(n) => Some(i64::from(*n)),
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+/// A string header.
+fn str_header(t: Option<&lapin::types::AMQPValue>) -> String {
+    use lapin::types::AMQPValue;
+    match t {
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        Some(AMQPValue::ShortString(s)) => s.to_string(),
+        other => panic!("not a string: {other:?}"),
+    }
+}
+
+/// The only `x-death` entry of `d`: its reason, queue and count.
+fn only_death(d: &lapin::message::Delivery) -> (String, String, Option<i64>) {
+    use lapin::types::AMQPValue;
+    let headers = d.properties.headers().clone().expect("headers");
+    let Some(AMQPValue::FieldArray(a)) = headers.inner().get("x-death").cloned() else {
+        panic!("no x-death in {headers:?}");
+    };
+    assert_eq!(a.as_slice().len(), 1, "one x-death entry: {a:?}");
+    let AMQPValue::FieldTable(t) = &a.as_slice()[0] else {
+        panic!("x-death entry is not a table: {a:?}");
+    };
+    let m = t.inner();
+    (
+        str_header(m.get("reason")),
+        str_header(m.get("queue")),
+        int_header(m.get("count")),
+    )
+}
+
+/// Issue 20: what Warren's queues do keeps working on a quorum queue served through its group,
+/// and what it removed stays removed after a failover. On three nodes, four quorum queues
+/// declared on node 1 (so led there): a poison message fetched and rejected (requeue) through
+/// node 2 carries RabbitMQ's `x-delivery-count` (absent, 1, 2) and past `x-delivery-limit` 2 is
+/// dead-lettered (reason `delivery_limit`) into a quorum dead-letter queue; a message past its
+/// queue's `x-message-ttl` is dead-lettered as `expired`; `x-max-length` 2 with
+/// `x-overflow: reject-publish` nacks the third publish. Once the sources' groups committed
+/// the removals (the leader's replicas empty), node 1 stops: on the new leaders the sources
+/// hold nothing again, the capped queue its two messages, and the dead-letter queue both dead
+/// letters with their `x-death`, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quorum_queues_delivery_limit_ttl_and_overflow_hold_across_a_failover() {
+    use lapin::options::{BasicGetOptions, BasicRejectOptions};
+    let (mut nodes, _ports) = three_nodes("qf").await;
+    let https: Vec<u16> = nodes.iter().map(http_port).collect();
+    let (_c1, ch1) = amqp_channel(&nodes[0]).await;
+    let quorum = |extra: Vec<(&str, lapin::types::AMQPValue)>| {
+        let mut args = vec![("x-queue-type", common::lstr("quorum"))];
+        args.extend(extra);
+        common::table(args)
+    };
+    let to_dlq = || {
+        vec![
+            ("x-dead-letter-exchange", common::lstr("")),
+            ("x-dead-letter-routing-key", common::lstr("qf.dlq")),
+        ]
+    };
+    let path = |q: &str| format!("/api/queues/%2F/{q}");
+    common::declare_durable(&ch1, "qf.dlq", quorum(vec![])).await;
+    let mut poison = to_dlq();
+    poison.push(("x-delivery-limit", lapin::types::AMQPValue::LongInt(2)));
+    common::declare_durable(&ch1, "qf.poison", quorum(poison)).await;
+    let mut ttl = to_dlq();
+    ttl.push(("x-message-ttl", lapin::types::AMQPValue::LongInt(200)));
+    common::declare_durable(&ch1, "qf.ttl", quorum(ttl)).await;
+    let capped = vec![
+        ("x-max-length", lapin::types::AMQPValue::LongInt(2)),
+        ("x-overflow", common::lstr("reject-publish")),
+    ];
+    common::declare_durable(&ch1, "qf.capped", quorum(capped)).await;
+    for q in ["qf.dlq", "qf.poison", "qf.ttl", "qf.capped"] {
+        assert_eq!(
+            group_leader(&https, &path(q), None).await,
+            "qf1@localhost",
+            "the declaring node leads {q}"
+        );
+    }
+    // Published through node 3, fetched and rejected through node 2.
+    let (_c3, ch3) = amqp_channel(&nodes[2]).await;
+    ch3.confirm_select(Default::default()).await.unwrap();
+    assert_eq!(
+        publish_confirmed(&ch3, "", "qf.poison", &["poison".into()]).await,
+        (1, 0)
+    );
+    let (_c2, ch2) = amqp_channel(&nodes[1]).await;
+    let mut counts = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while counts.len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "three deliveries of the poison message: {counts:?}"
+        );
+        let got = ch2
+            .basic_get("qf.poison".into(), BasicGetOptions { no_ack: false })
+            .await
+            .unwrap();
+        let Some(m) = got else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        assert_eq!(m.delivery.data, b"poison");
+        assert_eq!(m.delivery.redelivered, !counts.is_empty());
+        counts.push(int_header(
+            m.delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get("x-delivery-count")),
+        ));
+        m.delivery
+            .reject(BasicRejectOptions { requeue: true })
+            .await
+            .unwrap();
+    }
+    assert_eq!(counts, [None, Some(1), Some(2)]);
+    // Expired, then the overflow.
+    assert_eq!(
+        publish_confirmed(&ch3, "", "qf.ttl", &["stale".into()]).await,
+        (1, 0)
+    );
+    let three: Vec<String> = numbered("c", 3);
+    assert_eq!(publish_confirmed(&ch3, "", "qf.capped", &three).await, (2, 1));
+    // The removals are committed: the leader's replicas.
+    let h1 = http_port(&nodes[0]);
+    for (q, n) in [("qf.poison", 0), ("qf.ttl", 0), ("qf.capped", 2), ("qf.dlq", 2)] {
+        wait_for(h1, &path(q), 15, &format!("{q}'s replica holding {n}"), |s, v| {
+            s == 200 && v["replica_messages"] == json!(n)
+        })
+        .await;
+    }
+    let TestBroker { running, .. } = nodes.remove(0);
+    running.shutdown().await;
+    let survivors: Vec<u16> = nodes.iter().map(http_port).collect();
+    for q in ["qf.dlq", "qf.poison", "qf.ttl", "qf.capped"] {
+        group_leader(&survivors, &path(q), Some("qf1@localhost")).await;
+    }
+    let (_c2, ch2) = amqp_channel(&nodes[0]).await;
+    let mut dead = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while dead.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "both dead letters after the failover: {dead:?}"
+        );
+        match ch2
+            .basic_get("qf.dlq".into(), BasicGetOptions { no_ack: true })
+            .await
+        {
+            Ok(Some(m)) => dead.push((
+                String::from_utf8(m.delivery.data.clone()).unwrap(),
+                only_death(&m.delivery),
+            )),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert_eq!(
+        dead,
+        [
+            (
+                "poison".to_string(),
+                ("delivery_limit".to_string(), "qf.poison".to_string(), Some(1))
+            ),
+            (
+                "stale".to_string(),
+                ("expired".to_string(), "qf.ttl".to_string(), Some(1))
+            ),
+        ]
+    );
+    for (q, n) in [("qf.dlq", 0), ("qf.poison", 0), ("qf.ttl", 0), ("qf.capped", 2)] {
+        assert_eq!(common::message_count(&ch2, q).await, n, "{q} after the failover");
+    }
+    let mut kept = Vec::new();
+    while let Some(m) = ch2
+        .basic_get("qf.capped".into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        kept.push(String::from_utf8(m.delivery.data.clone()).unwrap());
+    }
+    assert_eq!(kept, numbered("c", 2));
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}

@@ -28,11 +28,6 @@ impl Drop for Broker {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// Spawns the binary with `args` and extra environment, capturing stdout and stderr lines.
 fn spawn(args: &[&str], env: &[(&str, &str)]) -> Broker {
     let data = tempdir::Dir::new();

@@ -72,13 +72,27 @@ pub fn reply_text(e: &lapin::Error) -> String {
     }
 }
 
-/// A free loopback port (for a broker started as its own process).
+/// A free loopback port, for a listener bound later (a broker started as its own process, a
+/// cluster port other nodes are told before it listens). Taken below Linux's ephemeral range
+/// (32768–60999), from a sequence of this test process, so the source port of a connection
+/// made meanwhile (a node dialling a seed not yet up) cannot take it, as a port the kernel
+/// handed out for `127.0.0.1:0` and released could be; checked bindable.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id();
+    let _ = NEXT.compare_exchange(u32::MAX, start % SPAN, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// `VmRSS` or `VmHWM` (peak) of a process from `/proc/PID/status`, in MB (0 if unreadable).
