@@ -3426,3 +3426,150 @@ async fn a_quorum_queues_delivery_limit_ttl_and_overflow_hold_across_a_failover(
         n.running.shutdown().await;
     }
 }
+
+/// Issue 20: single active consumer and deduplication on quorum queues served through their
+/// groups (three nodes, both queues declared on node 1, so led there). Of two consumers on the
+/// other nodes only the first registered receives; once it acked everything and cancelled, the
+/// second gets what is published next, and only that. Repeats of a message id within
+/// `x-deduplication-window` are confirmed but not enqueued; after the leader's node stops, the
+/// new leader (its queue rebuilt from its replica) still drops a repeat of an id it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn single_active_consumer_and_deduplication_work_on_quorum_queues_and_dedup_survives_a_failover() {
+    use lapin::options::{BasicCancelOptions, BasicGetOptions};
+    use lapin::types::AMQPValue;
+    let (mut nodes, _ports) = three_nodes("qd").await;
+    let https: Vec<u16> = nodes.iter().map(http_port).collect();
+    let (_c1, ch1) = amqp_channel(&nodes[0]).await;
+    let quorum =
+        |extra: (&str, AMQPValue)| common::table(vec![("x-queue-type", common::lstr("quorum")), extra]);
+    let path = |q: &str| format!("/api/queues/%2F/{q}");
+    common::declare_durable(
+        &ch1,
+        "qd.sac",
+        quorum(("x-single-active-consumer", AMQPValue::Boolean(true))),
+    )
+    .await;
+    common::declare_durable(
+        &ch1,
+        "qd.dedup",
+        quorum(("x-deduplication-window", AMQPValue::LongInt(60_000))),
+    )
+    .await;
+    for q in ["qd.sac", "qd.dedup"] {
+        assert_eq!(group_leader(&https, &path(q), None).await, "qd1@localhost");
+    }
+    // Single active consumer: A on node 2 registers first, B on node 3 second.
+    let (_c2, ch2) = amqp_channel(&nodes[1]).await;
+    let (_c3, ch3) = amqp_channel(&nodes[2]).await;
+    for ch in [&ch2, &ch3] {
+        ch.basic_qos(20, Default::default()).await.unwrap();
+    }
+    let mut a = ch2
+        .basic_consume("qd.sac".into(), "a".into(), Default::default(), no_args())
+        .await
+        .unwrap();
+    let mut b = ch3
+        .basic_consume("qd.sac".into(), "b".into(), Default::default(), no_args())
+        .await
+        .unwrap();
+    ch1.confirm_select(Default::default()).await.unwrap();
+    let first = numbered("s", 10);
+    assert_eq!(publish_confirmed(&ch1, "", "qd.sac", &first).await, (10, 0));
+    for want in &first {
+        let d = common::next(&mut a).await;
+        assert_eq!(
+            String::from_utf8_lossy(&d.data),
+            *want,
+            "the active consumer gets all, in order"
+        );
+        d.ack(Default::default()).await.unwrap();
+    }
+    ch2.basic_cancel("a".into(), BasicCancelOptions::default())
+        .await
+        .unwrap();
+    let next = numbered("t", 5);
+    assert_eq!(publish_confirmed(&ch1, "", "qd.sac", &next).await, (5, 0));
+    for want in &next {
+        let d = common::next(&mut b).await;
+        assert_eq!(
+            String::from_utf8_lossy(&d.data),
+            *want,
+            "the second consumer gets only what came after the hand-over"
+        );
+        d.ack(Default::default()).await.unwrap();
+    }
+    // Deduplication by message id, through node 3.
+    let (_c3, ch3) = amqp_channel(&nodes[2]).await;
+    ch3.confirm_select(Default::default()).await.unwrap();
+    let with_id = |id: &str| {
+        lapin::BasicProperties::default()
+            .with_message_id(id.into())
+            .with_delivery_mode(2)
+    };
+    for (id, body) in [
+        ("pay-1", "one"),
+        ("pay-1", "one"),
+        ("pay-2", "two"),
+        ("pay-1", "one"),
+    ] {
+        let confirm = ch3
+            .basic_publish(
+                "".into(),
+                "qd.dedup".into(),
+                Default::default(),
+                body.as_bytes(),
+                with_id(id),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirm.is_ack(), "a repeat is confirmed too");
+    }
+    wait_for(
+        http_port(&nodes[0]),
+        &path("qd.dedup"),
+        15,
+        "the leader's replica holding 2",
+        |s, v| s == 200 && v["replica_messages"] == json!(2),
+    )
+    .await;
+    let TestBroker { running, .. } = nodes.remove(0);
+    running.shutdown().await;
+    let survivors: Vec<u16> = nodes.iter().map(http_port).collect();
+    group_leader(&survivors, &path("qd.dedup"), Some("qd1@localhost")).await;
+    let (_c2, ch2) = amqp_channel(&nodes[0]).await;
+    ch2.confirm_select(Default::default()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "a confirmed repeat on the new leader within 15s"
+        );
+        let sent = ch2
+            .basic_publish(
+                "".into(),
+                "qd.dedup".into(),
+                Default::default(),
+                b"one",
+                with_id("pay-1"),
+            )
+            .await
+            .unwrap();
+        if matches!(tokio::time::timeout(Duration::from_secs(5), sent).await, Ok(Ok(c)) if c.is_ack()) {
+            break;
+        }
+    }
+    let mut held = Vec::new();
+    while let Some(m) = ch2
+        .basic_get("qd.dedup".into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        held.push(String::from_utf8(m.delivery.data.clone()).unwrap());
+    }
+    assert_eq!(held, ["one", "two"], "the repeat after the failover was dropped");
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}

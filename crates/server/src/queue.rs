@@ -590,6 +590,8 @@ impl Queue {
             i.state.restore_paged(Paged::default(), max_seq);
             // Everything stays in memory: there is no log to page from.
             i.state.set_paging(usize::MAX, u64::MAX);
+            // The held messages' ids start a fresh deduplication window, as after a restart.
+            i.state.rebuild_dedup(now);
             i.replicator = Some(replicator);
             self.dispatch_locked(&mut i, now, &mut fx);
             i.next_wakeup()
