@@ -21,7 +21,7 @@
 //! delivers nothing, and a message that went out is recorded as out, so a new leader flags it
 //! redelivered).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -107,8 +107,12 @@ pub struct Sink {
 #[derive(Debug)]
 struct Inner {
     state: QueueState,
-    /// The delivery route of each channel with consumers here.
+    /// The delivery route of each channel with consumers here (looked up once per delivery:
+    /// foldhash, not SipHash).
     sinks: HashMap<ChannelKey, Sink>,
+    /// An empty vector with room, lent to each dispatch pass for its deliveries, so a publish
+    /// that delivers at once allocates no vector of its own.
+    spare_deliveries: Vec<Delivery>,
     /// The durable log of a durable queue.
     log: Option<QueueLog>,
     /// A non-durable queue's scratch log (its name in `Persistence::scratch`), opened when its
@@ -458,7 +462,8 @@ impl Queue {
             vhost,
             inner: Mutex::new(Inner {
                 state,
-                sinks: HashMap::new(),
+                sinks: HashMap::default(),
+                spare_deliveries: Vec::new(),
                 log: None,
                 scratch: None,
                 marks_pending: false,
@@ -802,6 +807,9 @@ impl Queue {
             return false;
         }
         let replicated = inner.replicator.is_some();
+        if fx.deliveries.capacity() == 0 {
+            fx.deliveries = std::mem::take(&mut inner.spare_deliveries);
+        }
         let Inner {
             state,
             sinks,
@@ -841,6 +849,9 @@ impl Queue {
             if let Err(d) = self.send(sinks, d) {
                 undeliverable.push(d);
             }
+        }
+        if inner.spare_deliveries.capacity() == 0 {
+            inner.spare_deliveries = std::mem::take(&mut fx.deliveries);
         }
         for d in undeliverable {
             inner.undeliverable(d, now, fx);

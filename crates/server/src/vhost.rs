@@ -286,6 +286,9 @@ impl PublishOutcome {
         ttl: Option<u64>,
         mut verdict: impl FnMut() -> Option<crate::queue::VerdictFn>,
     ) -> usize {
+        if self.quorum.is_empty() {
+            return 0;
+        }
         let mut handed = 0;
         let now = crate::util::now_ms();
         for q in std::mem::take(&mut self.quorum) {
