@@ -74,8 +74,7 @@ async fn truncated_frames_then_eof_leak_nothing() {
             &QueueDeclare {
                 queue: ShortStr::from("t"),
                 ..Default::default()
-            }
-            .into(),
+            },
         );
         f
     };
@@ -164,8 +163,7 @@ async fn methods_on_closed_channels() {
         &QueueDeclare {
             queue: ShortStr::from("ignored"),
             ..Default::default()
-        }
-        .into(),
+        },
     );
     encode_method(
         &mut f,
@@ -173,12 +171,11 @@ async fn methods_on_closed_channels() {
         &BasicPublish {
             routing_key: ShortStr::from("ignored"),
             ..Default::default()
-        }
-        .into(),
+        },
     );
     encode_basic_header(&mut f, 1, 3, &Default::default());
     warren_codec::encode_body(&mut f, 1, b"abc", 0);
-    encode_method(&mut f, 1, &ChannelCloseOk {}.into());
+    encode_method(&mut f, 1, &ChannelCloseOk {});
     r.send(&f).await;
     r.open_channel(1).await;
     assert!(common::queue(&b, "ignored").is_none());
@@ -274,7 +271,7 @@ async fn sixty_five_thousand_channel_opens_stop_at_channel_max() {
     let mut r = Raw::handshake(b.running.amqp_addr, 0).await;
     let mut f = BytesMut::with_capacity(65_535 * 13);
     for ch in 1..=65_535u16 {
-        encode_method(&mut f, ch, &ChannelOpen::default().into());
+        encode_method(&mut f, ch, &ChannelOpen::default());
     }
     // The broker may close the socket while we still write: ignore write errors.
     {
@@ -357,8 +354,7 @@ async fn slowloris_is_closed_after_the_handshake_timeout() {
             response: bytes::Bytes::from_static(b"\0guest\0guest"),
             locale: ShortStr::from("en_US"),
             ..Default::default()
-        }
-        .into(),
+        },
     );
     partial.send(&f[..f.len() / 2]).await;
 

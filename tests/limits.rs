@@ -218,8 +218,7 @@ async fn frame_max_and_channel_max_are_negotiated_down() {
         &BasicPublish {
             routing_key: ShortStr::from("fm"),
             ..Default::default()
-        }
-        .into(),
+        },
     );
     encode_basic_header(&mut f, 1, 20_000, &Default::default());
     encode_body(&mut f, 1, &[1u8; 20_000], 8192);
@@ -232,8 +231,7 @@ async fn frame_max_and_channel_max_are_negotiated_down() {
         &BasicPublish {
             routing_key: ShortStr::from("fm"),
             ..Default::default()
-        }
-        .into(),
+        },
     );
     encode_basic_header(&mut f, 1, 9000, &Default::default());
     encode_body(&mut f, 1, &[1u8; 9000], 0);
@@ -372,8 +370,7 @@ async fn client_that_never_reads_its_replies_is_throttled_then_disconnected() {
         &BasicPublish {
             routing_key: ShortStr::from("amp"),
             ..Default::default()
-        }
-        .into(),
+        },
     );
     encode_basic_header(&mut f, 1, 1_000_000, &Default::default());
     encode_body(&mut f, 1, &vec![3u8; 1_000_000], r.frame_max);
@@ -391,10 +388,9 @@ async fn client_that_never_reads_its_replies_is_throttled_then_disconnected() {
                 queue: ShortStr::from("amp"),
                 no_ack: false,
                 ..Default::default()
-            }
-            .into(),
+            },
         );
-        encode_method(&mut f, 1, &BasicRecover { requeue: true }.into());
+        encode_method(&mut f, 1, &BasicRecover { requeue: true });
     }
     let t0 = Instant::now();
     // The broker stops reading us, so this write may block: do it from a task.

@@ -140,8 +140,7 @@ async fn declare_many(w: &Warren, n: usize) -> Raw {
                 queue: format!("q-{i:05}").into(),
                 nowait: true,
                 ..Default::default()
-            }
-            .into(),
+            },
         );
     }
     r.send(&buf).await;

@@ -252,8 +252,7 @@ async fn amqp_over_tls() {
         &BasicPublish {
             routing_key: ShortStr::from("tls-q"),
             ..Default::default()
-        }
-        .into(),
+        },
     );
     encode_basic_header(&mut f, 1, body.len() as u64, &Default::default());
     encode_body(&mut f, 1, &body, frame_max);

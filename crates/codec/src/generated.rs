@@ -9,6 +9,17 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::error::SyntaxReason;
 use crate::types::{FieldTable, Reader, ShortStr, put_longstr, put_shortstr, put_table};
 
+/// A method's arguments as they go on the wire: implemented by every method struct and by
+/// [`Method`], so a sender encodes a struct without building (or boxing into) a `Method`.
+pub trait MethodArgs {
+    /// Class id of the method.
+    fn class_id(&self) -> u16;
+    /// Method id within its class.
+    fn method_id(&self) -> u16;
+    /// Writes the arguments (after the class and method ids).
+    fn encode_args(&self, out: &mut BytesMut);
+}
+
 /// `connection.start` (10, 10).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ConnectionStart {
@@ -47,9 +58,21 @@ impl ConnectionStart {
     }
 }
 
+impl MethodArgs for ConnectionStart {
+    fn class_id(&self) -> u16 {
+        10
+    }
+    fn method_id(&self) -> u16 {
+        10
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<ConnectionStart> for Method {
     fn from(m: ConnectionStart) -> Method {
-        Method::ConnectionStart(m)
+        Method::ConnectionStart(Box::new(m))
     }
 }
 
@@ -87,9 +110,21 @@ impl ConnectionStartOk {
     }
 }
 
+impl MethodArgs for ConnectionStartOk {
+    fn class_id(&self) -> u16 {
+        10
+    }
+    fn method_id(&self) -> u16 {
+        11
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<ConnectionStartOk> for Method {
     fn from(m: ConnectionStartOk) -> Method {
-        Method::ConnectionStartOk(m)
+        Method::ConnectionStartOk(Box::new(m))
     }
 }
 
@@ -110,6 +145,18 @@ impl ConnectionSecure {
     }
     fn encode_fields(&self, out: &mut BytesMut) {
         put_longstr(out, &self.challenge);
+    }
+}
+
+impl MethodArgs for ConnectionSecure {
+    fn class_id(&self) -> u16 {
+        10
+    }
+    fn method_id(&self) -> u16 {
+        20
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
     }
 }
 
@@ -136,6 +183,18 @@ impl ConnectionSecureOk {
     }
     fn encode_fields(&self, out: &mut BytesMut) {
         put_longstr(out, &self.response);
+    }
+}
+
+impl MethodArgs for ConnectionSecureOk {
+    fn class_id(&self) -> u16 {
+        10
+    }
+    fn method_id(&self) -> u16 {
+        21
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
     }
 }
 
@@ -175,6 +234,18 @@ impl ConnectionTune {
     }
 }
 
+impl MethodArgs for ConnectionTune {
+    fn class_id(&self) -> u16 {
+        10
+    }
+    fn method_id(&self) -> u16 {
+        30
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<ConnectionTune> for Method {
     fn from(m: ConnectionTune) -> Method {
         Method::ConnectionTune(m)
@@ -208,6 +279,18 @@ impl ConnectionTuneOk {
         out.put_u16(self.channel_max);
         out.put_u32(self.frame_max);
         out.put_u16(self.heartbeat);
+    }
+}
+
+impl MethodArgs for ConnectionTuneOk {
+    fn class_id(&self) -> u16 {
+        10
+    }
+    fn method_id(&self) -> u16 {
+        31
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
     }
 }
 
@@ -248,6 +331,18 @@ impl ConnectionOpen {
     }
 }
 
+impl MethodArgs for ConnectionOpen {
+    fn class_id(&self) -> u16 {
+        10
+    }
+    fn method_id(&self) -> u16 {
+        40
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<ConnectionOpen> for Method {
     fn from(m: ConnectionOpen) -> Method {
         Method::ConnectionOpen(m)
@@ -271,6 +366,18 @@ impl ConnectionOpenOk {
     }
     fn encode_fields(&self, out: &mut BytesMut) {
         put_shortstr(out, &self.known_hosts);
+    }
+}
+
+impl MethodArgs for ConnectionOpenOk {
+    fn class_id(&self) -> u16 {
+        10
+    }
+    fn method_id(&self) -> u16 {
+        41
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
     }
 }
 
@@ -314,6 +421,18 @@ impl ConnectionClose {
     }
 }
 
+impl MethodArgs for ConnectionClose {
+    fn class_id(&self) -> u16 {
+        10
+    }
+    fn method_id(&self) -> u16 {
+        50
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<ConnectionClose> for Method {
     fn from(m: ConnectionClose) -> Method {
         Method::ConnectionClose(m)
@@ -333,6 +452,18 @@ impl ConnectionCloseOk {
         Ok(ConnectionCloseOk {})
     }
     fn encode_fields(&self, _out: &mut BytesMut) {}
+}
+
+impl MethodArgs for ConnectionCloseOk {
+    fn class_id(&self) -> u16 {
+        10
+    }
+    fn method_id(&self) -> u16 {
+        51
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
 }
 
 impl From<ConnectionCloseOk> for Method {
@@ -361,6 +492,18 @@ impl ConnectionBlocked {
     }
 }
 
+impl MethodArgs for ConnectionBlocked {
+    fn class_id(&self) -> u16 {
+        10
+    }
+    fn method_id(&self) -> u16 {
+        60
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<ConnectionBlocked> for Method {
     fn from(m: ConnectionBlocked) -> Method {
         Method::ConnectionBlocked(m)
@@ -380,6 +523,18 @@ impl ConnectionUnblocked {
         Ok(ConnectionUnblocked {})
     }
     fn encode_fields(&self, _out: &mut BytesMut) {}
+}
+
+impl MethodArgs for ConnectionUnblocked {
+    fn class_id(&self) -> u16 {
+        10
+    }
+    fn method_id(&self) -> u16 {
+        61
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
 }
 
 impl From<ConnectionUnblocked> for Method {
@@ -411,6 +566,18 @@ impl ConnectionUpdateSecret {
     }
 }
 
+impl MethodArgs for ConnectionUpdateSecret {
+    fn class_id(&self) -> u16 {
+        10
+    }
+    fn method_id(&self) -> u16 {
+        70
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<ConnectionUpdateSecret> for Method {
     fn from(m: ConnectionUpdateSecret) -> Method {
         Method::ConnectionUpdateSecret(m)
@@ -430,6 +597,18 @@ impl ConnectionUpdateSecretOk {
         Ok(ConnectionUpdateSecretOk {})
     }
     fn encode_fields(&self, _out: &mut BytesMut) {}
+}
+
+impl MethodArgs for ConnectionUpdateSecretOk {
+    fn class_id(&self) -> u16 {
+        10
+    }
+    fn method_id(&self) -> u16 {
+        71
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
 }
 
 impl From<ConnectionUpdateSecretOk> for Method {
@@ -458,6 +637,18 @@ impl ChannelOpen {
     }
 }
 
+impl MethodArgs for ChannelOpen {
+    fn class_id(&self) -> u16 {
+        20
+    }
+    fn method_id(&self) -> u16 {
+        10
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<ChannelOpen> for Method {
     fn from(m: ChannelOpen) -> Method {
         Method::ChannelOpen(m)
@@ -481,6 +672,18 @@ impl ChannelOpenOk {
     }
     fn encode_fields(&self, out: &mut BytesMut) {
         put_longstr(out, &self.channel_id);
+    }
+}
+
+impl MethodArgs for ChannelOpenOk {
+    fn class_id(&self) -> u16 {
+        20
+    }
+    fn method_id(&self) -> u16 {
+        11
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
     }
 }
 
@@ -511,6 +714,18 @@ impl ChannelFlow {
     }
 }
 
+impl MethodArgs for ChannelFlow {
+    fn class_id(&self) -> u16 {
+        20
+    }
+    fn method_id(&self) -> u16 {
+        20
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<ChannelFlow> for Method {
     fn from(m: ChannelFlow) -> Method {
         Method::ChannelFlow(m)
@@ -535,6 +750,18 @@ impl ChannelFlowOk {
     }
     fn encode_fields(&self, out: &mut BytesMut) {
         out.put_u8((self.active as u8) << 0);
+    }
+}
+
+impl MethodArgs for ChannelFlowOk {
+    fn class_id(&self) -> u16 {
+        20
+    }
+    fn method_id(&self) -> u16 {
+        21
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
     }
 }
 
@@ -578,6 +805,18 @@ impl ChannelClose {
     }
 }
 
+impl MethodArgs for ChannelClose {
+    fn class_id(&self) -> u16 {
+        20
+    }
+    fn method_id(&self) -> u16 {
+        40
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<ChannelClose> for Method {
     fn from(m: ChannelClose) -> Method {
         Method::ChannelClose(m)
@@ -597,6 +836,18 @@ impl ChannelCloseOk {
         Ok(ChannelCloseOk {})
     }
     fn encode_fields(&self, _out: &mut BytesMut) {}
+}
+
+impl MethodArgs for ChannelCloseOk {
+    fn class_id(&self) -> u16 {
+        20
+    }
+    fn method_id(&self) -> u16 {
+        41
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
 }
 
 impl From<ChannelCloseOk> for Method {
@@ -650,6 +901,18 @@ impl AccessRequest {
     }
 }
 
+impl MethodArgs for AccessRequest {
+    fn class_id(&self) -> u16 {
+        30
+    }
+    fn method_id(&self) -> u16 {
+        10
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<AccessRequest> for Method {
     fn from(m: AccessRequest) -> Method {
         Method::AccessRequest(m)
@@ -673,6 +936,18 @@ impl AccessRequestOk {
     }
     fn encode_fields(&self, out: &mut BytesMut) {
         out.put_u16(self.ticket);
+    }
+}
+
+impl MethodArgs for AccessRequestOk {
+    fn class_id(&self) -> u16 {
+        30
+    }
+    fn method_id(&self) -> u16 {
+        11
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
     }
 }
 
@@ -739,9 +1014,21 @@ impl ExchangeDeclare {
     }
 }
 
+impl MethodArgs for ExchangeDeclare {
+    fn class_id(&self) -> u16 {
+        40
+    }
+    fn method_id(&self) -> u16 {
+        10
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<ExchangeDeclare> for Method {
     fn from(m: ExchangeDeclare) -> Method {
-        Method::ExchangeDeclare(m)
+        Method::ExchangeDeclare(Box::new(m))
     }
 }
 
@@ -758,6 +1045,18 @@ impl ExchangeDeclareOk {
         Ok(ExchangeDeclareOk {})
     }
     fn encode_fields(&self, _out: &mut BytesMut) {}
+}
+
+impl MethodArgs for ExchangeDeclareOk {
+    fn class_id(&self) -> u16 {
+        40
+    }
+    fn method_id(&self) -> u16 {
+        11
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
 }
 
 impl From<ExchangeDeclareOk> for Method {
@@ -800,6 +1099,18 @@ impl ExchangeDelete {
     }
 }
 
+impl MethodArgs for ExchangeDelete {
+    fn class_id(&self) -> u16 {
+        40
+    }
+    fn method_id(&self) -> u16 {
+        20
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<ExchangeDelete> for Method {
     fn from(m: ExchangeDelete) -> Method {
         Method::ExchangeDelete(m)
@@ -819,6 +1130,18 @@ impl ExchangeDeleteOk {
         Ok(ExchangeDeleteOk {})
     }
     fn encode_fields(&self, _out: &mut BytesMut) {}
+}
+
+impl MethodArgs for ExchangeDeleteOk {
+    fn class_id(&self) -> u16 {
+        40
+    }
+    fn method_id(&self) -> u16 {
+        21
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
 }
 
 impl From<ExchangeDeleteOk> for Method {
@@ -870,9 +1193,21 @@ impl ExchangeBind {
     }
 }
 
+impl MethodArgs for ExchangeBind {
+    fn class_id(&self) -> u16 {
+        40
+    }
+    fn method_id(&self) -> u16 {
+        30
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<ExchangeBind> for Method {
     fn from(m: ExchangeBind) -> Method {
-        Method::ExchangeBind(m)
+        Method::ExchangeBind(Box::new(m))
     }
 }
 
@@ -889,6 +1224,18 @@ impl ExchangeBindOk {
         Ok(ExchangeBindOk {})
     }
     fn encode_fields(&self, _out: &mut BytesMut) {}
+}
+
+impl MethodArgs for ExchangeBindOk {
+    fn class_id(&self) -> u16 {
+        40
+    }
+    fn method_id(&self) -> u16 {
+        31
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
 }
 
 impl From<ExchangeBindOk> for Method {
@@ -940,9 +1287,21 @@ impl ExchangeUnbind {
     }
 }
 
+impl MethodArgs for ExchangeUnbind {
+    fn class_id(&self) -> u16 {
+        40
+    }
+    fn method_id(&self) -> u16 {
+        40
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<ExchangeUnbind> for Method {
     fn from(m: ExchangeUnbind) -> Method {
-        Method::ExchangeUnbind(m)
+        Method::ExchangeUnbind(Box::new(m))
     }
 }
 
@@ -959,6 +1318,18 @@ impl ExchangeUnbindOk {
         Ok(ExchangeUnbindOk {})
     }
     fn encode_fields(&self, _out: &mut BytesMut) {}
+}
+
+impl MethodArgs for ExchangeUnbindOk {
+    fn class_id(&self) -> u16 {
+        40
+    }
+    fn method_id(&self) -> u16 {
+        51
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
 }
 
 impl From<ExchangeUnbindOk> for Method {
@@ -1020,6 +1391,18 @@ impl QueueDeclare {
     }
 }
 
+impl MethodArgs for QueueDeclare {
+    fn class_id(&self) -> u16 {
+        50
+    }
+    fn method_id(&self) -> u16 {
+        10
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<QueueDeclare> for Method {
     fn from(m: QueueDeclare) -> Method {
         Method::QueueDeclare(m)
@@ -1053,6 +1436,18 @@ impl QueueDeclareOk {
         put_shortstr(out, &self.queue);
         out.put_u32(self.message_count);
         out.put_u32(self.consumer_count);
+    }
+}
+
+impl MethodArgs for QueueDeclareOk {
+    fn class_id(&self) -> u16 {
+        50
+    }
+    fn method_id(&self) -> u16 {
+        11
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
     }
 }
 
@@ -1105,9 +1500,21 @@ impl QueueBind {
     }
 }
 
+impl MethodArgs for QueueBind {
+    fn class_id(&self) -> u16 {
+        50
+    }
+    fn method_id(&self) -> u16 {
+        20
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<QueueBind> for Method {
     fn from(m: QueueBind) -> Method {
-        Method::QueueBind(m)
+        Method::QueueBind(Box::new(m))
     }
 }
 
@@ -1124,6 +1531,18 @@ impl QueueBindOk {
         Ok(QueueBindOk {})
     }
     fn encode_fields(&self, _out: &mut BytesMut) {}
+}
+
+impl MethodArgs for QueueBindOk {
+    fn class_id(&self) -> u16 {
+        50
+    }
+    fn method_id(&self) -> u16 {
+        21
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
 }
 
 impl From<QueueBindOk> for Method {
@@ -1163,6 +1582,18 @@ impl QueuePurge {
     }
 }
 
+impl MethodArgs for QueuePurge {
+    fn class_id(&self) -> u16 {
+        50
+    }
+    fn method_id(&self) -> u16 {
+        30
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<QueuePurge> for Method {
     fn from(m: QueuePurge) -> Method {
         Method::QueuePurge(m)
@@ -1186,6 +1617,18 @@ impl QueuePurgeOk {
     }
     fn encode_fields(&self, out: &mut BytesMut) {
         out.put_u32(self.message_count);
+    }
+}
+
+impl MethodArgs for QueuePurgeOk {
+    fn class_id(&self) -> u16 {
+        50
+    }
+    fn method_id(&self) -> u16 {
+        31
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
     }
 }
 
@@ -1232,6 +1675,18 @@ impl QueueDelete {
     }
 }
 
+impl MethodArgs for QueueDelete {
+    fn class_id(&self) -> u16 {
+        50
+    }
+    fn method_id(&self) -> u16 {
+        40
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<QueueDelete> for Method {
     fn from(m: QueueDelete) -> Method {
         Method::QueueDelete(m)
@@ -1255,6 +1710,18 @@ impl QueueDeleteOk {
     }
     fn encode_fields(&self, out: &mut BytesMut) {
         out.put_u32(self.message_count);
+    }
+}
+
+impl MethodArgs for QueueDeleteOk {
+    fn class_id(&self) -> u16 {
+        50
+    }
+    fn method_id(&self) -> u16 {
+        41
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
     }
 }
 
@@ -1302,9 +1769,21 @@ impl QueueUnbind {
     }
 }
 
+impl MethodArgs for QueueUnbind {
+    fn class_id(&self) -> u16 {
+        50
+    }
+    fn method_id(&self) -> u16 {
+        50
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<QueueUnbind> for Method {
     fn from(m: QueueUnbind) -> Method {
-        Method::QueueUnbind(m)
+        Method::QueueUnbind(Box::new(m))
     }
 }
 
@@ -1321,6 +1800,18 @@ impl QueueUnbindOk {
         Ok(QueueUnbindOk {})
     }
     fn encode_fields(&self, _out: &mut BytesMut) {}
+}
+
+impl MethodArgs for QueueUnbindOk {
+    fn class_id(&self) -> u16 {
+        50
+    }
+    fn method_id(&self) -> u16 {
+        51
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
 }
 
 impl From<QueueUnbindOk> for Method {
@@ -1360,6 +1851,18 @@ impl BasicQos {
     }
 }
 
+impl MethodArgs for BasicQos {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        10
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<BasicQos> for Method {
     fn from(m: BasicQos) -> Method {
         Method::BasicQos(m)
@@ -1379,6 +1882,18 @@ impl BasicQosOk {
         Ok(BasicQosOk {})
     }
     fn encode_fields(&self, _out: &mut BytesMut) {}
+}
+
+impl MethodArgs for BasicQosOk {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        11
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
 }
 
 impl From<BasicQosOk> for Method {
@@ -1440,9 +1955,21 @@ impl BasicConsume {
     }
 }
 
+impl MethodArgs for BasicConsume {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        20
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<BasicConsume> for Method {
     fn from(m: BasicConsume) -> Method {
-        Method::BasicConsume(m)
+        Method::BasicConsume(Box::new(m))
     }
 }
 
@@ -1463,6 +1990,18 @@ impl BasicConsumeOk {
     }
     fn encode_fields(&self, out: &mut BytesMut) {
         put_shortstr(out, &self.consumer_tag);
+    }
+}
+
+impl MethodArgs for BasicConsumeOk {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        21
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
     }
 }
 
@@ -1496,6 +2035,18 @@ impl BasicCancel {
     }
 }
 
+impl MethodArgs for BasicCancel {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        30
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<BasicCancel> for Method {
     fn from(m: BasicCancel) -> Method {
         Method::BasicCancel(m)
@@ -1519,6 +2070,18 @@ impl BasicCancelOk {
     }
     fn encode_fields(&self, out: &mut BytesMut) {
         put_shortstr(out, &self.consumer_tag);
+    }
+}
+
+impl MethodArgs for BasicCancelOk {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        31
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
     }
 }
 
@@ -1566,6 +2129,18 @@ impl BasicPublish {
     }
 }
 
+impl MethodArgs for BasicPublish {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        40
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<BasicPublish> for Method {
     fn from(m: BasicPublish) -> Method {
         Method::BasicPublish(m)
@@ -1606,9 +2181,21 @@ impl BasicReturn {
     }
 }
 
+impl MethodArgs for BasicReturn {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        50
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<BasicReturn> for Method {
     fn from(m: BasicReturn) -> Method {
-        Method::BasicReturn(m)
+        Method::BasicReturn(Box::new(m))
     }
 }
 
@@ -1651,9 +2238,21 @@ impl BasicDeliver {
     }
 }
 
+impl MethodArgs for BasicDeliver {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        60
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<BasicDeliver> for Method {
     fn from(m: BasicDeliver) -> Method {
-        Method::BasicDeliver(m)
+        Method::BasicDeliver(Box::new(m))
     }
 }
 
@@ -1685,6 +2284,18 @@ impl BasicGet {
         out.put_u16(self.ticket);
         put_shortstr(out, &self.queue);
         out.put_u8((self.no_ack as u8) << 0);
+    }
+}
+
+impl MethodArgs for BasicGet {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        70
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
     }
 }
 
@@ -1733,9 +2344,21 @@ impl BasicGetOk {
     }
 }
 
+impl MethodArgs for BasicGetOk {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        71
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<BasicGetOk> for Method {
     fn from(m: BasicGetOk) -> Method {
-        Method::BasicGetOk(m)
+        Method::BasicGetOk(Box::new(m))
     }
 }
 
@@ -1756,6 +2379,18 @@ impl BasicGetEmpty {
     }
     fn encode_fields(&self, out: &mut BytesMut) {
         put_shortstr(out, &self.cluster_id);
+    }
+}
+
+impl MethodArgs for BasicGetEmpty {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        72
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
     }
 }
 
@@ -1792,6 +2427,18 @@ impl BasicAck {
     }
 }
 
+impl MethodArgs for BasicAck {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        80
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<BasicAck> for Method {
     fn from(m: BasicAck) -> Method {
         Method::BasicAck(m)
@@ -1825,6 +2472,18 @@ impl BasicReject {
     }
 }
 
+impl MethodArgs for BasicReject {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        90
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<BasicReject> for Method {
     fn from(m: BasicReject) -> Method {
         Method::BasicReject(m)
@@ -1849,6 +2508,18 @@ impl BasicRecoverAsync {
     }
     fn encode_fields(&self, out: &mut BytesMut) {
         out.put_u8((self.requeue as u8) << 0);
+    }
+}
+
+impl MethodArgs for BasicRecoverAsync {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        100
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
     }
 }
 
@@ -1879,6 +2550,18 @@ impl BasicRecover {
     }
 }
 
+impl MethodArgs for BasicRecover {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        110
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<BasicRecover> for Method {
     fn from(m: BasicRecover) -> Method {
         Method::BasicRecover(m)
@@ -1898,6 +2581,18 @@ impl BasicRecoverOk {
         Ok(BasicRecoverOk {})
     }
     fn encode_fields(&self, _out: &mut BytesMut) {}
+}
+
+impl MethodArgs for BasicRecoverOk {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        111
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
 }
 
 impl From<BasicRecoverOk> for Method {
@@ -1936,6 +2631,18 @@ impl BasicNack {
     }
 }
 
+impl MethodArgs for BasicNack {
+    fn class_id(&self) -> u16 {
+        60
+    }
+    fn method_id(&self) -> u16 {
+        120
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<BasicNack> for Method {
     fn from(m: BasicNack) -> Method {
         Method::BasicNack(m)
@@ -1963,6 +2670,18 @@ impl ConfirmSelect {
     }
 }
 
+impl MethodArgs for ConfirmSelect {
+    fn class_id(&self) -> u16 {
+        85
+    }
+    fn method_id(&self) -> u16 {
+        10
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
+        self.encode_fields(out)
+    }
+}
+
 impl From<ConfirmSelect> for Method {
     fn from(m: ConfirmSelect) -> Method {
         Method::ConfirmSelect(m)
@@ -1982,6 +2701,18 @@ impl ConfirmSelectOk {
         Ok(ConfirmSelectOk {})
     }
     fn encode_fields(&self, _out: &mut BytesMut) {}
+}
+
+impl MethodArgs for ConfirmSelectOk {
+    fn class_id(&self) -> u16 {
+        85
+    }
+    fn method_id(&self) -> u16 {
+        11
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
 }
 
 impl From<ConfirmSelectOk> for Method {
@@ -2005,6 +2736,18 @@ impl TxSelect {
     fn encode_fields(&self, _out: &mut BytesMut) {}
 }
 
+impl MethodArgs for TxSelect {
+    fn class_id(&self) -> u16 {
+        90
+    }
+    fn method_id(&self) -> u16 {
+        10
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
+}
+
 impl From<TxSelect> for Method {
     fn from(m: TxSelect) -> Method {
         Method::TxSelect(m)
@@ -2024,6 +2767,18 @@ impl TxSelectOk {
         Ok(TxSelectOk {})
     }
     fn encode_fields(&self, _out: &mut BytesMut) {}
+}
+
+impl MethodArgs for TxSelectOk {
+    fn class_id(&self) -> u16 {
+        90
+    }
+    fn method_id(&self) -> u16 {
+        11
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
 }
 
 impl From<TxSelectOk> for Method {
@@ -2047,6 +2802,18 @@ impl TxCommit {
     fn encode_fields(&self, _out: &mut BytesMut) {}
 }
 
+impl MethodArgs for TxCommit {
+    fn class_id(&self) -> u16 {
+        90
+    }
+    fn method_id(&self) -> u16 {
+        20
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
+}
+
 impl From<TxCommit> for Method {
     fn from(m: TxCommit) -> Method {
         Method::TxCommit(m)
@@ -2066,6 +2833,18 @@ impl TxCommitOk {
         Ok(TxCommitOk {})
     }
     fn encode_fields(&self, _out: &mut BytesMut) {}
+}
+
+impl MethodArgs for TxCommitOk {
+    fn class_id(&self) -> u16 {
+        90
+    }
+    fn method_id(&self) -> u16 {
+        21
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
 }
 
 impl From<TxCommitOk> for Method {
@@ -2089,6 +2868,18 @@ impl TxRollback {
     fn encode_fields(&self, _out: &mut BytesMut) {}
 }
 
+impl MethodArgs for TxRollback {
+    fn class_id(&self) -> u16 {
+        90
+    }
+    fn method_id(&self) -> u16 {
+        30
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
+}
+
 impl From<TxRollback> for Method {
     fn from(m: TxRollback) -> Method {
         Method::TxRollback(m)
@@ -2110,17 +2901,29 @@ impl TxRollbackOk {
     fn encode_fields(&self, _out: &mut BytesMut) {}
 }
 
+impl MethodArgs for TxRollbackOk {
+    fn class_id(&self) -> u16 {
+        90
+    }
+    fn method_id(&self) -> u16 {
+        31
+    }
+    fn encode_args(&self, _out: &mut BytesMut) {
+        self.encode_fields(_out)
+    }
+}
+
 impl From<TxRollbackOk> for Method {
     fn from(m: TxRollbackOk) -> Method {
         Method::TxRollbackOk(m)
     }
 }
 
-/// Every AMQP method, one variant per method.
+/// Every AMQP method, one variant per method; those larger than `basic.publish` boxed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Method {
-    ConnectionStart(ConnectionStart),
-    ConnectionStartOk(ConnectionStartOk),
+    ConnectionStart(Box<ConnectionStart>),
+    ConnectionStartOk(Box<ConnectionStartOk>),
     ConnectionSecure(ConnectionSecure),
     ConnectionSecureOk(ConnectionSecureOk),
     ConnectionTune(ConnectionTune),
@@ -2141,35 +2944,35 @@ pub enum Method {
     ChannelCloseOk(ChannelCloseOk),
     AccessRequest(AccessRequest),
     AccessRequestOk(AccessRequestOk),
-    ExchangeDeclare(ExchangeDeclare),
+    ExchangeDeclare(Box<ExchangeDeclare>),
     ExchangeDeclareOk(ExchangeDeclareOk),
     ExchangeDelete(ExchangeDelete),
     ExchangeDeleteOk(ExchangeDeleteOk),
-    ExchangeBind(ExchangeBind),
+    ExchangeBind(Box<ExchangeBind>),
     ExchangeBindOk(ExchangeBindOk),
-    ExchangeUnbind(ExchangeUnbind),
+    ExchangeUnbind(Box<ExchangeUnbind>),
     ExchangeUnbindOk(ExchangeUnbindOk),
     QueueDeclare(QueueDeclare),
     QueueDeclareOk(QueueDeclareOk),
-    QueueBind(QueueBind),
+    QueueBind(Box<QueueBind>),
     QueueBindOk(QueueBindOk),
     QueuePurge(QueuePurge),
     QueuePurgeOk(QueuePurgeOk),
     QueueDelete(QueueDelete),
     QueueDeleteOk(QueueDeleteOk),
-    QueueUnbind(QueueUnbind),
+    QueueUnbind(Box<QueueUnbind>),
     QueueUnbindOk(QueueUnbindOk),
     BasicQos(BasicQos),
     BasicQosOk(BasicQosOk),
-    BasicConsume(BasicConsume),
+    BasicConsume(Box<BasicConsume>),
     BasicConsumeOk(BasicConsumeOk),
     BasicCancel(BasicCancel),
     BasicCancelOk(BasicCancelOk),
     BasicPublish(BasicPublish),
-    BasicReturn(BasicReturn),
-    BasicDeliver(BasicDeliver),
+    BasicReturn(Box<BasicReturn>),
+    BasicDeliver(Box<BasicDeliver>),
     BasicGet(BasicGet),
-    BasicGetOk(BasicGetOk),
+    BasicGetOk(Box<BasicGetOk>),
     BasicGetEmpty(BasicGetEmpty),
     BasicAck(BasicAck),
     BasicReject(BasicReject),
@@ -2365,8 +3168,8 @@ impl Method {
         let class_id = r.u16().map_err(syntax(0, 0))?;
         let method_id = r.u16().map_err(syntax(class_id, 0))?;
         let m = match (class_id, method_id) {
-            (10, 10) => ConnectionStart::decode_fields(r).map(Method::ConnectionStart),
-            (10, 11) => ConnectionStartOk::decode_fields(r).map(Method::ConnectionStartOk),
+            (10, 10) => ConnectionStart::decode_fields(r).map(|m| Method::ConnectionStart(Box::new(m))),
+            (10, 11) => ConnectionStartOk::decode_fields(r).map(|m| Method::ConnectionStartOk(Box::new(m))),
             (10, 20) => ConnectionSecure::decode_fields(r).map(Method::ConnectionSecure),
             (10, 21) => ConnectionSecureOk::decode_fields(r).map(Method::ConnectionSecureOk),
             (10, 30) => ConnectionTune::decode_fields(r).map(Method::ConnectionTune),
@@ -2387,35 +3190,35 @@ impl Method {
             (20, 41) => ChannelCloseOk::decode_fields(r).map(Method::ChannelCloseOk),
             (30, 10) => AccessRequest::decode_fields(r).map(Method::AccessRequest),
             (30, 11) => AccessRequestOk::decode_fields(r).map(Method::AccessRequestOk),
-            (40, 10) => ExchangeDeclare::decode_fields(r).map(Method::ExchangeDeclare),
+            (40, 10) => ExchangeDeclare::decode_fields(r).map(|m| Method::ExchangeDeclare(Box::new(m))),
             (40, 11) => ExchangeDeclareOk::decode_fields(r).map(Method::ExchangeDeclareOk),
             (40, 20) => ExchangeDelete::decode_fields(r).map(Method::ExchangeDelete),
             (40, 21) => ExchangeDeleteOk::decode_fields(r).map(Method::ExchangeDeleteOk),
-            (40, 30) => ExchangeBind::decode_fields(r).map(Method::ExchangeBind),
+            (40, 30) => ExchangeBind::decode_fields(r).map(|m| Method::ExchangeBind(Box::new(m))),
             (40, 31) => ExchangeBindOk::decode_fields(r).map(Method::ExchangeBindOk),
-            (40, 40) => ExchangeUnbind::decode_fields(r).map(Method::ExchangeUnbind),
+            (40, 40) => ExchangeUnbind::decode_fields(r).map(|m| Method::ExchangeUnbind(Box::new(m))),
             (40, 51) => ExchangeUnbindOk::decode_fields(r).map(Method::ExchangeUnbindOk),
             (50, 10) => QueueDeclare::decode_fields(r).map(Method::QueueDeclare),
             (50, 11) => QueueDeclareOk::decode_fields(r).map(Method::QueueDeclareOk),
-            (50, 20) => QueueBind::decode_fields(r).map(Method::QueueBind),
+            (50, 20) => QueueBind::decode_fields(r).map(|m| Method::QueueBind(Box::new(m))),
             (50, 21) => QueueBindOk::decode_fields(r).map(Method::QueueBindOk),
             (50, 30) => QueuePurge::decode_fields(r).map(Method::QueuePurge),
             (50, 31) => QueuePurgeOk::decode_fields(r).map(Method::QueuePurgeOk),
             (50, 40) => QueueDelete::decode_fields(r).map(Method::QueueDelete),
             (50, 41) => QueueDeleteOk::decode_fields(r).map(Method::QueueDeleteOk),
-            (50, 50) => QueueUnbind::decode_fields(r).map(Method::QueueUnbind),
+            (50, 50) => QueueUnbind::decode_fields(r).map(|m| Method::QueueUnbind(Box::new(m))),
             (50, 51) => QueueUnbindOk::decode_fields(r).map(Method::QueueUnbindOk),
             (60, 10) => BasicQos::decode_fields(r).map(Method::BasicQos),
             (60, 11) => BasicQosOk::decode_fields(r).map(Method::BasicQosOk),
-            (60, 20) => BasicConsume::decode_fields(r).map(Method::BasicConsume),
+            (60, 20) => BasicConsume::decode_fields(r).map(|m| Method::BasicConsume(Box::new(m))),
             (60, 21) => BasicConsumeOk::decode_fields(r).map(Method::BasicConsumeOk),
             (60, 30) => BasicCancel::decode_fields(r).map(Method::BasicCancel),
             (60, 31) => BasicCancelOk::decode_fields(r).map(Method::BasicCancelOk),
             (60, 40) => BasicPublish::decode_fields(r).map(Method::BasicPublish),
-            (60, 50) => BasicReturn::decode_fields(r).map(Method::BasicReturn),
-            (60, 60) => BasicDeliver::decode_fields(r).map(Method::BasicDeliver),
+            (60, 50) => BasicReturn::decode_fields(r).map(|m| Method::BasicReturn(Box::new(m))),
+            (60, 60) => BasicDeliver::decode_fields(r).map(|m| Method::BasicDeliver(Box::new(m))),
             (60, 70) => BasicGet::decode_fields(r).map(Method::BasicGet),
-            (60, 71) => BasicGetOk::decode_fields(r).map(Method::BasicGetOk),
+            (60, 71) => BasicGetOk::decode_fields(r).map(|m| Method::BasicGetOk(Box::new(m))),
             (60, 72) => BasicGetEmpty::decode_fields(r).map(Method::BasicGetEmpty),
             (60, 80) => BasicAck::decode_fields(r).map(Method::BasicAck),
             (60, 90) => BasicReject::decode_fields(r).map(Method::BasicReject),
@@ -2442,6 +3245,18 @@ impl Method {
     pub fn encode(&self, out: &mut BytesMut) {
         out.put_u16(self.class_id());
         out.put_u16(self.method_id());
+        self.encode_args(out);
+    }
+}
+
+impl MethodArgs for Method {
+    fn class_id(&self) -> u16 {
+        Method::class_id(self)
+    }
+    fn method_id(&self) -> u16 {
+        Method::method_id(self)
+    }
+    fn encode_args(&self, out: &mut BytesMut) {
         match self {
             Method::ConnectionStart(m) => m.encode_fields(out),
             Method::ConnectionStartOk(m) => m.encode_fields(out),

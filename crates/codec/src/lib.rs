@@ -35,7 +35,7 @@ pub use frame::{
     Frame, ProtocolHeader, classify_protocol_header, decode_frame, encode_basic_header, encode_body,
     encode_content, encode_frame, encode_header, encode_method,
 };
-pub use generated::Method;
+pub use generated::{Method, MethodArgs};
 pub use properties::{BasicProperties, ContentHeader};
 pub use reply::ReplyCode;
 pub use types::{FieldTable, FieldValue, LongStr, Reader, ShortStr};

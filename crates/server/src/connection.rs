@@ -677,7 +677,7 @@ impl Connection {
     }
 
     /// Encodes a method frame into the write buffer.
-    pub(crate) fn send_method(&mut self, channel: u16, m: impl Into<Method>) {
+    pub(crate) fn send_method(&mut self, channel: u16, m: impl warren_codec::MethodArgs) {
         self.session.send_method(channel, m);
     }
 
@@ -837,7 +837,7 @@ impl Connection {
     fn connection_method(&mut self, method: Method) -> AmqpResult<()> {
         let (class_id, method_id) = (method.class_id(), method.method_id());
         let r = match (self.phase, method) {
-            (Phase::AwaitStartOk, Method::ConnectionStartOk(m)) => self.start_ok(m),
+            (Phase::AwaitStartOk, Method::ConnectionStartOk(m)) => self.start_ok(*m),
             (Phase::AwaitTuneOk, Method::ConnectionTuneOk(m)) => self.tune_ok(m),
             (Phase::AwaitOpen, Method::ConnectionOpen(m)) => self.open(m),
             (_, Method::ConnectionClose(m)) => {

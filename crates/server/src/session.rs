@@ -15,7 +15,7 @@ use foldhash::HashMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use warren_codec::{Method, ShortStr, encode_method};
+use warren_codec::{MethodArgs, ShortStr, encode_method};
 use warren_core::{AmqpError, AmqpResult};
 
 use crate::access::{Resource, refused, resource_name};
@@ -126,14 +126,14 @@ impl Session {
     }
 
     /// Encodes a method frame into the write buffer.
-    pub fn send_method(&mut self, channel: u16, m: impl Into<Method>) {
-        encode_method(&mut self.out, channel, &m.into());
+    pub fn send_method(&mut self, channel: u16, m: impl MethodArgs) {
+        encode_method(&mut self.out, channel, &m);
     }
 
     /// Encodes a content-bearing method (`basic.deliver`, `basic.return`) with `msg`'s header
     /// and body frames into the write buffer.
-    pub fn send_content(&mut self, channel: u16, m: impl Into<Method>, msg: &warren_core::Message) {
-        encode_method(&mut self.out, channel, &m.into());
+    pub fn send_content(&mut self, channel: u16, m: impl MethodArgs, msg: &warren_core::Message) {
+        encode_method(&mut self.out, channel, &m);
         warren_codec::encode_basic_header(&mut self.out, channel, msg.body.len() as u64, &msg.properties);
         warren_codec::encode_body(&mut self.out, channel, &msg.body, self.frame_max);
     }

@@ -245,14 +245,13 @@ impl Channel {
         if d.redelivered {
             s.broker.metrics.redelivered.fetch_add(1, Ordering::Relaxed);
         }
-        let method: Method = BasicDeliver {
+        let method = BasicDeliver {
             consumer_tag: tag,
             delivery_tag,
             redelivered: d.redelivered,
             exchange: d.msg.exchange.clone(),
             routing_key: d.msg.routing_key.clone(),
-        }
-        .into();
+        };
         warren_codec::encode_method(&mut s.out, self.id, &method);
         write_content(&mut s.out, self.id, &d, s.frame_max);
     }

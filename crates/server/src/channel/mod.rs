@@ -183,17 +183,17 @@ impl Channel {
                 s.send_method(ch, AccessRequestOk { ticket: 1 });
                 Ok(())
             }
-            Method::ExchangeDeclare(m) => self.exchange_declare(s, m),
+            Method::ExchangeDeclare(m) => self.exchange_declare(s, *m),
             Method::ExchangeDelete(m) => self.exchange_delete(s, m),
-            Method::ExchangeBind(m) => self.exchange_bind(s, m),
-            Method::ExchangeUnbind(m) => self.exchange_unbind(s, m),
+            Method::ExchangeBind(m) => self.exchange_bind(s, *m),
+            Method::ExchangeUnbind(m) => self.exchange_unbind(s, *m),
             Method::QueueDeclare(m) => self.queue_declare(s, m),
-            Method::QueueBind(m) => self.queue_bind(s, m),
-            Method::QueueUnbind(m) => self.queue_unbind(s, m),
+            Method::QueueBind(m) => self.queue_bind(s, *m),
+            Method::QueueUnbind(m) => self.queue_unbind(s, *m),
             Method::QueuePurge(m) => self.queue_purge(s, m),
             Method::QueueDelete(m) => self.queue_delete(s, m),
             Method::BasicQos(m) => self.basic_qos(s, m),
-            Method::BasicConsume(m) => self.basic_consume(s, m),
+            Method::BasicConsume(m) => self.basic_consume(s, *m),
             Method::BasicCancel(m) => self.basic_cancel(s, m),
             Method::BasicPublish(m) => {
                 let (header, body) = content.ok_or_else(|| AmqpError::internal("publish without content"))?;
