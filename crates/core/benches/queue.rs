@@ -24,8 +24,8 @@ fn queue() -> QueueState {
     let mut q = QueueState::new("bench", QueueArgs::default());
     q.add_consumer(
         ConsumerSpec {
-            key: 1,
-            channel: 1,
+            key: warren_core::ids::ConsumerKey(1),
+            channel: warren_core::ids::ChannelKey::new(warren_core::ids::ConnId(0), 1),
             tag: "ctag".into(),
             no_ack: false,
             prefetch: 0,

@@ -134,7 +134,7 @@ fn bench_workload(c: &mut Criterion, w: &Workload) {
     g.throughput(Throughput::Elements(1));
     g.measurement_time(Duration::from_secs(5));
 
-    let mut ix = w.index(DEFAULT_CACHE_CAPACITY);
+    let ix = w.index(DEFAULT_CACHE_CAPACITY);
     let mut out = Vec::with_capacity(BINDINGS);
     let mut total = 0usize;
     for k in &keys[..10_000] {
@@ -171,7 +171,7 @@ fn bench_workload(c: &mut Criterion, w: &Workload) {
         })
     });
 
-    let mut ix = w.index(0);
+    let ix = w.index(0);
     g.bench_function("uncached_trie", |b| {
         b.iter(|| {
             i = (i + 1) % keys.len();

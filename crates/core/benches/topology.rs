@@ -31,7 +31,7 @@ fn topology() -> (Topology, Vec<String>) {
             exclusive: false,
             auto_delete: false,
             arguments: &args,
-            owner: 0,
+            owner: warren_core::ids::ConnId(0),
             server_named: false,
         })
         .expect("declare");
@@ -42,7 +42,7 @@ fn topology() -> (Topology, Vec<String>) {
 }
 
 fn bench(c: &mut Criterion) {
-    let (mut t, keys) = topology();
+    let (t, keys) = topology();
     // Sanity: every key reaches exactly its queue.
     for k in keys.iter().step_by(997) {
         let r = t.route("amq.direct", &[k.as_str()], None).expect("route");
