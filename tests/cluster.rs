@@ -3573,3 +3573,121 @@ async fn single_active_consumer_and_deduplication_work_on_quorum_queues_and_dedu
         n.running.shutdown().await;
     }
 }
+
+/// Issue 20: message groups (`x-message-group-header`) on a quorum queue served through its
+/// group, a backlog of 4 groups consumed on the two nodes that do not lead it (prefetch 10
+/// each): each group's messages arrive in
+/// publish order, never two of a group out at once (the next goes out only once the previous
+/// one's ack reached the leader), and every message arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn message_groups_on_a_quorum_queue_keep_one_in_flight_per_group_in_order() {
+    use futures_lite::StreamExt;
+    use std::collections::{HashMap, HashSet};
+    const GROUPS: usize = 4;
+    const PER_GROUP: usize = 15;
+    let (nodes, _ports) = three_nodes("qg").await;
+    let https: Vec<u16> = nodes.iter().map(http_port).collect();
+    let (_c1, ch1) = amqp_channel(&nodes[0]).await;
+    let args = common::table(vec![
+        ("x-queue-type", common::lstr("quorum")),
+        ("x-message-group-header", common::lstr("order-id")),
+    ]);
+    common::declare_durable(&ch1, "qg.orders", args).await;
+    group_leader(&https, "/api/queues/%2F/qg.orders", None).await;
+    // The backlog first, every publish confirmed: the consumers start on all of it.
+    ch1.confirm_select(Default::default()).await.unwrap();
+    let mut confirms = Vec::new();
+    for k in 0..PER_GROUP {
+        for g in 0..GROUPS {
+            let props = lapin::BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_headers(common::table(vec![("order-id", common::lstr(&format!("g{g}")))]));
+            let body = format!("{g}:{k}");
+            confirms.push(
+                ch1.basic_publish(
+                    "".into(),
+                    "qg.orders".into(),
+                    Default::default(),
+                    body.as_bytes(),
+                    props,
+                )
+                .await
+                .unwrap(),
+            );
+        }
+    }
+    for c in confirms {
+        assert!(c.await.unwrap().is_ack());
+    }
+    #[derive(Default)]
+    struct Seen {
+        in_flight: HashSet<usize>,
+        next: HashMap<usize, usize>,
+        got: usize,
+        violations: Vec<String>,
+    }
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
+    let mut held = Vec::new();
+    for (i, n) in nodes[1..].iter().enumerate() {
+        let (c, ch) = amqp_channel(n).await;
+        ch.basic_qos(10, Default::default()).await.unwrap();
+        let mut consumer = ch
+            .basic_consume(
+                "qg.orders".into(),
+                format!("c{i}").as_str().into(),
+                Default::default(),
+                no_args(),
+            )
+            .await
+            .unwrap();
+        let seen = seen.clone();
+        held.push((c, ch));
+        tokio::spawn(async move {
+            while let Some(Ok(d)) = consumer.next().await {
+                let text = String::from_utf8(d.data.clone()).unwrap();
+                let (g, k) = text.split_once(':').unwrap();
+                let (g, k): (usize, usize) = (g.parse().unwrap(), k.parse().unwrap());
+                {
+                    let mut s = seen.lock().unwrap();
+                    if !s.in_flight.insert(g) {
+                        s.violations.push(format!("two of group {g} out at once"));
+                    }
+                    let want = s.next.get(&g).copied().unwrap_or(0);
+                    if k != want {
+                        s.violations.push(format!("group {g}: got {k}, expected {want}"));
+                    }
+                    s.next.insert(g, k + 1);
+                }
+                tokio::task::yield_now().await;
+                {
+                    let mut s = seen.lock().unwrap();
+                    s.in_flight.remove(&g);
+                    s.got += 1;
+                }
+                d.ack(Default::default()).await.unwrap();
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (got, violations) = {
+            let s = seen.lock().unwrap();
+            (s.got, s.violations.clone())
+        };
+        assert!(violations.is_empty(), "{violations:?}");
+        if got == GROUPS * PER_GROUP {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "all {} delivered within 20s: {got}",
+            GROUPS * PER_GROUP
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(common::message_count(&ch1, "qg.orders").await, 0);
+    drop(held);
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
