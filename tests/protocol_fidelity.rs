@@ -439,6 +439,51 @@ async fn numeric_arguments_out_of_range_get_rabbitmq_406_texts() {
     }
 }
 
+/// Arguments RabbitMQ knows for another queue type only are refused with RabbitMQ 3.10.8's 406
+/// texts (checked side by side with pika), before a quorum queue's properties: the first
+/// declaration is non-durable, and RabbitMQ names the argument, not `non-durable`.
+#[tokio::test]
+async fn arguments_of_another_queue_type_get_rabbitmqs_406() {
+    let b = start().await;
+    let conn = b.connect().await;
+    let quorum = |arg: &str, v: AMQPValue| table(vec![("x-queue-type", lstr("quorum")), (arg, v)]);
+    let cases = [
+        (
+            "o1",
+            quorum("x-max-priority", AMQPValue::LongInt(5)),
+            "invalid arg 'x-max-priority' for queue 'o1' in vhost '/' of queue type rabbit_quorum_queue",
+        ),
+        (
+            "o2",
+            quorum("x-queue-mode", lstr("lazy")),
+            "invalid arg 'x-queue-mode' for queue 'o2' in vhost '/' of queue type rabbit_quorum_queue",
+        ),
+        (
+            "o3",
+            quorum("x-queue-leader-locator", lstr("nowhere")),
+            "invalid arg 'x-queue-leader-locator' for queue 'o3' in vhost '/': invalid_queue_locator_arg",
+        ),
+        (
+            "o4",
+            table(vec![("x-quorum-initial-group-size", AMQPValue::LongInt(3))]),
+            "invalid arg 'x-quorum-initial-group-size' for queue 'o4' in vhost '/' of queue type rabbit_classic_queue",
+        ),
+    ];
+    for (q, args, text) in cases {
+        let e = declare_args(&conn, q, args).await.expect_err(q);
+        assert_eq!(reply_code(&e), Some(406), "{q}: {e:?}");
+        assert_eq!(reply_text(&e), format!("PRECONDITION_FAILED - {text}"));
+    }
+    // Warren's own extensions stay accepted on a quorum queue.
+    let ch = conn.create_channel().await.unwrap();
+    let opts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let args = quorum("x-deduplication-window", AMQPValue::LongInt(1000));
+    ch.queue_declare("o5".into(), opts, args).await.unwrap();
+}
+
 #[tokio::test]
 async fn policy_keys_accept_non_integer_json_numbers() {
     let b = start().await;

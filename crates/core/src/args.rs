@@ -216,6 +216,33 @@ pub const EQUIVALENCE_ARGS: &[&str] = &[
     "x-deduplication-header",
 ];
 
+/// Arguments RabbitMQ 3.10 refuses on a quorum queue (`invalid arg 'x-max-priority' for queue
+/// 'q' in vhost '/' of queue type rabbit_quorum_queue`, checked side by side): classic and stream
+/// queue arguments. Warren's own extensions (deduplication, message groups, delayed retry) are
+/// not among them: they work on quorum queues too.
+const NOT_FOR_QUORUM: &[&str] = &[
+    "x-max-priority",
+    "x-queue-mode",
+    "x-queue-master-locator",
+    "x-queue-version",
+    "x-max-age",
+    "x-initial-cluster-size",
+    "x-stream-max-segment-size-bytes",
+];
+
+/// Arguments RabbitMQ 3.10 refuses on a classic queue: quorum and stream queue arguments, except
+/// those Warren gives classic queues too (`x-delivery-limit`, `x-dead-letter-strategy`; see
+/// docs/compatibility.md).
+const NOT_FOR_CLASSIC: &[&str] = &[
+    "x-quorum-initial-group-size",
+    "x-queue-leader-locator",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-max-age",
+    "x-initial-cluster-size",
+    "x-stream-max-segment-size-bytes",
+];
+
 fn invalid(arg: &str, queue: &str, vhost: &str, why: String) -> AmqpError {
     AmqpError::precondition(format!(
         "invalid arg '{arg}' for queue '{queue}' in vhost '{vhost}': {why}"
@@ -394,6 +421,46 @@ impl QueueArgs {
         q.deduplication = dedup::parse_args(args).map_err(|(arg, why)| invalid(arg, queue, vhost, why))?;
         Ok(q)
     }
+
+    /// Checks a client's declaration (`queue.declare`, `PUT /api/queues/…`) as RabbitMQ 3.10
+    /// does beyond [`QueueArgs::parse`] (orders checked side by side with pika): the values of
+    /// the arguments the queue's type takes, `x-queue-leader-locator`'s among them for a quorum
+    /// queue, then an argument RabbitMQ knows for another queue type only (its value never
+    /// looked at), all before a quorum queue's properties. Not applied to declarations read
+    /// back from a definitions log or a Raft log: earlier builds accepted such arguments, and
+    /// those queues must come back.
+    pub fn check_declared(args: &FieldTable, queue: &str, vhost: &str) -> AmqpResult<()> {
+        let quorum = args.get("x-queue-type").and_then(|v| v.as_str()) == Some("quorum");
+        let (foreign, queue_type) = if quorum {
+            (NOT_FOR_QUORUM, "rabbit_quorum_queue")
+        } else {
+            (NOT_FOR_CLASSIC, "rabbit_classic_queue")
+        };
+        let mut own = args.clone();
+        for arg in foreign {
+            own.remove(arg);
+        }
+        QueueArgs::parse(&own, queue, vhost)?;
+        if let Some(v) = own.get("x-queue-leader-locator") {
+            match v.as_str() {
+                Some("client-local" | "balanced" | "random" | "least-leaders") => {}
+                Some(_) => {
+                    let why = "invalid_queue_locator_arg".to_string();
+                    return Err(invalid("x-queue-leader-locator", queue, vhost, why));
+                }
+                None => {
+                    let why = format!("{{unacceptable_type,{}}}", type_name(v));
+                    return Err(invalid("x-queue-leader-locator", queue, vhost, why));
+                }
+            }
+        }
+        if let Some((arg, _)) = args.iter().find(|(k, _)| foreign.contains(k)) {
+            return Err(AmqpError::precondition(format!(
+                "invalid arg '{arg}' for queue '{queue}' in vhost '{vhost}' of queue type {queue_type}"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Checks a redeclare's arguments against the existing queue's (RabbitMQ's consistent-args rule,
@@ -449,6 +516,76 @@ mod tests {
         let e = QueueArgs::parse(&table(&[("x-max-length", FieldValue::str("10"))]), "q", "/").unwrap_err();
         assert_eq!(e.code.code(), 406);
         assert!(e.text.contains("x-max-length"), "{}", e.text);
+    }
+
+    #[test]
+    fn arguments_of_another_queue_type_are_refused_with_rabbitmqs_texts() {
+        let quorum = |k: &str, v: FieldValue| {
+            QueueArgs::check_declared(
+                &table(&[("x-queue-type", FieldValue::str("quorum")), (k, v)]),
+                "q",
+                "/",
+            )
+        };
+        let text = |r: AmqpResult<()>| {
+            let e = r.unwrap_err();
+            assert_eq!(e.code.code(), 406);
+            e.text
+        };
+        assert_eq!(
+            text(quorum("x-max-priority", FieldValue::I64(5))),
+            "invalid arg 'x-max-priority' for queue 'q' in vhost '/' of queue type rabbit_quorum_queue"
+        );
+        assert_eq!(
+            text(quorum("x-queue-mode", FieldValue::str("lazy"))),
+            "invalid arg 'x-queue-mode' for queue 'q' in vhost '/' of queue type rabbit_quorum_queue"
+        );
+        // A foreign argument's value is not looked at; the values of the type's own are, first.
+        assert!(
+            text(quorum("x-max-priority", FieldValue::I64(-1)))
+                .ends_with("of queue type rabbit_quorum_queue")
+        );
+        let both = table(&[
+            ("x-queue-type", FieldValue::str("quorum")),
+            ("x-max-priority", FieldValue::I64(5)),
+            ("x-message-ttl", FieldValue::I64(-1)),
+        ]);
+        assert_eq!(
+            text(QueueArgs::check_declared(&both, "q", "/")),
+            "invalid arg 'x-message-ttl' for queue 'q' in vhost '/': {value_negative,-1}"
+        );
+        assert_eq!(
+            text(quorum("x-queue-leader-locator", FieldValue::str("min-masters"))),
+            "invalid arg 'x-queue-leader-locator' for queue 'q' in vhost '/': invalid_queue_locator_arg"
+        );
+        assert_eq!(
+            text(quorum("x-queue-leader-locator", FieldValue::I32(5))),
+            "invalid arg 'x-queue-leader-locator' for queue 'q' in vhost '/': {unacceptable_type,signedint}"
+        );
+        for ok in ["client-local", "balanced", "random", "least-leaders"] {
+            quorum("x-queue-leader-locator", FieldValue::str(ok)).unwrap();
+        }
+        // Warren's extensions and unknown arguments stay accepted on both types.
+        quorum("x-deduplication-window", FieldValue::I64(1000)).unwrap();
+        quorum("x-foo", FieldValue::str("bar")).unwrap();
+        let classic = |k: &str, v: FieldValue| QueueArgs::check_declared(&table(&[(k, v)]), "q", "/");
+        assert_eq!(
+            text(classic("x-quorum-initial-group-size", FieldValue::I64(3))),
+            "invalid arg 'x-quorum-initial-group-size' for queue 'q' in vhost '/' of queue type rabbit_classic_queue"
+        );
+        assert_eq!(
+            text(classic("x-queue-leader-locator", FieldValue::str("client-local"))),
+            "invalid arg 'x-queue-leader-locator' for queue 'q' in vhost '/' of queue type rabbit_classic_queue"
+        );
+        classic("x-delivery-limit", FieldValue::I64(5)).unwrap();
+        classic("x-dead-letter-strategy", FieldValue::str("at-least-once")).unwrap();
+        classic("x-max-priority", FieldValue::I64(5)).unwrap();
+        // Declarations read back (no check_declared) keep what earlier builds accepted.
+        let recorded = table(&[
+            ("x-queue-type", FieldValue::str("quorum")),
+            ("x-max-priority", FieldValue::I64(5)),
+        ]);
+        assert!(QueueArgs::parse(&recorded, "q", "/").unwrap().quorum);
     }
 
     #[test]

@@ -43,6 +43,7 @@ impl Channel {
                 s.check_access(Resource::Queue, &name, Access::Read)?;
                 s.check_access(Resource::Exchange, dlx, Access::Write)?;
             }
+            warren_core::args::QueueArgs::check_declared(&m.arguments, &name, &v.name)?;
         }
         if s.broker.cluster().is_some() && !m.passive && m.durable && !m.exclusive {
             let existing = v.read_topology(|t| t.queue(&name).map(|q| q.id));

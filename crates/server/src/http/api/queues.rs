@@ -271,6 +271,9 @@ pub fn declare_queue(v: &Arc<VHost>, name: &str, b: &QueueBody, limit: Option<u3
 /// its home; an existing remote queue checked against its definition; anything else through
 /// [`declare_queue`]. Whether it was created.
 pub async fn put_queue(st: &Shared, v: &Arc<VHost>, name: &str, b: &QueueBody) -> ApiResult<bool> {
+    if let Ok(args) = json_to_table(&b.arguments) {
+        warren_core::args::QueueArgs::check_declared(&args, name, &v.name)?;
+    }
     if st.broker.cluster().is_some() && b.durable {
         if name.is_empty() || name.len() > 255 {
             return Err(ApiError::bad_request("invalid queue name"));
