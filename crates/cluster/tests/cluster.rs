@@ -150,15 +150,28 @@ async fn stop_all_but(nodes: &[Node], keep: usize) {
     }
 }
 
-/// Free loopback ports for nodes that must know each other's address before starting.
+/// Free loopback ports for nodes that must know each other's address before starting. Taken
+/// below Linux's ephemeral range (32768–60999), from a sequence of this test process: a port
+/// the kernel handed out for `127.0.0.1:0` and released could become the source port of a
+/// node's connection to a seed not yet up, and the seed then could not bind it.
 fn free_addrs(n: usize) -> Vec<String> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().to_string())
-        .collect()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id();
+    let _ = NEXT.compare_exchange(u32::MAX, start % SPAN, Ordering::SeqCst, Ordering::SeqCst);
+    let mut addrs = Vec::new();
+    while addrs.len() < n {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            addrs.push(format!("127.0.0.1:{port}"));
+        }
+    }
+    addrs
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
