@@ -32,9 +32,9 @@
 //!   an optimisation whose crash at any point leaves either file version valid.
 //!
 //! `truncate` and `purge` wait for the writer to go idle first, so the file they change holds
-//! every appended record. All file IO runs on tokio's blocking pool, never on a runtime worker. After a failed write
-//! or fsync the store is poisoned and refuses further writes (the page cache can no longer be
-//! trusted to match the disk).
+//! every appended record. All file IO runs on tokio's blocking pool, never on a runtime worker.
+//! After a failed write or fsync the store is poisoned and refuses further writes (the page
+//! cache can no longer be trusted to match the disk).
 //!
 //! The commit index is not persisted (openraft's optional `save_committed`): after a restart the
 //! entries after the latest snapshot are applied again once a leader reports them committed —
@@ -254,8 +254,8 @@ impl LogFile {
         r
     }
 
-    /// Frames `batch` onto the writer's queue and makes its entries readable; true if the
-    /// writer must be started. Nothing is durable until the writer's flush.
+    /// Frames `batch` onto the writer's queue and makes its entries readable. Nothing is
+    /// durable until the writer's flush.
     fn enqueue(&mut self, batch: Vec<Entry>) -> io::Result<()> {
         self.check()?;
         let start = self.queued.len();
