@@ -708,6 +708,27 @@ mod tests {
         f.append(vec![entry(1, 4)]).unwrap();
     }
 
+    /// The store's own writer (not the test-only synchronous `append`): a failed write poisons
+    /// the log, the writer goes idle, and later appends are refused.
+    #[test]
+    fn the_writers_failed_write_poisons_the_log_and_refuses_later_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_of_three(dir.path());
+        let mut f = LogFile::open(dir.path()).unwrap();
+        f.file = Arc::new(File::open(&path).unwrap());
+        f.enqueue(vec![entry(1, 4)]).unwrap();
+        f.writing = true;
+        let (inner, idle) = (Mutex::new(f), Condvar::new());
+        LogStore::write_queued(&inner, &idle);
+        let mut f = inner.into_inner();
+        assert!(f.poisoned && !f.writing && f.queued.is_empty());
+        let refused = f.enqueue(vec![entry(1, 5)]).unwrap_err();
+        assert!(refused.to_string().contains("poisoned"), "{refused}");
+        drop(f);
+        let f = LogFile::open(dir.path()).unwrap();
+        assert_eq!(indexes(&f), vec![1, 2, 3]);
+    }
+
     #[test]
     fn bad_crc_before_the_tail_is_corruption() {
         let dir = tempfile::tempdir().unwrap();
