@@ -31,6 +31,13 @@
 //! - `purge`: the new purge point is made durable in the state file first; the log rewrite is
 //!   an optimisation whose crash at any point leaves either file version valid.
 //!
+//! # Memory
+//!
+//! Every live entry's place in the file is in memory; its decoded payload only while it is
+//! among the most recent [`CACHE_BYTES`] of records (what followers are sent and the state
+//! machine applies next). Older payloads — a quorum queue's backlog — are read back from the
+//! file when asked for (a lagging follower), once the writer has written them.
+//!
 //! `truncate` and `purge` wait for the writer to go idle first, so the file they change holds
 //! every appended record. All file IO runs on tokio's blocking pool, never on a runtime worker.
 //! After a failed write or fsync the store is poisoned and refuses further writes (the page
@@ -69,6 +76,59 @@ const STATE_MAGIC: &[u8; 8] = b"WRNRSTA\x01";
 /// Upper bound on one record's payload; a larger length field is damage, not data.
 pub(crate) const MAX_RECORD: u32 = 256 << 20;
 const COMPACT_MIN_BYTES: u64 = 64 << 10;
+/// Record bytes whose decoded entries stay in memory (the most recent ones).
+pub(crate) const CACHE_BYTES: u64 = 2 << 20;
+
+/// One live entry: where its record is, and the entry itself while it is cached.
+#[derive(Debug)]
+struct Slot {
+    /// The record's offset in the file.
+    off: u64,
+    /// The record's length, frame included.
+    len: u32,
+    log_id: LogId,
+    /// A normal (command) entry.
+    normal: bool,
+    /// The entry, if cached; membership entries always are.
+    entry: Option<Entry>,
+}
+
+impl Slot {
+    fn new(off: u64, len: usize, entry: Entry) -> Slot {
+        Slot {
+            off,
+            len: len as u32,
+            log_id: entry.log_id,
+            normal: matches!(entry.payload, openraft::EntryPayload::Normal(_)),
+            entry: Some(entry),
+        }
+    }
+}
+
+/// Reads back and checks the record of `slot` from `file`.
+fn read_slot(file: &File, slot: &Slot) -> io::Result<Entry> {
+    let mut buf = vec![0u8; slot.len as usize];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, slot.off)?;
+    let bad = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("raft log record at {}: {why}", slot.off),
+        )
+    };
+    if buf.len() < 8 {
+        return Err(bad("cut short"));
+    }
+    let len = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
+    if len + 8 != buf.len() || crc32fast::hash(&buf[8..]) != crc {
+        return Err(bad("damaged"));
+    }
+    let e: Entry = postcard::from_bytes(&buf[8..]).map_err(|e| bad(&e.to_string()))?;
+    if e.log_id != slot.log_id {
+        return Err(bad("another entry"));
+    }
+    Ok(e)
+}
 
 /// What the state file holds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -141,8 +201,14 @@ struct LogFile {
     waiting: Vec<LogFlushed<TypeConfig>>,
     /// The writer is at work (queued records will be written by it).
     writing: bool,
-    /// Live entries by index, each with its record's offset in the file.
-    entries: BTreeMap<u64, (u64, Entry)>,
+    /// Where the file's written part ends (records before it can be read back).
+    written: u64,
+    /// Live entries by index.
+    entries: BTreeMap<u64, Slot>,
+    /// Record bytes of the cached entries.
+    cached: u64,
+    /// Entries before this index are no longer cached (where eviction goes on from).
+    evicted_to: u64,
     state: HardState,
     poisoned: bool,
 }
@@ -213,7 +279,7 @@ impl LogFile {
                 return Err(corrupt("log indexes not contiguous"));
             }
             if purged_upto.is_none_or(|p| index > p) {
-                entries.insert(index, (pos as u64, entry));
+                entries.insert(index, Slot::new(pos as u64, end - pos, entry));
             }
             pos = end;
         }
@@ -222,17 +288,57 @@ impl LogFile {
             file.set_len(pos as u64)?;
             file.sync_all()?;
         }
-        Ok(LogFile {
+        let cached = entries.values().map(|s| u64::from(s.len)).sum();
+        let mut f = LogFile {
             dir: dir.to_path_buf(),
             file: Arc::new(file),
             end: pos as u64,
             queued: Vec::new(),
             waiting: Vec::new(),
             writing: false,
+            written: pos as u64,
             entries,
+            cached,
+            evicted_to: 0,
             state,
             poisoned: false,
-        })
+        };
+        f.evict();
+        Ok(f)
+    }
+
+    /// Drops the decoded payloads of the oldest written entries while more than
+    /// [`CACHE_BYTES`] of records are cached (membership entries stay).
+    fn evict(&mut self) {
+        if self.cached <= CACHE_BYTES {
+            return;
+        }
+        for (&index, slot) in self.entries.range_mut(self.evicted_to..) {
+            if self.cached <= CACHE_BYTES || slot.off + u64::from(slot.len) > self.written {
+                break;
+            }
+            if slot.normal && slot.entry.take().is_some() {
+                self.cached -= u64::from(slot.len);
+            }
+            self.evicted_to = index + 1;
+        }
+    }
+
+    /// The entry at `index` (cached, or read back from the file).
+    fn get(&self, slot: &Slot) -> io::Result<Entry> {
+        match &slot.entry {
+            Some(e) => Ok(e.clone()),
+            None => read_slot(&self.file, slot),
+        }
+    }
+
+    /// Forgets the entries at and after `from` (`split_off` semantics), keeping `cached` right.
+    fn drop_from(&mut self, from: u64) {
+        for slot in self.entries.split_off(&from).into_values() {
+            if slot.entry.is_some() {
+                self.cached -= u64::from(slot.len);
+            }
+        }
     }
 
     fn check(&self) -> io::Result<()> {
@@ -261,7 +367,7 @@ impl LogFile {
         let start = self.queued.len();
         let mut offsets = Vec::with_capacity(batch.len());
         for e in &batch {
-            offsets.push(self.end + (self.queued.len() - start) as u64);
+            let at = self.queued.len();
             let payload = match postcard::to_stdvec(e) {
                 Ok(p) => p,
                 Err(err) => {
@@ -270,11 +376,18 @@ impl LogFile {
                 }
             };
             frame(&payload, &mut self.queued);
+            offsets.push((self.end + (at - start) as u64, self.queued.len() - at));
         }
         self.end += (self.queued.len() - start) as u64;
-        for (e, off) in batch.into_iter().zip(offsets) {
-            self.entries.insert(e.log_id.index, (off, e));
+        for (e, (off, len)) in batch.into_iter().zip(offsets) {
+            self.cached += len as u64;
+            if let Some(old) = self.entries.insert(e.log_id.index, Slot::new(off, len, e))
+                && old.entry.is_some()
+            {
+                self.cached -= u64::from(old.len);
+            }
         }
+        self.evict();
         Ok(())
     }
 
@@ -286,7 +399,10 @@ impl LogFile {
         let buf = std::mem::take(&mut self.queued);
         self.guarded(|me| {
             std::os::unix::fs::FileExt::write_all_at(&*me.file, &buf, at)?;
-            me.file.sync_data()
+            me.file.sync_data()?;
+            me.written = me.written.max(at + buf.len() as u64);
+            me.evict();
+            Ok(())
         })
     }
 
@@ -300,14 +416,16 @@ impl LogFile {
     }
 
     fn truncate(&mut self, from: u64) -> io::Result<()> {
-        let Some((_, &(off, _))) = self.entries.range(from..).next() else {
+        let Some(off) = self.entries.range(from..).next().map(|(_, s)| s.off) else {
             return Ok(());
         };
         self.guarded(|me| {
             me.file.set_len(off)?;
             me.file.sync_data()?;
             me.end = off;
-            me.entries.split_off(&from);
+            me.written = me.written.min(off);
+            me.drop_from(from);
+            me.evicted_to = me.evicted_to.min(from);
             Ok(())
         })
     }
@@ -316,11 +434,14 @@ impl LogFile {
         let mut state = self.state.clone();
         state.last_purged = Some(upto);
         self.save_state(state)?;
-        self.entries = self.entries.split_off(&(upto.index + 1));
-        let live_from = self
-            .entries
-            .first_key_value()
-            .map_or(self.end, |(_, (off, _))| *off);
+        let live = self.entries.split_off(&(upto.index + 1));
+        let gone = std::mem::replace(&mut self.entries, live);
+        for slot in gone.into_values() {
+            if slot.entry.is_some() {
+                self.cached -= u64::from(slot.len);
+            }
+        }
+        let live_from = self.entries.first_key_value().map_or(self.end, |(_, s)| s.off);
         let dead = live_from - LOG_MAGIC.len() as u64;
         if dead >= COMPACT_MIN_BYTES && dead * 2 >= self.end {
             self.guarded(|me| me.compact())?;
@@ -328,15 +449,14 @@ impl LogFile {
         Ok(())
     }
 
-    /// Rewrites the log file with only the live entries.
+    /// Rewrites the log file with only the live entries: their records, which follow each
+    /// other to the end of the file, copied as they are (the writer is idle: all are written).
     fn compact(&mut self) -> io::Result<()> {
+        let live_from = self.entries.first_key_value().map_or(self.end, |(_, s)| s.off);
         let mut buf = LOG_MAGIC.to_vec();
-        let mut offsets = Vec::with_capacity(self.entries.len());
-        for (idx, (_, e)) in &self.entries {
-            offsets.push((*idx, buf.len() as u64));
-            let payload = postcard::to_stdvec(e).map_err(io::Error::other)?;
-            frame(&payload, &mut buf);
-        }
+        buf.resize(LOG_MAGIC.len() + (self.end - live_from) as usize, 0);
+        std::os::unix::fs::FileExt::read_exact_at(&*self.file, &mut buf[LOG_MAGIC.len()..], live_from)?;
+        let shift = live_from - LOG_MAGIC.len() as u64;
         let tmp = self.dir.join(format!("{LOG_FILE}.tmp"));
         {
             let mut f = File::create(&tmp)?;
@@ -352,16 +472,15 @@ impl LogFile {
                 .open(self.dir.join(LOG_FILE))?,
         );
         self.end = buf.len() as u64;
-        for (idx, off) in offsets {
-            if let Some(slot) = self.entries.get_mut(&idx) {
-                slot.0 = off;
-            }
+        self.written = self.end;
+        for slot in self.entries.values_mut() {
+            slot.off -= shift;
         }
         Ok(())
     }
 
     fn log_state(&self) -> LogState<TypeConfig> {
-        let last = self.entries.last_key_value().map(|(_, (_, e))| e.log_id);
+        let last = self.entries.last_key_value().map(|(_, s)| s.log_id);
         LogState {
             last_purged_log_id: self.state.last_purged,
             last_log_id: last.or(self.state.last_purged),
@@ -396,20 +515,19 @@ impl LogStore {
     /// data of its own, whether or not it has been applied yet since start.
     pub fn holds_commands(&self) -> bool {
         let g = self.inner.lock();
-        g.state.last_purged.is_some()
-            || g.entries
-                .values()
-                .any(|(_, e)| matches!(e.payload, openraft::EntryPayload::Normal(_)))
+        g.state.last_purged.is_some() || g.entries.values().any(|s| s.normal)
     }
 
     /// True when a membership entry in the log names a node other than `me` (read from the
     /// log itself, so it holds before Raft's metrics have loaded at start).
     pub fn knows_other_nodes(&self, me: crate::types::NodeId) -> bool {
         let g = self.inner.lock();
-        g.entries.values().any(|(_, e)| match &e.payload {
-            openraft::EntryPayload::Membership(m) => m.nodes().any(|(id, _)| *id != me),
-            _ => false,
-        })
+        g.entries
+            .values()
+            .any(|s| match s.entry.as_ref().map(|e| &e.payload) {
+                Some(openraft::EntryPayload::Membership(m)) => m.nodes().any(|(id, _)| *id != me),
+                _ => false,
+            })
     }
 
     /// Runs `f` on the file under the lock, on the blocking pool, once the writer is idle
@@ -455,8 +573,15 @@ impl LogStore {
             drop(g);
             let r =
                 std::os::unix::fs::FileExt::write_all_at(&*file, &buf, at).and_then(|()| file.sync_data());
-            if r.is_err() {
-                inner.lock().poisoned = true;
+            {
+                let mut g = inner.lock();
+                match &r {
+                    Ok(()) => {
+                        g.written = g.written.max(at + buf.len() as u64);
+                        g.evict();
+                    }
+                    Err(_) => g.poisoned = true,
+                }
             }
             for cb in waiting {
                 cb.log_io_completed(match &r {
@@ -477,8 +602,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
+        // An entry no longer cached is read back under the lock, so no truncate or compaction
+        // changes the file meanwhile (the rare path: a follower far behind).
         let g = self.inner.lock();
-        Ok(g.entries.range(range).map(|(_, (_, e))| e.clone()).collect())
+        g.entries
+            .range(range)
+            .map(|(_, s)| g.get(s))
+            .collect::<io::Result<Vec<Entry>>>()
+            .map_err(|e| StorageIOError::read_logs(io_err(&e)).into())
     }
 }
 
@@ -583,7 +714,7 @@ mod tests {
         }
         let f = LogFile::open(dir.path()).unwrap();
         assert_eq!(indexes(&f), vec![1, 2, 3, 4]);
-        assert_eq!(f.entries[&4].1, entry(2, 4));
+        assert_eq!(f.get(&f.entries[&4]).unwrap(), entry(2, 4));
         assert_eq!(f.log_state().last_log_id, Some(entry(2, 4).log_id));
     }
 
@@ -616,7 +747,7 @@ mod tests {
         }
         let f = LogFile::open(dir.path()).unwrap();
         assert_eq!(indexes(&f), vec![1, 2, 3]);
-        assert_eq!(f.entries[&3].1.log_id.leader_id.term, 2);
+        assert_eq!(f.entries[&3].log_id.leader_id.term, 2);
     }
 
     #[test]
@@ -661,6 +792,50 @@ mod tests {
         assert_eq!(f.log_state().last_purged_log_id, Some(entry(3, 9).log_id));
     }
 
+    fn big(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Command {
+                id: index as u128,
+                payload: vec![index as u8; 64 << 10],
+            }),
+        }
+    }
+
+    #[test]
+    fn only_recent_entries_stay_in_memory_and_older_ones_read_back_across_compaction_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = LogFile::open(dir.path()).unwrap();
+        for i in 1..=100 {
+            f.append(vec![big(i)]).unwrap();
+        }
+        let cached = f.entries.values().filter(|s| s.entry.is_some()).count();
+        assert!(f.cached <= CACHE_BYTES, "{} cached bytes", f.cached);
+        assert!((20..=40).contains(&cached), "{cached} of 100 cached");
+        assert!(f.entries[&1].entry.is_none() && f.entries[&100].entry.is_some());
+        for i in 1..=100 {
+            assert_eq!(f.get(&f.entries[&i]).unwrap(), big(i), "entry {i}");
+        }
+        // Purging 60 compacts the file (copied as it is); the rest still read back.
+        f.purge(LogId::new(CommittedLeaderId::new(1, 1), 60)).unwrap();
+        let len = fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();
+        assert!(len < 41 * (64 << 10), "compacted to {len} bytes");
+        for i in 61..=100 {
+            assert_eq!(
+                f.get(&f.entries[&i]).unwrap(),
+                big(i),
+                "entry {i} after compaction"
+            );
+        }
+        drop(f);
+        let f = LogFile::open(dir.path()).unwrap();
+        assert!(f.cached <= CACHE_BYTES);
+        assert_eq!(indexes(&f), (61..=100).collect::<Vec<_>>());
+        for i in 61..=100 {
+            assert_eq!(f.get(&f.entries[&i]).unwrap(), big(i), "entry {i} after restart");
+        }
+    }
+
     #[test]
     fn torn_tail_is_cut() {
         let dir = tempfile::tempdir().unwrap();
@@ -669,7 +844,7 @@ mod tests {
         // Every cut inside the last record (header or payload) recovers the first two.
         let last_start = {
             let f = LogFile::open(dir.path()).unwrap();
-            f.entries[&3].0 as usize
+            f.entries[&3].off as usize
         };
         for cut in last_start + 1..full.len() {
             fs::write(&path, &full[..cut]).unwrap();
