@@ -22,7 +22,8 @@
 //! log id, membership, id) and the snapshot's bytes: `postcard(SnapshotBody)`, the remembered
 //! command ids with their answers and the applier's own bytes. Replaced atomically (temp, fsync, rename,
 //! fsync of the directory) before openraft is told the snapshot exists, so the log can be purged
-//! behind it.
+//! behind it. Only its meta stays in memory: its bytes are read back from the file when a
+//! lagging member needs them (a quorum queue's snapshot holds every message it holds).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Cursor;
@@ -111,7 +112,8 @@ pub struct StateMachine {
     applier: Arc<dyn Apply>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
-    current: Option<StoredSnapshot>,
+    /// The meta of the latest snapshot (its bytes are in the snapshot file).
+    current: Option<SnapshotMeta>,
     snapshot_seq: u64,
     /// Shared with the cluster so `status()` can read it without asking the Raft core.
     applied_index: Arc<AtomicU64>,
@@ -151,7 +153,7 @@ impl StateMachine {
             sm.recent = Recent::from_vec(body.recent);
             sm.set_applied(snap.meta.last_log_id);
             sm.membership = snap.meta.last_membership.clone();
-            sm.current = Some(snap);
+            sm.current = Some(snap.meta);
         }
         Ok(sm)
     }
@@ -163,19 +165,36 @@ impl StateMachine {
     }
 }
 
-/// Writes the snapshot file (atomically, fsynced) on the blocking pool.
-async fn persist(dir: PathBuf, snap: StoredSnapshot) -> Result<(), StorageError> {
+/// Writes the snapshot file (atomically, fsynced) on the blocking pool; gives the snapshot back.
+async fn persist(dir: PathBuf, snap: StoredSnapshot) -> Result<StoredSnapshot, StorageError> {
     let sig = snap.meta.signature();
     let write = move || {
         let payload = postcard::to_stdvec(&snap).map_err(std::io::Error::other)?;
-        write_atomic(&dir, SNAPSHOT_FILE, SNAPSHOT_MAGIC, &payload)
+        write_atomic(&dir, SNAPSHOT_FILE, SNAPSHOT_MAGIC, &payload).map(|()| snap)
     };
     let err = match tokio::task::spawn_blocking(write).await {
-        Ok(Ok(())) => return Ok(()),
+        Ok(Ok(snap)) => return Ok(snap),
         Ok(Err(e)) => e.to_string(),
         Err(e) => e.to_string(),
     };
     Err(StorageIOError::write_snapshot(Some(sig), AnyError::error(err)).into())
+}
+
+/// Reads the snapshot file back (on the blocking pool); `None` if there is none.
+async fn read_back(dir: PathBuf) -> Result<Option<StoredSnapshot>, StorageError> {
+    let read = move || -> std::result::Result<Option<StoredSnapshot>, String> {
+        match read_atomic(&dir.join(SNAPSHOT_FILE), SNAPSHOT_MAGIC) {
+            Ok(Some(p)) => postcard::from_bytes(&p).map(Some).map_err(|e| e.to_string()),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let err = match tokio::task::spawn_blocking(read).await {
+        Ok(Ok(snap)) => return Ok(snap),
+        Ok(Err(e)) => e,
+        Err(e) => e.to_string(),
+    };
+    Err(StorageIOError::read_snapshot(None, AnyError::error(err)).into())
 }
 
 /// Builds one snapshot from what the state machine captured when openraft asked for a builder
@@ -187,9 +206,11 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let snap = self.snap.clone();
-        let dir = self.dir.clone();
-        persist(dir, snap.clone()).await?;
+        let snap = StoredSnapshot {
+            meta: self.snap.meta.clone(),
+            data: std::mem::take(&mut self.snap.data),
+        };
+        let snap = persist(self.dir.clone(), snap).await?;
         Ok(Snapshot {
             meta: snap.meta,
             snapshot: Box::new(Cursor::new(snap.data)),
@@ -251,7 +272,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             })
             .expect("encoding to a Vec cannot fail"),
         };
-        self.current = Some(snap.clone());
+        self.current = Some(snap.meta.clone());
         SnapshotBuilder {
             dir: self.dir.clone(),
             snap,
@@ -274,20 +295,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let body: SnapshotBody = postcard::from_bytes(&snap.data).map_err(|e| {
             StorageIOError::read_snapshot(Some(meta.signature()), AnyError::error(e.to_string()))
         })?;
-        persist(self.dir.clone(), snap.clone()).await?;
+        let snap = persist(self.dir.clone(), snap).await?;
         self.applier.restore(&body.app);
         self.recent = Recent::from_vec(body.recent);
         self.commands.fetch_add(1, Ordering::AcqRel);
         self.set_applied(meta.last_log_id);
         self.membership = meta.last_membership.clone();
-        self.current = Some(snap);
+        self.current = Some(snap.meta);
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(self.current.as_ref().map(|s| Snapshot {
-            meta: s.meta.clone(),
-            snapshot: Box::new(Cursor::new(s.data.clone())),
+        if self.current.is_none() {
+            return Ok(None);
+        }
+        // The file holds the latest snapshot written (one being built is not there yet: the
+        // one before it is as good, and the log behind it is purged only once it is).
+        Ok(read_back(self.dir.clone()).await?.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
         }))
     }
 }
@@ -359,8 +385,13 @@ mod tests {
         }];
         entries.extend((2..=4).map(|i| cmd(i, i as u128, &format!("c{i}"))));
         sm.apply(entries).await.unwrap();
+        assert!(sm.get_current_snapshot().await.unwrap().is_none());
         let snap = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
         assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(4));
+        // What a lagging member is sent is read back from the file: the same meta and bytes.
+        let sent = sm.get_current_snapshot().await.unwrap().expect("a snapshot");
+        assert_eq!(sent.meta, snap.meta);
+        assert_eq!(sent.snapshot.get_ref(), snap.snapshot.get_ref());
 
         // Installed on a lagging node.
         let follower_dir = dir.path().join("follower");
