@@ -3691,3 +3691,82 @@ async fn message_groups_on_a_quorum_queue_keep_one_in_flight_per_group_in_order(
         n.running.shutdown().await;
     }
 }
+
+/// Issue 20: a quorum queue's backlog pages to disk. 5,000 persistent 1 KiB messages with no
+/// consumer: the serving node holds no more of them in memory than any queue's budget (the
+/// rest `messages_paged_out`, read back from its replica), and every member's replica keeps
+/// the records beyond its own budget on disk. Its leader's node goes; the new leader (whose
+/// replica paged as a follower) serves every message once, in publish order, and once the
+/// queue is drained its replica holds nothing in memory or on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quorum_queues_backlog_pages_to_disk_and_drains_in_order_after_a_failover() {
+    let (q, path) = ("qq.paging", "/api/queues/%2F/qq.paging");
+    let (mut nodes, leader, li, _ports) = quorum_queue_on_three_nodes("qp", q, path).await;
+    let bodies: Vec<String> = (0..5000)
+        .map(|i| format!("{i:06}-{}", "x".repeat(1017)))
+        .collect();
+    {
+        let (_c, ch) = amqp_channel(&nodes[li]).await;
+        ch.confirm_select(Default::default()).await.unwrap();
+        assert_eq!(publish_confirmed(&ch, "", q, &bodies).await, (5000, 0));
+    }
+    let paged = |s: u16, v: &Value| {
+        s == 200
+            && v["messages"] == json!(5000)
+            && v["replica_messages"] == json!(5000)
+            && v["messages_paged_out"].as_u64().is_some_and(|n| n > 2000)
+            && v["messages_ready_ram"].as_u64().is_some_and(|n| n <= 2048)
+            && v["replica_messages_on_disk"].as_u64().is_some_and(|n| n > 2000)
+            && v["replica_memory_bytes"].as_u64().is_some_and(|n| n <= 2 << 20)
+    };
+    wait_for(
+        http_port(&nodes[li]),
+        path,
+        15,
+        "the leader's backlog paged out",
+        paged,
+    )
+    .await;
+    nodes.remove(li).running.shutdown().await;
+    let https: Vec<u16> = nodes.iter().map(http_port).collect();
+    let new_leader = group_leader(&https, path, Some(&leader)).await;
+    let others: Vec<usize> = (0..3).filter(|i| *i != li).collect();
+    let ni = others
+        .iter()
+        .position(|i| new_leader == format!("qp{}@localhost", i + 1))
+        .expect("a survivor leads");
+    // It serves the backlog from a replica that paged as a follower, and pages in turn.
+    let new_paged = |s: u16, v: &Value| {
+        s == 200
+            && v["messages"] == json!(5000)
+            && v["messages_paged_out"].as_u64().is_some_and(|n| n > 2000)
+            && v["replica_messages_on_disk"].as_u64().is_some_and(|n| n > 2000)
+    };
+    wait_for(
+        https[ni],
+        path,
+        15,
+        "the new leader serving a paged backlog",
+        new_paged,
+    )
+    .await;
+    let (_c, ch) = amqp_channel(&nodes[0]).await;
+    let got = drain(&ch, q, 5000).await;
+    assert_eq!(got.len(), bodies.len());
+    if let Some(i) = (0..got.len()).find(|i| got[*i] != bodies[*i]) {
+        panic!("every message once, in publish order: first difference at {i}");
+    }
+    for n in &nodes {
+        wait_for(http_port(n), path, 15, "the replicas emptied", |s, v| {
+            s == 200
+                && (v["replica_messages"].is_null()
+                    || (v["replica_messages"] == json!(0)
+                        && v["replica_messages_on_disk"] == json!(0)
+                        && v["replica_memory_bytes"] == json!(0)))
+        })
+        .await;
+    }
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}

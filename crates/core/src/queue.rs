@@ -296,8 +296,8 @@ pub struct QueueState {
     paged: Paged,
     /// Dead-lettered messages leave the store only when the caller says so.
     dl_at_least_once: bool,
-    /// queue.purge dropped the paged messages from here on: the caller acks them in its log.
-    purged_paged_from: Option<StorePos>,
+    /// queue.purge dropped the paged messages (these): the caller acks them in its log.
+    purged_paged: Option<Paged>,
     delayed: BTreeMap<(u64, u64), Entry>,
     unacked: HashMap<u64, Unacked>,
     consumers: Vec<Consumer>,
@@ -334,7 +334,7 @@ impl QueueState {
             paging: None,
             paged: Paged::default(),
             dl_at_least_once: false,
-            purged_paged_from: None,
+            purged_paged: None,
             has_dlx: args.dead_letter_exchange.is_some(),
             delayed: BTreeMap::new(),
             unacked: HashMap::new(),
@@ -450,9 +450,9 @@ impl QueueState {
         ttl.map(|t| enqueued_at.saturating_add(t))
     }
 
-    /// After queue.purge: the store position from which every paged message was dropped.
-    pub fn take_purged_paged(&mut self) -> Option<StorePos> {
-        self.purged_paged_from.take()
+    /// After queue.purge: the paged messages it dropped (every one from `from` on).
+    pub fn take_purged_paged(&mut self) -> Option<Paged> {
+        self.purged_paged.take()
     }
 
     /// Messages dropped as duplicates since the queue started.
@@ -690,7 +690,7 @@ impl QueueState {
     pub fn has_store_effects(&self) -> bool {
         !self.removed.is_empty()
             || !self.count_updates.is_empty()
-            || self.purged_paged_from.is_some()
+            || self.purged_paged.is_some()
             || !self.delivered.is_empty()
     }
 
@@ -1028,7 +1028,7 @@ impl QueueState {
         self.removed = removed;
         let paged = self.paged.count as usize;
         if paged > 0 {
-            self.purged_paged_from = Some(self.paged.from);
+            self.purged_paged = Some(self.paged);
             self.paged = Paged::default();
         }
         let n = self.ready.clear() + self.delayed.len() + paged;

@@ -17,8 +17,14 @@
 //!   flagged redelivered (its consumers were on the old leader's node);
 //! - [`Command::Batch`]: several commands in one log entry (one Raft round for a batch of
 //!   publishes and settlements), applied in order.
+//!
+//! Where a message's record is kept is each replica's own choice ([`Bodies`]): in memory, or
+//! in a file of its own ([`Body::Stored`]) once its queue's backlog outgrows memory. That
+//! choice is not replicated state; a snapshot always carries the records themselves.
 
 use std::collections::BTreeMap;
+
+use bytes::Bytes;
 
 /// One command of a quorum queue's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,11 +43,72 @@ pub enum Command {
     Batch(Vec<Command>),
 }
 
+/// Where a replica keeps a message's record (see [`Bodies`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// In memory.
+    Held(Vec<u8>),
+    /// In the replica's own files, where its [`Bodies`] put it (opaque here).
+    Stored {
+        /// The file.
+        segment: u32,
+        /// Where in it.
+        offset: u64,
+        /// The record's length.
+        len: u32,
+    },
+}
+
+impl Body {
+    /// The record's length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Held(r) => r.len() as u64,
+            Body::Stored { len, .. } => u64::from(*len),
+        }
+    }
+
+    /// An empty record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A replica's keeper of message records: the replicated state says which messages exist,
+/// the keeper where their bytes are.
+pub trait Bodies {
+    /// A message was enqueued: keep its record.
+    fn keep(&mut self, record: Vec<u8>) -> Body;
+    /// A message left the queue: its record is no longer needed.
+    fn release(&mut self, body: Body);
+    /// A kept record's bytes (`None` if they cannot be read back).
+    fn read(&mut self, body: &Body) -> Option<Bytes>;
+}
+
+/// Keeps every record in memory.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InMemory;
+
+impl Bodies for InMemory {
+    fn keep(&mut self, record: Vec<u8>) -> Body {
+        Body::Held(record)
+    }
+
+    fn release(&mut self, _: Body) {}
+
+    fn read(&mut self, body: &Body) -> Option<Bytes> {
+        match body {
+            Body::Held(r) => Some(Bytes::copy_from_slice(r)),
+            Body::Stored { .. } => None,
+        }
+    }
+}
+
 /// One message of the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    /// The store's record of the message.
-    pub record: Vec<u8>,
+    /// The store's record of the message, where this replica keeps it.
+    pub record: Body,
     /// Times it was requeued (`x-delivery-count`).
     pub delivery_count: u32,
     /// It was delivered at least once (the `redelivered` flag of its next delivery).
@@ -133,23 +200,23 @@ impl Command {
 }
 
 impl QuorumState {
-    /// Applies one committed command; returns the id an `Enqueue` assigned, or for a `Batch`
-    /// the id its first `Enqueue` got (its enqueues get consecutive ids), 0 otherwise.
-    /// Ids that name no message (settled already, or never) are ignored, as a retried command
-    /// must be harmless.
-    pub fn apply(&mut self, cmd: &Command) -> u64 {
+    /// Applies one committed command, its records kept by `bodies`; returns the id an
+    /// `Enqueue` assigned, or for a `Batch` the id its first `Enqueue` got (its enqueues get
+    /// consecutive ids), 0 otherwise. Ids that name no message (settled already, or never)
+    /// are ignored, as a retried command must be harmless.
+    pub fn apply(&mut self, cmd: Command, bodies: &mut impl Bodies) -> u64 {
         match cmd {
             Command::Batch(cmds) => {
                 let first = self.next_id + 1;
                 for c in cmds {
-                    self.apply(c);
+                    self.apply(c, bodies);
                 }
                 return first;
             }
             Command::Enqueue(record) => {
                 self.next_id += 1;
                 let m = Message {
-                    record: record.clone(),
+                    record: bodies.keep(record),
                     delivery_count: 0,
                     redelivered: false,
                     unacked: false,
@@ -157,13 +224,15 @@ impl QuorumState {
                 self.messages.insert(self.next_id, m);
                 return self.next_id;
             }
-            Command::Deliver(ids) => self.each(ids, |m| m.unacked = true),
+            Command::Deliver(ids) => self.each(&ids, |m| m.unacked = true),
             Command::Settle(ids) => {
                 for id in ids {
-                    self.messages.remove(id);
+                    if let Some(m) = self.messages.remove(&id) {
+                        bodies.release(m.record);
+                    }
                 }
             }
-            Command::Return(ids) => self.each(ids, |m| {
+            Command::Return(ids) => self.each(&ids, |m| {
                 m.unacked = false;
                 m.redelivered = true;
                 m.delivery_count = m.delivery_count.saturating_add(1);
@@ -181,6 +250,23 @@ impl QuorumState {
     /// Every message (ready and unacked) in queue order, with its id.
     pub fn messages(&self) -> impl Iterator<Item = (u64, &Message)> {
         self.messages.iter().map(|(id, m)| (*id, m))
+    }
+
+    /// Whether message `id` is in the queue (ready or unacked).
+    pub fn contains(&self, id: u64) -> bool {
+        self.messages.contains_key(&id)
+    }
+
+    /// Messages (ready and unacked) from id `from` on, in queue order.
+    pub fn messages_from(&self, from: u64) -> impl Iterator<Item = (u64, &Message)> {
+        self.messages.range(from..).map(|(id, m)| (*id, m))
+    }
+
+    /// Every message leaves this state (it is being replaced): their records are released.
+    pub fn release_all(&mut self, bodies: &mut impl Bodies) {
+        for m in std::mem::take(&mut self.messages).into_values() {
+            bodies.release(m.record);
+        }
     }
 
     fn each(&mut self, ids: &[u64], f: impl Fn(&mut Message)) {
@@ -218,22 +304,50 @@ impl QuorumState {
     }
 
     /// The whole state as bytes (a snapshot): next id, then per message its id, flags,
-    /// delivery count and record, all little-endian with lengths.
-    pub fn encode(&self) -> Vec<u8> {
+    /// delivery count and record (read from `bodies`), all little-endian with lengths.
+    /// A record that cannot be read is written empty (and its message is dropped, as an
+    /// undecodable record, by whoever serves from the snapshot); the ids of those are
+    /// returned with the bytes.
+    pub fn encode(&self, bodies: &mut impl Bodies) -> (Vec<u8>, Vec<u64>) {
         let mut out = Vec::new();
+        let mut unreadable = Vec::new();
         out.extend_from_slice(&self.next_id.to_le_bytes());
         for (id, m) in &self.messages {
             out.extend_from_slice(&id.to_le_bytes());
             out.push(u8::from(m.redelivered) | u8::from(m.unacked) << 1);
             out.extend_from_slice(&m.delivery_count.to_le_bytes());
-            out.extend_from_slice(&(m.record.len() as u64).to_le_bytes());
-            out.extend_from_slice(&m.record);
+            let read;
+            let record: &[u8] = match &m.record {
+                Body::Held(r) => r,
+                stored => {
+                    read = bodies.read(stored);
+                    match &read {
+                        Some(r) => r,
+                        None => {
+                            unreadable.push(*id);
+                            &[]
+                        }
+                    }
+                }
+            };
+            out.extend_from_slice(&(record.len() as u64).to_le_bytes());
+            out.extend_from_slice(record);
         }
-        out
+        (out, unreadable)
     }
 
-    /// Decodes [`QuorumState::encode`]'s bytes; `None` if they are damaged.
-    pub fn decode(mut b: &[u8]) -> Option<QuorumState> {
+    /// Decodes [`QuorumState::encode`]'s bytes, the records kept by `bodies`; `None` if they
+    /// are damaged (what was kept of them is released again).
+    pub fn decode(b: &[u8], bodies: &mut impl Bodies) -> Option<QuorumState> {
+        let mut s = QuorumState::default();
+        if s.decode_into(b, bodies).is_none() {
+            s.release_all(bodies);
+            return None;
+        }
+        Some(s)
+    }
+
+    fn decode_into(&mut self, mut b: &[u8], bodies: &mut impl Bodies) -> Option<()> {
         fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
             if b.len() < n {
                 return None;
@@ -243,25 +357,24 @@ impl QuorumState {
             Some(head)
         }
         let u64_of = |b: &mut &[u8]| take(b, 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
-        let mut s = QuorumState {
-            next_id: u64_of(&mut b)?,
-            messages: BTreeMap::new(),
-        };
+        self.next_id = u64_of(&mut b)?;
         while !b.is_empty() {
             let id = u64_of(&mut b)?;
             let flags = take(&mut b, 1)?[0];
             let count = u32::from_le_bytes(take(&mut b, 4)?.try_into().ok()?);
             let len = usize::try_from(u64_of(&mut b)?).ok()?;
-            let record = take(&mut b, len)?.to_vec();
+            let record = bodies.keep(take(&mut b, len)?.to_vec());
             let m = Message {
                 record,
                 delivery_count: count,
                 redelivered: flags & 1 != 0,
                 unacked: flags & 2 != 0,
             };
-            s.messages.insert(id, m);
+            if let Some(old) = self.messages.insert(id, m) {
+                bodies.release(old.record);
+            }
         }
-        Some(s)
+        Some(())
     }
 }
 
@@ -289,9 +402,9 @@ mod tests {
         let mut replicas = vec![QuorumState::default(); 3];
         for cmd in sequence() {
             let bytes = cmd.encode();
-            let a = replicas[0].apply(&cmd);
-            let b = replicas[1].apply(&Command::decode(&bytes).expect("decodes"));
-            let c = replicas[2].apply(&cmd);
+            let a = replicas[0].apply(cmd.clone(), &mut InMemory);
+            let b = replicas[1].apply(Command::decode(&bytes).expect("decodes"), &mut InMemory);
+            let c = replicas[2].apply(cmd, &mut InMemory);
             assert_eq!((a, b), (c, c));
         }
         assert_eq!(replicas[0], replicas[1]);
@@ -315,13 +428,18 @@ mod tests {
     #[test]
     fn a_snapshot_restores_the_same_state_and_damage_is_refused() {
         let mut s = QuorumState::default();
-        for cmd in sequence().iter().take(14) {
-            s.apply(cmd);
+        for cmd in sequence().into_iter().take(14) {
+            s.apply(cmd, &mut InMemory);
         }
-        let bytes = s.encode();
-        assert_eq!(QuorumState::decode(&bytes), Some(s.clone()));
+        let (bytes, unreadable) = s.encode(&mut InMemory);
+        assert!(unreadable.is_empty());
+        assert_eq!(QuorumState::decode(&bytes, &mut InMemory), Some(s.clone()));
         for cut in [1, 7, 9, bytes.len() - 1] {
-            assert_eq!(QuorumState::decode(&bytes[..cut]), None, "cut at {cut}");
+            assert_eq!(
+                QuorumState::decode(&bytes[..cut], &mut InMemory),
+                None,
+                "cut at {cut}"
+            );
         }
         assert_eq!(Command::decode(&[]), None);
         assert_eq!(Command::decode(&[DELIVER, 1, 2]), None);
@@ -334,7 +452,7 @@ mod tests {
     #[test]
     fn a_batch_applies_in_order_and_answers_its_first_enqueue_id() {
         let mut s = QuorumState::default();
-        s.apply(&Command::Enqueue(b"a".to_vec()));
+        s.apply(Command::Enqueue(b"a".to_vec()), &mut InMemory);
         let batch = Command::Batch(vec![
             Command::Deliver(vec![1]),
             Command::Enqueue(b"b".to_vec()),
@@ -343,8 +461,87 @@ mod tests {
         ]);
         let decoded = Command::decode(&batch.encode()).expect("decodes");
         assert_eq!(decoded, batch);
-        assert_eq!(s.apply(&decoded), 2);
-        let ids: Vec<(u64, &[u8])> = s.messages().map(|(id, m)| (id, &m.record[..])).collect();
-        assert_eq!(ids, vec![(2, &b"b"[..]), (3, &b"c"[..])]);
+        assert_eq!(s.apply(decoded, &mut InMemory), 2);
+        let ids: Vec<(u64, Option<Bytes>)> = s
+            .messages()
+            .map(|(id, m)| (id, InMemory.read(&m.record)))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                (2, Some(Bytes::from_static(b"b"))),
+                (3, Some(Bytes::from_static(b"c")))
+            ]
+        );
+    }
+
+    /// Keeps records longer than 1 byte "on disk" (a vector), and can lose them.
+    #[derive(Default)]
+    struct Disk {
+        files: Vec<Option<Vec<u8>>>,
+        released: Vec<u32>,
+    }
+
+    impl Bodies for Disk {
+        fn keep(&mut self, record: Vec<u8>) -> Body {
+            if record.len() <= 1 {
+                return Body::Held(record);
+            }
+            self.files.push(Some(record.clone()));
+            Body::Stored {
+                segment: (self.files.len() - 1) as u32,
+                offset: 0,
+                len: record.len() as u32,
+            }
+        }
+        fn release(&mut self, body: Body) {
+            if let Body::Stored { segment, .. } = body {
+                self.released.push(segment);
+            }
+        }
+        fn read(&mut self, body: &Body) -> Option<Bytes> {
+            match body {
+                Body::Held(r) => Some(Bytes::copy_from_slice(r)),
+                Body::Stored { segment, .. } => self.files[*segment as usize].clone().map(Bytes::from),
+            }
+        }
+    }
+
+    #[test]
+    fn records_kept_elsewhere_are_released_when_settled_and_read_into_snapshots() {
+        let mut disk = Disk::default();
+        let mut s = QuorumState::default();
+        for r in [&b"a"[..], b"bb", b"cc", b"dd"] {
+            s.apply(Command::Enqueue(r.to_vec()), &mut disk);
+        }
+        assert_eq!(s.messages().nth(1).map(|(_, m)| m.record.len()), Some(2));
+        s.apply(Command::Settle(vec![2, 1]), &mut disk);
+        assert_eq!(disk.released, vec![0], "only the stored record is released");
+        // A snapshot carries the records themselves; an unreadable one is written empty.
+        disk.files[2] = None;
+        let (bytes, unreadable) = s.encode(&mut disk);
+        assert_eq!(unreadable, vec![4]);
+        let back = QuorumState::decode(&bytes, &mut InMemory).expect("decodes");
+        let records: Vec<(u64, Option<Bytes>)> = back
+            .messages()
+            .map(|(id, m)| (id, InMemory.read(&m.record)))
+            .collect();
+        assert_eq!(
+            records,
+            vec![(3, Some(Bytes::from_static(b"cc"))), (4, Some(Bytes::new()))]
+        );
+        let mut all = QuorumState::decode(&bytes, &mut disk).expect("decodes");
+        assert_eq!(
+            all.messages_from(4).map(|(id, _)| id).collect::<Vec<_>>(),
+            vec![4]
+        );
+        let before = disk.released.len();
+        all.release_all(&mut disk);
+        assert_eq!(
+            disk.released.len(),
+            before + 1,
+            "the one stored record of the two"
+        );
+        assert!(all.is_empty());
     }
 }

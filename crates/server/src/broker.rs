@@ -78,13 +78,13 @@ impl Broker {
             reply_to: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             metrics,
+            quorum: crate::quorum::Registry::new(persistence.clone()),
             persistence,
             alarms,
             cluster_name: RwLock::new(DEFAULT_CLUSTER_NAME.to_string()),
             cluster: Default::default(),
             forwarder: Default::default(),
             remote_sink: Default::default(),
-            quorum: Default::default(),
         };
         b.add_vhost("/");
         Arc::new(b)

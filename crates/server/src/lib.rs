@@ -39,6 +39,7 @@ pub mod pki;
 pub mod policies;
 pub mod queue;
 pub mod quorum;
+pub mod quorum_bodies;
 pub mod quorum_membership;
 pub mod recovery;
 pub mod session;

@@ -130,6 +130,9 @@ struct Inner {
     page_in_retry_at: u64,
     /// A quorum queue served on this node: where its changes are replicated.
     replicator: Option<Arc<dyn Replicator>>,
+    /// A quorum queue served on this node: this node's replica, where its paged messages are
+    /// read from.
+    replica: Option<Arc<crate::quorum::Replica>>,
     /// A quorum queue's deliveries of the current operation, handed to the replicator with
     /// their `Deliver` record (see the module doc).
     outgoing: Vec<(Sink, Delivery)>,
@@ -174,9 +177,7 @@ impl Inner {
     fn refill(&mut self, fx: &mut Effects) -> bool {
         let mut any = false;
         while let Some((from, plan)) = self.plan_page_in() {
-            let Some(log) = &mut self.log else { return any };
-            let read = log.finish_read(plan.read());
-            if !self.take_page(from, read, fx) {
+            if !self.finish_page_in(from, plan.read(), fx) {
                 return any;
             }
             any = true;
@@ -186,10 +187,23 @@ impl Inner {
 
     /// Plans the next page-in read if the queue wants one (and the last failure's pause is
     /// over): where it reads from and the plan, whose file IO runs without this lock.
-    fn plan_page_in(&mut self) -> Option<(StorePos, ReadPlan)> {
+    fn plan_page_in(&mut self) -> Option<(StorePos, PageRead)> {
         let req = self.state.page_request()?;
         if self.page_in_retry_at != 0 && now_ms() < self.page_in_retry_at {
             return None;
+        }
+        if let Some(replica) = &self.replica {
+            // No more than the handle counts as paged: the replica may already hold messages
+            // committed after them that the handle has not taken yet.
+            let count = usize::try_from(self.state.paged().count).unwrap_or(usize::MAX);
+            let plan = PageRead::Replica {
+                replica: replica.clone(),
+                from: req.from.0,
+                count: count.min(req.max_msgs),
+                max_bytes: req.max_bytes,
+                done: None,
+            };
+            return Some((req.from, plan));
         }
         let log = self.log.as_mut()?;
         match log.plan_read(
@@ -197,7 +211,7 @@ impl Inner {
             req.max_msgs,
             req.max_bytes.min(usize::MAX as u64) as usize,
         ) {
-            Ok(plan) => Some((req.from, plan)),
+            Ok(plan) => Some((req.from, PageRead::Log(plan))),
             Err(e) => {
                 tracing::error!(queue = self.state.name(), "cannot page messages in: {e}");
                 self.page_in_retry_at = now_ms() + PAGE_IN_RETRY_MS;
@@ -210,14 +224,53 @@ impl Inner {
     /// read (a `basic.get`'s), a purge or a length limit may have moved the position while
     /// the file IO ran, and then the read is dropped (its records are the log's again).
     /// Returns whether messages came in.
-    fn finish_page_in(&mut self, from: StorePos, done: ReadPlan, fx: &mut Effects) -> bool {
+    fn finish_page_in(&mut self, from: StorePos, done: PageRead, fx: &mut Effects) -> bool {
         let paged = self.state.paged();
         if paged.count == 0 || paged.from != from {
             return false;
         }
-        let Some(log) = &mut self.log else { return false };
-        let read = log.finish_read(done);
-        self.take_page(from, read, fx)
+        match done {
+            PageRead::Log(done) => {
+                let Some(log) = &mut self.log else { return false };
+                let read = log.finish_read(done);
+                self.take_page(from, read, fx)
+            }
+            PageRead::Replica { done: Some(page), .. } => self.take_replica_page(from, page, fx),
+            PageRead::Replica { done: None, .. } => false,
+        }
+    }
+
+    /// Puts the messages read from a quorum queue's replica (from `from`) in the queue; records
+    /// that could not be read or decoded are settled. Returns whether messages came in.
+    fn take_replica_page(
+        &mut self,
+        from: StorePos,
+        page: crate::quorum::ReplicaPage,
+        fx: &mut Effects,
+    ) -> bool {
+        let crate::quorum::ReplicaPage {
+            entries,
+            undecodable,
+            next,
+        } = page;
+        if entries.is_empty() && undecodable.is_empty() {
+            tracing::error!(
+                queue = self.state.name(),
+                "messages counted as paged were not found in the quorum queue's replica"
+            );
+            self.state.skip_paged(u64::MAX, StorePos::default());
+            return false;
+        }
+        let entries = with_expiry(&self.state, entries);
+        self.state.skip_paged(undecodable.len() as u64, from);
+        if !undecodable.is_empty()
+            && let Some(r) = &self.replicator
+        {
+            r.command(warren_core::quorum::Command::Settle(undecodable));
+        }
+        self.state.page_in(entries, StorePos(next), fx);
+        self.apply_store();
+        true
     }
 
     /// Puts the messages of a finished read (from `from`) in the queue. Returns whether any
@@ -320,6 +373,14 @@ impl Inner {
             if !removed.is_empty() {
                 r.command(Command::Settle(ids(removed)));
             }
+            if let Some(p) = purged
+                && let Some(replica) = &self.replica
+            {
+                let gone = replica.paged_ids(p.from.0, p.count);
+                if !gone.is_empty() {
+                    r.command(Command::Settle(gone));
+                }
+            }
             if !counts.is_empty() {
                 r.command(Command::Return(counts.into_iter().map(|(p, _, _)| p.0).collect()));
             }
@@ -332,8 +393,8 @@ impl Inner {
                 tracing::warn!(queue = self.state.name(), "store delivery record failed: {e}");
             }
         }
-        if let Some(from) = purged
-            && let Err(e) = log.ack_from(unpack(from))
+        if let Some(p) = purged
+            && let Err(e) = log.ack_from(unpack(p.from))
         {
             tracing::warn!(queue = self.state.name(), "store purge failed: {e}");
         }
@@ -350,9 +411,60 @@ impl Inner {
     }
 }
 
+/// A page-in read, planned under the queue's lock and run without it: from the queue's log, or
+/// from the replica of a quorum queue served here (its records in memory or in its scratch
+/// log).
+enum PageRead {
+    Log(ReadPlan),
+    Replica {
+        replica: Arc<crate::quorum::Replica>,
+        from: u64,
+        count: usize,
+        max_bytes: u64,
+        done: Option<crate::quorum::ReplicaPage>,
+    },
+}
+
+impl PageRead {
+    /// Runs the read (file IO).
+    fn read(self) -> PageRead {
+        match self {
+            PageRead::Log(plan) => PageRead::Log(plan.read()),
+            PageRead::Replica {
+                replica,
+                from,
+                count,
+                max_bytes,
+                ..
+            } => {
+                let page = replica.page(from, count, max_bytes);
+                PageRead::Replica {
+                    replica,
+                    from,
+                    count,
+                    max_bytes,
+                    done: Some(page),
+                }
+            }
+        }
+    }
+}
+
+/// Entries read from a quorum queue's replica, their expiry set from their enqueue times
+/// (TTL counts from the publish, across failovers).
+fn with_expiry(state: &QueueState, entries: Vec<(Entry, Option<u64>)>) -> Vec<Entry> {
+    entries
+        .into_iter()
+        .map(|(mut e, enqueued_at)| {
+            e.expires_at = enqueued_at.and_then(|t| state.expiry(t, e.msg.expiration_ms().ok().flatten()));
+            e
+        })
+        .collect()
+}
+
 /// Runs a page-in read on this thread; on a multi-threaded runtime's worker it is a blocking
 /// section ([`tokio::task::block_in_place`]), so the worker's other tasks go on elsewhere.
-fn read_blocking(plan: ReadPlan) -> ReadPlan {
+fn read_blocking(plan: PageRead) -> PageRead {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(|| plan.read())
@@ -476,6 +588,7 @@ impl Queue {
                 page_in_flight: false,
                 page_in_retry_at: 0,
                 replicator: None,
+                replica: None,
                 outgoing: Vec::new(),
             }),
             deleted: AtomicBool::new(false),
@@ -578,7 +691,11 @@ impl Queue {
     /// the replicated ones, `entries` (in id order, seq and store position = id), and its
     /// changes go to `replicator`. Whatever the handle held before is dropped (a local log,
     /// messages never replicated); its consumers stay.
-    pub fn adopt_replica(self: &Arc<Self>, entries: Vec<Entry>, replicator: Arc<dyn Replicator>) {
+    pub fn adopt_replica(
+        self: &Arc<Self>,
+        replica: Arc<crate::quorum::Replica>,
+        replicator: Arc<dyn Replicator>,
+    ) {
         let now = now_ms();
         let mut fx = Effects::default();
         let deadline = {
@@ -589,15 +706,22 @@ impl Queue {
             self.durable.store(false, Ordering::Release);
             i.state.purge();
             let _ = i.state.take_store_effects();
+            let _ = i.state.take_purged_paged();
             let _ = i.state.take_delivered();
-            let max_seq = entries.last().map_or(0, |e| e.seq);
+            // The first messages in memory, the rest paged in from the replica as the queue
+            // drains (the serving handle holds no more of a backlog than any other queue).
+            let (head, paged, max_seq) = replica.head(READY_IN_MEMORY, READY_BYTES_IN_MEMORY);
+            if !head.undecodable.is_empty() {
+                replicator.command(warren_core::quorum::Command::Settle(head.undecodable));
+            }
+            let entries = with_expiry(&i.state, head.entries);
             i.state.restore(entries);
-            i.state.restore_paged(Paged::default(), max_seq);
-            // Everything stays in memory: there is no log to page from.
-            i.state.set_paging(usize::MAX, u64::MAX);
+            i.state.restore_paged(paged, max_seq);
+            i.state.set_paging(READY_IN_MEMORY, READY_BYTES_IN_MEMORY);
             // The held messages' ids start a fresh deduplication window, as after a restart.
             i.state.rebuild_dedup(now);
             i.replicator = Some(replicator);
+            i.replica = Some(replica);
             self.dispatch_locked(&mut i, now, &mut fx);
             i.next_wakeup()
         };
@@ -606,7 +730,9 @@ impl Queue {
 
     /// This node no longer serves the quorum queue: changes are no longer replicated from here.
     pub fn drop_replicator(&self) {
-        self.inner.lock().replicator = None;
+        let mut i = self.inner.lock();
+        i.replicator = None;
+        i.replica = None;
     }
 
     /// The replicator of a quorum queue this node serves.
@@ -623,6 +749,12 @@ impl Queue {
             let mut i = self.inner.lock();
             // Its credit was taken when it was handed to the replicator ([`Queue::take_credit`]).
             let p = i.state.publish_at(msg, now, ttl, Some(StorePos(id)), &mut fx);
+            if p != Published::Enqueued
+                && let Some(r) = &i.replica
+            {
+                // Its `Settle` follows; until then page-ins must not take it.
+                r.refuse(id);
+            }
             self.dispatch_locked(&mut i, now, &mut fx);
             (p, i.next_wakeup())
         };
@@ -782,7 +914,7 @@ impl Queue {
 
     /// A page-in read finished (`None`: its thread failed): takes its messages if the queue
     /// still wants them, and dispatches (which plans the next read if the backlog goes on).
-    fn page_in_done(self: &Arc<Self>, from: StorePos, done: Option<ReadPlan>) {
+    fn page_in_done(self: &Arc<Self>, from: StorePos, done: Option<PageRead>) {
         let now = now_ms();
         let mut fx = Effects::default();
         let deadline = {

@@ -37,7 +37,7 @@
 //! Not yet: non-member nodes of a group larger than the cluster's quorum do not learn of leader
 //! changes; TTL of replicated messages restarts at failover.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -46,11 +46,12 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use warren_cluster::{Apply, Cluster, ClusterError};
 use warren_core::MessageRef;
-use warren_core::queue::{Delivery, Entry, Published, StorePos};
-use warren_core::quorum::{Command, QuorumState};
+use warren_core::queue::{Delivery, Entry, Paged, Published, StorePos};
+use warren_core::quorum::{Bodies, Command, QuorumState};
 
 use crate::forward::Host;
 use crate::queue::{Queue, Replicator, Sink, VerdictFn};
+use crate::quorum_bodies::ReplicaBodies;
 use crate::util::now_ms;
 
 /// RabbitMQ's default quorum queue group size.
@@ -89,46 +90,173 @@ pub fn choose_members(declaring: &str, mut nodes: Vec<String>, size: usize) -> V
     members
 }
 
-/// One member's copy of a quorum queue's replicated state: the group's applier.
+/// One member's copy of a quorum queue's replicated state: the group's applier. Its records
+/// are kept by [`ReplicaBodies`] (in memory, then on disk).
 #[derive(Debug, Default)]
 pub struct Replica {
-    state: Mutex<QuorumState>,
+    inner: Mutex<ReplicaState>,
+}
+
+#[derive(Debug, Default)]
+struct ReplicaState {
+    state: QuorumState,
+    bodies: ReplicaBodies,
+    /// Committed messages the serving handle did not take (overflow, duplicates), until their
+    /// `Settle` commits: page-ins skip them.
+    refused: HashSet<u64>,
+}
+
+/// Messages read from a replica for a serving handle: entries (seq and store position = id,
+/// no expiry yet) with their enqueue times, the ids of records that did not decode (or could
+/// not be read), and the id to read on from.
+#[derive(Debug, Default)]
+pub struct ReplicaPage {
+    /// The messages, in queue order, each with its enqueue time.
+    pub entries: Vec<(Entry, Option<u64>)>,
+    /// Records that could not be read back or decoded (logged; they are skipped).
+    pub undecodable: Vec<u64>,
+    /// The id after the last one read.
+    pub next: u64,
+}
+
+impl ReplicaState {
+    /// Message `id` as a queue entry, with its enqueue time; `None` if its record cannot be
+    /// read back or decoded (logged).
+    fn entry(&mut self, id: u64) -> Option<(Entry, Option<u64>)> {
+        let m = self.state.messages_from(id).next().filter(|(i, _)| *i == id)?.1;
+        let (redelivered, delivery_count) = (m.redelivered, m.delivery_count);
+        let Some(bytes) = self.bodies.read(&m.record) else {
+            tracing::error!(id, "unreadable replicated message skipped");
+            return None;
+        };
+        let Some((msg, enqueued_at)) = crate::persist::decode_message(&bytes) else {
+            tracing::error!(id, "undecodable replicated message skipped");
+            return None;
+        };
+        let e = Entry {
+            seq: id,
+            msg: Arc::new(msg),
+            redelivered,
+            delivery_count,
+            acquired_count: delivery_count,
+            expires_at: None,
+            pos: Some(StorePos(id)),
+        };
+        Some((e, enqueued_at))
+    }
 }
 
 impl Replica {
+    /// An empty replica whose records `bodies` keeps.
+    pub fn new(bodies: ReplicaBodies) -> Replica {
+        Replica {
+            inner: Mutex::new(ReplicaState {
+                bodies,
+                ..ReplicaState::default()
+            }),
+        }
+    }
+
     /// Messages in this replica (ready and unacked).
     pub fn len(&self) -> usize {
-        self.state.lock().len()
+        self.inner.lock().state.len()
     }
 
     /// No messages.
     pub fn is_empty(&self) -> bool {
-        self.state.lock().is_empty()
+        self.inner.lock().state.is_empty()
     }
 
-    /// The messages as queue entries, in id order (seq and store position = id); records
-    /// that do not decode are skipped (logged).
-    pub fn entries(&self) -> Vec<Entry> {
-        let state = self.state.lock();
-        state
-            .messages()
-            .filter_map(|(id, m)| {
-                let bytes = bytes::Bytes::copy_from_slice(&m.record);
-                let Some((msg, _)) = crate::persist::decode_message(&bytes) else {
-                    tracing::error!(id, "undecodable replicated message skipped");
-                    return None;
-                };
-                Some(Entry {
-                    seq: id,
-                    msg: Arc::new(msg),
-                    redelivered: m.redelivered,
-                    delivery_count: m.delivery_count,
-                    acquired_count: m.delivery_count,
-                    expires_at: None,
-                    pos: Some(StorePos(id)),
-                })
-            })
+    /// Record bytes held in memory, and records kept on disk.
+    pub fn usage(&self) -> (u64, u64) {
+        self.inner.lock().bodies.usage()
+    }
+
+    /// What a new serving handle starts from: the first messages as entries, while fewer
+    /// than `max_msgs` and `max_bytes` of bodies; the rest counted as paged (their bytes
+    /// estimated by record length), read later with [`page`](Self::page); and the highest id.
+    pub fn head(&self, max_msgs: usize, max_bytes: u64) -> (ReplicaPage, Paged, u64) {
+        let mut r = self.inner.lock();
+        let max_id = r.state.messages().last().map_or(0, |(id, _)| id);
+        let ids: Vec<u64> = r.state.messages().map(|(id, _)| id).collect();
+        let mut page = ReplicaPage::default();
+        let (mut bytes, mut paged) = (0u64, Paged::default());
+        for id in ids {
+            if page.entries.len() < max_msgs && bytes < max_bytes {
+                match r.entry(id) {
+                    Some(e) => {
+                        bytes += e.0.msg.size();
+                        page.entries.push(e);
+                    }
+                    None => page.undecodable.push(id),
+                }
+                continue;
+            }
+            let len = r
+                .state
+                .messages_from(id)
+                .next()
+                .map_or(0, |(_, m)| m.record.len());
+            if paged.count == 0 {
+                paged.from = StorePos(id);
+            }
+            paged.count += 1;
+            paged.bytes += len;
+        }
+        page.next = paged.from.0;
+        (page, paged, max_id)
+    }
+
+    /// Up to `count` ready messages from id `from` on (about `max_bytes` of bodies, at least
+    /// one), skipping those the serving handle refused: a handle's page-in.
+    pub fn page(&self, from: u64, count: usize, max_bytes: u64) -> ReplicaPage {
+        let mut r = self.inner.lock();
+        let ids: Vec<u64> = r
+            .state
+            .messages_from(from)
+            .filter(|(id, m)| !m.unacked && !r.refused.contains(id))
+            .map(|(id, _)| id)
+            .take(count)
+            .collect();
+        let mut page = ReplicaPage {
+            next: from,
+            ..ReplicaPage::default()
+        };
+        let mut bytes = 0u64;
+        for id in ids {
+            if bytes >= max_bytes && !page.entries.is_empty() {
+                break;
+            }
+            match r.entry(id) {
+                Some(e) => {
+                    bytes += e.0.msg.size();
+                    page.entries.push(e);
+                }
+                None => page.undecodable.push(id),
+            }
+            page.next = id + 1;
+        }
+        page
+    }
+
+    /// The ids of up to `count` ready messages from `from` on that the serving handle holds
+    /// as paged (skipping refused ones): what a purge of the paged messages settles.
+    pub fn paged_ids(&self, from: u64, count: u64) -> Vec<u64> {
+        let r = self.inner.lock();
+        r.state
+            .messages_from(from)
+            .filter(|(id, m)| !m.unacked && !r.refused.contains(id))
+            .map(|(id, _)| id)
+            .take(usize::try_from(count).unwrap_or(usize::MAX))
             .collect()
+    }
+
+    /// The serving handle did not take committed message `id` (its `Settle` follows).
+    pub fn refuse(&self, id: u64) {
+        let mut r = self.inner.lock();
+        if r.state.contains(id) {
+            r.refused.insert(id);
+        }
     }
 }
 
@@ -511,18 +639,48 @@ fn nack(publishes: Vec<Work>) {
 }
 
 /// This node's replicas of quorum queues by group id, each with whether its leader is watched.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Registry {
     replicas: Mutex<HashMap<String, (Arc<Replica>, bool)>>,
+    /// Where replicas keep records beyond memory (`None`: no data directory, all in memory).
+    scratch: Option<Arc<crate::persist::Persistence>>,
+    /// Numbers the replicas' scratch logs (the scratch store is wiped at every start).
+    next_log: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("replicas", &self.replicas)
+            .field("paging", &self.scratch.is_some())
+            .finish()
+    }
 }
 
 impl Registry {
+    /// The registry of a broker whose replicas page records into `scratch`'s scratch store.
+    pub fn new(scratch: Option<Arc<crate::persist::Persistence>>) -> Registry {
+        Registry {
+            scratch,
+            ..Registry::default()
+        }
+    }
+
     /// The replica of `group` (a new one if there is none).
     fn replica(&self, group: &str) -> Arc<Replica> {
         self.replicas
             .lock()
             .entry(group.to_string())
-            .or_insert_with(|| (Arc::new(Replica::default()), false))
+            .or_insert_with(|| {
+                let bodies = match &self.scratch {
+                    Some(p) => {
+                        let n = self.next_log.fetch_add(1, Ordering::Relaxed);
+                        ReplicaBodies::paging(Arc::downgrade(p), format!("quorum-replica-{n}"))
+                    }
+                    None => ReplicaBodies::in_memory(),
+                };
+                (Arc::new(Replica::new(bodies)), false)
+            })
             .0
             .clone()
     }
@@ -625,7 +783,7 @@ fn watch(host: Weak<dyn Host>, cluster: Cluster, vhost: String, name: String, re
                         g.clone(),
                     );
                     gate = Some(g);
-                    q.adopt_replica(replica.entries(), Arc::new(p));
+                    q.adopt_replica(replica.clone(), Arc::new(p));
                     tracing::info!(%group, messages = replica.len(), "serving the quorum queue (group leader)");
                 }
             } else {
@@ -643,7 +801,20 @@ fn watch(host: Weak<dyn Host>, cluster: Cluster, vhost: String, name: String, re
 impl Apply for Replica {
     fn apply(&self, index: u64, cmd: &[u8]) -> Vec<u8> {
         match Command::decode(cmd) {
-            Some(c) => self.state.lock().apply(&c).to_le_bytes().to_vec(),
+            Some(c) => {
+                let mut r = self.inner.lock();
+                let ReplicaState {
+                    state,
+                    bodies,
+                    refused,
+                } = &mut *r;
+                let id = state.apply(c, bodies);
+                bodies.flush();
+                if !refused.is_empty() {
+                    refused.retain(|id| state.contains(*id));
+                }
+                id.to_le_bytes().to_vec()
+            }
             None => {
                 tracing::error!(index, "undecodable quorum queue command skipped");
                 Vec::new()
@@ -652,12 +823,31 @@ impl Apply for Replica {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        self.state.lock().encode()
+        let mut r = self.inner.lock();
+        let ReplicaState { state, bodies, .. } = &mut *r;
+        let (bytes, unreadable) = state.encode(bodies);
+        if !unreadable.is_empty() {
+            tracing::error!(
+                messages = unreadable.len(),
+                "quorum queue snapshot: records that could not be read back are written empty"
+            );
+        }
+        bytes
     }
 
     fn restore(&self, snap: &[u8]) {
-        match QuorumState::decode(snap) {
-            Some(s) => *self.state.lock() = s,
+        let mut r = self.inner.lock();
+        let ReplicaState {
+            state,
+            bodies,
+            refused,
+        } = &mut *r;
+        match QuorumState::decode(snap, bodies) {
+            Some(s) => {
+                std::mem::replace(state, s).release_all(bodies);
+                refused.clear();
+                bodies.flush();
+            }
             None => tracing::error!("undecodable quorum queue snapshot ignored"),
         }
     }

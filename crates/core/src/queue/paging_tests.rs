@@ -118,7 +118,7 @@ impl Pair {
         for p in removed {
             self.log.live.remove(&p);
         }
-        if let Some(from) = self.paged.take_purged_paged() {
+        if let Some(Paged { from, .. }) = self.paged.take_purged_paged() {
             self.log.live.retain(|p, _| *p < from);
         }
         let _ = self.plain.take_store_effects();

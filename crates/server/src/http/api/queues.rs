@@ -83,6 +83,10 @@ pub fn queue_json(st: &Shared, vhost: &str, meta: &QueueMeta, q: Option<&Arc<Que
         if let Some(r) = st.broker.quorum.get(vhost, &meta.name) {
             // This member's copy of the replicated messages (as far as it has applied).
             item["replica_messages"] = json!(r.len());
+            // Where it keeps their records: bytes held in memory, records on disk.
+            let (held, on_disk) = r.usage();
+            item["replica_memory_bytes"] = json!(held);
+            item["replica_messages_on_disk"] = json!(on_disk);
         }
     }
     item

@@ -1,0 +1,197 @@
+//! Where a quorum queue replica keeps its messages' records (issue 20): in memory up to
+//! [`HELD_BYTES`], beyond that in a scratch log of its own (`Persistence::scratch`: written,
+//! never synced, wiped at every start), so a backlog with no consumer costs each member an
+//! index entry per message, not the message.
+//!
+//! The scratch log is a cache, not the durable copy: the group's Raft log and snapshots are.
+//! After a restart the replica is rebuilt from those (its records kept here again), and a
+//! record this log cannot give back (a disk error) is reported and written empty into the
+//! next snapshot; the message is then dropped as undecodable by whoever serves it. A log that
+//! cannot be opened or written keeps the records in memory, as before paging existed.
+
+use std::sync::Weak;
+
+use bytes::Bytes;
+use warren_core::quorum::{Bodies, Body};
+use warren_store::{MsgPos, QueueLog};
+
+use crate::persist::Persistence;
+
+/// Record bytes a replica holds in memory before it keeps further records on disk.
+pub const HELD_BYTES: u64 = 2 << 20;
+
+/// One replica's keeper of records (see the module doc).
+pub struct ReplicaBodies {
+    /// The scratch store and this replica's log name in it; `None`: memory only. Weak: a
+    /// replica may outlive its broker for a while (its Raft tasks end after it), and must not
+    /// keep the data directory's lock.
+    scratch: Option<(Weak<Persistence>, String)>,
+    /// The log, opened when the first record goes to disk.
+    log: Option<QueueLog>,
+    /// Record bytes held in memory.
+    held: u64,
+    /// Records on disk.
+    stored: u64,
+    /// The log failed: records stay in memory from now on.
+    failed: bool,
+    /// Records appended since the last [`flush`](Self::flush).
+    dirty: bool,
+}
+
+impl std::fmt::Debug for ReplicaBodies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaBodies")
+            .field("log", &self.scratch.as_ref().map(|(_, n)| n))
+            .field("held", &self.held)
+            .field("stored", &self.stored)
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+impl Default for ReplicaBodies {
+    fn default() -> Self {
+        ReplicaBodies::in_memory()
+    }
+}
+
+impl ReplicaBodies {
+    /// Every record in memory (no store: a broker without a data directory).
+    pub fn in_memory() -> ReplicaBodies {
+        ReplicaBodies {
+            scratch: None,
+            log: None,
+            held: 0,
+            stored: 0,
+            failed: false,
+            dirty: false,
+        }
+    }
+
+    /// Records beyond [`HELD_BYTES`] go to scratch log `name` (a valid store name, unique in
+    /// this process).
+    pub fn paging(p: Weak<Persistence>, name: String) -> ReplicaBodies {
+        let mut b = ReplicaBodies::in_memory();
+        b.scratch = Some((p, name));
+        b
+    }
+
+    /// Record bytes held in memory, and records kept on disk.
+    pub fn usage(&self) -> (u64, u64) {
+        (self.held, self.stored)
+    }
+
+    /// Hands what was appended to the OS (one write), so the writer's buffer stays small.
+    pub fn flush(&mut self) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        if let Some(log) = &mut self.log
+            && let Err(e) = log.flush()
+        {
+            tracing::warn!("quorum queue replica: scratch log flush failed: {e}");
+        }
+    }
+
+    fn log(&mut self) -> Option<&mut QueueLog> {
+        if self.failed {
+            return None;
+        }
+        if self.log.is_none() {
+            let (p, name) = self.scratch.as_ref()?;
+            let p = p.upgrade()?;
+            match p.scratch.open_queue(name) {
+                Ok((log, _)) => self.log = Some(log),
+                Err(e) => {
+                    tracing::warn!(
+                        "quorum queue replica: cannot open a scratch log, records stay in memory: {e}"
+                    );
+                    self.failed = true;
+                    return None;
+                }
+            }
+        }
+        self.log.as_mut()
+    }
+}
+
+fn pos(segment: u32, offset: u64) -> Option<MsgPos> {
+    Some(MsgPos {
+        segment,
+        offset: u32::try_from(offset).ok()?,
+    })
+}
+
+impl Bodies for ReplicaBodies {
+    fn keep(&mut self, record: Vec<u8>) -> Body {
+        let len = record.len() as u64;
+        if self.held + len > HELD_BYTES
+            && let Ok(len32) = u32::try_from(len)
+            && let Some(log) = self.log()
+        {
+            match log.append(0, &record) {
+                Ok(p) => {
+                    self.stored += 1;
+                    self.dirty = true;
+                    return Body::Stored {
+                        segment: p.segment,
+                        offset: p.offset.into(),
+                        len: len32,
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "quorum queue replica: scratch log write failed, records stay in memory: {e}"
+                    );
+                    self.failed = true;
+                }
+            }
+        }
+        self.held += len;
+        Body::Held(record)
+    }
+
+    fn release(&mut self, body: Body) {
+        match body {
+            Body::Held(r) => self.held = self.held.saturating_sub(r.len() as u64),
+            Body::Stored { segment, offset, .. } => {
+                self.stored = self.stored.saturating_sub(1);
+                if let (Some(log), Some(p)) = (&mut self.log, pos(segment, offset))
+                    && let Err(e) = log.ack(p)
+                {
+                    tracing::warn!("quorum queue replica: scratch log ack failed: {e}");
+                }
+            }
+        }
+    }
+
+    fn read(&mut self, body: &Body) -> Option<Bytes> {
+        match body {
+            Body::Held(r) => Some(Bytes::copy_from_slice(r)),
+            Body::Stored { segment, offset, .. } => {
+                let p = pos(*segment, *offset)?;
+                match self.log.as_mut()?.read(p) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        tracing::error!("quorum queue replica: cannot read a record back: {e}");
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ReplicaBodies {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.take() {
+            drop(log);
+            if let Some((p, name)) = &self.scratch
+                && let Some(p) = p.upgrade()
+                && let Err(e) = p.scratch.delete_queue(name)
+            {
+                tracing::warn!("quorum queue replica: cannot delete scratch log {name}: {e}");
+            }
+        }
+    }
+}
