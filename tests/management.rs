@@ -114,11 +114,18 @@ async fn auth_and_error_shapes() {
         400,
     )
     .await;
-    assert!(
-        r.json()["reason"]
-            .as_str()
-            .unwrap()
-            .contains("inequivalent arg 'durable'")
+    // RabbitMQ's reason is the AMQP reply text without its `PRECONDITION_FAILED - ` prefix.
+    assert_eq!(
+        r.json()["reason"],
+        "inequivalent arg 'durable' for queue 'q' in vhost '/': received 'false' but current is 'true'"
+    );
+    // An argument of another queue type: RabbitMQ 3.10.8's text (checked side by side).
+    let qq = json!({"durable": true, "arguments": {"x-queue-type": "quorum", "x-max-priority": 5}});
+    let r = expect(&b, "PUT", "/api/queues/%2F/qq", Some(qq), 400).await;
+    assert_eq!(
+        r.json(),
+        json!({"error": "bad_request",
+               "reason": "invalid arg 'x-max-priority' for queue 'qq' in vhost '/' of queue type rabbit_quorum_queue"})
     );
     b.running.shutdown().await;
 }

@@ -149,7 +149,8 @@ impl From<AmqpError> for ApiError {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 body: json!({"error": "internal_server_error", "reason": e.reply_text()}),
             },
-            _ => ApiError::bad_request(e.reply_text()),
+            // RabbitMQ's reason is the reply text without its `NAME - ` prefix.
+            _ => ApiError::bad_request(e.text),
         }
     }
 }
