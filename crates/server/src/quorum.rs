@@ -34,8 +34,14 @@
 //! empty member, replica and watcher, then the leader adds it ([`crate::quorum_membership`]);
 //! a removed one ([`leave`]) stops its member, deletes its files and forwards to the leader.
 //!
+//! # Paging
+//!
+//! A serving handle pages like any queue, reading its paged messages back from this node's
+//! replica ([`Replica::page`]); each replica keeps records beyond a budget on disk
+//! ([`crate::quorum_bodies`]). See docs/clustering.md, "Paging a quorum queue's backlog".
+//!
 //! Not yet: non-member nodes of a group larger than the cluster's quorum do not learn of leader
-//! changes; TTL of replicated messages restarts at failover.
+//! changes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
