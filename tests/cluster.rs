@@ -2305,7 +2305,9 @@ async fn a_publisher_outrunning_a_quorum_queues_consumer_is_paced_by_credit_flow
     let flows_before = metrics.flow_entered.load(std::sync::atomic::Ordering::Relaxed);
 
     let (_cc, cch) = amqp_channel(b).await;
-    cch.basic_qos(100, Default::default()).await.unwrap();
+    // Slow by its prefetch: at most 10 out per Raft round (each delivery waits for its
+    // `Deliver` record), while the publisher sends without waiting.
+    cch.basic_qos(10, Default::default()).await.unwrap();
     let mut consumer = common::consume(&cch, "qq.flow", "slow").await;
     let n = 20_000;
     let reader = tokio::spawn(async move {
@@ -2316,7 +2318,7 @@ async fn a_publisher_outrunning_a_quorum_queues_consumer_is_paced_by_credit_flow
                 .expect("consumer not cancelled")
                 .expect("delivery");
             got.push(String::from_utf8(d.data.clone()).unwrap());
-            if got.len() % 10 == 0 {
+            if got.len() % 5 == 0 {
                 d.ack(lapin::options::BasicAckOptions { multiple: true })
                     .await
                     .unwrap();

@@ -98,7 +98,8 @@ pub struct ClusterConfig {
     pub data_dir: PathBuf,
     /// Timing.
     pub timeouts: Timeouts,
-    /// A snapshot is taken every this many applied entries.
+    /// A snapshot is taken after this many applied entries, once their commands also amount to
+    /// twice the state's size ([`crate::Apply::size`]).
     pub snapshot_threshold: u64,
     /// Entries kept in the log behind a snapshot (for followers slightly behind).
     pub logs_to_keep: u64,
@@ -981,16 +982,21 @@ pub(crate) async fn open_raft_in(
         election_timeout_min: t.election_min.as_millis() as u64,
         election_timeout_max: t.election_max.as_millis() as u64,
         install_snapshot_timeout: t.rpc.as_millis() as u64,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_threshold),
+        // The state machine asks for snapshots itself (by entries and size: see
+        // `state_machine`'s module doc).
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: config.logs_to_keep,
         purge_batch_size: 1,
         ..Default::default()
     }
     .validate()
     .map_err(|e| ClusterError::Invalid(format!("cluster timing: {e}")))?;
+    let (ask, mut asked) = tokio::sync::mpsc::unbounded_channel();
+    let threshold = config.snapshot_threshold;
     let (log, sm) = tokio::task::spawn_blocking(move || {
         let log = LogStore::open(&dir)?;
-        let sm = StateMachine::open(&dir, applier, applied, commands)?;
+        let mut sm = StateMachine::open(&dir, applier, applied, commands)?;
+        sm.snapshot_when(threshold, ask);
         Ok::<_, ClusterError>((log, sm))
     })
     .await
@@ -998,5 +1004,14 @@ pub(crate) async fn open_raft_in(
     let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log.clone(), sm)
         .await
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
+    // Ends when the state machine (so the Raft core) is gone.
+    let r = raft.clone();
+    tokio::spawn(async move {
+        while asked.recv().await.is_some() {
+            if r.trigger().snapshot().await.is_err() {
+                break;
+            }
+        }
+    });
     Ok((raft, log))
 }

@@ -4,9 +4,17 @@
 //! Committed commands reach [`Apply::apply`] in log order, exactly once per start of the node.
 //! The applier's state is in memory and rebuilt at every start: [`Apply::restore`] with the
 //! latest snapshot (if any), then `apply` of every committed entry after it as the leader
-//! reports them committed. Snapshots are [`Apply::snapshot`]'s bytes, taken after openraft's
-//! snapshot policy (every `snapshot_threshold` applied entries), and sent to nodes that lag
-//! behind the leader's purged log, which [`Apply::restore`] them.
+//! reports them committed. Snapshots are [`Apply::snapshot`]'s bytes, and sent to nodes that
+//! lag behind the leader's purged log, which [`Apply::restore`] them.
+//!
+//! # When a snapshot is taken
+//!
+//! Once `snapshot_threshold` entries were applied since the last one *and* their commands
+//! amount to at least twice the state's size ([`Apply::size`]): the state machine asks the
+//! Raft core for it (openraft's own policy is off). A snapshot costs time and memory in
+//! proportion to the state — for a quorum queue, every message it holds — so with a large
+//! backlog snapshots become rarer in proportion, and their total cost stays linear in the
+//! traffic (the log on disk holds at most about twice the state in between).
 //!
 //! # Retried proposals
 //!
@@ -98,6 +106,10 @@ pub trait Apply: Send + Sync + 'static {
     fn snapshot(&self) -> Vec<u8>;
     /// Replaces the whole state with a snapshot's bytes.
     fn restore(&self, snap: &[u8]);
+    /// About how many bytes a snapshot of the state would take (0: small, not worth counting).
+    fn size(&self) -> u64 {
+        0
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,6 +132,13 @@ pub struct StateMachine {
     /// Commands applied or restored since start (the cluster refuses to reset a node with any).
     commands: Arc<AtomicU64>,
     recent: Recent,
+    /// Entries and command bytes applied since the last snapshot.
+    since: (u64, u64),
+    /// Entries before a snapshot is due (besides the bytes: see the module doc).
+    threshold: u64,
+    /// Asks the Raft core for a snapshot; `asked` until it is taken.
+    trigger: Option<tokio::sync::mpsc::UnboundedSender<()>>,
+    asked: bool,
 }
 
 impl StateMachine {
@@ -145,6 +164,10 @@ impl StateMachine {
             applied_index,
             commands,
             recent: Recent::default(),
+            since: (0, 0),
+            threshold: u64::MAX,
+            trigger: None,
+            asked: false,
         };
         if let Some(snap) = current {
             sm.commands.fetch_add(1, Ordering::AcqRel);
@@ -156,6 +179,26 @@ impl StateMachine {
             sm.current = Some(snap.meta);
         }
         Ok(sm)
+    }
+
+    /// Asks for a snapshot on `trigger` once `threshold` entries (and twice the state's size
+    /// in commands) were applied since the last one.
+    pub fn snapshot_when(&mut self, threshold: u64, trigger: tokio::sync::mpsc::UnboundedSender<()>) {
+        self.threshold = threshold;
+        self.trigger = Some(trigger);
+    }
+
+    /// After applying: asks for a snapshot if one is due (see the module doc).
+    fn maybe_ask(&mut self) {
+        if self.asked || self.since.0 < self.threshold {
+            return;
+        }
+        if self.since.1 < self.applier.size().saturating_mul(2) {
+            return;
+        }
+        if let Some(t) = &self.trigger {
+            self.asked = t.send(()).is_ok();
+        }
     }
 
     fn set_applied(&mut self, id: Option<LogId>) {
@@ -232,6 +275,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut out = Vec::new();
         for entry in entries {
+            self.since.0 += 1;
+            if let EntryPayload::Normal(cmd) = &entry.payload {
+                self.since.1 += cmd.payload.len() as u64;
+            }
             let resp = match &entry.payload {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(cmd) => match self.recent.answers.get(&cmd.id) {
@@ -251,11 +298,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.set_applied(Some(entry.log_id));
             out.push(CommandResponse(resp));
         }
+        self.maybe_ask();
         Ok(out)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshot_seq += 1;
+        self.since = (0, 0);
+        self.asked = false;
         let id = match self.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, self.snapshot_seq),
             None => format!("0-0-{}", self.snapshot_seq),
@@ -302,6 +352,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.set_applied(meta.last_log_id);
         self.membership = meta.last_membership.clone();
         self.current = Some(snap.meta);
+        self.since = (0, 0);
         Ok(())
     }
 
@@ -343,6 +394,53 @@ mod tests {
         fn restore(&self, snap: &[u8]) {
             *self.0.lock() = postcard::from_bytes(snap).unwrap();
         }
+    }
+
+    /// A state whose size the test sets.
+    #[derive(Default)]
+    struct Sized(AtomicU64);
+
+    impl Apply for Sized {
+        fn apply(&self, _: u64, _: &[u8]) -> Vec<u8> {
+            Vec::new()
+        }
+        fn snapshot(&self) -> Vec<u8> {
+            Vec::new()
+        }
+        fn restore(&self, _: &[u8]) {}
+        fn size(&self) -> u64 {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_asked_for_after_the_threshold_and_twice_the_states_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let applier = Arc::new(Sized::default());
+        let mut sm = StateMachine::open(
+            dir.path(),
+            applier.clone(),
+            Default::default(),
+            Default::default(),
+        )
+        .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        sm.snapshot_when(3, tx);
+        // A small state: asked for after 3 entries, once until taken.
+        sm.apply((1..=2).map(|i| cmd(i, i as u128, "x"))).await.unwrap();
+        assert!(rx.try_recv().is_err());
+        sm.apply((3..=5).map(|i| cmd(i, i as u128, "x"))).await.unwrap();
+        assert!(rx.try_recv().is_ok());
+        sm.apply(vec![cmd(6, 6, "x")]).await.unwrap();
+        assert!(rx.try_recv().is_err(), "asked once until taken");
+        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        // A state of 10 bytes: due after 3 entries and 20 bytes of commands since.
+        applier.0.store(10, Ordering::Relaxed);
+        let five = "y".repeat(5);
+        sm.apply((7..=9).map(|i| cmd(i, i as u128, &five))).await.unwrap();
+        assert!(rx.try_recv().is_err(), "15 bytes since");
+        sm.apply(vec![cmd(10, 10, &five)]).await.unwrap();
+        assert!(rx.try_recv().is_ok(), "20 bytes since");
     }
 
     fn cmd(index: u64, id: u128, payload: &str) -> Entry {

@@ -30,8 +30,9 @@ pub struct ReplicaBodies {
     log: Option<QueueLog>,
     /// Record bytes held in memory.
     held: u64,
-    /// Records on disk.
+    /// Records on disk, and their bytes.
     stored: u64,
+    stored_bytes: u64,
     /// The log failed: records stay in memory from now on.
     failed: bool,
     /// Records appended since the last [`flush`](Self::flush).
@@ -63,6 +64,7 @@ impl ReplicaBodies {
             log: None,
             held: 0,
             stored: 0,
+            stored_bytes: 0,
             failed: false,
             dirty: false,
         }
@@ -79,6 +81,11 @@ impl ReplicaBodies {
     /// Record bytes held in memory, and records kept on disk.
     pub fn usage(&self) -> (u64, u64) {
         (self.held, self.stored)
+    }
+
+    /// Record bytes kept, in memory and on disk.
+    pub fn bytes(&self) -> u64 {
+        self.held + self.stored_bytes
     }
 
     /// Hands what was appended to the OS (one write), so the writer's buffer stays small.
@@ -132,6 +139,7 @@ impl Bodies for ReplicaBodies {
             match log.append(0, &record) {
                 Ok(p) => {
                     self.stored += 1;
+                    self.stored_bytes += len;
                     self.dirty = true;
                     return Body::Stored {
                         segment: p.segment,
@@ -154,8 +162,11 @@ impl Bodies for ReplicaBodies {
     fn release(&mut self, body: Body) {
         match body {
             Body::Held(r) => self.held = self.held.saturating_sub(r.len() as u64),
-            Body::Stored { segment, offset, .. } => {
+            Body::Stored {
+                segment, offset, len, ..
+            } => {
                 self.stored = self.stored.saturating_sub(1);
+                self.stored_bytes = self.stored_bytes.saturating_sub(u64::from(len));
                 if let (Some(log), Some(p)) = (&mut self.log, pos(segment, offset))
                     && let Err(e) = log.ack(p)
                 {
