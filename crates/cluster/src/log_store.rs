@@ -227,50 +227,59 @@ impl LogFile {
             .create(true)
             .truncate(false)
             .open(&path)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        if bytes.is_empty() {
+        // Read record by record (the log may hold a large backlog: it is not read whole).
+        let file_len = file.metadata()?.len() as usize;
+        if file_len == 0 {
             file.write_all(LOG_MAGIC)?;
             file.sync_all()?;
             sync_dir(dir)?;
-            bytes.extend_from_slice(LOG_MAGIC);
-        } else if bytes.len() < 8 || &bytes[..8] != LOG_MAGIC {
-            return Err(ClusterError::Corruption {
-                file: path.display().to_string(),
-                offset: 0,
-                reason: "bad header".into(),
-            });
+        } else {
+            let mut magic = [0u8; 8];
+            if file_len < 8 || file.read_exact(&mut magic).is_err() || &magic != LOG_MAGIC {
+                return Err(ClusterError::Corruption {
+                    file: path.display().to_string(),
+                    offset: 0,
+                    reason: "bad header".into(),
+                });
+            }
         }
+        let file_len = file_len.max(8);
+        let mut reader = io::BufReader::with_capacity(1 << 20, &file);
         let purged_upto = state.last_purged.map(|l| l.index);
-        let mut entries = BTreeMap::new();
+        let mut entries: BTreeMap<u64, Slot> = BTreeMap::new();
+        let (mut cached, mut evicted_to) = (0u64, 0u64);
         let mut pos = 8usize;
         let mut torn = false;
-        while pos < bytes.len() {
+        let mut payload = Vec::new();
+        while pos < file_len {
             let corrupt = |reason: &str| ClusterError::Corruption {
                 file: path.display().to_string(),
                 offset: pos as u64,
                 reason: reason.to_string(),
             };
-            if pos + 8 > bytes.len() {
+            if pos + 8 > file_len {
                 torn = true;
                 break;
             }
-            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes"));
-            let crc = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes"));
+            let mut header = [0u8; 8];
+            reader.read_exact(&mut header)?;
+            let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+            let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
             let end = pos + 8 + len as usize;
-            if len > MAX_RECORD || end > bytes.len() {
+            if len > MAX_RECORD || end > file_len {
                 torn = true;
                 break;
             }
-            let payload = &bytes[pos + 8..end];
-            if crc32fast::hash(payload) != crc {
-                if end == bytes.len() {
+            payload.resize(len as usize, 0);
+            reader.read_exact(&mut payload)?;
+            if crc32fast::hash(&payload) != crc {
+                if end == file_len {
                     torn = true;
                     break;
                 }
                 return Err(corrupt("bad crc before the last record"));
             }
-            let entry: Entry = postcard::from_bytes(payload).map_err(|e| corrupt(&e.to_string()))?;
+            let entry: Entry = postcard::from_bytes(&payload).map_err(|e| corrupt(&e.to_string()))?;
             let index = entry.log_id.index;
             if entries
                 .last_key_value()
@@ -279,16 +288,32 @@ impl LogFile {
                 return Err(corrupt("log indexes not contiguous"));
             }
             if purged_upto.is_none_or(|p| index > p) {
-                entries.insert(index, Slot::new(pos as u64, end - pos, entry));
+                let mut slot = Slot::new(pos as u64, end - pos, entry);
+                cached += u64::from(slot.len);
+                // Keeps only the newest records decoded as it goes (all are written).
+                for (&i, old) in entries.range_mut(evicted_to..) {
+                    if cached <= CACHE_BYTES {
+                        break;
+                    }
+                    if old.normal && old.entry.take().is_some() {
+                        cached -= u64::from(old.len);
+                    }
+                    evicted_to = i + 1;
+                }
+                if cached > CACHE_BYTES && slot.normal {
+                    slot.entry = None;
+                    cached -= u64::from(slot.len);
+                }
+                entries.insert(index, slot);
             }
             pos = end;
         }
+        drop(reader);
         if torn {
             tracing::warn!(file = %path.display(), offset = pos, "cutting torn tail of the cluster log");
             file.set_len(pos as u64)?;
             file.sync_all()?;
         }
-        let cached = entries.values().map(|s| u64::from(s.len)).sum();
         let mut f = LogFile {
             dir: dir.to_path_buf(),
             file: Arc::new(file),
@@ -299,7 +324,7 @@ impl LogFile {
             written: pos as u64,
             entries,
             cached,
-            evicted_to: 0,
+            evicted_to,
             state,
             poisoned: false,
         };
