@@ -5,7 +5,7 @@
 # machine's cores, as a cluster on one machine does.
 #
 #   crates/perf/cluster-compare.sh [--runs N] [--duration S] [--scenarios mem,x1,x2,q1,q100]
-#                                  [--warren-only] [--out DIR]
+#                                  [--warren-only] [--out DIR] [--backlog N]
 #
 # Scenarios (warren-perf flags in scenario_flags below):
 #   x1    classic queue homed on node 1, publisher on node 2, consumer on node 3, 16 B, auto-ack
@@ -17,12 +17,16 @@
 #         cluster of run 1): 100 quorum queues declared, then 100,000 × 1 KiB into one of them;
 #         RSS of every node before and after (RabbitMQ's garbage collection makes its deltas
 #         noisy); the queues are deleted afterwards
+#   qbl   (not run by default) a quorum queue's backlog: --backlog N (default 500,000) × 1 KiB
+#         persistent published with confirms and no consumer, then drained by one consumer
+#         (manual acks, prefetch 200); publish rate, drain rate and every node's peak RSS
+#         (sampled every 0.2 s; RabbitMQ's three nodes every few seconds)
 #
 # Needs rabbitmq-server (installed from Debian's archive if missing, as rabbitmq-local.sh does).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
-runs=3 duration=8 scenarios="mem,x1,x2,q1,q100" warren_only=0 out=""
+runs=3 duration=8 scenarios="mem,x1,x2,q1,q100" warren_only=0 out="" backlog=500000
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) runs=$2; shift ;;
@@ -30,6 +34,7 @@ while [ $# -gt 0 ]; do
     --scenarios) scenarios=$2; shift ;;
     --warren-only) warren_only=1 ;;
     --out) out=$2; shift ;;
+    --backlog) backlog=$2; shift ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
   shift
@@ -126,16 +131,39 @@ scenario_flags() { # scenario, ports of nodes 1..3
     x2) echo "--uri $(uri "$n1") --producer-uri $(uri "$n2") --consumer-uri $(uri "$n3") --durable --queue-pattern crossp-%d --size 1024 --persistent --confirm 1000 --prefetch 200 --multi-ack-every 50 --duration $d" ;;
     q1) echo "--uri $(uri "$n1") --quorum-queue --queue-pattern qq-%d --size 1024 --persistent --confirm 1000 --prefetch 200 --multi-ack-every 50 --duration $d" ;;
     q100) echo "--uri $(uri "$n1") --quorum-queue --queue-pattern qqs-%d --queues 100 --producers 100 --consumers 100 --size 1024 --persistent --confirm 100 --prefetch 100 --multi-ack-every 20 --threads 2 --duration $d" ;;
+    qbl) echo "--uri $(uri "$n1") --quorum-queue --queue-pattern qbl-%d --size 1024 --persistent --confirm 1000 --prefetch 200 --multi-ack-every 50 --backlog --pmessages $backlog --drain-timeout 600" ;;
   esac
 }
 field() { { grep -o "\"$2\": *[-0-9.e+]*" "$1" 2>/dev/null || true; } | head -1 | sed 's/.*: *//'; }
 
+node_pids() { # broker → its nodes' pids
+  if [ "$1" = warren ]; then echo "${wpids[@]}"
+  else for p in "${rports[@]}"; do rctl "$p" eval 'list_to_integer(os:getpid()).' 2>/dev/null | tail -1; done | xargs; fi
+}
+peak_rss() { # pids… : samples their RSS every 0.2 s into $peak_file (KiB, the highest so far)
+  local -a pids=("$@") peak=(0 0 0) r k
+  while :; do
+    for k in 0 1 2; do r=$(rss_kb "${pids[k]}"); [ "${r:-0}" -gt "${peak[k]}" ] && peak[k]=$r; done
+    echo "${peak[*]}" > "$peak_file"; sleep 0.2
+  done
+}
 run_one() { # broker scenario n
-  local b=$1 sc=$2 n=$3 f=$out/$2-$1-$3 ports
+  local b=$1 sc=$2 n=$3 f=$out/$2-$1-$3 ports sampler=""
   if [ "$b" = warren ]; then ports=("${wports[@]}"); else ports=("${rports[@]}"); fi
+  if [ "$sc" = qbl ]; then
+    peak_file=$f.peak
+    # shellcheck disable=SC2046
+    peak_rss $(node_pids "$b") &
+    sampler=$!
+  fi
   # shellcheck disable=SC2046
-  timeout 600 "$perf_bin" --json $(scenario_flags "$sc" "${ports[@]}") > "$f.json" 2> "$f.log" \
+  timeout 900 "$perf_bin" --json $(scenario_flags "$sc" "${ports[@]}") > "$f.json" 2> "$f.log" \
     || echo "   (warren-perf exited $? for $sc on $b; see $f.log)" >&2
+  if [ -n "$sampler" ]; then
+    kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
+    awk -v b="$b" -v n="$n" '{ printf "   qbl   %-8s run %d: peak RSS per node %.1f / %.1f / %.1f MB\n", b, n, $1 / 1024, $2 / 1024, $3 / 1024 }' "$f.peak" \
+      | tee -a "$out/qbl.txt" >&2
+  fi
   printf '   %-5s %-8s run %d: published %s, consumed %s msg/s (%s while publishing), p50 %s us, p99 %s us, lost %s, dup %s\n' \
     "$sc" "$b" "$n" "$(field "$f.json" publish_rate | cut -d. -f1)" "$(field "$f.json" consume_rate | cut -d. -f1)" \
     "$(field "$f.json" consume_rate_while_publishing | cut -d. -f1)" "$(field "$f.json" p50_us)" \
@@ -199,4 +227,5 @@ metric() { local i; for i in $(seq "$runs"); do field "$out/$1-$2-$i.json" "$3";
     done
   done
   if [ -f "$out/mem.txt" ]; then sed "s/^ */    /" "$out/mem.txt"; fi
+  if [ -f "$out/qbl.txt" ]; then sed "s/^ */    /" "$out/qbl.txt"; fi
 } | tee "$out/table.md"

@@ -71,6 +71,34 @@ pub trait Replicator: Send + Sync + std::fmt::Debug {
     fn serving(&self) -> bool;
 }
 
+/// Messages read from a quorum queue's replica for its serving handle: entries (seq and store
+/// position = id, no expiry yet) with their enqueue times, the ids of records that could not
+/// be read back or decoded, and the id to read on from.
+#[derive(Debug, Default)]
+pub struct ReplicaPage {
+    /// The messages, in queue order, each with its enqueue time.
+    pub entries: Vec<(Entry, Option<u64>)>,
+    /// Records that could not be read back or decoded (logged; they are skipped).
+    pub undecodable: Vec<u64>,
+    /// The id after the last one read.
+    pub next: u64,
+}
+
+/// This node's replica of a quorum queue it serves, as the handle reads it: where its paged
+/// messages come from (the replica of [`crate::quorum`]). Reads may do file IO.
+pub trait ReplicaReader: Send + Sync + std::fmt::Debug {
+    /// The first messages as entries, while fewer than `max_msgs` and `max_bytes` of bodies;
+    /// the rest counted as paged; and the highest id.
+    fn head(&self, max_msgs: usize, max_bytes: u64) -> (ReplicaPage, Paged, u64);
+    /// Up to `count` ready messages from id `from` on (about `max_bytes` of bodies, at least
+    /// one), skipping those the handle refused.
+    fn page(&self, from: u64, count: usize, max_bytes: u64) -> ReplicaPage;
+    /// The ids of up to `count` ready messages from `from` on, skipping refused ones.
+    fn paged_ids(&self, from: u64, count: u64) -> Vec<u64>;
+    /// The handle did not take committed message `id` (its `Settle` follows).
+    fn refuse(&self, id: u64);
+}
+
 /// Gives back the connection and prefetch slots that quorum queue deliveries reserved and
 /// will never use (their `Deliver` record cannot commit: another node leads the group).
 pub fn release_unsent(out: Vec<(Sink, Delivery)>) {
@@ -132,7 +160,7 @@ struct Inner {
     replicator: Option<Arc<dyn Replicator>>,
     /// A quorum queue served on this node: this node's replica, where its paged messages are
     /// read from.
-    replica: Option<Arc<crate::quorum::Replica>>,
+    replica: Option<Arc<dyn ReplicaReader>>,
     /// A quorum queue's deliveries of the current operation, handed to the replicator with
     /// their `Deliver` record (see the module doc).
     outgoing: Vec<(Sink, Delivery)>,
@@ -242,13 +270,8 @@ impl Inner {
 
     /// Puts the messages read from a quorum queue's replica (from `from`) in the queue; records
     /// that could not be read or decoded are settled. Returns whether messages came in.
-    fn take_replica_page(
-        &mut self,
-        from: StorePos,
-        page: crate::quorum::ReplicaPage,
-        fx: &mut Effects,
-    ) -> bool {
-        let crate::quorum::ReplicaPage {
+    fn take_replica_page(&mut self, from: StorePos, page: ReplicaPage, fx: &mut Effects) -> bool {
+        let ReplicaPage {
             entries,
             undecodable,
             next,
@@ -417,11 +440,11 @@ impl Inner {
 enum PageRead {
     Log(ReadPlan),
     Replica {
-        replica: Arc<crate::quorum::Replica>,
+        replica: Arc<dyn ReplicaReader>,
         from: u64,
         count: usize,
         max_bytes: u64,
-        done: Option<crate::quorum::ReplicaPage>,
+        done: Option<ReplicaPage>,
     },
 }
 
@@ -691,11 +714,7 @@ impl Queue {
     /// the replicated ones, `entries` (in id order, seq and store position = id), and its
     /// changes go to `replicator`. Whatever the handle held before is dropped (a local log,
     /// messages never replicated); its consumers stay.
-    pub fn adopt_replica(
-        self: &Arc<Self>,
-        replica: Arc<crate::quorum::Replica>,
-        replicator: Arc<dyn Replicator>,
-    ) {
+    pub fn adopt_replica(self: &Arc<Self>, replica: Arc<dyn ReplicaReader>, replicator: Arc<dyn Replicator>) {
         let now = now_ms();
         let mut fx = Effects::default();
         let deadline = {

@@ -56,7 +56,7 @@ use warren_core::queue::{Delivery, Entry, Paged, Published, StorePos};
 use warren_core::quorum::{Bodies, Command, QuorumState};
 
 use crate::forward::Host;
-use crate::queue::{Queue, Replicator, Sink, VerdictFn};
+use crate::queue::{Queue, ReplicaPage, ReplicaReader, Replicator, Sink, VerdictFn};
 use crate::quorum_bodies::ReplicaBodies;
 use crate::util::now_ms;
 
@@ -112,19 +112,6 @@ struct ReplicaState {
     refused: HashSet<u64>,
 }
 
-/// Messages read from a replica for a serving handle: entries (seq and store position = id,
-/// no expiry yet) with their enqueue times, the ids of records that did not decode (or could
-/// not be read), and the id to read on from.
-#[derive(Debug, Default)]
-pub struct ReplicaPage {
-    /// The messages, in queue order, each with its enqueue time.
-    pub entries: Vec<(Entry, Option<u64>)>,
-    /// Records that could not be read back or decoded (logged; they are skipped).
-    pub undecodable: Vec<u64>,
-    /// The id after the last one read.
-    pub next: u64,
-}
-
 impl ReplicaState {
     /// Message `id` as a queue entry, with its enqueue time; `None` if its record cannot be
     /// read back or decoded (logged).
@@ -177,11 +164,13 @@ impl Replica {
     pub fn usage(&self) -> (u64, u64) {
         self.inner.lock().bodies.usage()
     }
+}
 
+impl ReplicaReader for Replica {
     /// What a new serving handle starts from: the first messages as entries, while fewer
     /// than `max_msgs` and `max_bytes` of bodies; the rest counted as paged (their bytes
     /// estimated by record length), read later with [`page`](Self::page); and the highest id.
-    pub fn head(&self, max_msgs: usize, max_bytes: u64) -> (ReplicaPage, Paged, u64) {
+    fn head(&self, max_msgs: usize, max_bytes: u64) -> (ReplicaPage, Paged, u64) {
         let mut r = self.inner.lock();
         let max_id = r.state.messages().last().map_or(0, |(id, _)| id);
         let ids: Vec<u64> = r.state.messages().map(|(id, _)| id).collect();
@@ -215,7 +204,7 @@ impl Replica {
 
     /// Up to `count` ready messages from id `from` on (about `max_bytes` of bodies, at least
     /// one), skipping those the serving handle refused: a handle's page-in.
-    pub fn page(&self, from: u64, count: usize, max_bytes: u64) -> ReplicaPage {
+    fn page(&self, from: u64, count: usize, max_bytes: u64) -> ReplicaPage {
         let mut r = self.inner.lock();
         let ids: Vec<u64> = r
             .state
@@ -247,7 +236,7 @@ impl Replica {
 
     /// The ids of up to `count` ready messages from `from` on that the serving handle holds
     /// as paged (skipping refused ones): what a purge of the paged messages settles.
-    pub fn paged_ids(&self, from: u64, count: u64) -> Vec<u64> {
+    fn paged_ids(&self, from: u64, count: u64) -> Vec<u64> {
         let r = self.inner.lock();
         r.state
             .messages_from(from)
@@ -258,7 +247,7 @@ impl Replica {
     }
 
     /// The serving handle did not take committed message `id` (its `Settle` follows).
-    pub fn refuse(&self, id: u64) {
+    fn refuse(&self, id: u64) {
         let mut r = self.inner.lock();
         if r.state.contains(id) {
             r.refused.insert(id);
