@@ -349,7 +349,7 @@ impl LogFile {
         }
     }
 
-    /// The entry at `index` (cached, or read back from the file).
+    /// The entry of `slot` (cached, or read back from the file).
     fn get(&self, slot: &Slot) -> io::Result<Entry> {
         match &slot.entry {
             Some(e) => Ok(e.clone()),
@@ -859,6 +859,33 @@ mod tests {
         for i in 61..=100 {
             assert_eq!(f.get(&f.entries[&i]).unwrap(), big(i), "entry {i} after restart");
         }
+    }
+
+    /// An evicted entry whose record was damaged on disk is an error when read back (openraft
+    /// gets a storage error), never another entry or a panic.
+    #[tokio::test]
+    async fn a_damaged_evicted_record_is_an_error_when_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = LogFile::open(dir.path()).unwrap();
+        for i in 1..=100 {
+            f.append(vec![big(i)]).unwrap();
+        }
+        assert!(f.entries[&2].entry.is_none(), "entry 2 is evicted");
+        let at = f.entries[&2].off + 100;
+        std::os::unix::fs::FileExt::write_all_at(&*f.file, &[0xAB; 4], at).unwrap();
+        let err = f.get(&f.entries[&2]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert_eq!(
+            f.get(&f.entries[&1]).unwrap(),
+            big(1),
+            "its neighbour still reads"
+        );
+        let mut store = LogStore {
+            inner: Arc::new(Mutex::new(f)),
+            idle: Arc::new(Condvar::new()),
+        };
+        assert!(store.try_get_log_entries(1..=3).await.is_err());
+        assert_eq!(store.try_get_log_entries(90..=90).await.unwrap(), vec![big(90)]);
     }
 
     #[test]
