@@ -105,6 +105,24 @@ impl Slot {
     }
 }
 
+/// Drops the decoded payloads of the oldest entries from `evicted_to` on whose records end
+/// before `written`, while more than [`CACHE_BYTES`] of records are cached (membership
+/// entries stay); `cached` and `evicted_to` follow.
+fn evict_oldest(entries: &mut BTreeMap<u64, Slot>, (cached, evicted_to): (&mut u64, &mut u64), written: u64) {
+    if *cached <= CACHE_BYTES {
+        return;
+    }
+    for (&index, slot) in entries.range_mut(*evicted_to..) {
+        if *cached <= CACHE_BYTES || slot.off + u64::from(slot.len) > written {
+            break;
+        }
+        if slot.normal && slot.entry.take().is_some() {
+            *cached -= u64::from(slot.len);
+        }
+        *evicted_to = index + 1;
+    }
+}
+
 /// Reads back and checks the record of `slot` from `file`.
 fn read_slot(file: &File, slot: &Slot) -> io::Result<Entry> {
     let mut buf = vec![0u8; slot.len as usize];
@@ -288,23 +306,11 @@ impl LogFile {
                 return Err(corrupt("log indexes not contiguous"));
             }
             if purged_upto.is_none_or(|p| index > p) {
-                let mut slot = Slot::new(pos as u64, end - pos, entry);
+                let slot = Slot::new(pos as u64, end - pos, entry);
                 cached += u64::from(slot.len);
-                // Keeps only the newest records decoded as it goes (all are written).
-                for (&i, old) in entries.range_mut(evicted_to..) {
-                    if cached <= CACHE_BYTES {
-                        break;
-                    }
-                    if old.normal && old.entry.take().is_some() {
-                        cached -= u64::from(old.len);
-                    }
-                    evicted_to = i + 1;
-                }
-                if cached > CACHE_BYTES && slot.normal {
-                    slot.entry = None;
-                    cached -= u64::from(slot.len);
-                }
                 entries.insert(index, slot);
+                // Keeps only the newest records decoded as it goes (all are written).
+                evict_oldest(&mut entries, (&mut cached, &mut evicted_to), end as u64);
             }
             pos = end;
         }
@@ -335,18 +341,11 @@ impl LogFile {
     /// Drops the decoded payloads of the oldest written entries while more than
     /// [`CACHE_BYTES`] of records are cached (membership entries stay).
     fn evict(&mut self) {
-        if self.cached <= CACHE_BYTES {
-            return;
-        }
-        for (&index, slot) in self.entries.range_mut(self.evicted_to..) {
-            if self.cached <= CACHE_BYTES || slot.off + u64::from(slot.len) > self.written {
-                break;
-            }
-            if slot.normal && slot.entry.take().is_some() {
-                self.cached -= u64::from(slot.len);
-            }
-            self.evicted_to = index + 1;
-        }
+        evict_oldest(
+            &mut self.entries,
+            (&mut self.cached, &mut self.evicted_to),
+            self.written,
+        );
     }
 
     /// The entry of `slot` (cached, or read back from the file).
@@ -359,7 +358,13 @@ impl LogFile {
 
     /// Forgets the entries at and after `from` (`split_off` semantics), keeping `cached` right.
     fn drop_from(&mut self, from: u64) {
-        for slot in self.entries.split_off(&from).into_values() {
+        let gone = self.entries.split_off(&from);
+        self.uncount(gone);
+    }
+
+    /// Entries no longer live: their cached records no longer count.
+    fn uncount(&mut self, gone: BTreeMap<u64, Slot>) {
+        for slot in gone.into_values() {
             if slot.entry.is_some() {
                 self.cached -= u64::from(slot.len);
             }
@@ -461,11 +466,7 @@ impl LogFile {
         self.save_state(state)?;
         let live = self.entries.split_off(&(upto.index + 1));
         let gone = std::mem::replace(&mut self.entries, live);
-        for slot in gone.into_values() {
-            if slot.entry.is_some() {
-                self.cached -= u64::from(slot.len);
-            }
-        }
+        self.uncount(gone);
         let live_from = self.entries.first_key_value().map_or(self.end, |(_, s)| s.off);
         let dead = live_from - LOG_MAGIC.len() as u64;
         if dead >= COMPACT_MIN_BYTES && dead * 2 >= self.end {
