@@ -995,7 +995,8 @@ pub(crate) async fn open_raft_in(
     let threshold = config.snapshot_threshold;
     let (log, sm) = tokio::task::spawn_blocking(move || {
         let log = LogStore::open(&dir)?;
-        let mut sm = StateMachine::open(&dir, applier, applied, commands)?;
+        let mut sm = StateMachine::open(&dir, applier.clone(), applied, commands)?;
+        applier.attach(crate::state_machine::Durable::new(log.clone(), dir.clone()));
         sm.snapshot_when(threshold, ask);
         Ok::<_, ClusterError>((log, sm))
     })

@@ -32,5 +32,5 @@ pub use error::{ClusterError, Result};
 pub use forward::{AppFuture, AppHandler};
 pub use groups::GroupStatus;
 pub use network::ClusterTls;
-pub use state_machine::Apply;
+pub use state_machine::{Apply, Durable};
 pub use types::{Member, NodeId, node_id_for};

@@ -556,6 +556,20 @@ impl LogStore {
             })
     }
 
+    /// The command of live entry `index`, read back from memory or the file (`Ok(None)`: no
+    /// such live entry, or not a command). Blocking IO: for the rare path of a replica whose
+    /// own copy of a record failed.
+    pub fn command(&self, index: u64) -> io::Result<Option<Vec<u8>>> {
+        let g = self.inner.lock();
+        let Some(slot) = g.entries.get(&index) else {
+            return Ok(None);
+        };
+        Ok(match g.get(slot)?.payload {
+            openraft::EntryPayload::Normal(cmd) => Some(cmd.payload),
+            _ => None,
+        })
+    }
+
     /// Runs `f` on the file under the lock, on the blocking pool, once the writer is idle
     /// (everything appended is in the file).
     async fn blocking<T: Send + 'static>(
@@ -887,6 +901,11 @@ mod tests {
         };
         assert!(store.try_get_log_entries(1..=3).await.is_err());
         assert_eq!(store.try_get_log_entries(90..=90).await.unwrap(), vec![big(90)]);
+        // A replica reading a command back (its own copy failed) gets the same answers.
+        assert!(store.command(2).is_err());
+        assert_eq!(store.command(1).unwrap(), Some(vec![1u8; 64 << 10]));
+        assert_eq!(store.command(100).unwrap(), Some(vec![100u8; 64 << 10]), "cached");
+        assert_eq!(store.command(101).unwrap(), None, "no such entry");
     }
 
     #[test]

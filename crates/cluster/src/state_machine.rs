@@ -110,6 +110,40 @@ pub trait Apply: Send + Sync + 'static {
     fn size(&self) -> u64 {
         0
     }
+    /// The group's durable copies (its log and latest snapshot), handed over once its storage
+    /// is open, for an applier that keeps copies of its own that can fail.
+    fn attach(&self, _durable: Durable) {}
+}
+
+/// Reads a group's durable copies back: a command from its log, the applier's part of its
+/// latest snapshot. Blocking IO, for rare paths (a replica's own copy of a record failed).
+#[derive(Clone)]
+pub struct Durable {
+    log: crate::log_store::LogStore,
+    dir: PathBuf,
+}
+
+impl Durable {
+    pub(crate) fn new(log: crate::log_store::LogStore, dir: PathBuf) -> Durable {
+        Durable { log, dir }
+    }
+
+    /// The command of log entry `index`, if the log still holds it (not purged by a snapshot).
+    pub fn command(&self, index: u64) -> std::io::Result<Option<Vec<u8>>> {
+        self.log.command(index)
+    }
+
+    /// The applier's bytes in the latest snapshot ([`Apply::snapshot`]), if there is one.
+    pub fn snapshot(&self) -> std::io::Result<Option<Vec<u8>>> {
+        let Some(p) =
+            read_atomic(&self.dir.join(SNAPSHOT_FILE), SNAPSHOT_MAGIC).map_err(std::io::Error::other)?
+        else {
+            return Ok(None);
+        };
+        let snap: StoredSnapshot = postcard::from_bytes(&p).map_err(std::io::Error::other)?;
+        let body: SnapshotBody = postcard::from_bytes(&snap.data).map_err(std::io::Error::other)?;
+        Ok(Some(body.app))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -490,6 +524,12 @@ mod tests {
         let sent = sm.get_current_snapshot().await.unwrap().expect("a snapshot");
         assert_eq!(sent.meta, snap.meta);
         assert_eq!(sent.snapshot.get_ref(), snap.snapshot.get_ref());
+        // The applier's part of it reads back for a replica whose own copy failed.
+        let leader_dir = dir.path().join("leader");
+        let durable = Durable::new(crate::log_store::LogStore::open(&leader_dir).unwrap(), leader_dir);
+        let app: Vec<Vec<u8>> = postcard::from_bytes(&durable.snapshot().unwrap().unwrap()).unwrap();
+        assert_eq!(app, vec![b"c2".to_vec(), b"c3".to_vec(), b"c4".to_vec()]);
+        assert_eq!(durable.command(2).unwrap(), None, "nothing in this log");
 
         // Installed on a lagging node.
         let follower_dir = dir.path().join("follower");

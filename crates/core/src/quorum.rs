@@ -56,6 +56,8 @@ pub enum Body {
         offset: u64,
         /// The record's length.
         len: u32,
+        /// Where the keeper finds the record again should this copy fail (opaque here).
+        origin: u64,
     },
 }
 
@@ -81,8 +83,8 @@ pub trait Bodies {
     fn keep(&mut self, record: Vec<u8>) -> Body;
     /// A message left the queue: its record is no longer needed.
     fn release(&mut self, body: Body);
-    /// A kept record's bytes (`None` if they cannot be read back).
-    fn read(&mut self, body: &Body) -> Option<Bytes>;
+    /// Message `id`'s kept record's bytes (`None` if they cannot be read back).
+    fn read(&mut self, id: u64, body: &Body) -> Option<Bytes>;
 }
 
 /// Keeps every record in memory.
@@ -96,7 +98,7 @@ impl Bodies for InMemory {
 
     fn release(&mut self, _: Body) {}
 
-    fn read(&mut self, body: &Body) -> Option<Bytes> {
+    fn read(&mut self, _: u64, body: &Body) -> Option<Bytes> {
         match body {
             Body::Held(r) => Some(Bytes::copy_from_slice(r)),
             Body::Stored { .. } => None,
@@ -157,6 +159,22 @@ impl Command {
                 }
                 out
             }
+        }
+    }
+
+    /// The record of the command's `nth` enqueue (0-based; a batch's enqueues in order): what
+    /// a replica reads back from its log when its own copy of a record fails.
+    pub fn enqueued(&self, nth: usize) -> Option<&[u8]> {
+        match self {
+            Command::Enqueue(r) if nth == 0 => Some(r),
+            Command::Batch(cmds) => cmds
+                .iter()
+                .filter_map(|c| match c {
+                    Command::Enqueue(r) => Some(r.as_slice()),
+                    _ => None,
+                })
+                .nth(nth),
+            _ => None,
         }
     }
 
@@ -320,7 +338,7 @@ impl QuorumState {
             let record: &[u8] = match &m.record {
                 Body::Held(r) => r,
                 stored => {
-                    read = bodies.read(stored);
+                    read = bodies.read(*id, stored);
                     match &read {
                         Some(r) => r,
                         None => {
@@ -347,25 +365,24 @@ impl QuorumState {
         Some(s)
     }
 
-    fn decode_into(&mut self, mut b: &[u8], bodies: &mut impl Bodies) -> Option<()> {
-        fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-            if b.len() < n {
-                return None;
+    /// Message `id`'s record in [`QuorumState::encode`]'s bytes, without decoding the rest:
+    /// what a replica reads back from its snapshot when its own copy of a record fails.
+    pub fn record_in_snapshot(b: &[u8], id: u64) -> Option<&[u8]> {
+        let mut r = SnapshotReader::new(b)?;
+        while let Some((i, _, _, record)) = r.next()? {
+            if i == id {
+                return Some(record);
             }
-            let (head, rest) = b.split_at(n);
-            *b = rest;
-            Some(head)
         }
-        let u64_of = |b: &mut &[u8]| take(b, 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
-        self.next_id = u64_of(&mut b)?;
-        while !b.is_empty() {
-            let id = u64_of(&mut b)?;
-            let flags = take(&mut b, 1)?[0];
-            let count = u32::from_le_bytes(take(&mut b, 4)?.try_into().ok()?);
-            let len = usize::try_from(u64_of(&mut b)?).ok()?;
-            let record = bodies.keep(take(&mut b, len)?.to_vec());
+        None
+    }
+
+    fn decode_into(&mut self, b: &[u8], bodies: &mut impl Bodies) -> Option<()> {
+        let mut r = SnapshotReader::new(b)?;
+        self.next_id = r.next_id;
+        while let Some((id, flags, count, record)) = r.next()? {
             let m = Message {
-                record,
+                record: bodies.keep(record.to_vec()),
                 delivery_count: count,
                 redelivered: flags & 1 != 0,
                 unacked: flags & 2 != 0,
@@ -375,6 +392,46 @@ impl QuorumState {
             }
         }
         Some(())
+    }
+}
+
+/// Reads [`QuorumState::encode`]'s bytes message by message.
+struct SnapshotReader<'a> {
+    next_id: u64,
+    rest: &'a [u8],
+}
+
+impl<'a> SnapshotReader<'a> {
+    fn new(mut b: &'a [u8]) -> Option<SnapshotReader<'a>> {
+        let next_id = Self::u64_of(&mut b)?;
+        Some(SnapshotReader { next_id, rest: b })
+    }
+
+    fn take(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = b.split_at_checked(n)?;
+        *b = rest;
+        Some(head)
+    }
+
+    fn u64_of(b: &mut &'a [u8]) -> Option<u64> {
+        Self::take(b, 8)
+            .and_then(|s| s.try_into().ok())
+            .map(u64::from_le_bytes)
+    }
+
+    /// The next message's id, flags, delivery count and record; `Some(None)` at the end,
+    /// `None` if the bytes are damaged.
+    #[allow(clippy::type_complexity)]
+    fn next(&mut self) -> Option<Option<(u64, u8, u32, &'a [u8])>> {
+        if self.rest.is_empty() {
+            return Some(None);
+        }
+        let b = &mut self.rest;
+        let id = Self::u64_of(b)?;
+        let flags = Self::take(b, 1)?[0];
+        let count = u32::from_le_bytes(Self::take(b, 4)?.try_into().ok()?);
+        let len = usize::try_from(Self::u64_of(b)?).ok()?;
+        Some(Some((id, flags, count, Self::take(b, len)?)))
     }
 }
 
@@ -464,7 +521,7 @@ mod tests {
         assert_eq!(s.apply(decoded, &mut InMemory), 2);
         let ids: Vec<(u64, Option<Bytes>)> = s
             .messages()
-            .map(|(id, m)| (id, InMemory.read(&m.record)))
+            .map(|(id, m)| (id, InMemory.read(id, &m.record)))
             .collect();
         assert_eq!(
             ids,
@@ -492,6 +549,7 @@ mod tests {
                 segment: (self.files.len() - 1) as u32,
                 offset: 0,
                 len: record.len() as u32,
+                origin: 0,
             }
         }
         fn release(&mut self, body: Body) {
@@ -499,7 +557,7 @@ mod tests {
                 self.released.push(segment);
             }
         }
-        fn read(&mut self, body: &Body) -> Option<Bytes> {
+        fn read(&mut self, _: u64, body: &Body) -> Option<Bytes> {
             match body {
                 Body::Held(r) => Some(Bytes::copy_from_slice(r)),
                 Body::Stored { segment, .. } => self.files[*segment as usize].clone().map(Bytes::from),
@@ -524,7 +582,7 @@ mod tests {
         let back = QuorumState::decode(&bytes, &mut InMemory).expect("decodes");
         let records: Vec<(u64, Option<Bytes>)> = back
             .messages()
-            .map(|(id, m)| (id, InMemory.read(&m.record)))
+            .map(|(id, m)| (id, InMemory.read(id, &m.record)))
             .collect();
         assert_eq!(
             records,
@@ -543,5 +601,31 @@ mod tests {
             "the one stored record of the two"
         );
         assert!(all.is_empty());
+    }
+
+    #[test]
+    fn a_record_is_found_again_in_its_command_and_in_a_snapshot() {
+        let batch = Command::Batch(vec![
+            Command::Enqueue(b"x".to_vec()),
+            Command::Settle(vec![7]),
+            Command::Enqueue(b"y".to_vec()),
+        ]);
+        assert_eq!(batch.enqueued(0), Some(&b"x"[..]));
+        assert_eq!(batch.enqueued(1), Some(&b"y"[..]));
+        assert_eq!(batch.enqueued(2), None);
+        assert_eq!(Command::Enqueue(b"z".to_vec()).enqueued(0), Some(&b"z"[..]));
+        assert_eq!(Command::Settle(vec![1]).enqueued(0), None);
+
+        let mut s = QuorumState::default();
+        s.apply(batch, &mut InMemory);
+        s.apply(Command::Enqueue(b"zz".to_vec()), &mut InMemory);
+        let (bytes, _) = s.encode(&mut InMemory);
+        assert_eq!(QuorumState::record_in_snapshot(&bytes, 2), Some(&b"y"[..]));
+        assert_eq!(QuorumState::record_in_snapshot(&bytes, 3), Some(&b"zz"[..]));
+        assert_eq!(QuorumState::record_in_snapshot(&bytes, 9), None);
+        assert_eq!(
+            QuorumState::record_in_snapshot(&bytes[..bytes.len() - 1], 3),
+            None
+        );
     }
 }

@@ -118,7 +118,7 @@ impl ReplicaState {
     fn entry(&mut self, id: u64) -> Option<(Entry, Option<u64>)> {
         let m = self.state.messages_from(id).next().filter(|(i, _)| *i == id)?.1;
         let (redelivered, delivery_count) = (m.redelivered, m.delivery_count);
-        let Some(bytes) = self.bodies.read(&m.record) else {
+        let Some(bytes) = self.bodies.read(id, &m.record) else {
             tracing::error!(id, "unreadable replicated message skipped");
             return None;
         };
@@ -163,6 +163,12 @@ impl Replica {
     /// Record bytes held in memory, and records kept on disk.
     pub fn usage(&self) -> (u64, u64) {
         self.inner.lock().bodies.usage()
+    }
+
+    /// Records read back from the group's log or snapshot because this node's scratch copy
+    /// failed.
+    pub fn recovered(&self) -> u64 {
+        self.inner.lock().bodies.recovered()
     }
 }
 
@@ -803,6 +809,7 @@ impl Apply for Replica {
                     bodies,
                     refused,
                 } = &mut *r;
+                bodies.at(index);
                 let id = state.apply(c, bodies);
                 bodies.flush();
                 if !refused.is_empty() {
@@ -830,6 +837,10 @@ impl Apply for Replica {
         bytes
     }
 
+    fn attach(&self, durable: warren_cluster::Durable) {
+        self.inner.lock().bodies.attach(durable);
+    }
+
     fn size(&self) -> u64 {
         let r = self.inner.lock();
         // Records, plus each message's id, flags, count and length in the snapshot.
@@ -843,6 +854,7 @@ impl Apply for Replica {
             bodies,
             refused,
         } = &mut *r;
+        bodies.at(0);
         match QuorumState::decode(snap, bodies) {
             Some(s) => {
                 std::mem::replace(state, s).release_all(bodies);

@@ -4,15 +4,19 @@
 //! index entry per message, not the message.
 //!
 //! The scratch log is a cache, not the durable copy: the group's Raft log and snapshots are.
-//! After a restart the replica is rebuilt from those (its records kept here again), and a
-//! record this log cannot give back (a disk error) is reported and written empty into the
-//! next snapshot; the message is then dropped as undecodable by whoever serves it. A log that
-//! cannot be opened or written keeps the records in memory, as before paging existed.
+//! After a restart the replica is rebuilt from those (its records kept here again). Each
+//! record on disk remembers where its durable copy is (its origin: the log entry and which of
+//! its enqueues, or "the snapshot"), so a record this log cannot give back (a disk error, a
+//! damaged file) is read from the group's log entry, or once that is purged from its latest
+//! snapshot, which holds every message older than the purge ([`Durable`]). Only if those fail
+//! too is the message lost (reported; served as undecodable). A log that cannot be opened or
+//! written keeps the records in memory, as before paging existed.
 
 use std::sync::Weak;
 
 use bytes::Bytes;
-use warren_core::quorum::{Bodies, Body};
+use warren_cluster::Durable;
+use warren_core::quorum::{Bodies, Body, Command, QuorumState};
 use warren_store::{MsgPos, QueueLog};
 
 use crate::persist::Persistence;
@@ -37,6 +41,13 @@ pub struct ReplicaBodies {
     failed: bool,
     /// Records appended since the last [`flush`](Self::flush).
     dirty: bool,
+    /// The log entry being applied and how many of its enqueues were kept (0: restoring a
+    /// snapshot): the origin of the next record.
+    at: (u64, u64),
+    /// The group's durable copies, once its storage is open.
+    durable: Option<Durable>,
+    /// Records read back from the durable copies because this log failed to give them.
+    recovered: u64,
 }
 
 impl std::fmt::Debug for ReplicaBodies {
@@ -67,6 +78,64 @@ impl ReplicaBodies {
             stored_bytes: 0,
             failed: false,
             dirty: false,
+            at: (0, 0),
+            durable: None,
+            recovered: 0,
+        }
+    }
+
+    /// The group's durable copies, read when this keeper's own copy of a record fails.
+    pub fn attach(&mut self, durable: Durable) {
+        self.durable = Some(durable);
+    }
+
+    /// Log entry `index` is being applied (0: a snapshot is being restored): the records kept
+    /// next come from it.
+    pub fn at(&mut self, index: u64) {
+        self.at = (index, 0);
+    }
+
+    /// Records read back from the group's log or snapshot because the scratch log failed.
+    pub fn recovered(&self) -> u64 {
+        self.recovered
+    }
+
+    /// The origin of the next record kept: entry index << 20 | its nth enqueue (a batch has
+    /// at most a few hundred), or 0 (a restored snapshot's).
+    fn next_origin(&mut self) -> u64 {
+        let (index, nth) = self.at;
+        if index != 0 {
+            self.at.1 += 1;
+        }
+        match (index.checked_shl(20), nth < 1 << 20) {
+            (Some(i), true) if i >> 20 == index => i | nth,
+            _ => 0,
+        }
+    }
+
+    /// Message `id`'s record from the group's durable copies: the log entry its origin names,
+    /// else the latest snapshot (which holds it if the log no longer does).
+    fn read_durable(&self, id: u64, origin: u64) -> Option<Bytes> {
+        let d = self.durable.as_ref()?;
+        let (index, nth) = (origin >> 20, (origin & ((1 << 20) - 1)) as usize);
+        if index != 0 {
+            match d.command(index) {
+                Ok(Some(c)) => {
+                    if let Some(r) = Command::decode(&c).as_ref().and_then(|c| c.enqueued(nth)) {
+                        return Some(Bytes::copy_from_slice(r));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(id, "quorum queue replica: cannot read the log entry back: {e}"),
+            }
+        }
+        match d.snapshot() {
+            Ok(Some(snap)) => QuorumState::record_in_snapshot(&snap, id).map(Bytes::copy_from_slice),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(id, "quorum queue replica: cannot read the snapshot back: {e}");
+                None
+            }
         }
     }
 
@@ -131,6 +200,7 @@ fn pos(segment: u32, offset: u64) -> Option<MsgPos> {
 
 impl Bodies for ReplicaBodies {
     fn keep(&mut self, record: Vec<u8>) -> Body {
+        let origin = self.next_origin();
         let len = record.len() as u64;
         if self.held + len > HELD_BYTES
             && let Ok(len32) = u32::try_from(len)
@@ -145,6 +215,7 @@ impl Bodies for ReplicaBodies {
                         segment: p.segment,
                         offset: p.offset.into(),
                         len: len32,
+                        origin,
                     };
                 }
                 Err(e) => {
@@ -176,18 +247,36 @@ impl Bodies for ReplicaBodies {
         }
     }
 
-    fn read(&mut self, body: &Body) -> Option<Bytes> {
-        match body {
-            Body::Held(r) => Some(Bytes::copy_from_slice(r)),
-            Body::Stored { segment, offset, .. } => {
-                let p = pos(*segment, *offset)?;
-                match self.log.as_mut()?.read(p) {
-                    Ok(b) => Some(b),
-                    Err(e) => {
-                        tracing::error!("quorum queue replica: cannot read a record back: {e}");
-                        None
+    fn read(&mut self, id: u64, body: &Body) -> Option<Bytes> {
+        let (segment, offset, origin) = match body {
+            Body::Held(r) => return Some(Bytes::copy_from_slice(r)),
+            Body::Stored {
+                segment,
+                offset,
+                origin,
+                ..
+            } => (*segment, *offset, *origin),
+        };
+        let read = match (pos(segment, offset), self.log.as_mut()) {
+            (Some(p), Some(log)) => log.read(p).map_err(|e| e.to_string()),
+            _ => Err("no scratch log".to_string()),
+        };
+        match read {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::error!(id, "quorum queue replica: cannot read a record back: {e}");
+                let b = self.read_durable(id, origin);
+                match &b {
+                    Some(_) => {
+                        self.recovered += 1;
+                        tracing::warn!(
+                            id,
+                            "quorum queue replica: record read from the group's log or snapshot instead"
+                        );
                     }
+                    None => tracing::error!(id, "quorum queue replica: the record is lost on this node"),
                 }
+                b
             }
         }
     }

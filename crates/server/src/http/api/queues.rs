@@ -87,6 +87,7 @@ pub fn queue_json(st: &Shared, vhost: &str, meta: &QueueMeta, q: Option<&Arc<Que
             let (held, on_disk) = r.usage();
             item["replica_memory_bytes"] = json!(held);
             item["replica_messages_on_disk"] = json!(on_disk);
+            item["replica_records_recovered"] = json!(r.recovered());
         }
     }
     item
