@@ -820,7 +820,17 @@ async fn three_nodes_with(
     prefix: &str,
     f: impl Fn(&mut warren_server::Config),
 ) -> (Vec<TestBroker>, [u16; 3]) {
-    let ports = [common::free_port(), common::free_port(), common::free_port()];
+    let (nodes, ports) = n_nodes_with::<3>(prefix, f).await;
+    (nodes, ports)
+}
+
+/// `N` nodes named `{prefix}1@localhost`… forming one cluster, each node's configuration
+/// changed by `f` first.
+async fn n_nodes_with<const N: usize>(
+    prefix: &str,
+    f: impl Fn(&mut warren_server::Config),
+) -> (Vec<TestBroker>, [u16; N]) {
+    let ports: [u16; N] = std::array::from_fn(|_| common::free_port());
     let mut nodes = Vec::new();
     for (i, p) in ports.iter().enumerate() {
         let seeds: Vec<u16> = ports.iter().copied().filter(|q| q != p).collect();
@@ -3689,6 +3699,66 @@ async fn message_groups_on_a_quorum_queue_keep_one_in_flight_per_group_in_order(
     }
     assert_eq!(common::message_count(&ch1, "qg.orders").await, 0);
     drop(held);
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
+/// A node outside a quorum queue's group (a four-node cluster, three members) follows the
+/// group's leader: when the leader's node goes, its publishes are nacked until it finds the
+/// new leader, then confirmed again; every confirmed message is then consumed through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_outside_a_quorum_queues_group_follows_its_leader_through_a_failover() {
+    let (q, path) = ("qq.outside", "/api/queues/%2F/qq.outside");
+    let (mut nodes, _ports) = n_nodes_with::<4>("qo", |_| {}).await;
+    let https: Vec<u16> = nodes.iter().map(http_port).collect();
+    let (_c1, ch1) = amqp_channel(&nodes[0]).await;
+    let three = common::table(vec![
+        ("x-queue-type", common::lstr("quorum")),
+        ("x-quorum-initial-group-size", lapin::types::AMQPValue::LongInt(3)),
+    ]);
+    common::declare_durable(&ch1, q, three).await;
+    // Members: the declaring node 1 and the next two by name; node 4 is outside.
+    let members = json!(["qo1@localhost", "qo2@localhost", "qo3@localhost"]);
+    let leader = group_leader(&https[..3], path, None).await;
+    wait_for(https[0], path, 15, "three members", |s, v| {
+        s == 200 && v["members"] == members
+    })
+    .await;
+    let li = (1..=3)
+        .position(|i| format!("qo{i}@localhost") == leader)
+        .expect("a member leads");
+    let (_c4, ch4) = amqp_channel(&nodes[3]).await;
+    ch4.confirm_select(Default::default()).await.unwrap();
+    let mut expected = numbered("before", 100);
+    assert_eq!(publish_confirmed(&ch4, "", q, &expected).await, (100, 0));
+    nodes.remove(li).running.shutdown().await;
+    let t0 = Instant::now();
+    let mut nacked = std::collections::HashSet::new();
+    publish_until_confirmed(&ch4, q, "after", 30, &mut expected, &mut nacked).await;
+    eprintln!(
+        "outside the group: first confirmed publish {:?} after the leader {leader} stopped ({} nacked meanwhile)",
+        t0.elapsed(),
+        nacked.len()
+    );
+    let more = numbered("more", 100);
+    assert_eq!(publish_confirmed(&ch4, "", q, &more).await, (100, 0));
+    expected.extend(more);
+    // Consumed through the outside node: every confirmed message once, in publish order.
+    let (_cc, mut consumer, mut d) = first_delivery(&nodes[2].url, q, 30).await;
+    let mut got = Vec::new();
+    loop {
+        let body = String::from_utf8(d.data.clone()).unwrap();
+        d.ack(Default::default()).await.unwrap();
+        if !nacked.contains(&body) {
+            got.push(body);
+        }
+        if got.len() >= expected.len() {
+            break;
+        }
+        d = common::next(&mut consumer).await;
+    }
+    assert_eq!(got, expected);
     for n in nodes {
         n.running.shutdown().await;
     }

@@ -45,6 +45,7 @@ use crate::queue::{Queue, Stored};
 use crate::util::now_ms;
 
 mod consume;
+mod follow;
 
 use consume::Op;
 pub use consume::{ConsumeRequest, QueueRef, RemoteQueue, Verdict, chan_id, unreachable};
@@ -361,6 +362,9 @@ pub struct Forwarder {
     lister: std::sync::OnceLock<Lister>,
     manager: std::sync::OnceLock<Manager>,
     member: std::sync::OnceLock<MemberHandler>,
+    /// Lookups of quorum queues' leaders from outside their groups (`follow`'s `Lookups`:
+    /// when each queue's last one started, and whether it runs).
+    lookups: parking_lot::Mutex<HashMap<(String, String), (std::time::Instant, bool)>>,
     broker: Weak<dyn Host>,
 }
 
@@ -380,6 +384,7 @@ impl Forwarder {
             lister: Default::default(),
             manager: Default::default(),
             member: Default::default(),
+            lookups: Default::default(),
             broker,
         }
     }
@@ -638,6 +643,19 @@ impl Link {
                 vec![false; batch.len()]
             });
             credit.drained(batch.iter().map(|o| o.msg.body.len() + ITEM_OVERHEAD).sum());
+            let mut failed: Vec<(&str, &str)> = Vec::new();
+            for (o, ok) in batch.iter().zip(&verdicts) {
+                for q in o.queues.iter().filter(|_| !ok) {
+                    if !failed.contains(&(&o.vhost, q)) {
+                        failed.push((&o.vhost, q));
+                    }
+                }
+            }
+            if let (false, Some(f)) = (failed.is_empty(), b.forwarder()) {
+                for (vhost, q) in failed {
+                    f.forward_failed(vhost, q, &node);
+                }
+            }
             for (o, ok) in batch
                 .drain(..)
                 .zip(verdicts.into_iter().chain(std::iter::repeat(false)))
@@ -668,9 +686,10 @@ async fn op_link(node: String, broker: Weak<dyn Host>, mut rx: mpsc::UnboundedRe
         let Some(b) = broker.upgrade() else { return };
         let (ops, replies): (Vec<Op>, Vec<OpReply>) = batch.drain(..).unzip();
         let n = ops.len();
+        let req = Request::Ops(ops);
         let verdicts = match b.cluster() {
             Some(c) => {
-                let payload = postcard::to_stdvec(&Request::Ops(ops)).expect("postcard encodes to a Vec");
+                let payload = postcard::to_stdvec(&req).expect("postcard encodes to a Vec");
                 match c.app_call(&node, payload, b.forward_timeout()).await {
                     Ok(answer) => match postcard::from_bytes(&answer) {
                         Ok(Response::Ops(v)) if v.len() == n => v,
@@ -685,6 +704,17 @@ async fn op_link(node: String, broker: Weak<dyn Host>, mut rx: mpsc::UnboundedRe
             None => vec![Verdict::Unreachable; n],
         };
         let Some(f) = b.forwarder() else { return };
+        if let Request::Ops(ops) = &req {
+            for (op, _) in ops
+                .iter()
+                .zip(&verdicts)
+                .filter(|(_, v)| matches!(v, Verdict::Unreachable))
+            {
+                if let Some((vhost, q)) = op.queue() {
+                    f.forward_failed(vhost, q, &node);
+                }
+            }
+        }
         let mut freed: Vec<Arc<crate::mailbox::ConnShared>> = Vec::new();
         for (r, v) in replies.into_iter().zip(verdicts) {
             if let Some(conn) = f.op_verdict(r, v)
