@@ -3764,6 +3764,64 @@ async fn a_node_outside_a_quorum_queues_group_follows_its_leader_through_a_failo
     }
 }
 
+/// A member removed from a quorum queue's group while its node was down (`delete_member`)
+/// finds out when the node comes back: seeing no leader, it asks the group's leader for the
+/// members, stops its stale member, deletes its files and forwards to the leader, so its
+/// clients publish and consume as on any node outside the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_removed_while_its_node_was_down_leaves_the_group_when_it_returns() {
+    let (q, path) = ("qq.stale", "/api/queues/%2F/qq.stale");
+    let (mut nodes, leader, li, ports) = quorum_queue_on_three_nodes("qs", q, path).await;
+    let names: Vec<String> = (1..=3).map(|i| format!("qs{i}@localhost")).collect();
+    let https: Vec<u16> = nodes.iter().map(http_port).collect();
+    let (_c, ch) = amqp_channel(&nodes[li]).await;
+    ch.confirm_select(Default::default()).await.unwrap();
+    let mut expected = numbered("before", 100);
+    assert_eq!(publish_confirmed(&ch, "", q, &expected).await, (100, 0));
+    // A member other than the leader goes down and is removed meanwhile.
+    let vi = (0..3).find(|i| *i != li).unwrap();
+    let TestBroker {
+        running, data_dir, ..
+    } = nodes.remove(vi);
+    running.shutdown().await;
+    let delete = "/api/queues/quorum/%2F/qq.stale/replicas/delete";
+    let r = api(https[li], "DELETE", delete, Some(json!({"node": names[vi]}))).await;
+    assert_eq!(r.status, 202, "delete_member: {}", r.text());
+    let rest: Vec<&String> = names.iter().filter(|n| **n != names[vi]).collect();
+    wait_for(https[li], path, 15, "the member removed", |s, v| {
+        s == 200 && v["members"] == json!(rest)
+    })
+    .await;
+    // It comes back with its stale member's files.
+    let groups = data_dir.path.join("cluster").join("groups");
+    assert_eq!(std::fs::read_dir(&groups).map_or(0, |d| d.count()), 1);
+    let back = relaunch(&names[vi], data_dir, &ports, vi).await;
+    let t = Instant::now();
+    let deadline = t + Duration::from_secs(30);
+    while std::fs::read_dir(&groups).map_or(0, |d| d.count()) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the stale member's files deleted within 30s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "stale member of {leader}'s group left {:?} after its node restarted",
+        t.elapsed()
+    );
+    // Its clients publish and consume through the leader.
+    let (_cb, chb) = amqp_channel(&back).await;
+    chb.confirm_select(Default::default()).await.unwrap();
+    let after = numbered("after", 100);
+    assert_eq!(publish_confirmed(&chb, "", q, &after).await, (100, 0));
+    expected.extend(after);
+    assert_eq!(drain(&chb, q, expected.len()).await, expected);
+    back.running.shutdown().await;
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
 /// A replica's scratch copy of a paged backlog is a cache: when its files are damaged, the
 /// leader reads each record back from the group's Raft log instead, and serves every
 /// confirmed message once, in order (issue 20: no confirmed message lost to a damaged file).

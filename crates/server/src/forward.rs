@@ -167,6 +167,10 @@ pub enum MemberAction {
     },
     /// Answer the group's leader as this member sees it.
     Leader,
+    /// Answer the group's members, if this node leads it ([`MemberOutcome::Members`]): asked
+    /// by a member that sees no leader for a while, to learn whether it was removed while it
+    /// was away.
+    Members,
     /// Add cluster member `node` to the group (`add_member`; with `only_even`, only if the
     /// group has an even number of members: `grow … even`), run by the group's leader
     /// ([`crate::quorum_membership`]); `hops`: how often it was passed on already.
@@ -211,6 +215,8 @@ pub enum MemberOutcome {
     Refused(String),
     /// Not done now: no leader, no majority in time, a node that did not answer.
     Unavailable(String),
+    /// The group's members, as its leader knows them ([`MemberAction::Members`]).
+    Members(Vec<String>),
 }
 
 /// A management API request that another member received for an object this node holds (a

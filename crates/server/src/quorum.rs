@@ -46,7 +46,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
@@ -733,12 +733,29 @@ fn watch(host: Weak<dyn Host>, cluster: Cluster, vhost: String, name: String, re
         let (mut seen, mut serving): (Option<String>, Option<(String, u64)>) = (None, None);
         // The gate of the proposer this node serves with, if it does.
         let mut gate: Option<Arc<Gate>> = None;
+        // Since when no leader is known, and when this node last asked whether it still is a member.
+        let (mut leaderless, mut asked): (Option<Instant>, Option<Instant>) = (None, None);
         while cluster.group_status(&group).is_some() {
             let leader = cluster
                 .group_leader_change(&group, seen.as_deref(), Duration::from_secs(1))
                 .await;
             seen = leader.clone();
-            let Some(leader) = leader else { continue };
+            let Some(leader) = leader else {
+                let now = Instant::now();
+                let since = *leaderless.get_or_insert(now);
+                if now - since < STALE_CHECK || asked.is_some_and(|a| now - a < STALE_CHECK) {
+                    continue;
+                }
+                asked = Some(now);
+                let Some(h) = host.upgrade() else { break };
+                if let Some(l) = removed_while_away(&h, &cluster, (&vhost, &name)).await {
+                    tracing::warn!(%group, leader = %l, "this node's member was removed from the group while the node was away: leaving it");
+                    leave(&*h, &cluster, &vhost, &name, Some(&l)).await;
+                    break;
+                }
+                continue;
+            };
+            leaderless = None;
             let Some(term) = cluster.group_status(&group).map(|s| s.term) else {
                 break;
             };
@@ -797,6 +814,33 @@ fn watch(host: Weak<dyn Host>, cluster: Cluster, vhost: String, name: String, re
             h.quorum().forget(&group, Some(&replica));
         }
     });
+}
+
+/// How long a member sees no leader before it asks the cluster whether it still is a member
+/// (and again as long as it sees none).
+const STALE_CHECK: Duration = Duration::from_secs(5);
+
+/// Whether this node's member of the queue's group was removed while the node was away (a
+/// `delete_member` or `forget_cluster_node` while it was down): the other nodes are asked for
+/// the group's leader, and the leader for its members. The leader if they leave this node
+/// out; `None` if they include it or no leader answers.
+async fn removed_while_away(host: &Arc<dyn Host>, cluster: &Cluster, queue: (&str, &str)) -> Option<String> {
+    use crate::forward::{MemberAction, MemberOutcome};
+    let f = host.forwarder()?;
+    let me = cluster.node_name();
+    let ask = Duration::from_millis(500);
+    for p in cluster.peer_names() {
+        let MemberOutcome::Done(Some(l)) = f.quorum_member(&p, queue, MemberAction::Leader, ask).await else {
+            continue;
+        };
+        if l == me {
+            continue;
+        }
+        if let MemberOutcome::Members(m) = f.quorum_member(&l, queue, MemberAction::Members, ask).await {
+            return (!m.iter().any(|n| n == me)).then_some(l);
+        }
+    }
+    None
 }
 
 impl Apply for Replica {

@@ -63,6 +63,10 @@ pub async fn serve(host: &Arc<dyn Host>, vhost: &str, name: &str, action: Member
                 .group_status(&group_id(vhost, name))
                 .and_then(|s| s.leader),
         ),
+        MemberAction::Members => match cluster.group_status(&group_id(vhost, name)) {
+            Some(s) if s.leader.as_deref() == Some(cluster.node_name()) => MemberOutcome::Members(s.members),
+            _ => MemberOutcome::Unavailable("this node does not lead the group".into()),
+        },
         add_or_remove => change(host, vhost, name, add_or_remove).await,
     }
 }

@@ -85,7 +85,9 @@ fn cluster_member(st: &Shared, node: &str) -> bool {
 /// An outcome as an answer: `done` for success (and nothing to do).
 fn answer(outcome: MemberOutcome, done: StatusCode) -> Response {
     match outcome {
-        MemberOutcome::Done(_) | MemberOutcome::Unchanged(_) => done.into_response(),
+        MemberOutcome::Done(_) | MemberOutcome::Unchanged(_) | MemberOutcome::Members(_) => {
+            done.into_response()
+        }
         MemberOutcome::Refused(why) => ApiError::bad_request(why).into_response(),
         MemberOutcome::Unavailable(why) => ApiError::unavailable(why).into_response(),
     }
@@ -94,7 +96,7 @@ fn answer(outcome: MemberOutcome, done: StatusCode) -> Response {
 /// One queue's line of a `grow` / `shrink` answer.
 fn result_json(vh: &str, name: &str, outcome: &MemberOutcome) -> Value {
     let result = match outcome {
-        MemberOutcome::Done(_) => "ok".to_string(),
+        MemberOutcome::Done(_) | MemberOutcome::Members(_) => "ok".to_string(),
         MemberOutcome::Unchanged(why) => format!("skipped: {why}"),
         MemberOutcome::Refused(why) | MemberOutcome::Unavailable(why) => format!("error: {why}"),
     };
