@@ -3822,6 +3822,40 @@ async fn a_member_removed_while_its_node_was_down_leaves_the_group_when_it_retur
     }
 }
 
+/// `x-queue-leader-locator: balanced` places a new quorum queue's leader on the member leading
+/// the fewest queues (the declaring node on a tie), where `client-local` (the default) places
+/// it on the declaring node: four queues declared through node 1, three of them balanced, get
+/// leaders on nodes 1, 2, 3 and 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn balanced_leader_locator_spreads_quorum_queue_leaders_over_the_nodes() {
+    let (nodes, _ports) = three_nodes("lb").await;
+    let https: Vec<u16> = nodes.iter().map(http_port).collect();
+    let (_c, ch) = amqp_channel(&nodes[0]).await;
+    let mut leaders = Vec::new();
+    for (q, locator) in [
+        ("lb.0", None),
+        ("lb.1", Some("balanced")),
+        ("lb.2", Some("balanced")),
+        ("lb.3", Some("balanced")),
+    ] {
+        let mut args = vec![("x-queue-type", common::lstr("quorum"))];
+        if let Some(l) = locator {
+            args.push(("x-queue-leader-locator", common::lstr(l)));
+        }
+        common::declare_durable(&ch, q, common::table(args)).await;
+        let path = format!("/api/queues/%2F/{q}");
+        leaders.push(group_leader(&https, &path, None).await);
+    }
+    assert_eq!(
+        leaders,
+        ["lb1@localhost", "lb2@localhost", "lb3@localhost", "lb1@localhost"],
+        "client-local, then balanced three times"
+    );
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
 /// A replica's scratch copy of a paged backlog is a cache: when its files are damaged, the
 /// leader reads each record back from the group's Raft log instead, and serves every
 /// confirmed message once, in order (issue 20: no confirmed message lost to a damaged file).

@@ -340,7 +340,13 @@ fn apply_define(broker: &Broker, vhost: &str, node: &str, method: &[u8]) -> Outc
                     std::sync::Weak::<crate::broker::Broker>::new()
                         as std::sync::Weak<dyn crate::forward::Host>
                 });
-                crate::quorum::declared(host, c, vhost, &q.queue, node, size);
+                // RabbitMQ's `balanced` (and its older names): the leader on the member
+                // leading the fewest queues, not on the declaring client's node.
+                let balanced = matches!(
+                    q.arguments.get("x-queue-leader-locator").and_then(|f| f.as_str()),
+                    Some("balanced" | "least-leaders" | "random")
+                );
+                crate::quorum::declared(host, c, vhost, &q.queue, (node, size, balanced));
             }
             outcome
         }

@@ -96,6 +96,21 @@ pub fn choose_members(declaring: &str, mut nodes: Vec<String>, size: usize) -> V
     members
 }
 
+/// The `balanced` leader locator's choice among a new group's `members`, given how many
+/// groups each node leads (`led`, as this node sees them): the member leading the fewest,
+/// the declaring node on a tie, then by name (RabbitMQ 3.10 picks the node with the fewest
+/// leaders below 1,000 queues, a random one above). Each member computes it from its own view
+/// and initialises the group at once if it is the choice: if two views differ both do (openraft
+/// accepts the same initial membership from each) and one wins the election; if none picks
+/// itself, a member initialises after an election timeout.
+pub fn least_leaders(led: &HashMap<String, usize>, members: &[String], declaring: &str) -> String {
+    members
+        .iter()
+        .min_by_key(|m| (led.get(*m).copied().unwrap_or(0), *m != declaring, *m))
+        .cloned()
+        .unwrap_or_else(|| declaring.to_string())
+}
+
 /// One member's copy of a quorum queue's replicated state: the group's applier. Its records
 /// are kept by [`ReplicaBodies`] (in memory, then on disk).
 #[derive(Debug, Default)]
@@ -912,14 +927,15 @@ impl Apply for Replica {
 
 /// After a quorum queue's declaration by `declaring` was applied: starts this node's member
 /// of its group, if this node is among the chosen members (in the background: Raft start-up
-/// does disk IO), and watches its leader.
+/// does disk IO), and watches its leader. The member that initialises the group and campaigns
+/// first is the declaring node's (RabbitMQ's default `client-local` leader locator), or with
+/// `balanced` the one [`least_leaders`] picks.
 pub fn declared(
     host: Weak<dyn Host>,
     cluster: &Cluster,
     vhost: &str,
     name: &str,
-    declaring: &str,
-    size: Option<u64>,
+    (declaring, size, balanced): (&str, Option<u64>, bool),
 ) {
     let mut nodes = cluster.peer_names();
     nodes.push(cluster.node_name().to_string());
@@ -928,6 +944,17 @@ pub fn declared(
     if !members.iter().any(|m| m == cluster.node_name()) {
         return;
     }
+    let first = if balanced {
+        let mut led: HashMap<String, usize> = HashMap::new();
+        for g in cluster.group_ids() {
+            if let Some(l) = cluster.group_status(&g).and_then(|s| s.leader) {
+                *led.entry(l).or_default() += 1;
+            }
+        }
+        least_leaders(&led, &members, declaring) == cluster.node_name()
+    } else {
+        declaring == cluster.node_name()
+    };
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
     };
@@ -936,7 +963,6 @@ pub fn declared(
     let Some(replica) = host.upgrade().map(|h| h.quorum().replica(&group)) else {
         return;
     };
-    let first = declaring == cluster.node_name();
     rt.spawn(async move {
         match cluster
             .start_group(&group, &members, replica.clone(), first)
@@ -1044,5 +1070,26 @@ mod tests {
         assert_eq!(choose_members("a", all(&["a", "b"]), 3), all(&["a", "b"]));
         assert_eq!(choose_members("a", all(&["a", "b"]), 0), all(&["a"]));
         assert_eq!(group_id("/", "q"), "qq:1:1:/q");
+    }
+
+    #[test]
+    fn balanced_picks_the_member_leading_fewest_then_the_declaring_node_then_by_name() {
+        let members: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let led = |v: &[(&str, usize)]| v.iter().map(|(n, c)| (n.to_string(), *c)).collect();
+        assert_eq!(
+            least_leaders(&led(&[]), &members, "b"),
+            "b",
+            "a tie: the declaring node"
+        );
+        assert_eq!(least_leaders(&led(&[("b", 1)]), &members, "b"), "a");
+        assert_eq!(
+            least_leaders(&led(&[("a", 2), ("b", 1), ("c", 1)]), &members, "a"),
+            "b"
+        );
+        assert_eq!(
+            least_leaders(&led(&[("c", 0), ("x", 0)]), &members, "x"),
+            "a",
+            "only members; ties by name"
+        );
     }
 }
