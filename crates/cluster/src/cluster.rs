@@ -956,23 +956,25 @@ async fn open_raft(
         answered: Default::default(),
     };
     let counters = (applied.clone(), commands.clone());
+    // Forwarded proposals are retried under the same id: remember them.
     open_raft_in(
         config,
         config.data_dir.clone(),
         applier.clone(),
-        network,
+        (network, crate::state_machine::REMEMBERED),
         counters,
     )
     .await
 }
 
 /// Starts a Raft instance of this node (the metadata group's or a per-queue group's) with its
-/// log and state machine in `dir`, talking through `network`.
+/// log and state machine in `dir`, talking through `network`; its state machine remembers the
+/// last `remember` command ids ([`StateMachine::remember`]).
 pub(crate) async fn open_raft_in(
     config: &ClusterConfig,
     dir: PathBuf,
     applier: Arc<dyn Apply>,
-    network: Network,
+    (network, remember): (Network, usize),
     (applied, commands): (Arc<AtomicU64>, Arc<AtomicU64>),
 ) -> Result<(Raft, LogStore)> {
     let t = &config.timeouts;
@@ -998,6 +1000,7 @@ pub(crate) async fn open_raft_in(
         let mut sm = StateMachine::open(&dir, applier.clone(), applied, commands)?;
         applier.attach(crate::state_machine::Durable::new(log.clone(), dir.clone()));
         sm.snapshot_when(threshold, ask);
+        sm.remember(remember);
         Ok::<_, ClusterError>((log, sm))
     })
     .await

@@ -182,7 +182,9 @@ impl Cluster {
         let answered = network.answered.clone();
         let applied = Arc::new(AtomicU64::new(0));
         let counters = (applied.clone(), Arc::new(AtomicU64::new(0)));
-        let (raft, log) = open_raft_in(config, dir.clone(), applier, network, counters).await?;
+        // A queue's writes never retry under the same id (each gets a fresh one): remembering
+        // ids would cost about 1 MB per busy queue for nothing.
+        let (raft, log) = open_raft_in(config, dir.clone(), applier, (network, 0), counters).await?;
         match init {
             Init::Now if log.is_pristine() => {
                 if let Err(e) = raft.initialize(nodes).await {

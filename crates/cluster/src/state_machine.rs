@@ -52,20 +52,39 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"WRNRSNP\x01";
 /// How many recent command ids (with their answers) are remembered to recognise a retry.
 pub const REMEMBERED: usize = 16 * 1024;
 
-/// The ids and answers of the last [`REMEMBERED`] applied commands, oldest first.
-#[derive(Debug, Default)]
+/// The ids and answers of the last `capacity` ([`REMEMBERED`] unless set) applied commands,
+/// oldest first.
+#[derive(Debug)]
 struct Recent {
     order: VecDeque<u128>,
     answers: HashMap<u128, Vec<u8>>,
+    capacity: usize,
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Recent {
+            order: VecDeque::new(),
+            answers: HashMap::new(),
+            capacity: REMEMBERED,
+        }
+    }
 }
 
 impl Recent {
     fn insert(&mut self, id: u128, answer: Vec<u8>) {
+        if self.capacity == 0 {
+            return;
+        }
         if self.answers.insert(id, answer).is_none() {
             self.order.push_back(id);
-            if self.order.len() > REMEMBERED
-                && let Some(oldest) = self.order.pop_front()
-            {
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        while self.order.len() > self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
                 self.answers.remove(&oldest);
             }
         }
@@ -78,8 +97,11 @@ impl Recent {
             .collect()
     }
 
-    fn from_vec(v: Vec<(u128, Vec<u8>)>) -> Recent {
-        let mut r = Recent::default();
+    fn from_vec(v: Vec<(u128, Vec<u8>)>, capacity: usize) -> Recent {
+        let mut r = Recent {
+            capacity,
+            ..Recent::default()
+        };
         for (id, answer) in v {
             r.insert(id, answer);
         }
@@ -207,12 +229,23 @@ impl StateMachine {
             sm.commands.fetch_add(1, Ordering::AcqRel);
             let body: SnapshotBody = postcard::from_bytes(&snap.data)?;
             sm.applier.restore(&body.app);
-            sm.recent = Recent::from_vec(body.recent);
+            sm.recent = Recent::from_vec(body.recent, REMEMBERED);
             sm.set_applied(snap.meta.last_log_id);
             sm.membership = snap.meta.last_membership.clone();
             sm.current = Some(snap.meta);
         }
         Ok(sm)
+    }
+
+    /// Remembers the ids and answers of the last `n` commands (default [`REMEMBERED`]) to
+    /// recognise a retry; 0 for a group whose writers never retry under the same id (a quorum
+    /// queue's: each write gets a fresh id), where the memory would buy nothing.
+    pub fn remember(&mut self, n: usize) {
+        self.recent.capacity = n;
+        self.recent.trim();
+        if n == 0 {
+            self.recent = Recent::from_vec(Vec::new(), 0);
+        }
     }
 
     /// Asks for a snapshot on `trigger` once `threshold` entries (and twice the state's size
@@ -381,7 +414,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })?;
         let snap = persist(self.dir.clone(), snap).await?;
         self.applier.restore(&body.app);
-        self.recent = Recent::from_vec(body.recent);
+        self.recent = Recent::from_vec(body.recent, self.recent.capacity);
         self.commands.fetch_add(1, Ordering::AcqRel);
         self.set_applied(meta.last_log_id);
         self.membership = meta.last_membership.clone();
@@ -570,7 +603,30 @@ mod tests {
         }
         assert_eq!(r.order.len(), REMEMBERED);
         assert!(!r.answers.contains_key(&9) && r.answers.contains_key(&10));
-        let back = Recent::from_vec(r.to_vec());
+        let back = Recent::from_vec(r.to_vec(), REMEMBERED);
         assert_eq!(back.order, r.order);
+        let fewer = Recent::from_vec(r.to_vec(), 3);
+        assert_eq!(
+            fewer.order,
+            r.order.range(REMEMBERED - 3..).copied().collect::<Vec<_>>()
+        );
+        assert_eq!(fewer.answers.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_state_machine_told_to_remember_nothing_keeps_no_ids_nor_snapshots_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, log) = open(dir.path());
+        sm.remember(0);
+        sm.apply(vec![cmd(1, 7, "a"), cmd(2, 7, "a")]).await.unwrap();
+        assert_eq!(
+            *log.0.lock(),
+            vec![b"a".to_vec(), b"a".to_vec()],
+            "nothing recognised"
+        );
+        assert!(sm.recent.order.is_empty() && sm.recent.answers.is_empty());
+        let snap = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let body: SnapshotBody = postcard::from_bytes(snap.snapshot.get_ref()).unwrap();
+        assert!(body.recent.is_empty());
     }
 }
