@@ -353,7 +353,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     None => {
                         self.commands.fetch_add(1, Ordering::AcqRel);
                         let answer = self.applier.apply(entry.log_id.index, &cmd.payload);
-                        self.recent.insert(cmd.id, answer.clone());
+                        if self.recent.capacity > 0 {
+                            self.recent.insert(cmd.id, answer.clone());
+                        }
                         answer
                     }
                 },

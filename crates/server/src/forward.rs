@@ -167,10 +167,6 @@ pub enum MemberAction {
     },
     /// Answer the group's leader as this member sees it.
     Leader,
-    /// Answer the group's members, if this node leads it ([`MemberOutcome::Members`]): asked
-    /// by a member that sees no leader for a while, to learn whether it was removed while it
-    /// was away.
-    Members,
     /// Add cluster member `node` to the group (`add_member`; with `only_even`, only if the
     /// group has an even number of members: `grow … even`), run by the group's leader
     /// ([`crate::quorum_membership`]); `hops`: how often it was passed on already.
@@ -189,6 +185,11 @@ pub enum MemberAction {
         /// Times passed on towards the leader.
         hops: u8,
     },
+    /// Answer the group's members, if this node leads it ([`MemberOutcome::Members`]): asked
+    /// by a member that sees no leader for a while, to learn whether it was removed while it
+    /// was away. (Last, as every new variant: peers of an earlier build decode the others by
+    /// position.)
+    Members,
 }
 
 /// What serves a peer's [`Request::QuorumMember`] here (the broker installs
@@ -215,7 +216,8 @@ pub enum MemberOutcome {
     Refused(String),
     /// Not done now: no leader, no majority in time, a node that did not answer.
     Unavailable(String),
-    /// The group's members, as its leader knows them ([`MemberAction::Members`]).
+    /// The group's members, as its leader knows them ([`MemberAction::Members`]). (Last:
+    /// peers of an earlier build decode the others by position.)
     Members(Vec<String>),
 }
 
@@ -987,6 +989,30 @@ impl AppHandler for Handler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Peers of an earlier build decode membership requests and answers by variant position:
+    /// new variants go last, existing ones keep their tags.
+    #[test]
+    fn membership_variants_keep_their_positions_on_the_wire() {
+        let tag = |a: &MemberAction| postcard::to_stdvec(a).unwrap()[0];
+        assert_eq!(tag(&MemberAction::Join), 0);
+        assert_eq!(tag(&MemberAction::Leader), 2);
+        let add = MemberAction::Add {
+            node: "n".into(),
+            only_even: false,
+            hops: 0,
+        };
+        assert_eq!(tag(&add), 3);
+        let remove = MemberAction::Remove {
+            node: "n".into(),
+            hops: 0,
+        };
+        assert_eq!(tag(&remove), 4);
+        assert_eq!(tag(&MemberAction::Members), 5);
+        let outcome = |o: &MemberOutcome| postcard::to_stdvec(o).unwrap()[0];
+        assert_eq!(outcome(&MemberOutcome::Unavailable(String::new())), 3);
+        assert_eq!(outcome(&MemberOutcome::Members(Vec::new())), 4);
+    }
 
     #[test]
     fn a_batch_round_trips_with_its_messages() {
