@@ -150,7 +150,7 @@ peak_rss() { # pids… : samples their RSS every 0.2 s into $peak_file (KiB, the
 run_one() { # broker scenario n
   local b=$1 sc=$2 n=$3 f=$out/$2-$1-$3 ports sampler=""
   if [ "$b" = warren ]; then ports=("${wports[@]}"); else ports=("${rports[@]}"); fi
-  if [ "$sc" = qbl ]; then
+  if [ "$sc" = qbl ] || [ "$sc" = q100 ]; then
     peak_file=$f.peak
     # shellcheck disable=SC2046
     peak_rss $(node_pids "$b") &
@@ -161,7 +161,7 @@ run_one() { # broker scenario n
     || echo "   (warren-perf exited $? for $sc on $b; see $f.log)" >&2
   if [ -n "$sampler" ]; then
     kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
-    awk -v b="$b" -v n="$n" '{ printf "   qbl   %-8s run %d: peak RSS per node %.1f / %.1f / %.1f MB\n", b, n, $1 / 1024, $2 / 1024, $3 / 1024 }' "$f.peak" \
+    awk -v s="$sc" -v b="$b" -v n="$n" '{ printf "   %-5s %-8s run %d: peak RSS per node %.1f / %.1f / %.1f MB\n", s, b, n, $1 / 1024, $2 / 1024, $3 / 1024 }' "$f.peak" \
       | tee -a "$out/qbl.txt" >&2
   fi
   printf '   %-5s %-8s run %d: published %s, consumed %s msg/s (%s while publishing), p50 %s us, p99 %s us, lost %s, dup %s\n' \

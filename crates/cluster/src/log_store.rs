@@ -77,7 +77,10 @@ const STATE_MAGIC: &[u8; 8] = b"WRNRSTA\x01";
 pub(crate) const MAX_RECORD: u32 = 256 << 20;
 const COMPACT_MIN_BYTES: u64 = 64 << 10;
 /// Record bytes whose decoded entries stay in memory (the most recent ones).
-pub(crate) const CACHE_BYTES: u64 = 2 << 20;
+/// Per group: a node with 100 busy quorum queues holds 100 of these (measured: peak RSS of a
+/// leader under 100 queues' load 565–582 MB with 2 MiB here and in the replicas' budget,
+/// 243–245 MB with 256 KiB).
+pub(crate) const CACHE_BYTES: u64 = 256 << 10;
 
 /// One live entry: where its record is, and the entry itself while it is cached.
 #[derive(Debug)]
@@ -851,7 +854,8 @@ mod tests {
         }
         let cached = f.entries.values().filter(|s| s.entry.is_some()).count();
         assert!(f.cached <= CACHE_BYTES, "{} cached bytes", f.cached);
-        assert!((20..=40).contains(&cached), "{cached} of 100 cached");
+        // 256 KiB of 64 KiB records (plus framing): three or four of the newest.
+        assert!((2..=4).contains(&cached), "{cached} of 100 cached");
         assert!(f.entries[&1].entry.is_none() && f.entries[&100].entry.is_some());
         for i in 1..=100 {
             assert_eq!(f.get(&f.entries[&i]).unwrap(), big(i), "entry {i}");

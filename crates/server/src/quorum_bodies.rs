@@ -21,8 +21,9 @@ use warren_store::{MsgPos, QueueLog};
 
 use crate::persist::Persistence;
 
-/// Record bytes a replica holds in memory before it keeps further records on disk.
-pub const HELD_BYTES: u64 = 2 << 20;
+/// Record bytes a replica holds in memory before it keeps further records on disk (per
+/// queue: a node with many busy quorum queues holds one such budget for each).
+pub const HELD_BYTES: u64 = 256 << 10;
 
 /// One replica's keeper of records (see the module doc).
 pub struct ReplicaBodies {
