@@ -48,6 +48,17 @@ use crate::vhost::VHost;
 pub const READY_IN_MEMORY: usize = 2048;
 /// Same, in body bytes (per queue: 200 queues with backlogs hold at most 400 MB).
 pub const READY_BYTES_IN_MEMORY: u64 = 2 << 20;
+/// How much of a recovered or adopted backlog a queue holds in memory before the rest is
+/// counted as paged: [`READY_IN_MEMORY`] and [`READY_BYTES_IN_MEMORY`], except for a priority
+/// queue, which never pages (its next message may be the newest one), so holds all of it.
+fn ready_budget(args: &warren_core::args::QueueArgs) -> (usize, u64) {
+    if args.max_priority.is_some() {
+        (usize::MAX, u64::MAX)
+    } else {
+        (READY_IN_MEMORY, READY_BYTES_IN_MEMORY)
+    }
+}
+
 /// After a page-in read failed, the queue tries again this much later (not on every operation).
 const PAGE_IN_RETRY_MS: u64 = 1000;
 
@@ -638,6 +649,7 @@ impl Queue {
         let opened = {
             let i = self.inner.lock();
             let state = &i.state;
+            let (max_msgs, max_bytes) = ready_budget(state.args());
             store.open_queue_with(dir, &mut |r| {
                 max_seq = max_seq.max(r.seq);
                 let payload = bytes::Bytes::copy_from_slice(r.payload);
@@ -651,7 +663,7 @@ impl Queue {
                     return;
                 }
                 let size = msg.size();
-                if paged.count == 0 && entries.len() < READY_IN_MEMORY && bytes < READY_BYTES_IN_MEMORY {
+                if paged.count == 0 && entries.len() < max_msgs && bytes < max_bytes {
                     bytes += size;
                     let ttl = msg.expiration_ms().ok().flatten();
                     entries.push(Entry {
@@ -729,7 +741,8 @@ impl Queue {
             let _ = i.state.take_delivered();
             // The first messages in memory, the rest paged in from the replica as the queue
             // drains (the serving handle holds no more of a backlog than any other queue).
-            let (head, paged, max_seq) = replica.head(READY_IN_MEMORY, READY_BYTES_IN_MEMORY);
+            let (max_msgs, max_bytes) = ready_budget(i.state.args());
+            let (head, paged, max_seq) = replica.head(max_msgs, max_bytes);
             if !head.undecodable.is_empty() {
                 replicator.command(warren_core::quorum::Command::Settle(head.undecodable));
             }
@@ -1764,6 +1777,61 @@ mod tests {
             got.push(b);
         }
         assert_eq!(got, (0..n).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A priority queue (which never pages) reopened with more messages than the in-memory
+    /// budget holds them all: every one is served after the restart, highest priority first,
+    /// in publish order within a priority.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_priority_queue_recovers_a_backlog_larger_than_the_paging_budget() {
+        let dir = std::env::temp_dir().join(format!("warren-prio-{}-{}", std::process::id(), now_ms()));
+        let n = READY_IN_MEMORY as u64 + 500;
+        let args = QueueArgs {
+            max_priority: Some(5),
+            ..QueueArgs::default()
+        };
+        let meta = QueueMeta {
+            id: QueueId(1),
+            name: ShortStr::from("pq"),
+            durable: true,
+            exclusive_owner: None,
+            auto_delete: false,
+            arguments: FieldTable::default(),
+            args,
+        };
+        let opts = || StoreOptions {
+            fsync: false,
+            ..StoreOptions::default()
+        };
+        {
+            let store = Store::open(&dir, opts()).unwrap();
+            let q = Queue::new(meta.clone(), Weak::new());
+            q.open_log(&store, "pq");
+            for k in 0..n {
+                let props = BasicProperties {
+                    delivery_mode: Some(2),
+                    priority: Some((k % 2) as u8 * 5),
+                    ..BasicProperties::default()
+                };
+                let msg = Arc::new(Message::new("", "pq", props, Bytes::from(k.to_string())));
+                let payload = crate::persist::encode_message(&msg, 0);
+                let (p, stored, _) = q.publish(msg, None, 0, Some(&payload));
+                assert_eq!((p, stored), (Published::Enqueued, Stored::Written));
+            }
+            assert_eq!(q.memory_counts(), (n, 0), "a priority queue holds its backlog");
+        }
+        let store = Store::open(&dir, opts()).unwrap();
+        let q = Queue::new(meta, Weak::new());
+        q.open_log(&store, "pq");
+        let mut got = Vec::new();
+        while let Some(b) = get_body(&q) {
+            got.push(b);
+        }
+        assert_eq!(got.len() as u64, n, "every message is served after the restart");
+        let high = (0..n).filter(|k| k % 2 == 1);
+        let low = (0..n).filter(|k| k % 2 == 0);
+        assert_eq!(got, high.chain(low).collect::<Vec<_>>());
         let _ = std::fs::remove_dir_all(dir);
     }
 }
