@@ -2165,6 +2165,108 @@ async fn a_quorum_queues_confirmed_messages_survive_losing_its_leaders_node() {
     }
 }
 
+/// Issue 20, RabbitMQ 4.3's quorum queue priorities: a quorum queue declared with
+/// `x-max-priority` delivers strictly by priority (a priority above the queue's maximum counts
+/// as the maximum), in publish order within a priority, through another node, and still so
+/// when a new leader rebuilds the queue from its replica after the old leader's node stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quorum_queue_with_max_priority_delivers_by_priority_through_a_failover() {
+    use futures_lite::StreamExt;
+    let (q, path) = ("qq.prio", "/api/queues/%2F/qq.prio");
+    let (mut nodes, _ports) = three_nodes("qp").await;
+    let https: Vec<u16> = nodes.iter().map(http_port).collect();
+    let (_c0, ch0) = amqp_channel(&nodes[0]).await;
+    let args = common::table(vec![
+        ("x-queue-type", common::lstr("quorum")),
+        ("x-max-priority", lapin::types::AMQPValue::LongInt(10)),
+    ]);
+    common::declare_durable(&ch0, q, args).await;
+    let leader = group_leader(&https, path, None).await;
+    let li = (1..=3)
+        .position(|i| format!("qp{i}@localhost") == leader)
+        .expect("a member leads");
+    let (pi, si) = ((li + 1) % 3, (li + 2) % 3);
+    // 400 messages of 8 KiB (3.2 MB: more than a serving handle holds of a FIFO queue's
+    // backlog) through a follower's node: priorities 0, 3, 7 and 200 (above the maximum 10) in
+    // turn, every fifth without a priority.
+    let pad = "x".repeat(8 << 10);
+    let name = |d: &lapin::message::Delivery| {
+        let b = String::from_utf8_lossy(&d.data);
+        b.split(':').next().unwrap_or_default().to_string()
+    };
+    let (_pc, pch) = amqp_channel(&nodes[pi]).await;
+    pch.confirm_select(Default::default()).await.unwrap();
+    let level = |i: usize| -> Option<u8> {
+        if i % 5 == 4 {
+            None
+        } else {
+            Some([0, 3, 7, 200][i % 4])
+        }
+    };
+    let mut pending = Vec::new();
+    for i in 0..400 {
+        let mut props = lapin::BasicProperties::default().with_delivery_mode(2);
+        if let Some(p) = level(i) {
+            props = props.with_priority(p);
+        }
+        let body = format!("m{i}:{pad}");
+        let c = pch
+            .basic_publish("".into(), q.into(), Default::default(), body.as_bytes(), props)
+            .await
+            .expect("publish sent");
+        pending.push(c);
+    }
+    for c in pending {
+        let c = common::within(15, "a confirm", c).await.expect("confirm");
+        assert!(c.is_ack(), "{c:?}");
+    }
+    // Highest first, publish order within a priority; 200 counts as 10, none as 0.
+    let mut expected: Vec<usize> = (0..400).collect();
+    expected.sort_by_key(|i| std::cmp::Reverse(level(*i).unwrap_or(0).min(10)));
+    let expected: Vec<String> = expected.into_iter().map(|i| format!("m{i}")).collect();
+    // The first 50 consumed and acked on the third node, with more out unacked (prefetch 10).
+    let (_sc, sch) = amqp_channel(&nodes[si]).await;
+    sch.basic_qos(10, Default::default()).await.unwrap();
+    let mut c = sch
+        .basic_consume(q.into(), "first".into(), Default::default(), no_args())
+        .await
+        .unwrap();
+    for want in &expected[..50] {
+        let d = common::next(&mut c).await;
+        assert_eq!(name(&d), *want);
+        d.ack(Default::default()).await.unwrap();
+    }
+    wait_for(https[li], path, 15, "the acks committed", |s, v| {
+        s == 200 && v["replica_messages"] == json!(350)
+    })
+    .await;
+    // The leader's node stops; the new leader rebuilds the queue from its replica.
+    let TestBroker { running, .. } = nodes.remove(li);
+    running.shutdown().await;
+    let si = if si > li { si - 1 } else { si };
+    let (_c2conn, mut c2, first) = first_delivery(&nodes[si].url, q, 30).await;
+    let mut got = vec![name(&first)];
+    first.ack(Default::default()).await.unwrap();
+    while got.len() < 350 {
+        let d = common::next(&mut c2).await;
+        got.push(name(&d));
+        d.ack(Default::default()).await.unwrap();
+    }
+    if let Some(i) = (0..350).find(|i| got[*i] != expected[50 + *i]) {
+        panic!(
+            "by priority after the failover: at {i} got {:?}, expected {:?}",
+            &got[i..(i + 5).min(350)],
+            &expected[50 + i..(55 + i).min(400)]
+        );
+    }
+    // Nothing more: every message once.
+    let extra = tokio::time::timeout(Duration::from_millis(300), c2.next()).await;
+    assert!(extra.is_err(), "no message twice: {extra:?}");
+    for n in nodes {
+        n.running.shutdown().await;
+    }
+}
+
 /// Publishes `{prefix}-i` on node `at` until one is confirmed, then acks `consumer`'s
 /// deliveries up to that one: none may come before it but publishes that were nacked (here
 /// or in `nacked`: a nack on timeout may still have committed).

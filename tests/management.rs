@@ -120,12 +120,12 @@ async fn auth_and_error_shapes() {
         "inequivalent arg 'durable' for queue 'q' in vhost '/': received 'false' but current is 'true'"
     );
     // An argument of another queue type: RabbitMQ 3.10.8's text (checked side by side).
-    let qq = json!({"durable": true, "arguments": {"x-queue-type": "quorum", "x-max-priority": 5}});
+    let qq = json!({"durable": true, "arguments": {"x-queue-type": "quorum", "x-queue-mode": "lazy"}});
     let r = expect(&b, "PUT", "/api/queues/%2F/qq", Some(qq), 400).await;
     assert_eq!(
         r.json(),
         json!({"error": "bad_request",
-               "reason": "invalid arg 'x-max-priority' for queue 'qq' in vhost '/' of queue type rabbit_quorum_queue"})
+               "reason": "invalid arg 'x-queue-mode' for queue 'qq' in vhost '/' of queue type rabbit_quorum_queue"})
     );
     b.running.shutdown().await;
 }

@@ -450,8 +450,8 @@ async fn arguments_of_another_queue_type_get_rabbitmqs_406() {
     let cases = [
         (
             "o1",
-            quorum("x-max-priority", AMQPValue::LongInt(5)),
-            "invalid arg 'x-max-priority' for queue 'o1' in vhost '/' of queue type rabbit_quorum_queue",
+            quorum("x-queue-version", AMQPValue::LongInt(2)),
+            "invalid arg 'x-queue-version' for queue 'o1' in vhost '/' of queue type rabbit_quorum_queue",
         ),
         (
             "o2",
@@ -482,6 +482,9 @@ async fn arguments_of_another_queue_type_get_rabbitmqs_406() {
     };
     let args = quorum("x-deduplication-window", AMQPValue::LongInt(1000));
     ch.queue_declare("o5".into(), opts, args).await.unwrap();
+    // So is `x-max-priority`, as RabbitMQ 4.3 takes it (3.10 refused it).
+    let args = quorum("x-max-priority", AMQPValue::LongInt(10));
+    ch.queue_declare("o6".into(), opts, args).await.unwrap();
 }
 
 #[tokio::test]

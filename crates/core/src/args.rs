@@ -216,12 +216,12 @@ pub const EQUIVALENCE_ARGS: &[&str] = &[
     "x-deduplication-header",
 ];
 
-/// Arguments RabbitMQ 3.10 refuses on a quorum queue (`invalid arg 'x-max-priority' for queue
+/// Arguments RabbitMQ 3.10 refuses on a quorum queue (`invalid arg 'x-queue-mode' for queue
 /// 'q' in vhost '/' of queue type rabbit_quorum_queue`, checked side by side): classic and stream
 /// queue arguments. Warren's own extensions (deduplication, message groups, delayed retry) are
-/// not among them: they work on quorum queues too.
+/// not among them: they work on quorum queues too. Nor is `x-max-priority`, which RabbitMQ 4.3
+/// takes on a quorum queue (strict priorities, at most [`QUORUM_MAX_PRIORITY`]).
 const NOT_FOR_QUORUM: &[&str] = &[
-    "x-max-priority",
     "x-queue-mode",
     "x-queue-master-locator",
     "x-queue-version",
@@ -229,6 +229,10 @@ const NOT_FOR_QUORUM: &[&str] = &[
     "x-initial-cluster-size",
     "x-stream-max-segment-size-bytes",
 ];
+
+/// The highest priority level of a quorum queue (RabbitMQ 4.3: levels 0–31, higher priorities
+/// count as 31): a larger `x-max-priority` is taken as this.
+pub const QUORUM_MAX_PRIORITY: u8 = 31;
 
 /// Arguments RabbitMQ 3.10 refuses on a classic queue: quorum and stream queue arguments, except
 /// those Warren gives classic queues too (`x-delivery-limit`, `x-dead-letter-strategy`; see
@@ -409,6 +413,9 @@ impl QueueArgs {
                 ));
             }
         };
+        if q.quorum {
+            q.max_priority = q.max_priority.map(|p| p.min(QUORUM_MAX_PRIORITY));
+        }
         q.message_group_header = string("x-message-group-header")?;
         if q.message_group_header.as_deref() == Some("") {
             return Err(invalid(
@@ -533,21 +540,16 @@ mod tests {
             e.text
         };
         assert_eq!(
-            text(quorum("x-max-priority", FieldValue::I64(5))),
-            "invalid arg 'x-max-priority' for queue 'q' in vhost '/' of queue type rabbit_quorum_queue"
-        );
-        assert_eq!(
             text(quorum("x-queue-mode", FieldValue::str("lazy"))),
             "invalid arg 'x-queue-mode' for queue 'q' in vhost '/' of queue type rabbit_quorum_queue"
         );
         // A foreign argument's value is not looked at; the values of the type's own are, first.
         assert!(
-            text(quorum("x-max-priority", FieldValue::I64(-1)))
-                .ends_with("of queue type rabbit_quorum_queue")
+            text(quorum("x-max-age", FieldValue::I64(-1))).ends_with("of queue type rabbit_quorum_queue")
         );
         let both = table(&[
             ("x-queue-type", FieldValue::str("quorum")),
-            ("x-max-priority", FieldValue::I64(5)),
+            ("x-queue-mode", FieldValue::str("lazy")),
             ("x-message-ttl", FieldValue::I64(-1)),
         ]);
         assert_eq!(
@@ -583,9 +585,34 @@ mod tests {
         // Declarations read back (no check_declared) keep what earlier builds accepted.
         let recorded = table(&[
             ("x-queue-type", FieldValue::str("quorum")),
-            ("x-max-priority", FieldValue::I64(5)),
+            ("x-queue-mode", FieldValue::str("lazy")),
         ]);
         assert!(QueueArgs::parse(&recorded, "q", "/").unwrap().quorum);
+    }
+
+    #[test]
+    fn a_quorum_queue_takes_x_max_priority_up_to_31_levels_as_rabbitmq_4_3() {
+        let quorum = |p: i64| {
+            let t = table(&[
+                ("x-queue-type", FieldValue::str("quorum")),
+                ("x-max-priority", FieldValue::I64(p)),
+            ]);
+            QueueArgs::check_declared(&t, "q", "/")?;
+            QueueArgs::parse(&t, "q", "/").map(|a| a.max_priority)
+        };
+        assert_eq!(quorum(5).unwrap(), Some(5));
+        assert_eq!(quorum(31).unwrap(), Some(31));
+        assert_eq!(quorum(255).unwrap(), Some(QUORUM_MAX_PRIORITY));
+        let e = quorum(256).unwrap_err();
+        assert_eq!(
+            e.text,
+            "invalid arg 'x-max-priority' for queue 'q' in vhost '/': {max_value_exceeded,256}"
+        );
+        let classic = table(&[("x-max-priority", FieldValue::I64(255))]);
+        assert_eq!(
+            QueueArgs::parse(&classic, "q", "/").unwrap().max_priority,
+            Some(255)
+        );
     }
 
     #[test]
