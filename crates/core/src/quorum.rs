@@ -365,18 +365,6 @@ impl QuorumState {
         Some(s)
     }
 
-    /// Message `id`'s record in [`QuorumState::encode`]'s bytes, without decoding the rest:
-    /// what a replica reads back from its snapshot when its own copy of a record fails.
-    pub fn record_in_snapshot(b: &[u8], id: u64) -> Option<&[u8]> {
-        let mut r = SnapshotReader::new(b)?;
-        while let Some((i, _, _, record)) = r.next()? {
-            if i == id {
-                return Some(record);
-            }
-        }
-        None
-    }
-
     fn decode_into(&mut self, b: &[u8], bodies: &mut impl Bodies) -> Option<()> {
         let mut r = SnapshotReader::new(b)?;
         self.next_id = r.next_id;
@@ -392,6 +380,38 @@ impl QuorumState {
             }
         }
         Some(())
+    }
+}
+
+/// A snapshot's records by message id, found in one pass over [`QuorumState::encode`]'s bytes:
+/// what a replica reads back from when its own copies of records fail (many lookups, one
+/// decode). Records before a damaged part are still found.
+#[derive(Debug)]
+pub struct SnapshotRecords {
+    bytes: Vec<u8>,
+    /// (id, start, length) of each record, by id.
+    index: Vec<(u64, usize, usize)>,
+}
+
+impl SnapshotRecords {
+    /// Indexes snapshot bytes; `None` if not even their header can be read.
+    pub fn new(bytes: Vec<u8>) -> Option<SnapshotRecords> {
+        let mut index = Vec::new();
+        let mut r = SnapshotReader::new(&bytes)?;
+        while let Some(Some((id, _, _, record))) = r.next() {
+            let start = record.as_ptr() as usize - bytes.as_ptr() as usize;
+            index.push((id, start, record.len()));
+        }
+        // Written in id order; a damaged or hand-made snapshot may not be.
+        index.sort_by_key(|(id, _, _)| *id);
+        Some(SnapshotRecords { bytes, index })
+    }
+
+    /// Message `id`'s record, if the snapshot holds it.
+    pub fn get(&self, id: u64) -> Option<&[u8]> {
+        let i = self.index.binary_search_by_key(&id, |(id, _, _)| *id).ok()?;
+        let (_, start, len) = self.index[i];
+        self.bytes.get(start..start + len)
     }
 }
 
@@ -620,12 +640,14 @@ mod tests {
         s.apply(batch, &mut InMemory);
         s.apply(Command::Enqueue(b"zz".to_vec()), &mut InMemory);
         let (bytes, _) = s.encode(&mut InMemory);
-        assert_eq!(QuorumState::record_in_snapshot(&bytes, 2), Some(&b"y"[..]));
-        assert_eq!(QuorumState::record_in_snapshot(&bytes, 3), Some(&b"zz"[..]));
-        assert_eq!(QuorumState::record_in_snapshot(&bytes, 9), None);
-        assert_eq!(
-            QuorumState::record_in_snapshot(&bytes[..bytes.len() - 1], 3),
-            None
-        );
+        let snap = SnapshotRecords::new(bytes.clone()).unwrap();
+        assert_eq!(snap.get(1), Some(&b"x"[..]));
+        assert_eq!(snap.get(2), Some(&b"y"[..]));
+        assert_eq!(snap.get(3), Some(&b"zz"[..]));
+        assert_eq!(snap.get(9), None);
+        // A damaged tail loses its record only.
+        let cut = SnapshotRecords::new(bytes[..bytes.len() - 1].to_vec()).unwrap();
+        assert_eq!((cut.get(2), cut.get(3)), (Some(&b"y"[..]), None));
+        assert!(SnapshotRecords::new(vec![1, 2, 3]).is_none());
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Weak;
 
 use bytes::Bytes;
 use warren_cluster::Durable;
-use warren_core::quorum::{Bodies, Body, Command, QuorumState};
+use warren_core::quorum::{Bodies, Body, Command, SnapshotRecords};
 use warren_store::{MsgPos, QueueLog};
 
 use crate::persist::Persistence;
@@ -49,6 +49,13 @@ pub struct ReplicaBodies {
     durable: Option<Durable>,
     /// Records read back from the durable copies because this log failed to give them.
     recovered: u64,
+    /// The latest snapshot, indexed, while reads fall back on it: read once for a page-in's
+    /// or a snapshot build's run of failed records, not once per record; dropped after the
+    /// next applied command ([`flush`](Self::flush)).
+    snapshot: Option<SnapshotRecords>,
+    /// Times the snapshot was read since the last [`flush`](Self::flush): once, and once more
+    /// for a record the kept one lacked (a newer snapshot may hold it), then no more.
+    snapshot_reads: u8,
 }
 
 impl std::fmt::Debug for ReplicaBodies {
@@ -82,6 +89,8 @@ impl ReplicaBodies {
             at: (0, 0),
             durable: None,
             recovered: 0,
+            snapshot: None,
+            snapshot_reads: 0,
         }
     }
 
@@ -116,7 +125,7 @@ impl ReplicaBodies {
 
     /// Message `id`'s record from the group's durable copies: the log entry its origin names,
     /// else the latest snapshot (which holds it if the log no longer does).
-    fn read_durable(&self, id: u64, origin: u64) -> Option<Bytes> {
+    fn read_durable(&mut self, id: u64, origin: u64) -> Option<Bytes> {
         let d = self.durable.as_ref()?;
         let (index, nth) = (origin >> 20, (origin & ((1 << 20) - 1)) as usize);
         if index != 0 {
@@ -130,14 +139,23 @@ impl ReplicaBodies {
                 Err(e) => tracing::error!(id, "quorum queue replica: cannot read the log entry back: {e}"),
             }
         }
-        match d.snapshot() {
-            Ok(Some(snap)) => QuorumState::record_in_snapshot(&snap, id).map(Bytes::copy_from_slice),
+        if let Some(r) = self.snapshot.as_ref().and_then(|s| s.get(id)) {
+            return Some(Bytes::copy_from_slice(r));
+        }
+        // Not read yet, or read before a newer snapshot replaced the log entry.
+        if self.snapshot_reads >= 2 {
+            return None;
+        }
+        self.snapshot_reads += 1;
+        self.snapshot = match d.snapshot() {
+            Ok(Some(snap)) => SnapshotRecords::new(snap),
             Ok(None) => None,
             Err(e) => {
                 tracing::error!(id, "quorum queue replica: cannot read the snapshot back: {e}");
                 None
             }
-        }
+        };
+        self.snapshot.as_ref()?.get(id).map(Bytes::copy_from_slice)
     }
 
     /// Records beyond [`HELD_BYTES`] go to scratch log `name` (a valid store name, unique in
@@ -160,6 +178,8 @@ impl ReplicaBodies {
 
     /// Hands what was appended to the OS (one write), so the writer's buffer stays small.
     pub fn flush(&mut self) {
+        self.snapshot = None;
+        self.snapshot_reads = 0;
         if !std::mem::take(&mut self.dirty) {
             return;
         }
