@@ -465,6 +465,37 @@ impl Forwarder {
         }
     }
 
+    /// The leader of quorum queue `queue`'s group, as the first of `nodes` to name one that
+    /// `wanted` accepts says (each node asked with up to 500 ms to answer); with `again`
+    /// (`(deadline, pause)`), asked round after round until the deadline, as a new leader
+    /// needs an election timeout or two; without, one round.
+    pub(crate) async fn ask_leader(
+        &self,
+        queue: (&str, &str),
+        nodes: &[String],
+        wanted: impl Fn(&str) -> bool,
+        again: Option<(tokio::time::Instant, Duration)>,
+    ) -> Option<String> {
+        loop {
+            for n in nodes {
+                let asked = self
+                    .quorum_member(n, queue, MemberAction::Leader, Duration::from_millis(500))
+                    .await;
+                if let MemberOutcome::Done(Some(l)) = asked
+                    && wanted(&l)
+                {
+                    return Some(l);
+                }
+            }
+            let (deadline, pause) = again?;
+            if tokio::time::Instant::now() + pause >= deadline {
+                return None;
+            }
+            // Nothing to await but the members' answers.
+            tokio::time::sleep(pause).await;
+        }
+    }
+
     async fn app_request(&self, node: &str, req: Request, timeout: Duration) -> Result<Response, String> {
         let b = self.broker.upgrade().ok_or("shutting down")?;
         let c = b.cluster().ok_or("not clustered")?;

@@ -843,19 +843,16 @@ async fn removed_while_away(host: &Arc<dyn Host>, cluster: &Cluster, queue: (&st
     use crate::forward::{MemberAction, MemberOutcome};
     let f = host.forwarder()?;
     let me = cluster.node_name();
-    let ask = Duration::from_millis(500);
-    for p in cluster.peer_names() {
-        let MemberOutcome::Done(Some(l)) = f.quorum_member(&p, queue, MemberAction::Leader, ask).await else {
-            continue;
-        };
-        if l == me {
-            continue;
-        }
-        if let MemberOutcome::Members(m) = f.quorum_member(&l, queue, MemberAction::Members, ask).await {
-            return (!m.iter().any(|n| n == me)).then_some(l);
-        }
+    let l = f
+        .ask_leader(queue, &cluster.peer_names(), |l| l != me, None)
+        .await?;
+    match f
+        .quorum_member(&l, queue, MemberAction::Members, Duration::from_millis(500))
+        .await
+    {
+        MemberOutcome::Members(m) => (!m.iter().any(|n| n == me)).then_some(l),
+        _ => None,
     }
-    None
 }
 
 impl Apply for Replica {

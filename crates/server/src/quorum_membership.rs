@@ -225,19 +225,11 @@ async fn new_leader(
 ) -> Option<String> {
     let f = host.forwarder()?;
     let deadline = tokio::time::Instant::now() + host.forward_timeout();
-    while tokio::time::Instant::now() < deadline {
-        for m in remaining {
-            let asked = f
-                .quorum_member(m, queue, MemberAction::Leader, Duration::from_millis(500))
-                .await;
-            if let MemberOutcome::Done(Some(l)) = asked
-                && l != me
-            {
-                return Some(l);
-            }
-        }
-        // A new leader needs an election timeout: nothing to await but the members' answers.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
+    f.ask_leader(
+        queue,
+        remaining,
+        |l| l != me,
+        Some((deadline, Duration::from_millis(20))),
+    )
+    .await
 }

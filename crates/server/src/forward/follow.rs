@@ -15,13 +15,10 @@ use std::collections::HashMap;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-use super::{Forwarder, Host, MemberAction, MemberOutcome};
+use super::{Forwarder, Host};
 
 /// Least time between two lookups of one queue's leader.
 pub const COOLDOWN: Duration = Duration::from_secs(1);
-
-/// How long one node may take to answer a lookup.
-const ASK_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The lookups of this node: when each queue's last one started, and whether it runs (the
 /// forwarder's `lookups`).
@@ -80,35 +77,33 @@ impl Forwarder {
 }
 
 /// Asks the other nodes (the failed one last) for the group's leader until one names a node
-/// other than `failed`, for up to the cluster operation timeout; makes it the queue's home.
+/// other than `failed` (and this one), for up to the cluster operation timeout; makes it the
+/// queue's home.
 async fn follow(broker: &Weak<dyn Host>, (vhost, queue): &(String, String), failed: &str) -> Option<String> {
     let deadline = {
         let b = broker.upgrade()?;
         tokio::time::Instant::now() + b.forward_timeout()
     };
     while tokio::time::Instant::now() < deadline {
-        let (b, peers) = {
-            let b = broker.upgrade()?;
-            let mut peers = b.cluster()?.peer_names();
-            peers.sort_by_key(|p| p == failed);
-            (b, peers)
+        // The broker is held for one round at a time: it may shut down meanwhile.
+        let b = broker.upgrade()?;
+        let (mut peers, me) = {
+            let c = b.cluster()?;
+            (c.peer_names(), c.node_name().to_string())
         };
-        for p in &peers {
-            let f = b.forwarder()?;
-            let asked = f
-                .quorum_member(p, (vhost, queue), MemberAction::Leader, ASK_TIMEOUT)
-                .await;
-            if let MemberOutcome::Done(Some(leader)) = asked
-                && leader != failed
-                && Some(leader.as_str()) != b.cluster().map(|c| c.node_name())
-            {
-                let v = b.vhost(vhost)?;
-                // A member that appeared here meanwhile follows Raft itself.
-                if b.quorum().get(vhost, queue).is_none() && v.remote_home(queue).as_deref() == Some(failed) {
-                    v.cede_queue(queue, &leader);
-                }
-                return Some(leader);
+        peers.sort_by_key(|p| p == failed);
+        let wanted = |l: &str| l != failed && l != me;
+        if let Some(leader) = b
+            .forwarder()?
+            .ask_leader((vhost, queue), &peers, wanted, None)
+            .await
+        {
+            let v = b.vhost(vhost)?;
+            // A member that appeared here meanwhile follows Raft itself.
+            if b.quorum().get(vhost, queue).is_none() && v.remote_home(queue).as_deref() == Some(failed) {
+                v.cede_queue(queue, &leader);
             }
+            return Some(leader);
         }
         drop(b);
         // An election takes a timeout or two: nothing to await but the members' answers.
