@@ -3927,7 +3927,8 @@ async fn a_member_removed_while_its_node_was_down_leaves_the_group_when_it_retur
 /// `x-queue-leader-locator: balanced` places a new quorum queue's leader on the member leading
 /// the fewest queues (the declaring node on a tie), where `client-local` (the default) places
 /// it on the declaring node: four queues declared through node 1, three of them balanced, get
-/// leaders on nodes 1, 2, 3 and 1.
+/// leaders on nodes 1, 2, 3 and 1. A policy's `queue-leader-locator` does the same for queues
+/// declared without the argument.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn balanced_leader_locator_spreads_quorum_queue_leaders_over_the_nodes() {
     let (nodes, _ports) = three_nodes("lb").await;
@@ -3952,6 +3953,26 @@ async fn balanced_leader_locator_spreads_quorum_queue_leaders_over_the_nodes() {
         leaders,
         ["lb1@localhost", "lb2@localhost", "lb3@localhost", "lb1@localhost"],
         "client-local, then balanced three times"
+    );
+    // The policy key `queue-leader-locator` places queues declared without the argument; the
+    // argument wins over it (RabbitMQ's `rabbit_queue_location`).
+    let policy = json!({"pattern": "^lb\\.p", "apply-to": "quorum_queues",
+                        "definition": {"queue-leader-locator": "balanced"}});
+    let r = api(https[0], "PUT", "/api/policies/%2F/spread", Some(policy)).await;
+    assert!(r.status == 201 || r.status == 204, "policy: {}", r.text());
+    let mut placed = Vec::new();
+    for (q, locator) in [("lb.p4", None), ("lb.p5", Some("client-local"))] {
+        let mut args = vec![("x-queue-type", common::lstr("quorum"))];
+        if let Some(l) = locator {
+            args.push(("x-queue-leader-locator", common::lstr(l)));
+        }
+        common::declare_durable(&ch, q, common::table(args)).await;
+        placed.push(group_leader(&https, &format!("/api/queues/%2F/{q}"), None).await);
+    }
+    assert_eq!(
+        placed,
+        ["lb2@localhost", "lb1@localhost"],
+        "balanced by policy (nodes 2 and 3 lead fewest; by name), then client-local by argument"
     );
     for n in nodes {
         n.running.shutdown().await;

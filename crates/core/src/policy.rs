@@ -18,12 +18,12 @@
 //! - `delivery-limit`: the lower value, but a negative value (unlimited) loses to a limit;
 //! - `overflow`: the queue argument wins, except on quorum queues where the policy wins;
 //! - everything else (`dead-letter-exchange`, `dead-letter-routing-key`,
-//!   `dead-letter-strategy` and Warren's `delivery-limit-counts` and `delayed-retry-*`): the
+//!   `dead-letter-strategy`, `queue-leader-locator` and Warren's `delivery-limit-counts` and `delayed-retry-*`): the
 //!   queue argument wins.
 //!
 //! Keys accepted but without effect on queues: `queue-mode`, `queue-version`,
 //! `alternate-exchange` (exchange policies are stored, not applied), `max-in-memory-length`,
-//! `max-in-memory-bytes`, `queue-leader-locator`, `initial-cluster-size`, `target-group-size`,
+//! `max-in-memory-bytes`, `initial-cluster-size`, `target-group-size`,
 //! `max-age`, `stream-max-segment-size-bytes`, and RabbitMQ 3.x's classic mirroring keys
 //! (`ha-mode`, `ha-params`, `ha-sync-mode`, `ha-sync-batch-size`, `ha-promote-on-*`,
 //! `queue-master-locator`), which exported definitions files often carry. What a queue type
@@ -285,7 +285,7 @@ const KEYS: &[Key] = &[
     },
     Key {
         name: "queue-leader-locator",
-        arg: None,
+        arg: Some(("x-queue-leader-locator", Merge::ArgWins)),
         check: Check::OneOf(&["client-local", "balanced", "random", "least-leaders"]),
         what: "queue leader locator value",
     },

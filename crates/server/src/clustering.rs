@@ -341,9 +341,13 @@ fn apply_define(broker: &Broker, vhost: &str, node: &str, method: &[u8]) -> Outc
                         as std::sync::Weak<dyn crate::forward::Host>
                 });
                 // RabbitMQ's `balanced` (and its older names): the leader on the member
-                // leading the fewest queues, not on the declaring client's node.
+                // leading the fewest queues, not on the declaring client's node. The argument
+                // wins over a policy's `queue-leader-locator` (`rabbit_queue_location`).
+                let policies = v.policies();
+                let policy = warren_core::policy::queue_policy(&policies, &q.queue, &q.arguments);
+                let effective = warren_core::policy::effective_arguments(policy, &q.arguments);
                 let balanced = matches!(
-                    q.arguments.get("x-queue-leader-locator").and_then(|f| f.as_str()),
+                    effective.get("x-queue-leader-locator").and_then(|f| f.as_str()),
                     Some("balanced" | "least-leaders" | "random")
                 );
                 crate::quorum::declared(host, c, vhost, &q.queue, (node, size, balanced));
