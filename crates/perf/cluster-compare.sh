@@ -46,7 +46,8 @@ mkdir -p "$out"
 target=${CARGO_TARGET_DIR:-$root/target}
 echo "== building (release, CARGO_TARGET_DIR=$target)" >&2
 cargo build --release -q -p warren -p warren-perf
-warren_bin=$target/release/warren perf_bin=$target/release/warren-perf
+# WARREN_BIN: another build's broker binary (e.g. a copy of an earlier build), for before/after runs.
+warren_bin=${WARREN_BIN:-$target/release/warren} perf_bin=$target/release/warren-perf
 
 # Ports: Warren nodes 5801-5803 (HTTP +10000, cluster 25801-25803); RabbitMQ nodes 5811, 5821,
 # 5831 (management +10000, Prometheus +10001, distribution +20000), far enough apart not to overlap.
