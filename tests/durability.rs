@@ -664,20 +664,22 @@ fn free_disk(dir: &std::path::Path) -> u64 {
     kb * 1024
 }
 
-/// Memory does not grow with the backlog: 2,000,000 persistent 1 KiB messages queued in a
-/// durable queue keep the broker process (the real binary) under 200 MB resident — peak RSS
-/// read from /proc — and the drained queue gives the memory back. On a machine with too
-/// little free disk for 2 GB of segments the backlog is scaled down (and says so).
+/// Memory does not grow with the backlog: 1,000,000 persistent 1 KiB messages (1 GB of
+/// bodies) queued in a durable queue keep the broker process (the real binary) under 200 MB
+/// resident — peak RSS read from /proc — and the drained queue gives the memory back. On a
+/// machine with too little free disk for 1 GB of segments the backlog is scaled down (and says
+/// so). (It was 2,000,000 until CI time ran over its 30 minutes: this test alone took 136 s
+/// of it; the broker's RSS with the backlog queued was the same 24 MB.)
 #[tokio::test]
-async fn two_million_message_backlog_stays_under_200_mb() {
+async fn one_million_message_backlog_stays_under_200_mb() {
     let dir = common::tempdir::Dir::new();
     let free = free_disk(&dir.path);
-    let total: usize = if free > 8 << 30 {
-        2_000_000
+    let total: usize = if free > 4 << 30 {
+        1_000_000
     } else {
         ((free / 4) / 1100) as usize
     };
-    if total < 2_000_000 {
+    if total < 1_000_000 {
         println!(
             "only {} MB free: backlog scaled down to {total} messages",
             free >> 20
