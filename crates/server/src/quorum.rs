@@ -40,8 +40,8 @@
 //! replica ([`Replica::page`]); each replica keeps records beyond a budget on disk
 //! ([`crate::quorum_bodies`]). See docs/clustering.md, "Paging a quorum queue's backlog".
 //!
-//! Not yet: non-member nodes of a group larger than the cluster's quorum do not learn of leader
-//! changes.
+//! Nodes outside a group (a cluster larger than the group) learn of a new leader only when
+//! forwarding to the old one fails ([`crate::forward`]'s `follow` module).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
