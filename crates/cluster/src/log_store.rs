@@ -36,8 +36,9 @@
 //! Every live entry's place in the file is in memory; its decoded payload only while it is
 //! among the most recent [`CACHE_BYTES`] of records (what followers are sent and the state
 //! machine applies next), or [`CACHE_BYTES_SHARED`] while all of the process's logs together
-//! keep more than [`NODE_CACHE_BYTES`] (many busy groups). Older payloads — a quorum queue's backlog — are read back from the
-//! file when asked for (a lagging follower), once the writer has written them.
+//! keep more than [`NODE_CACHE_BYTES`] (many busy groups). Older payloads — a quorum queue's
+//! backlog — are read back from the file when asked for (a lagging follower), once the writer
+//! has written them.
 //!
 //! `truncate` and `purge` wait for the writer to go idle first, so the file they change holds
 //! every appended record. All file IO runs on tokio's blocking pool, never on a runtime worker.
