@@ -243,9 +243,6 @@ impl StateMachine {
     pub fn remember(&mut self, n: usize) {
         self.recent.capacity = n;
         self.recent.trim();
-        if n == 0 {
-            self.recent = Recent::from_vec(Vec::new(), 0);
-        }
     }
 
     /// Asks for a snapshot on `trigger` once `threshold` entries (and twice the state's size
