@@ -329,8 +329,10 @@ fn apply_define(broker: &Broker, vhost: &str, node: &str, method: &[u8]) -> Outc
             } else {
                 Outcome::of(v.declare_remote_queue(&d, node, limit), created)
             };
-            let quorum = v.read_topology(|t| t.queue(&q.queue).is_some_and(|m| m.args.quorum));
-            if let (Outcome::Created, true, Some(c)) = (&outcome, quorum, broker.cluster()) {
+            let meta = v
+                .read_topology(|t| t.queue(&q.queue).cloned())
+                .filter(|m| m.args.quorum);
+            if let (Outcome::Created, Some(meta), Some(c)) = (&outcome, meta, broker.cluster()) {
                 let size = q
                     .arguments
                     .get("x-quorum-initial-group-size")
@@ -343,9 +345,8 @@ fn apply_define(broker: &Broker, vhost: &str, node: &str, method: &[u8]) -> Outc
                 // RabbitMQ's `balanced` (and its older names): the leader on the member
                 // leading the fewest queues, not on the declaring client's node. The argument
                 // wins over a policy's `queue-leader-locator` (`rabbit_queue_location`).
-                let policies = v.policies();
-                let policy = warren_core::policy::queue_policy(&policies, &q.queue, &q.arguments);
-                let effective = warren_core::policy::effective_arguments(policy, &q.arguments);
+                let policy = v.queue_policy(&meta);
+                let effective = warren_core::policy::effective_arguments(policy.as_ref(), &q.arguments);
                 let balanced = matches!(
                     effective.get("x-queue-leader-locator").and_then(|f| f.as_str()),
                     Some("balanced" | "least-leaders" | "random")
