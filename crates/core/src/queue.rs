@@ -359,12 +359,18 @@ impl QueueState {
     /// rest of a backlog of persisted messages stays on disk (see the module doc). No effect on
     /// priority queues.
     pub fn set_paging(&mut self, max_msgs: usize, max_bytes: u64) {
-        if self.args.max_priority.is_none() {
+        if self.pages() {
             self.paging = Some(PageLimits {
                 max_msgs: max_msgs.max(2),
                 max_bytes: max_bytes.max(2),
             });
         }
+    }
+
+    /// Whether a backlog beyond the in-memory budget may stay on disk: not for a priority
+    /// queue, whose next message may be the newest one (it holds its whole backlog).
+    pub fn pages(&self) -> bool {
+        self.args.max_priority.is_none()
     }
 
     /// At-least-once dead-lettering (a queue with a durable log; `x-dead-letter-strategy:

@@ -49,13 +49,13 @@ pub const READY_IN_MEMORY: usize = 2048;
 /// Same, in body bytes (per queue: 200 queues with backlogs hold at most 400 MB).
 pub const READY_BYTES_IN_MEMORY: u64 = 2 << 20;
 /// How much of a recovered or adopted backlog a queue holds in memory before the rest is
-/// counted as paged: [`READY_IN_MEMORY`] and [`READY_BYTES_IN_MEMORY`], except for a priority
-/// queue, which never pages (its next message may be the newest one), so holds all of it.
-fn ready_budget(args: &warren_core::args::QueueArgs) -> (usize, u64) {
-    if args.max_priority.is_some() {
-        (usize::MAX, u64::MAX)
-    } else {
+/// counted as paged: [`READY_IN_MEMORY`] and [`READY_BYTES_IN_MEMORY`], or all of it for a
+/// queue that does not page ([`QueueState::pages`]: a priority queue).
+fn ready_budget(state: &QueueState) -> (usize, u64) {
+    if state.pages() {
         (READY_IN_MEMORY, READY_BYTES_IN_MEMORY)
+    } else {
+        (usize::MAX, u64::MAX)
     }
 }
 
@@ -649,7 +649,7 @@ impl Queue {
         let opened = {
             let i = self.inner.lock();
             let state = &i.state;
-            let (max_msgs, max_bytes) = ready_budget(state.args());
+            let (max_msgs, max_bytes) = ready_budget(state);
             store.open_queue_with(dir, &mut |r| {
                 max_seq = max_seq.max(r.seq);
                 let payload = bytes::Bytes::copy_from_slice(r.payload);
@@ -741,7 +741,7 @@ impl Queue {
             let _ = i.state.take_delivered();
             // The first messages in memory, the rest paged in from the replica as the queue
             // drains (the serving handle holds no more of a backlog than any other queue).
-            let (max_msgs, max_bytes) = ready_budget(i.state.args());
+            let (max_msgs, max_bytes) = ready_budget(&i.state);
             let (head, paged, max_seq) = replica.head(max_msgs, max_bytes);
             if !head.undecodable.is_empty() {
                 replicator.command(warren_core::quorum::Command::Settle(head.undecodable));
