@@ -605,6 +605,7 @@ impl Connection {
 
     fn process_input(&mut self, rbuf: &mut BytesMut) {
         self.input_held = false;
+        self.session.clock_ms = crate::util::now_ms();
         loop {
             if matches!(self.phase, Phase::Done | Phase::Draining) {
                 // What follows a connection.close is discarded, never acted on.

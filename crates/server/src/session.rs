@@ -95,6 +95,10 @@ pub struct Session {
     /// Forwarding links (to other cluster nodes) the last command's publishes filled past
     /// their bound: the connection parks on them as on `out_of_credit`.
     pub out_of_link_credit: Vec<Arc<crate::forward::LinkCredit>>,
+    /// Wall-clock milliseconds when the connection started processing its current input
+    /// batch: the enqueue time of every message published in it. Read once per batch (what one
+    /// socket read brought), not once per message: the clock read cost 3–4% of a publish.
+    pub clock_ms: u64,
 }
 
 impl Session {
@@ -106,6 +110,7 @@ impl Session {
             broker,
             shared,
             out: BytesMut::with_capacity(64 * 1024),
+            clock_ms: crate::util::now_ms(),
             vhost: None,
             user: String::new(),
             perm_cache: PermCache::default(),

@@ -22,7 +22,7 @@ use crate::auth::Access;
 use crate::broker::{REPLY_TO_QUEUE, ReplyTarget};
 use crate::forward::QueueRef;
 use crate::queue::Sink;
-use crate::util::{now_ms, random_name};
+use crate::util::random_name;
 
 impl Channel {
     pub(super) fn basic_qos(&mut self, s: &mut Session, m: BasicQos) -> AmqpResult<()> {
@@ -516,7 +516,7 @@ impl Channel {
                 ..Default::default()
             }
         } else {
-            v.publish_cached(msg.clone(), ttl, now_ms(), Some(&mut self.route_cache))?
+            v.publish_cached(msg.clone(), ttl, s.clock_ms, Some(&mut self.route_cache))?
         };
         s.broker.metrics.count_routed(seq.is_some(), outcome.enqueued);
         let mut nodes = outcome.remote.len() as u32;
