@@ -8,12 +8,16 @@
 //! taskset -c 1 loopback_floor load 127.0.0.1:5900 --rate 100000 --secs 5
 //! ```
 //!
-//! `load` sends 16-byte records (send time, sequence number) paced like `warren-perf --pacing
-//! tick` (a write of what fell due every 50 µs) and prints the end-to-end latency percentiles.
+//! `load` sends 16-byte records (send time, sequence number), a write of what fell due every
+//! 50 µs like `warren-perf --pacing tick`, and prints the end-to-end latency percentiles read
+//! as warren-perf reads its own (the same histogram, [`Latency::from_histogram`]).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
+
+use warren_perf::report::Latency;
+use warren_perf::stats::histogram;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -57,17 +61,18 @@ fn relay(addr: &str) {
 }
 
 fn load(addr: &str, rate: f64, secs: f64) {
+    // The relay takes the first connection as the producer: `connect` returns once the
+    // connection is in the listener's accept queue, which is served in order.
     let mut prod = TcpStream::connect(addr).expect("connect producer");
-    std::thread::sleep(Duration::from_millis(50));
     let mut cons = TcpStream::connect(addr).expect("connect consumer");
     prod.set_nodelay(true).ok();
     let origin = Instant::now();
     let total = (rate * secs) as u64;
     let reader = std::thread::spawn(move || {
-        let mut lat = Vec::with_capacity(total as usize);
+        let mut lat = histogram();
         let mut buf = vec![0u8; 64 * 1024];
         let mut have = 0;
-        while (lat.len() as u64) < total {
+        while lat.len() < total {
             let n = match cons.read(&mut buf[have..]) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
@@ -77,7 +82,7 @@ fn load(addr: &str, rate: f64, secs: f64) {
             let whole = have / 16 * 16;
             for r in buf[..whole].chunks_exact(16) {
                 let sent = u64::from_le_bytes(r[..8].try_into().expect("8 bytes"));
-                lat.push(now.saturating_sub(sent));
+                lat.saturating_record(now.saturating_sub(sent));
             }
             buf.copy_within(whole..have, 0);
             have -= whole;
@@ -101,16 +106,15 @@ fn load(addr: &str, rate: f64, secs: f64) {
         prod.write_all(&out).expect("write");
         sent = due;
     }
-    let mut lat = reader.join().expect("reader");
-    lat.sort_unstable();
-    let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0;
+    let lat = reader.join().expect("reader");
+    let l = Latency::from_histogram(&lat);
     println!(
         "{} msgs at {rate}/s: p50 {:.0} us, p95 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us",
         lat.len(),
-        q(0.50),
-        q(0.95),
-        q(0.99),
-        q(0.999),
-        q(1.0)
+        l.p50_us,
+        l.p95_us,
+        l.p99_us,
+        l.p999_us,
+        l.max_us
     );
 }
