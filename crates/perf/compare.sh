@@ -17,6 +17,9 @@
 #   --baseline-perf BIN  with --baseline: load the baseline broker with this warren-perf binary
 #                  (a build of the previous commit) instead of this tree's, so a change to the
 #                  load generator shows in the before/after table too
+# Every run also records the share of each CPU the hypervisor took during it ("steal" in
+# /proc/stat, warren-perf's machine_steal): on a shared virtual machine that, more than either
+# broker, is what a latency tail or a low single-core rate is made of. The full table shows it.
 # Environment: CARGO_TARGET_DIR (default ./target), WARREN_PORT (5680), RABBITMQ_PORT (5673),
 # RABBITMQ_LOCAL (path of rabbitmq-local.sh), BROKER_CPU (0), PERF_CPU (1).
 set -euo pipefail
@@ -150,11 +153,11 @@ run_one() {
   c1=$(cpu_ticks "$pid"); t1=$(date +%s.%N)
   awk -v c="$((c1 - c0))" -v t0="$t0" -v t1="$t1" -v p="$peak" \
     'BEGIN { printf "broker_cpu_util %.3f\nbroker_peak_rss_mb %.1f\n", c / 100 / (t1 - t0), p / 1024 }' > "$f.broker"
-  printf '   %-3s %-8s run %d: consumed %s msg/s (%s while publishing), p99 %s us, lost %s, dup %s, broker cpu %s, tool cpu %s\n' \
+  printf '   %-3s %-8s run %d: consumed %s msg/s (%s while publishing), p99 %s us, lost %s, dup %s, broker cpu %s, tool cpu %s, steal %s\n' \
     "$sc" "$broker" "$n" "$(field "$f.json" consume_rate | cut -d. -f1)" \
     "$(field "$f.json" consume_rate_while_publishing | cut -d. -f1)" "$(field "$f.json" p99_us)" \
     "$(field "$f.json" lost)" "$(field "$f.json" duplicated)" "$(awk '/cpu/ {print $2}' "$f.broker")" \
-    "$(field "$f.json" tool_cpu_utilisation)" >&2
+    "$(field "$f.json" tool_cpu_utilisation)" "$(field "$f.json" machine_steal_max)" >&2
 }
 
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -240,15 +243,15 @@ done
 # The same runs, every figure of every scenario for each broker (medians): the issue-17 report.
 full_row() { # scenario broker
   local sc=$1 b=$2 k v line="| $1 | $2"
-  for k in publish_rate consume_rate consume_rate_while_publishing p50_us p99_us p999_us broker:broker_peak_rss_mb broker:broker_cpu_util; do
+  for k in publish_rate consume_rate consume_rate_while_publishing p50_us p99_us p999_us broker:broker_peak_rss_mb broker:broker_cpu_util machine_steal_max; do
     v=$(metric "$sc" "$b" "$k")
     line+=" | $(awk -v v="$v" 'BEGIN { if (v == "nan" || v == "") print "–"; else if (v + 0 >= 1000) printf "%.0f", v; else printf "%.3g", v }')"
   done
   echo "$line |"
 }
 {
-  echo "| scenario | broker | published msg/s | consumed msg/s | consumed while publishing | p50 µs | p99 µs | p99.9 µs | peak RSS MB | broker CPU |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| scenario | broker | published msg/s | consumed msg/s | consumed while publishing | p50 µs | p99 µs | p99.9 µs | peak RSS MB | broker CPU | steal |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for sc in "${list[@]}"; do
     for b in $brokers; do full_row "$sc" "$b"; done
   done

@@ -10,14 +10,15 @@
 //!
 //! `load` sends 16-byte records (send time, sequence number), a write of what fell due every
 //! 50 µs like `warren-perf --pacing tick`, and prints the end-to-end latency percentiles read
-//! as warren-perf reads its own (the same histogram, [`Latency::from_histogram`]).
+//! as warren-perf reads its own (the same histogram, [`Latency::from_histogram`]), with the
+//! share of each CPU the hypervisor took during the run (as warren-perf reports it).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use warren_perf::report::Latency;
-use warren_perf::stats::histogram;
+use warren_perf::stats::{histogram, steal_seconds, steal_share};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -67,6 +68,7 @@ fn load(addr: &str, rate: f64, secs: f64) {
     let mut cons = TcpStream::connect(addr).expect("connect consumer");
     prod.set_nodelay(true).ok();
     let origin = Instant::now();
+    let steal0 = steal_seconds();
     let total = (rate * secs) as u64;
     let reader = std::thread::spawn(move || {
         let mut lat = histogram();
@@ -108,13 +110,19 @@ fn load(addr: &str, rate: f64, secs: f64) {
     }
     let lat = reader.join().expect("reader");
     let l = Latency::from_histogram(&lat);
+    let steal: Vec<String> = steal_share(&steal0, &steal_seconds(), origin.elapsed().as_secs_f64())
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("cpu{i} {:.1}%", v * 100.0))
+        .collect();
     println!(
-        "{} msgs at {rate}/s: p50 {:.0} us, p95 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us",
+        "{} msgs at {rate}/s: p50 {:.0} us, p95 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us, steal {}",
         lat.len(),
         l.p50_us,
         l.p95_us,
         l.p99_us,
         l.p999_us,
-        l.max_us
+        l.max_us,
+        steal.join(" ")
     );
 }

@@ -16,7 +16,7 @@ use crate::client::{Conn, Result};
 use crate::config::{ExchangeType, PerfConfig};
 use crate::producer::{self, ProducerOutcome};
 use crate::report::{Latency, Report, thousands};
-use crate::stats::{Shared, process_cpu_seconds};
+use crate::stats::{Shared, process_cpu_seconds, steal_seconds, steal_share};
 use crate::uri::AmqpUri;
 use crate::{accounting::ProducerTally, consumer};
 
@@ -201,6 +201,7 @@ pub async fn run(cfg: PerfConfig, show_progress: bool) -> Result<Report> {
     let shared = Arc::new(Shared::new(cfg.groups(), cfg.producers));
     let (stop_tx, _) = watch::channel(false);
     let cpu0 = process_cpu_seconds().unwrap_or(0.0);
+    let steal0 = steal_seconds();
     let wall0 = Instant::now();
 
     let mut consumers = Vec::new();
@@ -294,6 +295,7 @@ pub async fn run(cfg: PerfConfig, show_progress: bool) -> Result<Report> {
     }
     let wall = wall0.elapsed().as_secs_f64();
     let cpu = process_cpu_seconds().unwrap_or(0.0) - cpu0;
+    let steal = steal_share(&steal0, &steal_seconds(), wall);
     if !cfg.keep_queues {
         if let Err(e) = teardown(&cfg, admin).await {
             shared.error(format!("teardown: {e}"));
@@ -358,6 +360,8 @@ pub async fn run(cfg: PerfConfig, show_progress: bool) -> Result<Report> {
         } else {
             0.0
         },
+        machine_steal_max: steal.iter().copied().fold(0.0, f64::max),
+        machine_steal: steal,
         errors: shared.errors(),
     })
 }

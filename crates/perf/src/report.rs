@@ -105,6 +105,11 @@ pub struct Report {
     pub tool_cpu_utilisation: f64,
     /// Tool CPU per message handled (published + consumed), ns.
     pub tool_cpu_ns_per_msg: f64,
+    /// Share of each CPU's time the hypervisor took during the run (cpu0 first, 0.0–1.0):
+    /// time in which neither the broker nor warren-perf could run on it.
+    pub machine_steal: Vec<f64>,
+    /// The largest of `machine_steal`.
+    pub machine_steal_max: f64,
     /// Errors from producers and consumers.
     pub errors: Vec<String>,
 }
@@ -178,6 +183,19 @@ impl fmt::Display for Report {
             "tool cpu    {:.2} s over {:.2} s = {:.2} core, {:.0} ns per message (published + consumed)",
             self.tool_cpu_seconds, self.wall_seconds, self.tool_cpu_utilisation, self.tool_cpu_ns_per_msg
         );
+        if !self.machine_steal.is_empty() {
+            let cpus: Vec<String> = self
+                .machine_steal
+                .iter()
+                .enumerate()
+                .map(|(i, v)| format!("cpu{i} {:.1}%", v * 100.0))
+                .collect();
+            let _ = writeln!(
+                s,
+                "steal       {} of the run taken by the hypervisor",
+                cpus.join("  ")
+            );
+        }
         for e in &self.errors {
             let _ = writeln!(s, "error: {e}");
         }

@@ -1,6 +1,7 @@
 //! State shared by every task of a run: the monotonic clock origin all timestamps count from,
-//! live counters for the once-a-second progress line, and the [`Tally`] (accounting plus
-//! latency histograms) that consumers lock once per read batch.
+//! live counters for the once-a-second progress line, the [`Tally`] (accounting plus
+//! latency histograms) that consumers lock once per read batch, and the readings of the machine
+//! a run is judged by (process CPU time, the hypervisor's steal).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -117,9 +118,59 @@ pub fn proc_cpu_seconds(pid: &str) -> Option<f64> {
     Some((utime + stime) as f64 / 100.0)
 }
 
+/// Time the hypervisor took from each CPU of this machine since boot ("steal" in
+/// `/proc/stat`), in seconds, cpu0 first. Empty where `/proc/stat` cannot be read. On a shared
+/// virtual machine a run's latency tail follows this more than anything the broker does, so a
+/// run reports how much of it fell in its own window.
+pub fn steal_seconds() -> Vec<f64> {
+    std::fs::read_to_string("/proc/stat").map_or_else(|_| Vec::new(), |s| parse_steal(&s))
+}
+
+/// The steal column (the 8th value) of every `cpuN` line, USER_HZ = 100.
+fn parse_steal(stat: &str) -> Vec<f64> {
+    stat.lines()
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .map(|l| {
+            l.split_whitespace()
+                .nth(8)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0) as f64
+                / 100.0
+        })
+        .collect()
+}
+
+/// Share of each CPU's time (0.0–1.0) the hypervisor took between two [`steal_seconds`]
+/// readings `wall` seconds apart.
+pub fn steal_share(before: &[f64], after: &[f64], wall: f64) -> Vec<f64> {
+    if wall <= 0.0 {
+        return Vec::new();
+    }
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| ((a - b) / wall).clamp(0.0, 1.0))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_each_cpus_steal_column() {
+        let stat = "cpu  10 0 20 300 4 0 5 70 0 0\n\
+                    cpu0 5 0 10 150 2 0 3 25 0 0\n\
+                    cpu1 5 0 10 150 2 0 2 45 0 0\n\
+                    intr 12345 0 0\n\
+                    cpufreq 1\n";
+        assert_eq!(parse_steal(stat), vec![0.25, 0.45]);
+        assert_eq!(steal_share(&[0.25, 0.45], &[0.75, 0.45], 5.0), vec![0.1, 0.0]);
+        assert!(steal_share(&[0.0], &[1.0], 0.0).is_empty());
+    }
 
     #[test]
     fn reads_own_cpu_time() {
