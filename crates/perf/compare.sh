@@ -114,6 +114,12 @@ pid_of() { if [ "$1" = warren ]; then echo "$wpid"; else echo "$rpid"; fi; }
 uri_of() { if [ "$1" = warren ]; then echo "amqp://guest:guest@127.0.0.1:$wport/%2f"; else echo "amqp://guest:guest@127.0.0.1:$rport/%2f"; fi; }
 cpu_ticks() { awk '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# A run's peak RSS is the kernel's high-water mark (VmHWM), reset before the run by writing 5 to
+# /proc/PID/clear_refs, so nothing samples during the run: a sampling loop forks (awk, sleep)
+# five times a second, and on a 2-core machine every fork lands on a measured CPU (it nearly
+# doubled scenario 4's p99 at 100,000 msg/s). Where the reset is refused, the loop samples.
+reset_peak() { { echo 5 > "/proc/$1/clear_refs"; } 2>/dev/null; }
+peak_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 field() { grep -o "\"$2\":[^,}]*" "$1" | head -1 | cut -d: -f2; }
 
 # Scenario table: id|label|warren-perf flags
@@ -133,22 +139,49 @@ scenario_flags() {
   esac
 }
 
+# Before each run both brokers go idle: the other one may still be working after its own run
+# (RabbitMQ freeing the backlog of scenario 4b's deleted queue, say), and on the broker CPU
+# that work would count against this run. Idle: at most 2 ticks (20 ms) of CPU in 0.5 s;
+# after 30 s the run starts anyway and says so.
+broker_ticks() { local s=0 p; for p in "$wpid" ${rpid:-}; do s=$((s + $(cpu_ticks "$p"))); done; echo "$s"; }
+settle() {
+  local waited=0 t0 t1
+  while :; do
+    t0=$(broker_ticks); sleep 0.5; t1=$(broker_ticks)
+    if [ $((t1 - t0)) -le 2 ]; then break; fi
+    waited=$((waited + 1))
+    if [ "$waited" -ge 60 ]; then
+      echo "   (the brokers still used $((t1 - t0)) ticks in 0.5 s after 30 s; running anyway)" >&2
+      break
+    fi
+  done
+  if [ "$waited" -ge 2 ]; then echo "   (waited $((waited / 2)) s for both brokers to go idle)" >&2; fi
+}
+
 # One run: broker, scenario, run number → $out/<scenario>-<broker>-<n>.json (+ rss/cpu fields)
 run_one() {
   local broker=$1 sc=$2 n=$3 pid uri f
   pid=$(pid_of "$broker"); uri=$(uri_of "$broker")
   f=$out/$sc-$broker-$n
   local c0 t0 peak=0 rss
+  settle
+  local sample=1
+  if reset_peak "$pid"; then sample=0; fi
   c0=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
   # shellcheck disable=SC2046
   taskset -c "$pcpu" timeout 1800 "$(perf_of "$broker")" --uri "$uri" --json $(scenario_flags "$sc") \
     > "$f.json" 2> "$f.log" &
   local ppid=$!
-  while kill -0 "$ppid" 2>/dev/null; do
-    rss=$(rss_kb "$pid" || echo 0); [ "${rss:-0}" -gt "$peak" ] && peak=$rss
-    sleep 0.2
-  done
-  wait "$ppid" || echo "   (warren-perf exited $? for $sc on $broker; see $f.log)" >&2
+  if [ "$sample" = 0 ]; then
+    wait "$ppid" || echo "   (warren-perf exited $? for $sc on $broker; see $f.log)" >&2
+    peak=$(peak_kb "$pid" || echo 0)
+  else
+    while kill -0 "$ppid" 2>/dev/null; do
+      rss=$(rss_kb "$pid" || echo 0); [ "${rss:-0}" -gt "$peak" ] && peak=$rss
+      sleep 0.2
+    done
+    wait "$ppid" || echo "   (warren-perf exited $? for $sc on $broker; see $f.log)" >&2
+  fi
   local c1 t1
   c1=$(cpu_ticks "$pid"); t1=$(date +%s.%N)
   awk -v c="$((c1 - c0))" -v t0="$t0" -v t1="$t1" -v p="$peak" \
