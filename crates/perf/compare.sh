@@ -61,6 +61,7 @@ tmp=$(mktemp -d /tmp/warren-compare.XXXXXX)
 export WARREN_PROMETHEUS_LISTEN=off
 out=${out:-$tmp/results}
 mkdir -p "$out"
+rm -f "$out/repeated"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 echo "== building (release, CARGO_TARGET_DIR=$target)" >&2
