@@ -18,7 +18,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use warren_perf::report::Latency;
-use warren_perf::stats::{histogram, steal_seconds, steal_share};
+use warren_perf::stats::{format_steal, histogram, steal_seconds, steal_share};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -110,11 +110,7 @@ fn load(addr: &str, rate: f64, secs: f64) {
     }
     let lat = reader.join().expect("reader");
     let l = Latency::from_histogram(&lat);
-    let steal: Vec<String> = steal_share(&steal0, &steal_seconds(), origin.elapsed().as_secs_f64())
-        .iter()
-        .enumerate()
-        .map(|(i, v)| format!("cpu{i} {:.1}%", v * 100.0))
-        .collect();
+    let steal = steal_share(&steal0, &steal_seconds(), origin.elapsed().as_secs_f64());
     println!(
         "{} msgs at {rate}/s: p50 {:.0} us, p95 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us, steal {}",
         lat.len(),
@@ -123,6 +119,6 @@ fn load(addr: &str, rate: f64, secs: f64) {
         l.p99_us,
         l.p999_us,
         l.max_us,
-        steal.join(" ")
+        format_steal(&steal)
     );
 }

@@ -108,7 +108,8 @@ pub struct Report {
     /// Share of each CPU's time the hypervisor took during the run (cpu0 first, 0.0–1.0):
     /// time in which neither the broker nor warren-perf could run on it.
     pub machine_steal: Vec<f64>,
-    /// The largest of `machine_steal`.
+    /// The largest of `machine_steal`: one number, for scripts that read single JSON fields
+    /// (compare.sh's `steal` column and `--max-steal`).
     pub machine_steal_max: f64,
     /// Errors from producers and consumers.
     pub errors: Vec<String>,
@@ -184,16 +185,10 @@ impl fmt::Display for Report {
             self.tool_cpu_seconds, self.wall_seconds, self.tool_cpu_utilisation, self.tool_cpu_ns_per_msg
         );
         if !self.machine_steal.is_empty() {
-            let cpus: Vec<String> = self
-                .machine_steal
-                .iter()
-                .enumerate()
-                .map(|(i, v)| format!("cpu{i} {:.1}%", v * 100.0))
-                .collect();
             let _ = writeln!(
                 s,
                 "steal       {} of the run taken by the hypervisor",
-                cpus.join("  ")
+                crate::stats::format_steal(&self.machine_steal)
             );
         }
         for e in &self.errors {

@@ -156,6 +156,16 @@ pub fn steal_share(before: &[f64], after: &[f64], wall: f64) -> Vec<f64> {
         .collect()
 }
 
+/// A [`steal_share`] reading as the reports print it: `cpu0 1.5%  cpu1 0.0%`.
+pub fn format_steal(share: &[f64]) -> String {
+    share
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("cpu{i} {:.1}%", v * 100.0))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +180,7 @@ mod tests {
         assert_eq!(parse_steal(stat), vec![0.25, 0.45]);
         assert_eq!(steal_share(&[0.25, 0.45], &[0.75, 0.45], 5.0), vec![0.1, 0.0]);
         assert!(steal_share(&[0.0], &[1.0], 0.0).is_empty());
+        assert_eq!(format_steal(&[0.1, 0.0]), "cpu0 10.0%  cpu1 0.0%");
     }
 
     #[test]
